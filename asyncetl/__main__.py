@@ -1,0 +1,3 @@
+from asyncetl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""The JSON-file checkpoint store: the one that needs no external system."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import orjson
+
+from asyncetl.core.batch import JsonValue, Position
+from asyncetl.core.errors import CheckpointError
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore
+
+__all__ = ["JsonFileCheckpointStore"]
+
+_FORMAT = 1
+
+
+class JsonFileCheckpointStore(CheckpointStore):
+    """Every checkpoint in one JSON file, replaced atomically on each save.
+
+    A save writes a temporary file beside the target, fsyncs it, renames it over
+    the target and fsyncs the directory, so a crash leaves either the old or the
+    new file, never a torn one. A file that exists but cannot be read is an
+    error, never a silent restart from the beginning.
+
+    :param path: the JSON file; its directory must exist.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._data: dict[str, dict[str, JsonValue]] | None = None
+        self._lock = anyio.Lock()
+
+    async def load(self, pipeline: str, source: str) -> Position:
+        data = await self._loaded()
+        return data.get(pipeline, {}).get(source)
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        async with self._lock:
+            data = await self._loaded()
+            data.setdefault(checkpoint.pipeline, {})[checkpoint.source] = checkpoint.position
+            document = {"format": _FORMAT, "checkpoints": data}
+            await anyio.to_thread.run_sync(_write_atomically, self.path, orjson.dumps(document))
+
+    async def _loaded(self) -> dict[str, dict[str, JsonValue]]:
+        if self._data is None:
+            self._data = await anyio.to_thread.run_sync(_read_checkpoints, self.path)
+        return self._data
+
+
+def _read_checkpoints(path: Path) -> dict[str, dict[str, JsonValue]]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint file {path}: {exc.strerror}") from exc
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"checkpoint file {path} is not valid JSON ({exc}); restore it from a backup "
+            "or delete it to start over from the beginning"
+        ) from exc
+    checkpoints = document.get("checkpoints") if isinstance(document, dict) else None
+    if not isinstance(checkpoints, dict) or document.get("format") != _FORMAT:
+        raise CheckpointError(
+            f"checkpoint file {path} is not an asyncetl checkpoint file (format {_FORMAT}); "
+            "restore it from a backup or delete it to start over from the beginning"
+        )
+    return checkpoints
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as temp:
+                temp.write(content)
+                temp.flush()
+                os.fsync(temp.fileno())
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint file {path}: {exc.strerror}") from exc

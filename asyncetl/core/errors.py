@@ -1,0 +1,91 @@
+"""Every error asyncetl raises on purpose.
+
+::
+
+    AsyncetlError
+    ├── ConfigError (also ValueError)      a spec or constructor argument is wrong
+    ├── ConnectorError                     an external system misbehaved
+    │   ├── TransientError                 worth retrying (timeouts, resets, 429/503, serialization failures)
+    │   └── PermanentError                 retrying will not help (auth, missing table, bad type)
+    ├── StageError                         a stage failed; names stage and position, chains the cause
+    └── CheckpointError                    a checkpoint could not be read or written
+
+Messages are one sentence naming the offending value and what to do about it;
+the CLI prints that sentence instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from asyncetl.core.batch import Position
+
+__all__ = [
+    "AsyncetlError",
+    "CheckpointError",
+    "ConfigError",
+    "ConnectorError",
+    "PermanentError",
+    "StageError",
+    "TransientError",
+]
+
+
+class AsyncetlError(Exception):
+    """Root of every error asyncetl raises on purpose."""
+
+
+class ConfigError(AsyncetlError, ValueError):
+    """A spec, argument or environment variable is invalid.
+
+    :param where: what was being read, e.g. ``pipeline.toml`` or ``JsonlSource``.
+    :param key: the offending key, dotted (``sink.table``), when there is one.
+    """
+
+    def __init__(self, message: str, *, where: str | None = None, key: str | None = None) -> None:
+        self.where = where
+        self.key = key
+        prefix = ""
+        if where and key:
+            prefix = f"{where}: {key}: "
+        elif where or key:
+            prefix = f"{where or key}: "
+        super().__init__(prefix + message)
+
+
+class ConnectorError(AsyncetlError):
+    """An external system misbehaved."""
+
+
+class TransientError(ConnectorError):
+    """A failure worth retrying.
+
+    :param retry_after: seconds the server asked us to wait, when it said so.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(ConnectorError):
+    """A failure that retrying will not fix."""
+
+
+class StageError(AsyncetlError):
+    """A stage failed; the run stops without committing past the last acknowledged batch."""
+
+    def __init__(self, stage: str, position: Position, cause: BaseException) -> None:
+        self.stage = stage
+        self.position = position
+        self.cause = cause
+        detail = str(cause) or type(cause).__name__
+        super().__init__(
+            f"stage {stage!r} failed on the batch ending at position {position!r}: "
+            f"{type(cause).__name__}: {detail}"
+        )
+
+
+class CheckpointError(AsyncetlError):
+    """A checkpoint could not be read or written."""

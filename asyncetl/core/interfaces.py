@@ -1,0 +1,153 @@
+"""The interfaces every connector implements: sources, sinks, transforms, stores.
+
+Each is a small abstract base class with no-op lifecycle defaults, in the manner
+of httpx's transports: a connector overrides what it needs. The engine calls
+``open()`` before first use and ``close()`` on every exit path.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, Literal, TypeAlias, TypeVar
+
+from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "DeadLetter",
+    "DeadLetterStore",
+    "FailurePolicy",
+    "Reject",
+    "Resource",
+    "Sink",
+    "Source",
+]
+
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+#: What happens to a record that a stage cannot handle.
+FailurePolicy: TypeAlias = Literal["fail", "dead_letter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A committed source position, keyed by pipeline and source."""
+
+    pipeline: str
+    source: str
+    position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record set aside by the dead-letter failure policy.
+
+    :param record: the raw record, made JSON-safe (unknown types become strings).
+    :param position: the source position of the batch the record travelled in.
+    :param id: assigned by the store; ``None`` before it is stored.
+    """
+
+    pipeline: str
+    stage: str
+    error: str
+    error_type: str
+    record: JsonValue
+    position: Position
+    time: datetime
+    id: str | None = field(default=None)
+
+
+class Resource:
+    """Something the engine opens before use and closes on every exit path."""
+
+    async def open(self) -> None:
+        """Acquire connections, files and sessions."""
+
+    async def close(self) -> None:
+        """Release what :meth:`open` acquired; must be safe to call after a failed open."""
+
+
+class Source(Resource, abc.ABC, Generic[T_co]):
+    """An async iterator of chunks that can resume after a position.
+
+    :ivar name: identifies the source within a pipeline; part of the checkpoint key.
+    """
+
+    name: str = "source"
+
+    @abc.abstractmethod
+    def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[T_co]]:
+        """Yield chunks of at most about ``max_chunk`` records, starting strictly after ``after``.
+
+        ``after`` is ``None`` on a fresh start. Iteration ends when the source is
+        exhausted; a continuous source never ends and is stopped by cancellation.
+        """
+
+    def decode(self, raw: JsonValue) -> T_co:
+        """Turn a dead-lettered raw record of this source back into a record, for replay.
+
+        :raises Exception: whatever decoding raises when the record is still bad.
+        """
+        return raw  # type: ignore[return-value]
+
+    async def acknowledge(self, position: Position) -> None:
+        """Upstream acknowledgement: everything up to ``position`` is committed downstream."""
+
+
+class Sink(Resource, abc.ABC, Generic[T_contra]):
+    """Writes batches durably; returning from :meth:`write` is the acknowledgement."""
+
+    name: str = "sink"
+
+    @abc.abstractmethod
+    async def write(self, batch: Batch[T_contra]) -> Sequence[Reject]:
+        """Write ``batch`` durably and return the records the target refused (usually none)."""
+
+    def commits_to(self, store: CheckpointStore) -> bool:
+        """Whether this sink can write checkpoints of ``store`` inside its own transaction."""
+        return False
+
+    async def write_with_checkpoint(
+        self, batch: Batch[T_contra], checkpoint: Checkpoint
+    ) -> Sequence[Reject]:
+        """Write ``batch`` and ``checkpoint`` in one transaction (exactly-once).
+
+        Called instead of :meth:`write` only when :meth:`commits_to` is true.
+        """
+        raise NotImplementedError
+
+
+class CheckpointStore(Resource, abc.ABC):
+    """Keeps the committed position of each (pipeline, source)."""
+
+    @abc.abstractmethod
+    async def load(self, pipeline: str, source: str) -> Position:
+        """The committed position, or ``None`` when nothing was committed yet.
+
+        :raises CheckpointError: when the stored checkpoint is unreadable.
+        """
+
+    @abc.abstractmethod
+    async def save(self, checkpoint: Checkpoint) -> None:
+        """Durably replace the committed position."""
+
+
+class DeadLetterStore(Resource, abc.ABC):
+    """Keeps records set aside by the dead-letter policy until replayed."""
+
+    @abc.abstractmethod
+    async def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Durably store ``letters``."""
+
+    @abc.abstractmethod
+    async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
+        """Stored letters of ``pipeline``, oldest first, with their ids."""
+
+    @abc.abstractmethod
+    async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
+        """Delete the letters with these ids."""

@@ -1,0 +1,226 @@
+"""The pipeline: source → transforms → sink as stages in one task group.
+
+Stages are joined by memory object streams of ``queue_size`` batches, so at most
+about ``queue_size × max_batch_size × (stages + 1)`` records are in flight
+whatever the volume (see :attr:`Pipeline.max_records_in_flight`). The sink
+returning from ``write`` is the acknowledgement; the checkpoint then commits the
+low watermark, and only after that does the source get its upstream
+acknowledgement.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from asyncetl.core._stages import StageRunner
+from asyncetl.core.batch import Position
+from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.interfaces import (
+    CheckpointStore,
+    DeadLetterStore,
+    FailurePolicy,
+    Resource,
+    Sink,
+    Source,
+)
+from asyncetl.core.memory import MemoryCheckpointStore
+from asyncetl.core.transforms import Transform
+
+__all__ = ["Pipeline", "RunStats"]
+
+
+@dataclass(slots=True)
+class RunStats:
+    """What one run did; updated live while it runs."""
+
+    records_in: int = 0
+    records_out: int = 0
+    dead_lettered: int = 0
+    batches_committed: int = 0
+    position: Position = None
+    started_at: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
+    stopped_early: bool = False
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished_at or time.monotonic()) - self.started_at
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "records_in": self.records_in,
+            "loaded": self.records_out,
+            "dead_lettered": self.dead_lettered,
+            "batches": self.batches_committed,
+            "elapsed_s": round(self.elapsed, 3),
+        }
+
+
+class Pipeline:
+    """A source, transforms and a sink, with checkpoints and dead letters.
+
+    :param name: identifies the pipeline in checkpoints, dead letters and logs.
+    :param checkpoints: where committed positions live (default: in memory).
+    :param dead_letters: where rejected records go; required for any
+        ``dead_letter`` failure policy.
+    :param max_batch_size: a batch closes at this many records…
+    :param max_batch_age: …or this many seconds after its first record, whichever first.
+    :param queue_size: batches each queue between stages holds.
+    :param source_errors: policy for records the source cannot decode.
+    :param sink_errors: policy for records the target refuses.
+    :param grace_period: seconds a graceful stop may spend draining before it cancels.
+    :param stop_when_idle: stop once the source had nothing new for this many
+        seconds and everything read is committed.
+    :param summary_interval: seconds between progress lines at info level.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        source: Source[Any],
+        sink: Sink[Any],
+        transforms: Sequence[Transform] = (),
+        *,
+        checkpoints: CheckpointStore | None = None,
+        dead_letters: DeadLetterStore | None = None,
+        max_batch_size: int = 1000,
+        max_batch_age: float = 1.0,
+        queue_size: int = 4,
+        source_errors: FailurePolicy = "fail",
+        sink_errors: FailurePolicy = "fail",
+        grace_period: float = 30.0,
+        stop_when_idle: float | None = None,
+        summary_interval: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.sink = sink
+        self.transforms = list(transforms)
+        self.checkpoints = checkpoints or MemoryCheckpointStore()
+        self.dead_letters = dead_letters
+        self.max_batch_size = max_batch_size
+        self.max_batch_age = max_batch_age
+        self.queue_size = queue_size
+        self.source_errors = source_errors
+        self.sink_errors = sink_errors
+        self.grace_period = grace_period
+        self.stop_when_idle = stop_when_idle
+        self.summary_interval = summary_interval
+        self._validate()
+        self.stats = RunStats()
+        self._runner: StageRunner | None = None
+
+    @property
+    def max_records_in_flight(self) -> int:
+        """Upper bound on records held between stages: queues × capacity × batch size."""
+        queues = len(self.transforms) + 2
+        workers = sum(t.workers for t in self.transforms)
+        return (queues * self.queue_size + workers + 2) * self.max_batch_size
+
+    async def run(self) -> RunStats:
+        """Run until the source is exhausted, :meth:`stop` is called, or a stage fails.
+
+        Cancelling the task that awaits this is a graceful stop: reading stops,
+        in-flight batches drain through the sink within ``grace_period``, their
+        positions are committed, and the cancellation then propagates.
+
+        :raises StageError: a stage failed; nothing past the last acknowledged batch was committed.
+        :raises AsyncetlError: a resource could not be opened or a checkpoint read.
+        """
+        self.stats = RunStats()
+        runner = StageRunner(self, self.stats)
+        self._runner = runner
+        try:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(_stop_on_cancel, runner)
+                # The engine runs shielded so that an outside cancellation becomes a
+                # graceful stop (see _stop_on_cancel) instead of abandoning batches.
+                with anyio.CancelScope(shield=True):
+                    await _run_opened(self, runner)
+                outer.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
+        finally:
+            self.stats.finished_at = time.monotonic()
+            self._runner = None
+        return self.stats
+
+    def stop(self, *, immediate: bool = False) -> None:
+        """Stop reading and drain in-flight batches; ``immediate`` cancels at once.
+
+        Safe to call from any task of the same event loop, and when not running.
+        """
+        if self._runner is not None:
+            self._runner.request_stop(immediate=immediate)
+
+    def _validate(self) -> None:
+        where = f"pipeline {self.name}"
+        for key in ("max_batch_size", "queue_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"must be a positive integer, not {value!r}", where=where, key=key)
+        for key in ("max_batch_age", "grace_period"):
+            value = getattr(self, key)
+            if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
+                raise ConfigError(f"must be a positive number of seconds, not {value!r}",
+                                  where=where, key=key)
+        policies = [self.source_errors, self.sink_errors, *(t.on_error for t in self.transforms)]
+        if "dead_letter" in policies and self.dead_letters is None:
+            raise ConfigError(
+                "a stage uses the dead_letter policy but no dead-letter store is configured",
+                where=where, key="dead_letters",
+            )
+        names = [self.source.name, *(t.name for t in self.transforms), self.sink.name]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"stage names must be unique, got {names}", where=where)
+
+
+async def _run_opened(pipeline: Pipeline, runner: StageRunner) -> None:
+    resources: list[Resource] = [pipeline.checkpoints, pipeline.source, pipeline.sink,
+                                 *pipeline.transforms]
+    if pipeline.dead_letters is not None:
+        resources.append(pipeline.dead_letters)
+    async with AsyncExitStack() as stack:
+        for resource in resources:
+            await resource.open()
+            stack.push_async_callback(_close, resource)
+        await runner.run()
+
+
+async def _close(resource: Resource) -> None:
+    with anyio.move_on_after(10, shield=True):
+        await resource.close()
+
+
+async def _stop_on_cancel(runner: StageRunner) -> None:
+    try:
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        runner.request_stop(immediate=False)
+        raise
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one meaningful error of a task group, or the group when there are several."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    ours = [exc for exc in leaves if isinstance(exc, AsyncetlError)]
+    if len(ours) == 1 or (ours and len(ours) == len(leaves)):
+        return ours[0]
+    return leaves[0] if len(leaves) == 1 else group
+

@@ -1,0 +1,112 @@
+"""Retrying one idempotent I/O call with exponential backoff and full jitter.
+
+Built on ``backoff``: it supplies the loop, ``max_tries`` and ``max_time``; we
+supply the wait sequence, which honours a server's requested delay
+(:attr:`TransientError.retry_after`) and otherwise grows exponentially with
+full jitter. A requested delay of zero falls back to the backoff, so a server
+answering ``Retry-After: 0`` cannot make us spin.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import backoff
+import structlog
+
+from asyncetl.core.errors import ConfigError, TransientError
+
+__all__ = ["RetryPolicy", "parse_retry_after", "retry_call"]
+
+T = TypeVar("T")
+
+_log = structlog.get_logger("asyncetl.retry")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to retry one call.
+
+    :param max_tries: attempts in all, the first included.
+    :param max_time: seconds after the first attempt past which no retry starts.
+    :param base_delay: the first backoff ceiling; it doubles per attempt.
+    :param max_delay: cap on any single wait, a server's request included.
+    """
+
+    max_tries: int = 5
+    max_time: float = 60.0
+    base_delay: float = 0.1
+    max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_tries < 1:
+            raise ConfigError(f"max_tries must be at least 1, not {self.max_tries}", key="retry")
+        if self.max_time <= 0 or self.base_delay <= 0 or self.max_delay <= 0:
+            raise ConfigError("max_time, base_delay and max_delay must be positive", key="retry")
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date); ``None`` if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _waits(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
+    exc = yield 0.0  # primed by backoff with send(None)
+    attempt = 0
+    while True:
+        requested = getattr(exc, "retry_after", None)
+        if requested:  # zero or absent: fall back to our own backoff
+            delay = min(float(requested), policy.max_delay)
+        else:
+            delay = random.uniform(0, min(policy.max_delay, policy.base_delay * 2**attempt))  # noqa: S311
+        attempt += 1
+        exc = yield delay
+
+
+async def retry_call(
+    call: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    what: str,
+    transient: tuple[type[BaseException], ...] = (TransientError,),
+) -> T:
+    """Await ``call()``, retrying transient failures; the last failure propagates.
+
+    :param what: names the call in log lines, e.g. ``GET http://host/items``; never a secret.
+    :param transient: exception types worth retrying; anything else propagates at once.
+    """
+
+    def log_retry(details: Any) -> None:
+        exc = details["exception"]
+        _log.warning(
+            "retrying", call=what, attempt=details["tries"], wait=round(details["wait"], 3),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+    retrying = backoff.on_exception(
+        lambda: _waits(policy),
+        transient,
+        max_tries=policy.max_tries,
+        max_time=policy.max_time,
+        jitter=None,
+        on_backoff=log_retry,
+        logger=None,
+    )(call)
+    result: T = await retrying()
+    return result
