@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from asyncetl.core._stages import StageRunner
 from asyncetl.core.batch import Position
@@ -137,6 +138,7 @@ class Pipeline:
         self.stats = RunStats()
         runner = StageRunner(self, self.stats)
         self._runner = runner
+        failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(_stop_on_cancel, runner)
@@ -146,10 +148,18 @@ class Pipeline:
                     await _run_opened(self, runner)
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _single(group) from None
+            failure = _single(group)
+            if failure is group:
+                raise
         finally:
             self.stats.finished_at = time.monotonic()
             self._runner = None
+        if failure is not None:
+            # Raised outside the handler so the error keeps its own cause chain.
+            raise failure
+        # If the caller's scope was cancelled while the engine drained under its
+        # shield, this is where that cancellation reaches the caller.
+        await anyio.lowlevel.checkpoint()
         return self.stats
 
     def stop(self, *, immediate: bool = False) -> None:

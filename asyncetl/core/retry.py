@@ -99,6 +99,10 @@ async def retry_call(
             error=f"{type(exc).__name__}: {exc}",
         )
 
+    async def attempt() -> T:
+        # A real coroutine function: backoff picks its async loop only for those.
+        return await call()
+
     retrying = backoff.on_exception(
         lambda: _waits(policy),
         transient,
@@ -107,6 +111,6 @@ async def retry_call(
         jitter=None,
         on_backoff=log_retry,
         logger=None,
-    )(call)
+    )(attempt)
     result: T = await retrying()
     return result

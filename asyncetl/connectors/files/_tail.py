@@ -1,0 +1,138 @@
+"""Reading complete lines (or rows) of a file from a byte offset, in large blocks.
+
+Both file sources share this loop. Each step opens the file, reads one block
+after what it already holds, and hands the bytes to the source's parser in a
+worker thread; the parser turns the complete units into chunks and says how
+many bytes it consumed. Whatever it did not consume (an incomplete last line)
+is kept and completed by the next step. At the end of the file the loop either
+stops, warning about an incomplete last unit, or (``follow``) polls for more.
+
+Positions are byte offsets just after the last consumed unit, so a resume
+seeks there and reads strictly after it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import anyio
+import anyio.to_thread
+import structlog
+
+from asyncetl.core.batch import Chunk, Position
+from asyncetl.core.errors import CheckpointError, ConfigError, PermanentError
+
+__all__ = ["Parse", "Step", "check_options", "start_offset", "tail"]
+
+T = TypeVar("T")
+
+#: ``parse(buffer, offset_of_buffer)`` → the chunks of its complete units and the bytes consumed.
+Parse = Callable[[bytes, int], tuple[Sequence[Chunk[T]], int]]
+
+_log = structlog.get_logger("asyncetl.files")
+
+
+@dataclass(frozen=True, slots=True)
+class Step(Generic[T]):
+    """What one read step produced."""
+
+    chunks: Sequence[Chunk[T]]
+    offset: int  # just after the last consumed unit
+    pending: bytes  # read but not consumed: the start of an incomplete unit
+    at_end: bool  # the read reached the end of the file
+
+
+def check_options(where: str, *, poll_interval: float, block_size: int) -> None:
+    """Validate the options every file source shares.
+
+    :raises ConfigError: for a non-positive poll interval or block size.
+    """
+    if not isinstance(poll_interval, int | float) or not poll_interval > 0:
+        raise ConfigError(f"must be a positive number of seconds, not {poll_interval!r}",
+                          where=where, key="poll_interval")
+    if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
+        raise ConfigError(f"must be a positive number of bytes, not {block_size!r}",
+                          where=where, key="block_size")
+
+
+def start_offset(path: str, after: Position) -> int:
+    """The byte offset to resume from; ``after`` must be ``None`` or a non-negative int.
+
+    :raises CheckpointError: when ``after`` is not a byte offset.
+    """
+    if after is None:
+        return 0
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise CheckpointError(
+            f"the committed position {after!r} is not a byte offset into {path}; "
+            "delete the checkpoint to start over"
+        )
+    return after
+
+
+async def tail(
+    path: str, start: int, parse: Parse[T], *, follow: bool, poll_interval: float,
+    block_size: int, unit: str = "line",
+) -> AsyncIterator[Chunk[T]]:
+    """Yield the chunks of every complete unit after byte ``start``.
+
+    :param start: must be 0 or just after a newline; checked before reading.
+    :param unit: names what is incomplete in the end-of-file warning (``line``, ``row``).
+    :raises PermanentError: when the file is missing, unreadable, shorter than
+        ``start`` or changed so that ``start`` is no longer at a line start.
+    """
+    await anyio.to_thread.run_sync(_check_start, path, start)
+    offset, pending = start, b""
+    while True:
+        step = await anyio.to_thread.run_sync(_step, path, offset, pending, block_size, parse)
+        for chunk in step.chunks:
+            yield chunk
+        offset, pending = step.offset, step.pending
+        if not step.at_end:
+            continue
+        if not follow:
+            if pending:
+                _log.warning(f"incomplete last {unit}; stopping before it", path=path,
+                             offset=offset, pending_bytes=len(pending))
+            return
+        await anyio.sleep(poll_interval)
+
+
+def _step(path: str, offset: int, pending: bytes, block_size: int, parse: Parse[T]) -> Step[T]:
+    data = _read_at(path, offset + len(pending), block_size)
+    buffer = pending + data if pending else data
+    chunks, consumed = parse(buffer, offset) if buffer else ((), 0)
+    return Step(chunks, offset + consumed, buffer[consumed:], len(data) < block_size)
+
+
+def _read_at(path: str, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes at ``offset``: the one place file reads map ``OSError``."""
+    try:
+        with open(path, "rb") as file:
+            length = os.fstat(file.fileno()).st_size
+            if length < offset:
+                raise PermanentError(
+                    f"{path} is {length} bytes long, shorter than the position {offset} "
+                    "already read; it was truncated or replaced, so restore it or delete "
+                    "the checkpoint to start over"
+                )
+            file.seek(offset)
+            return file.read(size)
+    except FileNotFoundError as exc:
+        raise PermanentError(f"file {path} does not exist; check the path") from exc
+    except OSError as exc:
+        raise PermanentError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _check_start(path: str, start: int) -> None:
+    if start == 0:
+        _read_at(path, 0, 0)
+        return
+    if _read_at(path, start - 1, 1) != b"\n":
+        raise PermanentError(
+            f"the committed position {start} of {path} is not at the start of a line; "
+            "the file was changed, so restore it or delete the checkpoint to start over"
+        )

@@ -1,0 +1,1 @@
+"""PostgreSQL: table source, sinks, checkpoint and dead-letter stores (asyncpg)."""

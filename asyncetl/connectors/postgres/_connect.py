@@ -1,0 +1,243 @@
+"""Connections: DSNs without passwords in messages, pools, retries and the one error boundary.
+
+Every asyncpg or OS exception this connector meets is turned into an asyncetl
+error by :func:`map_errors` (in the manner of httpx's
+``map_httpcore_exceptions``): lost connections, shutdowns, serialization
+failures and deadlocks become :class:`TransientError`; everything else becomes
+:class:`PermanentError`. :func:`in_transaction` retries one whole transaction
+with :func:`asyncetl.core.retry.retry_call` — safe because a failed transaction
+rolled back, so the retry starts from the same state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import anyio
+import asyncpg
+import asyncpg.exceptions as pgerr
+
+from asyncetl.core.errors import (
+    AsyncetlError,
+    ConfigError,
+    ConnectorError,
+    PermanentError,
+    TransientError,
+)
+from asyncetl.core.retry import RetryPolicy, retry_call
+
+__all__ = [
+    "Dsn",
+    "close_pool",
+    "in_transaction",
+    "map_errors",
+    "open_pool",
+    "retry_policy",
+    "to_connector_error",
+]
+
+T = TypeVar("T")
+
+_TRANSIENT_PG = (
+    pgerr.PostgresConnectionError,  # 08xxx
+    pgerr.OperatorInterventionError,  # 57xxx: admin shutdown, terminate_backend, crash
+    pgerr.TransactionRollbackError,  # 40xxx: serialization failure, deadlock
+    pgerr.InsufficientResourcesError,  # 53xxx: too many connections, disk full
+    pgerr.LockNotAvailableError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dsn:
+    """A ``postgresql://`` DSN whose password never shows in ``str``/``repr`` or messages.
+
+    :param url: the DSN as given; only ever passed to asyncpg.
+    """
+
+    url: str = field(repr=False)
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, url: str) -> Dsn:
+        """Parse ``url``; missing parts default as libpq does (``PGHOST``, ``PGPORT``…).
+
+        :raises ConfigError: when ``url`` is not a ``postgres://``/``postgresql://`` URL.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ConfigError(
+                f"{_strip_password(url)!r} is not a PostgreSQL DSN; "
+                "write postgresql://user[:password]@host[:port]/database"
+            )
+        query = parse_qs(parts.query)
+        try:
+            netloc_port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"{_strip_password(url)!r} has an invalid port") from exc
+        user = unquote(parts.username or "") or _first(query, "user") or os.environ.get(
+            "PGUSER", "postgres")
+        host = unquote(parts.hostname or "") or _first(query, "host") or os.environ.get(
+            "PGHOST", "localhost")
+        port = netloc_port or int(_first(query, "port") or os.environ.get("PGPORT", "5432"))
+        database = unquote(parts.path.lstrip("/")) or _first(query, "dbname") or os.environ.get(
+            "PGDATABASE", user)
+        password = (unquote(parts.password) if parts.password else None) or _first(
+            query, "password")
+        return cls(url, host, port, database, user, password)
+
+    @property
+    def where(self) -> str:
+        """``host:port/database``: what messages name."""
+        return f"{self.host}:{self.port}/{self.database}"
+
+    def same_database(self, other: Dsn) -> bool:
+        """Whether both DSNs reach the same database of the same server."""
+        return (self.host, self.port, self.database) == (other.host, other.port, other.database)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this DSN's password (if any) replaced by ``***``."""
+        if self.password:
+            return text.replace(self.password, "***")
+        return text
+
+    def __str__(self) -> str:
+        return f"postgresql://{self.user}@{self.where}"
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _strip_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(parts.password, "***")
+    return url
+
+
+def retry_policy(retries: int, retry_max_time: float) -> RetryPolicy:
+    """The retry policy for connector parameters ``retries`` (retries after the first try)."""
+    return RetryPolicy(max_tries=retries + 1, max_time=retry_max_time, base_delay=0.1,
+                       max_delay=5.0)
+
+
+def to_connector_error(exc: BaseException, dsn: Dsn, what: str) -> ConnectorError:
+    """The asyncetl error for an asyncpg/OS exception ``exc`` raised while doing ``what``."""
+    detail = dsn.scrub(str(exc).strip() or type(exc).__name__)
+    if isinstance(exc, OSError | TimeoutError) and not isinstance(exc, pgerr.PostgresError):
+        reason = exc.strerror or detail if isinstance(exc, OSError) else "timed out"
+        return TransientError(
+            f"cannot reach PostgreSQL at {dsn.host}:{dsn.port} while {what}: {dsn.scrub(reason)}; "
+            "check that the server is running and that the DSN's host and port are right"
+        )
+    if isinstance(exc, _TRANSIENT_PG) or _is_lost_connection(exc):
+        return TransientError(f"PostgreSQL at {dsn.where} failed while {what}: {detail}")
+    if isinstance(exc, pgerr.InsufficientPrivilegeError):
+        return PermanentError(
+            f"permission denied on {dsn.where} while {what}: {detail}; "
+            f"grant the privilege to role {dsn.user!r} or use another role"
+        )
+    if isinstance(exc, pgerr.InvalidAuthorizationSpecificationError | pgerr.InvalidPasswordError):
+        return PermanentError(
+            f"PostgreSQL at {dsn.host}:{dsn.port} refused role {dsn.user!r}: {detail}; "
+            "check the DSN's user and password"
+        )
+    if isinstance(exc, pgerr.InvalidCatalogNameError):
+        return PermanentError(
+            f"database {dsn.database!r} does not exist on {dsn.host}:{dsn.port}; "
+            "create it or fix the DSN"
+        )
+    return PermanentError(f"PostgreSQL at {dsn.where} failed while {what}: {detail}")
+
+
+def _is_lost_connection(exc: BaseException) -> bool:
+    return isinstance(exc, pgerr.InterfaceError | pgerr.InternalClientError) and (
+        "connection" in str(exc) and ("closed" in str(exc) or "lost" in str(exc))
+    )
+
+
+@contextmanager
+def map_errors(dsn: Dsn, what: str) -> Iterator[None]:
+    """Turn asyncpg and OS exceptions raised inside into asyncetl errors.
+
+    asyncetl errors and cancellation pass through untouched.
+
+    :param what: what was being done, for the message, e.g. ``"upserting into public.t"``.
+    :raises TransientError: for failures worth retrying.
+    :raises PermanentError: for the rest.
+    """
+    try:
+        yield
+    except AsyncetlError:
+        raise
+    except (pgerr.PostgresError, pgerr.InterfaceError, pgerr.InternalClientError, OSError,
+            TimeoutError) as exc:
+        raise to_connector_error(exc, dsn, what) from exc
+
+
+async def open_pool(
+    dsn: Dsn, *, policy: RetryPolicy, min_size: int = 1, max_size: int = 2,
+    connect_timeout: float = 10.0,
+) -> asyncpg.Pool:
+    """Create an asyncpg pool, retrying while the server is unreachable.
+
+    :raises TransientError: when the server stayed unreachable for every retry;
+        the message names host and port, never the password.
+    :raises PermanentError: for authentication and missing-database errors.
+    """
+
+    async def connect() -> asyncpg.Pool:
+        with map_errors(dsn, f"connecting as {dsn.user!r}"):
+            return await asyncpg.create_pool(
+                dsn.url, min_size=min_size, max_size=max_size, timeout=connect_timeout,
+                command_timeout=None, max_inactive_connection_lifetime=60.0,
+            )
+
+    return await retry_call(connect, policy=policy, what=f"connect to {dsn}")
+
+
+async def close_pool(pool: asyncpg.Pool | None) -> None:
+    """Close ``pool`` gracefully within a few seconds, shielded; terminate it otherwise."""
+    if pool is None:
+        return
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(5):
+            await pool.close()
+            return
+        pool.terminate()
+
+
+async def in_transaction(
+    pool: asyncpg.Pool,
+    dsn: Dsn,
+    what: str,
+    body: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+) -> T:
+    """Run ``body(conn)`` in one transaction on a pooled connection, retrying the whole of it.
+
+    A transient failure (a killed connection, a serialization failure…) rolls
+    the transaction back, so ``body`` runs again from scratch on a fresh
+    connection: it must not have side effects outside the database.
+
+    :raises TransientError: when every retry failed transiently.
+    :raises PermanentError: at the first permanent failure.
+    """
+
+    async def attempt() -> T:
+        with map_errors(dsn, what):
+            async with pool.acquire() as conn, conn.transaction():
+                return await body(conn)
+
+    return await retry_call(attempt, policy=policy, what=f"{what} on {dsn}")

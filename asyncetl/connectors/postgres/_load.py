@@ -1,0 +1,153 @@
+"""Loading rows at COPY speed: COPY into a temporary table, then merge it with one statement.
+
+Each helper takes a connection that is already inside a transaction (see
+:func:`asyncetl.connectors.postgres._connect.in_transaction`), stages ``rows``
+with asyncpg's binary ``copy_records_to_table`` into ``STAGE`` (a temporary
+table with the target's column types, ``ON COMMIT DROP``) and merges it into the
+target. They are shared by the table sinks and the CDC apply stage.
+
+``rows`` are tuples in the order of ``columns``. Upserts need at most one row
+per key (see :func:`last_per_key`): ``ON CONFLICT DO UPDATE`` cannot touch one
+row twice in a statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import asyncpg
+
+from asyncetl.connectors.postgres import _sql
+from asyncetl.connectors.postgres._sql import STAGE, TableName, quote_ident
+
+__all__ = [
+    "copy_append",
+    "copy_replace",
+    "copy_soft_delete",
+    "copy_upsert",
+    "last_per_key",
+    "row_count",
+    "stage_rows",
+]
+
+Row = Sequence[object]
+
+
+def row_count(status: str) -> int:
+    """The row count of a command status such as ``INSERT 0 42`` or ``UPDATE 7``."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def last_per_key(rows: Iterable[Row], key_index: Sequence[int]) -> list[Row]:
+    """The last row of each key, in order of each key's last appearance."""
+    latest: dict[tuple[object, ...], Row] = {}
+    for row in rows:
+        k = tuple(row[i] for i in key_index)
+        latest.pop(k, None)  # re-insert so the dict keeps last-appearance order
+        latest[k] = row
+    return list(latest.values())
+
+
+async def stage_rows(
+    conn: asyncpg.Connection,
+    target: TableName,
+    columns: Sequence[str],
+    rows: Iterable[Row],
+    *,
+    extra: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Create ``STAGE`` with ``target``'s types for ``columns`` and COPY ``rows`` into it.
+
+    :param extra: ``(name, sql type)`` of staged columns the target lacks (e.g. a
+        delete flag); they follow ``columns`` in each row.
+    """
+    definitions = [f"{quote_ident(name)} {sql_type}" for name, sql_type in extra]
+    await conn.execute(_sql.create_stage(target, columns, definitions))
+    await conn.copy_records_to_table(
+        STAGE, records=rows, columns=[*columns, *(name for name, _ in extra)],
+        schema_name="pg_temp",
+    )
+
+
+async def copy_upsert(
+    conn: asyncpg.Connection,
+    target: TableName,
+    columns: Sequence[str],
+    rows: Iterable[Row],
+    *,
+    key: Sequence[str],
+    update: Sequence[str] | None = None,
+    version_column: str | None = None,
+    row_hash_column: str | None = None,
+) -> int:
+    """Upsert ``rows`` by ``key``; returns how many target rows were inserted or updated.
+
+    :param update: columns overwritten on conflict (default: all but the key;
+        ``[]`` inserts new keys only).
+    :param version_column: an older row (smaller version) never overwrites a newer one.
+    :param row_hash_column: a row whose stored hash is unchanged is not rewritten.
+    """
+    await stage_rows(conn, target, columns, rows)
+    sql = _sql.merge_from_stage(target, columns, key, update=update,
+                                version_column=version_column, row_hash_column=row_hash_column)
+    return row_count(await conn.execute(sql))
+
+
+async def copy_append(
+    conn: asyncpg.Connection, target: TableName, columns: Sequence[str], rows: Iterable[Row],
+) -> int:
+    """Append ``rows`` to ``target`` with COPY straight into it; returns the rows copied."""
+    status = await conn.copy_records_to_table(
+        target.name, records=rows, columns=list(columns), schema_name=target.schema,
+    )
+    return row_count(status)
+
+
+async def copy_replace(
+    conn: asyncpg.Connection,
+    target: TableName,
+    columns: Sequence[str],
+    rows: Iterable[Row],
+    *,
+    partition: Sequence[str],
+) -> int:
+    """Delete every partition present in ``rows`` from ``target``, then insert ``rows``.
+
+    A partition is a distinct combination of the ``partition`` columns (NULL
+    matches NULL). Returns the rows inserted.
+    """
+    await stage_rows(conn, target, columns, rows)
+    await conn.execute(_sql.delete_matching(target, partition))
+    return row_count(await conn.execute(_sql.insert_from_stage(target, columns)))
+
+
+async def copy_soft_delete(
+    conn: asyncpg.Connection,
+    target: TableName,
+    columns: Sequence[str],
+    rows: Iterable[Row],
+    *,
+    key: Sequence[str],
+    deleted_at: str,
+    flag: str,
+    version_column: str | None = None,
+    row_hash_column: str | None = None,
+) -> int:
+    """Upsert live rows and flag deleted ones (``deleted_at = now()``) instead of deleting.
+
+    Each row ends with a boolean: true when the row is a delete. Live rows are
+    upserted with ``deleted_at`` cleared, so a re-inserted key comes back.
+    Returns target rows inserted, updated or flagged.
+
+    :param flag: the name the delete flag gets in the staging table.
+    """
+    await stage_rows(conn, target, columns, rows, extra=[(flag, "boolean")])
+    f = quote_ident(flag)
+    upsert = _sql.merge_from_stage(
+        target, columns, key, version_column=version_column, row_hash_column=row_hash_column,
+        set_extra=[f"{quote_ident(deleted_at)} = NULL"], where=f"NOT {f}", revive=deleted_at,
+    )
+    changed = row_count(await conn.execute(upsert))
+    flagged = _sql.soft_delete_from_stage(target, key, deleted_at, where=f"s.{f}")
+    return changed + row_count(await conn.execute(flagged))

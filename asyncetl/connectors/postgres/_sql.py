@@ -1,0 +1,238 @@
+"""PostgreSQL identifiers and the SQL this connector sends.
+
+Every identifier that reaches SQL goes through :func:`quote_ident` (or
+:func:`quote_qualified` / :attr:`TableName.sql`); every value is a bound
+parameter. The builders below return constant SQL text with quoted identifiers
+spliced in, in the manner of psycopg's ``sql`` module, and nothing else.
+
+``STAGE`` is the temporary table a batch is COPYed into before it is merged into
+its target (see :mod:`asyncetl.connectors.postgres._load`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asyncetl.core.errors import ConfigError
+
+__all__ = [
+    "STAGE",
+    "TableName",
+    "create_stage",
+    "delete_matching",
+    "insert_from_stage",
+    "merge_from_stage",
+    "quote_ident",
+    "quote_qualified",
+    "soft_delete_from_stage",
+]
+
+#: The per-transaction staging table (``ON COMMIT DROP``) that batches are COPYed into.
+STAGE = "_asyncetl_stage"
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted PostgreSQL identifier: ``a"b`` becomes ``"a""b"``.
+
+    :raises ConfigError: for an empty name or one containing a NUL character,
+        which PostgreSQL cannot store.
+    """
+    if not name or "\x00" in name:
+        raise ConfigError(f"{name!r} is not a valid PostgreSQL identifier")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_qualified(schema: str | None, name: str) -> str:
+    """``schema.name`` with both parts quoted; just ``name`` when ``schema`` is ``None``."""
+    if schema is None:
+        return quote_ident(name)
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def _columns(names: Sequence[str], prefix: str = "") -> str:
+    return ", ".join(prefix + quote_ident(name) for name in names)
+
+
+@dataclass(frozen=True, slots=True)
+class TableName:
+    """A possibly schema-qualified table name, kept unquoted until it reaches SQL."""
+
+    schema: str | None
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> TableName:
+        """Parse ``table``, ``schema.table`` or double-quoted parts (``"my.schema"."T"``).
+
+        Unquoted parts are taken literally (no case folding), so a table named
+        ``x"; DROP TABLE y; --`` is simply a table with that name.
+
+        :raises ConfigError: for an empty part or more than two parts.
+        """
+        parts = _split_qualified(text.strip())
+        if len(parts) > 2 or not all(parts):
+            raise ConfigError(
+                f"{text!r} is not a table name; write table, schema.table or "
+                '"quoted.schema"."quoted table"'
+            )
+        if len(parts) == 2:
+            return cls(parts[0], parts[1])
+        return cls(None, parts[0])
+
+    @property
+    def sql(self) -> str:
+        """The quoted, qualified name for SQL text."""
+        return quote_qualified(self.schema, self.name)
+
+    def __str__(self) -> str:
+        return self.name if self.schema is None else f"{self.schema}.{self.name}"
+
+    def sibling(self, suffix: str) -> TableName:
+        """A table in the same schema whose name is this one's plus ``suffix``."""
+        return TableName(self.schema, self.name + suffix)
+
+
+def _split_qualified(text: str) -> list[str]:
+    """Split on dots outside double quotes; a quoted part may contain ``""``."""
+    if '"' not in text or not text.startswith('"') and '."' not in text:
+        # No quoted part: a dot separates schema and table, anything else is literal.
+        return text.split(".", 1) if "." in text else [text]
+    parts: list[str] = []
+    i = 0
+    while i <= len(text):
+        if text.startswith('"', i):
+            end, value = _read_quoted(text, i)
+            parts.append(value)
+            i = end
+        else:
+            end = text.find(".", i)
+            end = len(text) if end < 0 else end
+            parts.append(text[i:end])
+            i = end
+        if i < len(text) and text[i] != ".":
+            raise ConfigError(f"{text!r} is not a table name: unexpected text after a quoted part")
+        i += 1
+    return parts
+
+
+def _read_quoted(text: str, start: int) -> tuple[int, str]:
+    i, out = start + 1, []
+    while i < len(text):
+        if text[i] == '"':
+            if text.startswith('""', i):
+                out.append('"')
+                i += 2
+                continue
+            return i + 1, "".join(out)
+        out.append(text[i])
+        i += 1
+    raise ConfigError(f"{text!r} is not a table name: a double quote is not closed")
+
+
+# -- builders for the COPY-then-merge pattern ---------------------------------
+
+
+def create_stage(target: TableName, columns: Sequence[str], extra: Sequence[str] = ()) -> str:
+    """A temporary ``STAGE`` table with ``target``'s types for ``columns``, dropped at commit.
+
+    :param extra: column definitions added as they are (already quoted SQL),
+        e.g. ``'"_row_hash" text'`` for a column the target lacks.
+    """
+    select = _columns(columns) if columns else ""
+    sql = (
+        f"CREATE TEMPORARY TABLE {quote_ident(STAGE)} ON COMMIT DROP AS "
+        f"SELECT {select} FROM {target.sql} WITH NO DATA"
+    )
+    if extra:
+        sql += f"; ALTER TABLE {quote_ident(STAGE)} " + ", ".join(
+            f"ADD COLUMN {definition}" for definition in extra
+        )
+    return sql
+
+
+def insert_from_stage(target: TableName, columns: Sequence[str]) -> str:
+    """Append every staged row to ``target``."""
+    cols = _columns(columns)
+    return f"INSERT INTO {target.sql} ({cols}) SELECT {cols} FROM {quote_ident(STAGE)}"  # noqa: S608
+
+
+def merge_from_stage(
+    target: TableName,
+    columns: Sequence[str],
+    key: Sequence[str],
+    *,
+    update: Sequence[str] | None = None,
+    version_column: str | None = None,
+    row_hash_column: str | None = None,
+    set_extra: Sequence[str] = (),
+    where: str | None = None,
+    revive: str | None = None,
+) -> str:
+    """Upsert staged rows into ``target`` by ``key`` (``INSERT … ON CONFLICT``).
+
+    :param update: columns overwritten on conflict (default: every non-key
+        column); an empty list means ``DO NOTHING``.
+    :param version_column: only overwrite when the stored version is not newer.
+    :param row_hash_column: only overwrite when the stored hash differs, so an
+        unchanged row is not rewritten.
+    :param set_extra: additional ``"col" = expr`` assignments (already quoted).
+    :param where: a condition on the staged rows to merge (already quoted SQL).
+    :param revive: a ``deleted_at`` column: a flagged row is rewritten even when
+        its hash is unchanged, so that it comes back to life.
+    """
+    cols = _columns(columns)
+    keys = _columns(key)
+    if update is None:
+        update = [c for c in columns if c not in key]
+    head = (
+        f"INSERT INTO {target.sql} AS t ({cols}) "  # noqa: S608
+        f"SELECT {cols} FROM {quote_ident(STAGE)}"
+        f"{' WHERE ' + where if where else ''} ON CONFLICT ({keys}) DO "
+    )
+    assignments = [f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in update]
+    assignments.extend(set_extra)
+    if not assignments:
+        return head + "NOTHING"
+    guards = []
+    if version_column is not None:
+        v = quote_ident(version_column)
+        guards.append(f"(t.{v} IS NULL OR t.{v} <= EXCLUDED.{v})")
+    if row_hash_column is not None:
+        h = quote_ident(row_hash_column)
+        changed = f"t.{h} IS DISTINCT FROM EXCLUDED.{h}"
+        if revive is not None:
+            changed = f"({changed} OR t.{quote_ident(revive)} IS NOT NULL)"
+        guards.append(changed)
+    sql = head + "UPDATE SET " + ", ".join(assignments)
+    if guards:
+        sql += " WHERE " + " AND ".join(guards)
+    return sql
+
+
+def delete_matching(target: TableName, columns: Sequence[str]) -> str:
+    """Delete the ``target`` rows whose ``columns`` equal (NULL-safe) those of any staged row.
+
+    Used by ``replace_partition`` with the partition columns.
+    """
+    match = " AND ".join(f"t.{quote_ident(c)} IS NOT DISTINCT FROM s.{quote_ident(c)}"
+                         for c in columns)
+    return (
+        f"DELETE FROM {target.sql} AS t USING "  # noqa: S608
+        f"(SELECT DISTINCT {_columns(columns)} FROM {quote_ident(STAGE)}) AS s WHERE {match}"
+    )
+
+
+def soft_delete_from_stage(
+    target: TableName, key: Sequence[str], deleted_at: str, *, where: str = "TRUE"
+) -> str:
+    """Flag ``target`` rows whose key matches a staged row as deleted (``deleted_at = now()``).
+
+    :param where: an extra condition on the staged row ``s`` (already quoted SQL).
+    """
+    d = quote_ident(deleted_at)
+    match = " AND ".join(f"t.{quote_ident(c)} = s.{quote_ident(c)}" for c in key)
+    return (
+        f"UPDATE {target.sql} AS t SET {d} = now() FROM {quote_ident(STAGE)} AS s "  # noqa: S608
+        f"WHERE {match} AND t.{d} IS NULL AND ({where})"
+    )

@@ -1,0 +1,123 @@
+"""Catalog discovery: a table's columns, their types, its primary key and unique keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from asyncetl.connectors.postgres._sql import TableName, quote_ident
+
+__all__ = ["Column", "TableSchema", "describe_table", "table_ddl"]
+
+_COLUMNS = """
+SELECT a.attname AS name,
+       format_type(a.atttypid, a.atttypmod) AS type,
+       a.attnotnull AS not_null
+FROM pg_attribute a
+WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+_UNIQUE_KEYS = """
+SELECT i.indisprimary AS is_primary,
+       array_agg(a.attname ORDER BY k.ord) AS columns
+FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL
+  AND i.indexprs IS NULL AND i.indimmediate
+GROUP BY i.indexrelid, i.indisprimary
+ORDER BY i.indisprimary DESC, i.indexrelid
+"""
+
+_RESOLVE = """
+SELECT c.oid, n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass($1)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column: its name, its SQL type as ``format_type`` spells it, and nullability."""
+
+    name: str
+    type: str
+    not_null: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """What the catalog says about a table.
+
+    :param table: the table, schema-qualified as the catalog resolved it.
+    :param primary_key: primary-key columns in key order (empty when there is none).
+    :param unique_keys: column lists of every unique index usable by ``ON CONFLICT``.
+    """
+
+    table: TableName
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    unique_keys: tuple[tuple[str, ...], ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    def column(self, name: str) -> Column | None:
+        """The column called ``name``, or ``None``."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        return None
+
+    def has_unique_key(self, key: Sequence[str]) -> bool:
+        """Whether some unique index covers exactly the columns ``key`` (in any order)."""
+        wanted = set(key)
+        return any(set(unique) == wanted for unique in self.unique_keys)
+
+
+async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSchema | None:
+    """Look ``table`` up in the catalog; ``None`` when it does not exist.
+
+    An unqualified name is resolved through the ``search_path``, as PostgreSQL does.
+    """
+    row = await conn.fetchrow(_RESOLVE, table.sql)
+    if row is None:
+        return None
+    oid = row["oid"]
+    columns = tuple(
+        Column(r["name"], r["type"], r["not_null"]) for r in await conn.fetch(_COLUMNS, oid)
+    )
+    keys = await conn.fetch(_UNIQUE_KEYS, oid)
+    primary = next((tuple(r["columns"]) for r in keys if r["is_primary"]), ())
+    return TableSchema(
+        table=TableName(row["nspname"], row["relname"]),
+        columns=columns,
+        primary_key=primary,
+        unique_keys=tuple(tuple(r["columns"]) for r in keys),
+    )
+
+
+def table_ddl(
+    table: TableName,
+    columns: Sequence[Column],
+    *,
+    primary_key: Sequence[str] = (),
+    unique: Sequence[str] = (),
+) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for ``columns`` with an optional primary key and unique key.
+
+    Column types are spliced as the catalog spelled them (``format_type``) or as
+    :func:`~asyncetl.connectors.postgres.sinks.infer_columns` chose them; names are quoted.
+    """
+    parts = [
+        f"{quote_ident(c.name)} {c.type}{' NOT NULL' if c.not_null else ''}" for c in columns
+    ]
+    if primary_key:
+        parts.append(f"PRIMARY KEY ({', '.join(quote_ident(c) for c in primary_key)})")
+    if unique:
+        parts.append(f"UNIQUE ({', '.join(quote_ident(c) for c in unique)})")
+    return f"CREATE TABLE IF NOT EXISTS {table.sql} ({', '.join(parts)})"

@@ -1,0 +1,343 @@
+"""Change events (CDC) and the Debezium envelope.
+
+A :class:`ChangeEvent` is one row-level change read from a database's change
+stream: an insert, update, delete, truncate, or a row read by an initial
+snapshot. Several connectors produce and consume them, so the type lives in
+core; nothing here knows about any particular database.
+
+Operations use Debezium's letters::
+
+    c  create (insert)      u  update      d  delete
+    r  read (snapshot row)  t  truncate
+
+Values that the source did not send because they are unchanged out-of-line
+(TOAST) values are :data:`UNCHANGED`, never ``None``: a sink must leave those
+columns alone.
+
+:func:`encode_debezium` and :func:`decode_debezium` translate to and from the
+Debezium JSON envelope (``before``, ``after``, ``op``, ``source``, ``ts_ms``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal, TypeAlias, cast
+
+import orjson
+
+from asyncetl.core.batch import JsonValue
+from asyncetl.core.errors import ConfigError
+
+__all__ = [
+    "UNCHANGED",
+    "ChangeEvent",
+    "Op",
+    "Unchanged",
+    "decode_debezium",
+    "encode_debezium",
+    "format_lsn",
+    "parse_lsn",
+]
+
+#: Debezium's operation letters.
+Op: TypeAlias = Literal["c", "u", "d", "r", "t"]
+OPS: Final = ("c", "u", "d", "r", "t")
+
+#: The placeholder Debezium writes for values it did not receive.
+DEBEZIUM_UNAVAILABLE: Final = "__debezium_unavailable_value"
+
+Row: TypeAlias = dict[str, object]
+
+
+class Unchanged:
+    """The type of :data:`UNCHANGED`: a column value that was not sent because it did not change."""
+
+    __slots__ = ()
+    _instance: Unchanged | None = None
+
+    def __new__(cls) -> Unchanged:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+    def __str__(self) -> str:
+        return DEBEZIUM_UNAVAILABLE
+
+    def __reduce__(self) -> str:
+        return "UNCHANGED"
+
+
+#: Marks an unchanged out-of-line (TOAST) value in :attr:`ChangeEvent.after`.
+UNCHANGED: Final = Unchanged()
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One row-level change, or one row of an initial snapshot.
+
+    :param op: ``c``, ``u``, ``d``, ``r`` (snapshot read) or ``t`` (truncate).
+    :param schema: the table's schema (namespace).
+    :param table: the table's name.
+    :param key: the row's identity (primary key or replica identity columns),
+        or ``None`` for a truncate or a table without one.
+    :param before: the old row when the source sent it (deletes, and updates
+        under a full replica identity); old key values only otherwise.
+    :param after: the new row for ``c``, ``u`` and ``r``; may hold :data:`UNCHANGED`.
+    :param lsn: the commit LSN of the change's transaction (``None`` for snapshot rows).
+    :param seq: the change's ordinal within its transaction, from 0.
+    :param commit_time: the transaction's commit time (UTC).
+    :param xid: the transaction id.
+    :param columns: column name → SQL type, in table order, when known.
+    :param key_columns: the names of the identity columns, in table order.
+    :param origin: the replication origin the transaction came from, if any.
+    :param options: extra flags, e.g. ``cascade`` and ``restart_identity`` for truncates.
+    """
+
+    op: Op
+    schema: str
+    table: str
+    key: Row | None = None
+    before: Row | None = None
+    after: Row | None = None
+    lsn: int | None = None
+    seq: int = 0
+    commit_time: dt.datetime | None = None
+    xid: int | None = None
+    columns: Mapping[str, str] | None = field(default=None, compare=False)
+    key_columns: tuple[str, ...] = ()
+    origin: str | None = None
+    options: Mapping[str, bool] = field(default_factory=dict)
+
+    @property
+    def qualified_table(self) -> str:
+        """``schema.table``, unquoted."""
+        return f"{self.schema}.{self.table}"
+
+    @property
+    def unchanged(self) -> frozenset[str]:
+        """Columns of :attr:`after` that hold :data:`UNCHANGED`."""
+        if not self.after:
+            return frozenset()
+        return frozenset(name for name, value in self.after.items() if value is UNCHANGED)
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """This event as plain JSON data (for dead letters); :meth:`from_json` reverses it."""
+        return {
+            "op": self.op,
+            "schema": self.schema,
+            "table": self.table,
+            "key": _json_row(self.key),
+            "before": _json_row(self.before),
+            "after": _json_row(self.after),
+            "lsn": format_lsn(self.lsn) if self.lsn is not None else None,
+            "seq": self.seq,
+            "commit_time": self.commit_time.isoformat() if self.commit_time else None,
+            "xid": self.xid,
+            "columns": dict(self.columns) if self.columns is not None else None,
+            "key_columns": list(self.key_columns),
+            "origin": self.origin,
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_json(cls, data: JsonValue) -> ChangeEvent:
+        """The event that :meth:`to_json` produced ``data`` from.
+
+        Values come back as JSON types (decimals and timestamps as strings).
+
+        :raises ConfigError: when ``data`` is not such a document.
+        """
+        doc = _expect_dict(data, "change event")
+        op = doc.get("op")
+        if op not in OPS:
+            raise ConfigError(f"change event has op {op!r}; expected one of {', '.join(OPS)}")
+        lsn = doc.get("lsn")
+        when = doc.get("commit_time")
+        columns = doc.get("columns")
+        return cls(
+            op=cast(Op, op),
+            schema=str(doc.get("schema", "")),
+            table=str(doc.get("table", "")),
+            key=_unjson_row(doc.get("key")),
+            before=_unjson_row(doc.get("before")),
+            after=_unjson_row(doc.get("after")),
+            lsn=parse_lsn(lsn) if isinstance(lsn, str | int) else None,
+            seq=int(cast(int, doc.get("seq") or 0)),
+            commit_time=dt.datetime.fromisoformat(when) if isinstance(when, str) else None,
+            xid=cast(int | None, doc.get("xid")),
+            columns={str(k): str(v) for k, v in columns.items()} if isinstance(columns, dict) else None,
+            key_columns=tuple(str(c) for c in cast(list[str], doc.get("key_columns") or [])),
+            origin=cast(str | None, doc.get("origin")),
+            options={str(k): bool(v) for k, v in _expect_dict(doc.get("options") or {}, "options").items()},
+        )
+
+
+def parse_lsn(text: str | int) -> int:
+    """An LSN as an integer, from ``X/Y`` hex text (or an integer, returned as is).
+
+    :raises ConfigError: when ``text`` is not an LSN.
+    """
+    if isinstance(text, int):
+        return text
+    high, sep, low = text.partition("/")
+    try:
+        if not sep:
+            raise ValueError(text)
+        return (int(high, 16) << 32) | int(low, 16)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not an LSN; write it as two hex numbers like '0/16B3748'") from None
+
+
+def format_lsn(lsn: int) -> str:
+    """An integer LSN as PostgreSQL writes it: ``X/Y`` in upper-case hex."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+# -- Debezium --------------------------------------------------------------------
+
+
+def encode_debezium(event: ChangeEvent, *, connector: str = "postgresql", name: str = "asyncetl") -> dict[str, JsonValue]:
+    """The Debezium JSON envelope (payload only, no schema) of ``event``.
+
+    Timestamps become ISO strings, decimals strings, bytes base64, unchanged
+    TOAST values Debezium's ``__debezium_unavailable_value``.
+
+    :param connector: written to ``source.connector``.
+    :param name: written to ``source.name``.
+    """
+    ts_ms = int(event.commit_time.timestamp() * 1000) if event.commit_time else None
+    source: dict[str, JsonValue] = {
+        "connector": connector,
+        "name": name,
+        "schema": event.schema,
+        "table": event.table,
+        "lsn": event.lsn,
+        "txId": event.xid,
+        "ts_ms": ts_ms,
+        "snapshot": "true" if event.op == "r" else "false",
+        "sequence": orjson.dumps([event.seq]).decode(),
+    }
+    return {
+        "before": _debezium_row(event.before),
+        "after": _debezium_row(event.after),
+        "source": source,
+        "op": event.op,
+        "ts_ms": ts_ms,
+        "transaction": None,
+    }
+
+
+def decode_debezium(message: bytes | str | Mapping[str, object]) -> ChangeEvent:
+    """The change event in a Debezium envelope, with or without its ``schema`` wrapper.
+
+    ``source.lsn`` becomes :attr:`ChangeEvent.lsn` and ``source.ts_ms`` (or
+    ``ts_ms``) the commit time; ``__debezium_unavailable_value`` becomes
+    :data:`UNCHANGED`. Values keep their JSON types.
+
+    :raises ConfigError: when the message is not a Debezium change event.
+    """
+    doc = _load(message)
+    if "payload" in doc and "op" not in doc:
+        doc = _expect_dict(doc["payload"], "Debezium payload")
+    op = doc.get("op")
+    if op not in OPS:
+        raise ConfigError(f"Debezium message has op {op!r}; expected one of {', '.join(OPS)}")
+    source = _expect_dict(doc.get("source") or {}, "Debezium source block")
+    before = _undebezium_row(doc.get("before"))
+    after = _undebezium_row(doc.get("after"))
+    ts_ms = source.get("ts_ms", doc.get("ts_ms"))
+    lsn = source.get("lsn")
+    return ChangeEvent(
+        op=cast(Op, op),
+        schema=str(source.get("schema", "")),
+        table=str(source.get("table", "")),
+        before=before,
+        after=after,
+        lsn=_debezium_lsn(lsn),
+        seq=_debezium_seq(source.get("sequence")),
+        commit_time=(
+            dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC) if isinstance(ts_ms, int | float) else None
+        ),
+        xid=source.get("txId") if isinstance(source.get("txId"), int) else None,  # type: ignore[arg-type]
+    )
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def _json_value(value: object) -> JsonValue:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if value is UNCHANGED:
+        return DEBEZIUM_UNAVAILABLE
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID | dt.timedelta):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def _json_row(row: Row | None) -> JsonValue:
+    return None if row is None else {name: _json_value(value) for name, value in row.items()}
+
+
+_debezium_row = _json_row
+
+
+def _unjson_row(value: JsonValue | object) -> Row | None:
+    if value is None:
+        return None
+    row = _expect_dict(value, "row")
+    return {k: (UNCHANGED if v == DEBEZIUM_UNAVAILABLE else v) for k, v in row.items()}
+
+
+_undebezium_row = _unjson_row
+
+
+def _debezium_lsn(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return parse_lsn(value) if "/" in value else int(value)
+    return None
+
+
+def _debezium_seq(value: object) -> int:
+    if isinstance(value, str):
+        try:
+            parts = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return 0
+        if isinstance(parts, list) and parts and isinstance(parts[-1], int):
+            return parts[-1]
+    return 0
+
+
+def _load(message: bytes | str | Mapping[str, object]) -> dict[str, object]:
+    if isinstance(message, Mapping):
+        return dict(message)
+    try:
+        doc = orjson.loads(message)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"Debezium message is not valid JSON: {exc}") from exc
+    return _expect_dict(doc, "Debezium message")
+
+
+def _expect_dict(value: object, what: str) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object, not {type(value).__name__}")
+    return value

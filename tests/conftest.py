@@ -1,0 +1,44 @@
+"""Shared fixtures: the asyncio backend and throwaway PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+PG_HOST = os.environ.get("ASYNCETL_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("ASYNCETL_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("ASYNCETL_TEST_PG_USER", "postgres")
+
+
+def pg_dsn(database: str) -> str:
+    """A DSN for ``database`` on the test server."""
+    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # asyncpg and aiohttp are asyncio-only; asyncetl runs on anyio over asyncio.
+    return "asyncio"
+
+
+@pytest.fixture
+async def pg_database() -> AsyncIterator[str]:
+    """A fresh database with a random name; yields its DSN and drops it afterwards."""
+    name = f"asyncetl_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(pg_dsn("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield pg_dsn(name)
+    finally:
+        admin = await asyncpg.connect(pg_dsn("postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
