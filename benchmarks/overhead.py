@@ -42,7 +42,9 @@ class GeneratedSource(Source[dict[str, int]]):
     def __init__(self, n: int) -> None:
         self.n = n
 
-    async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[dict[str, int]]]:
+    async def read(
+        self, after: Position, *, max_chunk: int
+    ) -> AsyncIterator[Chunk[dict[str, int]]]:
         start = after if isinstance(after, int) else 0
         for offset in range(start, self.n, CHUNK):
             stop = min(offset + CHUNK, self.n)
@@ -60,8 +62,15 @@ def plain_loop(n: int) -> int:
 
 async def pipeline_run(n: int) -> int:
     sink = NullSink()
-    pipeline = Pipeline("overhead", GeneratedSource(n), sink, [Transform(identity)],
-                        max_batch_size=CHUNK, queue_size=4, summary_interval=3600)
+    pipeline = Pipeline(
+        "overhead",
+        GeneratedSource(n),
+        sink,
+        [Transform(identity)],
+        max_batch_size=CHUNK,
+        queue_size=4,
+        summary_interval=3600,
+    )
     await pipeline.run()
     return sink.records
 
@@ -79,8 +88,12 @@ def child(kind: str, n: int) -> None:
 
 
 def measure(kind: str, n: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, "--n", str(n)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--n", str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return result
 
@@ -94,19 +107,25 @@ def main() -> None:
     if args.child:
         child(args.child, sizes[0])
         return
-    print(f"{'records':>12} {'plain loop rec/s':>18} {'pipeline rec/s':>16} {'ratio':>7} "
-          f"{'loop peak MiB':>14} {'pipeline peak MiB':>18}")
+    print(
+        f"{'records':>12} {'plain loop rec/s':>18} {'pipeline rec/s':>16} {'ratio':>7} "
+        f"{'loop peak MiB':>14} {'pipeline peak MiB':>18}"
+    )
     peaks: dict[int, float] = {}
     for n in sizes:
         loop, pipe = measure("loop", n), measure("pipeline", n)
         peaks[n] = pipe["peak_mib"]
-        print(f"{n:>12,} {loop['rate']:>18,.0f} {pipe['rate']:>16,.0f} "
-              f"{pipe['rate'] / loop['rate']:>7.2f} {loop['peak_mib']:>14.1f} "
-              f"{pipe['peak_mib']:>18.1f}")
+        print(
+            f"{n:>12,} {loop['rate']:>18,.0f} {pipe['rate']:>16,.0f} "
+            f"{pipe['rate'] / loop['rate']:>7.2f} {loop['peak_mib']:>14.1f} "
+            f"{pipe['peak_mib']:>18.1f}"
+        )
     if len(peaks) > 1:
         small, large = min(peaks), max(peaks)
-        print(f"pipeline peak memory at {large:,} vs {small:,}: "
-              f"{peaks[large] / peaks[small]:.3f}x (target <= 1.10x); ratio target >= 0.5x")
+        print(
+            f"pipeline peak memory at {large:,} vs {small:,}: "
+            f"{peaks[large] / peaks[small]:.3f}x (target <= 1.10x); ratio target >= 0.5x"
+        )
 
 
 if __name__ == "__main__":

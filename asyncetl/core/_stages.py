@@ -1,4 +1,4 @@
-"""The engine behind :class:`~asyncetl.core.pipeline.Pipeline`: one run's stages and their wiring."""
+"""The engine behind :class:`~asyncetl.core.pipeline.Pipeline`: one run's stages and wiring."""
 
 from __future__ import annotations
 
@@ -78,8 +78,13 @@ class StageRunner:
         self.watermark = Watermark(start)
         self.stats.position = start
         self._read_position = start
-        self.log.info("starting", source=p.source.name, sink=p.sink.name, resume_after=start,
-                      max_records_in_flight=p.max_records_in_flight)
+        self.log.info(
+            "starting",
+            source=p.source.name,
+            sink=p.sink.name,
+            resume_after=start,
+            max_records_in_flight=p.max_records_in_flight,
+        )
         async with anyio.create_task_group() as tg:
             self._engine_scope = tg.cancel_scope
             if self._hard_stop:
@@ -89,7 +94,9 @@ class StageRunner:
             tg.cancel_scope.cancel()
         if self._hard_stop:
             self.stats.stopped_early = True
-            self.log.warning("stopped before draining", unacknowledged_batches=self.watermark.pending)
+            self.log.warning(
+                "stopped before draining", unacknowledged_batches=self.watermark.pending
+            )
         self.log.info("finished", position=self.stats.position, **self.stats.as_dict())
 
     # -- wiring ------------------------------------------------------------
@@ -125,9 +132,12 @@ class StageRunner:
         while True:
             await anyio.sleep(self.p.summary_interval)
             elapsed = max(self.stats.elapsed, 1e-9)
-            self.log.info("progress", position=self.stats.position,
-                          records_per_s=round(self.stats.records_in / elapsed),
-                          **self.stats.as_dict())
+            self.log.info(
+                "progress",
+                position=self.stats.position,
+                records_per_s=round(self.stats.records_in / elapsed),
+                **self.stats.as_dict(),
+            )
 
     async def _idle_watch(self, idle: float) -> None:
         while True:
@@ -172,8 +182,9 @@ class StageRunner:
                         break
                 if chunk is not None:
                     if chunk.rejects:
-                        await self._reject(self.p.source.name, self.p.source_errors,
-                                           chunk.rejects, chunk.position)
+                        await self._reject(
+                            self.p.source.name, self.p.source_errors, chunk.rejects, chunk.position
+                        )
                     if chunk.records or chunk.rejects:
                         self._last_data = time.monotonic()
                         self.stats.records_in += len(chunk.records) + len(chunk.rejects)
@@ -196,7 +207,9 @@ class StageRunner:
                 self._buffered = 0
 
     async def _transform(
-        self, transform: Transform, recv: ObjectReceiveStream[AnyBatch],
+        self,
+        transform: Transform,
+        recv: ObjectReceiveStream[AnyBatch],
         send: ObjectSendStream[AnyBatch],
     ) -> None:
         async with recv, send:
@@ -209,7 +222,9 @@ class StageRunner:
                 await self._transform_as_done(transform, recv, send)
 
     async def _transform_in_order(
-        self, transform: Transform, recv: ObjectReceiveStream[AnyBatch],
+        self,
+        transform: Transform,
+        recv: ObjectReceiveStream[AnyBatch],
         send: ObjectSendStream[AnyBatch],
     ) -> None:
         workers = anyio.Semaphore(transform.workers)
@@ -238,7 +253,9 @@ class StageRunner:
                     await slot_send.send(slot)
 
     async def _transform_as_done(
-        self, transform: Transform, recv: ObjectReceiveStream[AnyBatch],
+        self,
+        transform: Transform,
+        recv: ObjectReceiveStream[AnyBatch],
         send: ObjectSendStream[AnyBatch],
     ) -> None:
         workers = anyio.Semaphore(transform.workers)
@@ -319,12 +336,18 @@ class StageRunner:
         letters = dead_letters(self.p.name, stage, rejects, position)
         await self.p.dead_letters.put(letters)
         self.stats.dead_lettered += len(letters)
-        self.log.warning("dead-lettered", stage=stage, records=len(letters),
-                         first_error=f"{letters[0].error_type}: {letters[0].error}")
+        self.log.warning(
+            "dead-lettered",
+            stage=stage,
+            records=len(letters),
+            first_error=f"{letters[0].error_type}: {letters[0].error}",
+        )
 
 
 def _closing(iterator: AsyncIterator[Chunk[Any]]) -> aclosing[AsyncGenerator[Chunk[Any], None]]:
     """``aclosing`` for a source's iterator, which is normally an async generator."""
     if not hasattr(iterator, "aclose"):
-        raise TypeError(f"Source.read must return an async generator, not {type(iterator).__name__}")
+        raise TypeError(
+            f"Source.read must return an async generator, not {type(iterator).__name__}"
+        )
     return aclosing(cast("AsyncGenerator[Chunk[Any], None]", iterator))

@@ -8,9 +8,7 @@ from typing import Generic, TypeAlias, TypeVar
 
 __all__ = ["Batch", "Chunk", "JsonValue", "Position", "Reject"]
 
-JsonValue: TypeAlias = (
-    "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
-)
+JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
 #: Where a source stands after a record: opaque to the engine, JSON-serialisable.
 Position: TypeAlias = JsonValue
 

@@ -5,9 +5,9 @@
     AsyncetlError
     ├── ConfigError (also ValueError)      a spec or constructor argument is wrong
     ├── ConnectorError                     an external system misbehaved
-    │   ├── TransientError                 worth retrying (timeouts, resets, 429/503, serialization failures)
-    │   └── PermanentError                 retrying will not help (auth, missing table, bad type)
-    ├── StageError                         a stage failed; names stage and position, chains the cause
+    │   ├── TransientError                 worth retrying (timeouts, resets, 429/503)
+    │   └── PermanentError                 retrying will not help (auth, missing table)
+    ├── StageError                         a stage failed; names stage and position
     └── CheckpointError                    a checkpoint could not be read or written
 
 Messages are one sentence naming the offending value and what to do about it;

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Generic, TypeVar
+from dataclasses import replace
+from typing import TypeVar
 
 import anyio
 
@@ -32,7 +32,11 @@ class ListSource(Source[T]):
     """
 
     def __init__(
-        self, records: Iterable[T], *, name: str = "list_source", chunk_size: int | None = None,
+        self,
+        records: Iterable[T],
+        *,
+        name: str = "list_source",
+        chunk_size: int | None = None,
         delay: float = 0.0,
     ) -> None:
         self.records = list(records)
@@ -117,7 +121,8 @@ class MemoryDeadLetterStore(DeadLetterStore):
     async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
         doomed = set(ids)
         self.letters = [
-            letter for letter in self.letters
+            letter
+            for letter in self.letters
             if not (letter.pipeline == pipeline and letter.id in doomed)
         ]
 

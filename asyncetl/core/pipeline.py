@@ -175,17 +175,21 @@ class Pipeline:
         for key in ("max_batch_size", "queue_size"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"must be a positive integer, not {value!r}", where=where, key=key)
+                raise ConfigError(
+                    f"must be a positive integer, not {value!r}", where=where, key=key
+                )
         for key in ("max_batch_age", "grace_period"):
             value = getattr(self, key)
             if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
-                raise ConfigError(f"must be a positive number of seconds, not {value!r}",
-                                  where=where, key=key)
+                raise ConfigError(
+                    f"must be a positive number of seconds, not {value!r}", where=where, key=key
+                )
         policies = [self.source_errors, self.sink_errors, *(t.on_error for t in self.transforms)]
         if "dead_letter" in policies and self.dead_letters is None:
             raise ConfigError(
                 "a stage uses the dead_letter policy but no dead-letter store is configured",
-                where=where, key="dead_letters",
+                where=where,
+                key="dead_letters",
             )
         names = [self.source.name, *(t.name for t in self.transforms), self.sink.name]
         if len(set(names)) != len(names):
@@ -193,8 +197,12 @@ class Pipeline:
 
 
 async def _run_opened(pipeline: Pipeline, runner: StageRunner) -> None:
-    resources: list[Resource] = [pipeline.checkpoints, pipeline.source, pipeline.sink,
-                                 *pipeline.transforms]
+    resources: list[Resource] = [
+        pipeline.checkpoints,
+        pipeline.source,
+        pipeline.sink,
+        *pipeline.transforms,
+    ]
     if pipeline.dead_letters is not None:
         resources.append(pipeline.dead_letters)
     async with AsyncExitStack() as stack:
@@ -233,4 +241,3 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
     if len(ours) == 1 or (ours and len(ours) == len(leaves)):
         return ours[0]
     return leaves[0] if len(leaves) == 1 else group
-

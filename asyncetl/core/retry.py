@@ -51,7 +51,7 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date); ``None`` if absent or bad."""
+    """Seconds to wait from a ``Retry-After`` value (seconds or HTTP date); ``None`` if unusable."""
     if not value:
         return None
     value = value.strip()
@@ -84,7 +84,7 @@ async def retry_call(
     *,
     policy: RetryPolicy,
     what: str,
-    transient: tuple[type[BaseException], ...] = (TransientError,),
+    transient: tuple[type[Exception], ...] = (TransientError,),
 ) -> T:
     """Await ``call()``, retrying transient failures; the last failure propagates.
 
@@ -95,7 +95,10 @@ async def retry_call(
     def log_retry(details: Any) -> None:
         exc = details["exception"]
         _log.warning(
-            "retrying", call=what, attempt=details["tries"], wait=round(details["wait"], 3),
+            "retrying",
+            call=what,
+            attempt=details["tries"],
+            wait=round(details["wait"], 3),
             error=f"{type(exc).__name__}: {exc}",
         )
 

@@ -59,7 +59,9 @@ class Transform(Resource):
         if kind not in _KINDS:
             raise ConfigError(f"kind must be one of {', '.join(_KINDS)}, not {kind!r}", where=where)
         if on_error not in _POLICIES:
-            raise ConfigError(f"on_error must be 'fail' or 'dead_letter', not {on_error!r}", where=where)
+            raise ConfigError(
+                f"on_error must be 'fail' or 'dead_letter', not {on_error!r}", where=where
+            )
         if not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers must be a positive integer, not {workers!r}", where=where)
         if not callable(fn):
@@ -135,9 +137,8 @@ class Transform(Resource):
             # The function saw the batch as a whole, so every record shares the failure.
             return TransformResult([], [Reject(record, exc) for record in records])
         if not isinstance(result, Iterable) or isinstance(result, str | bytes | dict):
-            raise TypeError(
-                f"batch transform {self.name} returned {type(result).__name__}, not a list of records"
-            )
+            kind = type(result).__name__
+            raise TypeError(f"batch transform {self.name} returned {kind}, not a list of records")
         return TransformResult(list(result), [])
 
 

@@ -12,8 +12,15 @@ from asyncetl.core import Batch, Chunk, ListSink, Position, Reject, Source
 class TrackedSource(Source[int]):
     """Yields 0..n-1 in chunks; records open/close and every event in one log."""
 
-    def __init__(self, n: int, *, chunk: int = 10, delay: float = 0.0, follow: bool = False,
-                 events: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        n: int,
+        *,
+        chunk: int = 10,
+        delay: float = 0.0,
+        follow: bool = False,
+        events: list[str] | None = None,
+    ) -> None:
         self.n = n
         self.chunk = chunk
         self.delay = delay
@@ -52,8 +59,14 @@ class TrackedSource(Source[int]):
 class SlowSink(ListSink[int]):
     """A list sink that sleeps per batch and logs writes; optionally fails on a record."""
 
-    def __init__(self, *, delay: float = 0.0, fail_on: int | None = None,
-                 events: list[str] | None = None, reject: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        delay: float = 0.0,
+        fail_on: int | None = None,
+        events: list[str] | None = None,
+        reject: set[int] | None = None,
+    ) -> None:
         super().__init__(name="slow_sink")
         self.delay = delay
         self.fail_on = fail_on

@@ -28,16 +28,26 @@ class ChunkedSource(Source[int]):
             n += size
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sizes=st.lists(st.integers(min_value=0, max_value=25), max_size=30),
-       max_size=st.integers(min_value=1, max_value=40))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=25), max_size=30),
+    max_size=st.integers(min_value=1, max_value=40),
+)
 def test_size_batching_keeps_every_record_in_order(
     anyio_backend: str, sizes: list[int], max_size: int
 ) -> None:
     sink: ListSink[int] = ListSink()
     store = MemoryCheckpointStore()
-    pipeline = Pipeline("p", ChunkedSource(sizes), sink, checkpoints=store,
-                        max_batch_size=max_size, max_batch_age=60)
+    pipeline = Pipeline(
+        "p",
+        ChunkedSource(sizes),
+        sink,
+        checkpoints=store,
+        max_batch_size=max_size,
+        max_batch_age=60,
+    )
     anyio.run(pipeline.run, backend=anyio_backend)
     total = sum(sizes)
     assert sink.records == list(range(total))

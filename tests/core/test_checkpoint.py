@@ -18,7 +18,9 @@ async def test_round_trip_and_atomic_replacement(tmp_path: Path) -> None:
     await store.save(Checkpoint("p", "other", 3))
     await store.save(Checkpoint("p", "s", {"offset": 20}))
     assert orjson.loads(path.read_bytes()) == {
-        "format": 1, "checkpoints": {"p": {"s": {"offset": 20}, "other": 3}}}
+        "format": 1,
+        "checkpoints": {"p": {"s": {"offset": 20}, "other": 3}},
+    }
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoints.json"]  # no temp files left
     assert await JsonFileCheckpointStore(path).load("p", "s") == {"offset": 20}
 
@@ -30,7 +32,8 @@ async def test_corrupted_file_is_an_error_not_a_restart(tmp_path: Path) -> None:
         await JsonFileCheckpointStore(path).load("p", "s")
     assert str(info.value).startswith(f"checkpoint file {path} is not valid JSON (")
     assert str(info.value).endswith(
-        "restore it from a backup or delete it to start over from the beginning")
+        "restore it from a backup or delete it to start over from the beginning"
+    )
 
 
 async def test_foreign_json_is_refused(tmp_path: Path) -> None:

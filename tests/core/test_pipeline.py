@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 from structlog.testing import capture_logs
 
@@ -27,8 +28,14 @@ def double(record: int) -> int:
 async def test_records_flow_through_transforms_in_order_and_commit_each_batch() -> None:
     store = MemoryCheckpointStore()
     sink: ListSink[int] = ListSink()
-    pipeline = Pipeline("p", ListSource(range(25), chunk_size=5), sink, [Transform(double)],
-                        checkpoints=store, max_batch_size=10)
+    pipeline = Pipeline(
+        "p",
+        ListSource(range(25), chunk_size=5),
+        sink,
+        [Transform(double)],
+        checkpoints=store,
+        max_batch_size=10,
+    )
     stats = await pipeline.run()
     assert sink.records == [2 * i for i in range(25)]
     assert [b.position for b in sink.batches] == [10, 20, 25]
@@ -47,7 +54,7 @@ async def test_resume_reads_exactly_the_remainder() -> None:
 
 async def test_flat_map_batch_and_async_transforms() -> None:
     async def add_one(record: int) -> int:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return record + 1
 
     def twice(record: int) -> list[int]:
@@ -57,8 +64,11 @@ async def test_flat_map_batch_and_async_transforms() -> None:
         return [r for r in records if r % 2 == 0]
 
     sink: ListSink[int] = ListSink()
-    transforms = [Transform(add_one), Transform(twice, kind="flat_map"),
-                  Transform(evens, kind="batch")]
+    transforms = [
+        Transform(add_one),
+        Transform(twice, kind="flat_map"),
+        Transform(evens, kind="batch"),
+    ]
     await Pipeline("p", ListSource(range(6)), sink, transforms).run()
     assert sink.records == [2, 2, 4, 4, 6, 6]
 
@@ -82,8 +92,9 @@ async def test_parallel_workers_keep_source_order() -> None:
 
     sink: ListSink[int] = ListSink()
     stage = Transform(jitter, kind="batch", workers=4)
-    await Pipeline("p", ListSource(range(200), chunk_size=10), sink, [stage],
-                   max_batch_size=10).run()
+    await Pipeline(
+        "p", ListSource(range(200), chunk_size=10), sink, [stage], max_batch_size=10
+    ).run()
     assert sink.records == list(range(200))
     assert [b.seq for b in sink.batches] == list(range(20))
 
@@ -96,8 +107,14 @@ async def test_unordered_workers_commit_only_the_low_watermark() -> None:
     store = MemoryCheckpointStore()
     sink: ListSink[int] = ListSink()
     stage = Transform(slow_first, kind="batch", workers=3, ordered=False)
-    await Pipeline("p", ListSource(range(30), chunk_size=10), sink, [stage],
-                   checkpoints=store, max_batch_size=10).run()
+    await Pipeline(
+        "p",
+        ListSource(range(30), chunk_size=10),
+        sink,
+        [stage],
+        checkpoints=store,
+        max_batch_size=10,
+    ).run()
     assert [b.seq for b in sink.batches][-1] == 0  # the first batch arrived last
     # Nothing was committed until batch 0 was acknowledged, then everything at once.
     assert [c.position for c in store.history] == [30]
@@ -112,9 +129,14 @@ async def test_fail_policy_stops_with_stage_and_position_and_commits_nothing_pas
 
     store = MemoryCheckpointStore()
     sink: ListSink[int] = ListSink()
-    pipeline = Pipeline("p", ListSource(range(50), chunk_size=10), sink,
-                        [Transform(explode, name="explode")], checkpoints=store,
-                        max_batch_size=10)
+    pipeline = Pipeline(
+        "p",
+        ListSource(range(50), chunk_size=10),
+        sink,
+        [Transform(explode, name="explode")],
+        checkpoints=store,
+        max_batch_size=10,
+    )
     with pytest.raises(StageError) as info:
         await pipeline.run()
     assert str(info.value) == (
@@ -135,9 +157,14 @@ async def test_dead_letter_policy_sets_records_aside_and_goes_on() -> None:
 
     letters = MemoryDeadLetterStore()
     sink: ListSink[int] = ListSink()
-    pipeline = Pipeline("p", ListSource(range(30), chunk_size=10), sink,
-                        [Transform(explode, name="explode", on_error="dead_letter")],
-                        dead_letters=letters, max_batch_size=10)
+    pipeline = Pipeline(
+        "p",
+        ListSource(range(30), chunk_size=10),
+        sink,
+        [Transform(explode, name="explode", on_error="dead_letter")],
+        dead_letters=letters,
+        max_batch_size=10,
+    )
     stats = await pipeline.run()
     assert sink.records == [r for r in range(30) if r % 10 != 3]
     assert [(d.stage, d.record, d.error, d.error_type, d.position) for d in letters.letters] == [
@@ -152,21 +179,28 @@ async def test_dead_letter_policy_sets_records_aside_and_goes_on() -> None:
 async def test_sink_rejects_follow_the_sink_policy() -> None:
     letters = MemoryDeadLetterStore()
     sink = SlowSink(reject={4, 7})
-    stats = await Pipeline("p", ListSource(range(10)), sink, dead_letters=letters,
-                           sink_errors="dead_letter").run()
+    stats = await Pipeline(
+        "p", ListSource(range(10)), sink, dead_letters=letters, sink_errors="dead_letter"
+    ).run()
     assert sink.records == [0, 1, 2, 3, 5, 6, 8, 9]
     assert [(d.stage, d.record, d.error) for d in letters.letters] == [
-        ("slow_sink", 4, "refused 4"), ("slow_sink", 7, "refused 7")]
+        ("slow_sink", 4, "refused 4"),
+        ("slow_sink", 7, "refused 7"),
+    ]
     assert stats.records_out == 8
 
 
 async def test_sink_failure_is_a_stage_error_and_is_not_committed() -> None:
     store = MemoryCheckpointStore()
     sink = SlowSink(fail_on=15)
-    with pytest.raises(StageError, match=r"^stage 'slow_sink' failed on the batch ending at "
-                       r"position 20: RuntimeError: cannot write record 15$"):
-        await Pipeline("p", ListSource(range(40), chunk_size=10), sink, checkpoints=store,
-                       max_batch_size=10).run()
+    with pytest.raises(
+        StageError,
+        match=r"^stage 'slow_sink' failed on the batch ending at "
+        r"position 20: RuntimeError: cannot write record 15$",
+    ):
+        await Pipeline(
+            "p", ListSource(range(40), chunk_size=10), sink, checkpoints=store, max_batch_size=10
+        ).run()
     assert store.positions == {("p", "list_source"): 10}
 
 
@@ -206,8 +240,15 @@ async def test_stop_when_idle_exits_once_everything_is_committed() -> None:
     store = MemoryCheckpointStore()
     source = TrackedSource(35, chunk=5, follow=True)
     sink = SlowSink()
-    pipeline = Pipeline("p", source, sink, checkpoints=store, max_batch_size=10,
-                        max_batch_age=0.05, stop_when_idle=0.2)
+    pipeline = Pipeline(
+        "p",
+        source,
+        sink,
+        checkpoints=store,
+        max_batch_size=10,
+        max_batch_age=0.05,
+        stop_when_idle=0.2,
+    )
     with anyio.fail_after(5):
         stats = await pipeline.run()
     assert sink.records == list(range(35))
@@ -250,8 +291,9 @@ async def test_grace_period_bounds_the_drain_and_keeps_at_least_once() -> None:
     store = MemoryCheckpointStore()
     source = TrackedSource(1000, chunk=10)
     sink = SlowSink(delay=0.5)
-    pipeline = Pipeline("p", source, sink, checkpoints=store, max_batch_size=10,
-                        grace_period=0.3, queue_size=4)
+    pipeline = Pipeline(
+        "p", source, sink, checkpoints=store, max_batch_size=10, grace_period=0.3, queue_size=4
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(pipeline.run)
         await anyio.sleep(0.1)
@@ -290,21 +332,35 @@ async def test_pipeline_is_reusable_and_logs_committed_batches() -> None:
     assert sink.records == [0, 1, 2, 3, 4]
     assert second.records_in == 0
     committed = [e for e in logs if e["event"] == "committed"]
-    assert committed == [{"event": "committed", "log_level": "debug", "pipeline": "p",
-                          "batch": 0, "records": 5, "position": 5}]
+    assert committed == [
+        {
+            "event": "committed",
+            "log_level": "debug",
+            "pipeline": "p",
+            "batch": 0,
+            "records": 5,
+            "position": 5,
+        }
+    ]
 
 
 def test_dead_letter_policy_requires_a_store() -> None:
-    with pytest.raises(ConfigError, match="^pipeline p: dead_letters: a stage uses the "
-                       "dead_letter policy but no dead-letter store is configured$"):
+    with pytest.raises(
+        ConfigError,
+        match="^pipeline p: dead_letters: a stage uses the "
+        "dead_letter policy but no dead-letter store is configured$",
+    ):
         Pipeline("p", ListSource([1]), ListSink(), [Transform(double, on_error="dead_letter")])
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("max_batch_size", 0, "must be a positive integer, not 0"),
-    ("queue_size", 2.5, "must be a positive integer, not 2.5"),
-    ("max_batch_age", -1, "must be a positive number of seconds, not -1"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("max_batch_size", 0, "must be a positive integer, not 0"),
+        ("queue_size", 2.5, "must be a positive integer, not 2.5"),
+        ("max_batch_age", -1, "must be a positive number of seconds, not -1"),
+    ],
+)
 def test_bad_pipeline_settings(key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         Pipeline("p", ListSource([1]), ListSink(), **{key: value})  # type: ignore[arg-type]

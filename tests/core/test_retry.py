@@ -34,7 +34,8 @@ async def test_transient_errors_are_retried_until_success() -> None:
     assert len(call.calls) == 4
     retries = [e for e in logs if e["event"] == "retrying"]
     assert [(e["call"], e["attempt"], e["error"]) for e in retries] == [
-        ("GET /items", n, "TransientError: connection reset") for n in (1, 2, 3)]
+        ("GET /items", n, "TransientError: connection reset") for n in (1, 2, 3)
+    ]
 
 
 async def test_gives_up_after_max_tries_with_the_last_error() -> None:
@@ -55,8 +56,11 @@ async def test_max_time_bounds_the_retrying() -> None:
     call = Flaky(1000, TransientError("down"))
     started = time.monotonic()
     with pytest.raises(TransientError):
-        await retry_call(call, policy=RetryPolicy(max_tries=1000, max_time=0.3, base_delay=0.05,
-                                                  max_delay=0.05), what="x")
+        await retry_call(
+            call,
+            policy=RetryPolicy(max_tries=1000, max_time=0.3, base_delay=0.05, max_delay=0.05),
+            what="x",
+        )
     assert 0.25 <= time.monotonic() - started < 1.0
 
 
