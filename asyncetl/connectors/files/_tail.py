@@ -14,7 +14,7 @@ seeks there and reads strictly after it.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -51,11 +51,15 @@ def check_options(where: str, *, poll_interval: float, block_size: int) -> None:
     :raises ConfigError: for a non-positive poll interval or block size.
     """
     if not isinstance(poll_interval, int | float) or not poll_interval > 0:
-        raise ConfigError(f"must be a positive number of seconds, not {poll_interval!r}",
-                          where=where, key="poll_interval")
+        raise ConfigError(
+            f"must be a positive number of seconds, not {poll_interval!r}",
+            where=where,
+            key="poll_interval",
+        )
     if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
-        raise ConfigError(f"must be a positive number of bytes, not {block_size!r}",
-                          where=where, key="block_size")
+        raise ConfigError(
+            f"must be a positive number of bytes, not {block_size!r}", where=where, key="block_size"
+        )
 
 
 def start_offset(path: str, after: Position) -> int:
@@ -74,9 +78,15 @@ def start_offset(path: str, after: Position) -> int:
 
 
 async def tail(
-    path: str, start: int, parse: Parse[T], *, follow: bool, poll_interval: float,
-    block_size: int, unit: str = "line",
-) -> AsyncIterator[Chunk[T]]:
+    path: str,
+    start: int,
+    parse: Parse[T],
+    *,
+    follow: bool,
+    poll_interval: float,
+    block_size: int,
+    unit: str = "line",
+) -> AsyncGenerator[Chunk[T], None]:
     """Yield the chunks of every complete unit after byte ``start``.
 
     :param start: must be 0 or just after a newline; checked before reading.
@@ -95,8 +105,12 @@ async def tail(
             continue
         if not follow:
             if pending:
-                _log.warning(f"incomplete last {unit}; stopping before it", path=path,
-                             offset=offset, pending_bytes=len(pending))
+                _log.warning(
+                    f"incomplete last {unit}; stopping before it",
+                    path=path,
+                    offset=offset,
+                    pending_bytes=len(pending),
+                )
             return
         await anyio.sleep(poll_interval)
 
@@ -128,10 +142,8 @@ def _read_at(path: str, offset: int, size: int) -> bytes:
 
 
 def _check_start(path: str, start: int) -> None:
-    if start == 0:
-        _read_at(path, 0, 0)
-        return
-    if _read_at(path, start - 1, 1) != b"\n":
+    _read_at(path, start, 0)  # the file exists and is not shorter than ``start``
+    if start and _read_at(path, start - 1, 1) != b"\n":
         raise PermanentError(
             f"the committed position {start} of {path} is not at the start of a line; "
             "the file was changed, so restore it or delete the checkpoint to start over"

@@ -1,0 +1,250 @@
+"""JSON Lines: a source that follows a file by byte offset, and an appending sink."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from functools import partial
+
+import anyio
+import anyio.to_thread
+import orjson
+
+from asyncetl.connectors.files._append import append, open_for_append
+from asyncetl.connectors.files._tail import check_options, start_offset, tail
+from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
+from asyncetl.core.interfaces import Sink, Source
+
+__all__ = ["JsonlSink", "JsonlSource"]
+
+#: A record of a JSON Lines file: one JSON object.
+JsonRecord = dict[str, JsonValue]
+
+_KINDS: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+_ENCODE = orjson.OPT_APPEND_NEWLINE
+_ENCODE_LENIENT = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+_COMPACT = (",", ":")
+
+
+class JsonlSource(Source[JsonRecord]):
+    """Reads a JSON Lines file: one JSON object per line.
+
+    The position is the byte offset just after the last complete line consumed;
+    a resume seeks there. Blank lines are skipped (the position moves past
+    them). A line that is not valid JSON, or not a JSON object, becomes a
+    reject carrying the line's text (without its ``\\n`` or ``\\r\\n``), never a
+    silent drop; :meth:`decode` parses such a text again for replay.
+
+    A last line without its newline is never consumed: with ``follow`` the
+    source waits for the rest of it; without, the source ends there and logs
+    a warning naming the file and the line's byte offset.
+
+    The file is read in blocks of ``block_size`` bytes, parsed in a worker
+    thread, so at most about one block of records is held at a time.
+
+    :param path: the file; it must exist when reading starts.
+    :param name: the source's name, part of its checkpoint key.
+    :param follow: after the end of the file, poll for appended lines forever
+        (stopped by cancellation or the pipeline's stop).
+    :param poll_interval: seconds between polls at the end of the file.
+    :param block_size: bytes read per step.
+    :raises ConfigError: for a non-positive ``poll_interval`` or ``block_size``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        name: str = "jsonl",
+        follow: bool = False,
+        poll_interval: float = 0.5,
+        block_size: int = 1 << 20,
+    ) -> None:
+        check_options(f"JsonlSource {name}", poll_interval=poll_interval, block_size=block_size)
+        self.path = str(path)
+        self.name = name
+        self.follow = follow
+        self.poll_interval = poll_interval
+        self.block_size = block_size
+
+    async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[JsonRecord]]:
+        """Yield chunks of up to ``max_chunk`` lines, starting strictly after byte ``after``.
+
+        :raises CheckpointError: when ``after`` is not a byte offset.
+        :raises PermanentError: when the file is missing or unreadable, or was
+            truncated or changed under the committed position.
+        """
+        start = start_offset(self.path, after)
+        parse = partial(self._parse, max_chunk=max(1, max_chunk))
+        chunks = tail(
+            self.path,
+            start,
+            parse,
+            follow=self.follow,
+            poll_interval=self.poll_interval,
+            block_size=self.block_size,
+        )
+        async with aclosing(chunks) as iterator:
+            async for chunk in iterator:
+                yield chunk
+
+    def decode(self, raw: JsonValue) -> JsonRecord:
+        """Parse a dead-lettered line text again.
+
+        :raises ValueError: when it is still not a JSON object.
+        :raises TypeError: when ``raw`` is neither a line's text nor an object.
+        """
+        if isinstance(raw, dict):
+            return raw
+        if not isinstance(raw, str):
+            raise TypeError(f"a JSONL dead letter holds the line's text, not {_kind(raw)}")
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"the line is not valid JSON: {exc}") from exc
+        if isinstance(value, dict):
+            return value
+        raise ValueError(f"the line is {_kind(value)}, not a JSON object")
+
+    def _parse(
+        self, buffer: bytes, offset: int, *, max_chunk: int
+    ) -> tuple[list[Chunk[JsonRecord]], int]:
+        end = buffer.rfind(b"\n") + 1
+        if not end:
+            return [], 0
+        lines = buffer[:end].split(b"\n")
+        lines.pop()  # the empty text after the last newline
+        chunks: list[Chunk[JsonRecord]] = []
+        for first in range(0, len(lines), max_chunk):
+            part = lines[first : first + max_chunk]
+            records = _decode_fast(part)
+            rejects: list[Reject] = []
+            if records is None:
+                records, rejects = self._decode_slow(part, offset)
+            offset += sum(map(len, part)) + len(part)
+            chunks.append(Chunk(records, offset, rejects))
+        return chunks, end
+
+    def _decode_slow(
+        self, lines: list[bytes], offset: int
+    ) -> tuple[list[JsonRecord], list[Reject]]:
+        """Line by line, for a part with blank, broken or non-object lines."""
+        records: list[JsonRecord] = []
+        rejects: list[Reject] = []
+        for line in lines:
+            try:
+                value = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                if line.strip():
+                    error = ValueError(
+                        f"line at byte {offset} of {self.path} is not valid JSON: {exc}"
+                    )
+                    rejects.append(Reject(_text(line), error))
+            else:
+                if isinstance(value, dict):
+                    records.append(value)
+                else:
+                    error = ValueError(
+                        f"line at byte {offset} of {self.path} is {_kind(value)}, not a JSON object"
+                    )
+                    rejects.append(Reject(_text(line), error))
+            offset += len(line) + 1
+        return records, rejects
+
+
+def _decode_fast(lines: list[bytes]) -> list[JsonRecord] | None:
+    """Every line parsed in C, or ``None`` when any is blank, broken or not an object."""
+    try:
+        values = list(map(orjson.loads, lines))
+    except orjson.JSONDecodeError:
+        return None
+    if values and set(map(type, values)) != {dict}:
+        return None
+    return values
+
+
+def _text(line: bytes) -> str:
+    return line.decode("utf-8", "backslashreplace").removesuffix("\r")
+
+
+def _kind(value: object) -> str:
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
+
+
+class JsonlSink(Sink[object]):
+    """Appends one JSON line per record to a file.
+
+    Records are encoded with orjson; values JSON lacks (datetimes, decimals,
+    UUIDs…) become strings. Each batch is written with one append and, with
+    ``fsync``, made durable before :meth:`write` returns. A replay after a
+    crash appends its batch again (at-least-once). The only rejects are
+    records that cannot be encoded at all (a circular structure, say).
+
+    :param path: the file, created when missing; its directory must exist.
+    :param name: the sink's name.
+    :param fsync: fsync the file after each batch; without it a batch survives
+        a crash of the process but not of the machine.
+    """
+
+    def __init__(self, path: str, *, name: str = "jsonl_sink", fsync: bool = True) -> None:
+        self.path = str(path)
+        self.name = name
+        self.fsync = fsync
+        self._fd: int | None = None
+
+    async def open(self) -> None:
+        """Open the file for appending.
+
+        :raises PermanentError: when it cannot be opened for writing.
+        """
+        if self._fd is None:
+            self._fd = await anyio.to_thread.run_sync(open_for_append, self.path)
+
+    async def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            await anyio.to_thread.run_sync(os.close, fd)
+
+    async def write(self, batch: Batch[object]) -> Sequence[Reject]:
+        """Append the batch's records and return once they are durable.
+
+        :raises PermanentError: when the file cannot be written.
+        """
+        await self.open()
+        assert self._fd is not None
+        return await anyio.to_thread.run_sync(self._append, self._fd, batch.records)
+
+    def _append(self, fd: int, records: Sequence[object]) -> list[Reject]:
+        lines: list[bytes] = []
+        rejects: list[Reject] = []
+        for record in records:
+            try:
+                lines.append(orjson.dumps(record, default=str, option=_ENCODE))
+            except orjson.JSONEncodeError:
+                try:
+                    lines.append(_encode_lenient(record))
+                except (TypeError, ValueError) as exc:
+                    rejects.append(Reject(record, ValueError(f"cannot encode as JSON: {exc}")))
+        if lines:
+            append(fd, self.path, b"".join(lines), fsync=self.fsync)
+        return rejects
+
+
+def _encode_lenient(record: object) -> bytes:
+    """For what orjson refuses: non-string keys, integers beyond 64 bits."""
+    try:
+        return orjson.dumps(record, default=str, option=_ENCODE_LENIENT)
+    except orjson.JSONEncodeError:
+        return (
+            json.dumps(record, default=str, ensure_ascii=False, separators=_COMPACT).encode()
+            + b"\n"
+        )

@@ -1,0 +1,105 @@
+"""Checkpoints in a table of a SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import orjson
+
+from asyncetl.connectors.sqlite._connection import (
+    SqliteConnection,
+    check_busy_timeout,
+    immediate,
+)
+from asyncetl.connectors.sqlite._sql import CheckpointSql
+from asyncetl.core.batch import Position
+from asyncetl.core.errors import CheckpointError
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore
+
+__all__ = ["SqliteCheckpointStore", "checkpoint_row"]
+
+
+class SqliteCheckpointStore(CheckpointStore):
+    """Committed positions in a table of a SQLite file, one row per (pipeline, source).
+
+    The table ``(pipeline, source, position, updated_at)`` holds each position
+    as JSON text and is created when the store opens. A
+    :class:`~asyncetl.connectors.sqlite.SqliteSink` writing to the same file
+    saves checkpoints in its own transactions instead (exactly-once).
+
+    :param path: the database file, created when missing; its directory must exist.
+    :param table: the checkpoint table.
+    :param busy_timeout: seconds to wait for another connection's write lock.
+    :raises ConfigError: for an invalid table name or busy timeout.
+    """
+
+    def __init__(
+        self, path: str, *, table: str = "asyncetl_checkpoints", busy_timeout: float = 5.0
+    ) -> None:
+        check_busy_timeout("SqliteCheckpointStore", busy_timeout)
+        self.path = str(path)
+        self.table = table
+        self.sql = CheckpointSql.of(table)
+        self._db = SqliteConnection(self.path, busy_timeout=busy_timeout)
+        self._created = False
+
+    async def open(self) -> None:
+        """Connect and create the table when missing.
+
+        :raises PermanentError: when the database cannot be opened or written.
+        """
+        await self._ready()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def load(self, pipeline: str, source: str) -> Position:
+        """The committed position, or ``None`` when there is none.
+
+        :raises CheckpointError: when the stored position is not valid JSON.
+        """
+        await self._ready()
+
+        def select(conn: sqlite3.Connection) -> str | bytes | None:
+            row = conn.execute(self.sql.load, (pipeline, source)).fetchone()
+            return None if row is None else row[0]
+
+        text = await self._db.run(select, what=f"checkpoint load from table {self.table!r}")
+        if text is None:
+            return None
+        try:
+            position: Position = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise CheckpointError(
+                f"the checkpoint of pipeline {pipeline!r} (source {source!r}) in SQLite table "
+                f"{self.table!r} of {self.path} is not valid JSON ({exc}); fix or delete that "
+                "row to start over from the beginning"
+            ) from exc
+        return position
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        """Replace the committed position of the checkpoint's pipeline and source."""
+        await self._ready()
+        row = checkpoint_row(checkpoint)
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            with immediate(conn):
+                conn.execute(self.sql.save, row)
+
+        await self._db.run(upsert, what=f"checkpoint save to table {self.table!r}")
+
+    async def _ready(self) -> None:
+        if not self._created:
+            create = self.sql.create
+            await self._db.run(
+                lambda conn: conn.execute(create), what=f"creating table {self.table!r}"
+            )
+            self._created = True
+
+
+def checkpoint_row(checkpoint: Checkpoint) -> tuple[str, str, str, str]:
+    """The parameters of :attr:`CheckpointSql.save` for ``checkpoint``."""
+    position = orjson.dumps(checkpoint.position).decode()
+    now = datetime.now(UTC).isoformat()
+    return checkpoint.pipeline, checkpoint.source, position, now

@@ -1,0 +1,136 @@
+"""Dead letters in a table of a SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+
+from asyncetl.connectors.sqlite._connection import (
+    SqliteConnection,
+    check_busy_timeout,
+    immediate,
+)
+from asyncetl.connectors.sqlite._sql import DeadLetterSql
+from asyncetl.core.errors import PermanentError
+from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
+
+__all__ = ["SqliteDeadLetterStore"]
+
+_NO_LIMIT = -1  # SQLite's LIMIT for "all rows"
+
+
+class SqliteDeadLetterStore(DeadLetterStore):
+    """Dead letters in a table of a SQLite file, created when the store opens.
+
+    Columns: ``id`` (INTEGER PRIMARY KEY AUTOINCREMENT, so ids are never
+    reused), ``pipeline``, ``stage``, ``error``, ``error_type``, ``record`` and
+    ``position`` (JSON text) and ``time`` (ISO 8601 UTC). Ids are handed out as
+    strings.
+
+    :param path: the database file, created when missing; its directory must exist.
+    :param table: the dead-letter table.
+    :param busy_timeout: seconds to wait for another connection's write lock.
+    :raises ConfigError: for an invalid table name or busy timeout.
+    """
+
+    def __init__(
+        self, path: str, *, table: str = "asyncetl_dead_letters", busy_timeout: float = 5.0
+    ) -> None:
+        check_busy_timeout("SqliteDeadLetterStore", busy_timeout)
+        self.path = str(path)
+        self.table = table
+        self.sql = DeadLetterSql.of(table)
+        self._db = SqliteConnection(self.path, busy_timeout=busy_timeout)
+        self._created = False
+
+    async def open(self) -> None:
+        """Connect and create the table when missing.
+
+        :raises PermanentError: when the database cannot be opened or written.
+        """
+        await self._ready()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Store ``letters`` in one transaction."""
+        if not letters:
+            return
+        await self._ready()
+        rows = [_row(letter) for letter in letters]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            with immediate(conn):
+                conn.executemany(self.sql.put, rows)
+
+        await self._db.run(insert, what=f"dead-letter put into table {self.table!r}")
+
+    async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
+        """The letters of ``pipeline``, oldest first.
+
+        :raises PermanentError: when a stored row is not valid JSON.
+        """
+        await self._ready()
+        params = (pipeline, _NO_LIMIT if limit is None else max(0, limit))
+
+        def select(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+            return conn.execute(self.sql.list, params).fetchall()
+
+        rows = await self._db.run(select, what=f"dead-letter list from table {self.table!r}")
+        return [self._letter(row) for row in rows]
+
+    async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
+        """Delete the letters of ``pipeline`` with these ids; unknown ids are ignored."""
+        await self._ready()
+        params = [(pipeline, int(i)) for i in ids if str(i).isdigit()]
+
+        def delete(conn: sqlite3.Connection) -> None:
+            with immediate(conn):
+                conn.executemany(self.sql.remove, params)
+
+        if params:
+            await self._db.run(delete, what=f"dead-letter remove from table {self.table!r}")
+
+    async def _ready(self) -> None:
+        if not self._created:
+            create = self.sql.create
+            await self._db.run(
+                lambda conn: conn.executescript(create), what=f"creating table {self.table!r}"
+            )
+            self._created = True
+
+    def _letter(self, row: tuple[object, ...]) -> DeadLetter:
+        letter_id, pipeline, stage, error, error_type, record, position, time = row
+        try:
+            return DeadLetter(
+                pipeline=str(pipeline),
+                stage=str(stage),
+                error=str(error),
+                error_type=str(error_type),
+                record=orjson.loads(str(record)),
+                position=orjson.loads(str(position)),
+                time=datetime.fromisoformat(str(time)),
+                id=str(letter_id),
+            )
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            raise PermanentError(
+                f"dead letter {letter_id} in SQLite table {self.table!r} of {self.path} is "
+                f"unreadable ({exc}); fix or delete that row"
+            ) from exc
+
+
+def _row(letter: DeadLetter) -> tuple[str, str, str, str, str, str, str]:
+    time = letter.time if letter.time.tzinfo else letter.time.replace(tzinfo=UTC)
+    return (
+        letter.pipeline,
+        letter.stage,
+        letter.error,
+        letter.error_type,
+        orjson.dumps(letter.record, default=str).decode(),
+        orjson.dumps(letter.position, default=str).decode(),
+        time.astimezone(UTC).isoformat(),
+    )

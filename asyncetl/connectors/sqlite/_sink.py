@@ -1,0 +1,379 @@
+"""The SQLite sink: one transaction per batch, plain inserts or upserts by key."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from functools import partial
+
+import orjson
+
+from asyncetl.connectors.sqlite._checkpoint import SqliteCheckpointStore, checkpoint_row
+from asyncetl.connectors.sqlite._connection import (
+    SqliteConnection,
+    check_busy_timeout,
+    immediate,
+    same_database,
+)
+from asyncetl.connectors.sqlite._sql import (
+    TABLE_COLUMNS,
+    CheckpointSql,
+    create_table,
+    insert,
+    quote_ident,
+)
+from asyncetl.core.batch import Batch, Reject
+from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink
+
+__all__ = ["SqliteSink"]
+
+Record = Mapping[str, object]
+Row = tuple[object, ...]
+
+_NATIVE = frozenset({str, int, float, bytes, bool, type(None)})
+_AFFINITY: dict[type, str] = {
+    bool: "INTEGER",
+    int: "INTEGER",
+    float: "REAL",
+    str: "TEXT",
+    bytes: "BLOB",
+}
+#: What SQLite raises for one bad row (a constraint, an int beyond 64 bits…).
+_ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)
+_EXTRA_POLICIES = ("reject", "ignore")
+
+
+class SqliteSink(Sink[Record]):
+    """Loads mappings into a SQLite table, one ``BEGIN IMMEDIATE`` transaction per batch.
+
+    With ``key`` each record is an upsert (``INSERT … ON CONFLICT (key) DO
+    UPDATE``), so a replayed batch leaves the table as it was; without, a plain
+    insert. The columns loaded are ``columns`` or else the key columns followed
+    by the keys of the first record; a record missing a column loads NULL there.
+    A record with a key outside those columns is a reject naming it
+    (``extra_columns = "reject"``) or loads without it (``"ignore"``). Values
+    are bound: dicts, lists and tuples as JSON text, dates and times as ISO 8601
+    text, other types SQLite lacks (decimals, UUIDs…) as their ``str``. A row
+    the table refuses (a NOT NULL or CHECK constraint, an integer beyond 64
+    bits) is a reject; the rest of the batch still loads.
+
+    When the checkpoint store is a :class:`SqliteCheckpointStore` on the same
+    file, :meth:`commits_to` says so and the checkpoint row is written in the
+    batch's transaction: exactly-once results even without a key.
+
+    :param path: the database file; its directory must exist.
+    :param table: the target table, one identifier (it is quoted, never parsed).
+    :param key: columns to upsert by; they need a PRIMARY KEY or UNIQUE constraint.
+    :param create: create the table when missing, typed from the first batch's
+        values (int and bool INTEGER, float REAL, str TEXT, bytes BLOB, dict and
+        list TEXT, only NULLs no type), with ``PRIMARY KEY (key)``.
+    :param name: the sink's name.
+    :param columns: the columns to load, instead of the first record's keys.
+    :param extra_columns: ``reject`` or ``ignore`` record keys outside the columns.
+    :param busy_timeout: seconds to wait for another connection's write lock.
+    :raises ConfigError: for a bad table or column name, a key outside
+        ``columns``, or an unknown ``extra_columns`` policy.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        table: str,
+        *,
+        key: list[str] | None = None,
+        create: bool = False,
+        name: str = "sqlite_sink",
+        columns: list[str] | None = None,
+        extra_columns: str = "reject",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        where = f"SqliteSink {name}"
+        check_busy_timeout(where, busy_timeout)
+        _check_names(where, "table", [table])
+        if key is not None:
+            _check_names(where, "key", key)
+        if columns is not None:
+            _check_names(where, "columns", columns)
+            missing = [k for k in key or () if k not in columns]
+            if missing:
+                raise ConfigError(
+                    f"key column {missing[0]!r} is not among the columns", where=where, key="key"
+                )
+        if extra_columns not in _EXTRA_POLICIES:
+            raise ConfigError(
+                f"must be 'reject' or 'ignore', not {extra_columns!r}",
+                where=where,
+                key="extra_columns",
+            )
+        self.path = str(path)
+        self.table = table
+        self.key = list(key or ())
+        self.create = create
+        self.name = name
+        self.columns = list(columns) if columns is not None else None
+        self.extra_columns = extra_columns
+        self._db = SqliteConnection(self.path, busy_timeout=busy_timeout)
+        self._plan: _Plan | None = None
+        self._checkpoints: CheckpointSql | None = None
+        self._checkpoint_table_ready = False
+
+    async def open(self) -> None:
+        """Connect and check that the table exists (or may be created).
+
+        :raises PermanentError: when the database cannot be opened, or the table
+            is missing and ``create`` is false.
+        """
+        existing = await self._db.run(self._existing_columns, what="reading the table's columns")
+        if not existing and not self.create:
+            raise self._missing_table()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    def commits_to(self, store: CheckpointStore) -> bool:
+        """True for a :class:`SqliteCheckpointStore` on the same database file.
+
+        The sink then remembers the store's table, for :meth:`write_with_checkpoint`.
+        """
+        if isinstance(store, SqliteCheckpointStore) and same_database(store.path, self.path):
+            self._checkpoints = store.sql
+            return True
+        return False
+
+    async def write(self, batch: Batch[Record]) -> Sequence[Reject]:
+        """Load the batch in one transaction; return the records refused.
+
+        :raises PermanentError: when the table is missing (without ``create``),
+            lacks a column, or has no unique constraint on ``key``.
+        :raises TransientError: when the database stayed locked through every retry.
+        """
+        return await self._write(batch.records, None)
+
+    async def write_with_checkpoint(
+        self, batch: Batch[Record], checkpoint: Checkpoint
+    ) -> Sequence[Reject]:
+        """Load the batch and save ``checkpoint`` in the same transaction (also when empty).
+
+        :raises PermanentError: as :meth:`write`, or when :meth:`commits_to` was not true.
+        """
+        if self._checkpoints is None:
+            raise PermanentError(
+                f"sink {self.name!r} got a checkpoint to write but no SqliteCheckpointStore "
+                f"on {self.path} was given to commits_to"
+            )
+        return await self._write(batch.records, checkpoint)
+
+    async def _write(
+        self, records: Sequence[Record], checkpoint: Checkpoint | None
+    ) -> list[Reject]:
+        call = partial(self._transaction, records, checkpoint)
+        return await self._db.run(call, what=f"write to table {self.table!r}")
+
+    # -- in the worker thread ---------------------------------------------------
+
+    def _transaction(
+        self, records: Sequence[Record], checkpoint: Checkpoint | None, conn: sqlite3.Connection
+    ) -> list[Reject]:
+        plan = self._plan or self._make_plan(conn, records)
+        rows, kept, rejects = plan.rows(records) if plan else ([], [], _not_mappings(records))
+        with immediate(conn), self._explained():
+            if plan is not None and plan.create:
+                conn.execute(plan.create)
+            if plan is not None and rows:
+                rejects += self._insert(conn, plan, rows, kept)
+            if checkpoint is not None:
+                self._save_checkpoint(conn, checkpoint)
+        if plan is not None:
+            self._plan = plan.created()
+        self._checkpoint_table_ready |= checkpoint is not None
+        return rejects
+
+    def _insert(
+        self, conn: sqlite3.Connection, plan: _Plan, rows: list[Row], kept: list[Record]
+    ) -> list[Reject]:
+        conn.execute("SAVEPOINT batch")
+        try:
+            conn.executemany(plan.insert, rows)
+        except _ROW_ERRORS:
+            conn.execute("ROLLBACK TO batch")
+        else:
+            conn.execute("RELEASE batch")
+            return []
+        conn.execute("RELEASE batch")
+        # Some row is bad: load one at a time (each statement is atomic) to find which.
+        rejects: list[Reject] = []
+        for row, record in zip(rows, kept, strict=True):
+            try:
+                conn.execute(plan.insert, row)
+            except _ROW_ERRORS as exc:
+                error = PermanentError(f"SQLite table {self.table!r} refused the record: {exc}")
+                error.__cause__ = exc
+                rejects.append(Reject(record, error))
+        return rejects
+
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Turn SQLite's complaint about a key without a unique constraint into advice."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "ON CONFLICT clause does not match" not in str(exc):
+                raise
+            raise PermanentError(
+                f"SQLite table {self.table!r} has no PRIMARY KEY or UNIQUE constraint on "
+                f"{', '.join(self.key)}; add one, or leave out key to insert plainly"
+            ) from exc
+
+    def _save_checkpoint(self, conn: sqlite3.Connection, checkpoint: Checkpoint) -> None:
+        assert self._checkpoints is not None
+        if not self._checkpoint_table_ready:
+            conn.execute(self._checkpoints.create)
+        conn.execute(self._checkpoints.save, checkpoint_row(checkpoint))
+
+    def _make_plan(self, conn: sqlite3.Connection, records: Sequence[Record]) -> _Plan | None:
+        first = next((r for r in records if isinstance(r, Mapping)), None)
+        if first is None:
+            return None  # nothing to learn the columns (or their types) from yet
+        columns = self.columns or [*self.key, *(c for c in first if c not in self.key)]
+        _check_names(f"SqliteSink {self.name}", "record keys", columns)
+        existing = self._existing_columns(conn)
+        create = None
+        if existing:
+            known = {name.lower() for name in existing}
+            missing = [c for c in columns if c.lower() not in known]
+            if missing:
+                raise PermanentError(
+                    f"SQLite table {self.table!r} has no column {missing[0]!r}; add the column, "
+                    "or list the columns to load in columns"
+                )
+        elif self.create:
+            create = create_table(self.table, _infer_types(columns, records), self.key)
+        else:
+            raise self._missing_table()
+        return _Plan(
+            self.table,
+            columns,
+            insert(self.table, columns, self.key),
+            self.extra_columns == "reject",
+            create,
+        )
+
+    def _existing_columns(self, conn: sqlite3.Connection) -> list[str]:
+        return [row[0] for row in conn.execute(TABLE_COLUMNS, (self.table,))]
+
+    def _missing_table(self) -> PermanentError:
+        return PermanentError(
+            f"SQLite table {self.table!r} does not exist in {self.path}; create it or set "
+            "create = true"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How records become rows: fixed by the first batch for the sink's lifetime."""
+
+    table: str
+    columns: list[str]
+    insert: str
+    reject_extra: bool
+    create: str | None = None
+
+    def created(self) -> _Plan:
+        return (
+            self
+            if self.create is None
+            else _Plan(self.table, self.columns, self.insert, self.reject_extra)
+        )
+
+    def rows(self, records: Sequence[Record]) -> tuple[list[Row], list[Record], list[Reject]]:
+        """Bound parameters per record, the records they came from, and the records refused."""
+        columns, known = self.columns, frozenset(self.columns)
+        rows: list[Row] = []
+        kept: list[Record] = []
+        rejects: list[Reject] = []
+        for record in records:
+            if type(record) is not dict and not isinstance(record, Mapping):
+                rejects.append(_not_mapping(record))
+                continue
+            if self.reject_extra and not record.keys() <= known:
+                rejects.append(self._extra(record, known))
+                continue
+            values = tuple(map(record.get, columns))
+            if not _NATIVE.issuperset(map(type, values)):
+                values = tuple(map(_adapt, values))
+            rows.append(values)
+            kept.append(record)
+        return rows, kept, rejects
+
+    def _extra(self, record: Record, known: frozenset[str]) -> Reject:
+        extra = next(column for column in record if column not in known)
+        return Reject(
+            record,
+            ValueError(
+                f"record has column {extra!r}, which is not loaded into SQLite table "
+                f"{self.table!r}; add it to columns (and the table) or set extra_columns = 'ignore'"
+            ),
+        )
+
+
+def _adapt(value: object) -> object:
+    """``value`` as something SQLite binds."""
+    if type(value) in _NATIVE:
+        return value
+    if isinstance(value, dict | list | tuple):
+        try:
+            return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+            return json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return bytes(value)
+    for scalar in (bool, int, float, str):  # their subclasses: enums, numpy-like scalars…
+        if isinstance(value, scalar):
+            return scalar(value)
+    return str(value)
+
+
+def _infer_types(columns: Sequence[str], records: Sequence[Record]) -> list[tuple[str, str]]:
+    """Each column with the declared type of its first non-NULL value in ``records``."""
+    mappings = [r for r in records if isinstance(r, Mapping)]
+    types: list[tuple[str, str]] = []
+    for column in columns:
+        value = next((m[column] for m in mappings if m.get(column) is not None), None)
+        types.append((column, "" if value is None else _AFFINITY[type(_adapt(value))]))
+    return types
+
+
+def _not_mappings(records: Sequence[object]) -> list[Reject]:
+    return [_not_mapping(record) for record in records]
+
+
+def _not_mapping(record: object) -> Reject:
+    return Reject(
+        record,
+        TypeError(
+            f"a SQLite record must map column names to values, not be a {type(record).__name__}"
+        ),
+    )
+
+
+def _check_names(where: str, key: str, names: Sequence[object]) -> None:
+    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+        raise ConfigError(f"must be a non-empty list of names, not {names!r}", where=where, key=key)
+    for name in names:
+        try:
+            quote_ident(name)  # type: ignore[arg-type]
+        except ConfigError:
+            raise ConfigError(
+                f"{name!r} is not a valid SQLite identifier", where=where, key=key
+            ) from None
+    if len({str(n).lower() for n in names}) != len(names):
+        raise ConfigError(
+            f"names repeat (SQLite ignores case): {list(names)!r}", where=where, key=key
+        )

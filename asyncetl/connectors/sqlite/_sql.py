@@ -1,0 +1,123 @@
+"""SQLite identifiers and the SQL this connector sends.
+
+Every identifier that reaches SQL goes through :func:`quote_ident`; every value
+is a bound parameter (``?``). The builders below return constant SQL text with
+quoted identifiers spliced in, and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asyncetl.core.errors import ConfigError
+
+__all__ = [
+    "CheckpointSql",
+    "DeadLetterSql",
+    "TABLE_COLUMNS",
+    "create_table",
+    "insert",
+    "quote_ident",
+]
+
+#: The columns of a table (or view), by its unquoted name, bound as the one parameter.
+TABLE_COLUMNS = "SELECT name FROM pragma_table_info(?)"
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a quoted SQLite identifier: ``a"b`` becomes ``"a""b"``.
+
+    :raises ConfigError: for a non-string, an empty name or one containing a NUL
+        character, which SQLite cannot take in an identifier.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ConfigError(f"{name!r} is not a valid SQLite identifier")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _columns(names: Sequence[str]) -> str:
+    return ", ".join(map(quote_ident, names))
+
+
+def insert(table: str, columns: Sequence[str], key: Sequence[str] = ()) -> str:
+    """Insert one row of ``columns``; with ``key``, an upsert replacing the other columns."""
+    marks = ", ".join("?" * len(columns))
+    sql = f"INSERT INTO {quote_ident(table)} ({_columns(columns)}) VALUES ({marks})"  # noqa: S608
+    if not key:
+        return sql
+    updates = [quote_ident(c) for c in columns if c not in key]
+    if not updates:
+        return f"{sql} ON CONFLICT ({_columns(key)}) DO NOTHING"
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in updates)
+    return f"{sql} ON CONFLICT ({_columns(key)}) DO UPDATE SET {assignments}"
+
+
+def create_table(table: str, columns: Sequence[tuple[str, str]], key: Sequence[str] = ()) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` with ``(name, declared type)`` columns, key columns NOT NULL.
+
+    An empty declared type gives the column no type (and so no affinity).
+    """
+    definitions = [
+        " ".join(
+            part for part in (quote_ident(name), kind, "NOT NULL" if name in key else "") if part
+        )
+        for name, kind in columns
+    ]
+    if key:
+        definitions.append(f"PRIMARY KEY ({_columns(key)})")
+    return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(definitions)})"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSql:
+    """The statements of a checkpoint table."""
+
+    create: str
+    load: str
+    save: str
+
+    @classmethod
+    def of(cls, table: str) -> CheckpointSql:
+        t = quote_ident(table)
+        return cls(
+            create=(
+                f"CREATE TABLE IF NOT EXISTS {t} (pipeline TEXT NOT NULL, source TEXT NOT NULL, "
+                "position TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, source))"
+            ),
+            load=f"SELECT position FROM {t} WHERE pipeline = ? AND source = ?",  # noqa: S608
+            save=(
+                f"INSERT INTO {t} (pipeline, source, position, updated_at) "  # noqa: S608
+                "VALUES (?, ?, ?, ?) ON CONFLICT (pipeline, source) DO UPDATE SET "
+                "position = excluded.position, updated_at = excluded.updated_at"
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterSql:
+    """The statements of a dead-letter table."""
+
+    create: str
+    put: str
+    list: str
+    remove: str
+
+    @classmethod
+    def of(cls, table: str) -> DeadLetterSql:
+        t, index = quote_ident(table), quote_ident(f"{table}_by_pipeline")
+        columns = "pipeline, stage, error, error_type, record, position, time"
+        return cls(
+            create=(
+                f"CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "pipeline TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL, "
+                "error_type TEXT NOT NULL, record TEXT NOT NULL, position TEXT NOT NULL, "
+                f"time TEXT NOT NULL); CREATE INDEX IF NOT EXISTS {index} ON {t} (pipeline, id)"
+            ),
+            put=f"INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            list=(
+                f"SELECT id, {columns} FROM {t} WHERE pipeline = ? "  # noqa: S608
+                "ORDER BY id LIMIT ?"
+            ),
+            remove=f"DELETE FROM {t} WHERE pipeline = ? AND id = ?",  # noqa: S608
+        )

@@ -1,0 +1,53 @@
+"""Reading file sources to the end, and following them from a task."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from pathlib import Path
+from typing import TypeVar, cast
+
+from anyio.abc import ObjectSendStream
+
+from asyncetl.core import Chunk, Position, Reject, Source
+
+T = TypeVar("T")
+
+
+async def read_all(
+    source: Source[T], after: Position = None, *, max_chunk: int = 1000
+) -> list[Chunk[T]]:
+    """Every chunk a non-following source yields after ``after``."""
+    chunks: list[Chunk[T]] = []
+    async with aclosing(_read(source, after, max_chunk)) as reading:
+        async for chunk in reading:
+            chunks.append(chunk)
+    return chunks
+
+
+async def follow_into(
+    source: Source[T], send: ObjectSendStream[Chunk[T]], after: Position = None
+) -> None:
+    """Iterate ``source`` in this task, passing each chunk on, until cancelled."""
+    async with send, aclosing(_read(source, after, 1000)) as reading:
+        async for chunk in reading:
+            await send.send(chunk)
+
+
+def _read(source: Source[T], after: Position, max_chunk: int) -> AsyncGenerator[Chunk[T], None]:
+    return cast("AsyncGenerator[Chunk[T], None]", source.read(after, max_chunk=max_chunk))
+
+
+def records(chunks: list[Chunk[T]]) -> list[T]:
+    return [record for chunk in chunks for record in chunk.records]
+
+
+def rejects(chunks: list[Chunk[T]]) -> list[tuple[object, str, str]]:
+    """Each reject as (raw, error type name, error message)."""
+    found: list[Reject] = [reject for chunk in chunks for reject in chunk.rejects]
+    return [(r.record, type(r.error).__name__, str(r.error)) for r in found]
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    with path.open("ab") as file:
+        file.write(data)
