@@ -49,8 +49,11 @@ def configure_logging(format: LogFormat = "console", level: str = "info") -> Non
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if format == "json":
-        processors = [*shared, structlog.processors.dict_tracebacks,
-                      structlog.processors.JSONRenderer(serializer=orjson.dumps)]
+        processors = [
+            *shared,
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ]
         factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
     elif format == "console":
         colors = sys.stderr.isatty()

@@ -87,8 +87,11 @@ async def replay_dead_letters(pipeline: Pipeline, *, limit: int | None = None) -
     """
     store = pipeline.dead_letters
     if store is None:
-        raise ConfigError("the pipeline has no dead-letter store to replay from",
-                          where=f"pipeline {pipeline.name}", key="dead_letters")
+        raise ConfigError(
+            "the pipeline has no dead-letter store to replay from",
+            where=f"pipeline {pipeline.name}",
+            key="dead_letters",
+        )
     result = ReplayResult()
     async with AsyncExitStack() as stack:
         for resource in (store, pipeline.sink, *pipeline.transforms):
@@ -97,8 +100,13 @@ async def replay_dead_letters(pipeline: Pipeline, *, limit: int | None = None) -
         for start in range(0, len(letters), pipeline.max_batch_size):
             chunk = letters[start : start + pipeline.max_batch_size]
             await _replay_chunk(pipeline, store, chunk, result)
-    _log.info("replayed", pipeline=pipeline.name, removed=len(result.removed),
-              still_failing=len(result.failed), records_written=result.records_written)
+    _log.info(
+        "replayed",
+        pipeline=pipeline.name,
+        removed=len(result.removed),
+        still_failing=len(result.failed),
+        records_written=result.records_written,
+    )
     return result
 
 
@@ -113,7 +121,9 @@ async def _close(resource: Resource) -> None:
 
 
 async def _replay_chunk(
-    pipeline: Pipeline, store: DeadLetterStore, letters: Sequence[DeadLetter],
+    pipeline: Pipeline,
+    store: DeadLetterStore,
+    letters: Sequence[DeadLetter],
     result: ReplayResult,
 ) -> None:
     ready: list[tuple[DeadLetter, list[Any]]] = []

@@ -24,7 +24,8 @@ Rules:
 
 - ``${VAR}`` and ``${VAR:-default}`` in any string value are replaced from the
   environment (the default also applies when ``VAR`` is empty); ``$${`` is a
-  literal ``${``. Substituted values stay strings.
+  literal ``${``. Where a key expects a number or a boolean, substituted text
+  is read as one: ``max_batch_size = "${BATCH_SIZE:-500}"``.
 - Relative paths are passed on unchanged, so they are relative to the current
   directory, as for any command-line tool.
 - ``module:function`` and ``module:Class`` names are imported with the current
@@ -167,7 +168,7 @@ async def load_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
     """
     if not _is_attribute_spec(spec):
         return build_pipeline(spec)
-    target = _import_attribute(str(spec), str(spec), "spec")
+    target = _import_attribute(str(spec), str(spec), None)
     if isinstance(target, Pipeline):
         return target
     result = _call_factory(str(spec), target)
@@ -217,10 +218,18 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML: {exc}", where=where) from exc
 
 
+class _Substituted(str):
+    """Text made by ``${VAR}`` substitution: read as a number or boolean where one is expected."""
+
+    __slots__ = ()
+
+
 def _substitute(value: Any, where: str, key: str) -> Any:
     """``value`` with ``${VAR}`` references replaced in every string it holds."""
     if isinstance(value, str):
-        return _REFERENCE.sub(lambda match: _lookup(match, where, key), value)
+        if _REFERENCE.search(value) is None:
+            return value
+        return _Substituted(_REFERENCE.sub(lambda match: _lookup(match, where, key), value))
     if isinstance(value, list):
         return [_substitute(item, where, f"{key}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, dict):
@@ -236,7 +245,8 @@ def _lookup(match: re.Match[str], where: str, key: str) -> str:
     if not _VARIABLE.fullmatch(name):
         raise ConfigError(
             f"malformed reference ${{{body}}}; write ${{NAME}} or ${{NAME:-default}}",
-            where=where, key=key,
+            where=where,
+            key=key,
         )
     value = os.environ.get(name)
     if value:
@@ -246,7 +256,8 @@ def _lookup(match: re.Match[str], where: str, key: str) -> str:
     if value is None:
         raise ConfigError(
             f"environment variable {name} is not set; set it or write ${{{name}:-default}}",
-            where=where, key=key,
+            where=where,
+            key=key,
         )
     return value
 
@@ -266,7 +277,8 @@ class _Builder:
             if key not in _TABLES:
                 raise ConfigError(
                     f"unknown table; expected one of {', '.join(_TABLES)}",
-                    where=self.where, key=key,
+                    where=self.where,
+                    key=key,
                 )
         settings = self._table(document, "pipeline", required=True)
         logging_table = self._table(document, "logging", required=False)
@@ -301,7 +313,8 @@ class _Builder:
         if not isinstance(instance, _BASES[kind]):
             raise ConfigError(
                 f"{type_name} made a {type(instance).__name__}, not a {_BASES[kind].__name__}",
-                where=self.where, key=f"{kind}.type",
+                where=self.where,
+                key=f"{kind}.type",
             )
         return instance
 
@@ -309,16 +322,22 @@ class _Builder:
         key = f"{kind}.type"
         choices = f"one of {', '.join(sorted(REGISTRY[kind]))} or 'module:Class'"
         if type_name is None:
-            raise ConfigError(f"required key is missing; expected {choices}",
-                              where=self.where, key=key)
+            raise ConfigError(
+                f"required key is missing; expected {choices}", where=self.where, key=key
+            )
         if not isinstance(type_name, str):
-            raise ConfigError(f"expected a string, got {_show(type_name)}",
-                              where=self.where, key=key)
+            raise ConfigError(
+                f"expected a string, got {_show(type_name)}", where=self.where, key=key
+            )
         target = REGISTRY[kind].get(type_name)
         if target is None and ":" not in type_name:
-            raise ConfigError(f"unknown {kind} type {type_name!r}; expected {choices}",
-                              where=self.where, key=key)
+            raise ConfigError(
+                f"unknown {kind} type {type_name!r}; expected {choices}", where=self.where, key=key
+            )
         factory = _import_attribute(target or type_name, self.where, key)
+        base = _BASES[kind]
+        if isinstance(factory, type) and not issubclass(factory, base):
+            raise ConfigError(f"{type_name} is not a {base.__name__}", where=self.where, key=key)
         if not callable(factory):
             raise ConfigError(f"{type_name} is not a class", where=self.where, key=key)
         return factory
@@ -327,7 +346,8 @@ class _Builder:
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
             raise ConfigError(
                 f"expected an array of tables ([[transforms]]), got {_show(tables)}",
-                where=self.where, key="transforms",
+                where=self.where,
+                key="transforms",
             )
         return [self._transform(i, table) for i, table in enumerate(tables)]
 
@@ -336,13 +356,17 @@ class _Builder:
         table = dict(_substitute(table, self.where, key))
         function = table.pop("function", None)
         if not isinstance(function, str):
-            problem = ("required key is missing" if function is None
-                       else f"expected a string, got {_show(function)}")
+            problem = (
+                "required key is missing"
+                if function is None
+                else f"expected a string, got {_show(function)}"
+            )
             raise ConfigError(problem, where=self.where, key=f"{key}.function")
         fn = _import_attribute(function, self.where, f"{key}.function")
         if not callable(fn):
-            raise ConfigError(f"{function} is not a function",
-                              where=self.where, key=f"{key}.function")
+            raise ConfigError(
+                f"{function} is not a function", where=self.where, key=f"{key}.function"
+            )
         transform = _construct(self.where, key, Transform, table, provided={"fn": fn})
         assert isinstance(transform, Transform)
         return transform
@@ -361,7 +385,7 @@ def _make_importable(*directories: Path) -> None:
             sys.path.insert(0, directory)
 
 
-def _import_attribute(name: str, where: str, key: str) -> object:
+def _import_attribute(name: str, where: str, key: str | None) -> object:
     """The object ``module:attr.path`` names."""
     module_name, _, attribute = name.partition(":")
     if not module_name or not attribute:
@@ -386,7 +410,7 @@ def _import_attribute(name: str, where: str, key: str) -> object:
     return target
 
 
-def _import_failed(module: str, exc: BaseException, where: str, key: str) -> ConfigError:
+def _import_failed(module: str, exc: BaseException, where: str, key: str | None) -> ConfigError:
     return ConfigError(
         f"importing module {module!r} failed: {type(exc).__name__}: {exc}", where=where, key=key
     )
@@ -396,7 +420,7 @@ def _import_failed(module: str, exc: BaseException, where: str, key: str) -> Con
 
 
 def _pipeline_from_attribute(spec: str) -> Pipeline:
-    target = _import_attribute(spec, spec, "spec")
+    target = _import_attribute(spec, spec, None)
     if isinstance(target, Pipeline):
         return target
     if inspect.iscoroutinefunction(target):
@@ -449,6 +473,7 @@ def _construct(
     """Call ``factory`` with ``table``'s keys as keywords, checked against its signature."""
     provided = provided or {}
     name = getattr(factory, "__qualname__", repr(factory))
+    parameters: Mapping[str, inspect.Parameter]
     try:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -456,27 +481,31 @@ def _construct(
     hints = _hints(factory)
     open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     settable = {
-        n: p for n, p in parameters.items()
+        n: p
+        for n, p in parameters.items()
         if n not in provided and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
     kwargs: dict[str, object] = dict(provided)
     for item, value in table.items():
         if item not in settable and not open_ended:
             accepted = ", ".join(sorted(settable)) or "nothing"
-            raise ConfigError(f"unknown key; {name} accepts {accepted}",
-                              where=where, key=f"{key}.{item}")
+            raise ConfigError(
+                f"unknown key; {name} accepts {accepted}", where=where, key=f"{key}.{item}"
+            )
         kwargs[item] = _checked(value, hints.get(item, Any), where, f"{key}.{item}")
     for item, parameter in settable.items():
         if parameter.default is parameter.empty and item not in table:
-            raise ConfigError(f"required key is missing ({name} needs it)",
-                              where=where, key=f"{key}.{item}")
+            raise ConfigError(
+                f"required key is missing ({name} needs it)", where=where, key=f"{key}.{item}"
+            )
     try:
         return factory(**kwargs)
     except ConfigError as exc:
         raise _rewrapped(exc, where, key) from exc
     except Exception as exc:
-        raise ConfigError(f"{name} could not be created: {type(exc).__name__}: {exc}",
-                          where=where, key=key) from exc
+        raise ConfigError(
+            f"{name} could not be created: {type(exc).__name__}: {exc}", where=where, key=key
+        ) from exc
 
 
 def _rewrapped(exc: ConfigError, where: str, key: str) -> ConfigError:
@@ -494,7 +523,8 @@ def _rewrapped(exc: ConfigError, where: str, key: str) -> ConfigError:
 
 
 def _hints(factory: Callable[..., object]) -> dict[str, Any]:
-    target = factory.__init__ if isinstance(factory, type) else factory
+    # A class's hints are its __init__'s; mypy frowns on reaching __init__ through a value.
+    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
     try:
         return get_type_hints(target)
     except Exception:
@@ -515,10 +545,38 @@ def _hints_one_by_one(target: Callable[..., object]) -> dict[str, Any]:
 
 
 def _checked(value: object, hint: object, where: str, key: str) -> object:
+    if isinstance(value, _Substituted) and not _accepts(hint, value):
+        value = next((v for v in _readings(value) if _accepts(hint, v)), value)
     if not _accepts(hint, value):
         raise ConfigError(f"expected {_describe(hint)}, got {_show(value)}", where=where, key=key)
+    value = _plain(value)
     if isinstance(value, list) and get_origin(hint) is tuple:
         return tuple(value)
+    return value
+
+
+def _readings(text: str) -> list[object]:
+    """What substituted text may stand for besides a string: a boolean or a number."""
+    word = text.strip()
+    readings: list[object] = []
+    if word in ("true", "false"):
+        readings.append(word == "true")
+    for number in (int, float):
+        try:
+            readings.append(number(word))
+        except ValueError:
+            continue
+    return readings
+
+
+def _plain(value: object) -> object:
+    """``value`` with substituted text turned back into plain ``str`` for the constructor."""
+    if isinstance(value, _Substituted):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
     return value
 
 
@@ -583,12 +641,8 @@ def _describe(hint: Any) -> str:
 
 
 def _show(value: object) -> str:
-    """A value as the spec's author wrote it, briefly."""
+    """A value, briefly."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

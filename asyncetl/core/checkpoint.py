@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import anyio
@@ -76,16 +75,18 @@ def _read_checkpoints(path: Path) -> dict[str, dict[str, JsonValue]]:
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
+    # One fixed temporary name: a crash between write and rename leaves at most
+    # this one file behind, and the next save overwrites it.
+    temp_path = path.with_name(f".{path.name}.tmp")
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as temp:
+            with temp_path.open("wb") as temp:
                 temp.write(content)
                 temp.flush()
                 os.fsync(temp.fileno())
-            os.replace(temp_name, path)
+            os.replace(temp_path, path)
         except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
+            temp_path.unlink(missing_ok=True)
             raise
         directory = os.open(path.parent, os.O_RDONLY)
         try:

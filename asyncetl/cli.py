@@ -1,0 +1,333 @@
+"""``python -m asyncetl``: run, validate and inspect pipelines from spec files.
+
+A thin shell over :mod:`asyncetl.spec`, :class:`~asyncetl.Pipeline` and
+:mod:`asyncetl.replay`. Exit codes: 0 success or graceful stop, 1 runtime
+failure, 2 bad spec, 130 stopped before draining (by a second signal, or when
+the grace period ran out). Failures print one
+``error: …`` line on stderr, never a traceback (``--log-level debug`` logs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import anyio
+import orjson
+import structlog
+from anyio.abc import TaskStatus
+
+from asyncetl import AsyncetlError, ConfigError, DeadLetter, JsonValue, Pipeline, RunStats
+from asyncetl.observe import LOG_LEVELS, configure_logging
+from asyncetl.replay import ReplayResult, replay_dead_letters
+from asyncetl.spec import load_pipeline, logging_settings
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_log = structlog.get_logger("asyncetl.cli")
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    args = _parser().parse_args(argv)
+    command: Command = args.command
+    try:
+        _setup_logging(args)
+        return anyio.run(command, args)
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_CONFIG
+    except AsyncetlError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        _log.debug("unexpected error", exc_info=exc)
+        _error(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+
+
+# -- arguments ---------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "spec",
+        metavar="SPEC",
+        help="a TOML spec file, or module:attribute naming a Pipeline or a function returning one",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        help="log lines for people (console) or machines (json); "
+        "default: the spec's [logging] format, else console",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        help="least severe level logged; default: the spec's, else info",
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m asyncetl", description="Streaming ETL pipelines from spec files."
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run a pipeline",
+        description="Run a pipeline until its source is exhausted or a "
+        "signal stops it (SIGINT/SIGTERM: drain and commit; "
+        "a second signal: stop at once).",
+    )
+    run.add_argument(
+        "--stop-when-idle",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop once the source had nothing new for this long",
+    )
+    run.set_defaults(command=_run)
+    validate = commands.add_parser(
+        "validate",
+        parents=[common],
+        help="check a spec",
+        description="Build the pipeline without running it.",
+    )
+    validate.set_defaults(command=_validate)
+    dlq = commands.add_parser(
+        "dlq",
+        help="inspect and replay dead letters",
+        description="Inspect and replay dead letters.",
+    )
+    dlq_commands = dlq.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    listing = dlq_commands.add_parser(
+        "list",
+        parents=[common],
+        help="show dead letters",
+        description="Show the pipeline's dead letters, oldest first.",
+    )
+    listing.add_argument(
+        "--limit",
+        type=_count,
+        default=100,
+        metavar="N",
+        help="show at most N letters (default 100)",
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(command=_dlq_list)
+    replay = dlq_commands.add_parser(
+        "replay",
+        parents=[common],
+        help="send dead letters through the pipeline again",
+        description="Send each dead letter through the pipeline's transforms and sink again "
+        "from the stage where it failed; remove those that succeed and keep the "
+        "others.",
+    )
+    replay.set_defaults(command=_dlq_replay)
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    settings = logging_settings(args.spec)
+    configure_logging(args.log_format or settings.format, args.log_level or settings.level)
+
+
+def _error(message: str) -> None:
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Signals:
+    received: list[str]
+
+
+async def _run(args: argparse.Namespace) -> int:
+    pipeline = await load_pipeline(args.spec)
+    if args.stop_when_idle is not None:
+        pipeline.stop_when_idle = args.stop_when_idle
+    signals = _Signals([])
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(_stop_on_signals, pipeline, signals)
+            stats = await pipeline.run()
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Only the run can fail here: report its error, not the task group around it.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    print(_summary(pipeline, stats, signals.received))
+    return EXIT_INTERRUPTED if stats.stopped_early else EXIT_OK
+
+
+async def _stop_on_signals(
+    pipeline: Pipeline, signals: _Signals, *, task_status: TaskStatus[None]
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        task_status.started()
+        async for signum in received:
+            name = signal.Signals(signum).name
+            signals.received.append(name)
+            hard = len(signals.received) > 1
+            _log.warning(
+                "stopping at once" if hard else "stopping; draining in-flight batches", signal=name
+            )
+            pipeline.stop(immediate=hard)
+
+
+def _summary(pipeline: Pipeline, stats: RunStats, signals: Sequence[str]) -> str:
+    if stats.stopped_early:
+        how = "stopped before draining (what was not committed is read again next run)"
+    elif signals:
+        how = f"stopped by {signals[0]}"
+    else:
+        how = "finished"
+    lines = [
+        f"pipeline {pipeline.name} {how} in {stats.elapsed:.2f} s",
+        f"  records in     {stats.records_in}",
+        f"  loaded         {stats.records_out}",
+        f"  dead-lettered  {stats.dead_lettered}",
+        f"  position       {_position(stats.position)}",
+    ]
+    return "\n".join(lines)
+
+
+def _position(position: JsonValue) -> str:
+    if position is None:
+        return "none (nothing committed yet)"
+    if isinstance(position, str):
+        return position
+    return orjson.dumps(position).decode()
+
+
+# -- validate and dlq --------------------------------------------------------------------
+
+
+async def _validate(args: argparse.Namespace) -> int:
+    pipeline = await load_pipeline(args.spec)
+    print(f"ok: {pipeline.name}")
+    return EXIT_OK
+
+
+async def _dlq_list(args: argparse.Namespace) -> int:
+    pipeline = await load_pipeline(args.spec)
+    store = pipeline.dead_letters
+    if store is None:
+        raise ConfigError("the spec has no [dead_letters] store", where=str(args.spec))
+    await store.open()
+    try:
+        letters = await store.list(pipeline.name, limit=args.limit)
+    finally:
+        with anyio.move_on_after(10, shield=True):
+            await store.close()
+    if args.json:
+        for letter in letters:
+            print(orjson.dumps(_letter_dict(letter)).decode())
+    else:
+        print(_letter_table(pipeline.name, letters, args.limit))
+    return EXIT_OK
+
+
+async def _dlq_replay(args: argparse.Namespace) -> int:
+    pipeline = await load_pipeline(args.spec)
+    result = await replay_dead_letters(pipeline)
+    print(_replay_report(result))
+    return EXIT_OK
+
+
+def _letter_dict(letter: DeadLetter) -> dict[str, JsonValue]:
+    return {
+        "id": letter.id,
+        "time": letter.time.isoformat(),
+        "pipeline": letter.pipeline,
+        "stage": letter.stage,
+        "error_type": letter.error_type,
+        "error": letter.error,
+        "record": letter.record,
+        "position": letter.position,
+    }
+
+
+def _letter_table(name: str, letters: Sequence[DeadLetter], limit: int) -> str:
+    if not letters:
+        return f"no dead letters for pipeline {name}"
+    header = ("ID", "TIME", "STAGE", "ERROR TYPE", "ERROR", "RECORD")
+    rows = [
+        (
+            letter.id or "",
+            _time(letter.time),
+            letter.stage,
+            letter.error_type,
+            _cut(letter.error, 48),
+            _cut(_record(letter.record), 60),
+        )
+        for letter in letters
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    ]
+    more = "; there may be more, see --limit" if len(letters) == limit else ""
+    lines.append(f"{len(letters)} dead letter{'s' if len(letters) != 1 else ''} shown{more}")
+    return "\n".join(lines)
+
+
+def _replay_report(result: ReplayResult) -> str:
+    lines = [
+        f"replayed {result.attempted} dead letters: {len(result.removed)} loaded and removed, "
+        f"{len(result.failed)} still failing and kept"
+    ]
+    lines += [
+        f"  {failure.letter.id}  {failure.stage}  {' '.join(failure.error.split())}"
+        for failure in result.failed
+    ]
+    return "\n".join(lines)
+
+
+def _record(record: JsonValue) -> str:
+    """A record as text: a string (a raw line, say) as it is, anything else as JSON."""
+    return record if isinstance(record, str) else orjson.dumps(record).decode()
+
+
+def _time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,408 @@
+"""``python -m asyncetl``: commands, exit codes, output, signals and logging."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from asyncetl import ConfigError
+from asyncetl.observe import configure_logging
+
+HELPERS = '''
+import anyio
+from asyncetl import Chunk, Sink, Source
+
+
+class Ticker(Source[dict]):
+    """Endless: one record every ``interval`` seconds; the position counts records."""
+
+    def __init__(self, *, name: str = "ticker", interval: float = 0.01) -> None:
+        self.name, self.interval = name, interval
+
+    async def read(self, after, *, max_chunk):
+        n = after or 0
+        while True:
+            await anyio.sleep(self.interval)
+            n += 1
+            yield Chunk([{"n": n}], n)
+
+
+class Stuck(Sink[object]):
+    """Never finishes a write."""
+
+    async def write(self, batch):
+        await anyio.sleep(3600)
+        return ()
+
+
+class BrokenOpen(Source[dict]):
+    async def open(self):
+        raise RuntimeError("boom while opening")
+
+    async def read(self, after, *, max_chunk):
+        yield Chunk([], None)
+
+
+def explode(record):
+    if record["a"] == 3:
+        raise ValueError(f"bad record {record['a']}")
+    return record
+
+
+def invert(record):
+    return {"a": record["a"], "inverse": 1 / record["a"]}
+'''
+
+FILES_SPEC = """
+[pipeline]
+name = "files"
+source_errors = "dead_letter"
+
+[source]
+type = "jsonl"
+path = "in.jsonl"
+
+[[transforms]]
+function = "helpers:invert"
+name = "invert"
+on_error = "dead_letter"
+
+[sink]
+type = "jsonl"
+path = "out.jsonl"
+
+[checkpoints]
+type = "json"
+path = "checkpoints.json"
+
+[dead_letters]
+type = "jsonl"
+path = "dead.jsonl"
+"""
+
+INPUT = '{"a":1}\n{"a":0}\nnot json\n{"a":4}\n'
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "helpers.py").write_text(HELPERS)
+    (tmp_path / "in.jsonl").write_text(INPUT)
+    (tmp_path / "files.toml").write_text(FILES_SPEC)
+    return tmp_path
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asyncetl", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """Start a run with JSON logs and return once it logged ``starting``."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asyncetl", *args, "--log-format", "json"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if json.loads(line)["event"] == "starting":
+            return process
+    process.kill()
+    raise AssertionError(f"the run ended before starting: {process.communicate()}")
+
+
+def summary(name: str, how: str, records_in: int, loaded: int, dead: int, position: str) -> str:
+    """The run summary as a regular expression (the elapsed time varies)."""
+    return (
+        re.escape(f"pipeline {name} {how} in ")
+        + r"\d+\.\d\d"
+        + re.escape(
+            f" s\n  records in     {records_in}\n  loaded         {loaded}\n"
+            f"  dead-lettered  {dead}\n  position       {position}\n"
+        )
+    )
+
+
+# -- help and arguments ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["validate"], ["dlq"], ["dlq", "list"], ["dlq", "replay"]]
+)
+def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
+    result = cli(tmp_path, *command, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"usage: python -m asyncetl {' '.join(command)}".rstrip())
+
+
+def test_bad_arguments_exit_2(project: Path) -> None:
+    result = cli(project, "run", "files.toml", "--stop-when-idle", "-1")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "python -m asyncetl run: error: argument --stop-when-idle: expected a positive number "
+        "of seconds, got '-1'"
+    )
+    assert cli(project, "frobnicate").returncode == 2
+
+
+# -- run -------------------------------------------------------------------------------
+
+
+def test_run_loads_dead_letters_and_summarises(project: Path) -> None:
+    result = cli(project, "run", "files.toml", "--log-format", "json")
+    assert result.returncode == 0
+    assert re.fullmatch(summary("files", "finished", 4, 2, 2, "33"), result.stdout)
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [e["event"] for e in events] == [
+        "starting",
+        "dead-lettered",
+        "dead-lettered",
+        "finished",
+    ]
+    assert (project / "out.jsonl").read_text() == (
+        '{"a":1,"inverse":1.0}\n{"a":4,"inverse":0.25}\n'
+    )
+    again = cli(project, "run", "files.toml", "--log-level", "warning")
+    assert (again.returncode, again.stderr) == (0, "")
+    assert re.fullmatch(summary("files", "finished", 0, 0, 0, "33"), again.stdout)
+
+
+def test_console_logs_by_default_and_spec_logging_table(project: Path) -> None:
+    result = cli(project, "validate", "files.toml")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok: files\n", "")
+    result = cli(project, "run", "files.toml")
+    assert re.search(r"\[info\s*\] starting ", result.stderr)
+    (project / "files.toml").write_text(
+        FILES_SPEC + '[logging]\nformat = "json"\nlevel = "warning"\n'
+    )
+    (project / "checkpoints.json").unlink()
+    result = cli(project, "run", "files.toml")
+    assert [json.loads(line)["event"] for line in result.stderr.splitlines()] == [
+        "dead-lettered",
+        "dead-lettered",
+    ]
+
+
+def test_runtime_failure_is_one_line(project: Path) -> None:
+    (project / "in.jsonl").write_text('{"a":1}\n{"a":2}\n{"a":3}\n{"a":4}\n')
+    (project / "fail.toml").write_text(
+        FILES_SPEC.replace('"helpers:invert"', '"helpers:explode"').replace(
+            'on_error = "dead_letter"', ""
+        )
+    )
+    result = cli(project, "run", "fail.toml", "--log-format", "json")
+    assert (result.returncode, result.stdout) == (1, "")
+    *logs, last = result.stderr.splitlines()
+    assert last == (
+        "error: stage 'invert' failed on the batch ending at position 32: ValueError: bad record 3"
+    )
+    assert [json.loads(line)["event"] for line in logs] == ["starting"]
+    assert not (project / "checkpoints.json").exists()
+
+
+def test_unexpected_error_is_one_line_and_debug_logs_the_traceback(project: Path) -> None:
+    (project / "broken.toml").write_text(
+        FILES_SPEC.replace('type = "jsonl"\npath = "in.jsonl"', 'type = "helpers:BrokenOpen"')
+    )
+    result = cli(project, "run", "broken.toml")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "error: RuntimeError: boom while opening\n"
+    result = cli(project, "run", "broken.toml", "--log-level", "debug", "--log-format", "json")
+    *logs, last = result.stderr.splitlines()
+    assert (result.returncode, last) == (1, "error: RuntimeError: boom while opening")
+    event = json.loads(logs[-1])
+    assert (event["event"], event["level"]) == ("unexpected error", "debug")
+    assert event["exception"][0]["exc_type"] == "RuntimeError"
+    assert "Traceback" not in result.stderr
+
+
+def test_stop_when_idle_ends_a_followed_source(project: Path) -> None:
+    (project / "follow.toml").write_text(
+        FILES_SPEC.replace(
+            'path = "in.jsonl"', 'path = "in.jsonl"\nfollow = true\npoll_interval = 0.05'
+        )
+    )
+    result = cli(project, "run", "follow.toml", "--stop-when-idle", "0.3", "--log-level", "error")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert re.fullmatch(summary("files", "finished", 4, 2, 2, "33"), result.stdout)
+
+
+TICKER_SPEC = """
+[pipeline]
+name = "ticks"
+max_batch_age = 0.05
+grace_period = 30
+
+[source]
+type = "helpers:Ticker"
+
+[sink]
+type = "SINK"
+
+[checkpoints]
+type = "json"
+path = "checkpoints.json"
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_gracefully(project: Path, signum: signal.Signals) -> None:
+    (project / "ticks.toml").write_text(TICKER_SPEC.replace('"SINK"', '"jsonl"\npath = "o.jsonl"'))
+    process = spawn(project, "run", "ticks.toml")
+    while not (project / "checkpoints.json").exists():
+        time.sleep(0.01)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    loaded = (project / "o.jsonl").read_text().splitlines()
+    committed = json.loads((project / "checkpoints.json").read_text())
+    position = committed["checkpoints"]["ticks"]["ticker"]
+    assert loaded == [json.dumps({"n": n}, separators=(",", ":")) for n in range(1, position + 1)]
+    assert re.fullmatch(
+        summary("ticks", f"stopped by {signum.name}", position, position, 0, str(position)), out
+    )
+    assert "stopping; draining in-flight batches" in err
+
+
+def test_second_signal_stops_at_once(project: Path) -> None:
+    (project / "ticks.toml").write_text(TICKER_SPEC.replace('"SINK"', '"helpers:Stuck"'))
+    process = spawn(project, "run", "ticks.toml")
+    process.send_signal(signal.SIGTERM)
+    assert process.stderr is not None
+    for line in process.stderr:
+        if json.loads(line)["event"] == "stopping":
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert out.startswith(
+        "pipeline ticks stopped before draining (what was not committed is read again next run) in "
+    )
+    assert not (project / "checkpoints.json").exists()
+
+
+# -- dlq -------------------------------------------------------------------------------
+
+
+def test_dlq_list(project: Path) -> None:
+    assert (
+        cli(project, "dlq", "list", "files.toml").stdout == "no dead letters for pipeline files\n"
+    )
+    assert cli(project, "run", "files.toml").returncode == 0
+    result = cli(project, "dlq", "list", "files.toml", "--json")
+    letters = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [
+        (x["stage"], x["error_type"], x["error"], x["record"], x["position"]) for x in letters
+    ] == [
+        (
+            "jsonl",
+            "ValueError",
+            "line at byte 16 of in.jsonl is not valid JSON: invalid literal, "
+            "expected 'null': line 1 column 1 (char 0)",
+            "not json",
+            33,
+        ),
+        ("invert", "ZeroDivisionError", "division by zero", {"a": 0}, 33),
+    ]
+    table = cli(project, "dlq", "list", "files.toml").stdout.splitlines()
+    assert re.fullmatch(r"ID +TIME +STAGE +ERROR TYPE +ERROR +RECORD", table[0])
+    for row, letter in zip(table[1:3], letters, strict=True):
+        assert row.startswith(f"{letter['id']}  {letter['time'][:10]} {letter['time'][11:19]}  ")
+        assert letter["error_type"] in row
+    assert table[2].endswith('{"a":0}')
+    assert "line at byte 16 of in.jsonl is not valid JSON: …" in table[1]
+    assert table[3:] == ["2 dead letters shown"]
+    limited = cli(project, "dlq", "list", "files.toml", "--limit", "1").stdout.splitlines()
+    assert limited[2:] == ["1 dead letter shown; there may be more, see --limit"]
+
+
+def test_dlq_without_store_is_a_spec_error(project: Path) -> None:
+    (project / "plain.toml").write_text(
+        FILES_SPEC.split("[dead_letters]")[0]
+        .replace('source_errors = "dead_letter"', "")
+        .replace('on_error = "dead_letter"', "")
+    )
+    for command in ("list", "replay"):
+        result = cli(project, "dlq", command, "plain.toml")
+        assert (result.returncode, result.stdout) == (2, "")
+    assert cli(project, "dlq", "list", "plain.toml").stderr == (
+        "error: plain.toml: the spec has no [dead_letters] store\n"
+    )
+    assert cli(project, "dlq", "replay", "plain.toml").stderr == (
+        "error: pipeline files: dead_letters: the pipeline has no dead-letter store to replay "
+        "from\n"
+    )
+
+
+# -- observe ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_structlog() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_configure_logging_json_and_levels(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json", "warning")
+    log = structlog.get_logger("asyncetl.test")
+    log.info("hidden")
+    log.warning("shown", position={"lsn": "0/16"}, count=3)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    event = json.loads(lines[0])
+    assert {k: event[k] for k in ("event", "level", "position", "count")} == {
+        "event": "shown",
+        "level": "warning",
+        "position": {"lsn": "0/16"},
+        "count": 3,
+    }
+    assert event["timestamp"].endswith("Z")
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_configure_logging_console(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("console", "DEBUG")
+    structlog.get_logger().debug("details", n=1)
+    assert re.search(r"\[debug\s*\] details\s+n=1\n$", capsys.readouterr().err)
+
+
+def test_configure_logging_rejects_unknown_settings() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^unknown log level 'loud'; use one of debug, info, "
+        r"warning, error, critical$",
+    ):
+        configure_logging("json", "loud")
+    with pytest.raises(ConfigError, match=r"^unknown log format 'xml'; use 'console' or 'json'$"):
+        configure_logging("xml", "info")  # type: ignore[arg-type]
+
+
+def test_importing_asyncetl_configures_nothing() -> None:
+    code = textwrap.dedent("""
+        import structlog
+        before = structlog.get_config()
+        import asyncetl, asyncetl.cli, asyncetl.spec, asyncetl.replay, asyncetl.observe
+        assert structlog.get_config() == before
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ}, timeout=30)
