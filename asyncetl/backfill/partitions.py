@@ -33,7 +33,9 @@ EVERY: tuple[Every, ...] = ("hour", "day", "month", "int")
 Order: TypeAlias = Literal["oldest", "newest"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MOMENT = re.compile(r"^\d{4}-\d{2}(-\d{2}([ T]\d{2}(:\d{2}(:\d{2})?)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_MOMENT = re.compile(
+    r"^\d{4}-\d{2}(-\d{2}([ T]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
 _FORMATS = "YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH[:MM[:SS]][+HH:MM]"
 
 
@@ -118,7 +120,7 @@ def date_partitions(first: str, last: str, every: Every) -> list[Partition]:
 
 
 def int_partitions(first: int | str, last: int | str, size: int) -> list[Partition]:
-    """Ranges of ``size`` integers from ``first`` covering ``[first, last]``; the last one is cut at ``last``.
+    """Ranges of ``size`` integers from ``first`` covering ``[first, last]``; the last is cut short.
 
     :raises ConfigError: on a non-integer bound, a size below 1, or ``first > last``.
     """
@@ -128,12 +130,16 @@ def int_partitions(first: int | str, last: int | str, size: int) -> list[Partiti
     if lo > hi:
         raise ConfigError(f"start {lo} is after end {hi}; swap them", key="start")
     return [
-        Partition(f"{at}..{min(at + size, hi + 1) - 1}", f"int:{size}", at, at, min(at + size, hi + 1))
+        Partition(
+            f"{at}..{min(at + size, hi + 1) - 1}", f"int:{size}", at, at, min(at + size, hi + 1)
+        )
         for at in range(lo, hi + 1, size)
     ]
 
 
-def make_partitions(first: str, last: str, every: str, *, size: int | None = None) -> list[Partition]:
+def make_partitions(
+    first: str, last: str, every: str, *, size: int | None = None
+) -> list[Partition]:
     """Partitions of either family, chosen by ``every``.
 
     :raises ConfigError: on an unknown ``every``, a bad bound, or an inverted range.
@@ -144,7 +150,7 @@ def make_partitions(first: str, last: str, every: str, *, size: int | None = Non
         return int_partitions(first, last, size)
     if every not in EVERY:
         raise ConfigError(f"must be one of {', '.join(EVERY)}, not {every!r}", key="every")
-    return date_partitions(first, last, every)  # type: ignore[arg-type]
+    return date_partitions(first, last, every)
 
 
 def _int(value: int | str, what: str) -> int:
@@ -175,7 +181,10 @@ def _add(moment: datetime, every: Every) -> datetime:
 
 def _date_partition(start: datetime, end: datetime, every: Every) -> Partition:
     day: date = start.date()
-    key = {"hour": f"{day.isoformat()}T{start.hour:02d}", "day": day.isoformat(),
-           "month": day.isoformat()[:7]}[every]
+    key = {
+        "hour": f"{day.isoformat()}T{start.hour:02d}",
+        "day": day.isoformat(),
+        "month": day.isoformat()[:7],
+    }[every]
     ordinal = int((start - _EPOCH).total_seconds())
     return Partition(key, every, ordinal, start, end)

@@ -110,7 +110,13 @@ class BackfillStore(Resource, abc.ABC):
 
     @abc.abstractmethod
     async def finish(
-        self, backfill: str, key: str, *, worker: str, outcome: Outcome, tries: int,
+        self,
+        backfill: str,
+        key: str,
+        *,
+        worker: str,
+        outcome: Outcome,
+        tries: int,
         error: str | None = None,
     ) -> bool:
         """Record how ``worker``'s run of ``key`` ended; ``False`` when it no longer held it."""
@@ -142,15 +148,21 @@ class MemoryBackfillStore(BackfillStore):
     ) -> str | None:
         now = datetime.now(UTC)
         ready = [
-            row for (name, _), row in self.rows.items()
+            row
+            for (name, _), row in self.rows.items()
             if name == backfill and _in(row, scope) and (row.status == "pending" or row.stale(now))
         ]
         if not ready:
             return None
         row = sorted(ready, key=lambda r: r.ordinal, reverse=newest_first)[0]
         self.rows[backfill, row.key] = replace(
-            row, status="running", worker=worker, lease_until=_after(lease), started_at=now,
-            finished_at=None, error=None,
+            row,
+            status="running",
+            worker=worker,
+            lease_until=_after(lease),
+            started_at=now,
+            finished_at=None,
+            error=None,
         )
         return row.key
 
@@ -166,21 +178,35 @@ class MemoryBackfillStore(BackfillStore):
         return held
 
     async def finish(
-        self, backfill: str, key: str, *, worker: str, outcome: Outcome, tries: int,
+        self,
+        backfill: str,
+        key: str,
+        *,
+        worker: str,
+        outcome: Outcome,
+        tries: int,
         error: str | None = None,
     ) -> bool:
         row = self.rows.get((backfill, key))
         if row is None or row.status != "running" or row.worker != worker:
             return False
         self.rows[backfill, key] = replace(
-            row, status=outcome, attempts=row.attempts + tries, error=error, worker=None,
-            lease_until=None, finished_at=None if outcome == "pending" else datetime.now(UTC),
+            row,
+            status=outcome,
+            attempts=row.attempts + tries,
+            error=error,
+            worker=None,
+            lease_until=None,
+            finished_at=None if outcome == "pending" else datetime.now(UTC),
         )
         return True
 
     async def states(self, backfill: str, scope: Scope | None = None) -> list[PartitionState]:
-        mine = [row for (name, _), row in self.rows.items()
-                if name == backfill and (scope is None or _in(row, scope))]
+        mine = [
+            row
+            for (name, _), row in self.rows.items()
+            if name == backfill and (scope is None or _in(row, scope))
+        ]
         return sorted(mine, key=lambda r: (r.kind, r.ordinal))
 
 

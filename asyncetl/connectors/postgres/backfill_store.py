@@ -146,8 +146,9 @@ class PostgresBackfillStore(BackfillStore):
         async def write(conn: asyncpg.Connection) -> None:
             await conn.execute(_INSERT, backfill, scope.kind, keys, ordinals)
             if reset != "none":
-                await conn.execute(_RESET, backfill, scope.kind, scope.first, scope.last,
-                                   statuses[reset])
+                await conn.execute(
+                    _RESET, backfill, scope.kind, scope.first, scope.last, statuses[reset]
+                )
 
         await self._tx(f"registering the partitions of backfill {backfill!r}", write)
 
@@ -157,8 +158,9 @@ class PostgresBackfillStore(BackfillStore):
         sql = _CLAIM_NEWEST if newest_first else _CLAIM_OLDEST
 
         async def take(conn: asyncpg.Connection) -> str | None:
-            key = await conn.fetchval(sql, backfill, scope.kind, scope.first, scope.last, worker,
-                                      float(lease))
+            key = await conn.fetchval(
+                sql, backfill, scope.kind, scope.first, scope.last, worker, float(lease)
+            )
             return cast("str | None", key)
 
         return await self._tx(f"claiming a partition of backfill {backfill!r}", take)
@@ -173,7 +175,13 @@ class PostgresBackfillStore(BackfillStore):
         return await self._tx(f"renewing leases of backfill {backfill!r}", extend)
 
     async def finish(
-        self, backfill: str, key: str, *, worker: str, outcome: Outcome, tries: int,
+        self,
+        backfill: str,
+        key: str,
+        *,
+        worker: str,
+        outcome: Outcome,
+        tries: int,
         error: str | None = None,
     ) -> bool:
         async def write(conn: asyncpg.Connection) -> bool:
@@ -198,8 +206,13 @@ class PostgresBackfillStore(BackfillStore):
 
 def _state(row: asyncpg.Record) -> PartitionState:
     return PartitionState(
-        key=row["key"], kind=row["kind"], ordinal=row["ordinal"], status=cast(Status, row["status"]),
-        attempts=row["attempts"], error=row["error"], worker=row["worker"],
+        key=row["key"],
+        kind=row["kind"],
+        ordinal=row["ordinal"],
+        status=cast(Status, row["status"]),
+        attempts=row["attempts"],
+        error=row["error"],
+        worker=row["worker"],
         started_at=cast("datetime | None", row["started_at"]),
         finished_at=cast("datetime | None", row["finished_at"]),
         lease_until=cast("datetime | None", row["lease_until"]),

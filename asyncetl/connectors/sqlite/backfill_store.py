@@ -49,18 +49,24 @@ _INSERT = """
 INSERT INTO asyncetl_backfill_partitions (backfill, key, kind, ordinal) VALUES (?, ?, ?, ?)
 ON CONFLICT (backfill, key) DO NOTHING
 """
-_RESET = """
+_RESET_FAILED = """
 UPDATE asyncetl_backfill_partitions
 SET status = 'pending', error = NULL, worker = NULL, lease_until = NULL
-WHERE backfill = ? AND kind = ? AND ordinal BETWEEN ? AND ?
-  AND status IN ({statuses}) AND NOT (status = 'running' AND lease_until >= ?)
+WHERE backfill = ? AND kind = ? AND ordinal BETWEEN ? AND ? AND status = 'failed'
 """
-_PICK = """
+_RESET_ALL = """
+UPDATE asyncetl_backfill_partitions
+SET status = 'pending', error = NULL, worker = NULL, lease_until = NULL
+WHERE backfill = ? AND kind = ? AND ordinal BETWEEN ? AND ? AND status <> 'pending'
+  AND NOT (status = 'running' AND lease_until >= ?)
+"""
+_PICK_OLDEST = """
 SELECT key FROM asyncetl_backfill_partitions
 WHERE backfill = ? AND kind = ? AND ordinal BETWEEN ? AND ?
   AND (status = 'pending' OR (status = 'running' AND lease_until < ?))
-ORDER BY ordinal {direction} LIMIT 1
+ORDER BY ordinal ASC LIMIT 1
 """
+_PICK_NEWEST = _PICK_OLDEST.replace("ASC", "DESC")
 _TAKE = """
 UPDATE asyncetl_backfill_partitions
 SET status = 'running', worker = ?, lease_until = ?, started_at = ?, finished_at = NULL,
@@ -116,22 +122,22 @@ class SqliteBackfillStore(BackfillStore):
         def write(conn: sqlite3.Connection) -> None:
             with _immediate(conn):
                 conn.executemany(_INSERT, rows)
-                if reset != "none":
-                    statuses = "'failed'" if reset == "failed" else "'failed','succeeded','running'"
-                    conn.execute(_RESET.format(statuses=statuses),
-                                 (backfill, *_scope(scope), time.time()))
+                if reset == "failed":
+                    conn.execute(_RESET_FAILED, _scope(scope, backfill))
+                elif reset == "all":
+                    conn.execute(_RESET_ALL, (*_scope(scope, backfill), time.time()))
 
         await self._call(write)
 
     async def claim(
         self, backfill: str, scope: Scope, *, worker: str, lease: float, newest_first: bool
     ) -> str | None:
-        pick = _PICK.format(direction="DESC" if newest_first else "ASC")
+        pick = _PICK_NEWEST if newest_first else _PICK_OLDEST
 
         def take(conn: sqlite3.Connection) -> str | None:
             now = time.time()
             with _immediate(conn):
-                row = conn.execute(pick, (backfill, *_scope(scope), now)).fetchone()
+                row = conn.execute(pick, (*_scope(scope, backfill), now)).fetchone()
                 if row is None:
                     return None
                 conn.execute(_TAKE, (worker, now + lease, now, backfill, row[0]))
@@ -145,13 +151,22 @@ class SqliteBackfillStore(BackfillStore):
         def extend(conn: sqlite3.Connection) -> set[str]:
             until = time.time() + lease
             with _immediate(conn):
-                return {key for key in keys
-                        if conn.execute(_RENEW, (until, backfill, key, worker)).rowcount}
+                return {
+                    key
+                    for key in keys
+                    if conn.execute(_RENEW, (until, backfill, key, worker)).rowcount
+                }
 
         return await self._call(extend)
 
     async def finish(
-        self, backfill: str, key: str, *, worker: str, outcome: Outcome, tries: int,
+        self,
+        backfill: str,
+        key: str,
+        *,
+        worker: str,
+        outcome: Outcome,
+        tries: int,
         error: str | None = None,
     ) -> bool:
         finished = None if outcome == "pending" else time.time()
@@ -165,7 +180,7 @@ class SqliteBackfillStore(BackfillStore):
 
     async def states(self, backfill: str, scope: Scope | None = None) -> list[PartitionState]:
         sql = _STATES + (_STATES_IN if scope else "") + _ORDER
-        params = (backfill, *_scope(scope)) if scope else (backfill,)
+        params = _scope(scope, backfill) if scope else (backfill,)
 
         def read(conn: sqlite3.Connection) -> list[PartitionState]:
             return [_state(row) for row in conn.execute(sql, params)]
@@ -173,10 +188,14 @@ class SqliteBackfillStore(BackfillStore):
         return await self._call(read)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
         try:
             conn.execute("PRAGMA journal_mode = WAL")
+            # Durable across process crashes; a power cut may lose the last statuses,
+            # which only makes their (idempotent) partitions run again.
+            conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
         except BaseException:
             conn.close()
@@ -213,9 +232,8 @@ class _immediate:
         self.conn.execute("ROLLBACK" if kind else "COMMIT")
 
 
-def _scope(scope: Scope | None) -> tuple[str, int, int]:
-    assert scope is not None
-    return scope.kind, scope.first, scope.last
+def _scope(scope: Scope, backfill: str) -> tuple[str, str, int, int]:
+    return backfill, scope.kind, scope.first, scope.last
 
 
 def _when(value: float | None) -> datetime | None:
@@ -225,9 +243,14 @@ def _when(value: float | None) -> datetime | None:
 def _state(row: tuple[object, ...]) -> PartitionState:
     key, kind, ordinal, status, attempts, error, worker, started, finished, lease = row
     return PartitionState(
-        key=cast(str, key), kind=cast(str, kind), ordinal=cast(int, ordinal),
-        status=cast(Status, status), attempts=cast(int, attempts), error=cast("str | None", error),
-        worker=cast("str | None", worker), started_at=_when(cast("float | None", started)),
+        key=cast(str, key),
+        kind=cast(str, kind),
+        ordinal=cast(int, ordinal),
+        status=cast(Status, status),
+        attempts=cast(int, attempts),
+        error=cast("str | None", error),
+        worker=cast("str | None", worker),
+        started_at=_when(cast("float | None", started)),
         finished_at=_when(cast("float | None", finished)),
         lease_until=_when(cast("float | None", lease)),
     )
