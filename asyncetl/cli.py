@@ -1,7 +1,11 @@
-"""``python -m asyncetl``: run, validate and inspect pipelines from spec files.
+"""``python -m asyncetl``: run, validate and inspect pipelines; run backfills and flows.
 
 A thin shell over :mod:`asyncetl.spec`, :class:`~asyncetl.Pipeline` and
-:mod:`asyncetl.replay`. Exit codes: 0 success or graceful stop, 1 runtime
+:mod:`asyncetl.replay`; the ``backfill``, ``backfill-status`` and ``flow``
+commands come from :mod:`asyncetl.cli_backfill`. Every command sets ``command``
+to an async function of the parsed arguments returning the exit code, and
+:func:`main` runs it with logging set up from ``--log-format``/``--log-level``,
+else the spec's ``[logging]`` table. Exit codes: 0 success or graceful stop, 1 runtime
 failure, 2 bad spec, 130 stopped before draining (by a second signal, or when
 the grace period ran out). Failures print one
 ``error: …`` line on stderr, never a traceback (``--log-level debug`` logs it).
@@ -23,6 +27,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from asyncetl import AsyncetlError, ConfigError, DeadLetter, JsonValue, Pipeline, RunStats
+from asyncetl.cli_backfill import add_commands
 from asyncetl.observe import LOG_LEVELS, configure_logging
 from asyncetl.replay import ReplayResult, replay_dead_letters
 from asyncetl.spec import load_pipeline, logging_settings
@@ -80,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         help="least severe level logged; default: the spec's, else info",
     )
     parser = argparse.ArgumentParser(
-        prog="python -m asyncetl", description="Streaming ETL pipelines from spec files."
+        prog="python -m asyncetl",
+        description="Streaming ETL pipelines, backfills and flows from spec files.",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     run = commands.add_parser(
@@ -135,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         "others.",
     )
     replay.set_defaults(command=_dlq_replay)
+    add_commands(commands)
     return parser
 
 

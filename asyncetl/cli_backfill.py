@@ -1,10 +1,10 @@
 """The ``backfill``, ``backfill-status`` and ``flow`` commands of ``python -m asyncetl``.
 
-:func:`add_commands` adds them to the main parser; each sets ``command`` to an
-async function of the parsed arguments returning the exit code. Exit codes:
-0 success or graceful stop, 1 a partition or step failed, 2 bad spec or
-arguments (one ``error: …`` line), 130 stopped hard by a second signal.
-This module also runs on its own: ``python -m asyncetl.cli_backfill``.
+:func:`add_commands` adds them to the main parser of :mod:`asyncetl.cli`; each
+sets ``command`` to an async function of the parsed arguments returning the exit
+code, which :func:`asyncetl.cli.main` runs. Exit codes: 0 success or graceful
+stop, 1 a partition or step failed, 2 bad spec or arguments (one ``error: …``
+line), 130 stopped hard by a second signal.
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from asyncetl.backfill import (
     summary_table,
 )
 from asyncetl.backfill.spec import load_backfill_spec
-from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.errors import ConfigError
 from asyncetl.flow import FlowResult, JsonFileFlowStore, load_flow
-from asyncetl.observe import LOG_LEVELS, configure_logging
+from asyncetl.observe import LOG_LEVELS
 
-__all__ = ["add_commands", "main", "make_store"]
+__all__ = ["add_commands", "make_store"]
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+# The same codes as asyncetl.cli's (which imports this module, so cannot be imported here).
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 _log = structlog.get_logger("asyncetl.cli")
 
@@ -52,13 +53,14 @@ def add_commands(subparsers: Any) -> None:
     logging.add_argument(
         "--log-format",
         choices=("console", "json"),
-        help="log lines for people (console) or machines (json)",
+        help="log lines for people (console) or machines (json); "
+        "default: the spec's [logging] format, else console",
     )
     logging.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         type=str.lower,
-        help="least severe level logged (default info)",
+        help="least severe level logged; default: the spec's, else info",
     )
     _add_backfill(subparsers, logging)
     _add_status(subparsers, logging)
@@ -345,7 +347,7 @@ def _flow_table(result: FlowResult) -> Table:
     return table
 
 
-# -- standalone -------------------------------------------------------------------------
+# -- arguments and output ---------------------------------------------------------------
 
 
 def _positive_int(text: str) -> int:
@@ -370,30 +372,3 @@ def _positive_float(text: str) -> float:
 
 def _width() -> int | None:
     return None if sys.stdout.isatty() else 160
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one of these commands from ``argv`` and return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m asyncetl.cli_backfill")
-    add_commands(parser.add_subparsers(title="commands", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        configure_logging(args.log_format or "console", args.log_level or "info")
-        code: int = anyio.run(args.command, args)
-        return code
-    except ConfigError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return EXIT_CONFIG
-    except AsyncetlError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        _log.debug("unexpected error", exc_info=exc)
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

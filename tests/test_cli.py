@@ -154,6 +154,30 @@ def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
     assert result.stdout.startswith(f"usage: python -m asyncetl {' '.join(command)}".rstrip())
 
 
+def test_backfill_and_flow_commands_are_listed(tmp_path: Path) -> None:
+    result = cli(tmp_path, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    listed = re.findall(r"^    (\S+)", result.stdout, flags=re.MULTILINE)
+    assert listed == ["run", "validate", "dlq", "backfill", "backfill-status", "flow"]
+
+
+@pytest.mark.parametrize("command", ["backfill", "backfill-status", "flow"])
+def test_backfill_and_flow_commands_have_help(tmp_path: Path, command: str) -> None:
+    result = cli(tmp_path, command, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"usage: python -m asyncetl {command} [-h]")
+
+
+def test_backfill_specs_logging_table_is_read(tmp_path: Path) -> None:
+    (tmp_path / "bf.toml").write_text('[backfill]\nfunction = "m:f"\n\n[logging]\nlevel = "loud"\n')
+    result = cli(tmp_path, "backfill", "bf.toml", "--start", "2024-01-01", "--end", "2024-01-02")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: bf.toml: logging.level: expected one of 'debug', 'info', 'warning', 'error', "
+        "'critical', got 'loud'\n"
+    )
+
+
 def test_bad_arguments_exit_2(project: Path) -> None:
     result = cli(project, "run", "files.toml", "--stop-when-idle", "-1")
     assert result.returncode == 2

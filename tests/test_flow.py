@@ -11,7 +11,7 @@ import orjson
 import pytest
 import structlog
 
-from asyncetl.cli_backfill import main
+from asyncetl.cli import main
 from asyncetl.core.errors import ConfigError
 from asyncetl.flow import Flow, JsonFileFlowStore, MemoryFlowStore, Step, StepFunction, load_flow
 

@@ -602,7 +602,7 @@ def test_substituted_text_reads_as_numbers_and_booleans(
 def test_text_without_references_is_unchanged(text: str) -> None:
     spec = GOOD.replace('"demo"', json.dumps(text.replace("${", "$${"), ensure_ascii=False))
     data = tomllib.loads(spec)
-    from asyncetl.spec import _substitute
+    from asyncetl._specfile import substitute as _substitute
 
     assert _substitute(data, "p.toml", "")["pipeline"]["name"] == text
 

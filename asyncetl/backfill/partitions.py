@@ -3,17 +3,18 @@
 A partition is a half-open interval ``[start, end)`` of UTC datetimes (an hour,
 a day or a month) or of integers (a key range of a given size). A range given by
 an operator, ``[first, last]``, is covered by every partition that overlaps it;
-a date-only ``last`` means the whole of that day.
+a date-only ``last`` means the whole of that day. The :class:`Partition` value
+type itself is defined in :mod:`asyncetl.core.partitions` and re-exported here.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal, TypeAlias
 
 from asyncetl.core.errors import ConfigError
+from asyncetl.core.partitions import Partition
 
 __all__ = [
     "EVERY",
@@ -37,41 +38,6 @@ _MOMENT = re.compile(
     r"^\d{4}-\d{2}(-\d{2}([ T]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 )
 _FORMATS = "YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH[:MM[:SS]][+HH:MM]"
-
-
-@dataclass(frozen=True, slots=True)
-class Partition:
-    """One unit of a backfill: ``[start, end)`` of datetimes or integers.
-
-    :param key: stable name, unique within a backfill: ``2024-01-31``,
-        ``2024-01-31T05``, ``2024-01`` or ``1000..1999``.
-    :param kind: ``hour``, ``day``, ``month`` or ``int:SIZE``; partitions of
-        one backfill run share it.
-    :param ordinal: sorts partitions in time (epoch seconds of the start, or the
-        start integer); ``oldest``/``newest`` order follows it.
-    """
-
-    key: str
-    kind: str
-    ordinal: int
-    start: datetime | int
-    end: datetime | int
-
-    @property
-    def variables(self) -> dict[str, str]:
-        """``PARTITION_KEY``, ``PARTITION_START`` and ``PARTITION_END`` (ISO 8601 or integers)."""
-        return {
-            "PARTITION_KEY": self.key,
-            "PARTITION_START": _text(self.start),
-            "PARTITION_END": _text(self.end),
-        }
-
-    def __str__(self) -> str:
-        return self.key
-
-
-def _text(value: datetime | int) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def parse_moment(text: str, *, what: str) -> tuple[datetime, bool]:

@@ -37,7 +37,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from asyncetl.backfill._specfile import (
+from asyncetl._specfile import (
     bind_params,
     check_keys,
     import_function,
@@ -121,7 +121,7 @@ def load_backfill_spec(path: str | os.PathLike[str], *, resolve: bool = True) ->
     :raises ConfigError: naming file and key for anything wrong.
     """
     where = str(path)
-    document = read_toml(path)
+    document = read_toml(path, what="file")
     check_keys(document, _TOP, where, "")
     raw = document.get("backfill")
     if not isinstance(raw, dict):

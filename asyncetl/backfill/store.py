@@ -1,28 +1,30 @@
 """Where partition statuses live: the interface, and an in-memory store.
 
-A store holds one row per (backfill, partition key): its status, attempts,
-last error, start and finish times, and while it runs the worker holding it
-and that worker's lease. Workers *claim* a pending partition (or a running one
-whose lease expired: its worker died), *renew* their leases while working, and
-*finish* with an outcome. Every write names the worker, so a worker that lost
-its lease cannot overwrite the outcome of the one that took over.
-
-Implementations: :class:`MemoryBackfillStore` (tests, embedding),
+The interface and its types (:class:`BackfillStore`, :class:`PartitionState`,
+:class:`Scope`, ...) are defined in :mod:`asyncetl.core.partitions`, so that the
+connectors implementing it need not import this package; they are re-exported
+here. Implementations: :class:`MemoryBackfillStore` (tests, embedding),
 ``asyncetl.connectors.sqlite.backfill_store`` (the default) and
 ``asyncetl.connectors.postgres.backfill_store`` (many workers on many machines).
 """
 
 from __future__ import annotations
 
-import abc
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Literal, TypeAlias
 
-from asyncetl.backfill.partitions import Partition
-from asyncetl.core.interfaces import Resource
+from asyncetl.core.partitions import (
+    STATUSES,
+    BackfillStore,
+    Outcome,
+    Partition,
+    PartitionState,
+    Reset,
+    Scope,
+    Status,
+)
 
 __all__ = [
     "STATUSES",
@@ -34,96 +36,6 @@ __all__ = [
     "Scope",
     "Status",
 ]
-
-Status: TypeAlias = Literal["pending", "running", "succeeded", "failed"]
-STATUSES: tuple[Status, ...] = ("pending", "running", "succeeded", "failed")
-#: How a partition leaves ``running``: done, given up on, or handed back (stopped).
-Outcome: TypeAlias = Literal["succeeded", "failed", "pending"]
-#: What a run resets to ``pending`` before it starts: nothing, failed partitions, or all.
-Reset: TypeAlias = Literal["none", "failed", "all"]
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """The partitions of one run: one kind, ordinals ``first..last`` inclusive."""
-
-    kind: str
-    first: int
-    last: int
-
-    @classmethod
-    def of(cls, partitions: Sequence[Partition]) -> Scope:
-        """The scope covering ``partitions`` (non-empty, all of one kind)."""
-        ordinals = [p.ordinal for p in partitions]
-        return cls(partitions[0].kind, min(ordinals), max(ordinals))
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionState:
-    """A partition's row in the store.
-
-    :param attempts: tries made so far, over every run.
-    :param lease_until: while running, when the worker's lease ends.
-    """
-
-    key: str
-    kind: str
-    ordinal: int
-    status: Status
-    attempts: int = 0
-    error: str | None = None
-    worker: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    lease_until: datetime | None = None
-
-    def stale(self, now: datetime | None = None) -> bool:
-        """Running, but its lease expired: the worker died or stalled."""
-        now = now or datetime.now(UTC)
-        return self.status == "running" and self.lease_until is not None and self.lease_until < now
-
-
-class BackfillStore(Resource, abc.ABC):
-    """Keeps partition statuses and hands partitions to workers under leases."""
-
-    @abc.abstractmethod
-    async def register(self, backfill: str, partitions: Sequence[Partition], reset: Reset) -> None:
-        """Add missing partitions as pending, then reset failed or all ones to pending.
-
-        A partition running under a live lease is never reset.
-        """
-
-    @abc.abstractmethod
-    async def claim(
-        self, backfill: str, scope: Scope, *, worker: str, lease: float, newest_first: bool
-    ) -> str | None:
-        """Mark the next pending (or stale running) partition running for ``worker``.
-
-        :returns: its key, or ``None`` when nothing in ``scope`` can be claimed now.
-        """
-
-    @abc.abstractmethod
-    async def renew(
-        self, backfill: str, keys: Sequence[str], *, worker: str, lease: float
-    ) -> set[str]:
-        """Extend ``worker``'s leases on ``keys``; returns the keys it still holds."""
-
-    @abc.abstractmethod
-    async def finish(
-        self,
-        backfill: str,
-        key: str,
-        *,
-        worker: str,
-        outcome: Outcome,
-        tries: int,
-        error: str | None = None,
-    ) -> bool:
-        """Record how ``worker``'s run of ``key`` ended; ``False`` when it no longer held it."""
-
-    @abc.abstractmethod
-    async def states(self, backfill: str, scope: Scope | None = None) -> list[PartitionState]:
-        """Every partition of ``backfill`` (in ``scope`` when given), oldest first."""
 
 
 class MemoryBackfillStore(BackfillStore):

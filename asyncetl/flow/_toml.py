@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asyncetl.backfill._specfile import (
+from asyncetl._specfile import (
     bind_params,
     check_keys,
     import_function,
@@ -75,7 +75,7 @@ def load_flow(path: str | os.PathLike[str]) -> FlowSpec:
     :raises ConfigError: naming the file and the key or steps at fault.
     """
     where = str(path)
-    document = substitute(read_toml(path), where, "")
+    document = substitute(read_toml(path, what="file"), where, "")
     check_keys(document, _TOP, where, "")
     header = document.get("flow", {})
     if not isinstance(header, dict):

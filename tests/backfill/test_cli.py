@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from asyncetl.cli_backfill import main
+from asyncetl.cli import main
 from asyncetl.connectors.sqlite.backfill_store import SqliteBackfillStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,7 +198,7 @@ async def start(spec: Path) -> anyio.abc.Process:
     command = [
         sys.executable,
         "-m",
-        "asyncetl.cli_backfill",
+        "asyncetl",
         "backfill",
         str(spec),
         "--start",

@@ -36,7 +36,7 @@ async def backfill(tmp_path: Path, source: str, target: str, *extra: str) -> int
     command = [
         sys.executable,
         "-m",
-        "asyncetl.cli_backfill",
+        "asyncetl",
         "backfill",
         "examples/backfill_daily.toml",
         "--start",

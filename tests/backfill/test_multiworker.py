@@ -37,7 +37,7 @@ async def start_worker(spec: Path, dsn: str, log: Path, parallel: int) -> Proces
     command = [
         sys.executable,
         "-m",
-        "asyncetl.cli_backfill",
+        "asyncetl",
         "backfill",
         str(spec),
         "--start",

@@ -19,8 +19,6 @@ from typing import TypeVar, cast
 
 import asyncpg
 
-from asyncetl.backfill.partitions import Partition
-from asyncetl.backfill.store import BackfillStore, Outcome, PartitionState, Reset, Scope, Status
 from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
@@ -29,6 +27,15 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.core.errors import CheckpointError
+from asyncetl.core.partitions import (
+    BackfillStore,
+    Outcome,
+    Partition,
+    PartitionState,
+    Reset,
+    Scope,
+    Status,
+)
 
 __all__ = ["PostgresBackfillStore"]
 

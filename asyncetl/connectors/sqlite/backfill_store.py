@@ -19,9 +19,16 @@ from typing import TypeVar, cast
 import anyio
 import anyio.to_thread
 
-from asyncetl.backfill.partitions import Partition
-from asyncetl.backfill.store import BackfillStore, Outcome, PartitionState, Reset, Scope, Status
 from asyncetl.core.errors import CheckpointError, TransientError
+from asyncetl.core.partitions import (
+    BackfillStore,
+    Outcome,
+    Partition,
+    PartitionState,
+    Reset,
+    Scope,
+    Status,
+)
 
 __all__ = ["SqliteBackfillStore"]
 
