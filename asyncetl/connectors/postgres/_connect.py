@@ -15,12 +15,13 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
 import asyncpg
 import asyncpg.exceptions as pgerr
+import orjson
 
 from asyncetl.core.errors import (
     AsyncetlError,
@@ -83,15 +84,25 @@ class Dsn:
             netloc_port = parts.port
         except ValueError as exc:
             raise ConfigError(f"{_strip_password(url)!r} has an invalid port") from exc
-        user = unquote(parts.username or "") or _first(query, "user") or os.environ.get(
-            "PGUSER", "postgres")
-        host = unquote(parts.hostname or "") or _first(query, "host") or os.environ.get(
-            "PGHOST", "localhost")
+        user = (
+            unquote(parts.username or "")
+            or _first(query, "user")
+            or os.environ.get("PGUSER", "postgres")
+        )
+        host = (
+            unquote(parts.hostname or "")
+            or _first(query, "host")
+            or os.environ.get("PGHOST", "localhost")
+        )
         port = netloc_port or int(_first(query, "port") or os.environ.get("PGPORT", "5432"))
-        database = unquote(parts.path.lstrip("/")) or _first(query, "dbname") or os.environ.get(
-            "PGDATABASE", user)
+        database = (
+            unquote(parts.path.lstrip("/"))
+            or _first(query, "dbname")
+            or os.environ.get("PGDATABASE", user)
+        )
         password = (unquote(parts.password) if parts.password else None) or _first(
-            query, "password")
+            query, "password"
+        )
         return cls(url, host, port, database, user, password)
 
     @property
@@ -127,8 +138,9 @@ def _strip_password(url: str) -> str:
 
 def retry_policy(retries: int, retry_max_time: float) -> RetryPolicy:
     """The retry policy for connector parameters ``retries`` (retries after the first try)."""
-    return RetryPolicy(max_tries=retries + 1, max_time=retry_max_time, base_delay=0.1,
-                       max_delay=5.0)
+    return RetryPolicy(
+        max_tries=retries + 1, max_time=retry_max_time, base_delay=0.1, max_delay=5.0
+    )
 
 
 def to_connector_error(exc: BaseException, dsn: Dsn, what: str) -> ConnectorError:
@@ -180,16 +192,60 @@ def map_errors(dsn: Dsn, what: str) -> Iterator[None]:
         yield
     except AsyncetlError:
         raise
-    except (pgerr.PostgresError, pgerr.InterfaceError, pgerr.InternalClientError, OSError,
-            TimeoutError) as exc:
+    except (
+        pgerr.PostgresError,
+        pgerr.InterfaceError,
+        pgerr.InternalClientError,
+        OSError,
+        TimeoutError,
+    ) as exc:
         raise to_connector_error(exc, dsn, what) from exc
 
 
+def _encode_jsonb(value: object) -> bytes:
+    if isinstance(value, str):
+        return b"\x01" + value.encode()  # already JSON text
+    return b"\x01" + orjson.dumps(value)
+
+
+def _encode_json(value: object) -> bytes:
+    if isinstance(value, str):
+        return value.encode()  # already JSON text
+    return orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> str:
+    return data[1:].decode()
+
+
+def _decode_json(data: bytes) -> str:
+    return data.decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """json/jsonb accept JSON text (``str``) or any JSON-able value, and read back as text."""
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "json", encoder=_encode_json, decoder=_decode_json, schema="pg_catalog", format="binary"
+    )
+
+
 async def open_pool(
-    dsn: Dsn, *, policy: RetryPolicy, min_size: int = 1, max_size: int = 2,
+    dsn: Dsn,
+    *,
+    policy: RetryPolicy,
+    min_size: int = 1,
+    max_size: int = 2,
     connect_timeout: float = 10.0,
+    json_values: bool = True,
 ) -> asyncpg.Pool:
     """Create an asyncpg pool, retrying while the server is unreachable.
+
+    Its connections read ``json``/``jsonb`` as text and, with ``json_values``,
+    write either JSON text (a ``str``) or any value ``orjson`` can encode (dicts,
+    lists…); without it, asyncpg's faster built-in codecs take text only.
 
     :raises TransientError: when the server stayed unreachable for every retry;
         the message names host and port, never the password.
@@ -199,8 +255,13 @@ async def open_pool(
     async def connect() -> asyncpg.Pool:
         with map_errors(dsn, f"connecting as {dsn.user!r}"):
             return await asyncpg.create_pool(
-                dsn.url, min_size=min_size, max_size=max_size, timeout=connect_timeout,
-                command_timeout=None, max_inactive_connection_lifetime=60.0,
+                dsn.url,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=connect_timeout,
+                command_timeout=None,
+                max_inactive_connection_lifetime=60.0,
+                init=_init_connection if json_values else None,
             )
 
     return await retry_call(connect, policy=policy, what=f"connect to {dsn}")
@@ -237,7 +298,8 @@ async def in_transaction(
 
     async def attempt() -> T:
         with map_errors(dsn, what):
-            async with pool.acquire() as conn, conn.transaction():
-                return await body(conn)
+            async with pool.acquire() as proxy, proxy.transaction():
+                # The pool's proxy delegates every Connection method.
+                return await body(cast("asyncpg.Connection", proxy))
 
     return await retry_call(attempt, policy=policy, what=f"{what} on {dsn}")

@@ -14,6 +14,8 @@ row twice in a statement.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
+from typing import TypeVar
 
 import asyncpg
 
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 Row = Sequence[object]
+R = TypeVar("R", bound=Sequence[object])
 
 
 def row_count(status: str) -> int:
@@ -39,11 +42,17 @@ def row_count(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def last_per_key(rows: Iterable[Row], key_index: Sequence[int]) -> list[Row]:
-    """The last row of each key, in order of each key's last appearance."""
-    latest: dict[tuple[object, ...], Row] = {}
+def last_per_key(rows: Sequence[R], key_index: Sequence[int]) -> Sequence[R]:
+    """The last row of each key, in order of each key's last appearance.
+
+    ``rows`` itself when every key is distinct, the usual case, found cheaply.
+    """
+    get = itemgetter(*key_index)
+    if len(set(map(get, rows))) == len(rows):
+        return rows
+    latest: dict[object, R] = {}
     for row in rows:
-        k = tuple(row[i] for i in key_index)
+        k = get(row)
         latest.pop(k, None)  # re-insert so the dict keeps last-appearance order
         latest[k] = row
     return list(latest.values())
@@ -65,7 +74,9 @@ async def stage_rows(
     definitions = [f"{quote_ident(name)} {sql_type}" for name, sql_type in extra]
     await conn.execute(_sql.create_stage(target, columns, definitions))
     await conn.copy_records_to_table(
-        STAGE, records=rows, columns=[*columns, *(name for name, _ in extra)],
+        STAGE,
+        records=rows,
+        columns=[*columns, *(name for name, _ in extra)],
         schema_name="pg_temp",
     )
 
@@ -89,17 +100,29 @@ async def copy_upsert(
     :param row_hash_column: a row whose stored hash is unchanged is not rewritten.
     """
     await stage_rows(conn, target, columns, rows)
-    sql = _sql.merge_from_stage(target, columns, key, update=update,
-                                version_column=version_column, row_hash_column=row_hash_column)
+    sql = _sql.merge_from_stage(
+        target,
+        columns,
+        key,
+        update=update,
+        version_column=version_column,
+        row_hash_column=row_hash_column,
+    )
     return row_count(await conn.execute(sql))
 
 
 async def copy_append(
-    conn: asyncpg.Connection, target: TableName, columns: Sequence[str], rows: Iterable[Row],
+    conn: asyncpg.Connection,
+    target: TableName,
+    columns: Sequence[str],
+    rows: Iterable[Row],
 ) -> int:
     """Append ``rows`` to ``target`` with COPY straight into it; returns the rows copied."""
     status = await conn.copy_records_to_table(
-        target.name, records=rows, columns=list(columns), schema_name=target.schema,
+        target.name,
+        records=rows,
+        columns=list(columns),
+        schema_name=target.schema,
     )
     return row_count(status)
 
@@ -145,8 +168,14 @@ async def copy_soft_delete(
     await stage_rows(conn, target, columns, rows, extra=[(flag, "boolean")])
     f = quote_ident(flag)
     upsert = _sql.merge_from_stage(
-        target, columns, key, version_column=version_column, row_hash_column=row_hash_column,
-        set_extra=[f"{quote_ident(deleted_at)} = NULL"], where=f"NOT {f}", revive=deleted_at,
+        target,
+        columns,
+        key,
+        version_column=version_column,
+        row_hash_column=row_hash_column,
+        set_extra=[f"{quote_ident(deleted_at)} = NULL"],
+        where=f"NOT {f}",
+        revive=deleted_at,
     )
     changed = row_count(await conn.execute(upsert))
     flagged = _sql.soft_delete_from_stage(target, key, deleted_at, where=f"s.{f}")

@@ -95,9 +95,9 @@ class TableName:
 
 def _split_qualified(text: str) -> list[str]:
     """Split on dots outside double quotes; a quoted part may contain ``""``."""
-    if '"' not in text or not text.startswith('"') and '."' not in text:
+    if '"' not in text or (not text.startswith('"') and '."' not in text):
         # No quoted part: a dot separates schema and table, anything else is literal.
-        return text.split(".", 1) if "." in text else [text]
+        return text.split(".")
     parts: list[str] = []
     i = 0
     while i <= len(text):
@@ -140,7 +140,9 @@ def create_stage(target: TableName, columns: Sequence[str], extra: Sequence[str]
         e.g. ``'"_row_hash" text'`` for a column the target lacks.
     """
     select = _columns(columns) if columns else ""
+    # Dropped first: one transaction may stage several groups of rows in turn.
     sql = (
+        f"DROP TABLE IF EXISTS pg_temp.{quote_ident(STAGE)}; "  # noqa: S608
         f"CREATE TEMPORARY TABLE {quote_ident(STAGE)} ON COMMIT DROP AS "
         f"SELECT {select} FROM {target.sql} WITH NO DATA"
     )
@@ -215,8 +217,9 @@ def delete_matching(target: TableName, columns: Sequence[str]) -> str:
 
     Used by ``replace_partition`` with the partition columns.
     """
-    match = " AND ".join(f"t.{quote_ident(c)} IS NOT DISTINCT FROM s.{quote_ident(c)}"
-                         for c in columns)
+    match = " AND ".join(
+        f"t.{quote_ident(c)} IS NOT DISTINCT FROM s.{quote_ident(c)}" for c in columns
+    )
     return (
         f"DELETE FROM {target.sql} AS t USING "  # noqa: S608
         f"(SELECT DISTINCT {_columns(columns)} FROM {quote_ident(STAGE)}) AS s WHERE {match}"

@@ -113,9 +113,7 @@ def table_ddl(
     Column types are spliced as the catalog spelled them (``format_type``) or as
     :func:`~asyncetl.connectors.postgres.sinks.infer_columns` chose them; names are quoted.
     """
-    parts = [
-        f"{quote_ident(c.name)} {c.type}{' NOT NULL' if c.not_null else ''}" for c in columns
-    ]
+    parts = [f"{quote_ident(c.name)} {c.type}{' NOT NULL' if c.not_null else ''}" for c in columns]
     if primary_key:
         parts.append(f"PRIMARY KEY ({', '.join(quote_ident(c) for c in primary_key)})")
     if unique:

@@ -1,0 +1,127 @@
+"""Turning dict records into COPY rows: grouping by shape, row hashes, type inference."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from asyncetl.connectors.postgres.schema import Column
+
+__all__ = ["group_by_shape", "infer_columns", "json_text", "row_hash", "rows_of"]
+
+Record = Mapping[str, Any]
+
+
+def group_by_shape(records: Iterable[Record]) -> dict[tuple[str, ...], list[Record]]:
+    """Records grouped by their column names, so each group is one COPY.
+
+    Names are in the order of each group's first record; key order does not matter.
+    """
+    records = list(records)
+    if not records:
+        return {}
+    first = records[0].keys()
+    if all(record.keys() == first for record in records):  # the usual case
+        return {tuple(first): records}
+    groups: dict[tuple[str, ...], list[Record]] = {}
+    shapes: dict[frozenset[str], tuple[str, ...]] = {}
+    for record in records:
+        names = frozenset(record)
+        shape = shapes.setdefault(names, tuple(record))
+        groups.setdefault(shape, []).append(record)
+    return groups
+
+
+def rows_of(records: Sequence[Record], columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The values of ``columns`` of each record, as tuples."""
+    if len(columns) == 1:
+        (only,) = columns
+        return [(record[only],) for record in records]
+    get = itemgetter(*columns)
+    return [get(record) for record in records]
+
+
+def json_text(rows: list[tuple[Any, ...]], columns: Sequence[int]) -> list[tuple[Any, ...]]:
+    """``rows`` with the values of json ``columns`` that are not already text encoded as JSON.
+
+    A ``str`` is taken to be JSON text already (as asyncpg reads json columns).
+    """
+    if not any(row[i] is not None and row[i].__class__ is not str for row in rows for i in columns):
+        return rows  # the usual case, e.g. rows read from PostgreSQL
+
+    def fixed(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = list(row)
+        for i in columns:
+            value = values[i]
+            if value is not None and not isinstance(value, str):
+                values[i] = orjson.dumps(value, default=_canonical).decode()
+        return tuple(values)
+
+    return [fixed(row) for row in rows]
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, Decimal):
+        return str(value.normalize()) if value.is_finite() else str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+def row_hash(values: Sequence[Any], salt: int = 0) -> str:
+    """A stable hex digest of ``values`` (BLAKE2b over a canonical JSON encoding).
+
+    The same values give the same hash in every process and run, unlike
+    Python's ``hash()``. ``salt`` tells apart identical rows (their occurrence number).
+    """
+    payload = orjson.dumps(values, default=_canonical, option=orjson.OPT_SORT_KEYS)
+    if salt:
+        payload += b"#%d" % salt
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+_TYPES: list[tuple[type, str]] = [
+    (bool, "boolean"),
+    (int, "bigint"),
+    (float, "double precision"),
+    (Decimal, "numeric"),
+    (str, "text"),
+    (bytes, "bytea"),
+    (uuid.UUID, "uuid"),
+    (timedelta, "interval"),
+    (time, "time"),
+    (dict, "jsonb"),
+    (list, "jsonb"),
+]
+
+
+def _sql_type(value: Any) -> str:
+    if isinstance(value, datetime):
+        return "timestamp with time zone" if value.tzinfo else "timestamp without time zone"
+    if isinstance(value, date):
+        return "date"
+    for python_type, sql_type in _TYPES:
+        if isinstance(value, python_type):
+            return sql_type
+    return "text"
+
+
+def infer_columns(records: Sequence[Record], key: Sequence[str] = ()) -> list[Column]:
+    """Columns for a new table from the first non-NULL value of each column; ``text`` if none."""
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    columns = []
+    for name in names:
+        value = next((r[name] for r in records if r.get(name) is not None), None)
+        columns.append(Column(name, _sql_type(value), not_null=name in key))
+    return columns

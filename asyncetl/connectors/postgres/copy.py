@@ -1,0 +1,287 @@
+"""Copying several tables from one PostgreSQL database to another in one pipeline.
+
+:class:`TablesSource` reads the tables one after another and yields
+:class:`TableRow` records tagged with their table; :class:`TablesSink` routes
+them to one :class:`~asyncetl.connectors.postgres.sinks.PostgresSink` per table
+and writes a whole batch — every table in it and the checkpoint — in one
+transaction.
+
+Each table is read as a snapshot by default (see ``TableSource(snapshot=True)``)
+and written with a row hash over all its columns, so a re-run writes nothing and
+a run after some source rows changed rewrites exactly those rows:
+
+- a table with a primary key is upserted by it, skipping rows whose hash is unchanged;
+- a table without one (``pgbench_history``) is appended with a unique
+  ``_row_hash`` (identical rows numbered), so rows already copied are skipped.
+
+A snapshot reads every source row on every run; what it saves is writes. Rows
+deleted in the source stay in the target, and a changed row of a keyless table
+is a new row there (the old one stays): without a key there is no telling an
+update from a delete plus an insert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, cast
+
+import asyncpg
+import structlog
+
+from asyncetl.connectors.postgres._connect import (
+    Dsn,
+    close_pool,
+    in_transaction,
+    open_pool,
+    retry_policy,
+)
+from asyncetl.connectors.postgres.sinks import PostgresSink
+from asyncetl.connectors.postgres.source import TableSource
+from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
+from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
+from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, Source
+
+__all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
+
+_DONE = "done"
+_log = structlog.get_logger("asyncetl.postgres")
+
+
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    """A row of ``table`` (as named in the table list) with its column values."""
+
+    table: str
+    values: dict[str, Any]
+
+
+def parse_tables(tables: str | list[str], where: str) -> list[str]:
+    """``"a, s.b"`` or ``["a", "s.b"]`` as a list of distinct table names.
+
+    :raises ConfigError: for an empty list or a name given twice.
+    """
+    names = [t.strip() for t in tables.split(",")] if isinstance(tables, str) else list(tables)
+    names = [n for n in names if n]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(
+            f"expected distinct table names, got {tables!r}", where=where, key="tables"
+        )
+    return names
+
+
+class TablesSource(Source[TableRow]):
+    """Reads several tables, one after another, as :class:`TableRow` records.
+
+    The position maps each table to its own position, or to ``"done"`` once its
+    snapshot finished in this round; after the last table it goes back to
+    ``None``, so the next run takes a new snapshot of every table.
+
+    :param dsn: ``postgresql://user[:password]@host[:port]/database``.
+    :param tables: table names, comma-separated or a list; ``schema.table`` allowed.
+    :param snapshot: read each table whole on every run (default); ``false``
+        reads each incrementally by primary key, which sees new rows only.
+    :param chunk_size: rows per page.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        tables: str | list[str],
+        *,
+        name: str = "tables",
+        snapshot: bool = True,
+        chunk_size: int = 5000,
+        retries: int = 5,
+        retry_max_time: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.tables = parse_tables(tables, f"source {name}")
+        self.snapshot = snapshot
+        self.sources = {
+            table: TableSource(
+                dsn,
+                table,
+                chunk_size=chunk_size,
+                snapshot=snapshot,
+                retries=retries,
+                retry_max_time=retry_max_time,
+            )
+            for table in self.tables
+        }
+
+    async def open(self) -> None:
+        try:
+            for source in self.sources.values():
+                await source.open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        for source in self.sources.values():
+            await source.close()
+
+    async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[TableRow]]:
+        positions: dict[str, JsonValue] = dict(after) if isinstance(after, dict) else {}
+        for table in self.tables:
+            if positions.get(table) == _DONE:
+                continue
+            async with aclosing(self._read_table(table, positions, max_chunk)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        if self.snapshot:
+            yield Chunk([], None)
+
+    async def _read_table(
+        self, table: str, positions: dict[str, JsonValue], max_chunk: int
+    ) -> AsyncGenerator[Chunk[TableRow], None]:
+        reader = cast(
+            "AsyncGenerator[Chunk[dict[str, Any]], None]",
+            self.sources[table].read(positions.get(table), max_chunk=max_chunk),
+        )
+        async with aclosing(reader) as chunks:
+            async for chunk in chunks:
+                mark: JsonValue = chunk.position
+                if self.snapshot and chunk.position is None:
+                    mark = _DONE
+                positions[table] = mark
+                rows = [TableRow(table, values) for values in chunk.records]
+                yield Chunk(rows, dict(positions))
+
+
+class TablesSink(Sink[TableRow]):
+    """Writes :class:`TableRow` records to same-named tables, creating them from the source.
+
+    :param dsn: the target database.
+    :param tables: the tables, as given to :class:`TablesSource`.
+    :param source_dsn: the source database, whose catalog shapes the new tables.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        tables: str | list[str],
+        source_dsn: str,
+        name: str = "tables_sink",
+        retries: int = 5,
+        retry_max_time: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.dsn = Dsn.parse(dsn)
+        self.source_dsn = Dsn.parse(source_dsn)
+        self.tables = parse_tables(tables, f"sink {name}")
+        self.policy = retry_policy(retries, retry_max_time)
+        self._retry = (retries, retry_max_time)
+        self.sinks: dict[str, PostgresSink] = {}
+        self._pool: asyncpg.Pool | None = None
+        self._checkpoints: PostgresCheckpointStore | None = None
+
+    async def open(self) -> None:
+        try:
+            self._pool = await open_pool(self.dsn, policy=self.policy)
+            for table in self.tables:
+                self.sinks[table] = await self._open_sink(table)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open_sink(self, table: str) -> PostgresSink:
+        probe = TableSource(
+            self.source_dsn.url, table, retries=self._retry[0], retry_max_time=self._retry[1]
+        )
+        await probe.open()
+        await probe.close()
+        keyed = probe.schema is not None and bool(probe.schema.primary_key)
+        sink = PostgresSink(
+            self.dsn.url,
+            table,
+            name=f"{self.name}:{table}",
+            mode="upsert" if keyed else "append",
+            row_hash=["*"],
+            create=True,
+            source_dsn=self.source_dsn.url,
+            source_table=table,
+            retries=self._retry[0],
+            retry_max_time=self._retry[1],
+        )
+        await sink.open()
+        return sink
+
+    async def close(self) -> None:
+        sinks, self.sinks = list(self.sinks.values()), {}
+        for sink in sinks:
+            _log.info("table written", table=str(sink.table), rows_changed=sink.rows_changed)
+            await sink.close()
+        pool, self._pool = self._pool, None
+        await close_pool(pool)
+
+    def commits_to(self, store: CheckpointStore) -> bool:
+        if isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn):
+            self._checkpoints = store
+            return True
+        return False
+
+    async def write(self, batch: Batch[TableRow]) -> Sequence[Reject]:
+        return await self._write(batch.records, None)
+
+    async def write_with_checkpoint(
+        self, batch: Batch[TableRow], checkpoint: Checkpoint
+    ) -> Sequence[Reject]:
+        return await self._write(batch.records, checkpoint)
+
+    async def _write(self, rows: Sequence[TableRow], checkpoint: Checkpoint | None) -> list[Reject]:
+        by_table: dict[str, list[Mapping[str, Any]]] = {}
+        for row in rows:
+            if row.table not in self.sinks:
+                raise PermanentError(
+                    f"row of table {row.table!r}, which is not among the "
+                    f"sink's tables {self.tables}; add it to tables"
+                )
+            by_table.setdefault(row.table, []).append(row.values)
+        plans = []
+        rejects: list[Reject] = []
+        for table, records in by_table.items():
+            groups, refused = await self.sinks[table].plan(records)
+            plans.append((self.sinks[table], groups))
+            rejects += [
+                Reject(TableRow(table, dict(r.record)), r.error)  # type: ignore[call-overload]
+                for r in refused
+            ]
+        try:
+            await self._commit(plans, checkpoint)
+            return rejects
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            bad = []
+            for sink, groups in plans:
+                found = await sink.bad_values(groups)
+                bad += [
+                    Reject(TableRow(str(sink.table), dict(r.record)), r.error)  # type: ignore[call-overload]
+                    for r in found
+                ]
+            if not bad:
+                raise PermanentError(f"cannot write rows: {type(exc).__name__}: {exc}") from exc
+        await self._commit(plans, checkpoint)
+        return rejects + bad
+
+    async def _commit(
+        self, plans: list[tuple[PostgresSink, list[Any]]], checkpoint: Checkpoint | None
+    ) -> None:
+        async def body(conn: asyncpg.Connection) -> list[int]:
+            changed = [await sink.load(conn, groups) for sink, groups in plans]
+            if checkpoint is not None and self._checkpoints is not None:
+                await self._checkpoints.save_on(conn, checkpoint)
+            return changed
+
+        if self._pool is None:
+            raise RuntimeError("TablesSink used before open()")
+        changed = await in_transaction(
+            self._pool, self.dsn, "writing a batch of tables", body, policy=self.policy
+        )
+        for (sink, _), count in zip(plans, changed, strict=True):
+            sink.rows_changed += count

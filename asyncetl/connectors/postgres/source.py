@@ -1,0 +1,297 @@
+"""Incremental reads of a table or query in keyset order, one page per query, never ``OFFSET``.
+
+The order is ``cursor`` (default: the primary key) followed by the key columns
+not already in it, so rows sharing a timestamp are ordered by key and neither
+skipped nor read twice. The position is the ordering values of the last row
+read, as text; a resumed read starts strictly after it.
+
+A table without a key is read in the order of all its columns, grouped: each
+distinct row comes once with its number of copies, and the copies are yielded
+together in one chunk. That makes the keyset strict (identical rows cannot
+straddle a page) at the price of sorting the table for every page, and needs
+every column to be sortable; give such a table a primary key when it is large.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import anyio
+import asyncpg
+
+from asyncetl.connectors.postgres._connect import (
+    Dsn,
+    close_pool,
+    in_transaction,
+    open_pool,
+    retry_policy,
+)
+from asyncetl.connectors.postgres._sql import TableName, quote_ident
+from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
+from asyncetl.core.batch import Chunk, JsonValue, Position
+from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.interfaces import Source
+
+__all__ = ["TableSource", "position_text"]
+
+_COUNT = "_asyncetl_copies"
+
+
+def position_text(value: object) -> str | None:
+    """``value`` as text PostgreSQL parses back to the same value (for positions)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds()} seconds"
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int | uuid.UUID):
+        return str(value)
+    return str(value)
+
+
+class TableSource(Source[dict[str, Any]]):
+    """Reads a table (or a query) incrementally in keyset order.
+
+    :param dsn: ``postgresql://user[:password]@host[:port]/database``.
+    :param table: ``table`` or ``schema.table``; names the source when ``query`` is given.
+    :param name: the source's name in checkpoints (default: the table name).
+    :param cursor: ordering columns, e.g. ``["updated_at"]`` (default: the primary key).
+    :param key: tie-breaker columns after ``cursor`` (default: the primary key; for
+        a query, the cursor itself). Without any, all columns order the rows.
+    :param columns: columns to read (default: all); must include cursor and key.
+    :param query: a ``SELECT`` to read instead of the table; needs ``cursor``.
+    :param lag: seconds; rows whose first cursor column (a timestamp) is newer
+        than ``now() - lag`` wait for a later read, for late-committing writers.
+    :param chunk_size: rows per page (also capped by the pipeline's batch size).
+    :param snapshot: read the whole table on every run, for tables without a
+        column that tracks changes: after a complete scan the position goes back
+        to ``None`` (so a crashed scan resumes, a finished one starts over). Pair
+        it with a sink's ``row_hash`` so unchanged rows are not rewritten.
+    :param poll: seconds between reads once caught up; ``0`` ends the read there.
+    :param retries: retries of a failed page query.
+    :param retry_max_time: seconds after which no retry starts.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        table: str,
+        *,
+        name: str | None = None,
+        cursor: list[str] | None = None,
+        key: list[str] | None = None,
+        columns: list[str] | None = None,
+        query: str | None = None,
+        lag: float = 0.0,
+        chunk_size: int = 5000,
+        snapshot: bool = False,
+        poll: float = 0.0,
+        retries: int = 5,
+        retry_max_time: float = 60.0,
+    ) -> None:
+        self.name = name or table
+        where = f"source {self.name}"
+        if query is not None and not cursor:
+            raise ConfigError(
+                "a query source needs cursor = [...] columns", where=where, key="cursor"
+            )
+        if chunk_size < 1 or lag < 0 or poll < 0:
+            raise ConfigError("chunk_size must be positive, lag and poll not negative", where=where)
+        self.dsn = Dsn.parse(dsn)
+        self.table = TableName.parse(table)
+        self.cursor, self.key, self.columns = cursor, key, columns
+        self.query, self.lag, self.chunk_size, self.poll = query, lag, chunk_size, poll
+        self.snapshot = snapshot
+        self.policy = retry_policy(retries, retry_max_time)
+        self.schema: TableSchema | None = None
+        self.order: list[str] = []
+        self.grouped = False
+        self._selected: list[Column] = []
+        self._types: dict[str, str] = {}
+        self._nullable = False
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self._pool = await open_pool(self.dsn, policy=self.policy, json_values=False)
+        try:
+            columns = await self._discover()
+            self._plan(columns)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        await close_pool(pool)
+
+    async def read(
+        self, after: Position, *, max_chunk: int
+    ) -> AsyncIterator[Chunk[dict[str, Any]]]:
+        position = self._check_position(after)
+        size = max(1, min(self.chunk_size, max_chunk))
+        while True:
+            rows = await self._page(position, size)
+            if rows:
+                position = [position_text(rows[-1][c]) for c in self.order]
+                yield Chunk(self._records(rows), list[JsonValue](position))
+            if len(rows) < size:
+                if self.snapshot:
+                    position = None
+                    yield Chunk([], None)  # scan complete: the next one starts over
+                if not self.poll:
+                    return
+                await anyio.sleep(self.poll)
+
+    # -- planning ------------------------------------------------------------
+
+    async def _discover(self) -> list[Column]:
+        async def body(conn: asyncpg.Connection) -> list[Column]:
+            if self.query is not None:
+                statement = await conn.prepare(self.query)
+                return [
+                    Column(a.name, f"{quote_ident(a.type.schema)}.{quote_ident(a.type.name)}")
+                    for a in statement.get_attributes()
+                ]
+            self.schema = await describe_table(conn, self.table)
+            if self.schema is None:
+                raise PermanentError(
+                    f"source table {self.table} does not exist in "
+                    f"{self.dsn.where}; fix the table name or the DSN"
+                )
+            return list(self.schema.columns)
+
+        return await in_transaction(
+            self.pool, self.dsn, f"describing {self.table}", body, policy=self.policy
+        )
+
+    def _plan(self, available: list[Column]) -> None:
+        by_name = {c.name: c for c in available}
+        wanted = self.columns or list(by_name)
+        # A query has no catalog key: its cursor is taken as unique unless key says otherwise.
+        key = self.key or list(self.schema.primary_key if self.schema else self.cursor or ())
+        order = [*(self.cursor or key)]
+        order += [c for c in key if c not in order]
+        self.grouped = not key
+        if self.grouped:  # no key: all selected columns, identical rows counted
+            order += [c for c in wanted if c not in order]
+        for column in [*wanted, *order]:
+            if column not in by_name:
+                raise PermanentError(
+                    f"column {column!r} is not in {self._what} (its columns: "
+                    f"{', '.join(by_name)}); fix cursor, key or columns"
+                )
+        missing = [c for c in order if c not in wanted]
+        if missing:
+            raise ConfigError(
+                f"columns must include the ordering columns {missing}",
+                where=f"source {self.name}",
+                key="columns",
+            )
+        self.order = order
+        self._selected = [by_name[c] for c in wanted]
+        self._types = {c.name: c.type for c in available}
+        self._nullable = any(not by_name[c].not_null for c in order) or self.query is not None
+
+    @property
+    def _what(self) -> str:
+        return f"query {self.name}" if self.query is not None else f"table {self.table}"
+
+    def _check_position(self, after: Position) -> list[str | None] | None:
+        if after is None:
+            return None
+        if (
+            not isinstance(after, list)
+            or len(after) != len(self.order)
+            or not all(v is None or isinstance(v, str) for v in after)
+        ):
+            raise ConfigError(
+                f"position {after!r} does not fit the ordering columns {self.order}; the "
+                "checkpoint belongs to another cursor: reset it to read from the start",
+                where=f"source {self.name}",
+            )
+        return list(after)  # type: ignore[arg-type]
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("TableSource used before open()")
+        return self._pool
+
+    async def _page(self, position: list[str | None] | None, size: int) -> list[asyncpg.Record]:
+        sql, args = self._page_query(position, size)
+
+        async def body(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            return await conn.fetch(sql, *args)
+
+        return await in_transaction(
+            self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
+        )
+
+    def _page_query(self, position: list[str | None] | None, size: int) -> tuple[str, list[Any]]:
+        args: list[Any] = []
+        conditions: list[str] = []
+        if position is not None:
+            conditions.append(self._after(position, args))
+        if self.lag and self.cursor:
+            args.append(self.lag)
+            conditions.append(
+                f"{quote_ident(self.cursor[0])} <= now() - ${len(args)} * interval '1 second'"
+            )
+        source = f"({self.query}) AS q" if self.query is not None else self.table.sql
+        select = ", ".join(quote_ident(c.name) for c in self._selected)
+        order = ", ".join(quote_ident(c) for c in self.order)
+        sql = f"SELECT {select}"
+        if self.grouped:
+            sql += f", count(*) AS {quote_ident(_COUNT)}"
+        sql += f" FROM {source}"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        if self.grouped:
+            sql += f" GROUP BY {select}"
+        args.append(size)
+        return f"{sql} ORDER BY {order} LIMIT ${len(args)}", args
+
+    def _after(self, position: list[str | None], args: list[Any]) -> str:
+        """Rows after ``position`` in ``ORDER BY`` order (ascending, NULLs last)."""
+
+        def param(column: str, value: str | None) -> str:
+            args.append(value)
+            return f"${len(args)}::text::{self._types[column]}"
+
+        if not self._nullable:  # a row comparison, which a btree index on the order serves
+            left = ", ".join(quote_ident(c) for c in self.order)
+            right = ", ".join(param(c, v) for c, v in zip(self.order, position, strict=True))
+            return f"({left}) > ({right})"
+        alternatives = []
+        for i, (column, value) in enumerate(zip(self.order, position, strict=True)):
+            if value is None:
+                continue  # nothing sorts after NULL
+            same = [
+                f"{quote_ident(c)} IS NOT DISTINCT FROM {param(c, v)}"
+                for c, v in zip(self.order[:i], position[:i], strict=True)
+            ]
+            c = quote_ident(column)
+            later = f"({c} > {param(column, value)} OR {c} IS NULL)"
+            alternatives.append("(" + " AND ".join([*same, later]) + ")")
+        return "(" + (" OR ".join(alternatives) or "FALSE") + ")"
+
+    def _records(self, rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+        if not self.grouped:
+            return [dict(row.items()) for row in rows]
+        records: list[dict[str, Any]] = []
+        for row in rows:
+            record = {c.name: row[c.name] for c in self._selected}
+            records.extend(dict(record) for _ in range(row[_COUNT]))
+        return records

@@ -1,0 +1,111 @@
+"""The pg_copy example on pgbench's tables: create, copy, re-run writes nothing, changes only."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anyio
+import pytest
+import structlog.testing
+
+from asyncetl.connectors.postgres import TablesSink, TablesSource
+from asyncetl.spec import build_pipeline
+from tests.connectors.postgres.helpers import connect, execute, rows
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLE = Path(__file__).parents[3] / "examples" / "pg_copy.toml"
+TABLES = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"]
+
+
+async def versions(dsn: str) -> dict[str, dict[str, str]]:
+    """Each target row's xmin, by table and row: a rewritten row gets a new one."""
+    result = {}
+    async with connect(dsn) as conn:
+        for table in TABLES:
+            found = await conn.fetch(f"SELECT t::text AS row, xmin::text AS x FROM {table} t")
+            result[table] = {r["row"]: r["x"] for r in found}
+    return result
+
+
+async def run_copy(monkeypatch: pytest.MonkeyPatch, source: str, target: str) -> dict[str, int]:
+    monkeypatch.setenv("SOURCE_DSN", source)
+    monkeypatch.setenv("TARGET_DSN", target)
+    monkeypatch.setenv("TABLES", ",".join(TABLES))
+    pipeline = build_pipeline(EXAMPLE)
+    assert isinstance(pipeline.source, TablesSource)
+    assert isinstance(pipeline.sink, TablesSink)
+    with structlog.testing.capture_logs() as logs:
+        await pipeline.run()
+    return {e["table"]: e["rows_changed"] for e in logs if e["event"] == "table written"}
+
+
+@pytest.fixture
+async def pgbench(pg_database: str) -> str:
+    if shutil.which("pgbench") is None:
+        pytest.skip("pgbench is not installed")
+    await anyio.run_process(["pgbench", "-i", "-s", "1", "-q", pg_database])
+    # pgbench -i leaves pgbench_history empty; a few transactions fill it.
+    await anyio.run_process(["pgbench", "-t", "30", "-c", "1", "-n", pg_database])
+    # An identical copy of a history row, and fewer accounts to keep the test quick.
+    await execute(
+        pg_database,
+        "INSERT INTO pgbench_history SELECT * FROM pgbench_history LIMIT 1;"
+        "DELETE FROM pgbench_accounts WHERE aid > 20000",
+    )
+    return pg_database
+
+
+async def test_pg_copy_of_pgbench_tables(
+    pgbench: str, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = pgbench
+    target = pg_database + "_target"
+    await execute(pg_database, f'CREATE DATABASE "{target.rsplit("/", 1)[1]}"')
+    try:
+        first = await run_copy(monkeypatch, source, target)
+        assert first == {
+            "pgbench_accounts": 20000,
+            "pgbench_branches": 1,
+            "pgbench_tellers": 10,
+            "pgbench_history": 31,
+        }
+        for table in TABLES:
+            assert await rows(target, f"SELECT count(*) FROM {table}") == await rows(
+                source, f"SELECT count(*) FROM {table}"
+            )
+        assert await rows(target, "SELECT sum(abalance)::bigint FROM pgbench_accounts") == (
+            await rows(source, "SELECT sum(abalance)::bigint FROM pgbench_accounts")
+        )
+
+        before = await versions(target)
+        assert await run_copy(monkeypatch, source, target) == dict.fromkeys(first, 0)
+        assert await versions(target) == before
+
+        await execute(
+            source,
+            "UPDATE pgbench_accounts SET abalance = abalance + 7 "
+            "WHERE aid IN (3, 7777); UPDATE pgbench_tellers SET tbalance = 1 "
+            "WHERE tid = 4; INSERT INTO pgbench_history VALUES (1, 1, 1, 5, now(), NULL)",
+        )
+        changed = await run_copy(monkeypatch, source, target)
+        assert changed == {
+            "pgbench_accounts": 2,
+            "pgbench_branches": 0,
+            "pgbench_tellers": 1,
+            "pgbench_history": 1,
+        }
+        after = await versions(target)
+        assert {t: len(set(after[t].items()) - set(before[t].items())) for t in TABLES} == changed
+        assert await rows(
+            target, "SELECT aid, abalance FROM pgbench_accounts WHERE aid IN (3, 7777) ORDER BY aid"
+        ) == await rows(
+            source, "SELECT aid, abalance FROM pgbench_accounts WHERE aid IN (3, 7777) ORDER BY aid"
+        )
+        assert await rows(target, "SELECT count(*) FROM pgbench_history") == [(32,)]
+        assert await rows(target, "SELECT position::text FROM asyncetl_checkpoints") == [("null",)]
+    finally:
+        await execute(
+            pg_database, f'DROP DATABASE IF EXISTS "{target.rsplit("/", 1)[1]}" WITH (FORCE)'
+        )

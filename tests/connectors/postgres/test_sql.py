@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from asyncetl.connectors.postgres._sql import (
+    TableName,
+    create_stage,
+    merge_from_stage,
+    quote_ident,
+    quote_qualified,
+)
+from asyncetl.core import ConfigError
+
+
+def test_quote_ident_doubles_quotes() -> None:
+    assert quote_ident('x"; DROP TABLE y; --') == '"x""; DROP TABLE y; --"'
+    assert quote_ident("Mixed Case") == '"Mixed Case"'
+    assert quote_qualified("s", "t") == '"s"."t"'
+    assert quote_qualified(None, "t") == '"t"'
+
+
+@pytest.mark.parametrize("bad", ["", "a\x00b"])
+def test_quote_ident_refuses_what_postgres_cannot_store(bad: str) -> None:
+    with pytest.raises(ConfigError, match="is not a valid PostgreSQL identifier"):
+        quote_ident(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("orders", TableName(None, "orders")),
+        ("sales.orders", TableName("sales", "orders")),
+        ('x"; DROP TABLE y; --', TableName(None, 'x"; DROP TABLE y; --')),
+        ('"my.schema"."Odd ""T"""', TableName("my.schema", 'Odd "T"')),
+        ('public."a.b"', TableName("public", "a.b")),
+        ("  spaced  ", TableName(None, "spaced")),
+    ],
+)
+def test_table_name_parse(text: str, expected: TableName) -> None:
+    assert TableName.parse(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["a.b.c", ".t", "s.", '"open', '"a"b'])
+def test_table_name_parse_refuses(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        TableName.parse(bad)
+
+
+def test_merge_sql_has_guards() -> None:
+    sql = merge_from_stage(
+        TableName("s", "t"), ["id", "v", "h"], ["id"], version_column="v", row_hash_column="h"
+    )
+    assert sql == (
+        'INSERT INTO "s"."t" AS t ("id", "v", "h") SELECT "id", "v", "h" FROM "_asyncetl_stage" '
+        'ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v", "h" = EXCLUDED."h" '
+        'WHERE (t."v" IS NULL OR t."v" <= EXCLUDED."v") AND t."h" IS DISTINCT FROM EXCLUDED."h"'
+    )
+    assert merge_from_stage(TableName(None, "t"), ["id"], ["id"]).endswith("DO NOTHING")
+
+
+def test_stage_is_temporary_and_dropped_at_commit() -> None:
+    sql = create_stage(TableName(None, "t"), ["a"])
+    assert 'DROP TABLE IF EXISTS pg_temp."_asyncetl_stage"' in sql
+    assert 'CREATE TEMPORARY TABLE "_asyncetl_stage" ON COMMIT DROP AS SELECT "a" FROM "t"' in sql

@@ -1,0 +1,116 @@
+"""Checkpoint and dead-letter stores, and exactly-once checkpoints in the batch's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from asyncetl.connectors.postgres import (
+    PostgresCheckpointStore,
+    PostgresDeadLetterStore,
+    PostgresSink,
+)
+from asyncetl.core import (
+    Batch,
+    Checkpoint,
+    DeadLetter,
+    ListSource,
+    MemoryCheckpointStore,
+    Pipeline,
+    Reject,
+    StageError,
+)
+from tests.connectors.postgres.helpers import execute, rows
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_checkpoint_round_trip(pg_database: str) -> None:
+    store = PostgresCheckpointStore(pg_database, schema="etl", table="cp")
+    await store.open()
+    try:
+        assert await store.load("p", "s") is None
+        await store.save(Checkpoint("p", "s", {"t": ["1", None]}))
+        await store.save(Checkpoint("p", "s", {"t": ["2", None]}))
+        await store.save(Checkpoint("p", "other", 7))
+        assert await store.load("p", "s") == {"t": ["2", None]}
+        assert await store.load("p", "other") == 7
+    finally:
+        await store.close()
+    assert await rows(pg_database, "SELECT pipeline, source FROM etl.cp ORDER BY source") == [
+        ("p", "other"),
+        ("p", "s"),
+    ]
+
+
+async def test_dead_letters_put_list_remove(pg_database: str) -> None:
+    store = PostgresDeadLetterStore(pg_database)
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    letters = [
+        DeadLetter("p", "sink", f"bad {i}", "ValueError", {"i": i, "raw": "\u0000"}, i, now)
+        for i in range(3)
+    ]
+    await store.open()
+    try:
+        await store.put(letters)
+        await store.put([DeadLetter("q", "src", "x", "E", None, None, now)])
+        listed = await store.list("p")
+        assert [(d.error, d.record, d.position, d.time) for d in listed] == [
+            (f"bad {i}", {"i": i, "raw": "\u0000"}, i, now) for i in range(3)
+        ]
+        assert [d.error for d in await store.list("p", limit=1)] == ["bad 0"]
+        await store.remove("p", [listed[0].id or "", listed[2].id or ""])
+        assert [d.error for d in await store.list("p")] == ["bad 1"]
+        assert [d.pipeline for d in await store.list("q")] == ["q"]
+    finally:
+        await store.close()
+
+
+async def test_sink_commits_to_a_store_in_the_same_database_only(pg_database: str) -> None:
+    sink = PostgresSink(pg_database, "t")
+    assert sink.commits_to(PostgresCheckpointStore(pg_database.replace("127.0.0.1", "127.0.0.1")))
+    assert not sink.commits_to(PostgresCheckpointStore(pg_database + "_other"))
+    assert not sink.commits_to(MemoryCheckpointStore())
+
+
+class _FailingSecondBatch(PostgresSink):
+    """Fails the write of the second batch after the first was committed."""
+
+    async def write_with_checkpoint(
+        self, batch: Batch[Mapping[str, Any]], checkpoint: Checkpoint
+    ) -> Sequence[Reject]:
+        if batch.seq == 1:
+            raise RuntimeError("crash")
+        return await super().write_with_checkpoint(batch, checkpoint)
+
+
+async def test_exactly_once_checkpoint_in_the_batch_transaction(pg_database: str) -> None:
+    await execute(pg_database, "CREATE TABLE log (n int)")  # append: a replay would duplicate
+    records = [{"n": i} for i in range(10)]
+    store = PostgresCheckpointStore(pg_database)
+    first = Pipeline(
+        "p",
+        ListSource(records, chunk_size=4),
+        _FailingSecondBatch(pg_database, "log", mode="append"),
+        checkpoints=store,
+        max_batch_size=4,
+    )
+    with pytest.raises(StageError, match="crash"):
+        await first.run()
+    assert await rows(pg_database, "SELECT n FROM log ORDER BY n") == [(i,) for i in range(4)]
+    assert await rows(pg_database, "SELECT position::text FROM asyncetl_checkpoints") == [("4",)]
+
+    again = Pipeline(
+        "p",
+        ListSource(records, chunk_size=4),
+        PostgresSink(pg_database, "log", mode="append"),
+        checkpoints=store,
+        max_batch_size=4,
+    )
+    stats = await again.run()
+    assert stats.records_in == 6
+    assert await rows(pg_database, "SELECT n FROM log ORDER BY n") == [(i,) for i in range(10)]
+    assert await rows(pg_database, "SELECT position::text FROM asyncetl_checkpoints") == [("10",)]
