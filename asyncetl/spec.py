@@ -82,20 +82,26 @@ REGISTRY: dict[str, dict[str, str]] = {
         "csv": "asyncetl.connectors.files:CsvSource",
         "jsonl": "asyncetl.connectors.files:JsonlSource",
         "list": "asyncetl.core:ListSource",
+        "postgres": "asyncetl.connectors.postgres:TableSource",
+        "postgres_tables": "asyncetl.connectors.postgres:TablesSource",
     },
     "sink": {
         "jsonl": "asyncetl.connectors.files:JsonlSink",
         "null": "asyncetl.core:NullSink",
+        "postgres": "asyncetl.connectors.postgres:PostgresSink",
+        "postgres_tables": "asyncetl.connectors.postgres:TablesSink",
         "sqlite": "asyncetl.connectors.sqlite:SqliteSink",
     },
     "checkpoints": {
         "json": "asyncetl.core:JsonFileCheckpointStore",
         "memory": "asyncetl.core:MemoryCheckpointStore",
+        "postgres": "asyncetl.connectors.postgres:PostgresCheckpointStore",
         "sqlite": "asyncetl.connectors.sqlite:SqliteCheckpointStore",
     },
     "dead_letters": {
         "jsonl": "asyncetl.connectors.files:JsonlDeadLetterStore",
         "memory": "asyncetl.core:MemoryDeadLetterStore",
+        "postgres": "asyncetl.connectors.postgres:PostgresDeadLetterStore",
         "sqlite": "asyncetl.connectors.sqlite:SqliteDeadLetterStore",
     },
 }
