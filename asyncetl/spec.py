@@ -80,12 +80,14 @@ Kind: TypeAlias = Literal["source", "sink", "checkpoints", "dead_letters"]
 REGISTRY: dict[str, dict[str, str]] = {
     "source": {
         "csv": "asyncetl.connectors.files:CsvSource",
+        "http": "asyncetl.connectors.http:HttpSource",
         "jsonl": "asyncetl.connectors.files:JsonlSource",
         "list": "asyncetl.core:ListSource",
         "postgres": "asyncetl.connectors.postgres:TableSource",
         "postgres_tables": "asyncetl.connectors.postgres:TablesSource",
     },
     "sink": {
+        "http": "asyncetl.connectors.http:HttpSink",
         "jsonl": "asyncetl.connectors.files:JsonlSink",
         "null": "asyncetl.core:NullSink",
         "postgres": "asyncetl.connectors.postgres:PostgresSink",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -20,8 +19,6 @@ from asyncetl.core.transforms import Transform
 from asyncetl.core.watermark import Watermark
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
-
     from asyncetl.core.pipeline import Pipeline, RunStats
 
 AnyBatch = Batch[Any]
@@ -154,14 +151,12 @@ class StageRunner:
         source = self.p.source
         async with send:
             with self._read_scope:
-                chunks = source.read(self.watermark.position, max_chunk=self.p.max_batch_size)
-                async with _closing(chunks) as iterator:
-                    try:
-                        async for chunk in iterator:
-                            self._read_position = chunk.position
-                            await send.send(chunk)
-                    except Exception as exc:
-                        raise StageError(source.name, self._read_position, exc) from exc
+                try:
+                    await source.produce(
+                        self.watermark.position, send, max_chunk=self.p.max_batch_size
+                    )
+                except Exception as exc:
+                    raise StageError(source.name, self._read_position, exc) from exc
 
     async def _batch(
         self, recv: ObjectReceiveStream[Chunk[Any]], send: ObjectSendStream[AnyBatch]
@@ -181,6 +176,7 @@ class StageRunner:
                     except anyio.EndOfStream:
                         break
                 if chunk is not None:
+                    self._read_position = chunk.position
                     if chunk.rejects:
                         await self._reject(
                             self.p.source.name, self.p.source_errors, chunk.rejects, chunk.position
@@ -342,12 +338,3 @@ class StageRunner:
             records=len(letters),
             first_error=f"{letters[0].error_type}: {letters[0].error}",
         )
-
-
-def _closing(iterator: AsyncIterator[Chunk[Any]]) -> aclosing[AsyncGenerator[Chunk[Any], None]]:
-    """``aclosing`` for a source's iterator, which is normally an async generator."""
-    if not hasattr(iterator, "aclose"):
-        raise TypeError(
-            f"Source.read must return an async generator, not {type(iterator).__name__}"
-        )
-    return aclosing(cast("AsyncGenerator[Chunk[Any], None]", iterator))

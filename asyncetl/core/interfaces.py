@@ -8,10 +8,13 @@ of httpx's transports: a connector overrides what it needs. The engine calls
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Literal, TypeAlias, TypeVar
+
+from anyio.abc import ObjectSendStream
 
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 
@@ -73,20 +76,42 @@ class Resource:
 
 
 class Source(Resource, abc.ABC, Generic[T_co]):
-    """An async iterator of chunks that can resume after a position.
+    """Chunks of records that can resume after a position.
+
+    A source implements one of two methods. Most implement :meth:`read`, an
+    async generator. A source that needs tasks of its own while it reads
+    (concurrent page fetches, a keepalive timer) implements :meth:`produce`
+    instead: it runs in the engine's reader task and may open a task group,
+    which an async generator must never hold across a ``yield``.
 
     :ivar name: identifies the source within a pipeline; part of the checkpoint key.
     """
 
     name: str = "source"
 
-    @abc.abstractmethod
     def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[T_co]]:
         """Yield chunks of at most about ``max_chunk`` records, starting strictly after ``after``.
 
         ``after`` is ``None`` on a fresh start. Iteration ends when the source is
         exhausted; a continuous source never ends and is stopped by cancellation.
         """
+        raise NotImplementedError(f"{type(self).__name__} implements neither read() nor produce()")
+
+    async def produce(
+        self, after: Position, send: ObjectSendStream[Chunk[T_co]], *, max_chunk: int
+    ) -> None:
+        """Send chunks into ``send`` (a bounded stream), starting strictly after ``after``.
+
+        Returning means the source is exhausted; the engine closes ``send``. The
+        default iterates :meth:`read` inside ``aclosing``.
+        """
+        chunks = self.read(after, max_chunk=max_chunk)
+        if not isinstance(chunks, AsyncGenerator):
+            kind = type(chunks).__name__
+            raise TypeError(f"{type(self).__name__}.read must be an async generator, not {kind}")
+        async with aclosing(chunks) as iterator:
+            async for chunk in iterator:
+                await send.send(chunk)
 
     def decode(self, raw: JsonValue) -> T_co:
         """Turn a dead-lettered raw record of this source back into a record, for replay.

@@ -3,16 +3,20 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 import pytest
+from anyio.abc import ObjectSendStream
 from structlog.testing import capture_logs
 
 from asyncetl.core import (
     Checkpoint,
+    Chunk,
     ConfigError,
     ListSink,
     ListSource,
     MemoryCheckpointStore,
     MemoryDeadLetterStore,
     Pipeline,
+    Position,
+    Source,
     StageError,
     Transform,
 )
@@ -365,3 +369,48 @@ def test_bad_pipeline_settings(key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         Pipeline("p", ListSource([1]), ListSink(), **{key: value})  # type: ignore[arg-type]
     assert str(info.value) == f"pipeline p: {key}: {message}"
+
+
+class ConcurrentSource(Source[int]):
+    """Fetches "pages" in a task group of its own and sends them in order."""
+
+    name = "concurrent"
+
+    async def produce(
+        self, after: Position, send: ObjectSendStream[Chunk[int]], *, max_chunk: int
+    ) -> None:
+        start = after if isinstance(after, int) else 0
+        pages: dict[int, list[int]] = {}
+        arrived = anyio.Condition()
+
+        async def fetch(page: int) -> None:
+            await anyio.sleep(0.001 * (page % 3))
+            async with arrived:
+                pages[page] = list(range(page * 10, page * 10 + 10))
+                arrived.notify_all()
+
+        async with anyio.create_task_group() as tg:
+            for page in range(start // 10, 10):
+                tg.start_soon(fetch, page)
+            for page in range(start // 10, 10):
+                async with arrived:
+                    while page not in pages:
+                        await arrived.wait()
+                await send.send(Chunk(pages.pop(page), page * 10 + 10))
+
+
+async def test_a_source_may_produce_with_a_task_group_of_its_own() -> None:
+    store = MemoryCheckpointStore()
+    await store.save(Checkpoint("p", "concurrent", 30))
+    sink: ListSink[int] = ListSink()
+    await Pipeline("p", ConcurrentSource(), sink, checkpoints=store, max_batch_size=10).run()
+    assert sink.records == list(range(30, 100))
+    assert store.positions == {("p", "concurrent"): 100}
+
+
+async def test_a_source_without_read_or_produce_fails_clearly() -> None:
+    class Empty(Source[int]):
+        name = "empty"
+
+    with pytest.raises(StageError, match="Empty implements neither read\\(\\) nor produce\\(\\)"):
+        await Pipeline("p", Empty(), ListSink()).run()

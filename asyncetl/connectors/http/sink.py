@@ -1,0 +1,208 @@
+"""HttpSink: deliver batches to an HTTP endpoint as JSON, idempotently."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import anyio
+import orjson
+
+from asyncetl.connectors.http._client import (
+    AuthConfig,
+    HttpStatusError,
+    absolute_url,
+    create_client,
+    positive_int,
+)
+from asyncetl.core.batch import Batch, Position, Reject
+from asyncetl.core.errors import ConfigError
+from asyncetl.core.interfaces import Sink
+
+__all__ = ["REJECT_STATUSES", "HttpSink", "idempotency_key"]
+
+#: Statuses meaning "this record is refused", not "this endpoint is wrong".
+REJECT_STATUSES = frozenset({400, 409, 413, 422})
+_METHODS = ("POST", "PUT", "PATCH")
+
+
+def idempotency_key(sink: str, url: str, position: Position, index: int | None = None) -> str:
+    """The key of the request carrying a batch (or its ``index``-th record).
+
+    It depends only on the sink, the URL and the batch's source position, so a
+    replay after a crash sends the same key and the receiver can de-duplicate.
+    """
+    material = orjson.dumps([sink, url, position, index], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(material).hexdigest()
+
+
+class HttpSink(Sink[object]):
+    """POSTs each batch as a JSON array (or each record as a JSON object) to ``url``.
+
+    Every request carries an ``Idempotency-Key`` derived from the batch's source
+    position, stable across replays. Transient failures are retried like the
+    source's. A record refused with 400, 409, 413 or 422 is returned as a reject
+    (the pipeline's ``sink_errors`` policy decides): in batch mode such an
+    answer makes the sink resend the batch one record per request to find the
+    refused ones. Any other 4xx fails the run.
+
+    :param url: the endpoint.
+    :param name: the sink's name; part of the idempotency key.
+    :param per_record: one request per record instead of one per batch.
+    :param method: ``POST``, ``PUT`` or ``PATCH``.
+    :param max_concurrency: requests in flight at once in ``per_record`` mode.
+    :param idempotency_header: the header carrying the key; empty to send none.
+    :param headers: sent with every request (no secrets: use ``auth``).
+    :param auth: ``bearer``, ``basic``, ``header`` or ``query``; credentials come
+        from the environment variables named by ``token_env``, ``username_env``,
+        ``password_env`` and ``api_key_env``.
+    :param api_key_name: header or query parameter of the API key.
+    :param rate_limit: requests per second per host; ``None`` for no limit.
+    :param max_tries: attempts per request, the first included.
+    :param max_time: seconds after which a request is not retried again.
+    :param base_delay: first backoff ceiling in seconds; doubles per attempt.
+    :param max_delay: cap on one wait, ``Retry-After`` included.
+    :param timeout: total seconds per request.
+    :param connect_timeout: seconds to connect.
+    :param read_timeout: seconds per socket read.
+    :param limit_per_host: connections to one host at most.
+    :raises ConfigError: on an invalid setting.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "http",
+        per_record: bool = False,
+        method: str = "POST",
+        max_concurrency: int = 1,
+        idempotency_header: str = "Idempotency-Key",
+        rate_limit: float | None = None,
+        headers: dict[str, str] | None = None,
+        auth: str | None = None,
+        token_env: str = "API_TOKEN",  # noqa: S107  (a variable name, not a secret)
+        username_env: str = "API_USERNAME",
+        password_env: str = "API_PASSWORD",  # noqa: S107  (a variable name, not a secret)
+        api_key_env: str = "API_KEY",
+        api_key_name: str = "",
+        max_tries: int = 5,
+        max_time: float = 60.0,
+        base_delay: float = 0.1,
+        max_delay: float = 30.0,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        limit_per_host: int = 16,
+    ) -> None:
+        where = f"HttpSink {name!r}"
+        self.name = name
+        self.per_record = per_record
+        self.method = method.upper()
+        if self.method not in _METHODS:
+            raise ConfigError(
+                f"must be one of {', '.join(_METHODS)}, not {method!r}", where=where, key="method"
+            )
+        self.max_concurrency = positive_int(max_concurrency, where, "max_concurrency")
+        self.idempotency_header = idempotency_header
+        self.client = create_client(
+            where,
+            headers=headers,
+            auth=AuthConfig(auth, token_env, username_env, password_env, api_key_env, api_key_name),
+            max_tries=max_tries,
+            max_time=max_time,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            rate_limit=rate_limit,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            limit_per_host=limit_per_host,
+        )
+        self.url = self.client.strip_secrets(absolute_url(url, where))
+        self._key_url = self.client.show(self.url)
+
+    def __repr__(self) -> str:
+        return (
+            f"HttpSink({self.client.show(self.url)!r}, name={self.name!r}, "
+            f"headers={self.client.shown_headers()})"
+        )
+
+    async def open(self) -> None:
+        """Open the session and read credentials from the environment.
+
+        :raises ConfigError: when a credential's environment variable is not set.
+        """
+        await self.client.open()
+
+    async def close(self) -> None:
+        """Close the session."""
+        await self.client.close()
+
+    def key(self, position: Position, index: int | None = None) -> str:
+        """The idempotency key of the batch at ``position`` (or of its ``index``-th record)."""
+        return idempotency_key(self.name, self._key_url, position, index)
+
+    async def write(self, batch: Batch[object]) -> Sequence[Reject]:
+        """Deliver ``batch``; return once the server accepted every record it did not refuse.
+
+        :raises TransientError: when the retries ran out.
+        :raises PermanentError: on a status that is not about one record (e.g. 401, 404).
+        """
+        if not batch.records:
+            return ()
+        if self.per_record:
+            return await self._each(batch.records, batch.position)
+        try:
+            await self._send(_dumps(list(batch.records)), self.key(batch.position))
+        except HttpStatusError as exc:
+            if exc.status not in REJECT_STATUSES:
+                raise
+            # Some record is refused: find which, one request per record.
+            return await self._each(batch.records, batch.position, as_list=True)
+        return ()
+
+    async def _each(
+        self, records: Sequence[object], position: Position, *, as_list: bool = False
+    ) -> list[Reject]:
+        outcomes: list[Reject | None] = [None] * len(records)
+        errors: list[Exception] = []
+        indexes = iter(range(len(records)))  # shared by the workers
+
+        async def worker(scope: anyio.CancelScope) -> None:
+            for index in indexes:
+                try:
+                    outcomes[index] = await self._one(records[index], position, index, as_list)
+                except Exception as exc:
+                    errors.append(exc)
+                    scope.cancel()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(self.max_concurrency, len(records))):
+                tg.start_soon(worker, tg.cancel_scope)
+        if errors:
+            raise errors[0]
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _one(
+        self, record: object, position: Position, index: int, as_list: bool
+    ) -> Reject | None:
+        body = _dumps([record] if as_list else record)
+        try:
+            await self._send(body, self.key(position, index))
+        except HttpStatusError as exc:
+            if exc.status not in REJECT_STATUSES:
+                raise
+            return Reject(record, exc)
+        return None
+
+    async def _send(self, body: bytes, key: str) -> None:
+        headers = {"Content-Type": "application/json"}
+        if self.idempotency_header:
+            headers[self.idempotency_header] = key
+        await self.client.request(self.method, self.url, body=body, headers=headers)
+
+
+def _dumps(value: object) -> bytes:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)

@@ -1,0 +1,423 @@
+"""HttpSource: records from a paginated JSON API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+
+import anyio
+import anyio.to_thread
+import orjson
+from yarl import URL
+
+from asyncetl.connectors.http._client import (
+    AuthConfig,
+    Response,
+    absolute_url,
+    create_client,
+    positive_int,
+)
+from asyncetl.connectors.http._walk import Record, Since, Walk
+from asyncetl.connectors.http.pagination import (
+    MISSING,
+    Page,
+    PageState,
+    PaginationConfig,
+    Paginator,
+    lookup,
+    make_paginator,
+)
+from asyncetl.core.batch import Chunk, JsonValue, Position
+from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.interfaces import Source
+
+__all__ = ["HttpSource"]
+
+#: Bodies larger than this are decoded in a worker thread, off the event loop.
+_THREAD_DECODE_BYTES = 1 << 20
+#: Pages fetched per window for each request allowed in flight, once the total is
+#: known. Records are only yielded between windows (never from inside the task group
+#: that fetches), so a longer window keeps requests flowing longer; it holds this many
+#: pages in memory. Without a total the window is ``max_concurrency`` pages, which
+#: bounds the requests wasted past the last page.
+_WINDOW_PER_REQUEST = 2
+
+
+class _BadPage(TransientError):
+    """A page body that is not JSON or lacks the records, raised to have it retried."""
+
+    def __init__(self, page: Page) -> None:
+        super().__init__(str(page.error))
+        self.page = page
+
+
+class HttpSource(Source[Record]):
+    """Records from a paginated JSON API, resumable after any page or part of one.
+
+    Each record is a JSON object found in the list at ``records_path`` of each
+    page. The position is the page to fetch next and how many of its records
+    were delivered (see :mod:`asyncetl.connectors.http._walk`). A page whose
+    body is not JSON or lacks the records path is retried when
+    ``retry_bad_body`` is set, and otherwise becomes a reject carrying its URL,
+    status and raw body, so the pipeline's ``source_errors`` policy applies.
+
+    :param url: the endpoint; fixed query parameters may be part of it.
+    :param name: the source's name in checkpoints.
+    :param pagination: ``link``, ``cursor``, ``page``, ``offset`` or ``until_empty``.
+    :param records_path: dotted path to the record list in the body; empty
+        when the body is the list.
+    :param page_size: records asked per page, sent as ``size_param``; a string of
+        digits is accepted too, so that a spec can take it from the environment.
+    :param page_param: query parameter of the page number (``page``,
+        ``until_empty``, and the first ``link`` request); empty to leave it out there.
+    :param size_param: query parameter of the page size; empty to leave it out.
+    :param offset_param: query parameter of the offset (``offset``).
+    :param cursor_param: query parameter the cursor goes in (``cursor``).
+    :param cursor_path: dotted path of the next cursor in the body (``cursor``).
+    :param first_page: number of the first page.
+    :param total_path: dotted path of the total record count in the body, if any.
+    :param total_header: response header with the total record count, if any.
+    :param since_param: query parameter taking the incremental lower bound.
+    :param since_field: record field whose greatest value is the next bound.
+    :param lag: subtracted from that value (seconds for ISO timestamps).
+    :param max_concurrency: pages in flight at once (``page``, ``offset``,
+        ``until_empty``); delivered in order.
+    :param rate_limit: requests per second per host; ``None`` for no limit.
+    :param headers: sent with every request (no secrets: use ``auth``).
+    :param params: query parameters added to every request.
+    :param auth: ``bearer``, ``basic``, ``header`` or ``query``; credentials come
+        from the environment variables named by ``token_env``, ``username_env``,
+        ``password_env`` and ``api_key_env``.
+    :param api_key_name: header or query parameter of the API key.
+    :param max_tries: attempts per request, the first included.
+    :param max_time: seconds after which a request is not retried again.
+    :param base_delay: first backoff ceiling in seconds; doubles per attempt.
+    :param max_delay: cap on one wait, ``Retry-After`` included.
+    :param timeout: total seconds per request.
+    :param connect_timeout: seconds to connect.
+    :param read_timeout: seconds per socket read.
+    :param limit_per_host: connections to one host at most.
+    :param retry_bad_body: retry a page whose body is unusable before rejecting it.
+    :raises ConfigError: on an invalid setting.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "http",
+        pagination: str = "link",
+        records_path: str = "",
+        page_size: int | str = 100,
+        page_param: str = "page",
+        size_param: str = "limit",
+        offset_param: str = "offset",
+        cursor_param: str = "cursor",
+        cursor_path: str = "",
+        first_page: int = 1,
+        total_path: str = "",
+        total_header: str = "X-Total-Count",
+        since_param: str | None = None,
+        since_field: str | None = None,
+        lag: float = 0.0,
+        max_concurrency: int = 1,
+        rate_limit: float | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        auth: str | None = None,
+        token_env: str = "API_TOKEN",  # noqa: S107  (a variable name, not a secret)
+        username_env: str = "API_USERNAME",
+        password_env: str = "API_PASSWORD",  # noqa: S107  (a variable name, not a secret)
+        api_key_env: str = "API_KEY",
+        api_key_name: str = "",
+        max_tries: int = 5,
+        max_time: float = 60.0,
+        base_delay: float = 0.1,
+        max_delay: float = 30.0,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+        limit_per_host: int = 16,
+        retry_bad_body: bool = False,
+    ) -> None:
+        self.name = name
+        where = f"HttpSource {name!r}"
+        self.where = where
+        self.records_path = records_path
+        self.total_path = total_path
+        self.total_header = total_header
+        self.retry_bad_body = retry_bad_body
+        self.max_concurrency = _max_concurrency(max_concurrency, pagination, where)
+        self.since = _since(since_param, since_field, lag, where)
+        self.pagination = PaginationConfig(
+            style=pagination,
+            page_size=_page_size(page_size, where),
+            page_param=page_param,
+            size_param=size_param,
+            offset_param=offset_param,
+            cursor_param=cursor_param,
+            cursor_path=cursor_path,
+            first_page=first_page,
+        )
+        self.client = create_client(
+            where,
+            headers=headers,
+            auth=AuthConfig(auth, token_env, username_env, password_env, api_key_env, api_key_name),
+            max_tries=max_tries,
+            max_time=max_time,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            rate_limit=rate_limit,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            limit_per_host=limit_per_host,
+        )
+        self.url = self.client.strip_secrets(absolute_url(url, where))
+        self.pager: Paginator = make_paginator(
+            self.pagination, self._base_url(params or {}), where=where
+        )
+
+    def _base_url(self, params: dict[str, str]) -> URL:
+        fixed = dict(params)
+        if self.pagination.size_param:
+            fixed[self.pagination.size_param] = str(self.pagination.page_size)
+        return self.url.update_query(fixed) if fixed else self.url
+
+    def __repr__(self) -> str:
+        return (
+            f"HttpSource({self.client.show(self.url)!r}, name={self.name!r}, "
+            f"pagination={self.pagination.style!r}, headers={self.client.shown_headers()})"
+        )
+
+    async def open(self) -> None:
+        """Open the session and read credentials from the environment.
+
+        :raises ConfigError: when a credential's environment variable is not set.
+        """
+        await self.client.open()
+
+    async def close(self) -> None:
+        """Close the session."""
+        await self.client.close()
+
+    async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[Record]]:
+        """Yield the records of each page in order, starting strictly after ``after``.
+
+        :raises TransientError: when a page still fails after the retries.
+        :raises PermanentError: on a status or page that retrying cannot fix.
+        """
+        walk = Walk(self.pager, self.since, after, where=self.where)
+        while not walk.done:
+            window = walk.window(self._window_size(walk))
+            pages, error = await self._fetch_window(walk, window)
+            for index, page in enumerate(pages):
+                for chunk in walk.take(page, max_chunk):
+                    yield chunk
+                if walk.done:
+                    _check_nothing_after(page, pages[index + 1 :])
+                    break
+            if error is not None and not walk.done:
+                raise error
+
+    def _window_size(self, walk: Walk) -> int:
+        if self.max_concurrency == 1:
+            return 1  # one page at a time, never past the end
+        per_request = _WINDOW_PER_REQUEST if walk.total is not None else 1
+        return self.max_concurrency * per_request
+
+    def decode(self, raw: JsonValue) -> Record:
+        """A dead-lettered record back as a record.
+
+        :raises PermanentError: for a dead-lettered page or a record that is not an object.
+        """
+        if isinstance(raw, dict) and set(raw) == {"url", "status", "body"}:
+            raise PermanentError(
+                f"the dead letter is the whole page {raw['url']}, not a record; once the "
+                "server serves it well, reset the checkpoint to before that page to read it again"
+            )
+        if not isinstance(raw, dict):
+            raise PermanentError(f"{raw!r} is not a JSON object, so it cannot be a record")
+        return raw
+
+    # -- fetching ----------------------------------------------------------
+
+    async def _fetch_window(
+        self, walk: Walk, states: list[PageState]
+    ) -> tuple[list[Page], Exception | None]:
+        """Fetch ``states`` at once: the pages in order up to the first failure, and that failure.
+
+        A failed page cancels only the pages after it, which could not be delivered
+        anyway; the pages before it still arrive, and a failure past the last page
+        (a speculative fetch) is ignored by the caller.
+        """
+        window = _Window(self._fetch, states, walk.extra)
+        await window.run(self.max_concurrency)
+        return window.outcome()
+
+    async def _fetch(self, state: PageState, extra: dict[str, str]) -> Page:
+        url = self.pager.url(state, extra)
+        try:
+            return await self.client.request_parsed("GET", url, partial(self._parse, state))
+        except _BadPage as exc:  # still bad after the retries: reject it
+            return exc.page
+
+    async def _parse(self, state: PageState, response: Response) -> Page:
+        try:
+            document = await _decode(response.body)
+        except orjson.JSONDecodeError as exc:
+            return self._bad(state, response, f"is not valid JSON ({exc})")
+        items = lookup(document, self.records_path)
+        if not isinstance(items, list):
+            return self._bad(state, response, _missing_records(document, self.records_path))
+        return Page(
+            state,
+            response.shown_url,
+            response.status,
+            items,
+            response.body,
+            links=self._links(response),
+            cursor=lookup(document, self.pagination.cursor_path)
+            if self.pagination.cursor_path
+            else MISSING,
+            total=self._total(document, response),
+            objects_only=set(map(type, items)) <= {dict},
+        )
+
+    def _bad(self, state: PageState, response: Response, problem: str) -> Page:
+        error = PermanentError(
+            f"GET {response.shown_url} answered {response.status} with a body that {problem}; "
+            "check records_path, or set retry_bad_body = true if the server recovers on retry"
+        )
+        page = Page(
+            state,
+            response.shown_url,
+            response.status,
+            None,
+            response.body,
+            links=self._links(response),
+            error=error,
+        )
+        if self.retry_bad_body:
+            raise _BadPage(page)
+        return page
+
+    def _links(self, response: Response) -> dict[str, str]:
+        """``Link`` targets without the query-string API key: they end up in positions."""
+        return {rel: str(self.client.strip_secrets(link)) for rel, link in response.links.items()}
+
+    def _total(self, document: JsonValue, response: Response) -> int | None:
+        value: object = MISSING
+        if self.total_path:
+            value = lookup(document, self.total_path)
+        if not isinstance(value, int) and self.total_header:
+            value = response.headers.get(self.total_header, "")
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class _Window:
+    """Pages fetched together by up to ``workers`` tasks, and how each fetch ended."""
+
+    def __init__(
+        self,
+        fetch: Callable[[PageState, dict[str, str]], Awaitable[Page]],
+        states: list[PageState],
+        extra: dict[str, str],
+    ) -> None:
+        self.fetch = fetch
+        self.states = states
+        self.extra = extra
+        self.results: list[Page | Exception | None] = [None] * len(states)
+        self.scopes = [anyio.CancelScope() for _ in states]
+        self._indexes = iter(range(len(states)))  # shared by the workers, taken in order
+
+    async def run(self, workers: int) -> None:
+        workers = min(workers, len(self.states))
+        if workers == 1:
+            await self._work()
+            return
+        async with anyio.create_task_group() as tg:
+            for _ in range(workers):
+                tg.start_soon(self._work)
+
+    async def _work(self) -> None:
+        for index in self._indexes:
+            with self.scopes[index]:
+                try:
+                    self.results[index] = await self.fetch(self.states[index], self.extra)
+                except Exception as exc:
+                    self.results[index] = exc
+                    for later in self.scopes[index + 1 :]:
+                        later.cancel()
+
+    def outcome(self) -> tuple[list[Page], Exception | None]:
+        pages: list[Page] = []
+        for result in self.results:
+            if not isinstance(result, Page):
+                break
+            pages.append(result)
+        return pages, next((r for r in self.results if isinstance(r, Exception)), None)
+
+
+async def _decode(body: bytes) -> JsonValue:
+    if len(body) > _THREAD_DECODE_BYTES:
+        result: JsonValue = await anyio.to_thread.run_sync(orjson.loads, body)
+        return result
+    decoded: JsonValue = orjson.loads(body)
+    return decoded
+
+
+def _missing_records(document: JsonValue, path: str) -> str:
+    found = lookup(document, path)
+    if found is MISSING:
+        keys = ", ".join(sorted(document)[:10]) if isinstance(document, dict) else ""
+        return f"has nothing at records_path {path!r}" + (f" (its keys: {keys})" if keys else "")
+    return f"has a {type(found).__name__} at records_path {path!r}, not a list"
+
+
+def _check_nothing_after(last: Page, rest: list[Page]) -> None:
+    for page in rest:
+        if page.items:
+            raise PermanentError(
+                f"the page at {last.url} ended the pagination, yet the later page {page.url} "
+                f"holds {len(page.items)} records; use pagination 'until_empty' or a "
+                "smaller page_size"
+            )
+
+
+def _page_size(value: int | str, where: str) -> int:
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ConfigError(
+                f"must be a positive integer, not {value!r}", where=where, key="page_size"
+            )
+        return int(value)
+    return value
+
+
+def _max_concurrency(value: int, style: str, where: str) -> int:
+    positive_int(value, where, "max_concurrency")
+    if value > 1 and style in ("link", "cursor"):
+        raise ConfigError(
+            f"must be 1 with pagination {style!r}, where each page names the next; use "
+            "'page', 'offset' or 'until_empty' to fetch pages in parallel",
+            where=where,
+            key="max_concurrency",
+        )
+    return value
+
+
+def _since(param: str | None, field: str | None, lag: float, where: str) -> Since | None:
+    if not param and not field:
+        return None
+    if not param or not field:
+        raise ConfigError(
+            "since_param and since_field go together; set both or neither",
+            where=where,
+            key="since_param" if not param else "since_field",
+        )
+    if isinstance(lag, bool) or not isinstance(lag, int | float) or lag < 0:
+        raise ConfigError(f"must be a non-negative number, not {lag!r}", where=where, key="lag")
+    return Since(param, field, float(lag))

@@ -1,0 +1,330 @@
+"""The five pagination styles, resuming, parallel pages and incremental reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from yarl import URL
+
+from asyncetl.connectors.http import HttpSource
+from asyncetl.connectors.http._walk import Since, Walk, lagged
+from asyncetl.connectors.http.pagination import (
+    MISSING,
+    Page,
+    PaginationConfig,
+    lookup,
+    make_paginator,
+)
+from asyncetl.core import ConfigError, PermanentError
+from tests.connectors.http.api import Api, collect, ids, serve_api
+
+pytestmark = pytest.mark.anyio
+
+FAST: dict[str, Any] = {"base_delay": 0.01, "max_tries": 3}
+
+
+def source(url: str, pagination: str, **options: Any) -> HttpSource:
+    return HttpSource(url, pagination=pagination, page_size=10, **{**FAST, **options})
+
+
+# -- each style -------------------------------------------------------------------------
+
+
+async def test_link_follows_next_headers_and_ends_on_the_last_page() -> None:
+    api = Api(25)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "link"))
+    assert ids(chunks) == list(range(1, 26))
+    assert [hit.query for hit in api.hits] == [
+        {"limit": "10", "page": "1"},
+        {"limit": "10", "page": "2"},
+        {"limit": "10", "page": "3"},
+    ]
+    assert [c.position for c in chunks] == [
+        {"url": f"{url}?limit=10&page=2", "skip": 0},
+        {"url": f"{url}?limit=10&page=3", "skip": 0},
+        {"url": f"{url}?limit=10&page=3", "skip": 5},
+    ]
+
+
+async def test_link_rerun_after_the_end_reads_only_what_was_appended() -> None:
+    api = Api(25)
+    async with serve_api(api) as url:
+        first = await collect(source(url, "link"))
+        again = await collect(source(url, "link"), first[-1].position)
+        api.records += [{"id": i, "updated_at": 1000 + i} for i in range(26, 33)]
+        more = await collect(source(url, "link"), first[-1].position)
+    assert ids(again) == []
+    assert again[-1].position == first[-1].position
+    assert ids(more) == list(range(26, 33))
+    assert more[-1].position == {"url": f"{url}?limit=10&page=4", "skip": 2}
+
+
+async def test_cursor_sends_the_token_from_the_body() -> None:
+    api = Api(25, envelope=True)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "cursor", records_path="data", cursor_path="next"))
+    assert ids(chunks) == list(range(1, 26))
+    assert [hit.query.get("cursor") for hit in api.hits] == [None, "10", "20"]
+    assert chunks[-1].position == {"cursor": "20", "skip": 5}
+
+
+async def test_page_ends_at_the_known_total_without_an_extra_request() -> None:
+    api = Api(30)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "page"))
+    assert ids(chunks) == list(range(1, 31))
+    assert len(api.hits) == 3
+    assert chunks[-1].position == {"page": 3, "skip": 10}
+
+
+async def test_page_without_a_total_ends_at_a_short_or_empty_page() -> None:
+    short, exact = Api(25, total_header=False), Api(30, total_header=False)
+    async with serve_api(short) as url:
+        assert ids(await collect(source(url, "page"))) == list(range(1, 26))
+    async with serve_api(exact) as url:
+        chunks = await collect(source(url, "page"))
+    assert ids(chunks) == list(range(1, 31))
+    assert (len(short.hits), len(exact.hits)) == (3, 4)
+    assert chunks[-1].position == {"page": 4, "skip": 0}
+
+
+async def test_offset_pages_by_offset_and_limit() -> None:
+    api = Api(25, total_header=False)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "offset"))
+    assert ids(chunks) == list(range(1, 26))
+    assert [hit.query for hit in api.hits] == [
+        {"limit": "10", "offset": "0"},
+        {"limit": "10", "offset": "10"},
+        {"limit": "10", "offset": "20"},
+    ]
+    assert chunks[-1].position == {"offset": 20, "skip": 5}
+
+
+async def test_until_empty_reads_past_short_pages_until_an_empty_one() -> None:
+    api = Api(25, total_header=False, max_limit=7)  # the server serves 7 however many we ask
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "until_empty"))
+    assert ids(chunks) == list(range(1, 26))
+    assert len(api.hits) == 5  # 7 + 7 + 7 + 4, then the empty page
+    assert chunks[-1].position == {"page": 5, "skip": 0}
+
+
+async def test_a_server_that_caps_the_page_size_fails_instead_of_losing_records() -> None:
+    api = Api(25, max_limit=7)
+    async with serve_api(api) as url:
+        with pytest.raises(PermanentError) as caught:
+            await collect(source(url, "page"))
+    assert str(caught.value) == (
+        f"the page at {url}?limit=10&page=1 held 7 records, fewer than page_size 10, though "
+        "the server's total of 25 says more follow; lower page_size to the server's maximum "
+        "page size"
+    )
+
+
+# -- resuming ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("style", "position"),
+    [
+        ("page", {"page": 2, "skip": 3}),
+        ("offset", {"offset": 10, "skip": 3}),
+        ("until_empty", {"page": 2, "skip": 3}),
+    ],
+)
+async def test_resume_mid_page_skips_exactly_what_was_delivered(
+    style: str, position: dict[str, Any]
+) -> None:
+    api = Api(25)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, style), position)
+    assert ids(chunks) == list(range(14, 26))
+
+
+async def test_pages_split_into_chunks_carry_mid_page_positions() -> None:
+    api = Api(25)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "page"), max_chunk=4)
+    assert [c.position for c in chunks][:4] == [
+        {"page": 1, "skip": 4},
+        {"page": 1, "skip": 8},
+        {"page": 2, "skip": 0},
+        {"page": 2, "skip": 4},
+    ]
+    assert ids(chunks) == list(range(1, 26))
+
+
+async def test_a_position_from_other_settings_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        await collect(source("http://127.0.0.1:9/x", "page"), {"url": "http://h/x", "skip": 0})
+    assert str(caught.value) == (
+        "HttpSource 'http': position: cannot resume from the committed position "
+        "{'url': 'http://h/x', 'skip': 0}, which pagination 'page' did not write; restore the "
+        "settings that wrote it or reset the checkpoint"
+    )
+
+
+# -- parallel pages ---------------------------------------------------------------------
+
+
+async def test_parallel_pages_with_a_known_total_make_no_wasted_request() -> None:
+    api = Api(95)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "page", max_concurrency=4))
+    assert ids(chunks) == list(range(1, 96))
+    assert sorted(int(hit.query["page"]) for hit in api.hits) == list(range(1, 11))
+
+
+async def test_parallel_pages_without_a_total_fetch_ahead_and_stop_at_the_short_page() -> None:
+    api = Api(95, total_header=False)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "offset", max_concurrency=4))
+    assert ids(chunks) == list(range(1, 96))
+    # The first page alone, then windows of four: 1 + 4 + 4 + 4 requests.
+    assert len(api.hits) == 13
+
+
+async def test_parallel_pages_arrive_in_order_whatever_order_they_finish_in() -> None:
+    from tests.connectors.http.api import delay
+
+    api = Api(60)
+    for start, seconds in ((10, 0.3), (20, 0.2), (30, 0.1)):
+        api.fault(start, delay(seconds))
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "page", max_concurrency=3))
+    assert ids(chunks) == list(range(1, 61))
+    assert [c.position for c in chunks][:3] == [
+        {"page": 2, "skip": 0},
+        {"page": 3, "skip": 0},
+        {"page": 4, "skip": 0},
+    ]
+
+
+def test_parallel_link_or_cursor_pages_are_refused() -> None:
+    with pytest.raises(ConfigError, match="max_concurrency: must be 1 with pagination 'link'"):
+        HttpSource("http://h/x", max_concurrency=2)
+
+
+# -- incremental ------------------------------------------------------------------------
+
+
+async def test_since_reads_only_changes_after_the_committed_bound_minus_the_lag() -> None:
+    api = Api(25)
+    options = {"since_param": "since", "since_field": "updated_at", "lag": 2}
+    async with serve_api(api) as url:
+        first = await collect(source(url, "page", **options))
+        api.records += [{"id": i, "updated_at": 1000 + i} for i in range(26, 29)]
+        second = await collect(source(url, "page", **options), first[-1].position)
+        third = await collect(source(url, "page", **options), second[-1].position)
+    assert ids(first) == list(range(1, 26))
+    assert first[-1].position == {"since": 1023}
+    assert ids(second) == [23, 24, 25, 26, 27, 28]  # the lag window reads 23-25 again
+    assert second[-1].position == {"since": 1026}
+    assert ids(third) == [26, 27, 28]
+    assert third[-1].position == {"since": 1026}  # never moves backwards
+    assert [hit.query.get("since") for hit in api.hits] == [None] * 3 + ["1023", "1026"]
+
+
+async def test_since_resumes_mid_walk_with_the_same_bound() -> None:
+    api = Api(25)
+    options = {"since_param": "since", "since_field": "updated_at"}
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "page", **options), max_chunk=4)
+        middle = chunks[3].position
+        rest = await collect(source(url, "page", **options), middle)
+    assert middle == {"since": None, "max": 1014, "page": 2, "skip": 4}
+    assert ids(rest) == list(range(15, 26))
+    assert rest[-1].position == {"since": 1025}
+
+
+def test_since_needs_both_param_and_field() -> None:
+    with pytest.raises(ConfigError, match="since_param and since_field go together"):
+        HttpSource("http://h/x", since_param="since")
+
+
+def test_lag_moves_numbers_and_iso_times_back() -> None:
+    assert lagged(100, 5) == 95
+    assert lagged(1.5, 0.5) == 1.0
+    assert lagged("2024-03-01T00:00:10Z", 60) == "2024-02-29T23:59:10Z"
+    assert lagged("2024-03-01T00:00:10+02:00", 10) == "2024-03-01T00:00:00+02:00"
+    assert lagged("2024-03-01T00:00:10", 10) == "2024-03-01T00:00:00"
+    assert lagged("not a time", 10) == "not a time"
+    assert lagged(100, 0) == 100
+
+
+# -- pure logic -------------------------------------------------------------------------
+
+
+def test_lookup_follows_dotted_paths() -> None:
+    document: Any = {"data": {"items": [{"id": 1}]}, "meta": {"next": "c2"}}
+    assert lookup(document, "") == document
+    assert lookup(document, "$.meta.next") == "c2"
+    assert lookup(document, "data.items.0.id") == 1
+    assert lookup(document, "data.missing") is MISSING
+    assert lookup(document, "data.items.5") is MISSING
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=6),
+    max_chunk=st.integers(min_value=1, max_value=7),
+    cut=st.integers(min_value=0, max_value=200),
+)
+def test_resuming_from_any_chunk_position_yields_exactly_the_rest(
+    sizes: list[int], max_chunk: int, cut: int
+) -> None:
+    """until_empty pages of these sizes, then an empty one, read in chunks and resumed."""
+    pages = [*sizes, 0]
+    numbered = []
+    next_id = 0
+    for size in pages:
+        numbered.append(list(range(next_id, next_id + size)))
+        next_id += size
+    config = PaginationConfig(style="until_empty", page_size=12)
+    pager = make_paginator(config, URL("http://h/x"), where="t")
+
+    def run(after: Any) -> list[tuple[list[int], Any]]:
+        walk = Walk(pager, None, after, where="t")
+        out = []
+        while not walk.done:
+            state = walk.state
+            assert isinstance(state, int)
+            items: list[Any] = (
+                [{"id": i} for i in numbered[state - 1]] if state <= len(numbered) else []
+            )
+            for chunk in walk.take(Page(state, "u", 200, items), max_chunk):
+                out.append(([int(str(r["id"])) for r in chunk.records], chunk.position))
+        return out
+
+    full = run(None)
+    delivered = [i for records, _ in full for i in records]
+    assert delivered == list(range(next_id))
+    records_before, position = [], None
+    for records, chunk_position in full[: cut % (len(full) + 1)]:
+        records_before += records
+        position = chunk_position
+    rest = [i for records, _ in run(position) for i in records]
+    assert records_before + rest == delivered
+
+
+def test_cursor_style_needs_the_cursor_path() -> None:
+    with pytest.raises(ConfigError, match="cursor_path: pagination 'cursor' needs cursor_path"):
+        HttpSource("http://h/x", pagination="cursor")
+
+
+def test_unknown_style_and_bad_page_size() -> None:
+    with pytest.raises(ConfigError, match="pagination: must be one of link, cursor, page"):
+        HttpSource("http://h/x", pagination="pages")
+    with pytest.raises(ConfigError, match="page_size: must be a positive integer, not 0"):
+        HttpSource("http://h/x", page_size=0)
+
+
+def test_since_keeps_the_lag_setting() -> None:
+    assert HttpSource("http://h/x", since_param="s", since_field="f", lag=3).since == Since(
+        "s", "f", 3.0
+    )
