@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+import structlog
 
 PG_HOST = os.environ.get("ASYNCETL_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("ASYNCETL_TEST_PG_PORT", "5432"))
@@ -17,6 +18,14 @@ PG_USER = os.environ.get("ASYNCETL_TEST_PG_USER", "postgres")
 def pg_dsn(database: str) -> str:
     """A DSN for ``database`` on the test server."""
     return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Start each test from structlog's defaults, whatever an earlier test configured."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
