@@ -1,0 +1,211 @@
+"""The one boundary between redis-py and asyncetl: connecting, retrying, error mapping.
+
+Every command goes through :meth:`RedisClient.call`, which maps redis-py's
+exceptions to :class:`TransientError` (connection refused or reset, timeouts, a
+server still loading) or :class:`PermanentError` (bad credentials, a refused
+command), and retries ONE command at a time with
+:func:`asyncetl.core.retry.retry_call`. redis-py's own retry is switched off so
+that there is exactly one retry loop. URLs are shown only through
+:func:`redact_url` and :func:`endpoint`, never with their password.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.retry import RetryPolicy, retry_call
+
+__all__ = ["RedisClient", "endpoint", "positive_int", "redact_url", "retry_policy"]
+
+T = TypeVar("T")
+
+REDACTED = "***"
+_SCHEMES = ("redis", "rediss", "unix")
+_CONNECT_TIMEOUT = 5.0
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (in the authority or the query) replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{hostport}" if colon else f"{REDACTED}@{hostport}"
+    query = parts.query
+    if "password" in query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if k == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def endpoint(url: str) -> str:
+    """Where ``url`` points, as ``host:port`` (or the socket path); never credentials."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = 6379
+    return f"{parts.hostname or 'localhost'}:{port}"
+
+
+def positive_int(value: object, where: str, key: str, *, zero: bool = False) -> int:
+    """``value`` if it is a positive integer (or zero when ``zero``).
+
+    :raises ConfigError: otherwise, naming ``key``.
+    """
+    low = 0 if zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        kind = "a non-negative" if zero else "a positive"
+        raise ConfigError(f"must be {kind} integer, not {value!r}", where=where, key=key)
+    return value
+
+
+def retry_policy(retries: int, retry_max_time: float, where: str) -> RetryPolicy:
+    """The policy for the connector parameters ``retries`` (after the first try) and
+    ``retry_max_time``.
+
+    :raises ConfigError: on a negative count or a non-positive time.
+    """
+    positive_int(retries, where, "retries", zero=True)
+    if isinstance(retry_max_time, bool) or not isinstance(retry_max_time, int | float):
+        raise ConfigError(
+            f"must be a number, not {retry_max_time!r}", where=where, key="retry_max_time"
+        )
+    if not retry_max_time > 0:
+        raise ConfigError(
+            f"must be a positive number of seconds, not {retry_max_time!r}",
+            where=where,
+            key="retry_max_time",
+        )
+    return RetryPolicy(max_tries=retries + 1, max_time=retry_max_time, max_delay=5.0)
+
+
+def _check_url(url: object, where: str) -> str:
+    if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
+        shown = redact_url(url) if isinstance(url, str) else url
+        raise ConfigError(
+            f"expected a redis://, rediss:// or unix:// URL, got {shown!r}", where=where, key="url"
+        )
+    return url
+
+
+class RedisClient:
+    """A redis-py client whose every command is retried and mapped to asyncetl errors.
+
+    :param where: names the connector in messages, e.g. ``RedisStreamSource 'redis'``.
+    :param client_name: shown by ``CLIENT LIST``, e.g. ``asyncetl:redis:worker-1``.
+    :param socket_timeout: seconds to wait for a reply; longer than any ``BLOCK``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        where: str,
+        client_name: str,
+        policy: RetryPolicy,
+        socket_timeout: float = 30.0,
+    ) -> None:
+        self.url = _check_url(url, where)
+        self.where = where
+        self.client_name = re.sub(r"\s", "_", client_name)
+        self.endpoint = endpoint(url)
+        self.policy = policy
+        self.socket_timeout = socket_timeout
+        self._redis: aioredis.Redis | None = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The open client.
+
+        :raises RuntimeError: before :meth:`open`.
+        """
+        if self._redis is None:
+            raise RuntimeError(f"{self.where} is not open")
+        return self._redis
+
+    async def open(self) -> None:
+        """Create the client and check that the server answers.
+
+        :raises ConfigError: the URL cannot be parsed.
+        :raises TransientError: the server stayed unreachable through every retry.
+        :raises PermanentError: the server refused the credentials.
+        """
+        try:
+            self._redis = aioredis.Redis.from_url(
+                self.url,
+                retry=Retry(NoBackoff(), 0),
+                client_name=self.client_name,
+                socket_connect_timeout=_CONNECT_TIMEOUT,
+                socket_timeout=self.socket_timeout,
+            )
+        except ValueError as exc:
+            raise ConfigError(
+                f"cannot read {redact_url(self.url)!r}: {self._scrub(str(exc))}",
+                where=self.where,
+                key="url",
+            ) from None
+        await self.call("PING", lambda r: r.ping())
+
+    async def close(self) -> None:
+        """Close the client's connections; safe after a failed open."""
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    async def call(self, what: str, command: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """Await ``command(client)``, retrying transient failures.
+
+        :param what: the command, for messages, e.g. ``XACK orders``.
+        :raises TransientError: when every retry failed transiently.
+        :raises PermanentError: when Redis refused the command.
+        """
+
+        async def once() -> T:
+            with self.errors(what):
+                return await command(self.redis)
+
+        return await retry_call(once, policy=self.policy, what=f"{what} on {self.endpoint}")
+
+    @contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Map redis-py's exceptions raised inside to asyncetl's (the one boundary).
+
+        :raises TransientError: connection refused, reset or timed out; server loading.
+        :raises PermanentError: credentials refused; the server rejected ``what``.
+        """
+        try:
+            yield
+        except (rexc.AuthenticationError, rexc.AuthorizationError) as exc:
+            raise PermanentError(
+                f"Redis at {self.endpoint} refused the credentials of {self.where} "
+                f"({self._scrub(str(exc))}); check the user and password in the url"
+            ) from exc
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.ReadOnlyError, OSError) as exc:
+            raise TransientError(
+                f"Redis at {self.endpoint} is unreachable or dropped the connection during "
+                f"{what} ({type(exc).__name__}: {self._scrub(str(exc))}); "
+                "check that the server is running and that the url is right"
+            ) from exc
+        except rexc.RedisError as exc:
+            raise PermanentError(
+                f"Redis at {self.endpoint} refused {what} for {self.where}: {self._scrub(str(exc))}"
+            ) from exc
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's password, should a client message ever echo it."""
+        password = urlsplit(self.url).password
+        return text.replace(password, REDACTED) if password else text

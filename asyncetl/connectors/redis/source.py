@@ -1,0 +1,330 @@
+"""RedisStreamSource: a Redis Stream read through a consumer group."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeAlias, cast
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+
+from asyncetl.connectors.redis._client import RedisClient, positive_int, retry_policy
+from asyncetl.connectors.redis._ledger import AckLedger
+from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
+from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.interfaces import Source
+
+__all__ = ["RedisStreamSource", "StreamRecord"]
+
+#: ``{"id": "1700000000000-0", "fields": {"name": "value", …}}``
+StreamRecord: TypeAlias = dict[str, JsonValue]
+_Entry: TypeAlias = tuple[bytes, Mapping[bytes, bytes]]
+_Phase: TypeAlias = Literal["pending", "claim", "new"]
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """Where the reader stands: its own pending entries, a claim sweep, or new entries."""
+
+    phase: _Phase = "pending"
+    after: str = "0"
+    next_claim: float = 0.0
+
+    def restart(self) -> None:
+        """Re-read this consumer's pending entries first (after any failed command)."""
+        self.phase, self.after = "pending", "0"
+
+    def switch(self, phase: _Phase, after: str) -> None:
+        self.phase, self.after = phase, after
+
+
+class RedisStreamSource(Source[StreamRecord]):
+    """Entries of a Redis Stream, read with ``XREADGROUP`` as one consumer of a group.
+
+    Records are ``{"id": entry id, "fields": {name: value}}`` with names and
+    values decoded as UTF-8; an entry that is not valid UTF-8 becomes a reject
+    (its text shown with backslash escapes), so the pipeline's
+    ``source_errors`` policy applies.
+
+    Each read first re-delivers this consumer's pending entries (``XREADGROUP``
+    from id ``0``), then claims entries idle longer than ``claim_idle_ms`` from
+    other consumers (``XAUTOCLAIM``; repeated every ``claim_idle_ms`` while
+    running), then blocks for new ones. Entries are ``XACK``-ed only in
+    :meth:`acknowledge`, which the engine calls after the checkpoint commit, and
+    exactly the entries of the committed batches are acknowledged. A crash
+    therefore replays the unacknowledged entries and never skips one
+    (at-least-once). The group on the server is what resumes the stream: the
+    position (the last entry id handed out) is informational, and the ``after``
+    argument of :meth:`read` is not used.
+
+    Several workers sharing ``group`` (with distinct ``consumer`` names) split
+    the stream between them.
+
+    :param url: ``redis://[user:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+    :param stream: the stream key.
+    :param group: the consumer group.
+    :param consumer: this worker's name in the group; default ``<hostname>-<pid>``.
+        A stable name lets a restarted worker replay its own pending entries at
+        once; under a new name they are claimed after ``claim_idle_ms``.
+    :param name: the source's name in checkpoints.
+    :param create_group: create the group (and the stream) when missing.
+    :param start_id: where a newly created group starts: ``0`` for the whole
+        stream, ``$`` for only new entries.
+    :param block_ms: milliseconds one ``XREADGROUP`` waits for new entries.
+    :param count: entries asked per command (at most the pipeline's batch size).
+    :param claim_idle_ms: pending entries idle this long are taken over from
+        their consumer; keep it above the time an entry spends in the pipeline.
+    :param retries: retries of a failed command after the first try.
+    :param retry_max_time: seconds after which a failed command is not retried.
+    :raises ConfigError: on an invalid setting.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        stream: str,
+        *,
+        group: str,
+        consumer: str | None = None,
+        name: str = "redis",
+        create_group: bool = True,
+        start_id: str = "0",
+        block_ms: int = 1000,
+        count: int = 1000,
+        claim_idle_ms: int = 60000,
+        retries: int = 5,
+        retry_max_time: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.where = where = f"RedisStreamSource {name!r}"
+        self.stream = _nonempty(stream, where, "stream")
+        self.group = _nonempty(group, where, "group")
+        self.consumer = _nonempty(
+            consumer or f"{socket.gethostname()}-{os.getpid()}", where, "consumer"
+        )
+        self.create_group = create_group
+        self.start_id = _nonempty(start_id, where, "start_id")
+        self.block_ms = positive_int(block_ms, where, "block_ms")  # 0 would block for ever
+        self.count = positive_int(count, where, "count")
+        self.claim_idle_ms = positive_int(claim_idle_ms, where, "claim_idle_ms")
+        self.client = RedisClient(
+            url,
+            where=where,
+            client_name=f"asyncetl:{name}:{self.consumer}",
+            policy=retry_policy(retries, retry_max_time, where),
+            socket_timeout=block_ms / 1000 + 10,
+        )
+        self._ledger: AckLedger[str, str] = AckLedger()
+
+    @property
+    def outstanding(self) -> int:
+        """Entries handed out in this run and not yet acknowledged."""
+        return len(self._ledger)
+
+    async def open(self) -> None:
+        """Connect, and create the group when missing and ``create_group`` is set.
+
+        :raises PermanentError: the group is missing and ``create_group`` is off.
+        :raises TransientError: Redis stayed unreachable through every retry.
+        """
+        await self.client.open()
+        if self.create_group:
+            await self.client.call(f"XGROUP CREATE {self.stream}", self._create_group)
+        else:
+            await self._require_group()
+
+    async def close(self) -> None:
+        self._ledger.clear()
+        await self.client.close()
+
+    async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[StreamRecord]]:
+        """Yield pending, then claimed, then new entries; ``after`` is not used (see above)."""
+        self._ledger.clear()
+        cursor = _Cursor()
+        limit = max(1, min(self.count, max_chunk))
+        while True:
+            entries = await self.client.call(
+                f"XREADGROUP {self.stream}", lambda r: self._fetch(r, cursor, limit)
+            )
+            chunk = self._chunk(entries)
+            if chunk is not None:
+                yield chunk
+
+    async def acknowledge(self, position: Position) -> None:
+        """``XACK`` exactly the entries of the chunks up to ``position``."""
+        ids = self._ledger.take_through(position)
+        if ids:
+            await self.client.call(
+                f"XACK {self.stream}", lambda r: r.xack(self.stream, self.group, *ids)
+            )
+
+    def decode(self, raw: JsonValue) -> StreamRecord:
+        """A dead-lettered entry back as a record.
+
+        :raises ValueError: ``raw`` is not ``{"id": str, "fields": {str: str}}``.
+        """
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            fields = raw.get("fields")
+            if isinstance(fields, dict) and all(isinstance(v, str) for v in fields.values()):
+                return {"id": raw["id"], "fields": dict(fields)}
+        raise ValueError(f"expected {{'id': str, 'fields': {{str: str}}}}, got {raw!r}")
+
+    # -- commands ----------------------------------------------------------------
+
+    async def _create_group(self, r: aioredis.Redis) -> None:
+        try:
+            await r.xgroup_create(self.stream, self.group, id=self.start_id, mkstream=True)
+        except rexc.ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):
+                raise
+
+    async def _require_group(self) -> None:
+        groups = await self.client.call(
+            f"XINFO GROUPS {self.stream}", lambda r: _groups(r, self.stream)
+        )
+        if self.group not in groups:
+            raise PermanentError(
+                f"consumer group {self.group!r} of stream {self.stream!r} does not exist on "
+                f"Redis at {self.client.endpoint}; create it with XGROUP CREATE or set "
+                "create_group = true"
+            )
+
+    async def _fetch(self, r: aioredis.Redis, cursor: _Cursor, limit: int) -> list[_Entry]:
+        try:
+            if cursor.phase == "pending":
+                return await self._read_pending(r, cursor, limit)
+            if cursor.phase == "claim":
+                return await self._claim(r, cursor, limit)
+            if time.monotonic() >= cursor.next_claim:
+                cursor.switch("claim", "0-0")
+                return []
+            return await self._read_group(r, ">", limit, block=self.block_ms)
+        except BaseException:
+            # A lost reply may have delivered (or claimed) entries to this consumer:
+            # they are in its pending list, so read that again before anything new.
+            cursor.restart()
+            raise
+
+    async def _read_pending(self, r: aioredis.Redis, cursor: _Cursor, limit: int) -> list[_Entry]:
+        entries = await self._read_group(r, cursor.after, limit, block=None)
+        if entries:
+            cursor.after = entries[-1][0].decode()
+        else:
+            cursor.switch("claim", "0-0")
+        return entries
+
+    async def _claim(self, r: aioredis.Redis, cursor: _Cursor, limit: int) -> list[_Entry]:
+        reply = await r.xautoclaim(  # RESP2: [next id, [(id, fields)…], [deleted ids]]
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id=cursor.after,
+            count=limit,
+        )
+        next_id = _text(reply[0])
+        if next_id == "0-0":
+            cursor.switch("new", ">")
+            cursor.next_claim = time.monotonic() + self.claim_idle_ms / 1000
+        else:
+            cursor.after = next_id
+        claimed = cast("list[tuple[bytes | None, Mapping[bytes, bytes] | None]]", reply[1])
+        return [(entry_id, fields or {}) for entry_id, fields in claimed if entry_id]
+
+    async def _read_group(
+        self, r: aioredis.Redis, after: str, limit: int, *, block: int | None
+    ) -> list[_Entry]:
+        reply = await r.xreadgroup(
+            self.group, self.consumer, {self.stream: after}, count=limit, block=block
+        )
+        if not reply:
+            return []
+        # RESP2: [[stream, [(id, fields or None if deleted)…]]]
+        streams = cast(
+            "list[tuple[bytes, list[tuple[bytes, Mapping[bytes, bytes] | None]]]]", reply
+        )
+        return [(entry_id, fields or {}) for entry_id, fields in streams[0][1]]
+
+    # -- records -----------------------------------------------------------------
+
+    def _chunk(self, entries: Sequence[_Entry]) -> Chunk[StreamRecord] | None:
+        fresh: dict[str, Mapping[bytes, bytes]] = {}
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode()
+            if entry_id not in self._ledger:  # still in flight from an earlier read
+                fresh[entry_id] = fields
+        if not fresh:
+            return None
+        records: list[StreamRecord] = []
+        rejects: list[Reject] = []
+        for entry_id, fields in fresh.items():
+            if not fields:  # deleted from the stream while pending: only to be acknowledged
+                continue
+            try:
+                records.append(_decode_entry(entry_id, fields))
+            except UnicodeDecodeError as exc:
+                rejects.append(
+                    Reject(_raw_entry(entry_id, fields), self._bad_text(entry_id, fields, exc))
+                )
+        position = next(reversed(fresh))
+        self._ledger.add(position, [(entry_id, entry_id) for entry_id in fresh])
+        return Chunk(records, position, rejects)
+
+    def _bad_text(
+        self, entry_id: str, fields: Mapping[bytes, bytes], exc: UnicodeDecodeError
+    ) -> ValueError:
+        field = _first_undecodable(fields)
+        error = ValueError(
+            f"field {field!r} of entry {entry_id} in stream {self.stream!r} is not valid UTF-8 "
+            f"({exc.reason} at byte {exc.start}); fix the producer or replay it from the "
+            "dead letters"
+        )
+        error.__cause__ = exc
+        return error
+
+
+def _decode_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> StreamRecord:
+    decoded: dict[str, JsonValue] = {k.decode(): v.decode() for k, v in fields.items()}
+    return {"id": entry_id, "fields": decoded}
+
+
+def _first_undecodable(fields: Mapping[bytes, bytes]) -> str:
+    """The name of the first field whose name or value is not UTF-8, escaped for display."""
+    for key, value in fields.items():
+        try:
+            key.decode(), value.decode()
+        except UnicodeDecodeError:
+            return key.decode("utf-8", "backslashreplace")
+    return "?"
+
+
+def _raw_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> StreamRecord:
+    shown: dict[str, JsonValue] = {
+        k.decode("utf-8", "backslashreplace"): v.decode("utf-8", "backslashreplace")
+        for k, v in fields.items()
+    }
+    return {"id": entry_id, "fields": shown}
+
+
+async def _groups(r: aioredis.Redis, stream: str) -> set[str]:
+    try:
+        infos = await r.xinfo_groups(stream)
+    except rexc.ResponseError as exc:
+        if "no such key" in str(exc):
+            return set()
+        raise
+    return {_text(info["name"]) for info in infos}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _nonempty(value: object, where: str, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"must be a non-empty string, not {value!r}", where=where, key=key)
+    return value

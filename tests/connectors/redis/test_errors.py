@@ -1,0 +1,88 @@
+"""Redis connector failures: unreachable servers, redaction, bad settings."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from asyncetl.connectors.redis import RedisStreamSink, RedisStreamSource, endpoint, redact_url
+from asyncetl.core import ConfigError, ListSink, Pipeline, TransientError
+
+pytestmark = pytest.mark.anyio
+
+SECRET_URL = "redis://etl:s3cr3t-pw@127.0.0.1:1/0"
+
+
+async def test_an_unreachable_server_is_retried_then_named_by_host_and_port_only() -> None:
+    src = RedisStreamSource(SECRET_URL, "orders", group="g", retries=2, retry_max_time=5)
+    with capture_logs() as logs, pytest.raises(TransientError) as caught:
+        await Pipeline("p", src, ListSink()).run()
+
+    message = str(caught.value)
+    assert message.startswith(
+        "Redis at 127.0.0.1:1 is unreachable or dropped the connection during PING "
+        "(ConnectionError: Error 111 connecting to 127.0.0.1:1."
+    )
+    assert message.endswith("; check that the server is running and that the url is right")
+    retries = [log for log in logs if log["event"] == "retrying"]
+    assert [log["call"] for log in retries] == ["PING on 127.0.0.1:1"] * 2
+    assert "s3cr3t" not in message + repr(logs)
+
+
+async def test_the_sink_reports_an_unreachable_server_the_same_way() -> None:
+    sink = RedisStreamSink(SECRET_URL, "out", retries=0)
+    with pytest.raises(TransientError, match=r"^Redis at 127\.0\.0\.1:1 is unreachable") as caught:
+        await sink.open()
+    await sink.close()
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_urls_are_shown_without_passwords() -> None:
+    assert redact_url(SECRET_URL) == "redis://etl:***@127.0.0.1:1/0"
+    assert redact_url("redis://:pw@h:6380") == "redis://:***@h:6380"
+    assert redact_url("redis://h/0?password=pw&db=1") == "redis://h/0?password=***&db=1"
+    assert redact_url("redis://h:6379") == "redis://h:6379"
+    assert endpoint(SECRET_URL) == "127.0.0.1:1"
+    assert endpoint("rediss://cache.internal") == "cache.internal:6379"
+    assert endpoint("unix:///run/redis.sock") == "/run/redis.sock"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"count": 0}, "RedisStreamSource 'redis': count: must be a positive integer, not 0"),
+        ({"block_ms": 0}, "RedisStreamSource 'redis': block_ms: must be a positive integer, not 0"),
+        (
+            {"retries": -1},
+            "RedisStreamSource 'redis': retries: must be a non-negative integer, not -1",
+        ),
+        ({"group": ""}, "RedisStreamSource 'redis': group: must be a non-empty string, not ''"),
+        (
+            {"retry_max_time": 0},
+            "RedisStreamSource 'redis': retry_max_time: must be a positive number of seconds, "
+            "not 0",
+        ),
+    ],
+)
+def test_bad_source_settings_are_config_errors(options: dict[str, object], message: str) -> None:
+    settings: dict[str, object] = {"group": "g", **options}
+    with pytest.raises(ConfigError) as caught:
+        RedisStreamSource("redis://127.0.0.1:6379", "s", **settings)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+
+
+def test_a_url_that_is_not_redis_is_a_config_error_without_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        RedisStreamSink("http://u:pw@h:1", "s")
+    assert str(caught.value) == (
+        "RedisStreamSink 'redis_sink': url: expected a redis://, rediss:// or unix:// URL, "
+        "got 'http://u:***@h:1'"
+    )
+
+
+def test_the_default_consumer_is_hostname_and_pid() -> None:
+    import os
+    import socket
+
+    src = RedisStreamSource("redis://127.0.0.1:6379", "s", group="g")
+    assert src.consumer == f"{socket.gethostname()}-{os.getpid()}"
