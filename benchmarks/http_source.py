@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -163,6 +164,7 @@ def main() -> None:
         serve(args.pages, args.records, args.latency)
         return
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    load_before = os.getloadavg()[0]
     server = subprocess.Popen(
         [
             sys.executable,
@@ -197,7 +199,8 @@ def main() -> None:
         server.wait()
     print(
         f"{args.pages:,} pages x {args.records:,} records, {args.latency * 1000:g} ms latency, "
-        f"best of {args.repeat}"
+        f"best of {args.repeat}; 1-minute load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs"
     )
     print(f"{'client':<44} {'seconds':>8} {'pages/s':>9} {'records/s':>12} {'CPU ms/page':>12}")
     for r in results:

@@ -32,6 +32,7 @@ from asyncetl.core.memory import MemoryDeadLetterStore as MemoryDeadLetterStore
 from asyncetl.core.memory import NullSink as NullSink
 from asyncetl.core.pipeline import Pipeline as Pipeline
 from asyncetl.core.pipeline import RunStats as RunStats
+from asyncetl.core.retry import Retrier as Retrier
 from asyncetl.core.retry import RetryPolicy as RetryPolicy
 from asyncetl.core.retry import parse_retry_after as parse_retry_after
 from asyncetl.core.retry import retry_call as retry_call
@@ -62,6 +63,7 @@ __all__ = [
     "Position",
     "Reject",
     "Resource",
+    "Retrier",
     "RetryPolicy",
     "RunStats",
     "Sink",

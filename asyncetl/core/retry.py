@@ -5,6 +5,10 @@ supply the wait sequence, which honours a server's requested delay
 (:attr:`TransientError.retry_after`) and otherwise grows exponentially with
 full jitter. A requested delay of zero falls back to the backoff, so a server
 answering ``Retry-After: 0`` cannot make us spin.
+
+:func:`retry_call` builds the retrying loop for one call. A client that makes
+many calls under one policy builds a :class:`Retrier` once instead: building
+the loop costs several times more than a successful call through it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import structlog
 
 from asyncetl.core.errors import ConfigError, TransientError
 
-__all__ = ["RetryPolicy", "parse_retry_after", "retry_call"]
+__all__ = ["Retrier", "RetryPolicy", "parse_retry_after", "retry_call"]
 
 T = TypeVar("T")
 
@@ -79,6 +83,59 @@ def _waits(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
         exc = yield delay
 
 
+class Retrier:
+    """:func:`retry_call` built once, for a client that retries many calls under one policy.
+
+    It keeps no state between calls, so concurrent tasks may share it; each call
+    has its own tries, time limit and waits.
+
+    :param policy: how hard to retry each call.
+    :param transient: exception types worth retrying; anything else propagates at once.
+    """
+
+    __slots__ = ("_retrying", "policy", "transient")
+
+    def __init__(
+        self, policy: RetryPolicy, *, transient: tuple[type[Exception], ...] = (TransientError,)
+    ) -> None:
+        self.policy = policy
+        self.transient = transient
+        self._retrying = backoff.on_exception(
+            lambda: _waits(policy),
+            transient,
+            max_tries=policy.max_tries,
+            max_time=policy.max_time,
+            jitter=None,
+            on_backoff=_log_retry,
+            logger=None,
+        )(_attempt)
+
+    async def call(self, call: Callable[[], Awaitable[T]], *, what: str) -> T:
+        """Await ``call()``, retrying transient failures; the last failure propagates.
+
+        :param what: names the call in log lines, e.g. ``GET http://host/items``; never a secret.
+        """
+        result: T = await self._retrying(call, what)
+        return result
+
+
+async def _attempt(call: Callable[[], Awaitable[T]], what: str) -> T:
+    # A real coroutine function: backoff picks its async loop only for those. ``what``
+    # is an argument only so that _log_retry finds it among the call's details.
+    return await call()
+
+
+def _log_retry(details: Any) -> None:
+    exc = details["exception"]
+    _log.warning(
+        "retrying",
+        call=details["args"][1],
+        attempt=details["tries"],
+        wait=round(details["wait"], 3),
+        error=f"{type(exc).__name__}: {exc}",
+    )
+
+
 async def retry_call(
     call: Callable[[], Awaitable[T]],
     *,
@@ -91,29 +148,4 @@ async def retry_call(
     :param what: names the call in log lines, e.g. ``GET http://host/items``; never a secret.
     :param transient: exception types worth retrying; anything else propagates at once.
     """
-
-    def log_retry(details: Any) -> None:
-        exc = details["exception"]
-        _log.warning(
-            "retrying",
-            call=what,
-            attempt=details["tries"],
-            wait=round(details["wait"], 3),
-            error=f"{type(exc).__name__}: {exc}",
-        )
-
-    async def attempt() -> T:
-        # A real coroutine function: backoff picks its async loop only for those.
-        return await call()
-
-    retrying = backoff.on_exception(
-        lambda: _waits(policy),
-        transient,
-        max_tries=policy.max_tries,
-        max_time=policy.max_time,
-        jitter=None,
-        on_backoff=log_retry,
-        logger=None,
-    )(attempt)
-    result: T = await retrying()
-    return result
+    return await Retrier(policy, transient=transient).call(call, what=what)

@@ -3,10 +3,18 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl.core import PermanentError, RetryPolicy, TransientError, parse_retry_after, retry_call
+from asyncetl.core import (
+    PermanentError,
+    Retrier,
+    RetryPolicy,
+    TransientError,
+    parse_retry_after,
+    retry_call,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -79,6 +87,43 @@ async def test_retry_after_zero_falls_back_to_backoff_without_spinning() -> None
     assert len(waits) == 4
     assert all(0 <= w <= 0.05 for w in waits)
     assert sum(waits) > 0  # full jitter: not all four draws are zero
+
+
+async def test_a_retrier_shared_by_concurrent_calls_retries_each_on_its_own() -> None:
+    retrier = Retrier(RetryPolicy(max_tries=3, base_delay=0.001))
+    first, second = Flaky(2, TransientError("reset")), Flaky(1, TransientError("busy"))
+    results: dict[str, str] = {}
+
+    async def call(flaky: Flaky, what: str) -> None:
+        results[what] = await retrier.call(flaky, what=what)
+
+    with capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, first, "GET /a")
+            tg.start_soon(call, second, "GET /b")
+    assert results == {"GET /a": "ok", "GET /b": "ok"}
+    assert (len(first.calls), len(second.calls)) == (3, 2)
+    retries = sorted(
+        (e["call"], e["attempt"], e["error"]) for e in logs if e["event"] == "retrying"
+    )
+    assert retries == [
+        ("GET /a", 1, "TransientError: reset"),
+        ("GET /a", 2, "TransientError: reset"),
+        ("GET /b", 1, "TransientError: busy"),
+    ]
+
+
+async def test_a_retrier_counts_tries_per_call_and_keeps_its_transient_types() -> None:
+    retrier = Retrier(RetryPolicy(max_tries=2, base_delay=0.001), transient=(OSError,))
+    for _ in range(2):  # the second call gets its own two tries
+        flaky = Flaky(5, ConnectionResetError("reset"))
+        with pytest.raises(ConnectionResetError, match="^reset$"):
+            await retrier.call(flaky, what="x")
+        assert len(flaky.calls) == 2
+    transient = Flaky(1, TransientError("not an OSError here"))
+    with pytest.raises(TransientError):
+        await retrier.call(transient, what="x")
+    assert len(transient.calls) == 1
 
 
 def test_parse_retry_after() -> None:

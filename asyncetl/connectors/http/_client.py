@@ -3,7 +3,8 @@
 This module is the one boundary where aiohttp's exceptions and HTTP statuses
 become :class:`TransientError` (retried) or :class:`PermanentError`. Every
 request goes through :meth:`HttpClient.request`, which retries ONE request at a
-time with :func:`asyncetl.core.retry.retry_call` and waits its turn at the
+time with the client's :class:`asyncetl.core.retry.Retrier` (built once per
+client, not per request) and waits its turn at the
 host's :class:`~asyncetl.connectors.http._ratelimit.HostLimiter` before each
 attempt. URLs and headers are redacted wherever they are shown.
 """
@@ -13,8 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -23,8 +23,8 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from asyncetl.connectors.http._ratelimit import Limiters
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
-from asyncetl.core.retry import RetryPolicy, parse_retry_after, retry_call
+from asyncetl.core.errors import ConfigError, ConnectorError, PermanentError, TransientError
+from asyncetl.core.retry import Retrier, RetryPolicy, parse_retry_after
 
 __all__ = [
     "AUTH_KINDS",
@@ -241,6 +241,7 @@ class HttpClient:
     def __init__(self, config: ClientConfig, *, limiters: Limiters | None = None) -> None:
         self.config = config
         self.limiters = limiters or Limiters(config.rate_limit, max_pause=config.retry.max_delay)
+        self._retrier = Retrier(config.retry)
         self._session: aiohttp.ClientSession | None = None
         self._creds = _Credentials()
         self._secret_params = [config.auth.key_name] if config.auth.secret_param else []
@@ -328,7 +329,7 @@ class HttpClient:
             response = await self._send_once(method, url, shown, body, headers)
             return await parse(response)
 
-        return await retry_call(attempt, policy=self.config.retry, what=f"{method} {shown}")
+        return await self._retrier.call(attempt, what=f"{method} {shown}")
 
     async def _send_once(
         self,
@@ -343,13 +344,15 @@ class HttpClient:
         limiter = self.limiters.for_host(f"{url.host}:{url.port}")
         await limiter.acquire()
         target = url.update_query(self._creds.params) if self._creds.params else url
-        with self._mapped_errors(method, shown):
+        try:
             async with self._session.request(method, target, data=body, headers=headers) as resp:
                 payload = await resp.read()
                 links = {str(rel): str(link["url"]) for rel, link in resp.links.items()}
                 response = Response(
                     method, url, shown, resp.status, resp.reason or "", resp.headers, payload, links
                 )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._mapped_error(exc, method, shown) from exc
         if not 200 <= response.status < 300:
             wait = None
             if response.status in _PAUSING_STATUSES:
@@ -389,31 +392,28 @@ class HttpClient:
                 text = text.replace(secret, REDACTED)
         return text
 
-    @contextmanager
-    def _mapped_errors(self, method: str, shown: str) -> Iterator[None]:
+    def _mapped_error(self, exc: Exception, method: str, shown: str) -> ConnectorError:
+        """The error to raise for ``exc``, an aiohttp failure or a timeout: the one boundary."""
         cfg = self.config
-        try:
-            yield
-        except TimeoutError as exc:
-            raise TransientError(
+        if isinstance(exc, TimeoutError):
+            return TransientError(
                 f"{method} {shown} timed out (connect {cfg.connect_timeout}s, read "
                 f"{cfg.read_timeout}s, total {cfg.timeout}s); the server is slow or unreachable, "
                 "try again later or raise the timeouts"
-            ) from exc
-        except (aiohttp.ClientSSLError, aiohttp.InvalidURL, aiohttp.TooManyRedirects) as exc:
-            raise PermanentError(
+            )
+        if isinstance(exc, aiohttp.ClientSSLError | aiohttp.InvalidURL | aiohttp.TooManyRedirects):
+            return PermanentError(
                 f"{method} {shown} failed: {type(exc).__name__}; check the URL, its redirects "
                 "and its TLS certificate"
-            ) from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise TransientError(
+            )
+        if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+            return TransientError(
                 f"{method} {shown} failed: {type(exc).__name__}: {self.scrub(str(exc))}; "
                 "check that the server is up and reachable"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise PermanentError(
-                f"{method} {shown} failed: {type(exc).__name__}: {self.scrub(str(exc))}"
-            ) from exc
+            )
+        return PermanentError(
+            f"{method} {shown} failed: {type(exc).__name__}: {self.scrub(str(exc))}"
+        )
 
 
 def create_client(

@@ -140,11 +140,15 @@ class Walk:
             return {}
         return {self.since.param: _as_param(self.query_since)}
 
-    def window(self, size: int) -> list[PageState]:
-        """The states to fetch next; one until the total is known, when it can be."""
+    def window(self, size: int, *, start: int = 0) -> list[PageState]:
+        """The states to fetch next, from the ``start``-th on; one until the total is known.
+
+        :param size: how many states from the next one on may be fetched at once.
+        :param start: how many of them are being fetched already.
+        """
         if size == 1 or not self.pager.parallel or (self.total is None and not self.pages_taken):
-            return [self.state]
-        return self.pager.window(self.state, size, self.total)
+            return [self.state][start:]
+        return self.pager.window(self.state, size, self.total, start=start)
 
     def position(self, state: PageState, skip: int) -> Position:
         """The position of ``skip`` items into the page at ``state``."""

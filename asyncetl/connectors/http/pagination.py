@@ -96,6 +96,7 @@ class Page:
     :param url: the page's URL, redacted, for messages and dead letters.
     :param items: the list found at the records path; ``None`` when the body
         was unusable (then ``error`` says why).
+    :param body: the raw body, kept only when it was unusable, to dead-letter the page.
     :param links: ``Link`` header targets by ``rel``, without secrets.
     :param cursor: the value at ``cursor_path``, for the ``cursor`` style.
     :param total: the total number of records, when the server tells.
@@ -173,9 +174,14 @@ class Paginator(abc.ABC):
         :raises TypeError: when ``value`` cannot be a state of this style.
         """
 
-    def window(self, state: PageState, size: int, total: int | None) -> list[PageState]:
-        """Up to ``size`` consecutive states from ``state`` worth fetching at once."""
-        return [state]
+    def window(
+        self, state: PageState, size: int, total: int | None, *, start: int = 0
+    ) -> list[PageState]:
+        """Up to ``size`` consecutive states from ``state`` worth fetching at once.
+
+        :param start: leave out the first ``start`` of them.
+        """
+        return [state][start:]
 
 
 class LinkPaginator(Paginator):
@@ -279,10 +285,12 @@ class _NumberedPaginator(Paginator):
                 "follow; lower page_size to the server's maximum page size"
             )
 
-    def window(self, state: PageState, size: int, total: int | None) -> list[PageState]:
+    def window(
+        self, state: PageState, size: int, total: int | None, *, start: int = 0
+    ) -> list[PageState]:
         assert isinstance(state, int)
         states: list[PageState] = []
-        for k in range(size):
+        for k in range(start, size):
             candidate = state + k * self.step
             if k and total is not None and self.records_before(candidate) >= total:
                 break

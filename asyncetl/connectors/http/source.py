@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from functools import partial
+from operator import countOf
 
-import anyio
 import anyio.to_thread
 import orjson
+from anyio.abc import ObjectSendStream
 from yarl import URL
 
 from asyncetl.connectors.http._client import (
@@ -17,6 +18,7 @@ from asyncetl.connectors.http._client import (
     create_client,
     positive_int,
 )
+from asyncetl.connectors.http._sliding import SlidingWindow
 from asyncetl.connectors.http._walk import Record, Since, Walk
 from asyncetl.connectors.http.pagination import (
     MISSING,
@@ -35,12 +37,6 @@ __all__ = ["HttpSource"]
 
 #: Bodies larger than this are decoded in a worker thread, off the event loop.
 _THREAD_DECODE_BYTES = 1 << 20
-#: Pages fetched per window for each request allowed in flight, once the total is
-#: known. Records are only yielded between windows (never from inside the task group
-#: that fetches), so a longer window keeps requests flowing longer; it holds this many
-#: pages in memory. Without a total the window is ``max_concurrency`` pages, which
-#: bounds the requests wasted past the last page.
-_WINDOW_PER_REQUEST = 2
 
 
 class _BadPage(TransientError):
@@ -80,8 +76,9 @@ class HttpSource(Source[Record]):
     :param since_param: query parameter taking the incremental lower bound.
     :param since_field: record field whose greatest value is the next bound.
     :param lag: subtracted from that value (seconds for ISO timestamps).
-    :param max_concurrency: pages in flight at once (``page``, ``offset``,
-        ``until_empty``); delivered in order.
+    :param max_concurrency: requests in flight at once (``page``, ``offset``,
+        ``until_empty``), kept in flight while records are handed on; pages are
+        delivered in order, and at most this many are held fetched but unsent.
     :param rate_limit: requests per second per host; ``None`` for no limit.
     :param headers: sent with every request (no secrets: use ``auth``).
     :param params: query parameters added to every request.
@@ -202,29 +199,40 @@ class HttpSource(Source[Record]):
         await self.client.close()
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[Record]]:
-        """Yield the records of each page in order, starting strictly after ``after``.
+        """Yield the records of each page in order, one page at a time, strictly after ``after``.
+
+        A pipeline calls :meth:`produce` instead, which keeps ``max_concurrency``
+        requests in flight.
 
         :raises TransientError: when a page still fails after the retries.
         :raises PermanentError: on a status or page that retrying cannot fix.
         """
-        walk = Walk(self.pager, self.since, after, where=self.where)
+        walk = self._walk(after)
         while not walk.done:
-            window = walk.window(self._window_size(walk))
-            pages, error = await self._fetch_window(walk, window)
-            for index, page in enumerate(pages):
-                for chunk in walk.take(page, max_chunk):
-                    yield chunk
-                if walk.done:
-                    _check_nothing_after(page, pages[index + 1 :])
-                    break
-            if error is not None and not walk.done:
-                raise error
+            page = await self._fetch(walk.state, walk.extra)
+            for chunk in walk.take(page, max_chunk):
+                yield chunk
 
-    def _window_size(self, walk: Walk) -> int:
+    async def produce(
+        self, after: Position, send: ObjectSendStream[Chunk[Record]], *, max_chunk: int
+    ) -> None:
+        """Send the records of each page in order, keeping ``max_concurrency`` requests in flight.
+
+        With ``max_concurrency`` 1 this iterates :meth:`read`. Otherwise a sliding
+        window fetches ahead while records are sent, and holds at most
+        ``max_concurrency`` pages fetched but not yet sent.
+
+        :raises TransientError: when a page still fails after the retries.
+        :raises PermanentError: on a status or page that retrying cannot fix.
+        """
         if self.max_concurrency == 1:
-            return 1  # one page at a time, never past the end
-        per_request = _WINDOW_PER_REQUEST if walk.total is not None else 1
-        return self.max_concurrency * per_request
+            await super().produce(after, send, max_chunk=max_chunk)
+            return
+        window = SlidingWindow(self._fetch, self._walk(after), self.max_concurrency)
+        await window.run(send, max_chunk)
+
+    def _walk(self, after: Position) -> Walk:
+        return Walk(self.pager, self.since, after, where=self.where)
 
     def decode(self, raw: JsonValue) -> Record:
         """A dead-lettered record back as a record.
@@ -242,19 +250,6 @@ class HttpSource(Source[Record]):
 
     # -- fetching ----------------------------------------------------------
 
-    async def _fetch_window(
-        self, walk: Walk, states: list[PageState]
-    ) -> tuple[list[Page], Exception | None]:
-        """Fetch ``states`` at once: the pages in order up to the first failure, and that failure.
-
-        A failed page cancels only the pages after it, which could not be delivered
-        anyway; the pages before it still arrive, and a failure past the last page
-        (a speculative fetch) is ignored by the caller.
-        """
-        window = _Window(self._fetch, states, walk.extra)
-        await window.run(self.max_concurrency)
-        return window.outcome()
-
     async def _fetch(self, state: PageState, extra: dict[str, str]) -> Page:
         url = self.pager.url(state, extra)
         try:
@@ -270,18 +265,17 @@ class HttpSource(Source[Record]):
         items = lookup(document, self.records_path)
         if not isinstance(items, list):
             return self._bad(state, response, _missing_records(document, self.records_path))
-        return Page(
+        return Page(  # without the body, needed only to dead-letter a bad page
             state,
             response.shown_url,
             response.status,
             items,
-            response.body,
             links=self._links(response),
             cursor=lookup(document, self.pagination.cursor_path)
             if self.pagination.cursor_path
             else MISSING,
             total=self._total(document, response),
-            objects_only=set(map(type, items)) <= {dict},
+            objects_only=countOf(map(type, items), dict) == len(items),
         )
 
     def _bad(self, state: PageState, response: Response, problem: str) -> Page:
@@ -317,50 +311,6 @@ class HttpSource(Source[Record]):
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class _Window:
-    """Pages fetched together by up to ``workers`` tasks, and how each fetch ended."""
-
-    def __init__(
-        self,
-        fetch: Callable[[PageState, dict[str, str]], Awaitable[Page]],
-        states: list[PageState],
-        extra: dict[str, str],
-    ) -> None:
-        self.fetch = fetch
-        self.states = states
-        self.extra = extra
-        self.results: list[Page | Exception | None] = [None] * len(states)
-        self.scopes = [anyio.CancelScope() for _ in states]
-        self._indexes = iter(range(len(states)))  # shared by the workers, taken in order
-
-    async def run(self, workers: int) -> None:
-        workers = min(workers, len(self.states))
-        if workers == 1:
-            await self._work()
-            return
-        async with anyio.create_task_group() as tg:
-            for _ in range(workers):
-                tg.start_soon(self._work)
-
-    async def _work(self) -> None:
-        for index in self._indexes:
-            with self.scopes[index]:
-                try:
-                    self.results[index] = await self.fetch(self.states[index], self.extra)
-                except Exception as exc:
-                    self.results[index] = exc
-                    for later in self.scopes[index + 1 :]:
-                        later.cancel()
-
-    def outcome(self) -> tuple[list[Page], Exception | None]:
-        pages: list[Page] = []
-        for result in self.results:
-            if not isinstance(result, Page):
-                break
-            pages.append(result)
-        return pages, next((r for r in self.results if isinstance(r, Exception)), None)
-
-
 async def _decode(body: bytes) -> JsonValue:
     if len(body) > _THREAD_DECODE_BYTES:
         result: JsonValue = await anyio.to_thread.run_sync(orjson.loads, body)
@@ -375,16 +325,6 @@ def _missing_records(document: JsonValue, path: str) -> str:
         keys = ", ".join(sorted(document)[:10]) if isinstance(document, dict) else ""
         return f"has nothing at records_path {path!r}" + (f" (its keys: {keys})" if keys else "")
     return f"has a {type(found).__name__} at records_path {path!r}, not a list"
-
-
-def _check_nothing_after(last: Page, rest: list[Page]) -> None:
-    for page in rest:
-        if page.items:
-            raise PermanentError(
-                f"the page at {last.url} ended the pagination, yet the later page {page.url} "
-                f"holds {len(page.items)} records; use pagination 'until_empty' or a "
-                "smaller page_size"
-            )
 
 
 def _page_size(value: int | str, where: str) -> int:

@@ -9,6 +9,7 @@ from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import anyio
 import orjson
 from aiohttp import web
 
@@ -207,7 +208,47 @@ def later(seconds: float, fault: Fault) -> Fault:
 async def collect(
     source: HttpSource, after: Position = None, *, max_chunk: int = 1000
 ) -> list[Chunk[dict[str, Any]]]:
-    """Every chunk ``source`` yields after ``after``, with the source opened and closed."""
+    """Every chunk ``source`` produces after ``after``, with the source opened and closed."""
+    chunks, error = await collect_until_error(source, after, max_chunk=max_chunk)
+    if error is not None:
+        raise error
+    return chunks
+
+
+async def collect_until_error(
+    source: HttpSource, after: Position = None, *, max_chunk: int = 1000
+) -> tuple[list[Chunk[dict[str, Any]]], Exception | None]:
+    """The chunks ``source`` produces before it fails, and the failure (``None`` if none).
+
+    It drives :meth:`HttpSource.produce` as the engine does, through a bounded stream.
+    """
+    chunks: list[Chunk[dict[str, Any]]] = []
+    error: Exception | None = None
+    send, receive = anyio.create_memory_object_stream[Chunk[dict[str, Any]]](4)
+
+    async def produce() -> None:
+        nonlocal error
+        async with send:
+            try:
+                await source.produce(after, send, max_chunk=max_chunk)
+            except Exception as exc:
+                error = exc
+
+    await source.open()
+    try:
+        async with anyio.create_task_group() as tg, receive:
+            tg.start_soon(produce)
+            async for chunk in receive:
+                chunks.append(chunk)
+    finally:
+        await source.close()
+    return chunks, error
+
+
+async def read_all(
+    source: HttpSource, after: Position = None, *, max_chunk: int = 1000
+) -> list[Chunk[dict[str, Any]]]:
+    """Every chunk ``source.read`` yields after ``after``, with the source opened and closed."""
     await source.open()
     try:
         reading = cast(
@@ -217,26 +258,6 @@ async def collect(
             return [chunk async for chunk in chunks]
     finally:
         await source.close()
-
-
-async def collect_until_error(
-    source: HttpSource, after: Position = None, *, max_chunk: int = 1000
-) -> tuple[list[Chunk[dict[str, Any]]], Exception | None]:
-    """The chunks ``source`` yields before it fails, and the failure (``None`` if none)."""
-    chunks: list[Chunk[dict[str, Any]]] = []
-    await source.open()
-    try:
-        reading = cast(
-            AsyncGenerator[Chunk[dict[str, Any]], None], source.read(after, max_chunk=max_chunk)
-        )
-        async with aclosing(reading) as iterator:
-            async for chunk in iterator:
-                chunks.append(chunk)
-    except Exception as exc:
-        return chunks, exc
-    finally:
-        await source.close()
-    return chunks, None
 
 
 def ids(chunks: list[Chunk[dict[str, Any]]]) -> list[int]:

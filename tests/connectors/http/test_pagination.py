@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,8 +20,17 @@ from asyncetl.connectors.http.pagination import (
     lookup,
     make_paginator,
 )
-from asyncetl.core import ConfigError, PermanentError
-from tests.connectors.http.api import Api, collect, ids, serve_api
+from asyncetl.core import Chunk, ConfigError, PermanentError
+from tests.connectors.http.api import (
+    Api,
+    collect,
+    collect_until_error,
+    delay,
+    ids,
+    raw_body,
+    read_all,
+    serve_api,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -185,13 +196,11 @@ async def test_parallel_pages_without_a_total_fetch_ahead_and_stop_at_the_short_
     async with serve_api(api) as url:
         chunks = await collect(source(url, "offset", max_concurrency=4))
     assert ids(chunks) == list(range(1, 96))
-    # The first page alone, then windows of four: 1 + 4 + 4 + 4 requests.
+    # The first page alone, then four in flight: pages 2-13, the last three past the end.
     assert len(api.hits) == 13
 
 
 async def test_parallel_pages_arrive_in_order_whatever_order_they_finish_in() -> None:
-    from tests.connectors.http.api import delay
-
     api = Api(60)
     for start, seconds in ((10, 0.3), (20, 0.2), (30, 0.1)):
         api.fault(start, delay(seconds))
@@ -203,6 +212,62 @@ async def test_parallel_pages_arrive_in_order_whatever_order_they_finish_in() ->
         {"page": 3, "skip": 0},
         {"page": 4, "skip": 0},
     ]
+
+
+async def test_parallel_pages_stay_in_flight_while_records_are_handed_on() -> None:
+    """While the consumer holds page k, pages up to k + 4 are requested, and no more."""
+    api = Api(100)
+    send, receive = anyio.create_memory_object_stream[Chunk[dict[str, Any]]](0)
+    requested_while_held: list[int] = []
+
+    def highest_requested() -> int:
+        return max(int(hit.query["page"]) for hit in api.hits)
+
+    async with serve_api(api) as url:
+        src = source(url, "page", max_concurrency=4)
+        await src.open()
+        try:
+            async with anyio.create_task_group() as tg, receive:
+
+                async def produce() -> None:
+                    async with send:
+                        await src.produce(None, send, max_chunk=1000)
+
+                tg.start_soon(produce)
+                async for chunk in receive:
+                    held = int(chunk.records[0]["id"]) // 10 + 1
+                    with anyio.fail_after(5):
+                        while highest_requested() < min(held + 4, 10):
+                            await anyio.sleep(0.005)
+                    await anyio.sleep(0.05)  # time for a request too many to show up
+                    requested_while_held.append(highest_requested())
+        finally:
+            await src.close()
+    assert requested_while_held == [5, 6, 7, 8, 9, 10, 10, 10, 10, 10]
+    assert len(api.hits) == 10
+
+
+async def test_read_fetches_one_page_at_a_time_even_with_max_concurrency() -> None:
+    api = Api(30)
+    api.fault(10, delay(0.2))
+    async with serve_api(api) as url:
+        chunks = await read_all(source(url, "page", max_concurrency=4))
+    assert ids(chunks) == list(range(1, 31))
+    assert [hit.query["page"] for hit in api.hits] == ["1", "2", "3"]
+    assert api.hits[2].at - api.hits[1].at >= 0.2
+
+
+async def test_a_page_past_a_short_last_page_that_holds_records_fails_the_read() -> None:
+    api = Api(95, total_header=False)
+    api.fault(20, raw_body(orjson.dumps([{"id": 21}])))  # a short page, yet more follow
+    async with serve_api(api) as url:
+        chunks, error = await collect_until_error(source(url, "offset", max_concurrency=4))
+    assert ids(chunks) == list(range(1, 22))
+    assert str(error) == (
+        f"the page at {url}?limit=10&offset=20 ended the pagination, yet the later page "
+        f"{url}?limit=10&offset=30 holds 10 records; use pagination 'until_empty' or a "
+        "smaller page_size"
+    )
 
 
 def test_parallel_link_or_cursor_pages_are_refused() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from asyncetl.connectors.http import HttpSource
 from asyncetl.connectors.http._client import HttpStatusError
 from asyncetl.core import (
     Batch,
+    Chunk,
     JsonFileCheckpointStore,
     ListSink,
     MemoryCheckpointStore,
@@ -28,6 +30,7 @@ from tests.connectors.http.api import (
     Api,
     collect,
     collect_until_error,
+    delay,
     ids,
     later,
     raw_body,
@@ -238,6 +241,36 @@ async def test_rate_limit_paces_requests_per_host() -> None:
     assert max(sum(1 for t in times if start <= t < start + 0.1) for start in times) <= 5
 
 
+async def test_cancelling_a_parallel_read_stops_every_fetch_in_flight_at_once() -> None:
+    api = Api(100)
+    for start in range(10, 100, 10):
+        api.fault(start, delay(1.0))  # every page but the first is slow
+    received: list[Chunk[Record]] = []
+    async with serve_api(api) as url:
+        src = source(url, max_concurrency=4)
+        await src.open()
+        started = time.monotonic()
+        try:
+            with anyio.move_on_after(0.3):
+                send, receive = anyio.create_memory_object_stream[Chunk[Record]](4)
+                async with anyio.create_task_group() as tg, receive:
+
+                    async def produce() -> None:
+                        async with send:
+                            await src.produce(None, send, max_chunk=1000)
+
+                    tg.start_soon(produce)
+                    async for chunk in receive:
+                        received.append(chunk)
+        finally:
+            await src.close()
+        elapsed = time.monotonic() - started
+    assert elapsed < 0.8  # the four slow fetches did not hold the cancellation up
+    assert ids(received) == list(range(1, 11))
+    assert sorted(int(hit.query["page"]) for hit in api.hits) == [1, 2, 3, 4, 5]
+    assert not src.client.is_open
+
+
 # -- kill and resume --------------------------------------------------------------------
 
 
@@ -322,6 +355,9 @@ async def test_a_failed_page_in_a_parallel_window_delivers_the_pages_before_it()
     assert ids(chunks) == list(range(1, 41))
     assert chunks[-1].position == {"page": 5, "skip": 0}
     assert ids(rest) == list(range(41, 81))
+    # No fetch started once page 5 failed, none ran more than three pages past it, and
+    # the second run fetched pages 5-8.
+    assert {int(hit.query["page"]) for hit in api.hits} == set(range(1, 9))
 
 
 async def test_a_failure_past_the_last_page_of_a_speculative_window_is_ignored() -> None:

@@ -1,0 +1,158 @@
+"""Pages fetched ahead in a sliding window and sent in order, for ``HttpSource.produce``.
+
+Up to ``size`` fetches are in flight at once. When the oldest page arrives the
+walk takes it and its chunks are sent; the next fetch starts as soon as they
+are, so requests keep flowing while records are handed on, and at most
+``size`` pages are ever fetched but not yet sent. (An async generator cannot do
+this: it must not hold a task group across a ``yield``, so it could only fetch
+in windows and stop between them.)
+
+The fetches run in ``size`` workers of the window's own task group, which take
+queued fetches from a deque and sleep on an event when there are none: a task
+per fetch, or a memory stream to hand fetches over, costs two to four times as
+much per page as waking a worker.
+
+A failed fetch cancels the fetches after it, which could not be delivered
+anyway, and no new one starts; the pages before it are still sent, and the
+failure is raised when the walk reaches it. A failure past the walk's last page
+(a speculative fetch, when the total is unknown) is ignored.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import ObjectSendStream
+
+from asyncetl.connectors.http._walk import Record, Walk
+from asyncetl.connectors.http.pagination import Page, PageState
+from asyncetl.core.batch import Chunk
+from asyncetl.core.errors import PermanentError
+
+__all__ = ["Fetch", "SlidingWindow"]
+
+#: Fetches the page at a state, with the walk's extra query parameters.
+Fetch = Callable[[PageState, dict[str, str]], Awaitable[Page]]
+
+
+class _Slot:
+    """One fetch in flight, in its place in line."""
+
+    __slots__ = ("done", "result", "scope", "state")
+
+    def __init__(self, state: PageState) -> None:
+        self.state = state
+        self.scope = anyio.CancelScope()
+        self.done = anyio.Event()
+        self.result: Page | Exception | None = None  # None: cancelled
+
+
+class SlidingWindow:
+    """Up to ``size`` page fetches in flight; their pages taken by ``walk`` and sent in order.
+
+    :param fetch: fetches one page; a failure it raises ends the walk when reached.
+    :param walk: where the read stands; it decides which states are worth fetching.
+    :param size: fetches in flight at most, and pages held unsent at most.
+    """
+
+    def __init__(self, fetch: Fetch, walk: Walk, size: int) -> None:
+        self.fetch = fetch
+        self.walk = walk
+        self.size = size
+        self._slots: deque[_Slot] = deque()  # in line, fetched or not, until taken
+        self._queued: deque[_Slot] = deque()  # not picked up by a worker yet
+        self._idle: list[anyio.Event] = []  # one per worker waiting for a slot
+        self._failed = False
+
+    async def run(self, send: ObjectSendStream[Chunk[Record]], max_chunk: int) -> None:
+        """Send the chunks of every page of the walk into ``send``, in order.
+
+        :raises Exception: the failure of the first page the walk could not do
+            without, or what taking a page raised.
+        """
+        error: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.size):
+                tg.start_soon(self._work)
+            try:
+                await self._deliver(send, max_chunk)
+            except Exception as exc:  # re-raised below by itself, not as a group of one
+                error = exc
+            tg.cancel_scope.cancel()  # idle workers, and fetches past the end if any are left
+        if error is not None:
+            raise error
+
+    async def _deliver(self, send: ObjectSendStream[Chunk[Record]], max_chunk: int) -> None:
+        walk, slots = self.walk, self._slots
+        last: Page | None = None
+        while not walk.done:
+            self._launch()
+            head = slots.popleft()
+            if not head.done.is_set():
+                await head.done.wait()
+            if not isinstance(head.result, Page):
+                # Only a failure before the head cancels it, and that was raised already.
+                assert head.result is not None
+                raise head.result
+            last = head.result
+            for chunk in walk.take(last, max_chunk):
+                await send.send(chunk)
+        assert last is not None
+        await self._check_rest(last)
+
+    def _launch(self) -> None:
+        """Queue fetches until ``size`` are in flight or the walk wants no more yet."""
+        if self._failed:
+            return
+        # The slots hold the walk's next states in order: the first len(slots) states
+        # of its window are being fetched already.
+        for state in self.walk.window(self.size, start=len(self._slots)):
+            slot = _Slot(state)
+            self._slots.append(slot)
+            self._queued.append(slot)
+            if self._idle:
+                self._idle.pop().set()
+
+    async def _work(self) -> None:
+        # A worker done with a fetch takes the next queued one at once; only when
+        # there is none does it wait, until _launch wakes it. Another worker may
+        # have taken the slot by the time it runs: then it waits again.
+        while True:
+            if not self._queued:
+                wake = anyio.Event()
+                self._idle.append(wake)
+                await wake.wait()
+                continue
+            slot = self._queued.popleft()
+            try:
+                with slot.scope:
+                    slot.result = await self.fetch(slot.state, self.walk.extra)
+            except Exception as exc:
+                slot.result = exc
+                self._cancel_after(slot)
+            finally:
+                slot.done.set()
+
+    def _cancel_after(self, failed: _Slot) -> None:
+        self._failed = True
+        slots = list(self._slots)
+        # The head is out of line while it is awaited: then every slot is after it.
+        start = slots.index(failed) + 1 if failed in slots else 0
+        for later in slots[start:]:
+            later.scope.cancel()
+
+    async def _check_rest(self, last: Page) -> None:
+        """Fail when a page fetched past the end holds records: the end was not the end."""
+        for slot in self._slots:
+            await slot.done.wait()
+            page = slot.result
+            if not isinstance(page, Page):
+                return  # failed or cancelled: past the end, so ignored
+            if page.items:
+                raise PermanentError(
+                    f"the page at {last.url} ended the pagination, yet the later page "
+                    f"{page.url} holds {len(page.items)} records; use pagination "
+                    "'until_empty' or a smaller page_size"
+                )
