@@ -187,7 +187,14 @@ class StageRunner:
                     if not open_batch:
                         open_batch = True
                         deadline = anyio.current_time() + max_age
-                    records.extend(chunk.records)
+                    if records:
+                        records.extend(chunk.records)
+                    else:  # the common case of a chunk per batch: take it without a copy
+                        records = (
+                            list(chunk.records)
+                            if type(chunk.records) is not list
+                            else chunk.records
+                        )
                     position = chunk.position
                     self._buffered = len(records) + 1
                     if len(records) < max_size:

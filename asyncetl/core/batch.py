@@ -33,6 +33,9 @@ class Chunk(Generic[T_co]):
 
     :param rejects: raw records the source could not decode; they go to the
         source's failure policy, never silently away.
+
+    Once sent, the chunk's ``records`` list belongs to the engine (it may become
+    the batch's list without a copy): a source must not change it afterwards.
     """
 
     records: Sequence[T_co]
