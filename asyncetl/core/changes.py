@@ -12,7 +12,8 @@ Operations use Debezium's letters::
 
 Values that the source did not send because they are unchanged out-of-line
 (TOAST) values are :data:`UNCHANGED`, never ``None``: a sink must leave those
-columns alone.
+columns alone. A ``json``/``jsonb`` value that is JSON ``null`` is
+:data:`JSON_NULL`, so that it stays apart from SQL ``NULL`` (``None``).
 
 :func:`encode_debezium` and :func:`decode_debezium` translate to and from the
 Debezium JSON envelope (``before``, ``after``, ``op``, ``source``, ``ts_ms``).
@@ -34,8 +35,10 @@ from asyncetl.core.batch import JsonValue
 from asyncetl.core.errors import ConfigError
 
 __all__ = [
+    "JSON_NULL",
     "UNCHANGED",
     "ChangeEvent",
+    "JsonNull",
     "Op",
     "Unchanged",
     "decode_debezium",
@@ -79,9 +82,38 @@ class Unchanged:
 UNCHANGED: Final = Unchanged()
 
 
-@dataclass(frozen=True, slots=True)
+class JsonNull:
+    """The type of :data:`JSON_NULL`: a json value that is JSON ``null``, not SQL ``NULL``."""
+
+    __slots__ = ()
+    _instance: JsonNull | None = None
+
+    def __new__(cls) -> JsonNull:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "JSON_NULL"
+
+    def __str__(self) -> str:
+        return "null"
+
+    def __reduce__(self) -> str:
+        return "JSON_NULL"
+
+
+#: A ``json``/``jsonb`` column holding JSON ``null`` (``None`` is SQL ``NULL``).
+JSON_NULL: Final = JsonNull()
+
+
+@dataclass(slots=True)
 class ChangeEvent:
     """One row-level change, or one row of an initial snapshot.
+
+    Treat it as immutable. (It is not frozen only because frozen dataclasses
+    are several times slower to create, and a CDC source makes hundreds of
+    thousands per second.)
 
     :param op: ``c``, ``u``, ``d``, ``r`` (snapshot read) or ``t`` (truncate).
     :param schema: the table's schema (namespace).
@@ -114,7 +146,7 @@ class ChangeEvent:
     columns: Mapping[str, str] | None = field(default=None, compare=False)
     key_columns: tuple[str, ...] = ()
     origin: str | None = None
-    options: Mapping[str, bool] = field(default_factory=dict)
+    options: Mapping[str, bool] | None = None
 
     @property
     def qualified_table(self) -> str:
@@ -144,7 +176,7 @@ class ChangeEvent:
             "columns": dict(self.columns) if self.columns is not None else None,
             "key_columns": list(self.key_columns),
             "origin": self.origin,
-            "options": dict(self.options),
+            "options": dict(self.options or {}),
         }
 
     @classmethod
@@ -163,7 +195,7 @@ class ChangeEvent:
         when = doc.get("commit_time")
         columns = doc.get("columns")
         return cls(
-            op=cast(Op, op),
+            op=op,
             schema=str(doc.get("schema", "")),
             table=str(doc.get("table", "")),
             key=_unjson_row(doc.get("key")),
@@ -173,10 +205,15 @@ class ChangeEvent:
             seq=int(cast(int, doc.get("seq") or 0)),
             commit_time=dt.datetime.fromisoformat(when) if isinstance(when, str) else None,
             xid=cast(int | None, doc.get("xid")),
-            columns={str(k): str(v) for k, v in columns.items()} if isinstance(columns, dict) else None,
+            columns={str(k): str(v) for k, v in columns.items()}
+            if isinstance(columns, dict)
+            else None,
             key_columns=tuple(str(c) for c in cast(list[str], doc.get("key_columns") or [])),
             origin=cast(str | None, doc.get("origin")),
-            options={str(k): bool(v) for k, v in _expect_dict(doc.get("options") or {}, "options").items()},
+            options={
+                str(k): bool(v)
+                for k, v in _expect_dict(doc.get("options") or {}, "options").items()
+            },
         )
 
 
@@ -189,11 +226,11 @@ def parse_lsn(text: str | int) -> int:
         return text
     high, sep, low = text.partition("/")
     try:
-        if not sep:
-            raise ValueError(text)
-        return (int(high, 16) << 32) | int(low, 16)
+        return (int(high, 16) << 32) | int(low, 16) if sep else int("not an lsn")
     except ValueError:
-        raise ConfigError(f"{text!r} is not an LSN; write it as two hex numbers like '0/16B3748'") from None
+        raise ConfigError(
+            f"{text!r} is not an LSN; write it as two hex numbers like '0/16B3748'"
+        ) from None
 
 
 def format_lsn(lsn: int) -> str:
@@ -204,7 +241,9 @@ def format_lsn(lsn: int) -> str:
 # -- Debezium --------------------------------------------------------------------
 
 
-def encode_debezium(event: ChangeEvent, *, connector: str = "postgresql", name: str = "asyncetl") -> dict[str, JsonValue]:
+def encode_debezium(
+    event: ChangeEvent, *, connector: str = "postgresql", name: str = "asyncetl"
+) -> dict[str, JsonValue]:
     """The Debezium JSON envelope (payload only, no schema) of ``event``.
 
     Timestamps become ISO strings, decimals strings, bytes base64, unchanged
@@ -256,7 +295,7 @@ def decode_debezium(message: bytes | str | Mapping[str, object]) -> ChangeEvent:
     ts_ms = source.get("ts_ms", doc.get("ts_ms"))
     lsn = source.get("lsn")
     return ChangeEvent(
-        op=cast(Op, op),
+        op=op,
         schema=str(source.get("schema", "")),
         table=str(source.get("table", "")),
         before=before,
@@ -264,7 +303,9 @@ def decode_debezium(message: bytes | str | Mapping[str, object]) -> ChangeEvent:
         lsn=_debezium_lsn(lsn),
         seq=_debezium_seq(source.get("sequence")),
         commit_time=(
-            dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC) if isinstance(ts_ms, int | float) else None
+            dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC)
+            if isinstance(ts_ms, int | float)
+            else None
         ),
         xid=source.get("txId") if isinstance(source.get("txId"), int) else None,  # type: ignore[arg-type]
     )
@@ -278,6 +319,8 @@ def _json_value(value: object) -> JsonValue:
         return value
     if value is UNCHANGED:
         return DEBEZIUM_UNAVAILABLE
+    if value is JSON_NULL:
+        return None
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal | uuid.UUID | dt.timedelta):

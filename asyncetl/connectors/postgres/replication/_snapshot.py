@@ -1,0 +1,170 @@
+"""The initial snapshot: existing rows of each table, read in keyset chunks.
+
+The rows are read in one ``REPEATABLE READ`` transaction, under the snapshot
+that creating the slot exported when there is one (so snapshot and stream meet
+exactly at the slot's consistent point), or under a fresh snapshot when
+resuming after a crash (the exported one died with its connection). A fresh
+snapshot is newer than the slot's position, so streaming from there replays
+changes the snapshot already saw; replaying them in order onto an upserting
+target leaves it exactly right.
+
+Tables are read in name order, each in primary-key order (``ctid`` order for
+tables without one). The position after a chunk names the table and the last
+key read, so a restart resumes with the next chunk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import asyncpg
+from asyncpg.transaction import Transaction
+
+from asyncetl.connectors.postgres._sql import quote_ident
+from asyncetl.connectors.postgres.replication._catalog import TableInfo
+from asyncetl.connectors.postgres.replication._values import Converter, converter
+from asyncetl.core.batch import JsonValue
+from asyncetl.core.changes import ChangeEvent
+from asyncetl.core.errors import ConfigError
+
+__all__ = ["SnapshotReader", "snapshot_progress"]
+
+_SNAPSHOT_NAME = re.compile(r"[0-9A-Fa-f-]+")
+
+
+def snapshot_progress(table: TableInfo | None, after: list[str] | None) -> JsonValue:
+    """The ``snapshot`` part of a position: the table being read and its last key read."""
+    if table is None:
+        return None
+    return {
+        "table": [table.schema, table.name],
+        "after": list(after) if after is not None else None,
+    }
+
+
+class SnapshotReader:
+    """Reads the snapshot chunk by chunk on one asyncpg connection.
+
+    :param tables: every table of the snapshot, in reading order.
+    :param start: ``(schema, table)`` to resume at and the last key read there.
+    :param exported: the name of the snapshot the slot exported, when it is still alive.
+    """
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        tables: Sequence[TableInfo],
+        *,
+        start: tuple[tuple[str, str], list[str] | None] | None = None,
+        exported: str | None = None,
+    ) -> None:
+        if exported is not None and not _SNAPSHOT_NAME.fullmatch(exported):
+            raise ConfigError(f"{exported!r} is not a snapshot name")
+        self._conn = conn
+        self._tables = list(tables)
+        self._exported = exported
+        self._after: list[str] | None = None
+        self._index = 0
+        self._transaction: Transaction | None = None
+        self.rows_read = 0
+        if start is not None:
+            names = [(t.schema, t.name) for t in self._tables]
+            where, after = start
+            self._index = next((i for i, n in enumerate(names) if n >= tuple(where)), len(names))
+            if self._index < len(names) and names[self._index] == tuple(where):
+                self._after = after
+
+    @property
+    def done(self) -> bool:
+        return self._index >= len(self._tables)
+
+    @property
+    def progress(self) -> JsonValue:
+        """The position's ``snapshot`` part for what was read so far; ``None`` when finished."""
+        if self.done:
+            return None
+        return snapshot_progress(self._tables[self._index], self._after)
+
+    async def next_rows(self, limit: int) -> list[ChangeEvent]:
+        """The next chunk of at most ``limit`` rows (possibly empty when a table ends)."""
+        if self._transaction is None:
+            await self._begin()
+        table = self._tables[self._index]
+        sql, args = _chunk_query(table, self._after, limit)
+        rows = await self._conn.fetch(sql, *args)
+        if len(rows) < limit:
+            self._index += 1
+            self._after = None
+        else:
+            width = len(table.key) or 1
+            self._after = [rows[-1][i] for i in range(width)]
+        self.rows_read += len(rows)
+        if self.done:
+            await self.finish()
+        return _events(table, rows)
+
+    async def finish(self) -> None:
+        """End the snapshot transaction (safe to call more than once)."""
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            await transaction.rollback()
+
+    async def _begin(self) -> None:
+        transaction = self._conn.transaction(isolation="repeatable_read", readonly=True)
+        await transaction.start()
+        self._transaction = transaction
+        if self._exported is not None:
+            # A snapshot name cannot be a bound parameter; it was checked against _SNAPSHOT_NAME.
+            await self._conn.execute(f"SET TRANSACTION SNAPSHOT '{self._exported}'")
+
+
+def _chunk_query(table: TableInfo, after: list[str] | None, limit: int) -> tuple[str, list[str]]:
+    """The SQL and arguments of one keyset chunk: key texts first, then every column as text."""
+    if table.key:
+        # Qualified: a bare name in ORDER BY would mean the ::text output column of that name.
+        order = [f"t.{quote_ident(k)}" for k in table.key]
+        cursor = [f"t.{quote_ident(k)}::text" for k in table.key]
+        casts = [f"${i + 1}::text::{table.sql_type(k)}" for i, k in enumerate(table.key)]
+    else:
+        order, cursor, casts = ["t.ctid"], ["t.ctid::text"], ["$1::text::tid"]
+    columns = ", ".join(f"t.{quote_ident(name)}::text" for name, _, _ in table.columns)
+    where = ""
+    args: list[str] = []
+    if after is not None:
+        where = f"WHERE ({', '.join(order)}) > ({', '.join(casts)})"
+        args = list(after)
+    sql = (
+        f"SELECT {', '.join(cursor)}, {columns} FROM {table.sql} AS t {where} "  # noqa: S608
+        f"ORDER BY {', '.join(order)} LIMIT {int(limit)}"
+    )
+    return sql, args
+
+
+def _events(table: TableInfo, rows: list[asyncpg.Record]) -> list[ChangeEvent]:
+    names = tuple(name for name, _, _ in table.columns)
+    converters: tuple[Converter, ...] = tuple(converter(oid) for _, oid, _ in table.columns)
+    types = {name: sql for name, _, sql in table.columns}
+    offset = len(table.key) or 1
+    key_index = [names.index(k) for k in table.key]
+    events = []
+    for row in rows:
+        values = [
+            None if text is None else convert(text.encode())
+            for convert, text in zip(converters, list(row)[offset:], strict=True)
+        ]
+        after = dict(zip(names, values, strict=True))
+        key = {names[i]: values[i] for i in key_index} if key_index else None
+        events.append(
+            ChangeEvent(
+                "r",
+                table.schema,
+                table.name,
+                key,
+                None,
+                after,
+                columns=types,
+                key_columns=table.key,
+            )
+        )
+    return events

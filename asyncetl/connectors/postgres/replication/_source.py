@@ -1,0 +1,417 @@
+"""CdcSource: a PostgreSQL table's changes, snapshot first, then streamed from a logical slot."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import anyio
+import asyncpg
+import structlog
+from anyio.abc import ObjectSendStream
+
+from asyncetl.connectors.postgres._connect import map_errors
+from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres.replication import _catalog as catalog
+from asyncetl.connectors.postgres.replication._protocol import (
+    ConnectParams,
+    ReplicationConnection,
+    lost_slot_message,
+    map_protocol_errors,
+)
+from asyncetl.connectors.postgres.replication._snapshot import SnapshotReader
+from asyncetl.connectors.postgres.replication._stream import ChangeStream, StreamPosition
+from asyncetl.core.batch import Chunk, JsonValue, Position
+from asyncetl.core.changes import ChangeEvent, format_lsn, parse_lsn
+from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.interfaces import Source
+from asyncetl.core.retry import RetryPolicy, retry_call
+
+__all__ = ["CdcSource"]
+
+_log = structlog.get_logger("asyncetl.cdc")
+_CONNECT_POLICY = RetryPolicy(max_tries=8, max_time=60.0, base_delay=0.2, max_delay=5.0)
+
+
+class CdcSource(Source[ChangeEvent]):
+    """Changes of PostgreSQL tables from a logical replication slot (pgoutput).
+
+    With ``snapshot = "initial"`` a fresh start creates the slot with an exported
+    snapshot, reads every existing row under it (``op = "r"``), then streams
+    from the slot's consistent point: no gap, no lock. Records are
+    :class:`~asyncetl.core.changes.ChangeEvent`. The position is the end LSN of
+    the last complete transaction (plus progress inside an open transaction, or
+    snapshot progress while snapshotting); :meth:`acknowledge` is what confirms
+    it to the server, so the slot never moves past what the sink stored.
+
+    One process consumes a slot at a time: the others wait on an advisory lock
+    as standbys and take over within ``standby_poll`` seconds of its end.
+
+    :param dsn: ``postgresql://`` DSN of the source database; ``sslmode`` in its query.
+    :param slot: the logical replication slot (lower-case letters, digits, underscores).
+    :param publication: the publication whose tables are streamed.
+    :param tables: tables to publish, snapshot and keep (``schema.table``; a list, or
+        one comma-separated string as ``${TABLES}`` gives); all of the
+        publication's when omitted or empty.
+    :param create_slot: create the slot when it does not exist.
+    :param create_publication: create the publication when it does not exist
+        (``FOR TABLE`` the ``tables``, or ``FOR ALL TABLES``).
+    :param snapshot: ``initial`` reads existing rows first; ``never`` only streams.
+    :param name: the source's name (part of the checkpoint key).
+    :param status_interval: seconds between standby status updates (keep well
+        under the server's ``wal_sender_timeout``).
+    :param heartbeat_interval: seconds between empty chunks that move the
+        position of a slot whose tables are idle while the server's WAL moves on.
+    :param metrics_interval: seconds between lag measurements (logged and in :attr:`metrics`).
+    :param standby_poll: seconds between a standby's attempts to take over.
+    :param reconnect_max_time: seconds to keep reconnecting after the connection drops.
+    :raises ConfigError: for an invalid slot name, snapshot mode or interval.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        slot: str,
+        publication: str,
+        tables: list[str] | str | None = None,
+        create_slot: bool = True,
+        create_publication: bool = True,
+        snapshot: Literal["initial", "never"] = "initial",
+        name: str = "cdc",
+        status_interval: float = 10.0,
+        heartbeat_interval: float = 60.0,
+        metrics_interval: float = 30.0,
+        standby_poll: float = 1.0,
+        reconnect_max_time: float = 300.0,
+    ) -> None:
+        self.params = ConnectParams.from_dsn(dsn, application_name=f"asyncetl:{name}")
+        self.dsn = self.params.dsn
+        self.slot = catalog.check_slot_name(slot)
+        if not publication:
+            raise ConfigError("publication must be a non-empty name", key="publication")
+        if snapshot not in ("initial", "never"):
+            raise ConfigError(
+                f"snapshot must be 'initial' or 'never', not {snapshot!r}", key="snapshot"
+            )
+        for key, value in (
+            ("status_interval", status_interval),
+            ("heartbeat_interval", heartbeat_interval),
+            ("metrics_interval", metrics_interval),
+            ("standby_poll", standby_poll),
+            ("reconnect_max_time", reconnect_max_time),
+        ):
+            if not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"must be a positive number of seconds, not {value!r}", key=key)
+        self.publication = publication
+        names = [t.strip() for t in tables.split(",")] if isinstance(tables, str) else tables
+        names = [t for t in names if t] if names is not None else None
+        self.tables = [TableName.parse(t) for t in names] if names else None
+        self.create_slot = create_slot
+        self.create_publication = create_publication
+        self.snapshot = snapshot
+        self.name = name
+        self.status_interval = float(status_interval)
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.metrics_interval = float(metrics_interval)
+        self.standby_poll = float(standby_poll)
+        self.reconnect = RetryPolicy(
+            max_tries=1_000_000, max_time=reconnect_max_time, base_delay=0.2, max_delay=10.0
+        )
+        #: Lag and slot health, refreshed every ``metrics_interval`` seconds while streaming.
+        self.metrics: dict[str, object] = {}
+        self._meta: asyncpg.Connection | None = None
+        self._snapshot_conn: asyncpg.Connection | None = None
+        self._snapshot: SnapshotReader | None = None
+        self._stream: ChangeStream | None = None
+        self._lsn = 0
+        self._next_metrics = 0.0
+
+    # -- Source API --------------------------------------------------------------------------
+
+    async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[ChangeEvent]]:
+        """Snapshot (when due) then stream, starting strictly after ``after``.
+
+        :raises PermanentError: for a missing or lost slot, a missing publication or table.
+        :raises TransientError: when the server stayed unreachable past the reconnect policy.
+        """
+        await self._prepare(after)
+        while True:
+            yield await self._next_chunk(max_chunk)
+
+    async def produce(
+        self, after: Position, send: ObjectSendStream[Chunk[ChangeEvent]], *, max_chunk: int
+    ) -> None:
+        """What :meth:`read` yields, sent into ``send``, with a status-update timer beside it.
+
+        The timer keeps standby status updates flowing while a full pipeline
+        holds the reader back, so a slow sink does not make the walsender time out.
+
+        :raises PermanentError: for a missing or lost slot, a missing publication or table.
+        :raises TransientError: when the server stayed unreachable past the reconnect policy.
+        """
+        try:
+            async with anyio.create_task_group() as tg:
+                await self._prepare(after)
+                tg.start_soon(self._status_timer)
+                while True:
+                    await send.send(await self._next_chunk(max_chunk))
+        except BaseExceptionGroup as group:
+            raise _only(group) from None
+
+    async def acknowledge(self, position: Position) -> None:
+        """Confirm to the server everything up to ``position``'s last complete transaction."""
+        if self._stream is not None and isinstance(position, dict) and "lsn" in position:
+            await self._stream.acknowledge(parse_lsn(str(position["lsn"])))
+
+    async def _next_chunk(self, max_chunk: int) -> Chunk[ChangeEvent]:
+        if self._snapshot is not None:
+            return await self._snapshot_chunk(max_chunk)
+        assert self._stream is not None
+        return await self._stream.next_chunk(max_chunk)
+
+    async def _status_timer(self) -> None:
+        while True:
+            await anyio.sleep(self.status_interval / 2)
+            if self._stream is not None:
+                await self._stream.keep_alive()
+
+    def decode(self, raw: JsonValue) -> ChangeEvent:
+        """A dead-lettered change event back as a :class:`ChangeEvent`."""
+        return ChangeEvent.from_json(raw)
+
+    async def close(self) -> None:
+        """Close the replication and catalog connections (which releases the consumer lock)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                await stream.aclose()
+            await self._end_snapshot()
+            meta, self._meta = self._meta, None
+            if meta is not None:
+                await _close_quietly(meta)
+
+    # -- start -------------------------------------------------------------------------------
+
+    async def _prepare(self, after: Position) -> None:
+        start = _parse_position(after)
+        self._meta = await retry_call(
+            self._connect_meta, policy=_CONNECT_POLICY, what=f"connect to {self.dsn}"
+        )
+        await self._take_over()
+        with map_errors(self.dsn, f"preparing slot {self.slot!r}"):
+            tables = (
+                await catalog.resolve_tables(self._meta, [str(t) for t in self.tables])
+                if self.tables is not None
+                else None
+            )
+            published = await catalog.ensure_publication(
+                self._meta, self.publication, tables, create=self.create_publication
+            )
+            slot = await catalog.slot_info(self._meta, self.slot)
+        keep = tables if tables is not None else published
+        conn: ReplicationConnection | None = None
+        exported: str | None = None
+        if slot is None:
+            if start is not None:
+                raise PermanentError(
+                    f"replication slot {self.slot!r} no longer exists but the checkpoint is at "
+                    f"{after!r}; changes since then are lost: drop the checkpoint and run again "
+                    "to re-create the slot and re-snapshot"
+                )
+            conn, lsn, exported = await self._create_slot()
+            start = {"lsn": format_lsn(lsn), "snapshot": None}
+            if self.snapshot == "initial":
+                start["snapshot"] = {"table": None, "after": None}
+        else:
+            self._check_slot(slot)
+            if start is None:
+                start = {"lsn": format_lsn(slot.confirmed_flush or 0), "snapshot": None}
+                if self.snapshot == "initial":
+                    start["snapshot"] = {"table": None, "after": None}
+        self._lsn = parse_lsn(str(start["lsn"]))
+        # The stream owns the replication connection from here on (close() closes it),
+        # though it only starts streaming once the snapshot is read.
+        self._stream = ChangeStream(
+            self.params,
+            slot=self.slot,
+            publication=self.publication,
+            start=StreamPosition.parse(start),
+            conn=conn,
+            tables={(t.schema or "public", t.name) for t in keep}
+            if self.tables is not None
+            else None,
+            status_interval=self.status_interval,
+            heartbeat_interval=self.heartbeat_interval,
+            reconnect=self.reconnect,
+            on_status=self._refresh_metrics,
+        )
+        if isinstance(start.get("snapshot"), dict):
+            await self._begin_snapshot(keep, start["snapshot"], exported)  # type: ignore[arg-type]
+
+    async def _connect_meta(self) -> asyncpg.Connection:
+        return await catalog.connect(self.dsn, f"connecting for slot {self.slot!r}")
+
+    async def _take_over(self) -> None:
+        """Become the slot's one consumer, waiting as a standby while another process is."""
+        assert self._meta is not None
+        waiting = False
+        while True:
+            with map_errors(self.dsn, f"locking slot {self.slot!r}"):
+                if await catalog.try_lock(self._meta, self.slot):
+                    break
+            if not waiting:
+                _log.info("standby: another process consumes the slot; waiting", slot=self.slot)
+                waiting = True
+            await anyio.sleep(self.standby_poll)
+        if waiting:
+            _log.info("taking over the slot", slot=self.slot)
+
+    async def _create_slot(self) -> tuple[ReplicationConnection, int, str | None]:
+        if not self.create_slot:
+            raise PermanentError(
+                f"replication slot {self.slot!r} does not exist on {self.dsn.where}; "
+                "create it or set create_slot = true"
+            )
+        export = "EXPORT_SNAPSHOT" if self.snapshot == "initial" else "NOEXPORT_SNAPSHOT"
+        with map_protocol_errors(self.dsn, f"creating replication slot {self.slot!r}"):
+            conn = await ReplicationConnection.connect(self.params)
+            try:
+                rows = await conn.command(
+                    f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput {export}"
+                )
+            except BaseException:
+                await conn.aclose()
+                raise
+        lsn = parse_lsn(str(rows[0][1]))
+        _log.info("created replication slot", slot=self.slot, consistent_point=rows[0][1])
+        return conn, lsn, rows[0][2]
+
+    def _check_slot(self, slot: catalog.SlotInfo) -> None:
+        if slot.wal_status == "lost":
+            raise PermanentError(
+                lost_slot_message(self.dsn, f"slot {self.slot!r} has wal_status = lost")
+            )
+        if slot.plugin != "pgoutput" or slot.database != self.dsn.database:
+            raise PermanentError(
+                f"replication slot {self.slot!r} belongs to database {slot.database!r} with plugin "
+                f"{slot.plugin!r}; asyncetl needs a pgoutput slot of database "
+                f"{self.dsn.database!r}: use another slot name"
+            )
+
+    # -- snapshot ----------------------------------------------------------------------------
+
+    async def _begin_snapshot(
+        self, tables: list[TableName], progress: dict[str, object], exported: str | None
+    ) -> None:
+        assert self._meta is not None
+        with map_errors(self.dsn, "reading the tables to snapshot"):
+            infos = [await catalog.table_info(self._meta, t) for t in tables]
+        infos.sort(key=lambda t: (t.schema, t.name))
+        where = progress.get("table")
+        start = None
+        if isinstance(where, list) and len(where) == 2:
+            after = progress.get("after")
+            start = (
+                (str(where[0]), str(where[1])),
+                [str(a) for a in after] if isinstance(after, list) else None,
+            )
+        self._snapshot_conn = await retry_call(
+            self._connect_meta, policy=_CONNECT_POLICY, what=f"connect to {self.dsn}"
+        )
+        self._snapshot = SnapshotReader(self._snapshot_conn, infos, start=start, exported=exported)
+        _log.info(
+            "snapshot",
+            slot=self.slot,
+            tables=[t.qualified for t in infos],
+            exported_snapshot=exported is not None,
+            resume_at=start,
+        )
+
+    async def _snapshot_chunk(self, max_chunk: int) -> Chunk[ChangeEvent]:
+        assert self._snapshot is not None
+        with map_errors(self.dsn, "reading the snapshot"):
+            events = await self._snapshot.next_rows(max_chunk)
+        progress = self._snapshot.progress
+        if progress is None:
+            _log.info("snapshot done", slot=self.slot, rows=self._snapshot.rows_read)
+            await self._end_snapshot()
+            return Chunk(events, {"lsn": format_lsn(self._lsn)})
+        return Chunk(events, {"lsn": format_lsn(self._lsn), "snapshot": progress})
+
+    async def _end_snapshot(self) -> None:
+        reader, self._snapshot = self._snapshot, None
+        conn, self._snapshot_conn = self._snapshot_conn, None
+        if conn is not None:
+            if reader is not None:
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await reader.finish()
+            await _close_quietly(conn)
+
+    # -- metrics -----------------------------------------------------------------------------
+
+    async def _refresh_metrics(self) -> None:
+        if self._meta is None or time.monotonic() < self._next_metrics:
+            return
+        self._next_metrics = time.monotonic() + self.metrics_interval
+        try:
+            with map_errors(self.dsn, f"measuring the lag of slot {self.slot!r}"):
+                slot = await catalog.slot_info(self._meta, self.slot)
+        except TransientError as exc:
+            _log.warning("cannot measure replication lag", slot=self.slot, error=str(exc))
+            return
+        if slot is None:
+            raise PermanentError(
+                f"replication slot {self.slot!r} was dropped while streaming; "
+                "re-create it and re-snapshot"
+            )
+        self._check_slot(slot)
+        stream = self._stream
+        lag_s = None
+        if stream is not None and stream.last_commit_time is not None and slot.lag_bytes:
+            lag_s = round(time.time() - stream.last_commit_time, 3)
+        self.metrics = {
+            "slot": self.slot,
+            "lag_bytes": slot.lag_bytes,
+            "restart_lag_bytes": slot.restart_lag_bytes,
+            "wal_status": slot.wal_status,
+            "confirmed_flush_lsn": _fmt(slot.confirmed_flush),
+            "lag_seconds": lag_s,
+        }
+        _log.info("cdc lag", **self.metrics)
+
+
+def _only(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a task group failed with (the timer never fails), or the group itself."""
+    leaves = [exc for exc in _leaves(group) if not isinstance(exc, anyio.get_cancelled_exc_class())]
+    return leaves[0] if len(leaves) == 1 else group
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _parse_position(after: Position) -> dict[str, object] | None:
+    if after is None:
+        return None
+    if isinstance(after, dict) and isinstance(after.get("lsn"), str):
+        parse_lsn(after["lsn"])  # type: ignore[arg-type]
+        return dict(after)
+    raise ConfigError(
+        f"{after!r} is not a CDC position; expected an object with an 'lsn'", key="position"
+    )
+
+
+def _fmt(lsn: int | None) -> str | None:
+    return format_lsn(lsn) if lsn is not None else None
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.close(timeout=5)
+    except Exception:
+        conn.terminate()

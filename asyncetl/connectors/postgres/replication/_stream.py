@@ -1,0 +1,371 @@
+"""The change stream of one slot: pgoutput over a replication connection, as chunks.
+
+Positions are transaction-safe. Between transactions the position is the end
+LSN of the last commit read (``{"lsn": "X/Y"}``); inside a transaction it stays
+there and also counts the changes of the open transaction already emitted
+(``{"lsn": …, "tx": commit LSN, "n": count}``), so a resume starts at the last
+complete commit and skips exactly those changes. Only the ``lsn`` part is ever
+confirmed to the server, and only once acknowledged (:meth:`ChangeStream.acknowledge`).
+
+The stream reads the socket only when asked for the next chunk, so a full
+pipeline queue stops the reading and TCP pushes back on the walsender: memory
+stays flat however large a transaction is.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Awaitable, Callable, Collection
+
+import anyio
+import structlog
+
+from asyncetl.connectors.postgres._sql import quote_ident
+from asyncetl.connectors.postgres.replication._pgoutput import (
+    Begin,
+    Commit,
+    PgOutputDecoder,
+)
+from asyncetl.connectors.postgres.replication._protocol import (
+    ConnectParams,
+    ReplicationConnection,
+    map_protocol_errors,
+    parse_error,
+    parse_keepalive,
+)
+from asyncetl.core.batch import Chunk, Position
+from asyncetl.core.changes import ChangeEvent, format_lsn, parse_lsn
+from asyncetl.core.errors import TransientError
+from asyncetl.core.retry import RetryPolicy, retry_call
+
+__all__ = ["ChangeStream", "StreamPosition"]
+
+_log = structlog.get_logger("asyncetl.cdc")
+_XLOGDATA = 119  # w
+_KEEPALIVE = 107  # k
+_COPY_DATA = 100  # d
+_COPY_DONE = 99  # c
+_ERROR = 69  # E
+_I32 = struct.Struct("!i").unpack_from
+
+
+class StreamPosition:
+    """Where the stream stands: the last complete commit, and progress in an open transaction."""
+
+    __slots__ = ("lsn", "n", "tx")
+
+    def __init__(self, lsn: int, tx: int | None = None, n: int = 0) -> None:
+        self.lsn = lsn
+        self.tx = tx
+        self.n = n
+
+    @classmethod
+    def parse(cls, position: dict[str, object]) -> StreamPosition:
+        tx = position.get("tx")
+        return cls(
+            parse_lsn(str(position["lsn"])),
+            parse_lsn(str(tx)) if tx is not None else None,
+            int(position.get("n", 0)),  # type: ignore[call-overload]
+        )
+
+    def dump(self) -> dict[str, Position]:
+        if self.tx is None:
+            return {"lsn": format_lsn(self.lsn)}
+        return {"lsn": format_lsn(self.lsn), "tx": format_lsn(self.tx), "n": self.n}
+
+
+class ChangeStream:
+    """Streams one slot from a position; reconnects with backoff when the connection drops.
+
+    :param conn: an open replication connection to start on (the one that created
+        the slot), or ``None`` to connect.
+    :param tables: ``(schema, table)`` pairs to keep; ``None`` keeps every published table.
+    :param on_status: called after each status update is sent, for metrics.
+    """
+
+    def __init__(
+        self,
+        params: ConnectParams,
+        *,
+        slot: str,
+        publication: str,
+        start: StreamPosition,
+        conn: ReplicationConnection | None,
+        tables: Collection[tuple[str, str]] | None,
+        status_interval: float,
+        heartbeat_interval: float,
+        reconnect: RetryPolicy,
+        on_status: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._params = params
+        self._slot = slot
+        self._publication = publication
+        self._conn = conn
+        self._tables = set(tables) if tables is not None else None
+        self._status_interval = status_interval
+        self._heartbeat_interval = heartbeat_interval
+        self._reconnect = reconnect
+        self._on_status = on_status
+        self.position = StreamPosition(start.lsn)
+        self._skip: tuple[int, int] | None = (start.tx, start.n) if start.tx is not None else None
+        self._to_skip = 0
+        self.acked = start.lsn
+        self.received = start.lsn
+        self._decoder = PgOutputDecoder()
+        self._data = b""  # received bytes; messages from _offset on are not processed yet
+        self._offset = 0
+        self._next_status = 0.0
+        self._emitted_lsn = start.lsn
+        self._emitted_open = False
+        self._last_emit = time.monotonic()
+        self.last_commit_time: float | None = None
+        self._where = f"streaming slot {slot!r}"
+
+    # -- public -------------------------------------------------------------------------------
+
+    async def next_chunk(self, max_chunk: int) -> Chunk[ChangeEvent]:
+        """The next changes, at most ``max_chunk``; an empty chunk as an idle heartbeat.
+
+        Returns as soon as it has anything rather than waiting to fill the chunk.
+
+        :raises TransientError: when reconnecting failed for longer than the reconnect policy
+            allows.
+        :raises PermanentError: when the server refuses to stream the slot.
+        """
+        events: list[ChangeEvent] = []
+        while True:
+            try:
+                with map_protocol_errors(self._params.dsn, self._where):
+                    complete = self._process(events, max_chunk)
+            except TransientError as exc:  # an ErrorResponse such as a terminated walsender
+                await self._lost(exc)
+                complete = True
+            if not complete or len(events) >= max_chunk:
+                return self._chunk(events)
+            if events or self._closed_since_emit() or self._heartbeat_due():
+                return self._chunk(events)
+            await self._fill()
+
+    async def acknowledge(self, lsn: int) -> None:
+        """Everything up to commit end ``lsn`` is durable downstream: report it as flushed."""
+        if lsn <= self.acked:
+            return
+        self.acked = lsn
+        conn = self._conn
+        if conn is not None and conn.streaming:
+            try:
+                with map_protocol_errors(self._params.dsn, self._where):
+                    await conn.send_status(self.received, self.acked, self.acked)
+            except TransientError as exc:
+                # The read loop will notice too and reconnect; the next status carries this ack.
+                _log.info("standby status not sent", slot=self._slot, error=str(exc))
+
+    async def keep_alive(self) -> None:
+        """Send a standby status update if one is due and the reader is not sending it.
+
+        For a timer task: while a full pipeline holds the reader back, this keeps
+        the walsender from timing the connection out.
+        """
+        conn = self._conn
+        if conn is None or not conn.streaming or time.monotonic() < self._next_status:
+            return
+        try:
+            with map_protocol_errors(self._params.dsn, self._where):
+                await conn.send_status(self.received, self.acked, self.acked)
+        except TransientError as exc:  # the reader notices too, and reconnects
+            _log.info("standby status not sent", slot=self._slot, error=str(exc))
+            return
+        self._next_status = time.monotonic() + self._status_interval
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.aclose()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _chunk(self, events: list[ChangeEvent]) -> Chunk[ChangeEvent]:
+        self._emitted_lsn = self.position.lsn
+        self._emitted_open = self.position.tx is not None
+        self._last_emit = time.monotonic()
+        return Chunk(events, self.position.dump())
+
+    def _closed_since_emit(self) -> bool:
+        """The last chunk ended inside a transaction that has committed since: say so now."""
+        return self._emitted_open and self.position.tx is None
+
+    def _heartbeat_due(self) -> bool:
+        return (
+            self.position.tx is None
+            and self.position.lsn > self._emitted_lsn
+            and time.monotonic() - self._last_emit >= self._heartbeat_interval
+        )
+
+    async def _fill(self) -> None:
+        """Receive the next frames, sending status updates on time; reconnect if the link drops."""
+        while True:
+            try:
+                if self._conn is None or not self._conn.streaming:
+                    await self._start()
+                if await self._receive_until_status_due():
+                    return
+                await self._send_status(reply=True)
+            except TransientError as exc:
+                await self._lost(exc)
+
+    async def _lost(self, exc: TransientError) -> None:
+        _log.warning(
+            "replication connection lost; reconnecting",
+            slot=self._slot,
+            error=str(exc),
+            resume_at=self.position.dump(),
+        )
+        self._data, self._offset = b"", 0
+        await self.aclose()
+
+    async def _receive_until_status_due(self) -> bool:
+        assert self._conn is not None
+        wait = self._next_status - time.monotonic()
+        data: bytes | None = None
+        with map_protocol_errors(self._params.dsn, self._where):
+            with anyio.move_on_after(max(wait, 0.0)):
+                data = await self._conn.receive_bytes()
+        if data is None:
+            return False
+        rest = self._data[self._offset :]
+        self._data, self._offset = (rest + data if rest else data), 0
+        return True
+
+    async def _start(self) -> None:
+        """(Re)connect and START_REPLICATION at the last complete commit."""
+        if self.position.tx is not None:
+            self._skip = (self.position.tx, self.position.n)
+            self.position = StreamPosition(self.position.lsn)
+        self._decoder = PgOutputDecoder()
+        self._data, self._offset = b"", 0
+        conn, self._conn = self._conn, None
+        options = {"proto_version": "1", "publication_names": quote_ident(self._publication)}
+
+        async def start() -> ReplicationConnection:
+            nonlocal conn
+            if conn is None:
+                with map_protocol_errors(
+                    self._params.dsn, f"connecting to stream slot {self._slot!r}"
+                ):
+                    conn = await ReplicationConnection.connect(self._params)
+            try:
+                with map_protocol_errors(
+                    self._params.dsn, f"starting replication from slot {self._slot!r}"
+                ):
+                    await conn.start_replication(self._slot, self.position.lsn, options)
+            except BaseException:
+                await conn.aclose()
+                conn = None
+                raise
+            return conn
+
+        self._conn = await retry_call(start, policy=self._reconnect, what=self._where)
+        self._next_status = time.monotonic() + self._status_interval
+        _log.info("streaming", slot=self._slot, start_lsn=format_lsn(self.position.lsn))
+
+    async def _send_status(self, *, reply: bool) -> None:
+        assert self._conn is not None
+        with map_protocol_errors(self._params.dsn, self._where):
+            await self._conn.send_status(self.received, self.acked, self.acked, reply=reply)
+        self._next_status = time.monotonic() + self._status_interval
+        if self._on_status is not None:
+            await self._on_status()
+
+    # -- decoding -----------------------------------------------------------------------------
+
+    def _process(self, events: list[ChangeEvent], max_chunk: int) -> bool:
+        """Decode received messages into ``events`` until it holds ``max_chunk``.
+
+        Returns whether every complete message received so far was processed.
+        Messages are decoded in place in the received bytes: a CopyData frame
+        (``d``) holds an XLogData header (``w``, 25 bytes) and one pgoutput message.
+
+        :raises ServerError: for an ErrorResponse.
+        """
+        data, pos, end = self._data, self._offset, len(self._data)
+        decoder = self._decoder
+        insert, update, delete = decoder.insert, decoder.update, decoder.delete
+        position = self.position
+        tables = self._tables
+        append = events.append
+        unpack = _I32
+        while len(events) < max_chunk:
+            if end - pos < 5:
+                break
+            stop = pos + 1 + unpack(data, pos + 1)[0]
+            if stop > end:
+                break
+            kind, body, pos = data[pos], pos + 5, stop
+            if kind != _COPY_DATA:
+                self._control(kind, data[body:stop])
+                continue
+            tag = data[body]
+            if tag == _XLOGDATA:
+                message = data[body + 25]
+                if message == 73:  # the hot path: Insert, Update, Delete
+                    event = insert(data, body + 26)
+                elif message == 85:
+                    event = update(data, body + 26)
+                elif message == 68:
+                    event = delete(data, body + 26)
+                else:
+                    self._other(decoder.decode(data[body + 25 : stop]), events, position)
+                    continue
+                position.n += 1
+                if self._to_skip:
+                    self._to_skip -= 1
+                elif tables is None or (event.schema, event.table) in tables:
+                    append(event)
+            elif tag == _KEEPALIVE:
+                self._keepalive(data[body:stop])
+        self._offset = pos
+        return len(events) < max_chunk
+
+    def _control(self, kind: int, payload: bytes) -> None:
+        if kind == _ERROR:
+            raise parse_error(payload)
+        if kind == _COPY_DONE:
+            raise TransientError(f"the server ended streaming of slot {self._slot!r}")
+
+    def _other(self, message: object, events: list[ChangeEvent], position: StreamPosition) -> None:
+        if isinstance(message, Begin):
+            self._begin(message, position)
+        elif isinstance(message, Commit):
+            position.lsn, position.tx, position.n = message.end_lsn, None, 0
+            self.received = max(self.received, message.end_lsn)
+            self.last_commit_time = message.commit_time.timestamp()
+        elif isinstance(message, list):
+            for event in message:
+                self._emit(event, events, position)
+
+    def _emit(
+        self, event: ChangeEvent, events: list[ChangeEvent], position: StreamPosition
+    ) -> None:
+        position.n += 1
+        if self._to_skip:
+            self._to_skip -= 1
+        elif self._tables is None or (event.schema, event.table) in self._tables:
+            events.append(event)
+
+    def _begin(self, begin: Begin, position: StreamPosition) -> None:
+        position.tx, position.n = begin.final_lsn, 0
+        skip, self._skip = self._skip, None
+        if skip is not None and skip[0] == begin.final_lsn:
+            self._to_skip = skip[1]
+
+    def _keepalive(self, payload: bytes) -> None:
+        keepalive = parse_keepalive(payload)
+        self.received = max(self.received, keepalive.wal_end)
+        position = self.position
+        if position.tx is None and keepalive.wal_end > position.lsn and self._skip is None:
+            # Nothing is open: everything before the server's WAL end has been read, so
+            # a restart from there loses nothing (the heartbeat that keeps idle slots moving).
+            position.lsn = keepalive.wal_end
+        if keepalive.reply:
+            self._next_status = 0.0  # answered by the next _fill

@@ -1,0 +1,284 @@
+"""CDC benchmark: pg_recvlogical vs asyncetl's CdcSource alone vs CdcSource → ApplySink.
+
+Workload (in a throwaway source database): --rows inserts, then --rows updates,
+then --rows deletes, in transactions of --txn rows, into
+``bench(id bigint primary key, name text, score float8, at timestamptz)``.
+Three slots are created before the workload, so each consumer reads the same
+slot contents:
+
+- ``pg_recvlogical --start -f /dev/null`` with pgoutput (a client that only reads);
+- asyncetl's CdcSource draining into a NullSink (changes/s, peak memory);
+- asyncetl end to end: CdcSource → ApplySink into a target database on the same
+  server, checkpoints in the target (changes/s, peak memory).
+
+Then one transaction of --big-txn inserts is drained by the source alone, to
+show that memory stays flat however large a transaction is.
+
+Each asyncetl run is a child process of this script, so its peak RSS is its own.
+
+    python benchmarks/pg_cdc.py [--rows 200000] [--txn 100000] [--big-txn 1000000]
+
+Needs PostgreSQL with wal_level = logical (``--server``, default
+``postgresql://postgres@127.0.0.1:5432``); everything it creates is dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import time
+from typing import Any
+
+import anyio
+import asyncpg
+import structlog
+
+CHILD = "--child"
+
+
+# -- child: one asyncetl consumer ---------------------------------------------------
+
+
+def child(args: list[str]) -> None:
+    mode, source_dsn, target_dsn, slot, publication, expected = args
+    from asyncetl.connectors.postgres import PostgresCheckpointStore
+    from asyncetl.connectors.postgres.apply import ApplySink
+    from asyncetl.connectors.postgres.replication import CdcSource
+    from asyncetl.core import NullSink, Pipeline
+    from asyncetl.core.batch import Batch
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    total = int(expected)
+    pipeline: Pipeline
+
+    class CountingNull(NullSink):
+        async def write(self, batch: Batch[object]) -> Any:
+            result = await super().write(batch)
+            if self.records >= total:
+                pipeline.stop()
+            return result
+
+    class CountingApply(ApplySink):
+        seen = 0
+
+        async def _apply(self, records: Any, checkpoint: Any) -> None:
+            await super()._apply(records, checkpoint)
+            self.seen += len(records)
+            if self.seen >= total:
+                pipeline.stop()
+
+    source = CdcSource(
+        source_dsn,
+        slot=slot,
+        publication=publication,
+        create_slot=False,
+        create_publication=False,
+        snapshot="never",
+    )
+    if mode == "source":
+        pipeline = Pipeline("bench", source, CountingNull(), max_batch_size=5000, queue_size=4)
+    else:
+        pipeline = Pipeline(
+            "bench",
+            source,
+            CountingApply(target_dsn, create=True),
+            checkpoints=PostgresCheckpointStore(target_dsn),
+            max_batch_size=5000,
+            queue_size=4,
+        )
+    started = time.perf_counter()
+    stats = anyio.run(pipeline.run)
+    elapsed = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"changes": stats.records_in, "seconds": elapsed, "peak_mb": peak_mb}))
+
+
+def run_child(
+    mode: str, source: str, target: str, slot: str, pub: str, expected: int
+) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, CHILD, mode, source, target, slot, pub, str(expected)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- parent --------------------------------------------------------------------------
+
+
+async def prepare(admin: str, source: str, slots: list[str], pub: str) -> None:
+    conn = await asyncpg.connect(source)
+    try:
+        await conn.execute(
+            "CREATE TABLE bench (id bigint PRIMARY KEY, name text, "
+            "score double precision, at timestamptz)"
+        )
+        await conn.execute(f'CREATE PUBLICATION "{pub}" FOR TABLE bench')
+        for slot in slots:
+            await conn.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slot)
+    finally:
+        await conn.close()
+
+
+async def workload(source: str, rows: int, txn: int) -> tuple[int, str]:
+    """Insert, update and delete ``rows`` rows in transactions of ``txn``; changes and end LSN."""
+    conn = await asyncpg.connect(source)
+    try:
+        for statement in (
+            "INSERT INTO bench SELECT g, 'name ' || g, g * 0.5, now() "
+            "FROM generate_series($1::bigint, $2::bigint) g",
+            "UPDATE bench SET score = score + 1, name = name || '!' WHERE id BETWEEN $1 AND $2",
+            "DELETE FROM bench WHERE id BETWEEN $1 AND $2",
+        ):
+            for start in range(1, rows + 1, txn):
+                await conn.execute(statement, start, min(start + txn - 1, rows))
+        end: str = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
+    finally:
+        await conn.close()
+    return 3 * rows, end
+
+
+def recvlogical(server: str, database: str, slot: str, pub: str, end: str) -> float:
+    host, port = server.rsplit("@", 1)[1].rsplit(":", 1) if "@" in server else ("127.0.0.1", "5432")
+    user = server.split("//", 1)[1].split("@", 1)[0] if "@" in server else "postgres"
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            "pg_recvlogical",
+            "-h",
+            host,
+            "-p",
+            port,
+            "-U",
+            user,
+            "-d",
+            database,
+            "-S",
+            slot,
+            "--start",
+            "-f",
+            "/dev/null",
+            "-o",
+            "proto_version=1",
+            "-o",
+            f"publication_names={pub}",
+            "-E",
+            end,
+            "--no-loop",
+        ],
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+async def drop(admin: str, databases: list[str]) -> None:
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE database = ANY($1::text[]) AND NOT active",
+            databases,
+        )
+        for name in databases:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def line(label: str, changes: int, seconds: float, peak_mb: float | None = None) -> float:
+    rate = changes / seconds
+    memory = f"  peak {peak_mb:6.1f} MB" if peak_mb is not None else ""
+    print(f"{label:<44} {changes:>9} changes {seconds:7.2f} s {rate:>10,.0f} changes/s{memory}")
+    return rate
+
+
+async def main(options: argparse.Namespace) -> None:
+    server = options.server.rstrip("/")
+    admin = f"{server}/postgres"
+    tag = secrets.token_hex(4)
+    src_db, dst_db = f"asyncetl_bench_cdc_src_{tag}", f"asyncetl_bench_cdc_dst_{tag}"
+    source, target = f"{server}/{src_db}", f"{server}/{dst_db}"
+    slots = [f"bench_{tag}_{name}" for name in ("recv", "source", "e2e", "big")]
+    pub = f"bench_{tag}"
+    conn = await asyncpg.connect(admin)
+    try:
+        level = await conn.fetchval("SHOW wal_level")
+        if level != "logical":
+            sys.exit(f"wal_level is {level}; set it to logical and restart PostgreSQL")
+        await conn.execute(f'CREATE DATABASE "{src_db}"')
+        await conn.execute(f'CREATE DATABASE "{dst_db}"')
+    finally:
+        await conn.close()
+    try:
+        await prepare(admin, source, slots[:3], pub)
+        print(
+            f"workload: {options.rows} inserts + updates + deletes in "
+            f"{options.txn}-row transactions"
+        )
+        started = time.perf_counter()
+        changes, end = await workload(source, options.rows, options.txn)
+        print(f"  written in {time.perf_counter() - started:.1f} s; WAL end {end}")
+        recv = line(
+            "pg_recvlogical --start -f /dev/null",
+            changes,
+            await anyio.to_thread.run_sync(recvlogical, server, src_db, slots[0], pub, end),
+        )
+        alone = run_child("source", source, target, slots[1], pub, changes)
+        rate_alone = line(
+            "asyncetl CdcSource → NullSink", changes, alone["seconds"], alone["peak_mb"]
+        )
+        e2e = run_child("e2e", source, target, slots[2], pub, changes)
+        rate_e2e = line(
+            "asyncetl CdcSource → ApplySink (PostgreSQL)", changes, e2e["seconds"], e2e["peak_mb"]
+        )
+        print(
+            f"source alone / pg_recvlogical: {rate_alone / recv:.2f}x   "
+            f"end to end / pg_recvlogical: {rate_e2e / recv:.2f}x"
+        )
+        if options.big_txn:
+            conn = await asyncpg.connect(source)
+            try:
+                await conn.execute("TRUNCATE bench")
+                await conn.execute(
+                    "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", slots[3]
+                )
+                await conn.execute(
+                    "INSERT INTO bench SELECT g, 'name ' || g, g, now() "
+                    "FROM generate_series(1, $1::bigint) g",
+                    options.big_txn,
+                )
+            finally:
+                await conn.close()
+            big = run_child("source", source, target, slots[3], pub, options.big_txn)
+            line(
+                f"one {options.big_txn}-row transaction, source alone",
+                options.big_txn,
+                big["seconds"],
+                big["peak_mb"],
+            )
+    finally:
+        await drop(admin, [src_db, dst_db])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == CHILD:
+        child(sys.argv[2:])
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("ASYNCETL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432"),
+    )
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--txn", type=int, default=100_000)
+    parser.add_argument("--big-txn", type=int, default=1_000_000)
+    anyio.run(main, parser.parse_args())

@@ -1,0 +1,103 @@
+"""``cdc status`` and ``cdc drop`` against a real slot."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import anyio
+import pytest
+
+from asyncetl.connectors.postgres.cdc_admin import cdc_drop, cdc_status
+from asyncetl.connectors.postgres.replication import CdcSource
+from asyncetl.core.changes import parse_lsn
+from asyncetl.core.errors import PermanentError
+from tests.connectors.postgres.cdc_support import (
+    cdc_db,
+    execute,
+    fetch,
+    fetchval,
+    random_name,
+    streaming,
+    take,
+    wait_for,
+)
+
+__all__ = ["cdc_db"]
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_status_then_drop(cdc_db: str) -> None:
+    await execute(cdc_db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2)")
+    slot, publication = random_name("slot"), random_name("pub")
+    assert await cdc_status(cdc_db, slot=slot, publication=publication) == {
+        "slot": slot,
+        "exists": False,
+        "checkpoint": None,
+        "snapshot": None,
+        "publication": {"name": publication, "exists": False, "tables": None},
+    }
+    source = CdcSource(cdc_db, slot=slot, publication=publication, tables=["t"])
+    try:
+        async with aclosing(source.read(None, max_chunk=1)) as chunks:  # type: ignore[type-var]
+            chunk = await chunks.__anext__()
+        assert chunk.position is not None
+        status = await cdc_status(
+            cdc_db, slot=slot, publication=publication, position=chunk.position
+        )
+        assert status["snapshot"] == {"table": ["public", "t"], "after": ["1"]}
+        assert status["publication"] == {
+            "name": publication,
+            "exists": True,
+            "tables": ["public.t"],
+        }
+        assert (status["exists"], status["active"], status["wal_status"]) == (
+            True,
+            False,
+            "reserved",
+        )
+        await execute(cdc_db, "INSERT INTO t SELECT generate_series(3, 1000)")
+        status = await cdc_status(cdc_db, slot=slot, publication=publication)
+        assert isinstance(status["lag_bytes"], int) and status["lag_bytes"] > 0
+        assert status["wal_retained_bytes"] >= status["lag_bytes"]  # type: ignore[operator]
+        assert (
+            parse_lsn(str(status["current_lsn"])) - parse_lsn(str(status["confirmed_flush_lsn"]))
+            == status["lag_bytes"]
+        )
+    finally:
+        await source.close()
+    assert await cdc_drop(cdc_db, slot=slot, publication=publication) == {
+        "slot_dropped": True,
+        "publication_dropped": True,
+    }
+    assert (
+        await fetch(cdc_db, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", slot) == []
+    )
+    assert await cdc_drop(cdc_db, slot=slot, publication=publication) == {
+        "slot_dropped": False,
+        "publication_dropped": False,
+    }
+
+
+async def test_drop_refuses_a_slot_in_use(cdc_db: str) -> None:
+    await execute(cdc_db, "CREATE TABLE t (id int PRIMARY KEY)")
+    slot, publication = random_name("slot"), random_name("pub")
+    source = CdcSource(cdc_db, slot=slot, publication=publication, tables=["t"], snapshot="never")
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take, source, 1)
+            await wait_for(
+                lambda: fetchval(
+                    cdc_db, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot
+                )
+            )
+            with pytest.raises(
+                PermanentError,
+                match=f"replication slot '{slot}' is in use by "
+                r"process \d+; stop the pipeline",
+            ):
+                await cdc_drop(cdc_db, slot=slot, publication=publication)
+            await wait_for(lambda: streaming(cdc_db, slot))
+            await execute(cdc_db, "INSERT INTO t VALUES (1)")
+    finally:
+        await source.close()
