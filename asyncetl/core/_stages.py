@@ -53,6 +53,10 @@ class StageRunner:
 
     # -- control -----------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def request_stop(self, *, immediate: bool) -> None:
         """First call: stop reading and drain. A second call, or ``immediate``: cancel now."""
         if immediate or self._stopping.is_set():
@@ -325,6 +329,7 @@ class StageRunner:
                 ) from exc
         self.stats.batches_committed += 1
         self.stats.position = position
+        self.stats.committed_at = time.monotonic()
         self.log.debug("committed", batch=batch.seq, records=len(batch.records), position=position)
         try:
             await p.source.acknowledge(position)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -48,6 +48,7 @@ class RunStats:
     position: Position = None
     started_at: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
+    committed_at: float | None = None  # monotonic time of the last commit
     stopped_early: bool = False
 
     @property
@@ -161,6 +162,18 @@ class Pipeline:
         # shield, this is where that cancellation reaches the caller.
         await anyio.lowlevel.checkpoint()
         return self.stats
+
+    @property
+    def state(self) -> Literal["idle", "running", "stopping"]:
+        """``running`` while :meth:`run` is reading, ``stopping`` while it drains."""
+        if self._runner is None:
+            return "idle"
+        return "stopping" if self._runner.stopping else "running"
+
+    @property
+    def in_flight_batches(self) -> int:
+        """Batches read but not yet acknowledged by the sink."""
+        return self._runner.watermark.pending if self._runner is not None else 0
 
     def stop(self, *, immediate: bool = False) -> None:
         """Stop reading and drain in-flight batches; ``immediate`` cancels at once.
