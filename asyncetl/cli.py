@@ -14,27 +14,33 @@ the grace period ran out). Failures print one
 from __future__ import annotations
 
 import argparse
-import signal
+import functools
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import anyio
 import orjson
 import structlog
-from anyio.abc import TaskStatus
 
 from asyncetl import AsyncetlError, ConfigError, DeadLetter, JsonValue, Pipeline, RunStats
 from asyncetl.cli_backfill import add_commands
-from asyncetl.observe import LOG_LEVELS, configure_logging
+from asyncetl.cli_common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    logging_options,
+    on_signals,
+    positive_int,
+    positive_seconds,
+)
+from asyncetl.observe import configure_logging
 from asyncetl.replay import ReplayResult, replay_dead_letters
 from asyncetl.spec import load_pipeline, logging_settings
 
 __all__ = ["main"]
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 _log = structlog.get_logger("asyncetl.cli")
 
@@ -66,23 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, parents=[logging_options()])
     common.add_argument(
         "spec",
         metavar="SPEC",
         help="a TOML spec file, or module:attribute naming a Pipeline or a function returning one",
-    )
-    common.add_argument(
-        "--log-format",
-        choices=("console", "json"),
-        help="log lines for people (console) or machines (json); "
-        "default: the spec's [logging] format, else console",
-    )
-    common.add_argument(
-        "--log-level",
-        choices=LOG_LEVELS,
-        type=str.lower,
-        help="least severe level logged; default: the spec's, else info",
     )
     parser = argparse.ArgumentParser(
         prog="python -m asyncetl",
@@ -99,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--stop-when-idle",
-        type=_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="stop once the source had nothing new for this long",
     )
@@ -125,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument(
         "--limit",
-        type=_count,
+        type=positive_int,
         default=100,
         metavar="N",
         help="show at most N letters (default 100)",
@@ -145,26 +139,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _setup_logging(args: argparse.Namespace) -> None:
     settings = logging_settings(args.spec)
     configure_logging(args.log_format or settings.format, args.log_level or settings.level)
@@ -177,19 +151,14 @@ def _error(message: str) -> None:
 # -- run ---------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Signals:
-    received: list[str]
-
-
 async def _run(args: argparse.Namespace) -> int:
     pipeline = await load_pipeline(args.spec)
     if args.stop_when_idle is not None:
         pipeline.stop_when_idle = args.stop_when_idle
-    signals = _Signals([])
+    signals: list[str] = []
     try:
         async with anyio.create_task_group() as tg:
-            await tg.start(_stop_on_signals, pipeline, signals)
+            await tg.start(on_signals, functools.partial(_stop, pipeline, signals))
             stats = await pipeline.run()
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -197,23 +166,17 @@ async def _run(args: argparse.Namespace) -> int:
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
-    print(_summary(pipeline, stats, signals.received))
+    print(_summary(pipeline, stats, signals))
     return EXIT_INTERRUPTED if stats.stopped_early else EXIT_OK
 
 
-async def _stop_on_signals(
-    pipeline: Pipeline, signals: _Signals, *, task_status: TaskStatus[None]
-) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-        task_status.started()
-        async for signum in received:
-            name = signal.Signals(signum).name
-            signals.received.append(name)
-            hard = len(signals.received) > 1
-            _log.warning(
-                "stopping at once" if hard else "stopping; draining in-flight batches", signal=name
-            )
-            pipeline.stop(immediate=hard)
+def _stop(pipeline: Pipeline, received: list[str], name: str) -> None:
+    received.append(name)
+    hard = len(received) > 1
+    _log.warning(
+        "stopping at once" if hard else "stopping; draining in-flight batches", signal=name
+    )
+    pipeline.stop(immediate=hard)
 
 
 def _summary(pipeline: Pipeline, stats: RunStats, signals: Sequence[str]) -> str:

@@ -10,14 +10,13 @@ line), 130 stopped hard by a second signal.
 from __future__ import annotations
 
 import argparse
-import signal
+import functools
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import structlog
-from anyio.abc import TaskStatus
 from rich.console import Console
 from rich.table import Table
 
@@ -32,14 +31,19 @@ from asyncetl.backfill import (
     summary_table,
 )
 from asyncetl.backfill.spec import load_backfill_spec
+from asyncetl.cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    logging_options,
+    on_signals,
+    positive_int,
+    positive_seconds,
+)
 from asyncetl.core.errors import ConfigError
 from asyncetl.flow import FlowResult, JsonFileFlowStore, load_flow
-from asyncetl.observe import LOG_LEVELS
 
 __all__ = ["add_commands", "make_store"]
-
-# The same codes as asyncetl.cli's (which imports this module, so cannot be imported here).
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 _log = structlog.get_logger("asyncetl.cli")
 
@@ -49,19 +53,7 @@ def add_commands(subparsers: Any) -> None:
 
     :param subparsers: what ``ArgumentParser.add_subparsers`` returned.
     """
-    logging = argparse.ArgumentParser(add_help=False)
-    logging.add_argument(
-        "--log-format",
-        choices=("console", "json"),
-        help="log lines for people (console) or machines (json); "
-        "default: the spec's [logging] format, else console",
-    )
-    logging.add_argument(
-        "--log-level",
-        choices=LOG_LEVELS,
-        type=str.lower,
-        help="least severe level logged; default: the spec's, else info",
-    )
+    logging = logging_options()
     _add_backfill(subparsers, logging)
     _add_status(subparsers, logging)
     _add_flow(subparsers, logging)
@@ -81,26 +73,26 @@ def _add_backfill(subparsers: Any, logging: argparse.ArgumentParser) -> None:
     _add_range(parser)
     parser.add_argument(
         "--parallel",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="partitions running at once in this worker (default: the spec's, else 4)",
     )
     parser.add_argument("--order", choices=("oldest", "newest"), help="which partitions first")
     parser.add_argument(
         "--max-tries",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="tries per partition, the first included",
     )
     parser.add_argument(
         "--lease",
-        type=_positive_float,
+        type=positive_seconds,
         metavar="SECONDS",
         help="how long a claim lasts unless renewed (default 60)",
     )
     parser.add_argument(
         "--grace-period",
-        type=_positive_float,
+        type=positive_seconds,
         metavar="SECONDS",
         help="how long running partitions may take to finish after a stop",
     )
@@ -178,7 +170,7 @@ def _add_range(parser: argparse.ArgumentParser, *, required: bool = True) -> Non
     parser.add_argument("--end", metavar="WHEN", help="last partition, included")
     parser.add_argument("--every", choices=EVERY, help="partition size (default: the spec's)")
     parser.add_argument(
-        "--size", type=_positive_int, metavar="N", help="integers per partition, with --every int"
+        "--size", type=positive_int, metavar="N", help="integers per partition, with --every int"
     )
     parser.add_argument(
         "--store",
@@ -224,16 +216,16 @@ async def _backfill(args: argparse.Namespace) -> int:
         progress=open_progress(sys.stderr),
         **options,
     )
-    signals: list[int] = []
+    signals: list[str] = []
     async with anyio.create_task_group() as tg:
-        await tg.start(_stop_backfill_on_signals, backfill, signals)
+        await tg.start(on_signals, functools.partial(_stop, backfill, signals))
         result = await backfill.run()
         tg.cancel_scope.cancel()
     Console(file=sys.stdout, width=_width()).print(summary_table(spec.name, result.states))
     return _backfill_exit(result.with_status("failed"), result.with_status("pending"), signals)
 
 
-def _backfill_exit(failed: Sequence[Any], pending: Sequence[Any], signals: list[int]) -> int:
+def _backfill_exit(failed: Sequence[Any], pending: Sequence[Any], signals: list[str]) -> int:
     if failed:
         print(
             f"error: {len(failed)} partition(s) failed: "
@@ -252,23 +244,17 @@ def _backfill_exit(failed: Sequence[Any], pending: Sequence[Any], signals: list[
     return EXIT_INTERRUPTED if len(signals) > 1 else EXIT_OK
 
 
-async def _stop_backfill_on_signals(
-    backfill: Backfill, received: list[int], *, task_status: TaskStatus[None]
-) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        async for signum in signals:
-            received.append(signum)
-            name = signal.Signals(signum).name
-            if len(received) == 1:
-                _log.warning(
-                    f"{name}: claiming nothing more; running partitions finish "
-                    "(send it again to hand them back now)"
-                )
-                backfill.stop()
-            else:
-                _log.warning(f"{name}: handing running partitions back now")
-                backfill.stop(immediate=True)
+def _stop(backfill: Backfill, received: list[str], name: str) -> None:
+    received.append(name)
+    if len(received) == 1:
+        _log.warning(
+            f"{name}: claiming nothing more; running partitions finish "
+            "(send it again to hand them back now)"
+        )
+        backfill.stop()
+    else:
+        _log.warning(f"{name}: handing running partitions back now")
+        backfill.stop(immediate=True)
 
 
 async def _status(args: argparse.Namespace) -> int:
@@ -301,10 +287,9 @@ async def _flow(args: argparse.Namespace) -> int:
     spec = load_flow(args.spec)
     flow = spec.flow.subset(args.step) if args.step else spec.flow
     store = JsonFileFlowStore(args.state or spec.state)
-    signals: list[int] = []
     result: FlowResult | None = None
     async with anyio.create_task_group() as tg:
-        await tg.start(_cancel_on_signals, tg.cancel_scope, signals)
+        await tg.start(on_signals, functools.partial(_cancel, tg.cancel_scope))
         result = await flow.run(store, resume=args.resume)
         tg.cancel_scope.cancel()
     if result is None:
@@ -325,15 +310,9 @@ async def _flow(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _cancel_on_signals(
-    scope: anyio.CancelScope, received: list[int], *, task_status: TaskStatus[None]
-) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        async for signum in signals:
-            received.append(signum)
-            _log.warning(f"{signal.Signals(signum).name}: cancelling running steps")
-            scope.cancel()
+def _cancel(scope: anyio.CancelScope, name: str) -> None:
+    _log.warning(f"{name}: cancelling running steps")
+    scope.cancel()
 
 
 def _flow_table(result: FlowResult) -> Table:
@@ -348,26 +327,6 @@ def _flow_table(result: FlowResult) -> Table:
 
 
 # -- arguments and output ---------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _width() -> int | None:

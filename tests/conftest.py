@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -34,9 +35,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-async def pg_database() -> AsyncIterator[str]:
-    """A fresh database with a random name; yields its DSN and drops it afterwards."""
+@asynccontextmanager
+async def throwaway_database() -> AsyncIterator[str]:
+    """A fresh database with a random name, dropped afterwards; yields its DSN."""
     name = f"asyncetl_test_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(pg_dsn("postgres"))
     try:
@@ -51,3 +52,10 @@ async def pg_database() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture
+async def pg_database() -> AsyncIterator[str]:
+    """A fresh database with a random name; yields its DSN and drops it afterwards."""
+    async with throwaway_database() as dsn:
+        yield dsn

@@ -21,22 +21,21 @@ import socket
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
-import backoff
 import structlog
 from anyio.abc import TaskGroup
 
+from asyncetl._tries import describe_error, run_tries
 from asyncetl.backfill.partitions import Order, Partition
 from asyncetl.backfill.progress import BackfillStats, NoProgress, ProgressReporter
 from asyncetl.backfill.store import BackfillStore, Outcome, PartitionState, Reset, Scope
-from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
+from asyncetl.core.errors import AsyncetlError, ConfigError
 
 __all__ = ["Backfill", "BackfillResult", "PartitionJob", "default_worker_id"]
 
 _log = structlog.get_logger("asyncetl.backfill")
-_MAX_ERROR = 2000
 
 
 class PartitionJob(Protocol):
@@ -286,39 +285,12 @@ class Backfill:
         self.progress.finished(partition.key, outcome, time.monotonic() - started, error)
 
     async def _tries(self, partition: Partition, tries: list[int]) -> str | None:
-        async def once() -> None:
+        async def job() -> None:
             tries[0] += 1
-            with anyio.fail_after(self.timeout):
-                await self.job(partition)
+            await self.job(partition)
 
-        def log_retry(details: Any) -> None:
-            exc = details["exception"]
-            _log.warning(
-                "retrying partition",
-                backfill=self.name,
-                partition=partition.key,
-                attempt=details["tries"],
-                wait=round(details["wait"], 3),
-                error=_describe(exc),
-            )
-
-        retrying = backoff.on_exception(
-            backoff.expo,
-            Exception,
-            max_tries=self.max_tries,
-            max_time=self.retry_max_time,
-            giveup=_permanent,
-            on_backoff=log_retry,
-            logger=None,
-            jitter=backoff.full_jitter,
-            factor=self.retry_base_delay,
-            max_value=self.retry_max_delay,
-        )(once)
-        try:
-            await retrying()
-        except Exception as exc:
-            return _describe(exc)
-        return None
+        log = _log.bind(backfill=self.name, partition=partition.key)
+        return await run_tries(job, self, noun="partition", log=log)
 
     async def _record(self, key: str, outcome: Outcome, tries: int, error: str | None) -> None:
         held = await self.store.finish(
@@ -411,15 +383,8 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return (ours or leaves)[0]
 
 
-def _permanent(exc: Exception) -> bool:
-    return isinstance(exc, PermanentError | ConfigError)
-
-
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return "TimeoutError: the partition took longer than its timeout"
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+    return describe_error(exc, "partition")
 
 
 def _validate(backfill: Backfill, partitions: Sequence[Partition]) -> None:

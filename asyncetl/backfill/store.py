@@ -50,7 +50,7 @@ class MemoryBackfillStore(BackfillStore):
             row = self.rows.setdefault(
                 (backfill, p.key), PartitionState(p.key, p.kind, p.ordinal, "pending")
             )
-            if _resettable(row, reset, now):
+            if row.resettable(reset, now):
                 self.rows[backfill, p.key] = replace(
                     row, status="pending", error=None, worker=None, lease_until=None
                 )
@@ -128,9 +128,3 @@ def _in(row: PartitionState, scope: Scope) -> bool:
 
 def _after(seconds: float) -> datetime:
     return datetime.fromtimestamp(time.time() + seconds, UTC)
-
-
-def _resettable(row: PartitionState, reset: Reset, now: datetime) -> bool:
-    if reset == "none" or (row.status == "running" and not row.stale(now)):
-        return False
-    return reset == "all" or row.status == "failed"

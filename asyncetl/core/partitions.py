@@ -19,7 +19,7 @@ embedding), ``asyncetl.connectors.sqlite.backfill_store`` (the default) and
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TypeAlias
@@ -27,6 +27,7 @@ from typing import Literal, TypeAlias
 from asyncetl.core.interfaces import Resource
 
 __all__ = [
+    "RESETS",
     "STATUSES",
     "BackfillStore",
     "Outcome",
@@ -43,6 +44,13 @@ STATUSES: tuple[Status, ...] = ("pending", "running", "succeeded", "failed")
 Outcome: TypeAlias = Literal["succeeded", "failed", "pending"]
 #: What a run resets to ``pending`` before it starts: nothing, failed partitions, or all.
 Reset: TypeAlias = Literal["none", "failed", "all"]
+#: The statuses each :data:`Reset` sets back to ``pending``; a ``running``
+#: partition only once its lease expired (see :meth:`PartitionState.resettable`).
+RESETS: Mapping[Reset, tuple[Status, ...]] = {
+    "none": (),
+    "failed": ("failed",),
+    "all": ("failed", "succeeded", "running"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,15 @@ class PartitionState:
         """Running, but its lease expired: the worker died or stalled."""
         now = now or datetime.now(UTC)
         return self.status == "running" and self.lease_until is not None and self.lease_until < now
+
+    def resettable(self, reset: Reset, now: datetime | None = None) -> bool:
+        """Whether registering with ``reset`` sets it back to ``pending`` (see :data:`RESETS`).
+
+        A partition running under a live lease never is: its worker is at it.
+        """
+        if self.status not in RESETS[reset]:
+            return False
+        return self.status != "running" or self.stale(now)
 
 
 class BackfillStore(Resource, abc.ABC):

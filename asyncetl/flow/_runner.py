@@ -6,20 +6,17 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
-import backoff
 import structlog
 
-from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl._tries import run_tries
 from asyncetl.flow._model import Flow, Step
 from asyncetl.flow._state import FlowRun, FlowStateStore, MemoryFlowStore, StepState
 
 __all__ = ["FlowResult", "run_flow"]
 
 _log = structlog.get_logger("asyncetl.flow")
-_MAX_ERROR = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,46 +161,9 @@ class _Scheduler:
             )
 
     async def _tries(self, step: Step, state: StepState) -> str | None:
-        async def once() -> None:
+        async def job() -> None:
             state.attempts += 1
-            with anyio.fail_after(step.timeout):
-                await step.run()
+            await step.run()
 
-        def log_retry(details: Any) -> None:
-            _log.warning(
-                "retrying step",
-                flow=self.flow.name,
-                step=step.name,
-                attempt=details["tries"],
-                wait=round(details["wait"], 3),
-                error=_describe(details["exception"]),
-            )
-
-        retrying = backoff.on_exception(
-            backoff.expo,
-            Exception,
-            max_tries=step.max_tries,
-            max_time=step.retry_max_time,
-            giveup=_permanent,
-            on_backoff=log_retry,
-            logger=None,
-            jitter=backoff.full_jitter,
-            factor=step.retry_base_delay,
-            max_value=step.retry_max_delay,
-        )(once)
-        try:
-            await retrying()
-        except Exception as exc:
-            return _describe(exc)
-        return None
-
-
-def _permanent(exc: Exception) -> bool:
-    return isinstance(exc, PermanentError | ConfigError)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return "TimeoutError: the step took longer than its timeout"
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+        log = _log.bind(flow=self.flow.name, step=step.name)
+        return await run_tries(job, step, noun="step", log=log)

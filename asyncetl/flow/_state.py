@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ import anyio
 import anyio.to_thread
 import orjson
 
+from asyncetl.core.durable import write_atomically
 from asyncetl.core.errors import CheckpointError
 from asyncetl.core.interfaces import Resource
 
@@ -195,16 +195,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _write_atomically(path: Path, content: bytes) -> None:
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, content)
     except OSError as exc:
         raise CheckpointError(f"cannot write flow state file {path}: {exc.strerror}") from exc
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
 import pytest
 import structlog
 
 from asyncetl.backfill import BackfillStore, MemoryBackfillStore
 from asyncetl.connectors.postgres.backfill_store import PostgresBackfillStore
 from asyncetl.connectors.sqlite.backfill_store import SqliteBackfillStore
-from tests.conftest import pg_dsn
+from tests.conftest import throwaway_database
 
 #: Makes store objects that all see the same partitions, like workers sharing one store.
 StoreFactory = Callable[[], BackfillStore]
@@ -31,25 +28,6 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     else:
         async with throwaway_database() as dsn:
             yield lambda: PostgresBackfillStore(dsn)
-
-
-@asynccontextmanager
-async def throwaway_database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database with a random name, dropped afterwards; yields its DSN."""
-    name = f"asyncetl_test_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(pg_dsn("postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield pg_dsn(name)
-    finally:
-        admin = await asyncpg.connect(pg_dsn("postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture

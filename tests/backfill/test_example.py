@@ -13,7 +13,7 @@ import anyio
 import asyncpg
 import pytest
 
-from .conftest import throwaway_database
+from tests.conftest import throwaway_database
 
 pytestmark = pytest.mark.anyio
 

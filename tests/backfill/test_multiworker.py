@@ -14,7 +14,8 @@ import asyncpg
 import pytest
 from anyio.abc import Process
 
-from .conftest import throwaway_database
+from tests.conftest import throwaway_database
+
 from .jobs import RUNS_DDL
 
 pytestmark = pytest.mark.anyio

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import TypeVar
 
 import anyio
 
 from asyncetl.core import Batch, Chunk, ListSink, Position, Reject, Source
+
+T = TypeVar("T")
 
 
 class TrackedSource(Source[int]):
@@ -89,3 +92,18 @@ class SlowSink(ListSink[int]):
         self.batches.append(batch.replace(kept))
         self.events.append(f"write {batch.position}")
         return [Reject(r, ValueError(f"refused {r}")) for r in batch.records if r in self.reject]
+
+
+class FailingSink(ListSink[T]):
+    """Keeps batches until the ``fail_at``-th write (0-based), which raises."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.writes = 0
+
+    async def write(self, batch: Batch[T]) -> Sequence[Reject]:
+        self.writes += 1
+        if self.writes > self.fail_at:
+            raise RuntimeError("the target is down")
+        return await super().write(batch)

@@ -6,11 +6,11 @@ Every function here blocks; callers run them through ``anyio.to_thread.run_sync`
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import structlog
 
+from asyncetl.core import durable
 from asyncetl.core.errors import PermanentError
 
 __all__ = ["append", "open_for_append", "read_all", "write_atomically"]
@@ -28,7 +28,7 @@ def open_for_append(path: str) -> int:
         existed = os.path.exists(path)
         fd = os.open(path, flags, 0o644)
         if not existed:
-            _fsync_directory(Path(path).parent)
+            durable.fsync_directory(Path(path).parent)
     except OSError as exc:
         raise PermanentError(
             f"cannot open {path} for appending: {exc.strerror or exc}; check that its "
@@ -81,26 +81,7 @@ def write_atomically(path: str, content: bytes) -> None:
 
     :raises PermanentError: when the temporary file cannot be written or renamed.
     """
-    target = Path(path)
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as temp:
-                temp.write(content)
-                temp.flush()
-                os.fsync(temp.fileno())
-            os.replace(temp_name, target)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
-        _fsync_directory(target.parent)
+        durable.write_atomically(path, content)
     except OSError as exc:
         raise PermanentError(f"cannot rewrite {path}: {exc.strerror or exc}") from exc
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

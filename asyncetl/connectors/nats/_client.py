@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
 from asyncetl.core.retry import RetryPolicy, retry_call
 
-__all__ = ["NatsClient", "endpoints", "positive_int", "retry_policy", "server_list"]
+__all__ = ["NatsClient", "endpoints", "nonempty", "positive_int", "retry_policy", "server_list"]
 
 T = TypeVar("T")
 
@@ -66,6 +66,16 @@ def endpoints(servers: Sequence[str]) -> str:
             port = 4222
         shown.append(f"{parts.hostname or 'localhost'}:{port}")
     return ", ".join(shown)
+
+
+def nonempty(value: object, where: str, key: str) -> str:
+    """``value`` if it is a non-empty string.
+
+    :raises ConfigError: otherwise, naming ``key``.
+    """
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"must be a non-empty string, not {value!r}", where=where, key=key)
+    return value
 
 
 def positive_int(value: object, where: str, key: str) -> int:

@@ -11,7 +11,7 @@ import orjson
 import structlog
 from nats.js.api import PubAck
 
-from asyncetl.connectors.nats._client import NatsClient, retry_policy, server_list
+from asyncetl.connectors.nats._client import NatsClient, nonempty, retry_policy, server_list
 from asyncetl.core.batch import Batch, JsonValue, Position, Reject
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Sink
@@ -89,13 +89,9 @@ class JetStreamSink(Sink[JsonValue]):
                 where=where,
                 key="subject",
             )
-        if id_field is not None and (not isinstance(id_field, str) or not id_field):
-            raise ConfigError(
-                f"must be a non-empty string, not {id_field!r}", where=where, key="id_field"
-            )
         self.subject = subject
         self.dedupe = dedupe
-        self.id_field = id_field
+        self.id_field = None if id_field is None else nonempty(id_field, where, "id_field")
         self.client = NatsClient(
             server_list(servers, where),
             where=where,

@@ -16,14 +16,15 @@ from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from asyncetl.connectors.nats._client import (
     NatsClient,
+    nonempty,
     positive_int,
     positive_seconds,
     retry_policy,
     server_list,
 )
-from asyncetl.connectors.nats._ledger import AckLedger
+from asyncetl.core.acks import AckLedger
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import Source
 
 __all__ = ["JetStreamRecord", "JetStreamSource"]
@@ -95,9 +96,9 @@ class JetStreamSource(Source[JetStreamRecord]):
     ) -> None:
         self.name = name
         self.where = where = f"JetStreamSource {name!r}"
-        self.stream = _nonempty(stream, where, "stream")
-        self.durable = _nonempty(durable, where, "durable")
-        self.subject = None if subject is None else _nonempty(subject, where, "subject")
+        self.stream = nonempty(stream, where, "stream")
+        self.durable = nonempty(durable, where, "durable")
+        self.subject = None if subject is None else nonempty(subject, where, "subject")
         self.create_consumer = create_consumer
         self.batch = positive_int(batch, where, "batch")
         self.fetch_timeout = positive_seconds(fetch_timeout, where, "fetch_timeout")
@@ -287,9 +288,3 @@ def _payload(data: bytes) -> JsonValue:
 def _record(message: Msg, seq: int, data: JsonValue) -> JetStreamRecord:
     headers: dict[str, JsonValue] = dict(message.headers or {})
     return {"subject": message.subject, "data": data, "headers": headers, "seq": seq}
-
-
-def _nonempty(value: object, where: str, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"must be a non-empty string, not {value!r}", where=where, key=key)
-    return value

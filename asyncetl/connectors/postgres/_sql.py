@@ -19,12 +19,16 @@ from asyncetl.core.errors import ConfigError
 __all__ = [
     "STAGE",
     "TableName",
+    "create_like",
+    "create_schema",
     "create_stage",
     "delete_matching",
+    "drop_table",
     "insert_from_stage",
     "merge_from_stage",
     "quote_ident",
     "quote_qualified",
+    "rename_table",
     "soft_delete_from_stage",
 ]
 
@@ -128,6 +132,29 @@ def _read_quoted(text: str, start: int) -> tuple[int, str]:
         out.append(text[i])
         i += 1
     raise ConfigError(f"{text!r} is not a table name: a double quote is not closed")
+
+
+# -- builders for table DDL ---------------------------------------------------
+
+
+def create_schema(schema: str) -> str:
+    """``CREATE SCHEMA IF NOT EXISTS`` for ``schema``."""
+    return f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"
+
+
+def create_like(table: TableName, like: TableName) -> str:
+    """Create ``table`` when missing, with the columns, constraints and indexes of ``like``."""
+    return f"CREATE TABLE IF NOT EXISTS {table.sql} (LIKE {like.sql} INCLUDING ALL)"
+
+
+def rename_table(table: TableName, name: str) -> str:
+    """Rename ``table`` to ``name``, in the same schema."""
+    return f"ALTER TABLE {table.sql} RENAME TO {quote_ident(name)}"
+
+
+def drop_table(table: TableName, *, if_exists: bool = False) -> str:
+    """``DROP TABLE`` (``IF EXISTS``) ``table``."""
+    return f"DROP TABLE {'IF EXISTS ' if if_exists else ''}{table.sql}"
 
 
 # -- builders for the COPY-then-merge pattern ---------------------------------

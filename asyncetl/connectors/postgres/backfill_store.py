@@ -28,6 +28,7 @@ from asyncetl.connectors.postgres._connect import (
 )
 from asyncetl.core.errors import CheckpointError
 from asyncetl.core.partitions import (
+    RESETS,
     BackfillStore,
     Outcome,
     Partition,
@@ -148,13 +149,12 @@ class PostgresBackfillStore(BackfillStore):
         scope = Scope.of(partitions)
         keys = [p.key for p in partitions]
         ordinals = [p.ordinal for p in partitions]
-        statuses = {"none": [], "failed": ["failed"], "all": ["failed", "succeeded", "running"]}
 
         async def write(conn: asyncpg.Connection) -> None:
             await conn.execute(_INSERT, backfill, scope.kind, keys, ordinals)
-            if reset != "none":
+            if RESETS[reset]:
                 await conn.execute(
-                    _RESET, backfill, scope.kind, scope.first, scope.last, statuses[reset]
+                    _RESET, backfill, scope.kind, scope.first, scope.last, list(RESETS[reset])
                 )
 
         await self._tx(f"registering the partitions of backfill {backfill!r}", write)

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from asyncetl.connectors.postgres._connect import Dsn, map_errors
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
+from asyncetl.core.retry import RetryPolicy, retry_call
 
-__all__ = ["Column", "TableSchema", "describe_table", "table_ddl"]
+__all__ = ["Column", "TableSchema", "describe_remote", "describe_table", "table_ddl"]
 
 _COLUMNS = """
 SELECT a.attname AS name,
@@ -99,6 +101,23 @@ async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSch
         primary_key=primary,
         unique_keys=tuple(tuple(r["columns"]) for r in keys),
     )
+
+
+async def describe_remote(dsn: Dsn, table: TableName, *, policy: RetryPolicy) -> TableSchema | None:
+    """:func:`describe_table` in the database at ``dsn``, over a connection of its own.
+
+    :raises ConnectorError: when the database stays unreachable through ``policy``'s retries.
+    """
+
+    async def fetch() -> TableSchema | None:
+        with map_errors(dsn, f"reading the catalog for {table}"):
+            conn = await asyncpg.connect(dsn.url)
+            try:
+                return await describe_table(conn, table)
+            finally:
+                await conn.close()
+
+    return await retry_call(fetch, policy=policy, what=f"describe {table} on {dsn}")
 
 
 def table_ddl(

@@ -38,12 +38,11 @@ from typing import Any, Literal, get_args
 
 import asyncpg
 
-from asyncetl.connectors.postgres import _load
+from asyncetl.connectors.postgres import _load, _sql
 from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
     in_transaction,
-    map_errors,
     open_pool,
     retry_policy,
 )
@@ -55,13 +54,18 @@ from asyncetl.connectors.postgres._rows import (
     row_hash,
     rows_of,
 )
-from asyncetl.connectors.postgres._sql import TableName, quote_ident
-from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table, table_ddl
+from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres.schema import (
+    Column,
+    TableSchema,
+    describe_remote,
+    describe_table,
+    table_ddl,
+)
 from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink
-from asyncetl.core.retry import retry_call
 
 __all__ = ["PostgresSink", "SinkMode"]
 
@@ -451,16 +455,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     async def _source_schema(self) -> TableSchema:
         assert self.source is not None
         dsn, table = self.source
-
-        async def fetch() -> TableSchema | None:
-            with map_errors(dsn, f"reading the catalog for {table}"):
-                conn = await asyncpg.connect(dsn.url)
-                try:
-                    return await describe_table(conn, table)
-                finally:
-                    await conn.close()
-
-        schema = await retry_call(fetch, policy=self.policy, what=f"describe {table} on {dsn}")
+        schema = await describe_remote(dsn, table, policy=self.policy)
         if schema is None:
             raise PermanentError(
                 f"source table {table} does not exist in {dsn.where}; "
@@ -491,7 +486,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
 
         async def body(conn: asyncpg.Connection) -> None:
             if self.table.schema is not None:
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.table.schema)}")
+                await conn.execute(_sql.create_schema(self.table.schema))
             await conn.execute(ddl)
 
         await in_transaction(
@@ -573,9 +568,9 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         assert self.schema is not None
         table, staging = self.schema.table, self.target
         old = table.sibling(_OLD_SUFFIX)
-        await conn.execute(f"DROP TABLE IF EXISTS {old.sql}")
-        await conn.execute(f"ALTER TABLE {table.sql} RENAME TO {_ident(old)}")
-        await conn.execute(f"ALTER TABLE {staging.sql} RENAME TO {_ident(table)}")
+        await conn.execute(_sql.drop_table(old, if_exists=True))
+        await conn.execute(_sql.rename_table(table, old.name))
+        await conn.execute(_sql.rename_table(staging, table.name))
 
     async def _after_swap(self) -> None:
         """Drop the old table (only now that the swap committed) and stage afresh.
@@ -587,27 +582,20 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         old = self.schema.table.sibling(_OLD_SUFFIX)
 
         async def drop(conn: asyncpg.Connection) -> None:
-            await conn.execute(f"DROP TABLE {old.sql}")
+            await conn.execute(_sql.drop_table(old))
 
         await in_transaction(self.pool, self.dsn, f"dropping {old}", drop, policy=self.policy)
 
     def _create_staging(self) -> str:
         assert self.schema is not None
-        return (
-            f"CREATE TABLE IF NOT EXISTS {self.target.sql} "
-            f"(LIKE {self.schema.table.sql} INCLUDING ALL)"
-        )
+        return _sql.create_like(self.target, self.schema.table)
 
     async def _new_staging(self, *, keep: bool) -> None:
         staging = self.target
 
         async def body(conn: asyncpg.Connection) -> None:
             if not keep:
-                await conn.execute(f"DROP TABLE IF EXISTS {staging.sql}")
+                await conn.execute(_sql.drop_table(staging, if_exists=True))
             await conn.execute(self._create_staging())
 
         await in_transaction(self.pool, self.dsn, f"creating {staging}", body, policy=self.policy)
-
-
-def _ident(table: TableName) -> str:
-    return TableName(None, table.name).sql

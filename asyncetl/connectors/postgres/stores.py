@@ -21,7 +21,7 @@ from asyncetl.connectors.postgres._connect import (
     open_pool,
     retry_policy,
 )
-from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres._sql import TableName, create_schema
 from asyncetl.core.batch import JsonValue, Position
 from asyncetl.core.errors import CheckpointError, ConfigError, ConnectorError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore, DeadLetter, DeadLetterStore
@@ -36,12 +36,15 @@ async def _create_once(conn: asyncpg.Connection, table: TableName, ddl: str) -> 
     """Run ``CREATE TABLE IF NOT EXISTS`` under an advisory lock: concurrent runs may race."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", str(table))
     if table.schema is not None:
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {TableName(None, table.schema).sql}")
+        await conn.execute(create_schema(table.schema))
     await conn.execute(ddl)
 
 
-class _PoolOwner:
-    """Holds the DSN, retry policy and pool that a store opens and closes."""
+class _TableStore:
+    """Holds the DSN, retry policy and pool of a store keeping its rows in one table."""
+
+    #: Creates the table when missing (``CREATE TABLE IF NOT EXISTS``); set by the subclass.
+    _ddl: str
 
     def __init__(self, dsn: str, table: TableName, retries: int, retry_max_time: float) -> None:
         self.dsn = Dsn.parse(dsn)
@@ -55,14 +58,14 @@ class _PoolOwner:
             raise RuntimeError(f"{type(self).__name__} used before open()")
         return self._pool
 
-    async def _open_with(self, ddl: str) -> None:
+    async def open(self) -> None:
         self._pool = await open_pool(self.dsn, policy=self.policy, max_size=1)
         try:
             await in_transaction(
                 self.pool,
                 self.dsn,
                 f"creating {self.table}",
-                lambda conn: _create_once(conn, self.table, ddl),
+                lambda conn: _create_once(conn, self.table, self._ddl),
                 policy=self.policy,
             )
         except BaseException:
@@ -73,8 +76,14 @@ class _PoolOwner:
         pool, self._pool = self._pool, None
         await close_pool(pool)
 
+    async def _run(self, what: str, body: _Body[_T]) -> _T:
+        """``body`` in one transaction, retried whole; ``what`` names it, the table appended."""
+        return await in_transaction(
+            self.pool, self.dsn, f"{what} in {self.table}", body, policy=self.policy
+        )
 
-class PostgresCheckpointStore(_PoolOwner, CheckpointStore):
+
+class PostgresCheckpointStore(_TableStore, CheckpointStore):
     """Checkpoints as rows ``(pipeline, source) → position jsonb`` of a table it creates.
 
     :param dsn: ``postgresql://user[:password]@host[:port]/database``.
@@ -106,9 +115,6 @@ class PostgresCheckpointStore(_PoolOwner, CheckpointStore):
             "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (pipeline, source) "
             "DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at"
         )
-
-    async def open(self) -> None:
-        await self._open_with(self._ddl)
 
     async def load(self, pipeline: str, source: str) -> Position:
         async def fetch(conn: asyncpg.Connection) -> str | None:
@@ -143,14 +149,12 @@ class PostgresCheckpointStore(_PoolOwner, CheckpointStore):
 
     async def _run(self, what: str, body: _Body[_T]) -> _T:
         try:
-            return await in_transaction(
-                self.pool, self.dsn, f"{what} in {self.table}", body, policy=self.policy
-            )
+            return await super()._run(what, body)
         except ConnectorError as exc:
             raise CheckpointError(str(exc)) from exc
 
 
-class PostgresDeadLetterStore(_PoolOwner, DeadLetterStore):
+class PostgresDeadLetterStore(_TableStore, DeadLetterStore):
     """Dead letters as rows of a table it creates; ids are the row's ``bigserial`` id.
 
     ``record`` and ``position`` are stored as ``json`` (not ``jsonb``), which
@@ -187,9 +191,6 @@ class PostgresDeadLetterStore(_PoolOwner, DeadLetterStore):
         )
         self._remove_sql = f"DELETE FROM {t} WHERE pipeline = $1 AND id = ANY($2::bigint[])"  # noqa: S608
 
-    async def open(self) -> None:
-        await self._open_with(self._ddl)
-
     async def put(self, letters: Sequence[DeadLetter]) -> None:
         rows = [
             (d.pipeline, d.stage, d.error, d.error_type, _json(d.record), _json(d.position), d.time)
@@ -214,11 +215,6 @@ class PostgresDeadLetterStore(_PoolOwner, DeadLetterStore):
             raise ConfigError(f"dead-letter ids are integers, not {list(ids)!r}") from exc
         await self._run(
             "removing dead letters", lambda conn: conn.execute(self._remove_sql, pipeline, numbers)
-        )
-
-    async def _run(self, what: str, body: _Body[_T]) -> _T:
-        return await in_transaction(
-            self.pool, self.dsn, f"{what} in {self.table}", body, policy=self.policy
         )
 
 

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
 from asyncetl.core.retry import RetryPolicy, retry_call
 
-__all__ = ["RedisClient", "endpoint", "positive_int", "redact_url", "retry_policy"]
+__all__ = ["RedisClient", "endpoint", "nonempty", "positive_int", "redact_url", "retry_policy"]
 
 T = TypeVar("T")
 
@@ -59,6 +59,16 @@ def endpoint(url: str) -> str:
     except ValueError:
         port = 6379
     return f"{parts.hostname or 'localhost'}:{port}"
+
+
+def nonempty(value: object, where: str, key: str) -> str:
+    """``value`` if it is a non-empty string.
+
+    :raises ConfigError: otherwise, naming ``key``.
+    """
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"must be a non-empty string, not {value!r}", where=where, key=key)
+    return value
 
 
 def positive_int(value: object, where: str, key: str, *, zero: bool = False) -> int:

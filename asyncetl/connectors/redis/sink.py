@@ -10,9 +10,13 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.typing import EncodableT, FieldT
 
-from asyncetl.connectors.redis._client import RedisClient, positive_int, retry_policy
+from asyncetl.connectors.redis._client import (
+    RedisClient,
+    nonempty,
+    positive_int,
+    retry_policy,
+)
 from asyncetl.core.batch import Batch, JsonValue, Reject
-from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Sink
 
 __all__ = ["RedisStreamSink"]
@@ -86,17 +90,9 @@ class RedisStreamSink(Sink[Mapping[str, JsonValue]]):
     ) -> None:
         self.name = name
         self.where = where = f"RedisStreamSink {name!r}"
-        if not isinstance(stream, str) or not stream:
-            raise ConfigError(
-                f"must be a non-empty string, not {stream!r}", where=where, key="stream"
-            )
-        if id_field is not None and (not isinstance(id_field, str) or not id_field):
-            raise ConfigError(
-                f"must be a non-empty string, not {id_field!r}", where=where, key="id_field"
-            )
-        self.stream = stream
+        self.stream = nonempty(stream, where, "stream")
+        self.id_field = None if id_field is None else nonempty(id_field, where, "id_field")
         self.maxlen = None if maxlen is None else positive_int(maxlen, where, "maxlen")
-        self.id_field = id_field
         self.dedupe_key = f"{stream}:asyncetl:ids"
         self.client = RedisClient(
             url,

@@ -12,10 +12,10 @@ from typing import Literal, TypeAlias, cast
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
-from asyncetl.connectors.redis._client import RedisClient, positive_int, retry_policy
-from asyncetl.connectors.redis._ledger import AckLedger
+from asyncetl.connectors.redis._client import RedisClient, nonempty, positive_int, retry_policy
+from asyncetl.core.acks import AckLedger
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import Source
 
 __all__ = ["RedisStreamSource", "StreamRecord"]
@@ -101,13 +101,13 @@ class RedisStreamSource(Source[StreamRecord]):
     ) -> None:
         self.name = name
         self.where = where = f"RedisStreamSource {name!r}"
-        self.stream = _nonempty(stream, where, "stream")
-        self.group = _nonempty(group, where, "group")
-        self.consumer = _nonempty(
+        self.stream = nonempty(stream, where, "stream")
+        self.group = nonempty(group, where, "group")
+        self.consumer = nonempty(
             consumer or f"{socket.gethostname()}-{os.getpid()}", where, "consumer"
         )
         self.create_group = create_group
-        self.start_id = _nonempty(start_id, where, "start_id")
+        self.start_id = nonempty(start_id, where, "start_id")
         self.block_ms = positive_int(block_ms, where, "block_ms")  # 0 would block for ever
         self.count = positive_int(count, where, "count")
         self.claim_idle_ms = positive_int(claim_idle_ms, where, "claim_idle_ms")
@@ -322,9 +322,3 @@ async def _groups(r: aioredis.Redis, stream: str) -> set[str]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _nonempty(value: object, where: str, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"must be a non-empty string, not {value!r}", where=where, key=key)
-    return value

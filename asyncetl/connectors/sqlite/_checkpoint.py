@@ -7,12 +7,9 @@ from datetime import UTC, datetime
 
 import orjson
 
-from asyncetl.connectors.sqlite._connection import (
-    SqliteConnection,
-    check_busy_timeout,
-    immediate,
-)
+from asyncetl.connectors.sqlite._connection import immediate
 from asyncetl.connectors.sqlite._sql import CheckpointSql
+from asyncetl.connectors.sqlite._table import TableStore
 from asyncetl.core.batch import Position
 from asyncetl.core.errors import CheckpointError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore
@@ -20,7 +17,7 @@ from asyncetl.core.interfaces import Checkpoint, CheckpointStore
 __all__ = ["SqliteCheckpointStore", "checkpoint_row"]
 
 
-class SqliteCheckpointStore(CheckpointStore):
+class SqliteCheckpointStore(TableStore[CheckpointSql], CheckpointStore):
     """Committed positions in a table of a SQLite file, one row per (pipeline, source).
 
     The table ``(pipeline, source, position, updated_at)`` holds each position
@@ -37,22 +34,13 @@ class SqliteCheckpointStore(CheckpointStore):
     def __init__(
         self, path: str, *, table: str = "asyncetl_checkpoints", busy_timeout: float = 5.0
     ) -> None:
-        check_busy_timeout("SqliteCheckpointStore", busy_timeout)
-        self.path = str(path)
-        self.table = table
-        self.sql = CheckpointSql.of(table)
-        self._db = SqliteConnection(self.path, busy_timeout=busy_timeout)
-        self._created = False
-
-    async def open(self) -> None:
-        """Connect and create the table when missing.
-
-        :raises PermanentError: when the database cannot be opened or written.
-        """
-        await self._ready()
-
-    async def close(self) -> None:
-        await self._db.close()
+        super().__init__(
+            "SqliteCheckpointStore",
+            path,
+            table=table,
+            statements=CheckpointSql.of,
+            busy_timeout=busy_timeout,
+        )
 
     async def load(self, pipeline: str, source: str) -> Position:
         """The committed position, or ``None`` when there is none.
@@ -88,14 +76,6 @@ class SqliteCheckpointStore(CheckpointStore):
                 conn.execute(self.sql.save, row)
 
         await self._db.run(upsert, what=f"checkpoint save to table {self.table!r}")
-
-    async def _ready(self) -> None:
-        if not self._created:
-            create = self.sql.create
-            await self._db.run(
-                lambda conn: conn.execute(create), what=f"creating table {self.table!r}"
-            )
-            self._created = True
 
 
 def checkpoint_row(checkpoint: Checkpoint) -> tuple[str, str, str, str]:

@@ -8,12 +8,9 @@ from datetime import UTC, datetime
 
 import orjson
 
-from asyncetl.connectors.sqlite._connection import (
-    SqliteConnection,
-    check_busy_timeout,
-    immediate,
-)
+from asyncetl.connectors.sqlite._connection import immediate
 from asyncetl.connectors.sqlite._sql import DeadLetterSql
+from asyncetl.connectors.sqlite._table import TableStore
 from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
 
@@ -22,7 +19,7 @@ __all__ = ["SqliteDeadLetterStore"]
 _NO_LIMIT = -1  # SQLite's LIMIT for "all rows"
 
 
-class SqliteDeadLetterStore(DeadLetterStore):
+class SqliteDeadLetterStore(TableStore[DeadLetterSql], DeadLetterStore):
     """Dead letters in a table of a SQLite file, created when the store opens.
 
     Columns: ``id`` (INTEGER PRIMARY KEY AUTOINCREMENT, so ids are never
@@ -39,22 +36,13 @@ class SqliteDeadLetterStore(DeadLetterStore):
     def __init__(
         self, path: str, *, table: str = "asyncetl_dead_letters", busy_timeout: float = 5.0
     ) -> None:
-        check_busy_timeout("SqliteDeadLetterStore", busy_timeout)
-        self.path = str(path)
-        self.table = table
-        self.sql = DeadLetterSql.of(table)
-        self._db = SqliteConnection(self.path, busy_timeout=busy_timeout)
-        self._created = False
-
-    async def open(self) -> None:
-        """Connect and create the table when missing.
-
-        :raises PermanentError: when the database cannot be opened or written.
-        """
-        await self._ready()
-
-    async def close(self) -> None:
-        await self._db.close()
+        super().__init__(
+            "SqliteDeadLetterStore",
+            path,
+            table=table,
+            statements=DeadLetterSql.of,
+            busy_timeout=busy_timeout,
+        )
 
     async def put(self, letters: Sequence[DeadLetter]) -> None:
         """Store ``letters`` in one transaction."""
@@ -94,14 +82,6 @@ class SqliteDeadLetterStore(DeadLetterStore):
 
         if params:
             await self._db.run(delete, what=f"dead-letter remove from table {self.table!r}")
-
-    async def _ready(self) -> None:
-        if not self._created:
-            create = self.sql.create
-            await self._db.run(
-                lambda conn: conn.executescript(create), what=f"creating table {self.table!r}"
-            )
-            self._created = True
 
     def _letter(self, row: tuple[object, ...]) -> DeadLetter:
         letter_id, pipeline, stage, error, error_type, record, position, time = row

@@ -19,8 +19,10 @@ from typing import TypeVar, cast
 import anyio
 import anyio.to_thread
 
+from asyncetl.connectors.sqlite._connection import immediate
 from asyncetl.core.errors import CheckpointError, TransientError
 from asyncetl.core.partitions import (
+    RESETS,
     BackfillStore,
     Outcome,
     Partition,
@@ -56,15 +58,10 @@ _INSERT = """
 INSERT INTO asyncetl_backfill_partitions (backfill, key, kind, ordinal) VALUES (?, ?, ?, ?)
 ON CONFLICT (backfill, key) DO NOTHING
 """
-_RESET_FAILED = """
+_RESET = """
 UPDATE asyncetl_backfill_partitions
 SET status = 'pending', error = NULL, worker = NULL, lease_until = NULL
-WHERE backfill = ? AND kind = ? AND ordinal BETWEEN ? AND ? AND status = 'failed'
-"""
-_RESET_ALL = """
-UPDATE asyncetl_backfill_partitions
-SET status = 'pending', error = NULL, worker = NULL, lease_until = NULL
-WHERE backfill = ? AND kind = ? AND ordinal BETWEEN ? AND ? AND status <> 'pending'
+WHERE backfill = ? AND kind = ? AND ordinal BETWEEN ? AND ? AND status = ?
   AND NOT (status = 'running' AND lease_until >= ?)
 """
 _PICK_OLDEST = """
@@ -127,12 +124,11 @@ class SqliteBackfillStore(BackfillStore):
         rows = [(backfill, p.key, p.kind, p.ordinal) for p in partitions]
 
         def write(conn: sqlite3.Connection) -> None:
-            with _immediate(conn):
+            now = time.time()
+            resets = [(*_scope(scope, backfill), status, now) for status in RESETS[reset]]
+            with immediate(conn):
                 conn.executemany(_INSERT, rows)
-                if reset == "failed":
-                    conn.execute(_RESET_FAILED, _scope(scope, backfill))
-                elif reset == "all":
-                    conn.execute(_RESET_ALL, (*_scope(scope, backfill), time.time()))
+                conn.executemany(_RESET, resets)
 
         await self._call(write)
 
@@ -143,7 +139,7 @@ class SqliteBackfillStore(BackfillStore):
 
         def take(conn: sqlite3.Connection) -> str | None:
             now = time.time()
-            with _immediate(conn):
+            with immediate(conn):
                 row = conn.execute(pick, (*_scope(scope, backfill), now)).fetchone()
                 if row is None:
                     return None
@@ -157,7 +153,7 @@ class SqliteBackfillStore(BackfillStore):
     ) -> set[str]:
         def extend(conn: sqlite3.Connection) -> set[str]:
             until = time.time() + lease
-            with _immediate(conn):
+            with immediate(conn):
                 return {
                     key
                     for key in keys
@@ -180,7 +176,7 @@ class SqliteBackfillStore(BackfillStore):
         params = (outcome, tries, error, finished, backfill, key, worker)
 
         def write(conn: sqlite3.Connection) -> bool:
-            with _immediate(conn):
+            with immediate(conn):
                 return conn.execute(_FINISH, params).rowcount == 1
 
         return await self._call(write)
@@ -224,19 +220,6 @@ class SqliteBackfillStore(BackfillStore):
             raise CheckpointError(f"cannot use backfill store {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise CheckpointError(f"cannot use backfill store {self.path}: {exc}") from exc
-
-
-class _immediate:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on error."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self.conn.execute("ROLLBACK" if kind else "COMMIT")
 
 
 def _scope(scope: Scope, backfill: str) -> tuple[str, str, int, int]:

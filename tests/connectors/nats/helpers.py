@@ -11,7 +11,8 @@ import orjson
 from nats.js import JetStreamContext
 
 from asyncetl.connectors.nats import JetStreamRecord, JetStreamSource
-from asyncetl.core import Batch, DeadLetterStore, ListSink, Pipeline, Reject, Sink
+from asyncetl.core import DeadLetterStore, Pipeline, Sink
+from tests.core.helpers import FailingSink as BaseFailingSink
 
 NATS_URL = os.environ.get("ASYNCETL_TEST_NATS_URL", "nats://127.0.0.1:4222")
 DURABLE = "etl"
@@ -92,16 +93,5 @@ def pipeline(
     )
 
 
-class FailingSink(ListSink[JetStreamRecord]):
-    """Keeps batches until the ``fail_at``-th write (0-based), which raises."""
-
-    def __init__(self, fail_at: int) -> None:
-        super().__init__()
-        self.fail_at = fail_at
-        self.writes = 0
-
-    async def write(self, batch: Batch[JetStreamRecord]) -> Sequence[Reject]:
-        self.writes += 1
-        if self.writes > self.fail_at:
-            raise RuntimeError("the target is down")
-        return await super().write(batch)
+#: A sink of JetStreamRecords failing from its ``fail_at``-th write on.
+FailingSink = BaseFailingSink[JetStreamRecord]

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from asyncetl.connectors.redis import RedisStreamSource, StreamRecord
-from asyncetl.core import Batch, DeadLetterStore, ListSink, Pipeline, Reject, Sink
+from asyncetl.core import DeadLetterStore, Pipeline, Sink
+from tests.core.helpers import FailingSink as BaseFailingSink
 
 REDIS_URL = os.environ.get("ASYNCETL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 GROUP = "etl"
@@ -72,16 +73,5 @@ async def pending(redis: aioredis.Redis, stream: str, group: str = GROUP) -> int
     return count
 
 
-class FailingSink(ListSink[StreamRecord]):
-    """Keeps batches until the ``fail_at``-th write (0-based), which raises."""
-
-    def __init__(self, fail_at: int) -> None:
-        super().__init__()
-        self.fail_at = fail_at
-        self.writes = 0
-
-    async def write(self, batch: Batch[StreamRecord]) -> Sequence[Reject]:
-        self.writes += 1
-        if self.writes > self.fail_at:
-            raise RuntimeError("the target is down")
-        return await super().write(batch)
+#: A sink of StreamRecords failing from its ``fail_at``-th write on.
+FailingSink = BaseFailingSink[StreamRecord]

@@ -1,4 +1,13 @@
-"""Which stream entries each handed-out position covers, until the engine acknowledges it."""
+"""Which upstream messages each handed-out position covers, until the engine acknowledges it.
+
+A source with an upstream acknowledgement (a Redis Streams ``XACK``, a
+JetStream ack) hands the engine one position per chunk, and later learns
+through :meth:`~asyncetl.core.interfaces.Source.acknowledge` that everything up
+to some position is committed. :class:`AckLedger` keeps the map between the two:
+each handed-out position with the keys of the messages its chunk carried, and
+each key's handle (what the upstream ack needs: an entry id, a message object).
+It knows nothing about any client library, so every such source shares it.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +25,9 @@ V = TypeVar("V")
 
 class AckLedger(Generic[K, V]):
     """Positions handed out in order, each with the upstream handles it covers.
+
+    ``K`` identifies a message (a stream entry id, a stream sequence) and ``V``
+    is what acknowledging it takes; the two may be the same value.
 
     The engine acknowledges the low watermark: a position meaning "this chunk and
     every earlier one is committed". :meth:`take_through` therefore pops every
