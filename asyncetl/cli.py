@@ -26,6 +26,7 @@ import structlog
 
 from asyncetl import AsyncetlError, ConfigError, DeadLetter, JsonValue, Pipeline, RunStats
 from asyncetl.cli_backfill import add_commands
+from asyncetl.cli_cdc import add_commands as add_cdc_commands
 from asyncetl.cli_common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -39,6 +40,7 @@ from asyncetl.cli_common import (
 from asyncetl.observe import configure_logging
 from asyncetl.replay import ReplayResult, replay_dead_letters
 from asyncetl.spec import load_pipeline, logging_settings
+from asyncetl.status import serve_status
 
 __all__ = ["main"]
 
@@ -97,6 +99,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop once the source had nothing new for this long",
     )
+    run.add_argument(
+        "--status-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics (Prometheus), /health and a status page on this port",
+    )
+    run.add_argument(
+        "--status-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --status-port (default 127.0.0.1)",
+    )
     run.set_defaults(command=_run)
     validate = commands.add_parser(
         "validate",
@@ -135,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         "others.",
     )
     replay.set_defaults(command=_dlq_replay)
+    add_cdc_commands(commands)
     add_commands(commands)
     return parser
 
@@ -159,12 +174,19 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(on_signals, functools.partial(_stop, pipeline, signals))
+            if args.status_port is not None:
+                port = await tg.start(
+                    functools.partial(
+                        serve_status, pipeline, host=args.status_host, port=args.status_port
+                    )
+                )
+                _log.info("status page", url=f"http://{args.status_host}:{port}/")
             stats = await pipeline.run()
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Only the run can fail here: report its error, not the task group around it.
         if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
+            raise group.exceptions[0]  # noqa: B904 -- keeps the error's own cause chain
         raise
     print(_summary(pipeline, stats, signals))
     return EXIT_INTERRUPTED if stats.stopped_early else EXIT_OK

@@ -1,0 +1,116 @@
+"""``python -m asyncetl cdc status|drop`` against a real slot made by a real run."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import pg_dsn, throwaway_database
+
+pytestmark = pytest.mark.anyio
+
+SPEC = """
+[pipeline]
+name = "cdc_cli"
+max_batch_age = 0.2
+
+[source]
+type = "postgres_cdc"
+dsn = "{source}"
+slot = "{slot}"
+publication = "{slot}"
+tables = ["items"]
+
+[sink]
+type = "postgres_apply"
+dsn = "{target}"
+create = true
+
+[checkpoints]
+type = "postgres"
+dsn = "{target}"
+"""
+
+
+def asyncetl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asyncetl", *args, "--log-level", "warning"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def drop_slot(slot: str) -> None:
+    admin = await asyncpg.connect(pg_dsn("postgres"))
+    try:
+        await admin.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = $1",
+            slot,
+        )
+    finally:
+        await admin.close()
+
+
+async def test_status_then_drop_of_the_slot_a_run_made(tmp_path: Path) -> None:
+    slot = f"asyncetl_cli_{secrets.token_hex(4)}"
+    async with throwaway_database() as source, throwaway_database() as target:
+        conn = await asyncpg.connect(source)
+        await conn.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+        await conn.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 20) g")
+        await conn.close()
+        spec = tmp_path / "cdc.toml"
+        spec.write_text(SPEC.format(source=source, target=target, slot=slot))
+        try:
+            run = asyncetl("run", str(spec), "--stop-when-idle", "1")
+            assert run.returncode == 0, run.stderr
+            assert "records in     20" in run.stdout
+
+            status = asyncetl("cdc", "status", str(spec), "--json")
+            assert status.returncode == 0, status.stderr
+            report = json.loads(status.stdout)
+            assert (report["slot"], report["exists"], report["snapshot"]) == (slot, True, None)
+            assert report["publication"] == {
+                "name": slot,
+                "exists": True,
+                "tables": ["public.items"],
+            }
+            assert report["confirmed_flush_lsn"] == report["checkpoint"]["lsn"]
+
+            refused = asyncetl("cdc", "drop", str(spec))
+            assert refused.returncode == 2
+            assert refused.stderr.strip().splitlines()[-1] == (
+                "error: cdc drop needs --yes when there is no terminal to confirm on"
+            )
+
+            dropped = asyncetl("cdc", "drop", str(spec), "--yes")
+            assert dropped.returncode == 0, dropped.stderr
+            assert dropped.stdout.splitlines() == [
+                "slot_dropped: dropped",
+                "publication_dropped: dropped",
+            ]
+            gone = json.loads(asyncetl("cdc", "status", str(spec), "--json").stdout)
+            assert (gone["exists"], gone["publication"]["exists"]) == (False, False)
+        finally:
+            await drop_slot(slot)
+
+
+def test_status_of_a_spec_without_a_cdc_source(tmp_path: Path) -> None:
+    spec = tmp_path / "files.toml"
+    spec.write_text(
+        '[pipeline]\nname = "f"\n[source]\ntype = "jsonl"\npath = "x.jsonl"\n'
+        '[sink]\ntype = "null"\n'
+    )
+    result = asyncetl("cdc", "status", str(spec))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {spec}: source: the source is JsonlSource, not a CDC source"
+    )
