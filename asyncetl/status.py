@@ -161,7 +161,7 @@ def _page(pipeline: Pipeline) -> str:
         ("dead-lettered", f"{stats.dead_lettered:,}"),
         ("batches committed", f"{stats.batches_committed:,}"),
         ("batches in flight", f"{pipeline.in_flight_batches:,}"),
-        ("records per second", f"{stats.records_in / elapsed:,.0f}"),
+        ("records per second (average)", f"{stats.records_in / elapsed:,.0f}"),
         ("last commit", "none yet" if since < 0 else f"{since:.1f} s ago"),
         ("committed position", orjson.dumps(stats.position, default=str).decode()),
         ("elapsed", f"{stats.elapsed:.1f} s"),
