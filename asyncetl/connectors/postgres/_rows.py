@@ -115,13 +115,16 @@ def _sql_type(value: Any) -> str:
     return "text"
 
 
-def infer_columns(records: Sequence[Record], key: Sequence[str] = ()) -> list[Column]:
-    """Columns for a new table from the first non-NULL value of each column; ``text`` if none."""
+def infer_columns(records: Sequence[Record], not_null: Sequence[str] = ()) -> list[Column]:
+    """Columns for a new table from the first non-NULL value of each column; ``text`` if none.
+
+    Columns named in ``not_null`` (the key, and any the user asked for) are ``NOT NULL``.
+    """
     names: dict[str, None] = {}
     for record in records:
         names.update(dict.fromkeys(record))
     columns = []
     for name in names:
         value = next((r[name] for r in records if r.get(name) is not None), None)
-        columns.append(Column(name, _sql_type(value), not_null=name in key))
+        columns.append(Column(name, _sql_type(value), not_null=name in not_null))
     return columns

@@ -106,6 +106,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     :param delete_flag: the record field that marks a delete in ``soft_delete`` mode.
     :param create: create the table when missing, from ``source_table`` at
         ``source_dsn`` when given, otherwise from the first batch's values.
+    :param not_null: columns created ``NOT NULL`` when the table is created from
+        a batch's values (key columns always are).
     :param retries: retries of a batch after transient failures.
     :param retry_max_time: seconds after which no retry starts.
     """
@@ -127,6 +129,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         create: bool = False,
         source_dsn: str | None = None,
         source_table: str | None = None,
+        not_null: list[str] | None = None,
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -157,6 +160,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self.deleted_at = deleted_at
         self.delete_flag = delete_flag
         self.create = create
+        self.not_null = [*(self.key or ()), *(not_null or ())]
         self.source = (
             (Dsn.parse(source_dsn), TableName.parse(source_table))
             if (source_dsn and source_table)
@@ -253,7 +257,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         if self.schema is None:
             if not records:
                 return [], []
-            await self._create(infer_columns(records, self.key or ()), self.key or [])
+            await self._create(infer_columns(records, self.not_null), self.key or [])
             await self._ready()
         return self._plan(records)
 

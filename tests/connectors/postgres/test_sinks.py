@@ -261,6 +261,20 @@ async def test_create_from_the_batch_infers_types_and_key(pg_database: str) -> N
     ]
 
 
+async def test_create_makes_the_named_columns_not_null(pg_database: str) -> None:
+    sink = PostgresSink(pg_database, "docs", key=["id"], create=True, not_null=["doc"])
+    await sink.open()
+    try:
+        await sink.write(batch([{"id": 1, "doc": {"a": 1}, "note": "x"}]))
+    finally:
+        await sink.close()
+    assert await rows(
+        pg_database,
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_name = 'docs' ORDER BY ordinal_position",
+    ) == [("id", "bigint", "NO"), ("doc", "jsonb", "NO"), ("note", "text", "YES")]
+
+
 async def test_create_from_the_source_schema(pg_database: str) -> None:
     await execute(
         pg_database,
