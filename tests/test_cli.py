@@ -20,6 +20,8 @@ from asyncetl import ConfigError
 from asyncetl.observe import configure_logging
 
 HELPERS = '''
+from pathlib import Path
+
 import anyio
 from asyncetl import Chunk, Sink, Source
 
@@ -39,9 +41,10 @@ class Ticker(Source[dict]):
 
 
 class Stuck(Sink[object]):
-    """Never finishes a write."""
+    """Never finishes a write; says so in the file ``stuck`` once a write started."""
 
     async def write(self, batch):
+        Path("stuck").touch()
         await anyio.sleep(3600)
         return ()
 
@@ -310,6 +313,9 @@ def test_signal_stops_gracefully(project: Path, signum: signal.Signals) -> None:
 def test_second_signal_stops_at_once(project: Path) -> None:
     (project / "ticks.toml").write_text(TICKER_SPEC.replace('"SINK"', '"helpers:Stuck"'))
     process = spawn(project, "run", "ticks.toml")
+    # Only a batch stuck in the sink makes the graceful stop wait for the second signal.
+    while not (project / "stuck").exists():
+        time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     assert process.stderr is not None
     for line in process.stderr:
