@@ -10,6 +10,7 @@ import anyio.to_thread
 import orjson
 
 from asyncetl.core.batch import JsonValue, Position
+from asyncetl.core.durable import fsync_directory
 from asyncetl.core.errors import CheckpointError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore
 
@@ -88,10 +89,6 @@ def _write_atomically(path: Path, content: bytes) -> None:
         except BaseException:
             temp_path.unlink(missing_ok=True)
             raise
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_directory(path.parent)
     except OSError as exc:
         raise CheckpointError(f"cannot write checkpoint file {path}: {exc.strerror}") from exc
