@@ -117,12 +117,8 @@ async def serve_status(
     runner = web.AppRunner(status_app(pipeline), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
-        task_status.started(bound)
+        await web.TCPSite(runner, host, port).start()
+        task_status.started(runner.addresses[0][1])
         await anyio.sleep_forever()
     finally:
         with anyio.move_on_after(5, shield=True):
