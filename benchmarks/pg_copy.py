@@ -9,8 +9,10 @@ target database, then measures, each into its own target table:
 1. the floor: ``COPY (SELECT …) TO STDOUT`` piped into ``COPY … FROM STDIN``
    (two psql processes, binary format) into an empty table;
 2. asyncetl ``TableSource`` → ``PostgresSink`` (upsert) into an empty table, and
-   again into the full table (every row a conflict and an update); run in a
-   child process whose peak RSS is reported;
+   again into the full table (every row a conflict and an update), once with
+   dict records (what a pipeline with transforms reads) and once with
+   ``format="copy"`` (rows passed through as COPY text, for a plain copy); run
+   in a child process whose peak RSS is reported;
 3. pandas ``read_sql`` + ``to_sql`` after a ``DELETE`` through SQLAlchemy (the
    hand-written seed pattern), end to end;
 4. dlt ``sql_table`` → postgres with ``write_disposition="merge"`` (skipped, with
@@ -125,11 +127,11 @@ async def asyncetl_runs(base: str, src: str, dst: str) -> dict[str, float]:
     from asyncetl.connectors.postgres import PostgresSink, TableSource
     from asyncetl.core import Pipeline
 
-    def pipeline() -> Pipeline:
-        source = TableSource(dsn(base, src), "bench", chunk_size=10_000)
+    def pipeline(form: str) -> Pipeline:
+        source = TableSource(dsn(base, src), "bench", chunk_size=10_000, format=form)
         sink = PostgresSink(
             dsn(base, dst),
-            "bench_asyncetl",
+            f"bench_asyncetl_{form}",
             create=True,
             source_dsn=dsn(base, src),
             source_table="bench",
@@ -137,11 +139,12 @@ async def asyncetl_runs(base: str, src: str, dst: str) -> dict[str, float]:
         return Pipeline("bench", source, sink, max_batch_size=10_000, queue_size=2)
 
     result = {}
-    for label in ("empty", "full"):
-        start = time.perf_counter()
-        stats = await pipeline().run()
-        result[label] = time.perf_counter() - start
-        result[f"{label}_rows"] = stats.records_out
+    for form in ("records", "copy"):
+        for label in ("empty", "full"):
+            start = time.perf_counter()
+            stats = await pipeline(form).run()
+            result[f"{form} {label}"] = time.perf_counter() - start
+            result[f"{form} {label} rows"] = stats.records_out
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -212,20 +215,23 @@ def _with_password(url: str) -> str:
 
 
 def report(rows: int, figures: dict[str, float | str], rss: float) -> None:
-    ours = figures["asyncetl upsert, empty target"]
-    assert isinstance(ours, float)
+    records = figures["asyncetl records, empty target"]
+    copy = figures["asyncetl copy, empty target"]
+    assert isinstance(records, float)
+    assert isinstance(copy, float)
     print(f"\n{rows:,} rows (id bigint, text, double, timestamptz, small jsonb)\n")
-    print(f"{'method':<40} {'seconds':>9} {'rows/s':>11} {'asyncetl (empty) ×':>19}")
+    head = f"{'method':<46} {'seconds':>8} {'rows/s':>10} {'records (empty) ×':>18}"
+    print(f"{head} {'copy (empty) ×':>15}")
     for name, value in figures.items():
         if isinstance(value, str):
-            print(f"{name:<40} {value}")
+            print(f"{name:<46} {value}")
             continue
-        ratio = value / ours
-        print(f"{name:<40} {value:>9.2f} {rows / value:>11,.0f} {ratio:>18.2f}×")
+        line = f"{name:<46} {value:>8.2f} {rows / value:>10,.0f} {value / records:>17.2f}×"
+        print(f"{line} {value / copy:>14.2f}×")
     print(f"\nasyncetl process peak RSS: {rss:.0f} MB")
     print(
-        "(ratio > 1: asyncetl is that many times faster; < 1: slower; the floor's ratio is "
-        "asyncetl's share of COPY speed)"
+        "(each ratio is how many times faster asyncetl into an empty table is, with dict "
+        "records or with format = copy; on the floor's line it is asyncetl's share of COPY speed)"
     )
 
 
@@ -253,8 +259,11 @@ def main() -> None:
             "floor: COPY TO | COPY FROM (psql)": floor(args.dsn, src, dst)
         }
         ours = asyncetl_child(args.dsn, src, dst)
-        figures["asyncetl upsert, empty target"] = ours["empty"]
-        figures["asyncetl upsert, full target (updates)"] = ours["full"]
+        for form in ("records", "copy"):
+            for label, target in (("empty", "empty target"), ("full", "full target (updates)")):
+                if ours[f"{form} {label} rows"] != args.rows:
+                    raise RuntimeError(f"asyncetl {form} {label} loaded the wrong number of rows")
+                figures[f"asyncetl {form}, {target}"] = ours[f"{form} {label}"]
         print(f"measured: {figures}", file=sys.stderr, flush=True)
         if "pandas" not in args.skip:
             figures["pandas read_sql + DELETE + to_sql"] = pandas_pattern(args.dsn, src, dst)

@@ -6,14 +6,16 @@ with asyncpg's binary ``copy_records_to_table`` into ``STAGE`` (a temporary
 table with the target's column types, ``ON COMMIT DROP``) and merges it into the
 target. They are shared by the table sinks and the CDC apply stage.
 
-``rows`` are tuples in the order of ``columns``. Upserts need at most one row
-per key (see :func:`last_per_key`): ``ON CONFLICT DO UPDATE`` cannot touch one
-row twice in a statement.
+``rows`` are tuples in the order of ``columns``, or :class:`TextRows`: lines
+in COPY's text format, as ``TableSource(format="copy")`` reads them, loaded
+without ever being decoded. Upserts need at most one row per key (see
+:func:`last_per_key`, or ``dedupe`` for text rows): ``ON CONFLICT DO UPDATE``
+cannot touch one row twice in a statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from operator import itemgetter
 from typing import TypeVar
 
@@ -23,6 +25,7 @@ from asyncetl.connectors.postgres import _sql
 from asyncetl.connectors.postgres._sql import STAGE, TableName, quote_ident
 
 __all__ = [
+    "TextRows",
     "copy_append",
     "copy_replace",
     "copy_soft_delete",
@@ -34,6 +37,43 @@ __all__ = [
 
 Row = Sequence[object]
 R = TypeVar("R", bound=Sequence[object])
+
+
+class TextRows:
+    """Rows in COPY's text format, one line each without its newline."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: Sequence[bytes]) -> None:
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    async def data(self) -> AsyncIterator[bytes]:
+        """The COPY data: every line, each ending in a newline."""
+        yield b"\n".join(self.lines) + b"\n"
+
+
+Rows = Iterable[Row] | TextRows
+
+
+async def copy_in(
+    conn: asyncpg.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Rows,
+    *,
+    schema_name: str | None,
+) -> str:
+    """COPY ``rows`` into ``schema_name.table``; returns the command status."""
+    if isinstance(rows, TextRows):
+        return await conn.copy_to_table(
+            table, source=rows.data(), columns=list(columns), schema_name=schema_name
+        )
+    return await conn.copy_records_to_table(
+        table, records=rows, columns=list(columns), schema_name=schema_name
+    )
 
 
 def row_count(status: str) -> int:
@@ -62,7 +102,7 @@ async def stage_rows(
     conn: asyncpg.Connection,
     target: TableName,
     columns: Sequence[str],
-    rows: Iterable[Row],
+    rows: Rows,
     *,
     extra: Sequence[tuple[str, str]] = (),
 ) -> None:
@@ -73,11 +113,8 @@ async def stage_rows(
     """
     definitions = [f"{quote_ident(name)} {sql_type}" for name, sql_type in extra]
     await conn.execute(_sql.create_stage(target, columns, definitions))
-    await conn.copy_records_to_table(
-        STAGE,
-        records=rows,
-        columns=[*columns, *(name for name, _ in extra)],
-        schema_name="pg_temp",
+    await copy_in(
+        conn, STAGE, [*columns, *(name for name, _ in extra)], rows, schema_name="pg_temp"
     )
 
 
@@ -85,12 +122,13 @@ async def copy_upsert(
     conn: asyncpg.Connection,
     target: TableName,
     columns: Sequence[str],
-    rows: Iterable[Row],
+    rows: Rows,
     *,
     key: Sequence[str],
     update: Sequence[str] | None = None,
     version_column: str | None = None,
     row_hash_column: str | None = None,
+    dedupe: bool = False,
 ) -> int:
     """Upsert ``rows`` by ``key``; returns how many target rows were inserted or updated.
 
@@ -98,6 +136,8 @@ async def copy_upsert(
         ``[]`` inserts new keys only).
     :param version_column: an older row (smaller version) never overwrites a newer one.
     :param row_hash_column: a row whose stored hash is unchanged is not rewritten.
+    :param dedupe: ``rows`` may hold a key more than once; the last (or newest
+        version) wins.
     """
     await stage_rows(conn, target, columns, rows)
     sql = _sql.merge_from_stage(
@@ -107,6 +147,7 @@ async def copy_upsert(
         update=update,
         version_column=version_column,
         row_hash_column=row_hash_column,
+        dedupe=dedupe,
     )
     return row_count(await conn.execute(sql))
 
@@ -115,23 +156,17 @@ async def copy_append(
     conn: asyncpg.Connection,
     target: TableName,
     columns: Sequence[str],
-    rows: Iterable[Row],
+    rows: Rows,
 ) -> int:
     """Append ``rows`` to ``target`` with COPY straight into it; returns the rows copied."""
-    status = await conn.copy_records_to_table(
-        target.name,
-        records=rows,
-        columns=list(columns),
-        schema_name=target.schema,
-    )
-    return row_count(status)
+    return row_count(await copy_in(conn, target.name, columns, rows, schema_name=target.schema))
 
 
 async def copy_replace(
     conn: asyncpg.Connection,
     target: TableName,
     columns: Sequence[str],
-    rows: Iterable[Row],
+    rows: Rows,
     *,
     partition: Sequence[str],
 ) -> int:
@@ -149,7 +184,7 @@ async def copy_soft_delete(
     conn: asyncpg.Connection,
     target: TableName,
     columns: Sequence[str],
-    rows: Iterable[Row],
+    rows: Rows,
     *,
     key: Sequence[str],
     deleted_at: str,

@@ -14,7 +14,14 @@ import orjson
 
 from asyncetl.connectors.postgres.schema import Column
 
-__all__ = ["group_by_shape", "infer_columns", "json_text", "row_hash", "rows_of"]
+__all__ = [
+    "group_by_shape",
+    "infer_columns",
+    "json_text",
+    "row_hash",
+    "rows_of",
+    "uniform_rows",
+]
 
 Record = Mapping[str, Any]
 
@@ -39,13 +46,30 @@ def group_by_shape(records: Iterable[Record]) -> dict[tuple[str, ...], list[Reco
     return groups
 
 
+def uniform_rows(records: Sequence[Record]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]] | None:
+    """The field names and value tuples of ``records`` when all have the first one's fields.
+
+    ``None`` when they differ (or there are none). Cheaper than comparing key
+    sets: records of equal length that all hold the first record's names hold
+    exactly those names.
+    """
+    if not records:
+        return None
+    names = tuple(records[0])
+    if len(set(map(len, records))) != 1:
+        return None
+    try:
+        return names, rows_of(records, names)
+    except KeyError:
+        return None
+
+
 def rows_of(records: Sequence[Record], columns: Sequence[str]) -> list[tuple[Any, ...]]:
     """The values of ``columns`` of each record, as tuples."""
     if len(columns) == 1:
         (only,) = columns
         return [(record[only],) for record in records]
-    get = itemgetter(*columns)
-    return [get(record) for record in records]
+    return list(map(itemgetter(*columns), records))
 
 
 def json_text(rows: list[tuple[Any, ...]], columns: Sequence[int]) -> list[tuple[Any, ...]]:
@@ -53,7 +77,8 @@ def json_text(rows: list[tuple[Any, ...]], columns: Sequence[int]) -> list[tuple
 
     A ``str`` is taken to be JSON text already (as asyncpg reads json columns).
     """
-    if not any(row[i] is not None and row[i].__class__ is not str for row in rows for i in columns):
+    text = {str, type(None)}
+    if all(set(map(type, map(itemgetter(i), rows))) <= text for i in columns):
         return rows  # the usual case, e.g. rows read from PostgreSQL
 
     def fixed(row: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -197,6 +197,7 @@ def merge_from_stage(
     set_extra: Sequence[str] = (),
     where: str | None = None,
     revive: str | None = None,
+    dedupe: bool = False,
 ) -> str:
     """Upsert staged rows into ``target`` by ``key`` (``INSERT … ON CONFLICT``).
 
@@ -209,16 +210,20 @@ def merge_from_stage(
     :param where: a condition on the staged rows to merge (already quoted SQL).
     :param revive: a ``deleted_at`` column: a flagged row is rewritten even when
         its hash is unchanged, so that it comes back to life.
+    :param dedupe: merge only one staged row per key: the newest version, else
+        the last staged (for stages that may hold a key twice).
     """
     cols = _columns(columns)
     keys = _columns(key)
     if update is None:
         update = [c for c in columns if c not in key]
-    head = (
-        f"INSERT INTO {target.sql} AS t ({cols}) "  # noqa: S608
-        f"SELECT {cols} FROM {quote_ident(STAGE)}"
-        f"{' WHERE ' + where if where else ''} ON CONFLICT ({keys}) DO "
-    )
+    rows = f"{cols} FROM {quote_ident(STAGE)}{' WHERE ' + where if where else ''}"
+    if dedupe:
+        newest = [f"{quote_ident(version_column)} DESC NULLS LAST"] if version_column else []
+        # A freshly filled temporary table's ctid order is the order rows were staged in.
+        order = ", ".join([keys, *newest, "ctid DESC"])
+        rows = f"DISTINCT ON ({keys}) {rows} ORDER BY {order}"
+    head = f"INSERT INTO {target.sql} AS t ({cols}) SELECT {rows} ON CONFLICT ({keys}) DO "
     assignments = [f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in update]
     assignments.extend(set_extra)
     if not assignments:

@@ -5,7 +5,10 @@ Modes (``mode=``):
 ``upsert``
     COPY the batch into a temporary table, then ``INSERT … SELECT … ON CONFLICT
     (key) DO UPDATE``. With ``version_column`` an older row never overwrites a
-    newer one; with ``row_hash`` an unchanged row is not rewritten.
+    newer one; with ``row_hash`` an unchanged row is not rewritten. Until a
+    batch meets a key already in the table, batches are COPYed straight into it
+    (inside a savepoint), which is what an initial load or an append-only source
+    needs; from the first conflict on, every batch merges.
 ``append``
     COPY straight into the table. With ``row_hash`` the table has a unique
     ``_row_hash`` column and rows already there are skipped (``ON CONFLICT DO
@@ -47,13 +50,9 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._encode import find_bad_values
-from asyncetl.connectors.postgres._rows import (
-    group_by_shape,
-    infer_columns,
-    json_text,
-    row_hash,
-    rows_of,
-)
+from asyncetl.connectors.postgres._load import TextRows
+from asyncetl.connectors.postgres._plan import KEYED_MODES, Group, Planner
+from asyncetl.connectors.postgres._rows import infer_columns
 from asyncetl.connectors.postgres._sql import TableName
 from asyncetl.connectors.postgres.schema import (
     Column,
@@ -71,24 +70,11 @@ __all__ = ["PostgresSink", "SinkMode"]
 
 SinkMode = Literal["upsert", "append", "replace_partition", "refresh_swap", "soft_delete"]
 _MODES: tuple[str, ...] = get_args(SinkMode)
-_KEYED = ("upsert", "soft_delete")
 _STAGING_SUFFIX = "__asyncetl_new"
 _OLD_SUFFIX = "__asyncetl_old"
-_JSON_TYPES = frozenset({"json", "jsonb"})
 
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
-
-
-class _Group:
-    """Records of one shape, turned into rows for one COPY."""
-
-    __slots__ = ("columns", "records", "rows")
-
-    def __init__(self, columns: list[str], records: list[Record], rows: list[Row]) -> None:
-        self.columns = columns
-        self.records = records
-        self.rows = rows
 
 
 class PostgresSink(Sink[Mapping[str, Any]]):
@@ -108,6 +94,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         ``source_dsn`` when given, otherwise from the first batch's values.
     :param not_null: columns created ``NOT NULL`` when the table is created from
         a batch's values (key columns always are).
+    :param columns: the columns, in order, that lines in COPY's text format fill
+        (records of a ``TableSource(format="copy")``); default: the table's columns.
     :param retries: retries of a batch after transient failures.
     :param retry_max_time: seconds after which no retry starts.
     """
@@ -130,6 +118,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         source_dsn: str | None = None,
         source_table: str | None = None,
         not_null: list[str] | None = None,
+        columns: list[str] | None = None,
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -161,6 +150,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self.delete_flag = delete_flag
         self.create = create
         self.not_null = [*(self.key or ()), *(not_null or ())]
+        self.columns = list(columns) if columns else None
         self.source = (
             (Dsn.parse(source_dsn), TableName.parse(source_table))
             if (source_dsn and source_table)
@@ -170,6 +160,10 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self.schema: TableSchema | None = None
         self._pool: asyncpg.Pool | None = None
         self._checkpoints: PostgresCheckpointStore | None = None
+        self._planner: Planner | None = None
+        # Upsert batches are COPYed straight into the table until one hits an
+        # existing key; from then on they go through the merge.
+        self._insert_first = mode == "upsert"
         #: Target rows inserted, updated or flagged since construction.
         self.rows_changed = 0
 
@@ -232,6 +226,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     async def _write(
         self, records: Sequence[Record], checkpoint: Checkpoint | None, swap: bool = False
     ) -> list[Reject]:
+        if records and isinstance(records[0], bytes | bytearray):
+            return await self._write_text(records, checkpoint, swap)
         groups, rejects = await self.plan(records)
         if swap and self.schema is None:
             swap = False  # nothing was ever loaded: no table to swap in
@@ -249,7 +245,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         await self._commit(groups, checkpoint, swap)
         return rejects + bad
 
-    async def plan(self, records: Sequence[Record]) -> tuple[list[_Group], list[Reject]]:
+    async def plan(self, records: Sequence[Record]) -> tuple[list[Group], list[Reject]]:
         """Check ``records`` against the table (creating it first if asked) and group them.
 
         :returns: the groups to :meth:`load` and the records refused, with their reasons.
@@ -259,9 +255,33 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 return [], []
             await self._create(infer_columns(records, self.not_null), self.key or [])
             await self._ready()
-        return self._plan(records)
+        assert self._planner is not None
+        return self._planner.plan(records)
 
-    async def load(self, conn: asyncpg.Connection, groups: Sequence[_Group]) -> int:
+    async def _write_text(
+        self, lines: Sequence[Any], checkpoint: Checkpoint | None, swap: bool
+    ) -> list[Reject]:
+        if self._planner is None:
+            raise PermanentError(
+                f"table {self.table} does not exist in {self.dsn.where} and COPY lines do "
+                "not say which columns it needs: create it, or give the sink source_dsn "
+                "and source_table with create = true"
+            )
+        groups = self._planner.plan_text(lines)
+        try:
+            await self._commit(groups, checkpoint, swap)
+        except PermanentError as exc:
+            if not isinstance(exc.__cause__, asyncpg.BadCopyFileFormatError):
+                raise
+            columns = ", ".join(groups[0].columns)
+            raise PermanentError(
+                f"COPY lines do not fit the columns ({columns}) of table {self.target}: "
+                f"{exc.__cause__}; the source must read these columns in this order, "
+                "or give the sink columns = [...] in the source's order"
+            ) from exc
+        return []
+
+    async def load(self, conn: asyncpg.Connection, groups: Sequence[Group]) -> int:
         """Load planned ``groups`` through ``conn``, inside the caller's transaction.
 
         :returns: target rows inserted, updated or flagged (unchanged rows not counted).
@@ -273,7 +293,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         return changed
 
     async def _commit(
-        self, groups: list[_Group], checkpoint: Checkpoint | None, swap: bool = False
+        self, groups: list[Group], checkpoint: Checkpoint | None, swap: bool = False
     ) -> None:
         async def body(conn: asyncpg.Connection) -> int:
             changed = await self.load(conn, groups)
@@ -289,7 +309,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         if swap:
             await self._after_swap()
 
-    async def _load(self, conn: asyncpg.Connection, group: _Group) -> int:
+    async def _load(self, conn: asyncpg.Connection, group: Group) -> int:
         target, columns, rows = self.target, group.columns, group.rows
         if self.mode == "refresh_swap":  # after a swap, the next batch starts a new staging
             await conn.execute(self._create_staging())
@@ -301,7 +321,10 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             )
         if self.mode == "replace_partition":
             return await _load.copy_replace(conn, target, columns, rows, partition=self.partition)
-        unique = self._one_per_key(columns, rows)
+        assert self._planner is not None
+        if isinstance(rows, TextRows):
+            return await self._upsert(conn, columns, rows, None, dedupe=True)
+        unique = self._planner.one_per_key(columns, rows)
         hashed = self.row_hash_column if self.row_hash else None
         if self.mode == "soft_delete":
             return await _load.copy_soft_delete(
@@ -315,92 +338,39 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 version_column=self.version_column,
                 row_hash_column=hashed,
             )
+        return await self._upsert(conn, columns, unique, hashed)
+
+    async def _upsert(
+        self,
+        conn: asyncpg.Connection,
+        columns: list[str],
+        rows: Sequence[Row] | TextRows,
+        row_hash_column: str | None,
+        *,
+        dedupe: bool = False,
+    ) -> int:
+        # A batch of new keys only (an initial load, an append-only source) needs no
+        # merge: COPY straight into the table is about twice as fast on the server.
+        # The first batch that meets an existing key rolls back to the savepoint and
+        # merges, and so do all later batches of this sink.
+        if self._insert_first:
+            try:
+                async with conn.transaction():
+                    return await _load.copy_append(conn, self.target, columns, rows)
+            except asyncpg.UniqueViolationError:
+                self._insert_first = False
         return await _load.copy_upsert(
             conn,
-            target,
+            self.target,
             columns,
-            unique,
+            rows,
             key=self.resolved_key,
             version_column=self.version_column,
-            row_hash_column=hashed,
+            row_hash_column=row_hash_column,
+            dedupe=dedupe,
         )
 
-    def _one_per_key(self, columns: list[str], rows: list[Row]) -> Sequence[Row]:
-        key_index = [columns.index(k) for k in self.resolved_key]
-        latest = _load.last_per_key(rows, key_index)
-        if latest is rows or self.version_column is None:
-            return latest
-        v = columns.index(self.version_column)  # the newest version of a key wins, not the last
-        return _load.last_per_key(
-            sorted(rows, key=lambda row: (row[v] is not None, row[v])), key_index
-        )
-
-    # -- planning: records to rows, with record-level checks -----------------
-
-    def _plan(self, records: Sequence[Record]) -> tuple[list[_Group], list[Reject]]:
-        groups: list[_Group] = []
-        rejects: list[Reject] = []
-        for shape, members in group_by_shape(records).items():
-            columns = [
-                c for c in shape if not (self.mode == "soft_delete" and c == self.delete_flag)
-            ]
-            problem = self._shape_problem(columns)
-            if problem is not None:
-                rejects.extend(Reject(record, PermanentError(problem)) for record in members)
-                continue
-            groups.append(self._group(columns, members))
-        return groups, rejects
-
-    def _shape_problem(self, columns: list[str]) -> str | None:
-        assert self.schema is not None
-        known = set(self.schema.column_names)
-        for column in columns:
-            if column not in known:
-                return (
-                    f"field {column!r} is not a column of table {self.schema.table}; add the "
-                    "column or drop the field with a transform"
-                )
-        needed = list(self.resolved_key) if self.mode in _KEYED else list(self.partition)
-        needed += [self.version_column] if self.version_column else []
-        needed += [c for c in self.row_hash or () if c != "*"]
-        for column in needed:
-            if column not in columns:
-                return f"record has no field {column!r}, which the sink needs for {self.mode}"
-        return None
-
-    def _group(self, columns: list[str], records: list[Record]) -> _Group:
-        rows = rows_of(records, columns)
-        assert self.schema is not None
-        json_columns = [
-            i
-            for i, c in enumerate(columns)
-            if self.schema.column(c).type in _JSON_TYPES  # type: ignore[union-attr]
-        ]
-        if json_columns:
-            rows = json_text(rows, json_columns)
-        if self.row_hash is not None:
-            rows = self._with_hashes(columns, rows)
-            columns = [*columns, self.row_hash_column]
-        if self.mode == "soft_delete":
-            flag = self.delete_flag
-            rows = [(*row, bool(r.get(flag))) for row, r in zip(rows, records, strict=True)]
-            columns = [*columns, flag]
-        return _Group(columns, records, rows)
-
-    def _with_hashes(self, columns: list[str], rows: list[Row]) -> list[Row]:
-        hashed = columns if self.row_hash == ["*"] else self.row_hash or []
-        index = [columns.index(c) for c in hashed if c != self.row_hash_column]
-        seen: dict[Row, int] = {}
-        out = []
-        for row in rows:
-            values = tuple(row[i] for i in index)
-            salt = 0
-            if self.mode in ("append", "refresh_swap"):  # tell identical rows apart
-                salt = seen[values] = seen.get(values, -1) + 1
-            out.append((*row, row_hash(values, salt)))
-        return out
-
-    async def bad_values(self, groups: Sequence[_Group]) -> list[Reject]:
+    async def bad_values(self, groups: Sequence[Group]) -> list[Reject]:
         """Reject the records holding values their column cannot take; drop them from ``groups``.
 
         For after a load failed with a ``TypeError``/``ValueError`` from asyncpg's encoder.
@@ -408,17 +378,20 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         assert self.schema is not None
         rejects: list[Reject] = []
         for group in groups:
+            rows = group.rows
+            if isinstance(rows, TextRows):
+                continue  # never encoded here: the server checks COPY text
             columns = [c for c in group.columns if self.schema.column(c) is not None]
             types = [self.schema.column(c).type for c in columns]  # type: ignore[union-attr]
 
             async def find(
                 conn: asyncpg.Connection,
-                g: _Group = group,
+                rows: list[Row] = rows,
                 columns: list[str] = columns,
                 types: list[str] = types,
             ) -> list[Any]:
                 return await find_bad_values(
-                    conn, columns, types, [row[: len(columns)] for row in g.rows]
+                    conn, columns, types, [row[: len(columns)] for row in rows]
                 )
 
             bad = await in_transaction(
@@ -429,7 +402,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 Reject(group.records[b.row], PermanentError(b.message(str(self.target))))
                 for b in bad
             ]
-            group.rows = [row for i, row in enumerate(group.rows) if i not in doomed]
+            group.rows = [row for i, row in enumerate(rows) if i not in doomed]
             group.records = [r for i, r in enumerate(group.records) if i not in doomed]
         return rejects
 
@@ -475,8 +448,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             extra.append(Column(self.row_hash_column, "text"))
         if self.mode == "soft_delete" and self.deleted_at not in names:
             extra.append(Column(self.deleted_at, "timestamp with time zone"))
-        unique = [self.row_hash_column] if self.row_hash and self.mode not in _KEYED else []
-        if self.mode in _KEYED and not key:
+        unique = [self.row_hash_column] if self.row_hash and self.mode not in KEYED_MODES else []
+        if self.mode in KEYED_MODES and not key:
             raise PermanentError(
                 f"cannot create table {self.table} for {self.mode} without a "
                 "key; give the sink key = [...]"
@@ -484,7 +457,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         ddl = table_ddl(
             self.table,
             [*columns, *extra],
-            primary_key=key if self.mode in _KEYED or not unique else (),
+            primary_key=key if self.mode in KEYED_MODES or not unique else (),
             unique=unique,
         )
 
@@ -502,6 +475,17 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         """Check the table against the mode; prepare the staging table of ``refresh_swap``."""
         assert self.schema is not None
         self._check(self.schema)
+        self._planner = Planner(
+            self.schema,
+            mode=self.mode,
+            key=self.resolved_key,
+            partition=self.partition,
+            version_column=self.version_column,
+            row_hash=self.row_hash,
+            row_hash_column=self.row_hash_column,
+            delete_flag=self.delete_flag,
+            text_columns=self.columns,
+        )
         if self.mode == "refresh_swap":
             # With checkpoints in the same transactions, a staging table left by a
             # crashed run matches its checkpoint and is resumed; otherwise start afresh.
@@ -517,7 +501,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                     f"{', '.join(names)}); fix the sink's {role} or add the column"
                 )
 
-        if self.mode in _KEYED:
+        if self.mode in KEYED_MODES:
             if not self.resolved_key:
                 raise PermanentError(
                     f"table {t} has no primary key; give the sink key = [...] "
@@ -532,13 +516,15 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 )
         for column in self.partition:
             require(column, "partition")
+        for column in self.columns or ():
+            require(column, "columns")
         if self.version_column:
             require(self.version_column, "version_column")
         if self.mode == "soft_delete":
             require(self.deleted_at, "deleted_at")
         if self.row_hash is not None:
             require(self.row_hash_column, "row_hash_column")
-            if self.mode not in _KEYED and not schema.has_unique_key([self.row_hash_column]):
+            if self.mode not in KEYED_MODES and not schema.has_unique_key([self.row_hash_column]):
                 raise PermanentError(
                     f"table {t} needs a unique index on {self.row_hash_column!r} for "
                     f"{self.mode} with row_hash; create one or use create = true on a new table"

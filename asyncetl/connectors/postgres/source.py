@@ -5,6 +5,13 @@ not already in it, so rows sharing a timestamp are ordered by key and neither
 skipped nor read twice. The position is the ordering values of the last row
 read, as text; a resumed read starts strictly after it.
 
+With ``format="copy"`` the rows are not decoded at all: each page is read
+with ``COPY (SELECT …) TO STDOUT`` and every record is one line of COPY's text
+format (``bytes``), which :class:`~asyncetl.connectors.postgres.PostgresSink`
+loads with ``COPY … FROM STDIN`` as it is. That is the fast way to copy a table
+between PostgreSQL databases when no transform needs the values. COPY takes no
+parameters, so the page bounds are bound into transaction-local settings.
+
 A table without a key is read in the order of all its columns, grouped: each
 distinct row comes once with its number of copies, and the copies are yielded
 together in one chunk. That makes the keyset strict (identical rows cannot
@@ -15,8 +22,9 @@ every column to be sortable; give such a table a primary key when it is large.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, time, timedelta
+from itertools import repeat
 from typing import Any
 
 import anyio
@@ -38,6 +46,18 @@ from asyncetl.core.interfaces import Source
 __all__ = ["TableSource", "position_text"]
 
 _COUNT = "_asyncetl_copies"
+_FORMATS = ("records", "copy")
+
+#: A page read: its records, the position of its last row (None: no rows), rows read.
+_Page = tuple[list[Any], list[str | None] | None, int]
+
+
+def _dollar(n: int) -> str:
+    return f"${n}"
+
+
+def _setting(n: int) -> str:
+    return f"current_setting('asyncetl.p{n}')"
 
 
 def position_text(value: object) -> str | None:
@@ -59,7 +79,7 @@ def position_text(value: object) -> str | None:
     return str(value)
 
 
-class TableSource(Source[dict[str, Any]]):
+class TableSource(Source[Any]):
     """Reads a table (or a query) incrementally in keyset order.
 
     :param dsn: ``postgresql://user[:password]@host[:port]/database``.
@@ -78,6 +98,8 @@ class TableSource(Source[dict[str, Any]]):
         to ``None`` (so a crashed scan resumes, a finished one starts over). Pair
         it with a sink's ``row_hash`` so unchanged rows are not rewritten.
     :param poll: seconds between reads once caught up; ``0`` ends the read there.
+    :param format: ``records`` (dicts) or ``copy`` (each row a ``bytes`` line of
+        COPY's text format, for a PostgreSQL sink; needs NOT NULL ordering columns).
     :param retries: retries of a failed page query.
     :param retry_max_time: seconds after which no retry starts.
     """
@@ -96,6 +118,7 @@ class TableSource(Source[dict[str, Any]]):
         chunk_size: int = 5000,
         snapshot: bool = False,
         poll: float = 0.0,
+        format: str = "records",
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -107,6 +130,11 @@ class TableSource(Source[dict[str, Any]]):
             )
         if chunk_size < 1 or lag < 0 or poll < 0:
             raise ConfigError("chunk_size must be positive, lag and poll not negative", where=where)
+        if format not in _FORMATS:
+            raise ConfigError(
+                f"must be one of {', '.join(_FORMATS)}, not {format!r}", where=where, key="format"
+            )
+        self.format = format
         self.dsn = Dsn.parse(dsn)
         self.table = TableName.parse(table)
         self.cursor, self.key, self.columns = cursor, key, columns
@@ -134,17 +162,16 @@ class TableSource(Source[dict[str, Any]]):
         pool, self._pool = self._pool, None
         await close_pool(pool)
 
-    async def read(
-        self, after: Position, *, max_chunk: int
-    ) -> AsyncIterator[Chunk[dict[str, Any]]]:
+    async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[Any]]:
         position = self._check_position(after)
         size = max(1, min(self.chunk_size, max_chunk))
+        page = self._copy_page if self.format == "copy" else self._record_page
         while True:
-            rows = await self._page(position, size)
-            if rows:
-                position = [position_text(rows[-1][c]) for c in self.order]
-                yield Chunk(self._records(rows), list[JsonValue](position))
-            if len(rows) < size:
+            records, last, count = await page(position, size)
+            if last is not None:
+                position = last
+                yield Chunk(records, list[JsonValue](position))
+            if count < size:
                 if self.snapshot:
                     position = None
                     yield Chunk([], None)  # scan complete: the next one starts over
@@ -197,6 +224,15 @@ class TableSource(Source[dict[str, Any]]):
                 where=f"source {self.name}",
                 key="columns",
             )
+        if self.format == "copy" and (
+            self.grouped or any(not by_name[c].not_null for c in order) or self.query is not None
+        ):
+            raise ConfigError(
+                f'format = "copy" reads {self._what} in keyset order, which needs a key '
+                f'and NOT NULL ordering columns (here: {order}); use format = "records"',
+                where=f"source {self.name}",
+                key="format",
+            )
         self.order = order
         self._selected = [by_name[c] for c in wanted]
         self._types = {c.name: c.type for c in available}
@@ -229,29 +265,79 @@ class TableSource(Source[dict[str, Any]]):
             raise RuntimeError("TableSource used before open()")
         return self._pool
 
-    async def _page(self, position: list[str | None] | None, size: int) -> list[asyncpg.Record]:
-        sql, args = self._page_query(position, size)
+    async def _record_page(self, position: list[str | None] | None, size: int) -> _Page:
+        """The records after ``position``, the position of the last, and the rows read."""
+        sql, args = self._page_query(position, size, self._selected)
 
         async def body(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             return await conn.fetch(sql, *args)
+
+        rows = await in_transaction(
+            self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
+        )
+        if not rows:
+            return [], None, 0
+        last = [position_text(rows[-1][c]) for c in self.order]
+        return self._records(rows), last, len(rows)
+
+    async def _copy_page(self, position: list[str | None] | None, size: int) -> _Page:
+        """Like :meth:`_record_page`, with rows as lines of COPY's text format."""
+        inner, args = self._page_query(position, size, [Column(c, "") for c in self.order])
+        last_sql = (
+            f"SELECT {', '.join(f'{quote_ident(c)}::text' for c in self.order)} "  # noqa: S608
+            f"FROM ({inner}) AS page ORDER BY {self._order_sql('page.', ' DESC')} LIMIT 1"
+        )
+
+        async def body(conn: asyncpg.Connection) -> _Page:
+            # One snapshot for both statements, so the page holds exactly the rows counted.
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            last = await conn.fetchrow(last_sql, *args)
+            if last is None:
+                return [], None, 0
+            sql, values = self._copy_query(position, list(last))
+            settings = ", ".join(
+                f"set_config('asyncetl.p{n}', ${n}, true)" for n in range(1, len(values) + 1)
+            )
+            await conn.execute(f"SELECT {settings}", *values)
+            parts: list[bytes] = []
+
+            async def keep(data: bytes) -> None:
+                parts.append(data)
+
+            await conn.copy_from_query(sql, output=keep)
+            lines = b"".join(parts).split(b"\n")[:-1]
+            return lines, list(last), len(lines)
 
         return await in_transaction(
             self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
         )
 
-    def _page_query(self, position: list[str | None] | None, size: int) -> tuple[str, list[Any]]:
+    def _copy_query(
+        self, position: list[str | None] | None, last: list[str | None]
+    ) -> tuple[str, list[str | None]]:
+        """The query, for ``COPY (…) TO STDOUT``, of the rows after ``position`` up to ``last``."""
+        args: list[Any] = []
+        conditions = [self._after(position, args, _setting)] if position is not None else []
+        order = ", ".join(quote_ident(c) for c in self.order)
+        bounds = ", ".join(
+            self._param(c, v, args, _setting) for c, v in zip(self.order, last, strict=True)
+        )
+        conditions.append(f"({order}) <= ({bounds})")
+        conditions += self._lag(args, _setting)
+        select = ", ".join(quote_ident(c.name) for c in self._selected)
+        sql = f"SELECT {select} FROM {self.table.sql} WHERE {' AND '.join(conditions)}"  # noqa: S608
+        return f"{sql} ORDER BY {order}", args
+
+    def _page_query(
+        self, position: list[str | None] | None, size: int, selected: Sequence[Column]
+    ) -> tuple[str, list[Any]]:
         args: list[Any] = []
         conditions: list[str] = []
         if position is not None:
             conditions.append(self._after(position, args))
-        if self.lag and self.cursor:
-            args.append(self.lag)
-            conditions.append(
-                f"{quote_ident(self.cursor[0])} <= now() - ${len(args)} * interval '1 second'"
-            )
+        conditions += self._lag(args)
         source = f"({self.query}) AS q" if self.query is not None else self.table.sql
-        select = ", ".join(quote_ident(c.name) for c in self._selected)
-        order = ", ".join(quote_ident(c) for c in self.order)
+        select = ", ".join(quote_ident(c.name) for c in selected)
         sql = f"SELECT {select}"
         if self.grouped:
             sql += f", count(*) AS {quote_ident(_COUNT)}"
@@ -261,14 +347,40 @@ class TableSource(Source[dict[str, Any]]):
         if self.grouped:
             sql += f" GROUP BY {select}"
         args.append(size)
-        return f"{sql} ORDER BY {order} LIMIT ${len(args)}", args
+        return f"{sql} ORDER BY {self._order_sql()} LIMIT ${len(args)}", args
 
-    def _after(self, position: list[str | None], args: list[Any]) -> str:
+    def _order_sql(self, prefix: str = "", suffix: str = "") -> str:
+        # Qualified, the names mean the page's columns, not the text output columns.
+        return ", ".join(f"{prefix}{quote_ident(c)}{suffix}" for c in self.order)
+
+    def _lag(self, args: list[Any], placeholder: Callable[[int], str] = _dollar) -> list[str]:
+        """The condition that holds back rows newer than ``now() - lag``, if any."""
+        if not (self.lag and self.cursor):
+            return []
+        args.append(repr(self.lag))
+        since = f"now() - {placeholder(len(args))}::text::float8 * interval '1 second'"
+        return [f"{quote_ident(self.cursor[0])} <= {since}"]
+
+    def _param(
+        self,
+        column: str,
+        value: str | None,
+        args: list[Any],
+        placeholder: Callable[[int], str] = _dollar,
+    ) -> str:
+        args.append(value)
+        return f"{placeholder(len(args))}::text::{self._types[column]}"
+
+    def _after(
+        self,
+        position: list[str | None],
+        args: list[Any],
+        placeholder: Callable[[int], str] = _dollar,
+    ) -> str:
         """Rows after ``position`` in ``ORDER BY`` order (ascending, NULLs last)."""
 
         def param(column: str, value: str | None) -> str:
-            args.append(value)
-            return f"${len(args)}::text::{self._types[column]}"
+            return self._param(column, value, args, placeholder)
 
         if not self._nullable:  # a row comparison, which a btree index on the order serves
             left = ", ".join(quote_ident(c) for c in self.order)
@@ -289,7 +401,10 @@ class TableSource(Source[dict[str, Any]]):
 
     def _records(self, rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
         if not self.grouped:
-            return [dict(row.items()) for row in rows]
+            if not rows:
+                return []
+            names = list(rows[0].keys())  # one query: every row has the same columns
+            return list(map(dict, map(zip, repeat(names), rows)))
         records: list[dict[str, Any]] = []
         for row in rows:
             record = {c.name: row[c.name] for c in self._selected}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from asyncetl.connectors.postgres import PostgresCheckpointStore, PostgresSink, TableSource
-from asyncetl.core import ConfigError, Pipeline
+from asyncetl.core import Checkpoint, ConfigError, PermanentError, Pipeline
 from tests.connectors.postgres.helpers import batch, execute, rows
 
 pytestmark = pytest.mark.anyio
@@ -46,6 +46,59 @@ async def test_upsert_inserts_updates_and_keeps_last_of_duplicate_keys(pg_databa
         (2, "B", 2.5),
         (3, "C", 3.5),
     ]
+
+
+async def test_upsert_copies_new_keys_in_and_merges_from_the_first_conflict_on(
+    pg_database: str,
+) -> None:
+    await execute(pg_database, "CREATE TABLE t (id int PRIMARY KEY, name text)")
+    store = PostgresCheckpointStore(pg_database)
+    sink = PostgresSink(pg_database, "t")
+    await store.open()
+    await sink.open()
+    try:
+        assert sink.commits_to(store)
+        await sink.write_with_checkpoint(
+            batch([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]), Checkpoint("p", "s", 1)
+        )
+        # Another writer adds key 3: the next batch's COPY meets it, rolls back to
+        # its savepoint and merges, in the same transaction as its checkpoint.
+        await execute(pg_database, "INSERT INTO t VALUES (3, 'other writer')")
+        await sink.write_with_checkpoint(
+            batch([{"id": 4, "name": "d"}, {"id": 3, "name": "c"}], 1), Checkpoint("p", "s", 2)
+        )
+        await sink.write_with_checkpoint(
+            batch([{"id": 5, "name": "e"}, {"id": 1, "name": "A"}], 2), Checkpoint("p", "s", 3)
+        )
+        assert sink.rows_changed == 6
+        assert await store.load("p", "s") == 3
+    finally:
+        await sink.close()
+        await store.close()
+    assert await rows(pg_database, "SELECT * FROM t ORDER BY id") == [
+        (1, "A"),
+        (2, "b"),
+        (3, "c"),
+        (4, "d"),
+        (5, "e"),
+    ]
+
+
+async def test_upsert_reports_a_conflict_on_another_unique_index(pg_database: str) -> None:
+    await execute(pg_database, "CREATE TABLE t (id int PRIMARY KEY, email text UNIQUE, name text)")
+    sink = PostgresSink(pg_database, "t")
+    await sink.open()
+    try:
+        await sink.write(batch([{"id": 1, "email": "a@x", "name": "a"}]))
+        with pytest.raises(PermanentError) as caught:
+            await sink.write(batch([{"id": 2, "email": "a@x", "name": "b"}], 1))
+    finally:
+        await sink.close()
+    assert str(caught.value).endswith(
+        "failed while writing to public.t: duplicate key value violates unique constraint "
+        '"t_email_key"\nDETAIL:  Key (email)=(a@x) already exists.'
+    )
+    assert await rows(pg_database, "SELECT * FROM t ORDER BY id") == [(1, "a@x", "a")]
 
 
 async def test_upsert_updates_only_the_fields_a_record_has(pg_database: str) -> None:
