@@ -7,9 +7,12 @@ Three slots are created before the workload, so each consumer reads the same
 slot contents:
 
 - ``pg_recvlogical --start -f /dev/null`` with pgoutput (a client that only reads);
-- asyncetl's CdcSource draining into a NullSink (changes/s, peak memory);
+- asyncetl's CdcSource draining into a NullSink (changes/s, peak memory, CPU);
 - asyncetl end to end: CdcSource → ApplySink into a target database on the same
-  server, checkpoints in the target (changes/s, peak memory).
+  server, checkpoints in the target (changes/s, peak memory, CPU).
+
+The CPU seconds of an asyncetl run are its process's (start-up included): on a
+busy machine they vary less than its wall-clock time.
 
 Then one transaction of --big-txn inserts is drained by the source alone, to
 show that memory stays flat however large a transaction is.
@@ -95,8 +98,18 @@ def child(args: list[str]) -> None:
     started = time.perf_counter()
     stats = anyio.run(pipeline.run)
     elapsed = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"changes": stats.records_in, "seconds": elapsed, "peak_mb": peak_mb}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime  # the whole process's, start-up included
+    print(
+        json.dumps(
+            {
+                "changes": stats.records_in,
+                "seconds": elapsed,
+                "peak_mb": usage.ru_maxrss / 1024,
+                "cpu": cpu,
+            }
+        )
+    )
 
 
 def run_child(
@@ -194,10 +207,19 @@ async def drop(admin: str, databases: list[str]) -> None:
         await conn.close()
 
 
-def line(label: str, changes: int, seconds: float, peak_mb: float | None = None) -> float:
+def line(
+    label: str,
+    changes: int,
+    seconds: float,
+    peak_mb: float | None = None,
+    cpu: float | None = None,
+) -> float:
     rate = changes / seconds
     memory = f"  peak {peak_mb:6.1f} MB" if peak_mb is not None else ""
-    print(f"{label:<44} {changes:>9} changes {seconds:7.2f} s {rate:>10,.0f} changes/s{memory}")
+    used = f"  cpu {cpu:6.2f} s" if cpu is not None else ""
+    print(
+        f"{label:<44} {changes:>9} changes {seconds:7.2f} s {rate:>10,.0f} changes/s{memory}{used}"
+    )
     return rate
 
 
@@ -234,11 +256,19 @@ async def main(options: argparse.Namespace) -> None:
         )
         alone = run_child("source", source, target, slots[1], pub, changes)
         rate_alone = line(
-            "asyncetl CdcSource → NullSink", changes, alone["seconds"], alone["peak_mb"]
+            "asyncetl CdcSource → NullSink",
+            changes,
+            alone["seconds"],
+            alone["peak_mb"],
+            alone["cpu"],
         )
         e2e = run_child("e2e", source, target, slots[2], pub, changes)
         rate_e2e = line(
-            "asyncetl CdcSource → ApplySink (PostgreSQL)", changes, e2e["seconds"], e2e["peak_mb"]
+            "asyncetl CdcSource → ApplySink (PostgreSQL)",
+            changes,
+            e2e["seconds"],
+            e2e["peak_mb"],
+            e2e["cpu"],
         )
         print(
             f"source alone / pg_recvlogical: {rate_alone / recv:.2f}x   "
@@ -264,6 +294,7 @@ async def main(options: argparse.Namespace) -> None:
                 options.big_txn,
                 big["seconds"],
                 big["peak_mb"],
+                big["cpu"],
             )
     finally:
         await drop(admin, [src_db, dst_db])

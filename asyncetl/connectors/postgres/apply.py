@@ -7,13 +7,16 @@ Per batch, in one transaction:
    writes it in the batch's own transaction, so a replayed change is skipped;
 2. each table's events are compacted to the last change per primary key
    (:mod:`~asyncetl.connectors.postgres.replication._compact`);
-3. a truncate truncates; deletes are ``DELETE … USING`` (or set
-   ``soft_delete_column``) and inserts/updates are ``INSERT … ON CONFLICT DO
-   UPDATE``, both from temporary tables filled by COPY. Columns whose value is
-   an unchanged TOAST value are left alone.
+3. a truncate truncates; inserts/updates are ``INSERT … ON CONFLICT DO
+   UPDATE`` from temporary tables filled by COPY; deletes by a one-column key
+   are ``DELETE … WHERE key = ANY($1)`` with the keys as one array, other
+   deletes ``DELETE … USING`` such a table (or set ``soft_delete_column``).
+   Columns whose value is an unchanged TOAST value are left alone.
 
-Values are staged as text and cast to the target's column types in SQL, so
-every type PostgreSQL can cast from text works, custom ones included.
+Values are staged in the form asyncpg encodes fastest (see
+:mod:`~asyncetl.connectors.postgres.replication._staging`), else as text, and
+cast to the target's column types in SQL, so every type PostgreSQL can cast
+from text works, custom ones included.
 
 Tables without a primary key in the target get inserts appended; their updates
 and deletes need the old row (``REPLICA IDENTITY FULL`` on the source) and
@@ -24,7 +27,9 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -38,7 +43,11 @@ from asyncetl.connectors.postgres._connect import (
 )
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres.replication._compact import Row, compact, upsert_groups
-from asyncetl.connectors.postgres.replication._staging import staged_records
+from asyncetl.connectors.postgres.replication._staging import (
+    array_values,
+    read_staged,
+    staged_records,
+)
 from asyncetl.connectors.postgres.replication._values import pg_text
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table, table_ddl
 from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
@@ -139,8 +148,7 @@ class ApplySink(Sink[ChangeEvent]):
 
     async def _apply(self, records: Sequence[ChangeEvent], checkpoint: Checkpoint | None) -> None:
         marker = self.applied
-        events = [e for e in records if e.lsn is None or marker is None or (e.lsn, e.seq) > marker]
-        latest = max(((e.lsn, e.seq) for e in events if e.lsn is not None), default=marker)
+        events, latest = _unapplied(records, marker)
         groups = _by_table(events)
         if not groups and checkpoint is None:
             return
@@ -190,11 +198,30 @@ class ApplySink(Sink[ChangeEvent]):
             upserts = [r for k, r in compacted.upserted.items() if k not in moving]
         deletes = compacted.deletes
         if deletes:
-            stage = await _stage(conn, stages, schema, key, deletes)
-            await conn.execute(self._delete_sql(schema, stage))
+            await self._delete(conn, schema, deletes, stages)
         for columns, rows in upsert_groups(upserts):
             stage = await _stage(conn, stages, schema, columns, rows)
             await conn.execute(self._upsert_sql(schema, stage, columns))
+
+    async def _delete(
+        self, conn: asyncpg.Connection, schema: TableSchema, rows: list[Row], stages: Iterator[int]
+    ) -> None:
+        key = schema.primary_key
+        column = _column(schema, key[0])
+        if len(key) == 1 and self.soft_delete_column is None and not column.type.endswith("]"):
+            # The keys as one array parameter: no staging table to create and fill, and
+            # the same statement text every batch, so the server keeps one plan (index
+            # lookups) instead of planning a join against a new table each time.
+            element, values = array_values(column.type, [row[key[0]] for row in rows])
+            cast = "" if element == column.type else f"::{column.type}[]"
+            await conn.execute(
+                f"DELETE FROM {schema.table.sql} "  # noqa: S608
+                f"WHERE {quote_ident(key[0])} = ANY($1::{element}[]{cast})",
+                values,
+            )
+            return
+        stage = await _stage(conn, stages, schema, key, rows)
+        await conn.execute(self._delete_sql(schema, stage))
 
     async def _apply_moved(
         self,
@@ -257,7 +284,7 @@ class ApplySink(Sink[ChangeEvent]):
             stage = await _stage(conn, stages, schema, columns, group)
             await conn.execute(
                 f"INSERT INTO {schema.table.sql} ({_names(columns)}) "  # noqa: S608
-                f"SELECT {_casts(schema, columns)} FROM {stage} AS s"
+                f"SELECT {stage.values(columns)} FROM {stage.name} AS s"
             )
 
     async def _delete_one(
@@ -283,33 +310,33 @@ class ApplySink(Sink[ChangeEvent]):
 
     # -- SQL -----------------------------------------------------------------------------------
 
-    def _upsert_sql(self, schema: TableSchema, stage: str, columns: Sequence[str]) -> str:
+    def _upsert_sql(self, schema: TableSchema, stage: _Stage, columns: Sequence[str]) -> str:
         key = schema.primary_key
         sets = [f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in columns if c not in key]
         names = list(columns)
-        casts = _casts(schema, columns)
         if self.soft_delete_column is not None and self.soft_delete_column not in columns:
             sets.append(f"{quote_ident(self.soft_delete_column)} = NULL")
         action = "UPDATE SET " + ", ".join(sets) if sets else "NOTHING"
         return (
             f"INSERT INTO {schema.table.sql} AS t ({_names(names)}) "  # noqa: S608
-            f"SELECT {casts} FROM {stage} AS s ON CONFLICT ({_names(key)}) DO {action}"
+            f"SELECT {stage.values(columns)} FROM {stage.name} AS s "
+            f"ON CONFLICT ({_names(key)}) DO {action}"
         )
 
     def _moved_sql(
         self,
         schema: TableSchema,
-        stage: str,
+        stage: _Stage,
         columns: Sequence[str],
         unchanged: Sequence[str],
         old_names: Sequence[str],
     ) -> str:
         key = schema.primary_key
         match = " AND ".join(
-            f"o.{quote_ident(k)} = s.{quote_ident(old)}::{_column(schema, k).type}"
+            f"o.{quote_ident(k)} = {stage.reads[old]}"
             for k, old in zip(key, old_names, strict=True)
         )
-        values = [_cast(schema, c) for c in columns] + [f"o.{quote_ident(c)}" for c in unchanged]
+        values = [stage.reads[c] for c in columns] + [f"o.{quote_ident(c)}" for c in unchanged]
         names = [*columns, *unchanged]
         sets = [f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in names if c not in key]
         if self.soft_delete_column is not None and self.soft_delete_column not in names:
@@ -317,20 +344,20 @@ class ApplySink(Sink[ChangeEvent]):
         action = "UPDATE SET " + ", ".join(sets) if sets else "NOTHING"
         return (
             f"INSERT INTO {schema.table.sql} AS t ({_names(names)}) "  # noqa: S608
-            f"SELECT {', '.join(values)} FROM {stage} AS s LEFT JOIN {schema.table.sql} AS o "
+            f"SELECT {', '.join(values)} FROM {stage.name} AS s LEFT JOIN {schema.table.sql} AS o "
             f"ON {match} ON CONFLICT ({_names(key)}) DO {action}"
         )
 
-    def _delete_sql(self, schema: TableSchema, stage: str) -> str:
+    def _delete_sql(self, schema: TableSchema, stage: _Stage) -> str:
         key = schema.primary_key
-        match = " AND ".join(f"t.{quote_ident(k)} = {_cast(schema, k)}" for k in key)
+        match = " AND ".join(f"t.{quote_ident(k)} = {stage.reads[k]}" for k in key)
         if self.soft_delete_column is not None:
             column = quote_ident(self.soft_delete_column)
             return (
-                f"UPDATE {schema.table.sql} AS t SET {column} = now() FROM {stage} AS s "  # noqa: S608
+                f"UPDATE {schema.table.sql} AS t SET {column} = now() FROM {stage.name} AS s "  # noqa: S608
                 f"WHERE {match} AND t.{column} IS NULL"
             )
-        return f"DELETE FROM {schema.table.sql} AS t USING {stage} AS s WHERE {match}"  # noqa: S608
+        return f"DELETE FROM {schema.table.sql} AS t USING {stage.name} AS s WHERE {match}"  # noqa: S608
 
     # -- target tables -------------------------------------------------------------------------
 
@@ -419,7 +446,32 @@ def _source_key(name: TableName) -> tuple[str, str]:
     return (name.schema or "public", name.name)
 
 
-def _by_table(events: Iterable[ChangeEvent]) -> dict[tuple[str, str], list[ChangeEvent]]:
+_LSN = attrgetter("lsn")
+_POSITION = attrgetter("lsn", "seq")
+_TABLE = attrgetter("schema", "table")
+_COLUMNS = attrgetter("columns")
+
+
+def _unapplied(
+    records: Sequence[ChangeEvent], marker: Marker | None
+) -> tuple[list[ChangeEvent], Marker | None]:
+    """The events after ``marker`` (snapshot rows have no LSN: all of them), and the last one's
+    position (``marker`` when none has one)."""
+    lsns = list(map(_LSN, records))
+    if None not in lsns:  # streamed changes only: compare whole LSNs first
+        if not lsns:
+            return [], marker
+        if marker is None or min(lsns) > marker[0]:
+            return list(records), max(map(_POSITION, records))
+    events = [e for e in records if e.lsn is None or marker is None or (e.lsn, e.seq) > marker]
+    latest = max(((e.lsn, e.seq) for e in events if e.lsn is not None), default=marker)
+    return events, latest
+
+
+def _by_table(events: Sequence[ChangeEvent]) -> dict[tuple[str, str], list[ChangeEvent]]:
+    tables = set(map(_TABLE, events))
+    if len(tables) == 1:  # the usual batch
+        return {tables.pop(): list(events)}
     groups: dict[tuple[str, str], list[ChangeEvent]] = {}
     for event in events:
         groups.setdefault((event.schema, event.table), []).append(event)
@@ -428,8 +480,15 @@ def _by_table(events: Iterable[ChangeEvent]) -> dict[tuple[str, str], list[Chang
 
 def _source_columns(events: Sequence[ChangeEvent]) -> dict[str, str]:
     """Column → SQL type of every column the events carry, in table order."""
+    mappings = list(map(_COLUMNS, events))
+    if None not in mappings:  # a CDC source's events share a few column mappings
+        columns: dict[str, str] = {}
+        for mapping in dict(zip(map(id, mappings), mappings, strict=True)).values():
+            for name, sql_type in mapping.items():
+                columns.setdefault(name, sql_type)
+        return columns
     seen: set[int] = set()
-    columns: dict[str, str] = {}
+    columns = {}
     for event in events:
         if event.columns is not None:
             if id(event.columns) not in seen:
@@ -442,6 +501,18 @@ def _source_columns(events: Sequence[ChangeEvent]) -> dict[str, str]:
     return columns
 
 
+@dataclass(frozen=True, slots=True)
+class _Stage:
+    """A temporary table of staged rows: its quoted name (read ``AS s``), and for each
+    column the SQL that reads it as its target column's type."""
+
+    name: str
+    reads: dict[str, str]
+
+    def values(self, columns: Sequence[str]) -> str:
+        return ", ".join(self.reads[c] for c in columns)
+
+
 async def _stage(
     conn: asyncpg.Connection,
     stages: Iterator[int],
@@ -449,8 +520,8 @@ async def _stage(
     columns: Sequence[str],
     rows: Sequence[Row],
     extra: dict[str, Column] | None = None,
-) -> str:
-    """A temporary table holding ``rows`` (see :mod:`._staging`); its quoted name."""
+) -> _Stage:
+    """A temporary table holding ``rows`` (see :mod:`._staging`)."""
     types = [(extra or {}).get(c) or _column(schema, c) for c in columns]
     staged, records = staged_records([t.type for t in types], columns, rows)
     # The name carries the column types: asyncpg caches a COPY target's column
@@ -462,7 +533,11 @@ async def _stage(
     await conn.copy_records_to_table(
         name, records=records, columns=list(columns), schema_name="pg_temp"
     )
-    return f"pg_temp.{quote_ident(name)}"
+    reads = {
+        c: read_staged(f"s.{quote_ident(c)}", st, t.type)
+        for c, st, t in zip(columns, staged, types, strict=True)
+    }
+    return _Stage(f"pg_temp.{quote_ident(name)}", reads)
 
 
 def _column(schema: TableSchema, name: str) -> Column:
@@ -473,14 +548,6 @@ def _column(schema: TableSchema, name: str) -> Column:
             "add it to the target or set evolve = true"
         )
     return column
-
-
-def _cast(schema: TableSchema, name: str) -> str:
-    return f"s.{quote_ident(name)}::{_column(schema, name).type}"
-
-
-def _casts(schema: TableSchema, columns: Sequence[str]) -> str:
-    return ", ".join(_cast(schema, c) for c in columns)
 
 
 def _names(columns: Sequence[str]) -> str:

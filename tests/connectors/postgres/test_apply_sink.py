@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from asyncetl.connectors.postgres import PostgresCheckpointStore
 from asyncetl.connectors.postgres.apply import ApplySink
-from asyncetl.connectors.postgres.replication._compact import compact
+from asyncetl.connectors.postgres.replication._compact import _compact, _compact_by, compact
 from asyncetl.core.batch import Batch
 from asyncetl.core.changes import UNCHANGED, ChangeEvent, Op
 from asyncetl.core.errors import PermanentError
@@ -93,12 +93,10 @@ def _id(row: dict[str, object] | None) -> int:
     return value
 
 
-@given(ops)
-@settings(max_examples=300, deadline=None)
-def test_compaction_equals_applying_every_change_in_order(
-    steps: list[tuple[str, int, int, bool]],
-) -> None:
-    start: dict[int, dict[str, object]] = {k: {"id": k, "v": -1, "w": -1} for k in range(3)}
+def _generated(
+    steps: list[tuple[str, int, int, bool]], start: dict[int, dict[str, object]]
+) -> tuple[list[ChangeEvent], dict[int, dict[str, object]]]:
+    """Change events from ``steps``, and the rows that applying them one by one leaves."""
     model = {k: dict(v) for k, v in start.items()}
     events = []
     for seq, (op, key, other, toast) in enumerate(steps):
@@ -134,6 +132,16 @@ def test_compaction_equals_applying_every_change_in_order(
             event = ChangeEvent("t", "public", "t", None, None, None, 1, seq)
         events.append(event)
         _apply_to_model(model, event)
+    return events, model
+
+
+@given(ops)
+@settings(max_examples=300, deadline=None)
+def test_compaction_equals_applying_every_change_in_order(
+    steps: list[tuple[str, int, int, bool]],
+) -> None:
+    start: dict[int, dict[str, object]] = {k: {"id": k, "v": -1, "w": -1} for k in range(3)}
+    events, model = _generated(steps, start)
     compacted = compact(events, ["id"], "t")
     result = {} if compacted.truncate else {k: dict(v) for k, v in start.items()}
     # As the sink applies it: moved rows copy unchanged values from the old key's row
@@ -153,6 +161,35 @@ def test_compaction_equals_applying_every_change_in_order(
         row = moved.get(k, row)
         result[_id(row)] = {c: old.get(c) if v is UNCHANGED else v for c, v in row.items()}
     assert result == model
+
+
+@given(ops)
+@settings(max_examples=200, deadline=None)
+def test_the_one_column_key_shortcut_compacts_as_the_general_way(
+    steps: list[tuple[str, int, int, bool]],
+) -> None:
+    events, _ = _generated(steps, {k: {"id": k} for k in range(3)})
+    assert _compact_by(events, "id") == _compact(events, ("id",), "t")
+
+
+def test_compaction_of_unhashable_and_missing_keys() -> None:
+    def change(op: Op, seq: int, key: object, **after: object) -> ChangeEvent:
+        row = {"id": key, **after} if op != "d" else None
+        return ChangeEvent(op, "public", "t", {"id": key}, {"id": key}, row, 1, seq)
+
+    # Array keys are not hashable: they are compared by their text.
+    compacted = compact(
+        [change("c", 0, [1], v=1), change("u", 1, [1], v=2), change("d", 2, [2])], ["id"], "t"
+    )
+    assert compacted.upserts == [{"id": [1], "v": 2}]
+    assert compacted.deletes == [{"id": [2]}]
+    with pytest.raises(PermanentError) as caught:
+        compact([change("c", 0, None, v=1)], ["id"], "t")
+    assert str(caught.value) == (
+        "a change to table t carries no value for key column 'id'; make the target's primary "
+        "key match the source's replica identity (or set REPLICA IDENTITY FULL on the source "
+        "table)"
+    )
 
 
 # -- applying to a real target ---------------------------------------------------------------
@@ -394,6 +431,105 @@ async def test_types_round_trip_through_text(target_db: str) -> None:
     finally:
         await conn.close()
     assert row == {**values, "u": uuid.UUID(str(values["u"])), "j": '{"k":[1]}'}
+
+
+@pytest.mark.anyio
+async def test_timestamps_arrive_exactly_across_their_range(target_db: str) -> None:
+    await execute(
+        target_db,
+        "CREATE TABLE stamps (id int PRIMARY KEY, tz timestamptz, ms timestamptz(3), "
+        "naive timestamp, d date)",
+    )
+    utc, india = dt.UTC, dt.timezone(dt.timedelta(hours=5, minutes=30))
+    stamps = [
+        dt.datetime(1, 1, 1, tzinfo=utc),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=utc),  # just before the Unix epoch
+        dt.datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=utc),
+        dt.datetime(2024, 2, 29, 12, 30, 15, 123456, tzinfo=india),
+        dt.datetime(2300, 6, 1, 0, 0, 0, 999999, tzinfo=utc),  # past 2**53 microseconds
+        dt.datetime(9999, 12, 31, 23, 59, 59, 123456, tzinfo=utc),
+        None,
+    ]
+
+    def change(key: int, stamp: dt.datetime | None, lsn: int = 5) -> ChangeEvent:
+        naive = stamp.astimezone(utc).replace(tzinfo=None) if stamp is not None else None
+        day = dt.date(2024, 1, 1)
+        after: dict[str, object] = {"id": key, "tz": stamp, "ms": stamp, "naive": naive, "d": day}
+        return ChangeEvent("c", "public", "stamps", {"id": key}, None, after, lsn, key)
+
+    sink = ApplySink(target_db)
+    await sink.open()
+    try:
+        await sink.write(batch([change(seq, stamp) for seq, stamp in enumerate(stamps)]))
+        # A value Python cannot hold comes as text: the column is staged as text instead.
+        infinite = ChangeEvent(
+            "c", "public", "stamps", {"id": 99}, None, {"id": 99, "tz": "infinity"}, 6, 0
+        )
+        await sink.write(batch([infinite, change(1, stamps[2], lsn=6)], 1))
+    finally:
+        await sink.close()
+    final = [*stamps[:1], stamps[2], *stamps[2:]]  # the second batch changed row 1
+    got = await fetch(
+        target_db, "SELECT id, tz, ms, naive, d, tz::text AS tz_text FROM stamps ORDER BY id"
+    )
+    # What the server makes of each value when it rounds to milliseconds itself. (As text:
+    # asyncpg would send 0001-01-01 00:00 UTC as -infinity.)
+    rounded = await fetch(
+        target_db,
+        "SELECT s::timestamptz(3) FROM unnest($1::text[]) WITH ORDINALITY AS u(s, n) ORDER BY n",
+        [s.isoformat() if s is not None else None for s in final],
+    )
+    assert [r["id"] for r in got] == [*range(len(stamps)), 99]
+    assert [r["tz"] for r in got[:-1]] == final
+    assert [r["ms"] for r in got[:-1]] == [r[0] for r in rounded]
+    assert [r["naive"] for r in got[:-1]] == [
+        s.astimezone(utc).replace(tzinfo=None) if s is not None else None for s in final
+    ]
+    assert {r["d"] for r in got[:-1]} == {dt.date(2024, 1, 1)}
+    assert (got[-1]["id"], got[-1]["tz_text"]) == (99, "infinity")
+
+
+@pytest.mark.anyio
+async def test_deletes_by_keys_of_every_kind(target_db: str) -> None:
+    await execute(
+        target_db,
+        "CREATE TABLE by_uuid (id uuid PRIMARY KEY, v int);"
+        "CREATE TABLE by_name (id varchar(10) PRIMARY KEY, v int);"
+        "CREATE TABLE by_time (id timestamptz PRIMARY KEY, v int);"
+        "CREATE TABLE by_pair (a int, b text, v int, PRIMARY KEY (a, b))",
+    )
+    first = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    keys: dict[str, list[Any]] = {
+        "by_uuid": [str(uuid.UUID(int=n)) for n in range(3)],  # text, cast to uuid in SQL
+        "by_name": ["a", "b", "c"],
+        "by_time": [first + dt.timedelta(microseconds=n) for n in range(3)],
+    }
+    events: list[ChangeEvent] = []
+    for table, values in keys.items():
+        for n, value in enumerate(values):
+            events.append(
+                ChangeEvent("c", "public", table, {"id": value}, None, {"id": value, "v": n}, 7, 0)
+            )
+    for n in range(3):
+        pair = {"a": n, "b": str(n)}
+        events.append(ChangeEvent("c", "public", "by_pair", pair, None, {**pair, "v": n}, 7, 0))
+    deletes = [
+        ChangeEvent("d", "public", table, {"id": values[1]}, {"id": values[1]}, None, 8, 0)
+        for table, values in keys.items()
+    ]
+    pair = {"a": 1, "b": "1"}
+    deletes.append(ChangeEvent("d", "public", "by_pair", pair, pair, None, 8, 0))
+    sink = ApplySink(target_db)
+    await sink.open()
+    try:
+        await sink.write(batch(events))
+        await sink.write(batch(deletes, 1))
+    finally:
+        await sink.close()
+    assert await rows(target_db, "by_uuid") == [(uuid.UUID(int=0), 0), (uuid.UUID(int=2), 2)]
+    assert await rows(target_db, "by_name") == [("a", 0), ("c", 2)]
+    assert await rows(target_db, "by_time") == [(keys["by_time"][0], 0), (keys["by_time"][2], 2)]
+    assert await rows(target_db, "by_pair") == [(0, "0", 0), (2, "2", 2)]
 
 
 @pytest.mark.anyio

@@ -54,9 +54,59 @@ def compact(events: Sequence[ChangeEvent], key: Sequence[str], table: str) -> Co
     :param table: names the table in errors.
     :raises PermanentError: when an event lacks a key column.
     """
+    key = tuple(key)
+    if len(key) == 1:
+        try:
+            return _compact_by(events, key[0])
+        except (KeyError, TypeError):
+            pass  # a missing or unhashable key value: the general way handles and names it
+    return _compact(events, key, table)
+
+
+def _compact_by(events: Sequence[ChangeEvent], name: str) -> Compacted:
+    """:func:`compact` for a one-column key whose values are hashable, keyed by the value.
+
+    It does what :func:`_compact` does, without a call per key; it raises
+    ``KeyError`` or ``TypeError`` for a key value that is missing or unhashable.
+    """
     result = Compacted()
     deleted, upserted, moved = result.deleted, result.upserted, result.moved
-    key = tuple(key)
+    for event in events:
+        op = event.op
+        if op == "d":
+            old = event.before if event.before is not None else event.key
+            found = old[name]  # type: ignore[index]
+            if found is None:
+                raise KeyError(name)
+            upserted.pop(found, None)
+            if moved:
+                moved.pop(found, None)
+            deleted[found] = {name: found}
+        elif op == "t":
+            result.truncate = True
+            deleted.clear()
+            upserted.clear()
+            moved.clear()
+        else:
+            after: Row = event.after  # type: ignore[assignment]
+            new_key = after[name]
+            if new_key is None:
+                raise KeyError(name)
+            before = event.before
+            if before is not None and op == "u":
+                old_key = before.get(name)
+                if old_key is not None and old_key != new_key:
+                    after = _move(result, old_key, new_key, {name: old_key}, after)
+            if deleted:
+                deleted.pop(new_key, None)
+            previous = upserted.get(new_key)
+            upserted[new_key] = after if previous is None else _fill_unchanged(after, previous)
+    return result
+
+
+def _compact(events: Sequence[ChangeEvent], key: tuple[str, ...], table: str) -> Compacted:
+    result = Compacted()
+    deleted, upserted, moved = result.deleted, result.upserted, result.moved
     for event in events:
         op = event.op
         if op == "t":
@@ -148,7 +198,7 @@ def _maybe_key(row: Row | None, key: tuple[str, ...]) -> Hashable | None:
 def _key(row: Row | None, key: tuple[str, ...], table: str) -> Hashable:
     found = _maybe_key(row, key)
     if found is None:
-        missing = [name for name in key if row is None or name not in row]
+        missing = [name for name in key if row is None or row.get(name) is None]
         raise PermanentError(
             f"a change to table {table} carries no value for key column {missing[0]!r}; "
             "make the target's primary key match the source's replica identity "

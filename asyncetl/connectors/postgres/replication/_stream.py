@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from asyncetl.connectors.postgres._sql import quote_ident
@@ -48,6 +49,9 @@ _COPY_DATA = 100  # d
 _COPY_DONE = 99  # c
 _ERROR = 69  # E
 _I32 = struct.Struct("!i").unpack_from
+# Changes decoded between two turns of the event loop: a whole chunk takes milliseconds
+# of CPU, and other tasks of the pipeline (a sink waiting for its database) wait that long.
+_SLICE = 500
 
 
 class StreamPosition:
@@ -135,12 +139,17 @@ class ChangeStream:
         """
         events: list[ChangeEvent] = []
         while True:
+            limit = min(max_chunk, len(events) + _SLICE)
             try:
                 with map_protocol_errors(self._params.dsn, self._where):
-                    complete = self._process(events, max_chunk)
+                    complete = self._process(events, limit)
             except TransientError as exc:  # an ErrorResponse such as a terminated walsender
                 await self._lost(exc)
                 complete = True
+            if not complete and len(events) < max_chunk:
+                # Let other tasks run; shielded, since the stream has moved past these events.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                continue
             if not complete or len(events) >= max_chunk:
                 return self._chunk(events)
             if events or self._closed_since_emit() or self._heartbeat_due():
