@@ -10,7 +10,8 @@ with ``COPY (SELECT …) TO STDOUT`` and every record is one line of COPY's text
 format (``bytes``), which :class:`~asyncetl.connectors.postgres.PostgresSink`
 loads with ``COPY … FROM STDIN`` as it is. That is the fast way to copy a table
 between PostgreSQL databases when no transform needs the values. COPY takes no
-parameters, so the page bounds are bound into transaction-local settings.
+parameters, so the position and page size are bound into transaction-local
+settings; the next position is read off the page's last line.
 
 A table without a key is read in the order of all its columns, grouped: each
 distinct row comes once with its number of copies, and the copies are yielded
@@ -21,6 +22,7 @@ every column to be sortable; give such a table a primary key when it is large.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, time, timedelta
@@ -43,7 +45,7 @@ from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import Source
 
-__all__ = ["TableSource", "position_text"]
+__all__ = ["TableSource", "copy_text", "position_text"]
 
 _COUNT = "_asyncetl_copies"
 _FORMATS = ("records", "copy")
@@ -77,6 +79,24 @@ def position_text(value: object) -> str | None:
     if isinstance(value, int | uuid.UUID):
         return str(value)
     return str(value)
+
+
+_COPY_ESCAPES = {
+    b"b": b"\b",
+    b"f": b"\f",
+    b"n": b"\n",
+    b"r": b"\r",
+    b"t": b"\t",
+    b"v": b"\v",
+}
+_COPY_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+
+
+def copy_text(field: bytes) -> str:
+    """A non-NULL field of a COPY text line as the value's text (``value::text``)."""
+    if b"\\" not in field:
+        return field.decode()
+    return _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), field).decode()
 
 
 class TableSource(Source[Any]):
@@ -145,6 +165,7 @@ class TableSource(Source[Any]):
         self.order: list[str] = []
         self.grouped = False
         self._selected: list[Column] = []
+        self._order_index: list[int] = []
         self._types: dict[str, str] = {}
         self._nullable = False
         self._pool: asyncpg.Pool | None = None
@@ -235,6 +256,7 @@ class TableSource(Source[Any]):
             )
         self.order = order
         self._selected = [by_name[c] for c in wanted]
+        self._order_index = [wanted.index(c) for c in order]
         self._types = {c.name: c.type for c in available}
         self._nullable = any(not by_name[c].not_null for c in order) or self.query is not None
 
@@ -282,19 +304,9 @@ class TableSource(Source[Any]):
 
     async def _copy_page(self, position: list[str | None] | None, size: int) -> _Page:
         """Like :meth:`_record_page`, with rows as lines of COPY's text format."""
-        inner, args = self._page_query(position, size, [Column(c, "") for c in self.order])
-        last_sql = (
-            f"SELECT {', '.join(f'{quote_ident(c)}::text' for c in self.order)} "  # noqa: S608
-            f"FROM ({inner}) AS page ORDER BY {self._order_sql('page.', ' DESC')} LIMIT 1"
-        )
+        sql, values = self._copy_query(position, size)
 
-        async def body(conn: asyncpg.Connection) -> _Page:
-            # One snapshot for both statements, so the page holds exactly the rows counted.
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            last = await conn.fetchrow(last_sql, *args)
-            if last is None:
-                return [], None, 0
-            sql, values = self._copy_query(position, list(last))
+        async def body(conn: asyncpg.Connection) -> list[bytes]:
             settings = ", ".join(
                 f"set_config('asyncetl.p{n}', ${n}, true)" for n in range(1, len(values) + 1)
             )
@@ -305,28 +317,27 @@ class TableSource(Source[Any]):
                 parts.append(data)
 
             await conn.copy_from_query(sql, output=keep)
-            lines = b"".join(parts).split(b"\n")[:-1]
-            return lines, list(last), len(lines)
+            return b"".join(parts).split(b"\n")[:-1]
 
-        return await in_transaction(
+        lines = await in_transaction(
             self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
         )
+        if not lines:
+            return [], None, 0
+        fields = lines[-1].split(b"\t")  # a tab in a value is escaped, so this splits fields
+        return lines, [copy_text(fields[i]) for i in self._order_index], len(lines)
 
-    def _copy_query(
-        self, position: list[str | None] | None, last: list[str | None]
-    ) -> tuple[str, list[str | None]]:
-        """The query, for ``COPY (…) TO STDOUT``, of the rows after ``position`` up to ``last``."""
+    def _copy_query(self, position: list[str | None] | None, size: int) -> tuple[str, list[Any]]:
+        """The query, for ``COPY (…) TO STDOUT``, of the page after ``position``."""
         args: list[Any] = []
         conditions = [self._after(position, args, _setting)] if position is not None else []
-        order = ", ".join(quote_ident(c) for c in self.order)
-        bounds = ", ".join(
-            self._param(c, v, args, _setting) for c, v in zip(self.order, last, strict=True)
-        )
-        conditions.append(f"({order}) <= ({bounds})")
         conditions += self._lag(args, _setting)
         select = ", ".join(quote_ident(c.name) for c in self._selected)
-        sql = f"SELECT {select} FROM {self.table.sql} WHERE {' AND '.join(conditions)}"  # noqa: S608
-        return f"{sql} ORDER BY {order}", args
+        sql = f"SELECT {select} FROM {self.table.sql}"  # noqa: S608
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        args.append(str(size))
+        return f"{sql} ORDER BY {self._order_sql()} LIMIT {_setting(len(args))}::bigint", args
 
     def _page_query(
         self, position: list[str | None] | None, size: int, selected: Sequence[Column]
@@ -349,9 +360,8 @@ class TableSource(Source[Any]):
         args.append(size)
         return f"{sql} ORDER BY {self._order_sql()} LIMIT ${len(args)}", args
 
-    def _order_sql(self, prefix: str = "", suffix: str = "") -> str:
-        # Qualified, the names mean the page's columns, not the text output columns.
-        return ", ".join(f"{prefix}{quote_ident(c)}{suffix}" for c in self.order)
+    def _order_sql(self) -> str:
+        return ", ".join(quote_ident(c) for c in self.order)
 
     def _lag(self, args: list[Any], placeholder: Callable[[int], str] = _dollar) -> list[str]:
         """The condition that holds back rows newer than ``now() - lag``, if any."""

@@ -8,7 +8,7 @@ import pytest
 
 from asyncetl.connectors.postgres import PostgresCheckpointStore, PostgresSink, TableSource
 from asyncetl.core import Batch, ConfigError, PermanentError, Pipeline
-from tests.connectors.postgres.helpers import execute, rows
+from tests.connectors.postgres.helpers import connect, execute, rows
 
 pytestmark = pytest.mark.anyio
 
@@ -112,6 +112,33 @@ async def test_copy_source_pages_by_a_timestamp_cursor_and_holds_back_recent_row
             ["2024-01-01 02:00:00+00", "7"],
         ),
     ]
+
+
+async def test_copy_source_positions_are_the_key_text_even_with_escaped_characters(
+    pg_database: str,
+) -> None:
+    keys = ["a\tb", "a\\", "a\nb", "b\\n", "c\rd"]
+    await execute(pg_database, 'CREATE TABLE k (id text COLLATE "C" PRIMARY KEY, n int)')
+    async with connect(pg_database) as conn:
+        await conn.executemany(
+            "INSERT INTO k VALUES ($1, $2)", [(k, i) for i, k in enumerate(keys)]
+        )
+    source = TableSource(pg_database, "k", chunk_size=2, format="copy")
+    await source.open()
+    try:
+        chunks = [c async for c in source.read(None, max_chunk=10)]
+        resumed = [c async for c in source.read([sorted(keys)[2]], max_chunk=10)]
+    finally:
+        await source.close()
+    assert [c.position for c in chunks] == [[sorted(keys)[1]], [sorted(keys)[3]], [sorted(keys)[4]]]
+    assert [line for c in chunks for line in c.records] == [
+        b"a\\tb\t0",
+        b"a\\nb\t2",
+        b"a\\\\\t1",
+        b"b\\\\n\t3",
+        b"c\\rd\t4",
+    ]
+    assert [line for c in resumed for line in c.records] == [b"b\\\\n\t3", b"c\\rd\t4"]
 
 
 async def test_copy_lines_upsert_keeps_the_newest_version_of_a_key_twice_in_a_batch(
