@@ -39,6 +39,7 @@ from asyncetl.core.retry import parse_retry_after as parse_retry_after
 from asyncetl.core.retry import retry_call as retry_call
 from asyncetl.core.transforms import Transform as Transform
 from asyncetl.core.watermark import Watermark as Watermark
+from asyncetl.runtime import tune_gc as tune_gc
 
 __all__ = [
     "AsyncetlError",
@@ -75,4 +76,5 @@ __all__ = [
     "parse_retry_after",
     "retry_call",
     "to_jsonable",
+    "tune_gc",
 ]

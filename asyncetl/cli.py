@@ -39,6 +39,7 @@ from asyncetl.cli_common import (
 )
 from asyncetl.observe import configure_logging
 from asyncetl.replay import ReplayResult, replay_dead_letters
+from asyncetl.runtime import tune_gc
 from asyncetl.spec import load_pipeline, logging_settings
 from asyncetl.status import serve_status
 
@@ -168,6 +169,7 @@ def _error(message: str) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     pipeline = await load_pipeline(args.spec)
+    tune_gc()
     if args.stop_when_idle is not None:
         pipeline.stop_when_idle = args.stop_when_idle
     signals: list[str] = []

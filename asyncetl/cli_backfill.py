@@ -42,6 +42,7 @@ from asyncetl.cli_common import (
 )
 from asyncetl.core.errors import ConfigError
 from asyncetl.flow import FlowResult, JsonFileFlowStore, load_flow
+from asyncetl.runtime import tune_gc
 
 __all__ = ["add_commands", "make_store"]
 
@@ -217,6 +218,7 @@ async def _backfill(args: argparse.Namespace) -> int:
         **options,
     )
     signals: list[str] = []
+    tune_gc()
     async with anyio.create_task_group() as tg:
         await tg.start(on_signals, functools.partial(_stop, backfill, signals))
         result = await backfill.run()
@@ -288,6 +290,7 @@ async def _flow(args: argparse.Namespace) -> int:
     flow = spec.flow.subset(args.step) if args.step else spec.flow
     store = JsonFileFlowStore(args.state or spec.state)
     result: FlowResult | None = None
+    tune_gc()
     async with anyio.create_task_group() as tg:
         await tg.start(on_signals, functools.partial(_cancel, tg.cancel_scope))
         result = await flow.run(store, resume=args.resume)
