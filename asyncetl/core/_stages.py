@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
+import anyio.lowlevel
 import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asyncetl.core.batch import Batch, Chunk, Position, Reject
 from asyncetl.core.deadletter import dead_letters
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from asyncetl.core.pipeline import Pipeline, RunStats
 
 AnyBatch = Batch[Any]
+T = TypeVar("T")
 
 
 class _Slot:
@@ -32,6 +35,67 @@ class _Slot:
     def __init__(self) -> None:
         self.done = anyio.Event()
         self.result: AnyBatch | None = None
+
+
+class _Filling:
+    """The batch being filled: its records, its position, and when its age is up."""
+
+    __slots__ = ("deadline", "position", "records")
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self.position: Position = None
+        self.deadline = math.inf  # infinite while no batch is open
+
+    @property
+    def is_open(self) -> bool:
+        return self.deadline != math.inf
+
+    def add(self, chunk: Chunk[Any], max_age: float) -> None:
+        if not self.is_open:
+            self.deadline = anyio.current_time() + max_age
+        if self.records:
+            self.records.extend(chunk.records)
+        else:  # the common case of a chunk per batch: take it without a copy
+            records = chunk.records
+            self.records = records if type(records) is list else list(records)
+        self.position = chunk.position
+
+    def close(self, seq: int) -> AnyBatch:
+        batch = Batch(seq, self.records, self.position)
+        self.records, self.deadline = [], math.inf
+        return batch
+
+
+class _Inlet(ObjectSendStream[Chunk[Any]]):
+    """The stream a source sends its chunks into.
+
+    A chunk that is a whole batch by itself, arriving while the batcher holds
+    nothing, goes on as a batch straight from the reader's task: a queue and a
+    task switch fewer, and the source goes on only after yielding once, so that
+    the batch is written, and its records freed, before the source makes more.
+    Every other chunk goes through the batcher.
+    """
+
+    def __init__(
+        self,
+        runner: StageRunner,
+        chunks: MemoryObjectSendStream[Chunk[Any]],
+        batches: MemoryObjectSendStream[AnyBatch],
+    ) -> None:
+        self._runner = runner
+        self._chunks = chunks
+        self._batches = batches
+
+    async def send(self, item: Chunk[Any]) -> None:
+        if self._runner._pass_on(item, self._batches):
+            await anyio.lowlevel.checkpoint()
+            return
+        await self._chunks.send(item)
+        self._runner._queued()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
 
 
 class StageRunner:
@@ -50,6 +114,8 @@ class StageRunner:
         self._buffered = 0  # records (or heartbeats) read but not yet in a batch
         self._last_data = time.monotonic()
         self._read_position: Position = None
+        self._seq = 0  # of the next batch
+        self._batcher_idle = False  # waiting for a chunk, holding none
 
     # -- control -----------------------------------------------------------
 
@@ -106,8 +172,8 @@ class StageRunner:
         size = self.p.queue_size
         async with anyio.create_task_group() as stages:
             chunk_send, chunk_recv = anyio.create_memory_object_stream[Chunk[Any]](size)
-            stages.start_soon(self._read, chunk_send)
             send, recv = anyio.create_memory_object_stream[AnyBatch](size)
+            stages.start_soon(self._read, _Inlet(self, chunk_send, send))
             stages.start_soon(self._batch, chunk_recv, send)
             for transform in self.p.transforms:
                 send, next_recv = anyio.create_memory_object_stream[AnyBatch](size)
@@ -163,55 +229,100 @@ class StageRunner:
                     raise StageError(source.name, self._read_position, exc) from exc
 
     async def _batch(
-        self, recv: ObjectReceiveStream[Chunk[Any]], send: ObjectSendStream[AnyBatch]
+        self,
+        recv: MemoryObjectReceiveStream[Chunk[Any]],
+        send: MemoryObjectSendStream[AnyBatch],
     ) -> None:
         max_size, max_age = self.p.max_batch_size, self.p.max_batch_age
-        records: list[Any] = []
-        position: Position = None
-        open_batch = False
-        deadline = math.inf
-        seq = 0
+        filling = _Filling()
         async with recv, send:
             while True:
-                chunk: Chunk[Any] | None = None
-                with anyio.CancelScope(deadline=deadline):
-                    try:
-                        chunk = await recv.receive()
-                    except anyio.EndOfStream:
-                        break
+                try:
+                    chunk = await self._next_chunk(recv, filling.deadline)
+                except anyio.EndOfStream:
+                    break
                 if chunk is not None:
-                    self._read_position = chunk.position
+                    self._note(chunk)
                     if chunk.rejects:
                         await self._reject(
                             self.p.source.name, self.p.source_errors, chunk.rejects, chunk.position
                         )
-                    if chunk.records or chunk.rejects:
-                        self._last_data = time.monotonic()
-                        self.stats.records_in += len(chunk.records) + len(chunk.rejects)
-                    if not open_batch:
-                        open_batch = True
-                        deadline = anyio.current_time() + max_age
-                    if records:
-                        records.extend(chunk.records)
-                    else:  # the common case of a chunk per batch: take it without a copy
-                        records = (
-                            list(chunk.records)
-                            if type(chunk.records) is not list
-                            else chunk.records
-                        )
-                    position = chunk.position
-                    self._buffered = len(records) + 1
-                    if len(records) < max_size:
+                    filling.add(chunk, max_age)
+                    chunk = None  # the batch alone holds the records from here on
+                    self._buffered = len(filling.records) + 1
+                    if len(filling.records) < max_size:
                         continue
                 # Full, or its age is up: close the batch.
-                self.watermark.register(seq, position)
-                await send.send(Batch(seq, records, position))
-                seq += 1
-                records, open_batch, deadline, self._buffered = [], False, math.inf, 0
-            if open_batch:
-                self.watermark.register(seq, position)
-                await send.send(Batch(seq, records, position))
-                self._buffered = 0
+                await _send(send, self._close(filling))
+            if filling.is_open:
+                await send.send(self._close(filling))
+
+    async def _next_chunk(
+        self, recv: MemoryObjectReceiveStream[Chunk[Any]], deadline: float
+    ) -> Chunk[Any] | None:
+        """The next chunk, or ``None`` once ``deadline`` (the age of the open batch) is past.
+
+        :raises anyio.EndOfStream: when the reader is done and every chunk taken.
+        """
+        if deadline != math.inf and anyio.current_time() >= deadline:
+            return None
+        try:
+            return recv.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        if deadline == math.inf:
+            # Holding nothing and waiting: the reader may pass whole batches on itself.
+            self._batcher_idle = True
+            try:
+                return await recv.receive()
+            finally:
+                self._batcher_idle = False
+        with anyio.CancelScope(deadline=deadline):
+            return await recv.receive()
+        return None
+
+    def _note(self, chunk: Chunk[Any]) -> None:
+        self._read_position = chunk.position
+        if chunk.records or chunk.rejects:
+            self._last_data = time.monotonic()
+            self.stats.records_in += len(chunk.records) + len(chunk.rejects)
+
+    def _close(self, filling: _Filling) -> AnyBatch:
+        batch = filling.close(self._seq)
+        self._seq += 1
+        self.watermark.register(batch.seq, batch.position)
+        self._buffered = 0
+        return batch
+
+    def _queued(self) -> None:
+        # Called once a chunk is in the batcher's queue, not before: the batcher may
+        # have gone idle while the send waited. No later chunk may pass this one.
+        self._batcher_idle = False
+
+    def _pass_on(self, chunk: Chunk[Any], send: MemoryObjectSendStream[AnyBatch]) -> bool:
+        """Send ``chunk`` on as a batch of its own, if it is one and can be sent at once.
+
+        Only while the batcher waits holding nothing, so that nothing read before
+        the chunk is behind it; a chunk with rejects goes through the batcher.
+        """
+        records = chunk.records
+        if not (
+            self._batcher_idle
+            and not chunk.rejects
+            and type(records) is list
+            and len(records) >= self.p.max_batch_size
+        ):
+            return False
+        batch = Batch(self._seq, records, chunk.position)
+        try:
+            send.send_nowait(batch)
+        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return False  # the batcher's way waits, or meets the failure properly
+        # Nothing else ran since the send, so no stage can have acknowledged it yet.
+        self.watermark.register(batch.seq, batch.position)
+        self._seq += 1
+        self._note(chunk)
+        return True
 
     async def _transform(
         self,
@@ -290,11 +401,18 @@ class StageRunner:
             await self._reject(transform.name, transform.on_error, result.rejects, batch.position)
         return batch.replace(result.records)
 
-    async def _sink(self, recv: ObjectReceiveStream[AnyBatch]) -> None:
+    async def _sink(self, recv: MemoryObjectReceiveStream[AnyBatch]) -> None:
         async with recv:
-            async for batch in recv:
+            while True:
+                try:
+                    batch = await _receive(recv)
+                except anyio.EndOfStream:
+                    return
                 await self._write(batch)
                 await self._commit(batch)
+                # Dropped now, not when the next batch arrives: its records are freed
+                # as soon as nothing else holds them, while still warm in the CPU cache.
+                del batch
 
     async def _write(self, batch: AnyBatch) -> None:
         sink = self.p.sink
@@ -350,3 +468,22 @@ class StageRunner:
             records=len(letters),
             first_error=f"{letters[0].error_type}: {letters[0].error}",
         )
+
+
+# Stage hand-offs take what is ready without a round through the event loop: the
+# bounded queues still make every stage wait when it is ahead, and a stage that
+# waits is a checkpoint. Each avoided round is one task switch per batch.
+
+
+async def _receive(recv: MemoryObjectReceiveStream[T]) -> T:
+    try:
+        return recv.receive_nowait()
+    except anyio.WouldBlock:
+        return await recv.receive()
+
+
+async def _send(send: MemoryObjectSendStream[T], item: T) -> None:
+    try:
+        send.send_nowait(item)
+    except anyio.WouldBlock:
+        await send.send(item)

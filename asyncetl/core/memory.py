@@ -89,18 +89,24 @@ class NullSink(Sink[object]):
 
 
 class MemoryCheckpointStore(CheckpointStore):
-    """Checkpoints in a dict; every save is kept in :attr:`history`."""
+    """Checkpoints in a dict; every save is kept in :attr:`history`.
 
-    def __init__(self) -> None:
+    :param keep_history: keep every save; off for a store that lives as long as a
+        pipeline that never ends, whose history would grow without bound.
+    """
+
+    def __init__(self, *, keep_history: bool = True) -> None:
         self.positions: dict[tuple[str, str], Position] = {}
         self.history: list[Checkpoint] = []
+        self.keep_history = keep_history
 
     async def load(self, pipeline: str, source: str) -> Position:
         return self.positions.get((pipeline, source))
 
     async def save(self, checkpoint: Checkpoint) -> None:
         self.positions[checkpoint.pipeline, checkpoint.source] = checkpoint.position
-        self.history.append(checkpoint)
+        if self.keep_history:
+            self.history.append(checkpoint)
 
 
 class MemoryDeadLetterStore(DeadLetterStore):

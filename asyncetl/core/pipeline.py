@@ -69,7 +69,8 @@ class Pipeline:
     """A source, transforms and a sink, with checkpoints and dead letters.
 
     :param name: identifies the pipeline in checkpoints, dead letters and logs.
-    :param checkpoints: where committed positions live (default: in memory).
+    :param checkpoints: where committed positions live (default: in memory, the
+        latest position only).
     :param dead_letters: where rejected records go; required for any
         ``dead_letter`` failure policy.
     :param max_batch_size: a batch closes at this many records…
@@ -105,7 +106,8 @@ class Pipeline:
         self.source = source
         self.sink = sink
         self.transforms = list(transforms)
-        self.checkpoints = checkpoints or MemoryCheckpointStore()
+        # The default keeps the latest positions only: a pipeline may run for weeks.
+        self.checkpoints = checkpoints or MemoryCheckpointStore(keep_history=False)
         self.dead_letters = dead_letters
         self.max_batch_size = max_batch_size
         self.max_batch_age = max_batch_age

@@ -48,6 +48,18 @@ async def test_records_flow_through_transforms_in_order_and_commit_each_batch() 
     assert (stats.records_in, stats.records_out, stats.batches_committed) == (25, 25, 3)
 
 
+async def test_the_default_checkpoint_store_keeps_the_latest_position_only() -> None:
+    sink: ListSink[int] = ListSink()
+    pipeline = Pipeline("p", ListSource(range(25), chunk_size=5), sink, max_batch_size=5)
+    await pipeline.run()
+    store = pipeline.checkpoints
+    assert isinstance(store, MemoryCheckpointStore)
+    assert store.positions == {("p", "list_source"): 25}
+    assert store.history == []  # one entry per batch would grow for as long as it runs
+    rerun = await pipeline.run()  # and a second run still resumes after it
+    assert (rerun.records_in, len(sink.records)) == (0, 25)
+
+
 async def test_resume_reads_exactly_the_remainder() -> None:
     store = MemoryCheckpointStore()
     await store.save(Checkpoint("p", "list_source", 17))

@@ -16,13 +16,14 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from asyncetl.connectors.http._ratelimit import Limiters
+from asyncetl.connectors.http._ratelimit import HostLimiter, Limiters
 from asyncetl.core.errors import ConfigError, ConnectorError, PermanentError, TransientError
 from asyncetl.core.retry import Retrier, RetryPolicy, parse_retry_after
 
@@ -51,6 +52,8 @@ _SECRET_NAME = re.compile(
     r"token|key|secret|passw|pwd|signature|^sig$|auth|credential|session|cookie", re.IGNORECASE
 )
 _BODY_START = 200
+#: Query parameter names whose secrecy a client remembers.
+_NAMES_KEPT = 64
 
 
 def redact_url(url: str | URL, secret_params: Collection[str] = ()) -> str:
@@ -231,6 +234,13 @@ async def _as_is(response: Response) -> Response:
     return response
 
 
+def _links(response: aiohttp.ClientResponse) -> dict[str, str]:
+    """``Link`` header targets by ``rel``; aiohttp parses them only when asked."""
+    if "Link" not in response.headers:
+        return {}
+    return {str(rel): str(link["url"]) for rel, link in response.links.items()}
+
+
 class HttpClient:
     """One aiohttp session for one connector's lifetime.
 
@@ -245,6 +255,8 @@ class HttpClient:
         self._session: aiohttp.ClientSession | None = None
         self._creds = _Credentials()
         self._secret_params = [config.auth.key_name] if config.auth.secret_param else []
+        self._hidden_params = {name.lower() for name in self._secret_params}
+        self._secret_names: dict[str, bool] = {}
         self._secret_headers = [config.auth.key_name] if config.auth.kind == "header" else []
 
     async def open(self) -> None:
@@ -281,7 +293,20 @@ class HttpClient:
 
     def show(self, url: str | URL) -> str:
         """``url`` redacted for messages."""
-        return redact_url(url, self._secret_params)
+        parsed = URL(url) if isinstance(url, str) else url
+        if parsed.password is None and not any(map(self._is_secret, parsed.query)):
+            return str(parsed)  # the common case, shown once per request
+        return redact_url(parsed, self._secret_params)
+
+    def _is_secret(self, name: str) -> bool:
+        """Whether a query parameter's value is hidden, as :func:`redact_url` decides."""
+        secret = self._secret_names.get(name)
+        if secret is None:
+            hidden = name.lower() in self._hidden_params
+            secret = hidden or _SECRET_NAME.search(name) is not None
+            if len(self._secret_names) < _NAMES_KEPT:  # names from a server's links are many
+                self._secret_names[name] = secret
+        return secret
 
     def shown_headers(self) -> dict[str, str]:
         """The headers sent with every request, redacted."""
@@ -293,23 +318,27 @@ class HttpClient:
         name = self.config.auth.secret_param
         return parsed.without_query_params(name) if name and name in parsed.query else parsed
 
-    async def request(
+    # request() and request_parsed() are not coroutines themselves: they return the
+    # retrier's, so that a request in flight holds two frames fewer (fewer objects
+    # for the garbage collector to carry along while it waits).
+
+    def request(
         self,
         method: str,
         url: URL,
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> Response:
-        """Send one request with retries; return the 2xx response.
+    ) -> Awaitable[Response]:
+        """Send one request with retries; awaited, it gives the 2xx response.
 
         :raises TransientError: when the retries ran out on a transient failure.
         :raises HttpStatusError: on a status retrying cannot fix (most 4xx).
         :raises PermanentError: on another failure retrying cannot fix.
         """
-        return await self.request_parsed(method, url, _as_is, body=body, headers=headers)
+        return self.request_parsed(method, url, _as_is, body=body, headers=headers)
 
-    async def request_parsed(
+    def request_parsed(
         self,
         method: str,
         url: URL,
@@ -317,28 +346,27 @@ class HttpClient:
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> T:
+    ) -> Awaitable[T]:
         """Like :meth:`request`, with ``parse`` run on each 2xx response inside the retried call.
 
         ``parse`` may raise :class:`TransientError` to have a bad body retried.
         """
         url = self.strip_secrets(url)
         shown = self.show(url)
+        # A partial rather than a closure: fewer objects live as long as the request.
+        attempt = partial(self._attempt, method, url, shown, body, headers, parse)
+        return self._retrier.call(attempt, what=f"{method} {shown}")
 
-        async def attempt() -> T:
-            response = await self._send_once(method, url, shown, body, headers)
-            return await parse(response)
-
-        return await self._retrier.call(attempt, what=f"{method} {shown}")
-
-    async def _send_once(
+    async def _attempt(
         self,
         method: str,
         url: URL,
         shown: str,
         body: bytes | None,
         headers: Mapping[str, str] | None,
-    ) -> Response:
+        parse: Parse[T],
+    ) -> T:
+        """One try: wait for the host's turn, send, read, check the status, parse."""
         if self._session is None:
             raise RuntimeError(f"{self.config.where} was used before open()")
         limiter = self.limiters.for_host(f"{url.host}:{url.port}")
@@ -347,20 +375,29 @@ class HttpClient:
         try:
             async with self._session.request(method, target, data=body, headers=headers) as resp:
                 payload = await resp.read()
-                links = {str(rel): str(link["url"]) for rel, link in resp.links.items()}
                 response = Response(
-                    method, url, shown, resp.status, resp.reason or "", resp.headers, payload, links
+                    method,
+                    url,
+                    shown,
+                    resp.status,
+                    resp.reason or "",
+                    resp.headers,
+                    payload,
+                    _links(resp),
                 )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._mapped_error(exc, method, shown) from exc
         if not 200 <= response.status < 300:
-            wait = None
-            if response.status in _PAUSING_STATUSES:
-                wait = parse_retry_after(response.headers.get("Retry-After"))
-                if wait:  # everyone waits, not only this task; zero means "use the backoff"
-                    limiter.pause(wait)
-            raise self._status_error(response, wait)
-        return response
+            raise self._refused(response, limiter)
+        return await parse(response)
+
+    def _refused(self, response: Response, limiter: HostLimiter) -> Exception:
+        wait = None
+        if response.status in _PAUSING_STATUSES:
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait:  # everyone waits, not only this task; zero means "use the backoff"
+                limiter.pause(wait)
+        return self._status_error(response, wait)
 
     def _status_error(self, response: Response, wait: float | None) -> Exception:
         status, start = response.status, self._body_start(response.body)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from functools import partial
 from operator import countOf
 
@@ -209,7 +209,7 @@ class HttpSource(Source[Record]):
         """
         walk = self._walk(after)
         while not walk.done:
-            page = await self._fetch(walk.state, walk.extra)
+            page = await self._page(walk.state, await self._fetch(walk.state, walk.extra))
             for chunk in walk.take(page, max_chunk):
                 yield chunk
 
@@ -228,7 +228,7 @@ class HttpSource(Source[Record]):
         if self.max_concurrency == 1:
             await super().produce(after, send, max_chunk=max_chunk)
             return
-        window = SlidingWindow(self._fetch, self._walk(after), self.max_concurrency)
+        window = SlidingWindow(self._fetch, self._page, self._walk(after), self.max_concurrency)
         await window.run(send, max_chunk)
 
     def _walk(self, after: Position) -> Walk:
@@ -250,12 +250,27 @@ class HttpSource(Source[Record]):
 
     # -- fetching ----------------------------------------------------------
 
-    async def _fetch(self, state: PageState, extra: dict[str, str]) -> Page:
+    def _fetch(self, state: PageState, extra: dict[str, str]) -> Awaitable[Page | Response]:
+        """The page at ``state``, or its response still to be parsed by :meth:`_page`.
+
+        Only with ``retry_bad_body`` is the body parsed here, inside the retried
+        request, so that a bad one is fetched again. Otherwise parsing waits for
+        the page's turn, so that parallel fetches hold bodies, not records. (Not a
+        coroutine itself: a request in flight holds one frame fewer.)
+        """
         url = self.pager.url(state, extra)
+        if not self.retry_bad_body:
+            return self.client.request("GET", url)
+        return self._fetch_parsed(state, url)
+
+    async def _fetch_parsed(self, state: PageState, url: URL) -> Page:
         try:
             return await self.client.request_parsed("GET", url, partial(self._parse, state))
         except _BadPage as exc:  # still bad after the retries: reject it
             return exc.page
+
+    async def _page(self, state: PageState, fetched: Page | Response) -> Page:
+        return fetched if isinstance(fetched, Page) else await self._parse(state, fetched)
 
     async def _parse(self, state: PageState, response: Response) -> Page:
         try:

@@ -281,6 +281,24 @@ def test_redaction_of_urls_and_headers() -> None:
     }
 
 
+def test_the_client_shows_urls_redacted_as_redact_url_does() -> None:
+    http = HttpClient(ClientConfig("c", auth=AuthConfig("query", api_key_name="Key")))
+    urls = [
+        "https://h.io/x?page=2&limit=10",
+        "https://u:pw@h.io/x?page=2",
+        "https://h.io/x?page=3&access_token=abc&sig=1",
+        "https://h.io/x?key=v&q=a",
+    ]
+    for _ in range(2):  # the second time, from the names the client remembers
+        assert [http.show(url) for url in urls] == [
+            "https://h.io/x?page=2&limit=10",
+            "https://u:***@h.io/x?page=2",
+            "https://h.io/x?page=3&access_token=***&sig=***",
+            "https://h.io/x?key=***&q=a",
+        ]
+        assert [http.show(url) for url in urls] == [redact_url(url, ["Key"]) for url in urls]
+
+
 async def test_permanent_client_errors_are_not_retried() -> None:
     hits: list[str] = []
 
