@@ -11,6 +11,10 @@ slot contents:
 - asyncetl end to end: CdcSource → ApplySink into a target database on the same
   server, checkpoints in the target (changes/s, peak memory, CPU).
 
+Each asyncetl consumer runs twice, on slots of their own: embedded with
+Python's default garbage-collector settings, and as ``python -m asyncetl run``
+runs it, after ``asyncetl.tune_gc()``.
+
 The CPU seconds of an asyncetl run are its process's (start-up included): on a
 busy machine they vary less than its wall-clock time.
 
@@ -49,7 +53,7 @@ CHILD = "--child"
 
 
 def child(args: list[str]) -> None:
-    mode, source_dsn, target_dsn, slot, publication, expected = args
+    mode, gc_settings, source_dsn, target_dsn, slot, publication, expected = args
     from asyncetl.connectors.postgres import PostgresCheckpointStore
     from asyncetl.connectors.postgres.apply import ApplySink
     from asyncetl.connectors.postgres.replication import CdcSource
@@ -58,6 +62,7 @@ def child(args: list[str]) -> None:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     total = int(expected)
+    name = f"bench_{gc_settings}"  # each run its own checkpoint in the target
     pipeline: Pipeline
 
     class CountingNull(NullSink):
@@ -85,16 +90,20 @@ def child(args: list[str]) -> None:
         snapshot="never",
     )
     if mode == "source":
-        pipeline = Pipeline("bench", source, CountingNull(), max_batch_size=5000, queue_size=4)
+        pipeline = Pipeline(name, source, CountingNull(), max_batch_size=5000, queue_size=4)
     else:
         pipeline = Pipeline(
-            "bench",
+            name,
             source,
             CountingApply(target_dsn, create=True),
             checkpoints=PostgresCheckpointStore(target_dsn),
             max_batch_size=5000,
             queue_size=4,
         )
+    if gc_settings == "tuned":
+        from asyncetl import tune_gc
+
+        tune_gc()
     started = time.perf_counter()
     stats = anyio.run(pipeline.run)
     elapsed = time.perf_counter() - started
@@ -113,10 +122,11 @@ def child(args: list[str]) -> None:
 
 
 def run_child(
-    mode: str, source: str, target: str, slot: str, pub: str, expected: int
+    mode: str, gc_settings: str, source: str, target: str, slot: str, pub: str, expected: int
 ) -> dict[str, float]:
+    command = [sys.executable, __file__, CHILD, mode, gc_settings, source, target, slot, pub]
     out = subprocess.run(
-        [sys.executable, __file__, CHILD, mode, source, target, slot, pub, str(expected)],
+        [*command, str(expected)],
         check=True,
         capture_output=True,
         text=True,
@@ -218,7 +228,7 @@ def line(
     memory = f"  peak {peak_mb:6.1f} MB" if peak_mb is not None else ""
     used = f"  cpu {cpu:6.2f} s" if cpu is not None else ""
     print(
-        f"{label:<44} {changes:>9} changes {seconds:7.2f} s {rate:>10,.0f} changes/s{memory}{used}"
+        f"{label:<66} {changes:>9} changes {seconds:7.2f} s {rate:>10,.0f} changes/s{memory}{used}"
     )
     return rate
 
@@ -228,8 +238,9 @@ async def main(options: argparse.Namespace) -> None:
     admin = f"{server}/postgres"
     tag = secrets.token_hex(4)
     src_db, dst_db = f"asyncetl_bench_cdc_src_{tag}", f"asyncetl_bench_cdc_dst_{tag}"
+    tuned_db = f"{dst_db}_tuned"  # the tuned end-to-end run starts from an empty target too
     source, target = f"{server}/{src_db}", f"{server}/{dst_db}"
-    slots = [f"bench_{tag}_{name}" for name in ("recv", "source", "e2e", "big")]
+    slots = [f"bench_{tag}_{name}" for name in ("recv", "source", "e2e", "big", "tsrc", "te2e")]
     pub = f"bench_{tag}"
     conn = await asyncpg.connect(admin)
     try:
@@ -238,10 +249,11 @@ async def main(options: argparse.Namespace) -> None:
             sys.exit(f"wal_level is {level}; set it to logical and restart PostgreSQL")
         await conn.execute(f'CREATE DATABASE "{src_db}"')
         await conn.execute(f'CREATE DATABASE "{dst_db}"')
+        await conn.execute(f'CREATE DATABASE "{tuned_db}"')
     finally:
         await conn.close()
     try:
-        await prepare(admin, source, slots[:3], pub)
+        await prepare(admin, source, [*slots[:3], *slots[4:]], pub)
         print(
             f"workload: {options.rows} inserts + updates + deletes in "
             f"{options.txn}-row transactions"
@@ -254,26 +266,29 @@ async def main(options: argparse.Namespace) -> None:
             changes,
             await anyio.to_thread.run_sync(recvlogical, server, src_db, slots[0], pub, end),
         )
-        alone = run_child("source", source, target, slots[1], pub, changes)
-        rate_alone = line(
-            "asyncetl CdcSource → NullSink",
-            changes,
-            alone["seconds"],
-            alone["peak_mb"],
-            alone["cpu"],
-        )
-        e2e = run_child("e2e", source, target, slots[2], pub, changes)
-        rate_e2e = line(
-            "asyncetl CdcSource → ApplySink (PostgreSQL)",
-            changes,
-            e2e["seconds"],
-            e2e["peak_mb"],
-            e2e["cpu"],
-        )
-        print(
-            f"source alone / pg_recvlogical: {rate_alone / recv:.2f}x   "
-            f"end to end / pg_recvlogical: {rate_e2e / recv:.2f}x"
-        )
+        rates = {}
+        for gc_settings, suffix, (source_slot, e2e_slot), target in (
+            ("default", "", (slots[1], slots[2]), f"{server}/{dst_db}"),
+            ("tuned", ", tune_gc() as the CLI", (slots[4], slots[5]), f"{server}/{tuned_db}"),
+        ):
+            alone = run_child("source", gc_settings, source, target, source_slot, pub, changes)
+            rates[f"alone{suffix}"] = line(
+                f"asyncetl CdcSource → NullSink{suffix}",
+                changes,
+                alone["seconds"],
+                alone["peak_mb"],
+                alone["cpu"],
+            )
+            e2e = run_child("e2e", gc_settings, source, target, e2e_slot, pub, changes)
+            rates[f"e2e{suffix}"] = line(
+                f"asyncetl CdcSource → ApplySink (PostgreSQL){suffix}",
+                changes,
+                e2e["seconds"],
+                e2e["peak_mb"],
+                e2e["cpu"],
+            )
+        for label, rate in rates.items():
+            print(f"{label:<40} / pg_recvlogical: {rate / recv:.2f}x")
         if options.big_txn:
             conn = await asyncpg.connect(source)
             try:
@@ -288,7 +303,7 @@ async def main(options: argparse.Namespace) -> None:
                 )
             finally:
                 await conn.close()
-            big = run_child("source", source, target, slots[3], pub, options.big_txn)
+            big = run_child("source", "default", source, target, slots[3], pub, options.big_txn)
             line(
                 f"one {options.big_txn}-row transaction, source alone",
                 options.big_txn,
@@ -297,7 +312,7 @@ async def main(options: argparse.Namespace) -> None:
                 big["cpu"],
             )
     finally:
-        await drop(admin, [src_db, dst_db])
+        await drop(admin, [src_db, dst_db, tuned_db])
 
 
 if __name__ == "__main__":
