@@ -6,15 +6,21 @@ supply the wait sequence, which honours a server's requested delay
 full jitter. A requested delay of zero falls back to the backoff, so a server
 answering ``Retry-After: 0`` cannot make us spin.
 
-:func:`retry_call` builds the retrying loop for one call. A client that makes
-many calls under one policy builds a :class:`Retrier` once instead: building
-the loop costs several times more than a successful call through it.
+The first attempt runs outside that loop: most calls succeed at once, and
+entering backoff's loop (its wait generator, its bookkeeping per try) costs
+more than many a call. When the first attempt fails, backoff's loop takes over
+as if that failure were its own first try: the same waits, tries and log
+lines, and ``max_time`` still counted from the first attempt's start.
+:class:`Retrier` builds the loop once for a client that makes many calls
+under one policy; :func:`retry_call` is the one-off form.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable, Generator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -100,28 +106,49 @@ class Retrier:
     ) -> None:
         self.policy = policy
         self.transient = transient
-        self._retrying = backoff.on_exception(
-            lambda: _waits(policy),
-            transient,
-            max_tries=policy.max_tries,
-            max_time=policy.max_time,
-            jitter=None,
-            on_backoff=_log_retry,
-            logger=None,
-        )(_attempt)
+        self._retrying: Callable[..., Awaitable[Any]] | None = None  # built at the first failure
 
     async def call(self, call: Callable[[], Awaitable[T]], *, what: str) -> T:
         """Await ``call()``, retrying transient failures; the last failure propagates.
 
         :param what: names the call in log lines, e.g. ``GET http://host/items``; never a secret.
         """
-        result: T = await self._retrying(call, what)
+        started = time.monotonic()
+        try:
+            return await call()
+        except self.transient as exc:
+            if self.policy.max_tries == 1:
+                raise
+            failed = [exc]
+        # backoff reads max_time when its loop starts: what is left of it after this attempt.
+        _MAX_TIME.set(self.policy.max_time - (time.monotonic() - started))
+        result: T = await self._loop()(call, what, failed)
         return result
 
+    def _loop(self) -> Callable[..., Awaitable[Any]]:
+        if self._retrying is None:
+            policy = self.policy
+            self._retrying = backoff.on_exception(
+                lambda: _waits(policy),
+                self.transient,
+                max_tries=policy.max_tries,
+                max_time=_MAX_TIME.get,
+                jitter=None,
+                on_backoff=_log_retry,
+                logger=None,
+            )(_attempt)
+        return self._retrying
 
-async def _attempt(call: Callable[[], Awaitable[T]], what: str) -> T:
+
+_MAX_TIME: ContextVar[float] = ContextVar("asyncetl_retry_max_time")
+
+
+async def _attempt(call: Callable[[], Awaitable[T]], what: str, failed: list[BaseException]) -> T:
     # A real coroutine function: backoff picks its async loop only for those. ``what``
-    # is an argument only so that _log_retry finds it among the call's details.
+    # is an argument only so that _log_retry finds it among the call's details. The
+    # loop's first try is the attempt that already failed outside it: raised again here.
+    if failed:
+        raise failed.pop()
     return await call()
 
 

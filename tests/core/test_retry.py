@@ -72,6 +72,28 @@ async def test_max_time_bounds_the_retrying() -> None:
     assert 0.25 <= time.monotonic() - started < 1.0
 
 
+async def test_max_time_counts_from_the_start_of_the_first_attempt() -> None:
+    calls: list[float] = []
+
+    async def slow_then_down() -> str:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            await anyio.sleep(0.3)  # longer than max_time on its own: no retry may start
+        raise TransientError("down")
+
+    with pytest.raises(TransientError, match="^down$"):
+        await retry_call(slow_then_down, policy=RetryPolicy(max_tries=5, max_time=0.2), what="x")
+    assert len(calls) == 1
+
+
+async def test_a_single_try_policy_never_retries() -> None:
+    call = Flaky(1, TransientError("reset"))
+    with capture_logs() as logs, pytest.raises(TransientError, match="^reset$"):
+        await retry_call(call, policy=RetryPolicy(max_tries=1), what="x")
+    assert len(call.calls) == 1
+    assert [e for e in logs if e["event"] == "retrying"] == []
+
+
 async def test_server_requested_delay_is_honoured() -> None:
     call = Flaky(1, TransientError("slow down", retry_after=0.3))
     await retry_call(call, policy=RetryPolicy(base_delay=0.001), what="x")
