@@ -148,11 +148,16 @@ def committed(directory: Path, variant: dict[str, str]) -> int:
     return position or 0
 
 
+@dataclass(frozen=True)
+class CleanRun:
+    """What one uninterrupted run leaves, and how long its pipeline ran."""
+
+    table: list[tuple[int, int, int]]
+    seconds: float
+
+
 @pytest.fixture(scope="module")
-def clean_run(
-    source_file: Input, tmp_path_factory: pytest.TempPathFactory
-) -> list[tuple[int, int, int]]:
-    """The table one uninterrupted run leaves."""
+def clean_run(source_file: Input, tmp_path_factory: pytest.TempPathFactory) -> CleanRun:
     directory = tmp_path_factory.mktemp("clean")
     spec = write_spec(directory, source_file, UPSERT, "clean.toml")
     process = start(spec, "--log-level", "warning")
@@ -161,7 +166,9 @@ def clean_run(
     assert f"  loaded         {RECORDS}\n" in out
     table = rows(directory)
     assert table == expected_rows(RECORDS)
-    return table
+    elapsed = re.search(r"finished in ([0-9.]+) s", out)
+    assert elapsed is not None, out
+    return CleanRun(table, float(elapsed[1]))
 
 
 @pytest.mark.slow
@@ -172,7 +179,7 @@ def clean_run(
 )
 def test_kill_9_at_random_moments(
     source_file: Input,
-    clean_run: list[tuple[int, int, int]],
+    clean_run: CleanRun,
     tmp_path: Path,
     variant: dict[str, str],
     seed: int,
@@ -184,7 +191,9 @@ def test_kill_9_at_random_moments(
         process = start(spec, "--log-level", "info", "--log-format", "json")
         if len(kills) < 8 and started(process):
             try:
-                process.wait(timeout=rng.uniform(0.05, 0.4))
+                # A share of a whole run's time, so that however fast the machine
+                # (and asyncetl) is, most kills land mid-run.
+                process.wait(timeout=rng.uniform(0.02, 0.15) * clean_run.seconds)
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGKILL)
                 process.communicate(timeout=30)
@@ -198,7 +207,7 @@ def test_kill_9_at_random_moments(
     assert len(kills) >= 3, kills
     assert sum(0 < loaded < RECORDS for _, loaded in kills) >= 2, kills
     assert [position for position, _ in kills] == sorted(position for position, _ in kills)
-    assert rows(spec.parent) == clean_run
+    assert rows(spec.parent) == clean_run.table
     assert committed(spec.parent, variant) == source_file.line_ends[-1]
 
 
