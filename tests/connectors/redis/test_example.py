@@ -34,9 +34,11 @@ def environment(stream: str, database: Path) -> dict[str, str]:
 
 
 def rows(database: Path) -> list[tuple[str, dict[str, str]]]:
+    """The loaded entries in stream order (ids as text sort ``…-10`` before ``…-2``)."""
     with sqlite3.connect(database) as conn:
-        found = conn.execute("SELECT id, fields FROM orders_stream ORDER BY id").fetchall()
-    return [(entry_id, json.loads(fields)) for entry_id, fields in found]
+        found = conn.execute("SELECT id, fields FROM orders_stream").fetchall()
+    loaded = [(entry_id, json.loads(fields)) for entry_id, fields in found]
+    return sorted(loaded, key=lambda row: tuple(map(int, row[0].split("-"))))
 
 
 async def test_the_example_loads_the_stream_into_sqlite_and_acknowledges_it(
