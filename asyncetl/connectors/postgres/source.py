@@ -289,7 +289,7 @@ class TableSource(Source[Any]):
 
     async def _record_page(self, position: list[str | None] | None, size: int) -> _Page:
         """The records after ``position``, the position of the last, and the rows read."""
-        sql, args = self._page_query(position, size, self._selected)
+        sql, args = self._page_query(position, size)
 
         async def body(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             return await conn.fetch(sql, *args)
@@ -304,7 +304,8 @@ class TableSource(Source[Any]):
 
     async def _copy_page(self, position: list[str | None] | None, size: int) -> _Page:
         """Like :meth:`_record_page`, with rows as lines of COPY's text format."""
-        sql, values = self._copy_query(position, size)
+        sql, args = self._page_query(position, size, _setting)
+        values = [str(value) for value in args]  # settings are text; no ordering value is NULL
 
         async def body(conn: asyncpg.Connection) -> list[bytes]:
             settings = ", ".join(
@@ -327,28 +328,24 @@ class TableSource(Source[Any]):
         fields = lines[-1].split(b"\t")  # a tab in a value is escaped, so this splits fields
         return lines, [copy_text(fields[i]) for i in self._order_index], len(lines)
 
-    def _copy_query(self, position: list[str | None] | None, size: int) -> tuple[str, list[Any]]:
-        """The query, for ``COPY (…) TO STDOUT``, of the page after ``position``."""
-        args: list[Any] = []
-        conditions = [self._after(position, args, _setting)] if position is not None else []
-        conditions += self._lag(args, _setting)
-        select = ", ".join(quote_ident(c.name) for c in self._selected)
-        sql = f"SELECT {select} FROM {self.table.sql}"  # noqa: S608
-        if conditions:
-            sql += " WHERE " + " AND ".join(conditions)
-        args.append(str(size))
-        return f"{sql} ORDER BY {self._order_sql()} LIMIT {_setting(len(args))}::bigint", args
-
     def _page_query(
-        self, position: list[str | None] | None, size: int, selected: Sequence[Column]
+        self,
+        position: list[str | None] | None,
+        size: int,
+        placeholder: Callable[[int], str] = _dollar,
     ) -> tuple[str, list[Any]]:
+        """The page after ``position`` and its parameters, written as ``placeholder(n)``."""
         args: list[Any] = []
         conditions: list[str] = []
         if position is not None:
-            conditions.append(self._after(position, args))
-        conditions += self._lag(args)
+            conditions.append(self._after(position, args, placeholder))
+        if self.lag and self.cursor:
+            args.append(repr(self.lag))
+            since = f"now() - {placeholder(len(args))}::text::float8 * interval '1 second'"
+            conditions.append(f"{quote_ident(self.cursor[0])} <= {since}")
         source = f"({self.query}) AS q" if self.query is not None else self.table.sql
-        select = ", ".join(quote_ident(c.name) for c in selected)
+        select = ", ".join(quote_ident(c.name) for c in self._selected)
+        order = ", ".join(quote_ident(c) for c in self.order)
         sql = f"SELECT {select}"
         if self.grouped:
             sql += f", count(*) AS {quote_ident(_COUNT)}"
@@ -358,28 +355,7 @@ class TableSource(Source[Any]):
         if self.grouped:
             sql += f" GROUP BY {select}"
         args.append(size)
-        return f"{sql} ORDER BY {self._order_sql()} LIMIT ${len(args)}", args
-
-    def _order_sql(self) -> str:
-        return ", ".join(quote_ident(c) for c in self.order)
-
-    def _lag(self, args: list[Any], placeholder: Callable[[int], str] = _dollar) -> list[str]:
-        """The condition that holds back rows newer than ``now() - lag``, if any."""
-        if not (self.lag and self.cursor):
-            return []
-        args.append(repr(self.lag))
-        since = f"now() - {placeholder(len(args))}::text::float8 * interval '1 second'"
-        return [f"{quote_ident(self.cursor[0])} <= {since}"]
-
-    def _param(
-        self,
-        column: str,
-        value: str | None,
-        args: list[Any],
-        placeholder: Callable[[int], str] = _dollar,
-    ) -> str:
-        args.append(value)
-        return f"{placeholder(len(args))}::text::{self._types[column]}"
+        return f"{sql} ORDER BY {order} LIMIT {placeholder(len(args))}::bigint", args
 
     def _after(
         self,
@@ -390,7 +366,8 @@ class TableSource(Source[Any]):
         """Rows after ``position`` in ``ORDER BY`` order (ascending, NULLs last)."""
 
         def param(column: str, value: str | None) -> str:
-            return self._param(column, value, args, placeholder)
+            args.append(value)
+            return f"{placeholder(len(args))}::text::{self._types[column]}"
 
         if not self._nullable:  # a row comparison, which a btree index on the order serves
             left = ", ".join(quote_ident(c) for c in self.order)
