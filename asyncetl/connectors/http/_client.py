@@ -169,7 +169,9 @@ class ClientConfig:
     :param rate_limit: requests per second per host; ``None`` for no limit.
     :param timeout: total seconds for one request, body included.
     :param connect_timeout: seconds to get a connection.
-    :param read_timeout: seconds to wait for each read from the socket.
+    :param read_timeout: seconds to wait for each read from the socket; ``None`` for no
+        limit of its own, the total ``timeout`` bounding the reads with the rest (a read
+        timer is re-armed on every read, which costs a request more than it guards).
     :param limit_per_host: connections open to one host at most.
     """
 
@@ -180,13 +182,15 @@ class ClientConfig:
     rate_limit: float | None = None
     timeout: float = 30.0
     connect_timeout: float = 10.0
-    read_timeout: float = 30.0
+    read_timeout: float | None = None
     limit_per_host: int = 16
 
     def __post_init__(self) -> None:
         self.auth.check(self.where)
-        for key in ("timeout", "connect_timeout", "read_timeout"):
+        for key in ("timeout", "connect_timeout"):
             _positive(getattr(self, key), self.where, key)
+        if self.read_timeout is not None:
+            _positive(self.read_timeout, self.where, "read_timeout")
         if self.rate_limit is not None:
             _positive(self.rate_limit, self.where, "rate_limit")
         positive_int(self.limit_per_host, self.where, "limit_per_host")
@@ -433,9 +437,10 @@ class HttpClient:
         """The error to raise for ``exc``, an aiohttp failure or a timeout: the one boundary."""
         cfg = self.config
         if isinstance(exc, TimeoutError):
+            read = "" if cfg.read_timeout is None else f"read {cfg.read_timeout}s, "
             return TransientError(
-                f"{method} {shown} timed out (connect {cfg.connect_timeout}s, read "
-                f"{cfg.read_timeout}s, total {cfg.timeout}s); the server is slow or unreachable, "
+                f"{method} {shown} timed out (connect {cfg.connect_timeout}s, {read}"
+                f"total {cfg.timeout}s); the server is slow or unreachable, "
                 "try again later or raise the timeouts"
             )
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.InvalidURL | aiohttp.TooManyRedirects):
@@ -465,7 +470,7 @@ def create_client(
     rate_limit: float | None,
     timeout: float,
     connect_timeout: float,
-    read_timeout: float,
+    read_timeout: float | None,
     limit_per_host: int,
 ) -> HttpClient:
     """A client from a connector's constructor arguments, checked.

@@ -64,7 +64,7 @@ class HttpSink(Sink[object]):
     :param max_delay: cap on one wait, ``Retry-After`` included.
     :param timeout: total seconds per request.
     :param connect_timeout: seconds to connect.
-    :param read_timeout: seconds per socket read.
+    :param read_timeout: seconds per socket read; by default only ``timeout`` bounds reads.
     :param limit_per_host: connections to one host at most.
     :raises ConfigError: on an invalid setting.
     """
@@ -92,7 +92,7 @@ class HttpSink(Sink[object]):
         max_delay: float = 30.0,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        read_timeout: float | None = None,
         limit_per_host: int = 16,
     ) -> None:
         where = f"HttpSink {name!r}"

@@ -92,7 +92,7 @@ class HttpSource(Source[Record]):
     :param max_delay: cap on one wait, ``Retry-After`` included.
     :param timeout: total seconds per request.
     :param connect_timeout: seconds to connect.
-    :param read_timeout: seconds per socket read.
+    :param read_timeout: seconds per socket read; by default only ``timeout`` bounds reads.
     :param limit_per_host: connections to one host at most.
     :param retry_bad_body: retry a page whose body is unusable before rejecting it.
     :raises ConfigError: on an invalid setting.
@@ -133,7 +133,7 @@ class HttpSource(Source[Record]):
         max_delay: float = 30.0,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        read_timeout: float | None = None,
         limit_per_host: int = 16,
         retry_bad_body: bool = False,
     ) -> None:

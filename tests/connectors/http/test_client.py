@@ -152,6 +152,21 @@ async def test_a_slow_response_past_the_read_timeout_is_retried() -> None:
     ]
 
 
+async def test_without_a_read_timeout_the_total_timeout_bounds_a_stalled_body() -> None:
+    api = Api(30)
+    api.fault(0, stall_body(0.6))
+    async with serve_api(api) as url, client(timeout=0.3) as http:
+        with capture_logs() as logs:
+            response = await http.request("GET", page_url(url))
+    assert response.body.startswith(b'[{"id":1,')
+    assert len(api.hits) == 2
+    retried = [entry["error"] for entry in logs if entry["event"] == "retrying"]
+    assert retried == [
+        f"TransientError: GET {page_url(url)} timed out (connect 10.0s, total 0.3s); the "
+        "server is slow or unreachable, try again later or raise the timeouts"
+    ]
+
+
 async def test_a_body_that_stalls_past_the_read_timeout_is_retried() -> None:
     api = Api(30)
     api.fault(0, stall_body(0.4))
