@@ -117,12 +117,27 @@ class Retrier:
         try:
             return await call()
         except self.transient as exc:
-            if self.policy.max_tries == 1:
-                raise
-            failed = [exc]
+            failure = exc
+        # Out of the except block, so that later failures do not chain onto this one.
+        return await self.resume(call, failure, what=what, started=started)
+
+    async def resume(
+        self, call: Callable[[], Awaitable[T]], failure: Exception, *, what: str, started: float
+    ) -> T:
+        """Go on retrying ``call()``, whose first attempt, begun at ``started``, raised ``failure``.
+
+        For a caller that makes the first attempt itself, in its own coroutine, and
+        hands over only when it fails: the happy path then costs no frame of the
+        retrier's. The waits, log lines and time limit are those of :meth:`call`.
+
+        :param failure: a transient failure, raised again when no retry is allowed.
+        :param started: ``time.monotonic()`` when the first attempt began.
+        """
+        if self.policy.max_tries == 1:
+            raise failure
         # backoff reads max_time when its loop starts: what is left of it after this attempt.
         _MAX_TIME.set(self.policy.max_time - (time.monotonic() - started))
-        result: T = await self._loop()(call, what, failed)
+        result: T = await self._loop()(call, what, [failure])
         return result
 
     def _loop(self) -> Callable[..., Awaitable[Any]]:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -201,7 +202,7 @@ def _positive(value: object, where: str, key: str) -> None:
         raise ConfigError(f"must be a positive number, not {value!r}", where=where, key=key)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per request, and frozen ones init slowly
 class Response:
     """A response read in full.
 
@@ -234,10 +235,6 @@ class HttpStatusError(PermanentError):
 Parse = Callable[[Response], Awaitable[T]]
 
 
-async def _as_is(response: Response) -> Response:
-    return response
-
-
 def _links(response: aiohttp.ClientResponse) -> dict[str, str]:
     """``Link`` header targets by ``rel``; aiohttp parses them only when asked."""
     if "Link" not in response.headers:
@@ -262,6 +259,7 @@ class HttpClient:
         self._hidden_params = {name.lower() for name in self._secret_params}
         self._secret_names: dict[str, bool] = {}
         self._secret_headers = [config.auth.key_name] if config.auth.kind == "header" else []
+        self._by_authority: dict[str, HostLimiter] = {}
 
     async def open(self) -> None:
         """Read credentials and open the session.
@@ -340,7 +338,7 @@ class HttpClient:
         :raises HttpStatusError: on a status retrying cannot fix (most 4xx).
         :raises PermanentError: on another failure retrying cannot fix.
         """
-        return self.request_parsed(method, url, _as_is, body=body, headers=headers)
+        return self._retried(method, url, body, headers, None)
 
     def request_parsed(
         self,
@@ -355,11 +353,18 @@ class HttpClient:
 
         ``parse`` may raise :class:`TransientError` to have a bad body retried.
         """
+        return self._retried(method, url, body, headers, parse)
+
+    def _retried(
+        self,
+        method: str,
+        url: URL,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        parse: Parse[Any] | None,
+    ) -> Awaitable[Any]:
         url = self.strip_secrets(url)
-        shown = self.show(url)
-        # A partial rather than a closure: fewer objects live as long as the request.
-        attempt = partial(self._attempt, method, url, shown, body, headers, parse)
-        return self._retrier.call(attempt, what=f"{method} {shown}")
+        return self._attempt(method, url, self.show(url), body, headers, parse, first=True)
 
     async def _attempt(
         self,
@@ -368,32 +373,58 @@ class HttpClient:
         shown: str,
         body: bytes | None,
         headers: Mapping[str, str] | None,
-        parse: Parse[T],
-    ) -> T:
-        """One try: wait for the host's turn, send, read, check the status, parse."""
+        parse: Parse[Any] | None,
+        *,
+        first: bool = False,
+    ) -> Any:
+        """One try: wait for the host's turn, send, read, check the status, parse.
+
+        The first try hands a transient failure over to the retrier, which makes
+        the next ones; so a request that succeeds at once is one coroutine.
+        """
         if self._session is None:
             raise RuntimeError(f"{self.config.where} was used before open()")
-        limiter = self.limiters.for_host(f"{url.host}:{url.port}")
-        await limiter.acquire()
-        target = url.update_query(self._creds.params) if self._creds.params else url
+        started = time.monotonic() if first else 0.0
         try:
-            async with self._session.request(method, target, data=body, headers=headers) as resp:
-                payload = await resp.read()
-                response = Response(
-                    method,
-                    url,
-                    shown,
-                    resp.status,
-                    resp.reason or "",
-                    resp.headers,
-                    payload,
-                    _links(resp),
-                )
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._mapped_error(exc, method, shown) from exc
-        if not 200 <= response.status < 300:
-            raise self._refused(response, limiter)
-        return await parse(response)
+            limiter = self._limiter(url)
+            if not limiter.free:
+                await limiter.acquire()
+            target = url.update_query(self._creds.params) if self._creds.params else url
+            try:
+                async with self._session.request(
+                    method, target, data=body, headers=headers
+                ) as resp:
+                    response = Response(
+                        method,
+                        url,
+                        shown,
+                        resp.status,
+                        resp.reason or "",
+                        resp.headers,
+                        await resp.read(),
+                        _links(resp),
+                    )
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise self._mapped_error(exc, method, shown) from exc
+            if not 200 <= response.status < 300:
+                raise self._refused(response, limiter)
+            return response if parse is None else await parse(response)
+        except self._retrier.transient as exc:
+            if not first:
+                raise
+            failure = exc
+        # A partial rather than a closure: fewer objects live as long as the request.
+        again = partial(self._attempt, method, url, shown, body, headers, parse)
+        return await self._retrier.resume(again, failure, what=f"{method} {shown}", started=started)
+
+    def _limiter(self, url: URL) -> HostLimiter:
+        """The limiter of ``url``'s host, found by its authority: cheaper than host and port."""
+        limiter = self._by_authority.get(url.raw_authority)
+        if limiter is None:
+            limiter = self.limiters.for_host(f"{url.host}:{url.port}")
+            if len(self._by_authority) < _NAMES_KEPT:
+                self._by_authority[url.raw_authority] = limiter
+        return limiter
 
     def _refused(self, response: Response, limiter: HostLimiter) -> Exception:
         wait = None

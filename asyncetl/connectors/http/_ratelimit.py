@@ -58,6 +58,11 @@ class HostLimiter:
         """Whether the gate is closed now."""
         return self.clock() < self.paused_until
 
+    @property
+    def free(self) -> bool:
+        """Whether a request may go now without :meth:`acquire`: no pacing, and the gate open."""
+        return not self.interval and self.clock() >= self.paused_until
+
     def pause(self, seconds: float) -> None:
         """Close the gate for ``seconds`` (capped at ``max_pause``); a longer pause wins."""
         seconds = min(seconds, self.max_pause)

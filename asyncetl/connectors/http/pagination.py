@@ -89,7 +89,7 @@ def lookup(document: JsonValue, path: str) -> JsonValue | _Missing:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per page, and frozen ones init slowly
 class Page:
     """One fetched page.
 
@@ -251,7 +251,9 @@ class _NumberedPaginator(Paginator):
         return self.config.page_param
 
     def url(self, state: PageState, extra: Mapping[str, str]) -> URL:
-        return self.base.update_query({**extra, self.param: str(state)})
+        if extra or self.param in self.base.query:
+            return self.base.update_query({**extra, self.param: str(state)})
+        return self.base.extend_query({self.param: str(state)})  # no merge needed: cheaper
 
     def parse_state(self, value: JsonValue) -> PageState:
         if not isinstance(value, int) or isinstance(value, bool):
