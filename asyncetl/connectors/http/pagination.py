@@ -25,6 +25,7 @@ not the end, because it means the server caps the page size below ``page_size``.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Final, TypeAlias
@@ -251,9 +252,18 @@ class _NumberedPaginator(Paginator):
         return self.config.page_param
 
     def url(self, state: PageState, extra: Mapping[str, str]) -> URL:
-        if extra or self.param in self.base.query:
+        if extra or self._prefix is None:
             return self.base.update_query({**extra, self.param: str(state)})
-        return self.base.extend_query({self.param: str(state)})  # no merge needed: cheaper
+        # The number appended to the encoded base: a tenth of the cost of update_query.
+        return URL(f"{self._prefix}{state}", encoded=True)
+
+    @functools.cached_property
+    def _prefix(self) -> str | None:
+        """The encoded base and ``param=``, when the number can simply follow it."""
+        if self.param in self.base.query or self.base.raw_fragment:
+            return None
+        with_zero = str(self.base.extend_query({self.param: "0"}))  # encoded as yarl does
+        return with_zero[:-1]
 
     def parse_state(self, value: JsonValue) -> PageState:
         if not isinstance(value, int) or isinstance(value, bool):

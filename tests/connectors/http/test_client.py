@@ -303,6 +303,8 @@ def test_the_client_shows_urls_redacted_as_redact_url_does() -> None:
         "https://u:pw@h.io/x?page=2",
         "https://h.io/x?page=3&access_token=abc&sig=1",
         "https://h.io/x?key=v&q=a",
+        "https://h.io/x?api%5Fkey=s3cr3t&q=a%20b",  # an escaped name is judged decoded
+        "https://h.io/x?q=a+b&a=%2F",  # escapes in values only
     ]
     for _ in range(2):  # the second time, from the names the client remembers
         assert [http.show(url) for url in urls] == [
@@ -310,6 +312,8 @@ def test_the_client_shows_urls_redacted_as_redact_url_does() -> None:
             "https://u:***@h.io/x?page=2",
             "https://h.io/x?page=3&access_token=***&sig=***",
             "https://h.io/x?key=***&q=a",
+            "https://h.io/x?api_key=***&q=a+b",
+            "https://h.io/x?q=a+b&a=/",
         ]
         assert [http.show(url) for url in urls] == [redact_url(url, ["Key"]) for url in urls]
 

@@ -393,3 +393,21 @@ def test_since_keeps_the_lag_setting() -> None:
     assert HttpSource("http://h/x", since_param="s", since_field="f", lag=3).since == Since(
         "s", "f", 3.0
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "style", "param"),
+    [
+        ("http://api.test/items", "page", "page"),
+        ("http://api.test/items?sort=id&q=a%20b", "page", "p g"),
+        ("http://api.test/items?page=9", "page", "page"),  # the base's own number is replaced
+        ("http://api.test/items#top", "offset", "offset"),
+        ("http://api.test/items?from=%C3%A9", "offset", "start&end"),
+    ],
+)
+def test_numbered_page_urls_are_those_update_query_builds(url: str, style: str, param: str) -> None:
+    src = HttpSource(url, pagination=style, page_size=10, page_param=param, offset_param=param)
+    for state in (0, 1, 7, 1230):
+        expected = src.pager.base.update_query({param: str(state)})
+        built = src.pager.url(state, {})
+        assert (str(built), built.query) == (str(expected), expected.query)
