@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from asyncetl.connectors.http.pagination import End, Page, PageState, Paginator
+from asyncetl.connectors.http.pagination import (
+    End,
+    ForeignPosition,
+    Page,
+    PageState,
+    Paginator,
+)
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
 
@@ -107,6 +113,12 @@ class Walk:
         self.pages_taken = 0
         try:
             self.state: PageState = self._resume(after)
+        except ForeignPosition as exc:
+            raise ConfigError(
+                f"cannot resume from the committed position {after!r}: {exc}",
+                where=where,
+                key="position",
+            ) from exc
         except (TypeError, ValueError, KeyError) as exc:
             mode = f"pagination {pager.config.style!r}" + (" with since" if since else "")
             raise ConfigError(

@@ -204,7 +204,17 @@ class LinkPaginator(Paginator):
     def parse_state(self, value: JsonValue) -> PageState:
         if not isinstance(value, str):
             raise TypeError("a link position holds a URL")
+        # The position is the next page's own URL, so a changed url would be ignored.
+        if URL(value).origin() != self.base.origin():
+            raise ForeignPosition(
+                f"it is a page of {URL(value).origin()}, another server than url "
+                f"{self.base.origin()}; to read from the new server, reset the checkpoint"
+            )
         return value
+
+
+class ForeignPosition(ValueError):
+    """A committed position that belongs to another server than the configured one."""
 
 
 class CursorPaginator(Paginator):

@@ -180,6 +180,24 @@ async def test_a_position_from_other_settings_is_refused() -> None:
     )
 
 
+async def test_a_link_position_of_another_server_is_refused_rather_than_followed() -> None:
+    """The position is the next page's URL: resuming it would ignore a changed url."""
+    api = Api(30)
+    async with serve_api(api) as url:
+        old = {"url": "http://127.0.0.1:9/records?page=3", "skip": 0}
+        with pytest.raises(ConfigError) as caught:
+            await collect(source(url, "link"), old)
+        same_server = {"url": f"{url}?page=3&limit=10", "skip": 0}
+        chunks = await collect(source(url, "link"), same_server)
+    assert str(caught.value) == (
+        f"HttpSource 'http': position: cannot resume from the committed position {old!r}: "
+        f"it is a page of http://127.0.0.1:9, another server than url {URL(url).origin()}; "
+        "to read from the new server, reset the checkpoint"
+    )
+    assert ids(chunks) == list(range(21, 31))
+    assert [hit.query["page"] for hit in api.hits] == ["3"]
+
+
 # -- parallel pages ---------------------------------------------------------------------
 
 
