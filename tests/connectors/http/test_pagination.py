@@ -21,6 +21,7 @@ from asyncetl.connectors.http.pagination import (
     make_paginator,
 )
 from asyncetl.core import Chunk, ConfigError, PermanentError
+from asyncetl.core.batch import Position
 from tests.connectors.http.api import (
     Api,
     collect,
@@ -184,10 +185,10 @@ async def test_a_link_position_of_another_server_is_refused_rather_than_followed
     """The position is the next page's URL: resuming it would ignore a changed url."""
     api = Api(30)
     async with serve_api(api) as url:
-        old = {"url": "http://127.0.0.1:9/records?page=3", "skip": 0}
+        old: Position = {"url": "http://127.0.0.1:9/records?page=3", "skip": 0}
         with pytest.raises(ConfigError) as caught:
             await collect(source(url, "link"), old)
-        same_server = {"url": f"{url}?page=3&limit=10", "skip": 0}
+        same_server: Position = {"url": f"{url}?page=3&limit=10", "skip": 0}
         chunks = await collect(source(url, "link"), same_server)
     assert str(caught.value) == (
         f"HttpSource 'http': position: cannot resume from the committed position {old!r}: "
