@@ -2,7 +2,8 @@
 
 A thin shell over :mod:`asyncetl.spec`, :class:`~asyncetl.Pipeline` and
 :mod:`asyncetl.replay`; the ``backfill``, ``backfill-status`` and ``flow``
-commands come from :mod:`asyncetl.cli_backfill`. Every command sets ``command``
+commands come from :mod:`asyncetl.cli_backfill`, ``cdc`` from :mod:`asyncetl.cli_cdc` and
+``checkpoint`` from :mod:`asyncetl.cli_checkpoint`. Every command sets ``command``
 to an async function of the parsed arguments returning the exit code, and
 :func:`main` runs it with logging set up from ``--log-format``/``--log-level``,
 else the spec's ``[logging]`` table. Exit codes: 0 success or graceful stop, 1 runtime
@@ -27,6 +28,7 @@ import structlog
 from asyncetl import AsyncetlError, ConfigError, DeadLetter, JsonValue, Pipeline, RunStats
 from asyncetl.cli_backfill import add_commands
 from asyncetl.cli_cdc import add_commands as add_cdc_commands
+from asyncetl.cli_checkpoint import add_commands as add_checkpoint_commands
 from asyncetl.cli_common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -151,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(command=_dlq_replay)
     add_cdc_commands(commands)
+    add_checkpoint_commands(commands)
     add_commands(commands)
     return parser
 

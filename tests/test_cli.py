@@ -161,10 +161,19 @@ def test_every_command_is_listed(tmp_path: Path) -> None:
     result = cli(tmp_path, "--help")
     assert (result.returncode, result.stderr) == (0, "")
     listed = re.findall(r"^    (\S+)", result.stdout, flags=re.MULTILINE)
-    assert listed == ["run", "validate", "dlq", "cdc", "backfill", "backfill-status", "flow"]
+    assert listed == [
+        "run",
+        "validate",
+        "dlq",
+        "cdc",
+        "checkpoint",
+        "backfill",
+        "backfill-status",
+        "flow",
+    ]
 
 
-@pytest.mark.parametrize("command", ["backfill", "backfill-status", "flow", "cdc"])
+@pytest.mark.parametrize("command", ["backfill", "backfill-status", "flow", "cdc", "checkpoint"])
 def test_backfill_and_flow_commands_have_help(tmp_path: Path, command: str) -> None:
     result = cli(tmp_path, command, "--help")
     assert (result.returncode, result.stderr) == (0, "")
