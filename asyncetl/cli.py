@@ -25,7 +25,15 @@ import anyio
 import orjson
 import structlog
 
-from asyncetl import AsyncetlError, ConfigError, DeadLetter, JsonValue, Pipeline, RunStats
+from asyncetl import (
+    AsyncetlError,
+    ConfigError,
+    DeadLetter,
+    JsonValue,
+    Pipeline,
+    RunStats,
+    StageError,
+)
 from asyncetl.cli_backfill import add_commands
 from asyncetl.cli_cdc import add_commands as add_cdc_commands
 from asyncetl.cli_checkpoint import add_commands as add_checkpoint_commands
@@ -62,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_CONFIG
+    except StageError as exc:
+        if isinstance(exc.cause, ConfigError):  # a setting a stage could judge only once running
+            _error(_config_message(exc.cause, args))
+            return EXIT_CONFIG
+        _error(str(exc))
+        return EXIT_FAILED
     except AsyncetlError as exc:
         _error(str(exc))
         return EXIT_FAILED
@@ -71,6 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log.debug("unexpected error", exc_info=exc)
         _error(f"{type(exc).__name__}: {exc}")
         return EXIT_FAILED
+
+
+def _config_message(error: ConfigError, args: argparse.Namespace) -> str:
+    """The error, and for a committed position the stage cannot use, how to move it."""
+    spec = getattr(args, "spec", None)
+    if error.key != "position" or spec is None:
+        return str(error)
+    return f"{error} (python -m asyncetl checkpoint show|reset {spec})"
 
 
 # -- arguments ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ HELPERS = '''
 from pathlib import Path
 
 import anyio
-from asyncetl import Chunk, Sink, Source
+from asyncetl import Chunk, ConfigError, Sink, Source
 
 
 class Ticker(Source[dict]):
@@ -47,6 +47,19 @@ class Stuck(Sink[object]):
         Path("stuck").touch()
         await anyio.sleep(3600)
         return ()
+
+
+class Versioned(Source[dict]):
+    """Reads positions of the form {"v2": n} only, like a source whose settings changed."""
+
+    name = "versioned"
+
+    async def read(self, after, *, max_chunk):
+        if after is not None and "v2" not in after:
+            raise ConfigError(
+                f"cannot resume from {after!r}", where="Versioned 'versioned'", key="position"
+            )
+        yield Chunk([{"n": 1}], {"v2": 1})
 
 
 class BrokenOpen(Source[dict]):
@@ -253,6 +266,22 @@ def test_runtime_failure_is_one_line(project: Path) -> None:
     )
     assert [json.loads(line)["event"] for line in logs] == ["starting"]
     assert not (project / "checkpoints.json").exists()
+
+
+def test_a_setting_a_stage_rejects_while_running_exits_2_with_its_own_message(
+    project: Path,
+) -> None:
+    (project / "versioned.toml").write_text(
+        FILES_SPEC.replace('type = "jsonl"\npath = "in.jsonl"', 'type = "helpers:Versioned"')
+    )
+    moved = cli(project, "checkpoint", "reset", "versioned.toml", "--to", '{"v1": 7}', "--yes")
+    assert moved.returncode == 0
+    result = cli(project, "run", "versioned.toml")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        "error: Versioned 'versioned': position: cannot resume from {'v1': 7} "
+        "(python -m asyncetl checkpoint show|reset versioned.toml)"
+    )
 
 
 def test_unexpected_error_is_one_line_and_debug_logs_the_traceback(project: Path) -> None:
