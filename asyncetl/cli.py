@@ -7,8 +7,8 @@ commands come from :mod:`asyncetl.cli_backfill`, ``cdc`` from :mod:`asyncetl.cli
 to an async function of the parsed arguments returning the exit code, and
 :func:`main` runs it with logging set up from ``--log-format``/``--log-level``,
 else the spec's ``[logging]`` table. Exit codes: 0 success or graceful stop, 1 runtime
-failure, 2 bad spec, 130 stopped before draining (by a second signal, or when
-the grace period ran out). Failures print one
+failure, 2 bad spec (or a setting a stage rejects once running), 130 stopped before
+draining (by a second signal, or when the grace period ran out). Failures print one
 ``error: …`` line on stderr, never a traceback (``--log-level debug`` logs it).
 """
 
