@@ -88,6 +88,7 @@ class _Inlet(ObjectSendStream[Chunk[Any]]):
         self._batches = batches
 
     async def send(self, item: Chunk[Any]) -> None:
+        self._runner._read_position = item.position  # what a read failure comes after
         if self._runner._pass_on(item, self._batches):
             await anyio.lowlevel.checkpoint()
             return
@@ -226,7 +227,7 @@ class StageRunner:
                         self.watermark.position, send, max_chunk=self.p.max_batch_size
                     )
                 except Exception as exc:
-                    raise StageError(source.name, self._read_position, exc) from exc
+                    raise StageError(source.name, self._read_position, exc, reading=True) from exc
 
     async def _batch(
         self,
@@ -282,7 +283,6 @@ class StageRunner:
         return None
 
     def _note(self, chunk: Chunk[Any]) -> None:
-        self._read_position = chunk.position
         if chunk.records or chunk.rejects:
             self._last_data = time.monotonic()
             self.stats.records_in += len(chunk.records) + len(chunk.rejects)

@@ -76,15 +76,19 @@ class PermanentError(ConnectorError):
 class StageError(AsyncetlError):
     """A stage failed; the run stops without committing past the last acknowledged batch."""
 
-    def __init__(self, stage: str, position: Position, cause: BaseException) -> None:
+    def __init__(
+        self, stage: str, position: Position, cause: BaseException, *, reading: bool = False
+    ) -> None:
         self.stage = stage
         self.position = position
         self.cause = cause
         detail = str(cause) or type(cause).__name__
-        super().__init__(
-            f"stage {stage!r} failed on the batch ending at position {position!r}: "
-            f"{type(cause).__name__}: {detail}"
+        where = (
+            f"reading after position {position!r}"
+            if reading
+            else f"on the batch ending at position {position!r}"
         )
+        super().__init__(f"stage {stage!r} failed {where}: {type(cause).__name__}: {detail}")
 
 
 class CheckpointError(AsyncetlError):

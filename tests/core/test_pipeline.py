@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -426,3 +428,21 @@ async def test_a_source_without_read_or_produce_fails_clearly() -> None:
 
     with pytest.raises(StageError, match="Empty implements neither read\\(\\) nor produce\\(\\)"):
         await Pipeline("p", Empty(), ListSink()).run()
+
+
+async def test_a_source_failing_mid_read_names_the_position_it_read_after() -> None:
+    class Breaks(Source[int]):
+        name = "breaks"
+
+        async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[int]]:
+            yield Chunk([1, 2], 2)
+            yield Chunk([3], 3)
+            raise OSError("connection reset")
+
+    sink: ListSink[int] = ListSink()
+    with pytest.raises(StageError) as info:
+        await Pipeline("p", Breaks(), sink, max_batch_size=2).run()
+    assert str(info.value) == (
+        "stage 'breaks' failed reading after position 3: OSError: connection reset"
+    )
+    assert (info.value.stage, info.value.position) == ("breaks", 3)
