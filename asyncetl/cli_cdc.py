@@ -11,10 +11,9 @@ import argparse
 import sys
 from typing import Any
 
-import anyio.to_thread
 import orjson
 
-from asyncetl.cli_common import EXIT_CONFIG, EXIT_OK, logging_options
+from asyncetl.cli_common import EXIT_CONFIG, EXIT_OK, confirm, logging_options
 from asyncetl.connectors.postgres.cdc_admin import cdc_drop, cdc_status
 from asyncetl.connectors.postgres.replication import CdcSource
 from asyncetl.core import ConfigError, JsonValue, Pipeline
@@ -96,7 +95,8 @@ async def _drop(args: argparse.Namespace) -> int:
     what = f"slot {source.slot!r}"
     if not args.keep_publication:
         what += f" and publication {source.publication!r}"
-    if not args.yes and not await _confirm(f"Drop {what}? The next run re-snapshots. [y/N] "):
+    question = f"Drop {what}? The next run re-snapshots. [y/N] "
+    if not args.yes and not await confirm(question, command="cdc drop"):
         print("nothing dropped", file=sys.stderr)
         return EXIT_CONFIG
     dropped = await cdc_drop(
@@ -108,10 +108,3 @@ async def _drop(args: argparse.Namespace) -> int:
     for name, done in dropped.items():
         print(f"{name}: {'dropped' if done else 'did not exist'}")
     return EXIT_OK
-
-
-async def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        raise ConfigError("cdc drop needs --yes when there is no terminal to confirm on")
-    answer = await anyio.to_thread.run_sync(input, question)
-    return answer.strip().lower() in ("y", "yes")

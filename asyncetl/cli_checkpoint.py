@@ -12,10 +12,9 @@ import argparse
 import sys
 from typing import Any
 
-import anyio.to_thread
 import orjson
 
-from asyncetl.cli_common import EXIT_CONFIG, EXIT_OK, logging_options
+from asyncetl.cli_common import EXIT_CONFIG, EXIT_OK, confirm, logging_options
 from asyncetl.core import Checkpoint, ConfigError, JsonValue, MemoryCheckpointStore, Pipeline
 from asyncetl.spec import load_pipeline
 
@@ -69,7 +68,7 @@ async def _reset(args: argparse.Namespace) -> int:
         f"Move {_named(pipeline)} from {_json(before)} to {_json(position)}? "
         "Records after it are read again. [y/N] "
     )
-    if not args.yes and not await _confirm(question):
+    if not args.yes and not await confirm(question, command="checkpoint reset"):
         print("nothing changed", file=sys.stderr)
         return EXIT_CONFIG
     checkpoint = Checkpoint(pipeline.name, pipeline.source.name, position)
@@ -117,10 +116,3 @@ def _named(pipeline: Pipeline) -> str:
 
 def _json(position: JsonValue) -> str:
     return orjson.dumps(position).decode()
-
-
-async def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        raise ConfigError("checkpoint reset needs --yes when there is no terminal to confirm on")
-    answer = await anyio.to_thread.run_sync(input, question)
-    return answer.strip().lower() in ("y", "yes")

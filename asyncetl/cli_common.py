@@ -1,18 +1,22 @@
 """What every command of ``python -m asyncetl`` shares: exit codes, options, signals.
 
-Used by :mod:`asyncetl.cli` and :mod:`asyncetl.cli_backfill` (which the former
-imports, so the shared parts cannot live in either).
+Used by :mod:`asyncetl.cli` and the command modules it imports
+(:mod:`asyncetl.cli_backfill`, :mod:`asyncetl.cli_cdc`, :mod:`asyncetl.cli_checkpoint`),
+so the shared parts cannot live in any one of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from collections.abc import Callable
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskStatus
 
+from asyncetl.core import ConfigError
 from asyncetl.observe import LOG_LEVELS
 
 __all__ = [
@@ -20,6 +24,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "confirm",
     "logging_options",
     "on_signals",
     "positive_int",
@@ -82,3 +87,14 @@ async def on_signals(react: Callable[[str], None], *, task_status: TaskStatus[No
         task_status.started()
         async for signum in signals:
             react(signal.Signals(signum).name)
+
+
+async def confirm(question: str, *, command: str) -> bool:
+    """Whether the person at the terminal answers ``question`` with yes.
+
+    :raises ConfigError: when there is no terminal, naming ``command`` and its ``--yes``.
+    """
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{command} needs --yes when there is no terminal to confirm on")
+    answer = await anyio.to_thread.run_sync(input, question)
+    return answer.strip().lower() in ("y", "yes")
