@@ -17,21 +17,36 @@ from asyncetl.connectors.redis._client import (
     retry_policy,
 )
 from asyncetl.core.batch import Batch, JsonValue, Reject
+from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Sink
 
 __all__ = ["RedisStreamSink"]
 
 _Fields: TypeAlias = dict[str, str]
 
-# KEYS: the stream, the set of written ids. ARGV: maxlen ("" for none), then per
-# record: its id, its field count n, and n name/value pairs. XADD comes before
-# SADD, so a command failing half-way leaves no id recorded without its entry.
+# KEYS: the stream, the ids written. ARGV: maxlen ("" for none), the de-dup window in
+# milliseconds ("" for none: the ids are a set, kept forever; else a sorted set scored
+# by the server's time, trimmed to the window), then per record: its id, its field
+# count n, and n name/value pairs. XADD comes before the id is recorded, so a command
+# failing half-way leaves no id recorded without its entry.
 _DEDUPE_XADD = """
-local stream, seen, maxlen = KEYS[1], KEYS[2], ARGV[1]
-local added, i = 0, 2
+local stream, seen, maxlen, window = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
+local now
+if window then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. (now - window))
+end
+local added, i = 0, 3
 while i <= #ARGV do
   local id, n = ARGV[i], tonumber(ARGV[i + 1])
-  if redis.call('SISMEMBER', seen, id) == 0 then
+  local known
+  if window then
+    known = redis.call('ZSCORE', seen, id)
+  else
+    known = redis.call('SISMEMBER', seen, id) == 1
+  end
+  if not known then
     local args = {stream}
     if maxlen ~= '' then
       args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = maxlen
@@ -39,10 +54,17 @@ while i <= #ARGV do
     args[#args + 1] = '*'
     for j = i + 2, i + 1 + 2 * n do args[#args + 1] = ARGV[j] end
     redis.call('XADD', unpack(args))
-    redis.call('SADD', seen, id)
+    if window then
+      redis.call('ZADD', seen, now, id)
+    else
+      redis.call('SADD', seen, id)
+    end
     added = added + 1
   end
   i = i + 2 + 2 * n
+end
+if window and added > 0 then
+  redis.call('PEXPIRE', seen, window)
 end
 return added
 """
@@ -65,13 +87,19 @@ class RedisStreamSink(Sink[Mapping[str, JsonValue]]):
     batch, or a record repeated in one batch, is therefore not appended twice:
     exactly-once results per id, whatever the batch boundaries of the replay.
     The set keeps every id ever written (``maxlen`` trims the stream, not the
-    set); expire or trim it yourself when old ids can no longer come back.
+    set). With ``dedupe_window`` the ids are kept only that long instead, in the
+    sorted set :attr:`dedupe_key` (``<stream>:asyncetl:recent-ids``), scored by
+    Redis's own clock and trimmed in the same script: a replay is still caught
+    if it comes within the window, and the key expires once nothing is written
+    for that long. Make the window longer than a crashed run can stay down.
 
     :param url: ``redis://[user:password@]host:port/db`` (or ``rediss://``, ``unix://``).
     :param stream: the stream key.
     :param name: the sink's name in the pipeline.
     :param maxlen: keep the stream at about this many entries (``MAXLEN ~``).
     :param id_field: the record field identifying a record, for de-duplication.
+    :param dedupe_window: seconds an id is remembered (with ``id_field``); ``None``
+        remembers every id for ever.
     :param retries: retries of a failed batch after the first try.
     :param retry_max_time: seconds after which a failed batch is not retried.
     :raises ConfigError: on an invalid setting.
@@ -85,6 +113,7 @@ class RedisStreamSink(Sink[Mapping[str, JsonValue]]):
         name: str = "redis_sink",
         maxlen: int | None = None,
         id_field: str | None = None,
+        dedupe_window: float | None = None,
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -93,7 +122,9 @@ class RedisStreamSink(Sink[Mapping[str, JsonValue]]):
         self.stream = nonempty(stream, where, "stream")
         self.id_field = None if id_field is None else nonempty(id_field, where, "id_field")
         self.maxlen = None if maxlen is None else positive_int(maxlen, where, "maxlen")
-        self.dedupe_key = f"{stream}:asyncetl:ids"
+        self.dedupe_window = _window(dedupe_window, self.id_field, where)
+        suffix = "ids" if self.dedupe_window is None else "recent-ids"
+        self.dedupe_key = f"{stream}:asyncetl:{suffix}"
         self.client = RedisClient(
             url,
             where=where,
@@ -139,7 +170,11 @@ class RedisStreamSink(Sink[Mapping[str, JsonValue]]):
                     pipe.xadd(self.stream, payload, maxlen=self.maxlen, approximate=True)
                 await pipe.execute()
             return
-        args: list[str] = ["" if self.maxlen is None else str(self.maxlen)]
+        window = self.dedupe_window
+        args: list[str] = [
+            "" if self.maxlen is None else str(self.maxlen),
+            "" if window is None else str(max(1, round(window * 1000))),
+        ]
         for record_id, fields in rows:
             args.extend((str(record_id), str(len(fields))))
             for pair in fields.items():
@@ -170,3 +205,21 @@ def _field_text(value: object) -> str:
     if isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
+
+
+def _window(seconds: float | None, id_field: str | None, where: str) -> float | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigError(
+            f"must be a positive number of seconds, not {seconds!r}",
+            where=where,
+            key="dedupe_window",
+        )
+    if id_field is None:
+        raise ConfigError(
+            "needs id_field: the window is how long ids are remembered",
+            where=where,
+            key="dedupe_window",
+        )
+    return float(seconds)

@@ -22,9 +22,9 @@ async def redis() -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 async def stream(redis: aioredis.Redis) -> AsyncIterator[str]:
-    """A random stream key; the stream, its groups and its dedupe set are deleted afterwards."""
+    """A random stream key; the stream, its groups and its dedupe sets are deleted afterwards."""
     name = f"asyncetl_test:{secrets.token_hex(6)}"
     try:
         yield name
     finally:
-        await redis.delete(name, f"{name}:asyncetl:ids")
+        await redis.delete(name, f"{name}:asyncetl:ids", f"{name}:asyncetl:recent-ids")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import anyio
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
@@ -13,6 +14,7 @@ from asyncetl.core import (
     Batch,
     Checkpoint,
     CheckpointError,
+    ConfigError,
     JsonValue,
     ListSink,
     ListSource,
@@ -93,6 +95,39 @@ async def test_with_id_field_a_replay_cut_into_other_batches_is_not_duplicated(
         {"id": str(i), "sku": f"sku-{i}"} for i in range(9)
     ]
     assert await redis.scard(sink.dedupe_key) == 9
+
+
+async def test_a_dedupe_window_catches_replays_within_it_and_forgets_older_ids(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    sink = RedisStreamSink(REDIS_URL, stream, id_field="id", dedupe_window=0.5)
+    assert sink.dedupe_key == f"{stream}:asyncetl:recent-ids"
+    await write(sink, orders(0, 5), position=5)
+    await write(sink, orders(3, 6), position=6)  # a replay within the window
+    assert [f["id"] for f in await stream_fields(redis, stream)] == ["0", "1", "2", "3", "4", "5"]
+    assert await redis.zcard(sink.dedupe_key) == 6
+    assert 0 < await redis.pttl(sink.dedupe_key) <= 500
+
+    await anyio.sleep(0.6)  # every id is older than the window now
+    await write(sink, orders(5, 7), position=7)
+    ids = [f["id"] for f in await stream_fields(redis, stream)]
+    assert ids == ["0", "1", "2", "3", "4", "5", "5", "6"]  # 5 forgotten, so appended again
+    remembered = await redis.zrange(sink.dedupe_key, 0, -1)
+    assert sorted(text(member) for member in remembered) == ["5", "6"]
+
+
+def test_a_dedupe_window_needs_an_id_field_and_a_positive_length() -> None:
+    with pytest.raises(ConfigError) as without_id:
+        RedisStreamSink(REDIS_URL, "s", dedupe_window=60)
+    assert str(without_id.value) == (
+        "RedisStreamSink 'redis_sink': dedupe_window: needs id_field: the window is how long "
+        "ids are remembered"
+    )
+    with pytest.raises(ConfigError) as zero:
+        RedisStreamSink(REDIS_URL, "s", id_field="id", dedupe_window=0)
+    assert str(zero.value) == (
+        "RedisStreamSink 'redis_sink': dedupe_window: must be a positive number of seconds, not 0"
+    )
 
 
 async def test_records_that_cannot_be_stream_entries_are_returned_as_rejects(
