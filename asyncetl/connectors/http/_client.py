@@ -271,7 +271,6 @@ class HttpClient:
         self._hidden_params = {name.lower() for name in self._secret_params}
         self._secret_names: dict[str, bool] = {}
         self._secret_headers = [config.auth.key_name] if config.auth.kind == "header" else []
-        self._by_authority: dict[str, HostLimiter] = {}
 
     async def open(self) -> None:
         """Read credentials and open the session.
@@ -398,7 +397,7 @@ class HttpClient:
             raise RuntimeError(f"{self.config.where} was used before open()")
         started = time.monotonic() if first else 0.0
         try:
-            limiter = self._limiter(url)
+            limiter = self.limiters.for_url(url)
             if not limiter.free:
                 await limiter.acquire()
             target = url.update_query(self._creds.params) if self._creds.params else url
@@ -428,15 +427,6 @@ class HttpClient:
         # A partial rather than a closure: fewer objects live as long as the request.
         again = partial(self._attempt, method, url, shown, body, headers, parse)
         return await self._retrier.resume(again, failure, what=f"{method} {shown}", started=started)
-
-    def _limiter(self, url: URL) -> HostLimiter:
-        """The limiter of ``url``'s host, found by its authority: cheaper than host and port."""
-        limiter = self._by_authority.get(url.raw_authority)
-        if limiter is None:
-            limiter = self.limiters.for_host(f"{url.host}:{url.port}")
-            if len(self._by_authority) < _NAMES_KEPT:
-                self._by_authority[url.raw_authority] = limiter
-        return limiter
 
     def _refused(self, response: Response, limiter: HostLimiter) -> Exception:
         wait = None

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import structlog
+from yarl import URL
 
 __all__ = ["Clock", "HostLimiter", "Limiters", "Sleep"]
 
@@ -24,6 +25,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 _log = structlog.get_logger("asyncetl.http")
 _TOLERANCE = 1e-3
+_AUTHORITIES_KEPT = 64  # links may name many; past this, host and port are worked out each time
 
 
 class HostLimiter:
@@ -106,6 +108,7 @@ class Limiters:
         self.clock = clock
         self.sleep = sleep
         self._hosts: dict[str, HostLimiter] = {}
+        self._by_authority: dict[str, HostLimiter] = {}
 
     def for_host(self, host: str) -> HostLimiter:
         """The limiter of ``host`` (``name:port``)."""
@@ -115,4 +118,18 @@ class Limiters:
                 host, self.rate, max_pause=self.max_pause, clock=self.clock, sleep=self.sleep
             )
             self._hosts[host] = limiter
+        return limiter
+
+    def for_url(self, url: URL) -> HostLimiter:
+        """The limiter of ``url``'s host, found by its raw authority once seen.
+
+        Reading the authority costs a tenth of working out host and port, which
+        is done once per authority (a few differ per host at most: userinfo, an
+        explicit default port).
+        """
+        limiter = self._by_authority.get(url.raw_authority)
+        if limiter is None:
+            limiter = self.for_host(f"{url.host}:{url.port}")
+            if len(self._by_authority) < _AUTHORITIES_KEPT:
+                self._by_authority[url.raw_authority] = limiter
         return limiter

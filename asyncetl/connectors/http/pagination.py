@@ -205,9 +205,10 @@ class LinkPaginator(Paginator):
         if not isinstance(value, str):
             raise TypeError("a link position holds a URL")
         # The position is the next page's own URL, so a changed url would be ignored.
-        if URL(value).origin() != self.base.origin():
+        origin = URL(value).origin()
+        if origin != self.base.origin():
             raise ForeignPosition(
-                f"it is a page of {URL(value).origin()}, another server than url "
+                f"it is a page of {origin}, another server than url "
                 f"{self.base.origin()}; to read from the new server, reset the checkpoint"
             )
         return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 import pytest
+from yarl import URL
 
 from asyncetl.connectors.http._ratelimit import HostLimiter, Limiters
 
@@ -104,3 +105,14 @@ async def test_concurrent_callers_share_the_gate_and_the_rate() -> None:
             tg.start_soon(request)
     assert min(starts) >= 2.0
     assert len(starts) == 3
+
+
+def test_urls_of_one_host_share_its_limiter_however_their_authority_is_written() -> None:
+    limiters = Limiters(rate=10)
+    first = limiters.for_url(URL("http://api.test/items?page=1"))
+    assert limiters.for_url(URL("http://api.test/items?page=2")) is first
+    assert limiters.for_url(URL("http://user:pw@api.test:80/other")) is first
+    assert limiters.for_host("api.test:80") is first
+    other = limiters.for_url(URL("http://api.test:8080/items"))
+    assert other is not first
+    assert other.host == "api.test:8080"
