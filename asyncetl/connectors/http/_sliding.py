@@ -3,9 +3,10 @@
 Up to ``size`` fetches are in flight at once. Pages are handed on in order:
 the worker whose fetch completes the head of the line parses that page, sends
 its chunks, and goes on with every following page that is already fetched;
-then it takes the next queued fetch itself. So a page costs no task switch
-beyond its own request's and the sink's: no hand-over to a delivering task,
-and no waking of an idle worker for the fetch that replaces it. At most
+then it takes the next queued fetch itself. So a page costs no hand-over to a
+delivering task, and when no later page is ready yet, no waking of an idle
+worker for the fetch that replaces it either (when pages are ready, the new
+fetches go to idle workers, as the delivering one may be held up sending). At most
 ``size`` pages are ever fetched but not yet sent, since a fetch is queued only
 when a page leaves the line. (An async generator cannot do this: it must not
 hold a task group across a ``yield``, so it could only fetch in windows and
