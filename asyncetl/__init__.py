@@ -1,6 +1,20 @@
 """asyncetl: async streaming ETL with bounded stages and acknowledged checkpoints.
 
-The public API for embedding; connectors live in ``asyncetl.connectors.<system>``.
+The package is layered; each layer imports only those below it (``tests/test_layering.py``):
+
+- :mod:`asyncetl.core` — the engine: batches, stages joined by bounded streams, the
+  checkpoint watermark, retries, dead letters, errors and the store contracts. It
+  knows no database, file format or protocol. Its public names are re-exported
+  here, once; this is the API an embedding application uses.
+- :mod:`asyncetl.connectors` — one package per external system (``files``,
+  ``sqlite``, ``postgres``, ``http``, ``redis``, ``nats``): its sources, sinks and
+  stores. A connector imports core and its client library, never another connector.
+- :mod:`asyncetl.backfill`, :mod:`asyncetl.flow` — partitioned backfills and DAGs of
+  steps, on core alone.
+- :mod:`asyncetl.spec` — the one layer that names connectors: pipelines, backfills and
+  flows built from spec files.
+- :mod:`asyncetl.cli` and :mod:`asyncetl.status` — ``python -m asyncetl``, a thin shell
+  over the same API, and the status server and logging setup beside it.
 """
 
 __version__ = "0.1.0"
@@ -34,12 +48,15 @@ from asyncetl.core.memory import MemoryDeadLetterStore as MemoryDeadLetterStore
 from asyncetl.core.memory import NullSink as NullSink
 from asyncetl.core.pipeline import Pipeline as Pipeline
 from asyncetl.core.pipeline import RunStats as RunStats
+from asyncetl.core.replay import ReplayFailure as ReplayFailure
+from asyncetl.core.replay import ReplayResult as ReplayResult
+from asyncetl.core.replay import replay_dead_letters as replay_dead_letters
 from asyncetl.core.retry import RetryPolicy as RetryPolicy
 from asyncetl.core.retry import parse_retry_after as parse_retry_after
 from asyncetl.core.retry import retry_call as retry_call
+from asyncetl.core.runtime import tune_gc as tune_gc
 from asyncetl.core.transforms import Transform as Transform
 from asyncetl.core.watermark import Watermark as Watermark
-from asyncetl.runtime import tune_gc as tune_gc
 
 __all__ = [
     "AsyncetlError",
@@ -64,6 +81,8 @@ __all__ = [
     "Pipeline",
     "Position",
     "Reject",
+    "ReplayFailure",
+    "ReplayResult",
     "Resource",
     "RetryPolicy",
     "RunStats",
@@ -74,6 +93,7 @@ __all__ = [
     "TransientError",
     "Watermark",
     "parse_retry_after",
+    "replay_dead_letters",
     "retry_call",
     "to_jsonable",
     "tune_gc",

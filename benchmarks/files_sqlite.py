@@ -19,9 +19,9 @@ import anyio
 import orjson
 import structlog
 
+from asyncetl import Pipeline, Transform
 from asyncetl.connectors.files import JsonlSource
 from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteSink
-from asyncetl.core import Pipeline, Transform
 
 BATCH = 1000
 

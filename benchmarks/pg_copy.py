@@ -124,8 +124,8 @@ def asyncetl_child(base: str, src: str, dst: str) -> dict[str, float]:
 
 
 async def asyncetl_runs(base: str, src: str, dst: str) -> dict[str, float]:
+    from asyncetl import Pipeline
     from asyncetl.connectors.postgres import PostgresSink, TableSource
-    from asyncetl.core import Pipeline
 
     def pipeline(form: str) -> Pipeline:
         source = TableSource(dsn(base, src), "bench", chunk_size=10_000, format=form)

@@ -13,9 +13,9 @@ from datetime import datetime
 import anyio
 import asyncpg
 
+from asyncetl import Batch
 from asyncetl.backfill import Partition
 from asyncetl.connectors.postgres import PostgresSink
-from asyncetl.core import Batch
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS daily_totals (

@@ -4,7 +4,7 @@ A partition is a half-open interval ``[start, end)`` of UTC datetimes (an hour,
 a day or a month) or of integers (a key range of a given size). A range given by
 an operator, ``[first, last]``, is covered by every partition that overlaps it;
 a date-only ``last`` means the whole of that day. The :class:`Partition` value
-type itself is defined in :mod:`asyncetl.core.partitions` and re-exported here.
+type itself is defined in :mod:`asyncetl.core.backfill_store` and re-exported here.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal, TypeAlias
 
+from asyncetl.core.backfill_store import Partition
 from asyncetl.core.errors import ConfigError
-from asyncetl.core.partitions import Partition
 
 __all__ = [
     "EVERY",

@@ -118,12 +118,11 @@ class LogProgress:
             self._log.info("progress", status=stats.line())
 
     def finished(self, key: str, outcome: str, seconds: float, error: str | None) -> None:
+        fields = {"partition": key, "outcome": outcome, "seconds": round(seconds, 3)}
         if outcome == "failed":
-            self._log.warning(
-                "partition failed", partition=key, seconds=round(seconds, 3), error=error
-            )
+            self._log.warning("partition finished", error=error, **fields)
         else:
-            self._log.info(f"partition {outcome}", partition=key, seconds=round(seconds, 3))
+            self._log.info("partition finished", **fields)
 
     def close(self) -> None:
         pass

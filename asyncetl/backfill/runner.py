@@ -27,11 +27,11 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from asyncetl._tries import describe_error, run_tries
 from asyncetl.backfill.partitions import Order, Partition
 from asyncetl.backfill.progress import BackfillStats, NoProgress, ProgressReporter
 from asyncetl.backfill.store import BackfillStore, Outcome, PartitionState, Reset, Scope
 from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.tries import describe_error, run_tries
 
 __all__ = ["Backfill", "BackfillResult", "PartitionJob", "default_worker_id"]
 

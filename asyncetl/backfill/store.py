@@ -1,7 +1,7 @@
 """Where partition statuses live: the interface, and an in-memory store.
 
 The interface and its types (:class:`BackfillStore`, :class:`PartitionState`,
-:class:`Scope`, ...) are defined in :mod:`asyncetl.core.partitions`, so that the
+:class:`Scope`, ...) are defined in :mod:`asyncetl.core.backfill_store`, so that the
 connectors implementing it need not import this package; they are re-exported
 here. Implementations: :class:`MemoryBackfillStore` (tests, embedding),
 ``asyncetl.connectors.sqlite.backfill_store`` (the default) and
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from asyncetl.core.partitions import (
+from asyncetl.core.backfill_store import (
     STATUSES,
     BackfillStore,
     Outcome,

@@ -1,7 +1,7 @@
 """Flows: named steps with dependencies, run as a DAG with bounded parallelism.
 
 Define a :class:`Flow` of :class:`Step` objects in Python, or in TOML with
-:func:`load_flow`; run it with :meth:`Flow.run` (or :func:`run_flow`). Step
+:func:`asyncetl.spec.load_flow`; run it with :meth:`Flow.run` (or :func:`run_flow`). Step
 statuses persist per run in a :class:`FlowStateStore`, so a resumed run does
 only what did not succeed.
 """
@@ -17,23 +17,17 @@ from asyncetl.flow._state import JsonFileFlowStore as JsonFileFlowStore
 from asyncetl.flow._state import MemoryFlowStore as MemoryFlowStore
 from asyncetl.flow._state import StepState as StepState
 from asyncetl.flow._state import StepStatus as StepStatus
-from asyncetl.flow._toml import FlowSpec as FlowSpec
-from asyncetl.flow._toml import PipelineStep as PipelineStep
-from asyncetl.flow._toml import load_flow as load_flow
 
 __all__ = [
     "Flow",
     "FlowResult",
     "FlowRun",
-    "FlowSpec",
     "FlowStateStore",
     "JsonFileFlowStore",
     "MemoryFlowStore",
-    "PipelineStep",
     "Step",
     "StepFunction",
     "StepState",
     "StepStatus",
-    "load_flow",
     "run_flow",
 ]

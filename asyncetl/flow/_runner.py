@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import anyio
 import structlog
 
-from asyncetl._tries import run_tries
+from asyncetl.core.tries import run_tries
 from asyncetl.flow._model import Flow, Step
 from asyncetl.flow._state import FlowRun, FlowStateStore, MemoryFlowStore, StepState
 

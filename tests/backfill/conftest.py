@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import structlog
 
 from asyncetl.backfill import BackfillStore, MemoryBackfillStore
 from asyncetl.connectors.postgres.backfill_store import PostgresBackfillStore
@@ -28,10 +27,3 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     else:
         async with throwaway_database() as dsn:
             yield lambda: PostgresBackfillStore(dsn)
-
-
-@pytest.fixture
-def fresh_logging() -> Iterator[None]:
-    """Undo the logging set-up a CLI run makes (it binds the test's captured stderr)."""
-    yield
-    structlog.reset_defaults()

@@ -236,14 +236,14 @@ async def test_log_progress_reports_each_partition_and_the_counts() -> None:
             progress=LogProgress(interval=0),
         ).run()
     finished = [
-        (e["event"], e["partition"])
+        (e["log_level"], e["outcome"], e["partition"])
         for e in logs
-        if "partition" in e and e["event"].startswith("partition")
+        if e["event"] == "partition finished"
     ]
     assert sorted(finished) == [
-        ("partition failed", "2024-01-02"),
-        ("partition succeeded", "2024-01-01"),
-        ("partition succeeded", "2024-01-03"),
+        ("info", "succeeded", "2024-01-01"),
+        ("info", "succeeded", "2024-01-03"),
+        ("warning", "failed", "2024-01-02"),
     ]
     progress = [e["status"] for e in logs if e["event"] == "progress"]
     assert progress[-1].startswith("bf: 2/3 done · 1 failed · 0 running · 0 pending · ")

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import anyio
 
-from asyncetl.core import Batch, Chunk, ListSink, Position, Reject, Source
+from asyncetl import Batch, Chunk, ListSink, Position, Reject, Source
 
 T = TypeVar("T")
 

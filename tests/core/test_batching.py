@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncetl.core import Chunk, ListSink, MemoryCheckpointStore, Pipeline, Position, Source
+from asyncetl import Chunk, ListSink, MemoryCheckpointStore, Pipeline, Position, Source
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ import random
 import anyio
 import pytest
 
-from asyncetl.core import MemoryCheckpointStore, Pipeline, Transform
+from asyncetl import MemoryCheckpointStore, Pipeline, Transform
 from tests.core.helpers import SlowSink, TrackedSource
 
 pytestmark = pytest.mark.anyio

@@ -5,7 +5,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from asyncetl.core import Checkpoint, CheckpointError, JsonFileCheckpointStore
+from asyncetl import Checkpoint, CheckpointError, JsonFileCheckpointStore
 
 pytestmark = pytest.mark.anyio
 

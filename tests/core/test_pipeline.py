@@ -8,7 +8,7 @@ import pytest
 from anyio.abc import ObjectSendStream
 from structlog.testing import capture_logs
 
-from asyncetl.core import (
+from asyncetl import (
     Checkpoint,
     Chunk,
     ConfigError,

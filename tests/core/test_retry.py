@@ -7,14 +7,14 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl.core import (
+from asyncetl import (
     PermanentError,
-    Retrier,
     RetryPolicy,
     TransientError,
     parse_retry_after,
     retry_call,
 )
+from asyncetl.core.retry import Retrier
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncetl.core import Watermark
+from asyncetl import Watermark
 
 
 def contiguous_prefix(acked: set[int]) -> int:

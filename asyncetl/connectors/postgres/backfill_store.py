@@ -26,8 +26,7 @@ from asyncetl.connectors.postgres._connect import (
     open_pool,
     retry_policy,
 )
-from asyncetl.core.errors import CheckpointError
-from asyncetl.core.partitions import (
+from asyncetl.core.backfill_store import (
     RESETS,
     BackfillStore,
     Outcome,
@@ -37,6 +36,7 @@ from asyncetl.core.partitions import (
     Scope,
     Status,
 )
+from asyncetl.core.errors import CheckpointError
 
 __all__ = ["PostgresBackfillStore"]
 

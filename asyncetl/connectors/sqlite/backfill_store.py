@@ -20,8 +20,7 @@ import anyio
 import anyio.to_thread
 
 from asyncetl.connectors.sqlite._connection import immediate
-from asyncetl.core.errors import CheckpointError, TransientError
-from asyncetl.core.partitions import (
+from asyncetl.core.backfill_store import (
     RESETS,
     BackfillStore,
     Outcome,
@@ -31,6 +30,7 @@ from asyncetl.core.partitions import (
     Scope,
     Status,
 )
+from asyncetl.core.errors import CheckpointError, TransientError
 
 __all__ = ["SqliteBackfillStore"]
 

@@ -9,7 +9,7 @@ from typing import TypeVar, cast
 
 from anyio.abc import ObjectSendStream
 
-from asyncetl.core import Chunk, Position, Reject, Source
+from asyncetl import Chunk, Position, Reject, Source
 
 T = TypeVar("T")
 

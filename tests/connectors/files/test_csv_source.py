@@ -6,8 +6,8 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from asyncetl import CheckpointError, Chunk, ConfigError, PermanentError
 from asyncetl.connectors.files import CsvSource
-from asyncetl.core import CheckpointError, Chunk, ConfigError, PermanentError
 from tests.connectors.files.helpers import append_bytes, follow_into, read_all, records, rejects
 
 pytestmark = pytest.mark.anyio

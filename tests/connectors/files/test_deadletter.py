@@ -8,8 +8,8 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
+from asyncetl import DeadLetter, JsonFileCheckpointStore, Pipeline
 from asyncetl.connectors.files import JsonlDeadLetterStore, JsonlSink, JsonlSource
-from asyncetl.core import DeadLetter, JsonFileCheckpointStore, Pipeline
 
 pytestmark = pytest.mark.anyio
 

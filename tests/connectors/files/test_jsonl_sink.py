@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from asyncetl import Batch, PermanentError
 from asyncetl.connectors.files import JsonlSink
-from asyncetl.core import Batch, PermanentError
 
 pytestmark = pytest.mark.anyio
 

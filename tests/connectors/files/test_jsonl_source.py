@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from asyncetl import CheckpointError, Chunk, ConfigError, JsonValue, PermanentError
 from asyncetl.connectors.files import JsonlSource
-from asyncetl.core import CheckpointError, Chunk, ConfigError, JsonValue, PermanentError
 from tests.connectors.files.helpers import append_bytes, follow_into, read_all, records, rejects
 
 pytestmark = pytest.mark.anyio

@@ -8,8 +8,8 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from asyncetl import JsonFileCheckpointStore, ListSink, MemoryCheckpointStore, Pipeline
 from asyncetl.connectors.files import CsvSource, JsonlSink, JsonlSource
-from asyncetl.core import JsonFileCheckpointStore, ListSink, MemoryCheckpointStore, Pipeline
 from tests.connectors.files.helpers import append_bytes
 
 pytestmark = pytest.mark.anyio

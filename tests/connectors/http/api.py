@@ -13,8 +13,8 @@ import anyio
 import orjson
 from aiohttp import web
 
+from asyncetl import Chunk, Position
 from asyncetl.connectors.http import HttpSource
-from asyncetl.core import Chunk, Position
 
 Record = dict[str, Any]
 #: Answers one request instead of the API; ``None`` lets the API answer after all.

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from asyncetl import Chunk, ConfigError, PermanentError
 from asyncetl.connectors.http import HttpSource
 from asyncetl.connectors.http._walk import Since, Walk, lagged
 from asyncetl.connectors.http.pagination import (
@@ -20,7 +21,6 @@ from asyncetl.connectors.http.pagination import (
     lookup,
     make_paginator,
 )
-from asyncetl.core import Chunk, ConfigError, PermanentError
 from asyncetl.core.batch import Position
 from tests.connectors.http.api import (
     Api,

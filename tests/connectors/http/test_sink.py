@@ -11,8 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from asyncetl.connectors.http import HttpSink, idempotency_key
-from asyncetl.core import (
+from asyncetl import (
     Batch,
     ConfigError,
     ListSource,
@@ -21,6 +20,7 @@ from asyncetl.core import (
     Pipeline,
     StageError,
 )
+from asyncetl.connectors.http import HttpSink, idempotency_key
 from tests.connectors.http.api import Fault, Hit, serve, status
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,7 @@ import anyio.to_thread
 import orjson
 import pytest
 
-from asyncetl.connectors.http import HttpSource
-from asyncetl.connectors.http._client import HttpStatusError
-from asyncetl.core import (
+from asyncetl import (
     Batch,
     Chunk,
     JsonFileCheckpointStore,
@@ -26,6 +24,8 @@ from asyncetl.core import (
     Reject,
     StageError,
 )
+from asyncetl.connectors.http import HttpSource
+from asyncetl.connectors.http._client import HttpStatusError
 from tests.connectors.http.api import (
     Api,
     collect,

@@ -10,8 +10,8 @@ import anyio
 import orjson
 from nats.js import JetStreamContext
 
+from asyncetl import DeadLetterStore, Pipeline, Sink
 from asyncetl.connectors.nats import JetStreamRecord, JetStreamSource
-from asyncetl.core import DeadLetterStore, Pipeline, Sink
 from tests.core.helpers import FailingSink as BaseFailingSink
 
 NATS_URL = os.environ.get("ASYNCETL_TEST_NATS_URL", "nats://127.0.0.1:4222")

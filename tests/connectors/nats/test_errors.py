@@ -7,8 +7,8 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
+from asyncetl import ConfigError, ListSink, Pipeline, TransientError
 from asyncetl.connectors.nats import JetStreamSink, JetStreamSource, endpoints
-from asyncetl.core import ConfigError, ListSink, Pipeline, TransientError
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl.connectors.nats import JetStreamRecord, JetStreamSink, message_id
-from asyncetl.core import (
+from asyncetl import (
     Batch,
     Checkpoint,
     CheckpointError,
@@ -19,6 +18,7 @@ from asyncetl.core import (
     PermanentError,
     Pipeline,
 )
+from asyncetl.connectors.nats import JetStreamRecord, JetStreamSink, message_id
 from tests.connectors.nats.helpers import NATS_URL, Stream, pipeline, source
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
+from asyncetl import ListSink, MemoryDeadLetterStore, PermanentError, StageError
 from asyncetl.connectors.nats import JetStreamRecord, JetStreamSource
-from asyncetl.core import ListSink, MemoryDeadLetterStore, PermanentError, StageError
 from tests.connectors.nats.helpers import (
     DURABLE,
     NATS_URL,

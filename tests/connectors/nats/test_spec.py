@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from asyncetl import ConfigError
 from asyncetl.connectors.nats import JetStreamSink, JetStreamSource
-from asyncetl.core import ConfigError
 from asyncetl.spec import build_pipeline
 
 SPEC = """

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from asyncetl.core import Batch
+from asyncetl import Batch
 
 
 @asynccontextmanager

@@ -34,7 +34,7 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 from asyncetl.connectors.postgres import PostgresCheckpointStore
 from asyncetl.connectors.postgres.apply import ApplySink
 from asyncetl.connectors.postgres.replication import CdcSource
-from asyncetl.core import Pipeline
+from asyncetl import Pipeline
 
 source_dsn, target_dsn, slot, publication, idle, chunk = sys.argv[1:]
 pipeline = Pipeline(

@@ -15,10 +15,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from asyncetl import ListSink, MemoryCheckpointStore, Pipeline
 from asyncetl.connectors.postgres import PostgresCheckpointStore
 from asyncetl.connectors.postgres.apply import ApplySink
 from asyncetl.connectors.postgres.replication import CdcSource
-from asyncetl.core import ListSink, MemoryCheckpointStore, Pipeline
 from asyncetl.core.changes import UNCHANGED, format_lsn, parse_lsn
 from asyncetl.core.errors import ConfigError, PermanentError, StageError
 from tests.connectors.postgres.cdc_support import (

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from asyncetl import Batch, ConfigError, PermanentError, Pipeline
 from asyncetl.connectors.postgres import PostgresCheckpointStore, PostgresSink, TableSource
-from asyncetl.core import Batch, ConfigError, PermanentError, Pipeline
 from tests.connectors.postgres.helpers import connect, execute, rows
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ import anyio
 import pytest
 import structlog.testing
 
+from asyncetl import ConnectorError, ListSource, PermanentError, Pipeline, StageError
 from asyncetl.connectors.postgres import PostgresCheckpointStore, PostgresSink, TableSource
-from asyncetl.core import ConnectorError, ListSource, PermanentError, Pipeline, StageError
 from tests.connectors.postgres.helpers import batch, connect, execute, rows
 
 pytestmark = pytest.mark.anyio

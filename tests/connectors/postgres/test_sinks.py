@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from asyncetl import Checkpoint, ConfigError, PermanentError, Pipeline
 from asyncetl.connectors.postgres import PostgresCheckpointStore, PostgresSink, TableSource
-from asyncetl.core import Checkpoint, ConfigError, PermanentError, Pipeline
 from tests.connectors.postgres.helpers import batch, execute, rows
 
 pytestmark = pytest.mark.anyio

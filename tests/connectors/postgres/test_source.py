@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from asyncetl import Chunk, ConfigError, JsonValue, PermanentError
 from asyncetl.connectors.postgres import TableSource
-from asyncetl.core import Chunk, ConfigError, JsonValue, PermanentError
 from tests.connectors.postgres.helpers import execute
 
 pytestmark = pytest.mark.anyio

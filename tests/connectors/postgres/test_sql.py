@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from asyncetl import ConfigError
 from asyncetl.connectors.postgres._sql import (
     TableName,
     create_stage,
@@ -9,7 +10,6 @@ from asyncetl.connectors.postgres._sql import (
     quote_ident,
     quote_qualified,
 )
-from asyncetl.core import ConfigError
 
 
 def test_quote_ident_doubles_quotes() -> None:

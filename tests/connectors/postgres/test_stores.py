@@ -8,12 +8,7 @@ from typing import Any
 
 import pytest
 
-from asyncetl.connectors.postgres import (
-    PostgresCheckpointStore,
-    PostgresDeadLetterStore,
-    PostgresSink,
-)
-from asyncetl.core import (
+from asyncetl import (
     Batch,
     Checkpoint,
     DeadLetter,
@@ -22,6 +17,11 @@ from asyncetl.core import (
     Pipeline,
     Reject,
     StageError,
+)
+from asyncetl.connectors.postgres import (
+    PostgresCheckpointStore,
+    PostgresDeadLetterStore,
+    PostgresSink,
 )
 from tests.connectors.postgres.helpers import execute, rows
 

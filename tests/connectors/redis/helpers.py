@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from asyncetl import DeadLetterStore, Pipeline, Sink
 from asyncetl.connectors.redis import RedisStreamSource, StreamRecord
-from asyncetl.core import DeadLetterStore, Pipeline, Sink
 from tests.core.helpers import FailingSink as BaseFailingSink
 
 REDIS_URL = os.environ.get("ASYNCETL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
+from asyncetl import ConfigError, ListSink, Pipeline, TransientError
 from asyncetl.connectors.redis import RedisStreamSink, RedisStreamSource, endpoint, redact_url
-from asyncetl.core import ConfigError, ListSink, Pipeline, TransientError
 
 pytestmark = pytest.mark.anyio
 

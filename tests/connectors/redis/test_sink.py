@@ -9,8 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from asyncetl.connectors.redis import RedisStreamSink, StreamRecord
-from asyncetl.core import (
+from asyncetl import (
     Batch,
     Checkpoint,
     CheckpointError,
@@ -21,6 +20,7 @@ from asyncetl.core import (
     MemoryCheckpointStore,
     Pipeline,
 )
+from asyncetl.connectors.redis import RedisStreamSink, StreamRecord
 from tests.connectors.redis.helpers import REDIS_URL, pipeline, source, text
 
 pytestmark = pytest.mark.anyio

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
+from asyncetl import ListSink, MemoryDeadLetterStore, PermanentError, StageError
 from asyncetl.connectors.redis import RedisStreamSource, StreamRecord
-from asyncetl.core import ListSink, MemoryDeadLetterStore, PermanentError, StageError
 from tests.connectors.redis.helpers import (
     GROUP,
     REDIS_URL,

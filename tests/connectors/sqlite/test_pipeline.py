@@ -9,9 +9,9 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
+from asyncetl import Batch, Checkpoint, Pipeline, Reject, StageError, Transform
 from asyncetl.connectors.files import JsonlSource
 from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteSink
-from asyncetl.core import Batch, Checkpoint, Pipeline, Reject, StageError, Transform
 from tests.connectors.sqlite.helpers import execute, query
 
 pytestmark = pytest.mark.anyio

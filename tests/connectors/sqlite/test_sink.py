@@ -13,8 +13,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteSink, quote_ident
-from asyncetl.core import (
+from asyncetl import (
     Batch,
     ConfigError,
     MemoryCheckpointStore,
@@ -22,6 +21,7 @@ from asyncetl.core import (
     Reject,
     TransientError,
 )
+from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteSink, quote_ident
 from tests.connectors.sqlite.helpers import execute, query
 
 pytestmark = pytest.mark.anyio

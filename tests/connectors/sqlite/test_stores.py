@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from asyncetl import Checkpoint, CheckpointError, DeadLetter, PermanentError
 from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteDeadLetterStore
-from asyncetl.core import Checkpoint, CheckpointError, DeadLetter, PermanentError
 from tests.connectors.sqlite.helpers import execute, query
 
 pytestmark = pytest.mark.anyio

@@ -1,0 +1,100 @@
+"""``python -m asyncetl cdc status|drop SPEC``: look after a CDC pipeline's slot.
+
+Both read the pipeline from its spec, so they talk about the very slot and
+publication that ``run`` uses; ``status`` also reads the committed position
+from the pipeline's checkpoint store to show snapshot progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+
+from asyncetl import JsonValue
+from asyncetl.cli._common import EXIT_CONFIG, EXIT_OK, confirm, logging_options
+from asyncetl.spec import load_pipeline
+from asyncetl.spec.cdc import cdc_drop, cdc_source, cdc_status
+
+__all__ = ["add_commands"]
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``cdc status`` and ``cdc drop`` to ``commands`` (an argparse subparsers object)."""
+    common = argparse.ArgumentParser(add_help=False, parents=[logging_options()])
+    common.add_argument("spec", metavar="SPEC", help="the spec of a pipeline whose source is CDC")
+    cdc = commands.add_parser(
+        "cdc",
+        help="inspect or drop a CDC slot",
+        description="Inspect or drop the replication slot and publication of a CDC pipeline.",
+    )
+    cdc_commands = cdc.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    status = cdc_commands.add_parser(
+        "status",
+        parents=[common],
+        help="slot, confirmed LSN, lag, retained WAL, snapshot progress",
+        description="Show the slot's confirmed LSN, lag in bytes and seconds, the WAL it "
+        "retains, its health, and the snapshot progress of the committed position.",
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(command=_status)
+    drop = cdc_commands.add_parser(
+        "drop",
+        parents=[common],
+        help="drop the slot and the publication",
+        description="Drop the pipeline's replication slot (and its publication). The next "
+        "run starts with a new snapshot. Asks for confirmation unless --yes.",
+    )
+    drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    drop.add_argument("--keep-publication", action="store_true", help="drop only the slot")
+    drop.set_defaults(command=_drop)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    pipeline = await load_pipeline(args.spec)
+    source = cdc_source(pipeline, args.spec)
+    await pipeline.checkpoints.open()
+    try:
+        position = await pipeline.checkpoints.load(pipeline.name, source.name)
+    finally:
+        await pipeline.checkpoints.close()
+    status = await cdc_status(
+        source.dsn.url, slot=source.slot, publication=source.publication, position=position
+    )
+    if args.json:
+        print(orjson.dumps(status).decode())
+    else:
+        print(_status_text(status))
+    return EXIT_OK
+
+
+def _status_text(status: dict[str, JsonValue]) -> str:
+    width = max(len(key) for key in status)
+    lines = []
+    for key, value in status.items():
+        shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+        lines.append(f"{key.ljust(width)}  {shown}")
+    return "\n".join(lines)
+
+
+async def _drop(args: argparse.Namespace) -> int:
+    pipeline = await load_pipeline(args.spec)
+    source = cdc_source(pipeline, args.spec)
+    what = f"slot {source.slot!r}"
+    if not args.keep_publication:
+        what += f" and publication {source.publication!r}"
+    question = f"Drop {what}? The next run re-snapshots. [y/N] "
+    if not args.yes and not await confirm(question, command="cdc drop"):
+        print("nothing dropped", file=sys.stderr)
+        return EXIT_CONFIG
+    dropped = await cdc_drop(
+        source.dsn.url,
+        slot=source.slot,
+        publication=source.publication,
+        drop_publication=not args.keep_publication,
+    )
+    for name, done in dropped.items():
+        print(f"{name}: {'dropped' if done else 'did not exist'}")
+    return EXIT_OK

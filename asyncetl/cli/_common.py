@@ -1,0 +1,100 @@
+"""What every command of ``python -m asyncetl`` shares: exit codes, options, signals.
+
+Used by :mod:`asyncetl.cli` and the command modules it imports
+(:mod:`asyncetl.cli._backfill`, :mod:`asyncetl.cli._cdc`, :mod:`asyncetl.cli._checkpoint`),
+so the shared parts cannot live in any one of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskStatus
+
+from asyncetl import ConfigError
+from asyncetl.core.logs import LOG_LEVELS
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "confirm",
+    "logging_options",
+    "on_signals",
+    "positive_int",
+    "positive_seconds",
+]
+
+#: Success or graceful stop; a runtime failure; a bad spec or arguments; stopped hard.
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def logging_options() -> argparse.ArgumentParser:
+    """A parent parser with ``--log-format`` and ``--log-level``."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        help="log lines for people (console) or machines (json); "
+        "default: the spec's [logging] format, else console",
+    )
+    options.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        help="least severe level logged; default: the spec's, else info",
+    )
+    return options
+
+
+def positive_int(text: str) -> int:
+    """An argument type: a positive integer.
+
+    :raises argparse.ArgumentTypeError: for anything else.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argument type: a positive number of seconds.
+
+    :raises argparse.ArgumentTypeError: for anything else.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+async def on_signals(react: Callable[[str], None], *, task_status: TaskStatus[None]) -> None:
+    """Call ``react`` with the name of each SIGINT or SIGTERM received; start with ``tg.start``."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            react(signal.Signals(signum).name)
+
+
+async def confirm(question: str, *, command: str) -> bool:
+    """Whether the person at the terminal answers ``question`` with yes.
+
+    :raises ConfigError: when there is no terminal, naming ``command`` and its ``--yes``.
+    """
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{command} needs --yes when there is no terminal to confirm on")
+    answer = await anyio.to_thread.run_sync(input, question)
+    return answer.strip().lower() in ("y", "yes")

@@ -1,0 +1,436 @@
+"""Pipeline spec files: a TOML file, or ``module:attribute``, turned into a Pipeline.
+
+A spec file has the tables ``[pipeline]``, ``[source]``, ``[[transforms]]``,
+``[sink]``, ``[checkpoints]``, ``[dead_letters]`` and ``[logging]``::
+
+    [pipeline]
+    name = "orders"                 # required; any other Pipeline keyword too
+    source_errors = "dead_letter"
+
+    [source]
+    type = "jsonl"                  # a name from REGISTRY, or "some.module:Class"
+    path = "data/orders.jsonl"      # every other key is a constructor keyword
+
+    [[transforms]]
+    function = "my_transforms:parse_order"
+    on_error = "dead_letter"
+
+    [sink]
+    type = "sqlite"
+    path = "${ORDERS_DB:-orders.db}"
+    table = "orders"
+
+Rules:
+
+- ``${VAR}`` and ``${VAR:-default}`` in any string value are replaced from the
+  environment (the default also applies when ``VAR`` is empty); ``$${`` is a
+  literal ``${``. Where a key expects a number or a boolean, substituted text
+  is read as one: ``max_batch_size = "${BATCH_SIZE:-500}"``.
+- Relative paths are passed on unchanged, so they are relative to the current
+  directory, as for any command-line tool.
+- ``module:function`` and ``module:Class`` names are imported with the current
+  directory and the spec file's directory on ``sys.path`` (as ``python -m`` does
+  for the current directory).
+- A table's keys become keyword arguments of the class's constructor. Unknown
+  keys, missing required keys and values of the wrong type (checked against the
+  constructor's type hints) are errors naming the file and the key.
+- Without ``[checkpoints]`` positions are kept in memory, so each run starts
+  from the beginning.
+
+Every problem raises :class:`~asyncetl.core.errors.ConfigError` with the message
+``<file>: <key>: <what is wrong>``. The pipeline is built with the same public
+classes an embedding application uses.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+from asyncetl import (
+    CheckpointStore,
+    ConfigError,
+    DeadLetterStore,
+    Pipeline,
+    Sink,
+    Source,
+    Transform,
+)
+from asyncetl.core.logs import LOG_LEVELS, LogFormat
+from asyncetl.spec._files import import_attribute, make_importable, read_toml, substitute
+from asyncetl.spec._hints import checked, hints, show
+
+__all__ = [
+    "REGISTRY",
+    "LoggingSettings",
+    "build_pipeline",
+    "load_pipeline",
+    "logging_settings",
+    "register",
+]
+
+Kind: TypeAlias = Literal["source", "sink", "checkpoints", "dead_letters"]
+
+#: kind → ``type`` name → ``"module:Class"``, imported only when a spec names it.
+REGISTRY: dict[str, dict[str, str]] = {
+    "source": {
+        "csv": "asyncetl.connectors.files:CsvSource",
+        "http": "asyncetl.connectors.http:HttpSource",
+        "jsonl": "asyncetl.connectors.files:JsonlSource",
+        "list": "asyncetl:ListSource",
+        "nats": "asyncetl.connectors.nats:JetStreamSource",
+        "postgres": "asyncetl.connectors.postgres:TableSource",
+        "postgres_cdc": "asyncetl.connectors.postgres.replication:CdcSource",
+        "postgres_tables": "asyncetl.connectors.postgres:TablesSource",
+        "redis": "asyncetl.connectors.redis:RedisStreamSource",
+    },
+    "sink": {
+        "http": "asyncetl.connectors.http:HttpSink",
+        "jsonl": "asyncetl.connectors.files:JsonlSink",
+        "nats": "asyncetl.connectors.nats:JetStreamSink",
+        "null": "asyncetl:NullSink",
+        "postgres": "asyncetl.connectors.postgres:PostgresSink",
+        "postgres_apply": "asyncetl.connectors.postgres.apply:ApplySink",
+        "postgres_tables": "asyncetl.connectors.postgres:TablesSink",
+        "redis": "asyncetl.connectors.redis:RedisStreamSink",
+        "sqlite": "asyncetl.connectors.sqlite:SqliteSink",
+    },
+    "checkpoints": {
+        "json": "asyncetl:JsonFileCheckpointStore",
+        "memory": "asyncetl:MemoryCheckpointStore",
+        "postgres": "asyncetl.connectors.postgres:PostgresCheckpointStore",
+        "sqlite": "asyncetl.connectors.sqlite:SqliteCheckpointStore",
+    },
+    "dead_letters": {
+        "jsonl": "asyncetl.connectors.files:JsonlDeadLetterStore",
+        "memory": "asyncetl:MemoryDeadLetterStore",
+        "postgres": "asyncetl.connectors.postgres:PostgresDeadLetterStore",
+        "sqlite": "asyncetl.connectors.sqlite:SqliteDeadLetterStore",
+    },
+}
+
+_BASES: dict[str, type] = {
+    "source": Source,
+    "sink": Sink,
+    "checkpoints": CheckpointStore,
+    "dead_letters": DeadLetterStore,
+}
+_TABLES = ("pipeline", "source", "transforms", "sink", "checkpoints", "dead_letters", "logging")
+_PIPELINE_PARTS = frozenset({"source", "sink", "transforms", "checkpoints", "dead_letters"})
+_ATTRIBUTE_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def register(kind: Kind, type_name: str, target: str) -> None:
+    """Make ``type = "<type_name>"`` in a ``[<kind>]`` table mean ``target`` (``module:Class``).
+
+    :raises ConfigError: ``kind`` is not one of the spec's connector tables.
+    """
+    if kind not in REGISTRY:
+        raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(REGISTRY)}")
+    REGISTRY[kind][type_name] = target
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """The ``[logging]`` table.
+
+    :param format: ``console`` for people, ``json`` for log collectors.
+    :param level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
+    """
+
+    format: LogFormat = "console"
+    level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.level.lower() not in LOG_LEVELS:
+            raise ConfigError(
+                f"expected one of {', '.join(map(repr, LOG_LEVELS))}, got {self.level!r}",
+                key="level",
+            )
+
+
+# -- public entry points ---------------------------------------------------------------
+
+
+def build_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
+    """Build the pipeline a spec describes, without running or opening anything.
+
+    :param spec: a TOML spec file, or ``module:attribute`` naming a Pipeline or a
+        zero-argument function returning one (use :func:`load_pipeline` for an
+        async function).
+    :raises ConfigError: the spec is unreadable or wrong; the message names file and key.
+    """
+    if _is_attribute_spec(spec):
+        return _pipeline_from_attribute(str(spec))
+    document = read_toml(Path(spec))
+    return _Builder(str(spec), Path(spec)).pipeline(document)
+
+
+async def load_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
+    """Like :func:`build_pipeline`, and also awaits an async ``module:attribute`` factory.
+
+    :raises ConfigError: the spec is unreadable or wrong; the message names file and key.
+    """
+    if not _is_attribute_spec(spec):
+        return build_pipeline(spec)
+    target = import_attribute(str(spec), str(spec), None)
+    if isinstance(target, Pipeline):
+        return target
+    result = _call_factory(str(spec), target)
+    if inspect.isawaitable(result):
+        result = await result
+    return _expect_pipeline(str(spec), result)
+
+
+def logging_settings(spec: str | os.PathLike[str]) -> LoggingSettings:
+    """The ``[logging]`` table of a spec file; defaults for ``module:attribute`` specs.
+
+    :raises ConfigError: the file is unreadable, not TOML, or its ``[logging]`` table is wrong.
+    """
+    if _is_attribute_spec(spec):
+        return LoggingSettings()
+    where = str(spec)
+    table = read_toml(Path(spec)).get("logging", {})
+    table = substitute(_expect_table(where, "logging", table), where, "logging", mark=True)
+    settings = _construct(where, "logging", LoggingSettings, table)
+    assert isinstance(settings, LoggingSettings)
+    return settings
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def _is_attribute_spec(spec: str | os.PathLike[str]) -> bool:
+    text = str(spec)
+    return (
+        not text.endswith(".toml")
+        and _ATTRIBUTE_SPEC.fullmatch(text) is not None
+        and not Path(text).exists()
+    )
+
+
+# -- building ----------------------------------------------------------------------------
+
+
+class _Builder:
+    """Builds one spec file's pipeline; remembers the file for error messages."""
+
+    def __init__(self, where: str, path: Path) -> None:
+        self.where = where
+        make_importable(path.resolve().parent)
+
+    def pipeline(self, document: dict[str, Any]) -> Pipeline:
+        for key in document:
+            if key not in _TABLES:
+                raise ConfigError(
+                    f"unknown table; expected one of {', '.join(_TABLES)}",
+                    where=self.where,
+                    key=key,
+                )
+        settings = self._table(document, "pipeline", required=True)
+        logging_table = self._table(document, "logging", required=False)
+        _construct(self.where, "logging", LoggingSettings, logging_table)
+        parts: dict[str, Any] = {
+            "source": self._connector(document, "source", required=True),
+            "transforms": self._transforms(document.get("transforms", [])),
+            "sink": self._connector(document, "sink", required=True),
+            "checkpoints": self._connector(document, "checkpoints", required=False),
+            "dead_letters": self._connector(document, "dead_letters", required=False),
+        }
+        pipeline = _construct(self.where, "pipeline", Pipeline, settings, provided=parts)
+        assert isinstance(pipeline, Pipeline)
+        return pipeline
+
+    def _table(self, document: dict[str, Any], key: str, *, required: bool) -> dict[str, Any]:
+        if key not in document:
+            if required:
+                raise ConfigError(f"the [{key}] table is missing", where=self.where, key=key)
+            return {}
+        table = _expect_table(self.where, key, document[key])
+        result: dict[str, Any] = substitute(table, self.where, key, mark=True)
+        return result
+
+    def _connector(self, document: dict[str, Any], kind: str, *, required: bool) -> object:
+        if kind not in document and not required:
+            return None
+        table = dict(self._table(document, kind, required=True))
+        type_name = table.pop("type", None)
+        factory = self._connector_factory(kind, type_name)
+        instance = _construct(self.where, kind, factory, table)
+        if not isinstance(instance, _BASES[kind]):
+            raise ConfigError(
+                f"{type_name} made a {type(instance).__name__}, not a {_BASES[kind].__name__}",
+                where=self.where,
+                key=f"{kind}.type",
+            )
+        return instance
+
+    def _connector_factory(self, kind: str, type_name: object) -> Callable[..., object]:
+        key = f"{kind}.type"
+        choices = f"one of {', '.join(sorted(REGISTRY[kind]))} or 'module:Class'"
+        if type_name is None:
+            raise ConfigError(
+                f"required key is missing; expected {choices}", where=self.where, key=key
+            )
+        if not isinstance(type_name, str):
+            raise ConfigError(
+                f"expected a string, got {show(type_name)}", where=self.where, key=key
+            )
+        target = REGISTRY[kind].get(type_name)
+        if target is None and ":" not in type_name:
+            raise ConfigError(
+                f"unknown {kind} type {type_name!r}; expected {choices}", where=self.where, key=key
+            )
+        factory = import_attribute(target or type_name, self.where, key)
+        base = _BASES[kind]
+        if isinstance(factory, type) and not issubclass(factory, base):
+            raise ConfigError(f"{type_name} is not a {base.__name__}", where=self.where, key=key)
+        if not callable(factory):
+            raise ConfigError(f"{type_name} is not a class", where=self.where, key=key)
+        return factory
+
+    def _transforms(self, tables: object) -> list[Transform]:
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise ConfigError(
+                f"expected an array of tables ([[transforms]]), got {show(tables)}",
+                where=self.where,
+                key="transforms",
+            )
+        return [self._transform(i, table) for i, table in enumerate(tables)]
+
+    def _transform(self, index: int, table: dict[str, Any]) -> Transform:
+        key = f"transforms[{index}]"
+        table = dict(substitute(table, self.where, key, mark=True))
+        function = table.pop("function", None)
+        if not isinstance(function, str):
+            problem = (
+                "required key is missing"
+                if function is None
+                else f"expected a string, got {show(function)}"
+            )
+            raise ConfigError(problem, where=self.where, key=f"{key}.function")
+        fn = import_attribute(function, self.where, f"{key}.function")
+        if not callable(fn):
+            raise ConfigError(
+                f"{function} is not a function", where=self.where, key=f"{key}.function"
+            )
+        transform = _construct(self.where, key, Transform, table, provided={"fn": fn})
+        assert isinstance(transform, Transform)
+        return transform
+
+
+def _expect_table(where: str, key: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a table, got {show(value)}", where=where, key=key)
+    return value
+
+
+# -- module:attribute specs ---------------------------------------------------------------
+
+
+def _pipeline_from_attribute(spec: str) -> Pipeline:
+    target = import_attribute(spec, spec, None)
+    if isinstance(target, Pipeline):
+        return target
+    if inspect.iscoroutinefunction(target):
+        raise ConfigError(
+            "is an async function; use 'await asyncetl.spec.load_pipeline(...)'",
+            where=spec,
+        )
+    result = _call_factory(spec, target)
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise ConfigError(
+            "returned an awaitable; use 'await asyncetl.spec.load_pipeline(...)'", where=spec
+        )
+    return _expect_pipeline(spec, result)
+
+
+def _call_factory(spec: str, target: object) -> object:
+    if not callable(target):
+        raise ConfigError(
+            f"names a {type(target).__name__}, not a Pipeline or a function returning one",
+            where=spec,
+        )
+    try:
+        inspect.signature(target).bind()
+    except TypeError:
+        raise ConfigError("must be callable without arguments", where=spec) from None
+    except ValueError:
+        pass  # no signature to inspect (some builtins); just call it
+    return target()
+
+
+def _expect_pipeline(spec: str, result: object) -> Pipeline:
+    if not isinstance(result, Pipeline):
+        raise ConfigError(f"returned a {type(result).__name__}, not a Pipeline", where=spec)
+    return result
+
+
+# -- constructor keywords and their types ----------------------------------------------
+
+
+def _construct(
+    where: str,
+    key: str,
+    factory: Callable[..., object],
+    table: Mapping[str, Any],
+    *,
+    provided: Mapping[str, object] | None = None,
+) -> object:
+    """Call ``factory`` with ``table``'s keys as keywords, checked against its signature."""
+    provided = provided or {}
+    name = getattr(factory, "__qualname__", repr(factory))
+    parameters: Mapping[str, inspect.Parameter]
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    expected = hints(factory)
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    settable = {
+        n: p
+        for n, p in parameters.items()
+        if n not in provided and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    kwargs: dict[str, object] = dict(provided)
+    for item, value in table.items():
+        if item not in settable and not open_ended:
+            accepted = ", ".join(sorted(settable)) or "nothing"
+            raise ConfigError(
+                f"unknown key; {name} accepts {accepted}", where=where, key=f"{key}.{item}"
+            )
+        kwargs[item] = checked(value, expected.get(item, Any), where, f"{key}.{item}")
+    for item, parameter in settable.items():
+        if parameter.default is parameter.empty and item not in table:
+            raise ConfigError(
+                f"required key is missing ({name} needs it)", where=where, key=f"{key}.{item}"
+            )
+    try:
+        return factory(**kwargs)
+    except ConfigError as exc:
+        raise _rewrapped(exc, where, key) from exc
+    except Exception as exc:
+        raise ConfigError(
+            f"{name} could not be created: {type(exc).__name__}: {exc}", where=where, key=key
+        ) from exc
+
+
+def _rewrapped(exc: ConfigError, where: str, key: str) -> ConfigError:
+    """A constructor's ConfigError, re-addressed to the spec file and table."""
+    message = str(exc)
+    if exc.where and exc.key:
+        message = message.removeprefix(f"{exc.where}: {exc.key}: ")
+    elif exc.where or exc.key:
+        message = message.removeprefix(f"{exc.where or exc.key}: ")
+    if exc.key is None:
+        return ConfigError(message, where=where, key=key)
+    if key == "pipeline" and exc.key in _PIPELINE_PARTS:
+        return ConfigError(message, where=where, key=exc.key)
+    return ConfigError(message, where=where, key=f"{key}.{exc.key}")

@@ -1,0 +1,77 @@
+"""``python -m asyncetl checkpoint show|reset``: read and move the committed position."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+from tests.cli.helpers import FILES_SPEC, cli, summary
+
+
+def test_show_reports_the_position_the_next_run_resumes_after(project: Path) -> None:
+    assert cli(project, "checkpoint", "show", "files.toml").stdout == (
+        "pipeline files (source jsonl): null\n"
+    )
+    assert cli(project, "run", "files.toml").returncode == 0
+    result = cli(project, "checkpoint", "show", "files.toml")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "pipeline files (source jsonl): 33\n",
+        "",
+    )
+
+
+def test_reset_to_a_position_makes_the_next_run_read_what_follows_it(project: Path) -> None:
+    assert cli(project, "run", "files.toml").returncode == 0
+    moved = cli(project, "checkpoint", "reset", "files.toml", "--to", "8", "--yes")
+    assert (moved.returncode, moved.stdout) == (0, "pipeline files (source jsonl): 33 -> 8\n")
+    rerun = cli(project, "run", "files.toml")
+    # The three lines after byte 8: {"a":0} and "not json" dead-lettered, {"a":4} loaded again.
+    assert re.fullmatch(summary("files", "finished", 3, 1, 2, "33"), rerun.stdout)
+    lines = (project / "out.jsonl").read_text().splitlines()
+    assert lines == ['{"a":1,"inverse":1.0}', '{"a":4,"inverse":0.25}', '{"a":4,"inverse":0.25}']
+
+
+def test_reset_without_a_position_starts_over(project: Path) -> None:
+    assert cli(project, "run", "files.toml").returncode == 0
+    moved = cli(project, "checkpoint", "reset", "files.toml", "--yes")
+    assert (moved.returncode, moved.stdout) == (0, "pipeline files (source jsonl): 33 -> null\n")
+    assert re.fullmatch(
+        summary("files", "finished", 4, 2, 2, "33"), cli(project, "run", "files.toml").stdout
+    )
+
+
+def test_reset_asks_first_and_refuses_bad_input_with_exit_2(project: Path) -> None:
+    assert cli(project, "run", "files.toml").returncode == 0
+    unconfirmed = cli(project, "checkpoint", "reset", "files.toml", "--to", "8")
+    assert (unconfirmed.returncode, unconfirmed.stdout, unconfirmed.stderr) == (
+        2,
+        "",
+        "error: checkpoint reset needs --yes when there is no terminal to confirm on\n",
+    )
+    garbled = cli(project, "checkpoint", "reset", "files.toml", "--to", "not json", "--yes")
+    assert (garbled.returncode, garbled.stdout, garbled.stderr) == (
+        2,
+        "",
+        "error: --to must be a JSON position, not 'not json' (invalid literal, expected "
+        "'null': line 1 column 1 (char 0))\n",
+    )
+    assert cli(project, "checkpoint", "show", "files.toml").stdout.endswith(": 33\n")
+
+
+def test_a_spec_without_a_checkpoint_store_has_nothing_to_show_or_reset(project: Path) -> None:
+    without = FILES_SPEC.split("[checkpoints]")[0] + "[dead_letters]"
+    (project / "none.toml").write_text(without + FILES_SPEC.split("[dead_letters]")[1])
+    in_memory = FILES_SPEC.replace('type = "json"\npath = "checkpoints.json"', 'type = "memory"')
+    (project / "memory.toml").write_text(in_memory)
+    for spec, command in itertools.product(("none.toml", "memory.toml"), ("show", "reset")):
+        confirmed = ["--yes"] if command == "reset" else []
+        result = cli(project, "checkpoint", command, spec, *confirmed)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            2,
+            "",
+            f"error: {spec}: the spec keeps checkpoints in memory, so every run starts "
+            "from the beginning and there is no position to show or reset; add a "
+            "[checkpoints] table\n",
+        )

@@ -1,0 +1,275 @@
+"""``python -m asyncetl``: commands, exit codes, output, signals and logging."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import FILES_SPEC, cli, spawn, summary
+
+# -- help and arguments ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["validate"], ["dlq"], ["dlq", "list"], ["dlq", "replay"]]
+)
+def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
+    result = cli(tmp_path, *command, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"usage: python -m asyncetl {' '.join(command)}".rstrip())
+
+
+def test_every_command_is_listed(tmp_path: Path) -> None:
+    result = cli(tmp_path, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    listed = re.findall(r"^    (\S+)", result.stdout, flags=re.MULTILINE)
+    assert listed == [
+        "run",
+        "validate",
+        "dlq",
+        "cdc",
+        "checkpoint",
+        "backfill",
+        "backfill-status",
+        "flow",
+    ]
+
+
+@pytest.mark.parametrize("command", ["backfill", "backfill-status", "flow", "cdc", "checkpoint"])
+def test_backfill_and_flow_commands_have_help(tmp_path: Path, command: str) -> None:
+    result = cli(tmp_path, command, "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"usage: python -m asyncetl {command} [-h]")
+
+
+def test_backfill_specs_logging_table_is_read(tmp_path: Path) -> None:
+    (tmp_path / "bf.toml").write_text('[backfill]\nfunction = "m:f"\n\n[logging]\nlevel = "loud"\n')
+    result = cli(tmp_path, "backfill", "bf.toml", "--start", "2024-01-01", "--end", "2024-01-02")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: bf.toml: logging.level: expected one of 'debug', 'info', 'warning', 'error', "
+        "'critical', got 'loud'\n"
+    )
+
+
+def test_bad_arguments_exit_2(project: Path) -> None:
+    result = cli(project, "run", "files.toml", "--stop-when-idle", "-1")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "python -m asyncetl run: error: argument --stop-when-idle: expected a positive number "
+        "of seconds, got '-1'"
+    )
+    assert cli(project, "frobnicate").returncode == 2
+
+
+# -- run -------------------------------------------------------------------------------
+
+
+def test_run_loads_dead_letters_and_summarises(project: Path) -> None:
+    result = cli(project, "run", "files.toml", "--log-format", "json")
+    assert result.returncode == 0
+    assert re.fullmatch(summary("files", "finished", 4, 2, 2, "33"), result.stdout)
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [e["event"] for e in events] == [
+        "starting",
+        "dead-lettered",
+        "dead-lettered",
+        "finished",
+    ]
+    assert (project / "out.jsonl").read_text() == (
+        '{"a":1,"inverse":1.0}\n{"a":4,"inverse":0.25}\n'
+    )
+    again = cli(project, "run", "files.toml", "--log-level", "warning")
+    assert (again.returncode, again.stderr) == (0, "")
+    assert re.fullmatch(summary("files", "finished", 0, 0, 0, "33"), again.stdout)
+
+
+def test_console_logs_by_default_and_spec_logging_table(project: Path) -> None:
+    result = cli(project, "validate", "files.toml")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok: files\n", "")
+    result = cli(project, "run", "files.toml")
+    assert re.search(r"\[info\s*\] starting ", result.stderr)
+    (project / "files.toml").write_text(
+        FILES_SPEC + '[logging]\nformat = "json"\nlevel = "warning"\n'
+    )
+    (project / "checkpoints.json").unlink()
+    result = cli(project, "run", "files.toml")
+    assert [json.loads(line)["event"] for line in result.stderr.splitlines()] == [
+        "dead-lettered",
+        "dead-lettered",
+    ]
+
+
+def test_runtime_failure_is_one_line(project: Path) -> None:
+    (project / "in.jsonl").write_text('{"a":1}\n{"a":2}\n{"a":3}\n{"a":4}\n')
+    (project / "fail.toml").write_text(
+        FILES_SPEC.replace('"helpers:invert"', '"helpers:explode"').replace(
+            'on_error = "dead_letter"', ""
+        )
+    )
+    result = cli(project, "run", "fail.toml", "--log-format", "json")
+    assert (result.returncode, result.stdout) == (1, "")
+    *logs, last = result.stderr.splitlines()
+    assert last == (
+        "error: stage 'invert' failed on the batch ending at position 32: ValueError: bad record 3"
+    )
+    assert [json.loads(line)["event"] for line in logs] == ["starting"]
+    assert not (project / "checkpoints.json").exists()
+
+
+def test_a_setting_a_stage_rejects_while_running_exits_2_with_its_own_message(
+    project: Path,
+) -> None:
+    (project / "versioned.toml").write_text(
+        FILES_SPEC.replace('type = "jsonl"\npath = "in.jsonl"', 'type = "helpers:Versioned"')
+    )
+    moved = cli(project, "checkpoint", "reset", "versioned.toml", "--to", '{"v1": 7}', "--yes")
+    assert moved.returncode == 0
+    result = cli(project, "run", "versioned.toml")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        "error: Versioned 'versioned': position: cannot resume from {'v1': 7} "
+        "(python -m asyncetl checkpoint show|reset versioned.toml)"
+    )
+
+
+def test_unexpected_error_is_one_line_and_debug_logs_the_traceback(project: Path) -> None:
+    (project / "broken.toml").write_text(
+        FILES_SPEC.replace('type = "jsonl"\npath = "in.jsonl"', 'type = "helpers:BrokenOpen"')
+    )
+    result = cli(project, "run", "broken.toml")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == "error: RuntimeError: boom while opening\n"
+    result = cli(project, "run", "broken.toml", "--log-level", "debug", "--log-format", "json")
+    *logs, last = result.stderr.splitlines()
+    assert (result.returncode, last) == (1, "error: RuntimeError: boom while opening")
+    event = json.loads(logs[-1])
+    assert (event["event"], event["level"]) == ("unexpected error", "debug")
+    assert event["exception"][0]["exc_type"] == "RuntimeError"
+    assert "Traceback" not in result.stderr
+
+
+def test_stop_when_idle_ends_a_followed_source(project: Path) -> None:
+    (project / "follow.toml").write_text(
+        FILES_SPEC.replace(
+            'path = "in.jsonl"', 'path = "in.jsonl"\nfollow = true\npoll_interval = 0.05'
+        )
+    )
+    result = cli(project, "run", "follow.toml", "--stop-when-idle", "0.3", "--log-level", "error")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert re.fullmatch(summary("files", "finished", 4, 2, 2, "33"), result.stdout)
+
+
+TICKER_SPEC = """
+[pipeline]
+name = "ticks"
+max_batch_age = 0.05
+grace_period = 30
+
+[source]
+type = "helpers:Ticker"
+
+[sink]
+type = "SINK"
+
+[checkpoints]
+type = "json"
+path = "checkpoints.json"
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_gracefully(project: Path, signum: signal.Signals) -> None:
+    (project / "ticks.toml").write_text(TICKER_SPEC.replace('"SINK"', '"jsonl"\npath = "o.jsonl"'))
+    process = spawn(project, "run", "ticks.toml")
+    while not (project / "checkpoints.json").exists():
+        time.sleep(0.01)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    loaded = (project / "o.jsonl").read_text().splitlines()
+    committed = json.loads((project / "checkpoints.json").read_text())
+    position = committed["checkpoints"]["ticks"]["ticker"]
+    assert loaded == [json.dumps({"n": n}, separators=(",", ":")) for n in range(1, position + 1)]
+    assert re.fullmatch(
+        summary("ticks", f"stopped by {signum.name}", position, position, 0, str(position)), out
+    )
+    assert "stopping; draining in-flight batches" in err
+
+
+def test_second_signal_stops_at_once(project: Path) -> None:
+    (project / "ticks.toml").write_text(TICKER_SPEC.replace('"SINK"', '"helpers:Stuck"'))
+    process = spawn(project, "run", "ticks.toml")
+    # Only a batch stuck in the sink makes the graceful stop wait for the second signal.
+    while not (project / "stuck").exists():
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.stderr is not None
+    for line in process.stderr:
+        if json.loads(line)["event"] == "stopping":
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert out.startswith(
+        "pipeline ticks stopped before draining (what was not committed is read again next run) in "
+    )
+    assert not (project / "checkpoints.json").exists()
+
+
+# -- dlq -------------------------------------------------------------------------------
+
+
+def test_dlq_list(project: Path) -> None:
+    assert (
+        cli(project, "dlq", "list", "files.toml").stdout == "no dead letters for pipeline files\n"
+    )
+    assert cli(project, "run", "files.toml").returncode == 0
+    result = cli(project, "dlq", "list", "files.toml", "--json")
+    letters = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [
+        (x["stage"], x["error_type"], x["error"], x["record"], x["position"]) for x in letters
+    ] == [
+        (
+            "jsonl",
+            "ValueError",
+            "line at byte 16 of in.jsonl is not valid JSON: invalid literal, "
+            "expected 'null': line 1 column 1 (char 0)",
+            "not json",
+            33,
+        ),
+        ("invert", "ZeroDivisionError", "division by zero", {"a": 0}, 33),
+    ]
+    table = cli(project, "dlq", "list", "files.toml").stdout.splitlines()
+    assert re.fullmatch(r"ID +TIME +STAGE +ERROR TYPE +ERROR +RECORD", table[0])
+    for row, letter in zip(table[1:3], letters, strict=True):
+        assert row.startswith(f"{letter['id']}  {letter['time'][:10]} {letter['time'][11:19]}  ")
+        assert letter["error_type"] in row
+    assert table[2].endswith('{"a":0}')
+    assert "line at byte 16 of in.jsonl is not valid JSON: …" in table[1]
+    assert table[3:] == ["2 dead letters shown"]
+    limited = cli(project, "dlq", "list", "files.toml", "--limit", "1").stdout.splitlines()
+    assert limited[2:] == ["1 dead letter shown; there may be more, see --limit"]
+
+
+def test_dlq_without_store_is_a_spec_error(project: Path) -> None:
+    (project / "plain.toml").write_text(
+        FILES_SPEC.split("[dead_letters]")[0]
+        .replace('source_errors = "dead_letter"', "")
+        .replace('on_error = "dead_letter"', "")
+    )
+    for command in ("list", "replay"):
+        result = cli(project, "dlq", command, "plain.toml")
+        assert (result.returncode, result.stdout) == (2, "")
+    assert cli(project, "dlq", "list", "plain.toml").stderr == (
+        "error: plain.toml: the spec has no [dead_letters] store\n"
+    )
+    assert cli(project, "dlq", "replay", "plain.toml").stderr == (
+        "error: pipeline files: dead_letters: the pipeline has no dead-letter store to replay "
+        "from\n"
+    )
