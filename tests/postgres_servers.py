@@ -36,6 +36,9 @@ from urllib.parse import quote
 import anyio
 import asyncpg
 
+_PREFIX = "asyncetl_pg_"
+_RUN_PID = "test-run.pid"  # the test process that owns the cluster in this directory
+
 T = TypeVar("T")
 Args = TypeVarTuple("Args")
 
@@ -114,8 +117,12 @@ def private_server(*, secure: bool) -> Iterator[PrivateServer]:
     """
     bindir = find_bindir()
     owner = _cluster_owner()
-    directory = Path(tempfile.mkdtemp(prefix="asyncetl_pg_"))
+    _remove_abandoned_clusters(bindir)
+    directory = Path(tempfile.mkdtemp(prefix=_PREFIX))
     try:
+        # Written whole, then renamed: a concurrent run must never read it half-written.
+        (directory / "pid.tmp").write_text(str(os.getpid()))
+        (directory / "pid.tmp").rename(directory / _RUN_PID)
         shutil.chown(directory, owner.pw_uid, owner.pw_gid)
         settings = dict(_SETTINGS)
         if secure:
@@ -130,9 +137,35 @@ def private_server(*, secure: bool) -> Iterator[PrivateServer]:
             yield server
         finally:
             # Also after a start that timed out: its postmaster may still come up.
-            _run_as(owner, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop", check=False)
+            _stop(bindir, owner, data)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_abandoned_clusters(bindir: Path) -> None:
+    """Stop and delete the clusters of earlier runs that were killed (``kill -9``, a CI
+    timeout) before their teardown could: those whose test process is gone."""
+    for run_pid in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*/{_RUN_PID}"):
+        if _alive(run_pid.read_text()):
+            continue
+        directory = run_pid.parent
+        _stop(bindir, pwd.getpwuid(directory.stat().st_uid), directory / "data")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _stop(bindir: Path, owner: pwd.struct_passwd, data: Path) -> None:
+    """Stop the cluster at once, if it runs: its files are deleted next, so no checkpoint."""
+    _run_as(owner, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop", check=False)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def find_bindir() -> Path:
