@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import pg_dsn, throwaway_database
+from tests.conftest import throwaway_database
 
 pytestmark = pytest.mark.anyio
 
@@ -48,8 +48,8 @@ def asyncetl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
     )
 
 
-async def drop_slot(slot: str) -> None:
-    admin = await asyncpg.connect(pg_dsn("postgres"))
+async def drop_slot(admin_dsn: str, slot: str) -> None:
+    admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
@@ -60,9 +60,9 @@ async def drop_slot(slot: str) -> None:
         await admin.close()
 
 
-async def test_status_then_drop_of_the_slot_a_run_made(tmp_path: Path) -> None:
+async def test_status_then_drop_of_the_slot_a_run_made(tmp_path: Path, logical_pg: str) -> None:
     slot = f"asyncetl_cli_{secrets.token_hex(4)}"
-    async with throwaway_database() as source, throwaway_database() as target:
+    async with throwaway_database(logical_pg) as source, throwaway_database() as target:
         conn = await asyncpg.connect(source)
         await conn.execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
         await conn.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 20) g")
@@ -100,7 +100,7 @@ async def test_status_then_drop_of_the_slot_a_run_made(tmp_path: Path) -> None:
             gone = json.loads(asyncetl("cdc", "status", str(spec), "--json").stdout)
             assert (gone["exists"], gone["publication"]["exists"]) == (False, False)
         finally:
-            await drop_slot(slot)
+            await drop_slot(logical_pg, slot)
 
 
 def test_status_of_a_spec_without_a_cdc_source(tmp_path: Path) -> None:

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import glob
-import os
 import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
-from pathlib import Path
-from typing import Any, ClassVar
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import asyncpg
@@ -28,6 +21,12 @@ from tests.conftest import pg_dsn
 
 def random_name(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(5)}"
+
+
+def server_and_database(dsn: str) -> str:
+    """``host:port/database`` of ``dsn``: how error messages name where a slot lives."""
+    parts = urlsplit(dsn)
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
 async def drop_replication_objects(dsn: str) -> None:
@@ -64,12 +63,11 @@ async def drop_replication_objects(dsn: str) -> None:
 
 
 @pytest.fixture
-async def cdc_db(pg_database: str) -> AsyncIterator[str]:
-    """A fresh source database; its slots and publications are dropped even on failure."""
-    try:
-        yield pg_database
-    finally:
-        await drop_replication_objects(pg_database)
+async def cdc_db(logical_pg: str) -> AsyncIterator[str]:
+    """A fresh source database on a server with logical decoding (see ``logical_pg``); its
+    slots, publications and the database itself go afterwards, even on failure."""
+    async with fresh_database(logical_pg) as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -175,178 +173,3 @@ async def take(
 def rows_of(events: list[ChangeEvent]) -> list[tuple[str, Any, Any]]:
     """``(op, key, after)`` of each event: what the tests compare exactly."""
     return [(e.op, e.key, e.after) for e in events]
-
-
-# -- a private server, for what must not touch the shared one ------------------------------
-
-
-class PrivateServer:
-    """A throwaway PostgreSQL cluster on a free port: TLS on, password users, logical WAL.
-
-    Used where a test must change server-wide settings (``max_slot_wal_keep_size``)
-    or authentication rules, which would disturb other tests on the shared server.
-    """
-
-    users: ClassVar[dict[str, str]] = {
-        "plain_user": "password",
-        "md5_user": "md5",
-        "scram_user": "scram-sha-256",
-    }
-    password = "s3cret pass"
-
-    def __init__(self, directory: Path, port: int) -> None:
-        self.directory = directory
-        self.port = port
-        self.ca_file = str(directory / "server.crt")
-
-    def dsn(
-        self,
-        user: str = "postgres",
-        *,
-        password: str | None = None,
-        database: str = "postgres",
-        query: str = "",
-    ) -> str:
-        auth = f"{user}:{quote(password, safe='')}" if password is not None else user
-        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}{'?' + query if query else ''}"
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-
-
-def _bindir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.skip("initdb is not installed")
-    return Path(found[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _hba(server: type[PrivateServer]) -> str:
-    lines = ["local all all trust"]
-    lines += [f"host all {user} 127.0.0.1/32 {method}" for user, method in server.users.items()]
-    lines.append("hostnossl all nossl_refused 127.0.0.1/32 reject")
-    lines.append("host all all 127.0.0.1/32 trust")
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(scope="session")
-def private_pg() -> Iterator[PrivateServer]:
-    bindir = _bindir()
-    directory = Path(tempfile.mkdtemp(prefix="asyncetl_pg_"))
-    data = directory / "data"
-    server = PrivateServer(directory, _free_port())
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(directory / "server.key"),
-            "-out",
-            server.ca_file,
-        ],
-        check=True,
-        capture_output=True,
-    )
-    if os.geteuid() == 0:
-        subprocess.run(["chown", "-R", "postgres", str(directory)], check=True)
-    os.chmod(directory / "server.key", 0o600)
-    try:
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        (data / "pg_hba.conf").write_text(_hba(PrivateServer))
-        options = (
-            f"-p {server.port} -k {directory} -c listen_addresses=127.0.0.1 "
-            f"-c wal_level=logical -c ssl=on -c ssl_cert_file={server.ca_file} "
-            f"-c ssl_key_file={directory / 'server.key'} -c fsync=off "
-            "-c max_replication_slots=10 -c max_wal_senders=10"
-        )
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-o",
-                    options,
-                    "-w",
-                    "-l",
-                    str(directory / "log"),
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        try:
-            _create_users(bindir, server)
-            yield server
-        finally:
-            subprocess.run(
-                _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                check=False,
-                capture_output=True,
-            )
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _create_users(bindir: Path, server: PrivateServer) -> None:
-    statements = []
-    for user, method in server.users.items():
-        encryption = "md5" if method == "md5" else "scram-sha-256"
-        statements.append(
-            f"SET password_encryption = '{encryption}'; CREATE ROLE {user} LOGIN "
-            f"REPLICATION SUPERUSER PASSWORD '{server.password}';"
-        )
-    statements.append("CREATE ROLE nossl_refused LOGIN REPLICATION SUPERUSER;")
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bindir / "psql"),
-                "-h",
-                str(server.directory),
-                "-p",
-                str(server.port),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                " ".join(statements),
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )

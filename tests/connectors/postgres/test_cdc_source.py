@@ -22,23 +22,23 @@ from asyncetl.connectors.postgres.replication import CdcSource
 from asyncetl.core.changes import UNCHANGED, format_lsn, parse_lsn
 from asyncetl.core.errors import ConfigError, PermanentError, StageError
 from tests.connectors.postgres.cdc_support import (
-    PrivateServer,
     cdc_db,
     confirmed_flush,
     execute,
     fetch,
     fetchval,
     fresh_database,
-    private_pg,
     random_name,
     rows_of,
+    server_and_database,
     streaming,
     take,
     target_db,
     wait_for,
 )
+from tests.postgres_servers import PrivateServer
 
-__all__ = ["cdc_db", "private_pg", "target_db"]
+__all__ = ["cdc_db", "target_db"]
 
 pytestmark = pytest.mark.anyio
 
@@ -492,7 +492,7 @@ async def test_clear_errors_for_missing_things(cdc_db: str) -> None:
         no_table: "table 'nope' does not exist in the source database; create it or remove it "
         "from tables",
         no_slot: f"replication slot {no_slot.slot!r} does not exist on "
-        f"127.0.0.1:5432/{cdc_db.rsplit('/', 1)[1]}; create it or set create_slot = true",
+        f"{server_and_database(cdc_db)}; create it or set create_slot = true",
         gone: f"replication slot {gone.slot!r} no longer exists but the checkpoint is at "
         "{'lsn': '0/10'}; changes since then are lost: drop the checkpoint and run again "
         "to re-create the slot and re-snapshot",

@@ -14,9 +14,8 @@ from asyncetl.connectors.postgres.replication._protocol import (
 )
 from asyncetl.connectors.postgres.replication._values import converter, parse_array, pg_text
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
-from tests.connectors.postgres.cdc_support import PrivateServer, fetchval, private_pg
-
-__all__ = ["private_pg"]
+from tests.connectors.postgres.cdc_support import fetchval
+from tests.postgres_servers import PrivateServer
 
 
 async def identify(dsn: str) -> tuple[list[list[str | None]], str | None]:
