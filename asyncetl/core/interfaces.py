@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Literal, TypeAlias, TypeVar
+from typing import Generic, Literal, Protocol, TypeAlias, TypeVar
 
 from anyio.abc import ObjectSendStream
 
@@ -28,6 +28,7 @@ __all__ = [
     "Resource",
     "Sink",
     "Source",
+    "TransactionalWriter",
 ]
 
 T_co = TypeVar("T_co", covariant=True)
@@ -124,8 +125,24 @@ class Source(Resource, abc.ABC, Generic[T_co]):
         """Upstream acknowledgement: everything up to ``position`` is committed downstream."""
 
 
+class TransactionalWriter(Protocol[T_contra]):
+    """Writes a batch and a checkpoint in one transaction.
+
+    What :meth:`Sink.transactional_writer` returns.
+    """
+
+    async def __call__(self, batch: Batch[T_contra], checkpoint: Checkpoint, /) -> Sequence[Reject]:
+        """Write ``batch`` and save ``checkpoint`` atomically; return the records refused."""
+        ...
+
+
 class Sink(Resource, abc.ABC, Generic[T_contra]):
-    """Writes batches durably; returning from :meth:`write` is the acknowledgement."""
+    """Writes batches durably; returning from :meth:`write` is the acknowledgement.
+
+    A sink that can save checkpoints in the transaction of its writes (for
+    exactly-once results without an idempotent target) says so in
+    :meth:`commits_to` and implements :meth:`transactional_writer`.
+    """
 
     name: str = "sink"
 
@@ -134,17 +151,24 @@ class Sink(Resource, abc.ABC, Generic[T_contra]):
         """Write ``batch`` durably and return the records the target refused (usually none)."""
 
     def commits_to(self, store: CheckpointStore) -> bool:
-        """Whether this sink can write checkpoints of ``store`` inside its own transaction."""
+        """Whether this sink can save checkpoints of ``store`` inside its own transactions.
+
+        A question only: it changes nothing.
+        """
         return False
 
-    async def write_with_checkpoint(
-        self, batch: Batch[T_contra], checkpoint: Checkpoint
-    ) -> Sequence[Reject]:
-        """Write ``batch`` and ``checkpoint`` in one transaction (exactly-once).
+    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[T_contra] | None:
+        """Bind ``store`` to this sink's transactions, if :meth:`commits_to` it.
 
-        Called instead of :meth:`write` only when :meth:`commits_to` is true.
+        The engine calls this once, before opening the sink (which may prepare
+        differently, knowing its checkpoints travel with its writes), and then
+        writes every batch through the writer instead of :meth:`write`, the
+        empty ones too, with the checkpoint that batch's acknowledgement commits.
+
+        :returns: the writer, or ``None`` when this sink cannot save checkpoints
+            of ``store`` (the engine then saves them itself, after each write).
         """
-        raise NotImplementedError
+        return None
 
 
 class CheckpointStore(Resource, abc.ABC):

@@ -41,6 +41,17 @@ def test_core_imports_no_connector_and_nothing_above_it() -> None:
     assert offenders == set()
 
 
+def test_the_engine_modules_do_not_import_the_pipeline_that_runs_them() -> None:
+    # Pipeline configures the engine; the engine knows only its settings and pieces.
+    offenders = {
+        f"{path.name}: {module}"
+        for path in CORE.glob("_[!_]*.py")  # the private engine modules
+        for module in imported_modules(path)
+        if module.startswith("asyncetl.core.pipeline")
+    }
+    assert offenders == set()
+
+
 def test_core_imports_no_client_library() -> None:
     clients = ("asyncpg", "aiohttp", "redis", "nats", "sqlite3", "psycopg")
     offenders = {

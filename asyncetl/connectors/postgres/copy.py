@@ -42,7 +42,13 @@ from asyncetl.connectors.postgres.source import TableSource
 from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, Source
+from asyncetl.core.interfaces import (
+    Checkpoint,
+    CheckpointStore,
+    Sink,
+    Source,
+    TransactionalWriter,
+)
 
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
@@ -220,15 +226,20 @@ class TablesSink(Sink[TableRow]):
         await close_pool(pool)
 
     def commits_to(self, store: CheckpointStore) -> bool:
-        if isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn):
-            self._checkpoints = store
-            return True
-        return False
+        """True for a :class:`PostgresCheckpointStore` in the target database."""
+        return isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn)
+
+    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[TableRow] | None:
+        """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it."""
+        if not isinstance(store, PostgresCheckpointStore) or not self.commits_to(store):
+            return None
+        self._checkpoints = store
+        return self._write_with_checkpoint
 
     async def write(self, batch: Batch[TableRow]) -> Sequence[Reject]:
         return await self._write(batch.records, None)
 
-    async def write_with_checkpoint(
+    async def _write_with_checkpoint(
         self, batch: Batch[TableRow], checkpoint: Checkpoint
     ) -> Sequence[Reject]:
         return await self._write(batch.records, checkpoint)

@@ -537,14 +537,17 @@ async def test_checkpoint_in_the_same_transaction(target_db: str) -> None:
     await execute(target_db, "CREATE TABLE items (id int PRIMARY KEY, name text)")
     store = PostgresCheckpointStore(target_db)
     sink = ApplySink(target_db)
+    assert sink.commits_to(store)
+    assert not ApplySink("postgresql://postgres@127.0.0.1:5432/other").commits_to(store)
+    assert (
+        ApplySink("postgresql://postgres@127.0.0.1:5432/other").transactional_writer(store) is None
+    )
+    write = sink.transactional_writer(store)
+    assert write is not None
     await store.open()
     await sink.open()
     try:
-        assert sink.commits_to(store)
-        assert not ApplySink("postgresql://postgres@127.0.0.1:5432/other").commits_to(store)
-        await sink.write_with_checkpoint(
-            batch([ev("c", 1, 100, 0, name="a")]), Checkpoint("p", "cdc", {"lsn": "0/65"})
-        )
+        await write(batch([ev("c", 1, 100, 0, name="a")]), Checkpoint("p", "cdc", {"lsn": "0/65"}))
         assert await store.load("p", "cdc") == {"lsn": "0/65"}
     finally:
         await sink.close()

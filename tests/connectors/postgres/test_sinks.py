@@ -54,20 +54,21 @@ async def test_upsert_copies_new_keys_in_and_merges_from_the_first_conflict_on(
     await execute(pg_database, "CREATE TABLE t (id int PRIMARY KEY, name text)")
     store = PostgresCheckpointStore(pg_database)
     sink = PostgresSink(pg_database, "t")
+    write = sink.transactional_writer(store)
+    assert write is not None
     await store.open()
     await sink.open()
     try:
-        assert sink.commits_to(store)
-        await sink.write_with_checkpoint(
+        await write(
             batch([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]), Checkpoint("p", "s", 1)
         )
         # Another writer adds key 3: the next batch's COPY meets it, rolls back to
         # its savepoint and merges, in the same transaction as its checkpoint.
         await execute(pg_database, "INSERT INTO t VALUES (3, 'other writer')")
-        await sink.write_with_checkpoint(
+        await write(
             batch([{"id": 4, "name": "d"}, {"id": 3, "name": "c"}], 1), Checkpoint("p", "s", 2)
         )
-        await sink.write_with_checkpoint(
+        await write(
             batch([{"id": 5, "name": "e"}, {"id": 1, "name": "A"}], 2), Checkpoint("p", "s", 3)
         )
         assert sink.rows_changed == 6

@@ -11,7 +11,16 @@ from structlog.testing import capture_logs
 
 from asyncetl.connectors.files import JsonlSource
 from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteSink
-from asyncetl.core import Batch, Checkpoint, Pipeline, Reject, StageError, Transform
+from asyncetl.core import (
+    Batch,
+    Checkpoint,
+    CheckpointStore,
+    Pipeline,
+    Reject,
+    StageError,
+    TransactionalWriter,
+    Transform,
+)
 from tests.connectors.sqlite.helpers import execute, query
 
 pytestmark = pytest.mark.anyio
@@ -31,11 +40,16 @@ class SpySink(SqliteSink):
         self.plain_writes += 1
         return await super().write(batch)
 
-    async def write_with_checkpoint(
-        self, batch: Batch[Record], checkpoint: Checkpoint
-    ) -> Sequence[Reject]:
-        self.checkpoints.append(checkpoint)
-        return await super().write_with_checkpoint(batch, checkpoint)
+    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[Record] | None:
+        write = super().transactional_writer(store)
+        if write is None:
+            return None
+
+        async def spied(batch: Batch[Record], checkpoint: Checkpoint) -> Sequence[Reject]:
+            self.checkpoints.append(checkpoint)
+            return await write(batch, checkpoint)
+
+        return spied
 
 
 def write_orders(path: Path, n: int) -> list[int]:

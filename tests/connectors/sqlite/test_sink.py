@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteSink, quote_ident
 from asyncetl.core import (
     Batch,
+    Checkpoint,
     ConfigError,
     MemoryCheckpointStore,
     PermanentError,
@@ -315,6 +316,28 @@ async def test_commits_to_a_checkpoint_store_on_the_same_file_only(tmp_path: Pat
     assert not sink.commits_to(MemoryCheckpointStore())
     memory = SqliteSink(":memory:", "t", create=True)
     assert not memory.commits_to(SqliteCheckpointStore(":memory:"))
+
+
+async def test_the_transactional_writer_saves_a_batch_and_its_checkpoint_together(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "t.db"
+    store = SqliteCheckpointStore(str(db))
+    sink = SqliteSink(str(db), "t", key=["id"], create=True)
+    assert sink.transactional_writer(MemoryCheckpointStore()) is None
+    assert sink.transactional_writer(SqliteCheckpointStore(str(tmp_path / "other.db"))) is None
+    write = sink.transactional_writer(store)
+    assert write is not None
+    await store.open()
+    await sink.open()
+    try:
+        assert await write(Batch(0, [{"id": 1}, {"id": 2}], 2), Checkpoint("p", "s", 2)) == []
+        assert await write(Batch(1, [], 3), Checkpoint("p", "s", 3)) == []
+        assert await store.load("p", "s") == 3
+    finally:
+        await sink.close()
+        await store.close()
+    assert query(db, "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
 
 
 async def test_a_locked_database_is_waited_for_and_retried(tmp_path: Path) -> None:
