@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Literal, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
 
 from anyio.abc import ObjectSendStream
 
@@ -85,10 +85,20 @@ class Source(Resource, abc.ABC, Generic[T_co]):
     instead: it runs in the engine's reader task and may open a task group,
     which an async generator must never hold across a ``yield``.
 
+    A subclass that implements neither cannot be instantiated.
+
     :ivar name: identifies the source within a pipeline; part of the checkpoint key.
     """
 
     name: str = "source"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        if cls.read is Source.read and cls.produce is Source.produce:
+            raise TypeError(
+                f"cannot instantiate source {cls.__name__}: it implements neither "
+                "read() nor produce(); a Source implements one of them"
+            )
+        return super().__new__(cls)
 
     def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[T_co]]:
         """Yield chunks of at most about ``max_chunk`` records, starting strictly after ``after``.
