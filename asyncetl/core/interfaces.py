@@ -1,8 +1,9 @@
 """The interfaces every connector implements: sources, sinks, transforms, stores.
 
 Each is a small abstract base class with no-op lifecycle defaults, in the manner
-of httpx's transports: a connector overrides what it needs. The engine calls
-``open()`` before first use and ``close()`` on every exit path.
+of httpx's transports: a connector overrides what it needs. Each is a
+:class:`Resource`: the engine calls ``open()`` before first use and ``close()``
+on every exit path, and ``async with resource:`` does the same.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
 
 from anyio.abc import ObjectSendStream
@@ -67,13 +69,28 @@ class DeadLetter:
 
 
 class Resource:
-    """Something the engine opens before use and closes on every exit path."""
+    """Something the engine opens before use and closes on every exit path.
+
+    ``async with resource:`` opens it and closes it again on the way out.
+    """
 
     async def open(self) -> None:
         """Acquire connections, files and sessions."""
 
     async def close(self) -> None:
         """Release what :meth:`open` acquired; must be safe to call after a failed open."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
 
 class Source(Resource, abc.ABC, Generic[T_co]):

@@ -1,20 +1,24 @@
-"""The contracts connectors implement: what a source must implement, what a sink may."""
+"""Contracts of connectors: what a source must implement, what a sink may, how a resource opens."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 from anyio.abc import ObjectSendStream
 
 from asyncetl.core import (
     Batch,
+    Checkpoint,
     Chunk,
+    JsonFileCheckpointStore,
     ListSink,
     MemoryCheckpointStore,
     Pipeline,
     Position,
     Reject,
+    Resource,
     Sink,
     Source,
 )
@@ -69,3 +73,37 @@ def test_a_sink_commits_to_no_store_and_gives_no_transactional_writer_by_default
     store = MemoryCheckpointStore()
     assert not _PlainSink().commits_to(store)
     assert _PlainSink().transactional_writer(store) is None
+
+
+class _Tracked(Resource):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def open(self) -> None:
+        self.calls.append("open")
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+
+async def test_async_with_a_resource_opens_it_and_closes_it() -> None:
+    resource = _Tracked()
+    async with resource as entered:
+        assert entered is resource
+        assert resource.calls == ["open"]
+    assert resource.calls == ["open", "close"]
+
+
+async def test_async_with_a_resource_closes_it_when_the_body_fails() -> None:
+    resource = _Tracked()
+    with pytest.raises(RuntimeError, match="body failed"):
+        async with resource:
+            raise RuntimeError("body failed")
+    assert resource.calls == ["open", "close"]
+
+
+async def test_async_with_a_real_store_opens_and_closes_it(tmp_path: Path) -> None:
+    async with JsonFileCheckpointStore(tmp_path / "c.json") as store:
+        await store.save(Checkpoint("p", "s", 7))
+    async with JsonFileCheckpointStore(tmp_path / "c.json") as again:
+        assert await again.load("p", "s") == 7
