@@ -2,7 +2,7 @@
 
 Each is a small abstract base class with no-op lifecycle defaults, in the manner
 of httpx's transports: a connector overrides what it needs. Each is a
-:class:`Resource`: the engine calls ``open()`` before first use and ``close()``
+:class:`Resource`: the engine calls ``open()`` before first use and ``aclose()``
 on every exit path, and ``async with resource:`` does the same.
 """
 
@@ -71,13 +71,22 @@ class DeadLetter:
 class Resource:
     """Something the engine opens before use and closes on every exit path.
 
-    ``async with resource:`` opens it and closes it again on the way out.
+    ``async with resource:`` opens it and closes it again on the way out, in
+    the manner of anyio's ``AsyncResource``.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "close" in cls.__dict__:
+            # The engine would never call it: fail now rather than leak later.
+            raise TypeError(
+                f"{cls.__name__} defines close(); a Resource releases what it holds in aclose()"
+            )
 
     async def open(self) -> None:
         """Acquire connections, files and sessions."""
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Release what :meth:`open` acquired; must be safe to call after a failed open."""
 
     async def __aenter__(self) -> Self:
@@ -90,7 +99,7 @@ class Resource:
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        await self.aclose()
 
 
 class Source(Resource, abc.ABC, Generic[T_co]):

@@ -215,13 +215,13 @@ async def _run_opened(resources: Sequence[Resource], runner: StageRunner) -> Non
     async with AsyncExitStack() as stack:
         for resource in resources:
             await resource.open()
-            stack.push_async_callback(_close, resource)
+            stack.push_async_callback(_aclose, resource)
         await runner.run()
 
 
-async def _close(resource: Resource) -> None:
+async def _aclose(resource: Resource) -> None:
     with anyio.move_on_after(10, shield=True):
-        await resource.close()
+        await resource.aclose()
 
 
 async def _stop_on_cancel(runner: StageRunner) -> None:

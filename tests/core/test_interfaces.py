@@ -82,7 +82,7 @@ class _Tracked(Resource):
     async def open(self) -> None:
         self.calls.append("open")
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         self.calls.append("close")
 
 
@@ -107,3 +107,13 @@ async def test_async_with_a_real_store_opens_and_closes_it(tmp_path: Path) -> No
         await store.save(Checkpoint("p", "s", 7))
     async with JsonFileCheckpointStore(tmp_path / "c.json") as again:
         assert await again.load("p", "s") == 7
+
+
+def test_a_resource_defining_close_instead_of_aclose_is_refused_at_class_creation() -> None:
+    with pytest.raises(TypeError) as info:
+
+        class Old(Resource):
+            async def close(self) -> None:
+                pass
+
+    assert str(info.value) == "Old defines close(); a Resource releases what it holds in aclose()"

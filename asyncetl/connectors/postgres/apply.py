@@ -120,10 +120,10 @@ class ApplySink(Sink[ChangeEvent]):
         try:
             self.applied = await self._run("reading the last applied change", self._load_marker)
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
 

@@ -123,12 +123,12 @@ class TablesSource(Source[TableRow]):
             for source in self.sources.values():
                 await source.open()
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         for source in self.sources.values():
-            await source.close()
+            await source.aclose()
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[TableRow]]:
         positions: dict[str, JsonValue] = dict(after) if isinstance(after, dict) else {}
@@ -192,7 +192,7 @@ class TablesSink(Sink[TableRow]):
             for table in self.tables:
                 self.sinks[table] = await self._open_sink(table)
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
     async def _open_sink(self, table: str) -> PostgresSink:
@@ -200,7 +200,7 @@ class TablesSink(Sink[TableRow]):
             self.source_dsn.url, table, retries=self._retry[0], retry_max_time=self._retry[1]
         )
         await probe.open()
-        await probe.close()
+        await probe.aclose()
         keyed = probe.schema is not None and bool(probe.schema.primary_key)
         sink = PostgresSink(
             self.dsn.url,
@@ -217,11 +217,11 @@ class TablesSink(Sink[TableRow]):
         await sink.open()
         return sink
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         sinks, self.sinks = list(self.sinks.values()), {}
         for sink in sinks:
             _log.info("table written", table=str(sink.table), rows_changed=sink.rows_changed)
-            await sink.close()
+            await sink.aclose()
         pool, self._pool = self._pool, None
         await close_pool(pool)
 

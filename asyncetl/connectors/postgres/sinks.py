@@ -179,7 +179,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             if self.schema is not None:
                 await self._ready()
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
     async def _create_at_open(self) -> None:
@@ -192,7 +192,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             source = await self._source_schema()
             await self._create(list(source.columns), self.key or list(source.primary_key))
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
 

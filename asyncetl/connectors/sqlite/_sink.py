@@ -133,7 +133,7 @@ class SqliteSink(Sink[Record]):
         if not existing and not self.create:
             raise self._missing_table()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await self._db.close()
 
     def commits_to(self, store: CheckpointStore) -> bool:

@@ -41,7 +41,7 @@ async def test_checkpoint_round_trip(pg_database: str) -> None:
         assert await store.load("p", "s") == {"t": ["2", None]}
         assert await store.load("p", "other") == 7
     finally:
-        await store.close()
+        await store.aclose()
     assert await rows(pg_database, "SELECT pipeline, source FROM etl.cp ORDER BY source") == [
         ("p", "other"),
         ("p", "s"),
@@ -68,7 +68,7 @@ async def test_dead_letters_put_list_remove(pg_database: str) -> None:
         assert [d.error for d in await store.list("p")] == ["bad 1"]
         assert [d.pipeline for d in await store.list("q")] == ["q"]
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def test_sink_commits_to_a_store_in_the_same_database_only(pg_database: str) -> None:
@@ -93,13 +93,13 @@ async def test_asking_commits_to_binds_nothing_and_transactional_writer_binds(
     bound = PostgresSink(pg_database, "dim", mode="refresh_swap")
     assert bound.transactional_writer(store) is not None
     await bound.open()
-    await bound.close()
+    await bound.aclose()
     assert await rows(pg_database, "SELECT * FROM dim__asyncetl_new") == [(1, "staged")]
 
     asked = PostgresSink(pg_database, "dim", mode="refresh_swap")
     assert asked.commits_to(store)
     await asked.open()
-    await asked.close()
+    await asked.aclose()
     assert await rows(pg_database, "SELECT * FROM dim__asyncetl_new") == []
 
 

@@ -116,7 +116,7 @@ async def test_a_failed_transaction_loses_batch_and_checkpoint_together(tmp_path
     offsets = write_orders(source, 50)
     store = SqliteCheckpointStore(str(db))
     await store.open()
-    await store.close()
+    await store.aclose()
     # A real SQLite failure inside the sink's transaction, after the batch's rows went in:
     # the checkpoint of the third batch cannot be written.
     execute(
