@@ -41,6 +41,7 @@ from asyncetl.core.interfaces import FailurePolicy as FailurePolicy
 from asyncetl.core.interfaces import Resource as Resource
 from asyncetl.core.interfaces import Sink as Sink
 from asyncetl.core.interfaces import Source as Source
+from asyncetl.core.interfaces import TransactionalWriter as TransactionalWriter
 from asyncetl.core.memory import ListSink as ListSink
 from asyncetl.core.memory import ListSource as ListSource
 from asyncetl.core.memory import MemoryCheckpointStore as MemoryCheckpointStore
@@ -89,6 +90,7 @@ __all__ = [
     "Sink",
     "Source",
     "StageError",
+    "TransactionalWriter",
     "Transform",
     "TransientError",
     "Watermark",

@@ -48,7 +48,7 @@ async def load_day(partition: Partition, *, source_dsn: str, target_dsn: str) ->
     try:
         await sink.write(Batch(0, [row], partition.key))
     finally:
-        await sink.close()
+        await sink.aclose()
 
 
 async def _ensure_table(dsn: str) -> None:

@@ -46,6 +46,7 @@ PUBLIC: dict[str, list[str]] = {
         "Sink",
         "Source",
         "StageError",
+        "TransactionalWriter",
         "Transform",
         "TransientError",
         "Watermark",

@@ -138,3 +138,15 @@ def test_the_checker_sees_a_violation() -> None:
     assert "spec" not in ALLOWED["core"] | ALLOWED["backfill"]
     assert layer_of("asyncetl.connectors.postgres.cdc") == "connectors.postgres"
     assert layer_of("asyncetl.ConfigError") == "core"
+
+
+def test_the_engine_modules_do_not_import_the_pipeline_that_runs_them() -> None:
+    # Pipeline configures the engine; the engine knows only its settings and pieces.
+    core = PACKAGE / "core"
+    found = {
+        f"{path.name}: {module}"
+        for path in core.glob("_[!_]*.py")  # the private engine modules
+        for module in imported_modules(path)
+        if module.startswith("asyncetl.core.pipeline")
+    }
+    assert found == set()

@@ -182,7 +182,7 @@ class Backfill:
         finally:
             self.progress.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                await self.store.close()
+                await self.store.aclose()
         return BackfillResult(
             self.name, states, self._stopped, self.stats.finished_here, time.monotonic() - started
         )

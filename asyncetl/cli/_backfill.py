@@ -263,7 +263,7 @@ async def _status(args: argparse.Namespace) -> int:
         states = await store.states(spec.name, scope)
     finally:
         with anyio.CancelScope(shield=True):
-            await store.close()
+            await store.aclose()
     limit = len(states) if args.all else 50
     table = summary_table(spec.name, states, limit=limit, succeeded=args.all)
     Console(file=sys.stdout, width=_width()).print(table)

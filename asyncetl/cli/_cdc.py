@@ -59,7 +59,7 @@ async def _status(args: argparse.Namespace) -> int:
     try:
         position = await pipeline.checkpoints.load(pipeline.name, source.name)
     finally:
-        await pipeline.checkpoints.close()
+        await pipeline.checkpoints.aclose()
     status = await cdc_status(
         source.dsn.url, slot=source.slot, publication=source.publication, position=position
     )

@@ -76,7 +76,7 @@ async def _reset(args: argparse.Namespace) -> int:
     try:
         await pipeline.checkpoints.save(checkpoint)
     finally:
-        await pipeline.checkpoints.close()
+        await pipeline.checkpoints.aclose()
     print(f"{_named(pipeline)}: {_json(before)} -> {_json(position)}")
     return EXIT_OK
 
@@ -97,7 +97,7 @@ async def _load(pipeline: Pipeline) -> JsonValue:
     try:
         return await pipeline.checkpoints.load(pipeline.name, pipeline.source.name)
     finally:
-        await pipeline.checkpoints.close()
+        await pipeline.checkpoints.aclose()
 
 
 def _position(text: str | None) -> JsonValue:

@@ -272,7 +272,7 @@ async def _dlq_list(args: argparse.Namespace) -> int:
         letters = await store.list(pipeline.name, limit=args.limit)
     finally:
         with anyio.move_on_after(10, shield=True):
-            await store.close()
+            await store.aclose()
     if args.json:
         for letter in letters:
             print(orjson.dumps(_letter_dict(letter)).decode())

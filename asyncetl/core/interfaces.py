@@ -1,8 +1,9 @@
 """The interfaces every connector implements: sources, sinks, transforms, stores.
 
 Each is a small abstract base class with no-op lifecycle defaults, in the manner
-of httpx's transports: a connector overrides what it needs. The engine calls
-``open()`` before first use and ``close()`` on every exit path.
+of httpx's transports: a connector overrides what it needs. Each is a
+:class:`Resource`: the engine calls ``open()`` before first use and ``aclose()``
+on every exit path, and ``async with resource:`` does the same.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Literal, TypeAlias, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
 
 from anyio.abc import ObjectSendStream
 
@@ -28,6 +30,7 @@ __all__ = [
     "Resource",
     "Sink",
     "Source",
+    "TransactionalWriter",
 ]
 
 T_co = TypeVar("T_co", covariant=True)
@@ -66,13 +69,37 @@ class DeadLetter:
 
 
 class Resource:
-    """Something the engine opens before use and closes on every exit path."""
+    """Something the engine opens before use and closes on every exit path.
+
+    ``async with resource:`` opens it and closes it again on the way out, in
+    the manner of anyio's ``AsyncResource``.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "close" in cls.__dict__:
+            # The engine would never call it: fail now rather than leak later.
+            raise TypeError(
+                f"{cls.__name__} defines close(); a Resource releases what it holds in aclose()"
+            )
 
     async def open(self) -> None:
         """Acquire connections, files and sessions."""
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Release what :meth:`open` acquired; must be safe to call after a failed open."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 class Source(Resource, abc.ABC, Generic[T_co]):
@@ -84,10 +111,20 @@ class Source(Resource, abc.ABC, Generic[T_co]):
     instead: it runs in the engine's reader task and may open a task group,
     which an async generator must never hold across a ``yield``.
 
+    A subclass that implements neither cannot be instantiated.
+
     :ivar name: identifies the source within a pipeline; part of the checkpoint key.
     """
 
     name: str = "source"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        if cls.read is Source.read and cls.produce is Source.produce:
+            raise TypeError(
+                f"cannot instantiate source {cls.__name__}: it implements neither "
+                "read() nor produce(); a Source implements one of them"
+            )
+        return super().__new__(cls)
 
     def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[T_co]]:
         """Yield chunks of at most about ``max_chunk`` records, starting strictly after ``after``.
@@ -124,8 +161,24 @@ class Source(Resource, abc.ABC, Generic[T_co]):
         """Upstream acknowledgement: everything up to ``position`` is committed downstream."""
 
 
+class TransactionalWriter(Protocol[T_contra]):
+    """Writes a batch and a checkpoint in one transaction.
+
+    What :meth:`Sink.transactional_writer` returns.
+    """
+
+    async def __call__(self, batch: Batch[T_contra], checkpoint: Checkpoint, /) -> Sequence[Reject]:
+        """Write ``batch`` and save ``checkpoint`` atomically; return the records refused."""
+        ...
+
+
 class Sink(Resource, abc.ABC, Generic[T_contra]):
-    """Writes batches durably; returning from :meth:`write` is the acknowledgement."""
+    """Writes batches durably; returning from :meth:`write` is the acknowledgement.
+
+    A sink that can save checkpoints in the transaction of its writes (for
+    exactly-once results without an idempotent target) says so in
+    :meth:`commits_to` and implements :meth:`transactional_writer`.
+    """
 
     name: str = "sink"
 
@@ -134,17 +187,24 @@ class Sink(Resource, abc.ABC, Generic[T_contra]):
         """Write ``batch`` durably and return the records the target refused (usually none)."""
 
     def commits_to(self, store: CheckpointStore) -> bool:
-        """Whether this sink can write checkpoints of ``store`` inside its own transaction."""
+        """Whether this sink can save checkpoints of ``store`` inside its own transactions.
+
+        A question only: it changes nothing.
+        """
         return False
 
-    async def write_with_checkpoint(
-        self, batch: Batch[T_contra], checkpoint: Checkpoint
-    ) -> Sequence[Reject]:
-        """Write ``batch`` and ``checkpoint`` in one transaction (exactly-once).
+    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[T_contra] | None:
+        """Bind ``store`` to this sink's transactions, if :meth:`commits_to` it.
 
-        Called instead of :meth:`write` only when :meth:`commits_to` is true.
+        The engine calls this once, before opening the sink (which may prepare
+        differently, knowing its checkpoints travel with its writes), and then
+        writes every batch through the writer instead of :meth:`write`, the
+        empty ones too, with the checkpoint that batch's acknowledgement commits.
+
+        :returns: the writer, or ``None`` when this sink cannot save checkpoints
+            of ``store`` (the engine then saves them itself, after each write).
         """
-        raise NotImplementedError
+        return None
 
 
 class CheckpointStore(Resource, abc.ABC):

@@ -11,17 +11,16 @@ acknowledgement.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
 
+from asyncetl.core._settings import RunSettings
 from asyncetl.core._stages import StageRunner
-from asyncetl.core.batch import Position
+from asyncetl.core._stats import RunStats
 from asyncetl.core.errors import AsyncetlError, ConfigError
 from asyncetl.core.interfaces import (
     CheckpointStore,
@@ -35,34 +34,6 @@ from asyncetl.core.memory import MemoryCheckpointStore
 from asyncetl.core.transforms import Transform
 
 __all__ = ["Pipeline", "RunStats"]
-
-
-@dataclass(slots=True)
-class RunStats:
-    """What one run did; updated live while it runs."""
-
-    records_in: int = 0
-    records_out: int = 0
-    dead_lettered: int = 0
-    batches_committed: int = 0
-    position: Position = None
-    started_at: float = field(default_factory=time.monotonic)
-    finished_at: float | None = None
-    committed_at: float | None = None  # monotonic time of the last commit
-    stopped_early: bool = False
-
-    @property
-    def elapsed(self) -> float:
-        return (self.finished_at or time.monotonic()) - self.started_at
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "records_in": self.records_in,
-            "loaded": self.records_out,
-            "dead_lettered": self.dead_lettered,
-            "batches": self.batches_committed,
-            "elapsed_s": round(self.elapsed, 3),
-        }
 
 
 class Pipeline:
@@ -139,8 +110,7 @@ class Pipeline:
         :raises AsyncetlError: a resource could not be opened or a checkpoint read.
         """
         self.stats = RunStats()
-        runner = StageRunner(self, self.stats)
-        self._runner = runner
+        runner = self._runner = self._make_runner(self.stats)
         failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as outer:
@@ -148,14 +118,14 @@ class Pipeline:
                 # The engine runs shielded so that an outside cancellation becomes a
                 # graceful stop (see _stop_on_cancel) instead of abandoning batches.
                 with anyio.CancelScope(shield=True):
-                    await _run_opened(self, runner)
+                    await _run_opened(self._resources(), runner)
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             failure = _single(group)
             if failure is group:
                 raise
         finally:
-            self.stats.finished_at = time.monotonic()
+            self.stats.record_finish()
             self._runner = None
         if failure is not None:
             # Raised outside the handler so the error keeps its own cause chain.
@@ -175,7 +145,7 @@ class Pipeline:
     @property
     def in_flight_batches(self) -> int:
         """Batches read but not yet acknowledged by the sink."""
-        return self._runner.watermark.pending if self._runner is not None else 0
+        return self._runner.in_flight_batches if self._runner is not None else 0
 
     def stop(self, *, immediate: bool = False) -> None:
         """Stop reading and drain in-flight batches; ``immediate`` cancels at once.
@@ -184,6 +154,36 @@ class Pipeline:
         """
         if self._runner is not None:
             self._runner.request_stop(immediate=immediate)
+
+    def _make_runner(self, stats: RunStats) -> StageRunner:
+        settings = RunSettings(
+            name=self.name,
+            max_batch_size=self.max_batch_size,
+            max_batch_age=self.max_batch_age,
+            queue_size=self.queue_size,
+            source_errors=self.source_errors,
+            sink_errors=self.sink_errors,
+            grace_period=self.grace_period,
+            stop_when_idle=self.stop_when_idle,
+            summary_interval=self.summary_interval,
+            max_records_in_flight=self.max_records_in_flight,
+        )
+        return StageRunner(
+            settings,
+            source=self.source,
+            transforms=self.transforms,
+            sink=self.sink,
+            checkpoints=self.checkpoints,
+            dead_letters=self.dead_letters,
+            stats=stats,
+        )
+
+    def _resources(self) -> list[Resource]:
+        """What a run opens first and closes last, in opening order."""
+        resources: list[Resource] = [self.checkpoints, self.source, self.sink, *self.transforms]
+        if self.dead_letters is not None:
+            resources.append(self.dead_letters)
+        return resources
 
     def _validate(self) -> None:
         where = f"pipeline {self.name}"
@@ -211,25 +211,17 @@ class Pipeline:
             raise ConfigError(f"stage names must be unique, got {names}", where=where)
 
 
-async def _run_opened(pipeline: Pipeline, runner: StageRunner) -> None:
-    resources: list[Resource] = [
-        pipeline.checkpoints,
-        pipeline.source,
-        pipeline.sink,
-        *pipeline.transforms,
-    ]
-    if pipeline.dead_letters is not None:
-        resources.append(pipeline.dead_letters)
+async def _run_opened(resources: Sequence[Resource], runner: StageRunner) -> None:
     async with AsyncExitStack() as stack:
         for resource in resources:
             await resource.open()
-            stack.push_async_callback(_close, resource)
+            stack.push_async_callback(_aclose, resource)
         await runner.run()
 
 
-async def _close(resource: Resource) -> None:
+async def _aclose(resource: Resource) -> None:
     with anyio.move_on_after(10, shield=True):
-        await resource.close()
+        await resource.aclose()
 
 
 async def _stop_on_cancel(runner: StageRunner) -> None:

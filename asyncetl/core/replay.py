@@ -111,7 +111,7 @@ async def _open(stack: AsyncExitStack, resource: Resource) -> None:
 
 async def _close(resource: Resource) -> None:
     with anyio.move_on_after(10, shield=True):
-        await resource.close()
+        await resource.aclose()
 
 
 async def _replay_chunk(

@@ -65,7 +65,7 @@ async def run_flow(
         await _Scheduler(flow, store, run).run()
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-            await store.close()
+            await store.aclose()
     steps = {name: run.steps[name] for name in flow.steps}
     return FlowResult(flow.name, run.run_id, steps, time.monotonic() - started, resumed)
 

@@ -184,7 +184,7 @@ async def test_cancelling_the_caller_hands_running_partitions_back(tmp_path: Pat
     try:
         assert {s.status for s in await store.states("bf")} == {"pending"}
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def test_a_partition_of_a_dead_worker_is_taken_over_when_its_lease_expires() -> None:

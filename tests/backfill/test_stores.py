@@ -26,7 +26,7 @@ async def opened(store: BackfillStore) -> AsyncIterator[BackfillStore]:
     try:
         yield store
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def test_register_adds_pending_partitions_once(stores: StoreFactory) -> None:

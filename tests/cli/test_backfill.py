@@ -220,7 +220,7 @@ async def states_of(path: Path) -> dict[str, str]:
     try:
         return {s.key: s.status for s in await store.states("cli")}
     finally:
-        await store.close()
+        await store.aclose()
 
 
 @pytest.mark.anyio

@@ -141,7 +141,7 @@ def committed(directory: Path, variant: dict[str, str]) -> int:
         try:
             return await store.load("recovery", "jsonl")
         finally:
-            await store.close()
+            await store.aclose()
 
     position = anyio.run(load)
     assert position is None or isinstance(position, int)

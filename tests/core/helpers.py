@@ -37,7 +37,7 @@ class TrackedSource(Source[int]):
     async def open(self) -> None:
         self.opened += 1
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         self.closed += 1
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[int]]:
@@ -80,7 +80,7 @@ class SlowSink(ListSink[int]):
     async def open(self) -> None:
         self.opened += 1
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         self.closed += 1
 
     async def write(self, batch: Batch[int]) -> Sequence[Reject]:

@@ -422,14 +422,6 @@ async def test_a_source_may_produce_with_a_task_group_of_its_own() -> None:
     assert store.positions == {("p", "concurrent"): 100}
 
 
-async def test_a_source_without_read_or_produce_fails_clearly() -> None:
-    class Empty(Source[int]):
-        name = "empty"
-
-    with pytest.raises(StageError, match="Empty implements neither read\\(\\) nor produce\\(\\)"):
-        await Pipeline("p", Empty(), ListSink()).run()
-
-
 async def test_a_source_failing_mid_read_names_the_position_it_read_after() -> None:
     class Breaks(Source[int]):
         name = "breaks"

@@ -209,7 +209,7 @@ class JsonlSink(Sink[object]):
         if self._fd is None:
             self._fd = await anyio.to_thread.run_sync(open_for_append, self.path)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             await anyio.to_thread.run_sync(os.close, fd)

@@ -135,7 +135,7 @@ class HttpSink(Sink[object]):
         """
         await self.client.open()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the session."""
         await self.client.close()
 

@@ -193,7 +193,7 @@ class HttpSource(Source[Record]):
         """
         await self.client.open()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the session."""
         await self.client.close()
 

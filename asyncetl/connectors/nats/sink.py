@@ -107,7 +107,7 @@ class JetStreamSink(Sink[JsonValue]):
         """
         await self.client.open()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await self.client.close()
 
     async def write(self, batch: Batch[JsonValue]) -> Sequence[Reject]:

@@ -138,7 +138,7 @@ class JetStreamSource(Source[JetStreamRecord]):
             f"bind to {what}", lambda: js.pull_subscribe_bind(self.durable, self.stream)
         )
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Unsubscribe, nak what was handed out but not acknowledged, and disconnect."""
         leftovers = self._ledger.clear()
         sub, self._sub = self._sub, None

@@ -54,7 +54,7 @@ from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
 from asyncetl.core.errors import ConfigError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, TransactionalWriter
 
 __all__ = ["ApplySink"]
 
@@ -120,25 +120,31 @@ class ApplySink(Sink[ChangeEvent]):
         try:
             self.applied = await self._run("reading the last applied change", self._load_marker)
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
 
     def commits_to(self, store: CheckpointStore) -> bool:
         """True for a PostgreSQL checkpoint store in the target database (exactly-once)."""
-        if isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn):
-            self._store = store
-            return True
-        return False
+        return isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn)
+
+    def transactional_writer(
+        self, store: CheckpointStore
+    ) -> TransactionalWriter[ChangeEvent] | None:
+        """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it."""
+        if not isinstance(store, PostgresCheckpointStore) or not self.commits_to(store):
+            return None
+        self._store = store
+        return self._write_with_checkpoint
 
     async def write(self, batch: Batch[ChangeEvent]) -> Sequence[Reject]:
         await self._apply(batch.records, None)
         return ()
 
-    async def write_with_checkpoint(
+    async def _write_with_checkpoint(
         self, batch: Batch[ChangeEvent], checkpoint: Checkpoint
     ) -> Sequence[Reject]:
         await self._apply(batch.records, checkpoint)

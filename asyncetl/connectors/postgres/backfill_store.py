@@ -139,7 +139,7 @@ class PostgresBackfillStore(BackfillStore):
 
         await self._tx("creating the backfill table", create)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
 

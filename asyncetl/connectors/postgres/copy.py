@@ -42,7 +42,13 @@ from asyncetl.connectors.postgres.source import TableSource
 from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, Source
+from asyncetl.core.interfaces import (
+    Checkpoint,
+    CheckpointStore,
+    Sink,
+    Source,
+    TransactionalWriter,
+)
 
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
@@ -117,12 +123,12 @@ class TablesSource(Source[TableRow]):
             for source in self.sources.values():
                 await source.open()
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         for source in self.sources.values():
-            await source.close()
+            await source.aclose()
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[TableRow]]:
         positions: dict[str, JsonValue] = dict(after) if isinstance(after, dict) else {}
@@ -186,7 +192,7 @@ class TablesSink(Sink[TableRow]):
             for table in self.tables:
                 self.sinks[table] = await self._open_sink(table)
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
     async def _open_sink(self, table: str) -> PostgresSink:
@@ -194,7 +200,7 @@ class TablesSink(Sink[TableRow]):
             self.source_dsn.url, table, retries=self._retry[0], retry_max_time=self._retry[1]
         )
         await probe.open()
-        await probe.close()
+        await probe.aclose()
         keyed = probe.schema is not None and bool(probe.schema.primary_key)
         sink = PostgresSink(
             self.dsn.url,
@@ -211,24 +217,29 @@ class TablesSink(Sink[TableRow]):
         await sink.open()
         return sink
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         sinks, self.sinks = list(self.sinks.values()), {}
         for sink in sinks:
             _log.info("table written", table=str(sink.table), rows_changed=sink.rows_changed)
-            await sink.close()
+            await sink.aclose()
         pool, self._pool = self._pool, None
         await close_pool(pool)
 
     def commits_to(self, store: CheckpointStore) -> bool:
-        if isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn):
-            self._checkpoints = store
-            return True
-        return False
+        """True for a :class:`PostgresCheckpointStore` in the target database."""
+        return isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn)
+
+    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[TableRow] | None:
+        """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it."""
+        if not isinstance(store, PostgresCheckpointStore) or not self.commits_to(store):
+            return None
+        self._checkpoints = store
+        return self._write_with_checkpoint
 
     async def write(self, batch: Batch[TableRow]) -> Sequence[Reject]:
         return await self._write(batch.records, None)
 
-    async def write_with_checkpoint(
+    async def _write_with_checkpoint(
         self, batch: Batch[TableRow], checkpoint: Checkpoint
     ) -> Sequence[Reject]:
         return await self._write(batch.records, checkpoint)

@@ -64,7 +64,7 @@ from asyncetl.connectors.postgres.schema import (
 from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, TransactionalWriter
 
 __all__ = ["PostgresSink", "SinkMode"]
 
@@ -179,7 +179,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             if self.schema is not None:
                 await self._ready()
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
     async def _create_at_open(self) -> None:
@@ -192,16 +192,24 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             source = await self._source_schema()
             await self._create(list(source.columns), self.key or list(source.primary_key))
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
 
     def commits_to(self, store: CheckpointStore) -> bool:
         """True for a :class:`PostgresCheckpointStore` in the same database."""
-        if isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn):
-            self._checkpoints = store
-            return True
-        return False
+        return isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn)
+
+    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[Record] | None:
+        """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it.
+
+        Call it before :meth:`open`: in ``refresh_swap`` mode the staging table a
+        crashed run left then matches its checkpoint and is kept.
+        """
+        if not isinstance(store, PostgresCheckpointStore) or not self.commits_to(store):
+            return None
+        self._checkpoints = store
+        return self._write_with_checkpoint
 
     @property
     def target(self) -> TableName:
@@ -214,7 +222,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     async def write(self, batch: Batch[Record]) -> Sequence[Reject]:
         return await self._write(batch.records, None, self._swaps_after(batch))
 
-    async def write_with_checkpoint(
+    async def _write_with_checkpoint(
         self, batch: Batch[Record], checkpoint: Checkpoint
     ) -> Sequence[Reject]:
         return await self._write(batch.records, checkpoint, self._swaps_after(batch))

@@ -176,10 +176,10 @@ class TableSource(Source[Any]):
             columns = await self._discover()
             self._plan(columns)
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
 

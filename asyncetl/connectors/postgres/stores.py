@@ -69,10 +69,10 @@ class _TableStore:
                 policy=self.policy,
             )
         except BaseException:
-            await self.close()
+            await self.aclose()
             raise
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
 

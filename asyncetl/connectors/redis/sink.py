@@ -141,7 +141,7 @@ class RedisStreamSink(Sink[Mapping[str, JsonValue]]):
         await self.client.open()
         self._script = self.client.redis.register_script(_DEDUPE_XADD)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         self._script = None
         await self.client.close()
 

@@ -137,7 +137,7 @@ class RedisStreamSource(Source[StreamRecord]):
         else:
             await self._require_group()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         self._ledger.clear()
         await self.client.close()
 

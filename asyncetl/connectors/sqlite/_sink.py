@@ -28,7 +28,7 @@ from asyncetl.connectors.sqlite._sql import (
 )
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, TransactionalWriter
 
 __all__ = ["SqliteSink"]
 
@@ -63,8 +63,9 @@ class SqliteSink(Sink[Record]):
     bits) is a reject; the rest of the batch still loads.
 
     When the checkpoint store is a :class:`SqliteCheckpointStore` on the same
-    file, :meth:`commits_to` says so and the checkpoint row is written in the
-    batch's transaction: exactly-once results even without a key.
+    file, :meth:`commits_to` says so, and through :meth:`transactional_writer`
+    the checkpoint row is written in the batch's transaction: exactly-once
+    results even without a key.
 
     :param path: the database file; its directory must exist.
     :param table: the target table, one identifier (it is quoted, never parsed).
@@ -132,18 +133,19 @@ class SqliteSink(Sink[Record]):
         if not existing and not self.create:
             raise self._missing_table()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await self._db.close()
 
     def commits_to(self, store: CheckpointStore) -> bool:
-        """True for a :class:`SqliteCheckpointStore` on the same database file.
+        """True for a :class:`SqliteCheckpointStore` on the same database file."""
+        return isinstance(store, SqliteCheckpointStore) and same_database(store.path, self.path)
 
-        The sink then remembers the store's table, for :meth:`write_with_checkpoint`.
-        """
-        if isinstance(store, SqliteCheckpointStore) and same_database(store.path, self.path):
-            self._checkpoints = store.sql
-            return True
-        return False
+    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[Record] | None:
+        """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it."""
+        if not isinstance(store, SqliteCheckpointStore) or not self.commits_to(store):
+            return None
+        self._checkpoints = store.sql
+        return self._write_with_checkpoint
 
     async def write(self, batch: Batch[Record]) -> Sequence[Reject]:
         """Load the batch in one transaction; return the records refused.
@@ -154,18 +156,13 @@ class SqliteSink(Sink[Record]):
         """
         return await self._write(batch.records, None)
 
-    async def write_with_checkpoint(
+    async def _write_with_checkpoint(
         self, batch: Batch[Record], checkpoint: Checkpoint
     ) -> Sequence[Reject]:
         """Load the batch and save ``checkpoint`` in the same transaction (also when empty).
 
-        :raises PermanentError: as :meth:`write`, or when :meth:`commits_to` was not true.
+        :raises PermanentError: as :meth:`write`.
         """
-        if self._checkpoints is None:
-            raise PermanentError(
-                f"sink {self.name!r} got a checkpoint to write but no SqliteCheckpointStore "
-                f"on {self.path} was given to commits_to"
-            )
         return await self._write(batch.records, checkpoint)
 
     async def _write(

@@ -52,7 +52,7 @@ class TableStore(Generic[S]):
         """
         await self._ready()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await self._db.close()
 
     async def _ready(self) -> None:

@@ -112,7 +112,7 @@ class SqliteBackfillStore(BackfillStore):
         if self._conn is None:
             self._conn = await self._run(self._connect)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             await anyio.to_thread.run_sync(conn.close, limiter=self._one_at_a_time)

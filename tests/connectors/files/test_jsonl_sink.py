@@ -32,7 +32,7 @@ async def test_one_line_per_record_with_unknown_types_as_strings(tmp_path: Path)
             )
         )
     finally:
-        await sink.close()
+        await sink.aclose()
     assert rejects == []
     assert path.read_bytes().splitlines() == [
         b'{"a":1,"b":[1,null]}',
@@ -48,7 +48,7 @@ async def test_batches_append_across_sinks(tmp_path: Path) -> None:
     for n in range(3):
         sink = JsonlSink(str(path), fsync=n % 2 == 0)
         await sink.write(Batch(n, [{"n": n}], n))  # opens on first use
-        await sink.close()
+        await sink.aclose()
     assert path.read_bytes() == b'{"n":0}\n{"n":1}\n{"n":2}\n'
 
 
@@ -58,7 +58,7 @@ async def test_a_torn_last_line_is_closed_before_appending(tmp_path: Path) -> No
     sink = JsonlSink(str(path))
     with capture_logs() as logs:
         await sink.write(Batch(0, [{"b": 2}], 1))
-    await sink.close()
+    await sink.aclose()
     assert path.read_bytes() == b'{"a":1}\n{"a":\n{"b":2}\n'
     assert logs == [
         {
@@ -76,7 +76,7 @@ async def test_a_record_that_cannot_be_encoded_is_the_only_reject(tmp_path: Path
     circular.append(circular)
     sink = JsonlSink(str(path))
     rejects = await sink.write(Batch(0, [{"ok": 1}, circular], 2))
-    await sink.close()
+    await sink.aclose()
     assert [(r.record is circular, str(r.error)) for r in rejects] == [
         (True, "cannot encode as JSON: Circular reference detected"),
     ]

@@ -241,7 +241,7 @@ async def collect_until_error(
             async for chunk in receive:
                 chunks.append(chunk)
     finally:
-        await source.close()
+        await source.aclose()
     return chunks, error
 
 
@@ -257,7 +257,7 @@ async def read_all(
         async with aclosing(reading) as chunks:
             return [chunk async for chunk in chunks]
     finally:
-        await source.close()
+        await source.aclose()
 
 
 def ids(chunks: list[Chunk[dict[str, Any]]]) -> list[int]:

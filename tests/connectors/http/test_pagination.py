@@ -261,7 +261,7 @@ async def test_parallel_pages_stay_in_flight_while_records_are_handed_on() -> No
                     await anyio.sleep(0.05)  # time for a request too many to show up
                     requested_while_held.append(highest_requested())
         finally:
-            await src.close()
+            await src.aclose()
     assert requested_while_held == [5, 6, 7, 8, 9, 10, 10, 10, 10, 10]
     assert len(api.hits) == 10
 

@@ -137,7 +137,7 @@ async def test_a_refused_batch_is_resent_record_by_record_to_find_the_refused_on
         try:
             rejects = await sink.write(Batch(0, sink_records, {"page": 2}))
         finally:
-            await sink.close()
+            await sink.aclose()
     assert [reject.record for reject in rejects] == [sink_records[4]]
     assert [orjson.loads(hit.body) for hit in receiver.hits] == [
         sink_records,
@@ -168,7 +168,7 @@ async def test_a_per_record_failure_under_concurrency_raises_one_error() -> None
             with pytest.raises(PermanentError, match="answered 404 Not Found"):
                 await sink.write(Batch(0, records(10), 10))
         finally:
-            await sink.close()
+            await sink.aclose()
 
 
 async def test_retry_after_on_the_sink_is_honoured() -> None:

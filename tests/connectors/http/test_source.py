@@ -263,7 +263,7 @@ async def test_cancelling_a_parallel_read_stops_every_fetch_in_flight_at_once() 
                     async for chunk in receive:
                         received.append(chunk)
         finally:
-            await src.close()
+            await src.aclose()
         elapsed = time.monotonic() - started
     assert elapsed < 0.8  # the four slow fetches did not hold the cancellation up
     assert ids(received) == list(range(1, 11))

@@ -36,7 +36,7 @@ async def test_the_sink_reports_an_unreachable_server_the_same_way() -> None:
     sink = JetStreamSink(f"{SECRET_SERVER}, nats://127.0.0.1:2", "out", retries=0)
     with capture_logs(), pytest.raises(TransientError) as caught:
         await sink.open()
-    await sink.close()
+    await sink.aclose()
     assert str(caught.value).startswith(
         "NATS at 127.0.0.1:1, 127.0.0.1:2 is unreachable or did not answer connect in time"
     )

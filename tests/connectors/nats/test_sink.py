@@ -41,7 +41,7 @@ async def write(sink: JetStreamSink, batches: Sequence[Batch[JsonValue]]) -> lis
     try:
         rejects = [reject for batch in batches for reject in await sink.write(batch)]
     finally:
-        await sink.close()
+        await sink.aclose()
     return [reject.record for reject in rejects]
 
 

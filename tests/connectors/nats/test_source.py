@@ -73,7 +73,7 @@ async def test_acknowledge_acks_exactly_the_messages_up_to_the_position(stream: 
         assert await stream.settled((2, 0)) == (2, 0)
         assert src.outstanding == 2
     finally:
-        await src.close()
+        await src.aclose()
     # The last chunk was never committed: closing nak-ed it for immediate redelivery.
     sink = ListSink[JetStreamRecord]()
     with capture_logs():
@@ -167,7 +167,7 @@ async def test_a_missing_stream_or_consumer_fails_clearly(stream: Stream) -> Non
     missing = JetStreamSource(NATS_URL, "NO_SUCH_STREAM", durable=DURABLE)
     with pytest.raises(PermanentError) as caught:
         await missing.open()
-    await missing.close()
+    await missing.aclose()
     assert str(caught.value) == (
         "JetStream stream 'NO_SUCH_STREAM' does not exist on NATS at 127.0.0.1:4222; "
         "create it before reading from it"
@@ -176,7 +176,7 @@ async def test_a_missing_stream_or_consumer_fails_clearly(stream: Stream) -> Non
     strict = JetStreamSource(NATS_URL, stream.name, durable="absent", create_consumer=False)
     with pytest.raises(PermanentError) as caught:
         await strict.open()
-    await strict.close()
+    await strict.aclose()
     assert str(caught.value) == (
         f"durable consumer 'absent' of stream {stream.name!r} does not exist on NATS at "
         "127.0.0.1:4222; create it or set create_consumer = true"

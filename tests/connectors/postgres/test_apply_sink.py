@@ -223,7 +223,7 @@ async def test_applies_inserts_updates_deletes_and_truncates(target_db: str) -> 
         marker = await fetch(target_db, "SELECT sink, lsn::text, seq FROM asyncetl_cdc_applied")
         assert [tuple(r) for r in marker] == [("apply", "0/C8", 1)]
     finally:
-        await sink.close()
+        await sink.aclose()
 
 
 @pytest.mark.anyio
@@ -246,14 +246,14 @@ async def test_a_replayed_change_is_skipped(target_db: str) -> None:
             )
         )
     finally:
-        await sink.close()
+        await sink.aclose()
     again = ApplySink(target_db)  # a restarted process reads the marker back
     await again.open()
     try:
         assert again.applied == (100, 2)
         await again.write(batch([ev("c", 3, 100, 2, name="x"), ev("u", 2, 101, 0, name="B")]))
     finally:
-        await again.close()
+        await again.aclose()
     assert await rows(target_db) == [(1, "edited", 0), (2, "B", 0), (3, "c", 0)]
 
 
@@ -280,7 +280,7 @@ async def test_unchanged_toast_columns_are_left_alone(target_db: str) -> None:
             )
         )
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(target_db) == [(1, "A", "large value"), (2, "B", "new"), (3, "C", "fresh")]
 
 
@@ -293,7 +293,7 @@ async def test_new_columns_evolve_or_fail_clearly(target_db: str) -> None:
         with pytest.raises(PermanentError) as caught:
             await strict.write(batch([ev("c", 1, 100, 0, name="a", doc={"k": 1})]))
     finally:
-        await strict.close()
+        await strict.aclose()
     assert str(caught.value) == (
         "column 'doc' of source table public.items is missing from target table public.items; "
         "add it to the target or set evolve = true"
@@ -303,7 +303,7 @@ async def test_new_columns_evolve_or_fail_clearly(target_db: str) -> None:
     try:
         await evolving.write(batch([ev("c", 1, 100, 0, name="a", doc={"k": 1})]))
     finally:
-        await evolving.close()
+        await evolving.aclose()
     assert await rows(target_db) == [(1, "a", '{"k": 1}')]
     types = await fetch(
         target_db,
@@ -325,7 +325,7 @@ async def test_missing_target_without_create_is_a_clear_error(target_db: str) ->
         ):
             await sink.write(batch([ev("c", 1, 100, 0, name="a")]))
     finally:
-        await sink.close()
+        await sink.aclose()
 
 
 @pytest.mark.anyio
@@ -343,7 +343,7 @@ async def test_soft_deletes_and_table_mapping(target_db: str) -> None:
         deleted = await rows(target_db, "copy.items")
         await sink.write(batch([ev("c", 1, 102, 0, name="back")], 2))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert [(r[0], r[2] is not None) for r in deleted] == [(1, True), (2, False)]
     assert await rows(target_db, "copy.items") == [(1, "back", None), (2, "b", None)]
 
@@ -391,7 +391,7 @@ async def test_tables_without_a_key(target_db: str) -> None:
         ):
             await sink.write(batch([change("u", 5, None, {"a": 1, "b": "z"})], 1))
     finally:
-        await sink.close()
+        await sink.aclose()
 
 
 @pytest.mark.anyio
@@ -422,7 +422,7 @@ async def test_types_round_trip_through_text(target_db: str) -> None:
             batch([ChangeEvent("c", "public", "typed", {"id": 1}, None, values, 5, 0)])
         )
     finally:
-        await sink.close()
+        await sink.aclose()
     conn = await asyncpg.connect(target_db)
     try:
         record = await conn.fetchrow("SELECT * FROM typed")
@@ -467,7 +467,7 @@ async def test_timestamps_arrive_exactly_across_their_range(target_db: str) -> N
         )
         await sink.write(batch([infinite, change(1, stamps[2], lsn=6)], 1))
     finally:
-        await sink.close()
+        await sink.aclose()
     final = [*stamps[:1], stamps[2], *stamps[2:]]  # the second batch changed row 1
     got = await fetch(
         target_db, "SELECT id, tz, ms, naive, d, tz::text AS tz_text FROM stamps ORDER BY id"
@@ -525,7 +525,7 @@ async def test_deletes_by_keys_of_every_kind(target_db: str) -> None:
         await sink.write(batch(events))
         await sink.write(batch(deletes, 1))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(target_db, "by_uuid") == [(uuid.UUID(int=0), 0), (uuid.UUID(int=2), 2)]
     assert await rows(target_db, "by_name") == [("a", 0), ("c", 2)]
     assert await rows(target_db, "by_time") == [(keys["by_time"][0], 0), (keys["by_time"][2], 2)]
@@ -537,18 +537,21 @@ async def test_checkpoint_in_the_same_transaction(target_db: str) -> None:
     await execute(target_db, "CREATE TABLE items (id int PRIMARY KEY, name text)")
     store = PostgresCheckpointStore(target_db)
     sink = ApplySink(target_db)
+    assert sink.commits_to(store)
+    assert not ApplySink("postgresql://postgres@127.0.0.1:5432/other").commits_to(store)
+    assert (
+        ApplySink("postgresql://postgres@127.0.0.1:5432/other").transactional_writer(store) is None
+    )
+    write = sink.transactional_writer(store)
+    assert write is not None
     await store.open()
     await sink.open()
     try:
-        assert sink.commits_to(store)
-        assert not ApplySink("postgresql://postgres@127.0.0.1:5432/other").commits_to(store)
-        await sink.write_with_checkpoint(
-            batch([ev("c", 1, 100, 0, name="a")]), Checkpoint("p", "cdc", {"lsn": "0/65"})
-        )
+        await write(batch([ev("c", 1, 100, 0, name="a")]), Checkpoint("p", "cdc", {"lsn": "0/65"}))
         assert await store.load("p", "cdc") == {"lsn": "0/65"}
     finally:
-        await sink.close()
-        await store.close()
+        await sink.aclose()
+        await store.aclose()
 
 
 @pytest.mark.anyio
@@ -580,6 +583,6 @@ async def test_apply_connection_killed_mid_batch_is_retried(target_db: str) -> N
             await blocking.rollback()
     finally:
         await blocker.close()
-        await sink.close()
+        await sink.aclose()
     assert await rows(target_db) == [(1, "A"), (2, "b")]
     assert sink.applied == (100, 1)

@@ -65,7 +65,7 @@ async def test_status_then_drop(cdc_db: str) -> None:
             == status["lag_bytes"]
         )
     finally:
-        await source.close()
+        await source.aclose()
     assert await cdc_drop(cdc_db, slot=slot, publication=publication) == {
         "slot_dropped": True,
         "publication_dropped": True,
@@ -100,4 +100,4 @@ async def test_drop_refuses_a_slot_in_use(cdc_db: str) -> None:
             await wait_for(lambda: streaming(cdc_db, slot))
             await execute(cdc_db, "INSERT INTO t VALUES (1)")
     finally:
-        await source.close()
+        await source.aclose()

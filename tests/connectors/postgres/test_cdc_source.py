@@ -139,7 +139,7 @@ async def test_only_acknowledged_positions_are_reported_flushed(cdc_db: str) -> 
         await source.acknowledge(first_commit)
         await wait_for(lambda: _confirmed_is(cdc_db, source.slot, first_commit["lsn"]))
     finally:
-        await source.close()
+        await source.aclose()
 
 
 async def take_after_writes(
@@ -168,7 +168,7 @@ async def test_resume_inside_a_transaction_skips_what_was_emitted(cdc_db: str) -
             source, cdc_db, ["INSERT INTO t SELECT generate_series(1, 10)"], 3, max_chunk=3
         )
     finally:
-        await source.close()
+        await source.aclose()
     # Chunks hold at most 3 changes but may hold fewer: we stopped somewhere inside the transaction.
     emitted = len(records)
     assert 3 <= emitted < 10
@@ -187,7 +187,7 @@ async def test_resume_inside_a_transaction_skips_what_was_emitted(cdc_db: str) -
     try:
         rest, rest_positions = await take(resumed, 10 - emitted, after=middle)
     finally:
-        await resumed.close()
+        await resumed.aclose()
     assert [e.after["id"] for e in rest if e.after] == list(range(emitted + 1, 11))
     assert [e.seq for e in rest] == list(range(emitted, 10))
     assert set(rest_positions[-1]) == {"lsn"}  # type: ignore[arg-type]
@@ -239,7 +239,7 @@ async def test_types_from_stream_and_snapshot_agree(cdc_db: str) -> None:
             3,
         )
     finally:
-        await source.close()
+        await source.aclose()
     snapshot_row, inserted, updated = records
     assert snapshot_row.op == "r" and snapshot_row.after == expected
     assert inserted.op == "c" and inserted.after == {**expected, "id": 2}
@@ -261,7 +261,7 @@ async def test_truncate_and_replica_identity_full(cdc_db: str) -> None:
             source, cdc_db, ["UPDATE k SET b = 'y'", "DELETE FROM k", "TRUNCATE k"], 3
         )
     finally:
-        await source.close()
+        await source.aclose()
     update, delete, truncate = records
     assert (update.op, update.key, update.before, update.after) == (
         "u",
@@ -288,7 +288,7 @@ async def test_snapshot_resumes_from_its_last_committed_chunk(cdc_db: str) -> No
     try:
         first, positions = await take(source, 4, max_chunk=2)
     finally:
-        await source.close()
+        await source.aclose()
     assert [e.after for e in first] == [{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}]
     start = positions[0]
     assert isinstance(start, dict)
@@ -308,7 +308,7 @@ async def test_snapshot_resumes_from_its_last_committed_chunk(cdc_db: str) -> No
     try:
         rest, rest_positions = await take(resumed, 7, after=positions[-1], max_chunk=2)
     finally:
-        await resumed.close()
+        await resumed.aclose()
     assert rows_of(rest) == [
         ("r", {"id": 5}, {"id": 5}),
         ("r", {"id": 6}, {"id": 6}),
@@ -356,7 +356,7 @@ async def test_heartbeat_moves_an_idle_slot(cdc_db: str) -> None:
         flushed = await wait_for(lambda: confirmed_flush(cdc_db, source.slot))
         assert parse_lsn(flushed) > busy_end[0]
     finally:
-        await source.close()
+        await source.aclose()
 
 
 class _Done(Exception):
@@ -387,7 +387,7 @@ async def test_reconnects_after_the_walsender_is_terminated(cdc_db: str) -> None
             finally:
                 pass
     finally:
-        await source.close()
+        await source.aclose()
     assert terminated == [True]
     assert [e.after for e in records] == [{"id": 1}, {"id": 2}]
     lost = [e for e in logs if e["event"] == "replication connection lost; reconnecting"]
@@ -422,11 +422,11 @@ async def test_a_standby_takes_over_when_the_consumer_ends(cdc_db: str) -> None:
                         logs, "standby: another process consumes the slot; waiting"
                     )
                 )
-                await first.close()
+                await first.aclose()
                 await execute(cdc_db, "INSERT INTO t VALUES (2)")
     finally:
-        await first.close()
-        await second.close()
+        await first.aclose()
+        await second.aclose()
     assert [e.after for e in records] == [{"id": 1}]
     # Nothing was acknowledged, so the standby resumes from the slot and sees both.
     assert [e.after for e in got] == [{"id": 1}, {"id": 2}]
@@ -449,7 +449,7 @@ async def test_a_lost_slot_is_a_clear_error(private_pg: PrivateServer) -> None:
         try:
             await take_after_writes(source, dsn, ["INSERT INTO t VALUES (1)"], 1)
         finally:
-            await source.close()
+            await source.aclose()
         try:
             await execute(dsn, "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
             await execute(dsn, "SELECT pg_reload_conf()")
@@ -471,7 +471,7 @@ async def test_a_lost_slot_is_a_clear_error(private_pg: PrivateServer) -> None:
             with pytest.raises(PermanentError) as caught:
                 await take(again, 1, after={"lsn": "0/0"})
         finally:
-            await again.close()
+            await again.aclose()
     assert str(caught.value) == (
         f"the replication slot on 127.0.0.1:{private_pg.port}/{dsn.rsplit('/', 1)[1]} has lost "
         f"WAL it still needed (slot {source.slot!r} has wal_status = lost), so changes were "
@@ -502,7 +502,7 @@ async def test_clear_errors_for_missing_things(cdc_db: str) -> None:
             with pytest.raises(PermanentError) as caught:
                 await take(source, 1, after={"lsn": "0/10"} if source is gone else None)
         finally:
-            await source.close()
+            await source.aclose()
         assert str(caught.value) == message
     with pytest.raises(ConfigError, match="replication slot name 'Bad-Name' is invalid"):
         CdcSource(cdc_db, slot="Bad-Name", publication="p")
@@ -607,7 +607,7 @@ async def test_lag_metrics_are_measured_and_logged(cdc_db: str) -> None:
                 await wait_for(lambda: _logged_soon(logs, "cdc lag"))
                 await execute(cdc_db, "INSERT INTO t VALUES (1)")
     finally:
-        await source.close()
+        await source.aclose()
     metrics = source.metrics
     assert set(metrics) == {
         "slot",

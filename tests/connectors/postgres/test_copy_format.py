@@ -34,7 +34,7 @@ async def committed(dsn: str) -> Any:
     try:
         return await store.load("copy", "src")
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def copy_table(source_dsn: str, target_dsn: str, **sink: Any) -> Pipeline:
@@ -93,7 +93,7 @@ async def test_copy_source_pages_by_a_timestamp_cursor_and_holds_back_recent_row
     try:
         chunks = [c async for c in source.read(["2024-01-01 00:00:00+00", "1"], max_chunk=10)]
     finally:
-        await source.close()
+        await source.aclose()
     assert [(c.records, c.position) for c in chunks] == [
         (
             [
@@ -129,7 +129,7 @@ async def test_copy_source_positions_are_the_key_text_even_with_escaped_characte
         chunks = [c async for c in source.read(None, max_chunk=10)]
         resumed = [c async for c in source.read([sorted(keys)[2]], max_chunk=10)]
     finally:
-        await source.close()
+        await source.aclose()
     assert [c.position for c in chunks] == [[sorted(keys)[1]], [sorted(keys)[3]], [sorted(keys)[4]]]
     assert [line for c in chunks for line in c.records] == [
         b"a\\tb\t0",
@@ -152,7 +152,7 @@ async def test_copy_lines_upsert_keeps_the_newest_version_of_a_key_twice_in_a_ba
         lines = [b"1\t4\told", b"2\t1\tfirst", b"2\t3\tnewest", b"2\t2\tlater but older"]
         await sink.write(batch(lines))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(pg_database, "SELECT * FROM dst ORDER BY id") == [
         (1, 5, "stored"),
         (2, 3, "newest"),
@@ -177,7 +177,7 @@ async def test_copy_lines_fill_the_named_columns_in_append_and_replace_partition
         await append.write(batch([b"2024-01-03\t12"]))
     finally:
         for sink in (replace, append):
-            await sink.close()
+            await sink.aclose()
     assert await rows(pg_database, "SELECT day::text, n, note FROM log ORDER BY n") == [
         ("2024-01-02", 2, "kept"),
         ("2024-01-01", 10, "none"),
@@ -222,6 +222,6 @@ async def test_copy_format_errors(pg_database: str) -> None:
             "the sink columns = [...] in the source's order"
         )
     finally:
-        await soft.close()
-        await wide.close()
+        await soft.aclose()
+        await wide.aclose()
     assert await rows(pg_database, "SELECT count(*) FROM t") == [(0,)]

@@ -25,13 +25,13 @@ async def test_odd_table_name_is_just_a_name(pg_database: str) -> None:
     try:
         await sink.write(batch([{"id": 1, ODD: "v"}]))
     finally:
-        await sink.close()
+        await sink.aclose()
     source = TableSource(pg_database, ODD)
     await source.open()
     try:
         chunks = [c async for c in source.read(None, max_chunk=10)]
     finally:
-        await source.close()
+        await source.aclose()
     assert [c.records for c in chunks] == [[{"id": 1, ODD: "v"}]]
     assert await rows(pg_database, "SELECT id FROM y") == [(42,)]
     assert await rows(pg_database, 'SELECT * FROM "x""; DROP TABLE y; --"') == [(1, "v")]
@@ -98,7 +98,7 @@ async def test_record_without_its_key_is_rejected(pg_database: str) -> None:
     try:
         rejects = await sink.write(batch([{"a": "no id"}, {"id": 1, "a": "ok"}]))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert [(r.record, str(r.error)) for r in rejects] == [
         ({"a": "no id"}, "record has no field 'id', which the sink needs for upsert")
     ]
@@ -139,7 +139,7 @@ async def test_type_mismatches_go_to_dead_letters_and_the_rest_is_written(
     try:
         rejects = await sink.write(batch(records))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert [(r.record, str(r.error)) for r in rejects] == [
         (
             {"id": 2, "n": "two"},
@@ -168,7 +168,7 @@ async def test_permission_denied(pg_database: str) -> None:
             with pytest.raises(PermanentError) as info:
                 await sink.write(batch([{"id": 1}]))
         finally:
-            await sink.close()
+            await sink.aclose()
         where = pg_database.split("@")[1]
         assert str(info.value) == (
             f"permission denied on {where} while writing to public.t: permission denied for "

@@ -40,7 +40,7 @@ async def test_upsert_inserts_updates_and_keeps_last_of_duplicate_keys(pg_databa
             )
         )
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(pg_database, "SELECT * FROM t ORDER BY id") == [
         (1, "a", 1.0),
         (2, "B", 2.5),
@@ -54,27 +54,28 @@ async def test_upsert_copies_new_keys_in_and_merges_from_the_first_conflict_on(
     await execute(pg_database, "CREATE TABLE t (id int PRIMARY KEY, name text)")
     store = PostgresCheckpointStore(pg_database)
     sink = PostgresSink(pg_database, "t")
+    write = sink.transactional_writer(store)
+    assert write is not None
     await store.open()
     await sink.open()
     try:
-        assert sink.commits_to(store)
-        await sink.write_with_checkpoint(
+        await write(
             batch([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]), Checkpoint("p", "s", 1)
         )
         # Another writer adds key 3: the next batch's COPY meets it, rolls back to
         # its savepoint and merges, in the same transaction as its checkpoint.
         await execute(pg_database, "INSERT INTO t VALUES (3, 'other writer')")
-        await sink.write_with_checkpoint(
+        await write(
             batch([{"id": 4, "name": "d"}, {"id": 3, "name": "c"}], 1), Checkpoint("p", "s", 2)
         )
-        await sink.write_with_checkpoint(
+        await write(
             batch([{"id": 5, "name": "e"}, {"id": 1, "name": "A"}], 2), Checkpoint("p", "s", 3)
         )
         assert sink.rows_changed == 6
         assert await store.load("p", "s") == 3
     finally:
-        await sink.close()
-        await store.close()
+        await sink.aclose()
+        await store.aclose()
     assert await rows(pg_database, "SELECT * FROM t ORDER BY id") == [
         (1, "A"),
         (2, "b"),
@@ -93,7 +94,7 @@ async def test_upsert_reports_a_conflict_on_another_unique_index(pg_database: st
         with pytest.raises(PermanentError) as caught:
             await sink.write(batch([{"id": 2, "email": "a@x", "name": "b"}], 1))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert str(caught.value).endswith(
         "failed while writing to public.t: duplicate key value violates unique constraint "
         '"t_email_key"\nDETAIL:  Key (email)=(a@x) already exists.'
@@ -109,7 +110,7 @@ async def test_upsert_updates_only_the_fields_a_record_has(pg_database: str) -> 
         await sink.write(batch([{"id": 1, "a": "a1", "b": "b1"}]))
         await sink.write(batch([{"id": 1, "b": "b2"}, {"id": 2, "a": "a2", "b": "x"}], 1))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(pg_database, "SELECT * FROM t ORDER BY id") == [
         (1, "a1", "b2"),
         (2, "a2", "x"),
@@ -138,7 +139,7 @@ async def test_version_guard_keeps_the_newer_row(pg_database: str) -> None:
             )
         )
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(pg_database, "SELECT * FROM t ORDER BY id") == [
         (1, 5, "new"),
         (2, 2, "fresh"),
@@ -158,7 +159,7 @@ async def test_row_hash_skips_unchanged_rows(pg_database: str) -> None:
         await sink.write(batch(records, 1))
         after = dict(await rows(pg_database, "SELECT id, xmin::text FROM t"))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert [i for i in before if before[i] != after[i]] == [2]
     assert await rows(pg_database, "SELECT name FROM t ORDER BY id") == [
         ("n0",),
@@ -198,7 +199,7 @@ async def test_append_copies_and_row_hash_makes_a_replay_append_nothing(pg_datab
     try:
         await plain.write(batch([{"at": 1, "msg": "x"}, {"at": 1, "msg": "x"}]))
     finally:
-        await plain.close()
+        await plain.aclose()
     assert await rows(pg_database, "SELECT * FROM log") == [(1, "x"), (1, "x")]
 
     hashed = PostgresSink(pg_database, "log2", mode="append", row_hash=["*"], create=True)
@@ -213,7 +214,7 @@ async def test_append_copies_and_row_hash_makes_a_replay_append_nothing(pg_datab
         await hashed.write(batch(twice, 1))  # a replay
         await hashed.write(batch([*twice, {"at": 1, "msg": "x"}], 2))  # one more copy
     finally:
-        await hashed.close()
+        await hashed.aclose()
     assert await rows(pg_database, "SELECT at, msg FROM log2 ORDER BY at") == [
         (1, "x"),
         (1, "x"),
@@ -234,7 +235,7 @@ async def test_replace_partition_replaces_only_the_batch_partitions(pg_database:
     try:
         await sink.write(batch([{"day": date(2024, 1, 1), "shop": "c", "total": 10}]))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(
         pg_database, "SELECT day::text, shop, total FROM daily ORDER BY day, shop"
     ) == [("2024-01-01", "c", 10), ("2024-01-02", "a", 3)]
@@ -253,7 +254,7 @@ async def test_refresh_swap_publishes_only_on_swap(pg_database: str) -> None:
         assert await rows(pg_database, "SELECT * FROM dim") == [(1, "old")]
         await sink.swap()
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(pg_database, "SELECT * FROM dim ORDER BY id") == [(2, "new"), (3, "newer")]
     assert (
         await rows(
@@ -278,7 +279,7 @@ async def test_soft_delete_flags_and_revives(pg_database: str) -> None:
         ) == [(1, "a", True), (2, "b", False)]
         await sink.write(batch([{"id": 1, "name": "a2", "_deleted": False}], 2))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(
         pg_database, "SELECT id, name, deleted_at IS NOT NULL FROM u ORDER BY id"
     ) == [(1, "a2", False), (2, "b", False)]
@@ -308,7 +309,7 @@ async def test_create_from_the_batch_infers_types_and_key(pg_database: str) -> N
         ]
         assert sink.schema.primary_key == ("id",)
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(pg_database, "SELECT id, price, tags FROM sales.new_t") == [
         (1, Decimal("2.50"), '["a"]')
     ]
@@ -320,7 +321,7 @@ async def test_create_makes_the_named_columns_not_null(pg_database: str) -> None
     try:
         await sink.write(batch([{"id": 1, "doc": {"a": 1}, "note": "x"}]))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(
         pg_database,
         "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
@@ -347,7 +348,7 @@ async def test_create_from_the_source_schema(pg_database: str) -> None:
         ]
         assert sink.schema.primary_key == ("b", "a")
     finally:
-        await sink.close()
+        await sink.aclose()
 
 
 def test_bad_mode_is_a_config_error() -> None:

@@ -20,7 +20,7 @@ async def read_all(
     try:
         return [chunk async for chunk in source.read(after, max_chunk=max_chunk)]
     finally:
-        await source.close()
+        await source.aclose()
 
 
 async def test_reads_by_primary_key_in_pages_and_resumes_strictly_after(pg_database: str) -> None:

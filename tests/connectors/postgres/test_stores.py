@@ -11,12 +11,14 @@ import pytest
 from asyncetl import (
     Batch,
     Checkpoint,
+    CheckpointStore,
     DeadLetter,
     ListSource,
     MemoryCheckpointStore,
     Pipeline,
     Reject,
     StageError,
+    TransactionalWriter,
 )
 from asyncetl.connectors.postgres import (
     PostgresCheckpointStore,
@@ -39,7 +41,7 @@ async def test_checkpoint_round_trip(pg_database: str) -> None:
         assert await store.load("p", "s") == {"t": ["2", None]}
         assert await store.load("p", "other") == 7
     finally:
-        await store.close()
+        await store.aclose()
     assert await rows(pg_database, "SELECT pipeline, source FROM etl.cp ORDER BY source") == [
         ("p", "other"),
         ("p", "s"),
@@ -66,7 +68,7 @@ async def test_dead_letters_put_list_remove(pg_database: str) -> None:
         assert [d.error for d in await store.list("p")] == ["bad 1"]
         assert [d.pipeline for d in await store.list("q")] == ["q"]
     finally:
-        await store.close()
+        await store.aclose()
 
 
 async def test_sink_commits_to_a_store_in_the_same_database_only(pg_database: str) -> None:
@@ -76,15 +78,55 @@ async def test_sink_commits_to_a_store_in_the_same_database_only(pg_database: st
     assert not sink.commits_to(MemoryCheckpointStore())
 
 
+async def test_asking_commits_to_binds_nothing_and_transactional_writer_binds(
+    pg_database: str,
+) -> None:
+    # A refresh_swap load that a crashed run left staged matches its checkpoint
+    # only when checkpoints travel in the sink's transactions: then it is kept.
+    await execute(
+        pg_database,
+        "CREATE TABLE dim (id int PRIMARY KEY, v text);"
+        "CREATE TABLE dim__asyncetl_new (LIKE dim INCLUDING ALL);"
+        "INSERT INTO dim__asyncetl_new VALUES (1, 'staged')",
+    )
+    store = PostgresCheckpointStore(pg_database)
+    bound = PostgresSink(pg_database, "dim", mode="refresh_swap")
+    assert bound.transactional_writer(store) is not None
+    await bound.open()
+    await bound.aclose()
+    assert await rows(pg_database, "SELECT * FROM dim__asyncetl_new") == [(1, "staged")]
+
+    asked = PostgresSink(pg_database, "dim", mode="refresh_swap")
+    assert asked.commits_to(store)
+    await asked.open()
+    await asked.aclose()
+    assert await rows(pg_database, "SELECT * FROM dim__asyncetl_new") == []
+
+
+def test_a_sink_gives_no_transactional_writer_for_a_store_it_does_not_commit_to() -> None:
+    sink = PostgresSink("postgresql://postgres@127.0.0.1:5432/db", "t")
+    assert sink.transactional_writer(MemoryCheckpointStore()) is None
+    other = PostgresCheckpointStore("postgresql://postgres@127.0.0.1:5432/other")
+    assert sink.transactional_writer(other) is None
+
+
 class _FailingSecondBatch(PostgresSink):
     """Fails the write of the second batch after the first was committed."""
 
-    async def write_with_checkpoint(
-        self, batch: Batch[Mapping[str, Any]], checkpoint: Checkpoint
-    ) -> Sequence[Reject]:
-        if batch.seq == 1:
-            raise RuntimeError("crash")
-        return await super().write_with_checkpoint(batch, checkpoint)
+    def transactional_writer(
+        self, store: CheckpointStore
+    ) -> TransactionalWriter[Mapping[str, Any]] | None:
+        write = super().transactional_writer(store)
+        assert write is not None
+
+        async def failing(
+            batch: Batch[Mapping[str, Any]], checkpoint: Checkpoint
+        ) -> Sequence[Reject]:
+            if batch.seq == 1:
+                raise RuntimeError("crash")
+            return await write(batch, checkpoint)
+
+        return failing
 
 
 async def test_exactly_once_checkpoint_in_the_batch_transaction(pg_database: str) -> None:

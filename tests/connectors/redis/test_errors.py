@@ -33,7 +33,7 @@ async def test_the_sink_reports_an_unreachable_server_the_same_way() -> None:
     sink = RedisStreamSink(SECRET_URL, "out", retries=0)
     with pytest.raises(TransientError, match=r"^Redis at 127\.0\.0\.1:1 is unreachable") as caught:
         await sink.open()
-    await sink.close()
+    await sink.aclose()
     assert "s3cr3t" not in str(caught.value)
 
 

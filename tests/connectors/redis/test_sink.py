@@ -44,7 +44,7 @@ async def write(
     try:
         rejects = await sink.write(Batch(0, records, position))  # type: ignore[arg-type]
     finally:
-        await sink.close()
+        await sink.aclose()
     return [reject.record for reject in rejects]
 
 

@@ -76,7 +76,7 @@ async def test_acknowledge_acks_exactly_the_entries_up_to_the_position(
         await src.acknowledge(ids[3])  # already taken: nothing more
         assert await pending_ids(redis, stream) == ids[4:]
     finally:
-        await src.close()
+        await src.aclose()
 
 
 async def test_a_failed_run_replays_exactly_the_unacknowledged_entries(
@@ -212,7 +212,7 @@ async def test_a_missing_group_fails_clearly_when_create_group_is_off(
     src = RedisStreamSource(REDIS_URL, stream, group="nope", create_group=False)
     with pytest.raises(PermanentError) as caught:
         await src.open()
-    await src.close()
+    await src.aclose()
     assert str(caught.value) == (
         f"consumer group 'nope' of stream {stream!r} does not exist on Redis at "
         "127.0.0.1:6379; create it with XGROUP CREATE or set create_group = true"
@@ -226,7 +226,7 @@ async def test_a_new_group_at_dollar_reads_only_entries_added_afterwards(
     src = RedisStreamSource(REDIS_URL, stream, group=GROUP, consumer="w", start_id="$", block_ms=50)
     sink = ListSink[StreamRecord]()
     await src.open()  # creates the group at the current end
-    await src.close()
+    await src.aclose()
     later = await add_entries(redis, stream, 3, start=5)
 
     with capture_logs():

@@ -9,7 +9,16 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl import Batch, Checkpoint, Pipeline, Reject, StageError, Transform
+from asyncetl import (
+    Batch,
+    Checkpoint,
+    CheckpointStore,
+    Pipeline,
+    Reject,
+    StageError,
+    TransactionalWriter,
+    Transform,
+)
 from asyncetl.connectors.files import JsonlSource
 from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteSink
 from tests.connectors.sqlite.helpers import execute, query
@@ -31,11 +40,16 @@ class SpySink(SqliteSink):
         self.plain_writes += 1
         return await super().write(batch)
 
-    async def write_with_checkpoint(
-        self, batch: Batch[Record], checkpoint: Checkpoint
-    ) -> Sequence[Reject]:
-        self.checkpoints.append(checkpoint)
-        return await super().write_with_checkpoint(batch, checkpoint)
+    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[Record] | None:
+        write = super().transactional_writer(store)
+        if write is None:
+            return None
+
+        async def spied(batch: Batch[Record], checkpoint: Checkpoint) -> Sequence[Reject]:
+            self.checkpoints.append(checkpoint)
+            return await write(batch, checkpoint)
+
+        return spied
 
 
 def write_orders(path: Path, n: int) -> list[int]:
@@ -102,7 +116,7 @@ async def test_a_failed_transaction_loses_batch_and_checkpoint_together(tmp_path
     offsets = write_orders(source, 50)
     store = SqliteCheckpointStore(str(db))
     await store.open()
-    await store.close()
+    await store.aclose()
     # A real SQLite failure inside the sink's transaction, after the batch's rows went in:
     # the checkpoint of the third batch cannot be written.
     execute(

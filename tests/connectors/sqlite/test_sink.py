@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from asyncetl import (
     Batch,
+    Checkpoint,
     ConfigError,
     MemoryCheckpointStore,
     PermanentError,
@@ -65,7 +66,7 @@ async def test_create_types_the_table_from_the_first_batch(tmp_path: Path) -> No
             },
         ],
     )
-    await sink.close()
+    await sink.aclose()
     assert rejects == []
     assert query(db, "SELECT name, type, \"notnull\", pk FROM pragma_table_info('orders')") == [
         ("id", "INTEGER", 1, 1),
@@ -96,7 +97,7 @@ async def test_a_replayed_batch_leaves_exactly_the_same_rows(tmp_path: Path) -> 
     assert len(before) == 5
 
     await write(sink, [{"id": 3, "v": "changed"}, {"id": 9, "v": "new"}], seq=3)
-    await sink.close()
+    await sink.aclose()
     assert query(db, "SELECT * FROM t ORDER BY id") == [
         (0, "v0"),
         (1, "v1"),
@@ -111,7 +112,7 @@ async def test_a_composite_key_of_every_column_does_nothing_on_conflict(tmp_path
     db = tmp_path / "t.db"
     sink = SqliteSink(str(db), "pairs", key=["a", "b"], create=True)
     await write(sink, [{"a": 1, "b": "x"}, {"a": 1, "b": "x"}, {"a": 1, "b": "y"}])
-    await sink.close()
+    await sink.aclose()
     assert query(db, "SELECT * FROM pairs ORDER BY b") == [(1, "x"), (1, "y")]
 
 
@@ -120,7 +121,7 @@ async def test_without_a_key_every_write_inserts(tmp_path: Path) -> None:
     sink = SqliteSink(str(db), "log", create=True)
     await write(sink, [{"msg": "a"}, {"msg": "b"}])
     await write(sink, [{"msg": "a"}], seq=1)
-    await sink.close()
+    await sink.aclose()
     assert query(db, "SELECT msg FROM log ORDER BY rowid") == [("a",), ("b",), ("a",)]
 
 
@@ -129,7 +130,7 @@ async def test_missing_columns_load_null_and_unknown_columns_are_rejects(tmp_pat
     sink = SqliteSink(str(db), "t", key=["id"], create=True)
     extra = {"id": 3, "qty": 1, "colour": "red"}
     rejects = await write(sink, [{"id": 1, "qty": 5}, {"id": 2}, extra, [1, 2]])
-    await sink.close()
+    await sink.aclose()
     assert query(db, "SELECT * FROM t ORDER BY id") == [(1, 5), (2, None)]
     assert reasons(rejects) == [
         (
@@ -149,7 +150,7 @@ async def test_unknown_columns_can_be_ignored_and_columns_chosen(tmp_path: Path)
         str(db), "t", key=["id"], create=True, columns=["id", "qty"], extra_columns="ignore"
     )
     rejects = await write(sink, [{"name": "x", "id": 1, "qty": 5, "colour": "red"}])
-    await sink.close()
+    await sink.aclose()
     assert rejects == []
     assert query(db, "SELECT * FROM t") == [(1, 5)]
 
@@ -167,7 +168,7 @@ async def test_a_missing_table_without_create_is_a_clear_error(tmp_path: Path) -
     assert str(caught.value) == (
         f"SQLite table 'orders' does not exist in {db}; create it or set create = true"
     )
-    await sink.close()
+    await sink.aclose()
 
 
 async def test_an_existing_table_missing_a_column_is_a_clear_error(tmp_path: Path) -> None:
@@ -177,7 +178,7 @@ async def test_an_existing_table_missing_a_column_is_a_clear_error(tmp_path: Pat
     await sink.open()
     with pytest.raises(PermanentError) as caught:
         await write(sink, [{"id": 1, "qty": 2, "price": 3.5}])
-    await sink.close()
+    await sink.aclose()
     assert str(caught.value) == (
         "SQLite table 't' has no column 'price'; add the column, or list the columns to load "
         "in columns"
@@ -190,7 +191,7 @@ async def test_a_key_without_a_unique_constraint_is_a_clear_error(tmp_path: Path
     sink = SqliteSink(str(db), "t", key=["id"])
     with pytest.raises(PermanentError) as caught:
         await write(sink, [{"id": 1, "qty": 2}])
-    await sink.close()
+    await sink.aclose()
     assert str(caught.value) == (
         "SQLite table 't' has no PRIMARY KEY or UNIQUE constraint on id; add one, or leave out "
         "key to insert plainly"
@@ -209,7 +210,7 @@ async def test_rows_the_table_refuses_are_rejects_and_the_rest_loads(tmp_path: P
         {"id": 5, "qty": 5},
     ]
     rejects = await write(sink, batch)
-    await sink.close()
+    await sink.aclose()
     assert query(db, "SELECT * FROM t ORDER BY id") == [(1, 1), (5, 5)]
     assert reasons(rejects) == [
         (
@@ -253,7 +254,7 @@ async def test_values_sqlite_lacks_are_bound_as_text(tmp_path: Path) -> None:
             }
         ],
     )
-    await sink.close()
+    await sink.aclose()
     assert query(db, "SELECT * FROM t") == [
         (
             "2024-02-03T04:05:06+00:00",
@@ -275,7 +276,7 @@ async def test_an_odd_table_name_is_only_ever_a_name(tmp_path: Path) -> None:
     await sink.open()
     await write(sink, [{"id": 1, column: "a"}, {"id": 2, column: "b"}])
     await write(sink, [{"id": 2, column: "c"}], seq=1)
-    await sink.close()
+    await sink.aclose()
     assert query(db, "SELECT v FROM y") == [(42,)]
     assert sorted(query(db, "SELECT name FROM sqlite_master WHERE type = 'table'")) == [
         (table,),
@@ -317,6 +318,28 @@ async def test_commits_to_a_checkpoint_store_on_the_same_file_only(tmp_path: Pat
     assert not memory.commits_to(SqliteCheckpointStore(":memory:"))
 
 
+async def test_the_transactional_writer_saves_a_batch_and_its_checkpoint_together(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "t.db"
+    store = SqliteCheckpointStore(str(db))
+    sink = SqliteSink(str(db), "t", key=["id"], create=True)
+    assert sink.transactional_writer(MemoryCheckpointStore()) is None
+    assert sink.transactional_writer(SqliteCheckpointStore(str(tmp_path / "other.db"))) is None
+    write = sink.transactional_writer(store)
+    assert write is not None
+    await store.open()
+    await sink.open()
+    try:
+        assert await write(Batch(0, [{"id": 1}, {"id": 2}], 2), Checkpoint("p", "s", 2)) == []
+        assert await write(Batch(1, [], 3), Checkpoint("p", "s", 3)) == []
+        assert await store.load("p", "s") == 3
+    finally:
+        await sink.aclose()
+        await store.aclose()
+    assert query(db, "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
+
+
 async def test_a_locked_database_is_waited_for_and_retried(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     execute(db, "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY);")
@@ -328,7 +351,7 @@ async def test_a_locked_database_is_waited_for_and_retried(tmp_path: Path) -> No
                 tg.start_soon(write, sink, [{"id": 1}])
                 await anyio.sleep(0.15)
                 other.execute("COMMIT")
-    await sink.close()
+    await sink.aclose()
     assert query(db, "SELECT id FROM t") == [(1,)]
     assert logs and all(entry["event"] == "retrying" for entry in logs)
 
@@ -342,7 +365,7 @@ async def test_a_database_locked_for_good_is_a_transient_error(tmp_path: Path) -
         with capture_logs(), pytest.raises(TransientError) as caught:
             await write(sink, [{"id": 1}])
         other.execute("ROLLBACK")
-    await sink.close()
+    await sink.aclose()
     assert str(caught.value) == (
         f"SQLite database {db} is busy (database is locked) during write to table 't'"
     )

@@ -26,7 +26,7 @@ async def test_checkpoints_round_trip_per_pipeline_and_source(tmp_path: Path) ->
     assert await store.load("p", "src") == {"lsn": "0/16B3748", "n": [1, 2]}
     assert await store.load("p", "other") == 8
     assert await store.load("q", "src") is None
-    await store.close()
+    await store.aclose()
 
     rows = query(
         db,
@@ -45,7 +45,7 @@ async def test_checkpoints_round_trip_per_pipeline_and_source(tmp_path: Path) ->
     # A new store on the same file reads what the first one saved.
     again = SqliteCheckpointStore(str(db))
     assert await again.load("p", "other") == 8
-    await again.close()
+    await again.aclose()
 
 
 async def test_a_corrupted_checkpoint_row_is_a_checkpoint_error(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ async def test_a_corrupted_checkpoint_row_is_a_checkpoint_error(tmp_path: Path) 
     execute(db, "UPDATE cp SET position = 'not json' WHERE pipeline = 'orders'")
     with pytest.raises(CheckpointError) as caught:
         await store.load("orders", "jsonl")
-    await store.close()
+    await store.aclose()
     assert str(caught.value) == (
         f"the checkpoint of pipeline 'orders' (source 'jsonl') in SQLite table 'cp' of {db} is "
         "not valid JSON (invalid literal, expected 'null': line 1 column 1 (char 0)); fix or "
@@ -124,7 +124,7 @@ async def test_dead_letters_round_trip_with_ids_and_times(tmp_path: Path) -> Non
     assert [x.id for x in await store.list("q")] == ["2"]
     await store.put([letter("p", 5)])
     assert [x.id for x in await store.list("p")] == ["3", "5"]  # ids are never reused
-    await store.close()
+    await store.aclose()
 
     assert query(
         db, "SELECT id, record, position, time FROM asyncetl_dead_letters WHERE id = 3"
@@ -144,7 +144,7 @@ async def test_an_unreadable_dead_letter_row_is_a_clear_error(tmp_path: Path) ->
         r"unreadable \(.*\); fix or delete that row$",
     ):
         await store.list("p")
-    await store.close()
+    await store.aclose()
 
 
 async def test_stores_and_sink_tables_share_one_file(tmp_path: Path) -> None:
@@ -155,8 +155,8 @@ async def test_stores_and_sink_tables_share_one_file(tmp_path: Path) -> None:
     await dead.open()
     await checkpoints.save(Checkpoint("p", "s", 1))
     await dead.put([letter("p", 1)])
-    await checkpoints.close()
-    await dead.close()
+    await checkpoints.aclose()
+    await dead.aclose()
     assert sorted(
         query(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'asyncetl%'")
     ) == [

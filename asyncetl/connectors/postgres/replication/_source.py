@@ -182,7 +182,7 @@ class CdcSource(Source[ChangeEvent]):
         """A dead-lettered change event back as a :class:`ChangeEvent`."""
         return ChangeEvent.from_json(raw)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the replication and catalog connections (which releases the consumer lock)."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             stream, self._stream = self._stream, None
@@ -232,7 +232,7 @@ class CdcSource(Source[ChangeEvent]):
                 if self.snapshot == "initial":
                     start["snapshot"] = {"table": None, "after": None}
         self._lsn = parse_lsn(str(start["lsn"]))
-        # The stream owns the replication connection from here on (close() closes it),
+        # The stream owns the replication connection from here on (aclose() closes it),
         # though it only starts streaming once the snapshot is read.
         self._stream = ChangeStream(
             self.params,

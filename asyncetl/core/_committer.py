@@ -1,0 +1,127 @@
+"""The committer: the low watermark, the checkpoint, and the source's acknowledgement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from structlog.typing import FilteringBoundLogger
+
+from asyncetl.core._stats import RunStats
+from asyncetl.core.batch import Batch, Position, Reject
+from asyncetl.core.errors import AsyncetlError, CheckpointError, StageError
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, Source
+from asyncetl.core.watermark import Watermark
+
+__all__ = ["Committer"]
+
+AnyBatch = Batch[Any]
+
+
+class Committer:
+    """Commits the low watermark each time an acknowledged batch moves it.
+
+    A commit saves the checkpoint (unless the sink wrote it in the batch's own
+    transaction), records it in the run's statistics, and only then gives the
+    source its upstream acknowledgement, so upstream never runs ahead of the
+    checkpoint.
+
+    :param pipeline: the pipeline's name, the first half of the checkpoint key.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        source: Source[Any],
+        sink: Sink[Any],
+        checkpoints: CheckpointStore,
+        stats: RunStats,
+        log: FilteringBoundLogger,
+    ) -> None:
+        self._pipeline = pipeline
+        self._source = source
+        self._checkpoints = checkpoints
+        self._stats = stats
+        self._log = log
+        self._watermark = Watermark()
+        # Asked before anything is opened: a sink may open differently when its
+        # checkpoints travel in its own transactions.
+        self._transactional_writer = sink.transactional_writer(checkpoints)
+
+    @property
+    def transactional(self) -> bool:
+        """Whether the sink writes each checkpoint in the transaction of its batch."""
+        return self._transactional_writer is not None
+
+    @property
+    def pending(self) -> int:
+        """Batches registered but not yet folded into the committed watermark."""
+        return self._watermark.pending
+
+    @property
+    def position(self) -> Position:
+        """The committed position (at first, the one resumed from)."""
+        return self._watermark.position
+
+    async def resume(self) -> Position:
+        """Load the committed position and start the watermark there.
+
+        :raises CheckpointError: when the checkpoint cannot be loaded.
+        """
+        try:
+            start = await self._checkpoints.load(self._pipeline, self._source.name)
+        except AsyncetlError:
+            raise
+        except Exception as exc:
+            raise CheckpointError(
+                f"cannot load the checkpoint of pipeline {self._pipeline!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self._watermark = Watermark(start)
+        self._stats.record_resume(start)
+        return start
+
+    def register(self, batch: AnyBatch) -> None:
+        """Expect an acknowledgement of ``batch``; batches come in sequence order."""
+        self._watermark.register(batch.seq, batch.position)
+
+    async def write_with_checkpoint(self, batch: AnyBatch) -> Sequence[Reject]:
+        """Have the sink write ``batch`` with the checkpoint its acknowledgement commits.
+
+        Only when :attr:`transactional`; the checkpoint is the position the
+        watermark will have once ``batch`` is acknowledged.
+        """
+        assert self._transactional_writer is not None
+        position = self._watermark.peek_ack(batch.seq)
+        checkpoint = Checkpoint(self._pipeline, self._source.name, position)
+        return await self._transactional_writer(batch, checkpoint)
+
+    async def commit(self, batch: AnyBatch) -> None:
+        """Acknowledge ``batch``, durably written; commit the watermark if that moved it.
+
+        :raises CheckpointError: when the checkpoint cannot be saved.
+        :raises StageError: when the source's upstream acknowledgement fails.
+        """
+        if not self._watermark.ack(batch.seq):
+            return
+        position = self._watermark.position
+        if self._transactional_writer is None:
+            await self._save(position)
+        self._stats.record_commit(position)
+        self._log.debug("committed", batch=batch.seq, records=len(batch.records), position=position)
+        try:
+            await self._source.acknowledge(position)
+        except Exception as exc:
+            raise StageError(self._source.name, position, exc) from exc
+
+    async def _save(self, position: Position) -> None:
+        try:
+            await self._checkpoints.save(Checkpoint(self._pipeline, self._source.name, position))
+        except AsyncetlError:
+            raise
+        except Exception as exc:
+            raise CheckpointError(
+                f"cannot save the checkpoint of pipeline {self._pipeline!r} at {position!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc

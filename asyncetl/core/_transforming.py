@@ -1,0 +1,111 @@
+"""A transform stage: batches in, transformed batches out, one or many at once."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from asyncetl.core._rejects import RejectHandler
+from asyncetl.core.batch import Batch
+from asyncetl.core.errors import StageError
+from asyncetl.core.transforms import Transform
+
+__all__ = ["TransformStage"]
+
+AnyBatch = Batch[Any]
+
+
+class TransformStage:
+    """Runs ``transform`` over every batch, with its ``workers`` and ``ordered`` settings.
+
+    A batch keeps its sequence number and position; a batch that filters to
+    nothing still goes on, so that it is acknowledged.
+    """
+
+    def __init__(self, transform: Transform, rejects: RejectHandler) -> None:
+        self._transform = transform
+        self._rejects = rejects
+
+    async def run(
+        self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
+    ) -> None:
+        """Transform what ``recv`` gives into ``send`` until ``recv`` ends; close both."""
+        async with recv, send:
+            if self._transform.workers == 1:
+                async for batch in recv:
+                    await send.send(await self._apply(batch))
+            elif self._transform.ordered:
+                await self._in_order(recv, send)
+            else:
+                await self._as_done(recv, send)
+
+    async def _in_order(
+        self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
+    ) -> None:
+        workers = anyio.Semaphore(self._transform.workers)
+        slot_send, slot_recv = anyio.create_memory_object_stream[_Slot](self._transform.workers)
+
+        async def work(batch: AnyBatch, slot: _Slot) -> None:
+            try:
+                slot.result = await self._apply(batch)
+            finally:
+                workers.release()
+            slot.done.set()
+
+        async def emit() -> None:
+            async with slot_recv:
+                async for slot in slot_recv:
+                    await slot.done.wait()
+                    await send.send(cast(AnyBatch, slot.result))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(emit)
+            async with slot_send:
+                async for batch in recv:
+                    await workers.acquire()
+                    slot = _Slot()
+                    tg.start_soon(work, batch, slot)
+                    await slot_send.send(slot)
+
+    async def _as_done(
+        self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
+    ) -> None:
+        workers = anyio.Semaphore(self._transform.workers)
+
+        async def work(batch: AnyBatch) -> None:
+            try:
+                result = await self._apply(batch)
+            finally:
+                workers.release()
+            await send.send(result)
+
+        async with anyio.create_task_group() as tg:
+            async for batch in recv:
+                await workers.acquire()
+                tg.start_soon(work, batch)
+
+    async def _apply(self, batch: AnyBatch) -> AnyBatch:
+        if not batch.records:
+            return batch
+        transform = self._transform
+        try:
+            result = await transform.apply(batch.records)
+        except Exception as exc:
+            raise StageError(transform.name, batch.position, exc) from exc
+        if result.rejects:
+            await self._rejects.handle(
+                transform.name, transform.on_error, result.rejects, batch.position
+            )
+        return batch.replace(result.records)
+
+
+class _Slot:
+    """A batch's place in line while a parallel worker transforms it."""
+
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: AnyBatch | None = None
