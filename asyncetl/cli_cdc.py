@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 
 from asyncetl.cli_common import EXIT_CONFIG, EXIT_OK, confirm, logging_options
-from asyncetl.connectors.postgres.cdc_admin import cdc_drop, cdc_status
-from asyncetl.connectors.postgres.replication import CdcSource
+from asyncetl.connectors.postgres.cdc import CdcSource, cdc_drop, cdc_status
 from asyncetl.core import ConfigError, JsonValue, Pipeline
 from asyncetl.spec import load_pipeline
 

@@ -57,9 +57,7 @@ CHILD = "--child"
 
 def child(args: list[str]) -> None:
     mode, gc_settings, source_dsn, target_dsn, slot, publication, expected = args
-    from asyncetl.connectors.postgres import PostgresCheckpointStore
-    from asyncetl.connectors.postgres.apply import ApplySink
-    from asyncetl.connectors.postgres.replication import CdcSource
+    from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
     from asyncetl.core import NullSink, Pipeline
     from asyncetl.core.batch import Batch
 

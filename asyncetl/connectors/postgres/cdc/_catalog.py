@@ -14,7 +14,7 @@ import asyncpg
 
 from asyncetl.connectors.postgres._connect import Dsn, map_errors
 from asyncetl.connectors.postgres._sql import TableName, quote_ident, quote_qualified
-from asyncetl.connectors.postgres.replication._values import SESSION_SETTINGS
+from asyncetl.connectors.postgres.cdc._values import SESSION_SETTINGS
 from asyncetl.core.changes import parse_lsn
 from asyncetl.core.errors import ConfigError, PermanentError
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncpg
 
 from asyncetl.connectors.postgres._connect import Dsn, map_errors
-from asyncetl.connectors.postgres.replication import _catalog as catalog
+from asyncetl.connectors.postgres.cdc import _catalog as catalog
 from asyncetl.core.batch import JsonValue, Position
 from asyncetl.core.changes import format_lsn
 from asyncetl.core.errors import PermanentError

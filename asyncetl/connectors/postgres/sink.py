@@ -42,6 +42,7 @@ from typing import Any, Literal, get_args
 import asyncpg
 
 from asyncetl.connectors.postgres import _load, _sql
+from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
@@ -61,7 +62,6 @@ from asyncetl.connectors.postgres.schema import (
     describe_table,
     table_ddl,
 )
-from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink

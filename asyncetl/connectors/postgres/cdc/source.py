@@ -14,15 +14,15 @@ from anyio.abc import ObjectSendStream
 
 from asyncetl.connectors.postgres._connect import map_errors
 from asyncetl.connectors.postgres._sql import TableName
-from asyncetl.connectors.postgres.replication import _catalog as catalog
-from asyncetl.connectors.postgres.replication._protocol import (
+from asyncetl.connectors.postgres.cdc import _catalog as catalog
+from asyncetl.connectors.postgres.cdc._protocol import (
     ConnectParams,
     ReplicationConnection,
     lost_slot_message,
     map_protocol_errors,
 )
-from asyncetl.connectors.postgres.replication._snapshot import SnapshotReader
-from asyncetl.connectors.postgres.replication._stream import ChangeStream, StreamPosition
+from asyncetl.connectors.postgres.cdc._snapshot import SnapshotReader
+from asyncetl.connectors.postgres.cdc._stream import ChangeStream, StreamPosition
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.changes import ChangeEvent, format_lsn, parse_lsn
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError

@@ -15,13 +15,11 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from asyncetl.connectors.postgres import PostgresCheckpointStore
-from asyncetl.connectors.postgres.apply import ApplySink
-from asyncetl.connectors.postgres.replication import CdcSource
+from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
 from asyncetl.core import ListSink, MemoryCheckpointStore, Pipeline
 from asyncetl.core.changes import UNCHANGED, format_lsn, parse_lsn
 from asyncetl.core.errors import ConfigError, PermanentError, StageError
-from tests.connectors.postgres.cdc_support import (
+from tests.connectors.postgres.cdc.support import (
     PrivateServer,
     cdc_db,
     confirmed_flush,

@@ -23,12 +23,12 @@ import anyio.lowlevel
 import structlog
 
 from asyncetl.connectors.postgres._sql import quote_ident
-from asyncetl.connectors.postgres.replication._pgoutput import (
+from asyncetl.connectors.postgres.cdc._pgoutput import (
     Begin,
     Commit,
     PgOutputDecoder,
 )
-from asyncetl.connectors.postgres.replication._protocol import (
+from asyncetl.connectors.postgres.cdc._protocol import (
     ConnectParams,
     ReplicationConnection,
     map_protocol_errors,
