@@ -16,7 +16,7 @@ asyncetl errors at one boundary (``_connect.map_errors``).
 from asyncetl.connectors.postgres._checkpoint import (
     PostgresCheckpointStore as PostgresCheckpointStore,
 )
-from asyncetl.connectors.postgres._checkpoint import (
+from asyncetl.connectors.postgres._deadletter import (
     PostgresDeadLetterStore as PostgresDeadLetterStore,
 )
 from asyncetl.connectors.postgres._sql import TableName as TableName
