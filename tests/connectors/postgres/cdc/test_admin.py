@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from asyncetl.connectors.postgres.cdc import CdcSource, cdc_drop, cdc_status
-from asyncetl.core.changes import parse_lsn
+from asyncetl.connectors.postgres.cdc._lsn import parse_lsn
 from asyncetl.core.errors import PermanentError
 from tests.connectors.postgres.cdc.support import (
     cdc_db,

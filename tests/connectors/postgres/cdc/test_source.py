@@ -16,8 +16,9 @@ import structlog
 from structlog.testing import capture_logs
 
 from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
+from asyncetl.connectors.postgres.cdc._lsn import format_lsn, parse_lsn
 from asyncetl.core import ListSink, MemoryCheckpointStore, Pipeline
-from asyncetl.core.changes import UNCHANGED, format_lsn, parse_lsn
+from asyncetl.core.changes import UNCHANGED
 from asyncetl.core.errors import ConfigError, PermanentError, StageError
 from tests.connectors.postgres.cdc.support import (
     PrivateServer,
