@@ -58,9 +58,7 @@ CHILD = "--child"
 def child(args: list[str]) -> None:
     mode, gc_settings, source_dsn, target_dsn, slot, publication, expected = args
     from asyncetl import NullSink, Pipeline
-    from asyncetl.connectors.postgres import PostgresCheckpointStore
-    from asyncetl.connectors.postgres.apply import ApplySink
-    from asyncetl.connectors.postgres.replication import CdcSource
+    from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
     from asyncetl.core.batch import Batch
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -3,7 +3,9 @@
 A :class:`ChangeEvent` is one row-level change read from a database's change
 stream: an insert, update, delete, truncate, or a row read by an initial
 snapshot. Several connectors produce and consume them, so the type lives in
-core; nothing here knows about any particular database.
+core; nothing here knows about any particular database. A position in a
+database's log (:attr:`ChangeEvent.lsn`) is an integer, as in Debezium's
+``source.lsn``; how a database writes it as text is its connector's business.
 
 Operations use Debezium's letters::
 
@@ -43,8 +45,6 @@ __all__ = [
     "Unchanged",
     "decode_debezium",
     "encode_debezium",
-    "format_lsn",
-    "parse_lsn",
 ]
 
 #: Debezium's operation letters.
@@ -169,7 +169,7 @@ class ChangeEvent:
             "key": _json_row(self.key),
             "before": _json_row(self.before),
             "after": _json_row(self.after),
-            "lsn": format_lsn(self.lsn) if self.lsn is not None else None,
+            "lsn": self.lsn,
             "seq": self.seq,
             "commit_time": self.commit_time.isoformat() if self.commit_time else None,
             "xid": self.xid,
@@ -183,7 +183,8 @@ class ChangeEvent:
     def from_json(cls, data: JsonValue) -> ChangeEvent:
         """The event that :meth:`to_json` produced ``data`` from.
 
-        Values come back as JSON types (decimals and timestamps as strings).
+        Values come back as JSON types (decimals and timestamps as strings); ``lsn``
+        may be a number or a string of digits.
 
         :raises ConfigError: when ``data`` is not such a document.
         """
@@ -201,7 +202,7 @@ class ChangeEvent:
             key=_unjson_row(doc.get("key")),
             before=_unjson_row(doc.get("before")),
             after=_unjson_row(doc.get("after")),
-            lsn=parse_lsn(lsn) if isinstance(lsn, str | int) else None,
+            lsn=_lsn(lsn, "change event"),
             seq=int(cast(int, doc.get("seq") or 0)),
             commit_time=dt.datetime.fromisoformat(when) if isinstance(when, str) else None,
             xid=cast(int | None, doc.get("xid")),
@@ -215,27 +216,6 @@ class ChangeEvent:
                 for k, v in _expect_dict(doc.get("options") or {}, "options").items()
             },
         )
-
-
-def parse_lsn(text: str | int) -> int:
-    """An LSN as an integer, from ``X/Y`` hex text (or an integer, returned as is).
-
-    :raises ConfigError: when ``text`` is not an LSN.
-    """
-    if isinstance(text, int):
-        return text
-    high, sep, low = text.partition("/")
-    try:
-        return (int(high, 16) << 32) | int(low, 16) if sep else int("not an lsn")
-    except ValueError:
-        raise ConfigError(
-            f"{text!r} is not an LSN; write it as two hex numbers like '0/16B3748'"
-        ) from None
-
-
-def format_lsn(lsn: int) -> str:
-    """An integer LSN as PostgreSQL writes it: ``X/Y`` in upper-case hex."""
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
 # -- Debezium --------------------------------------------------------------------
@@ -300,7 +280,7 @@ def decode_debezium(message: bytes | str | Mapping[str, object]) -> ChangeEvent:
         table=str(source.get("table", "")),
         before=before,
         after=after,
-        lsn=_debezium_lsn(lsn),
+        lsn=_lsn(lsn, "Debezium source block"),
         seq=_debezium_seq(source.get("sequence")),
         commit_time=(
             dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC)
@@ -351,11 +331,13 @@ def _unjson_row(value: JsonValue | object) -> Row | None:
 _undebezium_row = _unjson_row
 
 
-def _debezium_lsn(value: object) -> int | None:
+def _lsn(value: object, what: str) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return parse_lsn(value) if "/" in value else int(value)
+        if not value.isdigit():
+            raise ConfigError(f"{what} has lsn {value!r}; expected a number")
+        return int(value)
     return None
 
 

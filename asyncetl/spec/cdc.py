@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from asyncetl import ConfigError, Pipeline
-from asyncetl.connectors.postgres.cdc_admin import cdc_drop, cdc_status
-from asyncetl.connectors.postgres.replication import CdcSource
+from asyncetl.connectors.postgres.cdc import CdcSource, cdc_drop, cdc_status
 
 __all__ = ["cdc_drop", "cdc_source", "cdc_status"]
 

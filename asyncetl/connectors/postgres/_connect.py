@@ -173,8 +173,14 @@ def to_connector_error(exc: BaseException, dsn: Dsn, what: str) -> ConnectorErro
 
 
 def _is_lost_connection(exc: BaseException) -> bool:
-    return isinstance(exc, pgerr.InterfaceError | pgerr.InternalClientError) and (
-        "connection" in str(exc) and ("closed" in str(exc) or "lost" in str(exc))
+    if not isinstance(exc, pgerr.InterfaceError | pgerr.InternalClientError):
+        return False
+    text = str(exc)
+    # A backend terminated while its connection sat idle in the pool sends its FATAL
+    # error before closing the socket; a query started between the two finds asyncpg's
+    # protocol still consuming that error and fails with "cannot switch to state …".
+    return ("connection" in text and ("closed" in text or "lost" in text)) or (
+        isinstance(exc, pgerr.InternalClientError) and text.startswith("cannot switch to state")
     )
 
 

@@ -130,7 +130,7 @@ def table_ddl(
     """``CREATE TABLE IF NOT EXISTS`` for ``columns`` with an optional primary key and unique key.
 
     Column types are spliced as the catalog spelled them (``format_type``) or as
-    :func:`~asyncetl.connectors.postgres.sinks.infer_columns` chose them; names are quoted.
+    :func:`~asyncetl.connectors.postgres._rows.infer_columns` chose them; names are quoted.
     """
     parts = [f"{quote_ident(c.name)} {c.type}{' NOT NULL' if c.not_null else ''}" for c in columns]
     if primary_key:

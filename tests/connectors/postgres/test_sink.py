@@ -358,6 +358,28 @@ def test_bad_mode_is_a_config_error() -> None:
         PostgresSink("postgresql://h/db", "t", mode="replace_partition")
 
 
+@pytest.mark.parametrize(
+    "mode", ["upsert", "append", "replace_partition", "refresh_swap", "soft_delete"]
+)
+def test_each_mode_has_its_own_writer_chosen_at_construction(mode: str) -> None:
+    sink = PostgresSink("postgresql://h/db", "t", mode=mode, partition=["day"])
+    assert sink.writer.mode == mode
+    assert type(sink.writer).__module__ == f"asyncetl.connectors.postgres._writers.{mode}"
+
+
+async def test_swap_is_only_for_refresh_swap(pg_database: str) -> None:
+    await execute(pg_database, "CREATE TABLE t (id int PRIMARY KEY)")
+    sink = PostgresSink(pg_database, "t", mode="append")
+    await sink.open()
+    try:
+        with pytest.raises(
+            ConfigError, match=r"^sink postgres: swap\(\) is for a refresh_swap sink whose table"
+        ):
+            await sink.swap()
+    finally:
+        await sink.close()
+
+
 async def test_refresh_swap_from_a_snapshot_swaps_at_the_end_of_each_scan(
     pg_database: str,
 ) -> None:

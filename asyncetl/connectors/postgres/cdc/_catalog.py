@@ -14,8 +14,8 @@ import asyncpg
 
 from asyncetl.connectors.postgres._connect import Dsn, map_errors
 from asyncetl.connectors.postgres._sql import TableName, quote_ident, quote_qualified
-from asyncetl.connectors.postgres.replication._values import SESSION_SETTINGS
-from asyncetl.core.changes import parse_lsn
+from asyncetl.connectors.postgres.cdc._lsn import parse_lsn
+from asyncetl.connectors.postgres.cdc._values import SESSION_SETTINGS
 from asyncetl.core.errors import ConfigError, PermanentError
 
 __all__ = [

@@ -22,8 +22,8 @@ import asyncpg
 from asyncpg.transaction import Transaction
 
 from asyncetl.connectors.postgres._sql import quote_ident
-from asyncetl.connectors.postgres.replication._catalog import TableInfo
-from asyncetl.connectors.postgres.replication._values import Converter, converter
+from asyncetl.connectors.postgres.cdc._catalog import TableInfo
+from asyncetl.connectors.postgres.cdc._values import Converter, converter
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.errors import ConfigError

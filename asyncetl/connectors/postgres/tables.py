@@ -2,7 +2,7 @@
 
 :class:`TablesSource` reads the tables one after another and yields
 :class:`TableRow` records tagged with their table; :class:`TablesSink` routes
-them to one :class:`~asyncetl.connectors.postgres.sinks.PostgresSink` per table
+them to one :class:`~asyncetl.connectors.postgres.sink.PostgresSink` per table
 and writes a whole batch — every table in it and the checkpoint — in one
 transaction.
 
@@ -30,6 +30,7 @@ from typing import Any, cast
 import asyncpg
 import structlog
 
+from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
@@ -37,9 +38,8 @@ from asyncetl.connectors.postgres._connect import (
     open_pool,
     retry_policy,
 )
-from asyncetl.connectors.postgres.sinks import PostgresSink
+from asyncetl.connectors.postgres.sink import PostgresSink
 from asyncetl.connectors.postgres.source import TableSource
-from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import (

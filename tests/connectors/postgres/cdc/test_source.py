@@ -16,12 +16,11 @@ import structlog
 from structlog.testing import capture_logs
 
 from asyncetl import ListSink, MemoryCheckpointStore, Pipeline
-from asyncetl.connectors.postgres import PostgresCheckpointStore
-from asyncetl.connectors.postgres.apply import ApplySink
-from asyncetl.connectors.postgres.replication import CdcSource
-from asyncetl.core.changes import UNCHANGED, format_lsn, parse_lsn
+from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
+from asyncetl.connectors.postgres.cdc._lsn import format_lsn, parse_lsn
+from asyncetl.core.changes import UNCHANGED
 from asyncetl.core.errors import ConfigError, PermanentError, StageError
-from tests.connectors.postgres.cdc_support import (
+from tests.connectors.postgres.cdc.support import (
     cdc_db,
     confirmed_flush,
     execute,

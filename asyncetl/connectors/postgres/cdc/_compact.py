@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
-from asyncetl.connectors.postgres.replication._values import pg_text
+from asyncetl.connectors.postgres.cdc._values import pg_text
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
 from asyncetl.core.errors import PermanentError
 

@@ -1,47 +1,48 @@
 """The PostgreSQL sink: one transaction per batch, COPY speed, every idempotency pattern.
 
-Modes (``mode=``):
+Modes (``mode=``), each written by its own writer, chosen once when the sink is
+made (the modules of :mod:`~asyncetl.connectors.postgres._writers` tell the
+details):
 
 ``upsert``
-    COPY the batch into a temporary table, then ``INSERT … SELECT … ON CONFLICT
-    (key) DO UPDATE``. With ``version_column`` an older row never overwrites a
-    newer one; with ``row_hash`` an unchanged row is not rewritten. Until a
-    batch meets a key already in the table, batches are COPYed straight into it
-    (inside a savepoint), which is what an initial load or an append-only source
-    needs; from the first conflict on, every batch merges.
+    COPY into a temporary table, then ``INSERT … ON CONFLICT (key) DO UPDATE``,
+    with an optional ``version_column`` guard; batches of new keys only are
+    COPYed straight into the table until the first conflict.
 ``append``
-    COPY straight into the table. With ``row_hash`` the table has a unique
-    ``_row_hash`` column and rows already there are skipped (``ON CONFLICT DO
-    NOTHING``), so a replay appends nothing: the way to copy a table without a
-    key. Identical rows in one batch are told apart by their occurrence number.
+    COPY straight into the table; with ``row_hash``, rows already there are skipped.
 ``replace_partition``
-    Delete every partition (distinct values of ``partition`` columns) present in
-    the batch, then insert the batch, in one transaction.
+    Delete every partition (``partition`` columns) present in the batch, then insert it.
 ``refresh_swap``
-    Append into a staging table ``<table>__asyncetl_new``, then rename it over
-    the target in one transaction and drop the old table after that commits, so
-    readers never see a half-loaded table. The swap happens in the transaction of
-    the batch that ends at position ``None`` — where a ``TableSource(snapshot=true)``
-    ends a complete scan — or when :meth:`PostgresSink.swap` is called. Without
-    checkpoints in the same database, an empty last batch is not written, so call
-    :meth:`~PostgresSink.swap` yourself then.
+    Append into ``<table>__asyncetl_new``, then swap it in at once: in the
+    transaction of the batch that ends at position ``None`` (a complete
+    ``TableSource(snapshot=true)`` scan) or when :meth:`PostgresSink.swap` is
+    called. Without checkpoints in the same database, an empty last batch is not
+    written, so call :meth:`~PostgresSink.swap` yourself then.
 ``soft_delete``
     Like ``upsert``, but a record whose ``delete_flag`` field is true sets the
     row's ``deleted_at`` to ``now()`` instead of deleting it; a live record clears it.
 
-A batch is retried whole, in a fresh transaction, after a transient failure (a
-killed connection, a serialization failure): the failed transaction rolled back,
-so it is neither lost nor applied twice.
+``row_hash`` (a hash of the row kept in ``row_hash_column``) is a concern the
+writers share, not a mode: keyed modes skip rewriting unchanged rows, appending
+ones skip rows already there.
+
+The sink keeps what every mode shares: the pool, creating and checking the
+table, planning records into COPY rows, the batch's transaction (with the
+checkpoint when both live in one database) and its retries. A batch is retried
+whole, in a fresh transaction, after a transient failure (a killed connection, a
+serialization failure): the failed transaction rolled back, so it is neither
+lost nor applied twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, get_args
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 
-from asyncetl.connectors.postgres import _load, _sql
+from asyncetl.connectors.postgres import _sql
+from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
@@ -51,30 +52,32 @@ from asyncetl.connectors.postgres._connect import (
 )
 from asyncetl.connectors.postgres._encode import find_bad_values
 from asyncetl.connectors.postgres._load import TextRows
-from asyncetl.connectors.postgres._plan import KEYED_MODES, Group, Planner
+from asyncetl.connectors.postgres._plan import Group, Planner
 from asyncetl.connectors.postgres._rows import infer_columns
 from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres._writers import (
+    RefreshSwapWriter,
+    RowHash,
+    SinkMode,
+    WriteOptions,
+    Writer,
+    writer_class,
+)
 from asyncetl.connectors.postgres.schema import (
     Column,
     TableSchema,
     describe_remote,
     describe_table,
-    table_ddl,
 )
-from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, TransactionalWriter
 
 __all__ = ["PostgresSink", "SinkMode"]
 
-SinkMode = Literal["upsert", "append", "replace_partition", "refresh_swap", "soft_delete"]
-_MODES: tuple[str, ...] = get_args(SinkMode)
-_STAGING_SUFFIX = "__asyncetl_new"
-_OLD_SUFFIX = "__asyncetl_old"
-
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 class PostgresSink(Sink[Mapping[str, Any]]):
@@ -123,16 +126,15 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         retry_max_time: float = 60.0,
     ) -> None:
         where = f"sink {name}"
-        if mode not in _MODES:
-            raise ConfigError(
-                f"must be one of {', '.join(_MODES)}, not {mode!r}", where=where, key="mode"
-            )
-        if mode == "replace_partition" and not partition:
-            raise ConfigError(
-                'replace_partition needs the partition columns, e.g. partition = ["day"]',
-                where=where,
-                key="partition",
-            )
+        options = WriteOptions(
+            key=tuple(key or ()),
+            partition=tuple(partition or ()),
+            version_column=version_column,
+            row_hash=RowHash(tuple(row_hash), row_hash_column) if row_hash else None,
+            deleted_at=deleted_at,
+            delete_flag=delete_flag,
+        )
+        writer = writer_class(mode, options, where=where)
         if (source_dsn is None) != (source_table is None):
             raise ConfigError(
                 "give both source_dsn and source_table, or neither", where=where, key="source_table"
@@ -141,13 +143,9 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self.dsn = Dsn.parse(dsn)
         self.table = TableName.parse(table)
         self.mode: SinkMode = mode  # type: ignore[assignment]
+        #: Writes the planned rows as ``mode`` says; chosen once, here.
+        self.writer: Writer = writer(self.table, options)
         self.key = list(key) if key else None
-        self.partition = list(partition or [])
-        self.version_column = version_column
-        self.row_hash = list(row_hash) if row_hash else None
-        self.row_hash_column = row_hash_column
-        self.deleted_at = deleted_at
-        self.delete_flag = delete_flag
         self.create = create
         self.not_null = [*(self.key or ()), *(not_null or ())]
         self.columns = list(columns) if columns else None
@@ -157,13 +155,9 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             else None
         )
         self.policy = retry_policy(retries, retry_max_time)
-        self.schema: TableSchema | None = None
         self._pool: asyncpg.Pool | None = None
         self._checkpoints: PostgresCheckpointStore | None = None
         self._planner: Planner | None = None
-        # Upsert batches are COPYed straight into the table until one hits an
-        # existing key; from then on they go through the merge.
-        self._insert_first = mode == "upsert"
         #: Target rows inserted, updated or flagged since construction.
         self.rows_changed = 0
 
@@ -173,11 +167,11 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         # json values are turned into text by _group, which is cheaper than a codec.
         self._pool = await open_pool(self.dsn, policy=self.policy, json_values=False)
         try:
-            self.schema = await self._describe(self.table)
-            if self.schema is None:
+            schema = await self._describe(self.table)
+            if schema is None:
                 await self._create_at_open()
-            if self.schema is not None:
-                await self._ready()
+            else:
+                await self._ready(schema)
         except BaseException:
             await self.aclose()
             raise
@@ -212,10 +206,19 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         return self._write_with_checkpoint
 
     @property
+    def schema(self) -> TableSchema | None:
+        """The table's columns and keys, once the table exists."""
+        return self.writer.schema
+
+    @property
     def target(self) -> TableName:
         """Where batches go: the staging table in ``refresh_swap`` mode, else the table."""
-        table = self.schema.table if self.schema is not None else self.table
-        return table.sibling(_STAGING_SUFFIX) if self.mode == "refresh_swap" else table
+        return self.writer.target
+
+    @property
+    def resolved_key(self) -> list[str]:
+        """The conflict key: ``key`` or the table's primary key."""
+        return self.writer.key
 
     # -- writing -------------------------------------------------------------
 
@@ -228,8 +231,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         return await self._write(batch.records, checkpoint, self._swaps_after(batch))
 
     def _swaps_after(self, batch: Batch[Record]) -> bool:
-        # A snapshot source ends a complete scan at position None (see TableSource).
-        return self.mode == "refresh_swap" and batch.position is None
+        return isinstance(self.writer, RefreshSwapWriter) and self.writer.swaps_after(batch)
 
     async def _write(
         self, records: Sequence[Record], checkpoint: Checkpoint | None, swap: bool = False
@@ -262,7 +264,6 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             if not records:
                 return [], []
             await self._create(infer_columns(records, self.not_null), self.key or [])
-            await self._ready()
         assert self._planner is not None
         return self._planner.plan(records)
 
@@ -297,7 +298,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         changed = 0
         for group in groups:
             if group.rows:
-                changed += await self._load(conn, group)
+                changed += await self.writer.load(conn, group)
         return changed
 
     async def _commit(
@@ -308,75 +309,12 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             if checkpoint is not None and self._checkpoints is not None:
                 await self._checkpoints.save_on(conn, checkpoint)
             if swap:
-                await self._rename_staging(conn)
+                await self._swapper.swap_in(conn)
             return changed
 
-        self.rows_changed += await in_transaction(
-            self.pool, self.dsn, f"writing to {self.target}", body, policy=self.policy
-        )
+        self.rows_changed += await self._transact(f"writing to {self.target}", body)
         if swap:
-            await self._after_swap()
-
-    async def _load(self, conn: asyncpg.Connection, group: Group) -> int:
-        target, columns, rows = self.target, group.columns, group.rows
-        if self.mode == "refresh_swap":  # after a swap, the next batch starts a new staging
-            await conn.execute(self._create_staging())
-        if self.mode in ("append", "refresh_swap"):
-            if self.row_hash is None:
-                return await _load.copy_append(conn, target, columns, rows)
-            return await _load.copy_upsert(
-                conn, target, columns, rows, key=[self.row_hash_column], update=[]
-            )
-        if self.mode == "replace_partition":
-            return await _load.copy_replace(conn, target, columns, rows, partition=self.partition)
-        assert self._planner is not None
-        if isinstance(rows, TextRows):
-            return await self._upsert(conn, columns, rows, None, dedupe=True)
-        unique = self._planner.one_per_key(columns, rows)
-        hashed = self.row_hash_column if self.row_hash else None
-        if self.mode == "soft_delete":
-            return await _load.copy_soft_delete(
-                conn,
-                target,
-                columns[:-1],
-                unique,
-                key=self.resolved_key,
-                deleted_at=self.deleted_at,
-                flag=self.delete_flag,
-                version_column=self.version_column,
-                row_hash_column=hashed,
-            )
-        return await self._upsert(conn, columns, unique, hashed)
-
-    async def _upsert(
-        self,
-        conn: asyncpg.Connection,
-        columns: list[str],
-        rows: Sequence[Row] | TextRows,
-        row_hash_column: str | None,
-        *,
-        dedupe: bool = False,
-    ) -> int:
-        # A batch of new keys only (an initial load, an append-only source) needs no
-        # merge: COPY straight into the table is about twice as fast on the server.
-        # The first batch that meets an existing key rolls back to the savepoint and
-        # merges, and so do all later batches of this sink.
-        if self._insert_first:
-            try:
-                async with conn.transaction():
-                    return await _load.copy_append(conn, self.target, columns, rows)
-            except asyncpg.UniqueViolationError:
-                self._insert_first = False
-        return await _load.copy_upsert(
-            conn,
-            self.target,
-            columns,
-            rows,
-            key=self.resolved_key,
-            version_column=self.version_column,
-            row_hash_column=row_hash_column,
-            dedupe=dedupe,
-        )
+            await self._swapper.after_swap(self._transact)
 
     async def bad_values(self, groups: Sequence[Group]) -> list[Reject]:
         """Reject the records holding values their column cannot take; drop them from ``groups``.
@@ -402,9 +340,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                     conn, columns, types, [row[: len(columns)] for row in rows]
                 )
 
-            bad = await in_transaction(
-                self.pool, self.dsn, "checking values", find, policy=self.policy
-            )
+            bad = await self._transact("checking values", find)
             doomed = {b.row for b in bad}
             rejects += [
                 Reject(group.records[b.row], PermanentError(b.message(str(self.target))))
@@ -414,7 +350,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             group.records = [r for i, r in enumerate(group.records) if i not in doomed]
         return rejects
 
-    # -- schema --------------------------------------------------------------
+    # -- plumbing ------------------------------------------------------------
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -422,20 +358,17 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             raise RuntimeError("PostgresSink used before open()")
         return self._pool
 
-    @property
-    def resolved_key(self) -> list[str]:
-        """The conflict key: ``key`` or the table's primary key."""
-        if self.key:
-            return self.key
-        return list(self.schema.primary_key) if self.schema is not None else []
+    async def _transact(self, what: str, body: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``body`` in one transaction on the pool, retried whole after transient failures."""
+        return await in_transaction(self.pool, self.dsn, what, body, policy=self.policy)
+
+    # -- schema --------------------------------------------------------------
 
     async def _describe(self, table: TableName) -> TableSchema | None:
         async def body(conn: asyncpg.Connection) -> TableSchema | None:
             return await describe_table(conn, table)
 
-        return await in_transaction(
-            self.pool, self.dsn, f"reading the catalog for {table}", body, policy=self.policy
-        )
+        return await self._transact(f"reading the catalog for {table}", body)
 
     async def _source_schema(self) -> TableSchema:
         assert self.source is not None
@@ -449,94 +382,27 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         return schema
 
     async def _create(self, columns: list[Column], key: Sequence[str]) -> None:
-        """Create the table from ``columns`` plus the columns the mode needs."""
-        names = {c.name for c in columns}
-        extra = []
-        if self.row_hash is not None and self.row_hash_column not in names:
-            extra.append(Column(self.row_hash_column, "text"))
-        if self.mode == "soft_delete" and self.deleted_at not in names:
-            extra.append(Column(self.deleted_at, "timestamp with time zone"))
-        unique = [self.row_hash_column] if self.row_hash and self.mode not in KEYED_MODES else []
-        if self.mode in KEYED_MODES and not key:
-            raise PermanentError(
-                f"cannot create table {self.table} for {self.mode} without a "
-                "key; give the sink key = [...]"
-            )
-        ddl = table_ddl(
-            self.table,
-            [*columns, *extra],
-            primary_key=key if self.mode in KEYED_MODES or not unique else (),
-            unique=unique,
-        )
+        """Create the table from ``columns`` plus the columns the mode needs, and get ready."""
+        ddl = self.writer.table_ddl(columns, key)
 
         async def body(conn: asyncpg.Connection) -> None:
             if self.table.schema is not None:
                 await conn.execute(_sql.create_schema(self.table.schema))
             await conn.execute(ddl)
 
-        await in_transaction(
-            self.pool, self.dsn, f"creating table {self.table}", body, policy=self.policy
-        )
-        self.schema = await self._describe(self.table)
+        await self._transact(f"creating table {self.table}", body)
+        schema = await self._describe(self.table)
+        if schema is not None:
+            await self._ready(schema)
 
-    async def _ready(self) -> None:
-        """Check the table against the mode; prepare the staging table of ``refresh_swap``."""
-        assert self.schema is not None
-        self._check(self.schema)
-        self._planner = Planner(
-            self.schema,
-            mode=self.mode,
-            key=self.resolved_key,
-            partition=self.partition,
-            version_column=self.version_column,
-            row_hash=self.row_hash,
-            row_hash_column=self.row_hash_column,
-            delete_flag=self.delete_flag,
-            text_columns=self.columns,
-        )
-        if self.mode == "refresh_swap":
-            # With checkpoints in the same transactions, a staging table left by a
-            # crashed run matches its checkpoint and is resumed; otherwise start afresh.
-            await self._new_staging(keep=self._checkpoints is not None)
-
-    def _check(self, schema: TableSchema) -> None:
-        t, names = schema.table, schema.column_names
-
-        def require(column: str, role: str) -> None:
-            if column not in names:
-                raise PermanentError(
-                    f"{role} column {column!r} is missing from table {t} (its columns: "
-                    f"{', '.join(names)}); fix the sink's {role} or add the column"
-                )
-
-        if self.mode in KEYED_MODES:
-            if not self.resolved_key:
-                raise PermanentError(
-                    f"table {t} has no primary key; give the sink key = [...] "
-                    'or use mode = "append"'
-                )
-            for column in self.resolved_key:
-                require(column, "key")
-            if not schema.has_unique_key(self.resolved_key):
-                raise PermanentError(
-                    f"table {t} has no unique index on exactly ({', '.join(self.resolved_key)}), "
-                    "which INSERT … ON CONFLICT needs; create one or change the key"
-                )
-        for column in self.partition:
-            require(column, "partition")
-        for column in self.columns or ():
-            require(column, "columns")
-        if self.version_column:
-            require(self.version_column, "version_column")
-        if self.mode == "soft_delete":
-            require(self.deleted_at, "deleted_at")
-        if self.row_hash is not None:
-            require(self.row_hash_column, "row_hash_column")
-            if self.mode not in KEYED_MODES and not schema.has_unique_key([self.row_hash_column]):
-                raise PermanentError(
-                    f"table {t} needs a unique index on {self.row_hash_column!r} for "
-                    f"{self.mode} with row_hash; create one or use create = true on a new table"
-                )
+    async def _ready(self, schema: TableSchema) -> None:
+        """Check the table against the mode and let the writer get ready to write to it."""
+        self.writer.bind(schema)
+        self.writer.check(schema, self.columns or ())
+        self._planner = Planner(schema, self.writer, text_columns=self.columns)
+        # With checkpoints in the same transactions, what a crashed run left (a
+        # refresh_swap staging table) matches its checkpoint and is resumed.
+        await self.writer.open(self._transact, resume=self._checkpoints is not None)
 
     # -- refresh_swap --------------------------------------------------------
 
@@ -548,52 +414,14 @@ class PostgresSink(Sink[Mapping[str, Any]]):
 
         :raises ConfigError: when the mode is not ``refresh_swap``.
         """
-        if self.mode != "refresh_swap" or self.schema is None:
+        swapper = self._swapper
+        await self._transact(f"swapping {self.target} in", swapper.swap_in)
+        await swapper.after_swap(self._transact)
+
+    @property
+    def _swapper(self) -> RefreshSwapWriter:
+        if not isinstance(self.writer, RefreshSwapWriter) or self.schema is None:
             raise ConfigError(
                 "swap() is for a refresh_swap sink whose table exists", where=f"sink {self.name}"
             )
-        await in_transaction(
-            self.pool,
-            self.dsn,
-            f"swapping {self.target} in",
-            self._rename_staging,
-            policy=self.policy,
-        )
-        await self._after_swap()
-
-    async def _rename_staging(self, conn: asyncpg.Connection) -> None:
-        """Rename the target away and the staging table in, inside the caller's transaction."""
-        assert self.schema is not None
-        table, staging = self.schema.table, self.target
-        old = table.sibling(_OLD_SUFFIX)
-        await conn.execute(_sql.drop_table(old, if_exists=True))
-        await conn.execute(_sql.rename_table(table, old.name))
-        await conn.execute(_sql.rename_table(staging, table.name))
-
-    async def _after_swap(self) -> None:
-        """Drop the old table (only now that the swap committed) and stage afresh.
-
-        Views on the table followed it to its old name, so this drop fails for
-        them: recreate such views after the swap.
-        """
-        assert self.schema is not None
-        old = self.schema.table.sibling(_OLD_SUFFIX)
-
-        async def drop(conn: asyncpg.Connection) -> None:
-            await conn.execute(_sql.drop_table(old))
-
-        await in_transaction(self.pool, self.dsn, f"dropping {old}", drop, policy=self.policy)
-
-    def _create_staging(self) -> str:
-        assert self.schema is not None
-        return _sql.create_like(self.target, self.schema.table)
-
-    async def _new_staging(self, *, keep: bool) -> None:
-        staging = self.target
-
-        async def body(conn: asyncpg.Connection) -> None:
-            if not keep:
-                await conn.execute(_sql.drop_table(staging, if_exists=True))
-            await conn.execute(self._create_staging())
-
-        await in_transaction(self.pool, self.dsn, f"creating {staging}", body, policy=self.policy)
+        return self.writer

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import aclosing
+from itertools import cycle
 from pathlib import Path
 
 import anyio
+import asyncpg
 import pytest
 import structlog.testing
 
-from asyncetl.connectors.postgres import TablesSink, TablesSource
+from asyncetl.connectors.postgres import PostgresSink, TablesSink, TablesSource
+from asyncetl import Batch
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import connect, execute, rows
 
@@ -109,3 +113,77 @@ async def test_pg_copy_of_pgbench_tables(
         await execute(
             pg_database, f'DROP DATABASE IF EXISTS "{target.rsplit("/", 1)[1]}" WITH (FORCE)'
         )
+
+
+# pg_terminate_backend makes the backend send its FATAL error, then close the socket. A
+# query started between the two met asyncpg's "cannot switch to state 15; another
+# operation (2) is in progress", which stopped the run; these pauses after the kill
+# land queries before, between and after the two.
+PAUSES = (0.0, 0.0005, 0.001, 0.002, 0.004)
+
+
+async def terminate_others(admin: asyncpg.Connection, dsn: str) -> int:
+    """Terminate the idle backends of ``dsn``'s database (pooled connections); returns how many.
+
+    Only idle ones: a backend still starting up is a pool's new connection.
+    """
+    database = dsn.rsplit("/", 1)[1]
+    return len(
+        await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND state = 'idle' AND pid <> pg_backend_pid()",
+            database,
+        )
+    )
+
+
+async def test_tables_source_reconnects_and_resumes_after_its_backend_is_terminated(
+    pg_database: str,
+) -> None:
+    await execute(
+        pg_database,
+        "CREATE TABLE items (id int PRIMARY KEY, name text);"
+        "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 200) g",
+    )
+    source = TablesSource(pg_database, "items", chunk_size=10, retries=3)
+    await source.open()
+    ids: list[int] = []
+    positions = []
+    kills = 0
+    pauses = cycle(PAUSES)
+    try:
+        async with (
+            connect(pg_database) as admin,
+            aclosing(source.read(None, max_chunk=10)) as chunks,  # type: ignore[type-var]
+        ):
+            async for chunk in chunks:
+                ids += [row.values["id"] for row in chunk.records]
+                positions.append(chunk.position)
+                kills += await terminate_others(admin, pg_database)
+                await anyio.sleep(next(pauses))
+    finally:
+        await source.close()
+    assert ids == list(range(1, 201))
+    assert positions == [{"items": [str(n)]} for n in range(10, 201, 10)] + [
+        {"items": "done"},
+        None,
+    ]
+    assert kills >= 20  # every page after the first ran on a new connection
+
+
+async def test_postgres_sink_reconnects_after_its_idle_backend_is_terminated(
+    pg_database: str,
+) -> None:
+    await execute(pg_database, "CREATE TABLE log (n int PRIMARY KEY)")
+    sink = PostgresSink(pg_database, "log", retries=3)
+    await sink.open()
+    pauses = cycle(PAUSES)
+    try:
+        async with connect(pg_database) as admin:
+            for n in range(20):
+                await sink.write(Batch(n, [{"n": n}], n))
+                assert await terminate_others(admin, pg_database) >= 1
+                await anyio.sleep(next(pauses))
+    finally:
+        await sink.close()
+    assert await rows(pg_database, "SELECT n FROM log ORDER BY n") == [(n,) for n in range(20)]

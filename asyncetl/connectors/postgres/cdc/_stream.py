@@ -23,12 +23,13 @@ import anyio.lowlevel
 import structlog
 
 from asyncetl.connectors.postgres._sql import quote_ident
-from asyncetl.connectors.postgres.replication._pgoutput import (
+from asyncetl.connectors.postgres.cdc._lsn import format_lsn, parse_lsn
+from asyncetl.connectors.postgres.cdc._pgoutput import (
     Begin,
     Commit,
     PgOutputDecoder,
 )
-from asyncetl.connectors.postgres.replication._protocol import (
+from asyncetl.connectors.postgres.cdc._protocol import (
     ConnectParams,
     ReplicationConnection,
     map_protocol_errors,
@@ -36,7 +37,7 @@ from asyncetl.connectors.postgres.replication._protocol import (
     parse_keepalive,
 )
 from asyncetl.core.batch import Chunk, Position
-from asyncetl.core.changes import ChangeEvent, format_lsn, parse_lsn
+from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.errors import TransientError
 from asyncetl.core.retry import RetryPolicy, retry_call
 

@@ -30,7 +30,7 @@ import scramp  # type: ignore[import-untyped]
 from anyio.streams.tls import TLSStream
 
 from asyncetl.connectors.postgres._connect import Dsn
-from asyncetl.connectors.postgres.replication._values import SESSION_SETTINGS
+from asyncetl.connectors.postgres.cdc._values import SESSION_SETTINGS
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
 
 __all__ = [

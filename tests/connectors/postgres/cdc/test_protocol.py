@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncetl.connectors.postgres.replication._protocol import (
+from asyncetl.connectors.postgres.cdc._protocol import (
     ConnectParams,
     ReplicationConnection,
     ServerError,
     map_protocol_errors,
 )
-from asyncetl.connectors.postgres.replication._values import converter, parse_array, pg_text
+from asyncetl.connectors.postgres.cdc._values import converter, parse_array, pg_text
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
-from tests.connectors.postgres.cdc_support import fetchval
+from tests.connectors.postgres.cdc.support import fetchval
 from tests.postgres_servers import PrivateServer
 
 

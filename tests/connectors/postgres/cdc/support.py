@@ -13,7 +13,7 @@ import anyio
 import asyncpg
 import pytest
 
-from asyncetl.connectors.postgres.replication import CdcSource
+from asyncetl.connectors.postgres.cdc import CdcSource
 from asyncetl.core.batch import Chunk, Position
 from asyncetl.core.changes import ChangeEvent
 from tests.conftest import pg_dsn

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 
 from asyncetl.connectors.postgres._sql import quote_qualified
-from asyncetl.connectors.postgres.replication._values import Converter, converter, type_name
+from asyncetl.connectors.postgres.cdc._values import Converter, converter, type_name
 from asyncetl.core.changes import UNCHANGED, ChangeEvent, Op
 from asyncetl.core.errors import PermanentError
 

@@ -13,14 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncetl.connectors.postgres import PostgresCheckpointStore
-from asyncetl.connectors.postgres.apply import ApplySink
-from asyncetl.connectors.postgres.replication._compact import _compact, _compact_by, compact
+from asyncetl.connectors.postgres import ApplySink, PostgresCheckpointStore
+from asyncetl.connectors.postgres.cdc._compact import _compact, _compact_by, compact
 from asyncetl.core.batch import Batch
 from asyncetl.core.changes import UNCHANGED, ChangeEvent, Op
 from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import Checkpoint
-from tests.connectors.postgres.cdc_support import execute, fetch, fetchval, target_db, wait_for
+from tests.connectors.postgres.cdc.support import execute, fetch, fetchval, target_db, wait_for
 
 __all__ = ["target_db"]
 

@@ -15,7 +15,7 @@ import sys
 import anyio
 import pytest
 
-from tests.connectors.postgres.cdc_support import (
+from tests.connectors.postgres.cdc.support import (
     cdc_db,
     execute,
     fetch,
@@ -31,10 +31,8 @@ pytestmark = pytest.mark.anyio
 CONSUMER = """
 import sys, anyio, logging, structlog
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-from asyncetl.connectors.postgres import PostgresCheckpointStore
-from asyncetl.connectors.postgres.apply import ApplySink
-from asyncetl.connectors.postgres.replication import CdcSource
 from asyncetl import Pipeline
+from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
 
 source_dsn, target_dsn, slot, publication, idle, chunk = sys.argv[1:]
 pipeline = Pipeline(

@@ -14,17 +14,18 @@ from anyio.abc import ObjectSendStream
 
 from asyncetl.connectors.postgres._connect import map_errors
 from asyncetl.connectors.postgres._sql import TableName
-from asyncetl.connectors.postgres.replication import _catalog as catalog
-from asyncetl.connectors.postgres.replication._protocol import (
+from asyncetl.connectors.postgres.cdc import _catalog as catalog
+from asyncetl.connectors.postgres.cdc._lsn import format_lsn, parse_lsn
+from asyncetl.connectors.postgres.cdc._protocol import (
     ConnectParams,
     ReplicationConnection,
     lost_slot_message,
     map_protocol_errors,
 )
-from asyncetl.connectors.postgres.replication._snapshot import SnapshotReader
-from asyncetl.connectors.postgres.replication._stream import ChangeStream, StreamPosition
+from asyncetl.connectors.postgres.cdc._snapshot import SnapshotReader
+from asyncetl.connectors.postgres.cdc._stream import ChangeStream, StreamPosition
 from asyncetl.core.batch import Chunk, JsonValue, Position
-from asyncetl.core.changes import ChangeEvent, format_lsn, parse_lsn
+from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Source
 from asyncetl.core.retry import RetryPolicy, retry_call
@@ -179,7 +180,14 @@ class CdcSource(Source[ChangeEvent]):
                 await self._stream.keep_alive()
 
     def decode(self, raw: JsonValue) -> ChangeEvent:
-        """A dead-lettered change event back as a :class:`ChangeEvent`."""
+        """A dead-lettered change event back as a :class:`ChangeEvent`.
+
+        Its ``lsn`` is a number; ``X/Y`` text (what :meth:`ChangeEvent.to_json`
+        wrote while LSN text lived in core) is read too.
+        """
+        lsn = raw.get("lsn") if isinstance(raw, dict) else None
+        if isinstance(raw, dict) and isinstance(lsn, str) and "/" in lsn:
+            raw = {**raw, "lsn": parse_lsn(lsn)}
         return ChangeEvent.from_json(raw)
 
     async def aclose(self) -> None:

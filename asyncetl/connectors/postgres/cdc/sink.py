@@ -6,7 +6,7 @@ Per batch, in one transaction:
    commit LSN and in-transaction sequence of the last change it applied and
    writes it in the batch's own transaction, so a replayed change is skipped;
 2. each table's events are compacted to the last change per primary key
-   (:mod:`~asyncetl.connectors.postgres.replication._compact`);
+   (:mod:`~asyncetl.connectors.postgres.cdc._compact`);
 3. a truncate truncates; inserts/updates are ``INSERT … ON CONFLICT DO
    UPDATE`` from temporary tables filled by COPY; deletes by a one-column key
    are ``DELETE … WHERE key = ANY($1)`` with the keys as one array, other
@@ -14,7 +14,7 @@ Per batch, in one transaction:
    Columns whose value is an unchanged TOAST value are left alone.
 
 Values are staged in the form asyncpg encodes fastest (see
-:mod:`~asyncetl.connectors.postgres.replication._staging`), else as text, and
+:mod:`~asyncetl.connectors.postgres.cdc._staging`), else as text, and
 cast to the target's column types in SQL, so every type PostgreSQL can cast
 from text works, custom ones included.
 
@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 
+from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
@@ -42,15 +43,14 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
-from asyncetl.connectors.postgres.replication._compact import Row, compact, upsert_groups
-from asyncetl.connectors.postgres.replication._staging import (
+from asyncetl.connectors.postgres.cdc._compact import Row, compact, upsert_groups
+from asyncetl.connectors.postgres.cdc._staging import (
     array_values,
     read_staged,
     staged_records,
 )
-from asyncetl.connectors.postgres.replication._values import pg_text
+from asyncetl.connectors.postgres.cdc._values import pg_text
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table, table_ddl
-from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
 from asyncetl.core.errors import ConfigError, PermanentError

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncpg
 
 from asyncetl.connectors.postgres._connect import Dsn, map_errors
-from asyncetl.connectors.postgres.replication import _catalog as catalog
+from asyncetl.connectors.postgres.cdc import _catalog as catalog
+from asyncetl.connectors.postgres.cdc._lsn import format_lsn
 from asyncetl.core.batch import JsonValue, Position
-from asyncetl.core.changes import format_lsn
 from asyncetl.core.errors import PermanentError
 
 __all__ = ["cdc_drop", "cdc_status"]

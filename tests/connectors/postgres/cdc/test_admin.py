@@ -7,11 +7,10 @@ from contextlib import aclosing
 import anyio
 import pytest
 
-from asyncetl.connectors.postgres.cdc_admin import cdc_drop, cdc_status
-from asyncetl.connectors.postgres.replication import CdcSource
-from asyncetl.core.changes import parse_lsn
+from asyncetl.connectors.postgres.cdc import CdcSource, cdc_drop, cdc_status
+from asyncetl.connectors.postgres.cdc._lsn import parse_lsn
 from asyncetl.core.errors import PermanentError
-from tests.connectors.postgres.cdc_support import (
+from tests.connectors.postgres.cdc.support import (
     cdc_db,
     execute,
     fetch,

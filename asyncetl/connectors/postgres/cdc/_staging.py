@@ -21,7 +21,7 @@ from operator import attrgetter, itemgetter
 from types import NoneType
 from typing import Final
 
-from asyncetl.connectors.postgres.replication._values import text_writer
+from asyncetl.connectors.postgres.cdc._values import text_writer
 
 __all__ = ["MICROS", "array_values", "read_staged", "staged_records"]
 

@@ -1,0 +1,95 @@
+"""PostgreSQL checkpoints: a table of ``(pipeline, source) → position``.
+
+The checkpoint table is also written by :class:`~asyncetl.connectors.postgres.PostgresSink`
+(and the other sinks of this connector) inside each batch's own transaction when
+both live in the same database (exactly-once); :meth:`PostgresCheckpointStore.save_on`
+is that shared write.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import asyncpg
+import orjson
+
+from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres._table import Body, TableStore
+from asyncetl.core.batch import Position
+from asyncetl.core.errors import CheckpointError, ConnectorError
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore
+
+__all__ = ["PostgresCheckpointStore"]
+
+_T = TypeVar("_T")
+
+
+class PostgresCheckpointStore(TableStore, CheckpointStore):
+    """Checkpoints as rows ``(pipeline, source) → position jsonb`` of a table it creates.
+
+    :param dsn: ``postgresql://user[:password]@host[:port]/database``.
+    :param table: the checkpoint table; created when missing.
+    :param schema: the table's schema; created when missing.
+    :param retries: retries of a failed connection or statement.
+    :param retry_max_time: seconds after which no retry starts.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str = "asyncetl_checkpoints",
+        schema: str = "public",
+        retries: int = 5,
+        retry_max_time: float = 60.0,
+    ) -> None:
+        super().__init__(dsn, TableName(schema, table), retries, retry_max_time)
+        t = self.table.sql
+        self._ddl = (
+            f"CREATE TABLE IF NOT EXISTS {t} (pipeline text NOT NULL, source text NOT NULL, "
+            "position jsonb, updated_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (pipeline, source))"
+        )
+        self._load_sql = f"SELECT position::text FROM {t} WHERE pipeline = $1 AND source = $2"  # noqa: S608
+        self._save_sql = (
+            f"INSERT INTO {t} (pipeline, source, position, updated_at) "  # noqa: S608
+            "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (pipeline, source) "
+            "DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at"
+        )
+
+    async def load(self, pipeline: str, source: str) -> Position:
+        async def fetch(conn: asyncpg.Connection) -> str | None:
+            value: str | None = await conn.fetchval(self._load_sql, pipeline, source)
+            return value
+
+        text = await self._run(f"loading the checkpoint of {pipeline!r}", fetch)
+        if text is None:
+            return None
+        try:
+            position: Position = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:  # jsonb is always valid JSON; be safe anyway
+            raise CheckpointError(
+                f"checkpoint of {pipeline!r} in {self.table} is not JSON"
+            ) from exc
+        return position
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        await self._run(
+            f"saving the checkpoint of {checkpoint.pipeline!r}",
+            lambda conn: self.save_on(conn, checkpoint),
+        )
+
+    async def save_on(self, conn: asyncpg.Connection, checkpoint: Checkpoint) -> None:
+        """Write ``checkpoint`` through ``conn``, inside the caller's transaction."""
+        await conn.execute(
+            self._save_sql,
+            checkpoint.pipeline,
+            checkpoint.source,
+            orjson.dumps(checkpoint.position).decode(),
+        )
+
+    async def _run(self, what: str, body: Body[_T]) -> _T:
+        try:
+            return await super()._run(what, body)
+        except ConnectorError as exc:
+            raise CheckpointError(str(exc)) from exc

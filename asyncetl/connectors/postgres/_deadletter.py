@@ -1,0 +1,106 @@
+"""PostgreSQL dead letters: rows of a table, ids from its ``bigserial``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+import orjson
+
+from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres._table import TableStore
+from asyncetl.core.batch import JsonValue
+from asyncetl.core.errors import ConfigError
+from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
+
+__all__ = ["PostgresDeadLetterStore"]
+
+
+class PostgresDeadLetterStore(TableStore, DeadLetterStore):
+    """Dead letters as rows of a table it creates; ids are the row's ``bigserial`` id.
+
+    ``record`` and ``position`` are stored as ``json`` (not ``jsonb``), which
+    keeps any JSON text as it was, NUL escapes included.
+
+    :param dsn: ``postgresql://user[:password]@host[:port]/database``.
+    :param table: the dead-letter table; created when missing.
+    :param schema: the table's schema; created when missing.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str = "asyncetl_dead_letters",
+        schema: str = "public",
+        retries: int = 5,
+        retry_max_time: float = 60.0,
+    ) -> None:
+        super().__init__(dsn, TableName(schema, table), retries, retry_max_time)
+        t = self.table.sql
+        self._ddl = (
+            f"CREATE TABLE IF NOT EXISTS {t} (id bigserial PRIMARY KEY, pipeline text NOT NULL, "
+            "stage text NOT NULL, error text NOT NULL, error_type text NOT NULL, record json, "
+            "position json, time timestamptz NOT NULL)"
+        )
+        self._put_sql = (
+            f"INSERT INTO {t} (pipeline, stage, error, error_type, record, position, time) "  # noqa: S608
+            "VALUES ($1, $2, $3, $4, $5::json, $6::json, $7)"
+        )
+        self._list_sql = (
+            "SELECT id, pipeline, stage, error, error_type, record::text AS record, "  # noqa: S608
+            f"position::text AS position, time FROM {t} WHERE pipeline = $1 ORDER BY id LIMIT $2"
+        )
+        self._remove_sql = f"DELETE FROM {t} WHERE pipeline = $1 AND id = ANY($2::bigint[])"  # noqa: S608
+
+    async def put(self, letters: Sequence[DeadLetter]) -> None:
+        rows = [
+            (d.pipeline, d.stage, d.error, d.error_type, _json(d.record), _json(d.position), d.time)
+            for d in letters
+        ]
+        if rows:
+            await self._run(
+                "storing dead letters", lambda conn: conn.executemany(self._put_sql, rows)
+            )
+
+    async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
+        async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            return await conn.fetch(self._list_sql, pipeline, limit)
+
+        rows = await self._run("listing dead letters", fetch)
+        return [_letter(row) for row in rows]
+
+    async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
+        try:
+            numbers = [int(i) for i in ids]
+        except ValueError as exc:
+            raise ConfigError(f"dead-letter ids are integers, not {list(ids)!r}") from exc
+        await self._run(
+            "removing dead letters", lambda conn: conn.execute(self._remove_sql, pipeline, numbers)
+        )
+
+
+def _json(value: JsonValue) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _letter(row: asyncpg.Record) -> DeadLetter:
+    time: datetime = row["time"]
+    return DeadLetter(
+        pipeline=row["pipeline"],
+        stage=row["stage"],
+        error=row["error"],
+        error_type=row["error_type"],
+        record=_loads(row["record"]),
+        position=_loads(row["position"]),
+        time=time,
+        id=str(row["id"]),
+    )
+
+
+def _loads(text: str | None) -> JsonValue:
+    if text is None:
+        return None
+    value: JsonValue = orjson.loads(text)
+    return value
