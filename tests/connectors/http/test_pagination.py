@@ -204,6 +204,54 @@ async def test_a_link_position_of_another_server_is_refused_rather_than_followed
     assert [hit.query["page"] for hit in api.hits] == ["3"]
 
 
+@pytest.mark.parametrize(
+    ("style", "path", "query"),
+    [
+        ("page", "/other", ""),  # another path on the same server
+        ("link", "/items", "region=eu"),  # the same path with another query
+        ("cursor", "/items", "region=eu"),
+    ],
+)
+async def test_a_position_written_for_another_endpoint_is_refused(
+    style: str, path: str, query: str
+) -> None:
+    api = Api(30, envelope=style == "cursor")
+    options = {"records_path": "data", "cursor_path": "next"} if style == "cursor" else {}
+    async with serve_api(api) as url:
+        [first, *_] = await collect(source(url, style, **options))
+        moved = str(URL(url).with_path(path).with_query(query))
+        with pytest.raises(ConfigError) as caught:
+            await collect(source(moved, style, **options), first.position)
+    assert first.position is not None
+    written_for = f"{url}?limit=10"
+    now = f"{moved}&limit=10" if query else f"{moved}?limit=10"
+    assert str(caught.value) == (
+        "HttpSource 'http': position: cannot resume from the committed position "
+        f"{first.position!r}: it was written for {written_for!r}, not for url {now}; "
+        f"point url back there, or to read {now} from the start, reset the checkpoint "
+        "(python -m asyncetl checkpoint reset SPEC)"
+    )
+    assert len(api.hits) == 3  # the first run's pages only: the refused run asked nothing
+
+
+async def test_a_since_position_written_for_another_endpoint_is_refused() -> None:
+    options = {"since_param": "since", "since_field": "updated_at"}
+    async with serve_api(Api(5)) as url:
+        chunks = await collect(source(url, "page", **options))
+        with pytest.raises(ConfigError, match="it was written for .*, not for url"):
+            await collect(source(url + "?region=eu", "page", **options), chunks[-1].position)
+    assert chunks[-1].position == at(url, {"since": 1005})
+
+
+async def test_a_position_written_before_endpoints_were_recorded_is_taken_as_before() -> None:
+    options = {"since_param": "since", "since_field": "updated_at"}
+    api = Api(25)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "page", **options), {"since": 1020})
+    assert ids(chunks) == list(range(20, 26))
+    assert chunks[-1].position == at(url, {"since": 1025})
+
+
 # -- parallel pages ---------------------------------------------------------------------
 
 
