@@ -332,17 +332,19 @@ def client_settings(
     flat: Mapping[str, object],
     *,
     where: str,
+    owner: str,
     accepted: Collection[str],
 ) -> ClientSettings:
     """The settings of ``client`` with the flat keywords of older specs folded in.
 
     :param where: names the connector in messages, e.g. ``HttpSource 'orders'``.
+    :param owner: the connector's class, e.g. ``HttpSource``.
     :param accepted: the connector's own keywords, listed when a key is unknown.
     :raises ConfigError: on an unknown key, a key given both flat and in
         ``client``, or an invalid value.
     """
     try:
-        return _client_settings(client, flat, where.split()[0], accepted)
+        return _client_settings(client, flat, owner, accepted)
     except ConfigError as exc:
         message = str(exc).removeprefix(f"{exc.key}: ") if exc.key else str(exc)
         raise ConfigError(message, where=where, key=exc.key) from None

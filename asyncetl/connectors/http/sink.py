@@ -83,7 +83,7 @@ class HttpSink(Sink[object]):
             )
         self.max_concurrency = positive_int(max_concurrency, where, "max_concurrency")
         self.idempotency_header = idempotency_header
-        settings = client_settings(client, flat, where=where, accepted=_KEYWORDS)
+        settings = client_settings(client, flat, where=where, owner="HttpSink", accepted=_KEYWORDS)
         parsed = absolute_url(url, where)
         self.client, self.url = create_client(parsed, settings, where=where)
         # Keys are made from the URL as shown before its credentials moved to auth

@@ -136,7 +136,9 @@ class HttpSource(Source[Record]):
             cursor_path=cursor_path,
             first_page=first_page,
         )
-        settings = client_settings(client, flat, where=where, accepted=_KEYWORDS)
+        settings = client_settings(
+            client, flat, where=where, owner="HttpSource", accepted=_KEYWORDS
+        )
         self.client, self.url = create_client(absolute_url(url, where), settings, where=where)
         base = self._base_url(params or {})
         self.pager: Paginator = make_paginator(self.pagination, base, where=where)
