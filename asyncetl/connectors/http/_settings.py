@@ -158,7 +158,7 @@ class Auth:
         return self.key_name if self.kind == "query" else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)  # its repr hides secret header values
 class ClientSettings:
     """Everything about how to talk to a server, shared by the source and the sink.
 
@@ -179,6 +179,17 @@ class ClientSettings:
     timeout: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     limits: Limits = field(default_factory=Limits)
+
+    def __repr__(self) -> str:
+        headers = {
+            name: "***" if self.is_secret_header(name) else value
+            for name, value in self.headers.items()
+        }
+        return (
+            f"ClientSettings(headers={headers!r}, secret_headers={self.secret_headers!r}, "
+            f"auth={self.auth!r}, timeout={self.timeout!r}, retry={self.retry!r}, "
+            f"limits={self.limits!r})"
+        )
 
     def is_secret_header(self, name: str) -> bool:
         """Whether the header ``name``'s value is a secret."""

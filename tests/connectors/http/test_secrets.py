@@ -105,7 +105,9 @@ async def test_a_pipeline_keeps_the_url_password_out_of_logs_checkpoints_and_dea
     [letter] = letters.letters
     assert isinstance(letter.record, dict)
     assert letter.record["url"] == f"{base}/items?limit=10&page=2"
-    shown = repr([logs, stats, checkpoints.positions, letters.letters, source])
+    shown = repr(
+        [logs, stats, checkpoints.positions, letters.letters, source, source.client.settings]
+    )
     assert PASSWORD not in shown
     assert "reader" not in shown
 

@@ -63,6 +63,22 @@ def test_a_settings_object_is_shared_by_source_and_sink() -> None:
     assert sink.client.settings is EVERYTHING
 
 
+def test_the_repr_of_settings_hides_secret_header_values() -> None:
+    settings = ClientSettings(
+        headers={"Authorization": "Bearer tok-1", "X-Tenant": "t-1", "Accept": "text/csv"},
+        secret_headers=("x-tenant",),
+    )
+    assert repr(settings) == (
+        "ClientSettings(headers={'Authorization': '***', 'X-Tenant': '***', "
+        "'Accept': 'text/csv'}, secret_headers=('x-tenant',), auth=Auth(kind=None, "
+        "token_env='API_TOKEN', username_env='API_USERNAME', password_env='API_PASSWORD', "
+        "api_key_env='API_KEY', api_key_name=''), timeout=Timeouts(total=30.0, "
+        "connect=10.0, read=None), retry=RetryPolicy(max_tries=5, max_time=60.0, "
+        "base_delay=0.1, max_delay=30.0), limits=Limits(requests_per_second=None, "
+        "connections_per_host=16))"
+    )
+
+
 def test_the_flat_keywords_of_older_specs_fold_into_the_settings() -> None:
     flat: dict[str, Any] = {
         "headers": {"Accept": "application/json"},
