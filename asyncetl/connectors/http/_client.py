@@ -12,6 +12,7 @@ attempt. URLs and headers are redacted wherever they are shown.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import re
 import time
@@ -25,13 +26,11 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from asyncetl.connectors.http._ratelimit import HostLimiter, Limiters
+from asyncetl.connectors.http._settings import Auth, ClientSettings, is_secret_name
 from asyncetl.core.errors import ConfigError, ConnectorError, PermanentError, TransientError
-from asyncetl.core.retry import Retrier, RetryPolicy, parse_retry_after
+from asyncetl.core.retry import Retrier, parse_retry_after
 
 __all__ = [
-    "AUTH_KINDS",
-    "AuthConfig",
-    "ClientConfig",
     "HttpClient",
     "HttpStatusError",
     "Response",
@@ -39,19 +38,18 @@ __all__ = [
     "create_client",
     "positive_int",
     "redact_headers",
+    "redact_text",
     "redact_url",
+    "without_userinfo",
 ]
 
 T = TypeVar("T")
 
 REDACTED = "***"
-AUTH_KINDS = ("bearer", "basic", "header", "query")
 #: Statuses worth retrying; 429 and 503 with ``Retry-After`` also pause the host.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _PAUSING_STATUSES = frozenset({429, 503})
-_SECRET_NAME = re.compile(
-    r"token|key|secret|passw|pwd|signature|^sig$|auth|credential|session|cookie", re.IGNORECASE
-)
+_USERINFO = re.compile(r"(?<=//)([^/?#@:]*):[^/?#@]*@")
 _BODY_START = 200
 #: Query parameter names whose secrecy a client remembers.
 _NAMES_KEPT = 64
@@ -73,7 +71,7 @@ def redact_url(url: str | URL, secret_params: Collection[str] = ()) -> str:
     """``url`` with its password and secret-looking query values replaced by ``***``."""
     parsed = URL(url) if isinstance(url, str) else url
     hidden = {name.lower() for name in secret_params}
-    secret = [name for name in parsed.query if name.lower() in hidden or _SECRET_NAME.search(name)]
+    secret = [name for name in parsed.query if name.lower() in hidden or is_secret_name(name)]
     if parsed.password is None and not secret:
         return str(parsed)
     if parsed.password is not None:
@@ -92,68 +90,22 @@ def redact_headers(
     """``headers`` with credentials and secret-looking values replaced by ``***``."""
     hidden = {name.lower() for name in secret_names}
     return {
-        name: REDACTED if name.lower() in hidden or _SECRET_NAME.search(name) else value
+        name: REDACTED if name.lower() in hidden or is_secret_name(name) else value
         for name, value in headers.items()
     }
 
 
-@dataclass(frozen=True, slots=True)
-class AuthConfig:
-    """Where credentials come from: always the environment, never the spec.
+def redact_text(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@`` in it replaced by ``***``.
 
-    :param kind: ``bearer``, ``basic``, ``header`` (API key header), ``query``
-        (API key query parameter) or ``None``.
-    :param api_key_name: header or query parameter name of the API key
-        (default ``X-API-Key`` for headers, ``api_key`` for queries).
+    For text that is not a URL yarl can parse, such as a mistyped one in an error.
     """
+    return _USERINFO.sub(rf"\1:{REDACTED}@", text)
 
-    kind: str | None = None
-    token_env: str = "API_TOKEN"  # noqa: S105  (a variable name, not a secret)
-    username_env: str = "API_USERNAME"
-    password_env: str = "API_PASSWORD"  # noqa: S105  (a variable name, not a secret)
-    api_key_env: str = "API_KEY"
-    api_key_name: str = ""
 
-    def check(self, where: str) -> None:
-        """:raises ConfigError: when ``kind`` is unknown."""
-        if self.kind not in (None, "", *AUTH_KINDS):
-            raise ConfigError(
-                f"must be one of {', '.join(AUTH_KINDS)} or left out, not {self.kind!r}",
-                where=where,
-                key="auth",
-            )
-
-    @property
-    def key_name(self) -> str:
-        """The API key's header or query parameter name."""
-        return self.api_key_name or ("api_key" if self.kind == "query" else "X-API-Key")
-
-    @property
-    def secret_param(self) -> str | None:
-        """The query parameter carrying the API key, if any."""
-        return self.key_name if self.kind == "query" else None
-
-    def resolve(self, where: str) -> _Credentials:
-        """Read the credentials from the environment.
-
-        :raises ConfigError: naming the variable that is not set.
-        """
-        creds = _Credentials()
-        if self.kind == "bearer":
-            creds.headers["Authorization"] = "Bearer " + _env(self.token_env, where, "token_env")
-        elif self.kind == "basic":
-            user = _env(self.username_env, where, "username_env")
-            password = _env(self.password_env, where, "password_env")
-            pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            creds.headers["Authorization"] = "Basic " + pair
-            creds.secrets.append(password)
-        elif self.kind == "header":
-            creds.headers[self.key_name] = _env(self.api_key_env, where, "api_key_env")
-        elif self.kind == "query":
-            creds.params[self.key_name] = _env(self.api_key_env, where, "api_key_env")
-        creds.secrets.extend(creds.headers.values())
-        creds.secrets.extend(creds.params.values())
-        return creds
+def without_userinfo(url: URL) -> URL:
+    """``url`` without ``user:password@``."""
+    return url.with_user(None) if url.raw_user is not None else url
 
 
 @dataclass(slots=True)
@@ -161,6 +113,32 @@ class _Credentials:
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
+
+
+def _resolve(auth: Auth, where: str) -> _Credentials:
+    """The credentials ``auth`` names, read from the environment (or the URL's userinfo).
+
+    :raises ConfigError: naming the variable that is not set.
+    """
+    creds = _Credentials()
+    if auth.kind == "bearer":
+        creds.headers["Authorization"] = "Bearer " + _env(auth.token_env, where, "token_env")
+    elif auth.kind == "basic":
+        if auth.userinfo is not None:
+            user, password = auth.userinfo
+        else:
+            user = _env(auth.username_env, where, "username_env")
+            password = _env(auth.password_env, where, "password_env")
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        creds.headers["Authorization"] = "Basic " + pair
+        creds.secrets.append(password)
+    elif auth.kind == "header":
+        creds.headers[auth.key_name] = _env(auth.api_key_env, where, "api_key_env")
+    elif auth.kind == "query":
+        creds.params[auth.key_name] = _env(auth.api_key_env, where, "api_key_env")
+    creds.secrets.extend(creds.headers.values())
+    creds.secrets.extend(creds.params.values())
+    return creds
 
 
 def _env(name: str, where: str, key: str) -> str:
@@ -174,44 +152,16 @@ def _env(name: str, where: str, key: str) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
-    """Everything about how to talk to a server, checked on construction.
-
-    :param where: names the connector in messages, e.g. ``HttpSource 'orders'``.
-    :param rate_limit: requests per second per host; ``None`` for no limit.
-    :param timeout: total seconds for one request, body included.
-    :param connect_timeout: seconds to get a connection.
-    :param read_timeout: seconds to wait for each read from the socket; ``None`` for no
-        limit of its own, the total ``timeout`` bounding the reads with the rest (a read
-        timer is re-armed on every read, which costs a request more than it guards).
-    :param limit_per_host: connections open to one host at most.
-    """
-
-    where: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    auth: AuthConfig = field(default_factory=AuthConfig)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    rate_limit: float | None = None
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
-    read_timeout: float | None = None
-    limit_per_host: int = 16
-
-    def __post_init__(self) -> None:
-        self.auth.check(self.where)
-        for key in ("timeout", "connect_timeout"):
-            _positive(getattr(self, key), self.where, key)
-        if self.read_timeout is not None:
-            _positive(self.read_timeout, self.where, "read_timeout")
-        if self.rate_limit is not None:
-            _positive(self.rate_limit, self.where, "rate_limit")
-        positive_int(self.limit_per_host, self.where, "limit_per_host")
-
-
-def _positive(value: object, where: str, key: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"must be a positive number, not {value!r}", where=where, key=key)
+def _header_secrets(settings: ClientSettings) -> list[str]:
+    """The values of the secret headers, and the token after a scheme such as ``Bearer``."""
+    secrets: list[str] = []
+    for name, value in settings.headers.items():
+        if settings.is_secret_header(name):
+            secrets.append(value)
+            scheme, _, token = value.partition(" ")
+            if token and scheme.isalpha():
+                secrets.append(token.strip())
+    return secrets
 
 
 @dataclass(slots=True)  # not frozen: one is made per request, and frozen ones init slowly
@@ -257,20 +207,30 @@ def _links(response: aiohttp.ClientResponse) -> dict[str, str]:
 class HttpClient:
     """One aiohttp session for one connector's lifetime.
 
-    :param config: timeouts, auth, retries and limits.
+    :param settings: headers, auth, timeouts, retries and limits.
+    :param where: names the connector in messages, e.g. ``HttpSource 'orders'``.
     :param limiters: per-host pacing and pause gates; one set per connector.
     """
 
-    def __init__(self, config: ClientConfig, *, limiters: Limiters | None = None) -> None:
-        self.config = config
-        self.limiters = limiters or Limiters(config.rate_limit, max_pause=config.retry.max_delay)
-        self._retrier = Retrier(config.retry)
+    def __init__(
+        self, settings: ClientSettings, *, where: str, limiters: Limiters | None = None
+    ) -> None:
+        self.settings = settings
+        self.where = where
+        self.limiters = limiters or Limiters(
+            settings.limits.requests_per_second, max_pause=settings.retry.max_delay
+        )
+        self._retrier = Retrier(settings.retry)
         self._session: aiohttp.ClientSession | None = None
         self._creds = _Credentials()
-        self._secret_params = [config.auth.key_name] if config.auth.secret_param else []
+        auth = settings.auth
+        self._secret_params = [auth.key_name] if auth.secret_param else []
         self._hidden_params = {name.lower() for name in self._secret_params}
         self._secret_names: dict[str, bool] = {}
-        self._secret_headers = [config.auth.key_name] if config.auth.kind == "header" else []
+        self._secret_headers = [*settings.secret_headers]
+        if auth.kind == "header":
+            self._secret_headers.append(auth.key_name)
+        self._header_secrets = _header_secrets(settings)
 
     async def open(self) -> None:
         """Read credentials and open the session.
@@ -279,18 +239,19 @@ class HttpClient:
         """
         if self._session is not None:
             return
-        cfg = self.config
-        self._creds = cfg.auth.resolve(cfg.where)
+        settings = self.settings
+        self._creds = _resolve(settings.auth, self.where)
         timeout = aiohttp.ClientTimeout(
-            total=cfg.timeout, connect=cfg.connect_timeout, sock_read=cfg.read_timeout
+            total=settings.timeout.total,
+            connect=settings.timeout.connect,
+            sock_read=settings.timeout.read,
         )
-        connector = aiohttp.TCPConnector(
-            limit=max(100, cfg.limit_per_host), limit_per_host=cfg.limit_per_host
-        )
+        per_host = settings.limits.connections_per_host
+        connector = aiohttp.TCPConnector(limit=max(100, per_host), limit_per_host=per_host)
         self._session = aiohttp.ClientSession(
             timeout=timeout,
             connector=connector,
-            headers={**cfg.headers, **self._creds.headers},
+            headers={**settings.headers, **self._creds.headers},
         )
 
     async def close(self) -> None:
@@ -316,19 +277,20 @@ class HttpClient:
         secret = self._secret_names.get(name)
         if secret is None:
             hidden = name.lower() in self._hidden_params
-            secret = hidden or _SECRET_NAME.search(name) is not None
+            secret = hidden or is_secret_name(name)
             if len(self._secret_names) < _NAMES_KEPT:  # names from a server's links are many
                 self._secret_names[name] = secret
         return secret
 
     def shown_headers(self) -> dict[str, str]:
         """The headers sent with every request, redacted."""
-        return redact_headers({**self.config.headers, **self._creds.headers}, self._secret_headers)
+        shown = {**self.settings.headers, **self._creds.headers}
+        return redact_headers(shown, self._secret_headers)
 
     def strip_secrets(self, url: str | URL) -> URL:
-        """``url`` without the query-string API key, fit to keep in a checkpoint."""
-        parsed = URL(url) if isinstance(url, str) else url
-        name = self.config.auth.secret_param
+        """``url`` without userinfo or the query-string API key, fit to keep in a checkpoint."""
+        parsed = without_userinfo(URL(url) if isinstance(url, str) else url)
+        name = self.settings.auth.secret_param
         return parsed.without_query_params(name) if name and name in parsed.query else parsed
 
     # request() and request_parsed() are not coroutines themselves: they return the
@@ -394,7 +356,7 @@ class HttpClient:
         the next ones; so a request that succeeds at once is one coroutine.
         """
         if self._session is None:
-            raise RuntimeError(f"{self.config.where} was used before open()")
+            raise RuntimeError(f"{self.where} was used before open()")
         started = time.monotonic() if first else 0.0
         try:
             limiter = self.limiters.for_url(url)
@@ -460,20 +422,24 @@ class HttpClient:
         return f": {self.scrub(text)!r}" + ("…" if len(body) > _BODY_START else "")
 
     def scrub(self, text: str) -> str:
-        """``text`` with every credential value replaced by ``***``."""
-        for secret in self._creds.secrets:
+        """``text`` with every credential value replaced by ``***``.
+
+        Credentials are those of ``auth`` (the URL's password included) and the
+        values of secret headers.
+        """
+        for secret in (*self._creds.secrets, *self._header_secrets):
             if len(secret) >= 4:
                 text = text.replace(secret, REDACTED)
         return text
 
     def _mapped_error(self, exc: Exception, method: str, shown: str) -> ConnectorError:
         """The error to raise for ``exc``, an aiohttp failure or a timeout: the one boundary."""
-        cfg = self.config
+        limits = self.settings.timeout
         if isinstance(exc, TimeoutError):
-            read = "" if cfg.read_timeout is None else f"read {cfg.read_timeout}s, "
+            read = "" if limits.read is None else f"read {limits.read}s, "
             return TransientError(
-                f"{method} {shown} timed out (connect {cfg.connect_timeout}s, {read}"
-                f"total {cfg.timeout}s); the server is slow or unreachable, "
+                f"{method} {shown} timed out (connect {limits.connect}s, {read}"
+                f"total {limits.total}s); the server is slow or unreachable, "
                 "try again later or raise the timeouts"
             )
         if isinstance(exc, aiohttp.ClientSSLError | aiohttp.InvalidURL | aiohttp.TooManyRedirects):
@@ -491,41 +457,22 @@ class HttpClient:
         )
 
 
-def create_client(
-    where: str,
-    *,
-    headers: Mapping[str, str] | None,
-    auth: AuthConfig,
-    max_tries: int,
-    max_time: float,
-    base_delay: float,
-    max_delay: float,
-    rate_limit: float | None,
-    timeout: float,
-    connect_timeout: float,
-    read_timeout: float | None,
-    limit_per_host: int,
-) -> HttpClient:
-    """A client from a connector's constructor arguments, checked.
+def create_client(url: URL, settings: ClientSettings, *, where: str) -> tuple[HttpClient, URL]:
+    """A client for ``url``, and ``url`` fit to keep in positions and keys.
 
-    :raises ConfigError: on an invalid setting, naming the connector.
+    The URL's ``user:password@`` moves into the client's basic auth, so that it
+    goes with every request, the next pages' too, and the URL kept holds none.
+
+    :raises ConfigError: when the URL carries credentials and ``auth`` is set too.
     """
-    try:
-        retry = RetryPolicy(max_tries, max_time, base_delay, max_delay)
-    except ConfigError as exc:
-        raise ConfigError(str(exc), where=where) from None
-    config = ClientConfig(
-        where,
-        dict(headers or {}),
-        auth,
-        retry,
-        rate_limit,
-        timeout,
-        connect_timeout,
-        read_timeout,
-        limit_per_host,
-    )
-    return HttpClient(config)
+    if url.raw_user is not None:
+        try:
+            auth = settings.auth.with_userinfo(url.user or "", url.password or "")
+        except ConfigError as exc:
+            raise ConfigError(str(exc).removeprefix("url: "), where=where, key="url") from None
+        settings = dataclasses.replace(settings, auth=auth)
+    client = HttpClient(settings, where=where)
+    return client, client.strip_secrets(url)
 
 
 def positive_int(value: object, where: str, key: str) -> int:
@@ -541,9 +488,18 @@ def positive_int(value: object, where: str, key: str) -> int:
 def absolute_url(url: str, where: str) -> URL:
     """``url`` parsed, when it is an absolute http(s) URL.
 
-    :raises ConfigError: otherwise.
+    :raises ConfigError: otherwise, showing the URL without its password.
     """
-    parsed = URL(url)
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"is not a URL ({redact_text(str(exc))}): {redact_text(str(url))!r}",
+            where=where,
+            key="url",
+        ) from None
     if not parsed.absolute or parsed.scheme not in ("http", "https"):
-        raise ConfigError(f"must be an absolute http(s) URL, not {url!r}", where=where, key="url")
+        raise ConfigError(
+            f"must be an absolute http(s) URL, not {redact_url(parsed)!r}", where=where, key="url"
+        )
     return parsed

@@ -11,6 +11,11 @@ records changed since the committed value. Mid-walk the position also holds the
 walk's ``since`` and the ``max`` value seen so far; after the last page it is
 just ``{"since": v}`` where ``v`` is the greatest ``since_field`` value seen
 minus the lag window, never less than before.
+
+Every position also names the ``endpoint`` it was written for: the source's
+URL with its fixed query parameters, redacted. A source pointed at another
+endpoint refuses it rather than resume at a page of something else (which could
+skip records); a position without it, from an earlier version, is taken as before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
+from asyncetl.connectors.http._client import redact_url
 from asyncetl.connectors.http.pagination import (
     End,
     ForeignPosition,
@@ -29,7 +35,11 @@ from asyncetl.connectors.http.pagination import (
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
 
-__all__ = ["Record", "Since", "Walk", "lagged", "since_order"]
+__all__ = ["ENDPOINT", "RESET_HINT", "Record", "Since", "Walk", "lagged", "since_order"]
+
+#: the position key naming the endpoint a position was written for
+ENDPOINT = "endpoint"
+RESET_HINT = "reset the checkpoint (python -m asyncetl checkpoint reset SPEC)"
 
 Record = dict[str, JsonValue]
 
@@ -96,15 +106,24 @@ class Walk:
     :param pager: the pagination style.
     :param since: incremental settings, or ``None``.
     :param after: the committed position to resume after (``None``: from the start).
+    :param endpoint: what the source reads, redacted; every position names it.
     :param where: names the source in messages.
-    :raises ConfigError: when ``after`` was not written by these settings.
+    :raises ConfigError: when ``after`` was not written by these settings or
+        for this endpoint.
     """
 
     def __init__(
-        self, pager: Paginator, since: Since | None, after: Position, *, where: str
+        self,
+        pager: Paginator,
+        since: Since | None,
+        after: Position,
+        *,
+        endpoint: str,
+        where: str,
     ) -> None:
         self.pager = pager
         self.since = since
+        self.endpoint = endpoint
         self.query_since: JsonValue = None
         self.max_seen: JsonValue = None
         self.total: int | None = None
@@ -115,15 +134,15 @@ class Walk:
             self.state: PageState = self._resume(after)
         except ForeignPosition as exc:
             raise ConfigError(
-                f"cannot resume from the committed position {after!r}: {exc}",
+                f"cannot resume from the committed position {_shown(after)}: {exc}",
                 where=where,
                 key="position",
             ) from exc
         except (TypeError, ValueError, KeyError) as exc:
             mode = f"pagination {pager.config.style!r}" + (" with since" if since else "")
             raise ConfigError(
-                f"cannot resume from the committed position {after!r}, which {mode} did not "
-                "write; restore the settings that wrote it or reset the checkpoint",
+                f"cannot resume from the committed position {_shown(after)}, which {mode} did "
+                "not write; restore the settings that wrote it or reset the checkpoint",
                 where=where,
                 key="position",
             ) from exc
@@ -134,6 +153,12 @@ class Walk:
             return self.pager.first(self.extra)
         if not isinstance(after, dict):
             raise TypeError("a position is a JSON object")
+        written_for = after.get(ENDPOINT, self.endpoint)
+        if written_for != self.endpoint:
+            raise ForeignPosition(
+                f"it was written for {_shown(written_for)}, not for url {self.endpoint}; "
+                f"point url back there, or to read {self.endpoint} from the start, {RESET_HINT}"
+            )
         if self.since is not None:
             self.query_since = after["since"]
             if key not in after:
@@ -165,23 +190,24 @@ class Walk:
     def position(self, state: PageState, skip: int) -> Position:
         """The position of ``skip`` items into the page at ``state``."""
         if self.since is None:
-            return {self.pager.key: state, "skip": skip}
+            return {self.pager.key: state, "skip": skip, ENDPOINT: self.endpoint}
         return {
             "since": self.query_since,
             "max": self.max_seen,
             self.pager.key: state,
             "skip": skip,
+            ENDPOINT: self.endpoint,
         }
 
     def _end_position(self, state: PageState, count: int) -> Position:
         if self.since is None:
-            return {self.pager.key: state, "skip": count}
+            return {self.pager.key: state, "skip": count, ENDPOINT: self.endpoint}
         bound = self.query_since
         if self.max_seen is not None:
             candidate = lagged(self.max_seen, self.since.lag)
             if _later(candidate, bound):
                 bound = candidate
-        return {"since": bound}
+        return {"since": bound, ENDPOINT: self.endpoint}
 
     def take(self, page: Page, max_chunk: int) -> list[Chunk[Record]]:
         """Chunks of ``page``'s undelivered items, each with the position after it.
@@ -252,6 +278,21 @@ class Walk:
             value = record.get(field)
             if value is not None and _later(value, self.max_seen):
                 self.max_seen = value
+
+
+def _shown(value: JsonValue) -> str:
+    """A position (or part of one) for a message: its URLs without passwords.
+
+    Positions written before credentials moved out of URLs may still hold one.
+    """
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key!r}: {_shown(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, str) and "://" in value:
+        try:
+            return repr(redact_url(value))
+        except ValueError:
+            return repr(value.split("://")[0] + "://***")
+    return repr(value)
 
 
 def _json_type(value: JsonValue) -> str:

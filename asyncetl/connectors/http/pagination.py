@@ -205,13 +205,14 @@ class LinkPaginator(Paginator):
         if not isinstance(value, str):
             raise TypeError("a link position holds a URL")
         # The position is the next page's own URL, so a changed url would be ignored.
-        origin = URL(value).origin()
-        if origin != self.base.origin():
+        url = URL(value)
+        if url.origin() != self.base.origin():
             raise ForeignPosition(
-                f"it is a page of {origin}, another server than url "
+                f"it is a page of {url.origin()}, another server than url "
                 f"{self.base.origin()}; to read from the new server, reset the checkpoint"
             )
-        return value
+        # Positions written before credentials moved to auth may hold a user:password@.
+        return str(url.with_user(None)) if url.raw_user is not None else value
 
 
 class ForeignPosition(ValueError):

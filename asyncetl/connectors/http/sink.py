@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 
 import anyio
 import orjson
 
 from asyncetl.connectors.http._client import (
-    AuthConfig,
     HttpStatusError,
     absolute_url,
     create_client,
     positive_int,
 )
+from asyncetl.connectors.http._settings import ClientSettings, client_settings
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Sink
@@ -46,27 +47,18 @@ class HttpSink(Sink[object]):
     answer makes the sink resend the batch one record per request to find the
     refused ones. Any other 4xx fails the run.
 
-    :param url: the endpoint.
+    :param url: the endpoint; a ``user:password@`` in it becomes the client's basic auth.
     :param name: the sink's name; part of the idempotency key.
+    :param client: headers, auth, timeouts, retries and limits: a
+        :class:`ClientSettings` or a mapping of its fields (a spec's
+        ``[sink.client]`` table).
     :param per_record: one request per record instead of one per batch.
     :param method: ``POST``, ``PUT`` or ``PATCH``.
     :param max_concurrency: requests in flight at once in ``per_record`` mode.
     :param idempotency_header: the header carrying the key; empty to send none.
-    :param headers: sent with every request (no secrets: use ``auth``).
-    :param auth: ``bearer``, ``basic``, ``header`` or ``query``; credentials come
-        from the environment variables named by ``token_env``, ``username_env``,
-        ``password_env`` and ``api_key_env``.
-    :param api_key_name: header or query parameter of the API key.
-    :param rate_limit: requests per second per host; ``None`` for no limit.
-    :param max_tries: attempts per request, the first included.
-    :param max_time: seconds after which a request is not retried again.
-    :param base_delay: first backoff ceiling in seconds; doubles per attempt.
-    :param max_delay: cap on one wait, ``Retry-After`` included.
-    :param timeout: total seconds per request.
-    :param connect_timeout: seconds to connect.
-    :param read_timeout: seconds per socket read; by default only ``timeout`` bounds reads.
-    :param limit_per_host: connections to one host at most.
-    :raises ConfigError: on an invalid setting.
+    :param flat: the client settings as flat keywords, as older specs give them
+        (``timeout``, ``max_tries``, ``rate_limit``, ``auth``, ``headers``, ...).
+    :raises ConfigError: on an invalid setting, or one given both flat and in ``client``.
     """
 
     def __init__(
@@ -74,26 +66,12 @@ class HttpSink(Sink[object]):
         url: str,
         *,
         name: str = "http",
+        client: ClientSettings | Mapping[str, object] | None = None,
         per_record: bool = False,
         method: str = "POST",
         max_concurrency: int = 1,
         idempotency_header: str = "Idempotency-Key",
-        rate_limit: float | None = None,
-        headers: dict[str, str] | None = None,
-        auth: str | None = None,
-        token_env: str = "API_TOKEN",  # noqa: S107  (a variable name, not a secret)
-        username_env: str = "API_USERNAME",
-        password_env: str = "API_PASSWORD",  # noqa: S107  (a variable name, not a secret)
-        api_key_env: str = "API_KEY",
-        api_key_name: str = "",
-        max_tries: int = 5,
-        max_time: float = 60.0,
-        base_delay: float = 0.1,
-        max_delay: float = 30.0,
-        timeout: float = 30.0,
-        connect_timeout: float = 10.0,
-        read_timeout: float | None = None,
-        limit_per_host: int = 16,
+        **flat: object,
     ) -> None:
         where = f"HttpSink {name!r}"
         self.name = name
@@ -105,22 +83,15 @@ class HttpSink(Sink[object]):
             )
         self.max_concurrency = positive_int(max_concurrency, where, "max_concurrency")
         self.idempotency_header = idempotency_header
-        self.client = create_client(
-            where,
-            headers=headers,
-            auth=AuthConfig(auth, token_env, username_env, password_env, api_key_env, api_key_name),
-            max_tries=max_tries,
-            max_time=max_time,
-            base_delay=base_delay,
-            max_delay=max_delay,
-            rate_limit=rate_limit,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            limit_per_host=limit_per_host,
-        )
-        self.url = self.client.strip_secrets(absolute_url(url, where))
-        self._key_url = self.client.show(self.url)
+        settings = client_settings(client, flat, where=where, owner="HttpSink", accepted=_KEYWORDS)
+        parsed = absolute_url(url, where)
+        self.client, self.url = create_client(parsed, settings, where=where)
+        # Keys are made from the URL as shown before its credentials moved to auth
+        # (``user:***@``), so that a batch replayed across an upgrade keeps its key.
+        shown = self.url
+        if parsed.raw_user is not None:
+            shown = shown.with_user(parsed.user).with_password(parsed.password)
+        self._key_url = self.client.show(shown)
 
     def __repr__(self) -> str:
         return (
@@ -202,6 +173,10 @@ class HttpSink(Sink[object]):
         if self.idempotency_header:
             headers[self.idempotency_header] = key
         await self.client.request(self.method, self.url, body=body, headers=headers)
+
+
+#: the keywords of HttpSink itself, listed when an unknown one is given
+_KEYWORDS = [name for name in inspect.signature(HttpSink).parameters if name != "flat"]
 
 
 def _dumps(value: object) -> bytes:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from functools import partial
 
 import anyio.to_thread
@@ -11,12 +12,12 @@ from anyio.abc import ObjectSendStream
 from yarl import URL
 
 from asyncetl.connectors.http._client import (
-    AuthConfig,
     Response,
     absolute_url,
     create_client,
     positive_int,
 )
+from asyncetl.connectors.http._settings import ClientSettings, client_settings
 from asyncetl.connectors.http._sliding import SlidingWindow
 from asyncetl.connectors.http._walk import Record, Since, Walk
 from asyncetl.connectors.http.pagination import (
@@ -56,8 +57,13 @@ class HttpSource(Source[Record]):
     ``retry_bad_body`` is set, and otherwise becomes a reject carrying its URL,
     status and raw body, so the pipeline's ``source_errors`` policy applies.
 
-    :param url: the endpoint; fixed query parameters may be part of it.
+    :param url: the endpoint; fixed query parameters may be part of it. A
+        ``user:password@`` in it becomes the client's basic auth, sent with
+        every page and kept out of positions.
     :param name: the source's name in checkpoints.
+    :param client: headers, auth, timeouts, retries and limits: a
+        :class:`ClientSettings` or a mapping of its fields (a spec's
+        ``[source.client]`` table).
     :param pagination: ``link``, ``cursor``, ``page``, ``offset`` or ``until_empty``.
     :param records_path: dotted path to the record list in the body; empty
         when the body is the list.
@@ -78,23 +84,12 @@ class HttpSource(Source[Record]):
     :param max_concurrency: requests in flight at once (``page``, ``offset``,
         ``until_empty``), kept in flight while records are handed on; pages are
         delivered in order, and at most this many are held fetched but unsent.
-    :param rate_limit: requests per second per host; ``None`` for no limit.
-    :param headers: sent with every request (no secrets: use ``auth``).
     :param params: query parameters added to every request.
-    :param auth: ``bearer``, ``basic``, ``header`` or ``query``; credentials come
-        from the environment variables named by ``token_env``, ``username_env``,
-        ``password_env`` and ``api_key_env``.
-    :param api_key_name: header or query parameter of the API key.
-    :param max_tries: attempts per request, the first included.
-    :param max_time: seconds after which a request is not retried again.
-    :param base_delay: first backoff ceiling in seconds; doubles per attempt.
-    :param max_delay: cap on one wait, ``Retry-After`` included.
-    :param timeout: total seconds per request.
-    :param connect_timeout: seconds to connect.
-    :param read_timeout: seconds per socket read; by default only ``timeout`` bounds reads.
-    :param limit_per_host: connections to one host at most.
     :param retry_bad_body: retry a page whose body is unusable before rejecting it.
-    :raises ConfigError: on an invalid setting.
+    :param flat: the client settings as flat keywords, as older specs give them
+        (``timeout``, ``max_tries``, ``rate_limit``, ``auth``, ``headers``, ...; see
+        :data:`~asyncetl.connectors.http._settings.FLAT_KEYS`).
+    :raises ConfigError: on an invalid setting, or one given both flat and in ``client``.
     """
 
     def __init__(
@@ -102,6 +97,7 @@ class HttpSource(Source[Record]):
         url: str,
         *,
         name: str = "http",
+        client: ClientSettings | Mapping[str, object] | None = None,
         pagination: str = "link",
         records_path: str = "",
         page_size: int | str = 100,
@@ -117,24 +113,9 @@ class HttpSource(Source[Record]):
         since_field: str | None = None,
         lag: float = 0.0,
         max_concurrency: int = 1,
-        rate_limit: float | None = None,
-        headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
-        auth: str | None = None,
-        token_env: str = "API_TOKEN",  # noqa: S107  (a variable name, not a secret)
-        username_env: str = "API_USERNAME",
-        password_env: str = "API_PASSWORD",  # noqa: S107  (a variable name, not a secret)
-        api_key_env: str = "API_KEY",
-        api_key_name: str = "",
-        max_tries: int = 5,
-        max_time: float = 60.0,
-        base_delay: float = 0.1,
-        max_delay: float = 30.0,
-        timeout: float = 30.0,
-        connect_timeout: float = 10.0,
-        read_timeout: float | None = None,
-        limit_per_host: int = 16,
         retry_bad_body: bool = False,
+        **flat: object,
     ) -> None:
         self.name = name
         where = f"HttpSource {name!r}"
@@ -155,24 +136,14 @@ class HttpSource(Source[Record]):
             cursor_path=cursor_path,
             first_page=first_page,
         )
-        self.client = create_client(
-            where,
-            headers=headers,
-            auth=AuthConfig(auth, token_env, username_env, password_env, api_key_env, api_key_name),
-            max_tries=max_tries,
-            max_time=max_time,
-            base_delay=base_delay,
-            max_delay=max_delay,
-            rate_limit=rate_limit,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            limit_per_host=limit_per_host,
+        settings = client_settings(
+            client, flat, where=where, owner="HttpSource", accepted=_KEYWORDS
         )
-        self.url = self.client.strip_secrets(absolute_url(url, where))
-        self.pager: Paginator = make_paginator(
-            self.pagination, self._base_url(params or {}), where=where
-        )
+        self.client, self.url = create_client(absolute_url(url, where), settings, where=where)
+        base = self._base_url(params or {})
+        self.pager: Paginator = make_paginator(self.pagination, base, where=where)
+        #: what this source reads, redacted; positions carry it to be refused elsewhere
+        self.endpoint = self.client.show(base)
 
     def _base_url(self, params: dict[str, str]) -> URL:
         fixed = dict(params)
@@ -231,7 +202,7 @@ class HttpSource(Source[Record]):
         await window.run(send, max_chunk)
 
     def _walk(self, after: Position) -> Walk:
-        return Walk(self.pager, self.since, after, where=self.where)
+        return Walk(self.pager, self.since, after, endpoint=self.endpoint, where=self.where)
 
     def decode(self, raw: JsonValue) -> Record:
         """A dead-lettered record back as a record.
@@ -331,6 +302,10 @@ class HttpSource(Source[Record]):
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+#: the keywords of HttpSource itself, listed when an unknown one is given
+_KEYWORDS = [name for name in inspect.signature(HttpSource).parameters if name != "flat"]
 
 
 def _missing_records(document: JsonValue, path: str) -> str:

@@ -13,14 +13,16 @@ from aiohttp import web
 from structlog.testing import capture_logs
 from yarl import URL
 
-from asyncetl import ConfigError, PermanentError, RetryPolicy, TransientError
-from asyncetl.connectors.http import redact_headers, redact_url
-from asyncetl.connectors.http._client import (
-    AuthConfig,
-    ClientConfig,
-    HttpClient,
-    HttpStatusError,
+from asyncetl.connectors.http import (
+    Auth,
+    ClientSettings,
+    Limits,
+    Timeouts,
+    redact_headers,
+    redact_url,
 )
+from asyncetl.connectors.http._client import HttpClient, HttpStatusError
+from asyncetl import ConfigError, PermanentError, RetryPolicy, TransientError
 from tests.connectors.http.api import (
     Api,
     delay,
@@ -39,7 +41,7 @@ FAST = RetryPolicy(max_tries=4, max_time=10, base_delay=0.01, max_delay=5)
 @asynccontextmanager
 async def client(**config: object) -> AsyncIterator[HttpClient]:
     settings: dict[str, object] = {"retry": FAST, **config}
-    http = HttpClient(ClientConfig("test client", **settings))  # type: ignore[arg-type]
+    http = HttpClient(ClientSettings(**settings), where="test client")  # type: ignore[arg-type]
     await http.open()
     try:
         yield http
@@ -140,7 +142,7 @@ async def test_retry_after_is_capped_at_max_delay() -> None:
 async def test_a_slow_response_past_the_read_timeout_is_retried() -> None:
     api = Api(30)
     api.fault(0, delay(0.4))
-    async with serve_api(api) as url, client(read_timeout=0.1) as http:
+    async with serve_api(api) as url, client(timeout=Timeouts(read=0.1)) as http:
         with capture_logs() as logs:
             response = await http.request("GET", page_url(url))
     assert response.status == 200
@@ -155,7 +157,7 @@ async def test_a_slow_response_past_the_read_timeout_is_retried() -> None:
 async def test_without_a_read_timeout_the_total_timeout_bounds_a_stalled_body() -> None:
     api = Api(30)
     api.fault(0, stall_body(0.6))
-    async with serve_api(api) as url, client(timeout=0.3) as http:
+    async with serve_api(api) as url, client(timeout=Timeouts(total=0.3)) as http:
         with capture_logs() as logs:
             response = await http.request("GET", page_url(url))
     assert response.body.startswith(b'[{"id":1,')
@@ -170,7 +172,7 @@ async def test_without_a_read_timeout_the_total_timeout_bounds_a_stalled_body() 
 async def test_a_body_that_stalls_past_the_read_timeout_is_retried() -> None:
     api = Api(30)
     api.fault(0, stall_body(0.4))
-    async with serve_api(api) as url, client(read_timeout=0.1) as http:
+    async with serve_api(api) as url, client(timeout=Timeouts(read=0.1)) as http:
         response = await http.request("GET", page_url(url))
     assert response.body.startswith(b'[{"id":1,')
     assert len(api.hits) == 2
@@ -197,7 +199,7 @@ async def test_an_unreachable_server_fails_after_the_retries_with_a_clear_messag
 
 
 async def test_used_before_open_is_a_programming_error() -> None:
-    http = HttpClient(ClientConfig("c", retry=FAST))
+    http = HttpClient(ClientSettings(retry=FAST), where="c")
     with pytest.raises(RuntimeError, match="c was used before open"):
         await http.request("GET", URL("http://127.0.0.1:9/x"))
 
@@ -208,20 +210,20 @@ async def test_used_before_open_is_a_programming_error() -> None:
 @pytest.mark.parametrize(
     ("auth", "env", "header", "expected"),
     [
-        (AuthConfig("bearer"), {"API_TOKEN": "tok-123"}, "Authorization", "Bearer tok-123"),
+        (Auth("bearer"), {"API_TOKEN": "tok-123"}, "Authorization", "Bearer tok-123"),
         (
-            AuthConfig("basic", username_env="U", password_env="P"),
+            Auth("basic", username_env="U", password_env="P"),
             {"U": "me", "P": "pw-9"},
             "Authorization",
             "Basic bWU6cHctOQ==",
         ),
-        (AuthConfig("header", api_key_env="K"), {"K": "key-42"}, "X-API-Key", "key-42"),
-        (AuthConfig("header", api_key_name="X-Token"), {"API_KEY": "k-7"}, "X-Token", "k-7"),
+        (Auth("header", api_key_env="K"), {"K": "key-42"}, "X-API-Key", "key-42"),
+        (Auth("header", api_key_name="X-Token"), {"API_KEY": "k-7"}, "X-Token", "k-7"),
     ],
 )
 async def test_credentials_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
-    auth: AuthConfig,
+    auth: Auth,
     env: dict[str, str],
     header: str,
     expected: str,
@@ -239,7 +241,7 @@ async def test_query_api_key_is_sent_but_never_shown(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("API_KEY", "s3cret-key")
     api = Api(30)
     api.fault(0, status(403, body=b"key s3cret-key is revoked"))
-    async with serve_api(api) as url, client(auth=AuthConfig("query", api_key_name="key")) as http:
+    async with serve_api(api) as url, client(auth=Auth("query", api_key_name="key")) as http:
         with capture_logs() as logs, pytest.raises(HttpStatusError) as caught:
             await http.request("GET", page_url(url).update_query(key="s3cret-key"))
     assert api.hits[0].query["key"] == "s3cret-key"
@@ -254,7 +256,7 @@ async def test_a_missing_credential_variable_names_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
-    http = HttpClient(ClientConfig("HttpSource 'x'", auth=AuthConfig("bearer", "NO_SUCH_TOKEN")))
+    http = HttpClient(ClientSettings(auth=Auth("bearer", "NO_SUCH_TOKEN")), where="HttpSource 'x'")
     with pytest.raises(ConfigError) as caught:
         await http.open()
     assert str(caught.value) == (
@@ -266,11 +268,13 @@ async def test_a_missing_credential_variable_names_the_variable(
 
 def test_bad_settings_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="auth: must be one of bearer, basic, header, query"):
-        ClientConfig("c", auth=AuthConfig("oauth"))
-    with pytest.raises(ConfigError, match="read_timeout: must be a positive number, not 0"):
-        ClientConfig("c", read_timeout=0)
-    with pytest.raises(ConfigError, match="limit_per_host: must be a positive integer"):
-        ClientConfig("c", limit_per_host=0)
+        Auth("oauth")
+    with pytest.raises(ConfigError, match="timeout.read: must be a positive number, not 0"):
+        Timeouts(read=0)
+    with pytest.raises(
+        ConfigError, match="limits.connections_per_host: must be a positive integer"
+    ):
+        Limits(connections_per_host=0)
 
 
 def test_redaction_of_urls_and_headers() -> None:
@@ -297,7 +301,7 @@ def test_redaction_of_urls_and_headers() -> None:
 
 
 def test_the_client_shows_urls_redacted_as_redact_url_does() -> None:
-    http = HttpClient(ClientConfig("c", auth=AuthConfig("query", api_key_name="Key")))
+    http = HttpClient(ClientSettings(auth=Auth("query", api_key_name="Key")), where="c")
     urls = [
         "https://h.io/x?page=2&limit=10",
         "https://u:pw@h.io/x?page=2",

@@ -42,6 +42,11 @@ def source(url: str, pagination: str, **options: Any) -> HttpSource:
     return HttpSource(url, pagination=pagination, page_size=10, **{**FAST, **options})
 
 
+def at(url: str, position: dict[str, Any]) -> dict[str, Any]:
+    """``position`` as ``source(url, ...)`` writes it: naming the endpoint it is for."""
+    return {**position, "endpoint": f"{url}?limit=10"}
+
+
 # -- each style -------------------------------------------------------------------------
 
 
@@ -56,9 +61,9 @@ async def test_link_follows_next_headers_and_ends_on_the_last_page() -> None:
         {"limit": "10", "page": "3"},
     ]
     assert [c.position for c in chunks] == [
-        {"url": f"{url}?limit=10&page=2", "skip": 0},
-        {"url": f"{url}?limit=10&page=3", "skip": 0},
-        {"url": f"{url}?limit=10&page=3", "skip": 5},
+        at(url, {"url": f"{url}?limit=10&page=2", "skip": 0}),
+        at(url, {"url": f"{url}?limit=10&page=3", "skip": 0}),
+        at(url, {"url": f"{url}?limit=10&page=3", "skip": 5}),
     ]
 
 
@@ -72,7 +77,7 @@ async def test_link_rerun_after_the_end_reads_only_what_was_appended() -> None:
     assert ids(again) == []
     assert again[-1].position == first[-1].position
     assert ids(more) == list(range(26, 33))
-    assert more[-1].position == {"url": f"{url}?limit=10&page=4", "skip": 2}
+    assert more[-1].position == at(url, {"url": f"{url}?limit=10&page=4", "skip": 2})
 
 
 async def test_cursor_sends_the_token_from_the_body() -> None:
@@ -81,7 +86,7 @@ async def test_cursor_sends_the_token_from_the_body() -> None:
         chunks = await collect(source(url, "cursor", records_path="data", cursor_path="next"))
     assert ids(chunks) == list(range(1, 26))
     assert [hit.query.get("cursor") for hit in api.hits] == [None, "10", "20"]
-    assert chunks[-1].position == {"cursor": "20", "skip": 5}
+    assert chunks[-1].position == at(url, {"cursor": "20", "skip": 5})
 
 
 async def test_page_ends_at_the_known_total_without_an_extra_request() -> None:
@@ -90,7 +95,7 @@ async def test_page_ends_at_the_known_total_without_an_extra_request() -> None:
         chunks = await collect(source(url, "page"))
     assert ids(chunks) == list(range(1, 31))
     assert len(api.hits) == 3
-    assert chunks[-1].position == {"page": 3, "skip": 10}
+    assert chunks[-1].position == at(url, {"page": 3, "skip": 10})
 
 
 async def test_page_without_a_total_ends_at_a_short_or_empty_page() -> None:
@@ -101,7 +106,7 @@ async def test_page_without_a_total_ends_at_a_short_or_empty_page() -> None:
         chunks = await collect(source(url, "page"))
     assert ids(chunks) == list(range(1, 31))
     assert (len(short.hits), len(exact.hits)) == (3, 4)
-    assert chunks[-1].position == {"page": 4, "skip": 0}
+    assert chunks[-1].position == at(url, {"page": 4, "skip": 0})
 
 
 async def test_offset_pages_by_offset_and_limit() -> None:
@@ -114,7 +119,7 @@ async def test_offset_pages_by_offset_and_limit() -> None:
         {"limit": "10", "offset": "10"},
         {"limit": "10", "offset": "20"},
     ]
-    assert chunks[-1].position == {"offset": 20, "skip": 5}
+    assert chunks[-1].position == at(url, {"offset": 20, "skip": 5})
 
 
 async def test_until_empty_reads_past_short_pages_until_an_empty_one() -> None:
@@ -123,7 +128,7 @@ async def test_until_empty_reads_past_short_pages_until_an_empty_one() -> None:
         chunks = await collect(source(url, "until_empty"))
     assert ids(chunks) == list(range(1, 26))
     assert len(api.hits) == 5  # 7 + 7 + 7 + 4, then the empty page
-    assert chunks[-1].position == {"page": 5, "skip": 0}
+    assert chunks[-1].position == at(url, {"page": 5, "skip": 0})
 
 
 async def test_a_server_that_caps_the_page_size_fails_instead_of_losing_records() -> None:
@@ -163,10 +168,10 @@ async def test_pages_split_into_chunks_carry_mid_page_positions() -> None:
     async with serve_api(api) as url:
         chunks = await collect(source(url, "page"), max_chunk=4)
     assert [c.position for c in chunks][:4] == [
-        {"page": 1, "skip": 4},
-        {"page": 1, "skip": 8},
-        {"page": 2, "skip": 0},
-        {"page": 2, "skip": 4},
+        at(url, {"page": 1, "skip": 4}),
+        at(url, {"page": 1, "skip": 8}),
+        at(url, {"page": 2, "skip": 0}),
+        at(url, {"page": 2, "skip": 4}),
     ]
     assert ids(chunks) == list(range(1, 26))
 
@@ -199,6 +204,54 @@ async def test_a_link_position_of_another_server_is_refused_rather_than_followed
     assert [hit.query["page"] for hit in api.hits] == ["3"]
 
 
+@pytest.mark.parametrize(
+    ("style", "path", "query"),
+    [
+        ("page", "/other", ""),  # another path on the same server
+        ("link", "/items", "region=eu"),  # the same path with another query
+        ("cursor", "/items", "region=eu"),
+    ],
+)
+async def test_a_position_written_for_another_endpoint_is_refused(
+    style: str, path: str, query: str
+) -> None:
+    api = Api(30, envelope=style == "cursor")
+    options = {"records_path": "data", "cursor_path": "next"} if style == "cursor" else {}
+    async with serve_api(api) as url:
+        [first, *_] = await collect(source(url, style, **options))
+        moved = str(URL(url).with_path(path).with_query(query))
+        with pytest.raises(ConfigError) as caught:
+            await collect(source(moved, style, **options), first.position)
+    assert first.position is not None
+    written_for = f"{url}?limit=10"
+    now = f"{moved}&limit=10" if query else f"{moved}?limit=10"
+    assert str(caught.value) == (
+        "HttpSource 'http': position: cannot resume from the committed position "
+        f"{first.position!r}: it was written for {written_for!r}, not for url {now}; "
+        f"point url back there, or to read {now} from the start, reset the checkpoint "
+        "(python -m asyncetl checkpoint reset SPEC)"
+    )
+    assert len(api.hits) == 3  # the first run's pages only: the refused run asked nothing
+
+
+async def test_a_since_position_written_for_another_endpoint_is_refused() -> None:
+    options = {"since_param": "since", "since_field": "updated_at"}
+    async with serve_api(Api(5)) as url:
+        chunks = await collect(source(url, "page", **options))
+        with pytest.raises(ConfigError, match="it was written for .*, not for url"):
+            await collect(source(url + "?region=eu", "page", **options), chunks[-1].position)
+    assert chunks[-1].position == at(url, {"since": 1005})
+
+
+async def test_a_position_written_before_endpoints_were_recorded_is_taken_as_before() -> None:
+    options = {"since_param": "since", "since_field": "updated_at"}
+    api = Api(25)
+    async with serve_api(api) as url:
+        chunks = await collect(source(url, "page", **options), {"since": 1020})
+    assert ids(chunks) == list(range(20, 26))
+    assert chunks[-1].position == at(url, {"since": 1025})
+
+
 # -- parallel pages ---------------------------------------------------------------------
 
 
@@ -227,9 +280,9 @@ async def test_parallel_pages_arrive_in_order_whatever_order_they_finish_in() ->
         chunks = await collect(source(url, "page", max_concurrency=3))
     assert ids(chunks) == list(range(1, 61))
     assert [c.position for c in chunks][:3] == [
-        {"page": 2, "skip": 0},
-        {"page": 3, "skip": 0},
-        {"page": 4, "skip": 0},
+        at(url, {"page": 2, "skip": 0}),
+        at(url, {"page": 3, "skip": 0}),
+        at(url, {"page": 4, "skip": 0}),
     ]
 
 
@@ -306,11 +359,11 @@ async def test_since_reads_only_changes_after_the_committed_bound_minus_the_lag(
         second = await collect(source(url, "page", **options), first[-1].position)
         third = await collect(source(url, "page", **options), second[-1].position)
     assert ids(first) == list(range(1, 26))
-    assert first[-1].position == {"since": 1023}
+    assert first[-1].position == at(url, {"since": 1023})
     assert ids(second) == [23, 24, 25, 26, 27, 28]  # the lag window reads 23-25 again
-    assert second[-1].position == {"since": 1026}
+    assert second[-1].position == at(url, {"since": 1026})
     assert ids(third) == [26, 27, 28]
-    assert third[-1].position == {"since": 1026}  # never moves backwards
+    assert third[-1].position == at(url, {"since": 1026})  # never moves backwards
     assert [hit.query.get("since") for hit in api.hits] == [None] * 3 + ["1023", "1026"]
 
 
@@ -321,9 +374,9 @@ async def test_since_resumes_mid_walk_with_the_same_bound() -> None:
         chunks = await collect(source(url, "page", **options), max_chunk=4)
         middle = chunks[3].position
         rest = await collect(source(url, "page", **options), middle)
-    assert middle == {"since": None, "max": 1014, "page": 2, "skip": 4}
+    assert middle == at(url, {"since": None, "max": 1014, "page": 2, "skip": 4})
     assert ids(rest) == list(range(15, 26))
-    assert rest[-1].position == {"since": 1025}
+    assert rest[-1].position == at(url, {"since": 1025})
 
 
 def test_since_needs_both_param_and_field() -> None:
@@ -373,7 +426,7 @@ def test_resuming_from_any_chunk_position_yields_exactly_the_rest(
     pager = make_paginator(config, URL("http://h/x"), where="t")
 
     def run(after: Any) -> list[tuple[list[int], Any]]:
-        walk = Walk(pager, None, after, where="t")
+        walk = Walk(pager, None, after, endpoint="http://h/x", where="t")
         out = []
         while not walk.done:
             state = walk.state

@@ -48,6 +48,11 @@ def source(url: str, pagination: str = "page", **options: Any) -> HttpSource:
     return HttpSource(url, pagination=pagination, page_size=10, **{**FAST, **options})
 
 
+def at(url: str, position: dict[str, Any], *, page_size: int = 10) -> dict[str, Any]:
+    """``position`` as a source reading ``url`` writes it: naming the endpoint it is for."""
+    return {**position, "endpoint": f"{url}?limit={page_size}"}
+
+
 async def run(pipeline: Pipeline) -> list[int]:
     await pipeline.run()
     sink = pipeline.sink
@@ -80,7 +85,7 @@ async def test_a_non_json_page_is_dead_lettered_with_url_status_and_body() -> No
         "line 1 column 1 (char 0)); check records_path, or set retry_bad_body = true if the "
         "server recovers on retry"
     )
-    assert letter.position == {"page": 3, "skip": 0}
+    assert letter.position == at(url, {"page": 3, "skip": 0})
     assert api.requests_for(10) == 1
 
 
@@ -112,12 +117,13 @@ async def test_a_truncated_body_fails_the_run_under_the_fail_policy() -> None:
         with pytest.raises(StageError) as caught:
             await pipeline.run()
     assert str(caught.value).startswith(
-        "stage 'http' failed on the batch ending at position {'page': 3, 'skip': 0}: "
+        "stage 'http' failed on the batch ending at position "
+        f"{at(url, {'page': 3, 'skip': 0})}: "
         f"PermanentError: GET {url}?limit=10&page=2 answered 200 with a body that is not "
         "valid JSON"
     )
     assert pipeline.checkpoints is not None
-    assert await pipeline.checkpoints.load("p", "http") == {"page": 2, "skip": 0}
+    assert await pipeline.checkpoints.load("p", "http") == at(url, {"page": 2, "skip": 0})
     assert isinstance(pipeline.source, HttpSource)
     assert not pipeline.source.client.is_open  # closed on the failure path too
 
@@ -193,9 +199,9 @@ async def test_a_large_page_is_decoded_off_the_event_loop_with_the_same_result(
         )
     assert ids(chunks) == list(range(1, 40_001))
     assert [c.position for c in chunks] == [
-        {"page": 1, "skip": 15_000},
-        {"page": 1, "skip": 30_000},
-        {"page": 1, "skip": 40_000},
+        at(url, {"page": 1, "skip": 15_000}, page_size=40_000),
+        at(url, {"page": 1, "skip": 30_000}, page_size=40_000),
+        at(url, {"page": 1, "skip": 40_000}, page_size=40_000),
     ]
     assert len(threaded) == 1 and threaded[0] > 1 << 20
 
@@ -206,7 +212,7 @@ def test_repr_shows_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
         headers={"X-Secret-Token": "t0k", "Accept": "application/json"},
     )
     assert repr(src) == (
-        "HttpSource('https://user:***@api.example/items?access_token=***&q=1', name='http', "
+        "HttpSource('https://api.example/items?access_token=***&q=1', name='http', "
         "pagination='link', headers={'X-Secret-Token': '***', 'Accept': 'application/json'})"
     )
 
@@ -337,7 +343,7 @@ async def test_a_run_that_fails_mid_way_resumes_at_the_failed_page() -> None:
         failed = Pipeline("p", source(url), ListSink(), checkpoints=store, max_batch_size=10)
         with pytest.raises(StageError, match="answered 404 Not Found: 'gone'"):
             await failed.run()
-        assert store.positions[("p", "http")] == {"page": 5, "skip": 0}
+        assert store.positions[("p", "http")] == at(url, {"page": 5, "skip": 0})
         resumed = Pipeline("p", source(url), ListSink(), checkpoints=store, max_batch_size=10)
         loaded = await run(resumed)
     assert loaded == list(range(41, 61))
@@ -353,7 +359,7 @@ async def test_a_failed_page_in_a_parallel_window_delivers_the_pages_before_it()
     assert isinstance(error, HttpStatusError)
     assert "answered 404 Not Found: 'gone'" in str(error)
     assert ids(chunks) == list(range(1, 41))
-    assert chunks[-1].position == {"page": 5, "skip": 0}
+    assert chunks[-1].position == at(url, {"page": 5, "skip": 0})
     assert ids(rest) == list(range(41, 81))
     # No fetch started once page 5 failed, none ran more than three pages past it, and
     # the second run fetched pages 5-8.
@@ -367,4 +373,4 @@ async def test_a_failure_past_the_last_page_of_a_speculative_window_is_ignored()
     async with serve_api(api) as url:
         chunks = await collect(source(url, "offset", max_concurrency=4))
     assert ids(chunks) == list(range(1, 96))
-    assert chunks[-1].position == {"offset": 90, "skip": 5}
+    assert chunks[-1].position == at(url, {"offset": 90, "skip": 5})

@@ -377,7 +377,7 @@ async def test_swap_is_only_for_refresh_swap(pg_database: str) -> None:
         ):
             await sink.swap()
     finally:
-        await sink.close()
+        await sink.aclose()
 
 
 async def test_refresh_swap_from_a_snapshot_swaps_at_the_end_of_each_scan(

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 import structlog.testing
 
-from asyncetl.connectors.postgres import PostgresSink, TablesSink, TablesSource
 from asyncetl import Batch
+from asyncetl.connectors.postgres import PostgresSink, TablesSink, TablesSource
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import connect, execute, rows
 
@@ -162,7 +162,7 @@ async def test_tables_source_reconnects_and_resumes_after_its_backend_is_termina
                 kills += await terminate_others(admin, pg_database)
                 await anyio.sleep(next(pauses))
     finally:
-        await source.close()
+        await source.aclose()
     assert ids == list(range(1, 201))
     assert positions == [{"items": [str(n)]} for n in range(10, 201, 10)] + [
         {"items": "done"},
@@ -185,5 +185,5 @@ async def test_postgres_sink_reconnects_after_its_idle_backend_is_terminated(
                 assert await terminate_others(admin, pg_database) >= 1
                 await anyio.sleep(next(pauses))
     finally:
-        await sink.close()
+        await sink.aclose()
     assert await rows(pg_database, "SELECT n FROM log ORDER BY n") == [(n,) for n in range(20)]

@@ -16,7 +16,7 @@ __all__ = ["cdc_db", "target_db"]
 
 pytestmark = pytest.mark.anyio
 
-REPO = Path(__file__).parents[3]
+REPO = Path(__file__).parents[4]
 ITEMS = "SELECT id, name, qty FROM items ORDER BY id"
 HISTORY = "SELECT n, note FROM history ORDER BY n"
 
