@@ -8,6 +8,7 @@ so the shared parts cannot live in any one of them.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -27,6 +28,7 @@ __all__ = [
     "confirm",
     "logging_options",
     "on_signals",
+    "port_number",
     "positive_int",
     "positive_seconds",
 ]
@@ -76,8 +78,22 @@ def positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not value > 0 or math.isinf(value):  # `not > 0` also refuses NaN
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An argument type: a TCP port, 0 (any free port) to 65535.
+
+    :raises argparse.ArgumentTypeError: for anything else.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
     return value
 
 

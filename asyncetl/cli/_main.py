@@ -47,6 +47,7 @@ from asyncetl.cli._common import (
     EXIT_OK,
     logging_options,
     on_signals,
+    port_number,
     positive_int,
     positive_seconds,
 )
@@ -126,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--status-port",
-        type=int,
+        type=port_number,
         metavar="PORT",
         help="serve /metrics (Prometheus), /health and a status page on this port",
     )

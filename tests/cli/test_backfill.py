@@ -64,6 +64,24 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
             "YYYY-MM-DD or YYYY-MM-DDTHH[:MM[:SS]][+HH:MM]",
         ),
         ("1", "100", ["--every", "int"], "size: integer partitions need a size, e.g. --size 10000"),
+        (
+            "9999-12-01",
+            "9999-12-31",
+            [],
+            "end: '9999-12-31' is too late: the day holding it would end after year 9999",
+        ),
+        (
+            "9999-12-01",
+            "9999-12-31T10:00",
+            ["--every", "month"],
+            "end: '9999-12-31T10:00' is too late: the month holding it would end after year 9999",
+        ),
+        (
+            "0001-01-01T00:00+05:00",
+            "2024-01-01",
+            [],
+            "start: '0001-01-01T00:00+05:00' is out of range in UTC",
+        ),
     ],
 )
 def test_bad_ranges_exit_2_with_one_message(
