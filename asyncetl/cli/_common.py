@@ -1,7 +1,8 @@
 """What every command of ``python -m asyncetl`` shares: exit codes, options, signals.
 
 Used by :mod:`asyncetl.cli` and the command modules it imports
-(:mod:`asyncetl.cli._backfill`, :mod:`asyncetl.cli._cdc`, :mod:`asyncetl.cli._checkpoint`),
+(:mod:`asyncetl.cli._backfill`, :mod:`asyncetl.cli._cdc`, :mod:`asyncetl.cli._checkpoint`,
+:mod:`asyncetl.cli._dlq`),
 so the shared parts cannot live in any one of them.
 """
 
