@@ -3,8 +3,8 @@
 A thin shell over :mod:`asyncetl.spec` and :class:`~asyncetl.Pipeline`; the
 ``backfill``, ``backfill-status`` and ``flow`` commands come from
 :mod:`asyncetl.cli._backfill`, ``cdc`` from :mod:`asyncetl.cli._cdc`, ``checkpoint``
-from :mod:`asyncetl.cli._checkpoint` and ``dlq`` from :mod:`asyncetl.cli._dlq`. Every command sets ``command``
-to an async function of the parsed arguments returning the exit code, and
+from :mod:`asyncetl.cli._checkpoint` and ``dlq`` from :mod:`asyncetl.cli._dlq`. Every
+command sets ``command`` to an async function of the parsed arguments returning the exit code, and
 :func:`main` runs it with logging set up from ``--log-format``/``--log-level``,
 else the spec's ``[logging]`` table. Exit codes: 0 success or graceful stop, 1 runtime
 failure, 2 bad spec (or a setting a stage rejects once running), 130 stopped before
@@ -27,7 +27,6 @@ import structlog
 from asyncetl import (
     AsyncetlError,
     ConfigError,
-    JsonValue,
     Pipeline,
     RunStats,
     StageError,
@@ -203,18 +202,23 @@ def _summary(pipeline: Pipeline, stats: RunStats, signals: Sequence[str]) -> str
         how = f"stopped by {signals[0]}"
     else:
         how = "finished"
-    lines = [
-        f"pipeline {pipeline.name} {how} in {stats.elapsed:.2f} s",
-        f"  records in     {stats.records_in}",
-        f"  loaded         {stats.records_out}",
-        f"  dead-lettered  {stats.dead_lettered}",
-        f"  position       {_position(stats.position)}",
-    ]
+    counters = {
+        "records_in": stats.records_in,
+        "records_out": stats.records_out,
+        "dead_lettered": stats.dead_lettered,
+        "position": _position(stats),
+    }  # named as in /health, /metrics (asyncetl_<name>_total) and the logs
+    lines = [f"pipeline {pipeline.name} {how} in {stats.elapsed:.2f} s"]
+    lines += [f"  {name:<15}{value}" for name, value in counters.items()]
     return "\n".join(lines)
 
 
-def _position(position: JsonValue) -> str:
+def _position(stats: RunStats) -> str:
+    """The position the next run resumes after: this run's last commit, else where it began."""
+    position = stats.position
     if position is None:
+        if stats.batches_committed:
+            return "none (the source committed a fresh start; the next run reads from it)"
         return "none (nothing committed yet)"
     if isinstance(position, str):
         return position

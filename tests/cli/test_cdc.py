@@ -72,7 +72,7 @@ async def test_status_then_drop_of_the_slot_a_run_made(tmp_path: Path) -> None:
         try:
             run = asyncetl("run", str(spec), "--stop-when-idle", "1")
             assert run.returncode == 0, run.stderr
-            assert "records in     20" in run.stdout
+            assert "records_in     20" in run.stdout
 
             status = asyncetl("cdc", "status", str(spec), "--json")
             assert status.returncode == 0, status.stderr
