@@ -32,6 +32,7 @@ __all__ = [
     "port_number",
     "positive_int",
     "positive_seconds",
+    "table_width",
 ]
 
 #: Success or graceful stop; a runtime failure; a bad spec or arguments; stopped hard.
@@ -115,3 +116,8 @@ async def confirm(question: str, *, command: str) -> bool:
         raise ConfigError(f"{command} needs --yes when there is no terminal to confirm on")
     answer = await anyio.to_thread.run_sync(input, question)
     return answer.strip().lower() in ("y", "yes")
+
+
+def table_width() -> int | None:
+    """The width of printed tables: the terminal's, else 160 so that piped output is not cut."""
+    return None if sys.stdout.isatty() else 160

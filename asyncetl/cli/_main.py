@@ -1,15 +1,17 @@
 """``python -m asyncetl``: run, validate and inspect pipelines; run backfills and flows.
 
-A thin shell over :mod:`asyncetl.spec` and :class:`~asyncetl.Pipeline`; the
-``backfill``, ``backfill-status`` and ``flow`` commands come from
-:mod:`asyncetl.cli._backfill`, ``cdc`` from :mod:`asyncetl.cli._cdc`, ``checkpoint``
-from :mod:`asyncetl.cli._checkpoint` and ``dlq`` from :mod:`asyncetl.cli._dlq`. Every
-command sets ``command`` to an async function of the parsed arguments returning the exit code, and
-:func:`main` runs it with logging set up from ``--log-format``/``--log-level``,
-else the spec's ``[logging]`` table. Exit codes: 0 success or graceful stop, 1 runtime
-failure, 2 bad spec (or a setting a stage rejects once running), 130 stopped before
-draining (by a second signal, or when the grace period ran out). Failures print one
-``error: …`` line on stderr, never a traceback (``--log-level debug`` logs it).
+A thin shell over :mod:`asyncetl.spec` and :class:`~asyncetl.Pipeline`; the ``backfill``
+and ``backfill status`` commands come from :mod:`asyncetl.cli._backfill`, ``flow`` and
+``flow status`` from :mod:`asyncetl.cli._flow`, ``cdc`` from :mod:`asyncetl.cli._cdc`,
+``checkpoint`` from :mod:`asyncetl.cli._checkpoint` and ``dlq`` from
+:mod:`asyncetl.cli._dlq`. Commands that read state take ``--json`` and then print one
+JSON document. Every command sets ``command`` to an async function of the parsed
+arguments returning the exit code, and :func:`main` runs it with logging set up from
+``--log-format``/``--log-level``, else the spec's ``[logging]`` table. Exit codes: 0
+success or graceful stop, 1 runtime failure, 2 bad spec (or a setting a stage rejects
+once running), 130 stopped before draining (by a second signal, or when the grace period
+ran out). Failures print one ``error: …`` line on stderr, never a traceback
+(``--log-level debug`` logs it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from asyncetl import (
     Pipeline,
     RunStats,
     StageError,
+    __version__,
     tune_gc,
 )
 from asyncetl.cli._backfill import add_commands
@@ -46,6 +49,7 @@ from asyncetl.cli._common import (
     positive_seconds,
 )
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
+from asyncetl.cli._flow import add_commands as add_flow_commands
 from asyncetl.spec import load_pipeline, logging_settings
 from asyncetl.status import configure_logging, serve_status
 
@@ -58,7 +62,7 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_routed(sys.argv[1:] if argv is None else argv))
     command: Command = args.command
     try:
         _setup_logging(args)
@@ -83,6 +87,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def _routed(argv: Sequence[str]) -> list[str]:
+    """``backfill status …`` and ``flow status …`` as the commands that parse them.
+
+    ``backfill`` and ``flow`` take a spec file where a sub-command would stand, so
+    ``status`` is recognised here, as every other command's ``status``/``list`` reads.
+    """
+    words = list(argv)
+    if len(words) >= 2 and words[0] in ("backfill", "flow") and words[1] == "status":
+        return [f"{words[0]}-status", *words[2:]]
+    return words
+
+
 def _config_message(error: ConfigError, args: argparse.Namespace) -> str:
     """The error, and for a committed position the stage cannot use, how to move it."""
     spec = getattr(args, "spec", None)
@@ -105,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m asyncetl",
         description="Streaming ETL pipelines, backfills and flows from spec files.",
     )
+    parser.add_argument("--version", action="version", version=f"asyncetl {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "run",
@@ -144,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     add_cdc_commands(commands)
     add_checkpoint_commands(commands)
     add_commands(commands)
+    add_flow_commands(commands)
     return parser
 
 

@@ -28,23 +28,48 @@ def test_every_command_is_listed(tmp_path: Path) -> None:
     result = cli(tmp_path, "--help")
     assert (result.returncode, result.stderr) == (0, "")
     listed = re.findall(r"^    (\S+)", result.stdout, flags=re.MULTILINE)
-    assert listed == [
-        "run",
-        "validate",
-        "dlq",
-        "cdc",
-        "checkpoint",
-        "backfill",
-        "backfill-status",
-        "flow",
-    ]
+    assert listed == ["run", "validate", "dlq", "cdc", "checkpoint", "backfill", "flow"]
+    assert "'backfill status SPEC' shows its" in result.stdout
+    assert "'flow status FLOW' shows the latest run" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["backfill", "backfill-status", "flow", "cdc", "checkpoint"])
-def test_backfill_and_flow_commands_have_help(tmp_path: Path, command: str) -> None:
-    result = cli(tmp_path, command, "--help")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["backfill"],
+        ["backfill", "status"],
+        ["flow"],
+        ["flow", "status"],
+        ["cdc"],
+        ["cdc", "status"],
+        ["cdc", "drop"],
+        ["checkpoint"],
+        ["checkpoint", "show"],
+    ],
+)
+def test_backfill_and_flow_commands_have_help(tmp_path: Path, command: list[str]) -> None:
+    result = cli(tmp_path, *command, "--help")
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.startswith(f"usage: python -m asyncetl {command} [-h]")
+    assert result.stdout.startswith(f"usage: python -m asyncetl {' '.join(command)} [-h]")
+
+
+def test_backfill_status_keeps_its_older_name(tmp_path: Path) -> None:
+    result = cli(tmp_path, "backfill-status", "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("usage: python -m asyncetl backfill status [-h]")
+
+
+@pytest.mark.parametrize(
+    "command", [["checkpoint", "show"], ["backfill", "status"], ["flow", "status"]]
+)
+def test_commands_that_read_state_offer_json(tmp_path: Path, command: list[str]) -> None:
+    result = cli(tmp_path, *command, "--help")
+    assert "  --json " in result.stdout
+
+
+def test_version_comes_from_the_package(tmp_path: Path) -> None:
+    result = cli(tmp_path, "--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "asyncetl 0.1.0\n", "")
 
 
 def test_backfill_specs_logging_table_is_read(tmp_path: Path) -> None:
