@@ -236,7 +236,7 @@ def _position(stats: RunStats) -> str:
     position = stats.position
     if position is None:
         if stats.batches_committed:
-            return "none (the source committed a fresh start; the next run reads from it)"
+            return "none (committed: the next run starts from the beginning)"
         return "none (nothing committed yet)"
     if isinstance(position, str):
         return position

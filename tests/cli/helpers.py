@@ -51,6 +51,16 @@ class Versioned(Source[dict]):
         yield Chunk([{"n": 1}], {"v2": 1})
 
 
+class Rewinding(Source[dict]):
+    """Reads two records, then commits None: a full scan that starts over next run."""
+
+    name = "rewinding"
+
+    async def read(self, after, *, max_chunk):
+        yield Chunk([{"a": 1}, {"a": 2}], 2)
+        yield Chunk([], None)
+
+
 class BrokenOpen(Source[dict]):
     async def open(self):
         raise RuntimeError("boom while opening")

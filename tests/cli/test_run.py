@@ -114,6 +114,30 @@ def test_run_loads_dead_letters_and_summarises(project: Path) -> None:
     assert re.fullmatch(summary("files", "finished", 0, 0, 0, "33"), again.stdout)
 
 
+def test_summary_tells_a_committed_fresh_start_from_nothing_committed(project: Path) -> None:
+    spec = FILES_SPEC.replace('type = "jsonl"\npath = "in.jsonl"', 'type = "helpers:Rewinding"')
+    (project / "rewind.toml").write_text(spec.replace('name = "files"', 'name = "rewind"'))
+    result = cli(project, "run", "rewind.toml", "--log-level", "warning")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert re.fullmatch(
+        summary(
+            "rewind",
+            "finished",
+            2,
+            2,
+            0,
+            "none (committed: the next run starts from the beginning)",
+        ),
+        result.stdout,
+    )
+    (project / "in.jsonl").write_text("")
+    (project / "checkpoints.json").unlink()
+    empty = cli(project, "run", "files.toml", "--log-level", "warning")
+    assert re.fullmatch(
+        summary("files", "finished", 0, 0, 0, "none (nothing committed yet)"), empty.stdout
+    )
+
+
 def test_console_logs_by_default_and_spec_logging_table(project: Path) -> None:
     result = cli(project, "validate", "files.toml")
     assert (result.returncode, result.stdout, result.stderr) == (0, "ok: files\n", "")
