@@ -31,7 +31,8 @@ path = "in.jsonl"
 [sink]
 type = "null"
 """
-fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+# deadline=None: the first example of a connector imports its client library.
+fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 
 
 def toml_number(value: float) -> str:
@@ -118,3 +119,71 @@ def test_a_spec_nested_too_deeply_is_one_message_naming_the_file(
     assert str(caught.value) == (
         f"{spec}: the spec file nests arrays or inline tables too deeply to read"
     )
+
+
+#: (type, the keys the table needs, the setting, the problem a bad value is reported as;
+#: ``{value}`` stands for the value).
+CONNECTOR_SECONDS = [
+    (
+        "list",
+        "records = []",
+        "delay",
+        "delay: must be a finite number of seconds, not negative, not {value}",
+    ),
+    (
+        "postgres",
+        'dsn = "postgresql://u@127.0.0.1/db"\ntable = "t"',
+        "lag",
+        ": chunk_size must be positive, lag and poll finite and not negative",
+    ),
+    (
+        "postgres",
+        'dsn = "postgresql://u@127.0.0.1/db"\ntable = "t"',
+        "poll",
+        ": chunk_size must be positive, lag and poll finite and not negative",
+    ),
+    (
+        "postgres",
+        'dsn = "postgresql://u@127.0.0.1/db"\ntable = "t"',
+        "retry_max_time",
+        "retry: max_time must be a positive number of seconds, not {value}",
+    ),
+    (
+        "redis",
+        'url = "redis://127.0.0.1"\nstream = "s"\ngroup = "g"',
+        "retry_max_time",
+        "retry_max_time: must be a positive number of seconds, not {value}",
+    ),
+    (
+        "nats",
+        'servers = "nats://127.0.0.1:4222"\nstream = "s"\nsubject = "x"\ndurable = "d"',
+        "fetch_timeout",
+        "fetch_timeout: must be a positive number of seconds, not {value}",
+    ),
+    (
+        "nats",
+        'servers = "nats://127.0.0.1:4222"\nstream = "s"\nsubject = "x"\ndurable = "d"',
+        "retry_max_time",
+        "retry_max_time: must be a positive number of seconds, not {value}",
+    ),
+]
+
+
+@fixture_ok
+@given(
+    case=st.sampled_from(CONNECTOR_SECONDS),
+    value=st.one_of(st.floats(max_value=-1e-9), st.sampled_from([math.nan, math.inf, -math.inf])),
+)
+def test_connector_seconds_that_no_wait_could_use_are_refused(
+    tmp_path: Path, case: tuple[str, str, str, str], value: float
+) -> None:
+    type_name, needed, key, problem = case
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        f'[pipeline]\nname = "n"\n[source]\ntype = "{type_name}"\n{needed}\n'
+        f'{key} = {toml_number(value)}\n[sink]\ntype = "null"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_pipeline(spec)
+    separator = "" if problem.startswith(":") else "."
+    assert str(caught.value) == (f"{spec}: source{separator}{problem.format(value=repr(value))}")
