@@ -163,7 +163,7 @@ def clean_run(source_file: Input, tmp_path_factory: pytest.TempPathFactory) -> C
     process = start(spec, "--log-level", "warning")
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    assert f"  loaded         {RECORDS}\n" in out
+    assert f"  records_out    {RECORDS}\n" in out
     table = rows(directory)
     assert table == expected_rows(RECORDS)
     elapsed = re.search(r"finished in ([0-9.]+) s", out)
