@@ -58,7 +58,10 @@ def parse_moment(text: str, *, what: str) -> tuple[datetime, bool]:
         raise ConfigError(f"{text!r} is not a valid date ({exc})", key=what) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC), whole
+    try:
+        return moment.astimezone(UTC), whole
+    except OverflowError:  # an offset that moves it out of years 1..9999
+        raise ConfigError(f"{text!r} is out of range in UTC", key=what) from None
 
 
 def date_partitions(first: str, last: str, every: Every) -> list[Partition]:
@@ -70,18 +73,28 @@ def date_partitions(first: str, last: str, every: Every) -> list[Partition]:
         raise ConfigError(f"must be hour, day or month, not {every!r}", key="every")
     start, _ = parse_moment(first, what="start")
     end, whole_day = parse_moment(last, what="end")
-    if whole_day and len(last.strip()) == 7:
-        end = _add(end, "month") - timedelta(microseconds=1)
-    elif whole_day:
-        end = end + timedelta(days=1) - timedelta(microseconds=1)
-    if start > end:
-        raise ConfigError(f"start {first} is after end {last}; swap them", key="start")
-    partitions = []
-    current = _floor(start, every)
-    while current <= end:
-        following = _add(current, every)
-        partitions.append(_date_partition(current, following, every))
-        current = following
+    try:
+        if whole_day and len(last.strip()) == 7:
+            end = _add(end, "month") - timedelta(microseconds=1)
+        elif whole_day:
+            end = end + timedelta(days=1) - timedelta(microseconds=1)
+        if start > end:
+            raise ConfigError(f"start {first} is after end {last}; swap them", key="start")
+        partitions = []
+        current = _floor(start, every)
+        while current <= end:
+            following = _add(current, every)
+            partitions.append(_date_partition(current, following, every))
+            current = following
+    except (OverflowError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        # A partition is [start, end): the one holding the last moment of year 9999
+        # would end in year 10000, which no datetime can hold.
+        raise ConfigError(
+            f"{last!r} is too late: the {every} holding it would end after year 9999",
+            key="end",
+        ) from None
     return partitions
 
 

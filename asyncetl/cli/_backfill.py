@@ -1,4 +1,4 @@
-"""The ``backfill``, ``backfill-status`` and ``flow`` commands of ``python -m asyncetl``.
+"""The ``backfill`` and ``backfill status`` commands of ``python -m asyncetl``.
 
 :func:`add_commands` adds them to the main parser of :mod:`asyncetl.cli`; each
 sets ``command`` to an async function of the parsed arguments returning the exit
@@ -12,18 +12,21 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import anyio
+import orjson
 import structlog
 from rich.console import Console
-from rich.table import Table
 
-from asyncetl import ConfigError, tune_gc
+from asyncetl import ConfigError, JsonValue, tune_gc
 from asyncetl.backfill import (
     EVERY,
     Backfill,
+    PartitionState,
     Reset,
     Scope,
     make_partitions,
@@ -38,9 +41,9 @@ from asyncetl.cli._common import (
     on_signals,
     positive_int,
     positive_seconds,
+    table_width,
 )
-from asyncetl.flow import FlowResult, JsonFileFlowStore
-from asyncetl.spec import backfill_store_at, load_backfill_spec, load_flow
+from asyncetl.spec import backfill_store_at, load_backfill_spec
 
 __all__ = ["add_commands"]
 
@@ -48,21 +51,20 @@ _log = structlog.get_logger("asyncetl.cli")
 
 
 def add_commands(subparsers: Any) -> None:
-    """Add ``backfill``, ``backfill-status`` and ``flow`` to ``subparsers``.
+    """Add ``backfill`` and ``backfill status`` (parsed as ``backfill-status``) to ``subparsers``.
 
     :param subparsers: what ``ArgumentParser.add_subparsers`` returned.
     """
     log_options = logging_options()
     _add_backfill(subparsers, log_options)
     _add_status(subparsers, log_options)
-    _add_flow(subparsers, log_options)
 
 
 def _add_backfill(subparsers: Any, log_options: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "backfill",
         parents=[log_options],
-        help="run a partitioned backfill",
+        help="run a partitioned backfill ('backfill status SPEC' shows its partitions)",
         description="Run the spec's job once per partition of [START, END], PARALLEL at a time, "
         "recording every partition's status so that a re-run does only what is "
         "left. SIGINT/SIGTERM: claim nothing more and let running partitions "
@@ -123,41 +125,22 @@ def _add_backfill(subparsers: Any, log_options: argparse.ArgumentParser) -> None
 
 
 def _add_status(subparsers: Any, log_options: argparse.ArgumentParser) -> None:
+    # No help=: listed under ``backfill``, which main() routes ``backfill status`` to; the
+    # name ``backfill-status`` still works as it always did.
     parser = subparsers.add_parser(
         "backfill-status",
         parents=[log_options],
-        help="show a backfill's partition statuses",
+        prog="python -m asyncetl backfill status",
         description="Show how many partitions of the backfill are in each status, and every "
         "partition that did not succeed.",
     )
     parser.add_argument("spec", metavar="SPEC", help="a backfill spec file (TOML)")
     _add_range(parser, required=False)
     parser.add_argument("--all", action="store_true", help="list succeeded partitions too")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document with every partition"
+    )
     parser.set_defaults(command=_status)
-
-
-def _add_flow(subparsers: Any, log_options: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "flow",
-        parents=[log_options],
-        help="run a flow of steps",
-        description="Run the flow's steps as their dependencies allow. SIGINT/SIGTERM cancels "
-        "running steps and marks them pending for --resume.",
-    )
-    parser.add_argument("spec", metavar="FLOW", help="a flow file (TOML)")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the latest run: run only steps that did not succeed",
-    )
-    parser.add_argument(
-        "--step",
-        action="append",
-        metavar="NAME",
-        help="run only this step and what it depends on (repeatable)",
-    )
-    parser.add_argument("--state", metavar="PATH", help="the JSON file runs persist in")
-    parser.set_defaults(command=_flow)
 
 
 def _add_range(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -210,7 +193,7 @@ async def _backfill(args: argparse.Namespace) -> int:
         await tg.start(on_signals, functools.partial(_stop, backfill, signals))
         result = await backfill.run()
         tg.cancel_scope.cancel()
-    Console(file=sys.stdout, width=_width()).print(summary_table(spec.name, result.states))
+    Console(file=sys.stdout, width=table_width()).print(summary_table(spec.name, result.states))
     return _backfill_exit(result.with_status("failed"), result.with_status("pending"), signals)
 
 
@@ -264,61 +247,39 @@ async def _status(args: argparse.Namespace) -> int:
     finally:
         with anyio.CancelScope(shield=True):
             await store.aclose()
+    if args.json:
+        print(orjson.dumps(_status_document(spec.name, states)).decode())
+        return EXIT_OK
     limit = len(states) if args.all else 50
     table = summary_table(spec.name, states, limit=limit, succeeded=args.all)
-    Console(file=sys.stdout, width=_width()).print(table)
+    Console(file=sys.stdout, width=table_width()).print(table)
     return EXIT_OK
 
 
-# -- flow -------------------------------------------------------------------------------
+def _status_document(name: str, states: Sequence[PartitionState]) -> dict[str, JsonValue]:
+    counts = Counter(state.status for state in states)
+    return {
+        "backfill": name,
+        "counts": {
+            status: counts[status] for status in ("succeeded", "failed", "running", "pending")
+        },
+        "partitions": [_partition_document(state) for state in states],
+    }
 
 
-async def _flow(args: argparse.Namespace) -> int:
-    spec = load_flow(args.spec)
-    flow = spec.flow.subset(args.step) if args.step else spec.flow
-    store = JsonFileFlowStore(args.state or spec.state)
-    result: FlowResult | None = None
-    tune_gc()
-    async with anyio.create_task_group() as tg:
-        await tg.start(on_signals, functools.partial(_cancel, tg.cancel_scope))
-        result = await flow.run(store, resume=args.resume)
-        tg.cancel_scope.cancel()
-    if result is None:
-        print(
-            "stopped; running steps were marked pending: run again with --resume to continue",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    Console(file=sys.stdout, width=_width()).print(_flow_table(result))
-    failed = result.with_status("failed")
-    if failed:
-        print(
-            f"error: step(s) failed: {', '.join(failed)}; fix the cause and run again with "
-            "--resume",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-    return EXIT_OK
+def _partition_document(state: PartitionState) -> dict[str, JsonValue]:
+    return {
+        "key": state.key,
+        "status": state.status,
+        "stale_lease": state.stale(),
+        "attempts": state.attempts,
+        "error": state.error,
+        "worker": state.worker,
+        "started_at": _iso(state.started_at),
+        "finished_at": _iso(state.finished_at),
+        "lease_until": _iso(state.lease_until),
+    }
 
 
-def _cancel(scope: anyio.CancelScope, name: str) -> None:
-    _log.warning("cancelling running steps", signal=name)
-    scope.cancel()
-
-
-def _flow_table(result: FlowResult) -> Table:
-    title = f"flow {result.flow}, run {result.run_id}" + (" (resumed)" if result.resumed else "")
-    table = Table(title=title, title_justify="left")
-    for column in ("step", "status", "attempts", "seconds", "error"):
-        table.add_column(column)
-    for name, state in result.steps.items():
-        seconds = "" if state.seconds is None else f"{state.seconds:.2f}"
-        table.add_row(name, state.status, str(state.attempts), seconds, state.error or "")
-    return table
-
-
-# -- arguments and output ---------------------------------------------------------------
-
-
-def _width() -> int | None:
-    return None if sys.stdout.isatty() else 160
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

@@ -2,7 +2,9 @@
 
 Both read the pipeline from its spec, so they talk about the very slot and
 publication that ``run`` uses; ``status`` also reads the committed position
-from the pipeline's checkpoint store to show snapshot progress.
+from the pipeline's checkpoint store to show snapshot progress, and ``drop``
+resets that position too: a checkpoint past a dropped slot could never resume,
+so dropping both is what makes the next run re-snapshot.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from asyncetl import JsonValue
+from asyncetl import Checkpoint, JsonValue, Pipeline
 from asyncetl.cli._common import EXIT_CONFIG, EXIT_OK, confirm, logging_options
 from asyncetl.spec import load_pipeline
 from asyncetl.spec.cdc import cdc_drop, cdc_source, cdc_status
@@ -43,9 +45,11 @@ def add_commands(commands: Any) -> None:
     drop = cdc_commands.add_parser(
         "drop",
         parents=[common],
-        help="drop the slot and the publication",
-        description="Drop the pipeline's replication slot (and its publication). The next "
-        "run starts with a new snapshot. Asks for confirmation unless --yes.",
+        help="drop the slot and the publication, and reset the checkpoint",
+        description="Drop the pipeline's replication slot (and its publication) and reset "
+        "its committed position to the start, so the next run creates them again and "
+        "starts with a new snapshot. Stop the pipeline first. Asks for confirmation "
+        "unless --yes.",
     )
     drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     drop.add_argument("--keep-publication", action="store_true", help="drop only the slot")
@@ -85,7 +89,10 @@ async def _drop(args: argparse.Namespace) -> int:
     what = f"slot {source.slot!r}"
     if not args.keep_publication:
         what += f" and publication {source.publication!r}"
-    question = f"Drop {what}? The next run re-snapshots. [y/N] "
+    question = (
+        f"Drop {what}, and reset the checkpoint of pipeline {pipeline.name}? "
+        "The next run re-snapshots. [y/N] "
+    )
     if not args.yes and not await confirm(question, command="cdc drop"):
         print("nothing dropped", file=sys.stderr)
         return EXIT_CONFIG
@@ -97,4 +104,18 @@ async def _drop(args: argparse.Namespace) -> int:
     )
     for name, done in dropped.items():
         print(f"{name}: {'dropped' if done else 'did not exist'}")
+    before = await _reset_checkpoint(pipeline, source.name)
+    print(f"checkpoint: {'reset' if before is not None else 'was not set'}")
     return EXIT_OK
+
+
+async def _reset_checkpoint(pipeline: Pipeline, source: str) -> JsonValue:
+    """Set the pipeline's committed position back to the start; return what it was."""
+    await pipeline.checkpoints.open()
+    try:
+        before = await pipeline.checkpoints.load(pipeline.name, source)
+        if before is not None:
+            await pipeline.checkpoints.save(Checkpoint(pipeline.name, source, None))
+        return before
+    finally:
+        await pipeline.checkpoints.aclose()

@@ -39,6 +39,7 @@ def add_commands(commands: Any) -> None:
         help="print the committed position",
         description="Print the position the next run resumes after (null: from the start).",
     )
+    show.add_argument("--json", action="store_true", help="print one JSON document")
     show.set_defaults(command=_show)
     reset = checkpoint_commands.add_parser(
         "reset",
@@ -56,7 +57,11 @@ def add_commands(commands: Any) -> None:
 async def _show(args: argparse.Namespace) -> int:
     pipeline = await _persistent(args.spec)
     position = await _load(pipeline)
-    print(f"{_named(pipeline)}: {_json(position)}")
+    if args.json:
+        document = {"pipeline": pipeline.name, "source": pipeline.source.name, "position": position}
+        print(_json(document))
+    else:
+        print(f"{_named(pipeline)}: {_json(position)}")
     return EXIT_OK
 
 

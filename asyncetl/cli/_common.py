@@ -1,13 +1,15 @@
 """What every command of ``python -m asyncetl`` shares: exit codes, options, signals.
 
 Used by :mod:`asyncetl.cli` and the command modules it imports
-(:mod:`asyncetl.cli._backfill`, :mod:`asyncetl.cli._cdc`, :mod:`asyncetl.cli._checkpoint`),
+(:mod:`asyncetl.cli._backfill`, :mod:`asyncetl.cli._cdc`, :mod:`asyncetl.cli._checkpoint`,
+:mod:`asyncetl.cli._dlq`),
 so the shared parts cannot live in any one of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -27,8 +29,10 @@ __all__ = [
     "confirm",
     "logging_options",
     "on_signals",
+    "port_number",
     "positive_int",
     "positive_seconds",
+    "table_width",
 ]
 
 #: Success or graceful stop; a runtime failure; a bad spec or arguments; stopped hard.
@@ -76,8 +80,22 @@ def positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not value > 0 or math.isinf(value):  # `not > 0` also refuses NaN
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An argument type: a TCP port, 0 (any free port) to 65535.
+
+    :raises argparse.ArgumentTypeError: for anything else.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
     return value
 
 
@@ -98,3 +116,8 @@ async def confirm(question: str, *, command: str) -> bool:
         raise ConfigError(f"{command} needs --yes when there is no terminal to confirm on")
     answer = await anyio.to_thread.run_sync(input, question)
     return answer.strip().lower() in ("y", "yes")
+
+
+def table_width() -> int | None:
+    """The width of printed tables: the terminal's, else 160 so that piped output is not cut."""
+    return None if sys.stdout.isatty() else 160

@@ -1,15 +1,17 @@
 """``python -m asyncetl``: run, validate and inspect pipelines; run backfills and flows.
 
-A thin shell over :mod:`asyncetl.spec`, :class:`~asyncetl.Pipeline` and
-:mod:`asyncetl.core.replay`; the ``backfill``, ``backfill-status`` and ``flow``
-commands come from :mod:`asyncetl.cli._backfill`, ``cdc`` from :mod:`asyncetl.cli._cdc` and
-``checkpoint`` from :mod:`asyncetl.cli._checkpoint`. Every command sets ``command``
-to an async function of the parsed arguments returning the exit code, and
-:func:`main` runs it with logging set up from ``--log-format``/``--log-level``,
-else the spec's ``[logging]`` table. Exit codes: 0 success or graceful stop, 1 runtime
-failure, 2 bad spec (or a setting a stage rejects once running), 130 stopped before
-draining (by a second signal, or when the grace period ran out). Failures print one
-``error: …`` line on stderr, never a traceback (``--log-level debug`` logs it).
+A thin shell over :mod:`asyncetl.spec` and :class:`~asyncetl.Pipeline`; the ``backfill``
+and ``backfill status`` commands come from :mod:`asyncetl.cli._backfill`, ``flow`` and
+``flow status`` from :mod:`asyncetl.cli._flow`, ``cdc`` from :mod:`asyncetl.cli._cdc`,
+``checkpoint`` from :mod:`asyncetl.cli._checkpoint` and ``dlq`` from
+:mod:`asyncetl.cli._dlq`. Commands that read state take ``--json`` and then print one
+JSON document. Every command sets ``command`` to an async function of the parsed
+arguments returning the exit code, and :func:`main` runs it with logging set up from
+``--log-format``/``--log-level``, else the spec's ``[logging]`` table. Exit codes: 0
+success or graceful stop, 1 runtime failure, 2 bad spec (or a setting a stage rejects
+once running), 130 stopped before draining (by a second signal, or when the grace period
+ran out). Failures print one ``error: …`` line on stderr, never a traceback
+(``--log-level debug`` logs it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import argparse
 import functools
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
 from typing import Any
 
 import anyio
@@ -28,13 +29,10 @@ import structlog
 from asyncetl import (
     AsyncetlError,
     ConfigError,
-    DeadLetter,
-    JsonValue,
     Pipeline,
-    ReplayResult,
     RunStats,
     StageError,
-    replay_dead_letters,
+    __version__,
     tune_gc,
 )
 from asyncetl.cli._backfill import add_commands
@@ -47,9 +45,11 @@ from asyncetl.cli._common import (
     EXIT_OK,
     logging_options,
     on_signals,
-    positive_int,
+    port_number,
     positive_seconds,
 )
+from asyncetl.cli._dlq import add_commands as add_dlq_commands
+from asyncetl.cli._flow import add_commands as add_flow_commands
 from asyncetl.spec import load_pipeline, logging_settings
 from asyncetl.status import configure_logging, serve_status
 
@@ -62,7 +62,7 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_routed(sys.argv[1:] if argv is None else argv))
     command: Command = args.command
     try:
         _setup_logging(args)
@@ -87,6 +87,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def _routed(argv: Sequence[str]) -> list[str]:
+    """``backfill status …`` and ``flow status …`` as the commands that parse them.
+
+    ``backfill`` and ``flow`` take a spec file where a sub-command would stand, so
+    ``status`` is recognised here, as every other command's ``status``/``list`` reads.
+    """
+    words = list(argv)
+    if len(words) >= 2 and words[0] in ("backfill", "flow") and words[1] == "status":
+        return [f"{words[0]}-status", *words[2:]]
+    return words
+
+
 def _config_message(error: ConfigError, args: argparse.Namespace) -> str:
     """The error, and for a committed position the stage cannot use, how to move it."""
     spec = getattr(args, "spec", None)
@@ -109,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m asyncetl",
         description="Streaming ETL pipelines, backfills and flows from spec files.",
     )
+    parser.add_argument("--version", action="version", version=f"asyncetl {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "run",
@@ -126,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--status-port",
-        type=int,
+        type=port_number,
         metavar="PORT",
         help="serve /metrics (Prometheus), /health and a status page on this port",
     )
@@ -144,39 +157,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Build the pipeline without running it.",
     )
     validate.set_defaults(command=_validate)
-    dlq = commands.add_parser(
-        "dlq",
-        help="inspect and replay dead letters",
-        description="Inspect and replay dead letters.",
-    )
-    dlq_commands = dlq.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    listing = dlq_commands.add_parser(
-        "list",
-        parents=[common],
-        help="show dead letters",
-        description="Show the pipeline's dead letters, oldest first.",
-    )
-    listing.add_argument(
-        "--limit",
-        type=positive_int,
-        default=100,
-        metavar="N",
-        help="show at most N letters (default 100)",
-    )
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.set_defaults(command=_dlq_list)
-    replay = dlq_commands.add_parser(
-        "replay",
-        parents=[common],
-        help="send dead letters through the pipeline again",
-        description="Send each dead letter through the pipeline's transforms and sink again "
-        "from the stage where it failed; remove those that succeed and keep the "
-        "others.",
-    )
-    replay.set_defaults(command=_dlq_replay)
+    add_dlq_commands(commands, common)
     add_cdc_commands(commands)
     add_checkpoint_commands(commands)
     add_commands(commands)
+    add_flow_commands(commands)
     return parser
 
 
@@ -235,118 +220,33 @@ def _summary(pipeline: Pipeline, stats: RunStats, signals: Sequence[str]) -> str
         how = f"stopped by {signals[0]}"
     else:
         how = "finished"
-    lines = [
-        f"pipeline {pipeline.name} {how} in {stats.elapsed:.2f} s",
-        f"  records in     {stats.records_in}",
-        f"  loaded         {stats.records_out}",
-        f"  dead-lettered  {stats.dead_lettered}",
-        f"  position       {_position(stats.position)}",
-    ]
+    counters = {
+        "records_in": stats.records_in,
+        "records_out": stats.records_out,
+        "dead_lettered": stats.dead_lettered,
+        "position": _position(stats),
+    }  # named as in /health, /metrics (asyncetl_<name>_total) and the logs
+    lines = [f"pipeline {pipeline.name} {how} in {stats.elapsed:.2f} s"]
+    lines += [f"  {name:<15}{value}" for name, value in counters.items()]
     return "\n".join(lines)
 
 
-def _position(position: JsonValue) -> str:
+def _position(stats: RunStats) -> str:
+    """The position the next run resumes after: this run's last commit, else where it began."""
+    position = stats.position
     if position is None:
+        if stats.batches_committed:
+            return "none (committed: the next run starts from the beginning)"
         return "none (nothing committed yet)"
     if isinstance(position, str):
         return position
     return orjson.dumps(position).decode()
 
 
-# -- validate and dlq --------------------------------------------------------------------
+# -- validate ----------------------------------------------------------------------------
 
 
 async def _validate(args: argparse.Namespace) -> int:
     pipeline = await load_pipeline(args.spec)
     print(f"ok: {pipeline.name}")
     return EXIT_OK
-
-
-async def _dlq_list(args: argparse.Namespace) -> int:
-    pipeline = await load_pipeline(args.spec)
-    store = pipeline.dead_letters
-    if store is None:
-        raise ConfigError("the spec has no [dead_letters] store", where=str(args.spec))
-    await store.open()
-    try:
-        letters = await store.list(pipeline.name, limit=args.limit)
-    finally:
-        with anyio.move_on_after(10, shield=True):
-            await store.aclose()
-    if args.json:
-        for letter in letters:
-            print(orjson.dumps(_letter_dict(letter)).decode())
-    else:
-        print(_letter_table(pipeline.name, letters, args.limit))
-    return EXIT_OK
-
-
-async def _dlq_replay(args: argparse.Namespace) -> int:
-    pipeline = await load_pipeline(args.spec)
-    result = await replay_dead_letters(pipeline)
-    print(_replay_report(result))
-    return EXIT_OK
-
-
-def _letter_dict(letter: DeadLetter) -> dict[str, JsonValue]:
-    return {
-        "id": letter.id,
-        "time": letter.time.isoformat(),
-        "pipeline": letter.pipeline,
-        "stage": letter.stage,
-        "error_type": letter.error_type,
-        "error": letter.error,
-        "record": letter.record,
-        "position": letter.position,
-    }
-
-
-def _letter_table(name: str, letters: Sequence[DeadLetter], limit: int) -> str:
-    if not letters:
-        return f"no dead letters for pipeline {name}"
-    header = ("ID", "TIME", "STAGE", "ERROR TYPE", "ERROR", "RECORD")
-    rows = [
-        (
-            letter.id or "",
-            _time(letter.time),
-            letter.stage,
-            letter.error_type,
-            _cut(letter.error, 48),
-            _cut(_record(letter.record), 60),
-        )
-        for letter in letters
-    ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    ]
-    more = "; there may be more, see --limit" if len(letters) == limit else ""
-    lines.append(f"{len(letters)} dead letter{'s' if len(letters) != 1 else ''} shown{more}")
-    return "\n".join(lines)
-
-
-def _replay_report(result: ReplayResult) -> str:
-    lines = [
-        f"replayed {result.attempted} dead letters: {len(result.removed)} loaded and removed, "
-        f"{len(result.failed)} still failing and kept"
-    ]
-    lines += [
-        f"  {failure.letter.id}  {failure.stage}  {' '.join(failure.error.split())}"
-        for failure in result.failed
-    ]
-    return "\n".join(lines)
-
-
-def _record(record: JsonValue) -> str:
-    """A record as text: a string (a raw line, say) as it is, anything else as JSON."""
-    return record if isinstance(record, str) else orjson.dumps(record).decode()
-
-
-def _time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _cut(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -36,9 +36,9 @@ class RunStats:
     def as_dict(self) -> dict[str, object]:
         return {
             "records_in": self.records_in,
-            "loaded": self.records_out,
+            "records_out": self.records_out,
             "dead_lettered": self.dead_lettered,
-            "batches": self.batches_committed,
+            "batches_committed": self.batches_committed,
             "elapsed_s": round(self.elapsed, 3),
         }
 

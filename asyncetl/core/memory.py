@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from typing import TypeVar
@@ -10,6 +11,7 @@ from typing import TypeVar
 import anyio
 
 from asyncetl.core.batch import Batch, Chunk, Position
+from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import (
     Checkpoint,
     CheckpointStore,
@@ -42,6 +44,12 @@ class ListSource(Source[T]):
         self.records = list(records)
         self.name = name
         self.chunk_size = chunk_size
+        if not 0 <= delay < math.inf:  # NaN fails the comparison too
+            raise ConfigError(
+                f"must be a finite number of seconds, not negative, not {delay!r}",
+                where=f"ListSource {name}",
+                key="delay",
+            )
         self.delay = delay
         self.acknowledged: list[Position] = []
 

@@ -52,7 +52,8 @@ class Pipeline:
     :param grace_period: seconds a graceful stop may spend draining before it cancels.
     :param stop_when_idle: stop once the source had nothing new for this many
         seconds and everything read is committed.
-    :param summary_interval: seconds between progress lines at info level.
+    :param summary_interval: seconds between progress lines at info level; to
+        silence them, log at ``warning`` (a zero interval would log without pause).
     """
 
     def __init__(
@@ -193,8 +194,12 @@ class Pipeline:
                 raise ConfigError(
                     f"must be a positive integer, not {value!r}", where=where, key=key
                 )
-        for key in ("max_batch_age", "grace_period"):
+        seconds = ["max_batch_age", "grace_period", "summary_interval"]
+        if self.stop_when_idle is not None:
+            seconds.append("stop_when_idle")
+        for key in seconds:
             value = getattr(self, key)
+            # `not value > 0` also refuses NaN, which every comparison calls false.
             if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
                 raise ConfigError(
                     f"must be a positive number of seconds, not {value!r}", where=where, key=key

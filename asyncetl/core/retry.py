@@ -17,6 +17,7 @@ under one policy; :func:`retry_call` is the one-off form.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -56,8 +57,13 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_tries < 1:
             raise ConfigError(f"max_tries must be at least 1, not {self.max_tries}", key="retry")
-        if self.max_time <= 0 or self.base_delay <= 0 or self.max_delay <= 0:
-            raise ConfigError("max_time, base_delay and max_delay must be positive", key="retry")
+        for name in ("max_time", "base_delay", "max_delay"):
+            value = getattr(self, name)
+            # `not value > 0` also refuses NaN; an infinite max_time would retry forever.
+            if not value > 0 or math.isinf(value):
+                raise ConfigError(
+                    f"{name} must be a positive number of seconds, not {value!r}", key="retry"
+                )
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -50,7 +50,8 @@ def read_toml(path: str | os.PathLike[str], *, what: str = "spec file") -> dict[
     """The TOML document at ``path``.
 
     :param what: names the file in messages: ``cannot read the <what>: …``.
-    :raises ConfigError: unreadable, not UTF-8, or not TOML (with line and column).
+    :raises ConfigError: unreadable, not UTF-8, not TOML (with line and column), or
+        nested too deeply to parse.
     """
     where = str(path)
     try:
@@ -63,6 +64,12 @@ def read_toml(path: str | os.PathLike[str], *, what: str = "spec file") -> dict[
         raise ConfigError(f"the {what} is not UTF-8 text: {exc.reason}", where=where) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", where=where) from exc
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively; a spec never
+        # nests deeply, so this is a damaged or hostile file, not one to read.
+        raise ConfigError(
+            f"the {what} nests arrays or inline tables too deeply to read", where=where
+        ) from None
 
 
 # -- ${VAR} references -------------------------------------------------------------------

@@ -152,10 +152,10 @@ def _page(pipeline: Pipeline) -> str:
     elapsed = max(stats.elapsed, 1e-9)
     since = _since_commit(pipeline)
     rows = [
-        ("records in", f"{stats.records_in:,}"),
-        ("loaded", f"{stats.records_out:,}"),
-        ("dead-lettered", f"{stats.dead_lettered:,}"),
-        ("batches committed", f"{stats.batches_committed:,}"),
+        ("records_in", f"{stats.records_in:,}"),
+        ("records_out", f"{stats.records_out:,}"),
+        ("dead_lettered", f"{stats.dead_lettered:,}"),
+        ("batches_committed", f"{stats.batches_committed:,}"),
         ("batches in flight", f"{pipeline.in_flight_batches:,}"),
         ("records per second (average)", f"{stats.records_in / elapsed:,.0f}"),
         ("last commit", "none yet" if since < 0 else f"{since:.1f} s ago"),

@@ -51,6 +51,16 @@ class Versioned(Source[dict]):
         yield Chunk([{"n": 1}], {"v2": 1})
 
 
+class Rewinding(Source[dict]):
+    """Reads two records, then commits None: a full scan that starts over next run."""
+
+    name = "rewinding"
+
+    async def read(self, after, *, max_chunk):
+        yield Chunk([{"a": 1}, {"a": 2}], 2)
+        yield Chunk([], None)
+
+
 class BrokenOpen(Source[dict]):
     async def open(self):
         raise RuntimeError("boom while opening")
@@ -127,13 +137,15 @@ def spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:
     raise AssertionError(f"the run ended before starting: {process.communicate()}")
 
 
-def summary(name: str, how: str, records_in: int, loaded: int, dead: int, position: str) -> str:
+def summary(
+    name: str, how: str, records_in: int, records_out: int, dead: int, position: str
+) -> str:
     """The run summary as a regular expression (the elapsed time varies)."""
     return (
         re.escape(f"pipeline {name} {how} in ")
         + r"\d+\.\d\d"
         + re.escape(
-            f" s\n  records in     {records_in}\n  loaded         {loaded}\n"
-            f"  dead-lettered  {dead}\n  position       {position}\n"
+            f" s\n  records_in     {records_in}\n  records_out    {records_out}\n"
+            f"  dead_lettered  {dead}\n  position       {position}\n"
         )
     )

@@ -1,7 +1,8 @@
-"""``backfill`` and ``backfill-status`` from the command line."""
+"""``backfill`` and ``backfill status`` (also ``backfill-status``) from the command line."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -64,6 +65,24 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
             "YYYY-MM-DD or YYYY-MM-DDTHH[:MM[:SS]][+HH:MM]",
         ),
         ("1", "100", ["--every", "int"], "size: integer partitions need a size, e.g. --size 10000"),
+        (
+            "9999-12-01",
+            "9999-12-31",
+            [],
+            "end: '9999-12-31' is too late: the day holding it would end after year 9999",
+        ),
+        (
+            "9999-12-01",
+            "9999-12-31T10:00",
+            ["--every", "month"],
+            "end: '9999-12-31T10:00' is too late: the month holding it would end after year 9999",
+        ),
+        (
+            "0001-01-01T00:00+05:00",
+            "2024-01-01",
+            [],
+            "start: '0001-01-01T00:00+05:00' is out of range in UTC",
+        ),
     ],
 )
 def test_bad_ranges_exit_2_with_one_message(
@@ -144,10 +163,35 @@ def test_a_failed_partition_exits_1_and_rerun_failed_finishes_the_job(
         "end 2024-01-02",
         "end 2024-01-03",
     ]
-    code, out, _ = run(capsys, "backfill-status", str(spec))
+    code, out, _ = run(capsys, "backfill", "status", str(spec))
     assert code == 0
     assert "│ (succeeded) │ 3      │" in out
     assert "│ (failed)    │ 0      │" in out
+    assert run(capsys, "backfill-status", str(spec)) == (code, out, "")  # the older name
+
+
+def test_status_json_is_one_document_with_every_partition(
+    capsys: pytest.CaptureFixture[str], spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAIL", "2024-01-02")
+    code, _, _ = run(capsys, "backfill", str(spec), "--start", "2024-01-01", "--end", "2024-01-03")
+    assert code == 1
+    code, out, err = run(capsys, "backfill", "status", str(spec), "--json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert (document["backfill"], document["counts"]) == (
+        "cli",
+        {"succeeded": 2, "failed": 1, "running": 0, "pending": 0},
+    )
+    assert [
+        (p["key"], p["status"], p["attempts"], p["error"], p["stale_lease"])
+        for p in document["partitions"]
+    ] == [
+        ("2024-01-01", "succeeded", 1, None, False),
+        ("2024-01-02", "failed", 1, "RuntimeError: partition 2024-01-02 is broken", False),
+        ("2024-01-03", "succeeded", 1, None, False),
+    ]
+    assert all(p["finished_at"] is not None for p in document["partitions"])
 
 
 def test_integer_ranges_and_status_of_a_scope(
@@ -171,7 +215,8 @@ def test_integer_ranges_and_status_of_a_scope(
     assert code == 0
     code, out, _ = run(
         capsys,
-        "backfill-status",
+        "backfill",
+        "status",
         str(spec),
         "--every",
         "int",

@@ -72,7 +72,7 @@ async def test_status_then_drop_of_the_slot_a_run_made(tmp_path: Path, logical_p
         try:
             run = asyncetl("run", str(spec), "--stop-when-idle", "1")
             assert run.returncode == 0, run.stderr
-            assert "records in     20" in run.stdout
+            assert "records_in     20" in run.stdout
 
             status = asyncetl("cdc", "status", str(spec), "--json")
             assert status.returncode == 0, status.stderr
@@ -96,9 +96,23 @@ async def test_status_then_drop_of_the_slot_a_run_made(tmp_path: Path, logical_p
             assert dropped.stdout.splitlines() == [
                 "slot_dropped: dropped",
                 "publication_dropped: dropped",
+                "checkpoint: reset",
             ]
             gone = json.loads(asyncetl("cdc", "status", str(spec), "--json").stdout)
             assert (gone["exists"], gone["publication"]["exists"]) == (False, False)
+            shown = asyncetl("checkpoint", "show", str(spec), "--json")
+            assert json.loads(shown.stdout) == {
+                "pipeline": "cdc_cli",
+                "source": "cdc",
+                "position": None,
+            }
+
+            # As the help promises: the next run re-creates both and re-snapshots.
+            again = asyncetl("run", str(spec), "--stop-when-idle", "1")
+            assert again.returncode == 0, again.stderr
+            assert "records_in     20" in again.stdout
+            back = json.loads(asyncetl("cdc", "status", str(spec), "--json").stdout)
+            assert (back["exists"], back["publication"]["exists"]) == (True, True)
         finally:
             await drop_slot(logical_pg, slot)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -18,6 +19,12 @@ def test_show_reports_the_position_the_next_run_resumes_after(project: Path) -> 
     assert (result.returncode, result.stdout, result.stderr) == (
         0,
         "pipeline files (source jsonl): 33\n",
+        "",
+    )
+    shown = cli(project, "checkpoint", "show", "files.toml", "--json")
+    assert (shown.returncode, json.loads(shown.stdout), shown.stderr) == (
+        0,
+        {"pipeline": "files", "source": "jsonl", "position": 33},
         "",
     )
 

@@ -163,7 +163,7 @@ def clean_run(source_file: Input, tmp_path_factory: pytest.TempPathFactory) -> C
     process = start(spec, "--log-level", "warning")
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    assert f"  loaded         {RECORDS}\n" in out
+    assert f"  records_out    {RECORDS}\n" in out
     table = rows(directory)
     assert table == expected_rows(RECORDS)
     elapsed = re.search(r"finished in ([0-9.]+) s", out)
@@ -241,8 +241,8 @@ def test_sigterm_drains_and_commits_what_was_read(source_file: Input, tmp_path: 
     assert 0 < count < RECORDS
     assert rows(spec.parent) == expected_rows(count)
     match = re.fullmatch(
-        r"pipeline recovery stopped by SIGTERM in \d+\.\d\d s\n  records in     (\d+)\n"
-        r"  loaded         (\d+)\n  dead-lettered  0\n  position       (\d+)\n",
+        r"pipeline recovery stopped by SIGTERM in \d+\.\d\d s\n  records_in     (\d+)\n"
+        r"  records_out    (\d+)\n  dead_lettered  0\n  position       (\d+)\n",
         out,
     )
     assert match is not None, out
@@ -254,5 +254,5 @@ def test_sigterm_drains_and_commits_what_was_read(source_file: Input, tmp_path: 
     process = start(spec, "--log-level", "warning")
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    assert f"  records in     {RECORDS - count}\n" in out
+    assert f"  records_in     {RECORDS - count}\n" in out
     assert rows(spec.parent) == expected_rows(RECORDS)

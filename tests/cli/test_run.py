@@ -28,23 +28,48 @@ def test_every_command_is_listed(tmp_path: Path) -> None:
     result = cli(tmp_path, "--help")
     assert (result.returncode, result.stderr) == (0, "")
     listed = re.findall(r"^    (\S+)", result.stdout, flags=re.MULTILINE)
-    assert listed == [
-        "run",
-        "validate",
-        "dlq",
-        "cdc",
-        "checkpoint",
-        "backfill",
-        "backfill-status",
-        "flow",
-    ]
+    assert listed == ["run", "validate", "dlq", "cdc", "checkpoint", "backfill", "flow"]
+    assert "'backfill status SPEC' shows its" in result.stdout
+    assert "'flow status FLOW' shows the latest run" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["backfill", "backfill-status", "flow", "cdc", "checkpoint"])
-def test_backfill_and_flow_commands_have_help(tmp_path: Path, command: str) -> None:
-    result = cli(tmp_path, command, "--help")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["backfill"],
+        ["backfill", "status"],
+        ["flow"],
+        ["flow", "status"],
+        ["cdc"],
+        ["cdc", "status"],
+        ["cdc", "drop"],
+        ["checkpoint"],
+        ["checkpoint", "show"],
+    ],
+)
+def test_backfill_and_flow_commands_have_help(tmp_path: Path, command: list[str]) -> None:
+    result = cli(tmp_path, *command, "--help")
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.startswith(f"usage: python -m asyncetl {command} [-h]")
+    assert result.stdout.startswith(f"usage: python -m asyncetl {' '.join(command)} [-h]")
+
+
+def test_backfill_status_keeps_its_older_name(tmp_path: Path) -> None:
+    result = cli(tmp_path, "backfill-status", "--help")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("usage: python -m asyncetl backfill status [-h]")
+
+
+@pytest.mark.parametrize(
+    "command", [["checkpoint", "show"], ["backfill", "status"], ["flow", "status"]]
+)
+def test_commands_that_read_state_offer_json(tmp_path: Path, command: list[str]) -> None:
+    result = cli(tmp_path, *command, "--help")
+    assert "  --json " in result.stdout
+
+
+def test_version_comes_from_the_package(tmp_path: Path) -> None:
+    result = cli(tmp_path, "--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "asyncetl 0.1.0\n", "")
 
 
 def test_backfill_specs_logging_table_is_read(tmp_path: Path) -> None:
@@ -87,6 +112,30 @@ def test_run_loads_dead_letters_and_summarises(project: Path) -> None:
     again = cli(project, "run", "files.toml", "--log-level", "warning")
     assert (again.returncode, again.stderr) == (0, "")
     assert re.fullmatch(summary("files", "finished", 0, 0, 0, "33"), again.stdout)
+
+
+def test_summary_tells_a_committed_fresh_start_from_nothing_committed(project: Path) -> None:
+    spec = FILES_SPEC.replace('type = "jsonl"\npath = "in.jsonl"', 'type = "helpers:Rewinding"')
+    (project / "rewind.toml").write_text(spec.replace('name = "files"', 'name = "rewind"'))
+    result = cli(project, "run", "rewind.toml", "--log-level", "warning")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert re.fullmatch(
+        summary(
+            "rewind",
+            "finished",
+            2,
+            2,
+            0,
+            "none (committed: the next run starts from the beginning)",
+        ),
+        result.stdout,
+    )
+    (project / "in.jsonl").write_text("")
+    (project / "checkpoints.json").unlink()
+    empty = cli(project, "run", "files.toml", "--log-level", "warning")
+    assert re.fullmatch(
+        summary("files", "finished", 0, 0, 0, "none (nothing committed yet)"), empty.stdout
+    )
 
 
 def test_console_logs_by_default_and_spec_logging_table(project: Path) -> None:
@@ -220,56 +269,3 @@ def test_second_signal_stops_at_once(project: Path) -> None:
         "pipeline ticks stopped before draining (what was not committed is read again next run) in "
     )
     assert not (project / "checkpoints.json").exists()
-
-
-# -- dlq -------------------------------------------------------------------------------
-
-
-def test_dlq_list(project: Path) -> None:
-    assert (
-        cli(project, "dlq", "list", "files.toml").stdout == "no dead letters for pipeline files\n"
-    )
-    assert cli(project, "run", "files.toml").returncode == 0
-    result = cli(project, "dlq", "list", "files.toml", "--json")
-    letters = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [
-        (x["stage"], x["error_type"], x["error"], x["record"], x["position"]) for x in letters
-    ] == [
-        (
-            "jsonl",
-            "ValueError",
-            "line at byte 16 of in.jsonl is not valid JSON: invalid literal, "
-            "expected 'null': line 1 column 1 (char 0)",
-            "not json",
-            33,
-        ),
-        ("invert", "ZeroDivisionError", "division by zero", {"a": 0}, 33),
-    ]
-    table = cli(project, "dlq", "list", "files.toml").stdout.splitlines()
-    assert re.fullmatch(r"ID +TIME +STAGE +ERROR TYPE +ERROR +RECORD", table[0])
-    for row, letter in zip(table[1:3], letters, strict=True):
-        assert row.startswith(f"{letter['id']}  {letter['time'][:10]} {letter['time'][11:19]}  ")
-        assert letter["error_type"] in row
-    assert table[2].endswith('{"a":0}')
-    assert "line at byte 16 of in.jsonl is not valid JSON: …" in table[1]
-    assert table[3:] == ["2 dead letters shown"]
-    limited = cli(project, "dlq", "list", "files.toml", "--limit", "1").stdout.splitlines()
-    assert limited[2:] == ["1 dead letter shown; there may be more, see --limit"]
-
-
-def test_dlq_without_store_is_a_spec_error(project: Path) -> None:
-    (project / "plain.toml").write_text(
-        FILES_SPEC.split("[dead_letters]")[0]
-        .replace('source_errors = "dead_letter"', "")
-        .replace('on_error = "dead_letter"', "")
-    )
-    for command in ("list", "replay"):
-        result = cli(project, "dlq", command, "plain.toml")
-        assert (result.returncode, result.stdout) == (2, "")
-    assert cli(project, "dlq", "list", "plain.toml").stderr == (
-        "error: plain.toml: the spec has no [dead_letters] store\n"
-    )
-    assert cli(project, "dlq", "replay", "plain.toml").stderr == (
-        "error: pipeline files: dead_letters: the pipeline has no dead-letter store to replay "
-        "from\n"
-    )

@@ -358,7 +358,7 @@ def test_replay_on_the_command_line(tmp_path: Path) -> None:
 
     first = cli(tmp_path, "run", "--log-level", "error")
     assert first.returncode == 0, first.stderr
-    assert "  dead-lettered  4\n" in first.stdout
+    assert "  dead_lettered  4\n" in first.stdout
     assert rows(db) == [(1, 10, 2.0), (5, 20, 4.0)]
     before = stored_letters(db)
     assert [stage for stage, _ in before] == [

@@ -27,7 +27,7 @@ def test_run_tunes_the_collector(capsys: pytest.CaptureFixture[str]) -> None:
     spec = f"{__name__}:make_pipeline"
     assert main(["run", spec]) == 0
     assert gc.get_threshold()[0] == 10_000
-    assert "loaded         3" in capsys.readouterr().out
+    assert "records_out    3" in capsys.readouterr().out
 
 
 def make_pipeline() -> object:

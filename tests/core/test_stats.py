@@ -25,9 +25,9 @@ def test_counters_add_up_and_a_commit_moves_the_position() -> None:
     stats.record_commit(17)
     assert stats.as_dict() | {"elapsed_s": 0} == {
         "records_in": 0,
-        "loaded": 6,
+        "records_out": 6,
         "dead_lettered": 1,
-        "batches": 2,
+        "batches_committed": 2,
         "elapsed_s": 0,
     }
     assert stats.position == 17

@@ -712,7 +712,7 @@ def test_attribute_specs_on_the_command_line(tmp_path: Path) -> None:
         result = cli(tmp_path, "run", f"{module}:{attribute}", "--log-level", "warning")
         assert (result.returncode, result.stderr) == (0, "")
         assert result.stdout.splitlines()[0].startswith(f"pipeline {name} finished in ")
-        assert f"  loaded         {records}\n" in result.stdout
+        assert f"  records_out    {records}\n" in result.stdout
     result = cli(tmp_path, "validate", f"{module}:not_a_pipeline")
     assert (result.returncode, result.stderr) == (
         2,

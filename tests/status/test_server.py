@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import anyio
+import orjson
 import pytest
 
 from asyncetl import ListSink, MemoryCheckpointStore, Pipeline
@@ -60,7 +61,7 @@ async def test_metrics_health_and_page_follow_the_running_pipeline() -> None:
         status, kind, page = await fetch(port, "/")
         assert (status, kind) == (200, "text/html; charset=utf-8")
         assert '<h1>pipeline orders <span class="state">running</span></h1>' in page
-        assert '<tr><td>loaded</td><td class="n">50</td></tr>' in page
+        assert '<tr><td>records_out</td><td class="n">50</td></tr>' in page
 
         pipeline.stop()
         with anyio.fail_after(5):
@@ -81,3 +82,24 @@ async def test_pipeline_names_are_escaped_in_the_page() -> None:
         assert "<script>" not in page
         assert "pipeline &lt;script&gt;" in page
         tg.cancel_scope.cancel()
+
+
+async def test_health_and_metrics_name_each_counter_alike() -> None:
+    pipeline = Pipeline(
+        "orders", TrackedSource(30, chunk=10), ListSink(), max_batch_size=10, max_batch_age=0.02
+    )
+    await pipeline.run()
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(
+            lambda task_status: serve_status(pipeline, port=0, task_status=task_status)
+        )
+        _, _, body = await fetch(port, "/health")
+        _, _, metrics = await fetch(port, "/metrics")
+        tg.cancel_scope.cancel()
+    health = orjson.loads(body)
+    counters = {"records_in": 30, "records_out": 30, "dead_lettered": 0, "batches_committed": 3}
+    assert {name: health[name] for name in counters} == counters
+    lines = set(metrics.splitlines())
+    for name, value in counters.items():
+        assert f'asyncetl_{name}_total{{pipeline="orders"}} {float(value)}' in lines
+    assert not {"loaded", "batches"} & health.keys()

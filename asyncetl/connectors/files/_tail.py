@@ -13,6 +13,7 @@ seeks there and reads strictly after it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
@@ -45,20 +46,36 @@ class Step(Generic[T]):
     at_end: bool  # the read reached the end of the file
 
 
+#: The largest ``block_size``: one read step holds a block in memory, and a larger
+#: request than the platform can address fails only once reading.
+MAX_BLOCK_SIZE = 1 << 30
+
+
 def check_options(where: str, *, poll_interval: float, block_size: int) -> None:
     """Validate the options every file source shares.
 
-    :raises ConfigError: for a non-positive poll interval or block size.
+    :raises ConfigError: for a poll interval that is not a positive finite number
+        (NaN included), or a block size outside 1..:data:`MAX_BLOCK_SIZE`.
     """
-    if not isinstance(poll_interval, int | float) or not poll_interval > 0:
+    if (
+        not isinstance(poll_interval, int | float)
+        or not poll_interval > 0
+        or math.isinf(poll_interval)
+    ):
         raise ConfigError(
             f"must be a positive number of seconds, not {poll_interval!r}",
             where=where,
             key="poll_interval",
         )
-    if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
+    if (
+        not isinstance(block_size, int)
+        or isinstance(block_size, bool)
+        or not 1 <= block_size <= MAX_BLOCK_SIZE
+    ):
         raise ConfigError(
-            f"must be a positive number of bytes, not {block_size!r}", where=where, key="block_size"
+            f"must be a number of bytes from 1 to {MAX_BLOCK_SIZE}, not {block_size!r}",
+            where=where,
+            key="block_size",
         )
 
 

@@ -11,6 +11,7 @@ shown only as ``host:port``, never with their credentials.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
@@ -93,7 +94,12 @@ def positive_seconds(value: object, where: str, key: str) -> float:
 
     :raises ConfigError: otherwise, naming ``key``.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0  # also refuses NaN
+        or math.isinf(value)
+    ):
         raise ConfigError(
             f"must be a positive number of seconds, not {value!r}", where=where, key=key
         )

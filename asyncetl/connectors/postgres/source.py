@@ -22,6 +22,7 @@ every column to be sortable; give such a table a primary key when it is large.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -148,8 +149,10 @@ class TableSource(Source[Any]):
             raise ConfigError(
                 "a query source needs cursor = [...] columns", where=where, key="cursor"
             )
-        if chunk_size < 1 or lag < 0 or poll < 0:
-            raise ConfigError("chunk_size must be positive, lag and poll not negative", where=where)
+        if chunk_size < 1 or not all(0 <= seconds < math.inf for seconds in (lag, poll)):
+            raise ConfigError(
+                "chunk_size must be positive, lag and poll finite and not negative", where=where
+            )
         if format not in _FORMATS:
             raise ConfigError(
                 f"must be one of {', '.join(_FORMATS)}, not {format!r}", where=where, key="format"

@@ -11,6 +11,7 @@ that there is exactly one retry loop. URLs are shown only through
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -94,7 +95,7 @@ def retry_policy(retries: int, retry_max_time: float, where: str) -> RetryPolicy
         raise ConfigError(
             f"must be a number, not {retry_max_time!r}", where=where, key="retry_max_time"
         )
-    if not retry_max_time > 0:
+    if not retry_max_time > 0 or math.isinf(retry_max_time):  # `not > 0` refuses NaN too
         raise ConfigError(
             f"must be a positive number of seconds, not {retry_max_time!r}",
             where=where,

@@ -13,6 +13,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 from yarl import URL
 
+from asyncetl import ConfigError, PermanentError, RetryPolicy, TransientError
 from asyncetl.connectors.http import (
     Auth,
     ClientSettings,
@@ -22,7 +23,6 @@ from asyncetl.connectors.http import (
     redact_url,
 )
 from asyncetl.connectors.http._client import HttpClient, HttpStatusError
-from asyncetl import ConfigError, PermanentError, RetryPolicy, TransientError
 from tests.connectors.http.api import (
     Api,
     delay,

@@ -15,10 +15,17 @@ from aiohttp import web
 from structlog.testing import capture_logs
 from yarl import URL
 
-from asyncetl import ListSink, MemoryCheckpointStore, MemoryDeadLetterStore, Pipeline
+from asyncetl import (
+    Batch,
+    ConfigError,
+    ListSink,
+    MemoryCheckpointStore,
+    MemoryDeadLetterStore,
+    Pipeline,
+    Position,
+)
 from asyncetl.connectors.http import HttpSink, HttpSource, idempotency_key
 from asyncetl.connectors.http._client import HttpStatusError
-from asyncetl import Batch, ConfigError, Position
 from tests.connectors.http.api import Api, collect, ids, raw_body, serve
 
 pytestmark = pytest.mark.anyio
@@ -151,7 +158,7 @@ async def test_the_sink_sends_the_url_password_as_basic_auth_and_keeps_its_keys(
         try:
             await sink.write(Batch(0, [{"id": 1}], {"page": 2}))
         finally:
-            await sink.close()
+            await sink.aclose()
     assert received == [(BASIC, b'[{"id":1}]')]
     assert sink.url == URL(base + "/in")
     # Keys are made from the URL as shown before credentials moved out of it

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from asyncetl import spec
+from asyncetl import ConfigError, RetryPolicy, spec
 from asyncetl.connectors.http import (
     Auth,
     ClientSettings,
@@ -16,7 +16,6 @@ from asyncetl.connectors.http import (
     Limits,
     Timeouts,
 )
-from asyncetl import ConfigError, RetryPolicy
 
 URL = "http://api.example/items"
 

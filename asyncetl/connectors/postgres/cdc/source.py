@@ -210,6 +210,16 @@ class CdcSource(Source[ChangeEvent]):
         )
         await self._take_over()
         with map_errors(self.dsn, f"preparing slot {self.slot!r}"):
+            slot = await catalog.slot_info(self._meta, self.slot)
+            # Refuse a lost slot before creating anything: a run that fails here must
+            # leave the server as it found it.
+            if slot is None and start is not None:
+                raise PermanentError(
+                    f"replication slot {self.slot!r} no longer exists but the checkpoint is at "
+                    f"{after!r}; changes since then are lost: reset the checkpoint "
+                    "(python -m asyncetl checkpoint reset SPEC) and run again to re-create "
+                    "the slot and re-snapshot"
+                )
             tables = (
                 await catalog.resolve_tables(self._meta, [str(t) for t in self.tables])
                 if self.tables is not None
@@ -218,17 +228,10 @@ class CdcSource(Source[ChangeEvent]):
             published = await catalog.ensure_publication(
                 self._meta, self.publication, tables, create=self.create_publication
             )
-            slot = await catalog.slot_info(self._meta, self.slot)
         keep = tables if tables is not None else published
         conn: ReplicationConnection | None = None
         exported: str | None = None
         if slot is None:
-            if start is not None:
-                raise PermanentError(
-                    f"replication slot {self.slot!r} no longer exists but the checkpoint is at "
-                    f"{after!r}; changes since then are lost: drop the checkpoint and run again "
-                    "to re-create the slot and re-snapshot"
-                )
             conn, lsn, exported = await self._create_slot()
             start = {"lsn": format_lsn(lsn), "snapshot": None}
             if self.snapshot == "initial":

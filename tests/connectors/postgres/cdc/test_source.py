@@ -493,8 +493,8 @@ async def test_clear_errors_for_missing_things(cdc_db: str) -> None:
         no_slot: f"replication slot {no_slot.slot!r} does not exist on "
         f"{server_and_database(cdc_db)}; create it or set create_slot = true",
         gone: f"replication slot {gone.slot!r} no longer exists but the checkpoint is at "
-        "{'lsn': '0/10'}; changes since then are lost: drop the checkpoint and run again "
-        "to re-create the slot and re-snapshot",
+        "{'lsn': '0/10'}; changes since then are lost: reset the checkpoint (python -m "
+        "asyncetl checkpoint reset SPEC) and run again to re-create the slot and re-snapshot",
     }
     for source, message in expected.items():
         try:
@@ -505,6 +505,20 @@ async def test_clear_errors_for_missing_things(cdc_db: str) -> None:
         assert str(caught.value) == message
     with pytest.raises(ConfigError, match="replication slot name 'Bad-Name' is invalid"):
         CdcSource(cdc_db, slot="Bad-Name", publication="p")
+
+
+async def test_a_run_whose_slot_is_gone_fails_before_creating_a_publication(cdc_db: str) -> None:
+    await execute(cdc_db, "CREATE TABLE t (id int PRIMARY KEY)")
+    gone = make_source(cdc_db, tables=["t"])
+    try:
+        with pytest.raises(PermanentError, match="no longer exists but the checkpoint is at"):
+            await take(gone, 1, after={"lsn": "0/10"})
+    finally:
+        await gone.aclose()
+    publications = await fetchval(
+        cdc_db, "SELECT count(*) FROM pg_publication WHERE pubname = $1", gone.publication
+    )
+    assert publications == 0
 
 
 async def test_pipeline_fails_with_a_stage_error_naming_the_source(cdc_db: str) -> None:
