@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
-import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -17,6 +16,7 @@ from asyncetl.core.batch import Batch, Chunk, Position, Reject
 from asyncetl.core.deadletter import dead_letters
 from asyncetl.core.errors import AsyncetlError, CheckpointError, StageError
 from asyncetl.core.interfaces import Checkpoint, FailurePolicy
+from asyncetl.core.logs import get_logger
 from asyncetl.core.transforms import Transform
 from asyncetl.core.watermark import Watermark
 
@@ -105,7 +105,7 @@ class StageRunner:
     def __init__(self, pipeline: Pipeline, stats: RunStats) -> None:
         self.p = pipeline
         self.stats = stats
-        self.log = structlog.get_logger("asyncetl").bind(pipeline=pipeline.name)
+        self.log = get_logger("asyncetl").bind(pipeline=pipeline.name)
         self.watermark = Watermark()
         self._transactional = pipeline.sink.commits_to(pipeline.checkpoints)
         self._read_scope = anyio.CancelScope()

@@ -1,8 +1,9 @@
 """Logging setup for applications and the CLI.
 
-asyncetl's own modules only ever call ``structlog.get_logger``; nothing is
-configured on import. An application either configures structlog itself or
-calls :func:`configure_logging` once at start-up.
+asyncetl's own modules log through :func:`asyncetl.core.logs.get_logger`: to the
+standard library's :mod:`logging` until structlog is configured, through structlog
+after. Nothing is configured on import. An application configures :mod:`logging`,
+or structlog itself, or calls :func:`configure_logging` once at start-up.
 """
 
 from __future__ import annotations
@@ -39,13 +40,19 @@ def configure_logging(format: LogFormat = "console", level: str = "info") -> Non
     if format == "json":
         processors = [
             *shared,
-            structlog.processors.dict_tracebacks,
+            # Tracebacks without local variables: a frame may hold a DSN with its password.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
         factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
     elif format == "console":
         colors = sys.stderr.isatty()
-        processors = [*shared, structlog.dev.ConsoleRenderer(colors=colors)]
+        # Rich's tracebacks as before, but without local variables (see the JSON case).
+        tracebacks = structlog.dev.RichTracebackFormatter(show_locals=False)
+        renderer = structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=tracebacks)
+        processors = [*shared, renderer]
         factory = structlog.PrintLoggerFactory(sys.stderr)
     else:
         raise ConfigError(f"unknown log format {format!r}; use 'console' or 'json'")

@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 import anyio
 import nats.errors as nerr
 import nats.js.errors as jerr
-import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.logs import get_logger
 from asyncetl.core.redact import misplaced_userinfo, redact_url, redact_urls
 from asyncetl.core.retry import RetryPolicy, retry_call
 
@@ -43,7 +43,7 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 10.0
 _REQUEST_TIMEOUT = 10.0
 _AUTH_ERRORS = (nerr.AuthorizationError, nerr.InvalidUserCredentialsError)
-_log = structlog.get_logger("asyncetl.nats")
+_log = get_logger("asyncetl.nats")
 
 
 def server_list(servers: object, where: str) -> list[str]:

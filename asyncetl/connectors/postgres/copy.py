@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
-import structlog
 
 from asyncetl.connectors.postgres._connect import (
     Dsn,
@@ -43,11 +42,12 @@ from asyncetl.connectors.postgres.stores import PostgresCheckpointStore
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, Source
+from asyncetl.core.logs import get_logger
 
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
 _DONE = "done"
-_log = structlog.get_logger("asyncetl.postgres")
+_log = get_logger("asyncetl.postgres")
 
 
 @dataclass(frozen=True, slots=True)

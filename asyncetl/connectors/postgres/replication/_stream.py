@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Collection
 
 import anyio
 import anyio.lowlevel
-import structlog
 
 from asyncetl.connectors.postgres._sql import quote_ident
 from asyncetl.connectors.postgres.replication._pgoutput import (
@@ -38,11 +37,12 @@ from asyncetl.connectors.postgres.replication._protocol import (
 from asyncetl.core.batch import Chunk, Position
 from asyncetl.core.changes import ChangeEvent, format_lsn, parse_lsn
 from asyncetl.core.errors import TransientError
+from asyncetl.core.logs import get_logger
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = ["ChangeStream", "StreamPosition"]
 
-_log = structlog.get_logger("asyncetl.cdc")
+_log = get_logger("asyncetl.cdc")
 _XLOGDATA = 119  # w
 _KEEPALIVE = 107  # k
 _COPY_DATA = 100  # d
