@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-import structlog
 from rich.console import Console
 from rich.table import Table
 
@@ -34,17 +33,18 @@ from asyncetl.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    logging_options,
     on_signals,
     positive_int,
     positive_seconds,
+    spec_options,
 )
+from asyncetl.core.logs import get_logger
 from asyncetl.flow import FlowResult, JsonFileFlowStore
 from asyncetl.spec import backfill_store_at, load_backfill_spec, load_flow
 
 __all__ = ["add_commands"]
 
-_log = structlog.get_logger("asyncetl.cli")
+_log = get_logger("asyncetl.cli")
 
 
 def add_commands(subparsers: Any) -> None:
@@ -52,7 +52,7 @@ def add_commands(subparsers: Any) -> None:
 
     :param subparsers: what ``ArgumentParser.add_subparsers`` returned.
     """
-    log_options = logging_options()
+    log_options = spec_options()
     _add_backfill(subparsers, log_options)
     _add_status(subparsers, log_options)
     _add_flow(subparsers, log_options)

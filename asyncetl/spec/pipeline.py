@@ -64,6 +64,7 @@ from asyncetl import (
 from asyncetl.core.logs import LOG_LEVELS, LogFormat
 from asyncetl.spec._files import import_attribute, make_importable, read_toml, substitute
 from asyncetl.spec._hints import checked, hints, show
+from asyncetl.spec._secrets import redact, redacted_error
 
 __all__ = [
     "REGISTRY",
@@ -165,10 +166,13 @@ def build_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
         async function).
     :raises ConfigError: the spec is unreadable or wrong; the message names file and key.
     """
-    if _is_attribute_spec(spec):
-        return _pipeline_from_attribute(str(spec))
-    document = read_toml(Path(spec))
-    return _Builder(str(spec), Path(spec)).pipeline(document)
+    try:
+        if _is_attribute_spec(spec):
+            return _pipeline_from_attribute(str(spec))
+        document = read_toml(Path(spec))
+        return _Builder(str(spec), Path(spec)).pipeline(document)
+    except ConfigError as exc:
+        raise redacted_error(exc) from exc.__cause__
 
 
 async def load_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
@@ -178,13 +182,16 @@ async def load_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
     """
     if not _is_attribute_spec(spec):
         return build_pipeline(spec)
-    target = import_attribute(str(spec), str(spec), None)
-    if isinstance(target, Pipeline):
-        return target
-    result = _call_factory(str(spec), target)
-    if inspect.isawaitable(result):
-        result = await result
-    return _expect_pipeline(str(spec), result)
+    try:
+        target = import_attribute(str(spec), str(spec), None)
+        if isinstance(target, Pipeline):
+            return target
+        result = _call_factory(str(spec), target)
+        if inspect.isawaitable(result):
+            result = await result
+        return _expect_pipeline(str(spec), result)
+    except ConfigError as exc:
+        raise redacted_error(exc) from exc.__cause__
 
 
 def logging_settings(spec: str | os.PathLike[str]) -> LoggingSettings:
@@ -196,8 +203,11 @@ def logging_settings(spec: str | os.PathLike[str]) -> LoggingSettings:
         return LoggingSettings()
     where = str(spec)
     table = read_toml(Path(spec)).get("logging", {})
-    table = substitute(_expect_table(where, "logging", table), where, "logging", mark=True)
-    settings = _construct(where, "logging", LoggingSettings, table)
+    try:
+        table = substitute(_expect_table(where, "logging", table), where, "logging", mark=True)
+        settings = _construct(where, "logging", LoggingSettings, table)
+    except ConfigError as exc:
+        raise redacted_error(exc) from exc.__cause__
     assert isinstance(settings, LoggingSettings)
     return settings
 
@@ -415,11 +425,15 @@ def _construct(
     try:
         return factory(**kwargs)
     except ConfigError as exc:
-        raise _rewrapped(exc, where, key) from exc
+        shows_secret = redact(str(exc)) != str(exc)
+        raise _rewrapped(exc, where, key) from (None if shows_secret else exc)
     except Exception as exc:
+        # The cause is dropped from the chain: its text may show a secret the message hides.
         raise ConfigError(
-            f"{name} could not be created: {type(exc).__name__}: {exc}", where=where, key=key
-        ) from exc
+            f"{name} could not be created: {type(exc).__name__}: {redact(str(exc))}",
+            where=where,
+            key=key,
+        ) from None
 
 
 def _rewrapped(exc: ConfigError, where: str, key: str) -> ConfigError:
@@ -429,6 +443,7 @@ def _rewrapped(exc: ConfigError, where: str, key: str) -> ConfigError:
         message = message.removeprefix(f"{exc.where}: {exc.key}: ")
     elif exc.where or exc.key:
         message = message.removeprefix(f"{exc.where or exc.key}: ")
+    message = redact(message)
     if exc.key is None:
         return ConfigError(message, where=where, key=key)
     if key == "pipeline" and exc.key in _PIPELINE_PARTS:
