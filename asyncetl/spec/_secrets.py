@@ -10,10 +10,14 @@ never inherit them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.redact import REDACTED, redact_url, redact_urls
@@ -22,12 +26,18 @@ __all__ = [
     "env_file_value",
     "read_env_file",
     "read_secret_file",
+    "hiding_secrets",
     "redact",
     "redacted_error",
+    "secrets_hidden",
+    "shows_secret",
     "remember_secret",
     "show_text",
     "use_env_file",
 ]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
@@ -167,13 +177,39 @@ def redact(text: str) -> str:
 def redacted_error(exc: ConfigError) -> ConfigError:
     """``exc`` itself when it shows no secret, else a copy that does not (and no cause)."""
     message = str(exc)
-    if redact(message) == message:
+    if not shows_secret(message):
         return exc
     prefix = ": ".join(part for part in (exc.where, exc.key) if part)
     body = message.removeprefix(f"{prefix}: ") if prefix else message
-    error = ConfigError(redact(body), where=exc.where and redact(exc.where), key=exc.key)
-    error.__suppress_context__ = True
-    return error
+    return ConfigError(redact(body), where=exc.where and redact(exc.where), key=exc.key)
+
+
+def shows_secret(text: str) -> bool:
+    """Whether :func:`redact` would change ``text``."""
+    return redact(text) != text
+
+
+@contextmanager
+def secrets_hidden() -> Iterator[None]:
+    """Re-raise a ConfigError raised inside with its secrets hidden, and without its cause then."""
+    try:
+        yield
+    except ConfigError as exc:
+        error = redacted_error(exc)
+        if error is exc:
+            raise
+        raise error from None
+
+
+def hiding_secrets(function: Callable[P, T]) -> Callable[P, T]:
+    """``function``, its ConfigErrors passed through :func:`secrets_hidden`."""
+
+    @functools.wraps(function)
+    def hiding(*args: P.args, **kwargs: P.kwargs) -> T:
+        with secrets_hidden():
+            return function(*args, **kwargs)
+
+    return hiding
 
 
 def show_text(value: str) -> str:

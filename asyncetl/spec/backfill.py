@@ -47,6 +47,7 @@ from asyncetl.spec._files import (
     substitute,
     typed,
 )
+from asyncetl.spec._secrets import hiding_secrets
 from asyncetl.spec.pipeline import build_pipeline
 
 __all__ = [
@@ -119,6 +120,7 @@ class BackfillSpec:
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
+@hiding_secrets
 def load_backfill_spec(path: str | os.PathLike[str], *, resolve: bool = True) -> BackfillSpec:
     """Read and check a backfill spec; imports its function.
 

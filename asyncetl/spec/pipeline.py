@@ -23,9 +23,13 @@ A spec file has the tables ``[pipeline]``, ``[source]``, ``[[transforms]]``,
 Rules:
 
 - ``${VAR}`` and ``${VAR:-default}`` in any string value are replaced from the
-  environment (the default also applies when ``VAR`` is empty); ``$${`` is a
-  literal ``${``. Where a key expects a number or a boolean, substituted text
+  environment, else from env files (:func:`asyncetl.spec.use_env_file`); the
+  default also applies when ``VAR`` is empty. ``${file:/path}`` is the file's
+  content without its trailing newline. ``$${`` is a literal ``${``; an unclosed
+  ``${`` is an error. Where a key expects a number or a boolean, substituted text
   is read as one: ``max_batch_size = "${BATCH_SIZE:-500}"``.
+- Values from env files and ``${file:…}`` are secrets: messages show ``***``
+  for them, and never a URL's password.
 - Relative paths are passed on unchanged, so they are relative to the current
   directory, as for any command-line tool.
 - ``module:function`` and ``module:Class`` names are imported with the current
@@ -64,7 +68,7 @@ from asyncetl import (
 from asyncetl.core.logs import LOG_LEVELS, LogFormat
 from asyncetl.spec._files import import_attribute, make_importable, read_toml, substitute
 from asyncetl.spec._hints import checked, hints, show
-from asyncetl.spec._secrets import redact, redacted_error
+from asyncetl.spec._secrets import hiding_secrets, redact, secrets_hidden, shows_secret
 
 __all__ = [
     "REGISTRY",
@@ -158,6 +162,7 @@ class LoggingSettings:
 # -- public entry points ---------------------------------------------------------------
 
 
+@hiding_secrets
 def build_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
     """Build the pipeline a spec describes, without running or opening anything.
 
@@ -166,13 +171,10 @@ def build_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
         async function).
     :raises ConfigError: the spec is unreadable or wrong; the message names file and key.
     """
-    try:
-        if _is_attribute_spec(spec):
-            return _pipeline_from_attribute(str(spec))
-        document = read_toml(Path(spec))
-        return _Builder(str(spec), Path(spec)).pipeline(document)
-    except ConfigError as exc:
-        raise redacted_error(exc) from exc.__cause__
+    if _is_attribute_spec(spec):
+        return _pipeline_from_attribute(str(spec))
+    document = read_toml(Path(spec))
+    return _Builder(str(spec), Path(spec)).pipeline(document)
 
 
 async def load_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
@@ -182,7 +184,7 @@ async def load_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
     """
     if not _is_attribute_spec(spec):
         return build_pipeline(spec)
-    try:
+    with secrets_hidden():
         target = import_attribute(str(spec), str(spec), None)
         if isinstance(target, Pipeline):
             return target
@@ -190,10 +192,9 @@ async def load_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
         if inspect.isawaitable(result):
             result = await result
         return _expect_pipeline(str(spec), result)
-    except ConfigError as exc:
-        raise redacted_error(exc) from exc.__cause__
 
 
+@hiding_secrets
 def logging_settings(spec: str | os.PathLike[str]) -> LoggingSettings:
     """The ``[logging]`` table of a spec file; defaults for ``module:attribute`` specs.
 
@@ -203,11 +204,8 @@ def logging_settings(spec: str | os.PathLike[str]) -> LoggingSettings:
         return LoggingSettings()
     where = str(spec)
     table = read_toml(Path(spec)).get("logging", {})
-    try:
-        table = substitute(_expect_table(where, "logging", table), where, "logging", mark=True)
-        settings = _construct(where, "logging", LoggingSettings, table)
-    except ConfigError as exc:
-        raise redacted_error(exc) from exc.__cause__
+    table = substitute(_expect_table(where, "logging", table), where, "logging", mark=True)
+    settings = _construct(where, "logging", LoggingSettings, table)
     assert isinstance(settings, LoggingSettings)
     return settings
 
@@ -425,15 +423,14 @@ def _construct(
     try:
         return factory(**kwargs)
     except ConfigError as exc:
-        shows_secret = redact(str(exc)) != str(exc)
-        raise _rewrapped(exc, where, key) from (None if shows_secret else exc)
+        # A cause whose text shows a secret is dropped from the chain (debug logs print it).
+        raise _rewrapped(exc, where, key) from (None if shows_secret(str(exc)) else exc)
     except Exception as exc:
-        # The cause is dropped from the chain: its text may show a secret the message hides.
         raise ConfigError(
             f"{name} could not be created: {type(exc).__name__}: {redact(str(exc))}",
             where=where,
             key=key,
-        ) from None
+        ) from (None if shows_secret(str(exc)) else exc)
 
 
 def _rewrapped(exc: ConfigError, where: str, key: str) -> ConfigError:
