@@ -18,6 +18,8 @@ from typing import Any, Literal, TypeAlias
 
 import structlog
 
+from asyncetl.core.redact import redact_values
+
 __all__ = ["LEVELS", "LOG_LEVELS", "LogFormat", "Logger", "get_logger"]
 
 #: ``console`` (aligned, coloured on a terminal) or ``json`` (one object per line).
@@ -90,5 +92,6 @@ class Logger:
             return
         exc_info = values.pop("exc_info", None)
         fields = {**structlog.contextvars.get_contextvars(), **self._context, **values}
+        fields = redact_values(fields)  # a value may quote a DSN
         text = " ".join([event, *(f"{key}={value!r}" for key, value in fields.items())])
         stdlib.log(level, text, exc_info=exc_info, extra={"asyncetl": fields}, stacklevel=3)

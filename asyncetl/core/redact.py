@@ -15,9 +15,10 @@ query or path as well, more is hidden than needed, never less.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["REDACTED", "misplaced_userinfo", "redact_url", "redact_urls"]
+__all__ = ["REDACTED", "misplaced_userinfo", "redact_url", "redact_urls", "redact_values"]
 
 REDACTED = "***"
 
@@ -57,6 +58,19 @@ def redact_url(url: str, *, hide_user_only: bool = False) -> str:
 def redact_urls(text: str) -> str:
     """``text`` with every ``scheme:/…`` URL in it passed through :func:`redact_url`."""
     return _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)
+
+
+def redact_values(value: Any) -> Any:
+    """``value`` with :func:`redact_urls` applied to every string in it (dicts, lists, tuples)."""
+    if isinstance(value, str):
+        return redact_urls(value)
+    if isinstance(value, dict):
+        return {key: redact_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_values(item) for item in value]
+    if type(value) is tuple:  # an exc_info triple stays a triple
+        return tuple(redact_values(item) for item in value)
+    return value
 
 
 def misplaced_userinfo(url: str) -> bool:

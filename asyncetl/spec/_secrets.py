@@ -24,15 +24,15 @@ from asyncetl.core.redact import REDACTED, redact_url, redact_urls
 
 __all__ = [
     "env_file_value",
+    "hiding_secrets",
     "read_env_file",
     "read_secret_file",
-    "hiding_secrets",
     "redact",
     "redacted_error",
-    "secrets_hidden",
-    "shows_secret",
     "remember_secret",
+    "secrets_hidden",
     "show_text",
+    "shows_secret",
     "use_env_file",
 ]
 
@@ -170,7 +170,8 @@ def redact(text: str) -> str:
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
-        text = text.replace(secret, REDACTED)
+        # As written, and as repr() escapes it inside a message ('line\\nnext').
+        text = text.replace(secret, REDACTED).replace(repr(secret)[1:-1], REDACTED)
     return redact_urls(text)
 
 

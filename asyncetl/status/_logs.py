@@ -9,13 +9,17 @@ or structlog itself, or calls :func:`configure_logging` once at start-up.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
+from rich.console import Console
+from rich.traceback import Trace, Traceback
+from structlog.typing import EventDict, ExcInfo
 
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.logs import LEVELS, LogFormat
+from asyncetl.core.redact import redact_urls, redact_values
 
 __all__ = ["configure_logging"]
 
@@ -44,15 +48,14 @@ def configure_logging(format: LogFormat = "console", level: str = "info") -> Non
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
+            _without_url_passwords,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
         factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
     elif format == "console":
         colors = sys.stderr.isatty()
-        # Rich's tracebacks as before, but without local variables (see the JSON case).
-        tracebacks = structlog.dev.RichTracebackFormatter(show_locals=False)
-        renderer = structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=tracebacks)
-        processors = [*shared, renderer]
+        renderer = structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=_traceback)
+        processors = [*shared, _without_url_passwords, renderer]
         factory = structlog.PrintLoggerFactory(sys.stderr)
     else:
         raise ConfigError(f"unknown log format {format!r}; use 'console' or 'json'")
@@ -63,3 +66,27 @@ def configure_logging(format: LogFormat = "console", level: str = "info") -> Non
         # Not cached: a later configure_logging call must reach module-level loggers too.
         cache_logger_on_first_use=False,
     )
+
+
+def _without_url_passwords(_logger: object, _method: str, event: EventDict) -> EventDict:
+    """Every string in the event, exception messages included, without URL passwords."""
+    return {key: redact_values(value) for key, value in event.items()}
+
+
+def _traceback(sio: TextIO, exc_info: ExcInfo) -> None:
+    """Rich's traceback as structlog draws it by default, but without local variables
+    (a frame may hold a DSN with its password) and with URL passwords hidden in the
+    exception messages it quotes (hidden before rich colours the URL apart)."""
+    trace = Traceback.extract(*exc_info, show_locals=False)
+    _redact_trace(trace)
+    sio.write("\n")
+    drawn = Traceback(trace, width=None, word_wrap=True)
+    Console(file=sio, color_system="truecolor", width=None).print(drawn)
+
+
+def _redact_trace(trace: Trace) -> None:
+    for stack in trace.stacks:
+        stack.exc_value = redact_urls(stack.exc_value)
+        stack.notes = [redact_urls(note) for note in stack.notes]
+        for group_member in stack.exceptions:
+            _redact_trace(group_member)

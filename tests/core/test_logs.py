@@ -56,3 +56,11 @@ def test_once_structlog_is_configured_events_go_through_it(
         log.warning("shown", n=1)
     assert captured == [{"event": "shown", "stage": "sink", "n": 1, "log_level": "warning"}]
     assert caplog.records == []
+
+
+def test_url_passwords_in_values_never_reach_stdlib(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="asyncetl.test")
+    get_logger("asyncetl.test").info("connecting", to={"url": "redis://etl:s3cret@h:6379/0"})
+    (record,) = caplog.records
+    assert record.getMessage() == "connecting to={'url': 'redis://etl:***@h:6379/0'}"
+    assert record.asyncetl == {"to": {"url": "redis://etl:***@h:6379/0"}}  # type: ignore[attr-defined]

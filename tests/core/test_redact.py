@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncetl.core.redact import misplaced_userinfo, redact_url, redact_urls
+from asyncetl.core.redact import misplaced_userinfo, redact_url, redact_urls, redact_values
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,12 @@ def test_no_password_survives_redaction(scheme: str, password: str) -> None:
     assert "SECRET" not in redact_url(url)
     if scheme:  # in free text, only what starts with a scheme reads as a URL
         assert "SECRET" not in redact_urls(f"error: {url!r} is wrong")
+
+
+def test_values_are_redacted_wherever_they_nest_and_keep_their_shape() -> None:
+    error = RuntimeError("redis://:pw@h")
+    value = {"a": ["redis://:pw@h", ("x", "nats://u:pw@h"), 7], "b": error}
+    assert redact_values(value) == {
+        "a": ["redis://:***@h", ("x", "nats://u:***@h"), 7],
+        "b": error,
+    }

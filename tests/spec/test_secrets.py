@@ -120,6 +120,14 @@ def test_env_file_values_are_hidden_in_messages(workdir: Path) -> None:
     assert redact("said s3cret-batch twice: s3cret-batch") == "said *** twice: ***"
 
 
+def test_a_secret_is_hidden_also_as_repr_escapes_it(workdir: Path) -> None:
+    (workdir / ".env").write_text('BATCH="two\\nlines"\n')
+    use_env_file(".env")
+    assert spec_error(spec(workdir, batch='"${BATCH}"')) == (
+        "pipeline.toml: pipeline.max_batch_size: expected an integer, got '***'"
+    )
+
+
 def test_an_unused_env_file_value_is_not_a_secret(workdir: Path) -> None:
     (workdir / ".env").write_text("UNUSED=10\n")
     use_env_file(".env")

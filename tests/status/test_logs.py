@@ -73,7 +73,7 @@ class Login(Source[dict]):
 
     async def open(self):
         dsn = self.dsn
-        raise RuntimeError(f"login refused for {dsn.rpartition('@')[2]}")
+        raise RuntimeError(f"login refused for {dsn}")
 
     async def read(self, after, *, max_chunk):
         yield Chunk([], None)
@@ -81,7 +81,9 @@ class Login(Source[dict]):
 
 
 @pytest.mark.parametrize("format", ["json", "console"])
-def test_debug_tracebacks_show_no_local_variables(tmp_path: Path, format: str) -> None:
+def test_debug_tracebacks_show_no_local_variables_nor_url_passwords(
+    tmp_path: Path, format: str
+) -> None:
     (tmp_path / "login.py").write_text(LOGIN)
     (tmp_path / "login.toml").write_text(
         '[pipeline]\nname = "login"\n\n[source]\ntype = "login:Login"\n'
@@ -97,7 +99,10 @@ def test_debug_tracebacks_show_no_local_variables(tmp_path: Path, format: str) -
         check=False,
     )
     *logs, last = result.stderr.splitlines()
-    assert (result.returncode, last) == (1, "error: RuntimeError: login refused for 127.0.0.1/app")
+    assert (result.returncode, last) == (
+        1,
+        "error: RuntimeError: login refused for postgresql://etl:***@127.0.0.1/app",
+    )
     if format == "json":
         (frame,) = [
             f for f in json.loads(logs[-1])["exception"][0]["frames"] if f["name"] == "open"
@@ -106,6 +111,6 @@ def test_debug_tracebacks_show_no_local_variables(tmp_path: Path, format: str) -
     else:
         plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(logs))  # rich colours even in a pipe
         assert "Traceback (most recent call last)" in plain
-        assert "\nRuntimeError: login refused for 127.0.0.1/app" in plain
+        assert "RuntimeError: login refused for postgresql://etl:***@127.0.0.1/app" in plain
         assert "locals" not in plain
     assert "hunter2" not in result.stderr + result.stdout
