@@ -52,16 +52,16 @@ def add_commands(subparsers: Any) -> None:
 
     :param subparsers: what ``ArgumentParser.add_subparsers`` returned.
     """
-    log_options = spec_options()
-    _add_backfill(subparsers, log_options)
-    _add_status(subparsers, log_options)
-    _add_flow(subparsers, log_options)
+    options = spec_options()
+    _add_backfill(subparsers, options)
+    _add_status(subparsers, options)
+    _add_flow(subparsers, options)
 
 
-def _add_backfill(subparsers: Any, log_options: argparse.ArgumentParser) -> None:
+def _add_backfill(subparsers: Any, options: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "backfill",
-        parents=[log_options],
+        parents=[options],
         help="run a partitioned backfill",
         description="Run the spec's job once per partition of [START, END], PARALLEL at a time, "
         "recording every partition's status so that a re-run does only what is "
@@ -122,10 +122,10 @@ def _add_backfill(subparsers: Any, log_options: argparse.ArgumentParser) -> None
     parser.set_defaults(command=_backfill, reset="none")
 
 
-def _add_status(subparsers: Any, log_options: argparse.ArgumentParser) -> None:
+def _add_status(subparsers: Any, options: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "backfill-status",
-        parents=[log_options],
+        parents=[options],
         help="show a backfill's partition statuses",
         description="Show how many partitions of the backfill are in each status, and every "
         "partition that did not succeed.",
@@ -136,10 +136,10 @@ def _add_status(subparsers: Any, log_options: argparse.ArgumentParser) -> None:
     parser.set_defaults(command=_status)
 
 
-def _add_flow(subparsers: Any, log_options: argparse.ArgumentParser) -> None:
+def _add_flow(subparsers: Any, options: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "flow",
-        parents=[log_options],
+        parents=[options],
         help="run a flow of steps",
         description="Run the flow's steps as their dependencies allow. SIGINT/SIGTERM cancels "
         "running steps and marks them pending for --resume.",

@@ -259,7 +259,9 @@ def backfill_store_at(location: str) -> BackfillStore:
 
     Connectors are imported only when named, so a SQLite backfill never loads asyncpg.
     """
-    if location.startswith(("postgresql://", "postgres://")):
+    # Anything PostgreSQL-like, mistyped ("postgresql:/…") included, goes to the DSN parser,
+    # which refuses it without its password, rather than becoming a SQLite file name.
+    if location.lower().startswith("postgres") and ":" in location:
         from asyncetl.connectors.postgres.backfill_store import PostgresBackfillStore
 
         return PostgresBackfillStore(location)
