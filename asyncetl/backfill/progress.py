@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
-import structlog
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from asyncetl.backfill.store import PartitionState
+from asyncetl.core.logs import get_logger
 
 __all__ = [
     "BackfillStats",
@@ -109,7 +109,7 @@ class LogProgress:
 
     def __init__(self, *, interval: float = 10.0) -> None:
         self.interval = interval
-        self._log = structlog.get_logger("asyncetl.backfill")
+        self._log = get_logger("asyncetl.backfill")
         self._last = time.monotonic()
 
     def update(self, stats: BackfillStats) -> None:

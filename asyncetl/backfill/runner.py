@@ -24,18 +24,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from asyncetl.backfill.partitions import Order, Partition
 from asyncetl.backfill.progress import BackfillStats, NoProgress, ProgressReporter
 from asyncetl.backfill.store import BackfillStore, Outcome, PartitionState, Reset, Scope
 from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.logs import get_logger
 from asyncetl.core.tries import describe_error, run_tries
 
 __all__ = ["Backfill", "BackfillResult", "PartitionJob", "default_worker_id"]
 
-_log = structlog.get_logger("asyncetl.backfill")
+_log = get_logger("asyncetl.backfill")
 
 
 class PartitionJob(Protocol):

@@ -19,7 +19,6 @@ from typing import Any
 
 import anyio
 import orjson
-import structlog
 from rich.console import Console
 
 from asyncetl import ConfigError, JsonValue, tune_gc
@@ -37,17 +36,18 @@ from asyncetl.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    logging_options,
     on_signals,
     positive_int,
     positive_seconds,
+    spec_options,
     table_width,
 )
+from asyncetl.core.logs import get_logger
 from asyncetl.spec import backfill_store_at, load_backfill_spec
 
 __all__ = ["add_commands"]
 
-_log = structlog.get_logger("asyncetl.cli")
+_log = get_logger("asyncetl.cli")
 
 
 def add_commands(subparsers: Any) -> None:
@@ -55,15 +55,15 @@ def add_commands(subparsers: Any) -> None:
 
     :param subparsers: what ``ArgumentParser.add_subparsers`` returned.
     """
-    log_options = logging_options()
-    _add_backfill(subparsers, log_options)
-    _add_status(subparsers, log_options)
+    options = spec_options()
+    _add_backfill(subparsers, options)
+    _add_status(subparsers, options)
 
 
-def _add_backfill(subparsers: Any, log_options: argparse.ArgumentParser) -> None:
+def _add_backfill(subparsers: Any, options: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "backfill",
-        parents=[log_options],
+        parents=[options],
         help="run a partitioned backfill ('backfill status SPEC' shows its partitions)",
         description="Run the spec's job once per partition of [START, END], PARALLEL at a time, "
         "recording every partition's status so that a re-run does only what is "
@@ -124,12 +124,12 @@ def _add_backfill(subparsers: Any, log_options: argparse.ArgumentParser) -> None
     parser.set_defaults(command=_backfill, reset="none")
 
 
-def _add_status(subparsers: Any, log_options: argparse.ArgumentParser) -> None:
+def _add_status(subparsers: Any, options: argparse.ArgumentParser) -> None:
     # No help=: listed under ``backfill``, which main() routes ``backfill status`` to; the
     # name ``backfill-status`` still works as it always did.
     parser = subparsers.add_parser(
         "backfill-status",
-        parents=[log_options],
+        parents=[options],
         prog="python -m asyncetl backfill status",
         description="Show how many partitions of the backfill are in each status, and every "
         "partition that did not succeed.",

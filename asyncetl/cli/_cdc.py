@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from asyncetl import Checkpoint, JsonValue, Pipeline
-from asyncetl.cli._common import EXIT_CONFIG, EXIT_OK, confirm, logging_options
+from asyncetl.cli._common import EXIT_CONFIG, EXIT_OK, confirm, spec_options
 from asyncetl.spec import load_pipeline
 from asyncetl.spec.cdc import cdc_drop, cdc_source, cdc_status
 
@@ -25,7 +25,7 @@ __all__ = ["add_commands"]
 
 def add_commands(commands: Any) -> None:
     """Add ``cdc status`` and ``cdc drop`` to ``commands`` (an argparse subparsers object)."""
-    common = argparse.ArgumentParser(add_help=False, parents=[logging_options()])
+    common = argparse.ArgumentParser(add_help=False, parents=[spec_options()])
     common.add_argument("spec", metavar="SPEC", help="the spec of a pipeline whose source is CDC")
     cdc = commands.add_parser(
         "cdc",

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from asyncetl import Checkpoint, ConfigError, JsonValue, MemoryCheckpointStore, Pipeline
-from asyncetl.cli._common import EXIT_CONFIG, EXIT_OK, confirm, logging_options
+from asyncetl.cli._common import EXIT_CONFIG, EXIT_OK, confirm, spec_options
 from asyncetl.spec import load_pipeline
 
 __all__ = ["add_commands"]
@@ -23,7 +23,7 @@ __all__ = ["add_commands"]
 
 def add_commands(commands: Any) -> None:
     """Add ``checkpoint show`` and ``checkpoint reset`` to ``commands`` (argparse subparsers)."""
-    common = argparse.ArgumentParser(add_help=False, parents=[logging_options()])
+    common = argparse.ArgumentParser(add_help=False, parents=[spec_options()])
     common.add_argument("spec", metavar="SPEC", help="the pipeline's spec")
     checkpoint = commands.add_parser(
         "checkpoint",

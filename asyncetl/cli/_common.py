@@ -27,7 +27,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "confirm",
-    "logging_options",
+    "spec_options",
     "on_signals",
     "port_number",
     "positive_int",
@@ -39,9 +39,17 @@ __all__ = [
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def logging_options() -> argparse.ArgumentParser:
-    """A parent parser with ``--log-format`` and ``--log-level``."""
+def spec_options() -> argparse.ArgumentParser:
+    """A parent parser for spec commands: ``--env-file``, ``--log-format``, ``--log-level``."""
     options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read KEY=VALUE lines for the spec's ${VAR} references (secrets: never shown, "
+        "not exported); may be repeated, later files win, the environment wins over all",
+    )
     options.add_argument(
         "--log-format",
         choices=("console", "json"),

@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import orjson
-import structlog
 from rich.console import Console
 from rich.table import Table
 
@@ -23,24 +22,25 @@ from asyncetl.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    logging_options,
     on_signals,
+    spec_options,
     table_width,
 )
+from asyncetl.core.logs import get_logger
 from asyncetl.flow import FlowResult, FlowRun, JsonFileFlowStore, StepState
 from asyncetl.spec import load_flow
 
 __all__ = ["add_commands"]
 
-_log = structlog.get_logger("asyncetl.cli")
+_log = get_logger("asyncetl.cli")
 
 
 def add_commands(subparsers: Any) -> None:
     """Add ``flow`` and ``flow status`` (parsed as ``flow-status``) to ``subparsers``."""
-    log_options = logging_options()
+    options = spec_options()
     parser = subparsers.add_parser(
         "flow",
-        parents=[log_options],
+        parents=[options],
         help="run a flow of steps ('flow status FLOW' shows the latest run)",
         description="Run the flow's steps as their dependencies allow. SIGINT/SIGTERM cancels "
         "running steps and marks them pending for --resume. 'flow status FLOW' shows each "
@@ -63,7 +63,7 @@ def add_commands(subparsers: Any) -> None:
     # No help=: listed under ``flow``, which main() routes ``flow status`` to.
     status = subparsers.add_parser(
         "flow-status",
-        parents=[log_options],
+        parents=[options],
         prog="python -m asyncetl flow status",
         description="Show each step's status in the flow's latest run, as 'flow --resume' "
         "would continue it.",

@@ -7,7 +7,8 @@ and ``backfill status`` commands come from :mod:`asyncetl.cli._backfill`, ``flow
 :mod:`asyncetl.cli._dlq`. Commands that read state take ``--json`` and then print one
 JSON document. Every command sets ``command`` to an async function of the parsed
 arguments returning the exit code, and :func:`main` runs it with logging set up from
-``--log-format``/``--log-level``, else the spec's ``[logging]`` table. Exit codes: 0
+``--log-format``/``--log-level``, else the spec's ``[logging]`` table, after reading
+the ``--env-file`` files that ``${VAR}`` references may use. Exit codes: 0
 success or graceful stop, 1 runtime failure, 2 bad spec (or a setting a stage rejects
 once running), 130 stopped before draining (by a second signal, or when the grace period
 ran out). Failures print one ``error: …`` line on stderr, never a traceback
@@ -24,7 +25,6 @@ from typing import Any
 
 import anyio
 import orjson
-import structlog
 
 from asyncetl import (
     AsyncetlError,
@@ -43,19 +43,20 @@ from asyncetl.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    logging_options,
     on_signals,
     port_number,
     positive_seconds,
+    spec_options,
 )
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
-from asyncetl.spec import load_pipeline, logging_settings
+from asyncetl.core.logs import get_logger
+from asyncetl.spec import load_pipeline, logging_settings, redact, use_env_file
 from asyncetl.status import configure_logging, serve_status
 
 __all__ = ["main"]
 
-_log = structlog.get_logger("asyncetl.cli")
+_log = get_logger("asyncetl.cli")
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -65,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(_routed(sys.argv[1:] if argv is None else argv))
     command: Command = args.command
     try:
+        for env_file in getattr(args, "env_file", ()):
+            use_env_file(env_file)
         _setup_logging(args)
         return anyio.run(command, args)
     except ConfigError as exc:
@@ -111,7 +114,7 @@ def _config_message(error: ConfigError, args: argparse.Namespace) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False, parents=[logging_options()])
+    common = argparse.ArgumentParser(add_help=False, parents=[spec_options()])
     common.add_argument(
         "spec",
         metavar="SPEC",
@@ -171,7 +174,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _error(message: str) -> None:
-    print("error: " + " ".join(message.split()), file=sys.stderr)
+    # The last guard: no env-file value, ${file:…} content or URL password is printed.
+    print("error: " + " ".join(redact(message).split()), file=sys.stderr)
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -248,5 +252,5 @@ def _position(stats: RunStats) -> str:
 
 async def _validate(args: argparse.Namespace) -> int:
     pipeline = await load_pipeline(args.spec)
-    print(f"ok: {pipeline.name}")
+    print(f"ok: {redact(pipeline.name)}")
     return EXIT_OK

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from structlog.typing import FilteringBoundLogger
-
 from asyncetl.core._stats import RunStats
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.errors import AsyncetlError, CheckpointError, StageError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, Source
+from asyncetl.core.logs import Logger
 from asyncetl.core.watermark import Watermark
 
 __all__ = ["Committer"]
@@ -37,7 +36,7 @@ class Committer:
         sink: Sink[Any],
         checkpoints: CheckpointStore,
         stats: RunStats,
-        log: FilteringBoundLogger,
+        log: Logger,
     ) -> None:
         self._pipeline = pipeline
         self._source = source

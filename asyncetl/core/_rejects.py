@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from structlog.typing import FilteringBoundLogger
-
 from asyncetl.core._stats import RunStats
 from asyncetl.core.batch import Position, Reject
 from asyncetl.core.deadletter import dead_letters
 from asyncetl.core.errors import StageError
 from asyncetl.core.interfaces import DeadLetterStore, FailurePolicy
+from asyncetl.core.logs import Logger
 
 __all__ = ["RejectHandler"]
 
@@ -23,7 +22,7 @@ class RejectHandler:
         pipeline: str,
         store: DeadLetterStore | None,
         stats: RunStats,
-        log: FilteringBoundLogger,
+        log: Logger,
     ) -> None:
         self._pipeline = pipeline
         self._store = store

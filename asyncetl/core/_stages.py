@@ -16,7 +16,6 @@ from functools import partial
 from typing import Any
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from asyncetl.core import _handoff
@@ -29,6 +28,7 @@ from asyncetl.core._transforming import TransformStage
 from asyncetl.core.batch import Batch, Chunk, Position
 from asyncetl.core.errors import StageError
 from asyncetl.core.interfaces import CheckpointStore, DeadLetterStore, Sink, Source
+from asyncetl.core.logs import get_logger
 from asyncetl.core.transforms import Transform
 
 __all__ = ["StageRunner"]
@@ -55,7 +55,7 @@ class StageRunner:
         self._transforms = transforms
         self._sink = sink
         self._stats = stats
-        self._log = structlog.get_logger("asyncetl").bind(pipeline=settings.name)
+        self._log = get_logger("asyncetl").bind(pipeline=settings.name)
         self._rejects = RejectHandler(settings.name, dead_letters, stats, self._log)
         self._committer = Committer(
             pipeline=settings.name,

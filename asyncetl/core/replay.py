@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import structlog
 
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.errors import ConfigError, StageError
 from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, Resource
+from asyncetl.core.logs import get_logger
 from asyncetl.core.pipeline import Pipeline
 
 __all__ = ["ReplayFailure", "ReplayResult", "replay_dead_letters"]
 
-_log = structlog.get_logger("asyncetl.replay")
+_log = get_logger("asyncetl.replay")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,15 +28,15 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import backoff
-import structlog
 
 from asyncetl.core.errors import ConfigError, TransientError
+from asyncetl.core.logs import get_logger
 
 __all__ = ["Retrier", "RetryPolicy", "parse_retry_after", "retry_call"]
 
 T = TypeVar("T")
 
-_log = structlog.get_logger("asyncetl.retry")
+_log = get_logger("asyncetl.retry")
 
 
 @dataclass(frozen=True, slots=True)

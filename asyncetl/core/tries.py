@@ -26,9 +26,9 @@ from typing import Any, Protocol
 
 import anyio
 import backoff
-from structlog.typing import FilteringBoundLogger
 
 from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.logs import Logger
 
 __all__ = ["TrySettings", "describe_error", "run_tries"]
 
@@ -59,7 +59,7 @@ async def run_tries(
     settings: TrySettings,
     *,
     noun: str,
-    log: FilteringBoundLogger,
+    log: Logger,
 ) -> str | None:
     """Await ``job()`` until a try succeeds or no retry is left.
 

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio
-import structlog
 
+from asyncetl.core.logs import get_logger
 from asyncetl.core.tries import run_tries
 from asyncetl.flow._model import Flow, Step
 from asyncetl.flow._state import FlowRun, FlowStateStore, MemoryFlowStore, StepState
 
 __all__ = ["FlowResult", "run_flow"]
 
-_log = structlog.get_logger("asyncetl.flow")
+_log = get_logger("asyncetl.flow")
 
 
 @dataclass(frozen=True, slots=True)

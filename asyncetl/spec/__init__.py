@@ -6,6 +6,9 @@ same public objects an embedding application makes by hand, so the command line
 (:mod:`asyncetl.cli`) and an application run the very same pipeline.
 """
 
+from asyncetl.spec._secrets import read_env_file as read_env_file
+from asyncetl.spec._secrets import redact as redact
+from asyncetl.spec._secrets import use_env_file as use_env_file
 from asyncetl.spec.backfill import DEFAULT_STORE as DEFAULT_STORE
 from asyncetl.spec.backfill import BackfillSpec as BackfillSpec
 from asyncetl.spec.backfill import PipelineJob as PipelineJob
@@ -35,5 +38,8 @@ __all__ = [
     "load_flow",
     "load_pipeline",
     "logging_settings",
+    "read_env_file",
+    "redact",
     "register",
+    "use_env_file",
 ]

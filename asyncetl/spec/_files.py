@@ -5,8 +5,12 @@ Shared by pipeline specs (:mod:`asyncetl.spec`), backfill specs
 all follow one set of rules:
 
 - ``${VAR}`` and ``${VAR:-default}`` in any string value are replaced from the
-  environment (the default also applies when ``VAR`` is empty); ``$${`` is a
-  literal ``${``.
+  environment, else from an env file (:func:`asyncetl.spec.use_env_file`); the
+  default also applies when ``VAR`` is empty. ``${file:/path}`` is replaced by
+  the file's content without its trailing newline. ``$${`` is a literal ``${``;
+  a ``${`` without its ``}`` is an error. Values from env files and
+  ``${file:…}`` are secrets, hidden in every message
+  (:mod:`asyncetl.spec._secrets`).
 - ``module:name`` is imported with the current directory first on ``sys.path``
   (as ``python -m`` does), then the spec file's directory.
 - Every problem is a :class:`~asyncetl.core.errors.ConfigError` naming the file
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncetl.core.errors import ConfigError
+from asyncetl.spec._secrets import env_file_value, read_secret_file, redact
 
 __all__ = [
     "Substituted",
@@ -39,7 +44,8 @@ __all__ = [
     "typed",
 ]
 
-_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+#: ``$${`` (an escaped ``${``), ``${body}``, or a ``${`` that is never closed.
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|(\$\{)")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -106,16 +112,27 @@ def substitute(value: Any, where: str, key: str, *, mark: bool = False) -> Any:
 
 def _lookup(match: re.Match[str], where: str, key: str) -> str:
     body = match.group(1)
+    if match.group(2) is not None:
+        raise ConfigError(
+            "a ${ is not closed by }; close it, or write $${ for a literal ${",
+            where=where,
+            key=key,
+        )
     if body is None:  # "$${" escapes a literal "${"
         return "${"
+    if body.startswith("file:"):
+        return read_secret_file(body.removeprefix("file:"), where, key)
     name, has_default, default = body.partition(":-")
     if not _VARIABLE.fullmatch(name):
         raise ConfigError(
-            f"malformed reference ${{{body}}}; write ${{NAME}} or ${{NAME:-default}}",
+            f"malformed reference ${{{body}}}; write ${{NAME}}, ${{NAME:-default}} "
+            "or ${file:/path}",
             where=where,
             key=key,
         )
     value = os.environ.get(name)
+    if value is None:
+        value = env_file_value(name)
     if value:
         return value
     if has_default:
@@ -238,5 +255,7 @@ def typed(
         names = (
             kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
         )
-        raise ConfigError(f"expected {names}, got {value!r}", where=where, key=f"{key}.{name}")
+        raise ConfigError(
+            f"expected {names}, got {redact(repr(value))}", where=where, key=f"{key}.{name}"
+        )
     return value

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 from asyncetl.core.errors import ConfigError
 from asyncetl.spec._files import Substituted
+from asyncetl.spec._secrets import redact, show_text
 
 __all__ = ["checked", "hints", "show"]
 
@@ -151,8 +152,8 @@ def _describe(hint: Any) -> str:
 
 
 def show(value: object) -> str:
-    """A value, briefly."""
+    """A value, briefly, with secrets and URL passwords hidden before it is cut short."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = repr(value)
+    text = repr(show_text(value)) if isinstance(value, str) else redact(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."

@@ -47,6 +47,7 @@ from asyncetl.spec._files import (
     substitute,
     typed,
 )
+from asyncetl.spec._secrets import hiding_secrets
 from asyncetl.spec.pipeline import build_pipeline
 
 __all__ = [
@@ -119,6 +120,7 @@ class BackfillSpec:
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
+@hiding_secrets
 def load_backfill_spec(path: str | os.PathLike[str], *, resolve: bool = True) -> BackfillSpec:
     """Read and check a backfill spec; imports its function.
 
@@ -257,7 +259,9 @@ def backfill_store_at(location: str) -> BackfillStore:
 
     Connectors are imported only when named, so a SQLite backfill never loads asyncpg.
     """
-    if location.startswith(("postgresql://", "postgres://")):
+    # Anything PostgreSQL-like, mistyped ("postgresql:/…") included, goes to the DSN parser,
+    # which refuses it without its password, rather than becoming a SQLite file name.
+    if location.lower().startswith("postgres") and ":" in location:
         from asyncetl.connectors.postgres.backfill_store import PostgresBackfillStore
 
         return PostgresBackfillStore(location)

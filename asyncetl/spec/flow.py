@@ -42,6 +42,7 @@ from asyncetl.spec._files import (
     substitute,
     typed,
 )
+from asyncetl.spec._secrets import hiding_secrets
 from asyncetl.spec.pipeline import load_pipeline
 
 __all__ = ["FlowSpec", "PipelineStep", "load_flow"]
@@ -70,6 +71,7 @@ class FlowSpec:
     state: str
 
 
+@hiding_secrets
 def load_flow(path: str | os.PathLike[str]) -> FlowSpec:
     """Read a flow file and check it whole (names, dependencies, cycles, functions).
 

@@ -23,9 +23,13 @@ A spec file has the tables ``[pipeline]``, ``[source]``, ``[[transforms]]``,
 Rules:
 
 - ``${VAR}`` and ``${VAR:-default}`` in any string value are replaced from the
-  environment (the default also applies when ``VAR`` is empty); ``$${`` is a
-  literal ``${``. Where a key expects a number or a boolean, substituted text
+  environment, else from env files (:func:`asyncetl.spec.use_env_file`); the
+  default also applies when ``VAR`` is empty. ``${file:/path}`` is the file's
+  content without its trailing newline. ``$${`` is a literal ``${``; an unclosed
+  ``${`` is an error. Where a key expects a number or a boolean, substituted text
   is read as one: ``max_batch_size = "${BATCH_SIZE:-500}"``.
+- Values from env files and ``${file:…}`` are secrets: messages show ``***``
+  for them, and never a URL's password.
 - Relative paths are passed on unchanged, so they are relative to the current
   directory, as for any command-line tool.
 - ``module:function`` and ``module:Class`` names are imported with the current
@@ -64,6 +68,7 @@ from asyncetl import (
 from asyncetl.core.logs import LOG_LEVELS, LogFormat
 from asyncetl.spec._files import import_attribute, make_importable, read_toml, substitute
 from asyncetl.spec._hints import checked, hints, show
+from asyncetl.spec._secrets import hiding_secrets, redact, secrets_hidden, shows_secret
 
 __all__ = [
     "REGISTRY",
@@ -157,6 +162,7 @@ class LoggingSettings:
 # -- public entry points ---------------------------------------------------------------
 
 
+@hiding_secrets
 def build_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
     """Build the pipeline a spec describes, without running or opening anything.
 
@@ -178,15 +184,17 @@ async def load_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
     """
     if not _is_attribute_spec(spec):
         return build_pipeline(spec)
-    target = import_attribute(str(spec), str(spec), None)
-    if isinstance(target, Pipeline):
-        return target
-    result = _call_factory(str(spec), target)
-    if inspect.isawaitable(result):
-        result = await result
-    return _expect_pipeline(str(spec), result)
+    with secrets_hidden():
+        target = import_attribute(str(spec), str(spec), None)
+        if isinstance(target, Pipeline):
+            return target
+        result = _call_factory(str(spec), target)
+        if inspect.isawaitable(result):
+            result = await result
+        return _expect_pipeline(str(spec), result)
 
 
+@hiding_secrets
 def logging_settings(spec: str | os.PathLike[str]) -> LoggingSettings:
     """The ``[logging]`` table of a spec file; defaults for ``module:attribute`` specs.
 
@@ -415,11 +423,14 @@ def _construct(
     try:
         return factory(**kwargs)
     except ConfigError as exc:
-        raise _rewrapped(exc, where, key) from exc
+        # A cause whose text shows a secret is dropped from the chain (debug logs print it).
+        raise _rewrapped(exc, where, key) from (None if shows_secret(str(exc)) else exc)
     except Exception as exc:
         raise ConfigError(
-            f"{name} could not be created: {type(exc).__name__}: {exc}", where=where, key=key
-        ) from exc
+            f"{name} could not be created: {type(exc).__name__}: {redact(str(exc))}",
+            where=where,
+            key=key,
+        ) from (None if shows_secret(str(exc)) else exc)
 
 
 def _rewrapped(exc: ConfigError, where: str, key: str) -> ConfigError:
@@ -429,6 +440,7 @@ def _rewrapped(exc: ConfigError, where: str, key: str) -> ConfigError:
         message = message.removeprefix(f"{exc.where}: {exc.key}: ")
     elif exc.where or exc.key:
         message = message.removeprefix(f"{exc.where or exc.key}: ")
+    message = redact(message)
     if exc.key is None:
         return ConfigError(message, where=where, key=key)
     if key == "pipeline" and exc.key in _PIPELINE_PARTS:

@@ -1,20 +1,25 @@
 """Logging setup for applications and the CLI.
 
-asyncetl's own modules only ever call ``structlog.get_logger``; nothing is
-configured on import. An application either configures structlog itself or
-calls :func:`configure_logging` once at start-up.
+asyncetl's own modules log through :func:`asyncetl.core.logs.get_logger`: to the
+standard library's :mod:`logging` until structlog is configured, through structlog
+after. Nothing is configured on import. An application configures :mod:`logging`,
+or structlog itself, or calls :func:`configure_logging` once at start-up.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
+from rich.console import Console
+from rich.traceback import Trace, Traceback
+from structlog.typing import EventDict, ExcInfo
 
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.logs import LEVELS, LogFormat
+from asyncetl.core.redact import redact_urls, redact_values
 
 __all__ = ["configure_logging"]
 
@@ -39,13 +44,18 @@ def configure_logging(format: LogFormat = "console", level: str = "info") -> Non
     if format == "json":
         processors = [
             *shared,
-            structlog.processors.dict_tracebacks,
+            # Tracebacks without local variables: a frame may hold a DSN with its password.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            _without_url_passwords,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
         factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
     elif format == "console":
         colors = sys.stderr.isatty()
-        processors = [*shared, structlog.dev.ConsoleRenderer(colors=colors)]
+        renderer = structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=_traceback)
+        processors = [*shared, _without_url_passwords, renderer]
         factory = structlog.PrintLoggerFactory(sys.stderr)
     else:
         raise ConfigError(f"unknown log format {format!r}; use 'console' or 'json'")
@@ -56,3 +66,27 @@ def configure_logging(format: LogFormat = "console", level: str = "info") -> Non
         # Not cached: a later configure_logging call must reach module-level loggers too.
         cache_logger_on_first_use=False,
     )
+
+
+def _without_url_passwords(_logger: object, _method: str, event: EventDict) -> EventDict:
+    """Every string in the event, exception messages included, without URL passwords."""
+    return {key: redact_values(value) for key, value in event.items()}
+
+
+def _traceback(sio: TextIO, exc_info: ExcInfo) -> None:
+    """Rich's traceback as structlog draws it by default, but without local variables
+    (a frame may hold a DSN with its password) and with URL passwords hidden in the
+    exception messages it quotes (hidden before rich colours the URL apart)."""
+    trace = Traceback.extract(*exc_info, show_locals=False)
+    _redact_trace(trace)
+    sio.write("\n")
+    drawn = Traceback(trace, width=None, word_wrap=True)
+    Console(file=sio, color_system="truecolor", width=None).print(drawn)
+
+
+def _redact_trace(trace: Trace) -> None:
+    for stack in trace.stacks:
+        stack.exc_value = redact_urls(stack.exc_value)
+        stack.notes = [redact_urls(note) for note in stack.notes]
+        for group_member in stack.exceptions:
+            _redact_trace(group_member)

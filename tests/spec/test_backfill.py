@@ -10,7 +10,7 @@ import pytest
 from asyncetl.backfill import Backfill, date_partitions
 from asyncetl.connectors.sqlite.backfill_store import SqliteBackfillStore
 from asyncetl.core.errors import ConfigError
-from asyncetl.spec.backfill import DEFAULT_STORE, PipelineJob, load_backfill_spec
+from asyncetl.spec.backfill import DEFAULT_STORE, PipelineJob, backfill_store_at, load_backfill_spec
 
 
 def write(tmp_path: Path, text: str, name: str = "daily.toml") -> Path:
@@ -149,3 +149,26 @@ dsn = "${UNSET_FOR_THIS_TEST}"
     )
     spec = load_backfill_spec(path, resolve=False)
     assert (spec.name, spec.store) == ("daily", "statuses.db")
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        (
+            "postgresql:/etl:s3cret@db/app",
+            "'postgresql:/etl:***@db/app' is not a PostgreSQL DSN; "
+            "write postgresql://user@host:port/database (user:password@ with a password)",
+        ),
+        (
+            "postgresql://etl:s3c#ret@db/app",
+            "cannot read 'postgresql://etl:***@db/app': a password or database name must write "
+            "'@', '/', '?' and '#' as %40, %2F, %3F and %23",
+        ),
+    ],
+)
+def test_a_mistyped_postgres_store_is_refused_not_taken_for_a_file(
+    location: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        backfill_store_at(location)
+    assert str(caught.value) == message

@@ -377,7 +377,7 @@ BAD_SPECS: list[tuple[str, str, str]] = [
     (
         "malformed variable",
         GOOD.replace('"demo"', '"${1X}"'),
-        "pipeline.name: malformed reference ${1X}; write ${NAME} or ${NAME:-default}",
+        "pipeline.name: malformed reference ${1X}; write ${NAME}, ${NAME:-default} or ${file:/path}",
     ),
     (
         "unset variable in a list",

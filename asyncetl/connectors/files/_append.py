@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import structlog
-
 from asyncetl.core import durable
 from asyncetl.core.errors import PermanentError
+from asyncetl.core.logs import get_logger
 
 __all__ = ["append", "open_for_append", "read_all", "write_atomically"]
 
-_log = structlog.get_logger("asyncetl.files")
+_log = get_logger("asyncetl.files")
 
 
 def open_for_append(path: str) -> int:

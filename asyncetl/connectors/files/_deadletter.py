@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 import anyio
 import anyio.to_thread
 import orjson
-import structlog
 
 from asyncetl.connectors.files._append import append, open_for_append, read_all, write_atomically
 from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
+from asyncetl.core.logs import get_logger
 
 __all__ = ["JsonlDeadLetterStore"]
 
-_log = structlog.get_logger("asyncetl.files")
+_log = get_logger("asyncetl.files")
 _FIELDS = ("id", "pipeline", "stage", "error", "error_type", "record", "position", "time")
 
 

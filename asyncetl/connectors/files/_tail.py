@@ -21,10 +21,10 @@ from typing import Generic, TypeVar
 
 import anyio
 import anyio.to_thread
-import structlog
 
 from asyncetl.core.batch import Chunk, Position
 from asyncetl.core.errors import CheckpointError, ConfigError, PermanentError
+from asyncetl.core.logs import get_logger
 
 __all__ = ["Parse", "Step", "check_options", "start_offset", "tail"]
 
@@ -33,7 +33,7 @@ T = TypeVar("T")
 #: ``parse(buffer, offset_of_buffer)`` → the chunks of its complete units and the bytes consumed.
 Parse = Callable[[bytes, int], tuple[Sequence[Chunk[T]], int]]
 
-_log = structlog.get_logger("asyncetl.files")
+_log = get_logger("asyncetl.files")
 
 
 @dataclass(frozen=True, slots=True)

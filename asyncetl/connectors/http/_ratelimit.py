@@ -15,15 +15,16 @@ import time
 from collections.abc import Awaitable, Callable
 
 import anyio
-import structlog
 from yarl import URL
+
+from asyncetl.core.logs import get_logger
 
 __all__ = ["Clock", "HostLimiter", "Limiters", "Sleep"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-_log = structlog.get_logger("asyncetl.http")
+_log = get_logger("asyncetl.http")
 _TOLERANCE = 1e-3
 _AUTHORITIES_KEPT = 64  # links may name many; past this, host and port are worked out each time
 

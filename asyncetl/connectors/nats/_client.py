@@ -20,23 +20,31 @@ from urllib.parse import urlsplit
 import anyio
 import nats.errors as nerr
 import nats.js.errors as jerr
-import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.logs import get_logger
+from asyncetl.core.redact import misplaced_userinfo, redact_url, redact_urls
 from asyncetl.core.retry import RetryPolicy, retry_call
 
-__all__ = ["NatsClient", "endpoints", "nonempty", "positive_int", "retry_policy", "server_list"]
+__all__ = [
+    "NatsClient",
+    "endpoints",
+    "nonempty",
+    "positive_int",
+    "redact_server",
+    "retry_policy",
+    "server_list",
+]
 
 T = TypeVar("T")
 
-REDACTED = "***"
 #: Seconds one connection attempt (every server, twice) may take at most.
 CONNECT_TIMEOUT = 10.0
 _REQUEST_TIMEOUT = 10.0
 _AUTH_ERRORS = (nerr.AuthorizationError, nerr.InvalidUserCredentialsError)
-_log = structlog.get_logger("asyncetl.nats")
+_log = get_logger("asyncetl.nats")
 
 
 def server_list(servers: object, where: str) -> list[str]:
@@ -47,20 +55,38 @@ def server_list(servers: object, where: str) -> list[str]:
     if isinstance(servers, str):
         servers = servers.split(",")
     if not isinstance(servers, list | tuple) or not all(isinstance(s, str) for s in servers):
+        shown = redact_urls(repr(servers))
         raise ConfigError(
-            f"expected a server URL or a list of them, got {servers!r}", where=where, key="servers"
+            f"expected a server URL or a list of them, got {shown}", where=where, key="servers"
         )
     found = [server.strip() for server in servers if server.strip()]
     if not found:
         raise ConfigError("no server given; e.g. nats://127.0.0.1:4222", where=where, key="servers")
+    for server in found:
+        if misplaced_userinfo(_with_scheme(server)):
+            raise ConfigError(
+                f"cannot read {redact_server(server)!r}: a password must write '@', '/', '?' "
+                "and '#' as %40, %2F, %3F and %23",
+                where=where,
+                key="servers",
+            )
     return found
+
+
+def redact_server(server: str) -> str:
+    """A server URL without its password or token: the one way a URL is shown whole."""
+    return redact_url(server, hide_user_only=True)
+
+
+def _with_scheme(server: str) -> str:
+    return server if "://" in server else f"nats://{server}"
 
 
 def endpoints(servers: Sequence[str]) -> str:
     """The servers as ``host:port``, comma-separated; never credentials."""
     shown = []
     for server in servers:
-        parts = urlsplit(server if "://" in server else f"nats://{server}")
+        parts = urlsplit(_with_scheme(server))
         try:
             port = parts.port or 4222
         except ValueError:

@@ -8,20 +8,20 @@ from collections.abc import Mapping, Sequence
 
 import anyio
 import orjson
-import structlog
 from nats.js.api import PubAck
 
 from asyncetl.connectors.nats._client import NatsClient, nonempty, retry_policy, server_list
 from asyncetl.core.batch import Batch, JsonValue, Position, Reject
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Sink
+from asyncetl.core.logs import get_logger
 
 __all__ = ["JetStreamSink", "message_id"]
 
 #: Seconds to wait for every publish acknowledgement of one batch.
 ACK_TIMEOUT = 10.0
 _MSG_ID = "Nats-Msg-Id"
-_log = structlog.get_logger("asyncetl.nats")
+_log = get_logger("asyncetl.nats")
 
 _Message = tuple[bytes, dict[str, str]]
 

@@ -9,7 +9,6 @@ import anyio
 import nats.errors as nerr
 import nats.js.errors as jerr
 import orjson
-import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
@@ -26,6 +25,7 @@ from asyncetl.core.acks import AckLedger
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import Source
+from asyncetl.core.logs import get_logger
 
 __all__ = ["JetStreamRecord", "JetStreamSource"]
 
@@ -34,7 +34,7 @@ JetStreamRecord: TypeAlias = dict[str, JsonValue]
 
 _STREAM_NOT_FOUND = 10059
 _CONSUMER_NOT_FOUND = 10014
-_log = structlog.get_logger("asyncetl.nats")
+_log = get_logger("asyncetl.nats")
 
 
 class JetStreamSource(Source[JetStreamRecord]):

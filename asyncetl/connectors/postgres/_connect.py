@@ -30,6 +30,7 @@ from asyncetl.core.errors import (
     PermanentError,
     TransientError,
 )
+from asyncetl.core.redact import misplaced_userinfo, redact_url, redact_urls
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = [
@@ -74,16 +75,26 @@ class Dsn:
         :raises ConfigError: when ``url`` is not a ``postgres://``/``postgresql://`` URL.
         """
         parts = urlsplit(url)
-        if parts.scheme not in ("postgres", "postgresql"):
+        if parts.scheme not in ("postgres", "postgresql") or not url.startswith(
+            f"{parts.scheme}://"
+        ):
             raise ConfigError(
                 f"{_strip_password(url)!r} is not a PostgreSQL DSN; "
-                "write postgresql://user[:password]@host[:port]/database"
+                "write postgresql://user@host:port/database (user:password@ with a password)"
+            )
+        if misplaced_userinfo(url):
+            raise ConfigError(
+                f"cannot read {_strip_password(url)!r}: a password or database name must write "
+                "'@', '/', '?' and '#' as %40, %2F, %3F and %23"
             )
         query = parse_qs(parts.query)
         try:
             netloc_port = parts.port
-        except ValueError as exc:
-            raise ConfigError(f"{_strip_password(url)!r} has an invalid port") from exc
+        except ValueError:
+            raise ConfigError(
+                f"{_strip_password(url)!r} has an invalid port (a password must write "
+                "'/', '?' and '#' as %2F, %3F and %23)"
+            ) from None
         user = (
             unquote(parts.username or "")
             or _first(query, "user")
@@ -115,7 +126,8 @@ class Dsn:
         return (self.host, self.port, self.database) == (other.host, other.port, other.database)
 
     def scrub(self, text: str) -> str:
-        """``text`` with this DSN's password (if any) replaced by ``***``."""
+        """``text`` with any DSN's and this DSN's password (if any) replaced by ``***``."""
+        text = redact_urls(text)
         if self.password:
             return text.replace(self.password, "***")
         return text
@@ -130,10 +142,8 @@ def _first(query: dict[str, list[str]], name: str) -> str | None:
 
 
 def _strip_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(parts.password, "***")
-    return url
+    """``url`` without its password, however mistyped: the one way a DSN is shown."""
+    return redact_url(url)
 
 
 def retry_policy(retries: int, retry_max_time: float) -> RetryPolicy:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
-import structlog
 
 from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
@@ -49,11 +48,12 @@ from asyncetl.core.interfaces import (
     Source,
     TransactionalWriter,
 )
+from asyncetl.core.logs import get_logger
 
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
 _DONE = "done"
-_log = structlog.get_logger("asyncetl.postgres")
+_log = get_logger("asyncetl.postgres")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
@@ -24,30 +24,26 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.redact import REDACTED, misplaced_userinfo
+from asyncetl.core.redact import redact_url as core_redact_url
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = ["RedisClient", "endpoint", "nonempty", "positive_int", "redact_url", "retry_policy"]
 
 T = TypeVar("T")
 
-REDACTED = "***"
-_SCHEMES = ("redis", "rediss", "unix")
+#: ``unix:`` takes a path (``unix:///run/redis.sock``); the others need ``//`` before the host.
+_SCHEME_PREFIX = re.compile(r"(?:rediss?://|unix:/)", re.IGNORECASE)
 _CONNECT_TIMEOUT = 5.0
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (in the authority or the query) replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, colon, _password = userinfo.partition(":")
-        netloc = f"{user}:{REDACTED}@{hostport}" if colon else f"{REDACTED}@{hostport}"
-    query = parts.query
-    if "password" in query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, REDACTED if k == "password" else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """``url`` with its password (in the authority or the query) replaced by ``***``.
+
+    A userinfo without ``:`` is hidden too (``redis://secret@host``): redis-py
+    may read it as a password.
+    """
+    return core_redact_url(url, hide_user_only=True)
 
 
 def endpoint(url: str) -> str:
@@ -105,10 +101,17 @@ def retry_policy(retries: int, retry_max_time: float, where: str) -> RetryPolicy
 
 
 def _check_url(url: object, where: str) -> str:
-    if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
+    if not isinstance(url, str) or not _SCHEME_PREFIX.match(url):
         shown = redact_url(url) if isinstance(url, str) else url
         raise ConfigError(
             f"expected a redis://, rediss:// or unix:// URL, got {shown!r}", where=where, key="url"
+        )
+    if misplaced_userinfo(url):
+        raise ConfigError(
+            f"cannot read {redact_url(url)!r}: a password must write '@', '/', '?' and '#' "
+            "as %40, %2F, %3F and %23",
+            where=where,
+            key="url",
         )
     return url
 

@@ -81,3 +81,31 @@ def test_a_sink_subject_with_wildcards_is_a_config_error() -> None:
         "JetStreamSink 'nats_sink': subject: must be a literal subject without spaces or "
         "wildcards, not 'orders.*'"
     )
+
+
+@pytest.mark.parametrize(
+    ("server", "shown"),
+    [
+        ("nats://etl:s3cr#3t@127.0.0.1:4222", "nats://etl:***@127.0.0.1:4222"),
+        ("nats://etl:s3cr/3t@h", "nats://etl:***@h"),
+        ("etl:12?s3cr3t@h:4222", "etl:***@h:4222"),
+    ],
+)
+def test_a_password_with_unescaped_characters_is_a_config_error_without_it(
+    server: str, shown: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        JetStreamSource(servers=server, stream="S", durable="d")
+    assert str(caught.value) == (
+        f"JetStreamSource 'nats': servers: cannot read {shown!r}: a password must write "
+        "'@', '/', '?' and '#' as %40, %2F, %3F and %23"
+    )
+
+
+def test_servers_of_the_wrong_type_are_shown_without_passwords() -> None:
+    with pytest.raises(ConfigError) as caught:
+        JetStreamSource(servers=[SECRET_SERVER, 7], stream="S", durable="d")  # type: ignore[list-item]
+    assert str(caught.value) == (
+        "JetStreamSource 'nats': servers: expected a server URL or a list of them, "
+        "got ['nats://etl:***@127.0.0.1:1', 7]"
+    )

@@ -86,3 +86,34 @@ def test_the_default_consumer_is_hostname_and_pid() -> None:
 
     src = RedisStreamSource("redis://127.0.0.1:6379", "s", group="g")
     assert src.consumer == f"{socket.gethostname()}-{os.getpid()}"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "redis:/etl:s3cr3t@host",
+            "expected a redis://, rediss:// or unix:// URL, got 'redis:/etl:***@host'",
+        ),
+        (
+            "rdis://etl:s3cr3t@host",
+            "expected a redis://, rediss:// or unix:// URL, got 'rdis://etl:***@host'",
+        ),
+        (
+            "redis://etl:s3#cr3t@host:6379/0",
+            "cannot read 'redis://etl:***@host:6379/0': a password must write '@', '/', '?' and '#' as %40, %2F, %3F and %23",
+        ),
+        (
+            "redis://etl:s3/cr3t@host",
+            "cannot read 'redis://etl:***@host': a password must write '@', '/', '?' and '#' as %40, %2F, %3F and %23",
+        ),
+        (
+            "redis://etl:63?s3cr3t@host",
+            "cannot read 'redis://etl:***@host': a password must write '@', '/', '?' and '#' as %40, %2F, %3F and %23",
+        ),
+    ],
+)
+def test_a_mistyped_url_is_a_config_error_without_its_password(url: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        RedisStreamSink(url, "s")
+    assert str(caught.value) == f"RedisStreamSink 'redis_sink': url: {message}"

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Collection
 
 import anyio
 import anyio.lowlevel
-import structlog
 
 from asyncetl.connectors.postgres._sql import quote_ident
 from asyncetl.connectors.postgres.cdc._lsn import format_lsn, parse_lsn
@@ -39,11 +38,12 @@ from asyncetl.connectors.postgres.cdc._protocol import (
 from asyncetl.core.batch import Chunk, Position
 from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.errors import TransientError
+from asyncetl.core.logs import get_logger
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = ["ChangeStream", "StreamPosition"]
 
-_log = structlog.get_logger("asyncetl.cdc")
+_log = get_logger("asyncetl.cdc")
 _XLOGDATA = 119  # w
 _KEEPALIVE = 107  # k
 _COPY_DATA = 100  # d

@@ -9,7 +9,6 @@ from typing import Literal
 
 import anyio
 import asyncpg
-import structlog
 from anyio.abc import ObjectSendStream
 
 from asyncetl.connectors.postgres._connect import map_errors
@@ -28,11 +27,12 @@ from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Source
+from asyncetl.core.logs import get_logger
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = ["CdcSource"]
 
-_log = structlog.get_logger("asyncetl.cdc")
+_log = get_logger("asyncetl.cdc")
 _CONNECT_POLICY = RetryPolicy(max_tries=8, max_time=60.0, base_delay=0.2, max_delay=5.0)
 
 

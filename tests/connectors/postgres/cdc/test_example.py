@@ -55,7 +55,7 @@ async def test_pg_cdc_example_copies_then_follows_changes(cdc_db: str, target_db
 
     first = run_example(cdc_db, target_db, slot)
     assert first.returncode == 0, first.stderr
-    assert "records in     302" in first.stdout
+    assert "records_in     302" in first.stdout
     assert await rows(target_db, ITEMS) == await rows(cdc_db, ITEMS)
     assert await rows(target_db, HISTORY) == [(1, "first"), (2, "second")]
 
@@ -66,7 +66,7 @@ async def test_pg_cdc_example_copies_then_follows_changes(cdc_db: str, target_db
     )
     second = run_example(cdc_db, target_db, slot)
     assert second.returncode == 0, second.stderr
-    assert "records in     12" in second.stdout  # 5 updates, 5 deletes, 2 inserts
+    assert "records_in     12" in second.stdout  # 5 updates, 5 deletes, 2 inserts
     assert await rows(target_db, ITEMS) == await rows(cdc_db, ITEMS)
     assert len(await rows(target_db, ITEMS)) == 296
     assert await rows(target_db, HISTORY) == [(1, "first"), (2, "second"), (3, "third")]

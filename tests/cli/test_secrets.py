@@ -1,0 +1,144 @@
+"""Secrets on the command line: ``--env-file``, ``${file:…}``, and no password in any output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import FILES_SPEC, cli
+
+SPEC_COMMANDS = [
+    ["run"],
+    ["validate"],
+    ["dlq", "list"],
+    ["dlq", "replay"],
+    ["cdc", "status"],
+    ["cdc", "drop"],
+    ["checkpoint", "show"],
+    ["checkpoint", "reset"],
+    ["backfill"],
+    ["backfill-status"],
+    ["flow"],
+]
+
+TOKEN_TRANSFORM = """
+import os
+
+
+def token_seen(record):
+    return {**record, "exported": os.environ.get("API_TOKEN")}
+"""
+
+
+@pytest.mark.parametrize("command", SPEC_COMMANDS, ids=" ".join)
+def test_every_command_that_reads_a_spec_takes_env_files(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = cli(tmp_path, *command, "--help")
+    assert result.returncode == 0
+    assert "--env-file FILE" in result.stdout
+
+
+def test_run_reads_references_from_env_files_without_exporting_them(project: Path) -> None:
+    (project / "tokens_seen.py").write_text(TOKEN_TRANSFORM)
+    (project / "env.toml").write_text(
+        FILES_SPEC.replace('path = "out.jsonl"', 'path = "${OUT}"').replace(
+            'function = "helpers:invert"', 'function = "tokens_seen:token_seen"'
+        )
+    )
+    (project / "a.env").write_text("OUT=wrong.jsonl\nAPI_TOKEN=s3cret-token\n")
+    (project / "b.env").write_text("# later files win\nOUT='from env.jsonl'\n")
+    result = cli(project, "run", "env.toml", "--env-file", "a.env", "--env-file", "b.env")
+    assert result.returncode == 0, result.stderr
+    lines = (project / "from env.jsonl").read_text().splitlines()
+    assert [json.loads(line)["exported"] for line in lines] == [None, None, None]
+    assert not (project / "wrong.jsonl").exists()
+
+
+def test_values_from_env_files_and_secret_files_are_never_printed(project: Path) -> None:
+    (project / "batch.txt").write_text("hunter2-batch\n")
+    (project / "a.env").write_text('AGE="s3cret age"\n')
+    spec = FILES_SPEC.replace(
+        'source_errors = "dead_letter"',
+        'source_errors = "dead_letter"\nmax_batch_size = "${file:batch.txt}"',
+    )
+    (project / "bad.toml").write_text(spec)
+    result = cli(project, "validate", "bad.toml", "--env-file", "a.env")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: bad.toml: pipeline.max_batch_size: expected an integer, got '***'\n"
+    )
+    (project / "bad.toml").write_text(spec.replace("${file:batch.txt}", "${AGE}"))
+    result = cli(project, "validate", "bad.toml", "--env-file", "a.env")
+    assert result.stderr == (
+        "error: bad.toml: pipeline.max_batch_size: expected an integer, got '***'\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        (
+            "${file:missing.txt}",
+            "sink.path: cannot read the secret file 'missing.txt': No such file or directory",
+        ),
+        (
+            "out-${NAME",
+            "sink.path: a ${ is not closed by }; close it, or write $${ for a literal ${",
+        ),
+    ],
+)
+def test_bad_references_exit_2_naming_file_and_key(
+    project: Path, reference: str, message: str
+) -> None:
+    (project / "bad.toml").write_text(
+        FILES_SPEC.replace('path = "out.jsonl"', f'path = "{reference}"')
+    )
+    result = cli(project, "run", "bad.toml")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        f"error: bad.toml: {message}\n",
+    )
+
+
+def test_a_missing_env_file_exits_2(project: Path) -> None:
+    result = cli(project, "validate", "files.toml", "--env-file", "nope.env")
+    assert (result.returncode, result.stderr) == (
+        2,
+        "error: nope.env: cannot read the env file: No such file or directory\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "shown"),
+    [
+        (
+            '[source]\ntype = "http"\nurl = "htp://etl:s3cret-pw@api.example/items"',
+            "source.url: must be an absolute http(s) URL, not 'htp://etl:***@api.example/items'",
+        ),
+        (
+            '[source]\ntype = "postgres"\ndsn = "postgresql:/etl:s3cret-pw@db/app"\ntable = "t"',
+            "source: 'postgresql:/etl:***@db/app' is not a PostgreSQL DSN; "
+            "write postgresql://user@host:port/database (user:password@ with a password)",
+        ),
+        (
+            '[source]\ntype = "postgres"\ndsn = "postgresql://etl:s3cret#pw@db/app"\ntable = "t"',
+            "source: cannot read 'postgresql://etl:***@db/app': a password or database name "
+            "must write '@', '/', '?' and '#' as %40, %2F, %3F and %23",
+        ),
+        (
+            '[source]\ntype = "redis"\nurl = "redis:/x:s3cret-pw@host"\nstream = "s"\ngroup = "g"',
+            "source.url: expected a redis://, rediss:// or unix:// URL, got 'redis:/x:***@host'",
+        ),
+    ],
+    ids=["http scheme", "postgres one slash", "postgres hash", "redis one slash"],
+)
+def test_a_mistyped_url_never_shows_its_password(project: Path, table: str, shown: str) -> None:
+    spec = FILES_SPEC.replace('[source]\ntype = "jsonl"\npath = "in.jsonl"', table)
+    (project / "url.toml").write_text(spec)
+    result = cli(project, "validate", "url.toml")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: url.toml: {shown}\n"
