@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md, checked on every import of every module of the package.
+"""The layers of the README's Layout section, checked on every import of every module.
 
     core  ←  connectors/<system>, backfill, flow  ←  spec  ←  cli, status
 

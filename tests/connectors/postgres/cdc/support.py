@@ -11,12 +11,10 @@ from urllib.parse import urlsplit
 
 import anyio
 import asyncpg
-import pytest
 
 from asyncetl.connectors.postgres.cdc import CdcSource
 from asyncetl.core.batch import Chunk, Position
 from asyncetl.core.changes import ChangeEvent
-from tests.conftest import pg_dsn
 
 
 def random_name(prefix: str) -> str:
@@ -60,21 +58,6 @@ async def drop_replication_objects(dsn: str) -> None:
             await conn.execute(f'DROP PUBLICATION "{row[0]}"')
     finally:
         await conn.close()
-
-
-@pytest.fixture
-async def cdc_db(logical_pg: str) -> AsyncIterator[str]:
-    """A fresh source database on a server with logical decoding (see ``logical_pg``); its
-    slots, publications and the database itself go afterwards, even on failure."""
-    async with fresh_database(logical_pg) as dsn:
-        yield dsn
-
-
-@pytest.fixture
-async def target_db() -> AsyncIterator[str]:
-    """A second fresh database, for apply targets."""
-    async with fresh_database(pg_dsn("postgres")) as dsn:
-        yield dsn
 
 
 @asynccontextmanager

@@ -11,7 +11,6 @@ from asyncetl.connectors.postgres.cdc import CdcSource, cdc_drop, cdc_status
 from asyncetl.connectors.postgres.cdc._lsn import parse_lsn
 from asyncetl.core.errors import PermanentError
 from tests.connectors.postgres.cdc.support import (
-    cdc_db,
     execute,
     fetch,
     fetchval,
@@ -20,8 +19,6 @@ from tests.connectors.postgres.cdc.support import (
     take,
     wait_for,
 )
-
-__all__ = ["cdc_db"]
 
 pytestmark = pytest.mark.anyio
 

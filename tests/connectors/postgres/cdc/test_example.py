@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.connectors.postgres.cdc.support import cdc_db, execute, random_name, target_db
+from tests.connectors.postgres.cdc.support import execute, random_name
 from tests.connectors.postgres.helpers import rows
-
-__all__ = ["cdc_db", "target_db"]
 
 pytestmark = pytest.mark.anyio
 

@@ -16,15 +16,11 @@ import anyio
 import pytest
 
 from tests.connectors.postgres.cdc.support import (
-    cdc_db,
     execute,
     fetch,
     random_name,
-    target_db,
     wait_for,
 )
-
-__all__ = ["cdc_db", "target_db"]
 
 pytestmark = pytest.mark.anyio
 

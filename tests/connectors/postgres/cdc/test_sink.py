@@ -19,9 +19,7 @@ from asyncetl.core.batch import Batch
 from asyncetl.core.changes import UNCHANGED, ChangeEvent, Op
 from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import Checkpoint
-from tests.connectors.postgres.cdc.support import execute, fetch, fetchval, target_db, wait_for
-
-__all__ = ["target_db"]
+from tests.connectors.postgres.cdc.support import execute, fetch, fetchval, wait_for
 
 COLUMNS = {"id": "integer", "name": "text", "doc": "jsonb", "big": "text"}
 

@@ -21,7 +21,6 @@ from asyncetl.connectors.postgres.cdc._lsn import format_lsn, parse_lsn
 from asyncetl.core.changes import UNCHANGED
 from asyncetl.core.errors import ConfigError, PermanentError, StageError
 from tests.connectors.postgres.cdc.support import (
-    cdc_db,
     confirmed_flush,
     execute,
     fetch,
@@ -32,12 +31,9 @@ from tests.connectors.postgres.cdc.support import (
     server_and_database,
     streaming,
     take,
-    target_db,
     wait_for,
 )
 from tests.postgres_servers import PrivateServer
-
-__all__ = ["cdc_db", "target_db"]
 
 pytestmark = pytest.mark.anyio
 
