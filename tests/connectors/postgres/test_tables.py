@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 import structlog.testing
 
-from asyncetl.connectors.postgres import PostgresSink, TablesSink, TablesSource
 from asyncetl import Batch
+from asyncetl.connectors.postgres import PostgresSink, TablesSink, TablesSource
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import connect, execute, rows
 
