@@ -39,6 +39,7 @@ from asyncetl.core.interfaces import DeadLetter as DeadLetter
 from asyncetl.core.interfaces import DeadLetterStore as DeadLetterStore
 from asyncetl.core.interfaces import FailurePolicy as FailurePolicy
 from asyncetl.core.interfaces import Resource as Resource
+from asyncetl.core.interfaces import Settle as Settle
 from asyncetl.core.interfaces import Sink as Sink
 from asyncetl.core.interfaces import Source as Source
 from asyncetl.core.interfaces import TransactionalWriter as TransactionalWriter
@@ -87,6 +88,7 @@ __all__ = [
     "Resource",
     "RetryPolicy",
     "RunStats",
+    "Settle",
     "Sink",
     "Source",
     "StageError",

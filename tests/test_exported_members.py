@@ -43,6 +43,7 @@ PUBLIC: dict[str, list[str]] = {
         "Resource",
         "RetryPolicy",
         "RunStats",
+        "Settle",
         "Sink",
         "Source",
         "StageError",

@@ -23,8 +23,9 @@ from asyncetl.core.batch import Batch, Chunk, Position, Reject
 __all__ = ["Batcher", "Inlet"]
 
 AnyBatch = Batch[Any]
-#: Takes the records a source could not decode, with the position of their chunk.
-RejectSource = Callable[[Sequence[Reject], Position], Awaitable[None]]
+#: Takes the records a source could not decode, with the position of their
+#: chunk and the sequence number of the batch the chunk goes into.
+RejectSource = Callable[[Sequence[Reject], Position, int], Awaitable[None]]
 
 
 class Batcher:
@@ -91,7 +92,8 @@ class Batcher:
                 if chunk is not None:
                     self._stats.record_read(len(chunk.records) + len(chunk.rejects))
                     if chunk.rejects:
-                        await self._reject(chunk.rejects, chunk.position)
+                        # The chunk joins the open batch, the one numbered next.
+                        await self._reject(chunk.rejects, chunk.position, self._seq)
                     filling.add(chunk, self._max_age)
                     chunk = None  # the batch alone holds the records from here on
                     self._holding = len(filling.records) + 1

@@ -8,7 +8,14 @@ from typing import Any
 from asyncetl.core._stats import RunStats
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.errors import AsyncetlError, CheckpointError, StageError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, Source
+from asyncetl.core.interfaces import (
+    Checkpoint,
+    CheckpointStore,
+    DeadLetterStore,
+    Settle,
+    Sink,
+    Source,
+)
 from asyncetl.core.logs import Logger
 from asyncetl.core.watermark import Watermark
 
@@ -26,6 +33,8 @@ class Committer:
     checkpoint.
 
     :param pipeline: the pipeline's name, the first half of the checkpoint key.
+    :param dead_letters: the run's dead-letter store: the sink stores letters
+        in its transactions when it can (see ``Sink.stores_dead_letters_of``).
     """
 
     def __init__(
@@ -37,6 +46,7 @@ class Committer:
         checkpoints: CheckpointStore,
         stats: RunStats,
         log: Logger,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._source = source
@@ -46,12 +56,23 @@ class Committer:
         self._watermark = Watermark()
         # Asked before anything is opened: a sink may open differently when its
         # checkpoints travel in its own transactions.
-        self._transactional_writer = sink.transactional_writer(checkpoints)
+        letters_too = dead_letters is not None and sink.stores_dead_letters_of(dead_letters)
+        self._transactional_writer = (
+            sink.transactional_writer(checkpoints, dead_letters)
+            if letters_too
+            else sink.transactional_writer(checkpoints)
+        )
+        self._letters_in_transaction = letters_too and self._transactional_writer is not None
 
     @property
     def transactional(self) -> bool:
         """Whether the sink writes each checkpoint in the transaction of its batch."""
         return self._transactional_writer is not None
+
+    @property
+    def letters_in_transaction(self) -> bool:
+        """Whether the sink stores each batch's dead letters in the batch's transaction."""
+        return self._letters_in_transaction
 
     @property
     def pending(self) -> int:
@@ -85,16 +106,19 @@ class Committer:
         """Expect an acknowledgement of ``batch``; batches come in sequence order."""
         self._watermark.register(batch.seq, batch.position)
 
-    async def write_with_checkpoint(self, batch: AnyBatch) -> Sequence[Reject]:
+    async def write_with_checkpoint(
+        self, batch: AnyBatch, settle: Settle | None = None
+    ) -> Sequence[Reject]:
         """Have the sink write ``batch`` with the checkpoint its acknowledgement commits.
 
         Only when :attr:`transactional`; the checkpoint is the position the
-        watermark will have once ``batch`` is acknowledged.
+        watermark will have once ``batch`` is acknowledged. The writer awaits
+        ``settle`` before it commits.
         """
         assert self._transactional_writer is not None
         position = self._watermark.peek_ack(batch.seq)
         checkpoint = Checkpoint(self._pipeline, self._source.name, position)
-        return await self._transactional_writer(batch, checkpoint)
+        return await self._transactional_writer(batch, checkpoint, settle)
 
     async def commit(self, batch: AnyBatch) -> None:
         """Acknowledge ``batch``, durably written; commit the watermark if that moved it.

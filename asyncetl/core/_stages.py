@@ -25,9 +25,9 @@ from asyncetl.core._rejects import RejectHandler
 from asyncetl.core._settings import RunSettings
 from asyncetl.core._stats import RunStats
 from asyncetl.core._transforming import TransformStage
-from asyncetl.core.batch import Batch, Chunk, Position
+from asyncetl.core.batch import Batch, Chunk, Position, Reject
 from asyncetl.core.errors import StageError
-from asyncetl.core.interfaces import CheckpointStore, DeadLetterStore, Sink, Source
+from asyncetl.core.interfaces import CheckpointStore, DeadLetter, DeadLetterStore, Sink, Source
 from asyncetl.core.logs import get_logger
 from asyncetl.core.transforms import Transform
 
@@ -62,6 +62,7 @@ class StageRunner:
             source=source,
             sink=sink,
             checkpoints=checkpoints,
+            dead_letters=dead_letters,
             stats=stats,
             log=self._log,
         )
@@ -72,6 +73,9 @@ class StageRunner:
             reject=partial(self._rejects.handle, source.name, settings.source_errors),
             stats=stats,
         )
+        #: The letters of batches whose writer settled (by sequence number): the
+        #: ones it stores in its transaction, counted once that commits.
+        self._settled: dict[int, Sequence[DeadLetter]] = {}
         self._read_scope = anyio.CancelScope()
         self._engine_scope: anyio.CancelScope | None = None
         self._stopping = anyio.Event()
@@ -196,18 +200,45 @@ class StageRunner:
                 del batch
 
     async def _write(self, batch: AnyBatch) -> None:
-        sink, transactional = self._sink, self._committer.transactional
-        if not batch.records and not transactional:
-            return
+        """Write ``batch`` and store its dead letters, all before its checkpoint can move."""
+        sink = self._sink
         try:
-            if transactional:
-                rejects = await self._committer.write_with_checkpoint(batch)
+            if self._committer.transactional:
+                rejects = await self._committer.write_with_checkpoint(
+                    batch, partial(self._settle, batch)
+                )
             else:
-                rejects = await sink.write(batch)
+                rejects = await sink.write(batch) if batch.records else ()
+        except StageError:
+            raise
         except Exception as exc:
             raise StageError(sink.name, batch.position, exc) from exc
-        if rejects:
-            await self._rejects.handle(
-                sink.name, self._settings.sink_errors, rejects, batch.position
-            )
+        finally:
+            settled = self._settled.pop(batch.seq, None)
+        if settled is None:
+            # Not transactional, or a writer that never settles: after the write, as ever.
+            settled = self._letters(batch, rejects)
+            await self._rejects.store(settled, batch.position)
+        self._rejects.forget(batch.seq)
+        # Stored by now: by the engine, or by the writer in the transaction that committed.
+        self._rejects.stored(settled)
         self._stats.record_written(len(batch.records) - len(rejects))
+
+    async def _settle(self, batch: AnyBatch, rejects: Sequence[Reject]) -> Sequence[DeadLetter]:
+        """Apply the sink's policy to ``rejects`` before the batch's transaction commits.
+
+        A writer retrying its transaction settles again (with the records refused then).
+
+        :returns: the batch's letters, when the writer stores them in its transaction.
+        """
+        letters = self._letters(batch, rejects)
+        self._settled[batch.seq] = letters
+        if self._committer.letters_in_transaction:
+            return letters
+        await self._rejects.store(letters, batch.position)
+        return ()
+
+    def _letters(self, batch: AnyBatch, rejects: Sequence[Reject]) -> list[DeadLetter]:
+        return self._rejects.settle(
+            batch.seq, self._sink.name, self._settings.sink_errors, rejects, batch.position
+        )

@@ -96,7 +96,7 @@ class TransformStage:
             raise StageError(transform.name, batch.position, exc) from exc
         if result.rejects:
             await self._rejects.handle(
-                transform.name, transform.on_error, result.rejects, batch.position
+                transform.name, transform.on_error, result.rejects, batch.position, batch.seq
             )
         return batch.replace(result.records)
 

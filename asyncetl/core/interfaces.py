@@ -9,7 +9,7 @@ on every exit path, and ``async with resource:`` does the same.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +28,7 @@ __all__ = [
     "FailurePolicy",
     "Reject",
     "Resource",
+    "Settle",
     "Sink",
     "Source",
     "TransactionalWriter",
@@ -56,6 +57,11 @@ class DeadLetter:
     :param record: the raw record, made JSON-safe (unknown types become strings).
     :param position: the source position of the batch the record travelled in.
     :param id: assigned by the store; ``None`` before it is stored.
+    :param key: identifies the letter for idempotent stores: the same record,
+        refused by the same stage at the same source position (and its ordinal
+        among identical records there), always has the same key, so a batch
+        written again after a crash or a checkpoint reset stores it once.
+        ``None`` for letters stored by versions that had no keys.
     """
 
     pipeline: str
@@ -66,6 +72,7 @@ class DeadLetter:
     position: Position
     time: datetime
     id: str | None = field(default=None)
+    key: str | None = field(default=None)
 
 
 class Resource:
@@ -161,14 +168,29 @@ class Source(Resource, abc.ABC, Generic[T_co]):
         """Upstream acknowledgement: everything up to ``position`` is committed downstream."""
 
 
+#: Given the records a transactional write refused, applies the sink's failure
+#: policy before the transaction commits: raises to fail (the writer then rolls
+#: back, checkpoint and all), and returns the batch's dead letters that the
+#: writer must store in its transaction (none when the engine stored them).
+Settle: TypeAlias = Callable[[Sequence[Reject]], Awaitable[Sequence[DeadLetter]]]
+
+
 class TransactionalWriter(Protocol[T_contra]):
     """Writes a batch and a checkpoint in one transaction.
 
     What :meth:`Sink.transactional_writer` returns.
     """
 
-    async def __call__(self, batch: Batch[T_contra], checkpoint: Checkpoint, /) -> Sequence[Reject]:
-        """Write ``batch`` and save ``checkpoint`` atomically; return the records refused."""
+    async def __call__(
+        self, batch: Batch[T_contra], checkpoint: Checkpoint, settle: Settle | None = None, /
+    ) -> Sequence[Reject]:
+        """Write ``batch`` and save ``checkpoint`` atomically; return the records refused.
+
+        Before committing, the writer awaits ``settle`` with the records refused
+        and stores the dead letters it returns in the same transaction; when
+        ``settle`` raises, nothing of the batch is committed. Without ``settle``
+        the refused records are only returned.
+        """
         ...
 
 
@@ -193,8 +215,22 @@ class Sink(Resource, abc.ABC, Generic[T_contra]):
         """
         return False
 
-    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[T_contra] | None:
+    def stores_dead_letters_of(self, store: DeadLetterStore) -> bool:
+        """Whether this sink can store dead letters of ``store`` inside its own transactions.
+
+        A question only: it changes nothing. When it can, and its checkpoints
+        travel in its transactions too, a batch's dead letters are written with
+        the batch, by the writer :meth:`transactional_writer` returns.
+        """
+        return False
+
+    def transactional_writer(
+        self, store: CheckpointStore, dead_letters: DeadLetterStore | None = None
+    ) -> TransactionalWriter[T_contra] | None:
         """Bind ``store`` to this sink's transactions, if :meth:`commits_to` it.
+
+        ``dead_letters`` is bound too when :meth:`stores_dead_letters_of` it:
+        the writer then stores the letters its ``settle`` returns.
 
         The engine calls this once, before opening the sink (which may prepare
         differently, knowing its checkpoints travel with its writes), and then
@@ -227,7 +263,7 @@ class DeadLetterStore(Resource, abc.ABC):
 
     @abc.abstractmethod
     async def put(self, letters: Sequence[DeadLetter]) -> None:
-        """Durably store ``letters``."""
+        """Durably store ``letters``; a letter whose ``key`` is already stored is skipped."""
 
     @abc.abstractmethod
     async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:

@@ -118,14 +118,19 @@ class MemoryCheckpointStore(CheckpointStore):
 
 
 class MemoryDeadLetterStore(DeadLetterStore):
-    """Dead letters in a list."""
+    """Dead letters in a list; a letter whose key the list holds already is skipped."""
 
     def __init__(self) -> None:
         self.letters: list[DeadLetter] = []
         self._ids = itertools.count(1)
 
     async def put(self, letters: Sequence[DeadLetter]) -> None:
+        held = {letter.key for letter in self.letters if letter.key is not None}
         for letter in letters:
+            if letter.key is not None:
+                if letter.key in held:
+                    continue
+                held.add(letter.key)
             self.letters.append(_with_id(letter, str(next(self._ids))))
 
     async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:

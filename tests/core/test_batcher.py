@@ -23,7 +23,7 @@ class Harness:
 
     def __init__(self, *, max_size: int, max_age: float = FOREVER) -> None:
         self.registered: list[Batch[Any]] = []
-        self.rejected: list[tuple[list[Reject], Position]] = []
+        self.rejected: list[tuple[list[Reject], Position, int]] = []
         self.stats = RunStats()
         self.batcher = Batcher(
             max_size=max_size,
@@ -36,8 +36,8 @@ class Harness:
         self.batch_send, self.batch_recv = anyio.create_memory_object_stream[Batch[Any]](4)
         self.inlet = self.batcher.inlet(self.chunk_send, self.batch_send, None)
 
-    async def _reject(self, rejects: Sequence[Reject], position: Position) -> None:
-        self.rejected.append((list(rejects), position))
+    async def _reject(self, rejects: Sequence[Reject], position: Position, seq: int) -> None:
+        self.rejected.append((list(rejects), position, seq))
 
     async def run(self, chunks: Sequence[Chunk[Any]]) -> list[Batch[Any]]:
         """Send ``chunks`` through the inlet and return every batch that came out."""
@@ -125,11 +125,13 @@ async def test_a_heartbeat_moves_the_position_in_a_batch_of_no_records() -> None
     assert harness.stats.records_in == 1
 
 
-async def test_source_rejects_go_to_the_reject_handler_with_their_chunk_position() -> None:
+async def test_source_rejects_go_to_the_reject_handler_with_their_chunk_position_and_batch() -> (
+    None
+):
     harness = Harness(max_size=2)
     bad = Reject(b"\xff", ValueError("not utf-8"))
     out = await harness.run([Chunk([1], 1), Chunk([2], 3, rejects=[bad]), Chunk([4], 4)])
-    assert harness.rejected == [([bad], 3)]
+    assert harness.rejected == [([bad], 3, 0)]
     assert [(list(b.records), b.position) for b in out] == [([1, 2], 3), ([4], 4)]
     assert harness.stats.records_in == 4  # three records and the reject
 

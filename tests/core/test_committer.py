@@ -16,12 +16,14 @@ from asyncetl import (
     Checkpoint,
     CheckpointError,
     CheckpointStore,
+    DeadLetterStore,
     ListSink,
     ListSource,
     MemoryCheckpointStore,
     Position,
     Reject,
     RunStats,
+    Settle,
     StageError,
     TransactionalWriter,
 )
@@ -105,11 +107,13 @@ class _TransactionalSink(ListSink[int]):
     def commits_to(self, store: CheckpointStore) -> bool:
         return store is self.store
 
-    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[int] | None:
+    def transactional_writer(
+        self, store: CheckpointStore, dead_letters: DeadLetterStore | None = None
+    ) -> TransactionalWriter[int] | None:
         return self._write_with_checkpoint if self.commits_to(store) else None
 
     async def _write_with_checkpoint(
-        self, batch: Batch[int], checkpoint: Checkpoint
+        self, batch: Batch[int], checkpoint: Checkpoint, settle: Settle | None = None
     ) -> Sequence[Reject]:
         self.written.append((batch.seq, checkpoint))
         return ()

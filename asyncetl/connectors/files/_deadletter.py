@@ -24,8 +24,10 @@ _FIELDS = ("id", "pipeline", "stage", "error", "error_type", "record", "position
 class JsonlDeadLetterStore(DeadLetterStore):
     """Dead letters appended to a JSON Lines file, one letter per line.
 
-    Each line holds the letter's fields, its ``id`` (a random UUID in hex) and
-    its ``time`` in ISO 8601 UTC. :meth:`put` appends and fsyncs;
+    Each line holds the letter's fields, its ``id`` (a random UUID in hex), its
+    ``time`` in ISO 8601 UTC and its ``key`` (lines written by older versions
+    have none). :meth:`put` skips a letter whose key is in the file already
+    (the keys are indexed on first use), then appends and fsyncs;
     :meth:`remove` rewrites the file atomically without the removed letters,
     keeping every other line byte for byte. A line that cannot be read back (a
     torn write, a manual edit) is skipped by :meth:`list` with a warning naming
@@ -39,17 +41,27 @@ class JsonlDeadLetterStore(DeadLetterStore):
     def __init__(self, path: str) -> None:
         self.path = str(path)
         self._lock = anyio.Lock()
+        #: The keys in the file, read on the first put: ``None`` until then.
+        self._keys: set[str] | None = None
 
     async def put(self, letters: Sequence[DeadLetter]) -> None:
-        """Append ``letters`` with fresh ids, durably.
+        """Append ``letters`` with fresh ids, durably, skipping those whose key is stored.
 
-        :raises PermanentError: when the file cannot be written.
+        :raises PermanentError: when the file cannot be read or written.
         """
         if not letters:
             return
-        payload = b"".join(_encode(letter, uuid.uuid4().hex) for letter in letters)
         async with self._lock:
-            await anyio.to_thread.run_sync(self._append, payload)
+            if self._keys is None:
+                self._keys = await anyio.to_thread.run_sync(self._stored_keys)
+            fresh = _unstored(letters, self._keys)
+            payload = b"".join(_encode(letter, uuid.uuid4().hex) for letter in fresh)
+            if payload:
+                try:
+                    await anyio.to_thread.run_sync(self._append, payload)
+                except BaseException:
+                    self._keys = None  # what reached the file is unknown: read it again
+                    raise
 
     async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
         """The letters of ``pipeline``, oldest first.
@@ -76,6 +88,13 @@ class JsonlDeadLetterStore(DeadLetterStore):
         async with self._lock:
             await anyio.to_thread.run_sync(self._rewrite, pipeline, doomed)
 
+    def _stored_keys(self) -> set[str]:
+        keys: set[str] = set()
+        for _, letter in self._letters(read_all(self.path)):
+            if letter is not None and letter.key is not None:
+                keys.add(letter.key)
+        return keys
+
     def _append(self, payload: bytes) -> None:
         fd = open_for_append(self.path)
         try:
@@ -92,6 +111,7 @@ class JsonlDeadLetterStore(DeadLetterStore):
         ]
         if sum(map(len, kept)) != len(data):
             write_atomically(self.path, b"".join(kept))
+            self._keys = None  # removed keys may be stored again
 
     def _letters(self, data: bytes) -> Iterator[tuple[bytes, DeadLetter | None]]:
         """Every line with its ending, and the letter it holds (``None`` for blank or broken)."""
@@ -108,6 +128,18 @@ class JsonlDeadLetterStore(DeadLetterStore):
                 yield line, None
 
 
+def _unstored(letters: Sequence[DeadLetter], keys: set[str]) -> list[DeadLetter]:
+    """The ``letters`` whose key is not in ``keys``, which gets theirs."""
+    fresh = []
+    for letter in letters:
+        if letter.key is None:
+            fresh.append(letter)
+        elif letter.key not in keys:
+            keys.add(letter.key)
+            fresh.append(letter)
+    return fresh
+
+
 def _encode(letter: DeadLetter, letter_id: str) -> bytes:
     time = letter.time if letter.time.tzinfo else letter.time.replace(tzinfo=UTC)
     document = {
@@ -120,6 +152,8 @@ def _encode(letter: DeadLetter, letter_id: str) -> bytes:
         "position": letter.position,
         "time": time.astimezone(UTC).isoformat(),
     }
+    if letter.key is not None:
+        document["key"] = letter.key
     return orjson.dumps(document, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
@@ -137,4 +171,5 @@ def _decode(line: bytes) -> DeadLetter:
         position=document["position"],
         time=time if time.tzinfo else time.replace(tzinfo=UTC),
         id=str(document["id"]),
+        key=None if document.get("key") is None else str(document["key"]),
     )

@@ -8,20 +8,22 @@ from datetime import datetime
 import asyncpg
 import orjson
 
-from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres._table import TableStore
-from asyncetl.core.batch import JsonValue
-from asyncetl.core.errors import ConfigError
-from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
+from asyncetl.core.batch import JsonValue, Reject
+from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, Settle
 
-__all__ = ["PostgresDeadLetterStore"]
+__all__ = ["PostgresDeadLetterStore", "settle_on"]
 
 
 class PostgresDeadLetterStore(TableStore, DeadLetterStore):
     """Dead letters as rows of a table it creates; ids are the row's ``bigserial`` id.
 
     ``record`` and ``position`` are stored as ``json`` (not ``jsonb``), which
-    keeps any JSON text as it was, NUL escapes included.
+    keeps any JSON text as it was, NUL escapes included. ``key`` is unique: a
+    letter whose key is stored already is skipped. A table made by an older
+    version gets the column when the store opens; its rows keep a NULL key.
 
     :param dsn: ``postgresql://user[:password]@host[:port]/database``.
     :param table: the dead-letter table; created when missing.
@@ -39,14 +41,17 @@ class PostgresDeadLetterStore(TableStore, DeadLetterStore):
     ) -> None:
         super().__init__(dsn, TableName(schema, table), retries, retry_max_time)
         t = self.table.sql
+        by_key = quote_ident(f"{table}_by_key")
         self._ddl = (
             f"CREATE TABLE IF NOT EXISTS {t} (id bigserial PRIMARY KEY, pipeline text NOT NULL, "
             "stage text NOT NULL, error text NOT NULL, error_type text NOT NULL, record json, "
-            "position json, time timestamptz NOT NULL)"
+            "position json, time timestamptz NOT NULL, key text); "
+            f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS key text; "
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {by_key} ON {t} (key)"
         )
         self._put_sql = (
-            f"INSERT INTO {t} (pipeline, stage, error, error_type, record, position, time) "  # noqa: S608
-            "VALUES ($1, $2, $3, $4, $5::json, $6::json, $7)"
+            f"INSERT INTO {t} (pipeline, stage, error, error_type, record, position, time, key) "  # noqa: S608
+            "VALUES ($1, $2, $3, $4, $5::json, $6::json, $7, $8) ON CONFLICT (key) DO NOTHING"
         )
         self._list_sql = (
             "SELECT id, pipeline, stage, error, error_type, record::text AS record, "  # noqa: S608
@@ -55,14 +60,27 @@ class PostgresDeadLetterStore(TableStore, DeadLetterStore):
         self._remove_sql = f"DELETE FROM {t} WHERE pipeline = $1 AND id = ANY($2::bigint[])"  # noqa: S608
 
     async def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Store ``letters`` in one transaction, skipping those whose key is stored."""
+        if letters:
+            await self._run("storing dead letters", lambda conn: self.put_on(conn, letters))
+
+    async def put_on(self, conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
+        """Store ``letters`` through ``conn``, inside the caller's transaction (a sink's)."""
         rows = [
-            (d.pipeline, d.stage, d.error, d.error_type, _json(d.record), _json(d.position), d.time)
+            (
+                d.pipeline,
+                d.stage,
+                d.error,
+                d.error_type,
+                _json(d.record),
+                _json(d.position),
+                d.time,
+                d.key,
+            )
             for d in letters
         ]
         if rows:
-            await self._run(
-                "storing dead letters", lambda conn: conn.executemany(self._put_sql, rows)
-            )
+            await conn.executemany(self._put_sql, rows)
 
     async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
         async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -79,6 +97,27 @@ class PostgresDeadLetterStore(TableStore, DeadLetterStore):
         await self._run(
             "removing dead letters", lambda conn: conn.execute(self._remove_sql, pipeline, numbers)
         )
+
+
+async def settle_on(
+    conn: asyncpg.Connection,
+    settle: Settle | None,
+    rejects: Sequence[Reject],
+    store: PostgresDeadLetterStore | None,
+) -> None:
+    """Settle a sink's ``rejects`` inside its transaction, before it commits.
+
+    ``settle`` raises to fail the batch (the transaction then rolls back); the
+    letters it returns are stored through ``conn`` in ``store``.
+    """
+    if settle is None:
+        return
+    letters = await settle(list(rejects))
+    if not letters:
+        return
+    if store is None:
+        raise PermanentError("a sink was given dead letters to store but has no store bound")
+    await store.put_on(conn, letters)
 
 
 def _json(value: JsonValue) -> str:

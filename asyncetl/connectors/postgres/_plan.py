@@ -77,6 +77,35 @@ class Planner:
 
     def plan(self, records: Sequence[Record]) -> tuple[list[Group], list[Reject]]:
         """The groups to load and the records refused, with their reasons."""
+        keyless: list[Reject] = []
+        if self.writer.keyed:
+            records, keyless = self._keyed(records)
+        groups, rejects = self._plan(records)
+        return groups, keyless + rejects
+
+    def _keyed(self, records: Sequence[Record]) -> tuple[Sequence[Record], list[Reject]]:
+        """``records`` without those whose key is null, and those refused for it.
+
+        A record missing a key field is refused by its shape (see ``_shape_problem``).
+        """
+        key = self.writer.key
+        if not key or all(None not in map(r.get, key) for r in records):
+            return records, []
+        kept: list[Record] = []
+        rejects: list[Reject] = []
+        for record in records:
+            column = next((k for k in key if k in record and record[k] is None), None)
+            if column is None:
+                kept.append(record)
+                continue
+            message = (
+                f"record's key field {column!r} is null; table {self.schema.table} is keyed "
+                "by it, and a record without its key cannot be stored"
+            )
+            rejects.append(Reject(record, PermanentError(message)))
+        return kept, rejects
+
+    def _plan(self, records: Sequence[Record]) -> tuple[list[Group], list[Reject]]:
         flag = self.writer.delete_flag
         uniform = uniform_rows(records) if flag is None else None
         if uniform is not None:  # the usual case: every record has the same fields

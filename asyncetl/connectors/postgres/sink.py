@@ -37,6 +37,7 @@ lost nor applied twice.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -50,6 +51,7 @@ from asyncetl.connectors.postgres._connect import (
     open_pool,
     retry_policy,
 )
+from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
 from asyncetl.connectors.postgres._encode import find_bad_values
 from asyncetl.connectors.postgres._load import TextRows
 from asyncetl.connectors.postgres._plan import Group, Planner
@@ -71,7 +73,14 @@ from asyncetl.connectors.postgres.schema import (
 )
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, TransactionalWriter
+from asyncetl.core.interfaces import (
+    Checkpoint,
+    CheckpointStore,
+    DeadLetterStore,
+    Settle,
+    Sink,
+    TransactionalWriter,
+)
 
 __all__ = ["PostgresSink", "SinkMode"]
 
@@ -157,6 +166,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self.policy = retry_policy(retries, retry_max_time)
         self._pool: asyncpg.Pool | None = None
         self._checkpoints: PostgresCheckpointStore | None = None
+        self._dead_letters: PostgresDeadLetterStore | None = None
         self._planner: Planner | None = None
         #: Target rows inserted, updated or flagged since construction.
         self.rows_changed = 0
@@ -194,15 +204,26 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         """True for a :class:`PostgresCheckpointStore` in the same database."""
         return isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn)
 
-    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[Record] | None:
+    def stores_dead_letters_of(self, store: DeadLetterStore) -> bool:
+        """True for a :class:`PostgresDeadLetterStore` in the same database."""
+        return isinstance(store, PostgresDeadLetterStore) and store.dsn.same_database(self.dsn)
+
+    def transactional_writer(
+        self, store: CheckpointStore, dead_letters: DeadLetterStore | None = None
+    ) -> TransactionalWriter[Record] | None:
         """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it.
 
+        Dead letters of ``dead_letters`` too, if :meth:`stores_dead_letters_of` it.
         Call it before :meth:`open`: in ``refresh_swap`` mode the staging table a
         crashed run left then matches its checkpoint and is kept.
         """
         if not isinstance(store, PostgresCheckpointStore) or not self.commits_to(store):
             return None
         self._checkpoints = store
+        if isinstance(dead_letters, PostgresDeadLetterStore) and self.stores_dead_letters_of(
+            dead_letters
+        ):
+            self._dead_letters = dead_letters
         return self._write_with_checkpoint
 
     @property
@@ -223,26 +244,30 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     # -- writing -------------------------------------------------------------
 
     async def write(self, batch: Batch[Record]) -> Sequence[Reject]:
-        return await self._write(batch.records, None, self._swaps_after(batch))
+        return await self._write(batch.records, None, None, self._swaps_after(batch))
 
     async def _write_with_checkpoint(
-        self, batch: Batch[Record], checkpoint: Checkpoint
+        self, batch: Batch[Record], checkpoint: Checkpoint, settle: Settle | None = None
     ) -> Sequence[Reject]:
-        return await self._write(batch.records, checkpoint, self._swaps_after(batch))
+        return await self._write(batch.records, checkpoint, settle, self._swaps_after(batch))
 
     def _swaps_after(self, batch: Batch[Record]) -> bool:
         return isinstance(self.writer, RefreshSwapWriter) and self.writer.swaps_after(batch)
 
     async def _write(
-        self, records: Sequence[Record], checkpoint: Checkpoint | None, swap: bool = False
+        self,
+        records: Sequence[Record],
+        checkpoint: Checkpoint | None,
+        settle: Settle | None = None,
+        swap: bool = False,
     ) -> list[Reject]:
         if records and isinstance(records[0], bytes | bytearray):
-            return await self._write_text(records, checkpoint, swap)
+            return await self._write_text(records, checkpoint, settle, swap)
         groups, rejects = await self.plan(records)
         if swap and self.schema is None:
             swap = False  # nothing was ever loaded: no table to swap in
         try:
-            await self._commit(groups, checkpoint, swap)
+            await self._commit(groups, checkpoint, swap, _Settling(settle, rejects))
             return rejects
         except AsyncetlError:
             raise
@@ -252,7 +277,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 raise PermanentError(
                     f"cannot write to table {self.target}: {type(exc).__name__}: {exc}"
                 ) from exc
-        await self._commit(groups, checkpoint, swap)
+        await self._commit(groups, checkpoint, swap, _Settling(settle, rejects + bad))
         return rejects + bad
 
     async def plan(self, records: Sequence[Record]) -> tuple[list[Group], list[Reject]]:
@@ -268,7 +293,11 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         return self._planner.plan(records)
 
     async def _write_text(
-        self, lines: Sequence[Any], checkpoint: Checkpoint | None, swap: bool
+        self,
+        lines: Sequence[Any],
+        checkpoint: Checkpoint | None,
+        settle: Settle | None,
+        swap: bool,
     ) -> list[Reject]:
         if self._planner is None:
             raise PermanentError(
@@ -278,7 +307,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             )
         groups = self._planner.plan_text(lines)
         try:
-            await self._commit(groups, checkpoint, swap)
+            await self._commit(groups, checkpoint, swap, _Settling(settle, []))
         except PermanentError as exc:
             if not isinstance(exc.__cause__, asyncpg.BadCopyFileFormatError):
                 raise
@@ -302,10 +331,17 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         return changed
 
     async def _commit(
-        self, groups: list[Group], checkpoint: Checkpoint | None, swap: bool = False
+        self,
+        groups: list[Group],
+        checkpoint: Checkpoint | None,
+        swap: bool = False,
+        settling: _Settling | None = None,
     ) -> None:
         async def body(conn: asyncpg.Connection) -> int:
             changed = await self.load(conn, groups)
+            if settling is not None:
+                # Before COMMIT: a failing policy rolls the batch and its checkpoint back.
+                await settle_on(conn, settling.settle, settling.rejects, self._dead_letters)
             if checkpoint is not None and self._checkpoints is not None:
                 await self._checkpoints.save_on(conn, checkpoint)
             if swap:
@@ -425,3 +461,11 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 "swap() is for a refresh_swap sink whose table exists", where=f"sink {self.name}"
             )
         return self.writer
+
+
+@dataclass(frozen=True, slots=True)
+class _Settling:
+    """What a transactional write settles before it commits: the records refused."""
+
+    settle: Settle | None
+    rejects: Sequence[Reject]

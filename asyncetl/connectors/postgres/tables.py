@@ -37,6 +37,7 @@ from asyncetl.connectors.postgres._connect import (
     open_pool,
     retry_policy,
 )
+from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
 from asyncetl.connectors.postgres.sink import PostgresSink
 from asyncetl.connectors.postgres.source import TableSource
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
@@ -44,6 +45,8 @@ from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
     CheckpointStore,
+    DeadLetterStore,
+    Settle,
     Sink,
     Source,
     TransactionalWriter,
@@ -185,6 +188,7 @@ class TablesSink(Sink[TableRow]):
         self.sinks: dict[str, PostgresSink] = {}
         self._pool: asyncpg.Pool | None = None
         self._checkpoints: PostgresCheckpointStore | None = None
+        self._dead_letters: PostgresDeadLetterStore | None = None
 
     async def open(self) -> None:
         try:
@@ -229,22 +233,37 @@ class TablesSink(Sink[TableRow]):
         """True for a :class:`PostgresCheckpointStore` in the target database."""
         return isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn)
 
-    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[TableRow] | None:
-        """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it."""
+    def stores_dead_letters_of(self, store: DeadLetterStore) -> bool:
+        """True for a :class:`PostgresDeadLetterStore` in the target database."""
+        return isinstance(store, PostgresDeadLetterStore) and store.dsn.same_database(self.dsn)
+
+    def transactional_writer(
+        self, store: CheckpointStore, dead_letters: DeadLetterStore | None = None
+    ) -> TransactionalWriter[TableRow] | None:
+        """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it.
+
+        Dead letters of ``dead_letters`` too, if :meth:`stores_dead_letters_of` it.
+        """
         if not isinstance(store, PostgresCheckpointStore) or not self.commits_to(store):
             return None
         self._checkpoints = store
+        if isinstance(dead_letters, PostgresDeadLetterStore) and self.stores_dead_letters_of(
+            dead_letters
+        ):
+            self._dead_letters = dead_letters
         return self._write_with_checkpoint
 
     async def write(self, batch: Batch[TableRow]) -> Sequence[Reject]:
-        return await self._write(batch.records, None)
+        return await self._write(batch.records, None, None)
 
     async def _write_with_checkpoint(
-        self, batch: Batch[TableRow], checkpoint: Checkpoint
+        self, batch: Batch[TableRow], checkpoint: Checkpoint, settle: Settle | None = None
     ) -> Sequence[Reject]:
-        return await self._write(batch.records, checkpoint)
+        return await self._write(batch.records, checkpoint, settle)
 
-    async def _write(self, rows: Sequence[TableRow], checkpoint: Checkpoint | None) -> list[Reject]:
+    async def _write(
+        self, rows: Sequence[TableRow], checkpoint: Checkpoint | None, settle: Settle | None
+    ) -> list[Reject]:
         by_table: dict[str, list[Mapping[str, Any]]] = {}
         for row in rows:
             if row.table not in self.sinks:
@@ -263,7 +282,7 @@ class TablesSink(Sink[TableRow]):
                 for r in refused
             ]
         try:
-            await self._commit(plans, checkpoint)
+            await self._commit(plans, checkpoint, settle, rejects)
             return rejects
         except (TypeError, ValueError, ArithmeticError) as exc:
             if isinstance(exc, ConfigError):
@@ -277,14 +296,20 @@ class TablesSink(Sink[TableRow]):
                 ]
             if not bad:
                 raise PermanentError(f"cannot write rows: {type(exc).__name__}: {exc}") from exc
-        await self._commit(plans, checkpoint)
+        await self._commit(plans, checkpoint, settle, rejects + bad)
         return rejects + bad
 
     async def _commit(
-        self, plans: list[tuple[PostgresSink, list[Any]]], checkpoint: Checkpoint | None
+        self,
+        plans: list[tuple[PostgresSink, list[Any]]],
+        checkpoint: Checkpoint | None,
+        settle: Settle | None,
+        rejects: Sequence[Reject],
     ) -> None:
         async def body(conn: asyncpg.Connection) -> list[int]:
             changed = [await sink.load(conn, groups) for sink, groups in plans]
+            # Before COMMIT: a failing policy rolls the batch and its checkpoint back.
+            await settle_on(conn, settle, rejects, self._dead_letters)
             if checkpoint is not None and self._checkpoints is not None:
                 await self._checkpoints.save_on(conn, checkpoint)
             return changed

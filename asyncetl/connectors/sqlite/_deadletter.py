@@ -5,16 +5,17 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 import orjson
 
 from asyncetl.connectors.sqlite._connection import immediate
-from asyncetl.connectors.sqlite._sql import DeadLetterSql
+from asyncetl.connectors.sqlite._sql import TABLE_COLUMNS, DeadLetterSql
 from asyncetl.connectors.sqlite._table import TableStore
 from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
 
-__all__ = ["SqliteDeadLetterStore"]
+__all__ = ["SqliteDeadLetterStore", "letter_row", "migrate"]
 
 _NO_LIMIT = -1  # SQLite's LIMIT for "all rows"
 
@@ -24,7 +25,9 @@ class SqliteDeadLetterStore(TableStore[DeadLetterSql], DeadLetterStore):
 
     Columns: ``id`` (INTEGER PRIMARY KEY AUTOINCREMENT, so ids are never
     reused), ``pipeline``, ``stage``, ``error``, ``error_type``, ``record`` and
-    ``position`` (JSON text) and ``time`` (ISO 8601 UTC). Ids are handed out as
+    ``position`` (JSON text), ``time`` (ISO 8601 UTC) and ``key`` (unique:
+    a letter whose key is stored already is skipped; added to a table made by
+    an older version, whose rows keep a NULL key). Ids are handed out as
     strings.
 
     :param path: the database file, created when missing; its directory must exist.
@@ -44,12 +47,19 @@ class SqliteDeadLetterStore(TableStore[DeadLetterSql], DeadLetterStore):
             busy_timeout=busy_timeout,
         )
 
+    async def _ready(self) -> None:
+        if not self._created:
+            await super()._ready()
+            await self._db.run(
+                partial(migrate, self.sql, self.table), what="adding dead-letter keys"
+            )
+
     async def put(self, letters: Sequence[DeadLetter]) -> None:
-        """Store ``letters`` in one transaction."""
+        """Store ``letters`` in one transaction, skipping those whose key is stored."""
         if not letters:
             return
         await self._ready()
-        rows = [_row(letter) for letter in letters]
+        rows = [letter_row(letter) for letter in letters]
 
         def insert(conn: sqlite3.Connection) -> None:
             with immediate(conn):
@@ -103,7 +113,16 @@ class SqliteDeadLetterStore(TableStore[DeadLetterSql], DeadLetterStore):
             ) from exc
 
 
-def _row(letter: DeadLetter) -> tuple[str, str, str, str, str, str, str]:
+def migrate(sql: DeadLetterSql, table: str, conn: sqlite3.Connection) -> None:
+    """Give a dead-letter table of an older version its ``key`` column and unique index."""
+    columns = {str(row[0]).lower() for row in conn.execute(TABLE_COLUMNS, (table,))}
+    if "key" not in columns:
+        conn.execute(sql.add_key)
+    conn.execute(sql.index_key)
+
+
+def letter_row(letter: DeadLetter) -> tuple[str | None, ...]:
+    """The bound parameters of :attr:`DeadLetterSql.put` for ``letter``."""
     time = letter.time if letter.time.tzinfo else letter.time.replace(tzinfo=UTC)
     return (
         letter.pipeline,
@@ -113,4 +132,5 @@ def _row(letter: DeadLetter) -> tuple[str, str, str, str, str, str, str]:
         orjson.dumps(letter.record, default=str).decode(),
         orjson.dumps(letter.position, default=str).decode(),
         time.astimezone(UTC).isoformat(),
+        letter.key,
     )

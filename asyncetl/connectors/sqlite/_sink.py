@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import partial
 
+import anyio.from_thread
 import orjson
 
 from asyncetl.connectors.sqlite._checkpoint import SqliteCheckpointStore, checkpoint_row
@@ -19,16 +20,26 @@ from asyncetl.connectors.sqlite._connection import (
     immediate,
     same_database,
 )
+from asyncetl.connectors.sqlite._deadletter import SqliteDeadLetterStore, letter_row
 from asyncetl.connectors.sqlite._sql import (
     TABLE_COLUMNS,
     CheckpointSql,
+    DeadLetterSql,
     create_table,
     insert,
     quote_ident,
 )
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, TransactionalWriter
+from asyncetl.core.interfaces import (
+    Checkpoint,
+    CheckpointStore,
+    DeadLetter,
+    DeadLetterStore,
+    Settle,
+    Sink,
+    TransactionalWriter,
+)
 
 __all__ = ["SqliteSink"]
 
@@ -65,7 +76,12 @@ class SqliteSink(Sink[Record]):
     When the checkpoint store is a :class:`SqliteCheckpointStore` on the same
     file, :meth:`commits_to` says so, and through :meth:`transactional_writer`
     the checkpoint row is written in the batch's transaction: exactly-once
-    results even without a key.
+    results even without a key. A :class:`SqliteDeadLetterStore` on the same
+    file is bound too (:meth:`stores_dead_letters_of`): a batch's dead letters
+    are written in its transaction.
+
+    With ``key``, a record missing a key column, or with a NULL there, is a
+    reject naming the column: it is never stored under an invented key.
 
     :param path: the database file; its directory must exist.
     :param table: the target table, one identifier (it is quoted, never parsed).
@@ -121,6 +137,7 @@ class SqliteSink(Sink[Record]):
         self._db = SqliteConnection(self.path, busy_timeout=busy_timeout)
         self._plan: _Plan | None = None
         self._checkpoints: CheckpointSql | None = None
+        self._dead_letters: DeadLetterSql | None = None
         self._checkpoint_table_ready = False
 
     async def open(self) -> None:
@@ -140,11 +157,24 @@ class SqliteSink(Sink[Record]):
         """True for a :class:`SqliteCheckpointStore` on the same database file."""
         return isinstance(store, SqliteCheckpointStore) and same_database(store.path, self.path)
 
-    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[Record] | None:
-        """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it."""
+    def stores_dead_letters_of(self, store: DeadLetterStore) -> bool:
+        """True for a :class:`SqliteDeadLetterStore` on the same database file."""
+        return isinstance(store, SqliteDeadLetterStore) and same_database(store.path, self.path)
+
+    def transactional_writer(
+        self, store: CheckpointStore, dead_letters: DeadLetterStore | None = None
+    ) -> TransactionalWriter[Record] | None:
+        """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it.
+
+        Dead letters of ``dead_letters`` too, if :meth:`stores_dead_letters_of` it.
+        """
         if not isinstance(store, SqliteCheckpointStore) or not self.commits_to(store):
             return None
         self._checkpoints = store.sql
+        if isinstance(dead_letters, SqliteDeadLetterStore) and self.stores_dead_letters_of(
+            dead_letters
+        ):
+            self._dead_letters = dead_letters.sql
         return self._write_with_checkpoint
 
     async def write(self, batch: Batch[Record]) -> Sequence[Reject]:
@@ -154,27 +184,34 @@ class SqliteSink(Sink[Record]):
             lacks a column, or has no unique constraint on ``key``.
         :raises TransientError: when the database stayed locked through every retry.
         """
-        return await self._write(batch.records, None)
+        return await self._write(batch.records, None, None)
 
     async def _write_with_checkpoint(
-        self, batch: Batch[Record], checkpoint: Checkpoint
+        self, batch: Batch[Record], checkpoint: Checkpoint, settle: Settle | None = None
     ) -> Sequence[Reject]:
         """Load the batch and save ``checkpoint`` in the same transaction (also when empty).
 
+        ``settle`` is awaited with the records refused before the transaction
+        commits; the dead letters it returns are written in it.
+
         :raises PermanentError: as :meth:`write`.
         """
-        return await self._write(batch.records, checkpoint)
+        return await self._write(batch.records, checkpoint, settle)
 
     async def _write(
-        self, records: Sequence[Record], checkpoint: Checkpoint | None
+        self, records: Sequence[Record], checkpoint: Checkpoint | None, settle: Settle | None
     ) -> list[Reject]:
-        call = partial(self._transaction, records, checkpoint)
+        call = partial(self._transaction, records, checkpoint, settle)
         return await self._db.run(call, what=f"write to table {self.table!r}")
 
     # -- in the worker thread ---------------------------------------------------
 
     def _transaction(
-        self, records: Sequence[Record], checkpoint: Checkpoint | None, conn: sqlite3.Connection
+        self,
+        records: Sequence[Record],
+        checkpoint: Checkpoint | None,
+        settle: Settle | None,
+        conn: sqlite3.Connection,
     ) -> list[Reject]:
         plan = self._plan or self._make_plan(conn, records)
         rows, kept, rejects = plan.rows(records) if plan else ([], [], _not_mappings(records))
@@ -183,6 +220,10 @@ class SqliteSink(Sink[Record]):
                 conn.execute(plan.create)
             if plan is not None and rows:
                 rejects += self._insert(conn, plan, rows, kept)
+            if settle is not None:
+                # Before COMMIT: a failing policy rolls the batch and its checkpoint back.
+                letters = anyio.from_thread.run(_settled, settle, list(rejects))
+                self._store_letters(conn, letters)
             if checkpoint is not None:
                 self._save_checkpoint(conn, checkpoint)
         if plan is not None:
@@ -226,6 +267,16 @@ class SqliteSink(Sink[Record]):
                 f"{', '.join(self.key)}; add one, or leave out key to insert plainly"
             ) from exc
 
+    def _store_letters(self, conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        if self._dead_letters is None:
+            raise PermanentError(
+                f"SqliteSink {self.name} was given dead letters to store but has no "
+                "dead-letter table bound"
+            )
+        conn.executemany(self._dead_letters.put, [letter_row(letter) for letter in letters])
+
     def _save_checkpoint(self, conn: sqlite3.Connection, checkpoint: Checkpoint) -> None:
         assert self._checkpoints is not None
         if not self._checkpoint_table_ready:
@@ -258,6 +309,7 @@ class SqliteSink(Sink[Record]):
             insert(self.table, columns, self.key),
             self.extra_columns == "reject",
             create,
+            tuple(self.key),
         )
 
     def _existing_columns(self, conn: sqlite3.Connection) -> list[str]:
@@ -279,12 +331,13 @@ class _Plan:
     insert: str
     reject_extra: bool
     create: str | None = None
+    key: tuple[str, ...] = ()
 
     def created(self) -> _Plan:
         return (
             self
             if self.create is None
-            else _Plan(self.table, self.columns, self.insert, self.reject_extra)
+            else _Plan(self.table, self.columns, self.insert, self.reject_extra, None, self.key)
         )
 
     def rows(self, records: Sequence[Record]) -> tuple[list[Row], list[Record], list[Reject]]:
@@ -300,12 +353,26 @@ class _Plan:
             if self.reject_extra and not record.keys() <= known:
                 rejects.append(self._extra(record, known))
                 continue
+            if self.key and any(record.get(k) is None for k in self.key):
+                rejects.append(self._keyless(record))
+                continue
             values = tuple(map(record.get, columns))
             if not _NATIVE.issuperset(map(type, values)):
                 values = tuple(map(_adapt, values))
             rows.append(values)
             kept.append(record)
         return rows, kept, rejects
+
+    def _keyless(self, record: Record) -> Reject:
+        column = next(k for k in self.key if record.get(k) is None)
+        state = "is null" if column in record else "is missing"
+        return Reject(
+            record,
+            ValueError(
+                f"record's key column {column!r} {state}; SQLite table {self.table!r} is "
+                "keyed by it, and a record without its key cannot be stored"
+            ),
+        )
 
     def _extra(self, record: Record, known: frozenset[str]) -> Reject:
         extra = next(column for column in record if column not in known)
@@ -316,6 +383,10 @@ class _Plan:
                 f"{self.table!r}; add it to columns (and the table) or set extra_columns = 'ignore'"
             ),
         )
+
+
+async def _settled(settle: Settle, rejects: list[Reject]) -> Sequence[DeadLetter]:
+    return await settle(rejects)
 
 
 def _adapt(value: object) -> object:

@@ -96,9 +96,16 @@ class CheckpointSql:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterSql:
-    """The statements of a dead-letter table."""
+    """The statements of a dead-letter table.
+
+    ``key`` (unique where not NULL) makes :attr:`put` idempotent; a table made
+    before keys existed gets the column from :attr:`add_key` and keeps its rows
+    (with NULL keys, which never conflict).
+    """
 
     create: str
+    add_key: str
+    index_key: str
     put: str
     list: str
     remove: str
@@ -106,15 +113,22 @@ class DeadLetterSql:
     @classmethod
     def of(cls, table: str) -> DeadLetterSql:
         t, index = quote_ident(table), quote_ident(f"{table}_by_pipeline")
+        by_key = quote_ident(f"{table}_by_key")
         columns = "pipeline, stage, error, error_type, record, position, time"
         return cls(
             create=(
                 f"CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "pipeline TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL, "
                 "error_type TEXT NOT NULL, record TEXT NOT NULL, position TEXT NOT NULL, "
-                f"time TEXT NOT NULL); CREATE INDEX IF NOT EXISTS {index} ON {t} (pipeline, id)"
+                f"time TEXT NOT NULL, key TEXT); CREATE INDEX IF NOT EXISTS {index} ON {t} "
+                "(pipeline, id)"
             ),
-            put=f"INSERT INTO {t} ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            add_key=f"ALTER TABLE {t} ADD COLUMN key TEXT",
+            index_key=f"CREATE UNIQUE INDEX IF NOT EXISTS {by_key} ON {t} (key)",
+            put=(
+                f"INSERT INTO {t} ({columns}, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+                "ON CONFLICT (key) DO NOTHING"
+            ),
             list=(
                 f"SELECT id, {columns} FROM {t} WHERE pipeline = ? "  # noqa: S608
                 "ORDER BY id LIMIT ?"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -139,3 +140,34 @@ async def test_pipeline_dead_letters_malformed_lines_and_they_can_be_replayed(
     assert source.decode('{"id":2}') == {"id": 2}
     with pytest.raises(ValueError, match="not valid JSON"):
         source.decode(letters[0].record)
+
+
+async def test_a_letter_whose_key_is_stored_is_skipped_also_by_a_new_store(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    path.write_bytes(orjson.dumps({"id": "old", **_fields(letter("p", 0))}) + b"\n")  # no key
+    keyed = [replace(letter("p", n), key=f"k{n}") for n in (1, 2)]
+    await JsonlDeadLetterStore(str(path)).put([keyed[0], keyed[0]])
+    again = JsonlDeadLetterStore(str(path))  # a rerun: the keys come from the file
+    await again.put(keyed)
+    listed = await again.list("p")
+    assert [(x.error, x.key) for x in listed] == [("bad 0", None), ("bad 1", "k1"), ("bad 2", "k2")]
+
+    await again.remove("p", [listed[1].id or ""])
+    await again.put(keyed)  # a removed letter's key is free again
+    assert [(x.error, x.key) for x in await again.list("p")] == [
+        ("bad 0", None),
+        ("bad 2", "k2"),
+        ("bad 1", "k1"),
+    ]
+
+
+def _fields(dead: DeadLetter) -> dict[str, object]:
+    return {
+        "pipeline": dead.pipeline,
+        "stage": dead.stage,
+        "error": dead.error,
+        "error_type": dead.error_type,
+        "record": dead.record,
+        "position": dead.position,
+        "time": dead.time.isoformat(),
+    }

@@ -13,10 +13,12 @@ from asyncetl import (
     Checkpoint,
     CheckpointStore,
     DeadLetter,
+    DeadLetterStore,
     ListSource,
     MemoryCheckpointStore,
     Pipeline,
     Reject,
+    Settle,
     StageError,
     TransactionalWriter,
 )
@@ -114,17 +116,17 @@ class _FailingSecondBatch(PostgresSink):
     """Fails the write of the second batch after the first was committed."""
 
     def transactional_writer(
-        self, store: CheckpointStore
+        self, store: CheckpointStore, dead_letters: DeadLetterStore | None = None
     ) -> TransactionalWriter[Mapping[str, Any]] | None:
-        write = super().transactional_writer(store)
+        write = super().transactional_writer(store, dead_letters)
         assert write is not None
 
         async def failing(
-            batch: Batch[Mapping[str, Any]], checkpoint: Checkpoint
+            batch: Batch[Mapping[str, Any]], checkpoint: Checkpoint, settle: Settle | None = None
         ) -> Sequence[Reject]:
             if batch.seq == 1:
                 raise RuntimeError("crash")
-            return await write(batch, checkpoint)
+            return await write(batch, checkpoint, settle)
 
         return failing
 

@@ -13,8 +13,10 @@ from asyncetl import (
     Batch,
     Checkpoint,
     CheckpointStore,
+    DeadLetterStore,
     Pipeline,
     Reject,
+    Settle,
     StageError,
     TransactionalWriter,
     Transform,
@@ -40,14 +42,18 @@ class SpySink(SqliteSink):
         self.plain_writes += 1
         return await super().write(batch)
 
-    def transactional_writer(self, store: CheckpointStore) -> TransactionalWriter[Record] | None:
-        write = super().transactional_writer(store)
+    def transactional_writer(
+        self, store: CheckpointStore, dead_letters: DeadLetterStore | None = None
+    ) -> TransactionalWriter[Record] | None:
+        write = super().transactional_writer(store, dead_letters)
         if write is None:
             return None
 
-        async def spied(batch: Batch[Record], checkpoint: Checkpoint) -> Sequence[Reject]:
+        async def spied(
+            batch: Batch[Record], checkpoint: Checkpoint, settle: Settle | None = None
+        ) -> Sequence[Reject]:
             self.checkpoints.append(checkpoint)
-            return await write(batch, checkpoint)
+            return await write(batch, checkpoint, settle)
 
         return spied
 

@@ -54,7 +54,14 @@ from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_ta
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
 from asyncetl.core.errors import ConfigError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, TransactionalWriter
+from asyncetl.core.interfaces import (
+    Checkpoint,
+    CheckpointStore,
+    DeadLetterStore,
+    Settle,
+    Sink,
+    TransactionalWriter,
+)
 
 __all__ = ["ApplySink"]
 
@@ -132,7 +139,7 @@ class ApplySink(Sink[ChangeEvent]):
         return isinstance(store, PostgresCheckpointStore) and store.dsn.same_database(self.dsn)
 
     def transactional_writer(
-        self, store: CheckpointStore
+        self, store: CheckpointStore, dead_letters: DeadLetterStore | None = None
     ) -> TransactionalWriter[ChangeEvent] | None:
         """Save checkpoints of ``store`` in each batch's transaction, if :meth:`commits_to` it."""
         if not isinstance(store, PostgresCheckpointStore) or not self.commits_to(store):
@@ -141,18 +148,20 @@ class ApplySink(Sink[ChangeEvent]):
         return self._write_with_checkpoint
 
     async def write(self, batch: Batch[ChangeEvent]) -> Sequence[Reject]:
-        await self._apply(batch.records, None)
+        await self._apply(batch.records, None, None)
         return ()
 
     async def _write_with_checkpoint(
-        self, batch: Batch[ChangeEvent], checkpoint: Checkpoint
+        self, batch: Batch[ChangeEvent], checkpoint: Checkpoint, settle: Settle | None = None
     ) -> Sequence[Reject]:
-        await self._apply(batch.records, checkpoint)
+        await self._apply(batch.records, checkpoint, settle)
         return ()
 
     # -- one batch -----------------------------------------------------------------------------
 
-    async def _apply(self, records: Sequence[ChangeEvent], checkpoint: Checkpoint | None) -> None:
+    async def _apply(
+        self, records: Sequence[ChangeEvent], checkpoint: Checkpoint | None, settle: Settle | None
+    ) -> None:
         marker = self.applied
         events, latest = _unapplied(records, marker)
         groups = _by_table(events)
@@ -169,6 +178,9 @@ class ApplySink(Sink[ChangeEvent]):
                 await self._apply_table(conn, described, table_events, stages)
             if latest is not None and latest != marker:
                 await self._save_marker(conn, latest)
+            if settle is not None and await settle(()):
+                # This sink refuses no change and stores no dead letters itself.
+                raise PermanentError("ApplySink cannot store dead letters in its transactions")
             if checkpoint is not None and self._store is not None:
                 await self._store.save_on(conn, checkpoint)
 

@@ -1,0 +1,193 @@
+"""Crash recovery with dead letters: kill -9 at random moments, every record in its place once.
+
+A quickstart-like spec: JSON lines (some not JSON) → a validating transform
+(some records invalid) → SQLite, with checkpoints and dead letters in the same
+file (or dead letters in a JSON Lines file: the path without a shared
+transaction). After more than twenty kills and a final run, the table and the
+dead letters (pipeline, stage, record, position of each) equal one clean run's.
+
+Every line has the same length and a source block holds exactly one batch of
+lines, so chunks, batches and thus dead-letter positions do not depend on
+where a run resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_recovery import start, started
+
+RECORDS = 60_000
+BATCH = 500
+LINE = 48  # bytes per line, newline included
+
+TRANSFORM = """
+def check(record):
+    if record["v"] % 101 == 0:
+        raise ValueError(f"v {record['v']} is a multiple of 101")
+    return {"id": record["id"], "v": record["v"]}
+"""
+
+SPEC = """
+[pipeline]
+name = "letters"
+max_batch_size = 500
+max_batch_age = 600
+source_errors = "dead_letter"
+
+[source]
+type = "jsonl"
+path = "{input}"
+block_size = {block}
+
+[[transforms]]
+function = "letters_transform:check"
+name = "check"
+on_error = "dead_letter"
+
+[sink]
+type = "sqlite"
+path = "items.db"
+table = "items"
+key = ["id"]
+create = true
+
+[checkpoints]
+{checkpoints}
+
+[dead_letters]
+{dead_letters}
+"""
+
+#: Sink, checkpoints and dead letters in one SQLite file: one transaction per batch.
+SHARED = {
+    "checkpoints": 'type = "sqlite"\npath = "items.db"',
+    "dead_letters": 'type = "sqlite"\npath = "items.db"',
+}
+#: Checkpoints in a JSON file, dead letters in a JSON Lines file: stored idempotently.
+SEPARATE = {
+    "checkpoints": 'type = "json"\npath = "checkpoints.json"',
+    "dead_letters": 'type = "jsonl"\npath = "letters.jsonl"',
+}
+
+Letter = tuple[str, str, object, object]
+
+
+def line(i: int) -> bytes:
+    """Line ``i`` padded to :data:`LINE` bytes: every 997th is not JSON."""
+    if i % 997 == 0:
+        text = f"{{broken {i} "
+        return (text + "x" * (LINE - 1 - len(text)) + "\n").encode()
+    text = f'{{"id":{i},"v":{i * 7 % 1000},"p":"'
+    return (text + "x" * (LINE - 3 - len(text)) + '"}\n').encode()
+
+
+@pytest.fixture(scope="module")
+def source_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("input") / "items.jsonl"
+    lines = [line(i) for i in range(RECORDS)]
+    assert {len(each) for each in lines} == {LINE}
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def write_spec(directory: Path, source: Path, variant: dict[str, str]) -> Path:
+    directory.mkdir()
+    (directory / "letters_transform.py").write_text(TRANSFORM)
+    spec = directory / "letters.toml"
+    spec.write_text(SPEC.format(input=source, block=LINE * BATCH, **variant))
+    return spec
+
+
+def table(directory: Path) -> list[tuple[int, int]]:
+    with sqlite3.connect(directory / "items.db") as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchall():
+            return []
+        return conn.execute("SELECT id, v FROM items ORDER BY id").fetchall()
+
+
+def letters(directory: Path, variant: dict[str, str]) -> list[Letter]:
+    """Every stored dead letter, in the order stored."""
+    if variant is SEPARATE:
+        path = directory / "letters.jsonl"
+        if not path.exists():
+            return []
+        found = []
+        for text in path.read_text().splitlines():
+            try:
+                document = json.loads(text)
+            except ValueError:
+                continue  # a line torn by a kill, never read back
+            found.append(
+                (document["pipeline"], document["stage"], document["record"], document["position"])
+            )
+        return found
+    with sqlite3.connect(directory / "items.db") as conn:
+        if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'asyncetl_dead_letters'"
+        ).fetchall():
+            return []
+        rows = conn.execute(
+            "SELECT pipeline, stage, record, position FROM asyncetl_dead_letters ORDER BY id"
+        ).fetchall()
+    return [(p, s, json.loads(r), json.loads(pos)) for p, s, r, pos in rows]
+
+
+def clean(source: Path, directory: Path, variant: dict[str, str]) -> float:
+    """Run once uninterrupted; how long it took."""
+    spec = write_spec(directory, source, variant)
+    process = start(spec, "--log-level", "warning")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    elapsed = re.search(r"finished in ([0-9.]+) s", out)
+    assert elapsed is not None, out
+    return float(elapsed[1])
+
+
+@pytest.mark.parametrize(
+    ("variant", "seed"),
+    [(SHARED, 3), (SEPARATE, 5)],
+    ids=["one-sqlite-file", "jsonl-dead-letters"],
+)
+def test_kill_9_leaves_every_row_and_dead_letter_exactly_once(
+    source_file: Path, tmp_path: Path, variant: dict[str, str], seed: int
+) -> None:
+    seconds = clean(source_file, tmp_path / "clean", variant)
+    expected_table, expected_letters = (
+        table(tmp_path / "clean"),
+        letters(tmp_path / "clean", variant),
+    )
+    bad_json, invalid = (
+        len(range(0, RECORDS, 997)),
+        sum(1 for i in range(RECORDS) if i % 997 and i * 7 % 1000 % 101 == 0),
+    )
+    assert len(expected_letters) == bad_json + invalid
+    assert len(expected_table) == RECORDS - bad_json - invalid
+
+    spec = write_spec(tmp_path / "run", source_file, variant)
+    rng = random.Random(seed)
+    kills = 0
+    while True:
+        process = start(spec, "--log-level", "info", "--log-format", "json")
+        if kills < 24 and started(process):
+            try:
+                process.wait(timeout=rng.uniform(0.01, 0.06) * seconds)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.communicate(timeout=30)
+                kills += 1
+                continue
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        break
+    assert kills >= 20
+    assert table(spec.parent) == expected_table
+    assert letters(spec.parent, variant) == expected_letters
