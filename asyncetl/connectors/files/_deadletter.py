@@ -12,7 +12,8 @@ import anyio.to_thread
 import orjson
 
 from asyncetl.connectors.files._append import append, open_for_append, read_all, write_atomically
-from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
+from asyncetl.connectors.files._check import writable
+from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, Problem
 from asyncetl.core.logs import get_logger
 
 __all__ = ["JsonlDeadLetterStore"]
@@ -39,6 +40,10 @@ class JsonlDeadLetterStore(DeadLetterStore):
     def __init__(self, path: str) -> None:
         self.path = str(path)
         self._lock = anyio.Lock()
+
+    async def check(self) -> list[Problem]:
+        """Whether the file can be appended to, or created in its directory; creates nothing."""
+        return await writable(self.path)
 
     async def put(self, letters: Sequence[DeadLetter]) -> None:
         """Append ``letters`` with fresh ids, durably.

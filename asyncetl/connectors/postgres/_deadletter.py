@@ -39,6 +39,7 @@ class PostgresDeadLetterStore(TableStore, DeadLetterStore):
     ) -> None:
         super().__init__(dsn, TableName(schema, table), retries, retry_max_time)
         t = self.table.sql
+        self._privileges = ("SELECT", "INSERT", "DELETE")
         self._ddl = (
             f"CREATE TABLE IF NOT EXISTS {t} (id bigserial PRIMARY KEY, pipeline text NOT NULL, "
             "stage text NOT NULL, error text NOT NULL, error_type text NOT NULL, record json, "

@@ -12,6 +12,7 @@ from functools import partial
 
 import orjson
 
+from asyncetl.connectors.sqlite._check import table_problems
 from asyncetl.connectors.sqlite._checkpoint import SqliteCheckpointStore, checkpoint_row
 from asyncetl.connectors.sqlite._connection import (
     SqliteConnection,
@@ -28,7 +29,13 @@ from asyncetl.connectors.sqlite._sql import (
 )
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Sink, TransactionalWriter
+from asyncetl.core.interfaces import (
+    Checkpoint,
+    CheckpointStore,
+    Problem,
+    Sink,
+    TransactionalWriter,
+)
 
 __all__ = ["SqliteSink"]
 
@@ -135,6 +142,10 @@ class SqliteSink(Sink[Record]):
 
     async def aclose(self) -> None:
         await self._db.close()
+
+    async def check(self) -> list[Problem]:
+        """Whether the database can be written and the table exists (or ``create`` is set)."""
+        return await table_problems(self.path, self.table, create=self.create)
 
     def commits_to(self, store: CheckpointStore) -> bool:
         """True for a :class:`SqliteCheckpointStore` on the same database file."""
