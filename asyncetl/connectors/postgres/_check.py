@@ -105,17 +105,22 @@ async def table_problems(
 
 
 async def column_problems(
-    conn: asyncpg.Connection, dsn: Dsn, table: TableName, columns: Mapping[str, Sequence[str]]
+    conn: asyncpg.Connection,
+    dsn: Dsn,
+    table: TableName,
+    columns: Mapping[str, Sequence[str]],
+    setting: str = "table",
 ) -> list[Problem]:
     """What stops reading ``table``: its absence, a missing right or a missing column.
 
     :param columns: column names by the setting that named them (``cursor``, ``key``…).
+    :param setting: the setting that names the table.
     """
     schema = await describe_table(conn, table)
     if schema is None:
-        return [Problem("table", f"table {table} does not exist in {dsn.where}")]
+        return [Problem(setting, f"table {table} does not exist in {dsn.where}")]
     present = {column.name for column in schema.columns}
-    problems = await _privilege_problems(conn, dsn, schema.table, ("SELECT",), "table")
+    problems = await _privilege_problems(conn, dsn, schema.table, ("SELECT",), setting)
     problems += [
         Problem(setting, f"column {name!r} is not in table {schema.table}")
         for setting, names in columns.items()
