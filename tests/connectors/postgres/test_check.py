@@ -9,10 +9,13 @@ import pytest
 
 from asyncetl import Problem
 from asyncetl.connectors.postgres import (
+    ApplySink,
     PostgresCheckpointStore,
     PostgresDeadLetterStore,
     PostgresSink,
     TableSource,
+    TablesSink,
+    TablesSource,
 )
 from tests.connectors.postgres.helpers import execute, rows
 
@@ -149,4 +152,25 @@ async def test_a_missing_database_is_named(pg_database: str) -> None:
     host = where(pg_database).split("/")[0]
     assert await PostgresSink(dsn, "orders").check() == [
         Problem("dsn", f"database 'no_such_db' does not exist on {host}; create it or fix the DSN")
+    ]
+
+
+async def test_multi_table_and_apply_sinks_name_their_tables_setting(
+    pg_database: str, limited_role: str
+) -> None:
+    name, at = role(limited_role), where(limited_role)
+    await execute(pg_database, f"CREATE TABLE a (id int PRIMARY KEY); GRANT SELECT ON a TO {name}")
+    assert await TablesSource(limited_role, ["a", "b"]).check() == [
+        Problem("tables", f"table b does not exist in {at}")
+    ]
+    assert await TablesSink(limited_role, tables=["a", "b"], source_dsn=pg_database).check() == [
+        Problem("tables", f"role '{name}' lacks INSERT/UPDATE on table public.a"),
+        Problem(
+            "tables",
+            f"table b does not exist in {at} and role '{name}' lacks CREATE on schema public",
+        ),
+    ]
+    apply = ApplySink(pg_database, tables={"public.src": "public.dst"})
+    assert await apply.check() == [
+        Problem("tables", f"table public.dst does not exist in {at} and create = false")
     ]
