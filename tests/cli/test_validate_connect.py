@@ -25,8 +25,8 @@ path = "out/orders.db"
 table = "orders"
 
 [checkpoints]
-type = "sqlite"
-path = "state.db"
+type = "json"
+path = "state/checkpoints.json"
 
 [dead_letters]
 type = "jsonl"
@@ -71,6 +71,8 @@ def test_every_problem_is_one_line_naming_the_spec_key(
             "error: pipeline.toml: source.path: file in.jsonl does not exist\n"
             "error: pipeline.toml: sink.table: table 'orders' does not exist in out/orders.db "
             "and create = false\n"
+            "error: pipeline.toml: checkpoints.path: directory state of state/checkpoints.json "
+            "does not exist\n"
             "error: pipeline.toml: dead_letters.path: directory letters of letters/dead.jsonl "
             "does not exist\n",
         ),
@@ -86,13 +88,14 @@ def test_a_ready_pipeline_prints_what_was_checked(
     )
     (here / "out").mkdir()
     (here / "letters").mkdir()
+    (here / "state").mkdir()
     (here / "in.jsonl").write_text('{"id": 1}\n')
     code = main(["validate", "pipeline.toml", "--connect"])
     assert (code, capsys.readouterr()) == (
         0,
         (
             "ok: orders: connected and checked source (JsonlSource), sink (SqliteSink), "
-            "checkpoints (SqliteCheckpointStore), dead_letters (JsonlDeadLetterStore)\n",
+            "checkpoints (JsonFileCheckpointStore), dead_letters (JsonlDeadLetterStore)\n",
             "",
         ),
     )
