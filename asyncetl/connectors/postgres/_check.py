@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 import asyncpg
 import asyncpg.exceptions as pgerr
 
@@ -84,7 +85,8 @@ async def checking(dsn: Dsn, problems: list[Problem]) -> AsyncIterator[asyncpg.C
     except (pgerr.PostgresError, pgerr.InterfaceError) as exc:
         problems.append(Problem(None, str(to_connector_error(exc, dsn, "reading the catalog"))))
     finally:
-        await conn.close(timeout=CONNECT_TIMEOUT)
+        with anyio.move_on_after(CONNECT_TIMEOUT, shield=True):
+            await conn.close()
 
 
 async def table_problems(
