@@ -124,8 +124,8 @@ async def column_problems(
     present = {column.name for column in schema.columns}
     problems = await _privilege_problems(conn, dsn, schema.table, ("SELECT",), setting)
     problems += [
-        Problem(setting, f"column {name!r} is not in table {schema.table}")
-        for setting, names in columns.items()
+        Problem(named_by, f"column {name!r} is not in table {schema.table}")
+        for named_by, names in columns.items()
         for name in names
         if name not in present
     ]
@@ -148,34 +148,32 @@ async def _creation_problems(
     if not needs.create:
         return [Problem(setting, f"table {table} does not exist in {dsn.where} and create = false")]
     schema: str | None = await conn.fetchval(_CREATE_SCHEMA, table.schema)
-    if (
-        schema is not None
-        and needs.create_schema
-        and not await conn.fetchval(_SCHEMA_EXISTS, schema)
-    ):
-        if await conn.fetchval(_MAY_CREATE_SCHEMA):
-            return []
-        return [
-            Problem(
-                setting,
-                f"schema {schema} does not exist in {dsn.where} and role {dsn.user!r} lacks "
-                "CREATE on the database",
-            )
-        ]
-    if schema is None or not await conn.fetchval(_SCHEMA_EXISTS, schema):
-        where = schema or "the search_path"
-        return [
-            Problem(
-                setting,
-                f"schema {where} does not exist in {dsn.where}, so table {table} cannot be created",
-            )
-        ]
+    if schema is None:
+        message = f"no schema of the search_path exists in {dsn.where} to create table {table} in"
+        return [Problem(setting, message)]
+    if not await conn.fetchval(_SCHEMA_EXISTS, schema):
+        return await _missing_schema_problems(conn, dsn, schema, table, needs, setting)
     if not await conn.fetchval(_HAS_SCHEMA_PRIVILEGE, schema, "CREATE"):
-        return [
-            Problem(
-                setting,
-                f"table {table} does not exist in {dsn.where} and role {dsn.user!r} lacks "
-                f"CREATE on schema {schema}",
-            )
-        ]
+        message = (
+            f"table {table} does not exist in {dsn.where} and role {dsn.user!r} lacks "
+            f"CREATE on schema {schema}"
+        )
+        return [Problem(setting, message)]
     return []
+
+
+async def _missing_schema_problems(
+    conn: asyncpg.Connection, dsn: Dsn, schema: str, table: TableName, needs: Needs, setting: str
+) -> list[Problem]:
+    if not needs.create_schema:
+        message = (
+            f"schema {schema} does not exist in {dsn.where}, so table {table} cannot be created"
+        )
+        return [Problem(setting, message)]
+    if await conn.fetchval(_MAY_CREATE_SCHEMA):
+        return []
+    message = (
+        f"schema {schema} does not exist in {dsn.where} and role {dsn.user!r} lacks "
+        "CREATE on the database"
+    )
+    return [Problem(setting, message)]

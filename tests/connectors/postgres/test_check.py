@@ -63,6 +63,13 @@ async def test_a_missing_sink_table_is_a_problem_only_without_create(pg_database
     missing = f"table public.orders does not exist in {where(pg_database)} and create = false"
     assert await PostgresSink(pg_database, "public.orders").check() == [Problem("table", missing)]
     assert await PostgresSink(pg_database, "public.orders", create=True).check() == []
+    assert await PostgresSink(pg_database, "nope.orders", create=True).check() == [
+        Problem(
+            "table",
+            f"schema nope does not exist in {where(pg_database)}, so table nope.orders cannot "
+            "be created",
+        )
+    ]
 
 
 async def test_a_missing_source_table_and_columns_are_named_by_their_setting(
