@@ -74,8 +74,9 @@ class DeadLetter:
 class Problem:
     """Something a resource needs that its system lacks, found by :meth:`Resource.check`.
 
-    :param setting: the resource's own setting the problem concerns (``"table"``), or
-        ``None`` when it concerns the resource as a whole (an unreachable server).
+    :param setting: the resource's own setting the problem concerns (``"table"``;
+        ``"dsn"`` or ``"url"`` for a server that does not answer), or ``None`` when
+        no one setting is to blame.
     :param message: one sentence naming what is missing and where.
     """
 
