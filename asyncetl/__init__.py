@@ -38,6 +38,7 @@ from asyncetl.core.interfaces import CheckpointStore as CheckpointStore
 from asyncetl.core.interfaces import DeadLetter as DeadLetter
 from asyncetl.core.interfaces import DeadLetterStore as DeadLetterStore
 from asyncetl.core.interfaces import FailurePolicy as FailurePolicy
+from asyncetl.core.interfaces import Problem as Problem
 from asyncetl.core.interfaces import Resource as Resource
 from asyncetl.core.interfaces import Settle as Settle
 from asyncetl.core.interfaces import Sink as Sink
@@ -82,6 +83,7 @@ __all__ = [
     "PermanentError",
     "Pipeline",
     "Position",
+    "Problem",
     "Reject",
     "ReplayFailure",
     "ReplayResult",

@@ -51,7 +51,7 @@ from asyncetl.cli._common import (
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
 from asyncetl.core.logs import get_logger
-from asyncetl.spec import load_pipeline, logging_settings, redact, use_env_file
+from asyncetl.spec import check_pipeline, load_pipeline, logging_settings, redact, use_env_file
 from asyncetl.status import configure_logging, serve_status
 
 __all__ = ["main"]
@@ -157,7 +157,14 @@ def _parser() -> argparse.ArgumentParser:
         "validate",
         parents=[common],
         help="check a spec",
-        description="Build the pipeline without running it.",
+        description="Build the pipeline without running it; with --connect, also ask "
+        "every source, sink and store whether what it needs exists or can be created.",
+    )
+    validate.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect (once, without retries) and check tables, streams and rights; "
+        "prints every problem and exits 2 if there is any",
     )
     validate.set_defaults(command=_validate)
     add_dlq_commands(commands, common)
@@ -252,5 +259,14 @@ def _position(stats: RunStats) -> str:
 
 async def _validate(args: argparse.Namespace) -> int:
     pipeline = await load_pipeline(args.spec)
-    print(f"ok: {redact(pipeline.name)}")
+    if not args.connect:
+        print(f"ok: {redact(pipeline.name)}")
+        return EXIT_OK
+    report = await check_pipeline(pipeline, args.spec)
+    for problem in report.problems:
+        _error(problem)
+    if report.problems:
+        return EXIT_CONFIG
+    checked = ", ".join(f"{key} ({kind})" for key, kind in report.checked)
+    print(f"ok: {redact(pipeline.name)}: connected and checked {checked}")
     return EXIT_OK

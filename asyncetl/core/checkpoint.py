@@ -12,7 +12,7 @@ import orjson
 from asyncetl.core.batch import JsonValue, Position
 from asyncetl.core.durable import fsync_directory
 from asyncetl.core.errors import CheckpointError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Problem
 
 __all__ = ["JsonFileCheckpointStore"]
 
@@ -34,6 +34,18 @@ class JsonFileCheckpointStore(CheckpointStore):
         self.path = Path(path)
         self._data: dict[str, dict[str, JsonValue]] | None = None
         self._lock = anyio.Lock()
+
+    async def check(self) -> list[Problem]:
+        """Whether the file can be replaced: its directory exists and is writable."""
+        return await anyio.to_thread.run_sync(self._problems)
+
+    def _problems(self) -> list[Problem]:
+        directory = self.path.parent
+        if not directory.is_dir():
+            return [Problem("path", f"directory {directory} of {self.path} does not exist")]
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return [Problem("path", f"directory {directory} of {self.path} is not writable")]
+        return []
 
     async def load(self, pipeline: str, source: str) -> Position:
         data = await self._loaded()

@@ -19,6 +19,7 @@ from typing import Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
 from anyio.abc import ObjectSendStream
 
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
+from asyncetl.core.errors import AsyncetlError
 
 __all__ = [
     "Checkpoint",
@@ -26,6 +27,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterStore",
     "FailurePolicy",
+    "Problem",
     "Reject",
     "Resource",
     "Settle",
@@ -75,6 +77,20 @@ class DeadLetter:
     key: str | None = field(default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something a resource needs that its system lacks, found by :meth:`Resource.check`.
+
+    :param setting: the resource's own setting the problem concerns (``"table"``;
+        ``"dsn"`` or ``"url"`` for a server that does not answer), or ``None`` when
+        no one setting is to blame.
+    :param message: one sentence naming what is missing and where.
+    """
+
+    setting: str | None
+    message: str
+
+
 class Resource:
     """Something the engine opens before use and closes on every exit path.
 
@@ -95,6 +111,22 @@ class Resource:
 
     async def aclose(self) -> None:
         """Release what :meth:`open` acquired; must be safe to call after a failed open."""
+
+    async def check(self) -> list[Problem]:
+        """What this resource would lack if it ran now: every problem found, none when ready.
+
+        A question only: it writes, creates and consumes nothing, and tries each
+        server once (no retries), so a wrong setting shows at once. The default
+        opens and closes the resource, which suits resources whose ``open()``
+        changes nothing; a resource whose ``open()`` creates things overrides it.
+        """
+        try:
+            await self.open()
+        except (AsyncetlError, OSError) as exc:
+            return [Problem(None, str(exc))]
+        finally:
+            await self.aclose()
+        return []
 
     async def __aenter__(self) -> Self:
         await self.open()

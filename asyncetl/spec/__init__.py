@@ -14,6 +14,8 @@ from asyncetl.spec.backfill import BackfillSpec as BackfillSpec
 from asyncetl.spec.backfill import PipelineJob as PipelineJob
 from asyncetl.spec.backfill import backfill_store_at as backfill_store_at
 from asyncetl.spec.backfill import load_backfill_spec as load_backfill_spec
+from asyncetl.spec.check import CheckReport as CheckReport
+from asyncetl.spec.check import check_pipeline as check_pipeline
 from asyncetl.spec.flow import FlowSpec as FlowSpec
 from asyncetl.spec.flow import PipelineStep as PipelineStep
 from asyncetl.spec.flow import load_flow as load_flow
@@ -28,12 +30,14 @@ __all__ = [
     "DEFAULT_STORE",
     "REGISTRY",
     "BackfillSpec",
+    "CheckReport",
     "FlowSpec",
     "LoggingSettings",
     "PipelineJob",
     "PipelineStep",
     "backfill_store_at",
     "build_pipeline",
+    "check_pipeline",
     "load_backfill_spec",
     "load_flow",
     "load_pipeline",

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate
 
+from asyncetl.connectors.files._check import readable
 from asyncetl.connectors.files._tail import check_options, start_offset, tail
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import CheckpointError, ConfigError, PermanentError
-from asyncetl.core.interfaces import Source
+from asyncetl.core.interfaces import Problem, Source
 
 __all__ = ["CsvSource"]
 
@@ -71,6 +72,10 @@ class CsvSource(Source[CsvRecord]):
         self.block_size = block_size
         #: The header row, once read; needed by :meth:`decode`.
         self.header: list[str] | None = None
+
+    async def check(self) -> list[Problem]:
+        """Whether the file exists and is readable (with ``follow`` too: reading opens it)."""
+        return await readable(self.path)
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[CsvRecord]]:
         """Yield chunks of up to ``max_chunk`` rows, starting strictly after byte ``after``.

@@ -12,7 +12,8 @@ import anyio.to_thread
 import orjson
 
 from asyncetl.connectors.files._append import append, open_for_append, read_all, write_atomically
-from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
+from asyncetl.connectors.files._check import writable
+from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, Problem
 from asyncetl.core.logs import get_logger
 
 __all__ = ["JsonlDeadLetterStore"]
@@ -43,6 +44,10 @@ class JsonlDeadLetterStore(DeadLetterStore):
         self._lock = anyio.Lock()
         #: The keys in the file, read on the first put: ``None`` until then.
         self._keys: set[str] | None = None
+
+    async def check(self) -> list[Problem]:
+        """Whether the file can be appended to, or created in its directory; creates nothing."""
+        return await writable(self.path)
 
     async def put(self, letters: Sequence[DeadLetter]) -> None:
         """Append ``letters`` with fresh ids, durably, skipping those whose key is stored.

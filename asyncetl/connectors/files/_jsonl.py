@@ -13,9 +13,10 @@ import anyio.to_thread
 import orjson
 
 from asyncetl.connectors.files._append import append, open_for_append
+from asyncetl.connectors.files._check import readable, writable
 from asyncetl.connectors.files._tail import check_options, start_offset, tail
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
-from asyncetl.core.interfaces import Sink, Source
+from asyncetl.core.interfaces import Problem, Sink, Source
 
 __all__ = ["JsonlSink", "JsonlSource"]
 
@@ -75,6 +76,10 @@ class JsonlSource(Source[JsonRecord]):
         self.follow = follow
         self.poll_interval = poll_interval
         self.block_size = block_size
+
+    async def check(self) -> list[Problem]:
+        """Whether the file exists and is readable (with ``follow`` too: reading opens it)."""
+        return await readable(self.path)
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[JsonRecord]]:
         """Yield chunks of up to ``max_chunk`` lines, starting strictly after byte ``after``.
@@ -200,6 +205,10 @@ class JsonlSink(Sink[object]):
         self.name = name
         self.fsync = fsync
         self._fd: int | None = None
+
+    async def check(self) -> list[Problem]:
+        """Whether the file can be appended to, or created in its directory; creates nothing."""
+        return await writable(self.path)
 
     async def open(self) -> None:
         """Open the file for appending.

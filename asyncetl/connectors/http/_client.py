@@ -362,23 +362,7 @@ class HttpClient:
             limiter = self.limiters.for_url(url)
             if not limiter.free:
                 await limiter.acquire()
-            target = url.update_query(self._creds.params) if self._creds.params else url
-            try:
-                async with self._session.request(
-                    method, target, data=body, headers=headers
-                ) as resp:
-                    response = Response(
-                        method,
-                        url,
-                        shown,
-                        resp.status,
-                        resp.reason or "",
-                        resp.headers,
-                        await resp.read(),
-                        _links(resp),
-                    )
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise self._mapped_error(exc, method, shown) from exc
+            response = await self._send(self._session, method, url, shown, body, headers)
             if not 200 <= response.status < 300:
                 raise self._refused(response, limiter)
             return response if parse is None else await parse(response)
@@ -389,6 +373,43 @@ class HttpClient:
         # A partial rather than a closure: fewer objects live as long as the request.
         again = partial(self._attempt, method, url, shown, body, headers, parse)
         return await self._retrier.resume(again, failure, what=f"{method} {shown}", started=started)
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        shown: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> Response:
+        target = url.update_query(self._creds.params) if self._creds.params else url
+        try:
+            async with session.request(method, target, data=body, headers=headers) as resp:
+                return Response(
+                    method,
+                    url,
+                    shown,
+                    resp.status,
+                    resp.reason or "",
+                    resp.headers,
+                    await resp.read(),
+                    _links(resp),
+                )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._mapped_error(exc, method, shown) from exc
+
+    async def request_once(self, method: str, url: URL) -> None:
+        """Send one request without a body, with no retry and no pacing, for checks.
+
+        :raises ConnectorError: when it fails or answers other than 2xx.
+        """
+        if self._session is None:
+            raise RuntimeError(f"{self.where} was used before open()")
+        url = self.strip_secrets(url)
+        response = await self._send(self._session, method, url, self.show(url), None, None)
+        if not 200 <= response.status < 300:
+            raise self._status_error(response, None)
 
     def _refused(self, response: Response, limiter: HostLimiter) -> Exception:
         wait = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from collections.abc import Mapping, Sequence
 
 import anyio
@@ -18,7 +19,7 @@ from asyncetl.connectors.http._client import (
 from asyncetl.connectors.http._settings import ClientSettings, client_settings
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.errors import ConfigError
-from asyncetl.core.interfaces import Sink
+from asyncetl.core.interfaces import Problem, Sink
 
 __all__ = ["REJECT_STATUSES", "HttpSink", "idempotency_key"]
 
@@ -110,6 +111,26 @@ class HttpSink(Sink[object]):
         """Close the session."""
         await self.client.close()
 
+    async def check(self) -> list[Problem]:
+        """Whether the URL's host resolves and accepts a TCP connection.
+
+        Nothing is sent: every request of a sink may write, so only the connection
+        is tried (no TLS handshake, no proxy), once, within the connect timeout.
+        """
+        host, port = self.url.host or "", self.url.port or 443
+        try:
+            with anyio.fail_after(self.client.settings.timeout.connect):
+                stream = await anyio.connect_tcp(host, port)
+            await stream.aclose()
+        except (OSError, TimeoutError) as exc:
+            target = f"{host}:{port} for {self.client.show(self.url)}"
+            message = (
+                f"cannot connect to {target}: {_reason(exc)}; "
+                "check that the server is up and reachable"
+            )
+            return [Problem("url", message)]
+        return []
+
     def key(self, position: Position, index: int | None = None) -> str:
         """The idempotency key of the batch at ``position`` (or of its ``index``-th record)."""
         return idempotency_key(self.name, self._key_url, position, index)
@@ -181,3 +202,11 @@ _KEYWORDS = [name for name in inspect.signature(HttpSink).parameters if name != 
 
 def _dumps(value: object) -> bytes:
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _reason(exc: OSError) -> str:
+    """Why a connection failed: anyio wraps each address's refusal in one summary error."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    failed = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    return os.strerror(failed.errno) if failed.errno else str(failed)

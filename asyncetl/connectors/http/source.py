@@ -30,8 +30,8 @@ from asyncetl.connectors.http.pagination import (
     make_paginator,
 )
 from asyncetl.core.batch import Chunk, JsonValue, Position
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
-from asyncetl.core.interfaces import Source
+from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
+from asyncetl.core.interfaces import Problem, Source
 
 __all__ = ["HttpSource"]
 
@@ -167,6 +167,23 @@ class HttpSource(Source[Record]):
     async def aclose(self) -> None:
         """Close the session."""
         await self.client.close()
+
+    async def check(self) -> list[Problem]:
+        """Whether the first page answers one GET with 2xx, as a fresh read would ask it.
+
+        A GET reads only, so asking changes nothing on the server; HEAD is not
+        used because many APIs refuse it. No retry, and the body is not parsed.
+        """
+        try:
+            await self.client.open()
+            await self.client.request_once("GET", self.pager.url(self.pager.first({}), {}))
+        except ConfigError as exc:  # a credential's environment variable is not set
+            return [Problem(None, str(exc))]
+        except AsyncetlError as exc:
+            return [Problem("url", str(exc))]
+        finally:
+            await self.client.close()
+        return []
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[Record]]:
         """Yield the records of each page in order, one page at a time, strictly after ``after``.

@@ -187,6 +187,12 @@ class NatsClient:
         self._nc = await self.call("connect", self._connect)
         self._js = self._nc.jetstream(timeout=_REQUEST_TIMEOUT)
 
+    async def open_once(self) -> None:
+        """Like :meth:`open`, trying once: for checks, which want an answer now."""
+        with self.errors("connect"):
+            self._nc = await self._connect()
+        self._js = self._nc.jetstream(timeout=_REQUEST_TIMEOUT)
+
     async def close(self) -> None:
         """Close the connection; safe after a failed open."""
         nc, self._nc, self._js = self._nc, None, None

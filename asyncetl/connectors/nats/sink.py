@@ -7,13 +7,14 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 import anyio
+import nats.js.errors as jerr
 import orjson
 from nats.js.api import PubAck
 
 from asyncetl.connectors.nats._client import NatsClient, nonempty, retry_policy, server_list
 from asyncetl.core.batch import Batch, JsonValue, Position, Reject
-from asyncetl.core.errors import ConfigError
-from asyncetl.core.interfaces import Sink
+from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.interfaces import Problem, Sink
 from asyncetl.core.logs import get_logger
 
 __all__ = ["JetStreamSink", "message_id"]
@@ -106,6 +107,28 @@ class JetStreamSink(Sink[JsonValue]):
         :raises TransientError: NATS stayed unreachable through every retry.
         """
         await self.client.open()
+
+    async def check(self) -> list[Problem]:
+        """Whether NATS answers (once) and a stream captures the subject; publishes nothing."""
+        try:
+            await self.client.open_once()
+            with self.client.errors(f"stream lookup for {self.subject}"):
+                return await self._stream_problems()
+        except AsyncetlError as exc:
+            return [Problem("servers", str(exc))]
+        finally:
+            await self.client.close()
+
+    async def _stream_problems(self) -> list[Problem]:
+        try:
+            await self.client.js.find_stream_name_by_subject(self.subject)
+        except jerr.NotFoundError:
+            message = (
+                f"no JetStream stream on NATS at {self.client.endpoint} captures subject "
+                f"{self.subject!r}"
+            )
+            return [Problem("subject", message)]
+        return []
 
     async def aclose(self) -> None:
         await self.client.close()

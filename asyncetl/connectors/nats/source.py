@@ -23,8 +23,8 @@ from asyncetl.connectors.nats._client import (
 )
 from asyncetl.core.acks import AckLedger
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import PermanentError
-from asyncetl.core.interfaces import Source
+from asyncetl.core.errors import AsyncetlError, PermanentError
+from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
 
 __all__ = ["JetStreamRecord", "JetStreamSource"]
@@ -137,6 +137,35 @@ class JetStreamSource(Source[JetStreamRecord]):
         self._sub = await self.client.call(
             f"bind to {what}", lambda: js.pull_subscribe_bind(self.durable, self.stream)
         )
+
+    async def check(self) -> list[Problem]:
+        """Whether NATS answers (once), the stream exists, and the durable consumer does
+        unless ``create_consumer`` would create it; creates nothing."""
+        try:
+            await self.client.open_once()
+            with self.client.errors(f"info of consumer {self.stream}/{self.durable}"):
+                return await self._consumer_problems()
+        except AsyncetlError as exc:
+            return [Problem("servers", str(exc))]
+        finally:
+            await self.client.close()
+
+    async def _consumer_problems(self) -> list[Problem]:
+        try:
+            await self.client.js.consumer_info(self.stream, self.durable)
+        except jerr.NotFoundError as exc:
+            at = f"on NATS at {self.client.endpoint}"
+            if exc.err_code == _STREAM_NOT_FOUND:
+                return [Problem("stream", f"JetStream stream {self.stream!r} does not exist {at}")]
+            if exc.err_code != _CONSUMER_NOT_FOUND:
+                raise
+            if not self.create_consumer:
+                message = (
+                    f"durable consumer {self.durable!r} of stream {self.stream!r} does not "
+                    f"exist {at} and create_consumer = false"
+                )
+                return [Problem("durable", message)]
+        return []
 
     async def aclose(self) -> None:
         """Unsubscribe, nak what was handed out but not acknowledged, and disconnect."""

@@ -45,6 +45,7 @@ class PostgresCheckpointStore(TableStore, CheckpointStore):
     ) -> None:
         super().__init__(dsn, TableName(schema, table), retries, retry_max_time)
         t = self.table.sql
+        self._privileges = ("SELECT", "INSERT", "UPDATE")
         self._ddl = (
             f"CREATE TABLE IF NOT EXISTS {t} (pipeline text NOT NULL, source text NOT NULL, "
             "position jsonb, updated_at timestamptz NOT NULL DEFAULT now(), "

@@ -42,6 +42,7 @@ class PostgresDeadLetterStore(TableStore, DeadLetterStore):
         super().__init__(dsn, TableName(schema, table), retries, retry_max_time)
         t = self.table.sql
         by_key = quote_ident(f"{table}_by_key")
+        self._privileges = ("SELECT", "INSERT", "DELETE")
         self._ddl = (
             f"CREATE TABLE IF NOT EXISTS {t} (id bigserial PRIMARY KEY, pipeline text NOT NULL, "
             "stage text NOT NULL, error text NOT NULL, error_type text NOT NULL, record json, "

@@ -7,6 +7,7 @@ from typing import TypeAlias, TypeVar
 
 import asyncpg
 
+from asyncetl.connectors.postgres._check import Needs, checking, table_problems
 from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
@@ -15,6 +16,7 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._sql import TableName, create_schema
+from asyncetl.core.interfaces import Problem
 
 __all__ = ["Body", "TableStore", "create_once"]
 
@@ -35,6 +37,8 @@ class TableStore:
 
     #: Creates the table when missing (``CREATE TABLE IF NOT EXISTS``); set by the subclass.
     _ddl: str
+    #: The rights the store uses on its table; set by the subclass.
+    _privileges: tuple[str, ...]
 
     def __init__(self, dsn: str, table: TableName, retries: int, retry_max_time: float) -> None:
         self.dsn = Dsn.parse(dsn)
@@ -65,6 +69,15 @@ class TableStore:
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
+
+    async def check(self) -> list[Problem]:
+        """Whether the server answers and the role may use (or create) the table and schema."""
+        needs = Needs(self._privileges, create=True, create_schema=True)
+        problems: list[Problem] = []
+        async with checking(self.dsn, problems) as conn:
+            if conn is not None:
+                problems += await table_problems(conn, self.dsn, self.table, needs)
+        return problems
 
     async def _run(self, what: str, body: Body[_T]) -> _T:
         """``body`` in one transaction, retried whole; ``what`` names it, the table appended."""

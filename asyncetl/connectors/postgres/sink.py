@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from asyncetl.connectors.postgres import _sql
+from asyncetl.connectors.postgres._check import SINK_PRIVILEGES, Needs, checking, table_problems
 from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
     Dsn,
@@ -77,6 +78,7 @@ from asyncetl.core.interfaces import (
     Checkpoint,
     CheckpointStore,
     DeadLetterStore,
+    Problem,
     Settle,
     Sink,
     TransactionalWriter,
@@ -199,6 +201,25 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
+
+    async def check(self) -> list[Problem]:
+        """Whether the table exists (or ``create`` is set) and the role has the mode's rights.
+
+        ``refresh_swap`` also needs CREATE on the schema (for its staging table) and
+        ownership of the table (to rename it away).
+        """
+        swap = self.mode == "refresh_swap"
+        needs = Needs(SINK_PRIVILEGES[self.mode], create=self.create, own=swap)
+        problems: list[Problem] = []
+        async with checking(self.dsn, problems) as conn:
+            if conn is not None:
+                problems += await table_problems(conn, self.dsn, self.table, needs)
+                if swap:
+                    staging = self.table.sibling("__asyncetl_new")  # RefreshSwapWriter's
+                    problems += await table_problems(
+                        conn, self.dsn, staging, Needs((), create=True)
+                    )
+        return problems
 
     def commits_to(self, store: CheckpointStore) -> bool:
         """True for a :class:`PostgresCheckpointStore` in the same database."""

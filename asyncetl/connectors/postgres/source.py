@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import asyncpg
 
+from asyncetl.connectors.postgres._check import checking, column_problems
 from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
@@ -44,7 +45,7 @@ from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.errors import ConfigError, PermanentError
-from asyncetl.core.interfaces import Source
+from asyncetl.core.interfaces import Problem, Source
 
 __all__ = ["TableSource", "copy_text", "position_text"]
 
@@ -185,6 +186,22 @@ class TableSource(Source[Any]):
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
+
+    async def check(self) -> list[Problem]:
+        """Whether the role may read the table and its named columns (or prepare the query)."""
+        problems: list[Problem] = []
+        async with checking(self.dsn, problems) as conn:
+            if conn is not None:
+                problems += await self._problems(conn)
+        return problems
+
+    async def _problems(self, conn: asyncpg.Connection) -> list[Problem]:
+        if self.query is not None:
+            await conn.prepare(self.query)  # a failure is the problem ``checking`` adds
+            return []
+        named = {"cursor": self.cursor, "key": self.key, "columns": self.columns}
+        columns = {setting: names for setting, names in named.items() if names}
+        return await column_problems(conn, self.dsn, self.table, columns)
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[Any]]:
         position = self._check_position(after)

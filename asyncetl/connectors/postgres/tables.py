@@ -46,6 +46,7 @@ from asyncetl.core.interfaces import (
     Checkpoint,
     CheckpointStore,
     DeadLetterStore,
+    Problem,
     Settle,
     Sink,
     Source,
@@ -128,6 +129,16 @@ class TablesSource(Source[TableRow]):
         except BaseException:
             await self.aclose()
             raise
+
+    async def check(self) -> list[Problem]:
+        """Whether the role may read each table; stops at a server it cannot reach."""
+        problems: list[Problem] = []
+        for source in self.sources.values():
+            found = await source.check()
+            problems += [_for_tables(problem) for problem in found]
+            if any(problem.setting == "dsn" for problem in found):
+                break
+        return problems
 
     async def aclose(self) -> None:
         for source in self.sources.values():
@@ -220,6 +231,17 @@ class TablesSink(Sink[TableRow]):
         )
         await sink.open()
         return sink
+
+    async def check(self) -> list[Problem]:
+        """Whether the role may upsert into each table, or create it; creates nothing."""
+        problems: list[Problem] = []
+        for table in self.tables:
+            sink = PostgresSink(self.dsn.url, table, create=True, retries=0)
+            found = await sink.check()
+            problems += [_for_tables(problem) for problem in found]
+            if any(problem.setting == "dsn" for problem in found):
+                break
+        return problems
 
     async def aclose(self) -> None:
         sinks, self.sinks = list(self.sinks.values()), {}
@@ -321,3 +343,8 @@ class TablesSink(Sink[TableRow]):
         )
         for (sink, _), count in zip(plans, changed, strict=True):
             sink.rows_changed += count
+
+
+def _for_tables(problem: Problem) -> Problem:
+    """A problem of one table's source or sink, as a problem of the ``tables`` setting."""
+    return Problem("tables", problem.message) if problem.setting == "table" else problem

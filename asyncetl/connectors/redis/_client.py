@@ -24,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.interfaces import Problem
 from asyncetl.core.redact import REDACTED, misplaced_userinfo
 from asyncetl.core.redact import redact_url as core_redact_url
 from asyncetl.core.retry import RetryPolicy, retry_call
@@ -158,6 +159,25 @@ class RedisClient:
         :raises TransientError: the server stayed unreachable through every retry.
         :raises PermanentError: the server refused the credentials.
         """
+        self._create()
+        await self.call("PING", lambda r: r.ping())
+
+    async def open_once(self) -> None:
+        """Like :meth:`open`, trying the server once: for checks, which want an answer now."""
+        self._create()
+        with self.errors("PING"):
+            await self.redis.ping()
+
+    async def stream_problems(self, stream: str) -> list[Problem]:
+        """Why ``stream`` cannot be used as a stream: its key holds another type."""
+        with self.errors(f"TYPE {stream}"):
+            kind = _text(await self.redis.type(stream))
+        if kind in ("stream", "none"):
+            return []
+        message = f"key {stream!r} on Redis at {self.endpoint} holds a {kind}, not a stream"
+        return [Problem("stream", message)]
+
+    def _create(self) -> None:
         try:
             self._redis = aioredis.Redis.from_url(
                 self.url,
@@ -172,7 +192,6 @@ class RedisClient:
                 where=self.where,
                 key="url",
             ) from None
-        await self.call("PING", lambda r: r.ping())
 
     async def close(self) -> None:
         """Close the client's connections; safe after a failed open."""
@@ -223,3 +242,7 @@ class RedisClient:
         """``text`` without the URL's password, should a client message ever echo it."""
         password = urlsplit(self.url).password
         return text.replace(password, REDACTED) if password else text
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

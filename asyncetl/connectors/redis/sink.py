@@ -17,8 +17,8 @@ from asyncetl.connectors.redis._client import (
     retry_policy,
 )
 from asyncetl.core.batch import Batch, JsonValue, Reject
-from asyncetl.core.errors import ConfigError
-from asyncetl.core.interfaces import Sink
+from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.interfaces import Problem, Sink
 
 __all__ = ["RedisStreamSink"]
 
@@ -140,6 +140,16 @@ class RedisStreamSink(Sink[Mapping[str, JsonValue]]):
         """
         await self.client.open()
         self._script = self.client.redis.register_script(_DEDUPE_XADD)
+
+    async def check(self) -> list[Problem]:
+        """Whether Redis answers (once) and the key is a stream or absent; writes nothing."""
+        try:
+            await self.client.open_once()
+            return await self.client.stream_problems(self.stream)
+        except AsyncetlError as exc:
+            return [Problem("url", str(exc))]
+        finally:
+            await self.client.close()
 
     async def aclose(self) -> None:
         self._script = None

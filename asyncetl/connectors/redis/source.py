@@ -15,8 +15,8 @@ import redis.exceptions as rexc
 from asyncetl.connectors.redis._client import RedisClient, nonempty, positive_int, retry_policy
 from asyncetl.core.acks import AckLedger
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import PermanentError
-from asyncetl.core.interfaces import Source
+from asyncetl.core.errors import AsyncetlError, PermanentError
+from asyncetl.core.interfaces import Problem, Source
 
 __all__ = ["RedisStreamSource", "StreamRecord"]
 
@@ -136,6 +136,31 @@ class RedisStreamSource(Source[StreamRecord]):
             await self.client.call(f"XGROUP CREATE {self.stream}", self._create_group)
         else:
             await self._require_group()
+
+    async def check(self) -> list[Problem]:
+        """Whether Redis answers (once), the key is a stream or absent, and the group exists
+        unless ``create_group`` would create it; creates nothing."""
+        try:
+            await self.client.open_once()
+            problems = await self.client.stream_problems(self.stream)
+            if not problems and not self.create_group:
+                problems += await self._group_problems()
+        except AsyncetlError as exc:
+            problems = [Problem("url", str(exc))]
+        finally:
+            await self.client.close()
+        return problems
+
+    async def _group_problems(self) -> list[Problem]:
+        with self.client.errors(f"XINFO GROUPS {self.stream}"):
+            groups = await _groups(self.client.redis, self.stream)
+        if self.group in groups:
+            return []
+        message = (
+            f"consumer group {self.group!r} of stream {self.stream!r} does not exist on Redis "
+            f"at {self.client.endpoint} and create_group = false"
+        )
+        return [Problem("group", message)]
 
     async def aclose(self) -> None:
         self._ledger.clear()

@@ -13,6 +13,7 @@ from functools import partial
 import anyio.from_thread
 import orjson
 
+from asyncetl.connectors.sqlite._check import table_problems
 from asyncetl.connectors.sqlite._checkpoint import SqliteCheckpointStore, checkpoint_row
 from asyncetl.connectors.sqlite._connection import (
     SqliteConnection,
@@ -36,6 +37,7 @@ from asyncetl.core.interfaces import (
     CheckpointStore,
     DeadLetter,
     DeadLetterStore,
+    Problem,
     Settle,
     Sink,
     TransactionalWriter,
@@ -152,6 +154,10 @@ class SqliteSink(Sink[Record]):
 
     async def aclose(self) -> None:
         await self._db.close()
+
+    async def check(self) -> list[Problem]:
+        """Whether the database can be written and the table exists (or ``create`` is set)."""
+        return await table_problems(self.path, self.table, create=self.create)
 
     def commits_to(self, store: CheckpointStore) -> bool:
         """True for a :class:`SqliteCheckpointStore` on the same database file."""

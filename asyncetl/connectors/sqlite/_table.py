@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
+from asyncetl.connectors.sqlite._check import table_problems
 from asyncetl.connectors.sqlite._connection import SqliteConnection, check_busy_timeout
+from asyncetl.core.interfaces import Problem
 
 __all__ = ["TableStore"]
 
@@ -54,6 +56,10 @@ class TableStore(Generic[S]):
 
     async def aclose(self) -> None:
         await self._db.close()
+
+    async def check(self) -> list[Problem]:
+        """Whether the database can be written; the table is created when missing."""
+        return await table_problems(self.path, self.table, create=True)
 
     async def _ready(self) -> None:
         if not self._created:

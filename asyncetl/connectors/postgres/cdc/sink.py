@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 
+from asyncetl.connectors.postgres._check import Needs, checking, table_problems
 from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
     Dsn,
@@ -58,6 +59,7 @@ from asyncetl.core.interfaces import (
     Checkpoint,
     CheckpointStore,
     DeadLetterStore,
+    Problem,
     Settle,
     Sink,
     TransactionalWriter,
@@ -133,6 +135,24 @@ class ApplySink(Sink[ChangeEvent]):
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
+
+    async def check(self) -> list[Problem]:
+        """Whether the role may keep ``state_table`` and change the mapped target tables
+        (or create them); tables the mapping does not name are known only once changes come."""
+        problems: list[Problem] = []
+        async with checking(self.dsn, problems) as conn:
+            if conn is not None:
+                problems += await self._problems(conn)
+        return problems
+
+    async def _problems(self, conn: asyncpg.Connection) -> list[Problem]:
+        state = Needs(("SELECT", "INSERT", "UPDATE"), create=True)
+        problems = await table_problems(conn, self.dsn, self.state_table, state, "state_table")
+        rights = ("INSERT", "UPDATE") if self.soft_delete_column else ("INSERT", "UPDATE", "DELETE")
+        for target in self.mapping.values():
+            needs = Needs(rights, create=self.create)
+            problems += await table_problems(conn, self.dsn, target, needs, "tables")
+        return problems
 
     def commits_to(self, store: CheckpointStore) -> bool:
         """True for a PostgreSQL checkpoint store in the target database (exactly-once)."""

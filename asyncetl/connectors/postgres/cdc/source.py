@@ -11,9 +11,11 @@ import anyio
 import asyncpg
 from anyio.abc import ObjectSendStream
 
+from asyncetl.connectors.postgres._check import checking
 from asyncetl.connectors.postgres._connect import map_errors
 from asyncetl.connectors.postgres._sql import TableName
 from asyncetl.connectors.postgres.cdc import _catalog as catalog
+from asyncetl.connectors.postgres.cdc._check import cdc_problems
 from asyncetl.connectors.postgres.cdc._lsn import format_lsn, parse_lsn
 from asyncetl.connectors.postgres.cdc._protocol import (
     ConnectParams,
@@ -26,7 +28,7 @@ from asyncetl.connectors.postgres.cdc._stream import ChangeStream, StreamPositio
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
-from asyncetl.core.interfaces import Source
+from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
 from asyncetl.core.retry import RetryPolicy, retry_call
 
@@ -131,6 +133,23 @@ class CdcSource(Source[ChangeEvent]):
         self._next_metrics = 0.0
 
     # -- Source API --------------------------------------------------------------------------
+
+    async def check(self) -> list[Problem]:
+        """Whether the server decodes logically, the role may replicate, and the slot,
+        publication and tables exist or can be created; creates and consumes nothing."""
+        problems: list[Problem] = []
+        async with checking(self.dsn, problems) as conn:
+            if conn is not None:
+                problems += await cdc_problems(
+                    conn,
+                    self.dsn,
+                    slot=self.slot,
+                    create_slot=self.create_slot,
+                    publication=self.publication,
+                    create_publication=self.create_publication,
+                    tables=self.tables,
+                )
+        return problems
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[ChangeEvent]]:
         """Snapshot (when due) then stream, starting strictly after ``after``.
