@@ -67,10 +67,15 @@ class Relation:
     key_index: tuple[int, ...]
     columns: dict[str, str] = field(default_factory=dict)
     key_columns: tuple[str, ...] = ()
+    identity_columns: tuple[str, ...] = ()
     pairs: tuple[tuple[str, Converter], ...] = ()
 
     def __post_init__(self) -> None:
-        self.key_columns = tuple(self.names[i] for i in self.key_index)
+        # Under REPLICA IDENTITY FULL pgoutput flags every column as part of the identity:
+        # the events' key is then the whole row, but that is no primary key (columns may be
+        # NULL, rows may repeat), so the events name no key columns.
+        self.identity_columns = tuple(self.names[i] for i in self.key_index)
+        self.key_columns = () if self.replica_identity == "f" else self.identity_columns
         self.pairs = tuple(zip(self.names, self.converters, strict=True))
 
 
@@ -282,7 +287,7 @@ class PgOutputDecoder:
 
 
 def _key(relation: Relation, row: dict[str, object]) -> dict[str, object] | None:
-    columns = relation.key_columns
+    columns = relation.identity_columns
     if not columns:
         return None
     if len(columns) == 1:
