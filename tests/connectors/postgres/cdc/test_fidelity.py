@@ -144,3 +144,38 @@ async def test_keyless_full_identity_updates_and_deletes_match_null_safely(
         "(3,,,)",
         "(3,three,,)",
     ]
+
+
+RANDOM_TEXT = "(SELECT string_agg(md5(random()::text || g), '') FROM generate_series(1, 400) g)"
+
+
+@pytest.mark.parametrize(
+    ("identity", "key"),
+    [("DEFAULT", "PRIMARY KEY"), ("FULL", "PRIMARY KEY"), ("FULL", "")],
+    ids=["default", "full", "full-keyless"],
+)
+async def test_unchanged_toast_values_are_kept(
+    cdc_db: str, target_db: str, identity: str, key: str
+) -> None:
+    await execute(
+        cdc_db,
+        f"CREATE TABLE t (id int {key}, n int, big text, also text);"
+        f"ALTER TABLE t REPLICA IDENTITY {identity};"
+        f"INSERT INTO t SELECT g, 0, {RANDOM_TEXT}, repeat('x', 10000) FROM generate_series(1, 6) g",
+    )
+    await replicate(
+        cdc_db,
+        target_db,
+        ["t"],
+        [
+            # rows first seen in the stream through an update that leaves both unchanged
+            "UPDATE t SET n = 1 WHERE id <= 2",
+            "UPDATE t SET n = n + 1 WHERE id <= 2",  # twice in one batch, too
+            f"UPDATE t SET big = {RANDOM_TEXT} WHERE id = 3",  # only ``also`` unchanged
+            "BEGIN; UPDATE t SET n = 5 WHERE id = 4; UPDATE t SET n = 6 WHERE id = 4; COMMIT",
+            "DELETE FROM t WHERE id = 5",
+        ],
+    )
+    rows = await table_text(target_db, "t")
+    assert len(rows) == 5
+    assert min(len(r) for r in rows) > 20000
