@@ -182,7 +182,9 @@ class PgOutputDecoder:
         (oid,) = _U32(data, 1)
         schema, pos = _cstring(data, 5)
         name, _ = _cstring(data, pos)
-        self.type_names[oid] = quote_qualified(schema, name)
+        # For a domain pgoutput names its base type, and a type in pg_catalog by an empty
+        # schema (e.g. ``int4`` or ``_text`` for a domain over ``int`` or ``text[]``).
+        self.type_names[oid] = quote_qualified(schema or "pg_catalog", name)
 
     # -- rows ---------------------------------------------------------------------------
 

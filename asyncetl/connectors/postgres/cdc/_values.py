@@ -313,6 +313,8 @@ def text_writer(sql_type: str) -> Callable[[object], str | None]:
     base = sql_type.split("(", 1)[0].strip()
     if base in ("json", "jsonb"):
         return _write_json
+    if base in ("json[]", "jsonb[]"):
+        return _write_json_array
     if base in _TEXT_TYPES:
         return lambda value: value if type(value) is str else pg_text(value)
     if base in ("integer", "bigint", "smallint"):
@@ -330,6 +332,19 @@ def _write_json(value: object) -> str | None:
     if value is JSON_NULL:
         return "null"
     return orjson.dumps(value).decode()
+
+
+def _write_json_array(value: object) -> str | None:
+    """A ``json[]`` value: its items are JSON values (``[]`` is an element, not a dimension)."""
+    if not isinstance(value, list | tuple):
+        return pg_text(value)
+    parts = []
+    for item in value:
+        text = _write_json(item)
+        parts.append(
+            "NULL" if text is None else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        )
+    return "{" + ",".join(parts) + "}"
 
 
 def _write_float(value: object) -> str | None:
