@@ -170,9 +170,21 @@ def converter(oid: int) -> Converter:
         return scalar[1]
     element = _ARRAYS.get(oid)
     if element is not None:
-        inner = _SCALARS[element][1]
-        return lambda raw: parse_array(raw.decode(), inner)
+        return _array_converter(_SCALARS[element][1])
     return _text
+
+
+def _array_converter(inner: Converter) -> Converter:
+    def convert(raw: bytes) -> object:
+        text = raw.decode()
+        try:
+            return parse_array(text, inner)
+        except (ValueError, IndexError, ArithmeticError):
+            # A literal this parser does not follow: its text, which a cast to the target
+            # column's (same) type reads back exactly.
+            return text
+
+    return convert
 
 
 def type_name(oid: int, typmod: int = -1, known: dict[int, str] | None = None) -> str:
