@@ -13,6 +13,7 @@ import pytest
 from asyncetl import Pipeline
 from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
 from asyncetl.connectors.postgres.cdc._values import converter
+from asyncetl.core.errors import StageError
 from tests.connectors.postgres.cdc.support import (
     cdc_db,
     execute,
@@ -65,7 +66,7 @@ async def replicate(
     )
     sink = ApplySink(target_dsn, create=True)
     pipeline = Pipeline(
-        "fidelity",
+        random_name("fidelity"),
         source,
         sink,
         checkpoints=PostgresCheckpointStore(target_dsn),
@@ -292,3 +293,30 @@ async def test_type_round_trips_through_snapshot_and_stream(
 def test_an_array_literal_the_parser_cannot_follow_stays_text() -> None:
     assert converter(1007)(b"{1,2}") == [1, 2]
     assert converter(1007)(b"{{1,2},{3}x}") == "{{1,2},{3}x}"
+
+
+async def test_keyless_default_identity_inserts_apply_and_updates_name_the_fix(
+    cdc_db: str, target_db: str
+) -> None:
+    # A keyless table with REPLICA IDENTITY DEFAULT: PostgreSQL itself refuses its updates
+    # while it is published, so inserts are all that can come, and they apply.
+    await execute(cdc_db, "CREATE TABLE h (a int, filler char(4)); INSERT INTO h VALUES (1, NULL)")
+    await replicate(cdc_db, target_db, ["h"], ["INSERT INTO h VALUES (1, NULL), (2, 'x')"])
+    assert await table_text(target_db, "h") == ["(1,)", "(1,)", '(2,"x   ")']
+    # A keyed source into a keyless target: the update carries only the key, which
+    # cannot find the row; the error says what to do and names the table.
+    await execute(
+        cdc_db, "CREATE TABLE d (id int PRIMARY KEY, v text); INSERT INTO d VALUES (1, 'a')"
+    )
+    await execute(target_db, "CREATE TABLE d (id int, v text)")
+    errors: list[BaseException] = []
+    try:
+        await replicate(cdc_db, target_db, ["d"], ["UPDATE d SET v = 'b'"], seconds=10)
+    except* StageError as group:
+        errors.extend(group.exceptions)
+    assert len(errors) == 1
+    assert (
+        "table public.d has no primary key and the source sent no old row for an update of "
+        "public.d; set REPLICA IDENTITY FULL on source table public.d or give the target a "
+        "primary key"
+    ) in str(errors[0])
