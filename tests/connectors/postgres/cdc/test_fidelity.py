@@ -12,8 +12,9 @@ import pytest
 
 from asyncetl import Pipeline
 from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
+from asyncetl.connectors.postgres.cdc._pgoutput import PgOutputDecoder
 from asyncetl.connectors.postgres.cdc._values import converter
-from asyncetl.core.errors import StageError
+from asyncetl.core.errors import PermanentError, StageError
 from tests.connectors.postgres.cdc.support import (
     cdc_db,
     execute,
@@ -320,3 +321,35 @@ async def test_keyless_default_identity_inserts_apply_and_updates_name_the_fix(
         "public.d; set REPLICA IDENTITY FULL on source table public.d or give the target a "
         "primary key"
     ) in str(errors[0])
+
+
+def test_a_value_that_cannot_be_decoded_names_table_and_column() -> None:
+    decoder = PgOutputDecoder()
+    relation = (
+        b"R"
+        + (16385).to_bytes(4, "big")
+        + b"public\0t\0d"
+        + (2).to_bytes(2, "big")
+        + b"\x01id\0"
+        + (23).to_bytes(4, "big")
+        + (-1).to_bytes(4, "big", signed=True)
+        + b"\x00n\0"
+        + (1700).to_bytes(4, "big")
+        + (-1).to_bytes(4, "big", signed=True)
+    )
+    decoder.decode(relation)
+    insert = (
+        b"I"
+        + (16385).to_bytes(4, "big")
+        + b"N"
+        + (2).to_bytes(2, "big")
+        + b"t"
+        + (1).to_bytes(4, "big")
+        + b"1"
+        + b"t"
+        + (3).to_bytes(4, "big")
+        + b"1.x"
+    )
+    with pytest.raises(PermanentError) as caught:
+        decoder.decode(insert)
+    assert str(caught.value).startswith("cannot decode column 'n' (numeric) of table public.t: ")
