@@ -12,7 +12,9 @@ import pytest
 
 from asyncetl import Pipeline
 from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
+from asyncetl.connectors.postgres.cdc._catalog import TableInfo
 from asyncetl.connectors.postgres.cdc._pgoutput import PgOutputDecoder
+from asyncetl.connectors.postgres.cdc._snapshot import _events
 from asyncetl.connectors.postgres.cdc._values import converter
 from asyncetl.core.errors import PermanentError, StageError
 from tests.connectors.postgres.cdc.support import (
@@ -353,3 +355,12 @@ def test_a_value_that_cannot_be_decoded_names_table_and_column() -> None:
     with pytest.raises(PermanentError) as caught:
         decoder.decode(insert)
     assert str(caught.value).startswith("cannot decode column 'n' (numeric) of table public.t: ")
+
+
+def test_a_snapshot_value_that_cannot_be_decoded_names_table_and_column() -> None:
+    table = TableInfo("public", "t", (("id", 23, "integer"), ("n", 1700, "numeric")), ("id",), "d")
+    with pytest.raises(PermanentError) as caught:
+        _events(table, [("1", "1", "1.x")])  # type: ignore[list-item]
+    assert str(caught.value).startswith(
+        "cannot decode column 'n' (numeric) of table public.t in the snapshot: "
+    )
