@@ -128,7 +128,9 @@ class ChangeEvent:
     :param commit_time: the transaction's commit time (UTC).
     :param xid: the transaction id.
     :param columns: column name → SQL type, in table order, when known.
-    :param key_columns: the names of the identity columns, in table order.
+    :param key_columns: the names of the key columns, in table order; none when the source
+        identifies rows by their whole old row (PostgreSQL's ``REPLICA IDENTITY FULL``:
+        ``key`` then holds every column, but they are no primary key).
     :param origin: the replication origin the transaction came from, if any.
     :param options: extra flags, e.g. ``cascade`` and ``restart_identity`` for truncates.
     """

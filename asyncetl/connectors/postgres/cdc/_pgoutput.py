@@ -67,10 +67,15 @@ class Relation:
     key_index: tuple[int, ...]
     columns: dict[str, str] = field(default_factory=dict)
     key_columns: tuple[str, ...] = ()
+    identity_columns: tuple[str, ...] = ()
     pairs: tuple[tuple[str, Converter], ...] = ()
 
     def __post_init__(self) -> None:
-        self.key_columns = tuple(self.names[i] for i in self.key_index)
+        # Under REPLICA IDENTITY FULL pgoutput flags every column as part of the identity:
+        # the events' key is then the whole row, but that is no primary key (columns may be
+        # NULL, rows may repeat), so the events name no key columns.
+        self.identity_columns = tuple(self.names[i] for i in self.key_index)
+        self.key_columns = () if self.replica_identity == "f" else self.identity_columns
         self.pairs = tuple(zip(self.names, self.converters, strict=True))
 
 
@@ -177,7 +182,9 @@ class PgOutputDecoder:
         (oid,) = _U32(data, 1)
         schema, pos = _cstring(data, 5)
         name, _ = _cstring(data, pos)
-        self.type_names[oid] = quote_qualified(schema, name)
+        # For a domain pgoutput names its base type, and a type in pg_catalog by an empty
+        # schema (e.g. ``int4`` or ``_text`` for a domain over ``int`` or ``text[]``).
+        self.type_names[oid] = quote_qualified(schema or "pg_catalog", name)
 
     # -- rows ---------------------------------------------------------------------------
 
@@ -187,7 +194,7 @@ class PgOutputDecoder:
     def insert(self, data: bytes, pos: int) -> ChangeEvent:
         """An Insert message (``I``) at ``pos``."""
         relation = self.relations.get(_U32(data, pos)[0]) or self._relation_of(data, pos)
-        after, _ = _row(data, pos + 5, relation.pairs)
+        after, _ = _row(data, pos + 5, relation)
         begin = self.begin
         if begin is None:
             return self._event("c", relation, _key(relation, after), None, after)
@@ -217,16 +224,16 @@ class PgOutputDecoder:
         before: dict[str, object] | None = None
         kind = data[pos]
         if kind == 75 or kind == 79:  # K (old key) or O (old row)
-            before, pos = _row(data, pos + 1, relation.pairs)
+            before, pos = _row(data, pos + 1, relation)
             if kind == 75:
                 before = _key(relation, before)
-        after, _ = _row(data, pos + 1, relation.pairs)
+        after, _ = _row(data, pos + 1, relation)
         return self._event("u", relation, _key(relation, after), before, after)
 
     def delete(self, data: bytes, pos: int) -> ChangeEvent:
         """A Delete message (``D``) at ``pos``."""
         relation = self._relation_of(data, pos)
-        old, _ = _row(data, pos + 5, relation.pairs)
+        old, _ = _row(data, pos + 5, relation)
         key = _key(relation, old)
         return self._event("d", relation, key, old if data[pos + 4] == 79 else key, None)
 
@@ -282,7 +289,7 @@ class PgOutputDecoder:
 
 
 def _key(relation: Relation, row: dict[str, object]) -> dict[str, object] | None:
-    columns = relation.key_columns
+    columns = relation.identity_columns
     if not columns:
         return None
     if len(columns) == 1:
@@ -291,29 +298,37 @@ def _key(relation: Relation, row: dict[str, object]) -> dict[str, object] | None
     return {name: row[name] for name in columns}
 
 
-def _row(
-    data: bytes, pos: int, pairs: tuple[tuple[str, Converter], ...]
-) -> tuple[dict[str, object], int]:
-    """TupleData at ``pos`` as column → value, and the position after it."""
+def _row(data: bytes, pos: int, relation: Relation) -> tuple[dict[str, object], int]:
+    """TupleData at ``pos`` as column → value, and the position after it.
+
+    :raises PermanentError: naming table and column, for a value that cannot be decoded.
+    """
     pos += 2  # the column count, which the Relation message already gave
     row: dict[str, object] = {}
     unpack = _I32
-    for name, convert in pairs:
-        kind = data[pos]
-        if kind == 116:  # t: text
-            start = pos + 5
-            pos = start + unpack(data, pos + 1)[0]
-            row[name] = convert(data[start:pos])
-        elif kind == 110:  # n: null
-            row[name] = None
-            pos += 1
-        elif kind == 117:  # u: unchanged TOAST
-            row[name] = UNCHANGED
-            pos += 1
-        else:  # b: binary, only sent when asked for
-            start = pos + 5
-            pos = start + unpack(data, pos + 1)[0]
-            row[name] = data[start:pos]
+    name = ""
+    try:
+        for name, convert in relation.pairs:
+            kind = data[pos]
+            if kind == 116:  # t: text
+                start = pos + 5
+                pos = start + unpack(data, pos + 1)[0]
+                row[name] = convert(data[start:pos])
+            elif kind == 110:  # n: null
+                row[name] = None
+                pos += 1
+            elif kind == 117:  # u: unchanged TOAST
+                row[name] = UNCHANGED
+                pos += 1
+            else:  # b: binary, only sent when asked for
+                start = pos + 5
+                pos = start + unpack(data, pos + 1)[0]
+                row[name] = data[start:pos]
+    except (ValueError, ArithmeticError, IndexError) as exc:
+        raise PermanentError(
+            f"cannot decode column {name!r} ({relation.columns.get(name, '?')}) of table "
+            f"{relation.schema}.{relation.table}: {exc}"
+        ) from exc
     return row, pos
 
 

@@ -26,7 +26,7 @@ from asyncetl.connectors.postgres.cdc._catalog import TableInfo
 from asyncetl.connectors.postgres.cdc._values import Converter, converter
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.changes import ChangeEvent
-from asyncetl.core.errors import ConfigError
+from asyncetl.core.errors import ConfigError, PermanentError
 
 __all__ = ["SnapshotReader", "snapshot_progress"]
 
@@ -149,10 +149,13 @@ def _events(table: TableInfo, rows: list[asyncpg.Record]) -> list[ChangeEvent]:
     key_index = [names.index(k) for k in table.key]
     events = []
     for row in rows:
-        values = [
-            None if text is None else convert(text.encode())
-            for convert, text in zip(converters, list(row)[offset:], strict=True)
-        ]
+        try:
+            values = [
+                None if text is None else convert(text.encode())
+                for convert, text in zip(converters, list(row)[offset:], strict=True)
+            ]
+        except (ValueError, ArithmeticError, IndexError) as exc:
+            raise _undecodable(table, converters, list(row)[offset:], exc) from exc
         after = dict(zip(names, values, strict=True))
         key = {names[i]: values[i] for i in key_index} if key_index else None
         events.append(
@@ -168,3 +171,19 @@ def _events(table: TableInfo, rows: list[asyncpg.Record]) -> list[ChangeEvent]:
             )
         )
     return events
+
+
+def _undecodable(
+    table: TableInfo, converters: tuple[Converter, ...], texts: list[str | None], exc: Exception
+) -> PermanentError:
+    """The error for a snapshot row with a value that cannot be decoded, naming its column."""
+    for (name, _, sql), convert, text in zip(table.columns, converters, texts, strict=True):
+        try:
+            if text is not None:
+                convert(text.encode())
+        except (ValueError, ArithmeticError, IndexError):
+            return PermanentError(
+                f"cannot decode column {name!r} ({sql}) of table {table.qualified} "
+                f"in the snapshot: {exc}"
+            )
+    return PermanentError(f"cannot decode a row of table {table.qualified} in the snapshot: {exc}")

@@ -170,9 +170,21 @@ def converter(oid: int) -> Converter:
         return scalar[1]
     element = _ARRAYS.get(oid)
     if element is not None:
-        inner = _SCALARS[element][1]
-        return lambda raw: parse_array(raw.decode(), inner)
+        return _array_converter(_SCALARS[element][1])
     return _text
+
+
+def _array_converter(inner: Converter) -> Converter:
+    def convert(raw: bytes) -> object:
+        text = raw.decode()
+        try:
+            return parse_array(text, inner)
+        except (ValueError, IndexError, ArithmeticError):
+            # A literal this parser does not follow: its text, which a cast to the target
+            # column's (same) type reads back exactly.
+            return text
+
+    return convert
 
 
 def type_name(oid: int, typmod: int = -1, known: dict[int, str] | None = None) -> str:
@@ -313,6 +325,8 @@ def text_writer(sql_type: str) -> Callable[[object], str | None]:
     base = sql_type.split("(", 1)[0].strip()
     if base in ("json", "jsonb"):
         return _write_json
+    if base in ("json[]", "jsonb[]"):
+        return _write_json_array
     if base in _TEXT_TYPES:
         return lambda value: value if type(value) is str else pg_text(value)
     if base in ("integer", "bigint", "smallint"):
@@ -330,6 +344,19 @@ def _write_json(value: object) -> str | None:
     if value is JSON_NULL:
         return "null"
     return orjson.dumps(value).decode()
+
+
+def _write_json_array(value: object) -> str | None:
+    """A ``json[]`` value: its items are JSON values (``[]`` is an element, not a dimension)."""
+    if not isinstance(value, list | tuple):
+        return pg_text(value)
+    parts = []
+    for item in value:
+        text = _write_json(item)
+        parts.append(
+            "NULL" if text is None else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        )
+    return "{" + ",".join(parts) + "}"
 
 
 def _write_float(value: object) -> str | None:

@@ -20,7 +20,8 @@ from text works, custom ones included.
 
 Tables without a primary key in the target get inserts appended; their updates
 and deletes need the old row (``REPLICA IDENTITY FULL`` on the source) and
-remove one matching row each.
+remove one row whose every column matches it NULL-safely (two identical rows
+are two rows: a delete removes one of them).
 """
 
 from __future__ import annotations
@@ -68,7 +69,6 @@ from asyncetl.core.interfaces import (
 __all__ = ["ApplySink"]
 
 Marker = tuple[int, int]
-_JSON_TYPES = ("json", "jsonb")
 
 
 class ApplySink(Sink[ChangeEvent]):
@@ -328,16 +328,23 @@ class ApplySink(Sink[ChangeEvent]):
     async def _delete_one(
         self, conn: asyncpg.Connection, schema: TableSchema, event: ChangeEvent
     ) -> None:
-        columns = [c for c in schema.columns if c.type not in _JSON_TYPES]
         before = event.before
+        columns = [
+            c for c in schema.columns if before is None or before.get(c.name) is not UNCHANGED
+        ]
         if before is None or any(c.name not in before for c in columns):
             raise PermanentError(
                 f"table {schema.table} has no primary key and the source sent no old row for an "
                 f"{'update' if event.op == 'u' else 'delete'} of {event.qualified_table}; set "
-                "REPLICA IDENTITY FULL on the source table or give the target a primary key"
+                f"REPLICA IDENTITY FULL on source table {event.qualified_table} or give the "
+                "target a primary key"
             )
+        # Every column, NULL-safely, compared as its type's text: json, xml and the geometric
+        # types have no equality operator, and the old row's value is cast through the
+        # column's type so both sides print the same way. One row only (by ctid): two
+        # identical rows are two rows.
         match = " AND ".join(
-            f"{quote_ident(c.name)} IS NOT DISTINCT FROM ${i}::text::{c.type}"
+            f"{quote_ident(c.name)}::text IS NOT DISTINCT FROM ${i}::text::{c.type}::text"
             for i, c in enumerate(columns, 1)
         )
         await conn.execute(
