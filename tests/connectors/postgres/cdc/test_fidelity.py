@@ -18,15 +18,11 @@ from asyncetl.connectors.postgres.cdc._snapshot import _events
 from asyncetl.connectors.postgres.cdc._values import converter
 from asyncetl.core.errors import PermanentError, StageError
 from tests.connectors.postgres.cdc.support import (
-    cdc_db,
     execute,
     random_name,
     streaming,
-    target_db,
     wait_for,
 )
-
-__all__ = ["cdc_db", "target_db"]
 
 pytestmark = pytest.mark.anyio
 
