@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
+import itertools
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import anyio
@@ -12,7 +14,8 @@ import anyio.to_thread
 import orjson
 
 from asyncetl.connectors.files._append import append, open_for_append, read_all, write_atomically
-from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
+from asyncetl.core.errors import PermanentError
+from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, LetterFilter
 from asyncetl.core.logs import get_logger
 
 __all__ = ["JsonlDeadLetterStore"]
@@ -76,6 +79,81 @@ class JsonlDeadLetterStore(DeadLetterStore):
         async with self._lock:
             await anyio.to_thread.run_sync(self._rewrite, pipeline, doomed)
 
+    async def find(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[DeadLetter]:
+        """The letters of ``pipeline`` matching every filter given, oldest first.
+
+        Reads the file a line at a time and stops at ``limit``, so only the
+        letters returned are held in memory.
+
+        :raises PermanentError: when the file exists but cannot be read.
+        """
+        wanted = _mine(pipeline, LetterFilter(stage, since, before, _id_set(ids)))
+        matching = (letter for _, letter in self._stream() if letter and wanted(letter))
+        return await anyio.to_thread.run_sync(_first, matching, limit)
+
+    async def count(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        wanted = _mine(pipeline, LetterFilter(stage, since, before, _id_set(ids)))
+        return await anyio.to_thread.run_sync(self._count, wanted)
+
+    async def purge(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete the matching letters of ``pipeline``; how many went.
+
+        Rewrites the file atomically a line at a time, keeping every other line
+        (unreadable ones too) byte for byte; leaves it alone when nothing matches.
+
+        :raises PermanentError: when the file cannot be read or rewritten.
+        """
+        doomed = _mine(pipeline, LetterFilter(stage, None, before, _id_set(ids)))
+        async with self._lock:
+            return await anyio.to_thread.run_sync(self._purge, doomed)
+
+    def _count(self, wanted: Callable[[DeadLetter | None], bool]) -> int:
+        return sum(1 for _, letter in self._stream() if wanted(letter))
+
+    def _purge(self, doomed: Callable[[DeadLetter | None], bool]) -> int:
+        number = self._count(doomed)
+        if number:
+            kept = (line for line, letter in self._stream() if not doomed(letter))
+            write_atomically(self.path, kept)
+        return number
+
+    def _stream(self) -> Iterator[tuple[bytes, DeadLetter | None]]:
+        """Like :meth:`_letters`, reading the file a line at a time (nothing when it is missing).
+
+        :raises PermanentError: when the file exists but cannot be read.
+        """
+        try:
+            with open(self.path, "rb") as lines:
+                yield from self._decoded(lines)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise PermanentError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+
     def _append(self, payload: bytes) -> None:
         fd = open_for_append(self.path)
         try:
@@ -95,7 +173,10 @@ class JsonlDeadLetterStore(DeadLetterStore):
 
     def _letters(self, data: bytes) -> Iterator[tuple[bytes, DeadLetter | None]]:
         """Every line with its ending, and the letter it holds (``None`` for blank or broken)."""
-        for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        return self._decoded(data.splitlines(keepends=True))
+
+    def _decoded(self, lines: Iterable[bytes]) -> Iterator[tuple[bytes, DeadLetter | None]]:
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 yield line, None
                 continue
@@ -138,3 +219,20 @@ def _decode(line: bytes) -> DeadLetter:
         time=time if time.tzinfo else time.replace(tzinfo=UTC),
         id=str(document["id"]),
     )
+
+
+def _id_set(ids: Sequence[str] | None) -> frozenset[str] | None:
+    return None if ids is None else frozenset(ids)
+
+
+def _mine(pipeline: str, wanted: LetterFilter) -> Callable[[DeadLetter | None], bool]:
+    """Whether a line's letter (``None``: blank or broken line) is of ``pipeline`` and wanted."""
+
+    def check(letter: DeadLetter | None) -> bool:
+        return letter is not None and letter.pipeline == pipeline and wanted.matches(letter)
+
+    return check
+
+
+def _first(letters: Iterator[DeadLetter], limit: int | None) -> list[DeadLetter]:
+    return list(letters if limit is None else itertools.islice(letters, max(0, limit)))
