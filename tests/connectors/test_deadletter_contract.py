@@ -102,6 +102,7 @@ async def test_find_filters_by_stage_time_and_ids(store: DeadLetterStore) -> Non
     assert numbers(await store.find("p", ids=wanted)) == [1, 5]
     assert numbers(await store.find("p", ids=[*wanted, "404", "no such id"], stage="a")) == [5]
     assert await store.find("p", ids=[]) == []
+    assert await store.find("p", ids=["9" * 30, "-1", "١"]) == []
     assert numbers(await store.find("p", since=since.replace(tzinfo=None))) == [3, 4, 5, 6]
 
 

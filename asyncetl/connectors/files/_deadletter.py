@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import builtins
-import itertools
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from datetime import UTC, datetime
 
 import anyio
@@ -59,14 +59,7 @@ class JsonlDeadLetterStore(DeadLetterStore):
 
         :raises PermanentError: when the file exists but cannot be read.
         """
-        data = await anyio.to_thread.run_sync(read_all, self.path)
-        letters: list[DeadLetter] = []
-        for _, letter in self._letters(data):
-            if limit is not None and len(letters) >= limit:
-                break
-            if letter is not None and letter.pipeline == pipeline:
-                letters.append(letter)
-        return letters
+        return await self.find(pipeline, limit=limit)
 
     async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
         """Delete the letters of ``pipeline`` with these ids; unknown ids are ignored.
@@ -97,8 +90,7 @@ class JsonlDeadLetterStore(DeadLetterStore):
         :raises PermanentError: when the file exists but cannot be read.
         """
         wanted = _mine(pipeline, LetterFilter(stage, since, before, _id_set(ids)))
-        matching = (letter for _, letter in self._stream() if letter and wanted(letter))
-        return await anyio.to_thread.run_sync(_first, matching, limit)
+        return await anyio.to_thread.run_sync(self._find, wanted, limit)
 
     async def count(
         self,
@@ -131,6 +123,18 @@ class JsonlDeadLetterStore(DeadLetterStore):
         async with self._lock:
             return await anyio.to_thread.run_sync(self._purge, doomed)
 
+    def _find(
+        self, wanted: Callable[[DeadLetter | None], bool], limit: int | None
+    ) -> builtins.list[DeadLetter]:
+        found: builtins.list[DeadLetter] = []
+        with closing(self._stream()) as lines:  # closes the file when the limit stops early
+            for _, letter in lines:
+                if limit is not None and len(found) >= limit:
+                    break
+                if letter is not None and wanted(letter):
+                    found.append(letter)
+        return found
+
     def _count(self, wanted: Callable[[DeadLetter | None], bool]) -> int:
         return sum(1 for _, letter in self._stream() if wanted(letter))
 
@@ -141,7 +145,7 @@ class JsonlDeadLetterStore(DeadLetterStore):
             write_atomically(self.path, kept)
         return number
 
-    def _stream(self) -> Iterator[tuple[bytes, DeadLetter | None]]:
+    def _stream(self) -> Generator[tuple[bytes, DeadLetter | None]]:
         """Like :meth:`_letters`, reading the file a line at a time (nothing when it is missing).
 
         :raises PermanentError: when the file exists but cannot be read.
@@ -232,7 +236,3 @@ def _mine(pipeline: str, wanted: LetterFilter) -> Callable[[DeadLetter | None], 
         return letter is not None and letter.pipeline == pipeline and wanted.matches(letter)
 
     return check
-
-
-def _first(letters: Iterator[DeadLetter], limit: int | None) -> list[DeadLetter]:
-    return list(letters if limit is None else itertools.islice(letters, max(0, limit)))

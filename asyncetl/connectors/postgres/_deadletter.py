@@ -179,7 +179,7 @@ def _filters(
     ids: Sequence[str] | None,
 ) -> tuple[object, ...]:
     """The parameters of :data:`_FILTERS`; an id that is no integer matches none."""
-    numbers = None if ids is None else [int(i) for i in ids if str(i).isdigit()]
+    numbers = None if ids is None else _row_ids(ids)
     return (pipeline, stage, _aware(since), _aware(before), numbers)
 
 
@@ -213,3 +213,9 @@ def _loads(text: str | None) -> JsonValue:
         return None
     value: JsonValue = orjson.loads(text)
     return value
+
+
+def _row_ids(ids: Sequence[str]) -> list[int]:
+    """The ids that can be row ids (64-bit integers); any other id matches no row."""
+    numbers = (int(i) for i in ids if str(i).isascii() and str(i).isdigit())
+    return [number for number in numbers if number < 2**63]

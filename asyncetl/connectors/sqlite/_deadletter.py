@@ -193,7 +193,7 @@ def _filters(
     ids: Sequence[str] | None,
 ) -> dict[str, object]:
     """The named parameters of :class:`DeadLetterQueries`; an id that is no integer matches none."""
-    numbers = None if ids is None else orjson.dumps([int(i) for i in ids if str(i).isdigit()])
+    numbers = None if ids is None else orjson.dumps(_row_ids(ids))
     return {
         "pipeline": pipeline,
         "stage": stage,
@@ -207,3 +207,9 @@ def _utc_text(moment: datetime) -> str:
     """``moment`` as the letters' times are stored: ISO 8601 in UTC (naive means UTC)."""
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return aware.astimezone(UTC).isoformat()
+
+
+def _row_ids(ids: Sequence[str]) -> list[int]:
+    """The ids that can be row ids (64-bit integers); any other id matches no row."""
+    numbers = (int(i) for i in ids if str(i).isascii() and str(i).isdigit())
+    return [number for number in numbers if number < 2**63]
