@@ -29,6 +29,7 @@ PUBLIC: dict[str, list[str]] = {
         "FailurePolicy",
         "JsonFileCheckpointStore",
         "JsonValue",
+        "LetterFilter",
         "ListSink",
         "ListSource",
         "MemoryCheckpointStore",

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["fsync_directory", "write_atomically"]
 
 
-def write_atomically(path: str | os.PathLike[str], content: bytes) -> None:
+def write_atomically(path: str | os.PathLike[str], content: bytes | Iterable[bytes]) -> None:
     """Replace ``path`` by ``content``: a crash leaves the old file or the new one, never a mix.
+
+    ``content`` may be an iterable of pieces, written as they come, so that a
+    rewrite of a large file need not hold it in memory.
 
     Writes a temporary file beside ``path`` (a new, private one per call, so
     concurrent writers never share it), fsyncs it, renames it over ``path`` and
@@ -27,7 +31,10 @@ def write_atomically(path: str | os.PathLike[str], content: bytes) -> None:
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as temp:
-            temp.write(content)
+            if isinstance(content, bytes):
+                temp.write(content)
+            else:
+                temp.writelines(content)
             temp.flush()
             os.fsync(temp.fileno())
         os.replace(temp_name, target)

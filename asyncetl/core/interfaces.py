@@ -9,10 +9,18 @@ on every exit path, and ``async with resource:`` does the same.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+import builtins
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Sequence,
+)
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
 
@@ -27,6 +35,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterStore",
     "FailurePolicy",
+    "LetterFilter",
     "Problem",
     "Reject",
     "Resource",
@@ -304,3 +313,84 @@ class DeadLetterStore(Resource, abc.ABC):
     @abc.abstractmethod
     async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
         """Delete the letters with these ids."""
+
+    async def find(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[DeadLetter]:
+        """Stored letters of ``pipeline`` that match every filter given, oldest first.
+
+        A question only: it changes nothing. The default filters :meth:`list` in
+        memory, so that older stores keep working; the stores of asyncetl filter
+        where the letters are kept.
+
+        :param stage: only letters set aside by this stage.
+        :param since: only letters stored at or after this time.
+        :param before: only letters stored strictly before this time.
+        :param ids: only letters with these ids.
+        :param limit: at most this many.
+        """
+        wanted = LetterFilter(stage, since, before, ids)
+        found = [letter for letter in await self.list(pipeline) if wanted.matches(letter)]
+        return found if limit is None else found[: max(0, limit)]
+
+    async def count(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """How many letters :meth:`find` would return without a limit; changes nothing."""
+        return len(await self.find(pipeline, stage=stage, since=since, before=before, ids=ids))
+
+    async def purge(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete the letters of ``pipeline`` that match every filter given.
+
+        With no filter at all, every letter of ``pipeline`` goes. The default
+        finds them and calls :meth:`remove`.
+
+        :returns: how many letters were deleted.
+        """
+        doomed = await self.find(pipeline, stage=stage, before=before, ids=ids)
+        await self.remove(pipeline, [letter.id for letter in doomed if letter.id is not None])
+        return len(doomed)
+
+
+@dataclass(frozen=True, slots=True)
+class LetterFilter:
+    """The filters of :meth:`DeadLetterStore.find`, for stores that apply them in Python."""
+
+    stage: str | None = None
+    since: datetime | None = None
+    before: datetime | None = None
+    ids: Collection[str] | None = None
+
+    def matches(self, letter: DeadLetter) -> bool:
+        """Whether ``letter`` passes every filter that is set; naive times mean UTC."""
+        time = _utc(letter.time)
+        return (
+            (self.stage is None or letter.stage == self.stage)
+            and (self.since is None or time >= _utc(self.since))
+            and (self.before is None or time < _utc(self.before))
+            and (self.ids is None or letter.id in self.ids)
+        )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -8,6 +8,12 @@ by a transform on purpose) are removed from the store *after* the sink's
 write returns, so a crash in between only replays them again. Letters that
 still fail stay in the store, unchanged.
 
+A dry run (``dry_run=True``) sends each letter through the transforms only:
+it tells which letters would now reach the sink and which fail again, and
+writes nothing, opens no sink and removes nothing. Whether the sink would
+accept a record cannot be known without writing it, so a sink letter (and
+every letter that passes the transforms) counts as "would reach the sink".
+
 Replay does not touch checkpoints, and it does not open the source. A
 replayed record lands after anything newer the pipeline has loaded since, so
 with an upsert sink an old record can overwrite a newer version of its key.
@@ -53,15 +59,18 @@ class ReplayResult:
     :param removed: ids of the letters that succeeded and were removed.
     :param records_written: records the sink accepted.
     :param failed: letters that failed again and were kept.
+    :param would_reach_sink: in a dry run, the letters that now pass every
+        transform (nothing was written or removed); empty otherwise.
     """
 
     removed: list[str] = field(default_factory=list)
     records_written: int = 0
     failed: list[ReplayFailure] = field(default_factory=list)
+    would_reach_sink: list[DeadLetter] = field(default_factory=list)
 
     @property
     def attempted(self) -> int:
-        return len(self.removed) + len(self.failed)
+        return len(self.removed) + len(self.failed) + len(self.would_reach_sink)
 
 
 class _FailedAgain(Exception):
@@ -71,10 +80,21 @@ class _FailedAgain(Exception):
         self.error = error if isinstance(error, str) else _describe(error)
 
 
-async def replay_dead_letters(pipeline: Pipeline, *, limit: int | None = None) -> ReplayResult:
+async def replay_dead_letters(
+    pipeline: Pipeline,
+    *,
+    limit: int | None = None,
+    ids: Sequence[str] | None = None,
+    stage: str | None = None,
+    dry_run: bool = False,
+) -> ReplayResult:
     """Send ``pipeline``'s dead letters through its transforms and sink again.
 
     :param limit: replay at most this many letters, oldest first.
+    :param ids: replay only the letters with these ids.
+    :param stage: replay only the letters set aside by this stage.
+    :param dry_run: only send them through the transforms, to see which would
+        now reach the sink; write, open and remove nothing else.
     :raises ConfigError: the pipeline has no dead-letter store.
     :raises StageError: the sink failed as a whole (not record by record); the
         letters of the failing write stay in the store.
@@ -88,20 +108,36 @@ async def replay_dead_letters(pipeline: Pipeline, *, limit: int | None = None) -
         )
     result = ReplayResult()
     async with AsyncExitStack() as stack:
-        for resource in (store, pipeline.sink, *pipeline.transforms):
+        sink = () if dry_run else (pipeline.sink,)
+        for resource in (store, *sink, *pipeline.transforms):
             await _open(stack, resource)
-        letters = await store.list(pipeline.name, limit=limit)
+        letters = await store.find(pipeline.name, stage=stage, ids=ids, limit=limit)
         for start in range(0, len(letters), pipeline.max_batch_size):
             chunk = letters[start : start + pipeline.max_batch_size]
-            await _replay_chunk(pipeline, store, chunk, result)
-    _log.info(
-        "replayed",
-        pipeline=pipeline.name,
-        removed=len(result.removed),
-        still_failing=len(result.failed),
-        records_written=result.records_written,
-    )
+            if dry_run:
+                await _check_chunk(pipeline, chunk, result)
+            else:
+                await _replay_chunk(pipeline, store, chunk, result)
+    _log_outcome(pipeline.name, result, dry_run=dry_run)
     return result
+
+
+def _log_outcome(name: str, result: ReplayResult, *, dry_run: bool) -> None:
+    if dry_run:
+        _log.info(
+            "checked replay",
+            pipeline=name,
+            would_reach_sink=len(result.would_reach_sink),
+            still_failing=len(result.failed),
+        )
+    else:
+        _log.info(
+            "replayed",
+            pipeline=name,
+            removed=len(result.removed),
+            still_failing=len(result.failed),
+            records_written=result.records_written,
+        )
 
 
 async def _open(stack: AsyncExitStack, resource: Resource) -> None:
@@ -130,6 +166,18 @@ async def _replay_chunk(
     if succeeded:
         await store.remove(pipeline.name, succeeded)
         result.removed.extend(succeeded)
+
+
+async def _check_chunk(
+    pipeline: Pipeline, letters: Sequence[DeadLetter], result: ReplayResult
+) -> None:
+    for letter in letters:
+        try:
+            await _transformed(pipeline, letter)
+        except _FailedAgain as failure:
+            result.failed.append(ReplayFailure(letter, failure.stage, failure.error))
+        else:
+            result.would_reach_sink.append(letter)
 
 
 async def _transformed(pipeline: Pipeline, letter: DeadLetter) -> list[Any]:

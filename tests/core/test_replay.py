@@ -389,3 +389,63 @@ def test_replay_on_the_command_line(tmp_path: Path) -> None:
     ]
     assert rows(db) == [(1, 10, 2.0), (2, 2000, 400.0), (4, 5000, 1000.0), (5, 20, 4.0)]
     assert stored_letters(db) == [before[0], before[2]]
+
+
+@pytest.mark.anyio
+async def test_replay_of_chosen_ids_or_stage_touches_no_other_letter() -> None:
+    store, sink = MemoryDeadLetterStore(), PickySink()
+    run = pipeline(ListSource([{"n": n} for n in (5, 101, 15, 999, 20)]), sink, store)
+    await run.run()
+    before = list(store.letters)
+    assert [(x.id, x.stage, x.record) for x in before] == [
+        ("1", "check", {"n": 5}),
+        ("2", "check", {"n": 15}),
+        ("3", "check", {"n": 20}),
+        ("4", "picky", {"n": 101, "tagged": True}),
+        ("5", "picky", {"n": 999, "tagged": True}),
+    ]
+    FIXED.update(check=True, sink=True)
+    chosen = await replay_dead_letters(run, ids=["2", "5", "404"])
+    assert chosen.removed == ["2"]
+    assert [(f.letter.id, f.error) for f in chosen.failed] == [
+        ("5", "ValueError: n=999 is too big")
+    ]
+    assert store.letters == [before[0], before[2], before[3], before[4]]
+    by_stage = await replay_dead_letters(run, stage="picky")
+    assert (by_stage.removed, [f.letter.id for f in by_stage.failed]) == (["4"], ["5"])
+    assert store.letters == [before[0], before[2], before[4]]
+    assert sink.records[-2:] == [{"n": 15, "tagged": True}, {"n": 101, "tagged": True}]
+
+
+@pytest.mark.anyio
+async def test_a_dry_run_checks_the_transforms_and_changes_nothing() -> None:
+    class Unopenable(ListSink[Record]):
+        async def open(self) -> None:
+            raise AssertionError("a dry run opened the sink")
+
+    store, sink = MemoryDeadLetterStore(), PickySink()
+    run = pipeline(ListSource([{"n": n} for n in (5, 10, 101, 12)]), sink, store)
+    await run.run()
+    before, written = list(store.letters), list(sink.records)
+    FIXED["check"] = True
+    dry = Pipeline(
+        "replay", run.source, Unopenable(name="picky"), run.transforms, dead_letters=store
+    )
+    with structlog.testing.capture_logs() as logs:
+        result = await replay_dead_letters(dry, dry_run=True)
+    assert [x.id for x in result.would_reach_sink] == ["1", "3"]
+    assert [(f.letter.id, f.stage, f.error) for f in result.failed] == [
+        ("2", "check", "ValueError: 10 is always wrong")
+    ]
+    assert (result.removed, result.records_written, result.attempted) == ([], 0, 3)
+    assert store.letters == before
+    assert sink.records == written
+    assert logs == [
+        {
+            "event": "checked replay",
+            "log_level": "info",
+            "pipeline": "replay",
+            "would_reach_sink": 2,
+            "still_failing": 1,
+        }
+    ]

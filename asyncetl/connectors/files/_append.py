@@ -6,6 +6,7 @@ Every function here blocks; callers run them through ``anyio.to_thread.run_sync`
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from asyncetl.core import durable
@@ -75,7 +76,7 @@ def read_all(path: str) -> bytes:
         raise PermanentError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def write_atomically(path: str, content: bytes) -> None:
+def write_atomically(path: str, content: bytes | Iterable[bytes]) -> None:
     """Replace ``path`` by ``content``: a crash leaves the old file or the new one, never a mix.
 
     :raises PermanentError: when the temporary file cannot be written or renamed.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import closing
 from datetime import UTC, datetime
 
 import anyio
@@ -13,7 +15,8 @@ import orjson
 
 from asyncetl.connectors.files._append import append, open_for_append, read_all, write_atomically
 from asyncetl.connectors.files._check import writable
-from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, Problem
+from asyncetl.core.errors import PermanentError
+from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, LetterFilter, Problem
 from asyncetl.core.logs import get_logger
 
 __all__ = ["JsonlDeadLetterStore"]
@@ -73,25 +76,15 @@ class JsonlDeadLetterStore(DeadLetterStore):
 
         :raises PermanentError: when the file exists but cannot be read.
         """
-        data = await anyio.to_thread.run_sync(read_all, self.path)
-        letters: list[DeadLetter] = []
-        for _, letter in self._letters(data):
-            if limit is not None and len(letters) >= limit:
-                break
-            if letter is not None and letter.pipeline == pipeline:
-                letters.append(letter)
-        return letters
+        return await self.find(pipeline, limit=limit)
 
     async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
         """Delete the letters of ``pipeline`` with these ids; unknown ids are ignored.
 
         :raises PermanentError: when the file cannot be read or rewritten.
         """
-        doomed = set(ids)
-        if not doomed:
-            return
-        async with self._lock:
-            await anyio.to_thread.run_sync(self._rewrite, pipeline, doomed)
+        if ids:
+            await self.purge(pipeline, ids=ids)
 
     def _stored_keys(self) -> set[str]:
         keys: set[str] = set()
@@ -100,6 +93,93 @@ class JsonlDeadLetterStore(DeadLetterStore):
                 keys.add(letter.key)
         return keys
 
+    async def find(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[DeadLetter]:
+        """The letters of ``pipeline`` matching every filter given, oldest first.
+
+        Reads the file a line at a time and stops at ``limit``, so only the
+        letters returned are held in memory.
+
+        :raises PermanentError: when the file exists but cannot be read.
+        """
+        wanted = _mine(pipeline, LetterFilter(stage, since, before, _id_set(ids)))
+        return await anyio.to_thread.run_sync(self._find, wanted, limit)
+
+    async def count(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        wanted = _mine(pipeline, LetterFilter(stage, since, before, _id_set(ids)))
+        return await anyio.to_thread.run_sync(self._count, wanted)
+
+    async def purge(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete the matching letters of ``pipeline``; how many went.
+
+        Rewrites the file atomically a line at a time, keeping every other line
+        (unreadable ones too) byte for byte; leaves it alone when nothing matches.
+
+        :raises PermanentError: when the file cannot be read or rewritten.
+        """
+        doomed = _mine(pipeline, LetterFilter(stage, None, before, _id_set(ids)))
+        async with self._lock:
+            return await anyio.to_thread.run_sync(self._purge, doomed)
+
+    def _find(
+        self, wanted: Callable[[DeadLetter | None], bool], limit: int | None
+    ) -> builtins.list[DeadLetter]:
+        found: builtins.list[DeadLetter] = []
+        with closing(self._stream()) as lines:  # closes the file when the limit stops early
+            for _, letter in lines:
+                if limit is not None and len(found) >= limit:
+                    break
+                if letter is not None and wanted(letter):
+                    found.append(letter)
+        return found
+
+    def _count(self, wanted: Callable[[DeadLetter | None], bool]) -> int:
+        return sum(1 for _, letter in self._stream() if wanted(letter))
+
+    def _purge(self, doomed: Callable[[DeadLetter | None], bool]) -> int:
+        number = self._count(doomed)
+        if number:
+            kept = (line for line, letter in self._stream() if not doomed(letter))
+            write_atomically(self.path, kept)
+            self._keys = None  # removed keys may be stored again
+        return number
+
+    def _stream(self) -> Generator[tuple[bytes, DeadLetter | None]]:
+        """Like :meth:`_letters`, reading the file a line at a time (nothing when it is missing).
+
+        :raises PermanentError: when the file exists but cannot be read.
+        """
+        try:
+            with open(self.path, "rb") as lines:
+                yield from self._decoded(lines)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise PermanentError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+
     def _append(self, payload: bytes) -> None:
         fd = open_for_append(self.path)
         try:
@@ -107,20 +187,12 @@ class JsonlDeadLetterStore(DeadLetterStore):
         finally:
             os.close(fd)
 
-    def _rewrite(self, pipeline: str, doomed: set[str]) -> None:
-        data = read_all(self.path)
-        kept = [
-            line
-            for line, letter in self._letters(data)
-            if letter is None or letter.pipeline != pipeline or letter.id not in doomed
-        ]
-        if sum(map(len, kept)) != len(data):
-            write_atomically(self.path, b"".join(kept))
-            self._keys = None  # removed keys may be stored again
-
     def _letters(self, data: bytes) -> Iterator[tuple[bytes, DeadLetter | None]]:
         """Every line with its ending, and the letter it holds (``None`` for blank or broken)."""
-        for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        return self._decoded(data.splitlines(keepends=True))
+
+    def _decoded(self, lines: Iterable[bytes]) -> Iterator[tuple[bytes, DeadLetter | None]]:
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 yield line, None
                 continue
@@ -178,3 +250,16 @@ def _decode(line: bytes) -> DeadLetter:
         id=str(document["id"]),
         key=None if document.get("key") is None else str(document["key"]),
     )
+
+
+def _id_set(ids: Sequence[str] | None) -> frozenset[str] | None:
+    return None if ids is None else frozenset(ids)
+
+
+def _mine(pipeline: str, wanted: LetterFilter) -> Callable[[DeadLetter | None], bool]:
+    """Whether a line's letter (``None``: blank or broken line) is of ``pipeline`` and wanted."""
+
+    def check(letter: DeadLetter | None) -> bool:
+        return letter is not None and letter.pipeline == pipeline and wanted.matches(letter)
+
+    return check

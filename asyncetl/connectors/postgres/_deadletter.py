@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
+import functools
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 import orjson
@@ -99,6 +102,112 @@ class PostgresDeadLetterStore(TableStore, DeadLetterStore):
             "removing dead letters", lambda conn: conn.execute(self._remove_sql, pipeline, numbers)
         )
 
+    async def find(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[DeadLetter]:
+        """The letters of ``pipeline`` matching every filter given, oldest first, in one query."""
+        params = (*_filters(pipeline, stage, since, before, ids), limit)
+
+        async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            return await conn.fetch(self._queries.find, *params)
+
+        rows = await self._run("finding dead letters", fetch)
+        return [_letter(row) for row in rows]
+
+    async def count(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        params = _filters(pipeline, stage, since, before, ids)
+
+        async def fetch(conn: asyncpg.Connection) -> int:
+            number: int = await conn.fetchval(self._queries.count, *params)
+            return number
+
+        return await self._run("counting dead letters", fetch)
+
+    async def purge(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete the matching letters of ``pipeline`` in one statement; how many went."""
+        params = _filters(pipeline, stage, None, before, ids)
+
+        async def delete(conn: asyncpg.Connection) -> int:
+            number: int = await conn.fetchval(self._queries.purge, *params)
+            return number
+
+        return await self._run("purging dead letters", delete)
+
+    @functools.cached_property
+    def _queries(self) -> _Queries:
+        return _Queries.of(self.table.sql)
+
+
+#: The filters of a dead-letter query, $1 to $5; a filter is off when its parameter is NULL.
+_FILTERS = (
+    "pipeline = $1 AND ($2::text IS NULL OR stage = $2) "
+    "AND ($3::timestamptz IS NULL OR time >= $3) AND ($4::timestamptz IS NULL OR time < $4) "
+    "AND ($5::bigint[] IS NULL OR id = ANY($5))"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Queries:
+    find: str
+    count: str
+    purge: str
+
+    @classmethod
+    def of(cls, table: str) -> _Queries:
+        columns = (
+            "id, pipeline, stage, error, error_type, record::text AS record, "
+            "position::text AS position, time"
+        )
+        return cls(
+            find=f"SELECT {columns} FROM {table} WHERE {_FILTERS} ORDER BY id LIMIT $6",  # noqa: S608
+            count=f"SELECT count(*) FROM {table} WHERE {_FILTERS}",  # noqa: S608
+            purge=(
+                f"WITH gone AS (DELETE FROM {table} WHERE {_FILTERS} RETURNING 1) "  # noqa: S608
+                "SELECT count(*) FROM gone"
+            ),
+        )
+
+
+def _filters(
+    pipeline: str,
+    stage: str | None,
+    since: datetime | None,
+    before: datetime | None,
+    ids: Sequence[str] | None,
+) -> tuple[object, ...]:
+    """The parameters of :data:`_FILTERS`; an id that is no integer matches none."""
+    numbers = None if ids is None else _row_ids(ids)
+    return (pipeline, stage, _aware(since), _aware(before), numbers)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Naive times mean UTC, as the letters' times do."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
 
 async def settle_on(
     conn: asyncpg.Connection,
@@ -144,3 +253,9 @@ def _loads(text: str | None) -> JsonValue:
         return None
     value: JsonValue = orjson.loads(text)
     return value
+
+
+def _row_ids(ids: Sequence[str]) -> list[int]:
+    """The ids that can be row ids (64-bit integers); any other id matches no row."""
+    numbers = (int(i) for i in ids if str(i).isascii() and str(i).isdigit())
+    return [number for number in numbers if number < 2**63]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import functools
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -10,7 +12,7 @@ from functools import partial
 import orjson
 
 from asyncetl.connectors.sqlite._connection import immediate
-from asyncetl.connectors.sqlite._sql import TABLE_COLUMNS, DeadLetterSql
+from asyncetl.connectors.sqlite._sql import TABLE_COLUMNS, DeadLetterQueries, DeadLetterSql
 from asyncetl.connectors.sqlite._table import TableStore
 from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import DeadLetter, DeadLetterStore
@@ -93,6 +95,73 @@ class SqliteDeadLetterStore(TableStore[DeadLetterSql], DeadLetterStore):
         if params:
             await self._db.run(delete, what=f"dead-letter remove from table {self.table!r}")
 
+    async def find(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[DeadLetter]:
+        """The letters of ``pipeline`` matching every filter given, oldest first, in one query.
+
+        :raises PermanentError: when a stored row is not valid JSON.
+        """
+        await self._ready()
+        params = _filters(pipeline, stage, since, before, ids)
+        params["limit"] = _NO_LIMIT if limit is None else max(0, limit)
+        sql = self._queries.find
+
+        def select(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        rows = await self._db.run(select, what=f"dead-letter find in table {self.table!r}")
+        return [self._letter(row) for row in rows]
+
+    async def count(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        await self._ready()
+        params = _filters(pipeline, stage, since, before, ids)
+        sql = self._queries.count
+
+        def select(conn: sqlite3.Connection) -> int:
+            number: int = conn.execute(sql, params).fetchone()[0]
+            return number
+
+        return await self._db.run(select, what=f"dead-letter count in table {self.table!r}")
+
+    async def purge(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete the matching letters of ``pipeline`` in one statement; how many went."""
+        await self._ready()
+        params = _filters(pipeline, stage, None, before, ids)
+        sql = self._queries.purge
+
+        def delete(conn: sqlite3.Connection) -> int:
+            with immediate(conn):
+                return conn.execute(sql, params).rowcount
+
+        return await self._db.run(delete, what=f"dead-letter purge in table {self.table!r}")
+
+    @functools.cached_property
+    def _queries(self) -> DeadLetterQueries:
+        return DeadLetterQueries.of(self.table)
+
     def _letter(self, row: tuple[object, ...]) -> DeadLetter:
         letter_id, pipeline, stage, error, error_type, record, position, time = row
         try:
@@ -134,3 +203,33 @@ def letter_row(letter: DeadLetter) -> tuple[str | None, ...]:
         time.astimezone(UTC).isoformat(),
         letter.key,
     )
+
+
+def _filters(
+    pipeline: str,
+    stage: str | None,
+    since: datetime | None,
+    before: datetime | None,
+    ids: Sequence[str] | None,
+) -> dict[str, object]:
+    """The named parameters of :class:`DeadLetterQueries`; an id that is no integer matches none."""
+    numbers = None if ids is None else orjson.dumps(_row_ids(ids))
+    return {
+        "pipeline": pipeline,
+        "stage": stage,
+        "since": None if since is None else _utc_text(since),
+        "before": None if before is None else _utc_text(before),
+        "ids": None if numbers is None else numbers.decode(),
+    }
+
+
+def _utc_text(moment: datetime) -> str:
+    """``moment`` as the letters' times are stored: ISO 8601 in UTC (naive means UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat()
+
+
+def _row_ids(ids: Sequence[str]) -> list[int]:
+    """The ids that can be row ids (64-bit integers); any other id matches no row."""
+    numbers = (int(i) for i in ids if str(i).isascii() and str(i).isdigit())
+    return [number for number in numbers if number < 2**63]

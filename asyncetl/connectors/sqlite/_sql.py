@@ -14,6 +14,7 @@ from asyncetl.core.errors import ConfigError
 
 __all__ = [
     "CheckpointSql",
+    "DeadLetterQueries",
     "DeadLetterSql",
     "TABLE_COLUMNS",
     "create_table",
@@ -134,4 +135,38 @@ class DeadLetterSql:
                 "ORDER BY id LIMIT ?"
             ),
             remove=f"DELETE FROM {t} WHERE pipeline = ? AND id = ?",  # noqa: S608
+        )
+
+
+#: The filters of a dead-letter query, named parameters that are ``NULL`` when unset;
+#: ``:ids`` is a JSON array of integer ids.
+_LETTER_FILTERS = (
+    "pipeline = :pipeline AND (:stage IS NULL OR stage = :stage) "
+    "AND (:since IS NULL OR time >= :since) AND (:before IS NULL OR time < :before) "
+    "AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterQueries:
+    """The filtered reads and deletes of a dead-letter table (see :data:`_LETTER_FILTERS`).
+
+    Times compare as text: every stored time is ISO 8601 in UTC, written the same way.
+    """
+
+    find: str
+    count: str
+    purge: str
+
+    @classmethod
+    def of(cls, table: str) -> DeadLetterQueries:
+        t = quote_ident(table)
+        columns = "id, pipeline, stage, error, error_type, record, position, time"
+        return cls(
+            find=(
+                f"SELECT {columns} FROM {t} WHERE {_LETTER_FILTERS} "  # noqa: S608
+                "ORDER BY id LIMIT :limit"
+            ),
+            count=f"SELECT count(*) FROM {t} WHERE {_LETTER_FILTERS}",  # noqa: S608
+            purge=f"DELETE FROM {t} WHERE {_LETTER_FILTERS}",  # noqa: S608
         )

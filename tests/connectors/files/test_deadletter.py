@@ -171,3 +171,19 @@ def _fields(dead: DeadLetter) -> dict[str, object]:
         "position": dead.position,
         "time": dead.time.isoformat(),
     }
+
+
+@pytest.mark.anyio
+async def test_purge_rewrites_only_matching_lines_and_keeps_broken_ones(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    store = JsonlDeadLetterStore(str(path))
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    await store.put([DeadLetter("p", stage, "e", "E", {"s": stage}, 1, now) for stage in "aba"])
+    with path.open("ab") as file:
+        file.write(b"torn {\n")
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert await store.purge("p", stage="zzz") == 0
+    assert path.read_bytes() == b"".join(lines)
+    assert await store.purge("p", stage="a") == 2
+    assert path.read_bytes() == lines[1] + lines[3]
+    assert [x.record for x in await store.find("p", limit=5)] == [{"s": "b"}]
