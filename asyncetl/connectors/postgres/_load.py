@@ -129,6 +129,7 @@ async def copy_upsert(
     version_column: str | None = None,
     row_hash_column: str | None = None,
     dedupe: bool = False,
+    skip_unchanged: bool = False,
 ) -> int:
     """Upsert ``rows`` by ``key``; returns how many target rows were inserted or updated.
 
@@ -138,6 +139,8 @@ async def copy_upsert(
     :param row_hash_column: a row whose stored hash is unchanged is not rewritten.
     :param dedupe: ``rows`` may hold a key more than once; the last (or newest
         version) wins.
+    :param skip_unchanged: a row whose stored values are unchanged is not
+        rewritten, compared in the server (no hash column).
     """
     await stage_rows(conn, target, columns, rows)
     sql = _sql.merge_from_stage(
@@ -148,6 +151,7 @@ async def copy_upsert(
         version_column=version_column,
         row_hash_column=row_hash_column,
         dedupe=dedupe,
+        skip_unchanged=skip_unchanged,
     )
     return row_count(await conn.execute(sql))
 

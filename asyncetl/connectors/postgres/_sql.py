@@ -198,6 +198,7 @@ def merge_from_stage(
     where: str | None = None,
     revive: str | None = None,
     dedupe: bool = False,
+    skip_unchanged: bool = False,
 ) -> str:
     """Upsert staged rows into ``target`` by ``key`` (``INSERT … ON CONFLICT``).
 
@@ -212,6 +213,10 @@ def merge_from_stage(
         its hash is unchanged, so that it comes back to life.
     :param dedupe: merge only one staged row per key: the newest version, else
         the last staged (for stages that may hold a key twice).
+    :param skip_unchanged: only overwrite when the stored values of ``update``
+        differ from the staged ones, compared in the server as row text (so
+        that types without equality, json or point, compare too, and NaN
+        equals NaN); no hash column needed.
     """
     cols = _columns(columns)
     keys = _columns(key)
@@ -238,6 +243,10 @@ def merge_from_stage(
         if revive is not None:
             changed = f"({changed} OR t.{quote_ident(revive)} IS NOT NULL)"
         guards.append(changed)
+    if skip_unchanged:
+        stored = ", ".join(f"t.{quote_ident(c)}" for c in update)
+        staged = ", ".join(f"EXCLUDED.{quote_ident(c)}" for c in update)
+        guards.append(f"ROW({stored})::text IS DISTINCT FROM ROW({staged})::text")
     sql = head + "UPDATE SET " + ", ".join(assignments)
     if guards:
         sql += " WHERE " + " AND ".join(guards)

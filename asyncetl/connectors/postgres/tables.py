@@ -207,7 +207,9 @@ class TablesSink(Sink[TableRow]):
             table,
             name=f"{self.name}:{table}",
             mode="upsert" if keyed else "append",
-            row_hash=["*"],
+            # A keyed table is compared in the server; a keyless one needs its hash column.
+            skip_unchanged=keyed,
+            row_hash=None if keyed else ["*"],
             create=True,
             source_dsn=self.source_dsn.url,
             source_table=table,

@@ -68,4 +68,5 @@ class UpsertWriter(KeyedWriter):
             version_column=self.options.version_column,
             row_hash_column=row_hash_column,
             dedupe=dedupe,
+            skip_unchanged=self.options.skip_unchanged,
         )
