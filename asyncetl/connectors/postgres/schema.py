@@ -13,11 +13,19 @@ from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = ["Column", "TableSchema", "describe_remote", "describe_table", "table_ddl"]
 
+# text_io: asyncpg has no binary codec for the type (or its array element), so
+# binary COPY cannot take it: types of extensions, and a few built-in ones.
 _COLUMNS = """
 SELECT a.attname AS name,
        format_type(a.atttypid, a.atttypmod) AS type,
-       a.attnotnull AS not_null
+       a.attnotnull AS not_null,
+       (e.typtype = 'b' AND e.typnamespace <> 'pg_catalog'::regnamespace)
+         OR (e.typnamespace = 'pg_catalog'::regnamespace
+             AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery}')) AS text_io
 FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' THEN b.typelem ELSE b.oid END
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
@@ -43,11 +51,17 @@ WHERE c.oid = to_regclass($1)
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One column: its name, its SQL type as ``format_type`` spells it, and nullability."""
+    """One column: its name, its SQL type as ``format_type`` spells it, and nullability.
+
+    :param text_io: asyncpg has no binary codec for the type (``money``,
+        ``tsvector``, types of extensions such as ``citext``…): values are
+        written as their text, staged in a ``text`` column and cast.
+    """
 
     name: str
     type: str
     not_null: bool = False
+    text_io: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +105,8 @@ async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSch
         return None
     oid = row["oid"]
     columns = tuple(
-        Column(r["name"], r["type"], r["not_null"]) for r in await conn.fetch(_COLUMNS, oid)
+        Column(r["name"], r["type"], r["not_null"], r["text_io"])
+        for r in await conn.fetch(_COLUMNS, oid)
     )
     keys = await conn.fetch(_UNIQUE_KEYS, oid)
     primary = next((tuple(r["columns"]) for r in keys if r["is_primary"]), ())

@@ -97,6 +97,13 @@ class Writer:
         return self.schema.table if self.schema is not None else self.table
 
     @property
+    def casts(self) -> dict[str, str]:
+        """Columns staged as text and cast to their type: asyncpg has no binary codec for it."""
+        if self.schema is None:
+            return {}
+        return {c.name: c.type for c in self.schema.columns if c.text_io}
+
+    @property
     def delete_flag(self) -> str | None:
         """The record field carried as the last value of each row to mark a delete, if any."""
         return None
