@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from asyncetl.connectors.postgres._check import find_changed_values
 from asyncetl.connectors.postgres._load import TextRows
 from asyncetl.connectors.postgres._rows import group_by_shape, json_text, rows_of, uniform_rows
 from asyncetl.connectors.postgres.schema import TableSchema
@@ -97,6 +98,13 @@ class Planner:
             if problem is not None:
                 rejects.extend(Reject(record, PermanentError(problem)) for record in members)
                 continue
+            if rows is None:
+                rows = rows_of(members, columns)
+            changed = find_changed_values(self.schema, columns, rows, members, self.writer.key)
+            if changed:
+                rejects += [Reject(members[i], PermanentError(why)) for i, why in changed.items()]
+                members = [r for i, r in enumerate(members) if i not in changed]
+                rows = [row for i, row in enumerate(rows) if i not in changed]
             groups.append(self._group(columns, members, rows))
         return groups, rejects
 
