@@ -7,10 +7,12 @@ and writes a whole batch — every table in it and the checkpoint — in one
 transaction.
 
 Each table is read as a snapshot by default (see ``TableSource(snapshot=True)``)
-and written with a row hash over all its columns, so a re-run writes nothing and
-a run after some source rows changed rewrites exactly those rows:
+and written so that a re-run writes nothing and a run after some source rows
+changed rewrites exactly those rows:
 
-- a table with a primary key is upserted by it, skipping rows whose hash is unchanged;
+- a table with a primary key is upserted by it, skipping rows whose stored
+  values are unchanged (``skip_unchanged``: compared in the server as row
+  text, so the target needs no extra column and may already exist);
 - a table without one (``pgbench_history``) is appended with a unique
   ``_row_hash`` (identical rows numbered), so rows already copied are skipped.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncetl import Pipeline
+from asyncetl import ConfigError, Pipeline
 from asyncetl.connectors.postgres import PostgresSink, TableSource
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import execute, rows
@@ -155,3 +155,35 @@ async def test_copy_format_keeps_every_value(name: str, pg_database: str) -> Non
         assert await rows(target, ROWS) == await rows(pg_database, ROWS)
     finally:
         await drop(pg_database, target)
+
+
+async def test_pg_copy_writes_into_an_existing_target_without_a_hash_column(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = "CREATE TABLE t (id integer PRIMARY KEY, v point, j json)"
+    await execute(
+        pg_database, table + "; INSERT INTO t VALUES (1, '(1,2)', '{\"a\": 1}'), (2, NULL, NULL)"
+    )
+    target = await make_target(pg_database)
+    try:
+        await execute(target, table + "; INSERT INTO t VALUES (1, '(0,0)', '[]')")
+        monkeypatch.setenv("SOURCE_DSN", pg_database)
+        monkeypatch.setenv("TARGET_DSN", target)
+        monkeypatch.setenv("TABLES", "t")
+        await build_pipeline(EXAMPLE).run()
+        assert await rows(target, ROWS) == await rows(pg_database, ROWS)
+        written = await rows(target, VERSIONS)
+        await build_pipeline(EXAMPLE).run()
+        assert await rows(target, VERSIONS) == written
+        columns = "SELECT attname FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0"
+        assert await rows(target, columns) == [("id",), ("v",), ("j",)]
+    finally:
+        await drop(pg_database, target)
+
+
+def test_skip_unchanged_is_for_upsert() -> None:
+    with pytest.raises(ConfigError) as caught:
+        PostgresSink("postgresql://u@h/d", "t", mode="append", skip_unchanged=True)
+    assert (
+        str(caught.value) == "sink postgres: skip_unchanged: is for mode = \"upsert\", not 'append'"
+    )
