@@ -10,6 +10,7 @@ row hashes appended, the soft-delete flag last. Lines in COPY's text format
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from asyncetl.connectors.postgres._check import find_changed_values
@@ -28,6 +29,16 @@ _JSON_TYPES = frozenset({"json", "jsonb"})
 
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
+
+
+def _durations_as_text(row: Row, index: list[int]) -> Row:
+    """``row`` with its ``timedelta`` values at ``index`` as interval text (staged as text)."""
+    values = list(row)
+    for i in index:
+        v = values[i]
+        if isinstance(v, timedelta):
+            values[i] = f"{v.days} days {v.seconds} seconds {v.microseconds} microseconds"
+    return tuple(values)
 
 
 class Group:
@@ -132,6 +143,13 @@ class Planner:
         ]
         if json_columns:
             rows = json_text(rows, json_columns)
+        staged_as_text = [
+            i
+            for i, c in enumerate(columns)
+            if self.schema.column(c).text_io  # type: ignore[union-attr]
+        ]
+        if staged_as_text:
+            rows = [_durations_as_text(row, staged_as_text) for row in rows]
         hashed = self.writer.options.row_hash
         if hashed is not None:
             rows = hashed.append_hashes(columns, rows, numbered=self.writer.numbered)

@@ -21,7 +21,7 @@ SELECT a.attname AS name,
        a.attnotnull AS not_null,
        (e.typtype = 'b' AND e.typnamespace <> 'pg_catalog'::regnamespace)
          OR (e.typnamespace = 'pg_catalog'::regnamespace
-             AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery}')) AS text_io
+             AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}')) AS text_io
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -54,8 +54,10 @@ class Column:
     """One column: its name, its SQL type as ``format_type`` spells it, and nullability.
 
     :param text_io: asyncpg has no binary codec for the type (``money``,
-        ``tsvector``, types of extensions such as ``citext``…): values are
-        written as their text, staged in a ``text`` column and cast.
+        ``tsvector``, types of extensions such as ``citext``…) or its codec
+        loses information (``interval``): values are written as their text,
+        staged in a ``text`` column and cast (a ``timedelta`` as its days,
+        seconds and microseconds).
     """
 
     name: str

@@ -55,6 +55,8 @@ from asyncetl.core.logs import get_logger
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
 _DONE = "done"
+#: Types whose Python value loses information; the rows of a copy carry their text.
+LOSSY_TYPES = ("interval",)
 _log = get_logger("asyncetl.postgres")
 
 
@@ -114,6 +116,8 @@ class TablesSource(Source[TableRow]):
                 table,
                 chunk_size=chunk_size,
                 snapshot=snapshot,
+                # Read as text: a timedelta has no months, so it would change them.
+                text_types=LOSSY_TYPES,
                 retries=retries,
                 retry_max_time=retry_max_time,
             )

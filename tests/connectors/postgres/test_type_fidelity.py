@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from asyncetl import ConfigError, Pipeline
+from asyncetl import Batch, ConfigError, Pipeline
 from asyncetl.connectors.postgres import PostgresSink, TableSource
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import execute, rows
@@ -187,3 +188,23 @@ def test_skip_unchanged_is_for_upsert() -> None:
     assert (
         str(caught.value) == "sink postgres: skip_unchanged: is for mode = \"upsert\", not 'append'"
     )
+
+
+async def test_interval_columns_take_timedelta_and_interval_text(pg_database: str) -> None:
+    await execute(pg_database, "CREATE TABLE i (id integer PRIMARY KEY, d interval)")
+    sink = PostgresSink(pg_database, "i")
+    await sink.open()
+    try:
+        records = [
+            {"id": 1, "d": timedelta(days=-1, seconds=3, microseconds=5)},
+            {"id": 2, "d": "1 mon 2 days"},
+            {"id": 3, "d": None},
+        ]
+        assert await sink.write(Batch(0, records, 0)) == []
+    finally:
+        await sink.aclose()
+    assert await rows(pg_database, "SELECT id, d::text FROM i ORDER BY id") == [
+        (1, "-1 days +00:00:03.000005"),
+        (2, "1 mon 2 days"),
+        (3, None),
+    ]
