@@ -71,6 +71,7 @@ class Planner:
         self.schema = schema
         self.writer = writer
         self._known = frozenset(schema.column_names)
+        self._generated = frozenset(c.name for c in schema.columns if c.generated is not None)
         self.text_columns = list(text_columns or schema.column_names)
 
     def plan_text(self, lines: Sequence[bytes]) -> list[Group]:
@@ -105,6 +106,9 @@ class Planner:
         groups: list[Group] = []
         rejects: list[Reject] = []
         for columns, members, rows in shapes:
+            if self._generated.intersection(columns):  # the server computes them
+                columns = [c for c in columns if c not in self._generated]
+                rows = None
             problem = self._shape_problem(columns)
             if problem is not None:
                 rejects.extend(Reject(record, PermanentError(problem)) for record in members)

@@ -21,8 +21,10 @@ SELECT a.attname AS name,
        a.attnotnull AS not_null,
        (e.typtype = 'b' AND e.typnamespace <> 'pg_catalog'::regnamespace)
          OR (e.typnamespace = 'pg_catalog'::regnamespace
-             AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}')) AS text_io
+             AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}')) AS text_io,
+       CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated
 FROM pg_attribute a
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
 JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' THEN b.typelem ELSE b.oid END
@@ -64,6 +66,8 @@ class Column:
     type: str
     not_null: bool = False
     text_io: bool = False
+    #: The expression of a stored generated column: it is never written.
+    generated: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSch
         return None
     oid = row["oid"]
     columns = tuple(
-        Column(r["name"], r["type"], r["not_null"], r["text_io"])
+        Column(r["name"], r["type"], r["not_null"], r["text_io"], r["generated"])
         for r in await conn.fetch(_COLUMNS, oid)
     )
     keys = await conn.fetch(_UNIQUE_KEYS, oid)
@@ -137,6 +141,13 @@ async def describe_remote(dsn: Dsn, table: TableName, *, policy: RetryPolicy) ->
     return await retry_call(fetch, policy=policy, what=f"describe {table} on {dsn}")
 
 
+def _definition(column: Column) -> str:
+    definition = f"{quote_ident(column.name)} {column.type}"
+    if column.generated is not None:
+        definition += f" GENERATED ALWAYS AS ({column.generated}) STORED"
+    return definition + (" NOT NULL" if column.not_null else "")
+
+
 def table_ddl(
     table: TableName,
     columns: Sequence[Column],
@@ -149,7 +160,7 @@ def table_ddl(
     Column types are spliced as the catalog spelled them (``format_type``) or as
     :func:`~asyncetl.connectors.postgres._rows.infer_columns` chose them; names are quoted.
     """
-    parts = [f"{quote_ident(c.name)} {c.type}{' NOT NULL' if c.not_null else ''}" for c in columns]
+    parts = [_definition(c) for c in columns]
     if primary_key:
         parts.append(f"PRIMARY KEY ({', '.join(quote_ident(c) for c in primary_key)})")
     if unique:

@@ -208,3 +208,30 @@ async def test_interval_columns_take_timedelta_and_interval_text(pg_database: st
         (2, "1 mon 2 days"),
         (3, None),
     ]
+
+
+async def test_pg_copy_creates_generated_columns_and_never_writes_them(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await execute(
+        pg_database,
+        "CREATE TABLE t (id integer PRIMARY KEY, a integer NOT NULL, "
+        "g integer GENERATED ALWAYS AS (a * 2) STORED);"
+        "INSERT INTO t (id, a) VALUES (1, 5), (2, 7)",
+    )
+    target = await make_target(pg_database)
+    try:
+        monkeypatch.setenv("SOURCE_DSN", pg_database)
+        monkeypatch.setenv("TARGET_DSN", target)
+        monkeypatch.setenv("TABLES", "t")
+        await build_pipeline(EXAMPLE).run()
+        await execute(pg_database, "UPDATE t SET a = 8 WHERE id = 2")
+        await build_pipeline(EXAMPLE).run()
+        assert await rows(target, ROWS) == [(1, "(1,5,10)"), (2, "(2,8,16)")]
+        generated = (
+            "SELECT attname, attgenerated, attnotnull FROM pg_attribute "
+            "WHERE attrelid = 't'::regclass AND attnum > 0 ORDER BY attnum"
+        )
+        assert await rows(target, generated) == await rows(pg_database, generated)
+    finally:
+        await drop(pg_database, target)
