@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,7 +196,7 @@ async def test_interval_columns_take_timedelta_and_interval_text(pg_database: st
     sink = PostgresSink(pg_database, "i")
     await sink.open()
     try:
-        records = [
+        records: list[dict[str, Any]] = [
             {"id": 1, "d": timedelta(days=-1, seconds=3, microseconds=5)},
             {"id": 2, "d": "1 mon 2 days"},
             {"id": 3, "d": None},
