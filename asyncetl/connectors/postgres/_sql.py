@@ -211,7 +211,8 @@ def insert_from_stage(
     """Append every staged row to ``target``."""
     cols = _columns(columns)
     return (
-        f"INSERT INTO {target.sql} ({cols}) "  # noqa: S608
+        # Identity columns keep the values given (OVERRIDING: also GENERATED ALWAYS).
+        f"INSERT INTO {target.sql} ({cols}) OVERRIDING SYSTEM VALUE "  # noqa: S608
         f"SELECT {staged(columns, casts)} FROM {quote_ident(STAGE)}"
     )
 
@@ -261,7 +262,10 @@ def merge_from_stage(
         # A freshly filled temporary table's ctid order is the order rows were staged in.
         order = ", ".join([keys, *newest, "ctid DESC"])
         rows = f"DISTINCT ON ({keys}) {rows} ORDER BY {order}"
-    head = f"INSERT INTO {target.sql} AS t ({cols}) SELECT {rows} ON CONFLICT ({keys}) DO "
+    head = (
+        f"INSERT INTO {target.sql} AS t ({cols}) OVERRIDING SYSTEM VALUE "
+        f"SELECT {rows} ON CONFLICT ({keys}) DO "
+    )
     assignments = [f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in update]
     assignments.extend(set_extra)
     if not assignments:

@@ -22,7 +22,8 @@ SELECT a.attname AS name,
        (e.typtype = 'b' AND e.typnamespace <> 'pg_catalog'::regnamespace)
          OR (e.typnamespace = 'pg_catalog'::regnamespace
              AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}')) AS text_io,
-       CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated
+       CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
+       CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity
 FROM pg_attribute a
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 JOIN pg_type t ON t.oid = a.atttypid
@@ -68,6 +69,8 @@ class Column:
     text_io: bool = False
     #: The expression of a stored generated column: it is never written.
     generated: str | None = None
+    #: ``ALWAYS`` or ``BY DEFAULT`` for an identity column; its values are kept when written.
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,7 @@ async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSch
         return None
     oid = row["oid"]
     columns = tuple(
-        Column(r["name"], r["type"], r["not_null"], r["text_io"], r["generated"])
+        Column(r["name"], r["type"], r["not_null"], r["text_io"], r["generated"], r["identity"])
         for r in await conn.fetch(_COLUMNS, oid)
     )
     keys = await conn.fetch(_UNIQUE_KEYS, oid)
@@ -145,6 +148,8 @@ def _definition(column: Column) -> str:
     definition = f"{quote_ident(column.name)} {column.type}"
     if column.generated is not None:
         definition += f" GENERATED ALWAYS AS ({column.generated}) STORED"
+    if column.identity is not None:
+        definition += f" GENERATED {column.identity} AS IDENTITY"
     return definition + (" NOT NULL" if column.not_null else "")
 
 

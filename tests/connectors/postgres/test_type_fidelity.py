@@ -236,3 +236,31 @@ async def test_pg_copy_creates_generated_columns_and_never_writes_them(
         assert await rows(target, generated) == await rows(pg_database, generated)
     finally:
         await drop(pg_database, target)
+
+
+async def test_pg_copy_keeps_identity_columns_and_their_values(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await execute(
+        pg_database,
+        "CREATE TABLE t (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, a text);"
+        "INSERT INTO t (a) VALUES ('x'), ('y'), ('z'); DELETE FROM t WHERE id = 2",
+    )
+    target = await make_target(pg_database)
+    try:
+        monkeypatch.setenv("SOURCE_DSN", pg_database)
+        monkeypatch.setenv("TARGET_DSN", target)
+        monkeypatch.setenv("TABLES", "t")
+        await build_pipeline(EXAMPLE).run()
+        await execute(
+            pg_database, "UPDATE t SET a = 'w' WHERE id = 3; INSERT INTO t (a) VALUES ('v')"
+        )
+        await build_pipeline(EXAMPLE).run()
+        assert await rows(target, ROWS) == [(1, "(1,x)"), (3, "(3,w)"), (4, "(4,v)")]
+        identity = (
+            "SELECT attname, attidentity FROM pg_attribute "
+            "WHERE attrelid = 't'::regclass AND attnum > 0 ORDER BY attnum"
+        )
+        assert await rows(target, identity) == [("id", b"a"), ("a", b"\x00")]
+    finally:
+        await drop(pg_database, target)
