@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from asyncetl import Batch, ConfigError, Pipeline
+from asyncetl import Batch, ConfigError, PermanentError, Pipeline
 from asyncetl.connectors.postgres import PostgresSink, TableSource
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import execute, rows
@@ -262,5 +262,24 @@ async def test_pg_copy_keeps_identity_columns_and_their_values(
             "WHERE attrelid = 't'::regclass AND attnum > 0 ORDER BY attnum"
         )
         assert await rows(target, identity) == [("id", b"a"), ("a", b"\x00")]
+    finally:
+        await drop(pg_database, target)
+
+
+async def test_pg_copy_names_a_custom_type_missing_in_the_target(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await execute(pg_database, SETUP + "CREATE TABLE t (id integer PRIMARY KEY, m mood)")
+    target = pg_database + "_target"
+    await execute(pg_database, f'CREATE DATABASE "{target.rsplit("/", 1)[1]}"')
+    try:
+        monkeypatch.setenv("SOURCE_DSN", pg_database)
+        monkeypatch.setenv("TARGET_DSN", target)
+        monkeypatch.setenv("TABLES", "t")
+        with pytest.raises(PermanentError) as caught:
+            await build_pipeline(EXAMPLE).run()
+        assert str(caught.value).endswith(
+            'failed while creating table t: type "mood" does not exist'
+        )
     finally:
         await drop(pg_database, target)
