@@ -23,7 +23,8 @@ SELECT a.attname AS name,
          OR (e.typnamespace = 'pg_catalog'::regnamespace
              AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}')) AS text_io,
        CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
-       CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity
+       CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default
 FROM pg_attribute a
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 JOIN pg_type t ON t.oid = a.atttypid
@@ -71,6 +72,8 @@ class Column:
     generated: str | None = None
     #: ``ALWAYS`` or ``BY DEFAULT`` for an identity column; its values are kept when written.
     identity: str | None = None
+    #: The column's default expression, if any.
+    default: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,15 @@ async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSch
         return None
     oid = row["oid"]
     columns = tuple(
-        Column(r["name"], r["type"], r["not_null"], r["text_io"], r["generated"], r["identity"])
+        Column(
+            r["name"],
+            r["type"],
+            r["not_null"],
+            r["text_io"],
+            r["generated"],
+            r["identity"],
+            r["default"],
+        )
         for r in await conn.fetch(_COLUMNS, oid)
     )
     keys = await conn.fetch(_UNIQUE_KEYS, oid)
@@ -150,6 +161,9 @@ def _definition(column: Column) -> str:
         definition += f" GENERATED ALWAYS AS ({column.generated}) STORED"
     if column.identity is not None:
         definition += f" GENERATED {column.identity} AS IDENTITY"
+    # A default drawing on a sequence (serial) would need that sequence in the target.
+    if column.default is not None and "nextval(" not in column.default:
+        definition += f" DEFAULT {column.default}"
     return definition + (" NOT NULL" if column.not_null else "")
 
 

@@ -283,3 +283,34 @@ async def test_pg_copy_names_a_custom_type_missing_in_the_target(
         )
     finally:
         await drop(pg_database, target)
+
+
+async def test_pg_copy_creates_defaults_but_not_sequences(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await execute(
+        pg_database,
+        "CREATE TABLE t (id serial PRIMARY KEY, n integer DEFAULT 7, "
+        "at timestamptz NOT NULL DEFAULT now(), s text DEFAULT 'x''y');"
+        "INSERT INTO t (n) VALUES (1)",
+    )
+    target = await make_target(pg_database)
+    try:
+        monkeypatch.setenv("SOURCE_DSN", pg_database)
+        monkeypatch.setenv("TARGET_DSN", target)
+        monkeypatch.setenv("TABLES", "t")
+        await build_pipeline(EXAMPLE).run()
+        assert await rows(target, ROWS) == await rows(pg_database, ROWS)
+        defaults = (
+            "SELECT a.attname, a.attnotnull, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+            "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+            "WHERE a.attrelid = 't'::regclass AND a.attnum > 0 ORDER BY a.attnum"
+        )
+        assert await rows(target, defaults) == [
+            ("id", True, None),
+            ("n", False, "7"),
+            ("at", True, "now()"),
+            ("s", False, "'x''y'::text"),
+        ]
+    finally:
+        await drop(pg_database, target)
