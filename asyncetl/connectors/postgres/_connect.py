@@ -12,10 +12,10 @@ rolled back, so the retry starts from the same state.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
@@ -248,6 +248,23 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+def _initializer(
+    json_values: bool, text_types: tuple[str, ...]
+) -> Callable[[asyncpg.Connection], Coroutine[Any, Any, None]] | None:
+    if not json_values and not text_types:
+        return None
+
+    async def init(conn: asyncpg.Connection) -> None:
+        if json_values:
+            await _init_connection(conn)
+        for name in text_types:
+            await conn.set_type_codec(
+                name, encoder=str, decoder=str, schema="pg_catalog", format="text"
+            )
+
+    return init
+
+
 async def open_pool(
     dsn: Dsn,
     *,
@@ -256,12 +273,17 @@ async def open_pool(
     max_size: int = 2,
     connect_timeout: float = 10.0,
     json_values: bool = True,
+    text_types: Sequence[str] = (),
 ) -> asyncpg.Pool:
     """Create an asyncpg pool, retrying while the server is unreachable.
 
     Its connections read ``json``/``jsonb`` as text and, with ``json_values``,
     write either JSON text (a ``str``) or any value ``orjson`` can encode (dicts,
     lists…); without it, asyncpg's faster built-in codecs take text only.
+
+    :param text_types: ``pg_catalog`` types read and written as their text
+        (``str``), for types whose Python value would lose information
+        (``interval``: months are not days).
 
     :raises TransientError: when the server stayed unreachable for every retry;
         the message names host and port, never the password.
@@ -277,7 +299,7 @@ async def open_pool(
                 timeout=connect_timeout,
                 command_timeout=None,
                 max_inactive_connection_lifetime=60.0,
-                init=_init_connection if json_values else None,
+                init=_initializer(json_values, tuple(text_types)),
             )
 
     return await retry_call(connect, policy=policy, what=f"connect to {dsn}")

@@ -15,7 +15,7 @@ cannot touch one row twice in a statement.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import TypeVar
 
@@ -56,6 +56,9 @@ class TextRows:
 
 
 Rows = Iterable[Row] | TextRows
+#: Columns staged as text and cast to their type (the value) when merged: the
+#: types asyncpg has no binary codec for (see ``Column.text_io``).
+Casts = Mapping[str, str] | None
 
 
 async def copy_in(
@@ -105,6 +108,7 @@ async def stage_rows(
     rows: Rows,
     *,
     extra: Sequence[tuple[str, str]] = (),
+    casts: Casts = None,
 ) -> None:
     """Create ``STAGE`` with ``target``'s types for ``columns`` and COPY ``rows`` into it.
 
@@ -112,7 +116,9 @@ async def stage_rows(
         delete flag); they follow ``columns`` in each row.
     """
     definitions = [f"{quote_ident(name)} {sql_type}" for name, sql_type in extra]
-    await conn.execute(_sql.create_stage(target, columns, definitions))
+    if isinstance(rows, TextRows):
+        casts = None  # COPY text goes straight into the column's own type
+    await conn.execute(_sql.create_stage(target, columns, definitions, casts))
     await copy_in(
         conn, STAGE, [*columns, *(name for name, _ in extra)], rows, schema_name="pg_temp"
     )
@@ -129,6 +135,8 @@ async def copy_upsert(
     version_column: str | None = None,
     row_hash_column: str | None = None,
     dedupe: bool = False,
+    skip_unchanged: bool = False,
+    casts: Casts = None,
 ) -> int:
     """Upsert ``rows`` by ``key``; returns how many target rows were inserted or updated.
 
@@ -138,8 +146,12 @@ async def copy_upsert(
     :param row_hash_column: a row whose stored hash is unchanged is not rewritten.
     :param dedupe: ``rows`` may hold a key more than once; the last (or newest
         version) wins.
+    :param skip_unchanged: a row whose stored values are unchanged is not
+        rewritten, compared in the server (no hash column).
     """
-    await stage_rows(conn, target, columns, rows)
+    await stage_rows(conn, target, columns, rows, casts=casts)
+    if isinstance(rows, TextRows):
+        casts = None
     sql = _sql.merge_from_stage(
         target,
         columns,
@@ -148,6 +160,8 @@ async def copy_upsert(
         version_column=version_column,
         row_hash_column=row_hash_column,
         dedupe=dedupe,
+        skip_unchanged=skip_unchanged,
+        casts=casts,
     )
     return row_count(await conn.execute(sql))
 
@@ -157,8 +171,16 @@ async def copy_append(
     target: TableName,
     columns: Sequence[str],
     rows: Rows,
+    *,
+    casts: Casts = None,
 ) -> int:
-    """Append ``rows`` to ``target`` with COPY straight into it; returns the rows copied."""
+    """Append ``rows`` to ``target`` with COPY straight into it; returns the rows copied.
+
+    With ``casts`` (and rows that are not COPY text) the rows go through ``STAGE``.
+    """
+    if casts and not isinstance(rows, TextRows):
+        await stage_rows(conn, target, columns, rows, casts=casts)
+        return row_count(await conn.execute(_sql.insert_from_stage(target, columns, casts)))
     return row_count(await copy_in(conn, target.name, columns, rows, schema_name=target.schema))
 
 
@@ -169,15 +191,17 @@ async def copy_replace(
     rows: Rows,
     *,
     partition: Sequence[str],
+    casts: Casts = None,
 ) -> int:
     """Delete every partition present in ``rows`` from ``target``, then insert ``rows``.
 
     A partition is a distinct combination of the ``partition`` columns (NULL
     matches NULL). Returns the rows inserted.
     """
-    await stage_rows(conn, target, columns, rows)
+    await stage_rows(conn, target, columns, rows, casts=casts)
+    casts = None if isinstance(rows, TextRows) else casts
     await conn.execute(_sql.delete_matching(target, partition))
-    return row_count(await conn.execute(_sql.insert_from_stage(target, columns)))
+    return row_count(await conn.execute(_sql.insert_from_stage(target, columns, casts)))
 
 
 async def copy_soft_delete(
@@ -191,6 +215,7 @@ async def copy_soft_delete(
     flag: str,
     version_column: str | None = None,
     row_hash_column: str | None = None,
+    casts: Casts = None,
 ) -> int:
     """Upsert live rows and flag deleted ones (``deleted_at = now()``) instead of deleting.
 
@@ -200,7 +225,7 @@ async def copy_soft_delete(
 
     :param flag: the name the delete flag gets in the staging table.
     """
-    await stage_rows(conn, target, columns, rows, extra=[(flag, "boolean")])
+    await stage_rows(conn, target, columns, rows, extra=[(flag, "boolean")], casts=casts)
     f = quote_ident(flag)
     upsert = _sql.merge_from_stage(
         target,
@@ -211,6 +236,7 @@ async def copy_soft_delete(
         set_extra=[f"{quote_ident(deleted_at)} = NULL"],
         where=f"NOT {f}",
         revive=deleted_at,
+        casts=casts,
     )
     changed = row_count(await conn.execute(upsert))
     flagged = _sql.soft_delete_from_stage(target, key, deleted_at, where=f"s.{f}")

@@ -10,10 +10,12 @@ row hashes appended, the soft-delete flag last. Lines in COPY's text format
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from asyncetl.connectors.postgres._load import TextRows
 from asyncetl.connectors.postgres._rows import group_by_shape, json_text, rows_of, uniform_rows
+from asyncetl.connectors.postgres._value_check import find_changed_values
 from asyncetl.connectors.postgres.schema import TableSchema
 from asyncetl.core.batch import Reject
 from asyncetl.core.errors import PermanentError
@@ -27,6 +29,16 @@ _JSON_TYPES = frozenset({"json", "jsonb"})
 
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
+
+
+def _durations_as_text(row: Row, index: list[int]) -> Row:
+    """``row`` with its ``timedelta`` values at ``index`` as interval text (staged as text)."""
+    values = list(row)
+    for i in index:
+        v = values[i]
+        if isinstance(v, timedelta):
+            values[i] = f"{v.days} days {v.seconds} seconds {v.microseconds} microseconds"
+    return tuple(values)
 
 
 class Group:
@@ -59,6 +71,7 @@ class Planner:
         self.schema = schema
         self.writer = writer
         self._known = frozenset(schema.column_names)
+        self._generated = frozenset(c.name for c in schema.columns if c.generated is not None)
         self.text_columns = list(text_columns or schema.column_names)
 
     def plan_text(self, lines: Sequence[bytes]) -> list[Group]:
@@ -122,10 +135,20 @@ class Planner:
         groups: list[Group] = []
         rejects: list[Reject] = []
         for columns, members, rows in shapes:
+            if self._generated.intersection(columns):  # the server computes them
+                columns = [c for c in columns if c not in self._generated]
+                rows = None
             problem = self._shape_problem(columns)
             if problem is not None:
                 rejects.extend(Reject(record, PermanentError(problem)) for record in members)
                 continue
+            if rows is None:
+                rows = rows_of(members, columns)
+            changed = find_changed_values(self.schema, columns, rows, members, self.writer.key)
+            if changed:
+                rejects += [Reject(members[i], PermanentError(why)) for i, why in changed.items()]
+                members = [r for i, r in enumerate(members) if i not in changed]
+                rows = [row for i, row in enumerate(rows) if i not in changed]
             groups.append(self._group(columns, members, rows))
         return groups, rejects
 
@@ -153,6 +176,13 @@ class Planner:
         ]
         if json_columns:
             rows = json_text(rows, json_columns)
+        staged_as_text = [
+            i
+            for i, c in enumerate(columns)
+            if self.schema.column(c).text_io  # type: ignore[union-attr]
+        ]
+        if staged_as_text:
+            rows = [_durations_as_text(row, staged_as_text) for row in rows]
         hashed = self.writer.options.row_hash
         if hashed is not None:
             rows = hashed.append_hashes(columns, rows, numbered=self.writer.numbered)

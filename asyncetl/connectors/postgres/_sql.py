@@ -11,7 +11,7 @@ its target (see :mod:`asyncetl.connectors.postgres._load`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from asyncetl.core.errors import ConfigError
@@ -160,13 +160,26 @@ def drop_table(table: TableName, *, if_exists: bool = False) -> str:
 # -- builders for the COPY-then-merge pattern ---------------------------------
 
 
-def create_stage(target: TableName, columns: Sequence[str], extra: Sequence[str] = ()) -> str:
+def create_stage(
+    target: TableName,
+    columns: Sequence[str],
+    extra: Sequence[str] = (),
+    casts: Mapping[str, str] | None = None,
+) -> str:
     """A temporary ``STAGE`` table with ``target``'s types for ``columns``, dropped at commit.
 
     :param extra: column definitions added as they are (already quoted SQL),
         e.g. ``'"_row_hash" text'`` for a column the target lacks.
+    :param casts: columns staged as ``text`` (``text[]`` for arrays) and cast to
+        their type (the value) when merged: those asyncpg has no binary codec for.
     """
-    select = _columns(columns) if columns else ""
+    casts = casts or {}
+    select = ", ".join(
+        f"{quote_ident(c)}::{_text_type(casts[c])} AS {quote_ident(c)}"
+        if c in casts
+        else quote_ident(c)
+        for c in columns
+    )
     # Dropped first: one transaction may stage several groups of rows in turn.
     sql = (
         f"DROP TABLE IF EXISTS pg_temp.{quote_ident(STAGE)}; "  # noqa: S608
@@ -180,10 +193,28 @@ def create_stage(target: TableName, columns: Sequence[str], extra: Sequence[str]
     return sql
 
 
-def insert_from_stage(target: TableName, columns: Sequence[str]) -> str:
+def _text_type(sql_type: str) -> str:
+    return "text[]" if sql_type.endswith("[]") else "text"
+
+
+def staged(columns: Sequence[str], casts: Mapping[str, str] | None) -> str:
+    """The staged ``columns`` as a select list, text-staged ones cast back to their type."""
+    casts = casts or {}
+    return ", ".join(
+        f"{quote_ident(c)}::{casts[c]}" if c in casts else quote_ident(c) for c in columns
+    )
+
+
+def insert_from_stage(
+    target: TableName, columns: Sequence[str], casts: Mapping[str, str] | None = None
+) -> str:
     """Append every staged row to ``target``."""
     cols = _columns(columns)
-    return f"INSERT INTO {target.sql} ({cols}) SELECT {cols} FROM {quote_ident(STAGE)}"  # noqa: S608
+    return (
+        # Identity columns keep the values given (OVERRIDING: also GENERATED ALWAYS).
+        f"INSERT INTO {target.sql} ({cols}) OVERRIDING SYSTEM VALUE "  # noqa: S608
+        f"SELECT {staged(columns, casts)} FROM {quote_ident(STAGE)}"
+    )
 
 
 def merge_from_stage(
@@ -198,6 +229,8 @@ def merge_from_stage(
     where: str | None = None,
     revive: str | None = None,
     dedupe: bool = False,
+    skip_unchanged: bool = False,
+    casts: Mapping[str, str] | None = None,
 ) -> str:
     """Upsert staged rows into ``target`` by ``key`` (``INSERT … ON CONFLICT``).
 
@@ -212,18 +245,27 @@ def merge_from_stage(
         its hash is unchanged, so that it comes back to life.
     :param dedupe: merge only one staged row per key: the newest version, else
         the last staged (for stages that may hold a key twice).
+    :param skip_unchanged: only overwrite when the stored values of ``update``
+        differ from the staged ones, compared in the server as row text (so
+        that types without equality, json or point, compare too, and NaN
+        equals NaN); no hash column needed.
+    :param casts: text-staged columns and their types (see :func:`create_stage`).
     """
     cols = _columns(columns)
     keys = _columns(key)
     if update is None:
         update = [c for c in columns if c not in key]
-    rows = f"{cols} FROM {quote_ident(STAGE)}{' WHERE ' + where if where else ''}"
+    rows = f"{staged(columns, casts)} FROM {quote_ident(STAGE)}"
+    rows += f" WHERE {where}" if where else ""
     if dedupe:
         newest = [f"{quote_ident(version_column)} DESC NULLS LAST"] if version_column else []
         # A freshly filled temporary table's ctid order is the order rows were staged in.
         order = ", ".join([keys, *newest, "ctid DESC"])
         rows = f"DISTINCT ON ({keys}) {rows} ORDER BY {order}"
-    head = f"INSERT INTO {target.sql} AS t ({cols}) SELECT {rows} ON CONFLICT ({keys}) DO "
+    head = (
+        f"INSERT INTO {target.sql} AS t ({cols}) OVERRIDING SYSTEM VALUE "
+        f"SELECT {rows} ON CONFLICT ({keys}) DO "
+    )
     assignments = [f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in update]
     assignments.extend(set_extra)
     if not assignments:
@@ -238,6 +280,10 @@ def merge_from_stage(
         if revive is not None:
             changed = f"({changed} OR t.{quote_ident(revive)} IS NOT NULL)"
         guards.append(changed)
+    if skip_unchanged:
+        stored = ", ".join(f"t.{quote_ident(c)}" for c in update)
+        incoming = ", ".join(f"EXCLUDED.{quote_ident(c)}" for c in update)
+        guards.append(f"ROW({stored})::text IS DISTINCT FROM ROW({incoming})::text")
     sql = head + "UPDATE SET " + ", ".join(assignments)
     if guards:
         sql += " WHERE " + " AND ".join(guards)

@@ -13,11 +13,23 @@ from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = ["Column", "TableSchema", "describe_remote", "describe_table", "table_ddl"]
 
+# text_io: asyncpg has no binary codec for the type (or its array element), so
+# binary COPY cannot take it: types of extensions, and a few built-in ones.
 _COLUMNS = """
 SELECT a.attname AS name,
        format_type(a.atttypid, a.atttypmod) AS type,
-       a.attnotnull AS not_null
+       a.attnotnull AS not_null,
+       (e.typtype = 'b' AND e.typnamespace <> 'pg_catalog'::regnamespace)
+         OR (e.typnamespace = 'pg_catalog'::regnamespace
+             AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}')) AS text_io,
+       CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
+       CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default
 FROM pg_attribute a
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' THEN b.typelem ELSE b.oid END
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
@@ -43,11 +55,25 @@ WHERE c.oid = to_regclass($1)
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One column: its name, its SQL type as ``format_type`` spells it, and nullability."""
+    """One column: its name, its SQL type as ``format_type`` spells it, and nullability.
+
+    :param text_io: asyncpg has no binary codec for the type (``money``,
+        ``tsvector``, types of extensions such as ``citext``…) or its codec
+        loses information (``interval``): values are written as their text,
+        staged in a ``text`` column and cast (a ``timedelta`` as its days,
+        seconds and microseconds).
+    """
 
     name: str
     type: str
     not_null: bool = False
+    text_io: bool = False
+    #: The expression of a stored generated column: it is never written.
+    generated: str | None = None
+    #: ``ALWAYS`` or ``BY DEFAULT`` for an identity column; its values are kept when written.
+    identity: str | None = None
+    #: The column's default expression, if any.
+    default: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +117,16 @@ async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSch
         return None
     oid = row["oid"]
     columns = tuple(
-        Column(r["name"], r["type"], r["not_null"]) for r in await conn.fetch(_COLUMNS, oid)
+        Column(
+            r["name"],
+            r["type"],
+            r["not_null"],
+            r["text_io"],
+            r["generated"],
+            r["identity"],
+            r["default"],
+        )
+        for r in await conn.fetch(_COLUMNS, oid)
     )
     keys = await conn.fetch(_UNIQUE_KEYS, oid)
     primary = next((tuple(r["columns"]) for r in keys if r["is_primary"]), ())
@@ -120,6 +155,18 @@ async def describe_remote(dsn: Dsn, table: TableName, *, policy: RetryPolicy) ->
     return await retry_call(fetch, policy=policy, what=f"describe {table} on {dsn}")
 
 
+def _definition(column: Column) -> str:
+    definition = f"{quote_ident(column.name)} {column.type}"
+    if column.generated is not None:
+        definition += f" GENERATED ALWAYS AS ({column.generated}) STORED"
+    if column.identity is not None:
+        definition += f" GENERATED {column.identity} AS IDENTITY"
+    # A default drawing on a sequence (serial) would need that sequence in the target.
+    if column.default is not None and "nextval(" not in column.default:
+        definition += f" DEFAULT {column.default}"
+    return definition + (" NOT NULL" if column.not_null else "")
+
+
 def table_ddl(
     table: TableName,
     columns: Sequence[Column],
@@ -132,7 +179,7 @@ def table_ddl(
     Column types are spliced as the catalog spelled them (``format_type``) or as
     :func:`~asyncetl.connectors.postgres._rows.infer_columns` chose them; names are quoted.
     """
-    parts = [f"{quote_ident(c.name)} {c.type}{' NOT NULL' if c.not_null else ''}" for c in columns]
+    parts = [_definition(c) for c in columns]
     if primary_key:
         parts.append(f"PRIMARY KEY ({', '.join(quote_ident(c) for c in primary_key)})")
     if unique:

@@ -122,6 +122,8 @@ class TableSource(Source[Any]):
     :param poll: seconds between reads once caught up; ``0`` ends the read there.
     :param format: ``records`` (dicts) or ``copy`` (each row a ``bytes`` line of
         COPY's text format, for a PostgreSQL sink; needs NOT NULL ordering columns).
+    :param text_types: ``pg_catalog`` types read as their text (``str``), e.g.
+        ``["interval"]``, whose ``timedelta`` would lose the months.
     :param retries: retries of a failed page query.
     :param retry_max_time: seconds after which no retry starts.
     """
@@ -141,6 +143,7 @@ class TableSource(Source[Any]):
         snapshot: bool = False,
         poll: float = 0.0,
         format: str = "records",
+        text_types: Sequence[str] = (),
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -159,6 +162,7 @@ class TableSource(Source[Any]):
                 f"must be one of {', '.join(_FORMATS)}, not {format!r}", where=where, key="format"
             )
         self.format = format
+        self.text_types = tuple(text_types)
         self.dsn = Dsn.parse(dsn)
         self.table = TableName.parse(table)
         self.cursor, self.key, self.columns = cursor, key, columns
@@ -175,7 +179,9 @@ class TableSource(Source[Any]):
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        self._pool = await open_pool(self.dsn, policy=self.policy, json_values=False)
+        self._pool = await open_pool(
+            self.dsn, policy=self.policy, json_values=False, text_types=self.text_types
+        )
         try:
             columns = await self._discover()
             self._plan(columns)

@@ -7,10 +7,12 @@ and writes a whole batch — every table in it and the checkpoint — in one
 transaction.
 
 Each table is read as a snapshot by default (see ``TableSource(snapshot=True)``)
-and written with a row hash over all its columns, so a re-run writes nothing and
-a run after some source rows changed rewrites exactly those rows:
+and written so that a re-run writes nothing and a run after some source rows
+changed rewrites exactly those rows:
 
-- a table with a primary key is upserted by it, skipping rows whose hash is unchanged;
+- a table with a primary key is upserted by it, skipping rows whose stored
+  values are unchanged (``skip_unchanged``: compared in the server as row
+  text, so the target needs no extra column and may already exist);
 - a table without one (``pgbench_history``) is appended with a unique
   ``_row_hash`` (identical rows numbered), so rows already copied are skipped.
 
@@ -57,6 +59,8 @@ from asyncetl.core.logs import get_logger
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
 _DONE = "done"
+#: Types whose Python value loses information; the rows of a copy carry their text.
+LOSSY_TYPES = ("interval",)
 _log = get_logger("asyncetl.postgres")
 
 
@@ -116,6 +120,8 @@ class TablesSource(Source[TableRow]):
                 table,
                 chunk_size=chunk_size,
                 snapshot=snapshot,
+                # Read as text: a timedelta has no months, so it would change them.
+                text_types=LOSSY_TYPES,
                 retries=retries,
                 retry_max_time=retry_max_time,
             )
@@ -222,7 +228,9 @@ class TablesSink(Sink[TableRow]):
             table,
             name=f"{self.name}:{table}",
             mode="upsert" if keyed else "append",
-            row_hash=["*"],
+            # A keyed table is compared in the server; a keyless one needs its hash column.
+            skip_unchanged=keyed,
+            row_hash=None if keyed else ["*"],
             create=True,
             source_dsn=self.source_dsn.url,
             source_table=table,

@@ -51,7 +51,7 @@ def test_merge_sql_has_guards() -> None:
         TableName("s", "t"), ["id", "v", "h"], ["id"], version_column="v", row_hash_column="h"
     )
     assert sql == (
-        'INSERT INTO "s"."t" AS t ("id", "v", "h") SELECT "id", "v", "h" FROM "_asyncetl_stage" '
+        'INSERT INTO "s"."t" AS t ("id", "v", "h") OVERRIDING SYSTEM VALUE SELECT "id", "v", "h" FROM "_asyncetl_stage" '
         'ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v", "h" = EXCLUDED."h" '
         'WHERE (t."v" IS NULL OR t."v" <= EXCLUDED."v") AND t."h" IS DISTINCT FROM EXCLUDED."h"'
     )

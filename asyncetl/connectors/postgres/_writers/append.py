@@ -27,7 +27,7 @@ class AppendWriter(Writer):
         target, columns, rows = self.target, group.columns, group.rows
         row_hash = self.options.row_hash
         if row_hash is None:
-            return await _load.copy_append(conn, target, columns, rows)
+            return await _load.copy_append(conn, target, columns, rows, casts=self.casts)
         return await _load.copy_upsert(
-            conn, target, columns, rows, key=[row_hash.column], update=[]
+            conn, target, columns, rows, key=[row_hash.column], update=[], casts=self.casts
         )

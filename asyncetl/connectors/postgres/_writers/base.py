@@ -45,6 +45,8 @@ class WriteOptions:
     :param row_hash: row-hash change detection, if asked for.
     :param deleted_at: the ``soft_delete`` timestamp column.
     :param delete_flag: the record field that marks a delete in ``soft_delete`` mode.
+    :param skip_unchanged: ``upsert`` does not rewrite a row whose stored values
+        are unchanged, compared in the server: change detection without a hash column.
     """
 
     key: tuple[str, ...] = ()
@@ -53,6 +55,7 @@ class WriteOptions:
     row_hash: RowHash | None = None
     deleted_at: str = "deleted_at"
     delete_flag: str = "_deleted"
+    skip_unchanged: bool = False
 
 
 class Writer:
@@ -92,6 +95,13 @@ class Writer:
     def target(self) -> TableName:
         """The table rows are written to."""
         return self.schema.table if self.schema is not None else self.table
+
+    @property
+    def casts(self) -> dict[str, str]:
+        """Columns staged as text and cast to their type: asyncpg has no binary codec for it."""
+        if self.schema is None:
+            return {}
+        return {c.name: c.type for c in self.schema.columns if c.text_io}
 
     @property
     def delete_flag(self) -> str | None:

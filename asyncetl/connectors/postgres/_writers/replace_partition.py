@@ -33,5 +33,10 @@ class ReplacePartitionWriter(Writer):
 
     async def load(self, conn: asyncpg.Connection, group: Group) -> int:
         return await _load.copy_replace(
-            conn, self.target, group.columns, group.rows, partition=self.options.partition
+            conn,
+            self.target,
+            group.columns,
+            group.rows,
+            partition=self.options.partition,
+            casts=self.casts,
         )

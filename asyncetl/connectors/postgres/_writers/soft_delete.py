@@ -50,4 +50,5 @@ class SoftDeleteWriter(KeyedWriter):
             flag=self.delete_flag,
             version_column=self.options.version_column,
             row_hash_column=self.hash_column,
+            casts=self.casts,
         )

@@ -56,7 +56,9 @@ class UpsertWriter(KeyedWriter):
         if self._insert_first:
             try:
                 async with conn.transaction():
-                    return await _load.copy_append(conn, self.target, columns, rows)
+                    return await _load.copy_append(
+                        conn, self.target, columns, rows, casts=self.casts
+                    )
             except asyncpg.UniqueViolationError:
                 self._insert_first = False
         return await _load.copy_upsert(
@@ -68,4 +70,6 @@ class UpsertWriter(KeyedWriter):
             version_column=self.options.version_column,
             row_hash_column=row_hash_column,
             dedupe=dedupe,
+            skip_unchanged=self.options.skip_unchanged,
+            casts=self.casts,
         )
