@@ -164,7 +164,10 @@ async def test_tables_source_reconnects_and_resumes_after_its_backend_is_termina
     finally:
         await source.aclose()
     assert ids == list(range(1, 201))
-    assert positions == [{"items": [str(n)]} for n in range(10, 201, 10)] + [
+    assert positions == [
+        {"items": {"table": "items", "order": ["id"], "after": [str(n)]}}
+        for n in range(10, 201, 10)
+    ] + [
         {"items": "done"},
         None,
     ]
