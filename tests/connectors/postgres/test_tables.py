@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 import structlog.testing
 
-from asyncetl import Batch, ConfigError
+from asyncetl import Batch, ConfigError, JsonValue
 from asyncetl.connectors.postgres import PostgresSink, TablesSink, TablesSource
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import connect, execute, rows
@@ -194,7 +194,7 @@ async def test_postgres_sink_reconnects_after_its_idle_backend_is_terminated(
 
 def test_a_position_for_another_set_of_tables_is_refused() -> None:
     source = TablesSource("postgresql://u:secret@127.0.0.1/db", "a, b", name="copy")
-    at_a = {"table": "a", "order": ["id"], "after": ["3"]}
+    at_a: JsonValue = {"table": "a", "order": ["id"], "after": ["3"]}
     source.check_position({"a": "done", "b": {"table": "b", "order": ["id"], "after": ["1"]}})
     source.check_position({"a": at_a})  # b was added: it is read from the start
     with pytest.raises(ConfigError) as caught:
