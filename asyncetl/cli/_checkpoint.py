@@ -2,8 +2,10 @@
 
 Both read the pipeline from its spec, so they use the very store and key that
 ``run`` uses, through the public :class:`~asyncetl.CheckpointStore` API. A reset
-writes a new position (``null``: from the start) as a normal checkpoint; the
-pipeline must not be running meanwhile, or its next commit overwrites it.
+writes a new position (``null``: from the start) as a normal checkpoint, once
+the source's :meth:`~asyncetl.Source.check_position` accepts it (a position for
+another file or table, or of the wrong shape, is refused and nothing written);
+the pipeline must not be running meanwhile, or its next commit overwrites it.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def add_commands(commands: Any) -> None:
         parents=[common],
         help="start over, or resume after a given position",
         description="Commit a new position: the start (the default), or --to a JSON position "
-        "as the source writes them (see 'checkpoint show'). Stop the pipeline first. Asks "
-        "for confirmation unless --yes.",
+        "as the source writes them (see 'checkpoint show') and the source accepts. Stop the "
+        "pipeline first. Asks for confirmation unless --yes.",
     )
     reset.add_argument("--to", metavar="JSON", help="the position to resume after")
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -68,6 +70,8 @@ async def _show(args: argparse.Namespace) -> int:
 async def _reset(args: argparse.Namespace) -> int:
     position = _position(args.to)
     pipeline = await _persistent(args.spec)
+    # The question the source asks at start-up: a position it would refuse is never written.
+    pipeline.source.check_position(position)
     before = await _load(pipeline)
     question = (
         f"Move {_named(pipeline)} from {_json(before)} to {_json(position)}? "

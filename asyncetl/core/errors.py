@@ -31,6 +31,9 @@ __all__ = [
     "TransientError",
 ]
 
+#: How a message refusing a committed position tells the operator to start over.
+RESET_HINT = "reset the checkpoint (python -m asyncetl checkpoint reset SPEC)"
+
 
 class AsyncetlError(Exception):
     """Root of every error asyncetl raises on purpose."""

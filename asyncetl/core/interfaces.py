@@ -198,6 +198,19 @@ class Source(Resource, abc.ABC, Generic[T_co]):
             async for chunk in iterator:
                 await send.send(chunk)
 
+    def check_position(self, position: Position) -> None:
+        """Whether this source could resume after ``position``; a question only, changing nothing.
+
+        A source that names what it reads in its positions (a file's path, a
+        table, an endpoint) refuses one written for something else here, and
+        calls this at the start of every read, so ``checkpoint reset --to``
+        and a run never disagree. It needs no connection: it may run before
+        :meth:`open`. The default accepts anything.
+
+        :raises ConfigError: naming what the position was written for, what
+            this source reads, and how to reset the checkpoint.
+        """
+
     def decode(self, raw: JsonValue) -> T_co:
         """Turn a dead-lettered raw record of this source back into a record, for replay.
 

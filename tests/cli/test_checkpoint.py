@@ -9,6 +9,9 @@ from pathlib import Path
 
 from tests.cli.helpers import FILES_SPEC, cli, summary
 
+AT_8 = '{"path":"in.jsonl","offset":8}'
+AT_33 = '{"path":"in.jsonl","offset":33}'
+
 
 def test_show_reports_the_position_the_next_run_resumes_after(project: Path) -> None:
     assert cli(project, "checkpoint", "show", "files.toml").stdout == (
@@ -18,24 +21,27 @@ def test_show_reports_the_position_the_next_run_resumes_after(project: Path) -> 
     result = cli(project, "checkpoint", "show", "files.toml")
     assert (result.returncode, result.stdout, result.stderr) == (
         0,
-        "pipeline files (source jsonl): 33\n",
+        'pipeline files (source jsonl): {"path":"in.jsonl","offset":33}\n',
         "",
     )
     shown = cli(project, "checkpoint", "show", "files.toml", "--json")
     assert (shown.returncode, json.loads(shown.stdout), shown.stderr) == (
         0,
-        {"pipeline": "files", "source": "jsonl", "position": 33},
+        {"pipeline": "files", "source": "jsonl", "position": {"path": "in.jsonl", "offset": 33}},
         "",
     )
 
 
 def test_reset_to_a_position_makes_the_next_run_read_what_follows_it(project: Path) -> None:
     assert cli(project, "run", "files.toml").returncode == 0
-    moved = cli(project, "checkpoint", "reset", "files.toml", "--to", "8", "--yes")
-    assert (moved.returncode, moved.stdout) == (0, "pipeline files (source jsonl): 33 -> 8\n")
+    moved = cli(project, "checkpoint", "reset", "files.toml", "--to", AT_8, "--yes")
+    assert (moved.returncode, moved.stdout) == (
+        0,
+        f"pipeline files (source jsonl): {AT_33} -> {AT_8}\n",
+    )
     rerun = cli(project, "run", "files.toml")
     # The three lines after byte 8: {"a":0} and "not json" dead-lettered, {"a":4} loaded again.
-    assert re.fullmatch(summary("files", "finished", 3, 1, 2, "33"), rerun.stdout)
+    assert re.fullmatch(summary("files", "finished", 3, 1, 2, AT_33), rerun.stdout)
     lines = (project / "out.jsonl").read_text().splitlines()
     assert lines == ['{"a":1,"inverse":1.0}', '{"a":4,"inverse":0.25}', '{"a":4,"inverse":0.25}']
 
@@ -43,15 +49,18 @@ def test_reset_to_a_position_makes_the_next_run_read_what_follows_it(project: Pa
 def test_reset_without_a_position_starts_over(project: Path) -> None:
     assert cli(project, "run", "files.toml").returncode == 0
     moved = cli(project, "checkpoint", "reset", "files.toml", "--yes")
-    assert (moved.returncode, moved.stdout) == (0, "pipeline files (source jsonl): 33 -> null\n")
+    assert (moved.returncode, moved.stdout) == (
+        0,
+        f"pipeline files (source jsonl): {AT_33} -> null\n",
+    )
     assert re.fullmatch(
-        summary("files", "finished", 4, 2, 2, "33"), cli(project, "run", "files.toml").stdout
+        summary("files", "finished", 4, 2, 2, AT_33), cli(project, "run", "files.toml").stdout
     )
 
 
 def test_reset_asks_first_and_refuses_bad_input_with_exit_2(project: Path) -> None:
     assert cli(project, "run", "files.toml").returncode == 0
-    unconfirmed = cli(project, "checkpoint", "reset", "files.toml", "--to", "8")
+    unconfirmed = cli(project, "checkpoint", "reset", "files.toml", "--to", AT_8)
     assert (unconfirmed.returncode, unconfirmed.stdout, unconfirmed.stderr) == (
         2,
         "",
@@ -64,7 +73,7 @@ def test_reset_asks_first_and_refuses_bad_input_with_exit_2(project: Path) -> No
         "error: --to must be a JSON position, not 'not json' (invalid literal, expected "
         "'null': line 1 column 1 (char 0))\n",
     )
-    assert cli(project, "checkpoint", "show", "files.toml").stdout.endswith(": 33\n")
+    assert cli(project, "checkpoint", "show", "files.toml").stdout.endswith(f": {AT_33}\n")
 
 
 def test_a_spec_without_a_checkpoint_store_has_nothing_to_show_or_reset(project: Path) -> None:
@@ -82,3 +91,48 @@ def test_a_spec_without_a_checkpoint_store_has_nothing_to_show_or_reset(project:
             "from the beginning and there is no position to show or reset; add a "
             "[checkpoints] table\n",
         )
+
+
+def test_a_file_source_pointed_at_another_file_refuses_the_old_position(project: Path) -> None:
+    assert cli(project, "run", "files.toml").returncode == 0
+    (project / "other.jsonl").write_text('{"a":2}\n' * 10)
+    (project / "other.toml").write_text(FILES_SPEC.replace('"in.jsonl"', '"other.jsonl"'))
+    result = cli(project, "run", "other.toml")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        "error: JsonlSource 'jsonl': position: cannot resume from the committed position "
+        f'{AT_33}: it was written for file "in.jsonl", not for path "other.jsonl"; point path '
+        'back there, or to read "other.jsonl" from the start, reset the checkpoint '
+        "(python -m asyncetl checkpoint reset SPEC) "
+        "(python -m asyncetl checkpoint show|reset other.toml)"
+    )
+    assert not (project / "out.jsonl").read_text().count('"a":2')
+
+
+def test_reset_to_a_position_the_source_refuses_writes_nothing(project: Path) -> None:
+    assert cli(project, "run", "files.toml").returncode == 0
+    before = (project / "checkpoints.json").read_bytes()
+    refused = {
+        '{"path":"other.jsonl","offset":8}': (
+            'cannot resume from the committed position {"path":"other.jsonl","offset":8}: it '
+            'was written for file "other.jsonl", not for path "in.jsonl"; point path back '
+            'there, or to read "in.jsonl" from the start, reset the checkpoint '
+            "(python -m asyncetl checkpoint reset SPEC)"
+        ),
+        '"8"': (
+            'cannot resume from the committed position "8", which is not a byte offset into '
+            '"in.jsonl" ({"path": ..., "offset": n}); reset the checkpoint '
+            "(python -m asyncetl checkpoint reset SPEC)"
+        ),
+    }
+    for position, message in refused.items():
+        result = cli(project, "checkpoint", "reset", "files.toml", "--to", position, "--yes")
+        assert (result.returncode, result.stdout, result.stderr) == (
+            2,
+            "",
+            f"error: JsonlSource 'jsonl': position: {message}\n",
+        )
+        assert (project / "checkpoints.json").read_bytes() == before
+    # A bare offset, as positions were written before they named their file, is accepted.
+    moved = cli(project, "checkpoint", "reset", "files.toml", "--to", "8", "--yes")
+    assert (moved.returncode, moved.stdout) == (0, f"pipeline files (source jsonl): {AT_33} -> 8\n")

@@ -77,9 +77,15 @@ def test_dlq_list(project: Path) -> None:
             "line at byte 16 of in.jsonl is not valid JSON: invalid literal, "
             "expected 'null': line 1 column 1 (char 0)",
             "not json",
-            33,
+            {"path": "in.jsonl", "offset": 33},
         ),
-        ("invert", "ZeroDivisionError", "division by zero", {"a": 0}, 33),
+        (
+            "invert",
+            "ZeroDivisionError",
+            "division by zero",
+            {"a": 0},
+            {"path": "in.jsonl", "offset": 33},
+        ),
     ]
     table = cli(project, "dlq", "list", "files.toml").stdout.splitlines()
     assert re.fullmatch(r"ID +TIME +STAGE +ERROR TYPE +ERROR +RECORD", table[0])

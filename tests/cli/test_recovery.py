@@ -144,8 +144,10 @@ def committed(directory: Path, variant: dict[str, str]) -> int:
             await store.aclose()
 
     position = anyio.run(load)
-    assert position is None or isinstance(position, int)
-    return position or 0
+    if position is None:
+        return 0
+    assert isinstance(position, dict) and isinstance(position["offset"], int), position
+    return position["offset"]
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,8 @@ def test_sigterm_drains_and_commits_what_was_read(source_file: Input, tmp_path: 
     assert rows(spec.parent) == expected_rows(count)
     match = re.fullmatch(
         r"pipeline recovery stopped by SIGTERM in \d+\.\d\d s\n  records_in     (\d+)\n"
-        r"  records_out    (\d+)\n  dead_lettered  0\n  position       (\d+)\n",
+        r"  records_out    (\d+)\n  dead_lettered  0\n"
+        r'  position       \{"path":"[^"]+","offset":(\d+)\}\n',
         out,
     )
     assert match is not None, out

@@ -98,7 +98,9 @@ def test_bad_arguments_exit_2(project: Path) -> None:
 def test_run_loads_dead_letters_and_summarises(project: Path) -> None:
     result = cli(project, "run", "files.toml", "--log-format", "json")
     assert result.returncode == 0
-    assert re.fullmatch(summary("files", "finished", 4, 2, 2, "33"), result.stdout)
+    assert re.fullmatch(
+        summary("files", "finished", 4, 2, 2, '{"path":"in.jsonl","offset":33}'), result.stdout
+    )
     events = [json.loads(line) for line in result.stderr.splitlines()]
     assert [e["event"] for e in events] == [
         "starting",
@@ -111,7 +113,9 @@ def test_run_loads_dead_letters_and_summarises(project: Path) -> None:
     )
     again = cli(project, "run", "files.toml", "--log-level", "warning")
     assert (again.returncode, again.stderr) == (0, "")
-    assert re.fullmatch(summary("files", "finished", 0, 0, 0, "33"), again.stdout)
+    assert re.fullmatch(
+        summary("files", "finished", 0, 0, 0, '{"path":"in.jsonl","offset":33}'), again.stdout
+    )
 
 
 def test_summary_tells_a_committed_fresh_start_from_nothing_committed(project: Path) -> None:
@@ -165,7 +169,7 @@ def test_runtime_failure_is_one_line(project: Path) -> None:
     assert (result.returncode, result.stdout) == (1, "")
     *logs, last = result.stderr.splitlines()
     assert last == (
-        "error: stage 'invert' failed on the batch ending at position 32: ValueError: bad record 3"
+        "error: stage 'invert' failed on the batch ending at position {'path': 'in.jsonl', 'offset': 32}: ValueError: bad record 3"
     )
     assert [json.loads(line)["event"] for line in logs] == ["starting"]
     assert not (project / "checkpoints.json").exists()
@@ -211,7 +215,9 @@ def test_stop_when_idle_ends_a_followed_source(project: Path) -> None:
     )
     result = cli(project, "run", "follow.toml", "--stop-when-idle", "0.3", "--log-level", "error")
     assert (result.returncode, result.stderr) == (0, "")
-    assert re.fullmatch(summary("files", "finished", 4, 2, 2, "33"), result.stdout)
+    assert re.fullmatch(
+        summary("files", "finished", 4, 2, 2, '{"path":"in.jsonl","offset":33}'), result.stdout
+    )
 
 
 TICKER_SPEC = """

@@ -52,6 +52,16 @@ def test_a_source_inherits_read_or_produce_from_its_base() -> None:
     assert Named(3).count == 3
 
 
+def test_a_source_accepts_any_position_unless_it_checks_them() -> None:
+    class Numbers(Source[int]):
+        async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[int]]:
+            yield Chunk([1], 1)
+
+    positions: list[Position] = [None, 7, "x", [1, None], {"anything": {"at": "all"}}]
+    for position in positions:
+        Numbers().check_position(position)  # raises nothing
+
+
 async def test_a_source_implementing_only_produce_runs() -> None:
     class Produced(Source[int]):
         async def produce(

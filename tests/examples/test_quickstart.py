@@ -70,7 +70,7 @@ def test_quickstart_loads_good_orders_and_dead_letters_bad_ones(tmp_path: Path) 
     assert re.fullmatch(
         r"pipeline quickstart finished in \d+\.\d\d s\n"
         r"  records_in     10012\n  records_out    10000\n  dead_lettered  12\n"
-        rf"  position       {size}\n",
+        rf'  position       {{"path":"examples/data/orders.jsonl","offset":{size}}}\n',
         result.stdout,
     )
     assert "Traceback" not in result.stderr
@@ -99,7 +99,7 @@ def test_quickstart_loads_good_orders_and_dead_letters_bad_ones(tmp_path: Path) 
     assert {
         cast(dict[str, str], x.record)["order_id"]: x.error for x in by_stage["parse_order"]
     } == {order_id: f"order {order_id}: {reason}" for order_id, reason in orders.invalid.items()}
-    assert committed(database) == size
+    assert committed(database) == {"path": "examples/data/orders.jsonl", "offset": size}
 
 
 def test_second_run_reads_nothing_and_changes_nothing(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_second_run_reads_nothing_and_changes_nothing(tmp_path: Path) -> None:
     assert re.fullmatch(
         r"pipeline quickstart finished in \d+\.\d\d s\n"
         r"  records_in     0\n  records_out    0\n  dead_lettered  0\n"
-        rf"  position       {OUTPUT.stat().st_size}\n",
+        rf'  position       {{"path":"examples/data/orders.jsonl","offset":{OUTPUT.stat().st_size}}}\n',
         result.stdout,
     )
     after = {name: table(database, name) for name in before}

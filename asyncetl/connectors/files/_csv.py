@@ -11,7 +11,7 @@ from functools import partial
 from itertools import accumulate
 
 from asyncetl.connectors.files._check import readable
-from asyncetl.connectors.files._tail import check_options, start_offset, tail
+from asyncetl.connectors.files._tail import check_options, named, resume_offset, tail
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import CheckpointError, ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
@@ -24,8 +24,10 @@ CsvRecord = dict[str, str]
 class CsvSource(Source[CsvRecord]):
     """Reads a CSV file whose first row is the header; records map header names to strings.
 
-    The position is the byte offset just after the last complete row consumed;
-    a resume reads the header again, then seeks there. Quoted fields may
+    The position is ``{"path": path, "offset": n}``: the file as given and the
+    byte offset just after the last complete row consumed; a resume reads the
+    header again, then seeks there. A position written for another path is
+    refused (a bare offset, as written before, is taken as before). Quoted fields may
     contain the delimiter, doubled quotes and **newlines**: a row ends at the
     first line end outside quotes, so a quoted field spanning lines is read
     correctly and a row is complete only once its closing quote has arrived.
@@ -80,11 +82,12 @@ class CsvSource(Source[CsvRecord]):
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[CsvRecord]]:
         """Yield chunks of up to ``max_chunk`` rows, starting strictly after byte ``after``.
 
-        :raises CheckpointError: when ``after`` is not a byte offset after the header.
+        :raises ConfigError: when ``after`` is not a position into this file.
+        :raises CheckpointError: when it lies inside the header row.
         :raises PermanentError: when the file is missing or unreadable, its
             header is broken, or it was truncated or changed under the position.
         """
-        start = start_offset(self.path, after)
+        start = resume_offset(self.path, after, where=self._where)
         header_end = await self._read_header()
         if header_end is None:
             return
@@ -105,7 +108,18 @@ class CsvSource(Source[CsvRecord]):
         )
         async with aclosing(chunks) as iterator:
             async for chunk in iterator:
-                yield chunk
+                yield named(chunk, self.path)
+
+    def check_position(self, position: Position) -> None:
+        """Refuse a position written for another file, or one that is no byte offset.
+
+        :raises ConfigError: naming both files and how to reset the checkpoint.
+        """
+        resume_offset(self.path, position, where=self._where)
+
+    @property
+    def _where(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
 
     def decode(self, raw: JsonValue) -> CsvRecord:
         """Parse a dead-lettered row text again, with the header read last.

@@ -14,7 +14,7 @@ import orjson
 
 from asyncetl.connectors.files._append import append, open_for_append
 from asyncetl.connectors.files._check import readable, writable
-from asyncetl.connectors.files._tail import check_options, start_offset, tail
+from asyncetl.connectors.files._tail import check_options, named, resume_offset, tail
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 from asyncetl.core.interfaces import Problem, Sink, Source
 
@@ -39,11 +39,14 @@ _COMPACT = (",", ":")
 class JsonlSource(Source[JsonRecord]):
     """Reads a JSON Lines file: one JSON object per line.
 
-    The position is the byte offset just after the last complete line consumed;
-    a resume seeks there. Blank lines are skipped (the position moves past
-    them). A line that is not valid JSON, or not a JSON object, becomes a
-    reject carrying the line's text (without its ``\\n`` or ``\\r\\n``), never a
-    silent drop; :meth:`decode` parses such a text again for replay.
+    The position is ``{"path": path, "offset": n}``: the file as given and the
+    byte offset just after the last complete line consumed; a resume seeks
+    there. A position written for another path is refused (a bare offset, as
+    written before positions named their file, is taken as before). Blank
+    lines are skipped (the position moves past them). A line that is not valid
+    JSON, or not a JSON object, becomes a reject carrying the line's text
+    (without its ``\\n`` or ``\\r\\n``), never a silent drop;
+    :meth:`decode` parses such a text again for replay.
 
     A last line without its newline is never consumed: with ``follow`` the
     source waits for the rest of it; without, the source ends there and logs
@@ -84,11 +87,11 @@ class JsonlSource(Source[JsonRecord]):
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[JsonRecord]]:
         """Yield chunks of up to ``max_chunk`` lines, starting strictly after byte ``after``.
 
-        :raises CheckpointError: when ``after`` is not a byte offset.
+        :raises ConfigError: when ``after`` is not a position into this file.
         :raises PermanentError: when the file is missing or unreadable, or was
             truncated or changed under the committed position.
         """
-        start = start_offset(self.path, after)
+        start = resume_offset(self.path, after, where=self._where)
         parse = partial(self._parse, max_chunk=max(1, max_chunk))
         chunks = tail(
             self.path,
@@ -100,7 +103,18 @@ class JsonlSource(Source[JsonRecord]):
         )
         async with aclosing(chunks) as iterator:
             async for chunk in iterator:
-                yield chunk
+                yield named(chunk, self.path)
+
+    def check_position(self, position: Position) -> None:
+        """Refuse a position written for another file, or one that is no byte offset.
+
+        :raises ConfigError: naming both files and how to reset the checkpoint.
+        """
+        resume_offset(self.path, position, where=self._where)
+
+    @property
+    def _where(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
 
     def decode(self, raw: JsonValue) -> JsonRecord:
         """Parse a dead-lettered line text again.

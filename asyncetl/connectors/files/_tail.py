@@ -8,7 +8,14 @@ is kept and completed by the next step. At the end of the file the loop either
 stops, warning about an incomplete last unit, or (``follow``) polls for more.
 
 Positions are byte offsets just after the last consumed unit, so a resume
-seeks there and reads strictly after it.
+seeks there and reads strictly after it. The sources commit them as
+``{"path": …, "offset": n}``: a source pointed at another path refuses a
+position written for the old one rather than resume at some offset of an
+unrelated file (which could skip records). A bare offset, as written before
+positions named their file, is taken as before. The file itself is not
+fingerprinted (no inode or size is recorded, so a restored backup or a copied
+directory still resumes); a file shorter than the offset, or without a line
+start there, is refused as truncated or replaced when reading starts.
 """
 
 from __future__ import annotations
@@ -21,12 +28,23 @@ from typing import Generic, TypeVar
 
 import anyio
 import anyio.to_thread
+import orjson
 
-from asyncetl.core.batch import Chunk, Position
-from asyncetl.core.errors import CheckpointError, ConfigError, PermanentError
+from asyncetl.core.batch import Chunk, JsonValue, Position
+from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
 from asyncetl.core.logs import get_logger
 
-__all__ = ["Parse", "Step", "check_options", "start_offset", "tail"]
+__all__ = [
+    "OFFSET",
+    "PATH",
+    "Parse",
+    "Step",
+    "check_options",
+    "file_position",
+    "named",
+    "resume_offset",
+    "tail",
+]
 
 T = TypeVar("T")
 
@@ -34,6 +52,9 @@ T = TypeVar("T")
 Parse = Callable[[bytes, int], tuple[Sequence[Chunk[T]], int]]
 
 _log = get_logger("asyncetl.files")
+
+#: the position keys: the file a position was written for, and the byte offset into it
+PATH, OFFSET = "path", "offset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +100,52 @@ def check_options(where: str, *, poll_interval: float, block_size: int) -> None:
         )
 
 
-def start_offset(path: str, after: Position) -> int:
-    """The byte offset to resume from; ``after`` must be ``None`` or a non-negative int.
+def file_position(path: str, offset: int) -> Position:
+    """The position after byte ``offset`` of ``path``: ``{"path": path, "offset": offset}``."""
+    return {PATH: path, OFFSET: offset}
 
-    :raises CheckpointError: when ``after`` is not a byte offset.
+
+def named(chunk: Chunk[T], path: str) -> Chunk[T]:
+    """``chunk`` with its byte offset turned into a position naming ``path``."""
+    assert isinstance(chunk.position, int)
+    return Chunk(chunk.records, file_position(path, chunk.position), chunk.rejects)
+
+
+def resume_offset(path: str, after: Position, *, where: str) -> int:
+    """The byte offset of ``path`` to resume from, after the committed position ``after``.
+
+    ``after`` is ``None``, a position written for this very path, or a bare
+    byte offset (as positions were written before they named their file).
+    Nothing is read: whether the file still fits the offset is checked when
+    reading starts.
+
+    :raises ConfigError: when ``after`` is no file position, or names another file.
     """
     if after is None:
         return 0
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise CheckpointError(
-            f"the committed position {after!r} is not a byte offset into {path}; "
-            "delete the checkpoint to start over"
+    offset: JsonValue = after
+    if isinstance(after, dict) and set(after) == {PATH, OFFSET}:
+        written_for, offset = after[PATH], after[OFFSET]
+        if written_for != path:
+            raise ConfigError(
+                f"cannot resume from the committed position {_json(after)}: it was written "
+                f"for file {_json(written_for)}, not for path {_json(path)}; point path back "
+                f"there, or to read {_json(path)} from the start, {RESET_HINT}",
+                where=where,
+                key="position",
+            )
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ConfigError(
+            f"cannot resume from the committed position {_json(after)}, which is not a byte "
+            f'offset into {_json(path)} ({{"path": ..., "offset": n}}); {RESET_HINT}',
+            where=where,
+            key="position",
         )
-    return after
+    return offset
+
+
+def _json(value: JsonValue) -> str:
+    return orjson.dumps(value).decode()
 
 
 async def tail(

@@ -33,13 +33,12 @@ from asyncetl.connectors.http.pagination import (
     Paginator,
 )
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
 
 __all__ = ["ENDPOINT", "RESET_HINT", "Record", "Since", "Walk", "lagged", "since_order"]
 
 #: the position key naming the endpoint a position was written for
 ENDPOINT = "endpoint"
-RESET_HINT = "reset the checkpoint (python -m asyncetl checkpoint reset SPEC)"
 
 Record = dict[str, JsonValue]
 

@@ -218,6 +218,13 @@ class HttpSource(Source[Record]):
         window = SlidingWindow(self._fetch, self._page, self._walk(after), self.max_concurrency)
         await window.run(send, max_chunk)
 
+    def check_position(self, position: Position) -> None:
+        """Refuse a position these pagination settings did not write, or written for another URL.
+
+        :raises ConfigError: naming both endpoints (redacted) and how to reset.
+        """
+        self._walk(position)
+
     def _walk(self, after: Position) -> Walk:
         return Walk(self.pager, self.since, after, endpoint=self.endpoint, where=self.where)
 

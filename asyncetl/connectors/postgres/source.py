@@ -3,7 +3,10 @@
 The order is ``cursor`` (default: the primary key) followed by the key columns
 not already in it, so rows sharing a timestamp are ordered by key and neither
 skipped nor read twice. The position is the ordering values of the last row
-read, as text; a resumed read starts strictly after it.
+read, as text, under the table (or query) and the ordering columns they belong
+to: ``{"table": "public.ev", "order": ["updated_at", "id"], "after": [...]}``.
+A resumed read starts strictly after it; a source reading another table,
+query or order refuses it rather than skip or repeat rows.
 
 With ``format="copy"`` the rows are not decoded at all: each page is read
 with ``COPY (SELECT …) TO STDOUT`` and every record is one line of COPY's text
@@ -28,10 +31,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from itertools import repeat
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import asyncpg
+import orjson
 
 from asyncetl.connectors.postgres._check import checking, column_problems
 from asyncetl.connectors.postgres._connect import (
@@ -44,16 +48,37 @@ from asyncetl.connectors.postgres._connect import (
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
 from asyncetl.core.batch import Chunk, JsonValue, Position
-from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 
 __all__ = ["TableSource", "copy_text", "position_text"]
 
 _COUNT = "_asyncetl_copies"
+#: position keys besides the table (or query): the ordering columns, and their last values
+_ORDER, _AFTER = "order", "after"
+#: the position keys naming what a position was written for
+_NAMES = ("table", "query")
 _FORMATS = ("records", "copy")
 
 #: A page read: its records, the position of its last row (None: no rows), rows read.
 _Page = tuple[list[Any], list[str | None] | None, int]
+
+
+def _values(after: Position) -> list[str | None] | None:
+    """The ordering values of a position :meth:`TableSource.check_position` accepted."""
+    if after is None:
+        return None
+    values = after[_AFTER] if isinstance(after, dict) else after
+    return list(values)  # type: ignore[arg-type]
+
+
+def _is_named(position: dict[str, JsonValue]) -> bool:
+    """Whether ``position`` names its table or query besides the order and values."""
+    return _ORDER in position and _AFTER in position and any(k in position for k in _NAMES)
+
+
+def _json(value: JsonValue) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _dollar(n: int) -> str:
@@ -210,14 +235,15 @@ class TableSource(Source[Any]):
         return await column_problems(conn, self.dsn, self.table, columns)
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[Any]]:
-        position = self._check_position(after)
+        self.check_position(after)
+        position = _values(after)
         size = max(1, min(self.chunk_size, max_chunk))
         page = self._copy_page if self.format == "copy" else self._record_page
         while True:
             records, last, count = await page(position, size)
             if last is not None:
                 position = last
-                yield Chunk(records, list[JsonValue](position))
+                yield Chunk(records, self._position(position))
             if count < size:
                 if self.snapshot:
                     position = None
@@ -290,20 +316,73 @@ class TableSource(Source[Any]):
     def _what(self) -> str:
         return f"query {self.name}" if self.query is not None else f"table {self.table}"
 
-    def _check_position(self, after: Position) -> list[str | None] | None:
-        if after is None:
-            return None
+    def check_position(self, position: Position) -> None:
+        """Refuse a position written for another table, query or ordering columns.
+
+        ``{"table" (or "query"): …, "order": [...], "after": [...]}`` is what this
+        source writes; a bare list of ordering values, as written before
+        positions named their table, is taken as before. The ordering columns
+        are compared once :meth:`open` has planned them (a defaulted primary key
+        is only known from the catalog); before that, table or query and shape.
+
+        :raises ConfigError: naming what the position was written for, what this
+            source reads, and how to reset the checkpoint.
+        """
+        if position is None:
+            return
+        values: JsonValue = position
+        if isinstance(position, dict) and len(position) == 3 and _is_named(position):
+            self._check_identity(position)
+            values = position[_AFTER]
         if (
-            not isinstance(after, list)
-            or len(after) != len(self.order)
-            or not all(v is None or isinstance(v, str) for v in after)
+            not isinstance(values, list)
+            or (self.order and len(values) != len(self.order))
+            or not all(v is None or isinstance(v, str) for v in values)
         ):
-            raise ConfigError(
-                f"position {after!r} does not fit the ordering columns {self.order}; the "
-                "checkpoint belongs to another cursor: reset it to read from the start",
-                where=f"source {self.name}",
+            order = (
+                f"the ordering columns {_json(list[JsonValue](self.order))}"
+                if self.order
+                else "ordering values"
             )
-        return list(after)  # type: ignore[arg-type]
+            self._refuse(
+                position, f"it does not hold {order} of {self._what}; to read from the start"
+            )
+
+    def _check_identity(self, position: dict[str, JsonValue]) -> None:
+        [(key, reading)] = self._identity.items()
+        [(written_key, written_for)] = [(k, v) for k, v in position.items() if k in _NAMES]
+        if (written_key, written_for) != (key, reading):
+            self._refuse(
+                position,
+                f"it was written for {written_key} {_json(written_for)}, not for {key} "
+                f"{_json(reading)}; point {key} back there, or to read {_json(reading)} "
+                "from the start",
+            )
+        order = position[_ORDER]
+        if self.order and order != self.order:
+            self._refuse(
+                position,
+                f"it was written for the ordering columns {_json(order)}, not for "
+                f"{_json(list[JsonValue](self.order))} (cursor and key); restore them, "
+                "or to read in the new order from the start",
+            )
+
+    def _refuse(self, position: Position, why: str) -> NoReturn:
+        raise ConfigError(
+            f"cannot resume from the committed position {_json(position)}: {why}, {RESET_HINT}",
+            where=f"TableSource {self.name!r}",
+            key="position",
+        )
+
+    @property
+    def _identity(self) -> dict[str, JsonValue]:
+        """What this source reads, as its positions name it: the table, or the query."""
+        if self.query is not None:
+            return {"query": self.query}
+        return {"table": str(self.table)}
+
+    def _position(self, values: list[str | None]) -> Position:
+        return {**self._identity, _ORDER: list[JsonValue](self.order), _AFTER: list(values)}
 
     # -- reading -------------------------------------------------------------
 

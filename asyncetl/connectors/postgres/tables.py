@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
+import orjson
 
 from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
@@ -43,7 +44,7 @@ from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, se
 from asyncetl.connectors.postgres.sink import PostgresSink
 from asyncetl.connectors.postgres.source import TableSource
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
     CheckpointStore,
@@ -61,6 +62,12 @@ __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 _DONE = "done"
 #: Types whose Python value loses information; the rows of a copy carry their text.
 LOSSY_TYPES = ("interval",)
+
+
+def _json(value: JsonValue) -> str:
+    return orjson.dumps(value).decode()
+
+
 _log = get_logger("asyncetl.postgres")
 
 
@@ -91,7 +98,9 @@ class TablesSource(Source[TableRow]):
 
     The position maps each table to its own position, or to ``"done"`` once its
     snapshot finished in this round; after the last table it goes back to
-    ``None``, so the next run takes a new snapshot of every table.
+    ``None``, so the next run takes a new snapshot of every table. A position
+    naming a table not in ``tables`` is refused (the set changed: reset the
+    checkpoint); one lacking a table that was added reads that table from the start.
 
     :param dsn: ``postgresql://user[:password]@host[:port]/database``.
     :param tables: table names, comma-separated or a list; ``schema.table`` allowed.
@@ -150,7 +159,38 @@ class TablesSource(Source[TableRow]):
         for source in self.sources.values():
             await source.aclose()
 
+    def check_position(self, position: Position) -> None:
+        """Refuse a position naming tables this source does not read, or one a table refuses.
+
+        A position without some of the tables is taken: those are read from the start.
+
+        :raises ConfigError: naming the tables it was written for and these.
+        """
+        if position is None:
+            return
+        where = f"TablesSource {self.name!r}"
+        if not isinstance(position, dict):
+            raise ConfigError(
+                f"cannot resume from the committed position {_json(position)}: it does not map "
+                f"tables to their positions; {RESET_HINT}",
+                where=where,
+                key="position",
+            )
+        if not set(position) <= set(self.tables):
+            raise ConfigError(
+                f"cannot resume from the committed position {_json(position)}: it was written "
+                f"for tables {_json(list(position))}, not for tables "
+                f"{_json(list[JsonValue](self.tables))}; restore tables, or to read these from "
+                f"the start, {RESET_HINT}",
+                where=where,
+                key="position",
+            )
+        for table, mark in position.items():
+            if mark != _DONE:
+                self.sources[table].check_position(mark)
+
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[TableRow]]:
+        self.check_position(after)
         positions: dict[str, JsonValue] = dict(after) if isinstance(after, dict) else {}
         for table in self.tables:
             if positions.get(table) == _DONE:

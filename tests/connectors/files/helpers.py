@@ -51,3 +51,8 @@ def rejects(chunks: list[Chunk[T]]) -> list[tuple[object, str, str]]:
 def append_bytes(path: Path, data: bytes) -> None:
     with path.open("ab") as file:
         file.write(data)
+
+
+def at(path: Path | str, offset: int) -> Position:
+    """The position a file source reading ``path`` commits after byte ``offset``."""
+    return {"path": str(path), "offset": offset}

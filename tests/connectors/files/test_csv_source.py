@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 
 from asyncetl import CheckpointError, Chunk, ConfigError, PermanentError
 from asyncetl.connectors.files import CsvSource
-from tests.connectors.files.helpers import append_bytes, follow_into, read_all, records, rejects
+from tests.connectors.files.helpers import append_bytes, at, follow_into, read_all, records, rejects
 
 pytestmark = pytest.mark.anyio
 
@@ -23,8 +23,8 @@ async def test_header_names_the_fields_and_positions_follow_each_row(tmp_path: P
     source = CsvSource(str(path))
     chunks = await read_all(source, max_chunk=1)
     assert [(c.records, c.position, c.rejects) for c in chunks] == [
-        ([{"id": "1", "name": "ann"}], 14, []),
-        ([{"id": "2", "name": "bob"}], 20, []),
+        ([{"id": "1", "name": "ann"}], at(path, 14), []),
+        ([{"id": "2", "name": "bob"}], at(path, 20), []),
     ]
     assert source.header == ["id", "name"]
 
@@ -32,10 +32,10 @@ async def test_header_names_the_fields_and_positions_follow_each_row(tmp_path: P
 async def test_resume_reads_the_header_then_exactly_the_remainder(tmp_path: Path) -> None:
     path = write(tmp_path / "in.csv", b"id,name\r\n1,ann\r\n2,bob\r\n3,cy\r\n")
     first = await read_all(CsvSource(str(path)), max_chunk=1)
-    assert [c.position for c in first] == [16, 23, 29]
+    assert [c.position for c in first] == [at(path, 16), at(path, 23), at(path, 29)]
     rest = await read_all(CsvSource(str(path)), first[0].position)
     assert records(rest) == [{"id": "2", "name": "bob"}, {"id": "3", "name": "cy"}]
-    assert rest[-1].position == 29
+    assert rest[-1].position == at(path, 29)
 
 
 async def test_quoted_fields_may_hold_delimiters_quotes_and_newlines(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ async def test_quoted_fields_may_hold_delimiters_quotes_and_newlines(tmp_path: P
         {"id": "2", "note": 'a, "quoted" b'},
         {"id": "3", "note": "plain"},
     ]
-    assert [c.position for c in chunks] == [22, 42, 50]
+    assert [c.position for c in chunks] == [at(path, 22), at(path, 42), at(path, 50)]
     # Resuming just after the multi-line row gives the rest, nothing else.
     rest = await read_all(CsvSource(str(path)), 22)
     assert [r["id"] for r in records(rest)] == ["2", "3"]
@@ -67,14 +67,14 @@ async def test_bad_rows_become_rejects_with_their_exact_text(tmp_path: Path) -> 
             f"row at byte 26 of {path} is not valid CSV: ',' expected after '\"'",
         ),
     ]
-    assert chunks[-1].position == len(content)
+    assert chunks[-1].position == at(path, len(content))
 
 
 async def test_encoding_and_delimiter(tmp_path: Path) -> None:
     path = write(tmp_path / "in.csv", "name;city\nJosé;Zürich\n".encode("latin-1"))
     chunks = await read_all(CsvSource(str(path), delimiter=";", encoding="latin-1"))
     assert records(chunks) == [{"name": "José", "city": "Zürich"}]
-    assert chunks[-1].position == 22
+    assert chunks[-1].position == at(path, 22)
 
 
 async def test_bytes_invalid_in_the_encoding_make_a_reject(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ async def test_partial_last_row_ends_the_source_with_a_warning(tmp_path: Path) -
     with capture_logs() as logs:
         chunks = await read_all(CsvSource(str(path)))
     assert records(chunks) == [{"id": "1", "note": "a"}]
-    assert chunks[-1].position == 12
+    assert chunks[-1].position == at(path, 12)
     assert logs == [
         {
             "event": "incomplete last row; stopping before it",
@@ -121,7 +121,7 @@ async def test_follow_completes_a_quoted_row_that_arrives_in_pieces(tmp_path: Pa
             chunk = await receive.receive()
         assert (chunk.records, chunk.position) == (
             [{"id": "1", "note": "first\nsecond"}, {"id": "2", "note": "x"}],
-            29,
+            at(path, 29),
         )
         tg.cancel_scope.cancel()
 
@@ -136,7 +136,7 @@ async def test_follow_waits_for_the_header(tmp_path: Path) -> None:
         append_bytes(path, b"k,v\na,1\n")
         with anyio.fail_after(5):
             chunk = await receive.receive()
-        assert (chunk.records, chunk.position) == ([{"k": "a", "v": "1"}], 8)
+        assert (chunk.records, chunk.position) == ([{"k": "a", "v": "1"}], at(path, 8))
         tg.cancel_scope.cancel()
 
 
@@ -165,6 +165,20 @@ async def test_a_position_inside_the_header_is_refused(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"the committed position 3 of {path} lies inside its header row; "
         "delete the checkpoint to start over"
+    )
+
+
+async def test_a_csv_position_written_for_another_file_is_refused(tmp_path: Path) -> None:
+    old = write(tmp_path / "old.csv", b"id\n1\n")
+    new = write(tmp_path / "new.csv", b"id\n1\n2\n")
+    [chunk] = await read_all(CsvSource(str(old)))
+    with pytest.raises(ConfigError) as caught:
+        await read_all(CsvSource(str(new), name="rows"), chunk.position)
+    assert str(caught.value) == (
+        "CsvSource 'rows': position: cannot resume from the committed position "
+        f'{{"path":"{old}","offset":5}}: it was written for file "{old}", not for path '
+        f'"{new}"; point path back there, or to read "{new}" from the start, reset the '
+        "checkpoint (python -m asyncetl checkpoint reset SPEC)"
     )
 
 

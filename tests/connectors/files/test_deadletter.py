@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 from asyncetl import DeadLetter, JsonFileCheckpointStore, Pipeline
 from asyncetl.connectors.files import JsonlDeadLetterStore, JsonlSink, JsonlSource
+from tests.connectors.files.helpers import at
 
 pytestmark = pytest.mark.anyio
 
@@ -128,12 +129,12 @@ async def test_pipeline_dead_letters_malformed_lines_and_they_can_be_replayed(
     with capture_logs():
         stats = await pipeline.run()
     assert (tmp_path / "out.jsonl").read_bytes() == b'{"id":1}\n{"id":3}\n{"id":5}\n'
-    assert (stats.records_out, stats.dead_lettered, stats.position) == (3, 2, 40)
+    assert (stats.records_out, stats.dead_lettered, stats.position) == (3, 2, at(source_path, 40))
 
     letters = await dead.list("files")
     assert [(x.stage, x.record, x.error_type, x.position) for x in letters] == [
-        ("jsonl", '{"id":2,', "ValueError", 18),
-        ("jsonl", "[4]", "ValueError", 31),
+        ("jsonl", '{"id":2,', "ValueError", at(source_path, 18)),
+        ("jsonl", "[4]", "ValueError", at(source_path, 31)),
     ]
     assert letters[1].error == f"line at byte 27 of {source_path} is an array, not a JSON object"
     # Replay: a fixed text decodes; the broken one still fails the same way.

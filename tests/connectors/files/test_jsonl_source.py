@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from asyncetl import CheckpointError, Chunk, ConfigError, JsonValue, PermanentError
+from asyncetl import Chunk, ConfigError, JsonValue, PermanentError
 from asyncetl.connectors.files import JsonlSource
-from tests.connectors.files.helpers import append_bytes, follow_into, read_all, records, rejects
+from tests.connectors.files.helpers import append_bytes, at, follow_into, read_all, records, rejects
 
 pytestmark = pytest.mark.anyio
 
@@ -26,8 +26,8 @@ async def test_records_come_in_chunks_ending_at_byte_offsets(tmp_path: Path) -> 
     path = write_lines(tmp_path / "in.jsonl", b'{"id":1}\n', b'{"id":2}\n', b'{"id":3,"x":[1]}\n')
     chunks = await read_all(JsonlSource(str(path)), max_chunk=2)
     assert [(c.records, c.position, c.rejects) for c in chunks] == [
-        ([{"id": 1}, {"id": 2}], 18, []),
-        ([{"id": 3, "x": [1]}], 35, []),
+        ([{"id": 1}, {"id": 2}], at(path, 18), []),
+        ([{"id": 3, "x": [1]}], at(path, 35), []),
     ]
 
 
@@ -35,11 +35,15 @@ async def test_resume_after_a_committed_offset_reads_exactly_the_remainder(tmp_p
     path = write_lines(tmp_path / "in.jsonl", *(b'{"id":%d}\n' % i for i in range(10)))
     first = await read_all(JsonlSource(str(path)), max_chunk=3)
     committed = first[1].position
-    assert committed == 54  # six lines of nine bytes
+    assert committed == at(path, 54)  # six lines of nine bytes
 
     rest = await read_all(JsonlSource(str(path)), committed, max_chunk=3)
     assert records(rest) == [{"id": i} for i in range(6, 10)]
-    assert [c.position for c in rest] == [c.position for c in first[2:]] == [81, 90]
+    assert (
+        [c.position for c in rest]
+        == [c.position for c in first[2:]]
+        == [at(path, 81), at(path, 90)]
+    )
 
 
 async def test_resume_at_the_end_reads_nothing(tmp_path: Path) -> None:
@@ -51,10 +55,10 @@ async def test_blank_lines_are_skipped_but_the_position_moves_past_them(tmp_path
     path = write_lines(tmp_path / "in.jsonl", b'{"a":1}\n', b"\n", b"  \r\n", b'{"a":2}\n')
     chunks = await read_all(JsonlSource(str(path)), max_chunk=1)
     assert [(c.records, c.position, c.rejects) for c in chunks] == [
-        ([{"a": 1}], 8, []),
-        ([], 9, []),
-        ([], 13, []),
-        ([{"a": 2}], 21, []),
+        ([{"a": 1}], at(path, 8), []),
+        ([], at(path, 9), []),
+        ([], at(path, 13), []),
+        ([{"a": 2}], at(path, 21), []),
     ]
 
 
@@ -86,7 +90,7 @@ async def test_malformed_lines_become_rejects_with_their_exact_text(tmp_path: Pa
         ),
         ('"text"', "ValueError", f"line at byte 33 of {path} is a string, not a JSON object"),
     ]
-    assert [c.position for c in chunks] == [49]
+    assert [c.position for c in chunks] == [at(path, 49)]
 
 
 async def test_invalid_utf8_is_a_reject_not_a_crash(tmp_path: Path) -> None:
@@ -115,7 +119,7 @@ async def test_partial_last_line_ends_the_source_with_a_warning(tmp_path: Path) 
     with capture_logs() as logs:
         chunks = await read_all(JsonlSource(str(path)))
     assert records(chunks) == [{"id": 1}, {"id": 2}]
-    assert chunks[-1].position == 18
+    assert chunks[-1].position == at(path, 18)
     assert logs == [
         {
             "event": "incomplete last line; stopping before it",
@@ -138,7 +142,7 @@ async def test_follow_waits_for_a_partial_line_and_yields_it_once_complete(tmp_p
         tg.start_soon(follow_into, source, send)
         with anyio.fail_after(5):
             first = await receive.receive()
-        assert (first.records, first.position) == ([{"id": 1}], 9)
+        assert (first.records, first.position) == ([{"id": 1}], at(path, 9))
 
         with anyio.move_on_after(0.3):  # many polls: the half line must not come out
             early = await receive.receive()
@@ -147,12 +151,12 @@ async def test_follow_waits_for_a_partial_line_and_yields_it_once_complete(tmp_p
         append_bytes(path, b"2}\n")
         with anyio.fail_after(5):
             second = await receive.receive()
-        assert (second.records, second.position, second.rejects) == ([{"id": 2}], 18, [])
+        assert (second.records, second.position, second.rejects) == ([{"id": 2}], at(path, 18), [])
 
         append_bytes(path, b'{"id":3}\n{"id":4}\n')
         with anyio.fail_after(5):
             third = await receive.receive()
-        assert (third.records, third.position) == ([{"id": 3}, {"id": 4}], 36)
+        assert (third.records, third.position) == ([{"id": 3}, {"id": 4}], at(path, 36))
         tg.cancel_scope.cancel()
 
 
@@ -167,7 +171,7 @@ async def test_follow_resumes_after_a_position_and_picks_up_appends(tmp_path: Pa
         append_bytes(path, b'{"id":3}\n')
         with anyio.fail_after(5):
             chunk = await receive.receive()
-        assert (chunk.records, chunk.position) == ([{"id": 3}], 27)
+        assert (chunk.records, chunk.position) == ([{"id": 3}], at(path, 27))
         tg.cancel_scope.cancel()
 
 
@@ -176,7 +180,11 @@ async def test_line_longer_than_a_block_and_crlf_endings(tmp_path: Path) -> None
     path = write_lines(tmp_path / "in.jsonl", b'{"a":1}\r\n', long, b'{"a":2}\r\n')
     chunks = await read_all(JsonlSource(str(path), block_size=16), max_chunk=1)
     assert records(chunks) == [{"a": 1}, {"text": "x" * 200}, {"a": 2}]
-    assert [c.position for c in chunks] == [9, 9 + len(long), 18 + len(long)]
+    assert [c.position for c in chunks] == [
+        at(path, 9),
+        at(path, 9 + len(long)),
+        at(path, 18 + len(long)),
+    ]
 
 
 async def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -208,12 +216,51 @@ async def test_a_file_shorter_than_the_position_is_refused(tmp_path: Path) -> No
 
 async def test_a_position_that_is_not_an_offset_is_refused(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "in.jsonl", b'{"id":1}\n')
-    with pytest.raises(CheckpointError) as caught:
-        await read_all(JsonlSource(str(path)), "9")
+    positions: list[tuple[JsonValue, str]] = [
+        ("9", '"9"'),
+        ({"path": str(path)}, f'{{"path":"{path}"}}'),
+    ]
+    for position, shown in positions:
+        source = JsonlSource(str(path))
+        with pytest.raises(ConfigError) as caught:
+            source.check_position(position)
+        assert str(caught.value) == (
+            f"JsonlSource 'jsonl': position: cannot resume from the committed position {shown}, "
+            f'which is not a byte offset into "{path}" ({{"path": ..., "offset": n}}); reset '
+            "the checkpoint (python -m asyncetl checkpoint reset SPEC)"
+        )
+        with pytest.raises(ConfigError) as read_refused:
+            await read_all(source, position)
+        assert str(read_refused.value) == str(caught.value)
+
+
+async def test_a_position_written_for_another_file_is_refused(tmp_path: Path) -> None:
+    old = write_lines(tmp_path / "old.jsonl", b'{"id":1}\n{"id":2}\n')
+    new = write_lines(tmp_path / "new.jsonl", b'{"id":1}\n{"id":2}\n{"id":3}\n')
+    [chunk] = await read_all(JsonlSource(str(old)))
+    assert chunk.position == at(old, 18)
+    source = JsonlSource(str(new))
+    with pytest.raises(ConfigError) as caught:
+        source.check_position(chunk.position)
     assert str(caught.value) == (
-        f"the committed position '9' is not a byte offset into {path}; "
-        "delete the checkpoint to start over"
+        "JsonlSource 'jsonl': position: cannot resume from the committed position "
+        f'{{"path":"{old}","offset":18}}: it was written for file "{old}", not for path '
+        f'"{new}"; point path back there, or to read "{new}" from the start, reset the '
+        "checkpoint (python -m asyncetl checkpoint reset SPEC)"
     )
+    with pytest.raises(ConfigError) as read_refused:
+        await read_all(source, chunk.position)
+    assert str(read_refused.value) == str(caught.value)
+
+
+async def test_a_bare_offset_written_before_positions_named_their_file_is_taken(
+    tmp_path: Path,
+) -> None:
+    path = write_lines(tmp_path / "in.jsonl", b'{"id":1}\n{"id":2}\n')
+    source = JsonlSource(str(path))
+    source.check_position(9)
+    [chunk] = await read_all(source, 9)
+    assert (chunk.records, chunk.position) == ([{"id": 2}], at(path, 18))
 
 
 def test_bad_options_are_config_errors() -> None:
@@ -264,7 +311,7 @@ async def test_any_committed_offset_resumes_with_exactly_the_remaining_records(
         assert [raw for raw, _, _ in rejects(chunks)] == expected_rejects
         assert all(len(c.records) + len(c.rejects) <= max_chunk for c in chunks)
         if chunks:
-            assert chunks[-1].position == len(content) - len(tail)
+            assert chunks[-1].position == at(path, len(content) - len(tail))
         for k, chunk in enumerate(chunks):
             rest = await read_all(source, chunk.position, max_chunk=max_chunk)
             assert records(rest) == records(chunks[k + 1 :])

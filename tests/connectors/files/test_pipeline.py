@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from asyncetl import JsonFileCheckpointStore, ListSink, MemoryCheckpointStore, Pipeline
 from asyncetl.connectors.files import CsvSource, JsonlSink, JsonlSource
-from tests.connectors.files.helpers import append_bytes
+from tests.connectors.files.helpers import append_bytes, at
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +45,7 @@ async def test_a_following_pipeline_loads_appended_lines_and_stops_gracefully(
             tg.start_soon(append_then_stop)
             stats = await pipeline.run()
     assert sink.records == [{"id": i} for i in range(4)]
-    assert stats.position == store.positions["follow", "jsonl"] == 36
+    assert stats.position == store.positions["follow", "jsonl"] == at(path, 36)
 
 
 async def test_stop_when_idle_ends_a_following_csv_pipeline_after_a_resume(
@@ -71,5 +71,5 @@ async def test_stop_when_idle_ends_a_following_csv_pipeline_after_a_resume(
         first = await run().run()
         append_bytes(path, b"3,c\n")
         second = await run().run()
-    assert (first.position, second.position) == (13, 17)
+    assert (first.position, second.position) == (at(path, 13), at(path, 17))
     assert out.read_bytes() == (b'{"id":"1","v":"a"}\n{"id":"2","v":"b"}\n{"id":"3","v":"c"}\n')

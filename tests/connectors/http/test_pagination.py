@@ -238,8 +238,13 @@ async def test_a_since_position_written_for_another_endpoint_is_refused() -> Non
     options = {"since_param": "since", "since_field": "updated_at"}
     async with serve_api(Api(5)) as url:
         chunks = await collect(source(url, "page", **options))
-        with pytest.raises(ConfigError, match="it was written for .*, not for url"):
-            await collect(source(url + "?region=eu", "page", **options), chunks[-1].position)
+        moved = source(url + "?region=eu", "page", **options)
+        with pytest.raises(ConfigError, match="it was written for .*, not for url") as caught:
+            await collect(moved, chunks[-1].position)
+        with pytest.raises(ConfigError) as asked:
+            moved.check_position(chunks[-1].position)  # the same answer, without a request
+        assert str(asked.value) == str(caught.value)
+        moved.check_position({"since": 1005, "endpoint": moved.endpoint})
     assert chunks[-1].position == at(url, {"since": 1005})
 
 

@@ -58,7 +58,7 @@ async def test_copy_lines_load_every_value_exactly_and_resume_after_the_checkpoi
     copied = await rows(pg_database, everything.format("dst"))
     assert copied == await rows(pg_database, everything.format("src"))
     assert [row[0] for row in copied] == [1, 2, 3, 4]
-    assert await committed(pg_database) == ["4"]
+    assert await committed(pg_database) == {"table": "src", "order": ["id"], "after": ["4"]}
     # A new row and a changed one past the position come on the next run; the
     # changed row merges over the copy already there.
     await execute(pg_database, "INSERT INTO src (id, name) VALUES (5, 'five'), (6, 'six')")
@@ -74,7 +74,7 @@ async def test_copy_lines_load_every_value_exactly_and_resume_after_the_checkpoi
         (5, "FIVE"),
         (6, "six"),
     ]
-    assert await committed(pg_database) == ["6"]
+    assert await committed(pg_database) == {"table": "src", "order": ["id"], "after": ["6"]}
 
 
 async def test_copy_source_pages_by_a_timestamp_cursor_and_holds_back_recent_rows(
@@ -101,7 +101,11 @@ async def test_copy_source_pages_by_a_timestamp_cursor_and_holds_back_recent_row
                 b"3\t2024-01-01 01:00:00+00",
                 b"4\t2024-01-01 01:00:00+00",
             ],
-            ["2024-01-01 01:00:00+00", "4"],
+            {
+                "table": "ev",
+                "order": ["updated_at", "id"],
+                "after": ["2024-01-01 01:00:00+00", "4"],
+            },
         ),
         (
             [
@@ -109,7 +113,11 @@ async def test_copy_source_pages_by_a_timestamp_cursor_and_holds_back_recent_row
                 b"6\t2024-01-01 02:00:00+00",
                 b"7\t2024-01-01 02:00:00+00",
             ],
-            ["2024-01-01 02:00:00+00", "7"],
+            {
+                "table": "ev",
+                "order": ["updated_at", "id"],
+                "after": ["2024-01-01 02:00:00+00", "7"],
+            },
         ),
     ]
 
@@ -130,7 +138,9 @@ async def test_copy_source_positions_are_the_key_text_even_with_escaped_characte
         resumed = [c async for c in source.read([sorted(keys)[2]], max_chunk=10)]
     finally:
         await source.aclose()
-    assert [c.position for c in chunks] == [[sorted(keys)[1]], [sorted(keys)[3]], [sorted(keys)[4]]]
+    assert [c.position for c in chunks] == [
+        {"table": "k", "order": ["id"], "after": [sorted(keys)[i]]} for i in (1, 3, 4)
+    ]
     assert [line for c in chunks for line in c.records] == [
         b"a\\tb\t0",
         b"a\\nb\t2",

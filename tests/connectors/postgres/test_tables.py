@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 import structlog.testing
 
-from asyncetl import Batch
+from asyncetl import Batch, ConfigError, JsonValue
 from asyncetl.connectors.postgres import PostgresSink, TablesSink, TablesSource
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import connect, execute, rows
@@ -164,7 +164,10 @@ async def test_tables_source_reconnects_and_resumes_after_its_backend_is_termina
     finally:
         await source.aclose()
     assert ids == list(range(1, 201))
-    assert positions == [{"items": [str(n)]} for n in range(10, 201, 10)] + [
+    assert positions == [
+        {"items": {"table": "items", "order": ["id"], "after": [str(n)]}}
+        for n in range(10, 201, 10)
+    ] + [
         {"items": "done"},
         None,
     ]
@@ -187,3 +190,25 @@ async def test_postgres_sink_reconnects_after_its_idle_backend_is_terminated(
     finally:
         await sink.aclose()
     assert await rows(pg_database, "SELECT n FROM log ORDER BY n") == [(n,) for n in range(20)]
+
+
+def test_a_position_for_another_set_of_tables_is_refused() -> None:
+    source = TablesSource("postgresql://u:secret@127.0.0.1/db", "a, b", name="copy")
+    at_a: JsonValue = {"table": "a", "order": ["id"], "after": ["3"]}
+    source.check_position({"a": "done", "b": {"table": "b", "order": ["id"], "after": ["1"]}})
+    source.check_position({"a": at_a})  # b was added: it is read from the start
+    with pytest.raises(ConfigError) as caught:
+        source.check_position({"a": "done", "c": at_a})
+    assert str(caught.value) == (
+        "TablesSource 'copy': position: cannot resume from the committed position "
+        '{"a":"done","c":{"table":"a","order":["id"],"after":["3"]}}: it was written for '
+        'tables ["a","c"], not for tables ["a","b"]; restore tables, or to read these from the '
+        "start, reset the checkpoint (python -m asyncetl checkpoint reset SPEC)"
+    )
+    with pytest.raises(ConfigError) as inner:
+        source.check_position({"b": at_a})
+    assert str(inner.value).startswith(
+        "TableSource 'b': position: cannot resume from the committed position "
+        '{"table":"a","order":["id"],"after":["3"]}: it was written for table "a", not for '
+        'table "b";'
+    )

@@ -14,6 +14,7 @@ from asyncetl import (
     Checkpoint,
     CheckpointStore,
     DeadLetterStore,
+    JsonValue,
     Pipeline,
     Reject,
     Settle,
@@ -58,15 +59,16 @@ class SpySink(SqliteSink):
         return spied
 
 
-def write_orders(path: Path, n: int) -> list[int]:
-    """``n`` order lines; returns the byte offset after each line."""
-    offsets, total = [], 0
+def write_orders(path: Path, n: int) -> list[JsonValue]:
+    """``n`` order lines; returns the position after each line, naming ``path``."""
+    offsets: list[JsonValue] = []
+    total = 0
     with path.open("wb") as file:
         for i in range(n):
             line = orjson.dumps({"id": i, "sku": f"sku-{i % 7}", "qty": i % 5}) + b"\n"
             file.write(line)
             total += len(line)
-            offsets.append(total)
+            offsets.append({"path": str(path), "offset": total})
     return offsets
 
 
@@ -104,7 +106,7 @@ async def test_each_batch_commits_with_its_checkpoint_and_a_rerun_writes_nothing
     assert {(c.pipeline, c.source) for c in sink.checkpoints} == {("orders", "orders_jsonl")}
     assert (stats.records_out, stats.batches_committed, stats.position) == (45, 5, offsets[-1])
     rows = checkpoint_rows(db)
-    assert [row[:3] for row in rows] == [("orders", "orders_jsonl", str(offsets[-1]))]
+    assert [row[:3] for row in rows] == [("orders", "orders_jsonl", _json(offsets[-1]))]
     loaded = query(db, "SELECT id, sku, qty, total FROM orders ORDER BY id")
     assert loaded == [(i, f"sku-{i % 7}", i % 5, (i % 5) * 2.5) for i in range(45)]
 
@@ -129,7 +131,7 @@ async def test_a_failed_transaction_loses_batch_and_checkpoint_together(tmp_path
         db,
         f"""
         CREATE TRIGGER fail_third BEFORE UPDATE ON asyncetl_checkpoints
-        WHEN NEW.position = '{offsets[29]}' BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;
+        WHEN NEW.position = '{_json(offsets[29])}' BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;
     """,
     )
     sink = SpySink(str(db), "orders", create=True)
@@ -138,7 +140,7 @@ async def test_a_failed_transaction_loses_batch_and_checkpoint_together(tmp_path
     assert caught.value.stage == "sqlite_sink"
     assert "disk on fire" in str(caught.value)
     assert [c.position for c in sink.checkpoints] == [offsets[9], offsets[19], offsets[29]]
-    assert [row[2] for row in checkpoint_rows(db)] == [str(offsets[19])]
+    assert [row[2] for row in checkpoint_rows(db)] == [_json(offsets[19])]
     assert query(db, "SELECT id FROM orders ORDER BY rowid") == [(i,) for i in range(20)]
 
     execute(db, "DROP TRIGGER fail_third")
@@ -146,7 +148,7 @@ async def test_a_failed_transaction_loses_batch_and_checkpoint_together(tmp_path
         stats = await pipeline(source, db, SpySink(str(db), "orders", create=True)).run()
     assert (stats.records_in, stats.position) == (30, offsets[-1])
     assert query(db, "SELECT id FROM orders ORDER BY rowid") == [(i,) for i in range(50)]
-    assert [row[2] for row in checkpoint_rows(db)] == [str(offsets[-1])]
+    assert [row[2] for row in checkpoint_rows(db)] == [_json(offsets[-1])]
 
 
 async def test_an_empty_batch_still_moves_the_checkpoint(tmp_path: Path) -> None:
@@ -165,6 +167,11 @@ async def test_an_empty_batch_still_moves_the_checkpoint(tmp_path: Path) -> None
     with capture_logs():
         await run.run()
     assert [c.position for c in sink.checkpoints] == [offsets[9], offsets[11]]
-    assert [row[2] for row in checkpoint_rows(db)] == [str(offsets[-1])]
+    assert [row[2] for row in checkpoint_rows(db)] == [_json(offsets[-1])]
     # Nothing to learn the columns from, so no table was created.
     assert query(db, "SELECT name FROM sqlite_master WHERE name = 'orders'") == []
+
+
+def _json(position: JsonValue) -> str:
+    """``position`` as the checkpoint table stores it."""
+    return orjson.dumps(position).decode()

@@ -9,6 +9,7 @@ from typing import Literal
 
 import anyio
 import asyncpg
+import orjson
 from anyio.abc import ObjectSendStream
 
 from asyncetl.connectors.postgres._check import checking
@@ -27,7 +28,7 @@ from asyncetl.connectors.postgres.cdc._snapshot import SnapshotReader
 from asyncetl.connectors.postgres.cdc._stream import ChangeStream, StreamPosition
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.changes import ChangeEvent
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
 from asyncetl.core.retry import RetryPolicy, retry_call
@@ -186,11 +187,50 @@ class CdcSource(Source[ChangeEvent]):
         if self._stream is not None and isinstance(position, dict) and "lsn" in position:
             await self._stream.acknowledge(parse_lsn(str(position["lsn"])))
 
+    def check_position(self, position: Position) -> None:
+        """Refuse a position that is no CDC position, or was written for another slot.
+
+        Positions name the ``database`` (host, port and name), ``slot`` and
+        ``publication`` they were read from: an LSN of one slot means nothing to
+        another, so resuming from it could skip or repeat changes. A position
+        without them, as written before, is taken as before.
+
+        :raises ConfigError: naming what it was written for, what this source
+            reads, and how to reset the checkpoint.
+        """
+        _parse_position(position, where=self._where)
+        if position is None:
+            return
+        assert isinstance(position, dict)
+        for key, reading in self._identity.items():
+            written_for = position.get(key, reading)
+            if written_for != reading:
+                raise ConfigError(
+                    f"cannot resume from the committed position {_json(position)}: it was "
+                    f"written for {key} {_json(written_for)}, not for {key} {_json(reading)}; "
+                    f"point {key} back there, or to read {_json(reading)} from the start, "
+                    f"{RESET_HINT}",
+                    where=self._where,
+                    key="position",
+                )
+
+    @property
+    def _identity(self) -> dict[str, JsonValue]:
+        """What this source reads, as its positions name it."""
+        return {"database": self.dsn.where, "slot": self.slot, "publication": self.publication}
+
+    @property
+    def _where(self) -> str:
+        return f"CdcSource {self.name!r}"
+
     async def _next_chunk(self, max_chunk: int) -> Chunk[ChangeEvent]:
         if self._snapshot is not None:
-            return await self._snapshot_chunk(max_chunk)
-        assert self._stream is not None
-        return await self._stream.next_chunk(max_chunk)
+            chunk = await self._snapshot_chunk(max_chunk)
+        else:
+            assert self._stream is not None
+            chunk = await self._stream.next_chunk(max_chunk)
+        assert isinstance(chunk.position, dict)
+        return Chunk(chunk.records, {**chunk.position, **self._identity}, chunk.rejects)
 
     async def _status_timer(self) -> None:
         while True:
@@ -223,7 +263,8 @@ class CdcSource(Source[ChangeEvent]):
     # -- start -------------------------------------------------------------------------------
 
     async def _prepare(self, after: Position) -> None:
-        start = _parse_position(after)
+        self.check_position(after)
+        start = _parse_position(after, where=self._where)
         self._meta = await retry_call(
             self._connect_meta, policy=_CONNECT_POLICY, what=f"connect to {self.dsn}"
         )
@@ -425,15 +466,21 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _parse_position(after: Position) -> dict[str, object] | None:
+def _parse_position(after: Position, *, where: str) -> dict[str, object] | None:
     if after is None:
         return None
     if isinstance(after, dict) and isinstance(after.get("lsn"), str):
         parse_lsn(after["lsn"])  # type: ignore[arg-type]
         return dict(after)
     raise ConfigError(
-        f"{after!r} is not a CDC position; expected an object with an 'lsn'", key="position"
+        f"{after!r} is not a CDC position; expected an object with an 'lsn'",
+        where=where,
+        key="position",
     )
+
+
+def _json(value: JsonValue) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _fmt(lsn: int | None) -> str | None:

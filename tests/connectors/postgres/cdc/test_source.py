@@ -15,7 +15,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from asyncetl import ListSink, MemoryCheckpointStore, Pipeline
+from asyncetl import JsonValue, ListSink, MemoryCheckpointStore, Pipeline
 from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
 from asyncetl.connectors.postgres.cdc._lsn import format_lsn, parse_lsn
 from asyncetl.core.changes import UNCHANGED
@@ -97,7 +97,12 @@ async def test_snapshot_then_stream_in_a_pipeline(cdc_db: str) -> None:
     assert streamed[2].before == {"id": 1}
     assert len({e.lsn for e in streamed}) == 1
     committed = checkpoints.positions["p", "cdc"]
-    assert isinstance(committed, dict) and set(committed) == {"lsn"}
+    assert isinstance(committed, dict) and set(committed) == {
+        "lsn",
+        "database",
+        "slot",
+        "publication",
+    }
     # The commit's end LSN lies after its commit LSN; the slot confirmed exactly what was committed.
     assert parse_lsn(str(committed["lsn"])) > (streamed[0].lsn or 0)
     await wait_for(lambda: _confirmed_is(cdc_db, source.slot, committed["lsn"]))
@@ -185,7 +190,7 @@ async def test_resume_inside_a_transaction_skips_what_was_emitted(cdc_db: str) -
         await resumed.aclose()
     assert [e.after["id"] for e in rest if e.after] == list(range(emitted + 1, 11))
     assert [e.seq for e in rest] == list(range(emitted, 10))
-    assert set(rest_positions[-1]) == {"lsn"}  # type: ignore[arg-type]
+    assert set(rest_positions[-1]) == {"lsn", "database", "slot", "publication"}  # type: ignore[arg-type]
 
 
 async def test_types_from_stream_and_snapshot_agree(cdc_db: str) -> None:
@@ -287,9 +292,15 @@ async def test_snapshot_resumes_from_its_last_committed_chunk(cdc_db: str) -> No
     assert [e.after for e in first] == [{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}]
     start = positions[0]
     assert isinstance(start, dict)
+    identity = {
+        "database": source.dsn.where,
+        "slot": source.slot,
+        "publication": source.publication,
+    }
     assert positions[-1] == {
         "lsn": start["lsn"],
         "snapshot": {"table": ["public", "a"], "after": ["4"]},
+        **identity,
     }
     # Changes made while no one reads: the resumed snapshot sees them, and the stream replays them.
     await execute(cdc_db, "INSERT INTO a VALUES (6); DELETE FROM b WHERE id = 'k1'")
@@ -313,7 +324,7 @@ async def test_snapshot_resumes_from_its_last_committed_chunk(cdc_db: str) -> No
         ("c", {"id": 6}, {"id": 6}),
         ("d", {"id": "k1"}, None),
     ]
-    assert {"lsn": start["lsn"]} in rest_positions
+    assert {"lsn": start["lsn"], **identity} in rest_positions
 
 
 async def test_heartbeat_moves_an_idle_slot(cdc_db: str) -> None:
@@ -630,3 +641,34 @@ async def test_lag_metrics_are_measured_and_logged(cdc_db: str) -> None:
     assert isinstance(metrics["lag_bytes"], int) and isinstance(metrics["restart_lag_bytes"], int)
     line = next(e for e in logs if e["event"] == "cdc lag")
     assert line["slot"] == source.slot and "lag_bytes" in line
+
+
+def test_a_position_written_for_another_slot_is_refused() -> None:
+    source = CdcSource(
+        "postgresql://etl:s3cret@127.0.0.1:5432/app", slot="new_slot", publication="pub"
+    )
+    source.check_position({"lsn": "0/10"})  # written before positions named their slot
+    old: dict[str, JsonValue] = {
+        "lsn": "0/10",
+        "database": "127.0.0.1:5432/app",
+        "slot": "old_slot",
+        "publication": "pub",
+    }
+    source.check_position({**old, "slot": "new_slot"})
+    with pytest.raises(ConfigError) as caught:
+        source.check_position(old)
+    assert str(caught.value) == (
+        "CdcSource 'cdc': position: cannot resume from the committed position "
+        '{"lsn":"0/10","database":"127.0.0.1:5432/app","slot":"old_slot","publication":"pub"}: '
+        'it was written for slot "old_slot", not for slot "new_slot"; point slot back there, '
+        'or to read "new_slot" from the start, reset the checkpoint '
+        "(python -m asyncetl checkpoint reset SPEC)"
+    )
+    elsewhere = {**old, "slot": "new_slot", "database": "db.internal:5432/app"}
+    with pytest.raises(ConfigError, match='written for database "db.internal:5432/app", not'):
+        source.check_position(elsewhere)
+    with pytest.raises(ConfigError) as shape:
+        source.check_position(7)
+    assert str(shape.value) == (
+        "CdcSource 'cdc': position: 7 is not a CDC position; expected an object with an 'lsn'"
+    )
