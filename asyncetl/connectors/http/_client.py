@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from yarl import URL
 from asyncetl.connectors.http._ratelimit import HostLimiter, Limiters
 from asyncetl.connectors.http._settings import Auth, ClientSettings, is_secret_name
 from asyncetl.core.errors import ConfigError, ConnectorError, PermanentError, TransientError
+from asyncetl.core.redact import redact_urls
 from asyncetl.core.retry import Retrier, parse_retry_after
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "create_client",
     "positive_int",
     "redact_headers",
-    "redact_text",
     "redact_url",
     "without_userinfo",
 ]
@@ -49,7 +48,6 @@ REDACTED = "***"
 #: Statuses worth retrying; 429 and 503 with ``Retry-After`` also pause the host.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _PAUSING_STATUSES = frozenset({429, 503})
-_USERINFO = re.compile(r"(?<=//)([^/?#@:]*):[^/?#@]*@")
 _BODY_START = 200
 #: Query parameter names whose secrecy a client remembers.
 _NAMES_KEPT = 64
@@ -93,14 +91,6 @@ def redact_headers(
         name: REDACTED if name.lower() in hidden or is_secret_name(name) else value
         for name, value in headers.items()
     }
-
-
-def redact_text(text: str) -> str:
-    """``text`` with the password of any ``scheme://user:password@`` in it replaced by ``***``.
-
-    For text that is not a URL yarl can parse, such as a mistyped one in an error.
-    """
-    return _USERINFO.sub(rf"\1:{REDACTED}@", text)
 
 
 def without_userinfo(url: URL) -> URL:
@@ -515,7 +505,7 @@ def absolute_url(url: str, where: str) -> URL:
         parsed = URL(url)
     except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"is not a URL ({redact_text(str(exc))}): {redact_text(str(url))!r}",
+            f"is not a URL ({redact_urls(str(exc))}): {redact_urls(str(url))!r}",
             where=where,
             key="url",
         ) from None

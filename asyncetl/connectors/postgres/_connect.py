@@ -79,12 +79,12 @@ class Dsn:
             f"{parts.scheme}://"
         ):
             raise ConfigError(
-                f"{_strip_password(url)!r} is not a PostgreSQL DSN; "
+                f"{redact_url(url)!r} is not a PostgreSQL DSN; "
                 "write postgresql://user@host:port/database (user:password@ with a password)"
             )
         if misplaced_userinfo(url):
             raise ConfigError(
-                f"cannot read {_strip_password(url)!r}: a password or database name must write "
+                f"cannot read {redact_url(url)!r}: a password or database name must write "
                 "'@', '/', '?' and '#' as %40, %2F, %3F and %23"
             )
         query = parse_qs(parts.query)
@@ -92,7 +92,7 @@ class Dsn:
             netloc_port = parts.port
         except ValueError:
             raise ConfigError(
-                f"{_strip_password(url)!r} has an invalid port (a password must write "
+                f"{redact_url(url)!r} has an invalid port (a password must write "
                 "'/', '?' and '#' as %2F, %3F and %23)"
             ) from None
         user = (
@@ -139,11 +139,6 @@ class Dsn:
 def _first(query: dict[str, list[str]], name: str) -> str | None:
     values = query.get(name)
     return values[0] if values else None
-
-
-def _strip_password(url: str) -> str:
-    """``url`` without its password, however mistyped: the one way a DSN is shown."""
-    return redact_url(url)
 
 
 def retry_policy(retries: int, retry_max_time: float) -> RetryPolicy:
