@@ -63,6 +63,8 @@ class Committer:
             else sink.transactional_writer(checkpoints)
         )
         self._letters_in_transaction = letters_too and self._transactional_writer is not None
+        self._unpublished = False
+        self._last_batch = (0, 0)
 
     @property
     def transactional(self) -> bool:
@@ -126,13 +128,34 @@ class Committer:
         :raises CheckpointError: when the checkpoint cannot be saved.
         :raises StageError: when the source's upstream acknowledgement fails.
         """
-        if not self._watermark.ack(batch.seq):
+        self.ack(batch)
+        await self.publish()
+
+    def ack(self, batch: AnyBatch) -> None:
+        """Fold ``batch`` into the watermark without committing it yet (see :meth:`publish`).
+
+        For a sink that holds batches: the next batch's checkpoint already counts
+        this one, but nothing is saved or acknowledged upstream until it is durable.
+        """
+        if self._watermark.ack(batch.seq):
+            self._unpublished = True
+        self._last_batch = (batch.seq, len(batch.records))
+
+    async def publish(self) -> None:
+        """Commit the watermark, if acknowledgements moved it since the last commit.
+
+        :raises CheckpointError: when the checkpoint cannot be saved.
+        :raises StageError: when the source's upstream acknowledgement fails.
+        """
+        if not self._unpublished:
             return
+        self._unpublished = False
         position = self._watermark.position
         if self._transactional_writer is None:
             await self._save(position)
         self._stats.record_commit(position)
-        self._log.debug("committed", batch=batch.seq, records=len(batch.records), position=position)
+        seq, records = self._last_batch
+        self._log.debug("committed", batch=seq, records=records, position=position)
         try:
             await self._source.acknowledge(position)
         except Exception as exc:

@@ -190,14 +190,40 @@ class StageRunner:
         async with recv:
             while True:
                 try:
-                    batch = await _handoff.receive(recv)
+                    batch = await self._next_for_sink(recv)
                 except anyio.EndOfStream:
+                    await self._flush_sink()
                     return
+                if batch is None:  # the sink's deadline passed with nothing new
+                    await self._flush_sink()
+                    continue
                 await self._write(batch)
-                await self._committer.commit(batch)
+                self._committer.ack(batch)
+                if self._sink.flush_deadline() is None:
+                    await self._committer.publish()
                 # Dropped now, not when the next batch arrives: its records are freed
                 # as soon as nothing else holds them, while still warm in the CPU cache.
                 del batch
+
+    async def _next_for_sink(self, recv: MemoryObjectReceiveStream[AnyBatch]) -> AnyBatch | None:
+        """The next batch, or ``None`` when the sink's flush deadline comes first."""
+        deadline = self._sink.flush_deadline()
+        if deadline is None:
+            return await _handoff.receive(recv)
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            return await _handoff.receive(recv)
+        return None
+
+    async def _flush_sink(self) -> None:
+        """Have a sink that holds batches make them durable, then commit them."""
+        if self._sink.flush_deadline() is not None:
+            try:
+                await self._sink.flush()
+            except StageError:
+                raise
+            except Exception as exc:
+                raise StageError(self._sink.name, self._committer.position, exc) from exc
+        await self._committer.publish()
 
     async def _write(self, batch: AnyBatch) -> None:
         """Write ``batch`` and store its dead letters, all before its checkpoint can move."""

@@ -278,6 +278,22 @@ class Sink(Resource, abc.ABC, Generic[T_contra]):
         """
         return False
 
+    def flush_deadline(self) -> float | None:
+        """When the batches this sink holds must be made durable, or ``None`` when it holds none.
+
+        A question only: it changes nothing. A sink that gathers several batches
+        into one commit (small files are costly in a lake) returns from
+        :meth:`write` before a batch is durable, and says so here, as an
+        :func:`anyio.current_time` instant. The engine then acknowledges those
+        batches only after :meth:`flush` (or a later write) made them durable,
+        calling :meth:`flush` at that instant at the latest and when the input
+        ends. The default holds nothing: a returned write is durable.
+        """
+        return None
+
+    async def flush(self) -> None:
+        """Make every batch this sink holds durable; :meth:`flush_deadline` is ``None`` after."""
+
     def transactional_writer(
         self, store: CheckpointStore, dead_letters: DeadLetterStore | None = None
     ) -> TransactionalWriter[T_contra] | None:
