@@ -1,0 +1,135 @@
+"""Source positions kept in Iceberg snapshot summaries, and the position to resume after.
+
+Every commit of an :class:`~asyncetl.connectors.iceberg.IcebergSink` writes,
+in the summary of each snapshot it adds, the pipeline and source it belongs
+to, the source position its data reaches, the position it started after, a
+commit number, and the tables that one commit touched. A commit touching
+several tables commits them one after another, so a crash may leave some of
+them at commit *n* and the rest at *n − 1*; the position to resume after is
+then the one commit *n* started after, which every table has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
+
+from asyncetl.core.batch import Position
+from asyncetl.core.errors import CheckpointError
+
+__all__ = ["Mark", "PIPELINE", "POSITION", "marks_in", "resume_point", "summary"]
+
+PIPELINE: Final = "asyncetl.pipeline"
+SOURCE: Final = "asyncetl.source"
+POSITION: Final = "asyncetl.position"
+PREVIOUS: Final = "asyncetl.previous-position"
+COMMIT: Final = "asyncetl.commit"
+TABLES: Final = "asyncetl.tables"
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """What one table's latest snapshot of a pipeline's source says about its commit."""
+
+    table: str
+    commit: int
+    position: Position
+    previous: Position
+    tables: tuple[str, ...]
+
+
+def summary(
+    pipeline: str,
+    source: str,
+    commit: int,
+    position: Position,
+    previous: Position,
+    tables: Iterable[str],
+) -> dict[str, str]:
+    """The snapshot properties of one commit."""
+    return {
+        PIPELINE: pipeline,
+        SOURCE: source,
+        COMMIT: str(commit),
+        POSITION: orjson.dumps(position).decode(),
+        PREVIOUS: orjson.dumps(previous).decode(),
+        TABLES: orjson.dumps(sorted(tables)).decode(),
+    }
+
+
+def marks_in(catalog: Catalog, pipeline: str, source: str) -> list[Mark]:
+    """The latest mark of ``pipeline``'s ``source`` in every table of ``catalog`` that has one.
+
+    Blocks: call it in a worker thread.
+
+    :raises CheckpointError: when a mark's position is not valid JSON.
+    """
+    found: list[Mark] = []
+    for namespace in _namespaces(catalog, ()):
+        for identifier in catalog.list_tables(namespace):
+            name = ".".join(identifier)
+            mark = latest_mark(catalog.load_table(identifier), name, pipeline, source)
+            if mark is not None:
+                found.append(mark)
+    return found
+
+
+def latest_mark(table: Table, name: str, pipeline: str, source: str) -> Mark | None:
+    """The newest mark of ``pipeline``'s ``source`` in the history of ``table``'s current snapshot.
+
+    Snapshots by other writers (compaction, another pipeline) are passed over.
+    """
+    for snapshot in _ancestry(table):
+        props = snapshot.summary.additional_properties if snapshot.summary else {}
+        if props.get(PIPELINE) == pipeline and props.get(SOURCE) == source:
+            return Mark(
+                name,
+                int(props[COMMIT]),
+                _json(props[POSITION], name, pipeline),
+                _json(props[PREVIOUS], name, pipeline),
+                tuple(_json(props[TABLES], name, pipeline) or ()),  # type: ignore[arg-type]
+            )
+    return None
+
+
+def resume_point(marks: list[Mark]) -> tuple[Position, int]:
+    """The position to resume after, and the last commit number used (0 for none)."""
+    if not marks:
+        return None, 0
+    newest = max(marks, key=lambda mark: mark.commit)
+    reached = {mark.table: mark.commit for mark in marks}
+    complete = all(reached.get(table, 0) >= newest.commit for table in newest.tables)
+    return (newest.position if complete else newest.previous), newest.commit
+
+
+def _ancestry(table: Table) -> Iterator[Snapshot]:
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        yield snapshot
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+
+
+def _namespaces(catalog: Catalog, parent: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    for namespace in catalog.list_namespaces(parent):
+        yield namespace
+        if len(namespace) > len(parent):
+            yield from (n for n in _namespaces(catalog, namespace) if n != namespace)
+
+
+def _json(text: str, table: str, pipeline: str) -> Position:
+    try:
+        position: Position = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"the snapshot summary of Iceberg table {table!r} holds a position of pipeline "
+            f"{pipeline!r} that is not valid JSON ({exc}); commit a snapshot without asyncetl "
+            "properties after it, or drop the table, to start over"
+        ) from exc
+    return position

@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from asyncetl import Batch, ConfigError, Reject
+from asyncetl.connectors.iceberg import IcebergSink
+from asyncetl.core.changes import UNCHANGED, ChangeEvent
+from tests.connectors.iceberg.helpers import rows, table
+
+pytestmark = pytest.mark.anyio
+
+
+async def write(sink: IcebergSink, records: Sequence[object], seq: int = 0) -> list[Reject]:
+    batch: Batch[object] = Batch(seq, records, seq)
+    rejects = list(await sink.write(batch))  # type: ignore[arg-type]
+    await sink.flush()
+    return rejects
+
+
+def reasons(rejects: list[Reject]) -> list[tuple[object, str]]:
+    return [(r.record, str(r.error)) for r in rejects]
+
+
+async def test_append_creates_the_table_typed_from_the_first_batch(tmp_path: Path) -> None:
+    moment = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
+    records = [
+        {
+            "id": 1,
+            "name": "ann",
+            "price": Decimal("1.50"),
+            "at": moment,
+            "ok": True,
+            "day": dt.date(2024, 5, 1),
+        },
+        {"id": 2, "name": None, "price": Decimal("20.25"), "at": moment, "ok": False, "day": None},
+    ]
+    async with IcebergSink(str(tmp_path), table="shop.orders") as sink:
+        assert await write(sink, records) == []
+        assert await write(sink, [{"id": 3, "name": "cy", "tags": ["a", "b"]}], 1) == []
+    assert rows(tmp_path, "shop.orders") == [
+        {**records[0], "tags": None},
+        {**records[1], "tags": None},
+        {
+            "id": 3,
+            "name": "cy",
+            "price": None,
+            "at": None,
+            "ok": None,
+            "day": None,
+            "tags": '["a","b"]',
+        },
+    ]
+    schema = table(tmp_path, "shop.orders").schema()
+    assert [(f.name, str(f.field_type)) for f in schema.fields] == [
+        ("id", "long"),
+        ("name", "string"),
+        ("price", "decimal(38, 2)"),
+        ("at", "timestamptz"),
+        ("ok", "boolean"),
+        ("day", "date"),
+        ("tags", "string"),
+    ]
+
+
+async def test_upsert_by_key_keeps_each_keys_last_row_and_replays_change_nothing(
+    tmp_path: Path,
+) -> None:
+    async with IcebergSink(str(tmp_path), table="shop.items", key=["id"]) as sink:
+        await write(sink, [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 1, "v": "c"}])
+        await write(sink, [{"id": 2, "v": "d"}, {"id": 3, "v": "e"}], 1)
+        await write(sink, [{"id": 2, "v": "d"}, {"id": 3, "v": "e"}], 1)  # a replay
+    assert rows(tmp_path, "shop.items") == [
+        {"id": 1, "v": "c"},
+        {"id": 2, "v": "d"},
+        {"id": 3, "v": "e"},
+    ]
+
+
+def event(op: str, key: int, **after: object) -> ChangeEvent:
+    row = {"id": key, **after}
+    return ChangeEvent(
+        op,  # type: ignore[arg-type]
+        "public",
+        "accounts",
+        key={"id": key},
+        after=row if op != "d" else None,
+        columns={"id": "integer", "balance": "numeric(12,2)", "note": "text"},
+        key_columns=("id",),
+    )
+
+
+async def test_change_events_are_applied_by_key_into_the_table_of_their_source(
+    tmp_path: Path,
+) -> None:
+    async with IcebergSink(str(tmp_path)) as sink:
+        await write(
+            sink,
+            [
+                event("r", 1, balance=Decimal("10.00"), note="a"),
+                event("r", 2, balance=Decimal("20.00"), note=None),
+                event("c", 3, balance=Decimal("30.00"), note="c"),
+                event("u", 1, balance=Decimal("11.00"), note="a2"),
+                event("d", 2),
+            ],
+        )
+        await write(sink, [event("d", 3), event("c", 2, balance=Decimal("22.50"), note="back")], 1)
+    assert rows(tmp_path, "public.accounts") == [
+        {"id": 1, "balance": Decimal("11.00"), "note": "a2"},
+        {"id": 2, "balance": Decimal("22.50"), "note": "back"},
+    ]
+    schema = table(tmp_path, "public.accounts").schema()
+    assert [str(f.field_type) for f in schema.fields] == ["long", "decimal(12, 2)", "string"]
+
+
+async def test_unchanged_values_keep_what_the_table_holds(tmp_path: Path) -> None:
+
+    async with IcebergSink(str(tmp_path)) as sink:
+        await write(sink, [event("c", 1, balance=Decimal("1.00"), note="big text")])
+        await write(sink, [event("u", 1, balance=Decimal("2.00"), note=UNCHANGED)], 1)
+    assert rows(tmp_path, "public.accounts") == [
+        {"id": 1, "balance": Decimal("2.00"), "note": "big text"}
+    ]
+
+
+async def test_a_truncate_empties_the_table_and_later_changes_stay(tmp_path: Path) -> None:
+    truncate = ChangeEvent("t", "public", "accounts")
+    async with IcebergSink(str(tmp_path)) as sink:
+        await write(sink, [event("c", 1, balance=Decimal("1.00"), note="x")])
+        await write(
+            sink,
+            [
+                event("c", 2, balance=Decimal("2.00"), note="y"),
+                truncate,
+                event("c", 3, balance=Decimal("3.00"), note="z"),
+            ],
+            1,
+        )
+    assert rows(tmp_path, "public.accounts") == [{"id": 3, "balance": Decimal("3.00"), "note": "z"}]
+
+
+async def test_values_that_do_not_fit_are_refused_with_the_reason_and_the_rest_loads(
+    tmp_path: Path,
+) -> None:
+    records = [
+        {"id": 1, "n": 5},
+        {"id": 2, "n": "five"},
+        {"id": 3, "n": 2**70},
+        {"id": None, "n": 1},
+    ]
+    async with IcebergSink(str(tmp_path), table="t.nums", key=["id"]) as sink:
+        rejects = await write(sink, records)
+    assert reasons(rejects) == [
+        (records[1], "value 'five' of column 'n' does not fit its type int64"),
+        (records[2], f"value {2**70} of column 'n' does not fit its type int64"),
+        (
+            records[3],
+            "record's key column 'id' is missing or null; Iceberg table 't.nums' is keyed by it, "
+            "and a record without its key cannot be stored",
+        ),
+    ]
+    assert rows(tmp_path, "t.nums") == [{"id": 1, "n": 5}]
+
+
+async def test_declared_columns_and_partitions_shape_the_new_table(tmp_path: Path) -> None:
+    sink = IcebergSink(
+        str(tmp_path),
+        table="t.events",
+        columns={"id": "long", "at": "timestamptz", "amount": "decimal(10, 2)"},
+        partition_by=["day(at)", "bucket(4, id)"],
+    )
+    moment = dt.datetime(2024, 1, 2, 3, 4, tzinfo=dt.UTC)
+    async with sink:
+        await write(sink, [{"id": 7, "at": moment, "amount": Decimal("9.99"), "extra": "x"}])
+    created = table(tmp_path, "t.events")
+    assert [(f.name, str(f.field_type)) for f in created.schema().fields] == [
+        ("id", "long"),
+        ("at", "timestamptz"),
+        ("amount", "decimal(10, 2)"),
+        ("extra", "string"),
+    ]
+    assert [(f.name, str(f.transform)) for f in created.spec().fields] == [
+        ("at_day", "day"),
+        ("id_bucket", "bucket[4]"),
+    ]
+    assert rows(tmp_path, "t.events") == [
+        {"id": 7, "at": moment, "amount": Decimal("9.99"), "extra": "x"}
+    ]
+
+
+async def test_without_schema_evolution_a_new_column_is_refused(tmp_path: Path) -> None:
+    async with IcebergSink(str(tmp_path), table="t.fixed") as sink:
+        await write(sink, [{"id": 1}])
+    async with IcebergSink(str(tmp_path), table="t.fixed", evolve_schema=False) as sink:
+        rejects = await write(sink, [{"id": 2, "new": "x"}])
+    assert reasons(rejects) == [
+        (
+            {"id": 2, "new": "x"},
+            "column 'new' is not in Iceberg table 't.fixed'; set evolve_schema = true to add it, "
+            "or drop it in a transform",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"table": "orders"},
+            "IcebergSink iceberg_sink: table: 'orders' is not namespace.table (e.g. 'public.orders')",
+        ),
+        (
+            {"partition_by": ["week(at)"]},
+            "IcebergSink iceberg_sink: partition_by: 'week(at)' is not a partition field; use a column "
+            "name, or year/month/day/hour(column), bucket(N, column), truncate(W, column)",
+        ),
+        (
+            {"commit_interval": -1.0},
+            "IcebergSink iceberg_sink: commit_interval: must be a number of seconds, at least 0, not -1.0",
+        ),
+        (
+            {"catalog_uri": "mysql://x"},
+            "IcebergSink iceberg_sink: catalog_uri: 'mysql://x' is not a catalog database URI; use sqlite:///path/catalog.db or postgresql://user@host/database",
+        ),
+    ],
+)
+def test_bad_settings_name_the_key(
+    tmp_path: Path, settings: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        IcebergSink(str(tmp_path), **settings)  # type: ignore[arg-type]
+    assert str(raised.value) == message
