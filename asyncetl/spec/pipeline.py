@@ -96,6 +96,7 @@ REGISTRY: dict[str, dict[str, str]] = {
     },
     "sink": {
         "http": "asyncetl.connectors.http:HttpSink",
+        "iceberg": "asyncetl.connectors.iceberg:IcebergSink",
         "jsonl": "asyncetl.connectors.files:JsonlSink",
         "nats": "asyncetl.connectors.nats:JetStreamSink",
         "null": "asyncetl:NullSink",
@@ -106,6 +107,7 @@ REGISTRY: dict[str, dict[str, str]] = {
         "sqlite": "asyncetl.connectors.sqlite:SqliteSink",
     },
     "checkpoints": {
+        "iceberg": "asyncetl.connectors.iceberg:IcebergCheckpointStore",
         "json": "asyncetl:JsonFileCheckpointStore",
         "memory": "asyncetl:MemoryCheckpointStore",
         "postgres": "asyncetl.connectors.postgres:PostgresCheckpointStore",

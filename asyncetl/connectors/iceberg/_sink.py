@@ -227,7 +227,11 @@ class IcebergSink(Sink[IcebergRecord]):
         self._checkpoint = checkpoint or self._checkpoint
         if self._deadline is None:
             self._deadline = anyio.current_time() + self.commit_interval
-        if self._gatherer.nbytes >= self.target_file_size:
+        # Also past the deadline: while batches keep coming the engine never waits for one.
+        if (
+            self._gatherer.nbytes >= self.target_file_size
+            or anyio.current_time() >= self._deadline
+        ):
             await self.flush()
         return rejects
 
