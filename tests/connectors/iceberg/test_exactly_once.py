@@ -27,7 +27,9 @@ def pipeline(warehouse: Path, source: ListSource[dict[str, object]], **sink: obj
     )
 
 
-async def test_each_commit_carries_its_position_and_a_rerun_resumes_after_it(tmp_path: Path) -> None:
+async def test_each_commit_carries_its_position_and_a_rerun_resumes_after_it(
+    tmp_path: Path,
+) -> None:
     source = ListSource(records(0, 25), chunk_size=10)
     stats = await pipeline(tmp_path, source, commit_interval=0).run()
     assert stats.records_out == 25
