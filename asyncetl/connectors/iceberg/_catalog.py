@@ -53,6 +53,9 @@ class CatalogSettings:
         """The SQLAlchemy URI of the catalog database."""
         if self.uri is None:
             return f"sqlite:///{Path(self.warehouse).resolve() / 'catalog.db'}"
+        if self.uri.startswith("sqlite:///"):
+            # Absolute, so that two resources naming one file by different paths agree.
+            return f"sqlite:///{Path(self.uri.removeprefix('sqlite:///')).resolve()}"
         if self.uri.startswith("postgresql://"):
             return "postgresql+psycopg2://" + self.uri.removeprefix("postgresql://")
         return self.uri

@@ -228,10 +228,7 @@ class IcebergSink(Sink[IcebergRecord]):
         if self._deadline is None:
             self._deadline = anyio.current_time() + self.commit_interval
         # Also past the deadline: while batches keep coming the engine never waits for one.
-        if (
-            self._gatherer.nbytes >= self.target_file_size
-            or anyio.current_time() >= self._deadline
-        ):
+        if self._gatherer.nbytes >= self.target_file_size or anyio.current_time() >= self._deadline:
             await self.flush()
         return rejects
 
