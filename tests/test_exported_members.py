@@ -80,6 +80,7 @@ PUBLIC: dict[str, list[str]] = {
         "register",
         "use_env_file",
     ],
+    "asyncetl.connectors.iceberg": ["IcebergCheckpointStore", "IcebergSink"],
     "asyncetl.connectors.files": ["CsvSource", "JsonlDeadLetterStore", "JsonlSink", "JsonlSource"],
     "asyncetl.connectors.sqlite": [
         "SqliteCheckpointStore",
