@@ -26,6 +26,8 @@ __all__ = ["Gatherer", "TableSettings"]
 
 #: The overhead counted for a value that is neither text nor bytes.
 _VALUE_BYTES = 8
+#: How many rows of a batch are measured to estimate its size.
+_SAMPLE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +64,17 @@ class Gatherer:
         for target, group in self._by_table(records, rejects).items():
             table = self._table(target)
             self._add_columns(table, group, rejects)
+            sizes: list[int] = []
             for record in group:
                 try:
-                    self._gather(table, record)
+                    row = self._gather(table, record)
                 except ValueError as exc:
                     rejects.append(Reject(record, exc))
+                    continue
+                if len(sizes) < _SAMPLE:
+                    sizes.append(_size(row))
+            # Measured on a sample: rows of one table and batch are much alike.
+            self.nbytes += sum(sizes) * len(group) // max(1, len(sizes))
         return rejects
 
     def take(self) -> list[tuple[IcebergTable, Changes]]:
@@ -118,9 +126,11 @@ class Gatherer:
         hints: dict[str, str] = {}
         for record in group:
             row = _row_of(record)
+            if row is None or row.keys() <= table.columns.keys():
+                continue
             if isinstance(record, ChangeEvent) and record.columns:
                 hints.update(record.columns)
-            for column, value in (row or {}).items():
+            for column, value in row.items():
                 if column not in table.columns:
                     values.setdefault(column, []).append(value)
         if not values:
@@ -135,25 +145,28 @@ class Gatherer:
 
     # -- one record ----------------------------------------------------------------
 
-    def _gather(self, table: IcebergTable, record: object) -> None:
-        """:raises ValueError: naming why the record cannot be stored."""
+    def _gather(self, table: IcebergTable, record: object) -> Row | None:
+        """Hold ``record``'s change; return its row as held.
+
+        :raises ValueError: naming why the record cannot be stored.
+        """
         changes = self._changes_of(table, record)
         if isinstance(record, ChangeEvent) and record.op == "t":
             changes.truncate()
-            return
+            return None
         row = _row_of(record)
-        converted = self._converted(table, row) if row is not None else None
+        converted, unchanged = self._converted(table, row) if row is not None else (None, False)
         if not changes.key:
             if converted is None or (isinstance(record, ChangeEvent) and record.op == "u"):
                 raise _keyless(table, record)
             changes.rows.append(converted)
-        else:
-            key = _key_of(table, changes.key, record, converted)
-            if converted is not None:
-                converted = _merged(converted, changes.keyed.get(key))
-            changes.keyed.pop(key, None)  # a re-inserted key goes last, as it happened
-            changes.keyed[key] = converted
-        self.nbytes += _size(converted)
+            return converted
+        key = _key_of(table, changes.key, record, converted)
+        if unchanged:
+            converted = _merged(converted, changes.keyed.get(key))  # type: ignore[arg-type]
+        changes.keyed.pop(key, None)  # a re-inserted key goes last, as it happened
+        changes.keyed[key] = converted
+        return converted
 
     def _changes_of(self, table: IcebergTable, record: object) -> Changes:
         changes = self._changes.get(table.identifier)
@@ -166,9 +179,11 @@ class Gatherer:
             changes.key = record.key_columns  # the table's first change was a truncate
         return changes
 
-    def _converted(self, table: IcebergTable, row: Mapping[str, object]) -> Row:
+    def _converted(self, table: IcebergTable, row: Mapping[str, object]) -> tuple[Row, bool]:
+        """The row with each value made to fit its column, and whether some were unchanged."""
         converters = table.converters
         out: Row = {}
+        unchanged = False
         for column, value in row.items():
             convert = converters.get(column)
             if convert is None:
@@ -178,12 +193,16 @@ class Gatherer:
                     f"column {column!r} is not in Iceberg table {table.name!r}; "
                     "set evolve_schema = true to add it, or drop it in a transform"
                 )
-            out[column] = value if value is UNCHANGED else convert(value)
-        return out
+            if value is UNCHANGED:
+                unchanged = True
+                out[column] = value
+            else:
+                out[column] = convert(value)
+        return out, unchanged
 
     def _fill_unchanged(self, table: IcebergTable, changes: Changes) -> None:
         """Fill values the source left out as unchanged from the rows the table holds."""
-        missing = [k for k, row in changes.keyed.items() if row and UNCHANGED in row.values()]
+        missing = [k for k, row in changes.keyed.items() if row and _has_unchanged(row)]
         existing = table.existing_rows(changes.key, missing)
         for key in missing:
             row = changes.keyed[key]
@@ -202,6 +221,10 @@ def _key_of(table: IcebergTable, key: tuple[str, ...], record: object, row: Row 
     source: Mapping[str, object] | None = row
     if isinstance(record, ChangeEvent) and record.op == "d":
         source = record.key or record.before
+    if source is not None and len(key) == 1:
+        value = source.get(key[0])
+        if value is not None and value is not UNCHANGED and row is not None:
+            return (value,)
     values = tuple(None if source is None else source.get(c) for c in key)
     if any(v is None or v is UNCHANGED for v in values):
         column = key[next(i for i, v in enumerate(values) if v is None or v is UNCHANGED)]
@@ -217,8 +240,12 @@ def _key_of(table: IcebergTable, key: tuple[str, ...], record: object, row: Row 
     return values
 
 
+def _has_unchanged(row: Row) -> bool:
+    return any(value is UNCHANGED for value in row.values())
+
+
 def _merged(row: Row, earlier: Row | None) -> Row:
-    if earlier is None or UNCHANGED not in row.values():
+    if earlier is None:
         return row
     return {c: (earlier.get(c, v) if v is UNCHANGED else v) for c, v in row.items()}
 

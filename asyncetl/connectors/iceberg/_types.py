@@ -159,10 +159,12 @@ def _integer(column: str, kind: pa.DataType) -> Converter:
     low, high = _INT64 if kind == pa.int64() else (-(2**31), 2**31 - 1)
 
     def convert(value: object) -> object:
+        if type(value) is int and low <= value <= high:
+            return value
         if value is None:
             return None
         if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
-            return value
+            return int(value)
         raise _refuse(column, kind, value)
 
     return convert
@@ -191,9 +193,14 @@ def _boolean(column: str, kind: pa.DataType) -> Converter:
 def _decimal(column: str, kind: pa.DataType) -> Converter:
     assert isinstance(kind, pa.Decimal128Type)
     quantum = decimal.Decimal(1).scaleb(-kind.scale)
+    exponent = -kind.scale
     limit = decimal.Decimal(10) ** (kind.precision - kind.scale)
 
     def convert(value: object) -> object:
+        if type(value) is decimal.Decimal:
+            shape = value.as_tuple()
+            if shape.exponent == exponent and len(shape.digits) <= kind.precision:
+                return value  # already exactly this scale, and few enough digits
         if value is None:
             return None
         if isinstance(value, int) and not isinstance(value, bool):
@@ -214,6 +221,8 @@ def _timestamp(column: str, kind: pa.DataType) -> Converter:
     def convert(value: object) -> object:
         if value is None:
             return None
+        if aware and type(value) is dt.datetime and value.tzinfo is dt.UTC:
+            return value
         if isinstance(value, dt.datetime) and (value.tzinfo is not None) == aware:
             return value.astimezone(dt.UTC) if aware else value
         raise _refuse(column, kind, value)
