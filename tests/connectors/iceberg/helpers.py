@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import Table
@@ -23,8 +24,8 @@ def table(warehouse: Path, name: str, uri: str | None = None) -> Table:
 def rows(
     warehouse: Path, name: str, *, order: str = "id", uri: str | None = None
 ) -> list[dict[str, object]]:
-    found = table(warehouse, name, uri).scan().to_arrow().to_pylist()
-    return sorted(found, key=lambda row: row[order])  # type: ignore[no-any-return]
+    found: list[dict[str, Any]] = table(warehouse, name, uri).scan().to_arrow().to_pylist()
+    return sorted(found, key=lambda row: row[order])
 
 
 def summaries(warehouse: Path, name: str) -> list[dict[str, str]]:

@@ -76,3 +76,18 @@ async def test_the_store_refuses_to_save_positions_without_their_data(tmp_path: 
         "positions are committed with the data by an IcebergSink on the same catalog; use that "
         "sink, or another checkpoint store"
     )
+
+
+async def test_with_another_store_checkpoints_are_saved_only_after_their_commit(
+    tmp_path: Path,
+) -> None:
+    from asyncetl import MemoryCheckpointStore
+
+    store = MemoryCheckpointStore()
+    sink = IcebergSink(str(tmp_path), table="shop.orders", key=["id"], target_file_size=640)
+    source = ListSource(records(0, 100), chunk_size=10)
+    await Pipeline("orders", source, sink, checkpoints=store, max_batch_size=10).run()
+    assert [c.position for c in store.history] == [40, 80, 100]
+    assert source.acknowledged == [40, 80, 100]
+    assert summaries(tmp_path, "shop.orders") == [{}, {}, {}]  # no positions of their own
+    assert rows(tmp_path, "shop.orders") == records(0, 100)

@@ -28,7 +28,7 @@ def reasons(rejects: list[Reject]) -> list[tuple[object, str]]:
 
 async def test_append_creates_the_table_typed_from_the_first_batch(tmp_path: Path) -> None:
     moment = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
-    records = [
+    records: list[dict[str, object]] = [
         {
             "id": 1,
             "name": "ann",

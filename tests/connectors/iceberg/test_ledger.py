@@ -1,0 +1,27 @@
+"""The position to resume after, from the marks each table's latest snapshot holds."""
+
+from __future__ import annotations
+
+from asyncetl.connectors.iceberg._ledger import Mark, resume_point
+
+
+def mark(table: str, commit: int, tables: tuple[str, ...] = ("a.x", "a.y")) -> Mark:
+    return Mark(table, commit, {"lsn": commit * 10}, {"lsn": (commit - 1) * 10}, tables)
+
+
+def test_nothing_committed_resumes_from_the_start() -> None:
+    assert resume_point([]) == (None, 0)
+
+
+def test_a_commit_every_table_of_it_holds_is_where_to_resume() -> None:
+    assert resume_point([mark("a.x", 3), mark("a.y", 3)]) == ({"lsn": 30}, 3)
+
+
+def test_a_commit_a_crash_cut_short_resumes_from_where_it_started() -> None:
+    # a.x holds commit 4; a.y, committed after it, still holds 3.
+    assert resume_point([mark("a.x", 4), mark("a.y", 3)]) == ({"lsn": 30}, 4)
+
+
+def test_tables_a_commit_did_not_touch_keep_older_marks_without_holding_it_back() -> None:
+    marks = [mark("a.x", 7, ("a.x",)), mark("a.y", 2), mark("a.z", 5, ("a.x", "a.z"))]
+    assert resume_point(marks) == ({"lsn": 70}, 7)
