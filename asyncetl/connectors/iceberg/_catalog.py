@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import sqlalchemy
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.interfaces import Problem
 from asyncetl.core.redact import redact_url, redact_urls
 
 __all__ = ["CatalogSettings", "describe", "mapped", "split_identifier"]
@@ -59,6 +61,30 @@ class CatalogSettings:
         if self.uri.startswith("postgresql://"):
             return "postgresql+psycopg2://" + self.uri.removeprefix("postgresql://")
         return self.uri
+
+    def problems(self) -> list[Problem]:
+        """What would keep the catalog from opening; a question only, creating nothing.
+
+        Blocks: call it in a worker thread.
+        """
+        parent = Path(self.warehouse).resolve()
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            return [Problem("warehouse", f"{parent} is not a directory")]
+        if self.uri is None or self.uri.startswith("sqlite:"):
+            return []
+        try:
+            engine = sqlalchemy.create_engine(self.database_uri)
+            try:
+                with engine.connect():
+                    pass
+            finally:
+                engine.dispose()
+        except SQLAlchemyError as exc:
+            problem = f"the catalog database does not answer: {describe(exc)}"
+            return [Problem("catalog_uri", problem)]
+        return []
 
     def open(self) -> SqlCatalog:
         """Connect to the catalog, creating the warehouse and the catalog tables when missing.

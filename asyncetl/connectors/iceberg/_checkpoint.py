@@ -9,7 +9,7 @@ from asyncetl.connectors.iceberg._catalog import CatalogSettings, describe
 from asyncetl.connectors.iceberg._ledger import marks_in, resume_point
 from asyncetl.core.batch import Position
 from asyncetl.core.errors import AsyncetlError, CheckpointError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Problem
 
 __all__ = ["IcebergCheckpointStore"]
 
@@ -45,6 +45,10 @@ class IcebergCheckpointStore(CheckpointStore):
         """
         if self._catalog is None:
             self._catalog = await anyio.to_thread.run_sync(self.catalog.open)
+
+    async def check(self) -> list[Problem]:
+        """Whether the warehouse can be made and the catalog database answers; creates nothing."""
+        return await anyio.to_thread.run_sync(self.catalog.problems)
 
     async def aclose(self) -> None:
         catalog, self._catalog = self._catalog, None

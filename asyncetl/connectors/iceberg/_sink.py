@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
 from pyiceberg.catalog.sql import SqlCatalog
 
-from asyncetl.connectors.iceberg._catalog import (
-    CatalogSettings,
-    describe,
-    mapped,
-    split_identifier,
-)
+from asyncetl.connectors.iceberg._catalog import CatalogSettings, mapped, split_identifier
 from asyncetl.connectors.iceberg._checkpoint import IcebergCheckpointStore
 from asyncetl.connectors.iceberg._gather import Gatherer, TableSettings
 from asyncetl.connectors.iceberg._ledger import marks_in, resume_point, summary
@@ -155,28 +149,7 @@ class IcebergSink(Sink[IcebergRecord]):
 
     async def check(self) -> list[Problem]:
         """Whether the warehouse can be made and the catalog database answers; creates nothing."""
-        return await anyio.to_thread.run_sync(self._problems)
-
-    def _problems(self) -> list[Problem]:
-        parent = Path(self.catalog.warehouse).resolve()
-        while not parent.exists():
-            parent = parent.parent
-        if not parent.is_dir():
-            return [Problem("warehouse", f"{parent} is not a directory")]
-        if self.catalog.uri is None:
-            return []
-        import sqlalchemy
-
-        try:
-            engine = sqlalchemy.create_engine(self.catalog.database_uri)
-            with engine.connect():
-                pass
-            engine.dispose()
-        except Exception as exc:
-            return [
-                Problem("catalog_uri", f"the catalog database does not answer: {describe(exc)}")
-            ]
-        return []
+        return await anyio.to_thread.run_sync(self.catalog.problems)
 
     def _open_catalog(self) -> SqlCatalog:
         if self._catalog is None:

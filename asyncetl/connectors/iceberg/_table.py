@@ -20,7 +20,7 @@ from pyiceberg.table import Table, Transaction
 from pyiceberg.transforms import parse_transform
 
 from asyncetl.connectors.iceberg._types import Converter, converter
-from asyncetl.core.errors import ConfigError
+from asyncetl.core.errors import ConfigError, PermanentError
 
 __all__ = ["Changes", "IcebergTable", "Partition", "parse_partitions"]
 
@@ -189,6 +189,12 @@ class IcebergTable:
                 update.union_by_name(pa.schema([pa.field(c, t) for c, t in self._new.items()]))
 
     def _create(self) -> Table:
+        absent = [p.column for p in self.partitions if p.column not in self.columns]
+        if absent:
+            raise PermanentError(
+                f"Iceberg table {self.name!r} is partitioned by column {absent[0]!r}, which "
+                "its first records lack; declare it in columns, or fix partition_by"
+            )
         self.catalog.create_namespace_if_not_exists(self.identifier[0])
         schema = pa.schema([pa.field(c, t) for c, t in self.columns.items()])
         tx = self.catalog.create_table_transaction(self.identifier, schema=schema)

@@ -234,3 +234,24 @@ def test_bad_settings_name_the_key(
     with pytest.raises(ConfigError) as raised:
         IcebergSink(str(tmp_path), **settings)  # type: ignore[arg-type]
     assert str(raised.value) == message
+
+
+async def test_a_partition_column_the_first_records_lack_fails_naming_it(tmp_path: Path) -> None:
+    from asyncetl import PermanentError
+
+    async with IcebergSink(str(tmp_path), table="t.p", partition_by=["month(at)"]) as sink:
+        with pytest.raises(PermanentError) as raised:
+            await write(sink, [{"id": 1}])
+    assert str(raised.value) == (
+        "Iceberg table 't.p' is partitioned by column 'at', which its first records lack; "
+        "declare it in columns, or fix partition_by"
+    )
+
+
+async def test_check_creates_nothing(tmp_path: Path) -> None:
+    from asyncetl.connectors.iceberg import IcebergCheckpointStore
+
+    warehouse = tmp_path / "new" / "warehouse"
+    assert await IcebergSink(str(warehouse), table="a.b").check() == []
+    assert await IcebergCheckpointStore(str(warehouse)).check() == []
+    assert not (tmp_path / "new").exists()
