@@ -76,11 +76,12 @@ async def test_cdc_into_iceberg_copies_then_follows_every_change(
         source_db,
         "UPDATE items SET price = price * 10 WHERE id <= 5; DELETE FROM items WHERE id > 295;"
         "INSERT INTO items VALUES (1000, 'new', NULL); INSERT INTO history VALUES (3, 'third');"
-        "ALTER TABLE items ADD COLUMN colour text; UPDATE items SET colour = 'red' WHERE id = 7",
+        "ALTER TABLE items ADD COLUMN colour text; UPDATE items SET colour = 'red' WHERE id = 7;"
+        "UPDATE items SET id = 2000 WHERE id = 10",  # a new key: the row moves
     )
     second = run_example(source_db, warehouse, slot)
     assert second.returncode == 0, second.stderr
-    assert "records_in     13" in second.stdout  # 6 updates, 5 deletes, 2 inserts
+    assert "records_in     14" in second.stdout  # 7 updates, 5 deletes, 2 inserts
     expected = await pg_rows(source_db, "SELECT id, name, price, colour FROM items ORDER BY id")
     found = [(r["id"], r["name"], r["price"], r["colour"]) for r in rows(warehouse, "public.items")]
     assert found == [tuple(r) for r in expected]

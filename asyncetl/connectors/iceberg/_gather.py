@@ -162,6 +162,10 @@ class Gatherer:
             changes.rows.append(converted)
             return converted
         key = _key_of(table, changes.key, record, converted)
+        moved = _old_key(table, changes.key, record)
+        if moved is not None and moved != key:  # the update changed the key: the old row goes
+            changes.keyed.pop(moved, None)
+            changes.keyed[moved] = None
         if unchanged:
             converted = _merged(converted, changes.keyed.get(key))  # type: ignore[arg-type]
         changes.keyed.pop(key, None)  # a re-inserted key goes last, as it happened
@@ -238,6 +242,19 @@ def _key_of(table: IcebergTable, key: tuple[str, ...], record: object, row: Row 
             for c, v in zip(key, values, strict=True)
         )
     return values
+
+
+def _old_key(table: IcebergTable, key: tuple[str, ...], record: object) -> Key | None:
+    """The key an update moved its row from, when the source sent it."""
+    if not isinstance(record, ChangeEvent) or record.op != "u" or not record.before:
+        return None
+    values = [record.before.get(c) for c in key]
+    if any(v is None or v is UNCHANGED for v in values):
+        return None
+    converters = table.converters
+    return tuple(
+        converters[c](v) if c in converters else v for c, v in zip(key, values, strict=True)
+    )
 
 
 def _has_unchanged(row: Row) -> bool:

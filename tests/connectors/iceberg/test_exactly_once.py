@@ -91,3 +91,13 @@ async def test_with_another_store_checkpoints_are_saved_only_after_their_commit(
     assert source.acknowledged == [40, 80, 100]
     assert summaries(tmp_path, "shop.orders") == [{}, {}, {}]  # no positions of their own
     assert rows(tmp_path, "shop.orders") == records(0, 100)
+
+
+async def test_a_slow_source_is_committed_once_per_interval_not_once_per_batch(
+    tmp_path: Path,
+) -> None:
+    source = ListSource(records(0, 100), chunk_size=10, delay=0.05)  # a batch each 50 ms
+    await pipeline(tmp_path, source, commit_interval=0.25).run()
+    commits = len(summaries(tmp_path, "shop.orders"))
+    assert 1 < commits < 10, commits  # ten batches, about half a second
+    assert rows(tmp_path, "shop.orders") == records(0, 100)

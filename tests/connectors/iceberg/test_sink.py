@@ -255,3 +255,14 @@ async def test_check_creates_nothing(tmp_path: Path) -> None:
     assert await IcebergSink(str(warehouse), table="a.b").check() == []
     assert await IcebergCheckpointStore(str(warehouse)).check() == []
     assert not (tmp_path / "new").exists()
+
+
+async def test_an_update_that_changes_the_key_moves_the_row(tmp_path: Path) -> None:
+    moved = event("u", 5, balance=Decimal("1.00"), note="moved")
+    moved.before = {"id": 1}
+    async with IcebergSink(str(tmp_path)) as sink:
+        await write(sink, [event("c", 1, balance=Decimal("1.00"), note="here")])
+        await write(sink, [moved], 1)
+    assert rows(tmp_path, "public.accounts") == [
+        {"id": 5, "balance": Decimal("1.00"), "note": "moved"}
+    ]
