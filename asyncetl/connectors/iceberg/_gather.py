@@ -185,10 +185,13 @@ class Gatherer:
 
     def _converted(self, table: IcebergTable, row: Mapping[str, object]) -> tuple[Row, bool]:
         """The row with each value made to fit its column, and whether some were unchanged."""
-        converters = table.converters
+        converters, exact = table.converters, table.exact
         out: Row = {}
         unchanged = False
         for column, value in row.items():
+            if type(value) is exact.get(column):
+                out[column] = value
+                continue
             convert = converters.get(column)
             if convert is None:
                 if value is None:

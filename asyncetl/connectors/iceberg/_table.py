@@ -19,7 +19,7 @@ from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, I
 from pyiceberg.table import Table, Transaction
 from pyiceberg.transforms import parse_transform
 
-from asyncetl.connectors.iceberg._types import Converter, converter
+from asyncetl.connectors.iceberg._types import Converter, converter, exact_type
 from asyncetl.core.errors import ConfigError, PermanentError
 
 __all__ = ["Changes", "IcebergTable", "Partition", "parse_partitions"]
@@ -125,6 +125,8 @@ class IcebergTable:
         self._table: Table | None = None
         self.columns: dict[str, pa.DataType] = {}
         self.converters: dict[str, Converter] = {}
+        #: Per column, the Python type whose values are stored as they are (see ``exact_type``).
+        self.exact: dict[str, type | None] = {}
         self._new: dict[str, pa.DataType] = {}
 
     @property
@@ -151,6 +153,7 @@ class IcebergTable:
     def _know(self, column: str, kind: pa.DataType) -> None:
         self.columns[column] = kind
         self.converters[column] = converter(column, kind)
+        self.exact[column] = exact_type(kind)
 
     def existing_rows(self, key: tuple[str, ...], keys: Sequence[Key]) -> dict[Key, Row]:
         """The table's current rows with these keys."""

@@ -24,7 +24,14 @@ from pyiceberg.types import IcebergType, NestedField
 from asyncetl.core.changes import JSON_NULL
 from asyncetl.core.errors import ConfigError
 
-__all__ = ["Converter", "arrow_type_of", "converter", "declared_type", "sql_type"]
+__all__ = [
+    "Converter",
+    "arrow_type_of",
+    "converter",
+    "declared_type",
+    "exact_type",
+    "sql_type",
+]
 
 #: Makes a record's value fit a column; raises ``ValueError`` naming it when it cannot.
 Converter = Callable[[object], object]
@@ -120,6 +127,13 @@ def _decimal_for(values: list[object]) -> pa.DataType:
     if digits + scale > _MAX_PRECISION or scale > _MAX_PRECISION:
         return pa.string()  # beyond Iceberg's decimals: kept exact as text
     return pa.decimal128(_MAX_PRECISION, scale)
+
+
+def exact_type(kind: pa.DataType) -> type | None:
+    """The Python type whose values fit a column of type ``kind`` as they are, if there is one."""
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return str
+    return _EXACT.get(kind.id)
 
 
 def converter(column: str, kind: pa.DataType) -> Converter:
@@ -271,4 +285,13 @@ _CONVERTERS: Final[Mapping[int, Callable[[str, pa.DataType], Converter]]] = {
     pa.time64("us").id: _time,
     pa.binary().id: _binary,
     pa.large_binary().id: _binary,
+}
+
+#: Values of these exact types need no conversion, nor any check, for these column types.
+_EXACT: Final[Mapping[int, type]] = {
+    pa.float64().id: float,
+    pa.bool_().id: bool,
+    pa.binary().id: bytes,
+    pa.large_binary().id: bytes,
+    pa.date32().id: dt.date,
 }
