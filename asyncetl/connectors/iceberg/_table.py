@@ -13,9 +13,19 @@ from dataclasses import dataclass, field
 from functools import reduce
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
-from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, In, Or
+from pyiceberg.expressions import (
+    AlwaysTrue,
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    In,
+    LessThanOrEqual,
+    Or,
+)
 from pyiceberg.table import Table, Transaction
 from pyiceberg.transforms import parse_transform
 
@@ -169,22 +179,57 @@ class IcebergTable:
         else:
             # Another writer (or a commit that failed midway and is retried) may have moved it.
             self._table.refresh()
-        tx = self._table.transaction()
+        table, tx = self._table, self._table.transaction()
         self._evolve(tx)
         props = dict(properties)
+        schema = tx.table_metadata.schema().as_arrow()
         with warnings.catch_warnings():
             # A delete that matches nothing is no news: the key was never loaded.
             warnings.filterwarnings("ignore", "Delete operation did not match any records")
             if changes.truncated:
                 tx.delete(AlwaysTrue(), snapshot_properties=props)
             if changes.keyed:
-                tx.delete(_matching(changes.key, list(changes.keyed)), snapshot_properties=props)
-        rows = changes.rows or [row for row in changes.keyed.values() if row is not None]
-        if rows:
-            schema = tx.table_metadata.schema().as_arrow()
-            tx.append(pa.Table.from_pylist(rows, schema=schema), snapshot_properties=props)
+                existing = None if changes.truncated else table
+                self._replace_keys(tx, existing, changes, schema, props)
+        if changes.rows:
+            tx.append(pa.Table.from_pylist(changes.rows, schema=schema), snapshot_properties=props)
         self._table = tx.commit_transaction()
         self._new = {}
+
+    def _replace_keys(
+        self,
+        tx: Transaction,
+        existing: Table | None,
+        changes: Changes,
+        schema: pa.Schema,
+        props: dict[str, str],
+    ) -> None:
+        """Delete the changed keys' rows and append their new ones.
+
+        For one key column of integers or text, the rows in the changed keys'
+        range are read and filtered with Arrow, and the range is overwritten with
+        those kept plus the new ones: pyiceberg binds a filter of two values
+        instead of one per key, which for thousands of keys is most of a
+        commit's time. A range holding no rows yet (a first load) is appended to.
+        """
+        new = pa.Table.from_pylist(
+            [r for r in changes.keyed.values() if r is not None], schema=schema
+        )
+        keys = list(changes.keyed)
+        span = _span(changes.key, keys)
+        if span is None:
+            tx.delete(_matching(changes.key, keys), snapshot_properties=props)
+        else:
+            old = existing.scan(row_filter=span).to_arrow() if existing is not None else None
+            if old is not None and old.num_rows:
+                column = changes.key[0]
+                changed = pa.array([k[0] for k in keys], type=schema.field(column).type)
+                kept = old.filter(pc.invert(pc.is_in(old[column], value_set=changed)))
+                rewritten = pa.concat_tables([_conformed(kept, schema), new])
+                tx.overwrite(rewritten, overwrite_filter=span, snapshot_properties=props)
+                return
+        if new.num_rows:
+            tx.append(new, snapshot_properties=props)
 
     def _evolve(self, tx: Transaction) -> None:
         if self._new:
@@ -208,6 +253,28 @@ class IcebergTable:
         tx.commit_transaction()
         self._new = {}
         return self.catalog.load_table(self.identifier)
+
+
+def _span(key: tuple[str, ...], keys: Sequence[Key]) -> BooleanExpression | None:
+    """``min <= key <= max`` over ``keys``, for one key column of integers or of text."""
+    if len(key) != 1:
+        return None
+    values = [k[0] for k in keys]
+    if not (all(type(v) is int for v in values) or all(type(v) is str for v in values)):
+        return None
+    low, high = min(values), max(values)  # type: ignore[type-var]
+    return And(GreaterThanOrEqual(key[0], low), LessThanOrEqual(key[0], high))  # type: ignore[call-arg, arg-type]
+
+
+def _conformed(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` read before this commit's new columns, with those columns (null) added."""
+    arrays = [
+        rows[f.name].cast(f.type)
+        if f.name in rows.column_names
+        else pa.nulls(rows.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _matching(key: tuple[str, ...], keys: Sequence[Key]) -> BooleanExpression:

@@ -266,3 +266,25 @@ async def test_an_update_that_changes_the_key_moves_the_row(tmp_path: Path) -> N
     assert rows(tmp_path, "public.accounts") == [
         {"id": 5, "balance": Decimal("1.00"), "note": "moved"}
     ]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [["sku"], ["shop", "sku"]],
+    ids=["text-key", "two-column-key"],
+)
+async def test_upserts_by_text_and_composite_keys(tmp_path: Path, key: list[str]) -> None:
+    async with IcebergSink(str(tmp_path), table="t.stock", key=key) as sink:
+        await write(sink, [{"shop": "a", "sku": f"s{i}", "n": i} for i in range(5)])
+        await write(
+            sink, [{"shop": "a", "sku": "s1", "n": 10}, {"shop": "a", "sku": "s9", "n": 9}], 1
+        )
+        await write(sink, [{"shop": "a", "sku": "s3", "n": 30, "new": True}], 2)
+    assert rows(tmp_path, "t.stock", order="sku") == [
+        {"shop": "a", "sku": "s0", "n": 0, "new": None},
+        {"shop": "a", "sku": "s1", "n": 10, "new": None},
+        {"shop": "a", "sku": "s2", "n": 2, "new": None},
+        {"shop": "a", "sku": "s3", "n": 30, "new": True},
+        {"shop": "a", "sku": "s4", "n": 4, "new": None},
+        {"shop": "a", "sku": "s9", "n": 9, "new": None},
+    ]
