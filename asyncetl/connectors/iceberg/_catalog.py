@@ -36,6 +36,10 @@ class CatalogSettings:
     uri: str | None = None
     name: str = "asyncetl"
 
+    def __repr__(self) -> str:
+        uri = None if self.uri is None else redact_url(self.uri)
+        return f"CatalogSettings(warehouse={self.warehouse!r}, uri={uri!r}, name={self.name!r})"
+
     def check(self, where: str) -> None:
         """:raises ConfigError: for an empty warehouse or name, or an unknown catalog URI scheme."""
         if not self.warehouse:

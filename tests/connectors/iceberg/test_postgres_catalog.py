@@ -49,3 +49,12 @@ async def test_check_names_a_catalog_database_that_does_not_answer(tmp_path: Pat
         "the catalog database does not answer: OperationalError: "
     )
     assert not (tmp_path / "wh").exists()  # a question only: nothing was created
+
+
+def test_a_catalog_password_never_shows_in_a_repr(tmp_path: Path) -> None:
+    sink = IcebergSink(str(tmp_path), table="a.b", catalog_uri="postgresql://etl:s3cret@db/cat")
+    assert "s3cret" not in repr(sink.catalog)
+    assert repr(sink.catalog) == (
+        f"CatalogSettings(warehouse={str(tmp_path)!r}, uri='postgresql://etl:***@db/cat', "
+        "name='asyncetl')"
+    )
