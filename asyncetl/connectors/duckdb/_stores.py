@@ -1,0 +1,204 @@
+"""Checkpoints and dead letters in tables of a DuckDB file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import duckdb
+import orjson
+
+from asyncetl.connectors.duckdb._connection import DuckDBConnection, transaction
+from asyncetl.connectors.duckdb._sql import CheckpointSql, DeadLetterSql
+from asyncetl.core.batch import Position
+from asyncetl.core.errors import CheckpointError, PermanentError
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, DeadLetter, DeadLetterStore
+
+__all__ = ["DuckDBCheckpointStore", "DuckDBDeadLetterStore", "checkpoint_row", "letter_row"]
+
+
+class DuckDBCheckpointStore(CheckpointStore):
+    """Committed positions in a table of a DuckDB file, one row per (pipeline, source).
+
+    The table ``(pipeline, source, position, updated_at)`` holds each position
+    as JSON text and is created when the store opens. A
+    :class:`~asyncetl.connectors.duckdb.DuckDBSink` writing to the same file
+    saves checkpoints in its own transactions instead (exactly-once).
+
+    :param path: the database file, created when missing; its directory must exist.
+    :param table: the checkpoint table.
+    :raises ConfigError: for an invalid table name.
+    """
+
+    def __init__(self, path: str, *, table: str = "asyncetl_checkpoints") -> None:
+        self.path = str(path)
+        self.table = table
+        self.sql = CheckpointSql.of(table)
+        self._db = DuckDBConnection(self.path)
+
+    async def open(self) -> None:
+        """Connect and create the table when missing.
+
+        :raises PermanentError: when the database cannot be opened or written.
+        """
+        create = self.sql.create
+        await self._db.run(lambda conn: conn.execute(create), what=f"creating {self.table!r}")
+
+    async def aclose(self) -> None:
+        await self._db.close()
+
+    async def load(self, pipeline: str, source: str) -> Position:
+        """The committed position, or ``None`` when there is none.
+
+        :raises CheckpointError: when the stored position is not valid JSON.
+        """
+        await self.open()
+
+        def select(conn: duckdb.DuckDBPyConnection) -> str | None:
+            row = conn.execute(self.sql.load, [pipeline, source]).fetchone()
+            return None if row is None else str(row[0])
+
+        text = await self._db.run(select, what=f"checkpoint load from table {self.table!r}")
+        if text is None:
+            return None
+        try:
+            position: Position = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise CheckpointError(
+                f"the checkpoint of pipeline {pipeline!r} (source {source!r}) in DuckDB table "
+                f"{self.table!r} of {self.path} is not valid JSON ({exc}); fix or delete that "
+                "row to start over from the beginning"
+            ) from exc
+        return position
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        """Replace the committed position of the checkpoint's pipeline and source."""
+        await self.open()
+        row = checkpoint_row(checkpoint)
+
+        def upsert(conn: duckdb.DuckDBPyConnection) -> None:
+            with transaction(conn):
+                conn.execute(self.sql.save, row)
+
+        await self._db.run(upsert, what=f"checkpoint save to table {self.table!r}")
+
+
+def checkpoint_row(checkpoint: Checkpoint) -> list[str]:
+    """The parameters of :attr:`CheckpointSql.save` for ``checkpoint``."""
+    return [checkpoint.pipeline, checkpoint.source, orjson.dumps(checkpoint.position).decode()]
+
+
+class DuckDBDeadLetterStore(DeadLetterStore):
+    """Dead letters in a table of a DuckDB file, created when the store opens.
+
+    Columns: ``id`` (from a sequence, never reused), ``pipeline``, ``stage``,
+    ``error``, ``error_type``, ``record`` and ``position`` (JSON text), ``time``
+    (TIMESTAMPTZ) and ``key`` (unique: a letter whose key is stored already is
+    skipped). Ids are handed out as strings. A
+    :class:`~asyncetl.connectors.duckdb.DuckDBSink` on the same file stores a
+    batch's letters in the batch's transaction.
+
+    :param path: the database file, created when missing; its directory must exist.
+    :param table: the dead-letter table.
+    :raises ConfigError: for an invalid table name.
+    """
+
+    def __init__(self, path: str, *, table: str = "asyncetl_dead_letters") -> None:
+        self.path = str(path)
+        self.table = table
+        self.sql = DeadLetterSql.of(table)
+        self._db = DuckDBConnection(self.path)
+        self._created = False
+
+    async def open(self) -> None:
+        """Connect and create the table when missing.
+
+        :raises PermanentError: when the database cannot be opened or written.
+        """
+        if self._created:
+            return
+
+        def create(conn: duckdb.DuckDBPyConnection) -> None:
+            for statement in self.sql.create:
+                conn.execute(statement)
+
+        await self._db.run(create, what=f"creating table {self.table!r}")
+        self._created = True
+
+    async def aclose(self) -> None:
+        await self._db.close()
+        self._created = False
+
+    async def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Store ``letters`` in one transaction, skipping those whose key is stored."""
+        if not letters:
+            return
+        await self.open()
+        rows = [letter_row(letter) for letter in letters]
+
+        def insert(conn: duckdb.DuckDBPyConnection) -> None:
+            with transaction(conn):
+                conn.executemany(self.sql.put, rows)
+
+        await self._db.run(insert, what=f"dead-letter put into table {self.table!r}")
+
+    async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
+        """The letters of ``pipeline``, oldest first.
+
+        :raises PermanentError: when a stored row is not valid JSON.
+        """
+        await self.open()
+
+        def select(conn: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
+            return conn.execute(self.sql.select, [pipeline]).fetchall()
+
+        rows = await self._db.run(select, what=f"dead-letter list from table {self.table!r}")
+        letters = [self._letter(row) for row in rows]
+        return letters if limit is None else letters[: max(0, limit)]
+
+    async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
+        """Delete the letters of ``pipeline`` with these ids; unknown ids are ignored."""
+        await self.open()
+        params = [[pipeline, int(i)] for i in ids if str(i).isascii() and str(i).isdigit()]
+
+        def delete(conn: duckdb.DuckDBPyConnection) -> None:
+            with transaction(conn):
+                conn.executemany(self.sql.remove, params)
+
+        if params:
+            await self._db.run(delete, what=f"dead-letter remove from table {self.table!r}")
+
+    def _letter(self, row: tuple[object, ...]) -> DeadLetter:
+        letter_id, pipeline, stage, error, error_type, record, position, time = row
+        try:
+            assert isinstance(time, datetime)
+            return DeadLetter(
+                pipeline=str(pipeline),
+                stage=str(stage),
+                error=str(error),
+                error_type=str(error_type),
+                record=orjson.loads(str(record)),
+                position=orjson.loads(str(position)),
+                time=time.astimezone(UTC),
+                id=str(letter_id),
+            )
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            raise PermanentError(
+                f"dead letter {letter_id} in DuckDB table {self.table!r} of {self.path} is "
+                f"unreadable ({exc}); fix or delete that row"
+            ) from exc
+
+
+def letter_row(letter: DeadLetter) -> list[object]:
+    """The bound parameters of :attr:`DeadLetterSql.put` for ``letter``."""
+    time = letter.time if letter.time.tzinfo else letter.time.replace(tzinfo=UTC)
+    return [
+        letter.pipeline,
+        letter.stage,
+        letter.error,
+        letter.error_type,
+        orjson.dumps(letter.record, default=str).decode(),
+        orjson.dumps(letter.position, default=str).decode(),
+        time.astimezone(UTC),
+        letter.key,
+    ]
