@@ -30,12 +30,16 @@ def arrow_table(columns: Columns, types: Mapping[str, pa.DataType], target: str)
     arrays: dict[str, pa.Array] = {}
     bad: dict[int, BaseException] = {}
     for name in columns.names:
-        values = columns.values[name]
+        values, kind = columns.values[name], types.get(name)
         try:
-            arrays[name] = pa.array(values, type=types.get(name), from_pandas=False)
+            if kind is not None and pa.types.is_integer(kind):
+                _refuse_fractions(values)
+            arrays[name] = pa.array(values, type=kind, from_pandas=False)
         except _CONVERSION_ERRORS:
-            kind = types.get(name) or _first_type(values)
-            bad.update(_bad_values(name, values, kind, target, bad))
+            found = _bad_values(name, values, kind or _first_type(values), target, bad)
+            if not found:
+                raise
+            bad.update(found)
     if bad:
         columns.drop(bad.keys(), bad)
         return arrow_table(columns, types, target)
@@ -45,6 +49,13 @@ def arrow_table(columns: Columns, types: Mapping[str, pa.DataType], target: str)
 def _typed(array: pa.Array) -> pa.Array:
     """Columns holding only nulls become text columns: a table column needs a type."""
     return array.cast(pa.string()) if pa.types.is_null(array.type) else array
+
+
+def _refuse_fractions(values: list[object]) -> None:
+    """pyarrow truncates a float with a fraction into an integer column without a word."""
+    for value in values:
+        if type(value) is float and not value.is_integer():
+            raise ValueError(f"float value {value!r} has a fraction; an integer cannot hold it")
 
 
 def _first_type(values: list[object]) -> pa.DataType:
@@ -64,6 +75,8 @@ def _bad_values(
         if value is None or row in known:
             continue
         try:
+            if pa.types.is_integer(kind):
+                _refuse_fractions([value])
             pa.array([value], type=kind)
         except _CONVERSION_ERRORS as exc:
             error = ValueError(

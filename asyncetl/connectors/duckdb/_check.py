@@ -51,10 +51,10 @@ def _has_table(path: str, table: str) -> bool:
     # Read-only, so that checking never changes the file.
     conn = duckdb.connect(path, read_only=True)
     try:
-        found = conn.execute(
+        (found,) = conn.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]
-        ).fetchone()
-        return bool(found and found[0])
+        ).fetchall()
+        return bool(found[0])
     finally:
         conn.close()
 

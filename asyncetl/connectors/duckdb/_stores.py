@@ -55,8 +55,8 @@ class DuckDBCheckpointStore(CheckpointStore):
         await self.open()
 
         def select(conn: duckdb.DuckDBPyConnection) -> str | None:
-            row = conn.execute(self.sql.load, [pipeline, source]).fetchone()
-            return None if row is None else str(row[0])
+            rows = conn.execute(self.sql.load, [pipeline, source]).fetchall()
+            return str(rows[0][0]) if rows else None
 
         text = await self._db.run(select, what=f"checkpoint load from table {self.table!r}")
         if text is None:

@@ -43,12 +43,12 @@ _STAGE = "__asyncetl_stage"
 
 def table_types(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, pa.DataType] | None:
     """The table's columns with their Arrow types, in table order; ``None`` when it is missing."""
-    found = conn.execute(
+    (found,) = conn.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? "
         "AND schema_name = current_schema() AND database_name = current_database()",
         [table],
-    ).fetchone()
-    if not found or not found[0]:
+    ).fetchall()
+    if not found[0]:
         return None
     schema = conn.sql(f"SELECT * FROM {quote_ident(table)} LIMIT 0").to_arrow_table().schema  # noqa: S608
     return {field.name: field.type for field in schema}
