@@ -80,6 +80,14 @@ PUBLIC: dict[str, list[str]] = {
         "register",
         "use_env_file",
     ],
+    "asyncetl.connectors.duckdb": [
+        "DuckDBCheckpointStore",
+        "DuckDBDeadLetterStore",
+        "DuckDBSink",
+        "DuckDBSinkMode",
+        "quote_ident",
+    ],
+    "asyncetl.connectors.parquet": ["Compression", "ParquetCheckpointStore", "ParquetSink"],
     "asyncetl.connectors.files": ["CsvSource", "JsonlDeadLetterStore", "JsonlSink", "JsonlSource"],
     "asyncetl.connectors.sqlite": [
         "SqliteCheckpointStore",

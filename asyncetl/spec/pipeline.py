@@ -95,10 +95,12 @@ REGISTRY: dict[str, dict[str, str]] = {
         "redis": "asyncetl.connectors.redis:RedisStreamSource",
     },
     "sink": {
+        "duckdb": "asyncetl.connectors.duckdb:DuckDBSink",
         "http": "asyncetl.connectors.http:HttpSink",
         "jsonl": "asyncetl.connectors.files:JsonlSink",
         "nats": "asyncetl.connectors.nats:JetStreamSink",
         "null": "asyncetl:NullSink",
+        "parquet": "asyncetl.connectors.parquet:ParquetSink",
         "postgres": "asyncetl.connectors.postgres:PostgresSink",
         "postgres_apply": "asyncetl.connectors.postgres:ApplySink",
         "postgres_tables": "asyncetl.connectors.postgres:TablesSink",
@@ -106,12 +108,15 @@ REGISTRY: dict[str, dict[str, str]] = {
         "sqlite": "asyncetl.connectors.sqlite:SqliteSink",
     },
     "checkpoints": {
+        "duckdb": "asyncetl.connectors.duckdb:DuckDBCheckpointStore",
         "json": "asyncetl:JsonFileCheckpointStore",
         "memory": "asyncetl:MemoryCheckpointStore",
+        "parquet": "asyncetl.connectors.parquet:ParquetCheckpointStore",
         "postgres": "asyncetl.connectors.postgres:PostgresCheckpointStore",
         "sqlite": "asyncetl.connectors.sqlite:SqliteCheckpointStore",
     },
     "dead_letters": {
+        "duckdb": "asyncetl.connectors.duckdb:DuckDBDeadLetterStore",
         "jsonl": "asyncetl.connectors.files:JsonlDeadLetterStore",
         "memory": "asyncetl:MemoryDeadLetterStore",
         "postgres": "asyncetl.connectors.postgres:PostgresDeadLetterStore",

@@ -18,6 +18,7 @@ from asyncetl.core.columnar import Columns
 
 __all__ = ["arrow_table"]
 
+_WIDEST = 38  # digits of the widest decimal128
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 
 
@@ -43,12 +44,23 @@ def arrow_table(columns: Columns, types: Mapping[str, pa.DataType], target: str)
     if bad:
         columns.drop(bad.keys(), bad)
         return arrow_table(columns, types, target)
-    return pa.table({name: _typed(arrays[name]) for name in columns.names})
+    return pa.table({name: _typed(arrays[name], name in types) for name in columns.names})
 
 
-def _typed(array: pa.Array) -> pa.Array:
-    """Columns holding only nulls become text columns: a table column needs a type."""
-    return array.cast(pa.string()) if pa.types.is_null(array.type) else array
+def _typed(array: pa.Array, declared: bool) -> pa.Array:
+    """An inferred type made to hold later batches too.
+
+    A column holding only nulls becomes text (a column needs a type), and an
+    inferred decimal gets the widest precision, so that a later batch's larger
+    amounts fit; its scale stays what the values showed.
+    """
+    if declared:
+        return array
+    if pa.types.is_null(array.type):
+        return array.cast(pa.string())
+    if pa.types.is_decimal128(array.type) and array.type.precision < _WIDEST:
+        return array.cast(pa.decimal128(_WIDEST, array.type.scale))
+    return array
 
 
 def _refuse_fractions(values: list[object]) -> None:

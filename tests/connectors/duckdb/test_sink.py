@@ -39,7 +39,7 @@ async def test_append_creates_the_table_typed_from_the_first_batch(tmp_path: Pat
     assert types == [
         ("id", "BIGINT"),
         ("name", "VARCHAR"),
-        ("price", "DECIMAL(3,2)"),
+        ("price", "DECIMAL(38,2)"),
         ("at", "TIMESTAMP WITH TIME ZONE"),
         ("meta", "VARCHAR"),
         ("ok", "BOOLEAN"),
