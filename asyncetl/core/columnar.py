@@ -10,10 +10,12 @@ text. The connectors build their own Arrow arrays from the result.
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal, TypeAlias
 
 import orjson
@@ -27,6 +29,10 @@ __all__ = ["Columns", "ExtraColumns", "plain_value", "to_columns"]
 ExtraColumns: TypeAlias = Literal["reject", "ignore", "evolve"]
 
 _AS_IS = (str, int, float, bool, bytes, type(None))
+#: Types a columnar library takes as they are, for the quick check of a whole column.
+_TAKEN = frozenset(
+    {*_AS_IS, datetime.datetime, datetime.date, datetime.time, datetime.timedelta, Decimal}
+)
 
 
 @dataclass(slots=True)
@@ -73,6 +79,10 @@ def to_columns(
     kept: list[Mapping[str, object]] = []
     rejects: list[Reject] = []
     for record in records:
+        # The common record, a dict holding known columns and its key, is checked in C.
+        if type(record) is dict and record.keys() <= accepted and _keyed(record, key):
+            kept.append(record)
+            continue
         problem = _refusal(record, target, accepted, key, reject_extra=reject_extra)
         if problem is not None:
             rejects.append(Reject(record, problem))
@@ -84,8 +94,19 @@ def to_columns(
                     accepted.add(name)
                     names.append(name)
         kept.append(record)
-    values = {name: [plain_value(r.get(name)) for r in kept] for name in names}
+    values = {name: _plain_column([r.get(name) for r in kept]) for name in names}
     return Columns(names, values, kept, rejects)
+
+
+def _keyed(record: dict[str, object], key: Sequence[str]) -> bool:
+    return not key or all(record.get(k) is not None for k in key)
+
+
+def _plain_column(values: list[object]) -> list[object]:
+    """``values`` made plain; the usual column, of types taken as they are, is left alone."""
+    if _TAKEN.issuperset(map(type, values)):
+        return values
+    return [plain_value(value) for value in values]
 
 
 def _refusal(

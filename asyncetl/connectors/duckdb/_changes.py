@@ -36,7 +36,7 @@ class Segment:
 
 def has_changes(records: Sequence[object]) -> bool:
     """Whether any record is a change event (and the batch needs folding)."""
-    return any(isinstance(record, ChangeEvent) for record in records)
+    return ChangeEvent in set(map(type, records))
 
 
 def segments(
