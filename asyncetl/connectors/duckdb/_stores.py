@@ -8,11 +8,18 @@ from datetime import UTC, datetime
 import duckdb
 import orjson
 
+from asyncetl.connectors.duckdb._check import table_problems
 from asyncetl.connectors.duckdb._connection import DuckDBConnection, transaction
 from asyncetl.connectors.duckdb._sql import CheckpointSql, DeadLetterSql
 from asyncetl.core.batch import Position
 from asyncetl.core.errors import CheckpointError, PermanentError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, DeadLetter, DeadLetterStore
+from asyncetl.core.interfaces import (
+    Checkpoint,
+    CheckpointStore,
+    DeadLetter,
+    DeadLetterStore,
+    Problem,
+)
 
 __all__ = ["DuckDBCheckpointStore", "DuckDBDeadLetterStore", "checkpoint_row", "letter_row"]
 
@@ -35,17 +42,25 @@ class DuckDBCheckpointStore(CheckpointStore):
         self.table = table
         self.sql = CheckpointSql.of(table)
         self._db = DuckDBConnection(self.path)
+        self._created = False
 
     async def open(self) -> None:
         """Connect and create the table when missing.
 
         :raises PermanentError: when the database cannot be opened or written.
         """
-        create = self.sql.create
-        await self._db.run(lambda conn: conn.execute(create), what=f"creating {self.table!r}")
+        if not self._created:
+            create = self.sql.create
+            await self._db.run(lambda conn: conn.execute(create), what=f"creating {self.table!r}")
+            self._created = True
 
     async def aclose(self) -> None:
         await self._db.close()
+        self._created = False
+
+    async def check(self) -> list[Problem]:
+        """Whether the database can be written; the table is created when missing."""
+        return await table_problems(self.path, self.table, create=True)
 
     async def load(self, pipeline: str, source: str) -> Position:
         """The committed position, or ``None`` when there is none.
@@ -128,6 +143,10 @@ class DuckDBDeadLetterStore(DeadLetterStore):
     async def aclose(self) -> None:
         await self._db.close()
         self._created = False
+
+    async def check(self) -> list[Problem]:
+        """Whether the database can be written; the table is created when missing."""
+        return await table_problems(self.path, self.table, create=True)
 
     async def put(self, letters: Sequence[DeadLetter]) -> None:
         """Store ``letters`` in one transaction, skipping those whose key is stored."""

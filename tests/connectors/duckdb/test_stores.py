@@ -97,3 +97,15 @@ async def test_batches_commit_with_their_checkpoint_and_dead_letters(tmp_path: P
 
 def _json(position: JsonValue | Mapping[str, object]) -> str:
     return orjson.dumps(position).decode()
+
+
+async def test_checking_the_stores_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "c.duckdb"
+    assert await DuckDBCheckpointStore(str(db)).check() == []
+    assert await DuckDBDeadLetterStore(str(db)).check() == []
+    assert not db.exists()
+    missing = tmp_path / "nowhere" / "c.duckdb"
+    problems = await DuckDBCheckpointStore(str(missing)).check()
+    assert [(p.setting, p.message) for p in problems] == [
+        ("path", f"directory {missing.parent} of {missing} does not exist")
+    ]
