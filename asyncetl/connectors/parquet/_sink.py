@@ -117,6 +117,8 @@ class ParquetSink(Sink[Mapping[str, object]]):
         self.name = name
         self._manifest = Manifest()
         self._commits_checkpoints = False
+        #: File stem → the next file number, for batches sharing a position.
+        self._numbers: dict[str, int] = {}
 
     async def open(self) -> None:
         """Create the directory, read the manifest and delete files no commit listed.
@@ -168,7 +170,7 @@ class ParquetSink(Sink[Mapping[str, object]]):
             partial(self._write_files, batch.records, batch.position)
         )
         if settle is not None:
-            # Before the manifest commits: a failing policy leaves these files uncommitted.
+            # Before any file is renamed into place: a failing policy leaves nothing visible.
             await settle(rejects)
         await anyio.to_thread.run_sync(self._commit, files, checkpoint)
         return rejects
@@ -192,6 +194,7 @@ class ParquetSink(Sink[Mapping[str, object]]):
     def _write_files(
         self, records: Sequence[object], position: Position
     ) -> tuple[list[str], list[Reject]]:
+        """Write the batch's files under hidden names; return their final names and the refused."""
         if not records:
             return [], []
         known = list(self.types) if self.types else None
@@ -200,12 +203,15 @@ class ParquetSink(Sink[Mapping[str, object]]):
         if not table.num_rows:
             return [], columns.rejects
         stem = "part-" + _digest(position)
+        # A batch with the same position as an earlier one of this run numbers on after it.
+        first = self._numbers.get(stem, 0)
         written: list[str] = []
         try:
             for directory, rows in self._partitions(table, columns.values):
-                written += self._write_partition(directory, rows, stem, len(written))
+                written += self._write_partition(directory, rows, stem, first + len(written))
         except OSError as exc:
             raise self._failed("write", exc) from exc
+        self._numbers[stem] = first + len(written)
         return written, columns.rejects
 
     def _partitions(
@@ -235,26 +241,29 @@ class ParquetSink(Sink[Mapping[str, object]]):
         written = []
         for number, start in enumerate(range(0, table.num_rows, step), start=first):
             name = f"{stem}-{number:05d}.parquet"
-            self._write_file(target, name, table.slice(start, step))
+            self._write_file(_hidden(target / name), table.slice(start, step))
             written.append(f"{directory}/{name}" if directory else name)
-        sync_directory(target)
         return written
 
-    def _write_file(self, directory: Path, name: str, table: pa.Table) -> None:
-        temporary = directory / f".{name}.tmp"
-        pq.write_table(table, temporary, compression=self.compression)
-        with temporary.open("rb+") as file:
+    def _write_file(self, path: Path, table: pa.Table) -> None:
+        pq.write_table(table, path, compression=self.compression)
+        with path.open("rb+") as file:
             os.fsync(file.fileno())
-        os.replace(temporary, directory / name)
 
     def _commit(self, files: list[str], checkpoint: Checkpoint | None) -> None:
+        """Rename the batch's complete files into place, then commit them in the manifest."""
         if not files and (checkpoint is None or not self._commits_checkpoints):
             return
-        listed = set(self._manifest.files)
-        self._manifest.files += [f for f in files if f not in listed]
-        if checkpoint is not None and self._commits_checkpoints:
-            self._manifest.commit(checkpoint)
         try:
+            for file in files:
+                final = self.directory / file
+                os.replace(_hidden(final), final)
+            for directory in {(self.directory / file).parent for file in files}:
+                sync_directory(directory)
+            listed = set(self._manifest.files)
+            self._manifest.files += [f for f in files if f not in listed]
+            if checkpoint is not None and self._commits_checkpoints:
+                self._manifest.commit(checkpoint)
             self._manifest.write(self.directory)
         except OSError as exc:
             raise self._failed("commit", exc) from exc
@@ -274,6 +283,11 @@ def _digest(position: Position) -> str:
     """20 hex digits naming ``position``: the same position always names the same files."""
     text = orjson.dumps(position, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(text).hexdigest()[:20]
+
+
+def _hidden(path: Path) -> Path:
+    """Where the file ``path`` is written before it is complete: hidden from readers."""
+    return path.with_name(f".{path.name}.tmp")
 
 
 def _segment(name: str, value: object) -> str:

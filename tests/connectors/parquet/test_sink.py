@@ -15,7 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl import Batch, ConfigError, ListSource, Pipeline, Position, Reject, Transform
+from asyncetl import (
+    Batch,
+    ConfigError,
+    ListSource,
+    Pipeline,
+    Position,
+    Reject,
+    StageError,
+    Transform,
+)
 from asyncetl.connectors.parquet import ParquetCheckpointStore, ParquetSink
 
 pytestmark = pytest.mark.anyio
@@ -124,13 +133,31 @@ async def test_declared_types_win_and_values_that_do_not_fit_are_refused(tmp_pat
 
 async def test_a_replayed_batch_rewrites_its_own_files(tmp_path: Path) -> None:
     out = tmp_path / "p"
+    batch = [{"k": "a", "n": 1}, {"k": "b", "n": 2}]
     async with ParquetSink(str(out), partition=["k"]) as sink:
-        await write(sink, [{"k": "a", "n": 1}, {"k": "b", "n": 2}], position=5)
-        before = files(out)
-        await write(sink, [{"k": "a", "n": 1}, {"k": "b", "n": 2}], position=5)
+        await write(sink, batch, position=5)
+    before = files(out)
+    async with ParquetSink(str(out), partition=["k"]) as sink:  # a run after a crash
+        await write(sink, batch, position=5)
     assert files(out) == before
     assert read(out, "k", "n") == [("a", 1), ("b", 2)]
     assert len(orjson.loads((out / "_asyncetl_manifest.json").read_bytes())["files"]) == 2
+
+
+async def test_batches_of_one_run_sharing_a_position_keep_their_files_apart(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "s"
+    async with ParquetSink(str(out)) as sink:
+        await write(sink, [{"n": 1}], position={"lsn": 7})
+        await write(sink, [{"n": 2}], position={"lsn": 7})
+    stem = "part-" + hashlib.sha256(b'{"lsn":7}').hexdigest()[:20]
+    assert files(out) == [
+        "_asyncetl_manifest.json",
+        f"{stem}-00000.parquet",
+        f"{stem}-00001.parquet",
+    ]
+    assert read(out, "n") == [(1,), (2,)]
 
 
 async def test_files_no_commit_listed_are_deleted_at_open(tmp_path: Path) -> None:
@@ -202,3 +229,22 @@ def test_bad_settings_are_refused_in_one_sentence(kwargs: dict[str, object], mes
     with pytest.raises(ConfigError) as caught:
         ParquetSink("out", **kwargs)  # type: ignore[arg-type]
     assert str(caught.value) == message
+
+
+async def test_a_refused_record_under_the_fail_policy_leaves_no_file_in_place(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "f"
+    run = Pipeline(
+        "numbers",
+        ListSource([{"n": 1}, {"n": "x"}], name="numbers"),
+        ParquetSink(str(out), schema={"n": "int64"}),
+        checkpoints=ParquetCheckpointStore(str(out)),
+    )
+    with capture_logs(), pytest.raises(StageError) as caught:
+        await run.run()
+    assert "column 'n' of the Parquet files of" in str(caught.value)
+    assert [f for f in files(out) if not f.startswith(".")] == []
+    async with ParquetSink(str(out)):
+        pass  # opening again clears what the failed batch left hidden
+    assert files(out) == []
