@@ -13,7 +13,8 @@ measures, each in a child process whose peak RSS is reported:
    same file: exactly-once), → ``DuckDBSink`` (``upsert`` by id), and →
    ``ParquetSink`` with its manifest as checkpoint;
 3. dlt ``sql_table`` → the ``duckdb`` and ``filesystem`` (Parquet)
-   destinations, when dlt is installed (else the reason is printed).
+   destinations, with its ``pyarrow`` backend and with its default
+   ``sqlalchemy`` one, when dlt is installed (else the reason is printed).
 
 The ratios are the floor's and dlt's time over asyncetl's: above 1× asyncetl
 is faster. The source database is dropped at the end.
@@ -145,6 +146,8 @@ def dlt_run(source: str, target: Path, kind: str) -> int:
     from dlt.sources.sql_database import sql_table
 
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+    backend = "sqlalchemy" if kind.endswith("_sqlalchemy") else "pyarrow"
+    kind = kind.removesuffix("_sqlalchemy")
     if kind == "duckdb":
         destination = dlt.destinations.duckdb(str(target / "dlt.duckdb"))
         options: dict[str, str] = {}
@@ -158,7 +161,7 @@ def dlt_run(source: str, target: Path, kind: str) -> int:
         pipelines_dir=str(target / "dlt_pipelines"),
     )
     url = source.replace("postgresql://", "postgresql+psycopg2://", 1)
-    pipeline.run(sql_table(credentials=url, table="bench", backend="pyarrow"), **options)
+    pipeline.run(sql_table(credentials=url, table="bench", backend=backend), **options)
     return -1  # dlt reports loads, not rows; the row count is checked by the floor
 
 
@@ -209,10 +212,12 @@ RUNS = [
     ("duckdb", "floor", "duckdb", "floor: asyncpg → Arrow → duckdb"),
     ("duckdb", "asyncetl", "duckdb", "asyncetl → DuckDBSink append"),
     ("duckdb", "asyncetl", "duckdb_upsert", "asyncetl → DuckDBSink upsert"),
-    ("duckdb", "dlt", "duckdb", "dlt sql_table → duckdb"),
+    ("duckdb", "dlt", "duckdb", "dlt sql_table (pyarrow) → duckdb"),
+    ("duckdb", "dlt", "duckdb_sqlalchemy", "dlt sql_table (sqlalchemy) → duckdb"),
     ("parquet", "floor", "parquet", "floor: asyncpg → Arrow → parquet"),
     ("parquet", "asyncetl", "parquet", "asyncetl → ParquetSink"),
-    ("parquet", "dlt", "parquet", "dlt sql_table → filesystem parquet"),
+    ("parquet", "dlt", "parquet", "dlt sql_table (pyarrow) → parquet files"),
+    ("parquet", "dlt", "parquet_sqlalchemy", "dlt sql_table (sqlalchemy) → parquet files"),
 ]
 
 
@@ -220,6 +225,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument(
+        "--skip", action="append", default=[], help="skip the runs whose label holds this text"
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -236,6 +244,9 @@ def main() -> None:
             if method == "dlt" and missing:
                 figures[label] = missing
                 continue
+            if any(text in label for text in args.skip):
+                figures[label] = "skipped (--skip)"
+                continue
             figures[label] = measure(method, kind, source)
             print(f"measured {label}: {figures[label]}", file=sys.stderr, flush=True)
     finally:
@@ -245,7 +256,7 @@ def main() -> None:
 
 def report(rows: int, figures: dict[str, dict[str, float] | str]) -> None:
     print(f"\n{rows:,} rows (bigint, text, double, timestamptz, integer) from PostgreSQL\n")
-    print(f"{'method':<38} {'seconds':>8} {'rows/s':>10} {'peak RSS':>9} {'vs asyncetl':>12}")
+    print(f"{'method':<42} {'seconds':>8} {'rows/s':>10} {'peak RSS':>9} {'vs asyncetl':>12}")
     for group in ("duckdb", "parquet"):
         ours_label = next(label for g, m, k, label in RUNS if g == group and m == "asyncetl")
         ours = figures[ours_label]
@@ -254,13 +265,13 @@ def report(rows: int, figures: dict[str, dict[str, float] | str]) -> None:
                 continue
             value = figures[label]
             if isinstance(value, str):
-                print(f"{label:<38} {value}")
+                print(f"{label:<42} {value}")
                 continue
             if value["rows"] not in (rows, -1):
-                print(f"{label:<38} loaded {value['rows']:.0f} rows, not {rows}")
+                print(f"{label:<42} loaded {value['rows']:.0f} rows, not {rows}")
                 continue
             ratio = value["seconds"] / ours["seconds"] if isinstance(ours, dict) else float("nan")
-            line = f"{label:<38} {value['seconds']:>8.2f} {rows / value['seconds']:>10,.0f}"
+            line = f"{label:<42} {value['seconds']:>8.2f} {rows / value['seconds']:>10,.0f}"
             print(f"{line} {value['rss_mb']:>6.0f} MB {ratio:>11.2f}×")
         print()
     print(
