@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from asyncetl import ConfigError, PermanentError
-from asyncetl.connectors.duckdb import DuckDBSink
+from asyncetl import Batch, Checkpoint, ConfigError, PermanentError
+from asyncetl.connectors.duckdb import DuckDBCheckpointStore, DuckDBSink
 from tests.connectors.duckdb.helpers import orders, query, reasons, write
 
 pytestmark = pytest.mark.anyio
@@ -230,3 +230,17 @@ async def test_check_reports_a_missing_table_without_creating_the_file(tmp_path:
         ("table", f"table 't' does not exist in {db} and create = false")
     ]
     assert not db.exists()
+
+
+async def test_refresh_swap_resumes_its_staging_table_when_checkpoints_travel_with_it(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "r.duckdb"
+    for records, position in ((orders(1, 2), {"page": 1}), (orders(3), None)):
+        sink = DuckDBSink(str(db), "t", mode="refresh_swap", create=True)
+        writer = sink.transactional_writer(DuckDBCheckpointStore(str(db)))
+        assert writer is not None
+        async with sink:
+            await writer(Batch(0, records, position), Checkpoint("p", "s", position))
+    assert query(db, "SELECT id FROM t ORDER BY id") == [(1,), (2,), (3,)]
+    assert query(db, "SELECT position FROM asyncetl_checkpoints") == [("null",)]
