@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from asyncetl import Batch, Checkpoint, ConfigError, PermanentError
+from asyncetl import Batch, Checkpoint, ConfigError, PermanentError, Position
 from asyncetl.connectors.duckdb import DuckDBCheckpointStore, DuckDBSink
 from tests.connectors.duckdb.helpers import orders, query, reasons, write
 
@@ -236,7 +237,11 @@ async def test_refresh_swap_resumes_its_staging_table_when_checkpoints_travel_wi
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "r.duckdb"
-    for records, position in ((orders(1, 2), {"page": 1}), (orders(3), None)):
+    runs: list[tuple[list[Mapping[str, object]], Position]] = [
+        (orders(1, 2), {"page": 1}),
+        (orders(3), None),
+    ]
+    for records, position in runs:
         sink = DuckDBSink(str(db), "t", mode="refresh_swap", create=True)
         writer = sink.transactional_writer(DuckDBCheckpointStore(str(db)))
         assert writer is not None
