@@ -63,6 +63,9 @@ class DeadLetterSql:
     put: str
     select: str
     remove: str
+    find: str
+    count: str
+    purge: str
 
     @classmethod
     def of(cls, table: str) -> DeadLetterSql:
@@ -83,4 +86,19 @@ class DeadLetterSql:
             ),
             select=f"SELECT id, {columns} FROM {t} WHERE pipeline = ? ORDER BY id",  # noqa: S608
             remove=f"DELETE FROM {t} WHERE pipeline = ? AND id = ?",  # noqa: S608
+            find=(
+                f"SELECT id, {columns} FROM {t} WHERE {_LETTER_FILTERS} "  # noqa: S608
+                "ORDER BY id LIMIT $limit"
+            ),
+            count=f"SELECT count(*) FROM {t} WHERE {_LETTER_FILTERS}",  # noqa: S608
+            purge=f"DELETE FROM {t} WHERE {_LETTER_FILTERS} RETURNING id",  # noqa: S608
         )
+
+
+#: The filters of a dead-letter query: named parameters that are NULL when unset;
+#: ``$ids`` is a list of integer ids.
+_LETTER_FILTERS = (
+    "pipeline = $pipeline AND ($stage IS NULL OR stage = $stage) "
+    "AND ($since IS NULL OR time >= $since) AND ($before IS NULL OR time < $before) "
+    "AND ($ids IS NULL OR list_contains($ids, id))"
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -187,6 +188,62 @@ class DuckDBDeadLetterStore(DeadLetterStore):
         if params:
             await self._db.run(delete, what=f"dead-letter remove from table {self.table!r}")
 
+    async def find(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[DeadLetter]:
+        """The letters of ``pipeline`` matching every filter given, oldest first, in one query."""
+        params = _filters(pipeline, stage, since, before, ids)
+        params["limit"] = _NO_LIMIT if limit is None else max(0, limit)
+        rows = await self._query(self.sql.find, params, "find in")
+        return [self._letter(row) for row in rows]
+
+    async def count(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        params = _filters(pipeline, stage, since, before, ids)
+        rows = await self._query(self.sql.count, params, "count in")
+        number = rows[0][0]
+        assert isinstance(number, int)
+        return number
+
+    async def purge(
+        self,
+        pipeline: str,
+        *,
+        stage: str | None = None,
+        before: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """Delete the matching letters of ``pipeline`` in one statement; how many went."""
+        params = _filters(pipeline, stage, None, before, ids)
+        return len(await self._query(self.sql.purge, params, "purge in", write=True))
+
+    async def _query(
+        self, sql: str, params: dict[str, object], what: str, *, write: bool = False
+    ) -> builtins.list[tuple[object, ...]]:
+        await self.open()
+
+        def run(conn: duckdb.DuckDBPyConnection) -> builtins.list[tuple[object, ...]]:
+            if not write:
+                return conn.execute(sql, params).fetchall()
+            with transaction(conn):
+                return conn.execute(sql, params).fetchall()
+
+        return await self._db.run(run, what=f"dead-letter {what} table {self.table!r}")
+
     def _letter(self, row: tuple[object, ...]) -> DeadLetter:
         letter_id, pipeline, stage, error, error_type, record, position, time = row
         try:
@@ -206,6 +263,35 @@ class DuckDBDeadLetterStore(DeadLetterStore):
                 f"dead letter {letter_id} in DuckDB table {self.table!r} of {self.path} is "
                 f"unreadable ({exc}); fix or delete that row"
             ) from exc
+
+
+_NO_LIMIT = 2**62
+
+
+def _filters(
+    pipeline: str,
+    stage: str | None,
+    since: datetime | None,
+    before: datetime | None,
+    ids: Sequence[str] | None,
+) -> dict[str, object]:
+    """The named parameters of the filtered queries; an id that is no integer matches none."""
+    numbers = None
+    if ids is not None:
+        digits = (int(i) for i in ids if str(i).isascii() and str(i).isdigit())
+        numbers = [number for number in digits if number < 2**63]
+    return {
+        "pipeline": pipeline,
+        "stage": stage,
+        "since": None if since is None else _utc(since),
+        "before": None if before is None else _utc(before),
+        "ids": numbers,
+    }
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive times mean UTC, as the contract says."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def letter_row(letter: DeadLetter) -> list[object]:
