@@ -27,14 +27,10 @@ from urllib.parse import quote
 import anyio.to_thread
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from asyncetl.connectors.parquet._arrow import arrow_table
-from asyncetl.connectors.parquet._manifest import (
-    Manifest,
-    ParquetCheckpointStore,
-    sync_directory,
-)
+from asyncetl.connectors.parquet._manifest import Manifest, ParquetCheckpointStore
+from asyncetl.connectors.parquet._storage import hidden, open_storage
 from asyncetl.connectors.parquet._types import declared_types
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.columnar import ExtraColumns, to_columns
@@ -71,7 +67,8 @@ class ParquetSink(Sink[Mapping[str, object]]):
     position is committed in the manifest update that adds its files:
     exactly-once results.
 
-    :param path: the directory, created when missing.
+    :param path: the directory, created when missing: a local path, or a URL of any
+        ``pyarrow.fs`` filesystem (``s3://bucket/prefix``, ``gs://…``, ``file://…``).
     :param partition: record fields that make the partition directories, in order.
     :param schema: column name → Arrow type name (``int64``, ``string``,
         ``timestamp[us, tz=UTC]``, ``decimal128(12, 2)``…) for declared columns.
@@ -107,7 +104,7 @@ class ParquetSink(Sink[Mapping[str, object]]):
                     f"must be a whole number above 0, not {limit!r}", where=where, key=key
                 )
         self.path = str(path)
-        self.directory = Path(path)
+        self.storage = open_storage(self.path)
         self.partition = list(partition or ())
         self.types = declared_types(schema or {}, where)
         self.extra_columns: ExtraColumns = extra_columns  # type: ignore[assignment]
@@ -127,10 +124,13 @@ class ParquetSink(Sink[Mapping[str, object]]):
         :raises CheckpointError: when the manifest is unreadable.
         """
         self._manifest = await anyio.to_thread.run_sync(self._recover)
+        self._numbers = {}  # a new run: file numbers start again, as a replay's must
 
     async def check(self) -> list[Problem]:
-        """Whether the directory exists and is writable, or could be created."""
-        return await anyio.to_thread.run_sync(_directory_problems, self.directory)
+        """Whether the directory exists and is writable, or could be created (local paths)."""
+        if "://" in self.path:
+            return []  # an object store tells only by writing
+        return await anyio.to_thread.run_sync(_directory_problems, Path(self.path))
 
     def commits_to(self, store: CheckpointStore) -> bool:
         """True for a :class:`ParquetCheckpointStore` on the same directory."""
@@ -179,14 +179,14 @@ class ParquetSink(Sink[Mapping[str, object]]):
 
     def _recover(self) -> Manifest:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            manifest = Manifest.read(self.directory)
+            self.storage.make_dir("")
+            manifest = Manifest.read(self.storage, self.path)
             committed = set(manifest.files)
-            for path in self.directory.rglob("*"):
-                relative = path.relative_to(self.directory).as_posix()
-                leftover = path.name.startswith(".part-") and path.name.endswith(".tmp")
-                if leftover or (_DATA_FILE.fullmatch(path.name) and relative not in committed):
-                    path.unlink()
+            for relative in self.storage.files():
+                name = relative.rpartition("/")[2]
+                leftover = name.startswith(".part-") and name.endswith(".tmp")
+                if leftover or (_DATA_FILE.fullmatch(name) and relative not in committed):
+                    self.storage.delete(relative)
         except OSError as exc:
             raise self._failed("open", exc) from exc
         return manifest
@@ -236,35 +236,29 @@ class ParquetSink(Sink[Mapping[str, object]]):
     def _write_partition(self, directory: str, table: pa.Table, stem: str, first: int) -> list[str]:
         per_row = max(1, table.nbytes // max(1, table.num_rows))
         step = max(1, min(self.max_file_rows, self.max_file_bytes // per_row))
-        target = self.directory / directory
-        target.mkdir(parents=True, exist_ok=True)
+        if directory:
+            self.storage.make_dir(directory)
         written = []
         for number, start in enumerate(range(0, table.num_rows, step), start=first):
             name = f"{stem}-{number:05d}.parquet"
-            self._write_file(_hidden(target / name), table.slice(start, step))
-            written.append(f"{directory}/{name}" if directory else name)
+            relative = f"{directory}/{name}" if directory else name
+            self.storage.write_parquet(hidden(relative), table.slice(start, step), self.compression)
+            written.append(relative)
         return written
 
-    def _write_file(self, path: Path, table: pa.Table) -> None:
-        pq.write_table(table, path, compression=self.compression)
-        with path.open("rb+") as file:
-            os.fsync(file.fileno())
-
     def _commit(self, files: list[str], checkpoint: Checkpoint | None) -> None:
-        """Rename the batch's complete files into place, then commit them in the manifest."""
+        """Move the batch's complete files into place, then commit them in the manifest."""
         if not files and (checkpoint is None or not self._commits_checkpoints):
             return
         try:
             for file in files:
-                final = self.directory / file
-                os.replace(_hidden(final), final)
-            for directory in {(self.directory / file).parent for file in files}:
-                sync_directory(directory)
+                self.storage.move(hidden(file), file)
+            self.storage.sync(file.rpartition("/")[0] for file in files)
             listed = set(self._manifest.files)
             self._manifest.files += [f for f in files if f not in listed]
             if checkpoint is not None and self._commits_checkpoints:
                 self._manifest.commit(checkpoint)
-            self._manifest.write(self.directory)
+            self._manifest.write(self.storage)
         except OSError as exc:
             raise self._failed("commit", exc) from exc
 
@@ -285,17 +279,14 @@ def _digest(position: Position) -> str:
     return hashlib.sha256(text).hexdigest()[:20]
 
 
-def _hidden(path: Path) -> Path:
-    """Where the file ``path`` is written before it is complete: hidden from readers."""
-    return path.with_name(f".{path.name}.tmp")
-
-
 def _segment(name: str, value: object) -> str:
     text = NULL_PARTITION if value is None else str(value)
     return f"{quote(name, safe='')}={quote(text, safe='')}"
 
 
 def _same(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
     return Path(a).resolve() == Path(b).resolve()
 
 
