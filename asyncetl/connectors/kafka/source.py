@@ -255,7 +255,9 @@ class KafkaSource(Source[Any]):
 
     async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
         """Seek each newly assigned partition to where it resumes (the listener calls this)."""
-        consumer = self._open_consumer()
+        consumer = self._consumer
+        if consumer is None or self._ownership.closing:
+            return  # joined while leaving: nothing will be read
         for tp in partitions:
             start = await self._start_offset(consumer, tp)
             if start is not None:
@@ -414,6 +416,10 @@ class _Ownership:
             for tp, offset in self._handed.items()
             if tp in partitions
         )
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def close(self) -> None:
         """Stop waiting for commits: the source is closing."""
