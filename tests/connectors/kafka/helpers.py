@@ -78,7 +78,7 @@ class Topic:
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             found: list[tuple[int, int, bytes | None, bytes | None]] = []
-            while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
                 fetched = await consumer.getmany(timeout_ms=500)
                 for tp, messages in fetched.items():
                     found.extend((tp.partition, m.offset, m.key, m.value) for m in messages)

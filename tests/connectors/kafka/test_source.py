@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl import ConfigError, ListSink, MemoryCheckpointStore, MemoryDeadLetterStore
+from asyncetl import ConfigError, JsonValue, ListSink, MemoryCheckpointStore, MemoryDeadLetterStore
 from asyncetl.connectors.kafka import KafkaMessage, KafkaSource
 from tests.connectors.kafka.helpers import Topic, pipeline, run_until, source
 
@@ -102,7 +102,7 @@ async def test_raw_messages_keep_key_value_and_headers_as_bytes(single: Topic) -
 
 async def test_acknowledge_commits_only_offsets_past_what_the_group_has(topic: Topic) -> None:
     src = source(topic)
-    position = {"group": topic.group, "offsets": {topic.name: {"0": 4}}}
+    position: JsonValue = {"group": topic.group, "offsets": {topic.name: {"0": 4}}}
     await src.open()
     try:
         # Not a member yet: no partition is owned, so nothing may be committed for it.
