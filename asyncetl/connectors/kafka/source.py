@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Literal, TypeAlias
 
@@ -115,6 +116,11 @@ class KafkaSource(Source[Any]):
         self._after: Offsets = {}
         self._next: Offsets = {}
         self._listener_error: BaseException | None = None
+
+    @property
+    def partitions(self) -> frozenset[tuple[str, int]]:
+        """The ``(topic, partition)`` pairs this member reads now; a question only."""
+        return frozenset((tp.topic, tp.partition) for tp in self._ownership.reading)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -254,28 +260,41 @@ class KafkaSource(Source[Any]):
     # -- the group ---------------------------------------------------------------
 
     async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
-        """Seek each newly assigned partition to where it resumes (the listener calls this)."""
+        """Seek each newly assigned partition to where it resumes (the listener calls this).
+
+        A partition resumed from the checkpoint ahead of the group's committed offset
+        (the last run stopped between the two commits) has the group's offset caught
+        up at once, for lag tools and the next owner.
+        """
         consumer = self._consumer
         if consumer is None or self._ownership.closing:
             return  # joined while leaving: nothing will be read
+        behind: Offsets = {}
         for tp in partitions:
-            start = await self._start_offset(consumer, tp)
+            committed = await self.client.call(
+                f"committed offset of {tp.topic}/{tp.partition}",
+                functools.partial(consumer.committed, tp),
+            )
+            start = self._start_offset(tp, committed)
             if start is not None:
                 consumer.seek(tp, start)
                 self._next[tp] = start
+                if committed is None or start > committed:
+                    behind[tp] = start
             elif self.start == "earliest":
                 await consumer.seek_to_beginning(tp)
             elif self.start == "latest":
                 await consumer.seek_to_end(tp)
             self._ownership.assign(tp, start)
+        if behind:
+            await self.client.call(
+                f"commit to group {self.group!r}", lambda: consumer.commit(behind)
+            )
         _log.info("partitions assigned", source=self.name, partitions=_names(partitions))
 
-    async def _start_offset(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    def _start_offset(self, tp: TopicPartition, committed: int | None) -> int | None:
         candidates = [self._after.get(tp), self._ownership.committed_offset(tp)]
         if self.start == "committed":
-            committed = await self.client.call(
-                f"committed offset of {tp.topic}/{tp.partition}", lambda: consumer.committed(tp)
-            )
             candidates.append(committed)
         known = [offset for offset in candidates if offset is not None]
         return max(known) if known else None
@@ -363,6 +382,10 @@ class _Ownership:
         self._committed: Offsets = {}
         self._progress = anyio.Event()
         self._closing = False
+
+    @property
+    def reading(self) -> frozenset[TopicPartition]:
+        return frozenset(self._reading)
 
     def reads(self, tp: TopicPartition) -> bool:
         return tp in self._reading

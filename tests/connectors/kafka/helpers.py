@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,21 +116,36 @@ def pipeline(
 async def run_until(
     run: Pipeline, sink: ListSink[Any], count: int, *, limit: float = 30
 ) -> RunStats:
-    """Run ``run`` until ``sink`` holds ``count`` records, then stop it gracefully.
+    """Run ``run`` until ``sink`` holds ``count`` records, then stop it gracefully."""
 
-    Joining a consumer group takes the broker a few seconds, so an idle timeout
+    async def full() -> bool:
+        return len(sink.records) >= count
+
+    return await run_while(run, full, limit=limit)
+
+
+async def run_while(
+    run: Pipeline,
+    done: Callable[[], Awaitable[bool]],
+    *,
+    limit: float = 30,
+    immediate: bool = False,
+) -> RunStats:
+    """Run ``run`` until ``done()`` says so, then stop it (gracefully unless ``immediate``).
+
+    Joining a consumer group takes the broker a moment, so an idle timeout
     cannot tell a drained topic from a group still forming.
     """
     result: list[RunStats] = []
 
-    async def stop_when_full() -> None:
-        while len(sink.records) < count:
+    async def stop_when_done() -> None:
+        while not await done():
             await anyio.sleep(0.02)
-        run.stop()
+        run.stop(immediate=immediate)
 
     with anyio.fail_after(limit):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_when_full)
+            tg.start_soon(stop_when_done)
             result.append(await run.run())
             tg.cancel_scope.cancel()
     return result[0]
