@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 import anyio
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
 from aiokafka.structs import RecordMetadata
 
 from asyncetl.connectors.kafka._client import (
@@ -29,6 +29,12 @@ __all__ = ["Compression", "KafkaSink"]
 #: Codecs a batch of messages may be compressed with.
 Compression: TypeAlias = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 _COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
+_CODECS: dict[str, Callable[[], bool]] = {
+    "gzip": codec.has_gzip,
+    "snappy": codec.has_snappy,
+    "lz4": codec.has_lz4,
+    "zstd": codec.has_zstd,
+}
 #: Seconds to wait for the broker to confirm every message of one batch.
 ACK_TIMEOUT = 30.0
 
@@ -94,6 +100,13 @@ class KafkaSink(Sink[Any]):
                 where=where,
                 key="compression",
             )
+        if compression != "none" and not _CODECS[compression]():
+            raise ConfigError(
+                f"compression {compression!r} needs its Python codec, which is not installed; "
+                f"install it or choose gzip",
+                where=where,
+                key="compression",
+            )
         self.compression = compression
         if isinstance(linger, bool) or not isinstance(linger, int | float) or not 0 <= linger < 60:
             raise ConfigError(
@@ -113,32 +126,29 @@ class KafkaSink(Sink[Any]):
         """Connect.
 
         :raises TransientError: no broker answered through every retry.
-        :raises ConfigError: the compression codec is not installed.
         """
         self._producer = await self.client.call("connect", self._start_producer)
 
     async def check(self) -> list[Problem]:
-        """Whether a broker answers (once) and a fixed topic exists; sends nothing."""
-        try:
-            producer = self._new_producer()
-        except ConfigError as exc:
-            return [Problem("compression", str(exc))]
+        """Whether a broker answers (once) and a fixed topic exists; sends and creates nothing."""
+        # A consumer without a group lists the topics; a producer asking for one topic's
+        # metadata would have a broker that auto-creates topics create it.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.client.servers, request_timeout_ms=REQUEST_TIMEOUT_MS
+        )
         try:
             with self.client.errors("connect"):
-                await producer.start()
-                if self.topic.fields:
-                    return []
-                with self.client.errors(f"metadata of topic {self.topic.text!r}"):
-                    partitions = await producer.partitions_for(self.topic.text)
+                await consumer.start()
+                existing = await consumer.topics()
         except AsyncetlError as exc:
             return [Problem("bootstrap_servers", str(exc))]
         finally:
             with anyio.move_on_after(5, shield=True):
-                await producer.stop()
-        if not partitions:
-            message = f"topic {self.topic.text!r} does not exist on Kafka at {self.client.endpoint}"
-            return [Problem("topic", message)]
-        return []
+                await consumer.stop()
+        if self.topic.fields or self.topic.text in existing:
+            return []
+        message = f"topic {self.topic.text!r} does not exist on Kafka at {self.client.endpoint}"
+        return [Problem("topic", message)]
 
     async def aclose(self) -> None:
         producer, self._producer = self._producer, None
@@ -231,21 +241,14 @@ class KafkaSink(Sink[Any]):
         return producer
 
     def _new_producer(self) -> AIOKafkaProducer:
-        try:
-            return AIOKafkaProducer(
-                bootstrap_servers=self.client.servers,
-                client_id=f"asyncetl-{self.name}",
-                acks="all",
-                compression_type=None if self.compression == "none" else self.compression,
-                linger_ms=int(self.linger * 1000),
-                request_timeout_ms=REQUEST_TIMEOUT_MS,
-            )
-        except (AssertionError, RuntimeError) as exc:  # aiokafka's "codec not installed"
-            raise ConfigError(
-                f"compression {self.compression!r} needs its codec: {exc}",
-                where=self.where,
-                key="compression",
-            ) from exc
+        return AIOKafkaProducer(
+            bootstrap_servers=self.client.servers,
+            client_id=f"asyncetl-{self.name}",
+            acks="all",
+            compression_type=None if self.compression == "none" else self.compression,
+            linger_ms=int(self.linger * 1000),
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        )
 
 
 def _row_key(event: ChangeEvent) -> dict[str, object] | None:

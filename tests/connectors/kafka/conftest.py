@@ -81,9 +81,12 @@ def kafka_bootstrap() -> Iterator[str]:
             broker.wait()
 
 
-async def _make_topic(bootstrap: str, partitions: int) -> AsyncIterator[Topic]:
+async def _make_topic(
+    bootstrap: str, partitions: int, name: str | None = None
+) -> AsyncIterator[Topic]:
     token = secrets.token_hex(6)
-    topic = Topic(f"asyncetl_test_{token}", partitions, bootstrap, f"asyncetl_group_{token}")
+    name = name or f"asyncetl_test_{token}"
+    topic = Topic(name, partitions, bootstrap, f"asyncetl_group_{token}")
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -108,3 +111,12 @@ async def single(kafka_bootstrap: str) -> AsyncIterator[Topic]:
     """A topic of one partition with a random name; deleted afterwards."""
     async for created in _make_topic(kafka_bootstrap, 1):
         yield created
+
+
+@pytest.fixture
+async def cdc_topics(kafka_bootstrap: str) -> AsyncIterator[tuple[str, Topic, Topic]]:
+    """A random topic prefix and its topics for ``public.orders`` and ``sales.items``."""
+    prefix = f"asyncetl_test_{secrets.token_hex(6)}"
+    async for orders in _make_topic(kafka_bootstrap, 2, f"{prefix}.public.orders"):
+        async for items in _make_topic(kafka_bootstrap, 1, f"{prefix}.sales.items"):
+            yield prefix, orders, items

@@ -71,17 +71,27 @@ class Topic:
 
     async def read_all(self) -> list[tuple[int, int, bytes | None, bytes | None]]:
         """Every message as (partition, offset, key, value), read without a group."""
+        return [(p, o, k, v) for p, o, k, v, _ in await self.read_with_headers()]
+
+    async def read_with_headers(
+        self,
+    ) -> list[tuple[int, int, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]]:
+        """Every message as (partition, offset, key, value, headers), read without a group."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, auto_offset_reset="earliest")
         await consumer.start()
         try:
             tps = [TopicPartition(self.name, p) for p in range(self.partitions)]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
-            found: list[tuple[int, int, bytes | None, bytes | None]] = []
+            found: list[
+                tuple[int, int, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
+            ] = []
             while any([await consumer.position(tp) < ends[tp] for tp in tps]):
                 fetched = await consumer.getmany(timeout_ms=500)
                 for tp, messages in fetched.items():
-                    found.extend((tp.partition, m.offset, m.key, m.value) for m in messages)
+                    found.extend(
+                        (tp.partition, m.offset, m.key, m.value, tuple(m.headers)) for m in messages
+                    )
             return sorted(found)
         finally:
             await consumer.stop()
