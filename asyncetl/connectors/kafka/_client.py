@@ -9,6 +9,7 @@ coordinator moving: aiokafka's *retriable* errors) or :class:`PermanentError`
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,12 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# aiokafka logs through the standard library without a handler of its own, so where the
+# application configured none, Python's last-resort handler would print its lines (a
+# refused connection, before this connector's one-sentence error) to stderr. Its records
+# still reach any handler the application sets up.
+logging.getLogger("aiokafka").addHandler(logging.NullHandler())
 
 #: Milliseconds aiokafka waits for one request, and for one bootstrap connection.
 REQUEST_TIMEOUT_MS = 10_000
@@ -166,5 +173,9 @@ class KafkaClient:
 
 
 def _describe(exc: BaseException) -> str:
-    detail = str(exc)
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    name = type(exc).__name__
+    # aiokafka's messages repeat the class name, and its bootstrap failure lists sockets.
+    detail = str(exc).removeprefix(f"{name}: ")
+    if detail.startswith("Unable to bootstrap"):
+        detail = "no broker accepted a connection"
+    return f"{name}: {detail}" if detail else name
