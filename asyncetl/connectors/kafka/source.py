@@ -195,7 +195,9 @@ class KafkaSource(Source[Any]):
         moved = False
         for tp, messages in fetched.items():
             if not messages or not self._ownership.reads(tp):
-                continue  # revoked while fetched: its new owner reads these
+                # Revoked while fetched: its new owner reads these. Every assignment
+                # seeks explicitly, so if this member gets it back it reads them again.
+                continue
             for message in messages:
                 try:
                     record = decode(message, self.format)
@@ -262,15 +264,32 @@ class KafkaSource(Source[Any]):
     async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
         """Seek each newly assigned partition to where it resumes (the listener calls this).
 
-        A partition resumed from the checkpoint ahead of the group's committed offset
-        (the last run stopped between the two commits) has the group's offset caught
-        up at once, for lag tools and the next owner.
+        aiokafka starts fetching as soon as the group assigns, while this runs: the
+        partitions are paused until each has an explicit position, so nothing fetched
+        from a default position is handed out or skipped. A partition resumed from the
+        checkpoint ahead of the group's committed offset (the last run stopped between
+        the two commits) has the group's offset caught up at once, for lag tools and
+        the next owner.
         """
         consumer = self._consumer
         if consumer is None or self._ownership.closing:
             return  # joined while leaving: nothing will be read
+        assigned = list(partitions)
+        consumer.pause(*assigned)  # before any await
+        try:
+            behind = await self._seek(consumer, assigned)
+        finally:
+            consumer.resume(*assigned)
+        if behind:
+            await self.client.call(
+                f"commit to group {self.group!r}", lambda: consumer.commit(behind)
+            )
+        _log.info("partitions assigned", source=self.name, partitions=_names(assigned))
+
+    async def _seek(self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> Offsets:
+        """Give every partition of ``assigned`` its start; return those the group lags on."""
         behind: Offsets = {}
-        for tp in partitions:
+        for tp in assigned:
             committed = await self.client.call(
                 f"committed offset of {tp.topic}/{tp.partition}",
                 functools.partial(consumer.committed, tp),
@@ -281,16 +300,12 @@ class KafkaSource(Source[Any]):
                 self._next[tp] = start
                 if committed is None or start > committed:
                     behind[tp] = start
-            elif self.start == "earliest":
-                await consumer.seek_to_beginning(tp)
             elif self.start == "latest":
                 await consumer.seek_to_end(tp)
+            else:  # earliest, and committed where the group has no offset
+                await consumer.seek_to_beginning(tp)
             self._ownership.assign(tp, start)
-        if behind:
-            await self.client.call(
-                f"commit to group {self.group!r}", lambda: consumer.commit(behind)
-            )
-        _log.info("partitions assigned", source=self.name, partitions=_names(partitions))
+        return behind
 
     def _start_offset(self, tp: TopicPartition, committed: int | None) -> int | None:
         candidates = [self._after.get(tp), self._ownership.committed_offset(tp)]

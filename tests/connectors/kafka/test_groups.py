@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import anyio
 import asyncpg
 import orjson
 import pytest
+from aiokafka import TopicPartition
 from structlog.testing import capture_logs
 
 from asyncetl import ListSink, Position
 from asyncetl.connectors.kafka import KafkaSource
 from asyncetl.connectors.postgres import ApplySink, PostgresCheckpointStore, PostgresSink
-from tests.connectors.kafka.helpers import Topic, pipeline, run_while, source
+from tests.connectors.kafka.helpers import Topic, pipeline, run_until, run_while, source
 
 pytestmark = pytest.mark.anyio
 
@@ -167,3 +170,28 @@ async def test_a_debezium_topic_feeds_the_postgres_apply_sink_exactly(
         "group": single.group,
         "offsets": {single.name: {"0": 6}},
     }
+
+
+class _SlowToSettle(KafkaSource):
+    """Takes its time when partitions are assigned, as under a loaded event loop."""
+
+    async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        await anyio.sleep(0.5)  # aiokafka fetches from the default positions meanwhile
+        await super().assigned(partitions)
+
+
+async def test_messages_fetched_while_an_assignment_settles_are_neither_lost_nor_doubled(
+    topic: Topic,
+) -> None:
+    await topic.produce_json(0, 30)
+    src = _SlowToSettle(
+        topic.bootstrap, [topic.name], group=topic.group, poll_timeout=0.1, session_timeout=2.0
+    )
+    sink = ListSink[dict[str, int]]()
+
+    with capture_logs():
+        await run_until(pipeline(src, sink), sink, 30)
+    await anyio.sleep(0.3)
+
+    assert sorted(r["n"] for r in sink.records) == list(range(30))
+    assert await topic.committed() == {0: 10, 1: 10, 2: 10}
