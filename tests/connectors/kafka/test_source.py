@@ -121,3 +121,29 @@ def test_a_position_of_another_shape_is_refused_with_how_to_reset() -> None:
     )
     src.check_position(None)  # a fresh start
     src.check_position({"group": "etl", "offsets": {"orders": {"0": 1}}})
+
+
+async def test_a_pattern_reads_every_matching_topic_and_no_other(
+    cdc_topics: tuple[str, Topic, Topic], single: Topic
+) -> None:
+    prefix, orders, items = cdc_topics
+    await orders.produce([b'{"t": "orders"}'] * 4)
+    await items.produce([b'{"t": "items"}'] * 3)
+    await single.produce([b'{"t": "elsewhere"}'])
+    src = KafkaSource(
+        orders.bootstrap,
+        group=orders.group,
+        pattern=rf"{prefix}\..*",
+        poll_timeout=0.2,
+        session_timeout=2.0,
+    )
+    sink = ListSink[dict[str, str]]()
+
+    with capture_logs():
+        stats = await run_until(pipeline(src, sink), sink, 7)
+
+    assert sorted(r["t"] for r in sink.records) == ["items"] * 3 + ["orders"] * 4
+    assert stats.position == {
+        "group": orders.group,
+        "offsets": {items.name: {"0": 3}, orders.name: {"0": 2, "1": 2}},
+    }
