@@ -14,6 +14,7 @@ from typing import Literal, Protocol, TypeAlias
 
 import orjson
 
+from asyncetl.connectors.kafka._debezium import typed_payload
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.changes import ChangeEvent, decode_debezium
 from asyncetl.core.errors import ConfigError
@@ -71,7 +72,8 @@ def decode(message: Consumed, format: Format) -> object | None:
     """The record a message becomes; ``None`` for a Debezium tombstone (nothing to apply).
 
     :raises ValueError: the value is not what ``format`` expects (a ConfigError
-        for Debezium envelopes, which is a ValueError).
+        for Debezium envelopes, which is a ValueError; a TypeError for a Debezium
+        value of the wrong JSON type).
     """
     if format == "raw":
         return KafkaMessage(
@@ -94,7 +96,10 @@ def decode(message: Consumed, format: Format) -> object | None:
 def _change(key: bytes | None, value: bytes | None) -> ChangeEvent | None:
     if value is None:
         return None  # the tombstone Debezium writes after a delete, for log compaction
-    event = decode_debezium(value)
+    doc = orjson.loads(value)
+    if not isinstance(doc, dict):
+        raise ConfigError(f"Debezium message must be a JSON object, not {type(doc).__name__}")
+    event = decode_debezium(typed_payload(doc))
     row_key = _debezium_key(key)
     # Kafka's partitions, not LSNs, order these events: events of different partitions
     # interleave out of LSN order, and a sink skipping changes at or below the last LSN

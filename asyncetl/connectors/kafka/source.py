@@ -201,7 +201,7 @@ class KafkaSource(Source[Any]):
             for message in messages:
                 try:
                     record = decode(message, self.format)
-                except ValueError as exc:
+                except (ValueError, TypeError) as exc:
                     rejects.append(Reject(letter(message), self._undecodable(message, exc)))
                     continue
                 if record is not None:
@@ -213,7 +213,7 @@ class KafkaSource(Source[Any]):
             return None
         return Chunk(records, self.position_of(self._next), rejects)
 
-    def _undecodable(self, message: ConsumerRecord[Any, Any], exc: ValueError) -> ValueError:
+    def _undecodable(self, message: ConsumerRecord[Any, Any], exc: Exception) -> ValueError:
         error = ValueError(
             f"message at offset {message.offset} of {message.topic!r} partition "
             f"{message.partition} is not {self.format} ({exc}); fix the producer or replay "
