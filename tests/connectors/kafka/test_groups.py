@@ -195,3 +195,71 @@ async def test_messages_fetched_while_an_assignment_settles_are_neither_lost_nor
 
     assert sorted(r["n"] for r in sink.records) == list(range(30))
     assert await topic.committed() == {0: 10, 1: 10, 2: 10}
+
+
+async def test_typed_debezium_values_arrive_in_postgresql_exactly(
+    single: Topic, pg_database: str
+) -> None:
+    await _rows(
+        pg_database,
+        "CREATE TABLE items (id int PRIMARY KEY, price numeric(7,2), born date, "
+        "created timestamp, token uuid, blob bytea)",
+    )
+    fields = [
+        {"field": "id", "type": "int32"},
+        {
+            "field": "price",
+            "type": "bytes",
+            "name": "org.apache.kafka.connect.data.Decimal",
+            "parameters": {"scale": "2"},
+        },
+        {"field": "born", "type": "int32", "name": "io.debezium.time.Date"},
+        {"field": "created", "type": "int64", "name": "io.debezium.time.MicroTimestamp"},
+        {"field": "token", "type": "string", "name": "io.debezium.data.Uuid"},
+        {"field": "blob", "type": "bytes"},
+    ]
+    row = {"type": "struct", "fields": fields, "optional": True}
+    message = {
+        "schema": {
+            "type": "struct",
+            "fields": [{**row, "field": "before"}, {**row, "field": "after"}],
+        },
+        "payload": {
+            "before": None,
+            "after": {
+                "id": 1,
+                "price": "z8c=",
+                "born": 19723,
+                "created": 1704110400123456,
+                "token": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                "blob": "3q2+7w==",
+            },
+            "source": {"schema": "public", "table": "items", "ts_ms": 0, "lsn": 5},
+            "op": "c",
+        },
+    }
+    await single.produce([orjson.dumps(message)], keys=[b'{"id": 1}'])
+
+    async def committed() -> bool:
+        return (await single.committed()) == {0: 1}
+
+    run = pipeline(
+        source(single, format="debezium"),
+        ApplySink(pg_database),
+        checkpoints=PostgresCheckpointStore(pg_database),
+    )
+    with capture_logs():
+        await run_while(run, committed)
+
+    [found] = await _rows(
+        pg_database,
+        "SELECT price::text, born::text, created::text, token::text, "
+        "encode(blob, 'hex') AS blob FROM items",
+    )
+    assert tuple(found) == (
+        "-123.45",
+        "2024-01-01",
+        "2024-01-01 12:00:00.123456",
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        "deadbeef",
+    )
