@@ -38,7 +38,7 @@ _CODECS: dict[str, Callable[[], bool]] = {
 #: Seconds to wait for the broker to confirm every message of one batch.
 ACK_TIMEOUT = 30.0
 
-_Message: TypeAlias = tuple[str, bytes | None, bytes]
+_Message: TypeAlias = tuple[str, bytes | None, bytes | None]
 
 
 class KafkaSink(Sink[Any]):
@@ -63,6 +63,8 @@ class KafkaSink(Sink[Any]):
         (none: no key); change events are always keyed by their row key.
     :param headers: headers sent with every message.
     :param topic_prefix: the ``{prefix}`` of change-event topics.
+    :param tombstones: after each deleted row, send its key with no value, as Debezium
+        does, so that a compacted topic forgets the row.
     :param compression: ``none``, ``gzip``, ``snappy``, ``lz4`` or ``zstd`` (the last
         three need their Python codec installed).
     :param linger: seconds the producer waits to fill a request.
@@ -80,6 +82,7 @@ class KafkaSink(Sink[Any]):
         key_fields: list[str] | None = None,
         headers: dict[str, str] | None = None,
         topic_prefix: str = "asyncetl",
+        tombstones: bool = True,
         compression: Compression = "none",
         linger: float = 0.005,
         name: str = "kafka_sink",
@@ -94,6 +97,7 @@ class KafkaSink(Sink[Any]):
             nonempty(field, where, "key_fields")
         self.headers = [(k, v.encode()) for k, v in (headers or {}).items()]
         self.topic_prefix = nonempty(topic_prefix, where, "topic_prefix")
+        self.tombstones = tombstones
         if compression not in _COMPRESSIONS:
             raise ConfigError(
                 f"expected one of {', '.join(_COMPRESSIONS)}, got {compression!r}",
@@ -167,7 +171,7 @@ class KafkaSink(Sink[Any]):
         rejects: list[Reject] = []
         for record in batch.records:
             try:
-                messages.append(self._encode(record))
+                messages.extend(self._encode(record))
             except (TypeError, ValueError) as exc:
                 rejects.append(Reject(record, exc))
         if messages:
@@ -190,7 +194,7 @@ class KafkaSink(Sink[Any]):
             for future in pending:
                 future.cancel()  # no-op for the done ones
 
-    def _encode(self, record: object) -> _Message:
+    def _encode(self, record: object) -> list[_Message]:
         if isinstance(record, ChangeEvent):
             return self._encode_change(record)
         if not isinstance(record, Mapping):
@@ -204,18 +208,17 @@ class KafkaSink(Sink[Any]):
             key = orjson.dumps(
                 {field: self._field(record, field, "key") for field in self.key_fields}
             )
-        return topic, key, orjson.dumps(record)
+        return [(topic, key, orjson.dumps(record))]
 
-    def _encode_change(self, event: ChangeEvent) -> _Message:
+    def _encode_change(self, event: ChangeEvent) -> list[_Message]:
         fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
         topic = self.topic.render(fields)
-        key = _row_key(event)
-        envelope = encode_debezium(event, name=self.topic_prefix)
-        return (
-            topic,
-            None if key is None else orjson.dumps(key, default=str),
-            orjson.dumps(envelope),
-        )
+        row_key = _row_key(event)
+        key = None if row_key is None else orjson.dumps(row_key, default=str)
+        envelope = orjson.dumps(encode_debezium(event, name=self.topic_prefix))
+        if event.op == "d" and key is not None and self.tombstones:
+            return [(topic, key, envelope), (topic, key, None)]
+        return [(topic, key, envelope)]
 
     def _field(self, record: Mapping[str, Any], field: str, what: str) -> Any:
         if field not in record:
