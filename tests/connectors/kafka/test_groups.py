@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import anyio
 import asyncpg
@@ -11,7 +11,7 @@ import pytest
 from aiokafka import TopicPartition
 from structlog.testing import capture_logs
 
-from asyncetl import ListSink, Position
+from asyncetl import Batch, ListSink, Position, Reject
 from asyncetl.connectors.kafka import KafkaSource
 from asyncetl.connectors.postgres import ApplySink, PostgresCheckpointStore, PostgresSink
 from tests.connectors.kafka.helpers import Topic, pipeline, run_until, run_while, source
@@ -263,3 +263,43 @@ async def test_typed_debezium_values_arrive_in_postgresql_exactly(
         "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
         "deadbeef",
     )
+
+
+class _SlowSink(ListSink[dict[str, int]]):
+    """Takes a while per batch at first, so that batches are in flight when the group
+    rebalances (a few seconds in)."""
+
+    async def write(self, batch: Batch[dict[str, int]]) -> Sequence[Reject]:
+        if len(self.batches) < 25:
+            await anyio.sleep(0.2)
+        return await super().write(batch)
+
+
+async def test_a_member_losing_partitions_drains_its_batches_of_them_before_releasing(
+    topic: Topic,
+) -> None:
+    await topic.produce_json(0, 240)
+    sinks = [_SlowSink(), ListSink[dict[str, int]]()]
+    sources = [source(topic), source(topic)]
+    runs = [
+        pipeline(src, sink, name=f"worker{i}", max_batch_size=5)
+        for i, (src, sink) in enumerate(zip(sources, sinks, strict=True))
+    ]
+
+    async def total(count: int) -> bool:
+        return sum(len(sink.records) for sink in sinks) >= count
+
+    with capture_logs() as logs, anyio.fail_after(40):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_while, runs[0], lambda: total(240))
+            while len(sinks[0].records) < 10:
+                await anyio.sleep(0.01)
+            tg.start_soon(run_while, runs[1], lambda: total(240))
+
+    first, second = ([r["n"] for r in sink.records] for sink in sinks)
+    assert 10 <= len(first) < 240 and second, "the group should have rebalanced mid-stream"
+    assert sorted(first + second) == list(range(240))  # none lost, none read twice
+    revokes = [e for e in logs if e["event"] == "partitions revoked"]
+    assert revokes, "the first member should have given partitions up"
+    assert all(e["drained"] is True for e in revokes)
+    assert await topic.committed() == {0: 80, 1: 80, 2: 80}
