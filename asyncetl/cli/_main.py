@@ -234,6 +234,7 @@ def _summary(pipeline: Pipeline, stats: RunStats, signals: Sequence[str]) -> str
     counters = {
         "records_in": stats.records_in,
         "records_out": stats.records_out,
+        "unchanged": stats.unchanged,
         "dead_lettered": stats.dead_lettered,
         "position": _position(stats),
     }  # named as in /health, /metrics (asyncetl_<name>_total) and the logs
