@@ -36,7 +36,7 @@ async def databases() -> AsyncIterator[tuple[str, str]]:
         yield source, target
 
 
-async def pg_copy(source: str, target: str) -> subprocess.CompletedProcess[str]:
+async def pg_copy(source: str, target: str) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "SOURCE_DSN": source, "TARGET_DSN": target, "TABLES": TABLES}
     return await anyio.run_process(
         [sys.executable, "-m", "asyncetl", "run", SPEC], cwd=REPO, env=env, check=False
