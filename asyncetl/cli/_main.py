@@ -50,6 +50,7 @@ from asyncetl.cli._common import (
 )
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
+from asyncetl.core.errors import RESET_HINT
 from asyncetl.core.logs import get_logger
 from asyncetl.spec import check_pipeline, load_pipeline, logging_settings, redact, use_env_file
 from asyncetl.status import configure_logging, serve_status
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging(args)
         return anyio.run(command, args)
     except ConfigError as exc:
-        _error(str(exc))
+        _error(_config_message(exc, args, show_how=False))
         return EXIT_CONFIG
     except StageError as exc:
         if isinstance(exc.cause, ConfigError):  # a setting a stage could judge only once running
@@ -102,12 +103,19 @@ def _routed(argv: Sequence[str]) -> list[str]:
     return words
 
 
-def _config_message(error: ConfigError, args: argparse.Namespace) -> str:
-    """The error, and for a committed position the stage cannot use, how to move it."""
+def _config_message(error: ConfigError, args: argparse.Namespace, *, show_how: bool = True) -> str:
+    """The error, and for a committed position the stage cannot use, how to move it, once.
+
+    A stage that said how to reset names the spec in its hint; else, with
+    ``show_how``, the commands that read and move the position follow the error.
+    """
     spec = getattr(args, "spec", None)
+    message = str(error)
     if error.key != "position" or spec is None:
-        return str(error)
-    return f"{error} (python -m asyncetl checkpoint show|reset {spec})"
+        return message
+    if RESET_HINT in message:
+        return message.replace(RESET_HINT, RESET_HINT.replace("SPEC", str(spec)))
+    return f"{message} (python -m asyncetl checkpoint show|reset {spec})" if show_how else message
 
 
 # -- arguments ---------------------------------------------------------------------------
