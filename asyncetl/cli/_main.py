@@ -52,7 +52,14 @@ from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
 from asyncetl.core.errors import RESET_HINT
 from asyncetl.core.logs import get_logger
-from asyncetl.spec import check_pipeline, load_pipeline, logging_settings, redact, use_env_file
+from asyncetl.spec import (
+    CheckReport,
+    check_pipeline,
+    load_pipeline,
+    logging_settings,
+    redact,
+    use_env_file,
+)
 from asyncetl.status import configure_logging, serve_status
 
 __all__ = ["main"]
@@ -174,6 +181,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also connect (once, without retries) and check tables, streams and rights; "
         "prints every problem and exits 2 if there is any",
     )
+    validate.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object: {"pipeline", "ok", "checked": [{"key", "type"}], '
+        '"problems": [{"key", "message"}]} (the exit code is the same)',
+    )
     validate.set_defaults(command=_validate)
     add_dlq_commands(commands, common)
     add_cdc_commands(commands)
@@ -269,9 +282,15 @@ def _position(stats: RunStats) -> str:
 async def _validate(args: argparse.Namespace) -> int:
     pipeline = await load_pipeline(args.spec)
     if not args.connect:
-        print(f"ok: {redact(pipeline.name)}")
+        if args.json:
+            print(_validation_json(pipeline, CheckReport([], [])))
+        else:
+            print(f"ok: {redact(pipeline.name)}")
         return EXIT_OK
     report = await check_pipeline(pipeline, args.spec)
+    if args.json:
+        print(_validation_json(pipeline, report))
+        return EXIT_CONFIG if report.problems else EXIT_OK
     for problem in report.problems:
         _error(problem)
     if report.problems:
@@ -279,3 +298,14 @@ async def _validate(args: argparse.Namespace) -> int:
     checked = ", ".join(f"{key} ({kind})" for key, kind in report.checked)
     print(f"ok: {redact(pipeline.name)}: connected and checked {checked}")
     return EXIT_OK
+
+
+def _validation_json(pipeline: Pipeline, report: CheckReport) -> str:
+    """What ``validate --json`` prints: one JSON object, secrets hidden."""
+    document = {
+        "pipeline": redact(pipeline.name),
+        "ok": not report.keyed,
+        "checked": [{"key": key, "type": kind} for key, kind in report.checked],
+        "problems": [{"key": key, "message": redact(text)} for key, text in report.keyed],
+    }
+    return orjson.dumps(document).decode()
