@@ -41,7 +41,10 @@ def test_the_orders_land_in_duckdb_and_a_second_run_changes_nothing(tmp_path: Pa
     database = tmp_path / "quickstart.duckdb"
     first = quickstart(database, "run", "--log-level", "error")
     assert first.returncode == 0, first.stderr
-    assert "  records_in     10012\n  records_out    10000\n  dead_lettered  12\n" in first.stdout
+    assert (
+        "  records_in     10012\n  records_out    10000\n  unchanged      0\n  dead_lettered  12\n"
+        in (first.stdout)
+    )
 
     orders = generate()
     good = [
