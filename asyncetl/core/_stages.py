@@ -228,6 +228,7 @@ class StageRunner:
     async def _write(self, batch: AnyBatch) -> None:
         """Write ``batch`` and store its dead letters, all before its checkpoint can move."""
         sink = self._sink
+        unchanged_before = sink.unchanged
         try:
             if self._committer.transactional:
                 rejects = await self._committer.write_with_checkpoint(
@@ -248,7 +249,9 @@ class StageRunner:
         self._rejects.forget(batch.seq)
         # Stored by now: by the engine, or by the writer in the transaction that committed.
         self._rejects.stored(settled)
-        self._stats.record_written(len(batch.records) - len(rejects))
+        self._stats.record_written(
+            len(batch.records) - len(rejects), unchanged=sink.unchanged - unchanged_before
+        )
 
     async def _settle(self, batch: AnyBatch, rejects: Sequence[Reject]) -> Sequence[DeadLetter]:
         """Apply the sink's policy to ``rejects`` before the batch's transaction commits.

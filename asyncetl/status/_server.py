@@ -41,7 +41,11 @@ class _PipelineCollector(Collector):
         labels = [p.name]
         counters = {
             "records_in": ("records read from the source", stats.records_in),
-            "records_out": ("records the sink acknowledged", stats.records_out),
+            "records_out": ("records the sink wrote", stats.records_out),
+            "unchanged": (
+                "records the sink acknowledged without writing: the target held them",
+                stats.unchanged,
+            ),
             "dead_lettered": ("records set aside in the dead-letter store", stats.dead_lettered),
             "batches_committed": ("batches whose position was committed", stats.batches_committed),
         }
@@ -154,6 +158,7 @@ def _page(pipeline: Pipeline) -> str:
     rows = [
         ("records_in", f"{stats.records_in:,}"),
         ("records_out", f"{stats.records_out:,}"),
+        ("unchanged", f"{stats.unchanged:,}"),
         ("dead_lettered", f"{stats.dead_lettered:,}"),
         ("batches_committed", f"{stats.batches_committed:,}"),
         ("batches in flight", f"{pipeline.in_flight_batches:,}"),

@@ -1,7 +1,7 @@
 """The one contract of every dead-letter store: find, count and purge filter alike.
 
 Each test runs against every store asyncetl ships (memory, JSON Lines, SQLite,
-PostgreSQL on the real server), so a filter that one store applies in SQL and
+DuckDB, PostgreSQL on the real server), so a filter that one store applies in SQL and
 another in Python cannot drift apart.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from asyncetl import DeadLetter, DeadLetterStore, JsonValue, MemoryDeadLetterStore
+from asyncetl.connectors.duckdb import DuckDBDeadLetterStore
 from asyncetl.connectors.files import JsonlDeadLetterStore
 from asyncetl.connectors.postgres import PostgresDeadLetterStore
 from asyncetl.connectors.sqlite import SqliteDeadLetterStore
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 #: The memory store overrides none of find, count and purge: it runs the contract's defaults.
-STORES = ("memory", "jsonl", "sqlite", "postgres")
+STORES = ("memory", "jsonl", "sqlite", "postgres", "duckdb")
 
 
 def letter(pipeline: str, stage: str, n: int, minutes: float) -> DeadLetter:
@@ -61,6 +62,8 @@ async def make_store(stack: AsyncExitStack, kind: str, tmp_path: Path) -> DeadLe
         return JsonlDeadLetterStore(str(tmp_path / "dead.jsonl"))
     if kind == "sqlite":
         return SqliteDeadLetterStore(str(tmp_path / "dead.db"))
+    if kind == "duckdb":
+        return DuckDBDeadLetterStore(str(tmp_path / "dead.duckdb"))
     return MemoryDeadLetterStore()
 
 

@@ -1,0 +1,148 @@
+"""Mapping records turned into columns of plain values, for columnar targets.
+
+Analytics targets (DuckDB, Parquet) load whole columns at once. What they share
+knows no file format and no client library, so it lives here: which columns a
+batch has, which records a target must refuse (not a mapping, a column the
+target does not take, a missing key), and each value made into something a
+columnar library takes as it is — dicts and lists as JSON text, UUIDs as their
+text. The connectors build their own Arrow arrays from the result.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal, TypeAlias
+
+import orjson
+
+from asyncetl.core.batch import Reject
+
+__all__ = ["Columns", "ExtraColumns", "plain_value", "to_columns"]
+
+#: What happens to a record key outside the target's columns: the record is
+#: refused, the key is left out, or the column is added to the target.
+ExtraColumns: TypeAlias = Literal["reject", "ignore", "evolve"]
+
+_AS_IS = (str, int, float, bool, bytes, type(None))
+#: Types a columnar library takes as they are, for the quick check of a whole column.
+_TAKEN = frozenset(
+    {*_AS_IS, datetime.datetime, datetime.date, datetime.time, datetime.timedelta, Decimal}
+)
+
+
+@dataclass(slots=True)
+class Columns:
+    """A batch as columns: ``values[name][i]`` belongs to ``records[i]``."""
+
+    names: list[str]
+    values: dict[str, list[object]]
+    records: list[Mapping[str, object]]
+    rejects: list[Reject] = field(default_factory=list)
+
+    def drop(self, rows: Collection[int], reasons: Mapping[int, BaseException]) -> None:
+        """Refuse the records at ``rows`` (each for its reason) and drop them from every column."""
+        if not rows:
+            return
+        self.rejects += [Reject(self.records[i], reasons[i]) for i in sorted(rows)]
+        keep = [i for i in range(len(self.records)) if i not in rows]
+        self.records = [self.records[i] for i in keep]
+        for name in self.names:
+            column = self.values[name]
+            self.values[name] = [column[i] for i in keep]
+
+
+def to_columns(
+    records: Sequence[object],
+    *,
+    target: str,
+    known: Sequence[str] | None,
+    key: Sequence[str] = (),
+    extra: ExtraColumns = "reject",
+) -> Columns:
+    """The columns of ``records``, with the records ``target`` cannot take refused.
+
+    :param target: names the target in refusals, e.g. ``DuckDB table 'orders'``.
+    :param known: the target's columns, or ``None`` when it has none yet (then
+        every key of the batch becomes a column, the key columns first).
+    :param key: columns every record must hold a non-null value for.
+    :param extra: what a record key outside ``known`` does (see :data:`ExtraColumns`).
+    """
+    names = list(known) if known is not None else list(key)
+    accepted = set(names)
+    open_ended = known is None or extra == "evolve"
+    reject_extra = not open_ended and extra == "reject"
+    kept: list[Mapping[str, object]] = []
+    rejects: list[Reject] = []
+    for record in records:
+        # The common record, a dict holding known columns and its key, is checked in C.
+        if type(record) is dict and record.keys() <= accepted and _keyed(record, key):
+            kept.append(record)
+            continue
+        problem = _refusal(record, target, accepted, key, reject_extra=reject_extra)
+        if problem is not None:
+            rejects.append(Reject(record, problem))
+            continue
+        assert isinstance(record, Mapping)
+        if open_ended:
+            for name in record:
+                if name not in accepted:
+                    accepted.add(name)
+                    names.append(name)
+        kept.append(record)
+    values = {name: _plain_column([r.get(name) for r in kept]) for name in names}
+    return Columns(names, values, kept, rejects)
+
+
+def _keyed(record: dict[str, object], key: Sequence[str]) -> bool:
+    return not key or all(record.get(k) is not None for k in key)
+
+
+def _plain_column(values: list[object]) -> list[object]:
+    """``values`` made plain; the usual column, of types taken as they are, is left alone."""
+    if _TAKEN.issuperset(map(type, values)):
+        return values
+    return [plain_value(value) for value in values]
+
+
+def _refusal(
+    record: object, target: str, accepted: set[str], key: Sequence[str], *, reject_extra: bool
+) -> Exception | None:
+    if not isinstance(record, Mapping):
+        return TypeError(
+            f"a record for {target} must map column names to values, "
+            f"not be a {type(record).__name__}"
+        )
+    for column in key:
+        if record.get(column) is None:
+            state = "is null" if column in record else "is missing"
+            return ValueError(
+                f"record's key column {column!r} {state}; {target} is keyed by it, and a "
+                "record without its key cannot be stored"
+            )
+    if reject_extra:
+        extra = next((name for name in record if name not in accepted), None)
+        if extra is not None:
+            return ValueError(
+                f"record has column {extra!r}, which {target} does not have; add the column, "
+                "or set extra_columns = 'ignore' (leave it out) or 'evolve' (add it)"
+            )
+    return None
+
+
+def plain_value(value: object) -> object:
+    """``value`` as a columnar library takes it: containers as JSON text, UUIDs as text."""
+    if type(value) in _AS_IS:
+        return value
+    if isinstance(value, dict | list | tuple):
+        try:
+            return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+            return json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value  # datetimes, dates, decimals, enums…: the library judges

@@ -1,0 +1,152 @@
+"""kill -9 at random moments, rerun: the Parquet directory equals one clean run's, file for file.
+
+After each kill, the files the manifest lists hold exactly the records before
+its checkpoint; after the last run, the directory holds exactly one file per
+batch and partition, named by the batch's position, as a clean run leaves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+RECORDS = 60_000
+BATCH = 500
+
+TRANSFORM = """
+def enrich(record):
+    return {"id": record["id"], "square": record["v"] * record["v"], "bucket": record["id"] % 4}
+"""
+
+SPEC = """
+[pipeline]
+name = "recovery"
+max_batch_size = 500
+max_batch_age = 60
+
+[source]
+type = "jsonl"
+path = "{input}"
+
+[[transforms]]
+function = "recovery_transform:enrich"
+
+[sink]
+type = "parquet"
+path = "out"
+partition = ["bucket"]
+
+[checkpoints]
+type = "parquet"
+path = "out"
+"""
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("input") / "items.jsonl"
+    path.write_bytes(
+        b"".join(orjson.dumps({"id": i, "v": i % 1000}) + b"\n" for i in range(RECORDS))
+    )
+    return path
+
+
+def start(spec: Path) -> subprocess.Popen[bytes]:
+    """Run the spec, its log in ``run.log``; return once the pipeline is starting."""
+    log = spec.parent / "run.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "asyncetl", "run", spec.name, "--log-format", "json"],
+            cwd=spec.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=output,
+        )
+    deadline = time.monotonic() + 30
+    while b'"starting"' not in log.read_bytes() and process.poll() is None:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.01)
+    return process
+
+
+def committed(out: Path) -> tuple[list[tuple[int, int, int]], int]:
+    """The records in the files the manifest lists, and the checkpoint's offset."""
+    manifest_path = out / "_asyncetl_manifest.json"
+    if not manifest_path.exists():
+        return [], 0
+    manifest = orjson.loads(manifest_path.read_bytes())
+    rows = []
+    for name in manifest["files"]:
+        bucket = int(name.split("/")[0].removeprefix("bucket="))
+        table = pq.read_table(out / name)
+        rows += [
+            (i, s, bucket)
+            for i, s in zip(table["id"].to_pylist(), table["square"].to_pylist(), strict=True)
+        ]
+    position = manifest["checkpoints"].get("recovery", {}).get("jsonl")
+    return sorted(rows), 0 if position is None else position["offset"]
+
+
+def expected(count: int) -> list[tuple[int, int, int]]:
+    return [(i, (i % 1000) ** 2, i % 4) for i in range(count)]
+
+
+def clean_files(source: Path, ends: list[int]) -> list[str]:
+    """The files one clean run writes: per batch, one per bucket, named by its position."""
+    names = []
+    for last in range(BATCH - 1, RECORDS, BATCH):
+        position = {"offset": ends[last], "path": str(source)}
+        digest = hashlib.sha256(orjson.dumps(position, option=orjson.OPT_SORT_KEYS)).hexdigest()[
+            :20
+        ]
+        names += [f"bucket={b}/part-{digest}-{b:05d}.parquet" for b in range(4)]
+    return sorted(names)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_leaves_one_clean_runs_files(source: Path, tmp_path: Path) -> None:
+    ends, offset = [], 0
+    for raw in source.read_bytes().splitlines(keepends=True):
+        offset += len(raw)
+        ends.append(offset)
+    directory = tmp_path / "run"
+    directory.mkdir()
+    (directory / "recovery_transform.py").write_text(TRANSFORM)
+    spec = directory / "items.toml"
+    spec.write_text(SPEC.format(input=source))
+    out = directory / "out"
+    rng = random.Random(15)
+    kills: list[int] = []
+    while len(kills) < 5:
+        process = start(spec)
+        try:
+            process.wait(timeout=rng.uniform(0.05, 0.6))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        else:
+            assert process.returncode == 0, (directory / "run.log").read_text()
+            break  # finished before the kill
+        rows, offset = committed(out)
+        count = ends.index(offset) + 1 if offset else 0
+        assert rows == expected(count)  # the listed files and the checkpoint agree
+        kills.append(count)
+    process = start(spec)
+    assert process.wait(timeout=120) == 0, (directory / "run.log").read_text()
+    assert kills == sorted(kills)
+    assert sum(0 < count < RECORDS for count in kills) >= 3, kills
+    assert committed(out) == (expected(RECORDS), ends[-1])
+    found = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet"))
+    assert found == clean_files(source, ends)  # no orphan, no duplicate: every name once
+    table = ds.dataset(out, format="parquet", partitioning="hive").to_table()
+    everything = zip(*(table[c].to_pylist() for c in ("id", "square", "bucket")), strict=True)
+    assert sorted(everything) == expected(RECORDS)
