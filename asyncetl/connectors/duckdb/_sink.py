@@ -25,7 +25,6 @@ import duckdb
 import pyarrow as pa
 
 from asyncetl.connectors.duckdb import _tables
-from asyncetl.connectors.duckdb._arrow import arrow_table
 from asyncetl.connectors.duckdb._changes import Segment, has_changes, segments
 from asyncetl.connectors.duckdb._check import table_problems
 from asyncetl.connectors.duckdb._connection import DuckDBConnection, same_database, transaction
@@ -36,6 +35,7 @@ from asyncetl.connectors.duckdb._stores import (
     checkpoint_row,
     letter_row,
 )
+from asyncetl.core.arrow import arrow_table
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.columnar import Columns, ExtraColumns, to_columns
 from asyncetl.core.errors import ConfigError, PermanentError

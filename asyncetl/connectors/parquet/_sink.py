@@ -28,10 +28,10 @@ import anyio.to_thread
 import orjson
 import pyarrow as pa
 
-from asyncetl.connectors.parquet._arrow import arrow_table
 from asyncetl.connectors.parquet._manifest import Manifest, ParquetCheckpointStore
 from asyncetl.connectors.parquet._storage import hidden, open_storage
 from asyncetl.connectors.parquet._types import declared_types
+from asyncetl.core.arrow import arrow_table
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.columnar import ExtraColumns, to_columns
 from asyncetl.core.errors import ConfigError, PermanentError

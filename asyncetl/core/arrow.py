@@ -1,5 +1,8 @@
 """Columns of plain values made into an Arrow table, refusing values a column cannot hold.
 
+Shared by the columnar sinks (DuckDB, Parquet); it needs ``pyarrow``, which only
+those connectors' extras install, so nothing else in core imports this module.
+
 A column takes the table's type when the table has it, else the type pyarrow
 infers from the batch; when a batch mixes types pyarrow cannot unify, the
 type of the column's first value wins. A value that does not convert to its
