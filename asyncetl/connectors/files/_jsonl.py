@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from functools import partial
 
@@ -52,8 +52,9 @@ class JsonlSource(Source[JsonRecord]):
     source waits for the rest of it; without, the source ends there and logs
     a warning naming the file and the line's byte offset.
 
-    The file is read in blocks of ``block_size`` bytes, parsed in a worker
-    thread, so at most about one block of records is held at a time.
+    The file is read in blocks of ``block_size`` bytes in a worker thread; the
+    lines of a block are decoded ``max_chunk`` at a time as the pipeline takes
+    them, so a block's raw lines but only one chunk of its records are held.
 
     :param path: the file; it must exist when reading starts.
     :param name: the source's name, part of its checkpoint key.
@@ -136,13 +137,22 @@ class JsonlSource(Source[JsonRecord]):
 
     def _parse(
         self, buffer: bytes, offset: int, *, max_chunk: int
-    ) -> tuple[list[Chunk[JsonRecord]], int]:
+    ) -> tuple[Iterator[Chunk[JsonRecord]], int]:
         end = buffer.rfind(b"\n") + 1
         if not end:
-            return [], 0
-        lines = buffer[:end].split(b"\n")
-        lines.pop()  # the empty text after the last newline
-        chunks: list[Chunk[JsonRecord]] = []
+            return iter(()), 0
+        lines = buffer.split(b"\n")
+        lines.pop()  # what follows the last newline: empty, or an incomplete line
+        return self._decode(lines, offset, max_chunk), end
+
+    def _decode(
+        self, lines: list[bytes], offset: int, max_chunk: int
+    ) -> Iterator[Chunk[JsonRecord]]:
+        """The chunks of ``lines``, each decoded only when the reader takes it.
+
+        A block holds thousands of lines; decoding them all at once kept that many
+        records alive (and the collector walking them) beside those in the queues.
+        """
         for first in range(0, len(lines), max_chunk):
             part = lines[first : first + max_chunk]
             records = _decode_fast(part)
@@ -150,8 +160,7 @@ class JsonlSource(Source[JsonRecord]):
             if records is None:
                 records, rejects = self._decode_slow(part, offset)
             offset += sum(map(len, part)) + len(part)
-            chunks.append(Chunk(records, offset, rejects))
-        return chunks, end
+            yield Chunk(records, offset, rejects)
 
     def _decode_slow(
         self, lines: list[bytes], offset: int
