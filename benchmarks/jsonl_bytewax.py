@@ -15,9 +15,9 @@ extra (bytewax).
 For whole-process figures, time one side against the other with farm-bench:
 
     python benchmarks/jsonl_bytewax.py --make-input /tmp/in.jsonl --n 1000000
-    farm-bench -n 5 -- python benchmarks/jsonl_bytewax.py --child asyncetl \\
-        --input /tmp/in.jsonl --sink file \\
-        --vs 'python benchmarks/jsonl_bytewax.py --child bytewax --input /tmp/in.jsonl --sink file'
+    farm-bench -n 5 --vs 'python benchmarks/jsonl_bytewax.py --child bytewax \
+        --input /tmp/in.jsonl --sink file' -- python benchmarks/jsonl_bytewax.py \
+        --child asyncetl --input /tmp/in.jsonl --sink file
 """
 
 from __future__ import annotations
