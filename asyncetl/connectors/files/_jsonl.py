@@ -31,6 +31,9 @@ _KINDS: dict[type, str] = {
     bool: "a boolean",
     type(None): "null",
 }
+#: A block of complete lines up to this long is decoded a chunk at a time on the
+#: event loop (about 5 ms of work per MiB); a longer one, in the thread that read it.
+_DECODE_ON_LOOP_BYTES = 1 << 20
 _ENCODE = orjson.OPT_APPEND_NEWLINE
 _ENCODE_LENIENT = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 _COMPACT = (",", ":")
@@ -54,7 +57,8 @@ class JsonlSource(Source[JsonRecord]):
 
     The file is read in blocks of ``block_size`` bytes in a worker thread; the
     lines of a block are decoded ``max_chunk`` at a time as the pipeline takes
-    them, so a block's raw lines but only one chunk of its records are held.
+    them, so a block's raw lines but only one chunk of its records are held
+    (lines of more than 1 MiB in all are decoded at once in the worker thread).
 
     :param path: the file; it must exist when reading starts.
     :param name: the source's name, part of its checkpoint key.
@@ -144,7 +148,9 @@ class JsonlSource(Source[JsonRecord]):
             return iter(()), 0
         lines = buffer.split(b"\n")
         lines.pop()  # what follows the last newline: empty, or an incomplete line
-        return self._decode(lines, offset, max_chunk), end
+        chunks = self._decode(lines, offset, max_chunk)
+        # Lines that long would hold the event loop: decoded here, in the reading thread.
+        return (chunks if end <= _DECODE_ON_LOOP_BYTES else iter(list(chunks))), end
 
     def _decode(
         self, lines: list[bytes], offset: int, max_chunk: int
