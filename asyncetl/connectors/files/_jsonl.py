@@ -66,7 +66,7 @@ class JsonlSource(Source[JsonRecord]):
         (stopped by cancellation or the pipeline's stop).
     :param poll_interval: seconds between polls at the end of the file.
     :param block_size: bytes read per step. The default, 256 KiB, peaked 6 MiB
-        lower than 1 MiB blocks for the same CPU time.
+        lower than 1 MiB blocks on a million short lines, for about 2% more CPU time.
     :raises ConfigError: for a non-positive ``poll_interval`` or ``block_size``.
     """
 
