@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 import structlog
@@ -64,3 +66,23 @@ def test_url_passwords_in_values_never_reach_stdlib(caplog: pytest.LogCaptureFix
     (record,) = caplog.records
     assert record.getMessage() == "connecting to={'url': 'redis://etl:***@h:6379/0'}"
     assert record.asyncetl == {"to": {"url": "redis://etl:***@h:6379/0"}}  # type: ignore[attr-defined]
+
+
+def test_an_embedded_run_never_imports_structlog_or_rich() -> None:
+    script = (
+        "import logging, sys\n"
+        "import anyio\n"
+        "from asyncetl import ListSink, ListSource, Pipeline\n"
+        "logging.basicConfig(level=logging.INFO, format='%(name)s %(message)s', stream=sys.stdout)\n"
+        "anyio.run(Pipeline('lean', ListSource([{'n': 1}]), ListSink()).run)\n"
+        "print(sorted(m for m in ('structlog', 'rich') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    lines = done.stdout.splitlines()
+    assert [line.split(" ")[:2] for line in lines[:-1]] == [
+        ["asyncetl", "starting"],
+        ["asyncetl", "finished"],
+    ]
+    assert lines[-1] == "[]"

@@ -37,7 +37,7 @@ def open_for_append(path: str) -> int:
     return fd
 
 
-def append(fd: int, path: str, payload: bytes, *, fsync: bool) -> None:
+def append(fd: int, path: str, payload: bytes | bytearray, *, fsync: bool) -> None:
     """Append ``payload`` (whole lines) to ``fd``, then fsync it when asked.
 
     A file that does not end in a newline has a torn last line, left by a crash

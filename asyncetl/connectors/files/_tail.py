@@ -3,9 +3,11 @@
 Both file sources share this loop. Each step opens the file, reads one block
 after what it already holds, and hands the bytes to the source's parser in a
 worker thread; the parser turns the complete units into chunks and says how
-many bytes it consumed. Whatever it did not consume (an incomplete last line)
-is kept and completed by the next step. At the end of the file the loop either
-stops, warning about an incomplete last unit, or (``follow``) polls for more.
+many bytes it consumed. A parser may return its chunks lazily (an iterator):
+they are then made on the event loop, one at a time as the reader takes them.
+Whatever it did not consume (an incomplete last line) is kept and completed by
+the next step. At the end of the file the loop either stops, warning about an
+incomplete last unit, or (``follow``) polls for more.
 
 Positions are byte offsets just after the last consumed unit, so a resume
 seeks there and reads strictly after it. The sources commit them as
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -49,7 +51,7 @@ __all__ = [
 T = TypeVar("T")
 
 #: ``parse(buffer, offset_of_buffer)`` → the chunks of its complete units and the bytes consumed.
-Parse = Callable[[bytes, int], tuple[Sequence[Chunk[T]], int]]
+Parse = Callable[[bytes, int], tuple[Iterable[Chunk[T]], int]]
 
 _log = get_logger("asyncetl.files")
 
@@ -61,7 +63,7 @@ PATH, OFFSET = "path", "offset"
 class Step(Generic[T]):
     """What one read step produced."""
 
-    chunks: Sequence[Chunk[T]]
+    chunks: Iterable[Chunk[T]]
     offset: int  # just after the last consumed unit
     pending: bytes  # read but not consumed: the start of an incomplete unit
     at_end: bool  # the read reached the end of the file

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, cast
+from typing import Any, Literal, TypeAlias
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
@@ -22,7 +22,12 @@ __all__ = ["RedisStreamSource", "StreamRecord"]
 
 #: ``{"id": "1700000000000-0", "fields": {"name": "value", …}}``
 StreamRecord: TypeAlias = dict[str, JsonValue]
-_Entry: TypeAlias = tuple[bytes, Mapping[bytes, bytes]]
+#: An entry as Redis sends it: its id and its names and values in turn (empty when
+#: the entry was deleted while pending).
+_Entry: TypeAlias = tuple[bytes, Sequence[bytes]]
+#: The replies decoded here rather than by redis-py: its callbacks build a dict of
+#: bytes per entry that would only be decoded into another dict.
+_RAW_REPLIES = ("XREADGROUP", "XAUTOCLAIM")
 _Phase: TypeAlias = Literal["pending", "claim", "new"]
 
 
@@ -118,7 +123,8 @@ class RedisStreamSource(Source[StreamRecord]):
             policy=retry_policy(retries, retry_max_time, where),
             socket_timeout=block_ms / 1000 + 10,
         )
-        self._ledger: AckLedger[str, str] = AckLedger()
+        #: entry ids handed out (as text) → the id as Redis sent it, for ``XACK``
+        self._ledger: AckLedger[str, bytes] = AckLedger()
 
     @property
     def outstanding(self) -> int:
@@ -132,6 +138,8 @@ class RedisStreamSource(Source[StreamRecord]):
         :raises TransientError: Redis stayed unreachable through every retry.
         """
         await self.client.open()
+        for command in _RAW_REPLIES:
+            self.client.redis.set_response_callback(command, _raw_reply)
         if self.create_group:
             await self.client.call(f"XGROUP CREATE {self.stream}", self._create_group)
         else:
@@ -243,7 +251,7 @@ class RedisStreamSource(Source[StreamRecord]):
         return entries
 
     async def _claim(self, r: aioredis.Redis, cursor: _Cursor, limit: int) -> list[_Entry]:
-        reply = await r.xautoclaim(  # RESP2: [next id, [(id, fields)…], [deleted ids]]
+        reply = await r.xautoclaim(  # [next id, [[id, fields]…], [deleted ids] (Redis 7)]
             self.stream,
             self.group,
             self.consumer,
@@ -257,8 +265,7 @@ class RedisStreamSource(Source[StreamRecord]):
             cursor.next_claim = time.monotonic() + self.claim_idle_ms / 1000
         else:
             cursor.after = next_id
-        claimed = cast("list[tuple[bytes | None, Mapping[bytes, bytes] | None]]", reply[1])
-        return [(entry_id, fields or {}) for entry_id, fields in claimed if entry_id]
+        return _entries(reply[1])
 
     async def _read_group(
         self, r: aioredis.Redis, after: str, limit: int, *, block: int | None
@@ -268,39 +275,38 @@ class RedisStreamSource(Source[StreamRecord]):
         )
         if not reply:
             return []
-        # RESP2: [[stream, [(id, fields or None if deleted)…]]]
-        streams = cast(
-            "list[tuple[bytes, list[tuple[bytes, Mapping[bytes, bytes] | None]]]]", reply
-        )
-        return [(entry_id, fields or {}) for entry_id, fields in streams[0][1]]
+        # RESP3: {stream: [[id, fields]…]}; RESP2: [[stream, [[id, fields]…]]]
+        streams = reply.values() if isinstance(reply, dict) else [item[1] for item in reply]
+        return _entries(next(iter(streams)))
 
     # -- records -----------------------------------------------------------------
 
     def _chunk(self, entries: Sequence[_Entry]) -> Chunk[StreamRecord] | None:
-        fresh: dict[str, Mapping[bytes, bytes]] = {}
-        for raw_id, fields in entries:
-            entry_id = raw_id.decode()
-            if entry_id not in self._ledger:  # still in flight from an earlier read
-                fresh[entry_id] = fields
-        if not fresh:
-            return None
+        ledger = self._ledger
+        fresh: list[tuple[str, bytes]] = []
         records: list[StreamRecord] = []
         rejects: list[Reject] = []
-        for entry_id, fields in fresh.items():
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode()
+            if entry_id in ledger:  # still in flight from an earlier read
+                continue
+            fresh.append((entry_id, raw_id))
             if not fields:  # deleted from the stream while pending: only to be acknowledged
                 continue
             try:
-                records.append(_decode_entry(entry_id, fields))
+                records.append({"id": entry_id, "fields": _decode_fields(fields)})
             except UnicodeDecodeError as exc:
                 rejects.append(
                     Reject(_raw_entry(entry_id, fields), self._bad_text(entry_id, fields, exc))
                 )
-        position = next(reversed(fresh))
-        self._ledger.add(position, [(entry_id, entry_id) for entry_id in fresh])
+        if not fresh:
+            return None
+        position = fresh[-1][0]
+        ledger.add(position, fresh)
         return Chunk(records, position, rejects)
 
     def _bad_text(
-        self, entry_id: str, fields: Mapping[bytes, bytes], exc: UnicodeDecodeError
+        self, entry_id: str, fields: Sequence[bytes], exc: UnicodeDecodeError
     ) -> ValueError:
         field = _first_undecodable(fields)
         error = ValueError(
@@ -312,14 +318,32 @@ class RedisStreamSource(Source[StreamRecord]):
         return error
 
 
-def _decode_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> StreamRecord:
-    decoded: dict[str, JsonValue] = {k.decode(): v.decode() for k, v in fields.items()}
-    return {"id": entry_id, "fields": decoded}
+def _raw_reply(response: Any, **options: Any) -> Any:
+    return response
 
 
-def _first_undecodable(fields: Mapping[bytes, bytes]) -> str:
+def _entries(items: Sequence[Sequence[Any] | None]) -> list[_Entry]:
+    """The entries of a raw reply; one deleted from the stream has no fields."""
+    return [(item[0], item[1] or ()) for item in items if item and item[0]]
+
+
+def _decode_fields(fields: Sequence[bytes]) -> dict[str, JsonValue]:
+    """Names and values in turn, as a dict of text.
+
+    :raises UnicodeDecodeError: when a name or value is not UTF-8.
+    """
+    pairs = iter(fields)
+    return {name.decode(): value.decode() for name, value in zip(pairs, pairs, strict=False)}
+
+
+def _pairs(fields: Sequence[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    pairs = iter(fields)
+    return zip(pairs, pairs, strict=False)
+
+
+def _first_undecodable(fields: Sequence[bytes]) -> str:
     """The name of the first field whose name or value is not UTF-8, escaped for display."""
-    for key, value in fields.items():
+    for key, value in _pairs(fields):
         try:
             key.decode(), value.decode()
         except UnicodeDecodeError:
@@ -327,10 +351,10 @@ def _first_undecodable(fields: Mapping[bytes, bytes]) -> str:
     return "?"
 
 
-def _raw_entry(entry_id: str, fields: Mapping[bytes, bytes]) -> StreamRecord:
+def _raw_entry(entry_id: str, fields: Sequence[bytes]) -> StreamRecord:
     shown: dict[str, JsonValue] = {
         k.decode("utf-8", "backslashreplace"): v.decode("utf-8", "backslashreplace")
-        for k, v in fields.items()
+        for k, v in _pairs(fields)
     }
     return {"id": entry_id, "fields": shown}
 

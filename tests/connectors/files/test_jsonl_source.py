@@ -187,6 +187,19 @@ async def test_line_longer_than_a_block_and_crlf_endings(tmp_path: Path) -> None
     ]
 
 
+async def test_lines_of_over_a_mebibyte_arrive_whole_and_in_order(tmp_path: Path) -> None:
+    big = {"id": 1, "text": "x" * (1 << 20)}
+    path = write_lines(
+        tmp_path / "in.jsonl", orjson.dumps(big) + b"\n", b'{"id":2}\n', b'{"id":3}\n'
+    )
+    chunks = await read_all(JsonlSource(str(path), block_size=1 << 21), max_chunk=2)
+    size = path.stat().st_size
+    assert [(c.records, c.position) for c in chunks] == [
+        ([big, {"id": 2}], at(path, size - 9)),
+        ([{"id": 3}], at(path, size)),
+    ]
+
+
 async def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "nope.jsonl"
     with pytest.raises(PermanentError) as caught:

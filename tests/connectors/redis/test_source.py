@@ -233,3 +233,24 @@ async def test_a_new_group_at_dollar_reads_only_entries_added_afterwards(
         await pipeline(src, sink).run()
 
     assert sink.records == expected(later, start=5)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_new_pending_and_deleted_entries_read_the_same_over_resp2_and_resp3(
+    redis: aioredis.Redis, stream: str, protocol: int
+) -> None:
+    ids = await add_entries(redis, stream, 20)
+    url = f"{REDIS_URL}?protocol={protocol}"
+
+    def over_protocol() -> RedisStreamSource:
+        return RedisStreamSource(url, stream, group=GROUP, consumer="c", block_ms=50, count=10)
+
+    with capture_logs(), pytest.raises(StageError):
+        await pipeline(over_protocol(), FailingSink(fail_at=1)).run()
+    await redis.xdel(stream, ids[12])
+    sink = ListSink[StreamRecord]()
+    with capture_logs():
+        await pipeline(over_protocol(), sink).run()
+
+    assert sink.records == [r for r in expected(ids) if r["id"] != ids[12]][10:]
+    assert await pending(redis, stream) == 0
