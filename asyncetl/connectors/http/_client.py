@@ -7,6 +7,14 @@ time with the client's :class:`asyncetl.core.retry.Retrier` (built once per
 client, not per request) and waits its turn at the
 host's :class:`~asyncetl.connectors.http._ratelimit.HostLimiter` before each
 attempt. URLs and headers are redacted wherever they are shown.
+
+A URL that a connector keeps (in a position, a page's state, a dead letter)
+holds no credential: :meth:`HttpClient.strip_secrets` removes its userinfo, the
+query-string API key of ``auth``, and every query parameter whose value is a
+remembered secret (:func:`asyncetl.core.redact.is_secret`: what a spec took from
+an env file or a secret file). The configured URL's own such parameters are
+put back on every request to its origin, so that page 2, or page N after a
+resume, carries them exactly as the configured URL says.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from yarl import URL
 from asyncetl.connectors.http._ratelimit import HostLimiter, Limiters
 from asyncetl.connectors.http._settings import Auth, ClientSettings, is_secret_name
 from asyncetl.core.errors import ConfigError, ConnectorError, PermanentError, TransientError
-from asyncetl.core.redact import redact_urls
+from asyncetl.core.redact import is_secret, redact_urls
 from asyncetl.core.retry import Retrier, parse_retry_after
 
 __all__ = [
@@ -221,6 +229,10 @@ class HttpClient:
         if auth.kind == "header":
             self._secret_headers.append(auth.key_name)
         self._header_secrets = _header_secrets(settings)
+        #: the configured URL's secret query parameters, sent to its origin only
+        self._url_params: list[tuple[str, str]] = []
+        self._url_origin: URL | None = None
+        self._stripped = {auth.secret_param} - {""}
 
     async def open(self) -> None:
         """Read credentials and open the session.
@@ -277,9 +289,43 @@ class HttpClient:
         shown = {**self.settings.headers, **self._creds.headers}
         return redact_headers(shown, self._secret_headers)
 
+    def adopt(self, url: URL) -> URL:
+        """``url`` stripped of secrets, whose secret query parameters go with every request.
+
+        Those parameters are put back on each request to ``url``'s origin (never
+        to another server a link may point at), and scrubbed from messages.
+        """
+        stripped = self.strip_secrets(url)
+        secret = self._params_to_strip(without_userinfo(url))
+        if secret:
+            self._url_params = [(n, v) for n, v in url.query.items() if n in secret]
+            self._url_origin = url.origin()
+            self._stripped.update(secret)
+            self._header_secrets.extend(value for _name, value in self._url_params)
+        return stripped
+
     def strip_secrets(self, url: str | URL) -> URL:
-        """``url`` without userinfo or the query-string API key, fit to keep in a checkpoint."""
+        """``url`` without userinfo or a secret query parameter, fit to keep in a checkpoint.
+
+        A secret parameter is the query-string API key of ``auth``, one the
+        configured URL held a secret in, or one whose value is a remembered
+        secret. ``url`` itself comes back when it holds none of them.
+        """
         parsed = without_userinfo(URL(url) if isinstance(url, str) else url)
+        secret = self._params_to_strip(parsed)
+        return parsed.without_query_params(*secret) if secret else parsed
+
+    def _params_to_strip(self, url: URL) -> set[str]:
+        if not url.raw_query_string:
+            return set()
+        return {
+            name for name, value in url.query.items() if name in self._stripped or is_secret(value)
+        }
+
+    def credentials_stripped(self, url: URL) -> URL:
+        """``url`` without userinfo or the query-string API key of ``auth`` (its other
+        parameters kept in place, for an identity that earlier versions wrote too)."""
+        parsed = without_userinfo(url)
         name = self.settings.auth.secret_param
         return parsed.without_query_params(name) if name and name in parsed.query else parsed
 
@@ -373,7 +419,11 @@ class HttpClient:
         body: bytes | None,
         headers: Mapping[str, str] | None,
     ) -> Response:
-        target = url.update_query(self._creds.params) if self._creds.params else url
+        target = url
+        if self._url_params and url.origin() == self._url_origin:
+            target = target.extend_query(self._url_params)
+        if self._creds.params:
+            target = target.update_query(self._creds.params)
         try:
             async with session.request(method, target, data=body, headers=headers) as resp:
                 return Response(
@@ -483,7 +533,7 @@ def create_client(url: URL, settings: ClientSettings, *, where: str) -> tuple[Ht
             raise ConfigError(str(exc).removeprefix("url: "), where=where, key="url") from None
         settings = dataclasses.replace(settings, auth=auth)
     client = HttpClient(settings, where=where)
-    return client, client.strip_secrets(url)
+    return client, client.adopt(url)
 
 
 def positive_int(value: object, where: str, key: str) -> int:
