@@ -18,8 +18,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from asyncetl import ConfigError, Position
-from asyncetl.connectors.http import HttpSource
+from asyncetl import Batch, ConfigError, Position
+from asyncetl.connectors.http import HttpSink, HttpSource, idempotency_key
+from asyncetl.connectors.http._client import HttpStatusError
 from asyncetl.core.redact import remember_secret
 from tests.connectors.http.api import Api, collect, ids, raw_body, serve
 
@@ -165,6 +166,57 @@ async def test_a_dead_lettered_page_and_its_error_hold_no_key() -> None:
     }
     assert key not in str(reject.error)
     assert ids(chunks) == [*range(1, 11), *range(21, 31)]
+
+
+async def test_the_key_goes_to_the_configured_server_only_never_where_a_link_points() -> None:
+    key = new_key()
+    remember_secret(key)
+    elsewhere: list[dict[str, str]] = []
+
+    async def other(request: web.Request) -> web.StreamResponse:
+        elsewhere.append(dict(request.query))
+        return web.json_response([{"id": 2}])
+
+    async with serve(other) as other_base:
+
+        async def first(request: web.Request) -> web.StreamResponse:
+            if request.query.get("k") != key:
+                return web.Response(status=401, text="no key")
+            link = f'<{other_base}/items?page=2&k={key}>; rel="next"'
+            return web.json_response([{"id": 1}], headers={"Link": link})
+
+        async with serve(first) as base:
+            chunks = await collect(HttpSource(f"{base}/items?k={key}", page_size=10, **FAST))
+    assert ids(chunks) == [1, 2]
+    assert elsewhere == [{"page": "2"}]
+    assert key not in orjson.dumps([chunk.position for chunk in chunks]).decode()
+
+
+async def test_the_sink_sends_the_key_keeps_its_idempotency_keys_and_shows_none() -> None:
+    key = new_key()
+    remember_secret(key)
+    received: list[dict[str, str]] = []
+
+    async def accept(request: web.Request) -> web.StreamResponse:
+        received.append(dict(request.query))
+        return web.Response(status=401 if len(received) > 1 else 201, text=f"bad key {key}")
+
+    async with serve(accept) as base:
+        sink = HttpSink(f"{base}/in?k={key}", **FAST)
+        await sink.open()
+        try:
+            await sink.write(Batch(0, [{"id": 1}], {"page": 2}))
+            with pytest.raises(HttpStatusError) as refused:
+                await sink.write(Batch(1, [{"id": 2}], {"page": 3}))
+        finally:
+            await sink.aclose()
+    assert received == [{"k": key}, {"k": key}]
+    assert str(refused.value) == (
+        f"POST {base}/in answered 401 Unauthorized: 'bad key ***'; check the credentials"
+    )
+    assert key not in repr(sink)
+    # Keys are made from the URL as configured, as before the key was kept out of it.
+    assert sink.key({"page": 2}) == idempotency_key("http", f"{base}/in?k={key}", {"page": 2})
 
 
 # -- on the command line ------------------------------------------------------------------
