@@ -60,7 +60,9 @@ class HttpSource(Source[Record]):
 
     :param url: the endpoint; fixed query parameters may be part of it. A
         ``user:password@`` in it becomes the client's basic auth, sent with
-        every page and kept out of positions.
+        every page and kept out of positions; so is a query parameter whose
+        value is a remembered secret (from an env file or a secret file), put
+        back on every request to this server.
     :param name: the source's name in checkpoints.
     :param client: headers, auth, timeouts, retries and limits: a
         :class:`ClientSettings` or a mapping of its fields (a spec's
