@@ -40,7 +40,8 @@ __all__ = [
 REDACTED = "***"
 
 _lock = threading.Lock()
-#: Longest first, so that a secret containing another is hidden whole.
+#: Longest first, so that a secret containing another is hidden whole. Replaced
+#: whole under the lock, never changed in place, so that a look-up needs no lock.
 _secrets: list[str] = []
 
 #: A scheme and at least one slash: ``postgresql://``, or the typo ``redis:/``.
@@ -83,18 +84,17 @@ def redact_urls(text: str) -> str:
 
 def remember_secret(value: str) -> None:
     """Hide ``value`` from every text :func:`redact` passes from now on (for the process)."""
+    global _secrets
     if not value:
         return
     with _lock:
         if value not in _secrets:
-            _secrets.append(value)
-            _secrets.sort(key=len, reverse=True)
+            _secrets = sorted([*_secrets, value], key=len, reverse=True)
 
 
 def is_secret(value: str) -> bool:
-    """Whether ``value`` is one of the remembered secrets, as a whole."""
-    with _lock:
-        return value in _secrets
+    """Whether ``value`` is one of the remembered secrets, as a whole (asked once per request)."""
+    return value in _secrets
 
 
 def redact(text: str) -> str:
