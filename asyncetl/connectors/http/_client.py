@@ -296,7 +296,7 @@ class HttpClient:
         to another server a link may point at), and scrubbed from messages.
         """
         stripped = self.strip_secrets(url)
-        secret = self._params_to_strip(without_userinfo(url))
+        secret = {name for name, value in url.query.items() if is_secret(value)}
         if secret:
             self._url_params = [(n, v) for n, v in url.query.items() if n in secret]
             self._url_origin = url.origin()
@@ -309,7 +309,10 @@ class HttpClient:
 
         A secret parameter is the query-string API key of ``auth``, one the
         configured URL held a secret in, or one whose value is a remembered
-        secret. ``url`` itself comes back when it holds none of them.
+        secret other than a plain number: a server's link to page 10 keeps its
+        ``page=10`` when an env file gave ``page_size`` 10 (a key of digits
+        alone is kept out by its name, being in the configured URL). ``url``
+        itself comes back when it holds none of them.
         """
         parsed = without_userinfo(URL(url) if isinstance(url, str) else url)
         secret = self._params_to_strip(parsed)
@@ -323,7 +326,11 @@ class HttpClient:
             pairs: Iterable[tuple[str, str]] = url.query.items()
         else:  # cheaper than url.query, which decodes every value; once per request
             pairs = (pair.partition("=")[::2] for pair in raw.split("&") if pair)
-        return {name for name, value in pairs if name in self._stripped or is_secret(value)}
+        return {
+            name
+            for name, value in pairs
+            if name in self._stripped or (is_secret(value) and not value.isdigit())
+        }
 
     def credentials_stripped(self, url: URL) -> URL:
         """``url`` without userinfo or the query-string API key of ``auth`` (its other

@@ -21,7 +21,8 @@ from aiohttp import web
 from asyncetl import Batch, ConfigError, Position
 from asyncetl.connectors.http import HttpSink, HttpSource, idempotency_key
 from asyncetl.connectors.http._client import HttpStatusError
-from asyncetl.core.redact import remember_secret
+from asyncetl.core import redact as core_redact
+from asyncetl.core.redact import redact, remember_secret
 from tests.connectors.http.api import Api, collect, ids, raw_body, serve
 
 pytestmark = pytest.mark.anyio
@@ -74,6 +75,27 @@ async def test_a_remembered_key_goes_with_every_page_and_into_no_position() -> N
         {"url": f"{url}?limit=10&page=3", "skip": 0, "endpoint": endpoint},
         {"url": f"{url}?limit=10&page=3", "skip": 5, "endpoint": endpoint},
     ]
+
+
+async def test_a_page_number_equal_to_a_remembered_number_stays_in_the_link(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An env file that gave ``page_size = 10`` makes "10" a secret, not page 10 a secret."""
+    monkeypatch.setattr(core_redact, "_secrets", [])
+    key = new_key()
+    remember_secret(key)
+    remember_secret("3")
+    api = Api(35)
+    async with serve(Keyed(api, key).handle) as base:
+        url = base + "/items"
+        chunks = await collect(HttpSource(f"{url}?k={key}", page_size=10, **FAST))
+    assert ids(chunks) == list(range(1, 36))
+    assert [hit.query["page"] for hit in api.hits] == ["1", "2", "3", "4"]
+    assert chunks[1].position == {
+        "url": f"{url}?limit=10&page=3",
+        "skip": 0,
+        "endpoint": redact(f"{url}?k={key}&limit=10"),  # a "3" in the port is hidden too
+    }
 
 
 async def test_a_resumed_read_sends_the_key_and_reads_exactly_the_rest() -> None:
