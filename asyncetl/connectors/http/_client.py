@@ -318,6 +318,20 @@ class HttpClient:
         secret = self._params_to_strip(parsed)
         return parsed.without_query_params(*secret) if secret else parsed
 
+    def _with_url_params(self, url: URL, *, hidden: bool = False) -> URL:
+        """``url`` with the configured URL's secret parameters, when it goes to that server."""
+        if not self._url_params or url.origin() != self._url_origin:
+            return url
+        if hidden:
+            return url.extend_query([(name, REDACTED) for name, _value in self._url_params])
+        return url.extend_query(self._url_params)
+
+    def _shown(self, url: URL) -> str:
+        """The request to ``url`` as messages show it: its secret parameters as ``***``."""
+        if not self._url_params:
+            return self.show(url)
+        return self.show(self._with_url_params(url, hidden=True)).replace("%2A%2A%2A", REDACTED)
+
     def _params_to_strip(self, url: URL) -> set[str]:
         raw = url.raw_query_string
         if not raw:
@@ -383,7 +397,7 @@ class HttpClient:
         parse: Parse[Any] | None,
     ) -> Awaitable[Any]:
         url = self.strip_secrets(url)
-        return self._attempt(method, url, self.show(url), body, headers, parse, first=True)
+        return self._attempt(method, url, self._shown(url), body, headers, parse, first=True)
 
     async def _attempt(
         self,
@@ -429,9 +443,7 @@ class HttpClient:
         body: bytes | None,
         headers: Mapping[str, str] | None,
     ) -> Response:
-        target = url
-        if self._url_params and url.origin() == self._url_origin:
-            target = target.extend_query(self._url_params)
+        target = self._with_url_params(url)
         if self._creds.params:
             target = target.update_query(self._creds.params)
         try:
@@ -457,7 +469,7 @@ class HttpClient:
         if self._session is None:
             raise RuntimeError(f"{self.where} was used before open()")
         url = self.strip_secrets(url)
-        response = await self._send(self._session, method, url, self.show(url), None, None)
+        response = await self._send(self._session, method, url, self._shown(url), None, None)
         if not 200 <= response.status < 300:
             raise self._status_error(response, None)
 
