@@ -249,10 +249,10 @@ class HttpSource(Source[Record]):
             return after  # the walk refuses it, in words
         if url is None:
             return after
-        query = self.client.strip_secrets(url).raw_query_string
-        if query == url.raw_query_string:
+        stripped = self.client.strip_secrets(url)
+        if stripped.raw_query_string == url.raw_query_string:
             return after
-        return {**after, "url": str(url.with_query(query or None))}
+        return {**after, "url": str(url.with_query(stripped.query))}
 
     def decode(self, raw: JsonValue) -> Record:
         """A dead-lettered record back as a record.

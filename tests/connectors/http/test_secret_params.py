@@ -138,7 +138,7 @@ async def test_a_position_written_with_the_key_in_it_still_resumes_and_drops_it(
     async with serve(Keyed(api, key).handle) as base:
         url = base + "/items"
         old: Position = {
-            "url": f"{url}?k={key}&limit=10&page=2",
+            "url": f"{url}?k={key}&limit=10&page=2&q=a%20b%26c",
             "skip": 3,
             "endpoint": f"{url}?k={key}&limit=10",
         }
@@ -146,9 +146,11 @@ async def test_a_position_written_with_the_key_in_it_still_resumes_and_drops_it(
     assert ids(chunks) == list(range(14, 31))
     assert [hit.query["page"] for hit in api.hits] == ["2", "3"]
     assert [hit.query["k"] for hit in api.hits] == [key, key]
-    assert chunks[0].position == {
-        "url": f"{url}?limit=10&page=3",
-        "skip": 0,
+    assert api.hits[0].query["q"] == "a b&c"  # the rest of the URL as it was written
+    assert key not in orjson.dumps([chunk.position for chunk in chunks]).decode()
+    assert chunks[-1].position == {
+        "url": f"{url}?limit=10&page=3&q=a+b%26c",
+        "skip": 10,
         "endpoint": f"{url}?k=***&limit=10",
     }
 
