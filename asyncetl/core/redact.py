@@ -1,7 +1,9 @@
 """Hiding secrets before they are shown: remembered values, and URL or DSN passwords.
 
 :func:`remember_secret` keeps a value that must never be shown (what a spec
-read from an env file or a mounted secret file); :func:`redact` hides those
+read from an env file or a mounted secret file), :func:`is_secret` tells whether
+a value is one of them (for what must be kept, not shown: a URL in a
+position); :func:`redact` hides those
 and every URL password in a text, :func:`redact_values` in every string of a
 log event. The log setup applies it to every line, console and JSON alike.
 
@@ -26,6 +28,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "REDACTED",
+    "is_secret",
     "misplaced_userinfo",
     "redact",
     "redact_url",
@@ -37,7 +40,8 @@ __all__ = [
 REDACTED = "***"
 
 _lock = threading.Lock()
-#: Longest first, so that a secret containing another is hidden whole.
+#: Longest first, so that a secret containing another is hidden whole. Replaced
+#: whole under the lock, never changed in place, so that a look-up needs no lock.
 _secrets: list[str] = []
 
 #: A scheme and at least one slash: ``postgresql://``, or the typo ``redis:/``.
@@ -80,12 +84,17 @@ def redact_urls(text: str) -> str:
 
 def remember_secret(value: str) -> None:
     """Hide ``value`` from every text :func:`redact` passes from now on (for the process)."""
+    global _secrets
     if not value:
         return
     with _lock:
         if value not in _secrets:
-            _secrets.append(value)
-            _secrets.sort(key=len, reverse=True)
+            _secrets = sorted([*_secrets, value], key=len, reverse=True)
+
+
+def is_secret(value: str) -> bool:
+    """Whether ``value`` is one of the remembered secrets, as a whole (asked once per request)."""
+    return value in _secrets
 
 
 def redact(text: str) -> str:

@@ -153,7 +153,7 @@ url = "http://127.0.0.1:1/items?k=${API_KEY}"
 retry = {max_tries = 2, max_time = 1}
 """
 #: The failed call, as every log line and the error name it once the key is hidden.
-CALL = "GET http://127.0.0.1:1/items?k=***&limit=100&page=1"
+CALL = "GET http://127.0.0.1:1/items?limit=100&page=1&k=***"
 
 
 @pytest.mark.parametrize("log_format", ["json", "console"])

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from asyncetl.core import redact as core_redact
 from asyncetl.core.redact import (
+    is_secret,
     misplaced_userinfo,
     redact,
     redact_url,
@@ -105,3 +106,10 @@ def test_a_remembered_secret_is_hidden_in_every_string_of_a_value(
         "n": 1,
     }
     assert redact("nothing secret here") == "nothing secret here"
+
+
+def test_is_secret_knows_remembered_values_whole_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_redact, "_secrets", [])
+    assert not is_secret("k-123")
+    remember_secret("k-123")
+    assert (is_secret("k-123"), is_secret("k-1234"), is_secret("k-12")) == (True, False, False)

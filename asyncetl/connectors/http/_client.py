@@ -7,6 +7,14 @@ time with the client's :class:`asyncetl.core.retry.Retrier` (built once per
 client, not per request) and waits its turn at the
 host's :class:`~asyncetl.connectors.http._ratelimit.HostLimiter` before each
 attempt. URLs and headers are redacted wherever they are shown.
+
+A URL that a connector keeps (in a position, a page's state, a dead letter)
+holds no credential: :meth:`HttpClient.strip_secrets` removes its userinfo, the
+query-string API key of ``auth``, and every query parameter whose value is a
+remembered secret (:func:`asyncetl.core.redact.is_secret`: what a spec took from
+an env file or a secret file). The configured URL's own such parameters are
+put back on every request to its origin, so that page 2, or page N after a
+resume, carries them exactly as the configured URL says.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import base64
 import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -27,7 +35,7 @@ from yarl import URL
 from asyncetl.connectors.http._ratelimit import HostLimiter, Limiters
 from asyncetl.connectors.http._settings import Auth, ClientSettings, is_secret_name
 from asyncetl.core.errors import ConfigError, ConnectorError, PermanentError, TransientError
-from asyncetl.core.redact import redact_urls
+from asyncetl.core.redact import is_secret, redact_urls
 from asyncetl.core.retry import Retrier, parse_retry_after
 
 __all__ = [
@@ -221,6 +229,10 @@ class HttpClient:
         if auth.kind == "header":
             self._secret_headers.append(auth.key_name)
         self._header_secrets = _header_secrets(settings)
+        #: the configured URL's secret query parameters, sent to its origin only
+        self._url_params: list[tuple[str, str]] = []
+        self._url_origin: URL | None = None
+        self._stripped = {auth.secret_param} - {""}
 
     async def open(self) -> None:
         """Read credentials and open the session.
@@ -277,9 +289,67 @@ class HttpClient:
         shown = {**self.settings.headers, **self._creds.headers}
         return redact_headers(shown, self._secret_headers)
 
+    def adopt(self, url: URL) -> URL:
+        """``url`` stripped of secrets, whose secret query parameters go with every request.
+
+        Those parameters are put back on each request to ``url``'s origin (never
+        to another server a link may point at), and scrubbed from messages.
+        """
+        stripped = self.strip_secrets(url)
+        secret = {name for name, value in url.query.items() if is_secret(value)}
+        if secret:
+            self._url_params = [(n, v) for n, v in url.query.items() if n in secret]
+            self._url_origin = url.origin()
+            self._stripped.update(secret)
+            self._header_secrets.extend(value for _name, value in self._url_params)
+        return stripped
+
     def strip_secrets(self, url: str | URL) -> URL:
-        """``url`` without userinfo or the query-string API key, fit to keep in a checkpoint."""
+        """``url`` without userinfo or a secret query parameter, fit to keep in a checkpoint.
+
+        A secret parameter is the query-string API key of ``auth``, one the
+        configured URL held a secret in, or one whose value is a remembered
+        secret other than a plain number: a server's link to page 10 keeps its
+        ``page=10`` when an env file gave ``page_size`` 10 (a key of digits
+        alone is kept out by its name, being in the configured URL). ``url``
+        itself comes back when it holds none of them.
+        """
         parsed = without_userinfo(URL(url) if isinstance(url, str) else url)
+        secret = self._params_to_strip(parsed)
+        return parsed.without_query_params(*secret) if secret else parsed
+
+    def _with_url_params(self, url: URL, *, hidden: bool = False) -> URL:
+        """``url`` with the configured URL's secret parameters, when it goes to that server."""
+        if not self._url_params or url.origin() != self._url_origin:
+            return url
+        if hidden:
+            return url.extend_query([(name, REDACTED) for name, _value in self._url_params])
+        return url.extend_query(self._url_params)
+
+    def _shown(self, url: URL) -> str:
+        """The request to ``url`` as messages show it: its secret parameters as ``***``."""
+        if not self._url_params:
+            return self.show(url)
+        return self.show(self._with_url_params(url, hidden=True)).replace("%2A%2A%2A", REDACTED)
+
+    def _params_to_strip(self, url: URL) -> set[str]:
+        raw = url.raw_query_string
+        if not raw:
+            return set()
+        if "%" in raw or "+" in raw:  # judged decoded, as the server reads them
+            pairs: Iterable[tuple[str, str]] = url.query.items()
+        else:  # cheaper than url.query, which decodes every value; once per request
+            pairs = (pair.partition("=")[::2] for pair in raw.split("&") if pair)
+        return {
+            name
+            for name, value in pairs
+            if name in self._stripped or (is_secret(value) and not value.isdigit())
+        }
+
+    def credentials_stripped(self, url: URL) -> URL:
+        """``url`` without userinfo or the query-string API key of ``auth`` (its other
+        parameters kept in place, for an identity that earlier versions wrote too)."""
+        parsed = without_userinfo(url)
         name = self.settings.auth.secret_param
         return parsed.without_query_params(name) if name and name in parsed.query else parsed
 
@@ -327,7 +397,7 @@ class HttpClient:
         parse: Parse[Any] | None,
     ) -> Awaitable[Any]:
         url = self.strip_secrets(url)
-        return self._attempt(method, url, self.show(url), body, headers, parse, first=True)
+        return self._attempt(method, url, self._shown(url), body, headers, parse, first=True)
 
     async def _attempt(
         self,
@@ -373,7 +443,9 @@ class HttpClient:
         body: bytes | None,
         headers: Mapping[str, str] | None,
     ) -> Response:
-        target = url.update_query(self._creds.params) if self._creds.params else url
+        target = self._with_url_params(url)
+        if self._creds.params:
+            target = target.update_query(self._creds.params)
         try:
             async with session.request(method, target, data=body, headers=headers) as resp:
                 return Response(
@@ -397,7 +469,7 @@ class HttpClient:
         if self._session is None:
             raise RuntimeError(f"{self.where} was used before open()")
         url = self.strip_secrets(url)
-        response = await self._send(self._session, method, url, self.show(url), None, None)
+        response = await self._send(self._session, method, url, self._shown(url), None, None)
         if not 200 <= response.status < 300:
             raise self._status_error(response, None)
 
@@ -483,7 +555,7 @@ def create_client(url: URL, settings: ClientSettings, *, where: str) -> tuple[Ht
             raise ConfigError(str(exc).removeprefix("url: "), where=where, key="url") from None
         settings = dataclasses.replace(settings, auth=auth)
     client = HttpClient(settings, where=where)
-    return client, client.strip_secrets(url)
+    return client, client.adopt(url)
 
 
 def positive_int(value: object, where: str, key: str) -> int:

@@ -34,6 +34,7 @@ from asyncetl.connectors.http.pagination import (
 )
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
+from asyncetl.core.redact import redact
 
 __all__ = ["ENDPOINT", "RESET_HINT", "Record", "Since", "Walk", "lagged", "since_order"]
 
@@ -153,7 +154,8 @@ class Walk:
         if not isinstance(after, dict):
             raise TypeError("a position is a JSON object")
         written_for = after.get(ENDPOINT, self.endpoint)
-        if written_for != self.endpoint:
+        # Redacted, an identity written when it still held a secret compares equal.
+        if (redact(written_for) if isinstance(written_for, str) else written_for) != self.endpoint:
             raise ForeignPosition(
                 f"it was written for {_shown(written_for)}, not for url {self.endpoint}; "
                 f"point url back there, or to read {self.endpoint} from the start, {RESET_HINT}"
@@ -288,10 +290,10 @@ def _shown(value: JsonValue) -> str:
         return "{" + ", ".join(f"{key!r}: {_shown(item)}" for key, item in value.items()) + "}"
     if isinstance(value, str) and "://" in value:
         try:
-            return repr(redact_url(value))
+            return repr(redact(redact_url(value)))
         except ValueError:
             return repr(value.split("://")[0] + "://***")
-    return repr(value)
+    return repr(redact(value)) if isinstance(value, str) else repr(value)
 
 
 def _json_type(value: JsonValue) -> str:

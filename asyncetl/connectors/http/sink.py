@@ -88,8 +88,9 @@ class HttpSink(Sink[object]):
         parsed = absolute_url(url, where)
         self.client, self.url = create_client(parsed, settings, where=where)
         # Keys are made from the URL as shown before its credentials moved to auth
-        # (``user:***@``), so that a batch replayed across an upgrade keeps its key.
-        shown = self.url
+        # (``user:***@``, a secret query value as configured; only its hash is
+        # sent), so that a batch replayed across an upgrade keeps its key.
+        shown = self.client.credentials_stripped(parsed)
         if parsed.raw_user is not None:
             shown = shown.with_user(parsed.user).with_password(parsed.password)
         self._key_url = self.client.show(shown)

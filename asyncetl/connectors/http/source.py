@@ -32,6 +32,7 @@ from asyncetl.connectors.http.pagination import (
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Problem, Source
+from asyncetl.core.redact import redact
 
 __all__ = ["HttpSource"]
 
@@ -59,7 +60,9 @@ class HttpSource(Source[Record]):
 
     :param url: the endpoint; fixed query parameters may be part of it. A
         ``user:password@`` in it becomes the client's basic auth, sent with
-        every page and kept out of positions.
+        every page and kept out of positions; so is a query parameter whose
+        value is a remembered secret (from an env file or a secret file), put
+        back on every request to this server.
     :param name: the source's name in checkpoints.
     :param client: headers, auth, timeouts, retries and limits: a
         :class:`ClientSettings` or a mapping of its fields (a spec's
@@ -139,17 +142,21 @@ class HttpSource(Source[Record]):
         settings = client_settings(
             client, flat, where=where, owner="HttpSource", accepted=_KEYWORDS
         )
-        self.client, self.url = create_client(absolute_url(url, where), settings, where=where)
-        base = self._base_url(params or {})
+        configured = absolute_url(url, where)
+        full = self._with_params(configured, params or {})
+        # The base every page's URL is made of holds no secret; the client puts
+        # the configured ones back on each request.
+        self.client, base = create_client(full, settings, where=where)
+        self.url = self.client.strip_secrets(configured)
         self.pager: Paginator = make_paginator(self.pagination, base, where=where)
         #: what this source reads, redacted; positions carry it to be refused elsewhere
-        self.endpoint = self.client.show(base)
+        self.endpoint = redact(self.client.show(self.client.credentials_stripped(full)))
 
-    def _base_url(self, params: dict[str, str]) -> URL:
+    def _with_params(self, url: URL, params: dict[str, str]) -> URL:
         fixed = dict(params)
         if self.pagination.size_param:
             fixed[self.pagination.size_param] = str(self.pagination.page_size)
-        return self.url.update_query(fixed) if fixed else self.url
+        return url.update_query(fixed) if fixed else url
 
     def __repr__(self) -> str:
         return (
@@ -226,7 +233,26 @@ class HttpSource(Source[Record]):
         self._walk(position)
 
     def _walk(self, after: Position) -> Walk:
-        return Walk(self.pager, self.since, after, endpoint=self.endpoint, where=self.where)
+        return Walk(
+            self.pager, self.since, self._stripped(after), endpoint=self.endpoint, where=self.where
+        )
+
+    def _stripped(self, after: Position) -> Position:
+        """``after`` with no secret in its page URL (one written by an earlier version may hold
+        one); the client puts the configured ones back on the request."""
+        if self.pager.key != "url" or not isinstance(after, dict):
+            return after
+        value = after.get("url")
+        try:
+            url = URL(value) if isinstance(value, str) else None
+        except ValueError:
+            return after  # the walk refuses it, in words
+        if url is None:
+            return after
+        stripped = self.client.strip_secrets(url)
+        if stripped.raw_query_string == url.raw_query_string:
+            return after
+        return {**after, "url": str(url.with_query(stripped.query))}
 
     def decode(self, raw: JsonValue) -> Record:
         """A dead-lettered record back as a record.
