@@ -80,6 +80,8 @@ class StageRunner:
         self._engine_scope: anyio.CancelScope | None = None
         self._stopping = anyio.Event()
         self._hard_stop = False
+        #: the source's failure, raised once what it read before failing is committed
+        self._read_error: StageError | None = None
 
     # -- control -----------------------------------------------------------
 
@@ -117,6 +119,8 @@ class StageRunner:
             tg.start_soon(self._supervise)
             await self._run_stages(start)
             tg.cancel_scope.cancel()
+        if self._read_error is not None:
+            raise self._read_error
         if self._hard_stop:
             self._stats.record_stopped_early()
             self._log.warning(
@@ -184,7 +188,21 @@ class StageRunner:
                 try:
                     await source.produce(after, inlet, max_chunk=self._settings.max_batch_size)
                 except Exception as exc:
-                    raise StageError(source.name, inlet.last_position, exc, reading=True) from exc
+                    self._drain_after_read_failure(
+                        StageError(source.name, inlet.last_position, exc, reading=True), exc
+                    )
+
+    def _drain_after_read_failure(self, error: StageError, cause: Exception) -> None:
+        """Stop as gracefully as on a signal, then fail with ``error``.
+
+        What the source read before it failed still reaches the sink and is
+        committed (within the grace period), so a rerun resumes after it instead
+        of writing it a second time into a sink that cannot tell.
+        """
+        error.__cause__ = cause
+        self._read_error = error
+        self._log.warning("source failed; committing what it read first", stage=error.stage)
+        self.request_stop(immediate=False)
 
     async def _write_and_commit(self, recv: MemoryObjectReceiveStream[AnyBatch]) -> None:
         async with recv:

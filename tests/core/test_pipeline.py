@@ -432,9 +432,37 @@ async def test_a_source_failing_mid_read_names_the_position_it_read_after() -> N
             raise OSError("connection reset")
 
     sink: ListSink[int] = ListSink()
+    store = MemoryCheckpointStore()
     with pytest.raises(StageError) as info:
-        await Pipeline("p", Breaks(), sink, max_batch_size=2).run()
+        await Pipeline("p", Breaks(), sink, checkpoints=store, max_batch_size=2).run()
     assert str(info.value) == (
         "stage 'breaks' failed reading after position 3: OSError: connection reset"
     )
     assert (info.value.stage, info.value.position) == ("breaks", 3)
+    # What was read before the failure is written and committed, the partial
+    # batch included, so a rerun resumes after it rather than writing it again.
+    assert sink.records == [1, 2, 3]
+    assert store.positions == {("p", "breaks"): 3}
+
+
+async def test_a_sink_stuck_after_the_source_failed_is_cancelled_after_the_grace_period() -> None:
+    class BreaksAfterOne(Source[int]):
+        name = "breaks"
+
+        async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[int]]:
+            yield Chunk([1], 1)
+            raise OSError("connection reset")
+
+    class Stuck(ListSink[int]):
+        async def write(self, batch: Batch[int]) -> Sequence[Reject]:
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+    store = MemoryCheckpointStore()
+    with anyio.fail_after(5), pytest.raises(StageError) as info:
+        pipeline = Pipeline("p", BreaksAfterOne(), Stuck(), checkpoints=store, grace_period=0.2)
+        await pipeline.run()
+    assert str(info.value) == (
+        "stage 'breaks' failed reading after position 1: OSError: connection reset"
+    )
+    assert store.positions == {}
