@@ -17,6 +17,7 @@ from anyio.abc import ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asyncetl.core import _handoff
+from asyncetl.core._meter import StageMeter
 from asyncetl.core._stats import RunStats
 from asyncetl.core.batch import Batch, Chunk, Position, Reject
 
@@ -47,7 +48,9 @@ class Batcher:
         register: Callable[[AnyBatch], None],
         reject: RejectSource,
         stats: RunStats,
+        meter: StageMeter | None = None,
     ) -> None:
+        self._meter = meter or StageMeter("source", "source")
         self._max_size = max_size
         self._max_age = max_age
         self._register = register
@@ -146,6 +149,8 @@ class Batcher:
         """The one place a sequence number is used up and its batch registered."""
         self._register(batch)
         self._seq += 1
+        records = len(batch.records)
+        self._meter.record_batch(records, records, None)
 
     async def _next_chunk(
         self, chunks: MemoryObjectReceiveStream[Chunk[Any]], deadline: float
