@@ -140,14 +140,20 @@ class Sampler:
     def progress(self, progress: Sequence[Progress]) -> list[PartProgress]:
         """``progress`` with each part's recent rate and time left."""
         now = self._clock()
-        then, _, done_then = self._before(now)
-        span = max(now - then, 1e-9)
-        rates = []
-        for part in progress:
-            before = done_then.get((part.part, part.unit))
-            # A part first seen after that sample (a resumed file) has no rate yet.
-            rates.append(_part(part, 0.0 if before is None else (part.done - before) / span))
-        return rates
+        return [_part(part, self._part_rate(part, now)) for part in progress]
+
+    def _part_rate(self, part: Progress, now: float) -> float:
+        """Units per second since the oldest sample in the window that saw ``part``."""
+        key = (part.part, part.unit)
+        before: tuple[float, int] | None = None
+        for then, _, done in reversed(self._samples):
+            if now - then > RATE_WINDOW:
+                break
+            if key in done:
+                before = then, done[key]
+        if before is None:  # first seen after the last sample (a resumed file): no rate yet
+            return 0.0
+        return (part.done - before[1]) / max(now - before[0], 1e-9)
 
     def history(self, stage: int) -> list[float]:
         """Records per second out of stage ``stage``, between consecutive samples."""

@@ -128,6 +128,19 @@ async def slot_info(conn: asyncpg.Connection, slot: str) -> SlotInfo | None:
     )
 
 
+async def row_estimates(
+    conn: asyncpg.Connection, tables: Sequence[TableInfo]
+) -> dict[str, int | None]:
+    """Each table's rows per the planner (``pg_class.reltuples``); ``None`` if never analysed."""
+    estimates: dict[str, int | None] = {}
+    for table in tables:
+        value = await conn.fetchval(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass", table.sql
+        )
+        estimates[table.qualified] = value if value is not None and value >= 0 else None
+    return estimates
+
+
 def _lsn(text: str | None) -> int | None:
     return parse_lsn(text) if text is not None else None
 
