@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,6 +64,8 @@ class Committer:
             else sink.transactional_writer(checkpoints)
         )
         self._letters_in_transaction = letters_too and self._transactional_writer is not None
+        #: Since when batches have waited with no commit (``None`` while none waits).
+        self.waiting_since: float | None = None
 
     @property
     def transactional(self) -> bool:
@@ -104,6 +107,8 @@ class Committer:
 
     def register(self, batch: AnyBatch) -> None:
         """Expect an acknowledgement of ``batch``; batches come in sequence order."""
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
         self._watermark.register(batch.seq, batch.position)
 
     async def write_with_checkpoint(
@@ -132,6 +137,7 @@ class Committer:
         if self._transactional_writer is None:
             await self._save(position)
         self._stats.record_commit(position)
+        self.waiting_since = time.monotonic() if self._watermark.pending else None
         self._log.debug("committed", batch=batch.seq, records=len(batch.records), position=position)
         try:
             await self._source.acknowledge(position)

@@ -93,6 +93,8 @@ class StageRunner:
         self._engine_scope: anyio.CancelScope | None = None
         self._stopping = anyio.Event()
         self._hard_stop = False
+        #: Whether the source (and every other resource) is open and the run has begun.
+        self.connected = False
 
     # -- control -----------------------------------------------------------
 
@@ -134,6 +136,12 @@ class StageRunner:
         return self._sampler.history(len(self._meters) - 1)
 
     @property
+    def stalled_s(self) -> float:
+        """Seconds batches have waited without a commit; ``0`` while none waits."""
+        since = self._committer.waiting_since
+        return 0.0 if since is None else round(time.monotonic() - since, 3)
+
+    @property
     def latest_dead_letters(self) -> list[DeadLetter]:
         return list(self._rejects.latest)
 
@@ -147,6 +155,7 @@ class StageRunner:
         self._read_scope.cancel()
 
     async def run(self) -> None:
+        self.connected = True
         start = await self._committer.resume()
         self._log.info(
             "starting",

@@ -13,7 +13,10 @@ page all read, under the same names as the run summary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from asyncetl.core.interfaces import DeadLetter
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -144,6 +147,10 @@ class Observation:
     :param history: records written per second, one a second, oldest first
         (the last minutes).
     :param seconds_since_commit: ``None`` before the first commit.
+    :param connected: whether the source and the other resources are open.
+    :param stalled_s: seconds read batches have waited without a commit (``0``
+        while none waits): what readiness limits.
+    :param dead_letters: the latest dead letters of this run, newest last.
     """
 
     pipeline: str
@@ -156,3 +163,6 @@ class Observation:
     lag: list[Lag]
     history: list[float]
     seconds_since_commit: float | None
+    connected: bool = False
+    stalled_s: float = 0.0
+    dead_letters: list[DeadLetter] = field(default_factory=list)

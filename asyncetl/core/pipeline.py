@@ -162,7 +162,7 @@ class Pipeline:
         A question only, without I/O (the source's lag is what it last measured):
         cheap enough to ask every second. After a run it shows that run's figures.
         """
-        runner, stats = self._watched, self.stats
+        runner, running, stats = self._watched, self._runner, self.stats
         stages = runner.stages() if runner is not None else self._unrun_stages()
         committed = stats.committed_at
         return Observation(
@@ -178,6 +178,9 @@ class Pipeline:
             seconds_since_commit=(
                 None if committed is None else round(time.monotonic() - committed, 3)
             ),
+            connected=running is not None and running.connected,
+            stalled_s=running.stalled_s if running is not None else 0.0,
+            dead_letters=runner.latest_dead_letters if runner is not None else [],
         )
 
     def _unrun_stages(self) -> list[StageView]:
