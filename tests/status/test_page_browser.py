@@ -103,5 +103,6 @@ async def test_the_page_shows_the_running_pipeline_and_follows_it(
         assert "600 600 100.0" in text(browser, "progress")
         tg.cancel_scope.cancel()
     assert len(sink.records) == 514
-    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    logs: list[dict[str, Any]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    severe = [e for e in logs if e["level"] == "SEVERE"]
     assert severe == []
