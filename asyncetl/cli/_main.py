@@ -50,6 +50,7 @@ from asyncetl.cli._common import (
 )
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
+from asyncetl.cli._progress import show_progress
 from asyncetl.core.logs import get_logger
 from asyncetl.spec import check_pipeline, load_pipeline, logging_settings, redact, use_env_file
 from asyncetl.status import configure_logging, serve_status
@@ -147,6 +148,18 @@ def _parser() -> argparse.ArgumentParser:
         help="serve /metrics (Prometheus), /health and a status page on this port",
     )
     run.add_argument(
+        "--ready-limit",
+        type=positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="/ready answers 503 once read batches waited this long for a commit (default 60)",
+    )
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="show no progress: no live display in a terminal, no progress log lines elsewhere",
+    )
+    run.add_argument(
         "--status-host",
         default="127.0.0.1",
         metavar="HOST",
@@ -193,6 +206,9 @@ async def _run(args: argparse.Namespace) -> int:
     tune_gc()
     if args.stop_when_idle is not None:
         pipeline.stop_when_idle = args.stop_when_idle
+    live = not args.no_progress and sys.stderr.isatty()
+    # A live display shows what the progress lines would: one or the other, or neither.
+    pipeline.log_progress = not args.no_progress and not live
     signals: list[str] = []
     try:
         async with anyio.create_task_group() as tg:
@@ -200,10 +216,16 @@ async def _run(args: argparse.Namespace) -> int:
             if args.status_port is not None:
                 port = await tg.start(
                     functools.partial(
-                        serve_status, pipeline, host=args.status_host, port=args.status_port
+                        serve_status,
+                        pipeline,
+                        host=args.status_host,
+                        port=args.status_port,
+                        ready_limit=args.ready_limit,
                     )
                 )
                 _log.info("status page", url=f"http://{args.status_host}:{port}/")
+            if live:
+                tg.start_soon(show_progress, pipeline, sys.stderr)
             stats = await pipeline.run()
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
