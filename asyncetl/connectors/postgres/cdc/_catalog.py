@@ -27,6 +27,7 @@ __all__ = [
     "drop_slot",
     "ensure_publication",
     "publication_exists",
+    "consumer_attached",
     "release_lock",
     "resolve_tables",
     "slot_info",
@@ -151,6 +152,22 @@ async def try_lock(conn: asyncpg.Connection, slot: str) -> bool:
         "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", _LOCK_NAMESPACE, slot
     )
     return locked
+
+
+async def consumer_attached(conn: asyncpg.Connection, slot: str) -> bool:
+    """Whether a process holds the consumer lock of ``slot`` (see :func:`try_lock`).
+
+    It does from before its snapshot until it stops, while the slot itself is
+    active only once streaming.
+    """
+    held: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND objsubid = 2 AND classid = hashtext($1)::oid AND objid = hashtext($2)::oid "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        _LOCK_NAMESPACE,
+        slot,
+    )
+    return held
 
 
 async def release_lock(conn: asyncpg.Connection, slot: str) -> None:
