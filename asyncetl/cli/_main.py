@@ -1,17 +1,17 @@
 """``python -m asyncetl``: run, validate and inspect pipelines; run backfills and flows.
 
-A thin shell over :mod:`asyncetl.spec` and :class:`~asyncetl.Pipeline`; the ``backfill``
-and ``backfill status`` commands come from :mod:`asyncetl.cli._backfill`, ``flow`` and
-``flow status`` from :mod:`asyncetl.cli._flow`, ``cdc`` from :mod:`asyncetl.cli._cdc`,
-``checkpoint`` from :mod:`asyncetl.cli._checkpoint` and ``dlq`` from
-:mod:`asyncetl.cli._dlq`. Commands that read state take ``--json`` and then print one
-JSON document. Every command sets ``command`` to an async function of the parsed
-arguments returning the exit code, and :func:`main` runs it with logging set up from
-``--log-format``/``--log-level``, else the spec's ``[logging]`` table, after reading
-the ``--env-file`` files that ``${VAR}`` references may use. Exit codes: 0
-success or graceful stop, 1 runtime failure, 2 bad spec (or a setting a stage rejects
-once running), 130 stopped before draining (by a second signal, or when the grace period
-ran out). Failures print one ``error: …`` line on stderr, never a traceback
+A thin shell over :mod:`asyncetl.spec` and :class:`~asyncetl.Pipeline`; the ``backfill`` and
+``backfill status`` commands come from :mod:`asyncetl.cli._backfill`, ``flow`` and ``flow
+status`` from :mod:`asyncetl.cli._flow`, ``cdc`` from :mod:`asyncetl.cli._cdc`,
+``checkpoint`` from :mod:`asyncetl.cli._checkpoint`, ``status`` from
+:mod:`asyncetl.cli._status` and ``dlq`` from :mod:`asyncetl.cli._dlq`. Commands that read
+state take ``--json`` and then print one JSON document. Every command sets ``command`` to an
+async function of the parsed arguments returning the exit code, and :func:`main` runs it
+with logging set up from ``--log-format``/``--log-level``, else the spec's ``[logging]``
+table, after reading the ``--env-file`` files that ``${VAR}`` references may use. Exit
+codes: 0 success or graceful stop, 1 runtime failure, 2 bad spec (or a setting a stage
+rejects once running), 130 stopped before draining (by a second signal, or when the grace
+period ran out). Failures print one ``error: …`` line on stderr, never a traceback
 (``--log-level debug`` logs it).
 """
 
@@ -51,6 +51,7 @@ from asyncetl.cli._common import (
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
 from asyncetl.cli._progress import show_progress
+from asyncetl.cli._status import add_command as add_status_command
 from asyncetl.core.logs import get_logger
 from asyncetl.spec import check_pipeline, load_pipeline, logging_settings, redact, use_env_file
 from asyncetl.status import configure_logging, serve_status
@@ -180,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         "prints every problem and exits 2 if there is any",
     )
     validate.set_defaults(command=_validate)
+    add_status_command(commands, common)
     add_dlq_commands(commands, common)
     add_cdc_commands(commands)
     add_checkpoint_commands(commands)
