@@ -69,9 +69,9 @@ def progress_table(seen: Observation) -> RenderableType:
 
 def _order(part: PartProgress) -> int:
     """Parts being read first, then those still to read, then the finished."""
-    if part.per_s > 0:
-        return 0
-    return 2 if part.fraction == 1.0 else 1
+    if part.fraction == 1.0:
+        return 2
+    return 0 if part.per_s > 0 else 1
 
 
 def _row(part: PartProgress) -> list[RenderableType]:
