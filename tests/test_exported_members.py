@@ -137,7 +137,13 @@ PUBLIC: dict[str, list[str]] = {
         "endpoints",
         "message_id",
     ],
-    "asyncetl.status": ["configure_logging", "readiness", "serve_status", "status_app"],
+    "asyncetl.status": [
+        "configure_logging",
+        "read_status",
+        "readiness",
+        "serve_status",
+        "status_app",
+    ],
     "asyncetl.cli": ["main"],
     "asyncetl.backfill": [
         "EVERY",

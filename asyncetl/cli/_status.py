@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import aiohttp
 import orjson
 
 from asyncetl import ConfigError, JsonValue, MemoryCheckpointStore, Pipeline
@@ -20,6 +19,7 @@ from asyncetl.cli._common import EXIT_OK
 from asyncetl.cli._progress import duration, rate
 from asyncetl.spec import load_pipeline
 from asyncetl.spec.cdc import cdc_source, cdc_status
+from asyncetl.status import read_status
 
 __all__ = ["add_command"]
 
@@ -52,7 +52,7 @@ async def _status(args: argparse.Namespace) -> int:
         "source": pipeline.source.name,
         "position": await _position(pipeline),
         "dead_letters": await _dead_letters(pipeline),
-        "endpoint": {"url": args.url, "status": await _live(args.url)},
+        "endpoint": {"url": args.url, "status": await read_status(args.url)},
     }
     document["cdc"] = await _cdc(pipeline, args.spec, document["position"])
     if args.json:
@@ -81,22 +81,6 @@ async def _dead_letters(pipeline: Pipeline) -> int | None:
         return await store.count(pipeline.name)
     finally:
         await store.aclose()
-
-
-async def _live(url: str) -> dict[str, Any] | None:
-    """The endpoint's ``/status.json``, or ``None`` when nothing answers there."""
-    timeout = aiohttp.ClientTimeout(total=3)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url.rstrip("/") + "/status.json") as response,
-        ):
-            if response.status != 200:
-                return None
-            found: dict[str, Any] = orjson.loads(await response.read())
-            return found
-    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
-        return None
 
 
 async def _cdc(pipeline: Pipeline, spec: str, position: JsonValue) -> dict[str, JsonValue] | None:

@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+import aiohttp
 import anyio
 import orjson
 from aiohttp import web
@@ -29,9 +30,10 @@ from asyncetl import Observation, Pipeline
 from asyncetl.status._metrics import PipelineCollector
 from asyncetl.status._page import PAGE
 
-__all__ = ["readiness", "serve_status", "status_app"]
+__all__ = ["read_status", "readiness", "serve_status", "status_app"]
 
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_READ_TIMEOUT = aiohttp.ClientTimeout(total=3)
 
 
 def _since_commit(pipeline: Pipeline) -> float:
@@ -163,3 +165,22 @@ async def serve_status(
     finally:
         with anyio.move_on_after(5, shield=True):
             await runner.cleanup()
+
+
+async def read_status(url: str) -> dict[str, Any] | None:
+    """The ``/status.json`` document a running pipeline serves at ``url``, if it answers.
+
+    :param url: the endpoint's base, e.g. ``http://127.0.0.1:9108``.
+    :returns: ``None`` when nothing answers there within three seconds, or not with it.
+    """
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=_READ_TIMEOUT) as session,
+            session.get(url.rstrip("/") + "/status.json") as response,
+        ):
+            if response.status != 200:
+                return None
+            found: dict[str, Any] = orjson.loads(await response.read())
+            return found
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+        return None
