@@ -18,6 +18,7 @@ PUBLIC: dict[str, list[str]] = {
     "asyncetl": [
         "AsyncetlError",
         "Batch",
+        "BatchTrace",
         "Checkpoint",
         "CheckpointError",
         "CheckpointStore",
@@ -54,6 +55,7 @@ PUBLIC: dict[str, list[str]] = {
         "Sink",
         "Source",
         "StageError",
+        "StageTrace",
         "StageView",
         "TransactionalWriter",
         "Transform",

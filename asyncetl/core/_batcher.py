@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from asyncetl.core import _handoff
 from asyncetl.core._meter import StageMeter
 from asyncetl.core._stats import RunStats
+from asyncetl.core._tracing import BatchTracer
 from asyncetl.core.batch import Batch, Chunk, Position, Reject
 
 __all__ = ["Batcher", "Inlet"]
@@ -49,8 +50,10 @@ class Batcher:
         reject: RejectSource,
         stats: RunStats,
         meter: StageMeter | None = None,
+        tracer: BatchTracer | None = None,
     ) -> None:
         self._meter = meter or StageMeter("source", "source")
+        self._tracer = tracer
         self._max_size = max_size
         self._max_age = max_age
         self._register = register
@@ -151,6 +154,8 @@ class Batcher:
         self._seq += 1
         records = len(batch.records)
         self._meter.record_batch(records, records, None)
+        if self._tracer is not None:
+            self._tracer.made(batch)
 
     async def _next_chunk(
         self, chunks: MemoryObjectReceiveStream[Chunk[Any]], deadline: float

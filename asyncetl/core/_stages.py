@@ -25,6 +25,7 @@ from asyncetl.core._meter import Sampler, StageMeter, metering
 from asyncetl.core._rejects import RejectHandler
 from asyncetl.core._settings import RunSettings
 from asyncetl.core._stats import RunStats
+from asyncetl.core._tracing import BatchTracer, TraceBatches
 from asyncetl.core._transforming import TransformStage
 from asyncetl.core.batch import Batch, Chunk, Position, Reject
 from asyncetl.core.errors import StageError
@@ -51,6 +52,7 @@ class StageRunner:
         checkpoints: CheckpointStore,
         dead_letters: DeadLetterStore | None,
         stats: RunStats,
+        trace: TraceBatches | None = None,
     ) -> None:
         self._settings = settings
         self._source = source
@@ -64,6 +66,7 @@ class StageRunner:
             StageMeter(sink.name, "sink"),
         ]
         self._sampler = Sampler(self._meters)
+        self._tracer = BatchTracer(settings.name, trace) if trace is not None else None
         #: The stream into each stage after the source, once wired.
         self._queues: list[MemoryObjectSendStream[AnyBatch]] = []
         self._rejects = RejectHandler(
@@ -85,6 +88,7 @@ class StageRunner:
             reject=partial(self._rejects.handle, source.name, settings.source_errors),
             stats=stats,
             meter=self._meters[0],
+            tracer=self._tracer,
         )
         #: The letters of batches whose writer settled (by sequence number): the
         #: ones it stores in its transaction, counted once that commits.
@@ -191,7 +195,8 @@ class StageRunner:
             for index, transform in enumerate(self._transforms, start=1):
                 send, next_recv = anyio.create_memory_object_stream[AnyBatch](size)
                 self._queues.append(send)
-                stage = TransformStage(transform, self._rejects, self._meters[index])
+                meter = self._meters[index]
+                stage = TransformStage(transform, self._rejects, meter, self._tracer)
                 stages.start_soon(stage.run, recv, send)
                 recv = next_recv
             stages.start_soon(self._write_and_commit, recv)
@@ -265,6 +270,8 @@ class StageRunner:
                 return
             await self._write(batch)
             await self._committer.commit(batch)
+            if self._tracer is not None:
+                self._tracer.committed(batch.seq)
             # Dropped now, not when the next batch arrives: its records are freed
             # as soon as nothing else holds them, while still warm in the CPU cache.
             del batch
@@ -272,6 +279,7 @@ class StageRunner:
     async def _write(self, batch: AnyBatch) -> None:
         """Write ``batch`` and store its dead letters, all before its checkpoint can move."""
         sink = self._sink
+        start_ns = time.time_ns() if self._tracer is not None else 0
         started = time.perf_counter()
         try:
             if self._committer.transactional:
@@ -298,6 +306,8 @@ class StageRunner:
         written = len(batch.records) - len(rejects)
         self._stats.record_written(written)
         self._meters[-1].record_batch(len(batch.records), written, seconds)
+        if self._tracer is not None:
+            self._tracer.stage(batch.seq, self._meters[-1], start_ns, len(batch.records), written)
 
     async def _settle(self, batch: AnyBatch, rejects: Sequence[Reject]) -> Sequence[DeadLetter]:
         """Apply the sink's policy to ``rejects`` before the batch's transaction commits.

@@ -10,6 +10,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from asyncetl.core._meter import StageMeter, metering
 from asyncetl.core._rejects import RejectHandler
+from asyncetl.core._tracing import BatchTracer
 from asyncetl.core.batch import Batch
 from asyncetl.core.errors import StageError
 from asyncetl.core.transforms import Transform
@@ -27,11 +28,16 @@ class TransformStage:
     """
 
     def __init__(
-        self, transform: Transform, rejects: RejectHandler, meter: StageMeter | None = None
+        self,
+        transform: Transform,
+        rejects: RejectHandler,
+        meter: StageMeter | None = None,
+        tracer: BatchTracer | None = None,
     ) -> None:
         self._transform = transform
         self._rejects = rejects
         self._meter = meter or StageMeter(transform.name, "transform")
+        self._tracer = tracer
 
     async def run(
         self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
@@ -102,6 +108,8 @@ class TransformStage:
             self._meter.record_batch(0, 0, None)
             return batch
         transform = self._transform
+        tracer = self._tracer
+        start_ns = time.time_ns() if tracer is not None else 0
         started = time.perf_counter()
         try:
             result = await transform.apply(batch.records)
@@ -110,6 +118,8 @@ class TransformStage:
             raise StageError(transform.name, batch.position, exc) from exc
         seconds = time.perf_counter() - started
         self._meter.record_batch(len(batch.records), len(result.records), seconds)
+        if tracer is not None:
+            tracer.stage(batch.seq, self._meter, start_ns, len(batch.records), len(result.records))
         if result.rejects:
             await self._rejects.handle(
                 transform.name, transform.on_error, result.rejects, batch.position, batch.seq

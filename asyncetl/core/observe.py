@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LATENCY_BUCKETS",
+    "BatchTrace",
+    "StageTrace",
     "Lag",
     "LagUnit",
     "Observation",
@@ -166,3 +168,31 @@ class Observation:
     connected: bool = False
     stalled_s: float = 0.0
     dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StageTrace:
+    """One stage's work on one batch, in wall-clock nanoseconds (``time.time_ns``)."""
+
+    stage: str
+    kind: Literal["source", "transform", "sink"]
+    start_ns: int
+    end_ns: int
+    records_in: int
+    records_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTrace:
+    """A batch's way through the stages, from the batch closing to its commit.
+
+    What a pipeline's ``trace_batches`` callback gets once per batch, after its
+    commit (to turn into tracing spans, say).
+    """
+
+    pipeline: str
+    seq: int
+    records: int
+    made_ns: int
+    committed_ns: int
+    stages: list[StageTrace]

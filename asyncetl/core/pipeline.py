@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from asyncetl.core.interfaces import (
     Source,
 )
 from asyncetl.core.memory import MemoryCheckpointStore
-from asyncetl.core.observe import Observation, StageView
+from asyncetl.core.observe import BatchTrace, Observation, StageView
 from asyncetl.core.transforms import Transform
 
 __all__ = ["Pipeline", "RunStats"]
@@ -59,6 +59,9 @@ class Pipeline:
         silence them, log at ``warning`` (a zero interval would log without pause).
     :param log_progress: whether to log those lines at all (off where something
         else shows the progress, such as a live display).
+    :param trace_batches: called with each batch's :class:`BatchTrace` once it is
+        committed (its making, each stage's work on it, its commit), for tracing;
+        the engine records those timings only when it is set.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Pipeline:
         stop_when_idle: float | None = None,
         summary_interval: float = 10.0,
         log_progress: bool = True,
+        trace_batches: Callable[[BatchTrace], None] | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -96,6 +100,7 @@ class Pipeline:
         self.stop_when_idle = stop_when_idle
         self.summary_interval = summary_interval
         self.log_progress = log_progress
+        self.trace_batches = trace_batches
         self._validate()
         self.stats = RunStats()
         self._runner: StageRunner | None = None
@@ -221,6 +226,7 @@ class Pipeline:
             checkpoints=self.checkpoints,
             dead_letters=self.dead_letters,
             stats=stats,
+            trace=self.trace_batches,
         )
 
     def _resources(self) -> list[Resource]:

@@ -1,6 +1,8 @@
-"""OpenTelemetry export of a pipeline's figures (the ``asyncetl[otel]`` extra).
+"""OpenTelemetry export of a pipeline's figures and batches (the ``asyncetl[otel]`` extra).
 
-:func:`export_metrics` registers observable instruments on a meter provider;
+:func:`export_traces` makes a span per batch, from its making to its commit,
+with a child span for each stage's work on it. :func:`export_metrics`
+registers observable instruments on a meter provider;
 each collection reads :meth:`Pipeline.observe <asyncetl.Pipeline.observe>`
 once, so the figures are those of ``/metrics``, under OpenTelemetry's dotted
 names: ``asyncetl.records`` with ``pipeline``, ``stage`` and ``direction``
@@ -14,10 +16,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from asyncetl import ConfigError, Observation, Pipeline
+from asyncetl import BatchTrace, ConfigError, Observation, Pipeline
 
 try:
-    from opentelemetry import metrics
+    from opentelemetry import metrics, trace
     from opentelemetry.metrics import CallbackOptions
     from opentelemetry.metrics import Observation as Measured
 except ImportError as exc:  # pragma: no cover - the extra is installed for the tests
@@ -25,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed for the 
         "OpenTelemetry export needs the otel extra: pip install 'asyncetl[otel]'"
     ) from exc
 
-__all__ = ["export_metrics"]
+__all__ = ["export_metrics", "export_traces"]
 
 Reading = Callable[[Observation], Iterable[Measured]]
 
@@ -62,6 +64,42 @@ def export_metrics(pipeline: Pipeline, meter_provider: metrics.MeterProvider | N
         meter.create_observable_gauge(
             name, callbacks=[seen.callback(reading)], unit=unit, description=description
         )
+
+
+def export_traces(pipeline: Pipeline, tracer_provider: trace.TracerProvider | None = None) -> None:
+    """Make a span per batch of ``pipeline``, with a child span per stage that worked on it.
+
+    Sets the pipeline's ``trace_batches``; the spans are made after each commit,
+    with the times the engine recorded, so tracing adds no wait to any stage.
+
+    :param tracer_provider: default: the global one (``opentelemetry.trace.get_tracer_provider``).
+    """
+    tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("asyncetl")
+
+    def spans(batch: BatchTrace) -> None:
+        attributes: dict[str, str | int] = {
+            "pipeline": batch.pipeline,
+            "batch": batch.seq,
+            "records": batch.records,
+        }
+        parent = tracer.start_span("batch", start_time=batch.made_ns, attributes=attributes)
+        context = trace.set_span_in_context(parent)
+        for step in batch.stages:
+            child = tracer.start_span(
+                step.stage,
+                context=context,
+                start_time=step.start_ns,
+                attributes={
+                    "pipeline": batch.pipeline,
+                    "stage.kind": step.kind,
+                    "records.in": step.records_in,
+                    "records.out": step.records_out,
+                },
+            )
+            child.end(end_time=step.end_ns)
+        parent.end(end_time=batch.committed_ns)
+
+    pipeline.trace_batches = spans
 
 
 class _Cached:

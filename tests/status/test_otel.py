@@ -1,4 +1,4 @@
-"""OpenTelemetry export: the figures of /metrics through the SDK's own metric reader."""
+"""OpenTelemetry export: the figures of /metrics and a span per batch, read by the SDK itself."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from asyncetl import ListSink, ListSource, MemoryDeadLetterStore, Pipeline, Transform
-from asyncetl.status.otel import export_metrics
+from asyncetl.status.otel import export_metrics, export_traces
 
 pytestmark = pytest.mark.anyio
 
@@ -69,3 +72,42 @@ async def test_the_pipelines_figures_reach_an_opentelemetry_reader() -> None:
     }
     assert found["asyncetl.progress.done"] == {(("part", ""), p, ("unit", "records"), 30)}
     assert found["asyncetl.progress.total"] == {(("part", ""), p, ("unit", "records"), 30)}
+
+
+async def test_each_batch_is_a_span_with_a_child_span_per_stage() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    pipeline = Pipeline(
+        "traced",
+        ListSource(range(20), chunk_size=10, name="numbers"),
+        ListSink(name="out"),
+        [Transform(odd_only, name="odd", on_error="dead_letter")],
+        dead_letters=MemoryDeadLetterStore(),
+        max_batch_size=10,
+    )
+    export_traces(pipeline, provider)
+    await pipeline.run()
+    spans = exporter.get_finished_spans()
+    batches = [s for s in spans if s.name == "batch"]
+    assert [dict(s.attributes or {}) for s in batches] == [
+        {"pipeline": "traced", "batch": 0, "records": 10},
+        {"pipeline": "traced", "batch": 1, "records": 10},
+    ]
+    for batch in batches:
+        assert batch.context is not None
+        children = [
+            s for s in spans if s.parent is not None and s.parent.span_id == batch.context.span_id
+        ]
+        assert [
+            (s.name, (s.attributes or {})["records.in"], (s.attributes or {})["records.out"])
+            for s in children
+        ] == [
+            ("odd", 10, 5),
+            ("out", 5, 5),
+        ]
+        assert batch.start_time is not None and batch.end_time is not None
+        assert all(
+            batch.start_time <= (s.start_time or 0) <= (s.end_time or 0) <= batch.end_time
+            for s in children
+        )
