@@ -59,9 +59,11 @@ class Pipeline:
         silence them, log at ``warning`` (a zero interval would log without pause).
     :param log_progress: whether to log those lines at all (off where something
         else shows the progress, such as a live display).
-    :param trace_batches: called with each batch's :class:`BatchTrace` once it is
-        committed (its making, each stage's work on it, its commit), for tracing;
-        the engine records those timings only when it is set.
+
+    :ivar trace_batches: ``None``, or a callable the engine calls with each
+        batch's :class:`BatchTrace` once it is committed (its making, each
+        stage's work on it, its commit), for tracing; the engine records those
+        timings only while it is set. Set it before :meth:`run`.
     """
 
     def __init__(
@@ -82,7 +84,6 @@ class Pipeline:
         stop_when_idle: float | None = None,
         summary_interval: float = 10.0,
         log_progress: bool = True,
-        trace_batches: Callable[[BatchTrace], None] | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -100,7 +101,7 @@ class Pipeline:
         self.stop_when_idle = stop_when_idle
         self.summary_interval = summary_interval
         self.log_progress = log_progress
-        self.trace_batches = trace_batches
+        self.trace_batches: Callable[[BatchTrace], None] | None = None
         self._validate()
         self.stats = RunStats()
         self._runner: StageRunner | None = None
