@@ -139,6 +139,14 @@ PUBLIC: dict[str, list[str]] = {
         "endpoints",
         "message_id",
     ],
+    "asyncetl.connectors.kafka": [
+        "Compression",
+        "Format",
+        "KafkaMessage",
+        "KafkaSink",
+        "KafkaSource",
+        "Start",
+    ],
     "asyncetl.status": [
         "configure_logging",
         "read_status",

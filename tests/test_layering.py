@@ -118,7 +118,7 @@ def test_a_connector_imports_only_core_and_itself() -> None:
 def test_every_connector_is_checked() -> None:
     systems = {layer for _, layer in modules() if layer.startswith("connectors.")}
     assert {
-        f"connectors.{s}" for s in ("files", "http", "nats", "postgres", "redis", "sqlite")
+        f"connectors.{s}" for s in ("files", "http", "kafka", "nats", "postgres", "redis", "sqlite")
     } <= systems
 
 

@@ -52,8 +52,16 @@ from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
 from asyncetl.cli._progress import show_progress
 from asyncetl.cli._status import add_command as add_status_command
+from asyncetl.core.errors import RESET_HINT
 from asyncetl.core.logs import get_logger
-from asyncetl.spec import check_pipeline, load_pipeline, logging_settings, redact, use_env_file
+from asyncetl.spec import (
+    CheckReport,
+    check_pipeline,
+    load_pipeline,
+    logging_settings,
+    redact,
+    use_env_file,
+)
 from asyncetl.status import configure_logging, serve_status
 
 __all__ = ["main"]
@@ -73,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging(args)
         return anyio.run(command, args)
     except ConfigError as exc:
-        _error(str(exc))
+        _error(_config_message(exc, args, show_how=False))
         return EXIT_CONFIG
     except StageError as exc:
         if isinstance(exc.cause, ConfigError):  # a setting a stage could judge only once running
@@ -104,12 +112,19 @@ def _routed(argv: Sequence[str]) -> list[str]:
     return words
 
 
-def _config_message(error: ConfigError, args: argparse.Namespace) -> str:
-    """The error, and for a committed position the stage cannot use, how to move it."""
+def _config_message(error: ConfigError, args: argparse.Namespace, *, show_how: bool = True) -> str:
+    """The error, and for a committed position the stage cannot use, how to move it, once.
+
+    A stage that said how to reset names the spec in its hint; else, with
+    ``show_how``, the commands that read and move the position follow the error.
+    """
     spec = getattr(args, "spec", None)
+    message = str(error)
     if error.key != "position" or spec is None:
-        return str(error)
-    return f"{error} (python -m asyncetl checkpoint show|reset {spec})"
+        return message
+    if RESET_HINT in message:
+        return message.replace(RESET_HINT, RESET_HINT.replace("SPEC", str(spec)))
+    return f"{message} (python -m asyncetl checkpoint show|reset {spec})" if show_how else message
 
 
 # -- arguments ---------------------------------------------------------------------------
@@ -179,6 +194,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also connect (once, without retries) and check tables, streams and rights; "
         "prints every problem and exits 2 if there is any",
+    )
+    validate.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object: {"pipeline", "ok", "checked": [{"key", "type"}], '
+        '"problems": [{"key", "message"}]} (the exit code is the same)',
     )
     validate.set_defaults(command=_validate)
     add_status_command(commands, common)
@@ -258,6 +279,7 @@ def _summary(pipeline: Pipeline, stats: RunStats, signals: Sequence[str]) -> str
     counters = {
         "records_in": stats.records_in,
         "records_out": stats.records_out,
+        "unchanged": stats.unchanged,
         "dead_lettered": stats.dead_lettered,
         "position": _position(stats),
     }  # named as in /health, /metrics (asyncetl_<name>_total) and the logs
@@ -284,9 +306,15 @@ def _position(stats: RunStats) -> str:
 async def _validate(args: argparse.Namespace) -> int:
     pipeline = await load_pipeline(args.spec)
     if not args.connect:
-        print(f"ok: {redact(pipeline.name)}")
+        if args.json:
+            print(_validation_json(pipeline, CheckReport([], [])))
+        else:
+            print(f"ok: {redact(pipeline.name)}")
         return EXIT_OK
     report = await check_pipeline(pipeline, args.spec)
+    if args.json:
+        print(_validation_json(pipeline, report))
+        return EXIT_CONFIG if report.problems else EXIT_OK
     for problem in report.problems:
         _error(problem)
     if report.problems:
@@ -294,3 +322,14 @@ async def _validate(args: argparse.Namespace) -> int:
     checked = ", ".join(f"{key} ({kind})" for key, kind in report.checked)
     print(f"ok: {redact(pipeline.name)}: connected and checked {checked}")
     return EXIT_OK
+
+
+def _validation_json(pipeline: Pipeline, report: CheckReport) -> str:
+    """What ``validate --json`` prints: one JSON object, secrets hidden."""
+    document = {
+        "pipeline": redact(pipeline.name),
+        "ok": not report.keyed,
+        "checked": [{"key": key, "type": kind} for key, kind in report.checked],
+        "problems": [{"key": key, "message": redact(text)} for key, text in report.keyed],
+    }
+    return orjson.dumps(document).decode()

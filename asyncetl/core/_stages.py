@@ -281,6 +281,7 @@ class StageRunner:
         sink = self._sink
         start_ns = time.time_ns() if self._tracer is not None else 0
         started = time.perf_counter()
+        unchanged_before = sink.unchanged
         try:
             if self._committer.transactional:
                 rejects = await self._committer.write_with_checkpoint(
@@ -304,7 +305,7 @@ class StageRunner:
         # Stored by now: by the engine, or by the writer in the transaction that committed.
         self._rejects.stored(settled)
         written = len(batch.records) - len(rejects)
-        self._stats.record_written(written)
+        self._stats.record_written(written, unchanged=sink.unchanged - unchanged_before)
         self._meters[-1].record_batch(len(batch.records), written, seconds)
         if self._tracer is not None:
             self._tracer.stage(batch.seq, self._meters[-1], start_ns, len(batch.records), written)

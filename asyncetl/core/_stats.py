@@ -20,6 +20,7 @@ class RunStats:
 
     records_in: int = 0
     records_out: int = 0
+    unchanged: int = 0
     dead_lettered: int = 0
     batches_committed: int = 0
     position: Position = None
@@ -37,6 +38,7 @@ class RunStats:
         return {
             "records_in": self.records_in,
             "records_out": self.records_out,
+            "unchanged": self.unchanged,
             "dead_lettered": self.dead_lettered,
             "batches_committed": self.batches_committed,
             "elapsed_s": round(self.elapsed, 3),
@@ -52,9 +54,13 @@ class RunStats:
             self.records_in += records
             self.read_at = time.monotonic()
 
-    def record_written(self, records: int) -> None:
-        """The sink durably wrote ``records`` records."""
-        self.records_out += records
+    def record_written(self, records: int, *, unchanged: int = 0) -> None:
+        """The sink acknowledged ``records`` records; ``unchanged`` of them the target already held.
+
+        Those are not written, so they count as ``unchanged``, not in ``records_out``.
+        """
+        self.records_out += records - unchanged
+        self.unchanged += unchanged
 
     def record_dead_lettered(self, records: int) -> None:
         self.dead_lettered += records

@@ -275,6 +275,11 @@ class Sink(Resource, abc.ABC, Generic[T_contra]):
     """
 
     name: str = "sink"
+    #: Records acknowledged since construction without being written, because the
+    #: target already held them (a sink that compares, e.g. ``skip_unchanged``);
+    #: a sink adds to it once their batch is durable. The engine reports it as
+    #: the run's ``unchanged`` counter.
+    unchanged: int = 0
 
     @abc.abstractmethod
     async def write(self, batch: Batch[T_contra]) -> Sequence[Reject]:

@@ -1,4 +1,9 @@
-"""Hiding the password of a URL or DSN, however mistyped, before it is shown.
+"""Hiding secrets before they are shown: remembered values, and URL or DSN passwords.
+
+:func:`remember_secret` keeps a value that must never be shown (what a spec
+read from an env file or a mounted secret file); :func:`redact` hides those
+and every URL password in a text, :func:`redact_values` in every string of a
+log event. The log setup applies it to every line, console and JSON alike.
 
 Connectors that take credentials in a URL (PostgreSQL, Redis, NATS) show it
 through their own helper, built on these: :func:`redact_url` for one URL,
@@ -15,12 +20,25 @@ query or path as well, more is hidden than needed, never less.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["REDACTED", "misplaced_userinfo", "redact_url", "redact_urls", "redact_values"]
+__all__ = [
+    "REDACTED",
+    "misplaced_userinfo",
+    "redact",
+    "redact_url",
+    "redact_urls",
+    "redact_values",
+    "remember_secret",
+]
 
 REDACTED = "***"
+
+_lock = threading.Lock()
+#: Longest first, so that a secret containing another is hidden whole.
+_secrets: list[str] = []
 
 #: A scheme and at least one slash: ``postgresql://``, or the typo ``redis:/``.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/+")
@@ -60,10 +78,30 @@ def redact_urls(text: str) -> str:
     return _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)
 
 
+def remember_secret(value: str) -> None:
+    """Hide ``value`` from every text :func:`redact` passes from now on (for the process)."""
+    if not value:
+        return
+    with _lock:
+        if value not in _secrets:
+            _secrets.append(value)
+            _secrets.sort(key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """``text`` with every remembered secret and every URL password replaced by ``***``."""
+    with _lock:
+        secrets = list(_secrets)
+    for secret in secrets:
+        # As written, and as repr() escapes it inside a message ('line\\nnext').
+        text = text.replace(secret, REDACTED).replace(repr(secret)[1:-1], REDACTED)
+    return redact_urls(text)
+
+
 def redact_values(value: Any) -> Any:
-    """``value`` with :func:`redact_urls` applied to every string in it (dicts, lists, tuples)."""
+    """``value`` with :func:`redact` applied to every string in it (dicts, lists, tuples)."""
     if isinstance(value, str):
-        return redact_urls(value)
+        return redact(value)
     if isinstance(value, dict):
         return {key: redact_values(item) for key, item in value.items()}
     if isinstance(value, list):

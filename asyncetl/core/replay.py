@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 
 from asyncetl.core.batch import Batch, Reject
+from asyncetl.core.deadletter import is_unencodable
 from asyncetl.core.errors import ConfigError, StageError
 from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, Resource
 from asyncetl.core.logs import get_logger
@@ -183,6 +184,12 @@ async def _check_chunk(
 async def _transformed(pipeline: Pipeline, letter: DeadLetter) -> list[Any]:
     """The records ``letter`` becomes on its way to the sink from the stage it failed at."""
     names = [transform.name for transform in pipeline.transforms]
+    if is_unencodable(letter.record):
+        raise _FailedAgain(
+            letter.stage,
+            "the record was stored as its Python repr (JSON cannot hold it); "
+            "it cannot be replayed, only read",
+        )
     if letter.stage == pipeline.sink.name:
         return [letter.record]
     if letter.stage == pipeline.source.name:

@@ -2,8 +2,9 @@
 
 A value that a spec got from an env file (:func:`use_env_file`, the command
 line's ``--env-file``) or from a ``${file:/path}`` reference is remembered as a
-secret: :func:`redact` replaces it, and the password of any URL, by ``***`` in
-every message the spec layer shows. Env-file values are only looked up for
+secret (:func:`asyncetl.core.redact.remember_secret`): :func:`redact` replaces
+it, and the password of any URL, by ``***`` in every message the spec layer
+shows, and so does the log setup in every log line. Env-file values are only looked up for
 ``${VAR}`` references; they are not put into ``os.environ``, so child processes
 never inherit them.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from asyncetl.core.errors import ConfigError
-from asyncetl.core.redact import REDACTED, redact_url, redact_urls
+from asyncetl.core.redact import redact, redact_url, remember_secret
 
 __all__ = [
     "env_file_value",
@@ -44,7 +45,6 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
 
 _lock = threading.Lock()
 _env_values: dict[str, str] = {}
-_secrets: set[str] = set()
 
 
 # -- env files ---------------------------------------------------------------------------
@@ -156,23 +156,6 @@ def read_secret_file(path: str, where: str, key: str) -> str:
 
 
 # -- hiding ------------------------------------------------------------------------------
-
-
-def remember_secret(value: str) -> None:
-    """Hide ``value`` from every message :func:`redact` passes from now on."""
-    if value:
-        with _lock:
-            _secrets.add(value)
-
-
-def redact(text: str) -> str:
-    """``text`` with every remembered secret and every URL password replaced by ``***``."""
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        # As written, and as repr() escapes it inside a message ('line\\nnext').
-        text = text.replace(secret, REDACTED).replace(repr(secret)[1:-1], REDACTED)
-    return redact_urls(text)
 
 
 def redacted_error(exc: ConfigError) -> ConfigError:

@@ -8,7 +8,7 @@ and each tries its server once: an operator wants every problem, and soon.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -26,10 +26,12 @@ class CheckReport:
 
     :param checked: the spec key and class of each resource asked, in spec order.
     :param problems: one line per problem, ``<spec>: <key>: <what is missing>``.
+    :param keyed: the same problems as ``(key, what is missing)``, for machines.
     """
 
     checked: list[tuple[str, str]]
     problems: list[str]
+    keyed: list[tuple[str, str]] = field(default_factory=list)
 
 
 async def check_pipeline(
@@ -45,12 +47,12 @@ async def check_pipeline(
     async with anyio.create_task_group() as tg:
         for key, resource in parts:
             tg.start_soon(_check_one, key, resource, time_limit, found)
-    problems = [
-        f"{where}: {_key(key, problem)}: {problem.message}"
-        for key, _ in parts
-        for problem in found[key]
-    ]
-    return CheckReport([(key, type(resource).__name__) for key, resource in parts], problems)
+    keyed = [(_key(key, problem), problem.message) for key, _ in parts for problem in found[key]]
+    return CheckReport(
+        checked=[(key, type(resource).__name__) for key, resource in parts],
+        problems=[f"{where}: {key}: {message}" for key, message in keyed],
+        keyed=keyed,
+    )
 
 
 def _resources(pipeline: Pipeline) -> list[tuple[str, Resource]]:

@@ -87,6 +87,7 @@ REGISTRY: dict[str, dict[str, str]] = {
         "csv": "asyncetl.connectors.files:CsvSource",
         "http": "asyncetl.connectors.http:HttpSource",
         "jsonl": "asyncetl.connectors.files:JsonlSource",
+        "kafka": "asyncetl.connectors.kafka:KafkaSource",
         "list": "asyncetl:ListSource",
         "nats": "asyncetl.connectors.nats:JetStreamSource",
         "postgres": "asyncetl.connectors.postgres:TableSource",
@@ -97,6 +98,7 @@ REGISTRY: dict[str, dict[str, str]] = {
     "sink": {
         "http": "asyncetl.connectors.http:HttpSink",
         "jsonl": "asyncetl.connectors.files:JsonlSink",
+        "kafka": "asyncetl.connectors.kafka:KafkaSink",
         "nats": "asyncetl.connectors.nats:JetStreamSink",
         "null": "asyncetl:NullSink",
         "postgres": "asyncetl.connectors.postgres:PostgresSink",

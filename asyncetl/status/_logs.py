@@ -19,7 +19,7 @@ from structlog.typing import EventDict, ExcInfo
 
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.logs import LEVELS, LogFormat
-from asyncetl.core.redact import redact_urls, redact_values
+from asyncetl.core.redact import redact, redact_values
 
 __all__ = ["configure_logging"]
 
@@ -48,14 +48,14 @@ def configure_logging(format: LogFormat = "console", level: str = "info") -> Non
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
-            _without_url_passwords,
+            _without_secrets,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
         factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
     elif format == "console":
         colors = sys.stderr.isatty()
         renderer = structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=_traceback)
-        processors = [*shared, _without_url_passwords, renderer]
+        processors = [*shared, _without_secrets, renderer]
         factory = structlog.PrintLoggerFactory(sys.stderr)
     else:
         raise ConfigError(f"unknown log format {format!r}; use 'console' or 'json'")
@@ -68,14 +68,15 @@ def configure_logging(format: LogFormat = "console", level: str = "info") -> Non
     )
 
 
-def _without_url_passwords(_logger: object, _method: str, event: EventDict) -> EventDict:
-    """Every string in the event, exception messages included, without URL passwords."""
+def _without_secrets(_logger: object, _method: str, event: EventDict) -> EventDict:
+    """Every string in the event, exception messages included, without remembered
+    secrets (env files, secret files) and URL passwords."""
     return {key: redact_values(value) for key, value in event.items()}
 
 
 def _traceback(sio: TextIO, exc_info: ExcInfo) -> None:
     """Rich's traceback as structlog draws it by default, but without local variables
-    (a frame may hold a DSN with its password) and with URL passwords hidden in the
+    (a frame may hold a DSN with its password) and with secrets hidden in the
     exception messages it quotes (hidden before rich colours the URL apart)."""
     trace = Traceback.extract(*exc_info, show_locals=False)
     _redact_trace(trace)
@@ -86,7 +87,7 @@ def _traceback(sio: TextIO, exc_info: ExcInfo) -> None:
 
 def _redact_trace(trace: Trace) -> None:
     for stack in trace.stacks:
-        stack.exc_value = redact_urls(stack.exc_value)
-        stack.notes = [redact_urls(note) for note in stack.notes]
+        stack.exc_value = redact(stack.exc_value)
+        stack.notes = [redact(note) for note in stack.notes]
         for group_member in stack.exceptions:
             _redact_trace(group_member)

@@ -43,7 +43,11 @@ class PipelineCollector(Collector):
         labels = [p.name]
         counters = {
             "records_in": ("records read from the source", stats.records_in),
-            "records_out": ("records the sink acknowledged", stats.records_out),
+            "records_out": ("records the sink wrote", stats.records_out),
+            "unchanged": (
+                "records the sink acknowledged without writing: the target held them",
+                stats.unchanged,
+            ),
             "dead_lettered": ("records set aside in the dead-letter store", stats.dead_lettered),
             "batches_committed": ("batches whose position was committed", stats.batches_committed),
         }

@@ -138,7 +138,14 @@ def spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def summary(
-    name: str, how: str, records_in: int, records_out: int, dead: int, position: str
+    name: str,
+    how: str,
+    records_in: int,
+    records_out: int,
+    dead: int,
+    position: str,
+    *,
+    unchanged: int = 0,
 ) -> str:
     """The run summary as a regular expression (the elapsed time varies)."""
     return (
@@ -146,6 +153,6 @@ def summary(
         + r"\d+\.\d\d"
         + re.escape(
             f" s\n  records_in     {records_in}\n  records_out    {records_out}\n"
-            f"  dead_lettered  {dead}\n  position       {position}\n"
+            f"  unchanged      {unchanged}\n  dead_lettered  {dead}\n  position       {position}\n"
         )
     )

@@ -103,8 +103,7 @@ def test_a_file_source_pointed_at_another_file_refuses_the_old_position(project:
         "error: JsonlSource 'jsonl': position: cannot resume from the committed position "
         f'{AT_33}: it was written for file "in.jsonl", not for path "other.jsonl"; point path '
         'back there, or to read "other.jsonl" from the start, reset the checkpoint '
-        "(python -m asyncetl checkpoint reset SPEC) "
-        "(python -m asyncetl checkpoint show|reset other.toml)"
+        "(python -m asyncetl checkpoint reset other.toml)"
     )
     assert not (project / "out.jsonl").read_text().count('"a":2')
 
@@ -117,12 +116,12 @@ def test_reset_to_a_position_the_source_refuses_writes_nothing(project: Path) ->
             'cannot resume from the committed position {"path":"other.jsonl","offset":8}: it '
             'was written for file "other.jsonl", not for path "in.jsonl"; point path back '
             'there, or to read "in.jsonl" from the start, reset the checkpoint '
-            "(python -m asyncetl checkpoint reset SPEC)"
+            "(python -m asyncetl checkpoint reset files.toml)"
         ),
         '"8"': (
             'cannot resume from the committed position "8", which is not a byte offset into '
             '"in.jsonl" ({"path": ..., "offset": n}); reset the checkpoint '
-            "(python -m asyncetl checkpoint reset SPEC)"
+            "(python -m asyncetl checkpoint reset files.toml)"
         ),
     }
     for position, message in refused.items():

@@ -244,7 +244,7 @@ def test_sigterm_drains_and_commits_what_was_read(source_file: Input, tmp_path: 
     assert rows(spec.parent) == expected_rows(count)
     match = re.fullmatch(
         r"pipeline recovery stopped by SIGTERM in \d+\.\d\d s\n  records_in     (\d+)\n"
-        r"  records_out    (\d+)\n  dead_lettered  0\n"
+        r"  records_out    (\d+)\n  unchanged      0\n  dead_lettered  0\n"
         r'  position       \{"path":"[^"]+","offset":(\d+)\}\n',
         out,
     )

@@ -142,3 +142,38 @@ def test_a_mistyped_url_never_shows_its_password(project: Path, table: str, show
     result = cli(project, "validate", "url.toml")
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == f"error: url.toml: {shown}\n"
+
+
+UNREACHABLE_API = """
+[source]
+type = "http"
+url = "http://127.0.0.1:1/items?k=${API_KEY}"
+
+[source.client]
+retry = {max_tries = 2, max_time = 1}
+"""
+#: The failed call, as every log line and the error name it once the key is hidden.
+CALL = "GET http://127.0.0.1:1/items?k=***&limit=100&page=1"
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_an_env_file_value_is_hidden_in_log_lines_of_either_format(
+    project: Path, log_format: str
+) -> None:
+    spec = FILES_SPEC.replace('[source]\ntype = "jsonl"\npath = "in.jsonl"', UNREACHABLE_API)
+    (project / "api.toml").write_text(spec)
+    (project / "a.env").write_text("API_KEY=hunter2-key\n")
+    result = cli(project, "run", "api.toml", "--env-file", "a.env", "--log-format", log_format)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "hunter2" not in result.stderr
+    *logs, error = result.stderr.splitlines()
+    assert error.startswith(
+        f"error: stage 'http' failed reading after position None: "
+        f"TransientError: {CALL} failed: ClientConnectorError: "
+    )
+    if log_format == "json":
+        retries = [line for line in map(json.loads, logs) if line["event"] == "retrying"]
+        assert [line["call"] for line in retries] == [CALL]
+        assert retries[0]["error"].startswith(f"TransientError: {CALL} failed: ")
+    else:
+        assert sum(f"call='{CALL}'" in line for line in logs) == 1

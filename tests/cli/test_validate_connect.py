@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import anyio.to_thread
@@ -148,3 +149,81 @@ def test_an_unreachable_server_is_tried_once_and_named_without_its_password(
 async def _main_in_thread(argv: list[str]) -> int:
     # main() runs its own event loop, which cannot nest in this test's.
     return await anyio.to_thread.run_sync(main, argv)
+
+
+def test_json_lists_every_problem_by_key_with_the_same_exit_code(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "pipeline.toml").write_text(FILES)
+    (here / "out").mkdir()
+    code = main(["validate", "pipeline.toml", "--connect", "--json"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (2, "")
+    assert json.loads(out) == {
+        "pipeline": "orders",
+        "ok": False,
+        "checked": [
+            {"key": "source", "type": "JsonlSource"},
+            {"key": "sink", "type": "SqliteSink"},
+            {"key": "checkpoints", "type": "JsonFileCheckpointStore"},
+            {"key": "dead_letters", "type": "JsonlDeadLetterStore"},
+        ],
+        "problems": [
+            {"key": "source.path", "message": "file in.jsonl does not exist"},
+            {
+                "key": "sink.table",
+                "message": "table 'orders' does not exist in out/orders.db and create = false",
+            },
+            {
+                "key": "checkpoints.path",
+                "message": "directory state of state/checkpoints.json does not exist",
+            },
+            {
+                "key": "dead_letters.path",
+                "message": "directory letters of letters/dead.jsonl does not exist",
+            },
+        ],
+    }
+    assert out.count("\n") == 1  # one document on one line
+
+
+def test_json_of_a_ready_pipeline_has_no_problems(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "pipeline.toml").write_text(
+        FILES.replace('table = "orders"', 'table = "orders"\ncreate = true')
+    )
+    for directory in ("out", "letters", "state"):
+        (here / directory).mkdir()
+    (here / "in.jsonl").write_text('{"id": 1}\n')
+    code = main(["validate", "pipeline.toml", "--connect", "--json"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "pipeline": "orders",
+        "ok": True,
+        "checked": [
+            {"key": "source", "type": "JsonlSource"},
+            {"key": "sink", "type": "SqliteSink"},
+            {"key": "checkpoints", "type": "JsonFileCheckpointStore"},
+            {"key": "dead_letters", "type": "JsonlDeadLetterStore"},
+        ],
+        "problems": [],
+    }
+
+
+def test_json_names_an_unreachable_server_without_its_password(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "in.jsonl").write_text("")
+    (here / "pipeline.toml").write_text(
+        POSTGRES.format(dsn="postgresql://etl:s3cret-pw@127.0.0.1:1/db")
+    )
+    code = main(["validate", "pipeline.toml", "--connect", "--json"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (2, "")
+    assert "s3cret" not in out
+    assert [problem["key"] for problem in json.loads(out)["problems"]] == [
+        "sink.dsn",
+        "checkpoints.dsn",
+    ]

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncetl.core.redact import misplaced_userinfo, redact_url, redact_urls, redact_values
+from asyncetl.core import redact as core_redact
+from asyncetl.core.redact import (
+    misplaced_userinfo,
+    redact,
+    redact_url,
+    redact_urls,
+    redact_values,
+    remember_secret,
+)
 
 
 @pytest.mark.parametrize(
@@ -82,3 +90,18 @@ def test_values_are_redacted_wherever_they_nest_and_keep_their_shape() -> None:
         "a": ["redis://:***@h", ("x", "nats://u:***@h"), 7],
         "b": error,
     }
+
+
+def test_a_remembered_secret_is_hidden_in_every_string_of_a_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(core_redact, "_secrets", [])
+    remember_secret("pw")
+    remember_secret("long pw")
+    event = {"error": "bad token 'long pw'", "calls": ["GET /?k=pw", ("a\\npw",)], "n": 1}
+    assert redact_values(event) == {
+        "error": "bad token '***'",
+        "calls": ["GET /?k=***", ("a\\n***",)],
+        "n": 1,
+    }
+    assert redact("nothing secret here") == "nothing secret here"

@@ -19,13 +19,14 @@ def test_counters_add_up_and_a_commit_moves_the_position() -> None:
     stats.record_resume(10)
     assert (stats.position, stats.batches_committed, stats.committed_at) == (10, 0, None)
     stats.record_written(4)
-    stats.record_written(2)
+    stats.record_written(5, unchanged=3)
     stats.record_dead_lettered(1)
     stats.record_commit(16)
     stats.record_commit(17)
     assert stats.as_dict() | {"elapsed_s": 0} == {
         "records_in": 0,
         "records_out": 6,
+        "unchanged": 3,
         "dead_lettered": 1,
         "batches_committed": 2,
         "elapsed_s": 0,

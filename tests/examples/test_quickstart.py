@@ -69,7 +69,7 @@ def test_quickstart_loads_good_orders_and_dead_letters_bad_ones(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
         r"pipeline quickstart finished in \d+\.\d\d s\n"
-        r"  records_in     10012\n  records_out    10000\n  dead_lettered  12\n"
+        r"  records_in     10012\n  records_out    10000\n  unchanged      0\n  dead_lettered  12\n"
         rf'  position       {{"path":"examples/data/orders.jsonl","offset":{size}}}\n',
         result.stdout,
     )
@@ -114,7 +114,7 @@ def test_second_run_reads_nothing_and_changes_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
         r"pipeline quickstart finished in \d+\.\d\d s\n"
-        r"  records_in     0\n  records_out    0\n  dead_lettered  0\n"
+        r"  records_in     0\n  records_out    0\n  unchanged      0\n  dead_lettered  0\n"
         rf'  position       {{"path":"examples/data/orders.jsonl","offset":{OUTPUT.stat().st_size}}}\n',
         result.stdout,
     )

@@ -65,6 +65,7 @@ async def test_problems_carry_the_spec_key_and_every_resource_is_listed() -> Non
             ("dead_letters", "MemoryDeadLetterStore"),
         ],
         problems=["p.toml: sink: no route to the warehouse"],
+        keyed=[("sink", "no route to the warehouse")],
     )
 
 

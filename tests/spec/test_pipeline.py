@@ -277,8 +277,8 @@ BAD_SPECS: list[tuple[str, str, str]] = [
     ),
     (
         "unknown type",
-        GOOD.replace('type = "list"', 'type = "kafka"'),
-        f"source.type: unknown source type 'kafka'; expected one of {_source_types()} "
+        GOOD.replace('type = "list"', 'type = "kinesis"'),
+        f"source.type: unknown source type 'kinesis'; expected one of {_source_types()} "
         "or 'module:Class'",
     ),
     (

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from asyncetl import ConfigError
+from asyncetl.core import redact as core_redact
 from asyncetl.spec import _secrets, build_pipeline, read_env_file, redact, use_env_file
 
 SPEC = """
@@ -30,7 +31,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh current directory, and no env file or secret remembered from another test."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(_secrets, "_env_values", {})
-    monkeypatch.setattr(_secrets, "_secrets", set())
+    monkeypatch.setattr(core_redact, "_secrets", [])
     return tmp_path
 
 

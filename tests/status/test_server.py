@@ -97,7 +97,13 @@ async def test_health_and_metrics_name_each_counter_alike() -> None:
         _, _, metrics = await fetch(port, "/metrics")
         tg.cancel_scope.cancel()
     health = orjson.loads(body)
-    counters = {"records_in": 30, "records_out": 30, "dead_lettered": 0, "batches_committed": 3}
+    counters = {
+        "records_in": 30,
+        "records_out": 30,
+        "unchanged": 0,
+        "dead_lettered": 0,
+        "batches_committed": 3,
+    }
     assert {name: health[name] for name in counters} == counters
     lines = set(metrics.splitlines())
     for name, value in counters.items():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from operator import itemgetter
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import asyncpg
 
@@ -25,6 +25,7 @@ from asyncetl.connectors.postgres import _sql
 from asyncetl.connectors.postgres._sql import STAGE, TableName, quote_ident
 
 __all__ = [
+    "Loaded",
     "TextRows",
     "copy_append",
     "copy_replace",
@@ -37,6 +38,15 @@ __all__ = [
 
 Row = Sequence[object]
 R = TypeVar("R", bound=Sequence[object])
+
+
+class Loaded(NamedTuple):
+    """What loading a batch into a table did."""
+
+    #: Target rows inserted, updated or flagged.
+    changed: int
+    #: Records not written because the target already held them.
+    unchanged: int
 
 
 class TextRows:

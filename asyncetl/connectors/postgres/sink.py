@@ -54,7 +54,7 @@ from asyncetl.connectors.postgres._connect import (
 )
 from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
 from asyncetl.connectors.postgres._encode import find_bad_values
-from asyncetl.connectors.postgres._load import TextRows
+from asyncetl.connectors.postgres._load import Loaded, TextRows
 from asyncetl.connectors.postgres._plan import Group, Planner
 from asyncetl.connectors.postgres._rows import infer_columns
 from asyncetl.connectors.postgres._sql import TableName
@@ -349,16 +349,26 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             ) from exc
         return []
 
-    async def load(self, conn: asyncpg.Connection, groups: Sequence[Group]) -> int:
+    async def load(self, conn: asyncpg.Connection, groups: Sequence[Group]) -> Loaded:
         """Load planned ``groups`` through ``conn``, inside the caller's transaction.
 
-        :returns: target rows inserted, updated or flagged (unchanged rows not counted).
+        :returns: target rows inserted, updated or flagged, and the records left
+            unwritten because the target held them (or a later record of their
+            key in the batch superseded them) when the writer compares.
         """
-        changed = 0
+        changed = unchanged = 0
         for group in groups:
             if group.rows:
-                changed += await self.writer.load(conn, group)
-        return changed
+                written = await self.writer.load(conn, group)
+                changed += written
+                if self.writer.compares:
+                    unchanged += len(group.rows) - written
+        return Loaded(changed, unchanged)
+
+    def count(self, loaded: Loaded) -> None:
+        """Count what a committed load did."""
+        self.rows_changed += loaded.changed
+        self.unchanged += loaded.unchanged
 
     async def _commit(
         self,
@@ -367,8 +377,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         swap: bool = False,
         settling: _Settling | None = None,
     ) -> None:
-        async def body(conn: asyncpg.Connection) -> int:
-            changed = await self.load(conn, groups)
+        async def body(conn: asyncpg.Connection) -> Loaded:
+            loaded = await self.load(conn, groups)
             if settling is not None:
                 # Before COMMIT: a failing policy rolls the batch and its checkpoint back.
                 await settle_on(conn, settling.settle, settling.rejects, self._dead_letters)
@@ -376,9 +386,9 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 await self._checkpoints.save_on(conn, checkpoint)
             if swap:
                 await self._swapper.swap_in(conn)
-            return changed
+            return loaded
 
-        self.rows_changed += await self._transact(f"writing to {self.target}", body)
+        self.count(await self._transact(f"writing to {self.target}", body))
         if swap:
             await self._swapper.after_swap(self._transact)
 

@@ -41,6 +41,7 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
+from asyncetl.connectors.postgres._load import Loaded
 from asyncetl.connectors.postgres.sink import PostgresSink
 from asyncetl.connectors.postgres.source import TableSource
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
@@ -311,7 +312,12 @@ class TablesSink(Sink[TableRow]):
     async def aclose(self) -> None:
         sinks, self.sinks = list(self.sinks.values()), {}
         for sink in sinks:
-            _log.info("table written", table=str(sink.table), rows_changed=sink.rows_changed)
+            _log.info(
+                "table written",
+                table=str(sink.table),
+                rows_changed=sink.rows_changed,
+                unchanged=sink.unchanged,
+            )
             await sink.aclose()
         pool, self._pool = self._pool, None
         await close_pool(pool)
@@ -393,21 +399,22 @@ class TablesSink(Sink[TableRow]):
         settle: Settle | None,
         rejects: Sequence[Reject],
     ) -> None:
-        async def body(conn: asyncpg.Connection) -> list[int]:
-            changed = [await sink.load(conn, groups) for sink, groups in plans]
+        async def body(conn: asyncpg.Connection) -> list[Loaded]:
+            loaded = [await sink.load(conn, groups) for sink, groups in plans]
             # Before COMMIT: a failing policy rolls the batch and its checkpoint back.
             await settle_on(conn, settle, rejects, self._dead_letters)
             if checkpoint is not None and self._checkpoints is not None:
                 await self._checkpoints.save_on(conn, checkpoint)
-            return changed
+            return loaded
 
         if self._pool is None:
             raise RuntimeError("TablesSink used before open()")
-        changed = await in_transaction(
+        committed = await in_transaction(
             self._pool, self.dsn, "writing a batch of tables", body, policy=self.policy
         )
-        for (sink, _), count in zip(plans, changed, strict=True):
-            sink.rows_changed += count
+        for (sink, _), loaded in zip(plans, committed, strict=True):
+            sink.count(loaded)
+            self.unchanged += loaded.unchanged
 
 
 def _for_tables(problem: Problem) -> Problem:

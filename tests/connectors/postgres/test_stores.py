@@ -28,6 +28,7 @@ from asyncetl.connectors.postgres import (
     PostgresSink,
 )
 from tests.connectors.postgres.helpers import execute, rows
+from tests.unencodable import check_every_letter_is_kept
 
 pytestmark = pytest.mark.anyio
 
@@ -158,3 +159,9 @@ async def test_exactly_once_checkpoint_in_the_batch_transaction(pg_database: str
     assert stats.records_in == 6
     assert await rows(pg_database, "SELECT n FROM log ORDER BY n") == [(i,) for i in range(10)]
     assert await rows(pg_database, "SELECT position::text FROM asyncetl_checkpoints") == [("10",)]
+
+
+async def test_a_record_json_cannot_hold_is_kept_as_its_repr_and_the_run_goes_on(
+    pg_database: str,
+) -> None:
+    await check_every_letter_is_kept(PostgresDeadLetterStore(pg_database))

@@ -154,7 +154,7 @@ async def test_a_dead_letter_store_that_is_locked_keeps_the_checkpoint_before_th
     assert query(db, "SELECT id FROM orders ORDER BY id") == [(i,) for i in range(10)]
 
 
-async def test_a_refused_record_that_cannot_become_a_letter_is_not_passed(
+async def test_a_refused_record_json_cannot_hold_is_dead_lettered_as_text_in_the_batch(
     tmp_path: Path,
 ) -> None:
     source, db = tmp_path / "orders.jsonl", tmp_path / "orders.db"
@@ -170,11 +170,20 @@ async def test_a_refused_record_that_cannot_become_a_letter_is_not_passed(
 
     run = orders_pipeline(source, db, dead_letters=db, sink_errors="dead_letter")
     run.transforms = [Transform(deepen, name="deepen")]
-    with capture_logs(), pytest.raises(StageError) as caught:
-        await run.run()
-    assert caught.value.stage == "sqlite_sink"
-    assert checkpoint(db) == [(str(offsets[9]),)]
-    assert query(db, "SELECT id FROM orders ORDER BY id") == [(i,) for i in range(10)]
+    with capture_logs():
+        stats = await run.run()
+    assert (stats.records_in, stats.records_out, stats.dead_lettered) == (30, 29, 1)
+    assert checkpoint(db) == [(str(offsets[29]),)]
+    assert query(db, "SELECT id FROM orders ORDER BY id") == [(i,) for i in range(30) if i != 14]
+    text = {"asyncetl_unencodable_record": repr({"id": 14, "qty": 4, "note": deep})}
+    assert letters_in(db) == [
+        (
+            "orders",
+            "sqlite_sink",
+            orjson.dumps({**text, "reason": "Recursion limit reached"}).decode(),
+            str(offsets[19]),
+        )
+    ]
 
 
 async def test_dead_letters_are_stored_once_across_a_checkpoint_reset(tmp_path: Path) -> None:

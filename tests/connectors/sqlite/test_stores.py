@@ -8,6 +8,7 @@ import pytest
 from asyncetl import Checkpoint, CheckpointError, DeadLetter, PermanentError
 from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteDeadLetterStore
 from tests.connectors.sqlite.helpers import execute, query
+from tests.unencodable import check_every_letter_is_kept
 
 pytestmark = pytest.mark.anyio
 
@@ -163,3 +164,9 @@ async def test_stores_and_sink_tables_share_one_file(tmp_path: Path) -> None:
         ("asyncetl_checkpoints",),
         ("asyncetl_dead_letters",),
     ]
+
+
+async def test_a_record_json_cannot_hold_is_kept_as_its_repr_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    await check_every_letter_is_kept(SqliteDeadLetterStore(str(tmp_path / "dead.db")))

@@ -183,3 +183,11 @@ class Writer:
         :returns: target rows inserted, updated or flagged (unchanged rows not counted).
         """
         raise NotImplementedError
+
+    @property
+    def compares(self) -> bool:
+        """Whether rows the target already holds are left unwritten (skip_unchanged, row_hash).
+
+        Then every row of a group that :meth:`load` did not count is unchanged.
+        """
+        return self.options.skip_unchanged or self.options.row_hash is not None

@@ -1,0 +1,162 @@
+"""Debezium's JSON converter output read back to exact Python values, by the ``schema`` section.
+
+With ``schemas.enable`` the converter sends each value's Connect schema beside
+its payload; its semantic ``name`` says how a column was written: days since
+the epoch for ``io.debezium.time.Date``, microseconds for ``MicroTimestamp``,
+a base64 big-endian unscaled integer for ``org.apache.kafka.connect.data.Decimal``
+and so on. Without a schema, values keep their JSON types.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from asyncetl.core.changes import DEBEZIUM_UNAVAILABLE
+
+__all__ = ["typed_payload"]
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_DATE = dt.date(1970, 1, 1)
+
+
+def typed_payload(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The envelope's payload with ``before`` and ``after`` typed by the schema, if any.
+
+    :raises ValueError: a value does not fit its schema (TypeError: not even its JSON type).
+    """
+    schema, payload = doc.get("schema"), doc.get("payload")
+    if not isinstance(schema, Mapping) or not isinstance(payload, Mapping):
+        return doc
+    rows = {f.get("field"): f for f in schema.get("fields") or () if isinstance(f, Mapping)}
+    typed = dict(payload)
+    for side in ("before", "after"):
+        row, row_schema = payload.get(side), rows.get(side)
+        if isinstance(row, Mapping) and isinstance(row_schema, Mapping):
+            typed[side] = _row(row, row_schema)
+    return typed
+
+
+def _row(row: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {f.get("field"): f for f in schema.get("fields") or () if isinstance(f, Mapping)}
+    return {name: _value(value, fields.get(name)) for name, value in row.items()}
+
+
+def _value(value: Any, schema: Mapping[str, Any] | None) -> Any:
+    if value is None or schema is None or value == DEBEZIUM_UNAVAILABLE:
+        return value  # the placeholder becomes UNCHANGED in the core decoder
+    name = schema.get("name")
+    convert = _SEMANTIC.get(name) if isinstance(name, str) else None
+    if convert is not None:
+        return convert(value, schema)
+    kind = schema.get("type")
+    if kind == "bytes":
+        return _bytes(value)
+    if kind == "array" and isinstance(value, list):
+        items = schema.get("items")
+        return [_value(item, items if isinstance(items, Mapping) else None) for item in value]
+    return value
+
+
+def _bytes(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"expected base64 text for a bytes value, not {value!r}")
+    return base64.b64decode(value, validate=True)
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer for {what}, not {value!r}")
+    return value
+
+
+def _date(value: Any, _: Mapping[str, Any]) -> dt.date:
+    return _EPOCH_DATE + dt.timedelta(days=_int(value, "io.debezium.time.Date"))
+
+
+def _timestamp(unit: int, name: str) -> Callable[[Any, Mapping[str, Any]], dt.datetime]:
+    def convert(value: Any, _: Mapping[str, Any]) -> dt.datetime:
+        whole, part = divmod(_int(value, name), unit)
+        return _EPOCH + dt.timedelta(seconds=whole, microseconds=_micros(part, unit, value, name))
+
+    return convert
+
+
+def _time(unit: int, name: str) -> Callable[[Any, Mapping[str, Any]], dt.time]:
+    def convert(value: Any, _: Mapping[str, Any]) -> dt.time:
+        micros = _micros(_int(value, name), unit, value, name)
+        if not 0 <= micros < 86_400_000_000:
+            raise ValueError(f"{name} value {value!r} is not a time of day")
+        return (dt.datetime.min + dt.timedelta(microseconds=micros)).time()
+
+    return convert
+
+
+def _micros(count: int, unit: int, value: Any, name: str) -> int:
+    """``count`` units of ``1/unit`` seconds in microseconds, refusing what Python cannot hold."""
+    micros, rest = divmod(count * 1_000_000, unit)
+    if rest:
+        raise ValueError(
+            f"{name} value {value!r} has nanoseconds, which Python's datetime cannot hold"
+        )
+    return micros
+
+
+def _zoned(value: Any, schema: Mapping[str, Any]) -> dt.datetime | dt.time:
+    if not isinstance(value, str):
+        raise TypeError(f"expected ISO text for {schema.get('name')}, not {value!r}")
+    text = value.replace("Z", "+00:00")
+    if schema.get("name") == "io.debezium.time.ZonedTime":
+        return dt.time.fromisoformat(text)
+    return dt.datetime.fromisoformat(text)
+
+
+def _decimal(value: Any, schema: Mapping[str, Any]) -> decimal.Decimal:
+    parameters = schema.get("parameters") or {}
+    scale = int(parameters.get("scale", 0))
+    return _unscaled(_bytes(value), scale)
+
+
+def _variable_decimal(value: Any, _: Mapping[str, Any]) -> decimal.Decimal:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected {{scale, value}} for a VariableScaleDecimal, not {value!r}")
+    return _unscaled(_bytes(value.get("value")), _int(value.get("scale"), "its scale"))
+
+
+def _unscaled(data: bytes, scale: int) -> decimal.Decimal:
+    unscaled = int.from_bytes(data, "big", signed=True)
+    return decimal.Decimal(unscaled).scaleb(-scale)
+
+
+def _uuid(value: Any, _: Mapping[str, Any]) -> uuid.UUID:
+    return uuid.UUID(str(value))
+
+
+def _bits(value: Any, _: Mapping[str, Any]) -> bytes:
+    return _bytes(value)
+
+
+def _keep(value: Any, _: Mapping[str, Any]) -> Any:
+    return value
+
+
+_SEMANTIC: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
+    "io.debezium.time.Date": _date,
+    "io.debezium.time.Timestamp": _timestamp(1_000, "io.debezium.time.Timestamp"),
+    "io.debezium.time.MicroTimestamp": _timestamp(1_000_000, "io.debezium.time.MicroTimestamp"),
+    "io.debezium.time.NanoTimestamp": _timestamp(1_000_000_000, "io.debezium.time.NanoTimestamp"),
+    "io.debezium.time.ZonedTimestamp": _zoned,
+    "io.debezium.time.ZonedTime": _zoned,
+    "io.debezium.time.Time": _time(1_000, "io.debezium.time.Time"),
+    "io.debezium.time.MicroTime": _time(1_000_000, "io.debezium.time.MicroTime"),
+    "io.debezium.time.NanoTime": _time(1_000_000_000, "io.debezium.time.NanoTime"),
+    "org.apache.kafka.connect.data.Decimal": _decimal,
+    "io.debezium.data.VariableScaleDecimal": _variable_decimal,
+    "io.debezium.data.Uuid": _uuid,
+    "io.debezium.data.Bits": _bits,
+    "io.debezium.data.Json": _keep,  # JSON text, as the column held it
+}

