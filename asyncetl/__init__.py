@@ -50,6 +50,14 @@ from asyncetl.core.memory import ListSource as ListSource
 from asyncetl.core.memory import MemoryCheckpointStore as MemoryCheckpointStore
 from asyncetl.core.memory import MemoryDeadLetterStore as MemoryDeadLetterStore
 from asyncetl.core.memory import NullSink as NullSink
+from asyncetl.core.observe import BatchTrace as BatchTrace
+from asyncetl.core.observe import Lag as Lag
+from asyncetl.core.observe import Observation as Observation
+from asyncetl.core.observe import PartProgress as PartProgress
+from asyncetl.core.observe import Progress as Progress
+from asyncetl.core.observe import QueueFill as QueueFill
+from asyncetl.core.observe import StageTrace as StageTrace
+from asyncetl.core.observe import StageView as StageView
 from asyncetl.core.pipeline import Pipeline as Pipeline
 from asyncetl.core.pipeline import RunStats as RunStats
 from asyncetl.core.replay import ReplayFailure as ReplayFailure
@@ -65,6 +73,7 @@ from asyncetl.core.watermark import Watermark as Watermark
 __all__ = [
     "AsyncetlError",
     "Batch",
+    "BatchTrace",
     "Checkpoint",
     "CheckpointError",
     "CheckpointStore",
@@ -76,16 +85,21 @@ __all__ = [
     "FailurePolicy",
     "JsonFileCheckpointStore",
     "JsonValue",
+    "Lag",
     "LetterFilter",
     "ListSink",
     "ListSource",
     "MemoryCheckpointStore",
     "MemoryDeadLetterStore",
     "NullSink",
+    "Observation",
+    "PartProgress",
     "PermanentError",
     "Pipeline",
     "Position",
     "Problem",
+    "Progress",
+    "QueueFill",
     "Reject",
     "ReplayFailure",
     "ReplayResult",
@@ -96,6 +110,8 @@ __all__ = [
     "Sink",
     "Source",
     "StageError",
+    "StageTrace",
+    "StageView",
     "TransactionalWriter",
     "Transform",
     "TransientError",

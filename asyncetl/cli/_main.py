@@ -1,17 +1,17 @@
 """``python -m asyncetl``: run, validate and inspect pipelines; run backfills and flows.
 
-A thin shell over :mod:`asyncetl.spec` and :class:`~asyncetl.Pipeline`; the ``backfill``
-and ``backfill status`` commands come from :mod:`asyncetl.cli._backfill`, ``flow`` and
-``flow status`` from :mod:`asyncetl.cli._flow`, ``cdc`` from :mod:`asyncetl.cli._cdc`,
-``checkpoint`` from :mod:`asyncetl.cli._checkpoint` and ``dlq`` from
-:mod:`asyncetl.cli._dlq`. Commands that read state take ``--json`` and then print one
-JSON document. Every command sets ``command`` to an async function of the parsed
-arguments returning the exit code, and :func:`main` runs it with logging set up from
-``--log-format``/``--log-level``, else the spec's ``[logging]`` table, after reading
-the ``--env-file`` files that ``${VAR}`` references may use. Exit codes: 0
-success or graceful stop, 1 runtime failure, 2 bad spec (or a setting a stage rejects
-once running), 130 stopped before draining (by a second signal, or when the grace period
-ran out). Failures print one ``error: …`` line on stderr, never a traceback
+A thin shell over :mod:`asyncetl.spec` and :class:`~asyncetl.Pipeline`; the ``backfill`` and
+``backfill status`` commands come from :mod:`asyncetl.cli._backfill`, ``flow`` and ``flow
+status`` from :mod:`asyncetl.cli._flow`, ``cdc`` from :mod:`asyncetl.cli._cdc`,
+``checkpoint`` from :mod:`asyncetl.cli._checkpoint`, ``status`` from
+:mod:`asyncetl.cli._status` and ``dlq`` from :mod:`asyncetl.cli._dlq`. Commands that read
+state take ``--json`` and then print one JSON document. Every command sets ``command`` to an
+async function of the parsed arguments returning the exit code, and :func:`main` runs it
+with logging set up from ``--log-format``/``--log-level``, else the spec's ``[logging]``
+table, after reading the ``--env-file`` files that ``${VAR}`` references may use. Exit
+codes: 0 success or graceful stop, 1 runtime failure, 2 bad spec (or a setting a stage
+rejects once running), 130 stopped before draining (by a second signal, or when the grace
+period ran out). Failures print one ``error: …`` line on stderr, never a traceback
 (``--log-level debug`` logs it).
 """
 
@@ -50,6 +50,8 @@ from asyncetl.cli._common import (
 )
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
+from asyncetl.cli._progress import show_progress
+from asyncetl.cli._status import add_command as add_status_command
 from asyncetl.core.errors import RESET_HINT
 from asyncetl.core.logs import get_logger
 from asyncetl.spec import (
@@ -162,6 +164,18 @@ def _parser() -> argparse.ArgumentParser:
         help="serve /metrics (Prometheus), /health and a status page on this port",
     )
     run.add_argument(
+        "--ready-limit",
+        type=positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="/ready answers 503 once read batches waited this long for a commit (default 60)",
+    )
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="show no progress: no live display in a terminal, no progress log lines elsewhere",
+    )
+    run.add_argument(
         "--status-host",
         default="127.0.0.1",
         metavar="HOST",
@@ -188,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
         '"problems": [{"key", "message"}]} (the exit code is the same)',
     )
     validate.set_defaults(command=_validate)
+    add_status_command(commands, common)
     add_dlq_commands(commands, common)
     add_cdc_commands(commands)
     add_checkpoint_commands(commands)
@@ -214,6 +229,9 @@ async def _run(args: argparse.Namespace) -> int:
     tune_gc()
     if args.stop_when_idle is not None:
         pipeline.stop_when_idle = args.stop_when_idle
+    live = not args.no_progress and sys.stderr.isatty()
+    # A live display shows what the progress lines would: one or the other, or neither.
+    pipeline.log_progress = not args.no_progress and not live
     signals: list[str] = []
     try:
         async with anyio.create_task_group() as tg:
@@ -221,10 +239,16 @@ async def _run(args: argparse.Namespace) -> int:
             if args.status_port is not None:
                 port = await tg.start(
                     functools.partial(
-                        serve_status, pipeline, host=args.status_host, port=args.status_port
+                        serve_status,
+                        pipeline,
+                        host=args.status_host,
+                        port=args.status_port,
+                        ready_limit=args.ready_limit,
                     )
                 )
                 _log.info("status page", url=f"http://{args.status_host}:{port}/")
+            if live:
+                tg.start_soon(show_progress, pipeline, sys.stderr)
             stats = await pipeline.run()
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -17,7 +17,9 @@ from anyio.abc import ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asyncetl.core import _handoff
+from asyncetl.core._meter import StageMeter
 from asyncetl.core._stats import RunStats
+from asyncetl.core._tracing import BatchTracer
 from asyncetl.core.batch import Batch, Chunk, Position, Reject
 
 __all__ = ["Batcher", "Inlet"]
@@ -47,7 +49,11 @@ class Batcher:
         register: Callable[[AnyBatch], None],
         reject: RejectSource,
         stats: RunStats,
+        meter: StageMeter | None = None,
+        tracer: BatchTracer | None = None,
     ) -> None:
+        self._meter = meter or StageMeter("source", "source")
+        self._tracer = tracer
         self._max_size = max_size
         self._max_age = max_age
         self._register = register
@@ -146,6 +152,10 @@ class Batcher:
         """The one place a sequence number is used up and its batch registered."""
         self._register(batch)
         self._seq += 1
+        records = len(batch.records)
+        self._meter.record_batch(records, records, None)
+        if self._tracer is not None:
+            self._tracer.made(batch)
 
     async def _next_chunk(
         self, chunks: MemoryObjectReceiveStream[Chunk[Any]], deadline: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,8 @@ class Committer:
         self._letters_in_transaction = letters_too and self._transactional_writer is not None
         self._unpublished = False
         self._last_batch = (0, 0)
+        #: Since when batches have waited with no commit (``None`` while none waits).
+        self.waiting_since: float | None = None
 
     @property
     def transactional(self) -> bool:
@@ -106,6 +109,8 @@ class Committer:
 
     def register(self, batch: AnyBatch) -> None:
         """Expect an acknowledgement of ``batch``; batches come in sequence order."""
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
         self._watermark.register(batch.seq, batch.position)
 
     async def write_with_checkpoint(
@@ -154,6 +159,7 @@ class Committer:
         if self._transactional_writer is None:
             await self._save(position)
         self._stats.record_commit(position)
+        self.waiting_since = time.monotonic() if self._watermark.pending else None
         seq, records = self._last_batch
         self._log.debug("committed", batch=seq, records=records, position=position)
         try:

@@ -9,8 +9,10 @@ is read again, and keyed letters are never stored twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 
+from asyncetl.core._meter import StageMeter
 from asyncetl.core._stats import RunStats
 from asyncetl.core.batch import Position, Reject
 from asyncetl.core.deadletter import dead_letters, keyed
@@ -30,12 +32,16 @@ class RejectHandler:
         store: DeadLetterStore | None,
         stats: RunStats,
         log: Logger,
+        meters: Mapping[str, StageMeter] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._store = store
         self._stats = stats
         self._log = log
+        self._meters = meters or {}
         self._waiting: dict[int, list[DeadLetter]] = {}
+        #: The latest letters stored, newest last, for a person watching the run.
+        self.latest: deque[DeadLetter] = deque(maxlen=20)
 
     async def handle(
         self,
@@ -110,8 +116,14 @@ class RejectHandler:
         by_stage: dict[str, list[DeadLetter]] = {}
         for letter in letters:
             by_stage.setdefault(letter.stage, []).append(letter)
+        self.latest.extend(letters)
         for stage, theirs in by_stage.items():
             self._stats.record_dead_lettered(len(theirs))
+            meter = self._meters.get(stage)
+            if meter is not None:
+                meter.dead_lettered += len(theirs)
+                for letter in theirs:
+                    meter.record_error(letter.error_type)
             self._log.warning(
                 "dead-lettered",
                 stage=stage,

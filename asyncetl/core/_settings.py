@@ -23,3 +23,4 @@ class RunSettings:
     stop_when_idle: float | None
     summary_interval: float
     max_records_in_flight: int
+    log_progress: bool = True

@@ -16,19 +16,22 @@ from functools import partial
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asyncetl.core import _handoff
 from asyncetl.core._batcher import Batcher, Inlet
 from asyncetl.core._committer import Committer
+from asyncetl.core._meter import Sampler, StageMeter, metering
 from asyncetl.core._rejects import RejectHandler
 from asyncetl.core._settings import RunSettings
 from asyncetl.core._stats import RunStats
+from asyncetl.core._tracing import BatchTracer, TraceBatches
 from asyncetl.core._transforming import TransformStage
 from asyncetl.core.batch import Batch, Chunk, Position, Reject
 from asyncetl.core.errors import StageError
 from asyncetl.core.interfaces import CheckpointStore, DeadLetter, DeadLetterStore, Sink, Source
 from asyncetl.core.logs import get_logger
+from asyncetl.core.observe import PartProgress, QueueFill, StageView
 from asyncetl.core.transforms import Transform
 
 __all__ = ["StageRunner"]
@@ -49,6 +52,7 @@ class StageRunner:
         checkpoints: CheckpointStore,
         dead_letters: DeadLetterStore | None,
         stats: RunStats,
+        trace: TraceBatches | None = None,
     ) -> None:
         self._settings = settings
         self._source = source
@@ -56,7 +60,18 @@ class StageRunner:
         self._sink = sink
         self._stats = stats
         self._log = get_logger("asyncetl").bind(pipeline=settings.name)
-        self._rejects = RejectHandler(settings.name, dead_letters, stats, self._log)
+        self._meters = [
+            StageMeter(source.name, "source"),
+            *(StageMeter(t.name, "transform") for t in transforms),
+            StageMeter(sink.name, "sink"),
+        ]
+        self._sampler = Sampler(self._meters)
+        self._tracer = BatchTracer(settings.name, trace) if trace is not None else None
+        #: The stream into each stage after the source, once wired.
+        self._queues: list[MemoryObjectSendStream[AnyBatch]] = []
+        self._rejects = RejectHandler(
+            settings.name, dead_letters, stats, self._log, {m.name: m for m in self._meters}
+        )
         self._committer = Committer(
             pipeline=settings.name,
             source=source,
@@ -72,6 +87,8 @@ class StageRunner:
             register=self._committer.register,
             reject=partial(self._rejects.handle, source.name, settings.source_errors),
             stats=stats,
+            meter=self._meters[0],
+            tracer=self._tracer,
         )
         #: The letters of batches whose writer settled (by sequence number): the
         #: ones it stores in its transaction, counted once that commits.
@@ -80,6 +97,8 @@ class StageRunner:
         self._engine_scope: anyio.CancelScope | None = None
         self._stopping = anyio.Event()
         self._hard_stop = False
+        #: Whether the source (and every other resource) is open and the run has begun.
+        self.connected = False
         #: the source's failure, raised once what it read before failing is committed
         self._read_error: StageError | None = None
 
@@ -94,6 +113,44 @@ class StageRunner:
         """Batches read but not yet acknowledged by the sink."""
         return self._committer.pending
 
+    # -- watching ------------------------------------------------------------
+
+    def stages(self) -> list[StageView]:
+        """Each stage's counters and recent rate, source first."""
+        rates = self._sampler.stage_rates()
+        pairs = zip(self._meters, rates, strict=True)
+        return [meter.view(round(rate, 1)) for meter, rate in pairs]
+
+    def queues(self) -> list[QueueFill]:
+        """The queues between consecutive stages and how full each is now."""
+        names = [meter.name for meter in self._meters]
+        fills = []
+        for index, stream in enumerate(self._queues):
+            stats = stream.statistics()
+            capacity = int(stats.max_buffer_size)
+            fills.append(
+                QueueFill(names[index], names[index + 1], stats.current_buffer_used, capacity)
+            )
+        return fills
+
+    def progress(self) -> list[PartProgress]:
+        """The source's progress per part, with recent rates and times left."""
+        return self._sampler.progress(self._source.progress())
+
+    def history(self) -> list[float]:
+        """Records per second into the sink, one a second, oldest first."""
+        return self._sampler.history(len(self._meters) - 1)
+
+    @property
+    def stalled_s(self) -> float:
+        """Seconds batches have waited without a commit; ``0`` while none waits."""
+        since = self._committer.waiting_since
+        return 0.0 if since is None else round(time.monotonic() - since, 3)
+
+    @property
+    def latest_dead_letters(self) -> list[DeadLetter]:
+        return list(self._rejects.latest)
+
     def request_stop(self, *, immediate: bool) -> None:
         """First call: stop reading and drain. A second call, or ``immediate``: cancel now."""
         if immediate or self._stopping.is_set():
@@ -104,6 +161,7 @@ class StageRunner:
         self._read_scope.cancel()
 
     async def run(self) -> None:
+        self.connected = True
         start = await self._committer.resume()
         self._log.info(
             "starting",
@@ -135,18 +193,24 @@ class StageRunner:
         async with anyio.create_task_group() as stages:
             chunk_send, chunk_recv = anyio.create_memory_object_stream[Chunk[Any]](size)
             send, recv = anyio.create_memory_object_stream[AnyBatch](size)
+            self._queues.append(send)
             stages.start_soon(self._read, self._batcher.inlet(chunk_send, send, start), start)
             stages.start_soon(self._batcher.run, chunk_recv, send)
-            for transform in self._transforms:
+            for index, transform in enumerate(self._transforms, start=1):
                 send, next_recv = anyio.create_memory_object_stream[AnyBatch](size)
-                stages.start_soon(TransformStage(transform, self._rejects).run, recv, send)
+                self._queues.append(send)
+                meter = self._meters[index]
+                stage = TransformStage(transform, self._rejects, meter, self._tracer)
+                stages.start_soon(stage.run, recv, send)
                 recv = next_recv
             stages.start_soon(self._write_and_commit, recv)
 
     async def _supervise(self) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._grace_timer)
-            tg.start_soon(self._summaries)
+            tg.start_soon(self._sample)
+            if self._settings.log_progress:
+                tg.start_soon(self._summaries)
             if self._settings.stop_when_idle is not None:
                 tg.start_soon(self._idle_watch, self._settings.stop_when_idle)
 
@@ -157,17 +221,23 @@ class StageRunner:
         self._log.warning("grace period over; cancelling in-flight batches")
         self.request_stop(immediate=True)
 
+    async def _sample(self) -> None:
+        while True:
+            await anyio.sleep(1.0)
+            self._sampler.sample(self._source.progress())
+
     async def _summaries(self) -> None:
         stats = self._stats
         while True:
             await anyio.sleep(self._settings.summary_interval)
-            elapsed = max(stats.elapsed, 1e-9)
             self._log.info(
                 "progress",
                 position=stats.position,
-                records_per_s=round(stats.records_in / elapsed),
+                records_per_s=round(self.stages()[0].per_s),
                 **stats.as_dict(),
             )
+            for part in self.progress():
+                self._log.info("progress", **progress_fields(part))
 
     async def _idle_watch(self, idle: float) -> None:
         stats = self._stats
@@ -184,10 +254,11 @@ class StageRunner:
     async def _read(self, inlet: Inlet, after: Position) -> None:
         source = self._source
         async with inlet:
-            with self._read_scope:
+            with self._read_scope, metering(self._meters[0]):
                 try:
                     await source.produce(after, inlet, max_chunk=self._settings.max_batch_size)
                 except Exception as exc:
+                    self._meters[0].record_error(type(exc).__name__)
                     self._drain_after_read_failure(
                         StageError(source.name, inlet.last_position, exc, reading=True), exc
                     )
@@ -206,22 +277,28 @@ class StageRunner:
 
     async def _write_and_commit(self, recv: MemoryObjectReceiveStream[AnyBatch]) -> None:
         async with recv:
-            while True:
-                try:
-                    batch = await self._next_for_sink(recv)
-                except anyio.EndOfStream:
-                    await self._flush_sink()
-                    return
-                if batch is None:  # the sink's deadline passed with nothing new
-                    await self._flush_sink()
-                    continue
-                await self._write(batch)
-                self._committer.ack(batch)
-                if self._sink.flush_deadline() is None:
-                    await self._committer.publish()
-                # Dropped now, not when the next batch arrives: its records are freed
-                # as soon as nothing else holds them, while still warm in the CPU cache.
-                del batch
+            with metering(self._meters[-1]):
+                await self._write_all(recv)
+
+    async def _write_all(self, recv: MemoryObjectReceiveStream[AnyBatch]) -> None:
+        while True:
+            try:
+                batch = await self._next_for_sink(recv)
+            except anyio.EndOfStream:
+                await self._flush_sink()
+                return
+            if batch is None:  # the sink's deadline passed with nothing new
+                await self._flush_sink()
+                continue
+            await self._write(batch)
+            self._committer.ack(batch)
+            if self._sink.flush_deadline() is None:
+                await self._committer.publish()
+            if self._tracer is not None:
+                self._tracer.committed(batch.seq)
+            # Dropped now, not when the next batch arrives: its records are freed
+            # as soon as nothing else holds them, while still warm in the CPU cache.
+            del batch
 
     async def _next_for_sink(self, recv: MemoryObjectReceiveStream[AnyBatch]) -> AnyBatch | None:
         """The next batch, or ``None`` when the sink's flush deadline comes first."""
@@ -240,12 +317,15 @@ class StageRunner:
             except StageError:
                 raise
             except Exception as exc:
+                self._meters[-1].record_error(type(exc).__name__)
                 raise StageError(self._sink.name, self._committer.position, exc) from exc
         await self._committer.publish()
 
     async def _write(self, batch: AnyBatch) -> None:
         """Write ``batch`` and store its dead letters, all before its checkpoint can move."""
         sink = self._sink
+        start_ns = time.time_ns() if self._tracer is not None else 0
+        started = time.perf_counter()
         unchanged_before = sink.unchanged
         try:
             if self._committer.transactional:
@@ -257,9 +337,11 @@ class StageRunner:
         except StageError:
             raise
         except Exception as exc:
+            self._meters[-1].record_error(type(exc).__name__)
             raise StageError(sink.name, batch.position, exc) from exc
         finally:
             settled = self._settled.pop(batch.seq, None)
+        seconds = time.perf_counter() - started
         if settled is None:
             # Not transactional, or a writer that never settles: after the write, as ever.
             settled = self._letters(batch, rejects)
@@ -267,9 +349,11 @@ class StageRunner:
         self._rejects.forget(batch.seq)
         # Stored by now: by the engine, or by the writer in the transaction that committed.
         self._rejects.stored(settled)
-        self._stats.record_written(
-            len(batch.records) - len(rejects), unchanged=sink.unchanged - unchanged_before
-        )
+        written = len(batch.records) - len(rejects)
+        self._stats.record_written(written, unchanged=sink.unchanged - unchanged_before)
+        self._meters[-1].record_batch(len(batch.records), written, seconds)
+        if self._tracer is not None:
+            self._tracer.stage(batch.seq, self._meters[-1], start_ns, len(batch.records), written)
 
     async def _settle(self, batch: AnyBatch, rejects: Sequence[Reject]) -> Sequence[DeadLetter]:
         """Apply the sink's policy to ``rejects`` before the batch's transaction commits.
@@ -289,3 +373,15 @@ class StageRunner:
         return self._rejects.settle(
             batch.seq, self._sink.name, self._settings.sink_errors, rejects, batch.position
         )
+
+
+def progress_fields(part: PartProgress) -> dict[str, object]:
+    """One part's progress as log fields: done of total, percent, rate and time left."""
+    fields: dict[str, object] = {"done": part.done, "total": part.total, "unit": part.unit}
+    if part.part:
+        fields = {"part": part.part, **fields}
+    fraction = part.fraction
+    fields["percent"] = None if fraction is None else round(100 * fraction, 1)
+    fields["per_s"] = part.per_s
+    fields["eta_s"] = part.eta_s
+    return fields

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from asyncetl.core._meter import StageMeter, metering
 from asyncetl.core._rejects import RejectHandler
+from asyncetl.core._tracing import BatchTracer
 from asyncetl.core.batch import Batch
 from asyncetl.core.errors import StageError
 from asyncetl.core.transforms import Transform
@@ -24,22 +27,36 @@ class TransformStage:
     nothing still goes on, so that it is acknowledged.
     """
 
-    def __init__(self, transform: Transform, rejects: RejectHandler) -> None:
+    def __init__(
+        self,
+        transform: Transform,
+        rejects: RejectHandler,
+        meter: StageMeter | None = None,
+        tracer: BatchTracer | None = None,
+    ) -> None:
         self._transform = transform
         self._rejects = rejects
+        self._meter = meter or StageMeter(transform.name, "transform")
+        self._tracer = tracer
 
     async def run(
         self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
     ) -> None:
         """Transform what ``recv`` gives into ``send`` until ``recv`` ends; close both."""
         async with recv, send:
-            if self._transform.workers == 1:
-                async for batch in recv:
-                    await send.send(await self._apply(batch))
-            elif self._transform.ordered:
-                await self._in_order(recv, send)
-            else:
-                await self._as_done(recv, send)
+            with metering(self._meter):
+                await self._run(recv, send)
+
+    async def _run(
+        self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
+    ) -> None:
+        if self._transform.workers == 1:
+            async for batch in recv:
+                await send.send(await self._apply(batch))
+        elif self._transform.ordered:
+            await self._in_order(recv, send)
+        else:
+            await self._as_done(recv, send)
 
     async def _in_order(
         self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
@@ -88,12 +105,21 @@ class TransformStage:
 
     async def _apply(self, batch: AnyBatch) -> AnyBatch:
         if not batch.records:
+            self._meter.record_batch(0, 0, None)
             return batch
         transform = self._transform
+        tracer = self._tracer
+        start_ns = time.time_ns() if tracer is not None else 0
+        started = time.perf_counter()
         try:
             result = await transform.apply(batch.records)
         except Exception as exc:
+            self._meter.record_error(type(exc).__name__)
             raise StageError(transform.name, batch.position, exc) from exc
+        seconds = time.perf_counter() - started
+        self._meter.record_batch(len(batch.records), len(result.records), seconds)
+        if tracer is not None:
+            tracer.stage(batch.seq, self._meter, start_ns, len(batch.records), len(result.records))
         if result.rejects:
             await self._rejects.handle(
                 transform.name, transform.on_error, result.rejects, batch.position, batch.seq

@@ -28,6 +28,7 @@ from anyio.abc import ObjectSendStream
 
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import AsyncetlError
+from asyncetl.core.observe import Lag, Progress
 
 __all__ = [
     "Checkpoint",
@@ -220,6 +221,23 @@ class Source(Resource, abc.ABC, Generic[T_co]):
 
     async def acknowledge(self, position: Position) -> None:
         """Upstream acknowledgement: everything up to ``position`` is committed downstream."""
+
+    def progress(self) -> Sequence[Progress]:
+        """How far this run has read, per part, where the source can know its size.
+
+        A question only, answered from what the source already holds (no I/O):
+        the engine asks about once a second. A file says its bytes, a table its
+        estimated rows, a snapshot each table's. The default: nothing known.
+        """
+        return ()
+
+    def upstream_lag(self) -> Sequence[Lag]:
+        """How far behind its upstream the source was when it last measured; no I/O.
+
+        A replication slot's bytes behind, a consumer group's pending entries. The
+        default: nothing known.
+        """
+        return ()
 
 
 #: Given the records a transactional write refused, applies the sink's failure

@@ -21,6 +21,7 @@ from asyncetl.core.interfaces import (
     Sink,
     Source,
 )
+from asyncetl.core.observe import Progress
 
 __all__ = ["ListSink", "ListSource", "MemoryCheckpointStore", "MemoryDeadLetterStore", "NullSink"]
 
@@ -52,15 +53,21 @@ class ListSource(Source[T]):
             )
         self.delay = delay
         self.acknowledged: list[Position] = []
+        self._read = 0
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[T]]:
-        start = int(after) if isinstance(after, int) else 0
+        start = self._read = int(after) if isinstance(after, int) else 0
         size = self.chunk_size or max_chunk
         for offset in range(start, len(self.records), size):
             if self.delay:
                 await anyio.sleep(self.delay)
             piece = self.records[offset : offset + size]
+            self._read = offset + len(piece)
             yield Chunk(piece, offset + len(piece))
+
+    def progress(self) -> Sequence[Progress]:
+        """Records read of the list's records (a resumed read starts where it resumed)."""
+        return [Progress(self._read, len(self.records), "records")]
 
     async def acknowledge(self, position: Position) -> None:
         self.acknowledged.append(position)

@@ -11,13 +11,15 @@ acknowledgement.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
 
+from asyncetl.core._meter import StageMeter
 from asyncetl.core._settings import RunSettings
 from asyncetl.core._stages import StageRunner
 from asyncetl.core._stats import RunStats
@@ -31,6 +33,7 @@ from asyncetl.core.interfaces import (
     Source,
 )
 from asyncetl.core.memory import MemoryCheckpointStore
+from asyncetl.core.observe import BatchTrace, Observation, StageView
 from asyncetl.core.transforms import Transform
 
 __all__ = ["Pipeline", "RunStats"]
@@ -54,6 +57,13 @@ class Pipeline:
         seconds and everything read is committed.
     :param summary_interval: seconds between progress lines at info level; to
         silence them, log at ``warning`` (a zero interval would log without pause).
+    :param log_progress: whether to log those lines at all (off where something
+        else shows the progress, such as a live display).
+
+    :ivar trace_batches: ``None``, or a callable the engine calls with each
+        batch's :class:`BatchTrace` once it is committed (its making, each
+        stage's work on it, its commit), for tracing; the engine records those
+        timings only while it is set. Set it before :meth:`run`.
     """
 
     def __init__(
@@ -73,6 +83,7 @@ class Pipeline:
         grace_period: float = 30.0,
         stop_when_idle: float | None = None,
         summary_interval: float = 10.0,
+        log_progress: bool = True,
     ) -> None:
         self.name = name
         self.source = source
@@ -89,9 +100,12 @@ class Pipeline:
         self.grace_period = grace_period
         self.stop_when_idle = stop_when_idle
         self.summary_interval = summary_interval
+        self.log_progress = log_progress
+        self.trace_batches: Callable[[BatchTrace], None] | None = None
         self._validate()
         self.stats = RunStats()
         self._runner: StageRunner | None = None
+        self._watched: StageRunner | None = None  # the running or last run's
 
     @property
     def max_records_in_flight(self) -> int:
@@ -111,7 +125,7 @@ class Pipeline:
         :raises AsyncetlError: a resource could not be opened or a checkpoint read.
         """
         self.stats = RunStats()
-        runner = self._runner = self._make_runner(self.stats)
+        runner = self._runner = self._watched = self._make_runner(self.stats)
         failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as outer:
@@ -148,6 +162,41 @@ class Pipeline:
         """Batches read but not yet acknowledged by the sink."""
         return self._runner.in_flight_batches if self._runner is not None else 0
 
+    def observe(self) -> Observation:
+        """The pipeline seen now: stages, queues, progress, lag and recent throughput.
+
+        A question only, without I/O (the source's lag is what it last measured):
+        cheap enough to ask every second. After a run it shows that run's figures.
+        """
+        runner, running, stats = self._watched, self._runner, self.stats
+        stages = runner.stages() if runner is not None else self._unrun_stages()
+        committed = stats.committed_at
+        return Observation(
+            pipeline=self.name,
+            state=self.state,
+            elapsed_s=round(stats.elapsed, 3),
+            records_per_s=stages[0].per_s,
+            stages=stages,
+            queues=runner.queues() if runner is not None else [],
+            progress=runner.progress() if runner is not None else [],
+            lag=list(self.source.upstream_lag()),
+            history=runner.history() if runner is not None else [],
+            seconds_since_commit=(
+                None if committed is None else round(time.monotonic() - committed, 3)
+            ),
+            connected=running is not None and running.connected,
+            stalled_s=running.stalled_s if running is not None else 0.0,
+            dead_letters=runner.latest_dead_letters if runner is not None else [],
+        )
+
+    def _unrun_stages(self) -> list[StageView]:
+        meters = [
+            StageMeter(self.source.name, "source"),
+            *(StageMeter(t.name, "transform") for t in self.transforms),
+            StageMeter(self.sink.name, "sink"),
+        ]
+        return [meter.view(0.0) for meter in meters]
+
     def stop(self, *, immediate: bool = False) -> None:
         """Stop reading and drain in-flight batches; ``immediate`` cancels at once.
 
@@ -168,6 +217,7 @@ class Pipeline:
             stop_when_idle=self.stop_when_idle,
             summary_interval=self.summary_interval,
             max_records_in_flight=self.max_records_in_flight,
+            log_progress=self.log_progress,
         )
         return StageRunner(
             settings,
@@ -177,6 +227,7 @@ class Pipeline:
             checkpoints=self.checkpoints,
             dead_letters=self.dead_letters,
             stats=stats,
+            trace=self.trace_batches,
         )
 
     def _resources(self) -> list[Resource]:

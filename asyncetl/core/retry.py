@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import backoff
 
+from asyncetl.core._meter import count_retry
 from asyncetl.core.errors import ConfigError, TransientError
 from asyncetl.core.logs import get_logger
 
@@ -175,6 +176,7 @@ async def _attempt(call: Callable[[], Awaitable[T]], what: str, failed: list[Bas
 
 def _log_retry(details: Any) -> None:
     exc = details["exception"]
+    count_retry(exc)
     _log.warning(
         "retrying",
         call=details["args"][1],

@@ -28,7 +28,16 @@ def test_every_command_is_listed(tmp_path: Path) -> None:
     result = cli(tmp_path, "--help")
     assert (result.returncode, result.stderr) == (0, "")
     listed = re.findall(r"^    (\S+)", result.stdout, flags=re.MULTILINE)
-    assert listed == ["run", "validate", "dlq", "cdc", "checkpoint", "backfill", "flow"]
+    assert listed == [
+        "run",
+        "validate",
+        "status",
+        "dlq",
+        "cdc",
+        "checkpoint",
+        "backfill",
+        "flow",
+    ]
     assert "'backfill status SPEC' shows its" in result.stdout
     assert "'flow status FLOW' shows the latest run" in result.stdout
 

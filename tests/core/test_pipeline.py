@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import anyio.lowlevel
@@ -9,6 +9,7 @@ from anyio.abc import ObjectSendStream
 from structlog.testing import capture_logs
 
 from asyncetl import (
+    Batch,
     Checkpoint,
     Chunk,
     ConfigError,
@@ -18,6 +19,7 @@ from asyncetl import (
     MemoryDeadLetterStore,
     Pipeline,
     Position,
+    Reject,
     Source,
     StageError,
     Transform,
@@ -459,8 +461,8 @@ async def test_a_sink_stuck_after_the_source_failed_is_cancelled_after_the_grace
             raise AssertionError("unreachable")
 
     store = MemoryCheckpointStore()
+    pipeline = Pipeline("p", BreaksAfterOne(), Stuck(), checkpoints=store, grace_period=0.2)
     with anyio.fail_after(5), pytest.raises(StageError) as info:
-        pipeline = Pipeline("p", BreaksAfterOne(), Stuck(), checkpoints=store, grace_period=0.2)
         await pipeline.run()
     assert str(info.value) == (
         "stage 'breaks' failed reading after position 1: OSError: connection reset"

@@ -235,9 +235,9 @@ BAD_SPECS: list[tuple[str, str, str]] = [
     (
         "unknown pipeline key",
         GOOD.replace('name = "demo"', 'name = "demo"\nbatch = 5'),
-        "pipeline.batch: unknown key; Pipeline accepts grace_period, max_batch_age, "
-        "max_batch_size, name, queue_size, sink_errors, source_errors, stop_when_idle, "
-        "summary_interval",
+        "pipeline.batch: unknown key; Pipeline accepts grace_period, log_progress, "
+        "max_batch_age, max_batch_size, name, queue_size, sink_errors, source_errors, "
+        "stop_when_idle, summary_interval",
     ),
     (
         "wrong type",

@@ -11,10 +11,11 @@ from functools import partial
 from itertools import accumulate
 
 from asyncetl.connectors.files._check import readable
-from asyncetl.connectors.files._tail import check_options, named, resume_offset, tail
+from asyncetl.connectors.files._tail import FileProgress, check_options, named, resume_offset, tail
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import CheckpointError, ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
+from asyncetl.core.observe import Progress
 
 __all__ = ["CsvSource"]
 
@@ -72,6 +73,7 @@ class CsvSource(Source[CsvRecord]):
         self.delimiter = delimiter
         self.encoding = encoding
         self.block_size = block_size
+        self._progress = FileProgress()
         #: The header row, once read; needed by :meth:`decode`.
         self.header: list[str] | None = None
 
@@ -96,6 +98,7 @@ class CsvSource(Source[CsvRecord]):
                 f"the committed position {start} of {self.path} lies inside its header row; "
                 "delete the checkpoint to start over"
             )
+        await self._progress.start(self.path, start or header_end, follow=self.follow)
         parse = partial(self._parse_rows, max_chunk=max(1, max_chunk))
         chunks = tail(
             self.path,
@@ -108,7 +111,12 @@ class CsvSource(Source[CsvRecord]):
         )
         async with aclosing(chunks) as iterator:
             async for chunk in iterator:
+                self._progress.report(chunk)
                 yield named(chunk, self.path)
+
+    def progress(self) -> Sequence[Progress]:
+        """Bytes read of the file's size when reading started (no total with ``follow``)."""
+        return self._progress.progress()
 
     def check_position(self, position: Position) -> None:
         """Refuse a position written for another file, or one that is no byte offset.

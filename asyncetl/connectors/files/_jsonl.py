@@ -14,9 +14,10 @@ import orjson
 
 from asyncetl.connectors.files._append import append, open_for_append
 from asyncetl.connectors.files._check import readable, writable
-from asyncetl.connectors.files._tail import check_options, named, resume_offset, tail
+from asyncetl.connectors.files._tail import FileProgress, check_options, named, resume_offset, tail
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 from asyncetl.core.interfaces import Problem, Sink, Source
+from asyncetl.core.observe import Progress
 
 __all__ = ["JsonlSink", "JsonlSource"]
 
@@ -85,6 +86,7 @@ class JsonlSource(Source[JsonRecord]):
         self.follow = follow
         self.poll_interval = poll_interval
         self.block_size = block_size
+        self._progress = FileProgress()
 
     async def check(self) -> list[Problem]:
         """Whether the file exists and is readable (with ``follow`` too: reading opens it)."""
@@ -98,6 +100,7 @@ class JsonlSource(Source[JsonRecord]):
             truncated or changed under the committed position.
         """
         start = resume_offset(self.path, after, where=self._where)
+        await self._progress.start(self.path, start, follow=self.follow)
         parse = partial(self._parse, max_chunk=max(1, max_chunk))
         chunks = tail(
             self.path,
@@ -109,7 +112,12 @@ class JsonlSource(Source[JsonRecord]):
         )
         async with aclosing(chunks) as iterator:
             async for chunk in iterator:
+                self._progress.report(chunk)
                 yield named(chunk, self.path)
+
+    def progress(self) -> Sequence[Progress]:
+        """Bytes read of the file's size when reading started (no total with ``follow``)."""
+        return self._progress.progress()
 
     def check_position(self, position: Position) -> None:
         """Refuse a position written for another file, or one that is no byte offset.

@@ -35,6 +35,7 @@ import orjson
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
 from asyncetl.core.logs import get_logger
+from asyncetl.core.observe import Progress
 
 __all__ = [
     "OFFSET",
@@ -105,6 +106,34 @@ def check_options(where: str, *, poll_interval: float, block_size: int) -> None:
 def file_position(path: str, offset: int) -> Position:
     """The position after byte ``offset`` of ``path``: ``{"path": path, "offset": offset}``."""
     return {PATH: path, OFFSET: offset}
+
+
+class FileProgress:
+    """Bytes of a file read so far of its size when reading started (none when followed)."""
+
+    __slots__ = ("done", "total")
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.total: int | None = None
+
+    async def start(self, path: str, offset: int, *, follow: bool) -> None:
+        self.done = offset
+        if follow:  # a followed file has no end to measure against
+            return
+        try:
+            size = await anyio.to_thread.run_sync(os.path.getsize, path)
+        except OSError:
+            return  # reading it says what is wrong, in its own words
+        self.total = max(size, offset)
+
+    def report(self, chunk: Chunk[T]) -> None:
+        """Reading went past ``chunk``, whose position is still a byte offset."""
+        assert isinstance(chunk.position, int)
+        self.done = chunk.position
+
+    def progress(self) -> list[Progress]:
+        return [Progress(self.done, self.total, "bytes")]
 
 
 def named(chunk: Chunk[T], path: str) -> Chunk[T]:

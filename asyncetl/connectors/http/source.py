@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Mapping
+import math
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from functools import partial
 
 import anyio.to_thread
@@ -32,6 +33,7 @@ from asyncetl.connectors.http.pagination import (
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Problem, Source
+from asyncetl.core.observe import Lag, Progress
 from asyncetl.core.redact import redact
 
 __all__ = ["HttpSource"]
@@ -126,6 +128,8 @@ class HttpSource(Source[Record]):
         self.records_path = records_path
         self.total_path = total_path
         self.total_header = total_header
+        self._records_read = 0
+        self._total_told: int | None = None
         self.retry_bad_body = retry_bad_body
         self.max_concurrency = _max_concurrency(max_concurrency, pagination, where)
         self.since = _since(since_param, since_field, lag, where)
@@ -290,7 +294,26 @@ class HttpSource(Source[Record]):
             return exc.page
 
     async def _page(self, state: PageState, fetched: Page | Response) -> Page:
-        return fetched if isinstance(fetched, Page) else await self._parse(state, fetched)
+        page = fetched if isinstance(fetched, Page) else await self._parse(state, fetched)
+        # Each page comes here once, in order, whether read one at a time or fetched ahead.
+        self._records_read += len(page.items or ())
+        if page.total is not None:
+            self._total_told = page.total
+        return page
+
+    def progress(self) -> Sequence[Progress]:
+        """Records read in this run, of the total the server tells (if it does).
+
+        A resumed walk counts from where it resumed, against the whole total.
+        """
+        return [Progress(self._records_read, self._total_told, "records")]
+
+    def upstream_lag(self) -> Sequence[Lag]:
+        """Pages left to read, when the server tells its total."""
+        if self._total_told is None:
+            return []
+        left = max(0, self._total_told - self._records_read)
+        return [Lag(float(math.ceil(left / self.pagination.page_size)), "pages")]
 
     async def _parse(self, state: PageState, response: Response) -> Page:
         body = response.body

@@ -26,6 +26,7 @@ from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import AsyncetlError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
+from asyncetl.core.observe import Lag
 
 __all__ = ["JetStreamRecord", "JetStreamSource"]
 
@@ -111,6 +112,7 @@ class JetStreamSource(Source[JetStreamRecord]):
         self._sub: JetStreamContext.PullSubscription | None = None
         self._ledger: AckLedger[int, Msg] = AckLedger()
         self._pull_expires = 0.0  # when the last pull request expires on the server
+        self._num_pending: int | None = None  # messages the consumer has yet to deliver
 
     @property
     def outstanding(self) -> int:
@@ -270,7 +272,15 @@ class JetStreamSource(Source[JetStreamRecord]):
 
     # -- records -----------------------------------------------------------------
 
+    def upstream_lag(self) -> Sequence[Lag]:
+        """Messages the durable consumer had yet to deliver, as the last message fetched said."""
+        if self._num_pending is None:
+            return []
+        return [Lag(float(self._num_pending), "records", self.durable)]
+
     def _chunk(self, messages: Sequence[Msg]) -> Chunk[JetStreamRecord] | None:
+        if messages:
+            self._num_pending = messages[-1].metadata.num_pending
         fresh: dict[int, Msg] = {}
         for message in messages:
             seq = message.metadata.sequence.stream

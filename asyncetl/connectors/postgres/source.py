@@ -50,6 +50,7 @@ from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_ta
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
+from asyncetl.core.observe import Progress
 
 __all__ = ["TableSource", "copy_text", "position_text"]
 
@@ -62,6 +63,10 @@ _FORMATS = ("records", "copy")
 
 #: A page read: its records, the position of its last row (None: no rows), rows read.
 _Page = tuple[list[Any], list[str | None] | None, int]
+
+
+#: The planner's row estimate; -1 (PostgreSQL 14+) for a table never vacuumed or analysed.
+_ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass"
 
 
 def _values(after: Position) -> list[str | None] | None:
@@ -202,6 +207,8 @@ class TableSource(Source[Any]):
         self._types: dict[str, str] = {}
         self._nullable = False
         self._pool: asyncpg.Pool | None = None
+        self._rows_read = 0
+        self._estimate: int | None = None  # rows in the table, per the planner's statistics
 
     async def open(self) -> None:
         self._pool = await open_pool(
@@ -210,6 +217,7 @@ class TableSource(Source[Any]):
         try:
             columns = await self._discover()
             self._plan(columns)
+            self._estimate = await self._estimate_rows()
         except BaseException:
             await self.aclose()
             raise
@@ -239,18 +247,43 @@ class TableSource(Source[Any]):
         position = _values(after)
         size = max(1, min(self.chunk_size, max_chunk))
         page = self._copy_page if self.format == "copy" else self._record_page
+        self._rows_read = 0
         while True:
             records, last, count = await page(position, size)
+            self._rows_read += count
             if last is not None:
                 position = last
                 yield Chunk(records, self._position(position))
             if count < size:
+                if after is None and not self.poll:
+                    self._estimate = self._rows_read  # counted whole: no estimate now
                 if self.snapshot:
                     position = None
                     yield Chunk([], None)  # scan complete: the next one starts over
                 if not self.poll:
                     return
                 await anyio.sleep(self.poll)
+
+    def progress(self) -> Sequence[Progress]:
+        """Rows read in this run of the table's estimated rows (``pg_class.reltuples``).
+
+        A query has no total; a table never analysed neither. A resumed copy
+        counts from where it resumed. Once a whole read ended, the total is its count.
+        """
+        return [Progress(self._rows_read, self._estimate, "rows", str(self.table))]
+
+    async def _estimate_rows(self) -> int | None:
+        if self.query is not None:
+            return None
+
+        async def body(conn: asyncpg.Connection) -> int | None:
+            value: int | None = await conn.fetchval(_ESTIMATE, self.table.sql)
+            return value
+
+        estimate = await in_transaction(
+            self.pool, self.dsn, f"estimating the rows of {self._what}", body, policy=self.policy
+        )
+        return estimate if estimate is not None and estimate >= 0 else None
 
     # -- planning ------------------------------------------------------------
 

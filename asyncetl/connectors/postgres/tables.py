@@ -57,6 +57,7 @@ from asyncetl.core.interfaces import (
     TransactionalWriter,
 )
 from asyncetl.core.logs import get_logger
+from asyncetl.core.observe import Progress
 
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
@@ -137,6 +138,7 @@ class TablesSource(Source[TableRow]):
             )
             for table in self.tables
         }
+        self._done_before: set[str] = set()
 
     async def open(self) -> None:
         try:
@@ -193,14 +195,29 @@ class TablesSource(Source[TableRow]):
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[TableRow]]:
         self.check_position(after)
         positions: dict[str, JsonValue] = dict(after) if isinstance(after, dict) else {}
+        self._done_before = {table for table in self.tables if positions.get(table) == _DONE}
         for table in self.tables:
-            if positions.get(table) == _DONE:
+            if table in self._done_before:
                 continue
             async with aclosing(self._read_table(table, positions, max_chunk)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         if self.snapshot:
             yield Chunk([], None)
+
+    def progress(self) -> Sequence[Progress]:
+        """Each table's rows read of its estimated rows, in reading order.
+
+        A table whose snapshot a previous run finished shows as complete.
+        """
+        parts: list[Progress] = []
+        for table in self.tables:
+            (part,) = self.sources[table].progress()
+            if table in self._done_before:
+                total = part.total or 0
+                part = Progress(total, total, "rows", part.part)
+            parts.append(part)
+        return parts
 
     async def _read_table(
         self, table: str, positions: dict[str, JsonValue], max_chunk: int

@@ -17,6 +17,7 @@ from asyncetl.core.acks import AckLedger
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import AsyncetlError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
+from asyncetl.core.observe import Lag
 
 __all__ = ["RedisStreamSource", "StreamRecord"]
 
@@ -125,6 +126,12 @@ class RedisStreamSource(Source[StreamRecord]):
         )
         #: entry ids handed out (as text) → the id as Redis sent it, for ``XACK``
         self._ledger: AckLedger[str, bytes] = AckLedger()
+        #: Seconds between two measures of how far the group is behind (XINFO GROUPS).
+        self.lag_interval = 5.0
+        #: The group's entries pending (delivered, unacknowledged) and lag (not yet
+        #: delivered), as XINFO GROUPS last said, and when to ask it again.
+        self._behind: dict[str, int] = {}
+        self._next_measure = 0.0
 
     @property
     def outstanding(self) -> int:
@@ -184,8 +191,27 @@ class RedisStreamSource(Source[StreamRecord]):
                 f"XREADGROUP {self.stream}", lambda r: self._fetch(r, cursor, limit)
             )
             chunk = self._chunk(entries)
+            if time.monotonic() >= self._next_measure:
+                await self._measure()
             if chunk is not None:
                 yield chunk
+
+    def upstream_lag(self) -> Sequence[Lag]:
+        """The group's pending entries and the entries not yet delivered to it (Redis 7+)."""
+        return [
+            Lag(float(n), "records", f"{self.group} {what}") for what, n in self._behind.items()
+        ]
+
+    async def _measure(self) -> None:
+        """Ask XINFO GROUPS how far the group is behind, at most every few seconds."""
+        self._next_measure = time.monotonic() + self.lag_interval
+        infos = await self.client.call(
+            f"XINFO GROUPS {self.stream}", lambda r: r.xinfo_groups(self.stream)
+        )
+        for info in infos:
+            if _text(info["name"]) == self.group:
+                behind = {"pending": info.get("pending"), "lag": info.get("lag")}
+                self._behind = {k: int(v) for k, v in behind.items() if isinstance(v, int)}
 
     async def acknowledge(self, position: Position) -> None:
         """``XACK`` exactly the entries of the chunks up to ``position``."""

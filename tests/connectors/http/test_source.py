@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,13 @@ from asyncetl import (
     Batch,
     Chunk,
     JsonFileCheckpointStore,
+    Lag,
     ListSink,
     MemoryCheckpointStore,
     MemoryDeadLetterStore,
     PermanentError,
     Pipeline,
+    Progress,
     Reject,
     StageError,
 )
@@ -374,3 +377,31 @@ async def test_a_failure_past_the_last_page_of_a_speculative_window_is_ignored()
         chunks = await collect(source(url, "offset", max_concurrency=4))
     assert ids(chunks) == list(range(1, 96))
     assert chunks[-1].position == at(url, {"offset": 90, "skip": 5})
+
+
+# -- progress ---------------------------------------------------------------------------
+
+
+async def test_progress_counts_records_of_the_told_total_and_the_pages_left() -> None:
+    async with serve_api(Api(35)) as url:
+        src = source(url)
+        async with src, aclosing(src.read(None, max_chunk=10)) as chunks:  # type: ignore[type-var]
+            assert (list(src.progress()), list(src.upstream_lag())) == (
+                [Progress(0, None, "records")],
+                [],
+            )
+            await chunks.__anext__()
+            assert list(src.progress()) == [Progress(10, 35, "records")]
+            assert list(src.upstream_lag()) == [Lag(3.0, "pages")]
+            async for _ in chunks:
+                pass
+        assert list(src.progress()) == [Progress(35, 35, "records")]
+        assert list(src.upstream_lag()) == [Lag(0.0, "pages")]
+
+
+async def test_without_a_total_there_is_no_total_nor_pages_left() -> None:
+    async with serve_api(Api(15, total_header=False)) as url:
+        sink = ListSink[Record]()
+        src = source(url)
+        await Pipeline("p", src, sink).run()
+    assert (list(src.progress()), list(src.upstream_lag())) == ([Progress(15, None, "records")], [])

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl import ListSink, MemoryDeadLetterStore, PermanentError, StageError
+from asyncetl import Lag, ListSink, MemoryDeadLetterStore, PermanentError, StageError
 from asyncetl.connectors.nats import JetStreamRecord, JetStreamSource
 from tests.connectors.nats.helpers import (
     DURABLE,
@@ -202,3 +202,14 @@ async def test_a_new_consumer_is_created_with_explicit_acks_and_the_filter(
         60.0,
         stream.subject,
     )
+
+
+async def test_the_lag_is_the_messages_the_consumer_has_yet_to_deliver(stream: Stream) -> None:
+    await stream.publish(25)
+    src = source(stream, batch=10)
+    async with src, aclosing(src.read(None, max_chunk=10)) as chunks:  # type: ignore[type-var]
+        assert list(src.upstream_lag()) == []
+        await chunks.__anext__()
+        assert list(src.upstream_lag()) == [Lag(15.0, "records", DURABLE)]
+        await chunks.__anext__()
+        assert list(src.upstream_lag()) == [Lag(5.0, "records", DURABLE)]

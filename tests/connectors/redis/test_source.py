@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from asyncetl import ListSink, MemoryDeadLetterStore, PermanentError, StageError
+from asyncetl import Lag, ListSink, MemoryDeadLetterStore, PermanentError, StageError
 from asyncetl.connectors.redis import RedisStreamSource, StreamRecord
 from tests.connectors.redis.helpers import (
     GROUP,
@@ -254,3 +254,23 @@ async def test_new_pending_and_deleted_entries_read_the_same_over_resp2_and_resp
 
     assert sink.records == [r for r in expected(ids) if r["id"] != ids[12]][10:]
     assert await pending(redis, stream) == 0
+
+
+async def test_the_lag_counts_the_groups_pending_and_undelivered_entries(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    await add_entries(redis, stream, 25)
+    src = source(stream, count=10)
+    src.lag_interval = 0  # measured after every read
+    async with src, aclosing(src.read(None, max_chunk=10)) as chunks:  # type: ignore[type-var]
+        assert list(src.upstream_lag()) == []
+        await chunks.__anext__()
+        assert list(src.upstream_lag()) == [
+            Lag(10.0, "records", f"{GROUP} pending"),
+            Lag(15.0, "records", f"{GROUP} lag"),
+        ]
+        await chunks.__anext__()
+        assert list(src.upstream_lag()) == [
+            Lag(20.0, "records", f"{GROUP} pending"),
+            Lag(5.0, "records", f"{GROUP} lag"),
+        ]

@@ -27,6 +27,7 @@ __all__ = [
     "drop_slot",
     "ensure_publication",
     "publication_exists",
+    "consumer_attached",
     "release_lock",
     "resolve_tables",
     "slot_info",
@@ -128,6 +129,19 @@ async def slot_info(conn: asyncpg.Connection, slot: str) -> SlotInfo | None:
     )
 
 
+async def row_estimates(
+    conn: asyncpg.Connection, tables: Sequence[TableInfo]
+) -> dict[str, int | None]:
+    """Each table's rows per the planner (``pg_class.reltuples``); ``None`` if never analysed."""
+    estimates: dict[str, int | None] = {}
+    for table in tables:
+        value = await conn.fetchval(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass", table.sql
+        )
+        estimates[table.qualified] = value if value is not None and value >= 0 else None
+    return estimates
+
+
 def _lsn(text: str | None) -> int | None:
     return parse_lsn(text) if text is not None else None
 
@@ -138,6 +152,22 @@ async def try_lock(conn: asyncpg.Connection, slot: str) -> bool:
         "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", _LOCK_NAMESPACE, slot
     )
     return locked
+
+
+async def consumer_attached(conn: asyncpg.Connection, slot: str) -> bool:
+    """Whether a process holds the consumer lock of ``slot`` (see :func:`try_lock`).
+
+    It does from before its snapshot until it stops, while the slot itself is
+    active only once streaming.
+    """
+    held: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND objsubid = 2 AND classid = hashtext($1)::oid AND objid = hashtext($2)::oid "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        _LOCK_NAMESPACE,
+        slot,
+    )
+    return held
 
 
 async def release_lock(conn: asyncpg.Connection, slot: str) -> None:

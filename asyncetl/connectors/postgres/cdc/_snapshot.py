@@ -27,6 +27,7 @@ from asyncetl.connectors.postgres.cdc._values import Converter, converter
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.observe import Progress
 
 __all__ = ["SnapshotReader", "snapshot_progress"]
 
@@ -68,19 +69,35 @@ class SnapshotReader:
         self._index = 0
         self._transaction: Transaction | None = None
         self.rows_read = 0
+        #: Each table's rows according to the planner (``None``: never analysed).
+        self.estimates: dict[str, int | None] = {}
+        self._rows = [0] * len(self._tables)
         if start is not None:
             names = [(t.schema, t.name) for t in self._tables]
             where, after = start
             self._index = next((i for i, n in enumerate(names) if n >= tuple(where)), len(names))
             if self._index < len(names) and names[self._index] == tuple(where):
                 self._after = after
+        self._first = self._index  # tables before it were read by an earlier run
+
+    def progress(self) -> list[Progress]:
+        """Each table's rows read in this run of its estimated rows; exact once read."""
+        parts = []
+        for index, (table, rows) in enumerate(zip(self._tables, self._rows, strict=True)):
+            total = self.estimates.get(table.qualified)
+            if index < self._first:
+                rows = total = total or 0  # read whole by an earlier run
+            elif index < self._index:
+                total = rows  # read whole in this run: counted, no longer estimated
+            parts.append(Progress(rows, total, "rows", table.qualified))
+        return parts
 
     @property
     def done(self) -> bool:
         return self._index >= len(self._tables)
 
     @property
-    def progress(self) -> JsonValue:
+    def position(self) -> JsonValue:
         """The position's ``snapshot`` part for what was read so far; ``None`` when finished."""
         if self.done:
             return None
@@ -100,6 +117,7 @@ class SnapshotReader:
             width = len(table.key) or 1
             self._after = [rows[-1][i] for i in range(width)]
         self.rows_read += len(rows)
+        self._rows[self._index - (len(rows) < limit)] += len(rows)
         if self.done:
             await self.finish()
         return _events(table, rows)

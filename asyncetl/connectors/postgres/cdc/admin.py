@@ -12,11 +12,20 @@ import asyncpg
 
 from asyncetl.connectors.postgres._connect import Dsn, map_errors
 from asyncetl.connectors.postgres.cdc import _catalog as catalog
-from asyncetl.connectors.postgres.cdc._lsn import format_lsn
+from asyncetl.connectors.postgres.cdc._lsn import format_lsn, parse_lsn
 from asyncetl.core.batch import JsonValue, Position
 from asyncetl.core.errors import PermanentError
 
 __all__ = ["cdc_drop", "cdc_status"]
+
+#: The first change the slot still holds for its publication. Logical decoding reads
+#: only this database's WAL, so none pending means the slot is caught up, whatever
+#: other databases wrote since (the server's WAL position moves for those too).
+_FIRST_PENDING = """
+SELECT lsn::text FROM pg_logical_slot_peek_binary_changes(
+    $1, NULL, 1, 'proto_version', '1', 'publication_names', $2
+) LIMIT 1
+"""
 
 _WALSENDER = """
 SELECT extract(epoch FROM r.flush_lag)::float8 AS flush_lag, r.state
@@ -31,7 +40,10 @@ async def cdc_status(
 
     Keys: ``slot``, ``exists``, ``active``, ``active_pid``, ``wal_status``,
     ``confirmed_flush_lsn``, ``restart_lsn``, ``current_lsn``, ``lag_bytes``
-    (server WAL not yet confirmed), ``lag_seconds`` (the walsender's flush lag
+    (WAL not yet confirmed; while no consumer streams, counted from the first
+    change of this database still pending, so a caught-up slot reads zero
+    whatever other databases write), ``consumer_attached`` (a pipeline holds the
+    slot, streaming or still snapshotting), ``lag_seconds`` (the walsender's flush lag
     while a consumer is attached), ``wal_retained_bytes``, ``publication``
     (name, whether it exists, its tables), ``checkpoint`` (``position``) and
     ``snapshot`` (the snapshot progress in it, ``None`` once streaming).
@@ -49,6 +61,10 @@ async def cdc_status(
             walsender = None
             if info is not None and info.active_pid is not None:
                 walsender = await conn.fetchrow(_WALSENDER, info.active_pid)
+            attached = await catalog.consumer_attached(conn, slot)
+            lag = info.lag_bytes if info is not None else None
+            if info is not None and not info.active and lag and tables is not None:
+                lag = await _own_lag(conn, slot, publication, info.current_lsn)
     finally:
         await conn.close()
     snapshot = position.get("snapshot") if isinstance(position, dict) else None
@@ -64,12 +80,13 @@ async def cdc_status(
     status.update(
         {
             "active": info.active,
+            "consumer_attached": info.active or attached,
             "active_pid": info.active_pid,
             "wal_status": info.wal_status,
             "confirmed_flush_lsn": _lsn(info.confirmed_flush),
             "restart_lsn": _lsn(info.restart_lsn),
             "current_lsn": format_lsn(info.current_lsn),
-            "lag_bytes": info.lag_bytes,
+            "lag_bytes": lag,
             "lag_seconds": walsender["flush_lag"] if walsender is not None else None,
             "wal_retained_bytes": info.restart_lag_bytes,
         }
@@ -116,6 +133,12 @@ async def _publication_tables(conn: asyncpg.Connection, publication: str) -> lis
         publication,
     )
     return [r[0] for r in rows]
+
+
+async def _own_lag(conn: asyncpg.Connection, slot: str, publication: str, current: int) -> int:
+    """Bytes of WAL from the slot's first pending change of this database to the server's end."""
+    first = await conn.fetchval(_FIRST_PENDING, slot, publication)
+    return 0 if first is None else max(0, current - parse_lsn(first))
 
 
 def _lsn(value: int | None) -> str | None:

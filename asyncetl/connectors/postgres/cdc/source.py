@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 
 import anyio
@@ -31,6 +31,7 @@ from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
+from asyncetl.core.observe import Lag, Progress
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = ["CdcSource"]
@@ -129,6 +130,7 @@ class CdcSource(Source[ChangeEvent]):
         self._meta: asyncpg.Connection | None = None
         self._snapshot_conn: asyncpg.Connection | None = None
         self._snapshot: SnapshotReader | None = None
+        self._snapshot_seen: SnapshotReader | None = None  # this run's, kept once done
         self._stream: ChangeStream | None = None
         self._lsn = 0
         self._next_metrics = 0.0
@@ -186,6 +188,20 @@ class CdcSource(Source[ChangeEvent]):
         """Confirm to the server everything up to ``position``'s last complete transaction."""
         if self._stream is not None and isinstance(position, dict) and "lsn" in position:
             await self._stream.acknowledge(parse_lsn(str(position["lsn"])))
+
+    def progress(self) -> Sequence[Progress]:
+        """The snapshot's rows read per table of their estimates; nothing without a snapshot."""
+        seen = self._snapshot_seen
+        return seen.progress() if seen is not None else ()
+
+    def upstream_lag(self) -> Sequence[Lag]:
+        """The slot's bytes (and seconds) behind, as last measured while streaming."""
+        lag: list[Lag] = []
+        for key, unit in (("lag_bytes", "bytes"), ("lag_seconds", "seconds")):
+            value = self.metrics.get(key)
+            if isinstance(value, int | float):
+                lag.append(Lag(float(value), unit, self.slot))  # type: ignore[arg-type]
+        return lag
 
     def check_position(self, position: Position) -> None:
         """Refuse a position that is no CDC position, or was written for another slot.
@@ -393,6 +409,9 @@ class CdcSource(Source[ChangeEvent]):
             self._connect_meta, policy=_CONNECT_POLICY, what=f"connect to {self.dsn}"
         )
         self._snapshot = SnapshotReader(self._snapshot_conn, infos, start=start, exported=exported)
+        self._snapshot_seen = self._snapshot
+        with map_errors(self.dsn, "estimating the rows of the tables to snapshot"):
+            self._snapshot.estimates = await catalog.row_estimates(self._meta, infos)
         _log.info(
             "snapshot",
             slot=self.slot,
@@ -405,7 +424,7 @@ class CdcSource(Source[ChangeEvent]):
         assert self._snapshot is not None
         with map_errors(self.dsn, "reading the snapshot"):
             events = await self._snapshot.next_rows(max_chunk)
-        progress = self._snapshot.progress
+        progress = self._snapshot.position
         if progress is None:
             _log.info("snapshot done", slot=self.slot, rows=self._snapshot.rows_read)
             await self._end_snapshot()
