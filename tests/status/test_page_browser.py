@@ -1,7 +1,8 @@
 """The live page in a real headless Chromium: it loads cleanly and its figures follow the run.
 
-Chromium and its driver are Debian's (``.ci/run`` installs them when missing);
-Selenium drives them from a worker thread while the pipeline and the status
+Chromium and its driver are Debian's: when they are missing, the tests install
+them with apt-get (as the CDC tests bring their own PostgreSQL cluster), so the
+suite passes as typed on a fresh machine. Selenium drives them from a worker thread while the pipeline and the status
 server run on the test's event loop.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,16 @@ from asyncetl.status import serve_status
 
 pytestmark = pytest.mark.anyio
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+def installed(command: str) -> str:
+    """The path of Debian's ``command``, installing Chromium and its driver when missing."""
+    found = shutil.which(command)
+    if found is None:
+        for step in (["update", "-qq"], ["install", "-y", "-qq", "chromium", "chromium-driver"]):
+            subprocess.run(["apt-get", *step], check=True, capture_output=True, timeout=600)
+        found = shutil.which(command)
+    assert found is not None, f"{command} is not installed and apt-get did not install it"
+    return found
 
 
 def not_a_multiple_of_7(record: int) -> int:
@@ -38,11 +48,11 @@ def not_a_multiple_of_7(record: int) -> int:
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = installed("chromium")
     for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = webdriver.Chrome(options=options, service=Service(installed("chromedriver")))
     try:
         yield driver
     finally:
