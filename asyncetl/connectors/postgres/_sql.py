@@ -19,6 +19,7 @@ from asyncetl.core.errors import ConfigError
 __all__ = [
     "STAGE",
     "TableName",
+    "add_column",
     "create_like",
     "create_schema",
     "create_stage",
@@ -140,6 +141,12 @@ def _read_quoted(text: str, start: int) -> tuple[int, str]:
 def create_schema(schema: str) -> str:
     """``CREATE SCHEMA IF NOT EXISTS`` for ``schema``."""
     return f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"
+
+
+def add_column(table: TableName, name: str, sql_type: str) -> str:
+    """Add column ``name`` of ``sql_type`` (a type as ``format_type`` spells it, never user
+    text) to ``table`` unless it has one of that name."""
+    return f"ALTER TABLE {table.sql} ADD COLUMN IF NOT EXISTS {quote_ident(name)} {sql_type}"
 
 
 def create_like(table: TableName, like: TableName) -> str:

@@ -73,6 +73,7 @@ from asyncetl.connectors.postgres.schema import (
     describe_table,
 )
 from asyncetl.core.batch import Batch, Reject
+from asyncetl.core.contract import apply_contract, check_contract
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
@@ -113,6 +114,11 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         a batch's values (key columns always are).
     :param columns: the columns, in order, that lines in COPY's text format fill
         (records of a ``TableSource(format="copy")``); default: the table's columns.
+    :param schema_contract: what a record field the table has no column for does
+        (see :mod:`asyncetl.core.contract`): ``freeze`` (default: the record is
+        refused and takes the failure policy, so nothing is lost or changed
+        unasked), ``evolve`` (the field becomes a new column), ``discard_value``
+        or ``discard_row``.
     :param retries: retries of a batch after transient failures.
     :param retry_max_time: seconds after which no retry starts.
     """
@@ -137,6 +143,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         source_table: str | None = None,
         not_null: list[str] | None = None,
         columns: list[str] | None = None,
+        schema_contract: str = "freeze",
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -155,6 +162,14 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 f'is for mode = "upsert", not {mode!r}', where=where, key="skip_unchanged"
             )
         writer = writer_class(mode, options, where=where)
+        self.schema_contract = check_contract(schema_contract, where)
+        if self.schema_contract == "evolve" and mode == "refresh_swap":
+            raise ConfigError(
+                'evolve is not for mode = "refresh_swap", whose staging table is made '
+                "from the target's columns",
+                where=where,
+                key="schema_contract",
+            )
         if (source_dsn is None) != (source_table is None):
             raise ConfigError(
                 "give both source_dsn and source_table, or neither", where=where, key="source_table"
@@ -319,8 +334,35 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             if not records:
                 return [], []
             await self._create(infer_columns(records, self.not_null), self.key or [])
+        assert self.schema is not None
+        contracted = apply_contract(
+            records, self._known_field, self.schema_contract, str(self.schema.table)
+        )
+        if contracted.new_fields:
+            await self._add_columns(contracted.records, contracted.new_fields)
         assert self._planner is not None
-        return self._planner.plan(records)
+        groups, rejects = self._planner.plan(contracted.records)
+        return groups, contracted.rejects + rejects
+
+    def _known_field(self, name: str) -> bool:
+        assert self.schema is not None
+        return self.schema.column(name) is not None or name == self.writer.delete_flag
+
+    async def _add_columns(self, records: Sequence[Record], names: Sequence[str]) -> None:
+        """``evolve``: add the columns ``names``, typed from their values in ``records``."""
+        carrying = [{n: r[n] for n in names if n in r} for r in records]
+        columns = [c for c in infer_columns(carrying) if c.name in names]
+        table = self.target
+
+        async def body(conn: asyncpg.Connection) -> None:
+            for column in columns:
+                await conn.execute(_sql.add_column(table, column.name, column.type))
+
+        await self._transact(f"adding columns to {table}", body)
+        schema = await self._describe(table)
+        assert schema is not None
+        self.writer.bind(schema)
+        self._planner = Planner(schema, self.writer, text_columns=self.columns)
 
     async def _write_text(
         self,

@@ -12,7 +12,15 @@ import asyncpg
 from asyncetl.connectors.postgres._sql import TableName
 from asyncetl.core.changes import ChangeEvent
 
-__all__ = ["Marker", "by_table", "load_marker", "save_marker", "source_columns", "unapplied"]
+__all__ = [
+    "Marker",
+    "by_table",
+    "latest_types",
+    "load_marker",
+    "save_marker",
+    "source_columns",
+    "unapplied",
+]
 
 Marker = tuple[int, int]
 
@@ -75,8 +83,16 @@ def by_table(events: Sequence[ChangeEvent]) -> dict[tuple[str, str], list[Change
     return groups
 
 
+def latest_types(events: Sequence[ChangeEvent]) -> dict[str, str]:
+    """Column → SQL type as the last event's column mapping names it: after an ``ALTER
+    COLUMN … TYPE`` on the source, the new type (columns no mapping names are left out)."""
+    last = next((e.columns for e in reversed(events) if e.columns is not None), None)
+    return dict(last or {})
+
+
 def source_columns(events: Sequence[ChangeEvent]) -> dict[str, str]:
-    """Column → SQL type of every column the events carry, in table order."""
+    """Column → SQL type of every column the events carry, in table order (a type as the
+    first event naming it says: a snapshot row's comes from the catalog, exactly)."""
     mappings = list(map(_COLUMNS, events))
     if None not in mappings:  # a CDC source's events share a few column mappings
         columns: dict[str, str] = {}

@@ -62,7 +62,7 @@ def target_column(schema: TableSchema, name: str) -> Column:
     if column is None:
         raise PermanentError(
             f"column {name!r} is missing from target table {schema.table}; "
-            "add it to the target or set evolve = true"
+            'add it to the target or set schema_contract = "evolve"'
         )
     return column
 

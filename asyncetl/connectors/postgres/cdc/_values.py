@@ -161,6 +161,7 @@ _ARRAYS: Final[dict[int, int]] = {
 
 # Type modifiers that change a column's declared type (length, precision).
 _LENGTH_TYPES: Final = {1042: "character", 1043: "character varying"}
+_BIT_TYPES: Final = {1560: "bit", 1562: "bit varying"}
 
 
 def converter(oid: int) -> Converter:
@@ -196,6 +197,8 @@ def type_name(oid: int, typmod: int = -1, known: dict[int, str] | None = None) -
         return known[oid]
     if oid in _LENGTH_TYPES and typmod > 4:
         return f"{_LENGTH_TYPES[oid]}({typmod - 4})"
+    if oid in _BIT_TYPES and typmod > 0:  # a bit type's modifier is its length itself
+        return f"{_BIT_TYPES[oid]}({typmod})"
     if oid == 1700 and typmod > 4:
         precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
         return f"numeric({precision},{scale})"

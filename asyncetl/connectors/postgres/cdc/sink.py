@@ -45,10 +45,11 @@ from asyncetl.connectors.postgres._connect import (
     open_pool,
     retry_policy,
 )
-from asyncetl.connectors.postgres._sql import TableName, quote_ident
+from asyncetl.connectors.postgres._sql import TableName, add_column, quote_ident
 from asyncetl.connectors.postgres.cdc._applied import (
     Marker,
     by_table,
+    latest_types,
     load_marker,
     save_marker,
     source_columns,
@@ -57,11 +58,13 @@ from asyncetl.connectors.postgres.cdc._applied import (
 from asyncetl.connectors.postgres.cdc._apply_sql import delete_sql, moved_sql, upsert_sql
 from asyncetl.connectors.postgres.cdc._apply_stage import stage_rows, target_column
 from asyncetl.connectors.postgres.cdc._compact import Row, compact, upsert_groups
+from asyncetl.connectors.postgres.cdc._evolution import discard, evolution
 from asyncetl.connectors.postgres.cdc._keyless import apply_keyless
 from asyncetl.connectors.postgres.cdc._staging import array_values
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table, table_ddl
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
+from asyncetl.core.contract import check_contract
 from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
@@ -82,8 +85,11 @@ class ApplySink(Sink[ChangeEvent]):
     :param dsn: ``postgresql://`` DSN of the target database.
     :param tables: source table → target table (``schema.table``); a table not
         named here is applied to the table of the same name.
-    :param evolve: add columns that appear in the source to the target; otherwise
-        a new column is an error naming table and column.
+    :param schema_contract: what a source column the target lacks, or a source column
+        widened by ``ALTER COLUMN … TYPE``, does (see :mod:`._evolution`): ``freeze``
+        (default: the stream stops naming table and column, so nothing is applied
+        half), ``evolve`` (the target gets the column, or the wider type),
+        ``discard_value`` or ``discard_row``.
     :param soft_delete_column: a ``timestamptz`` column set to ``now()`` by deletes
         (and cleared by upserts) instead of deleting rows.
     :param create: create missing target tables from the source's columns and key.
@@ -98,7 +104,7 @@ class ApplySink(Sink[ChangeEvent]):
         dsn: str,
         *,
         tables: dict[str, str] | None = None,
-        evolve: bool = False,
+        schema_contract: str = "freeze",
         soft_delete_column: str | None = None,
         create: bool = False,
         name: str = "apply",
@@ -108,7 +114,7 @@ class ApplySink(Sink[ChangeEvent]):
     ) -> None:
         self.dsn = Dsn.parse(dsn)
         self.name = name
-        self.evolve = evolve
+        self.schema_contract = check_contract(schema_contract, f"sink {name}")
         self.create = create
         self.soft_delete_column = soft_delete_column
         if soft_delete_column is not None:
@@ -202,7 +208,7 @@ class ApplySink(Sink[ChangeEvent]):
             stages = itertools.count()
             for (schema, table), table_events in groups.items():
                 target = self.mapping.get((schema, table)) or TableName(schema, table)
-                described = await self._schema(conn, target, table_events, fresh)
+                described, table_events = await self._schema(conn, target, table_events, fresh)
                 await self._apply_table(conn, described, table_events, stages)
             if latest is not None and latest != marker:
                 await save_marker(conn, self.state_table, self.name, latest)
@@ -304,28 +310,48 @@ class ApplySink(Sink[ChangeEvent]):
         target: TableName,
         events: list[ChangeEvent],
         fresh: dict[TableName, TableSchema],
-    ) -> TableSchema:
+    ) -> tuple[TableSchema, list[ChangeEvent]]:
+        """The target's schema, evolved as the schema contract says, and the events to apply."""
         schema = fresh.get(target) or self._schemas.get(target)
         if schema is None:
             schema = await describe_table(conn, target)
             if schema is None:
                 schema = await self._create(conn, target, events)
-        source = source_columns(events)
-        missing = [name for name in source if schema.column(name) is None]
-        if missing:
-            if not self.evolve:
-                raise PermanentError(
-                    f"column {missing[0]!r} of source table {events[0].qualified_table} is missing "
-                    f"from target table {schema.table}; add it to the target or set evolve = true"
-                )
-            for name in missing:
-                await conn.execute(
-                    f"ALTER TABLE {schema.table.sql} ADD COLUMN IF NOT EXISTS "
-                    f"{quote_ident(name)} {source[name]}"
-                )
+        source_table = events[0].qualified_table
+        change = evolution(
+            schema,
+            source_columns(events),
+            self.schema_contract,
+            source_table,
+            latest_types(events),
+        )
+        for name, sql_type in change.add.items():
+            await conn.execute(add_column(schema.table, name, sql_type))
+        for name, sql_type in change.widen.items():
+            await self._widen(conn, schema, name, sql_type, source_table)
+        if change.add or change.widen:
             schema = await describe_table(conn, schema.table) or schema
         fresh[target] = schema
-        return schema
+        events = discard(events, change.discard, self.schema_contract, str(schema.table))
+        return schema, events
+
+    async def _widen(
+        self, conn: asyncpg.Connection, schema: TableSchema, name: str, sql_type: str, source: str
+    ) -> None:
+        column = quote_ident(name)
+        try:
+            async with conn.transaction():  # a savepoint: the error below names the change
+                await conn.execute(
+                    f"ALTER TABLE {schema.table.sql} ALTER COLUMN {column} TYPE {sql_type} "
+                    f"USING {column}::{sql_type}"
+                )
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, asyncpg.PostgresConnectionError):
+                raise
+            raise PermanentError(
+                f"cannot change column {name!r} of target table {schema.table} to {sql_type} "
+                f"as source table {source} did: {exc}; alter the target column yourself"
+            ) from exc
 
     async def _create(
         self, conn: asyncpg.Connection, target: TableName, events: list[ChangeEvent]

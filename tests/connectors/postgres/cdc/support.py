@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -159,21 +159,21 @@ def rows_of(events: list[ChangeEvent]) -> list[tuple[str, Any, Any]]:
     return [(e.op, e.key, e.after) for e in events]
 
 
-async def table_text(dsn: str, table: str) -> list[str]:
+async def table_text(dsn: str, table: str, columns: str = "t.*") -> list[str]:
     """Every row of ``table`` as ``row(t.*)::text``, sorted, in one session's settings."""
     conn = await asyncpg.connect(dsn, server_settings={"TimeZone": "UTC", "DateStyle": "ISO"})
     try:
-        rows = await conn.fetch(f"SELECT row(t.*)::text FROM {table} AS t ORDER BY 1")
-    except asyncpg.UndefinedTableError:
+        rows = await conn.fetch(f"SELECT row({columns})::text FROM {table} AS t ORDER BY 1")
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
         return ["<missing>"]
     finally:
         await conn.close()
     return [r[0] for r in rows]
 
 
-async def same(source: str, target: str, tables: Sequence[str]) -> bool:
+async def same(source: str, target: str, tables: Sequence[str], columns: str = "t.*") -> bool:
     for table in tables:
-        if await table_text(source, table) != await table_text(target, table):
+        if await table_text(source, table, columns) != await table_text(target, table, columns):
             return False
     return True
 
@@ -185,9 +185,13 @@ async def replicate(
     statements: Sequence[Any],
     *,
     seconds: float = 20.0,
+    schema_contract: str = "freeze",
+    columns: str = "t.*",
+    until: Callable[[], Awaitable[bool]] | None = None,
 ) -> Pipeline:
     """Snapshot ``tables`` into ``target_dsn`` through an ApplySink, run ``statements``
-    (SQL or async callables) while streaming, and stop once every table matches."""
+    (SQL or async callables) while streaming, and stop once every table matches (the
+    ``row(columns)`` of each row), or once ``until`` returns true."""
     source = CdcSource(
         source_dsn,
         slot=random_name("slot"),
@@ -195,7 +199,7 @@ async def replicate(
         tables=list(tables),
         status_interval=0.2,
     )
-    sink = ApplySink(target_dsn, create=True)
+    sink = ApplySink(target_dsn, create=True, schema_contract=schema_contract)
     pipeline = Pipeline(
         random_name("fidelity"),
         source,
@@ -214,11 +218,14 @@ async def replicate(
                 else:
                     await statement()
             try:
-                await wait_for(lambda: same(source_dsn, target_dsn, tables), seconds=seconds)
+                await wait_for(
+                    until or (lambda: same(source_dsn, target_dsn, tables, columns)),
+                    seconds=seconds,
+                )
             except TimeoutError:
                 for table in tables:  # what differs, in the failure's report
-                    print(table, [r[:200] for r in await table_text(source_dsn, table)])
-                    print(table, [r[:200] for r in await table_text(target_dsn, table)])
+                    for dsn in (source_dsn, target_dsn):
+                        print(table, [r[:200] for r in await table_text(dsn, table, columns)])
                 raise
         finally:
             pipeline.stop()
