@@ -187,6 +187,28 @@ class CdcSource(Source[ChangeEvent]):
         if self._stream is not None and isinstance(position, dict) and "lsn" in position:
             await self._stream.acknowledge(parse_lsn(str(position["lsn"])))
 
+    async def upstream_end(self) -> object:
+        """The server's WAL end now (``pg_current_wal_lsn()``): a run that stops when idle
+        stops only once the slot confirmed that far, not merely after a quiet spell while
+        the walsender still decodes WAL (of other tables or databases) towards new changes.
+
+        :raises TransientError: when the server cannot be asked.
+        """
+        what = "reading the server's WAL end"
+        # Its own short connection: the catalog one belongs to the reader task.
+        conn = await catalog.connect(self.dsn, what)
+        try:
+            with map_errors(self.dsn, what):
+                return parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
+        finally:
+            await _close_quietly(conn)
+
+    def confirmed_through(self, mark: object) -> bool:
+        """Whether the stream has acknowledged everything up to LSN ``mark``."""
+        if not isinstance(mark, int):
+            return mark is None
+        return self._stream is not None and self._snapshot is None and self._stream.acked >= mark
+
     def check_position(self, position: Position) -> None:
         """Refuse a position that is no CDC position, or was written for another slot.
 
