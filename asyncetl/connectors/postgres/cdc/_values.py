@@ -17,7 +17,7 @@ from typing import Final
 
 import orjson
 
-from asyncetl.core.changes import JSON_NULL
+from asyncetl.core.changes import JSON_NULL, JsonText
 
 __all__ = [
     "SESSION_SETTINGS",
@@ -55,8 +55,8 @@ def _numeric(raw: bytes) -> object:
 
 
 def _json(raw: bytes) -> object:
-    value = orjson.loads(raw)
-    return JSON_NULL if value is None else value
+    # The exact text: decoding would lose json's key order and spacing and jsonb's scale.
+    return JsonText(raw.decode())
 
 
 def _bytea(raw: bytes) -> object:
@@ -282,6 +282,8 @@ def pg_text(value: object, *, json: bool = False) -> str | None:
         return None
     if value is JSON_NULL:
         return "null"
+    if type(value) is JsonText:
+        return value
     if json:
         return orjson.dumps(value).decode()
     if isinstance(value, str):
@@ -344,6 +346,8 @@ def text_writer(sql_type: str) -> Callable[[object], str | None]:
 def _write_json(value: object) -> str | None:
     if value is None:
         return None
+    if type(value) is JsonText:
+        return value
     if value is JSON_NULL:
         return "null"
     return orjson.dumps(value).decode()
