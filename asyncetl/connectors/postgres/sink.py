@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from asyncetl.connectors.postgres import _sql
+from asyncetl.connectors.postgres._bisect import bisectable, is_record_error, load_bisecting
 from asyncetl.connectors.postgres._check import SINK_PRIVILEGES, Needs, checking, table_problems
 from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
@@ -314,8 +315,12 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         try:
             await self._commit(groups, checkpoint, swap, _Settling(settle, rejects))
             return rejects
-        except AsyncetlError:
-            raise
+        except AsyncetlError as exc:
+            if not (is_record_error(exc.__cause__) and bisectable(groups)):
+                raise
+            return await self._commit_bisecting(
+                groups, checkpoint, swap, _Settling(settle, rejects)
+            )
         except (TypeError, ValueError, ArithmeticError) as exc:
             bad = await self.bad_values(groups)
             if not bad:
@@ -423,6 +428,33 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self.rows_changed += await self._transact(f"writing to {self.target}", body)
         if swap:
             await self._swapper.after_swap(self._transact)
+
+    async def _commit_bisecting(
+        self, groups: list[Group], checkpoint: Checkpoint | None, swap: bool, settling: _Settling
+    ) -> list[Reject]:
+        """Write the batch again, leaving out only the records the server refuses alone."""
+
+        async def body(conn: asyncpg.Connection) -> tuple[int, list[Reject]]:
+            changed, refused = 0, list[Reject]()
+            for group in groups:
+                if group.rows:
+                    loaded, bad = await load_bisecting(
+                        conn, self.writer.load, group, str(self.target)
+                    )
+                    changed, refused = changed + loaded, refused + bad
+            rejects = [*settling.rejects, *refused]
+            await settle_on(conn, settling.settle, rejects, self._dead_letters)
+            if checkpoint is not None and self._checkpoints is not None:
+                await self._checkpoints.save_on(conn, checkpoint)
+            if swap:
+                await self._swapper.swap_in(conn)
+            return changed, rejects
+
+        changed, rejects = await self._transact(f"writing to {self.target}, record by record", body)
+        self.rows_changed += changed
+        if swap:
+            await self._swapper.after_swap(self._transact)
+        return rejects
 
     async def bad_values(self, groups: Sequence[Group]) -> list[Reject]:
         """Reject the records holding values their column cannot take; drop them from ``groups``.
