@@ -71,6 +71,11 @@ def apply_contract(
     table: str,
 ) -> Contracted:
     """Apply ``contract`` to the fields of ``records`` that ``known`` does not know."""
+    if not records:
+        return Contracted([])
+    first = records[0].keys()
+    if all(map(known, first)) and all(r.keys() == first for r in records):
+        return Contracted(list(records))  # the usual batch: one shape, every field known
     unknown: dict[str, None] = {}
     marked: list[bool] = []
     for record in records:

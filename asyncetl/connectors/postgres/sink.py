@@ -195,6 +195,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self._checkpoints: PostgresCheckpointStore | None = None
         self._dead_letters: PostgresDeadLetterStore | None = None
         self._planner: Planner | None = None
+        self._known: tuple[TableSchema | None, frozenset[str]] = (None, frozenset())
         #: Target rows inserted, updated or flagged since construction.
         self.rows_changed = 0
 
@@ -350,8 +351,13 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         return groups, contracted.rejects + rejects
 
     def _known_field(self, name: str) -> bool:
-        assert self.schema is not None
-        return self.schema.column(name) is not None or name == self.writer.delete_flag
+        schema = self.schema
+        assert schema is not None
+        if self._known[0] is not schema:
+            flag = self.writer.delete_flag
+            names = frozenset([*schema.column_names, *([flag] if flag else [])])
+            self._known = (schema, names)
+        return name in self._known[1]
 
     async def _add_columns(self, records: Sequence[Record], names: Sequence[str]) -> None:
         """``evolve``: add the columns ``names``, typed from their values in ``records``."""
