@@ -127,6 +127,8 @@ class CdcSource(Source[ChangeEvent]):
         #: Lag and slot health, refreshed every ``metrics_interval`` seconds while streaming.
         self.metrics: dict[str, object] = {}
         self._meta: asyncpg.Connection | None = None
+        #: The LSN acknowledged downstream with the snapshot complete, for stop_when_idle.
+        self._confirmed: int | None = None
         self._snapshot_conn: asyncpg.Connection | None = None
         self._snapshot: SnapshotReader | None = None
         self._stream: ChangeStream | None = None
@@ -185,7 +187,10 @@ class CdcSource(Source[ChangeEvent]):
     async def acknowledge(self, position: Position) -> None:
         """Confirm to the server everything up to ``position``'s last complete transaction."""
         if self._stream is not None and isinstance(position, dict) and "lsn" in position:
-            await self._stream.acknowledge(parse_lsn(str(position["lsn"])))
+            lsn = parse_lsn(str(position["lsn"]))
+            await self._stream.acknowledge(lsn)
+            if not position.get("snapshot"):  # the snapshot is committed too
+                self._confirmed = max(self._confirmed or 0, lsn)
 
     async def upstream_end(self) -> object:
         """The server's WAL end now (``pg_current_wal_lsn()``): a run that stops when idle
@@ -207,7 +212,7 @@ class CdcSource(Source[ChangeEvent]):
         """Whether the stream has acknowledged everything up to LSN ``mark``."""
         if not isinstance(mark, int):
             return mark is None
-        return self._stream is not None and self._snapshot is None and self._stream.acked >= mark
+        return self._confirmed is not None and self._confirmed >= mark
 
     def check_position(self, position: Position) -> None:
         """Refuse a position that is no CDC position, or was written for another slot.
@@ -325,6 +330,8 @@ class CdcSource(Source[ChangeEvent]):
                 if self.snapshot == "initial":
                     start["snapshot"] = {"table": None, "after": None}
         self._lsn = parse_lsn(str(start["lsn"]))
+        # Where this run starts is confirmed downstream already, unless a snapshot is due.
+        self._confirmed = None if isinstance(start.get("snapshot"), dict) else self._lsn
         # The stream owns the replication connection from here on (aclose() closes it),
         # though it only starts streaming once the snapshot is read.
         self._stream = ChangeStream(
