@@ -127,8 +127,8 @@ class CdcSource(Source[ChangeEvent]):
         #: Lag and slot health, refreshed every ``metrics_interval`` seconds while streaming.
         self.metrics: dict[str, object] = {}
         self._meta: asyncpg.Connection | None = None
-        #: The LSN acknowledged downstream with the snapshot complete, for stop_when_idle.
-        self._confirmed: int | None = None
+        #: Whether the snapshot (if one was due) is acknowledged, for stop_when_idle.
+        self._snapshot_committed = False
         self._snapshot_conn: asyncpg.Connection | None = None
         self._snapshot: SnapshotReader | None = None
         self._stream: ChangeStream | None = None
@@ -190,7 +190,7 @@ class CdcSource(Source[ChangeEvent]):
             lsn = parse_lsn(str(position["lsn"]))
             await self._stream.acknowledge(lsn)
             if not position.get("snapshot"):  # the snapshot is committed too
-                self._confirmed = max(self._confirmed or 0, lsn)
+                self._snapshot_committed = True
 
     async def upstream_end(self) -> object:
         """The server's WAL end now (``pg_current_wal_lsn()``): a run that stops when idle
@@ -212,7 +212,8 @@ class CdcSource(Source[ChangeEvent]):
         """Whether the stream has acknowledged everything up to LSN ``mark``."""
         if not isinstance(mark, int):
             return mark is None
-        return self._confirmed is not None and self._confirmed >= mark
+        stream = self._stream
+        return self._snapshot_committed and stream is not None and stream.acked >= mark
 
     def check_position(self, position: Position) -> None:
         """Refuse a position that is no CDC position, or was written for another slot.
@@ -331,7 +332,7 @@ class CdcSource(Source[ChangeEvent]):
                     start["snapshot"] = {"table": None, "after": None}
         self._lsn = parse_lsn(str(start["lsn"]))
         # Where this run starts is confirmed downstream already, unless a snapshot is due.
-        self._confirmed = None if isinstance(start.get("snapshot"), dict) else self._lsn
+        self._snapshot_committed = not isinstance(start.get("snapshot"), dict)
         # The stream owns the replication connection from here on (aclose() closes it),
         # though it only starts streaming once the snapshot is read.
         self._stream = ChangeStream(
