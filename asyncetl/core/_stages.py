@@ -37,6 +37,8 @@ AnyBatch = Batch[Any]
 
 
 _NO_MARK: Final = object()
+#: Seconds an idle run waits at most for its source to confirm its upstream's end.
+_CONFIRM_WAIT: Final = 30.0
 
 
 class StageRunner:
@@ -183,6 +185,13 @@ class StageRunner:
                 mark = await self._upstream_end()
             if mark is not _NO_MARK and self._source.confirmed_through(mark):
                 self._log.info("idle; stopping", idle_s=round(quiet, 3))
+                self.request_stop(immediate=False)
+                return
+            if quiet >= idle + _CONFIRM_WAIT:  # never wait for ever on an upstream's word
+                self._log.warning(
+                    "idle; stopping before the source confirmed its upstream's end",
+                    idle_s=round(quiet, 3),
+                )
                 self.request_stop(immediate=False)
                 return
 
