@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -28,7 +28,7 @@ from asyncetl.core._stats import RunStats
 from asyncetl.core._tracing import BatchTracer, TraceBatches
 from asyncetl.core._transforming import TransformStage
 from asyncetl.core.batch import Batch, Chunk, Position, Reject
-from asyncetl.core.errors import StageError
+from asyncetl.core.errors import AsyncetlError, StageError
 from asyncetl.core.interfaces import CheckpointStore, DeadLetter, DeadLetterStore, Sink, Source
 from asyncetl.core.logs import get_logger
 from asyncetl.core.observe import PartProgress, QueueFill, StageView
@@ -37,6 +37,11 @@ from asyncetl.core.transforms import Transform
 __all__ = ["StageRunner"]
 
 AnyBatch = Batch[Any]
+
+
+_NO_MARK: Final = object()
+#: Seconds an idle run waits at most for its source to confirm its upstream's end.
+_CONFIRM_WAIT: Final = 30.0
 
 
 class StageRunner:
@@ -240,14 +245,36 @@ class StageRunner:
                 self._log.info("progress", **progress_fields(part))
 
     async def _idle_watch(self, idle: float) -> None:
+        """Stop once the source was quiet for ``idle`` seconds, nothing is in flight, and
+        everything the upstream held when the quiet began is acknowledged."""
         stats = self._stats
+        mark: object = _NO_MARK
         while True:
             await anyio.sleep(min(0.05, idle / 4))
             quiet = time.monotonic() - (stats.read_at or stats.started_at)
-            if quiet >= idle and self._batcher.holding == 0 and self._committer.pending == 0:
+            if quiet < idle or self._batcher.holding or self._committer.pending:
+                mark = _NO_MARK  # records came: the upstream's end is asked afresh
+                continue
+            if mark is _NO_MARK:
+                mark = await self._upstream_end()
+            if mark is not _NO_MARK and self._source.confirmed_through(mark):
                 self._log.info("idle; stopping", idle_s=round(quiet, 3))
                 self.request_stop(immediate=False)
                 return
+            if quiet >= idle + _CONFIRM_WAIT:  # never wait for ever on an upstream's word
+                self._log.warning(
+                    "idle; stopping before the source confirmed its upstream's end",
+                    idle_s=round(quiet, 3),
+                )
+                self.request_stop(immediate=False)
+                return
+
+    async def _upstream_end(self) -> object:
+        try:
+            return await self._source.upstream_end()
+        except AsyncetlError as exc:  # asked again on the next turn
+            self._log.warning("cannot tell where the source's upstream ends", error=str(exc))
+            return _NO_MARK
 
     # -- the reader and the sink stage -------------------------------------
 

@@ -15,7 +15,9 @@ Operations use Debezium's letters::
 Values that the source did not send because they are unchanged out-of-line
 (TOAST) values are :data:`UNCHANGED`, never ``None``: a sink must leave those
 columns alone. A ``json``/``jsonb`` value that is JSON ``null`` is
-:data:`JSON_NULL`, so that it stays apart from SQL ``NULL`` (``None``).
+:data:`JSON_NULL`, so that it stays apart from SQL ``NULL`` (``None``). A
+source that has a JSON value's exact text (key order, spacing, the scale of
+its numbers) gives it as :class:`JsonText`, as Debezium gives json as a string.
 
 :func:`encode_debezium` and :func:`decode_debezium` translate to and from the
 Debezium JSON envelope (``before``, ``after``, ``op``, ``source``, ``ts_ms``).
@@ -41,6 +43,7 @@ __all__ = [
     "UNCHANGED",
     "ChangeEvent",
     "JsonNull",
+    "JsonText",
     "Op",
     "Unchanged",
     "decode_debezium",
@@ -105,6 +108,18 @@ class JsonNull:
 
 #: A ``json``/``jsonb`` column holding JSON ``null`` (``None`` is SQL ``NULL``).
 JSON_NULL: Final = JsonNull()
+
+
+class JsonText(str):
+    """A JSON value as its exact text, as the database keeps it: ``json`` keeps key order,
+    duplicate keys and spacing, ``jsonb`` the scale of its numbers (``1.50``). A ``str``
+    (``json.loads`` it for Python values); a sink writing to a json column writes the text
+    as it is, where a plain ``str`` would be a JSON string."""
+
+    __slots__ = ()
+
+
+_JSON_TYPES: Final = frozenset({"json", "jsonb"})
 
 
 @dataclass(slots=True)
@@ -197,13 +212,18 @@ class ChangeEvent:
         lsn = doc.get("lsn")
         when = doc.get("commit_time")
         columns = doc.get("columns")
+        json_columns = (
+            frozenset(k for k, v in columns.items() if v in _JSON_TYPES)
+            if isinstance(columns, dict)
+            else frozenset()
+        )
         return cls(
             op=op,
             schema=str(doc.get("schema", "")),
             table=str(doc.get("table", "")),
-            key=_unjson_row(doc.get("key")),
-            before=_unjson_row(doc.get("before")),
-            after=_unjson_row(doc.get("after")),
+            key=_unjson_row(doc.get("key"), json_columns),
+            before=_unjson_row(doc.get("before"), json_columns),
+            after=_unjson_row(doc.get("after"), json_columns),
             lsn=_lsn(lsn, "change event"),
             seq=int(cast(int, doc.get("seq") or 0)),
             commit_time=dt.datetime.fromisoformat(when) if isinstance(when, str) else None,
@@ -323,11 +343,24 @@ def _json_row(row: Row | None) -> JsonValue:
 _debezium_row = _json_row
 
 
-def _unjson_row(value: JsonValue | object) -> Row | None:
+def _unjson_row(
+    value: JsonValue | object, json_columns: frozenset[str] = frozenset()
+) -> Row | None:
+    """A row back from JSON data; a str in a json column (``json_columns``) is its
+    :class:`JsonText`, as the event held it."""
     if value is None:
         return None
     row = _expect_dict(value, "row")
-    return {k: (UNCHANGED if v == DEBEZIUM_UNAVAILABLE else v) for k, v in row.items()}
+    return {
+        k: (
+            UNCHANGED
+            if v == DEBEZIUM_UNAVAILABLE
+            else JsonText(v)
+            if k in json_columns and isinstance(v, str)
+            else v
+        )
+        for k, v in row.items()
+    }
 
 
 _undebezium_row = _unjson_row

@@ -239,6 +239,21 @@ class Source(Resource, abc.ABC, Generic[T_co]):
         """
         return ()
 
+    async def upstream_end(self) -> object:
+        """Where the upstream ends now, as a mark for :meth:`confirmed_through`.
+
+        A pipeline that stops when idle asks this once the source has been quiet
+        for the idle time, and stops only once :meth:`confirmed_through` the mark:
+        a source whose upstream may still hold unread data (a replication slot
+        whose server still decodes WAL) says how far that is. The default (``None``)
+        means a quiet source is caught up.
+        """
+        return None
+
+    def confirmed_through(self, mark: object) -> bool:
+        """Whether everything up to ``mark`` (from :meth:`upstream_end`) is acknowledged."""
+        return True
+
 
 #: Given the records a transactional write refused, applies the sink's failure
 #: policy before the transaction commits: raises to fail (the writer then rolls

@@ -54,7 +54,8 @@ class Pipeline:
     :param sink_errors: policy for records the target refuses.
     :param grace_period: seconds a graceful stop may spend draining before it cancels.
     :param stop_when_idle: stop once the source had nothing new for this many
-        seconds and everything read is committed.
+        seconds, everything read is committed, and the source confirmed its
+        upstream's end as it stood then (:meth:`Source.upstream_end`).
     :param summary_interval: seconds between progress lines at info level; to
         silence them, log at ``warning`` (a zero interval would log without pause).
     :param log_progress: whether to log those lines at all (off where something

@@ -11,6 +11,7 @@ import pytest
 from asyncetl.core.changes import (
     UNCHANGED,
     ChangeEvent,
+    JsonText,
     decode_debezium,
     encode_debezium,
 )
@@ -141,3 +142,22 @@ def test_debezium_errors() -> None:
         decode_debezium({"op": "x"})
     with pytest.raises(ConfigError, match="Debezium message is not valid JSON"):
         decode_debezium(b"{nope")
+
+
+def test_json_text_comes_back_from_a_dead_letter_as_json_text() -> None:
+    text = JsonText('{"b": 1,  "a": 1.50}')
+    event = ChangeEvent(
+        "c",
+        "public",
+        "t",
+        {"id": 1},
+        None,
+        {"id": 1, "j": text, "s": "plain"},
+        5,
+        0,
+        columns={"id": "integer", "j": "json", "s": "text"},
+    )
+    back = ChangeEvent.from_json(orjson.loads(orjson.dumps(event.to_json())))
+    assert back.after == {"id": 1, "j": '{"b": 1,  "a": 1.50}', "s": "plain"}
+    assert back.after is not None
+    assert type(back.after["j"]) is JsonText and type(back.after["s"]) is str

@@ -210,7 +210,7 @@ async def copy_replace(
     """
     await stage_rows(conn, target, columns, rows, casts=casts)
     casts = None if isinstance(rows, TextRows) else casts
-    await conn.execute(_sql.delete_matching(target, partition))
+    await conn.execute(_sql.delete_matching(target, partition, casts))
     return row_count(await conn.execute(_sql.insert_from_stage(target, columns, casts)))
 
 
@@ -249,5 +249,5 @@ async def copy_soft_delete(
         casts=casts,
     )
     changed = row_count(await conn.execute(upsert))
-    flagged = _sql.soft_delete_from_stage(target, key, deleted_at, where=f"s.{f}")
+    flagged = _sql.soft_delete_from_stage(target, key, deleted_at, where=f"s.{f}", casts=casts)
     return changed + row_count(await conn.execute(flagged))

@@ -10,7 +10,7 @@ row hashes appended, the soft-delete flag last. Lines in COPY's text format
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import date, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from asyncetl.connectors.postgres._load import TextRows
@@ -31,13 +31,16 @@ Record = Mapping[str, Any]
 Row = tuple[Any, ...]
 
 
-def _durations_as_text(row: Row, index: list[int]) -> Row:
-    """``row`` with its ``timedelta`` values at ``index`` as interval text (staged as text)."""
+def _values_as_text(row: Row, index: list[int]) -> Row:
+    """``row`` with its values at ``index`` as the text their column is staged in: a
+    ``timedelta`` as interval text, a date or time in ISO form; text stays as it is."""
     values = list(row)
     for i in index:
         v = values[i]
         if isinstance(v, timedelta):
             values[i] = f"{v.days} days {v.seconds} seconds {v.microseconds} microseconds"
+        elif isinstance(v, date | time):
+            values[i] = v.isoformat()
     return tuple(values)
 
 
@@ -182,7 +185,7 @@ class Planner:
             if self.schema.column(c).text_io  # type: ignore[union-attr]
         ]
         if staged_as_text:
-            rows = [_durations_as_text(row, staged_as_text) for row in rows]
+            rows = [_values_as_text(row, staged_as_text) for row in rows]
         hashed = self.writer.options.row_hash
         if hashed is not None:
             rows = hashed.append_hashes(columns, rows, numbered=self.writer.numbered)

@@ -19,6 +19,7 @@ from asyncetl.core.errors import ConfigError
 __all__ = [
     "STAGE",
     "TableName",
+    "add_column",
     "create_like",
     "create_schema",
     "create_stage",
@@ -140,6 +141,12 @@ def _read_quoted(text: str, start: int) -> tuple[int, str]:
 def create_schema(schema: str) -> str:
     """``CREATE SCHEMA IF NOT EXISTS`` for ``schema``."""
     return f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}"
+
+
+def add_column(table: TableName, name: str, sql_type: str) -> str:
+    """Add column ``name`` of ``sql_type`` (a type as ``format_type`` spells it, never user
+    text) to ``table`` unless it has one of that name."""
+    return f"ALTER TABLE {table.sql} ADD COLUMN IF NOT EXISTS {quote_ident(name)} {sql_type}"
 
 
 def create_like(table: TableName, like: TableName) -> str:
@@ -290,29 +297,43 @@ def merge_from_stage(
     return sql
 
 
-def delete_matching(target: TableName, columns: Sequence[str]) -> str:
+def delete_matching(
+    target: TableName, columns: Sequence[str], casts: Mapping[str, str] | None = None
+) -> str:
     """Delete the ``target`` rows whose ``columns`` equal (NULL-safe) those of any staged row.
 
-    Used by ``replace_partition`` with the partition columns.
+    Used by ``replace_partition`` with the partition columns; text-staged ones (``casts``)
+    are cast back to their type first.
     """
     match = " AND ".join(
         f"t.{quote_ident(c)} IS NOT DISTINCT FROM s.{quote_ident(c)}" for c in columns
     )
     return (
         f"DELETE FROM {target.sql} AS t USING "  # noqa: S608
-        f"(SELECT DISTINCT {_columns(columns)} FROM {quote_ident(STAGE)}) AS s WHERE {match}"
+        f"(SELECT DISTINCT {staged(columns, casts)} FROM {quote_ident(STAGE)}) AS s "
+        f"WHERE {match}"
     )
 
 
 def soft_delete_from_stage(
-    target: TableName, key: Sequence[str], deleted_at: str, *, where: str = "TRUE"
+    target: TableName,
+    key: Sequence[str],
+    deleted_at: str,
+    *,
+    where: str = "TRUE",
+    casts: Mapping[str, str] | None = None,
 ) -> str:
     """Flag ``target`` rows whose key matches a staged row as deleted (``deleted_at = now()``).
 
     :param where: an extra condition on the staged row ``s`` (already quoted SQL).
+    :param casts: text-staged columns and their types, cast back before comparing.
     """
     d = quote_ident(deleted_at)
-    match = " AND ".join(f"t.{quote_ident(c)} = s.{quote_ident(c)}" for c in key)
+    casts = casts or {}
+    match = " AND ".join(
+        f"t.{quote_ident(c)} = s.{quote_ident(c)}" + (f"::{casts[c]}" if c in casts else "")
+        for c in key
+    )
     return (
         f"UPDATE {target.sql} AS t SET {d} = now() FROM {quote_ident(STAGE)} AS s "  # noqa: S608
         f"WHERE {match} AND t.{d} IS NULL AND ({where})"

@@ -14,14 +14,16 @@ from asyncetl.core.retry import RetryPolicy, retry_call
 __all__ = ["Column", "TableSchema", "describe_remote", "describe_table", "table_ddl"]
 
 # text_io: asyncpg has no binary codec for the type (or its array element), so
-# binary COPY cannot take it: types of extensions, and a few built-in ones.
+# binary COPY cannot take it: types of extensions, and a few built-in ones; or its
+# codec cannot hold every value (interval's months; dates BC, time 24:00).
 _COLUMNS = """
 SELECT a.attname AS name,
        format_type(a.atttypid, a.atttypmod) AS type,
        a.attnotnull AS not_null,
        (e.typtype = 'b' AND e.typnamespace <> 'pg_catalog'::regnamespace)
          OR (e.typnamespace = 'pg_catalog'::regnamespace
-             AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}')) AS text_io,
+             AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}'))
+         OR b.oid IN ('date'::regtype, 'time'::regtype) AS text_io,
        CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
        CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default
@@ -59,7 +61,8 @@ class Column:
 
     :param text_io: asyncpg has no binary codec for the type (``money``,
         ``tsvector``, types of extensions such as ``citext``…) or its codec
-        loses information (``interval``): values are written as their text,
+        loses information (``interval``) or cannot hold every value (dates BC,
+        time 24:00): values are written as their text,
         staged in a ``text`` column and cast (a ``timedelta`` as its days,
         seconds and microseconds).
     """

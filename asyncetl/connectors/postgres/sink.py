@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from asyncetl.connectors.postgres import _sql
+from asyncetl.connectors.postgres._bisect import bisectable, is_record_error, load_bisecting
 from asyncetl.connectors.postgres._check import SINK_PRIVILEGES, Needs, checking, table_problems
 from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
@@ -73,6 +74,7 @@ from asyncetl.connectors.postgres.schema import (
     describe_table,
 )
 from asyncetl.core.batch import Batch, Reject
+from asyncetl.core.contract import apply_contract, check_contract
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
@@ -113,6 +115,11 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         a batch's values (key columns always are).
     :param columns: the columns, in order, that lines in COPY's text format fill
         (records of a ``TableSource(format="copy")``); default: the table's columns.
+    :param schema_contract: what a record field the table has no column for does
+        (see :mod:`asyncetl.core.contract`): ``freeze`` (default: the record is
+        refused and takes the failure policy, so nothing is lost or changed
+        unasked), ``evolve`` (the field becomes a new column), ``discard_value``
+        or ``discard_row``.
     :param retries: retries of a batch after transient failures.
     :param retry_max_time: seconds after which no retry starts.
     """
@@ -137,6 +144,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         source_table: str | None = None,
         not_null: list[str] | None = None,
         columns: list[str] | None = None,
+        schema_contract: str = "freeze",
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -155,6 +163,14 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 f'is for mode = "upsert", not {mode!r}', where=where, key="skip_unchanged"
             )
         writer = writer_class(mode, options, where=where)
+        self.schema_contract = check_contract(schema_contract, where)
+        if self.schema_contract == "evolve" and mode == "refresh_swap":
+            raise ConfigError(
+                'evolve is not for mode = "refresh_swap", whose staging table is made '
+                "from the target's columns",
+                where=where,
+                key="schema_contract",
+            )
         if (source_dsn is None) != (source_table is None):
             raise ConfigError(
                 "give both source_dsn and source_table, or neither", where=where, key="source_table"
@@ -179,6 +195,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self._checkpoints: PostgresCheckpointStore | None = None
         self._dead_letters: PostgresDeadLetterStore | None = None
         self._planner: Planner | None = None
+        self._known: tuple[TableSchema | None, frozenset[str]] = (None, frozenset())
         #: Target rows inserted, updated or flagged since construction.
         self.rows_changed = 0
 
@@ -299,8 +316,12 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         try:
             await self._commit(groups, checkpoint, swap, _Settling(settle, rejects))
             return rejects
-        except AsyncetlError:
-            raise
+        except AsyncetlError as exc:
+            if not (is_record_error(exc.__cause__) and bisectable(groups)):
+                raise
+            return await self._commit_bisecting(
+                groups, checkpoint, swap, _Settling(settle, rejects)
+            )
         except (TypeError, ValueError, ArithmeticError) as exc:
             bad = await self.bad_values(groups)
             if not bad:
@@ -319,8 +340,40 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             if not records:
                 return [], []
             await self._create(infer_columns(records, self.not_null), self.key or [])
+        assert self.schema is not None
+        contracted = apply_contract(
+            records, self._known_field, self.schema_contract, str(self.schema.table)
+        )
+        if contracted.new_fields:
+            await self._add_columns(contracted.records, contracted.new_fields)
         assert self._planner is not None
-        return self._planner.plan(records)
+        groups, rejects = self._planner.plan(contracted.records)
+        return groups, contracted.rejects + rejects
+
+    def _known_field(self, name: str) -> bool:
+        schema = self.schema
+        assert schema is not None
+        if self._known[0] is not schema:
+            flag = self.writer.delete_flag
+            names = frozenset([*schema.column_names, *([flag] if flag else [])])
+            self._known = (schema, names)
+        return name in self._known[1]
+
+    async def _add_columns(self, records: Sequence[Record], names: Sequence[str]) -> None:
+        """``evolve``: add the columns ``names``, typed from their values in ``records``."""
+        carrying = [{n: r[n] for n in names if n in r} for r in records]
+        columns = [c for c in infer_columns(carrying) if c.name in names]
+        table = self.target
+
+        async def body(conn: asyncpg.Connection) -> None:
+            for column in columns:
+                await conn.execute(_sql.add_column(table, column.name, column.type))
+
+        await self._transact(f"adding columns to {table}", body)
+        schema = await self._describe(table)
+        assert schema is not None
+        self.writer.bind(schema)
+        self._planner = Planner(schema, self.writer, text_columns=self.columns)
 
     async def _write_text(
         self,
@@ -391,6 +444,33 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self.count(await self._transact(f"writing to {self.target}", body))
         if swap:
             await self._swapper.after_swap(self._transact)
+
+    async def _commit_bisecting(
+        self, groups: list[Group], checkpoint: Checkpoint | None, swap: bool, settling: _Settling
+    ) -> list[Reject]:
+        """Write the batch again, leaving out only the records the server refuses alone."""
+
+        async def body(conn: asyncpg.Connection) -> tuple[int, list[Reject]]:
+            changed, refused = 0, list[Reject]()
+            for group in groups:
+                if group.rows:
+                    loaded, bad = await load_bisecting(
+                        conn, self.writer.load, group, str(self.target)
+                    )
+                    changed, refused = changed + loaded, refused + bad
+            rejects = [*settling.rejects, *refused]
+            await settle_on(conn, settling.settle, rejects, self._dead_letters)
+            if checkpoint is not None and self._checkpoints is not None:
+                await self._checkpoints.save_on(conn, checkpoint)
+            if swap:
+                await self._swapper.swap_in(conn)
+            return changed, rejects
+
+        changed, rejects = await self._transact(f"writing to {self.target}, record by record", body)
+        self.rows_changed += changed
+        if swap:
+            await self._swapper.after_swap(self._transact)
+        return rejects
 
     async def bad_values(self, groups: Sequence[Group]) -> list[Reject]:
         """Reject the records holding values their column cannot take; drop them from ``groups``.

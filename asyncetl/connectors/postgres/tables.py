@@ -62,8 +62,9 @@ from asyncetl.core.observe import Progress
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
 _DONE = "done"
-#: Types whose Python value loses information; the rows of a copy carry their text.
-LOSSY_TYPES = ("interval",)
+#: Types whose Python value loses information (an interval's months) or cannot hold
+#: every value (dates BC, time 24:00); the rows of a copy carry their text.
+LOSSY_TYPES = ("interval", "date", "time")
 
 
 def _json(value: JsonValue) -> str:

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from functools import partial
 
@@ -26,11 +26,13 @@ from asyncetl.connectors.sqlite._sql import (
     TABLE_COLUMNS,
     CheckpointSql,
     DeadLetterSql,
+    add_column,
     create_table,
     insert,
     quote_ident,
 )
 from asyncetl.core.batch import Batch, Reject
+from asyncetl.core.contract import SchemaContract, check_contract
 from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
@@ -42,6 +44,7 @@ from asyncetl.core.interfaces import (
     Sink,
     TransactionalWriter,
 )
+from asyncetl.core.logs import get_logger
 
 __all__ = ["SqliteSink"]
 
@@ -58,7 +61,7 @@ _AFFINITY: dict[type, str] = {
 }
 #: What SQLite raises for one bad row (a constraint, an int beyond 64 bits…).
 _ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)
-_EXTRA_POLICIES = ("reject", "ignore")
+_log = get_logger("asyncetl.sqlite")
 
 
 class SqliteSink(Sink[Record]):
@@ -68,8 +71,11 @@ class SqliteSink(Sink[Record]):
     UPDATE``), so a replayed batch leaves the table as it was; without, a plain
     insert. The columns loaded are ``columns`` or else the key columns followed
     by the keys of the first record; a record missing a column loads NULL there.
-    A record with a key outside those columns is a reject naming it
-    (``extra_columns = "reject"``) or loads without it (``"ignore"``). Values
+    A record with a key outside those columns follows ``schema_contract`` (the
+    modes of :mod:`asyncetl.core.contract`): ``freeze`` (default) refuses it
+    naming the key, ``evolve`` adds a column for it (typed as ``create`` types
+    columns), ``discard_value`` loads the record without it and ``discard_row``
+    leaves the record out with a warning. Values
     are bound: dicts, lists and tuples as JSON text, dates and times as ISO 8601
     text, other types SQLite lacks (decimals, UUIDs…) as their ``str``. A row
     the table refuses (a NOT NULL or CHECK constraint, an integer beyond 64
@@ -93,10 +99,11 @@ class SqliteSink(Sink[Record]):
         list TEXT, only NULLs no type), with ``PRIMARY KEY (key)``.
     :param name: the sink's name.
     :param columns: the columns to load, instead of the first record's keys.
-    :param extra_columns: ``reject`` or ``ignore`` record keys outside the columns.
+    :param schema_contract: ``freeze``, ``evolve``, ``discard_value`` or
+        ``discard_row``: what a record key outside the columns does.
     :param busy_timeout: seconds to wait for another connection's write lock.
     :raises ConfigError: for a bad table or column name, a key outside
-        ``columns``, or an unknown ``extra_columns`` policy.
+        ``columns``, or an unknown ``schema_contract``.
     """
 
     def __init__(
@@ -108,7 +115,7 @@ class SqliteSink(Sink[Record]):
         create: bool = False,
         name: str = "sqlite_sink",
         columns: list[str] | None = None,
-        extra_columns: str = "reject",
+        schema_contract: str = "freeze",
         busy_timeout: float = 5.0,
     ) -> None:
         where = f"SqliteSink {name}"
@@ -123,19 +130,13 @@ class SqliteSink(Sink[Record]):
                 raise ConfigError(
                     f"key column {missing[0]!r} is not among the columns", where=where, key="key"
                 )
-        if extra_columns not in _EXTRA_POLICIES:
-            raise ConfigError(
-                f"must be 'reject' or 'ignore', not {extra_columns!r}",
-                where=where,
-                key="extra_columns",
-            )
+        self.schema_contract = check_contract(schema_contract, where)
         self.path = str(path)
         self.table = table
         self.key = list(key or ())
         self.create = create
         self.name = name
         self.columns = list(columns) if columns is not None else None
-        self.extra_columns = extra_columns
         self._db = SqliteConnection(self.path, busy_timeout=busy_timeout)
         self._plan: _Plan | None = None
         self._checkpoints: CheckpointSql | None = None
@@ -220,10 +221,15 @@ class SqliteSink(Sink[Record]):
         conn: sqlite3.Connection,
     ) -> list[Reject]:
         plan = self._plan or self._make_plan(conn, records)
+        added: list[tuple[str, str]] = []
+        if plan is not None and plan.contract == "evolve":
+            plan, added = plan.evolved(records, self._existing_columns(conn))
         rows, kept, rejects = plan.rows(records) if plan else ([], [], _not_mappings(records))
         with immediate(conn), self._explained():
             if plan is not None and plan.create:
                 conn.execute(plan.create)
+            for name, kind in added:
+                conn.execute(add_column(self.table, name, kind))
             if plan is not None and rows:
                 rejects += self._insert(conn, plan, rows, kept)
             if settle is not None:
@@ -313,7 +319,7 @@ class SqliteSink(Sink[Record]):
             self.table,
             columns,
             insert(self.table, columns, self.key),
-            self.extra_columns == "reject",
+            self.schema_contract,
             create,
             tuple(self.key),
         )
@@ -335,16 +341,35 @@ class _Plan:
     table: str
     columns: list[str]
     insert: str
-    reject_extra: bool
+    contract: SchemaContract
     create: str | None = None
     key: tuple[str, ...] = ()
 
     def created(self) -> _Plan:
-        return (
-            self
-            if self.create is None
-            else _Plan(self.table, self.columns, self.insert, self.reject_extra, None, self.key)
-        )
+        return self if self.create is None else replace(self, create=None)
+
+    def evolved(
+        self, records: Sequence[Record], existing: Sequence[str]
+    ) -> tuple[_Plan, list[tuple[str, str]]]:
+        """This plan with a column for each key of ``records`` outside its columns, and
+        those of them the table (``existing`` columns) lacks, with their declared types
+        (inferred as ``create`` infers them)."""
+        known = set(self.columns)
+        new = {
+            k: None
+            for r in records
+            if isinstance(r, Mapping)
+            for k in r
+            if isinstance(k, str) and k not in known
+        }
+        if not new:
+            return self, []
+        names = list(new)
+        _check_names(f"SQLite table {self.table!r}", "record keys", [*self.columns, *names])
+        columns = [*self.columns, *names]
+        plan = replace(self, columns=columns, insert=insert(self.table, columns, self.key))
+        there = {name.lower() for name in existing}
+        return plan, _infer_types([n for n in names if n.lower() not in there], records)
 
     def rows(self, records: Sequence[Record]) -> tuple[list[Row], list[Record], list[Reject]]:
         """Bound parameters per record, the records they came from, and the records refused."""
@@ -352,12 +377,15 @@ class _Plan:
         rows: list[Row] = []
         kept: list[Record] = []
         rejects: list[Reject] = []
+        left_out = 0
         for record in records:
             if type(record) is not dict and not isinstance(record, Mapping):
                 rejects.append(_not_mapping(record))
                 continue
-            if self.reject_extra and not record.keys() <= known:
-                rejects.append(self._extra(record, known))
+            if self.contract in ("freeze", "discard_row") and not record.keys() <= known:
+                if self.contract == "freeze":
+                    rejects.append(self._extra(record, known))
+                left_out += 1
                 continue
             if self.key and any(record.get(k) is None for k in self.key):
                 rejects.append(self._keyless(record))
@@ -367,6 +395,13 @@ class _Plan:
                 values = tuple(map(_adapt, values))
             rows.append(values)
             kept.append(record)
+        if left_out and self.contract == "discard_row":
+            _log.warning(
+                "records left out: fields without a column",
+                table=self.table,
+                records=left_out,
+                fields=sorted({k for r in records if isinstance(r, Mapping) for k in r} - known),
+            )
         return rows, kept, rejects
 
     def _keyless(self, record: Record) -> Reject:
@@ -386,7 +421,8 @@ class _Plan:
             record,
             ValueError(
                 f"record has column {extra!r}, which is not loaded into SQLite table "
-                f"{self.table!r}; add it to columns (and the table) or set extra_columns = 'ignore'"
+                f"{self.table!r}; add it to columns (and the table), or set schema_contract = "
+                '"evolve" (or "discard_value", "discard_row")'
             ),
         )
 

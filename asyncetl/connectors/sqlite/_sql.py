@@ -17,6 +17,7 @@ __all__ = [
     "DeadLetterQueries",
     "DeadLetterSql",
     "TABLE_COLUMNS",
+    "add_column",
     "create_table",
     "insert",
     "quote_ident",
@@ -52,6 +53,12 @@ def insert(table: str, columns: Sequence[str], key: Sequence[str] = ()) -> str:
         return f"{sql} ON CONFLICT ({_columns(key)}) DO NOTHING"
     assignments = ", ".join(f"{c} = excluded.{c}" for c in updates)
     return f"{sql} ON CONFLICT ({_columns(key)}) DO UPDATE SET {assignments}"
+
+
+def add_column(table: str, name: str, kind: str) -> str:
+    """``ALTER TABLE … ADD COLUMN`` ``name`` with declared type ``kind`` (one of the affinities
+    the sink infers, or empty)."""
+    return f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(name)} {kind}".rstrip()
 
 
 def create_table(table: str, columns: Sequence[tuple[str, str]], key: Sequence[str] = ()) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from asyncetl import Checkpoint, ConfigError, PermanentError, Pipeline
+from asyncetl import Checkpoint, ConfigError, Pipeline
 from asyncetl.connectors.postgres import PostgresCheckpointStore, PostgresSink, TableSource
 from tests.connectors.postgres.helpers import batch, execute, rows
 
@@ -85,20 +85,25 @@ async def test_upsert_copies_new_keys_in_and_merges_from_the_first_conflict_on(
     ]
 
 
-async def test_upsert_reports_a_conflict_on_another_unique_index(pg_database: str) -> None:
+async def test_upsert_refuses_a_record_conflicting_on_another_unique_index(
+    pg_database: str,
+) -> None:
     await execute(pg_database, "CREATE TABLE t (id int PRIMARY KEY, email text UNIQUE, name text)")
     sink = PostgresSink(pg_database, "t")
     await sink.open()
     try:
         await sink.write(batch([{"id": 1, "email": "a@x", "name": "a"}]))
-        with pytest.raises(PermanentError) as caught:
-            await sink.write(batch([{"id": 2, "email": "a@x", "name": "b"}], 1))
+        rejects = await sink.write(batch([{"id": 2, "email": "a@x", "name": "b"}], 1))
     finally:
         await sink.aclose()
-    assert str(caught.value).endswith(
-        "failed while writing to public.t: duplicate key value violates unique constraint "
-        '"t_email_key"\nDETAIL:  Key (email)=(a@x) already exists.'
-    )
+    assert [(r.record, str(r.error)) for r in rejects] == [
+        (
+            {"id": 2, "email": "a@x", "name": "b"},
+            "table public.t refused the record: duplicate key value violates unique constraint "
+            '"t_email_key" (Key (email)=(a@x) already exists.); fix the record, or the '
+            "table's constraint",
+        )
+    ]
     assert await rows(pg_database, "SELECT * FROM t ORDER BY id") == [(1, "a@x", "a")]
 
 

@@ -119,11 +119,8 @@ ROWS = "SELECT id, row(t.*)::text FROM t ORDER BY id"
 VERSIONS = "SELECT id, xmin::text FROM t ORDER BY id"
 
 
-#: Values dict records cannot carry yet: asyncpg's date and time decoders refuse
-#: years BC and 24:00, and its arrays drop lower bounds other than 1.
+#: Values dict records cannot carry yet: asyncpg's arrays drop lower bounds other than 1.
 NOT_YET = {
-    "date": "asyncpg cannot decode a date BC (ordinal must be >= 1)",
-    "time": "asyncpg cannot decode time 24:00:00 (hour must be in 0..23)",
     "int_array_2d": "asyncpg drops an array's lower bound ([0:1]={7,8} becomes {7,8})",
 }
 RECORD_CASES = [

@@ -137,22 +137,63 @@ async def test_missing_columns_load_null_and_unknown_columns_are_rejects(tmp_pat
             extra,
             "ValueError",
             "record has column 'colour', which is not loaded into SQLite "
-            "table 't'; add it to columns (and the table) or set "
-            "extra_columns = 'ignore'",
+            "table 't'; add it to columns (and the table), or set schema_contract = "
+            '"evolve" (or "discard_value", "discard_row")',
         ),
         ([1, 2], "TypeError", "a SQLite record must map column names to values, not be a list"),
     ]
 
 
-async def test_unknown_columns_can_be_ignored_and_columns_chosen(tmp_path: Path) -> None:
+async def test_unknown_columns_can_be_discarded_and_columns_chosen(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     sink = SqliteSink(
-        str(db), "t", key=["id"], create=True, columns=["id", "qty"], extra_columns="ignore"
+        str(db),
+        "t",
+        key=["id"],
+        create=True,
+        columns=["id", "qty"],
+        schema_contract="discard_value",
     )
     rejects = await write(sink, [{"name": "x", "id": 1, "qty": 5, "colour": "red"}])
     await sink.aclose()
     assert rejects == []
     assert query(db, "SELECT * FROM t") == [(1, 5)]
+
+
+async def test_evolve_adds_a_column_per_new_key_in_the_batch_transaction(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    sink = SqliteSink(str(db), "t", key=["id"], create=True, schema_contract="evolve")
+    assert await write(sink, [{"id": 1, "qty": 5}, {"id": 2, "colour": "red"}]) == []
+    assert await write(sink, [{"id": 3, "qty": 1, "weight": 2.5, "colour": None}], seq=1) == []
+    await sink.aclose()
+    assert query(db, "SELECT name, type FROM pragma_table_info('t') ORDER BY cid") == [
+        ("id", "INTEGER"),
+        ("qty", "INTEGER"),
+        ("colour", "TEXT"),
+        ("weight", "REAL"),
+    ]
+    assert query(db, "SELECT * FROM t ORDER BY id") == [
+        (1, 5, None, None),
+        (2, None, "red", None),
+        (3, 1, None, 2.5),
+    ]
+
+
+async def test_discard_row_leaves_records_with_unknown_keys_out_and_says_so(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "t.db"
+    sink = SqliteSink(str(db), "t", key=["id"], create=True, schema_contract="discard_row")
+    with capture_logs() as logs:
+        rejects = await write(sink, [{"id": 1, "qty": 5}, {"id": 2, "qty": 1, "colour": "red"}])
+    await sink.aclose()
+    assert rejects == []
+    assert query(db, "SELECT * FROM t ORDER BY id") == [(1, 5)]
+    assert [
+        (log["event"], log["table"], log["records"], log["fields"])
+        for log in logs
+        if log["log_level"] == "warning"
+    ] == [("records left out: fields without a column", "t", 1, ["colour"])]
 
 
 async def test_a_missing_table_without_create_is_a_clear_error(tmp_path: Path) -> None:
@@ -299,9 +340,10 @@ def test_bad_options_are_config_errors() -> None:
         str(caught.value) == "SqliteSink sqlite_sink: key: key column 'id' is not among the columns"
     )
     with pytest.raises(ConfigError) as caught:
-        SqliteSink("t.db", "t", extra_columns="drop")
+        SqliteSink("t.db", "t", schema_contract="drop")
     assert str(caught.value) == (
-        "SqliteSink sqlite_sink: extra_columns: must be 'reject' or 'ignore', not 'drop'"
+        "SqliteSink sqlite_sink: schema_contract: must be one of evolve, freeze, discard_row, "
+        "discard_value, not 'drop'"
     )
     with pytest.raises(ConfigError) as caught:
         SqliteSink("t.db", "")

@@ -212,6 +212,10 @@ async def ensure_publication(
 ) -> list[TableName]:
     """The tables ``publication`` publishes, creating it first when asked and missing.
 
+    A publication this creates publishes a partitioned table's changes as its own
+    (``publish_via_partition_root``): one table in the snapshot, the stream and the target,
+    whichever partition a row lives in (or moves to).
+
     :param tables: what to publish when creating it; ``None`` publishes all tables.
     :raises PermanentError: when it is missing and ``create`` is false.
     """
@@ -222,7 +226,10 @@ async def ensure_publication(
                 "(CREATE PUBLICATION … FOR TABLE …) or set create_publication = true"
             )
         target = "ALL TABLES" if tables is None else "TABLE " + ", ".join(t.sql for t in tables)
-        await conn.execute(f"CREATE PUBLICATION {quote_ident(publication)} FOR {target}")
+        await conn.execute(
+            f"CREATE PUBLICATION {quote_ident(publication)} FOR {target} "
+            "WITH (publish_via_partition_root = true)"
+        )
     rows = await conn.fetch(
         "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 "
         "ORDER BY schemaname, tablename",

@@ -17,7 +17,7 @@ from typing import Final
 
 import orjson
 
-from asyncetl.core.changes import JSON_NULL
+from asyncetl.core.changes import JSON_NULL, JsonText
 
 __all__ = [
     "SESSION_SETTINGS",
@@ -55,8 +55,8 @@ def _numeric(raw: bytes) -> object:
 
 
 def _json(raw: bytes) -> object:
-    value = orjson.loads(raw)
-    return JSON_NULL if value is None else value
+    # The exact text: decoding would lose json's key order and spacing and jsonb's scale.
+    return JsonText(raw.decode())
 
 
 def _bytea(raw: bytes) -> object:
@@ -161,6 +161,7 @@ _ARRAYS: Final[dict[int, int]] = {
 
 # Type modifiers that change a column's declared type (length, precision).
 _LENGTH_TYPES: Final = {1042: "character", 1043: "character varying"}
+_BIT_TYPES: Final = {1560: "bit", 1562: "bit varying"}
 
 
 def converter(oid: int) -> Converter:
@@ -196,6 +197,8 @@ def type_name(oid: int, typmod: int = -1, known: dict[int, str] | None = None) -
         return known[oid]
     if oid in _LENGTH_TYPES and typmod > 4:
         return f"{_LENGTH_TYPES[oid]}({typmod - 4})"
+    if oid in _BIT_TYPES and typmod > 0:  # a bit type's modifier is its length itself
+        return f"{_BIT_TYPES[oid]}({typmod})"
     if oid == 1700 and typmod > 4:
         precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
         return f"numeric({precision},{scale})"
@@ -279,6 +282,8 @@ def pg_text(value: object, *, json: bool = False) -> str | None:
         return None
     if value is JSON_NULL:
         return "null"
+    if type(value) is JsonText:
+        return value
     if json:
         return orjson.dumps(value).decode()
     if isinstance(value, str):
@@ -341,6 +346,8 @@ def text_writer(sql_type: str) -> Callable[[object], str | None]:
 def _write_json(value: object) -> str | None:
     if value is None:
         return None
+    if type(value) is JsonText:
+        return value
     if value is JSON_NULL:
         return "null"
     return orjson.dumps(value).decode()

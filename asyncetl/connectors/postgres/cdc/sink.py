@@ -22,15 +22,16 @@ Tables without a primary key in the target get inserts appended; their updates
 and deletes need the old row (``REPLICA IDENTITY FULL`` on the source) and
 remove one row whose every column matches it NULL-safely (two identical rows
 are two rows: a delete removes one of them).
+
+The parts live beside this module: :mod:`._applied` (the applied marker),
+:mod:`._apply_stage` (staged tables), :mod:`._apply_sql` (the statements) and
+:mod:`._keyless` (tables without a primary key).
 """
 
 from __future__ import annotations
 
 import itertools
-import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -44,17 +45,26 @@ from asyncetl.connectors.postgres._connect import (
     open_pool,
     retry_policy,
 )
-from asyncetl.connectors.postgres._sql import TableName, quote_ident
-from asyncetl.connectors.postgres.cdc._compact import Row, compact, upsert_groups
-from asyncetl.connectors.postgres.cdc._staging import (
-    array_values,
-    read_staged,
-    staged_records,
+from asyncetl.connectors.postgres._sql import TableName, add_column, quote_ident
+from asyncetl.connectors.postgres.cdc._applied import (
+    Marker,
+    by_table,
+    latest_types,
+    load_marker,
+    save_marker,
+    source_columns,
+    unapplied,
 )
-from asyncetl.connectors.postgres.cdc._values import pg_text
+from asyncetl.connectors.postgres.cdc._apply_sql import delete_sql, moved_sql, upsert_sql
+from asyncetl.connectors.postgres.cdc._apply_stage import stage_rows, target_column
+from asyncetl.connectors.postgres.cdc._compact import Row, compact, upsert_groups
+from asyncetl.connectors.postgres.cdc._evolution import discard, evolution
+from asyncetl.connectors.postgres.cdc._keyless import apply_keyless
+from asyncetl.connectors.postgres.cdc._staging import array_values
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table, table_ddl
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
+from asyncetl.core.contract import check_contract
 from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
@@ -68,8 +78,6 @@ from asyncetl.core.interfaces import (
 
 __all__ = ["ApplySink"]
 
-Marker = tuple[int, int]
-
 
 class ApplySink(Sink[ChangeEvent]):
     """Applies :class:`~asyncetl.core.changes.ChangeEvent` records to PostgreSQL tables.
@@ -77,8 +85,11 @@ class ApplySink(Sink[ChangeEvent]):
     :param dsn: ``postgresql://`` DSN of the target database.
     :param tables: source table → target table (``schema.table``); a table not
         named here is applied to the table of the same name.
-    :param evolve: add columns that appear in the source to the target; otherwise
-        a new column is an error naming table and column.
+    :param schema_contract: what a source column the target lacks, or a source column
+        widened by ``ALTER COLUMN … TYPE``, does (see :mod:`._evolution`): ``freeze``
+        (default: the stream stops naming table and column, so nothing is applied
+        half), ``evolve`` (the target gets the column, or the wider type),
+        ``discard_value`` or ``discard_row``.
     :param soft_delete_column: a ``timestamptz`` column set to ``now()`` by deletes
         (and cleared by upserts) instead of deleting rows.
     :param create: create missing target tables from the source's columns and key.
@@ -93,7 +104,7 @@ class ApplySink(Sink[ChangeEvent]):
         dsn: str,
         *,
         tables: dict[str, str] | None = None,
-        evolve: bool = False,
+        schema_contract: str = "freeze",
         soft_delete_column: str | None = None,
         create: bool = False,
         name: str = "apply",
@@ -103,7 +114,7 @@ class ApplySink(Sink[ChangeEvent]):
     ) -> None:
         self.dsn = Dsn.parse(dsn)
         self.name = name
-        self.evolve = evolve
+        self.schema_contract = check_contract(schema_contract, f"sink {name}")
         self.create = create
         self.soft_delete_column = soft_delete_column
         if soft_delete_column is not None:
@@ -127,7 +138,10 @@ class ApplySink(Sink[ChangeEvent]):
     async def open(self) -> None:
         self._pool = await open_pool(self.dsn, policy=self.policy, max_size=1)
         try:
-            self.applied = await self._run("reading the last applied change", self._load_marker)
+            self.applied = await self._run(
+                "reading the last applied change",
+                lambda conn: load_marker(conn, self.state_table, self.name),
+            )
         except BaseException:
             await self.aclose()
             raise
@@ -183,8 +197,8 @@ class ApplySink(Sink[ChangeEvent]):
         self, records: Sequence[ChangeEvent], checkpoint: Checkpoint | None, settle: Settle | None
     ) -> None:
         marker = self.applied
-        events, latest = _unapplied(records, marker)
-        groups = _by_table(events)
+        events, latest = unapplied(records, marker)
+        groups = by_table(events)
         if not groups and checkpoint is None:
             return
         fresh: dict[TableName, TableSchema] = {}
@@ -194,10 +208,10 @@ class ApplySink(Sink[ChangeEvent]):
             stages = itertools.count()
             for (schema, table), table_events in groups.items():
                 target = self.mapping.get((schema, table)) or TableName(schema, table)
-                described = await self._schema(conn, target, table_events, fresh)
+                described, table_events = await self._schema(conn, target, table_events, fresh)
                 await self._apply_table(conn, described, table_events, stages)
             if latest is not None and latest != marker:
-                await self._save_marker(conn, latest)
+                await save_marker(conn, self.state_table, self.name, latest)
             if settle is not None and await settle(()):
                 # This sink refuses no change and stores no dead letters itself.
                 raise PermanentError("ApplySink cannot store dead letters in its transactions")
@@ -217,7 +231,7 @@ class ApplySink(Sink[ChangeEvent]):
     ) -> None:
         key = schema.primary_key
         if not key:
-            await self._apply_keyless(conn, schema, events, stages)
+            await apply_keyless(conn, schema, events, stages)
             return
         compacted = compact(events, key, str(schema.table))
         if compacted.truncate:
@@ -238,14 +252,14 @@ class ApplySink(Sink[ChangeEvent]):
         if deletes:
             await self._delete(conn, schema, deletes, stages)
         for columns, rows in upsert_groups(upserts):
-            stage = await _stage(conn, stages, schema, columns, rows)
-            await conn.execute(self._upsert_sql(schema, stage, columns))
+            stage = await stage_rows(conn, stages, schema, columns, rows)
+            await conn.execute(upsert_sql(schema, stage, columns, self.soft_delete_column))
 
     async def _delete(
         self, conn: asyncpg.Connection, schema: TableSchema, rows: list[Row], stages: Iterator[int]
     ) -> None:
         key = schema.primary_key
-        column = _column(schema, key[0])
+        column = target_column(schema, key[0])
         if len(key) == 1 and self.soft_delete_column is None and not column.type.endswith("]"):
             # The keys as one array parameter: no staging table to create and fill, and
             # the same statement text every batch, so the server keeps one plan (index
@@ -258,8 +272,8 @@ class ApplySink(Sink[ChangeEvent]):
                 values,
             )
             return
-        stage = await _stage(conn, stages, schema, key, rows)
-        await conn.execute(self._delete_sql(schema, stage))
+        stage = await stage_rows(conn, stages, schema, key, rows)
+        await conn.execute(delete_sql(schema, stage, self.soft_delete_column))
 
     async def _apply_moved(
         self,
@@ -279,130 +293,14 @@ class ApplySink(Sink[ChangeEvent]):
                 {**row, **dict(zip(old_names, (olds[id(row)][k] for k in key), strict=True))}
                 for row in group
             ]
-            extra = {o: _column(schema, k) for o, k in zip(old_names, key, strict=True)}
-            stage = await _stage(conn, stages, schema, [*columns, *old_names], staged, extra)
+            extra = {o: target_column(schema, k) for o, k in zip(old_names, key, strict=True)}
+            stage = await stage_rows(conn, stages, schema, [*columns, *old_names], staged, extra)
             unchanged = [
                 c.name for c in schema.columns if c.name not in columns and c.name in group[0]
             ]
-            await conn.execute(self._moved_sql(schema, stage, columns, unchanged, old_names))
-
-    async def _apply_keyless(
-        self,
-        conn: asyncpg.Connection,
-        schema: TableSchema,
-        events: list[ChangeEvent],
-        stages: Iterator[int],
-    ) -> None:
-        pending: list[Row] = []
-        for event in events:
-            if event.op in ("c", "r"):
-                pending.append(event.after or {})
-                continue
-            await self._append(conn, schema, pending, stages)
-            pending = []
-            if event.op == "t":
-                await conn.execute(f"TRUNCATE {schema.table.sql}")
-                continue
-            await self._delete_one(conn, schema, event)
-            if event.op == "u" and event.after is not None:
-                before = event.before or {}
-                pending.append(
-                    {k: before.get(k) if v is UNCHANGED else v for k, v in event.after.items()}
-                )
-        await self._append(conn, schema, pending, stages)
-
-    async def _append(
-        self,
-        conn: asyncpg.Connection,
-        schema: TableSchema,
-        rows: list[Row],
-        stages: Iterator[int],
-    ) -> None:
-        for columns, group in upsert_groups(rows):
-            stage = await _stage(conn, stages, schema, columns, group)
             await conn.execute(
-                f"INSERT INTO {schema.table.sql} ({_names(columns)}) "  # noqa: S608
-                f"SELECT {stage.values(columns)} FROM {stage.name} AS s"
+                moved_sql(schema, stage, columns, unchanged, old_names, self.soft_delete_column)
             )
-
-    async def _delete_one(
-        self, conn: asyncpg.Connection, schema: TableSchema, event: ChangeEvent
-    ) -> None:
-        before = event.before
-        columns = [
-            c for c in schema.columns if before is None or before.get(c.name) is not UNCHANGED
-        ]
-        if before is None or any(c.name not in before for c in columns):
-            raise PermanentError(
-                f"table {schema.table} has no primary key and the source sent no old row for an "
-                f"{'update' if event.op == 'u' else 'delete'} of {event.qualified_table}; set "
-                f"REPLICA IDENTITY FULL on source table {event.qualified_table} or give the "
-                "target a primary key"
-            )
-        # Every column, NULL-safely, compared as its type's text: json, xml and the geometric
-        # types have no equality operator, and the old row's value is cast through the
-        # column's type so both sides print the same way. One row only (by ctid): two
-        # identical rows are two rows.
-        match = " AND ".join(
-            f"{quote_ident(c.name)}::text IS NOT DISTINCT FROM ${i}::text::{c.type}::text"
-            for i, c in enumerate(columns, 1)
-        )
-        await conn.execute(
-            f"DELETE FROM {schema.table.sql} WHERE ctid = (SELECT ctid FROM {schema.table.sql} "  # noqa: S608
-            f"WHERE {match} LIMIT 1)",
-            *(pg_text(before[c.name]) for c in columns),
-        )
-
-    # -- SQL -----------------------------------------------------------------------------------
-
-    def _upsert_sql(self, schema: TableSchema, stage: _Stage, columns: Sequence[str]) -> str:
-        key = schema.primary_key
-        sets = [f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in columns if c not in key]
-        names = list(columns)
-        if self.soft_delete_column is not None and self.soft_delete_column not in columns:
-            sets.append(f"{quote_ident(self.soft_delete_column)} = NULL")
-        action = "UPDATE SET " + ", ".join(sets) if sets else "NOTHING"
-        return (
-            f"INSERT INTO {schema.table.sql} AS t ({_names(names)}) "  # noqa: S608
-            f"SELECT {stage.values(columns)} FROM {stage.name} AS s "
-            f"ON CONFLICT ({_names(key)}) DO {action}"
-        )
-
-    def _moved_sql(
-        self,
-        schema: TableSchema,
-        stage: _Stage,
-        columns: Sequence[str],
-        unchanged: Sequence[str],
-        old_names: Sequence[str],
-    ) -> str:
-        key = schema.primary_key
-        match = " AND ".join(
-            f"o.{quote_ident(k)} = {stage.reads[old]}"
-            for k, old in zip(key, old_names, strict=True)
-        )
-        values = [stage.reads[c] for c in columns] + [f"o.{quote_ident(c)}" for c in unchanged]
-        names = [*columns, *unchanged]
-        sets = [f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in names if c not in key]
-        if self.soft_delete_column is not None and self.soft_delete_column not in names:
-            sets.append(f"{quote_ident(self.soft_delete_column)} = NULL")
-        action = "UPDATE SET " + ", ".join(sets) if sets else "NOTHING"
-        return (
-            f"INSERT INTO {schema.table.sql} AS t ({_names(names)}) "  # noqa: S608
-            f"SELECT {', '.join(values)} FROM {stage.name} AS s LEFT JOIN {schema.table.sql} AS o "
-            f"ON {match} ON CONFLICT ({_names(key)}) DO {action}"
-        )
-
-    def _delete_sql(self, schema: TableSchema, stage: _Stage) -> str:
-        key = schema.primary_key
-        match = " AND ".join(f"t.{quote_ident(k)} = {stage.reads[k]}" for k in key)
-        if self.soft_delete_column is not None:
-            column = quote_ident(self.soft_delete_column)
-            return (
-                f"UPDATE {schema.table.sql} AS t SET {column} = now() FROM {stage.name} AS s "  # noqa: S608
-                f"WHERE {match} AND t.{column} IS NULL"
-            )
-        return f"DELETE FROM {schema.table.sql} AS t USING {stage.name} AS s WHERE {match}"  # noqa: S608
 
     # -- target tables -------------------------------------------------------------------------
 
@@ -412,28 +310,48 @@ class ApplySink(Sink[ChangeEvent]):
         target: TableName,
         events: list[ChangeEvent],
         fresh: dict[TableName, TableSchema],
-    ) -> TableSchema:
+    ) -> tuple[TableSchema, list[ChangeEvent]]:
+        """The target's schema, evolved as the schema contract says, and the events to apply."""
         schema = fresh.get(target) or self._schemas.get(target)
         if schema is None:
             schema = await describe_table(conn, target)
             if schema is None:
                 schema = await self._create(conn, target, events)
-        source = _source_columns(events)
-        missing = [name for name in source if schema.column(name) is None]
-        if missing:
-            if not self.evolve:
-                raise PermanentError(
-                    f"column {missing[0]!r} of source table {events[0].qualified_table} is missing "
-                    f"from target table {schema.table}; add it to the target or set evolve = true"
-                )
-            for name in missing:
-                await conn.execute(
-                    f"ALTER TABLE {schema.table.sql} ADD COLUMN IF NOT EXISTS "
-                    f"{quote_ident(name)} {source[name]}"
-                )
+        source_table = events[0].qualified_table
+        change = evolution(
+            schema,
+            source_columns(events),
+            self.schema_contract,
+            source_table,
+            latest_types(events),
+        )
+        for name, sql_type in change.add.items():
+            await conn.execute(add_column(schema.table, name, sql_type))
+        for name, sql_type in change.widen.items():
+            await self._widen(conn, schema, name, sql_type, source_table)
+        if change.add or change.widen:
             schema = await describe_table(conn, schema.table) or schema
         fresh[target] = schema
-        return schema
+        events = discard(events, change.discard, self.schema_contract, str(schema.table))
+        return schema, events
+
+    async def _widen(
+        self, conn: asyncpg.Connection, schema: TableSchema, name: str, sql_type: str, source: str
+    ) -> None:
+        column = quote_ident(name)
+        try:
+            async with conn.transaction():  # a savepoint: the error below names the change
+                await conn.execute(
+                    f"ALTER TABLE {schema.table.sql} ALTER COLUMN {column} TYPE {sql_type} "
+                    f"USING {column}::{sql_type}"
+                )
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, asyncpg.PostgresConnectionError):
+                raise
+            raise PermanentError(
+                f"cannot change column {name!r} of target table {schema.table} to {sql_type} "
+                f"as source table {source} did: {exc}; alter the target column yourself"
+            ) from exc
 
     async def _create(
         self, conn: asyncpg.Connection, target: TableName, events: list[ChangeEvent]
@@ -443,7 +361,7 @@ class ApplySink(Sink[ChangeEvent]):
                 f"target table {target} does not exist on {self.dsn.where}; "
                 "create it or set create = true"
             )
-        source = _source_columns(events)
+        source = source_columns(events)
         columns = [Column(name, sql_type) for name, sql_type in source.items()]
         if self.soft_delete_column is not None and self.soft_delete_column not in source:
             columns.append(Column(self.soft_delete_column, "timestamp with time zone"))
@@ -454,29 +372,6 @@ class ApplySink(Sink[ChangeEvent]):
         return created
 
     # -- applied marker ------------------------------------------------------------------------
-
-    async def _load_marker(self, conn: asyncpg.Connection) -> Marker | None:
-        table = self.state_table.sql
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", str(self.state_table))
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} (sink text PRIMARY KEY, lsn pg_lsn NOT NULL, "
-            "seq integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
-        )
-        row = await conn.fetchrow(
-            f"SELECT lsn, seq FROM {table} WHERE sink = $1",  # noqa: S608
-            self.name,
-        )
-        return (int(row[0]), int(row[1])) if row is not None else None
-
-    async def _save_marker(self, conn: asyncpg.Connection, marker: Marker) -> None:
-        await conn.execute(
-            f"INSERT INTO {self.state_table.sql} (sink, lsn, seq, updated_at) "  # noqa: S608
-            "VALUES ($1, $2, $3, now()) ON CONFLICT (sink) DO UPDATE SET "
-            "lsn = EXCLUDED.lsn, seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at",
-            self.name,
-            marker[0],
-            marker[1],
-        )
 
     async def _run(self, what: str, body: Any) -> Any:
         if self._pool is None:
@@ -489,111 +384,3 @@ class ApplySink(Sink[ChangeEvent]):
 
 def _source_key(name: TableName) -> tuple[str, str]:
     return (name.schema or "public", name.name)
-
-
-_LSN = attrgetter("lsn")
-_POSITION = attrgetter("lsn", "seq")
-_TABLE = attrgetter("schema", "table")
-_COLUMNS = attrgetter("columns")
-
-
-def _unapplied(
-    records: Sequence[ChangeEvent], marker: Marker | None
-) -> tuple[list[ChangeEvent], Marker | None]:
-    """The events after ``marker`` (snapshot rows have no LSN: all of them), and the last one's
-    position (``marker`` when none has one)."""
-    lsns = list(map(_LSN, records))
-    if None not in lsns:  # streamed changes only: compare whole LSNs first
-        if not lsns:
-            return [], marker
-        if marker is None or min(lsns) > marker[0]:
-            return list(records), max(map(_POSITION, records))
-    events = [e for e in records if e.lsn is None or marker is None or (e.lsn, e.seq) > marker]
-    latest = max(((e.lsn, e.seq) for e in events if e.lsn is not None), default=marker)
-    return events, latest
-
-
-def _by_table(events: Sequence[ChangeEvent]) -> dict[tuple[str, str], list[ChangeEvent]]:
-    tables = set(map(_TABLE, events))
-    if len(tables) == 1:  # the usual batch
-        return {tables.pop(): list(events)}
-    groups: dict[tuple[str, str], list[ChangeEvent]] = {}
-    for event in events:
-        groups.setdefault((event.schema, event.table), []).append(event)
-    return groups
-
-
-def _source_columns(events: Sequence[ChangeEvent]) -> dict[str, str]:
-    """Column → SQL type of every column the events carry, in table order."""
-    mappings = list(map(_COLUMNS, events))
-    if None not in mappings:  # a CDC source's events share a few column mappings
-        columns: dict[str, str] = {}
-        for mapping in dict(zip(map(id, mappings), mappings, strict=True)).values():
-            for name, sql_type in mapping.items():
-                columns.setdefault(name, sql_type)
-        return columns
-    seen: set[int] = set()
-    columns = {}
-    for event in events:
-        if event.columns is not None:
-            if id(event.columns) not in seen:
-                seen.add(id(event.columns))
-                for name, sql_type in event.columns.items():
-                    columns.setdefault(name, sql_type)
-        elif event.after is not None:
-            for name in event.after:
-                columns.setdefault(name, "text")
-    return columns
-
-
-@dataclass(frozen=True, slots=True)
-class _Stage:
-    """A temporary table of staged rows: its quoted name (read ``AS s``), and for each
-    column the SQL that reads it as its target column's type."""
-
-    name: str
-    reads: dict[str, str]
-
-    def values(self, columns: Sequence[str]) -> str:
-        return ", ".join(self.reads[c] for c in columns)
-
-
-async def _stage(
-    conn: asyncpg.Connection,
-    stages: Iterator[int],
-    schema: TableSchema,
-    columns: Sequence[str],
-    rows: Sequence[Row],
-    extra: dict[str, Column] | None = None,
-) -> _Stage:
-    """A temporary table holding ``rows`` (see :mod:`._staging`)."""
-    types = [(extra or {}).get(c) or _column(schema, c) for c in columns]
-    staged, records = staged_records([t.type for t in types], columns, rows)
-    # The name carries the column types: asyncpg caches a COPY target's column
-    # types by statement text, so a same-named table with other types would be
-    # encoded with stale ones.
-    name = f"_asyncetl_apply_{next(stages)}_{zlib.crc32(chr(0).join(staged).encode()):x}"
-    definitions = ", ".join(f"{quote_ident(c)} {t}" for c, t in zip(columns, staged, strict=True))
-    await conn.execute(f"CREATE TEMPORARY TABLE {quote_ident(name)} ({definitions}) ON COMMIT DROP")
-    await conn.copy_records_to_table(
-        name, records=records, columns=list(columns), schema_name="pg_temp"
-    )
-    reads = {
-        c: read_staged(f"s.{quote_ident(c)}", st, t.type)
-        for c, st, t in zip(columns, staged, types, strict=True)
-    }
-    return _Stage(f"pg_temp.{quote_ident(name)}", reads)
-
-
-def _column(schema: TableSchema, name: str) -> Column:
-    column = schema.column(name)
-    if column is None:
-        raise PermanentError(
-            f"column {name!r} is missing from target table {schema.table}; "
-            "add it to the target or set evolve = true"
-        )
-    return column
-
-
-def _names(columns: Sequence[str]) -> str:
-    return ", ".join(quote_ident(c) for c in columns)

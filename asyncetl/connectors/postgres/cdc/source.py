@@ -128,6 +128,8 @@ class CdcSource(Source[ChangeEvent]):
         #: Lag and slot health, refreshed every ``metrics_interval`` seconds while streaming.
         self.metrics: dict[str, object] = {}
         self._meta: asyncpg.Connection | None = None
+        #: Whether the snapshot (if one was due) is acknowledged, for stop_when_idle.
+        self._snapshot_committed = False
         self._snapshot_conn: asyncpg.Connection | None = None
         self._snapshot: SnapshotReader | None = None
         self._snapshot_seen: SnapshotReader | None = None  # this run's, kept once done
@@ -187,7 +189,33 @@ class CdcSource(Source[ChangeEvent]):
     async def acknowledge(self, position: Position) -> None:
         """Confirm to the server everything up to ``position``'s last complete transaction."""
         if self._stream is not None and isinstance(position, dict) and "lsn" in position:
-            await self._stream.acknowledge(parse_lsn(str(position["lsn"])))
+            lsn = parse_lsn(str(position["lsn"]))
+            await self._stream.acknowledge(lsn)
+            if not position.get("snapshot"):  # the snapshot is committed too
+                self._snapshot_committed = True
+
+    async def upstream_end(self) -> object:
+        """The server's WAL end now (``pg_current_wal_lsn()``): a run that stops when idle
+        stops only once the slot confirmed that far, not merely after a quiet spell while
+        the walsender still decodes WAL (of other tables or databases) towards new changes.
+
+        :raises TransientError: when the server cannot be asked.
+        """
+        what = "reading the server's WAL end"
+        # Its own short connection: the catalog one belongs to the reader task.
+        conn = await catalog.connect(self.dsn, what)
+        try:
+            with map_errors(self.dsn, what):
+                return parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
+        finally:
+            await _close_quietly(conn)
+
+    def confirmed_through(self, mark: object) -> bool:
+        """Whether the stream has acknowledged everything up to LSN ``mark``."""
+        if not isinstance(mark, int):
+            return mark is None
+        stream = self._stream
+        return self._snapshot_committed and stream is not None and stream.acked >= mark
 
     def progress(self) -> Sequence[Progress]:
         """The snapshot's rows read per table of their estimates; nothing without a snapshot."""
@@ -319,6 +347,8 @@ class CdcSource(Source[ChangeEvent]):
                 if self.snapshot == "initial":
                     start["snapshot"] = {"table": None, "after": None}
         self._lsn = parse_lsn(str(start["lsn"]))
+        # Where this run starts is confirmed downstream already, unless a snapshot is due.
+        self._snapshot_committed = not isinstance(start.get("snapshot"), dict)
         # The stream owns the replication connection from here on (aclose() closes it),
         # though it only starts streaming once the snapshot is read.
         self._stream = ChangeStream(

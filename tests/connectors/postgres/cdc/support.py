@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 import anyio
 import asyncpg
 
-from asyncetl.connectors.postgres.cdc import CdcSource
+from asyncetl import Pipeline
+from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
 from asyncetl.core.batch import Chunk, Position
 from asyncetl.core.changes import ChangeEvent
 
@@ -156,3 +157,80 @@ async def take(
 def rows_of(events: list[ChangeEvent]) -> list[tuple[str, Any, Any]]:
     """``(op, key, after)`` of each event: what the tests compare exactly."""
     return [(e.op, e.key, e.after) for e in events]
+
+
+async def table_text(dsn: str, table: str, columns: str = "t.*") -> list[str]:
+    """Every row of ``table`` as ``row(t.*)::text``, sorted, in one session's settings."""
+    conn = await asyncpg.connect(dsn, server_settings={"TimeZone": "UTC", "DateStyle": "ISO"})
+    try:
+        rows = await conn.fetch(f"SELECT row({columns})::text FROM {table} AS t ORDER BY 1")
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+        return ["<missing>"]
+    finally:
+        await conn.close()
+    return [r[0] for r in rows]
+
+
+async def same(source: str, target: str, tables: Sequence[str], columns: str = "t.*") -> bool:
+    for table in tables:
+        if await table_text(source, table, columns) != await table_text(target, table, columns):
+            return False
+    return True
+
+
+async def replicate(
+    source_dsn: str,
+    target_dsn: str,
+    tables: Sequence[str],
+    statements: Sequence[Any],
+    *,
+    seconds: float = 20.0,
+    schema_contract: str = "freeze",
+    columns: str = "t.*",
+    until: Callable[[], Awaitable[bool]] | None = None,
+) -> Pipeline:
+    """Snapshot ``tables`` into ``target_dsn`` through an ApplySink, run ``statements``
+    (SQL or async callables) while streaming, and stop once every table matches (the
+    ``row(columns)`` of each row), or once ``until`` returns true."""
+    source = CdcSource(
+        source_dsn,
+        slot=random_name("slot"),
+        publication=random_name("pub"),
+        tables=list(tables),
+        status_interval=0.2,
+    )
+    sink = ApplySink(target_dsn, create=True, schema_contract=schema_contract)
+    pipeline = Pipeline(
+        random_name("fidelity"),
+        source,
+        sink,
+        checkpoints=PostgresCheckpointStore(target_dsn),
+        max_batch_size=500,
+        max_batch_age=0.05,
+    )
+
+    async def drive() -> None:
+        try:
+            await wait_for(lambda: streaming(source_dsn, source.slot), seconds=seconds)
+            for statement in statements:
+                if isinstance(statement, str):
+                    await execute(source_dsn, statement)
+                else:
+                    await statement()
+            try:
+                await wait_for(
+                    until or (lambda: same(source_dsn, target_dsn, tables, columns)),
+                    seconds=seconds,
+                )
+            except TimeoutError:
+                for table in tables:  # what differs, in the failure's report
+                    for dsn in (source_dsn, target_dsn):
+                        print(table, [r[:200] for r in await table_text(dsn, table, columns)])
+                raise
+        finally:
+            pipeline.stop()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drive)
+        await pipeline.run()
+    return pipeline

@@ -19,6 +19,7 @@ from tests.connectors.postgres.cdc.support import (
     execute,
     fetch,
     random_name,
+    streaming,
     wait_for,
 )
 
@@ -30,12 +31,12 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 from asyncetl import Pipeline
 from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
 
-source_dsn, target_dsn, slot, publication, idle, chunk = sys.argv[1:]
+source_dsn, target_dsn, slot, publication, idle, chunk, contract = sys.argv[1:]
 pipeline = Pipeline(
     "faults",
     CdcSource(source_dsn, slot=slot, publication=publication, tables=["items"],
               status_interval=0.5),
-    ApplySink(target_dsn, create=True),
+    ApplySink(target_dsn, create=True, schema_contract=contract),
     checkpoints=PostgresCheckpointStore(target_dsn),
     max_batch_size=int(chunk), max_batch_age=0.05,
     stop_when_idle=float(idle) if idle != "none" else None,
@@ -45,11 +46,19 @@ anyio.run(pipeline.run)
 
 
 def start_consumer(
-    source: str, target: str, slot: str, publication: str, *, idle: str = "none", chunk: int = 300
+    source: str,
+    target: str,
+    slot: str,
+    publication: str,
+    *,
+    idle: str = "none",
+    chunk: int = 300,
+    contract: str = "freeze",
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    arguments = [source, target, slot, publication, idle, str(chunk), contract]
     return subprocess.Popen(
-        [sys.executable, "-c", CONSUMER, source, target, slot, publication, idle, str(chunk)],
+        [sys.executable, "-c", CONSUMER, *arguments],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -65,9 +74,11 @@ async def kill_after(process: subprocess.Popen[bytes], seconds: float) -> None:
         process.stderr.close()
 
 
-async def finish(source: str, target: str, slot: str, publication: str) -> None:
+async def finish(
+    source: str, target: str, slot: str, publication: str, contract: str = "freeze"
+) -> None:
     """A last clean run that stops once caught up."""
-    process = start_consumer(source, target, slot, publication, idle="1.5")
+    process = start_consumer(source, target, slot, publication, idle="1.5", contract=contract)
     try:
         code = await anyio.to_thread.run_sync(lambda: process.wait(60))
     finally:
@@ -141,3 +152,42 @@ async def test_sigkill_during_the_snapshot_and_the_stream(cdc_db: str, target_db
     await assert_same(cdc_db, target_db)
     positions = await fetch(target_db, "SELECT position::text FROM asyncetl_checkpoints")
     assert [p[0].split(":")[0] for p in positions] == ['{"lsn"'], f"seed {seed}"
+
+
+async def test_sigkill_between_a_schema_change_and_its_rows(cdc_db: str, target_db: str) -> None:
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    await execute(
+        cdc_db,
+        "CREATE TABLE items (id int PRIMARY KEY, name text, n int);"
+        "INSERT INTO items SELECT g, 'row ' || g, g FROM generate_series(1, 2000) g",
+    )
+    slot, publication = random_name("slot"), random_name("pub")
+    changes = [
+        # a column added, then rows that fill it while the consumer is dead or restarting
+        "ALTER TABLE items ADD COLUMN extra text",
+        "INSERT INTO items SELECT g, 'new', g, 'x' || g FROM generate_series(2001, 4000) g;"
+        "UPDATE items SET extra = 'upd' WHERE id % 3 = 0",
+        # a column widened, then values only the wider type holds
+        "ALTER TABLE items ALTER COLUMN n TYPE bigint",
+        "UPDATE items SET n = n + 5000000000 WHERE id % 7 = 0",
+    ]
+    for change in changes:
+        process = start_consumer(cdc_db, target_db, slot, publication, chunk=100, contract="evolve")
+        await wait_for(lambda: streaming(cdc_db, slot))
+        await execute(cdc_db, change)
+        await kill_after(process, rng.uniform(0.0, 0.4))
+    await finish(cdc_db, target_db, slot, publication, contract="evolve")
+    query = "SELECT row(t.*)::text FROM items AS t ORDER BY id"
+    expected = [r[0] for r in await fetch(cdc_db, query)]
+    assert [r[0] for r in await fetch(target_db, query)] == expected, f"seed {seed}"
+    columns = (
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'items'::regclass AND attnum > 0 ORDER BY attnum"
+    )
+    assert [tuple(r) for r in await fetch(target_db, columns)] == [
+        ("id", "integer"),
+        ("name", "text"),
+        ("n", "bigint"),
+        ("extra", "text"),
+    ]

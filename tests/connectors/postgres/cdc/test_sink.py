@@ -293,9 +293,9 @@ async def test_new_columns_evolve_or_fail_clearly(target_db: str) -> None:
         await strict.aclose()
     assert str(caught.value) == (
         "column 'doc' of source table public.items is missing from target table public.items; "
-        "add it to the target or set evolve = true"
+        'add it to the target or set schema_contract = "evolve" (or "discard_value", "discard_row")'
     )
-    evolving = ApplySink(target_db, evolve=True)
+    evolving = ApplySink(target_db, schema_contract="evolve")
     await evolving.open()
     try:
         await evolving.write(batch([ev("c", 1, 100, 0, name="a", doc={"k": 1})]))

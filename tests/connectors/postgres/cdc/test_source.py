@@ -217,8 +217,8 @@ async def test_types_from_stream_and_snapshot_agree(cdc_db: str) -> None:
         "ts": dt.datetime(2024, 1, 2, 3, 4, 5, 500000),
         "tz": dt.datetime(2024, 1, 2, 1, 4, 5, tzinfo=dt.UTC),
         "d": dt.date(2024, 2, 29),
-        "j": {"a": [1, None]},
-        "js": [1, "two"],
+        "j": '{"a": [1, null]}',  # the exact text (JsonText, a str)
+        "js": '[1, "two"]',
         "ints": [1, None, 3],
         "texts": ["a b", 'c"d', None],
         "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
