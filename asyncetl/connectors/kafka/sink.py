@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
@@ -62,13 +63,15 @@ class KafkaSink(Sink[Any]):
     :param key_fields: record fields whose values, as a JSON object, are the message key
         (none: no key); change events are always keyed by their row key.
     :param headers: headers sent with every message.
-    :param topic_prefix: the ``{prefix}`` of change-event topics.
+    :param topic_prefix: the ``{prefix}`` of change-event topics; also ``source.name``
+        in Debezium envelopes, as in Debezium.
+    :param database: ``source.db`` in Debezium envelopes: the database the changes come from.
     :param tombstones: after each deleted row, send its key with no value, as Debezium
         does, so that a compacted topic forgets the row.
     :param compression: ``none``, ``gzip``, ``snappy``, ``lz4`` or ``zstd`` (the last
         three need their Python codec installed).
     :param linger: seconds the producer waits to fill a request.
-    :param name: the sink's name; also ``source.name`` in Debezium envelopes.
+    :param name: the sink's name.
     :param retries: retries of a failed batch after the first try.
     :param retry_max_time: seconds after which a failed batch is not retried.
     :raises ConfigError: on an invalid setting.
@@ -82,6 +85,7 @@ class KafkaSink(Sink[Any]):
         key_fields: list[str] | None = None,
         headers: dict[str, str] | None = None,
         topic_prefix: str = "asyncetl",
+        database: str = "",
         tombstones: bool = True,
         compression: Compression = "none",
         linger: float = 0.005,
@@ -97,6 +101,11 @@ class KafkaSink(Sink[Any]):
             nonempty(field, where, "key_fields")
         self.headers = [(k, v.encode()) for k, v in (headers or {}).items()]
         self.topic_prefix = nonempty(topic_prefix, where, "topic_prefix")
+        if not isinstance(database, str):
+            raise ConfigError(
+                f"must be a database name, not {database!r}", where=where, key="database"
+            )
+        self.database = database
         self.tombstones = tombstones
         if compression not in _COMPRESSIONS:
             raise ConfigError(
@@ -169,9 +178,10 @@ class KafkaSink(Sink[Any]):
         """
         messages: list[_Message] = []
         rejects: list[Reject] = []
+        now = dt.datetime.now(dt.UTC)
         for record in batch.records:
             try:
-                messages.extend(self._encode(record))
+                messages.extend(self._encode(record, now))
             except (TypeError, ValueError) as exc:
                 rejects.append(Reject(record, exc))
         if messages:
@@ -194,9 +204,9 @@ class KafkaSink(Sink[Any]):
             for future in pending:
                 future.cancel()  # no-op for the done ones
 
-    def _encode(self, record: object) -> list[_Message]:
+    def _encode(self, record: object, now: dt.datetime) -> list[_Message]:
         if isinstance(record, ChangeEvent):
-            return self._encode_change(record)
+            return self._encode_change(record, now)
         if not isinstance(record, Mapping):
             raise TypeError(
                 f"{self.where} sends JSON objects and change events, not "
@@ -210,12 +220,14 @@ class KafkaSink(Sink[Any]):
             )
         return [(topic, key, orjson.dumps(record))]
 
-    def _encode_change(self, event: ChangeEvent) -> list[_Message]:
+    def _encode_change(self, event: ChangeEvent, now: dt.datetime) -> list[_Message]:
         fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
         topic = self.topic.render(fields)
         row_key = _row_key(event)
         key = None if row_key is None else orjson.dumps(row_key, default=str)
-        envelope = orjson.dumps(encode_debezium(event, name=self.topic_prefix))
+        envelope = orjson.dumps(
+            encode_debezium(event, name=self.topic_prefix, database=self.database, processed_at=now)
+        )
         if event.op == "d" and key is not None and self.tombstones:
             return [(topic, key, envelope), (topic, key, None)]
         return [(topic, key, envelope)]

@@ -104,10 +104,12 @@ async def test_change_events_go_to_one_topic_per_table_as_debezium_envelopes_key
             xid=8,
         ),
     ]
-    sink = KafkaSink(orders.bootstrap, topic_prefix=prefix)
+    sink = KafkaSink(orders.bootstrap, topic_prefix=prefix, database="shop")
 
     async with sink:
+        sent = dt.datetime.now(dt.UTC)
         await sink.write(Batch(0, events, None))
+        confirmed = dt.datetime.now(dt.UTC)
 
     order_messages = await orders.read_all()
     assert [(k, v and orjson.loads(v)["op"]) for _, _, k, v in order_messages] == [
@@ -126,7 +128,12 @@ async def test_change_events_go_to_one_topic_per_table_as_debezium_envelopes_key
     assert envelope["source"]["table"] == "items"
     assert envelope["source"]["lsn"] == 100
     assert envelope["source"]["name"] == prefix
-    assert envelope["ts_ms"] == 1735689600000
+    assert envelope["source"]["db"] == "shop"
+    assert envelope["source"]["ts_us"] == 1735689600000000  # the commit time
+    # When the sink encoded it, as Debezium's envelope time is when the connector did.
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    micros = dt.timedelta(microseconds=1)
+    assert (sent - epoch) // micros <= envelope["ts_us"] <= (confirmed - epoch) // micros
 
 
 async def test_an_unreachable_broker_fails_after_its_retries_naming_host_and_port() -> None:
