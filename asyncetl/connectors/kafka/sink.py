@@ -20,6 +20,7 @@ from asyncetl.connectors.kafka._client import (
     nonempty,
     retry_policy,
 )
+from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.changes import ChangeEvent, encode_debezium
 from asyncetl.core.errors import AsyncetlError, ConfigError
@@ -72,6 +73,8 @@ class KafkaSink(Sink[Any]):
         three need their Python codec installed).
     :param linger: seconds the producer waits to fill a request.
     :param name: the sink's name.
+    :param security: SASL and TLS settings (a :class:`KafkaSecurity`, or a spec's
+        ``security`` table of the same names); plain connections when none.
     :param retries: retries of a failed batch after the first try.
     :param retry_max_time: seconds after which a failed batch is not retried.
     :raises ConfigError: on an invalid setting.
@@ -90,6 +93,7 @@ class KafkaSink(Sink[Any]):
         compression: Compression = "none",
         linger: float = 0.005,
         name: str = "kafka_sink",
+        security: KafkaSecurity | Mapping[str, object] | None = None,
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -132,6 +136,7 @@ class KafkaSink(Sink[Any]):
             bootstrap_list(bootstrap_servers, where),
             where=where,
             policy=retry_policy(retries, retry_max_time, where),
+            security=security_of(security, where),
         )
         self._producer: AIOKafkaProducer | None = None
 
@@ -146,8 +151,12 @@ class KafkaSink(Sink[Any]):
         """Whether a broker answers (once) and a fixed topic exists; sends and creates nothing."""
         # A consumer without a group lists the topics; a producer asking for one topic's
         # metadata would have a broker that auto-creates topics create it.
+        try:
+            settings = await self.client.connection_settings()
+        except ConfigError as exc:
+            return [Problem("security", str(exc))]
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.client.servers, request_timeout_ms=REQUEST_TIMEOUT_MS
+            **settings, bootstrap_servers=self.client.servers, request_timeout_ms=REQUEST_TIMEOUT_MS
         )
         try:
             with self.client.errors("connect"):
@@ -246,7 +255,7 @@ class KafkaSink(Sink[Any]):
         return self._producer
 
     async def _start_producer(self) -> AIOKafkaProducer:
-        producer = self._new_producer()
+        producer = self._new_producer(await self.client.connection_settings())
         try:
             await producer.start()
         except BaseException:
@@ -255,8 +264,9 @@ class KafkaSink(Sink[Any]):
             raise
         return producer
 
-    def _new_producer(self) -> AIOKafkaProducer:
+    def _new_producer(self, settings: dict[str, Any]) -> AIOKafkaProducer:
         return AIOKafkaProducer(
+            **settings,
             bootstrap_servers=self.client.servers,
             client_id=f"asyncetl-{self.name}",
             acks="all",
