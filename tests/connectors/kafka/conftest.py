@@ -140,3 +140,10 @@ async def cdc_topics(kafka_bootstrap: str) -> AsyncIterator[tuple[str, Topic, To
     async for orders in _make_topic(kafka_bootstrap, 2, f"{prefix}.public.orders"):
         async for items in _make_topic(kafka_bootstrap, 1, f"{prefix}.sales.items"):
             yield prefix, orders, items
+
+
+@pytest.fixture
+async def six_partitions(kafka_bootstrap: str) -> AsyncIterator[Topic]:
+    """A topic of six partitions with a random name; deleted afterwards."""
+    async for created in _make_topic(kafka_bootstrap, 6):
+        yield created
