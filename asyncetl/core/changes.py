@@ -36,6 +36,7 @@ from typing import Final, Literal, TypeAlias, cast
 
 import orjson
 
+from asyncetl.core._connect_schema import envelope_schema, key_schema, typed_row
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.errors import ConfigError
 
@@ -48,6 +49,7 @@ __all__ = [
     "Unchanged",
     "decode_debezium",
     "encode_debezium",
+    "encode_debezium_key",
 ]
 
 #: Debezium's operation letters.
@@ -111,6 +113,9 @@ class JsonNull:
 
 #: A ``json``/``jsonb`` column holding JSON ``null`` (``None`` is SQL ``NULL``).
 JSON_NULL: Final = JsonNull()
+
+#: How the markers are written beside a schema.
+_MARKERS: Final = {id(UNCHANGED): DEBEZIUM_UNAVAILABLE, id(JSON_NULL): "null"}
 
 
 @dataclass(slots=True)
@@ -236,6 +241,7 @@ def encode_debezium(
     name: str = "asyncetl",
     database: str = "",
     processed_at: dt.datetime | None = None,
+    with_schema: bool = False,
 ) -> dict[str, JsonValue]:
     """The Debezium JSON envelope (payload only, no schema) of ``event``, as Debezium writes it.
 
@@ -252,6 +258,10 @@ def encode_debezium(
     :param name: written to ``source.name`` (Debezium's topic prefix).
     :param database: written to ``source.db``, the database the change came from.
     :param processed_at: the envelope's time; now when not given.
+    :param with_schema: wrap the payload as the JSON converter does with
+        ``schemas.enable``: ``{"schema": …, "payload": …}``, row values then written
+        as Debezium types them (dates as days, timestamps as microseconds, decimals
+        as ``VariableScaleDecimal``, JSON as text; see the ``schema`` section).
     """
     committed = _epoch_micros(event.commit_time)
     processed = _epoch_micros(processed_at or dt.datetime.now(dt.UTC))
@@ -269,14 +279,42 @@ def encode_debezium(
         "lsn": event.lsn,
         "xmin": None,
     }
-    return {
-        "before": _debezium_row(event.before),
-        "after": _debezium_row(event.after),
+    if not with_schema:
+        return {
+            "before": _debezium_row(event.before),
+            "after": _debezium_row(event.after),
+            "source": source,
+            "transaction": None,
+            "op": event.op,
+            **_debezium_times(processed),
+        }
+    payload = {
+        "before": typed_row(event.before, _MARKERS),
+        "after": typed_row(event.after, _MARKERS),
         "source": source,
         "transaction": None,
         "op": event.op,
         **_debezium_times(processed),
     }
+    rows = [_unmarked(row) for row in (event.before, event.after) if row is not None]
+    topic = f"{name}.{event.schema}.{event.table}"
+    return {"schema": envelope_schema(rows, event.columns, topic), "payload": payload}
+
+
+def encode_debezium_key(
+    event: ChangeEvent, key: Mapping[str, object], *, name: str = "asyncetl"
+) -> dict[str, JsonValue]:
+    """``key`` of ``event``'s row as the JSON converter writes it with ``schemas.enable``."""
+    topic = f"{name}.{event.schema}.{event.table}"
+    return {
+        "schema": key_schema(key, event.columns, topic),
+        "payload": typed_row(key, _MARKERS),
+    }
+
+
+def _unmarked(row: Row) -> Row:
+    """``row`` with markers as ``None``: they say nothing of a column's type."""
+    return {k: None if v is UNCHANGED or v is JSON_NULL else v for k, v in row.items()}
 
 
 def _debezium_times(micros: int | None) -> dict[str, JsonValue]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from asyncetl.core.changes import (
     ChangeEvent,
     decode_debezium,
     encode_debezium,
+    encode_debezium_key,
 )
 from asyncetl.core.deadletter import to_jsonable
 from asyncetl.core.errors import ConfigError
@@ -254,3 +256,154 @@ def test_debezium_errors() -> None:
         decode_debezium({"op": "x"})
     with pytest.raises(ConfigError, match="Debezium message is not valid JSON"):
         decode_debezium(b"{nope")
+
+
+def typed_insert() -> ChangeEvent:
+    return ChangeEvent(
+        "c",
+        "public",
+        "customers",
+        {"id": 1},
+        None,
+        {
+            "id": 1,
+            "born": dt.date(2019, 5, 28),
+            "created": dt.datetime(2019, 5, 28, 8, 58, 24, 863769),
+            "seen": dt.datetime(2019, 5, 28, 10, 58, 24, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "at": dt.time(8, 58, 24, 863769),
+            "price": Decimal("19.99"),
+            "debt": Decimal("-123.45"),
+            "token": uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            "doc": {"a": [1, 2]},
+            "tags": ["x", "y"],
+            "raw": b"\x01\x02",
+            "note": UNCHANGED,
+            "gone": None,
+        },
+        lsn=24023128,
+        commit_time=WHEN,
+        xid=555,
+        columns={
+            "id": "integer",
+            "born": "date",
+            "created": "timestamp without time zone",
+            "seen": "timestamp with time zone",
+            "at": "time without time zone",
+            "price": "numeric",
+            "debt": "numeric",
+            "token": "uuid",
+            "doc": "jsonb",
+            "tags": "text[]",
+            "raw": "bytea",
+            "note": "text",
+            "gone": "bigint",
+        },
+        key_columns=("id",),
+    )
+
+
+def test_with_schema_values_are_written_as_debeziums_postgresql_connector_types_them() -> None:
+    message: dict[str, Any] = encode_debezium(
+        typed_insert(), name="shop", database="db", processed_at=PROCESSED, with_schema=True
+    )
+    assert message["payload"]["after"] == {
+        "id": 1,
+        "born": 18044,  # io.debezium.time.Date: days since the epoch
+        "created": 1559033904863769,  # MicroTimestamp: microseconds since the epoch
+        "seen": "2019-05-28T08:58:24Z",  # ZonedTimestamp: ISO-8601 in UTC
+        "at": 32304863769,  # MicroTime: microseconds past midnight
+        "price": {"scale": 2, "value": "B88="},  # VariableScaleDecimal: 1999, big-endian
+        "debt": {"scale": 2, "value": "z8c="},  # -12345, two's complement
+        "token": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        "doc": '{"a":[1,2]}',  # io.debezium.data.Json: the JSON text
+        "tags": ["x", "y"],
+        "raw": "AQI=",  # bytes: base64
+        "note": "__debezium_unavailable_value",
+        "gone": None,
+    }
+    assert message["payload"]["before"] is None
+    assert message["payload"]["source"]["lsn"] == 24023128
+
+    schema = message["schema"]
+    assert (schema["name"], schema["version"], schema["optional"]) == (
+        "shop.public.customers.Envelope",
+        2,
+        False,
+    )
+    fields = {field["field"]: field for field in schema["fields"]}
+    assert list(fields) == [
+        "before",
+        "after",
+        "source",
+        "transaction",
+        "op",
+        "ts_ms",
+        "ts_us",
+        "ts_ns",
+    ]
+    assert fields["source"]["name"] == "io.debezium.connector.postgresql.Source"
+    assert [f["field"] for f in fields["source"]["fields"]] == list(
+        encode_debezium(typed_insert())["source"]  # type: ignore[arg-type]
+    )
+    value = fields["after"]
+    assert (value["name"], value["optional"]) == ("shop.public.customers.Value", True)
+    assert fields["before"]["fields"] == value["fields"]
+    columns = {f["field"]: {k: v for k, v in f.items() if k != "field"} for f in value["fields"]}
+    assert columns == {
+        "id": {"type": "int32", "optional": True},
+        "born": {"type": "int32", "name": "io.debezium.time.Date", "version": 1, "optional": True},
+        "created": {
+            "type": "int64",
+            "name": "io.debezium.time.MicroTimestamp",
+            "version": 1,
+            "optional": True,
+        },
+        "seen": {
+            "type": "string",
+            "name": "io.debezium.time.ZonedTimestamp",
+            "version": 1,
+            "optional": True,
+        },
+        "at": {
+            "type": "int64",
+            "name": "io.debezium.time.MicroTime",
+            "version": 1,
+            "optional": True,
+        },
+        "price": {
+            "type": "struct",
+            "name": "io.debezium.data.VariableScaleDecimal",
+            "version": 1,
+            "doc": "Variable scaled decimal",
+            "fields": [
+                {"type": "int32", "optional": False, "field": "scale"},
+                {"type": "bytes", "optional": False, "field": "value"},
+            ],
+            "optional": True,
+        },
+        "debt": columns["price"],
+        "token": {
+            "type": "string",
+            "name": "io.debezium.data.Uuid",
+            "version": 1,
+            "optional": True,
+        },
+        "doc": {"type": "string", "name": "io.debezium.data.Json", "version": 1, "optional": True},
+        "tags": {"type": "array", "items": {"type": "string", "optional": True}, "optional": True},
+        "raw": {"type": "bytes", "optional": True},
+        "note": {"type": "string", "optional": True},
+        "gone": {"type": "int64", "optional": True},
+    }
+
+
+def test_with_schema_the_key_is_debeziums_key_struct() -> None:
+    event = typed_insert()
+    assert encode_debezium_key(event, {"id": 1}, name="shop") == {
+        "schema": {
+            "type": "struct",
+            "fields": [{"type": "int32", "optional": False, "field": "id"}],
+            "optional": False,
+            "name": "shop.public.customers.Key",
+        },
+        "payload": {"id": 1},
+    }

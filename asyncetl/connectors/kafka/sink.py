@@ -22,7 +22,7 @@ from asyncetl.connectors.kafka._client import (
 )
 from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Batch, Position, Reject
-from asyncetl.core.changes import ChangeEvent, encode_debezium
+from asyncetl.core.changes import ChangeEvent, encode_debezium, encode_debezium_key
 from asyncetl.core.errors import AsyncetlError, ConfigError
 from asyncetl.core.interfaces import Problem, Sink
 
@@ -67,6 +67,9 @@ class KafkaSink(Sink[Any]):
     :param topic_prefix: the ``{prefix}`` of change-event topics; also ``source.name``
         in Debezium envelopes, as in Debezium.
     :param database: ``source.db`` in Debezium envelopes: the database the changes come from.
+    :param with_schema: write change events' keys and values as Debezium's JSON converter
+        does with ``schemas.enable`` (a ``schema`` section beside each ``payload``), for
+        consumers that need it, such as the JDBC sink connector.
     :param tombstones: after each deleted row, send its key with no value, as Debezium
         does, so that a compacted topic forgets the row.
     :param compression: ``none``, ``gzip``, ``snappy``, ``lz4`` or ``zstd`` (the last
@@ -89,6 +92,7 @@ class KafkaSink(Sink[Any]):
         headers: dict[str, str] | None = None,
         topic_prefix: str = "asyncetl",
         database: str = "",
+        with_schema: bool = False,
         tombstones: bool = True,
         compression: Compression = "none",
         linger: float = 0.005,
@@ -110,6 +114,7 @@ class KafkaSink(Sink[Any]):
                 f"must be a database name, not {database!r}", where=where, key="database"
             )
         self.database = database
+        self.with_schema = bool(with_schema)
         self.tombstones = tombstones
         if compression not in _COMPRESSIONS:
             raise ConfigError(
@@ -233,9 +238,19 @@ class KafkaSink(Sink[Any]):
         fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
         topic = self.topic.render(fields)
         row_key = _row_key(event)
-        key = None if row_key is None else orjson.dumps(row_key, default=str)
+        key = None
+        if row_key is not None and self.with_schema:
+            key = orjson.dumps(encode_debezium_key(event, row_key, name=self.topic_prefix))
+        elif row_key is not None:
+            key = orjson.dumps(row_key, default=str)
         envelope = orjson.dumps(
-            encode_debezium(event, name=self.topic_prefix, database=self.database, processed_at=now)
+            encode_debezium(
+                event,
+                name=self.topic_prefix,
+                database=self.database,
+                processed_at=now,
+                with_schema=self.with_schema,
+            )
         )
         if event.op == "d" and key is not None and self.tombstones:
             return [(topic, key, envelope), (topic, key, None)]
