@@ -114,7 +114,11 @@ class KafkaSink(Sink[Any]):
                 f"must be a database name, not {database!r}", where=where, key="database"
             )
         self.database = database
-        self.with_schema = bool(with_schema)
+        if not isinstance(with_schema, bool):
+            raise ConfigError(
+                f"must be true or false, not {with_schema!r}", where=where, key="with_schema"
+            )
+        self.with_schema = with_schema
         self.tombstones = tombstones
         if compression not in _COMPRESSIONS:
             raise ConfigError(
