@@ -94,8 +94,8 @@ def child(args: list[str]) -> None:
     class CountingApply(ApplySink):
         seen = 0
 
-        async def _apply(self, records: Any, checkpoint: Any) -> None:
-            await super()._apply(records, checkpoint)
+        async def _apply(self, records: Any, *rest: Any) -> None:
+            await super()._apply(records, *rest)
             self.seen += len(records)
             if self.seen >= total:
                 pipeline.stop()
