@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+import asyncetl
 from asyncetl.core.changes import (
     UNCHANGED,
     ChangeEvent,
@@ -89,7 +90,7 @@ def test_debezium_encode() -> None:
         "before": {"id": 7, "total": "1.50"},
         "after": {"id": 7, "total": "2.50", "note": "__debezium_unavailable_value", "raw": "AQ=="},
         "source": {
-            "version": "asyncetl-0.1.0",
+            "version": f"asyncetl-{asyncetl.__version__}",
             "connector": "postgresql",
             "name": "shop",
             "ts_ms": 1714979289123,
