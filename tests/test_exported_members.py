@@ -152,6 +152,7 @@ PUBLIC: dict[str, list[str]] = {
         "Compression",
         "Format",
         "KafkaMessage",
+        "KafkaSecurity",
         "KafkaSink",
         "KafkaSource",
         "Start",

@@ -20,7 +20,8 @@ source that has a JSON value's exact text (key order, spacing, the scale of
 its numbers) gives it as :class:`JsonText`, as Debezium gives json as a string.
 
 :func:`encode_debezium` and :func:`decode_debezium` translate to and from the
-Debezium JSON envelope (``before``, ``after``, ``op``, ``source``, ``ts_ms``).
+Debezium JSON envelope (``before``, ``after``, ``op``, ``source``, ``ts_ms``), with the
+fields of Debezium's PostgreSQL connector.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import functools
+import importlib.metadata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ from typing import Final, Literal, TypeAlias, cast
 
 import orjson
 
+from asyncetl.core._connect_schema import envelope_schema, key_schema, typed_row
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.errors import ConfigError
 
@@ -48,6 +52,7 @@ __all__ = [
     "Unchanged",
     "decode_debezium",
     "encode_debezium",
+    "encode_debezium_key",
 ]
 
 #: Debezium's operation letters.
@@ -58,6 +63,9 @@ OPS: Final = ("c", "u", "d", "r", "t")
 DEBEZIUM_UNAVAILABLE: Final = "__debezium_unavailable_value"
 
 Row: TypeAlias = dict[str, object]
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND: Final = dt.timedelta(microseconds=1)
 
 
 class Unchanged:
@@ -108,6 +116,9 @@ class JsonNull:
 
 #: A ``json``/``jsonb`` column holding JSON ``null`` (``None`` is SQL ``NULL``).
 JSON_NULL: Final = JsonNull()
+
+#: How the markers are written beside a schema.
+_MARKERS: Final = {id(UNCHANGED): DEBEZIUM_UNAVAILABLE, id(JSON_NULL): "null"}
 
 
 class JsonText(str):
@@ -244,43 +255,116 @@ class ChangeEvent:
 
 
 def encode_debezium(
-    event: ChangeEvent, *, connector: str = "postgresql", name: str = "asyncetl"
+    event: ChangeEvent,
+    *,
+    connector: str = "postgresql",
+    name: str = "asyncetl",
+    database: str = "",
+    processed_at: dt.datetime | None = None,
+    with_schema: bool = False,
 ) -> dict[str, JsonValue]:
-    """The Debezium JSON envelope (payload only, no schema) of ``event``.
+    """The Debezium JSON envelope (payload only, no schema) of ``event``, as Debezium writes it.
 
-    Timestamps become ISO strings, decimals strings, bytes base64, unchanged
-    TOAST values Debezium's ``__debezium_unavailable_value``.
+    The ``source`` block has Debezium's fields for PostgreSQL: ``version``,
+    ``connector``, ``name``, ``ts_ms``/``ts_us``/``ts_ns`` (the commit time),
+    ``snapshot`` (``"true"`` for snapshot rows, else ``"false"``), ``db``,
+    ``sequence`` (``[last commit LSN, LSN]`` as text; the first is not tracked
+    here, so ``null``), ``schema``, ``table``, ``txId``, numeric ``lsn`` and
+    ``xmin``. The envelope's own ``ts_ms``/``ts_us``/``ts_ns`` say when the event
+    was encoded. Timestamps in rows become ISO strings, decimals strings, bytes
+    base64, unchanged TOAST values Debezium's ``__debezium_unavailable_value``.
 
     :param connector: written to ``source.connector``.
-    :param name: written to ``source.name``.
+    :param name: written to ``source.name`` (Debezium's topic prefix).
+    :param database: written to ``source.db``, the database the change came from.
+    :param processed_at: the envelope's time; now when not given.
+    :param with_schema: wrap the payload as the JSON converter does with
+        ``schemas.enable``: ``{"schema": …, "payload": …}``, row values then written
+        as Debezium types them (dates as days, timestamps as microseconds, decimals
+        as ``VariableScaleDecimal``, JSON as text; see the ``schema`` section).
     """
-    ts_ms = int(event.commit_time.timestamp() * 1000) if event.commit_time else None
+    committed = _epoch_micros(event.commit_time)
+    processed = _epoch_micros(processed_at or dt.datetime.now(dt.UTC))
     source: dict[str, JsonValue] = {
+        "version": _version(),
         "connector": connector,
         "name": name,
+        **_debezium_times(committed),
+        "snapshot": "true" if event.op == "r" else "false",
+        "db": database,
+        "sequence": orjson.dumps([None, None if event.lsn is None else str(event.lsn)]).decode(),
         "schema": event.schema,
         "table": event.table,
-        "lsn": event.lsn,
         "txId": event.xid,
-        "ts_ms": ts_ms,
-        "snapshot": "true" if event.op == "r" else "false",
-        "sequence": orjson.dumps([event.seq]).decode(),
+        "lsn": event.lsn,
+        "xmin": None,
     }
-    return {
-        "before": _debezium_row(event.before),
-        "after": _debezium_row(event.after),
+    if not with_schema:
+        return {
+            "before": _debezium_row(event.before),
+            "after": _debezium_row(event.after),
+            "source": source,
+            "transaction": None,
+            "op": event.op,
+            **_debezium_times(processed),
+        }
+    payload = {
+        "before": typed_row(event.before, _MARKERS),
+        "after": typed_row(event.after, _MARKERS),
         "source": source,
-        "op": event.op,
-        "ts_ms": ts_ms,
         "transaction": None,
+        "op": event.op,
+        **_debezium_times(processed),
     }
+    rows = [_unmarked(row) for row in (event.before, event.after) if row is not None]
+    topic = f"{name}.{event.schema}.{event.table}"
+    return {"schema": envelope_schema(rows, event.columns, topic), "payload": payload}
+
+
+def encode_debezium_key(
+    event: ChangeEvent, key: Mapping[str, object], *, name: str = "asyncetl"
+) -> dict[str, JsonValue]:
+    """``key`` of ``event``'s row as the JSON converter writes it with ``schemas.enable``."""
+    topic = f"{name}.{event.schema}.{event.table}"
+    return {
+        "schema": key_schema(key, event.columns, topic),
+        "payload": typed_row(key, _MARKERS),
+    }
+
+
+def _unmarked(row: Row) -> Row:
+    """``row`` with markers as ``None``: they say nothing of a column's type."""
+    return {k: None if v is UNCHANGED or v is JSON_NULL else v for k, v in row.items()}
+
+
+def _debezium_times(micros: int | None) -> dict[str, JsonValue]:
+    if micros is None:
+        return {"ts_ms": None, "ts_us": None, "ts_ns": None}
+    return {"ts_ms": micros // 1000, "ts_us": micros, "ts_ns": micros * 1000}
+
+
+def _epoch_micros(when: dt.datetime | None) -> int | None:
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return (when - _EPOCH) // _MICROSECOND
+
+
+@functools.cache
+def _version() -> str:
+    """asyncetl's version, where Debezium writes its own (``source.version``)."""
+    try:
+        return f"asyncetl-{importlib.metadata.version('asyncetl')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "asyncetl"
 
 
 def decode_debezium(message: bytes | str | Mapping[str, object]) -> ChangeEvent:
     """The change event in a Debezium envelope, with or without its ``schema`` wrapper.
 
-    ``source.lsn`` becomes :attr:`ChangeEvent.lsn` and ``source.ts_ms`` (or
-    ``ts_ms``) the commit time; ``__debezium_unavailable_value`` becomes
+    ``source.lsn`` becomes :attr:`ChangeEvent.lsn` and ``source.ts_us`` (or
+    ``source.ts_ms``, or ``ts_ms``) the commit time; ``__debezium_unavailable_value`` becomes
     :data:`UNCHANGED`. Values keep their JSON types.
 
     :raises ConfigError: when the message is not a Debezium change event.
@@ -294,7 +378,6 @@ def decode_debezium(message: bytes | str | Mapping[str, object]) -> ChangeEvent:
     source = _expect_dict(doc.get("source") or {}, "Debezium source block")
     before = _undebezium_row(doc.get("before"))
     after = _undebezium_row(doc.get("after"))
-    ts_ms = source.get("ts_ms", doc.get("ts_ms"))
     lsn = source.get("lsn")
     return ChangeEvent(
         op=op,
@@ -304,11 +387,7 @@ def decode_debezium(message: bytes | str | Mapping[str, object]) -> ChangeEvent:
         after=after,
         lsn=_lsn(lsn, "Debezium source block"),
         seq=_debezium_seq(source.get("sequence")),
-        commit_time=(
-            dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC)
-            if isinstance(ts_ms, int | float)
-            else None
-        ),
+        commit_time=_commit_time(source, doc),
         xid=source.get("txId") if isinstance(source.get("txId"), int) else None,  # type: ignore[arg-type]
     )
 
@@ -373,6 +452,17 @@ def _lsn(value: object, what: str) -> int | None:
         if not value.isdigit():
             raise ConfigError(f"{what} has lsn {value!r}; expected a number")
         return int(value)
+    return None
+
+
+def _commit_time(source: Mapping[str, object], doc: Mapping[str, object]) -> dt.datetime | None:
+    """``source.ts_us`` (exact), else ``source.ts_ms``, else the envelope's ``ts_ms``."""
+    micros = source.get("ts_us")
+    if isinstance(micros, int) and not isinstance(micros, bool):
+        return _EPOCH + micros * _MICROSECOND
+    ts_ms = source.get("ts_ms", doc.get("ts_ms"))
+    if isinstance(ts_ms, int | float) and not isinstance(ts_ms, bool):
+        return dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC)
     return None
 
 

@@ -13,10 +13,12 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiokafka.errors as kerr
+import anyio
 
+from asyncetl.connectors.kafka._security import KafkaSecurity
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
 from asyncetl.core.retry import RetryPolicy, retry_call
 
@@ -125,13 +127,32 @@ class KafkaClient:
 
     :param servers: the bootstrap brokers, ``host:port``.
     :param where: names the connector in messages, e.g. ``KafkaSource 'kafka'``.
+    :param security: how connections authenticate and encrypt.
     """
 
-    def __init__(self, servers: list[str], *, where: str, policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        servers: list[str],
+        *,
+        where: str,
+        policy: RetryPolicy,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self.servers = servers
         self.where = where
         self.endpoint = ", ".join(servers)
         self.policy = policy
+        self.security = security or KafkaSecurity(where=where)
+        self._settings: dict[str, Any] | None = None
+
+    async def connection_settings(self) -> dict[str, Any]:
+        """aiokafka's security keywords, read once (TLS files in a worker thread).
+
+        :raises ConfigError: a TLS file cannot be used.
+        """
+        if self._settings is None:
+            self._settings = await anyio.to_thread.run_sync(self.security.client_settings)
+        return self._settings
 
     async def call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Await ``call()``, retrying transient failures.
@@ -156,11 +177,23 @@ class KafkaClient:
         """
         try:
             yield
+        except KeyError as exc:
+            # aiokafka's SCRAM client reads the server's final message without checking
+            # for the error the server sent instead of its signature ('v').
+            if not self.security.sasl or exc.args != ("v",):
+                raise
+            raise PermanentError(
+                f"Kafka at {self.endpoint} refused the {self.security.mechanism} credentials "
+                f"of user {self.security.username!r} for {self.where}; check "
+                "security.username and security.password"
+            ) from exc
         except (kerr.KafkaConnectionError, OSError) as exc:  # TimeoutError is an OSError
+            # aiokafka reports a refused SASL handshake or TLS session as no connection.
+            settings = " and the security settings" if self.security.protocol != "PLAINTEXT" else ""
             raise TransientError(
                 f"Kafka at {self.endpoint} is unreachable or did not answer {what} in time "
                 f"({_describe(exc)}); check that the broker is running and that "
-                "bootstrap_servers is right"
+                f"bootstrap_servers{settings} {'are' if settings else 'is'} right"
             ) from exc
         except kerr.KafkaError as exc:
             if exc.retriable:

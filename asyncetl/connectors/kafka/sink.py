@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
@@ -19,8 +20,9 @@ from asyncetl.connectors.kafka._client import (
     nonempty,
     retry_policy,
 )
+from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Batch, Position, Reject
-from asyncetl.core.changes import ChangeEvent, encode_debezium
+from asyncetl.core.changes import ChangeEvent, encode_debezium, encode_debezium_key
 from asyncetl.core.errors import AsyncetlError, ConfigError
 from asyncetl.core.interfaces import Problem, Sink
 
@@ -62,13 +64,20 @@ class KafkaSink(Sink[Any]):
     :param key_fields: record fields whose values, as a JSON object, are the message key
         (none: no key); change events are always keyed by their row key.
     :param headers: headers sent with every message.
-    :param topic_prefix: the ``{prefix}`` of change-event topics.
+    :param topic_prefix: the ``{prefix}`` of change-event topics; also ``source.name``
+        in Debezium envelopes, as in Debezium.
+    :param database: ``source.db`` in Debezium envelopes: the database the changes come from.
+    :param with_schema: write change events' keys and values as Debezium's JSON converter
+        does with ``schemas.enable`` (a ``schema`` section beside each ``payload``), for
+        consumers that need it, such as the JDBC sink connector.
     :param tombstones: after each deleted row, send its key with no value, as Debezium
         does, so that a compacted topic forgets the row.
     :param compression: ``none``, ``gzip``, ``snappy``, ``lz4`` or ``zstd`` (the last
         three need their Python codec installed).
     :param linger: seconds the producer waits to fill a request.
-    :param name: the sink's name; also ``source.name`` in Debezium envelopes.
+    :param name: the sink's name.
+    :param security: SASL and TLS settings (a :class:`KafkaSecurity`, or a spec's
+        ``security`` table of the same names); plain connections when none.
     :param retries: retries of a failed batch after the first try.
     :param retry_max_time: seconds after which a failed batch is not retried.
     :raises ConfigError: on an invalid setting.
@@ -82,10 +91,13 @@ class KafkaSink(Sink[Any]):
         key_fields: list[str] | None = None,
         headers: dict[str, str] | None = None,
         topic_prefix: str = "asyncetl",
+        database: str = "",
+        with_schema: bool = False,
         tombstones: bool = True,
         compression: Compression = "none",
         linger: float = 0.005,
         name: str = "kafka_sink",
+        security: KafkaSecurity | Mapping[str, object] | None = None,
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -97,6 +109,16 @@ class KafkaSink(Sink[Any]):
             nonempty(field, where, "key_fields")
         self.headers = [(k, v.encode()) for k, v in (headers or {}).items()]
         self.topic_prefix = nonempty(topic_prefix, where, "topic_prefix")
+        if not isinstance(database, str):
+            raise ConfigError(
+                f"must be a database name, not {database!r}", where=where, key="database"
+            )
+        self.database = database
+        if not isinstance(with_schema, bool):
+            raise ConfigError(
+                f"must be true or false, not {with_schema!r}", where=where, key="with_schema"
+            )
+        self.with_schema = with_schema
         self.tombstones = tombstones
         if compression not in _COMPRESSIONS:
             raise ConfigError(
@@ -123,6 +145,7 @@ class KafkaSink(Sink[Any]):
             bootstrap_list(bootstrap_servers, where),
             where=where,
             policy=retry_policy(retries, retry_max_time, where),
+            security=security_of(security, where),
         )
         self._producer: AIOKafkaProducer | None = None
 
@@ -137,8 +160,12 @@ class KafkaSink(Sink[Any]):
         """Whether a broker answers (once) and a fixed topic exists; sends and creates nothing."""
         # A consumer without a group lists the topics; a producer asking for one topic's
         # metadata would have a broker that auto-creates topics create it.
+        try:
+            settings = await self.client.connection_settings()
+        except ConfigError as exc:
+            return [Problem("security", str(exc))]
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.client.servers, request_timeout_ms=REQUEST_TIMEOUT_MS
+            **settings, bootstrap_servers=self.client.servers, request_timeout_ms=REQUEST_TIMEOUT_MS
         )
         try:
             with self.client.errors("connect"):
@@ -169,9 +196,10 @@ class KafkaSink(Sink[Any]):
         """
         messages: list[_Message] = []
         rejects: list[Reject] = []
+        now = dt.datetime.now(dt.UTC)
         for record in batch.records:
             try:
-                messages.extend(self._encode(record))
+                messages.extend(self._encode(record, now))
             except (TypeError, ValueError) as exc:
                 rejects.append(Reject(record, exc))
         if messages:
@@ -194,9 +222,9 @@ class KafkaSink(Sink[Any]):
             for future in pending:
                 future.cancel()  # no-op for the done ones
 
-    def _encode(self, record: object) -> list[_Message]:
+    def _encode(self, record: object, now: dt.datetime) -> list[_Message]:
         if isinstance(record, ChangeEvent):
-            return self._encode_change(record)
+            return self._encode_change(record, now)
         if not isinstance(record, Mapping):
             raise TypeError(
                 f"{self.where} sends JSON objects and change events, not "
@@ -210,12 +238,24 @@ class KafkaSink(Sink[Any]):
             )
         return [(topic, key, orjson.dumps(record))]
 
-    def _encode_change(self, event: ChangeEvent) -> list[_Message]:
+    def _encode_change(self, event: ChangeEvent, now: dt.datetime) -> list[_Message]:
         fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
         topic = self.topic.render(fields)
         row_key = _row_key(event)
-        key = None if row_key is None else orjson.dumps(row_key, default=str)
-        envelope = orjson.dumps(encode_debezium(event, name=self.topic_prefix))
+        key = None
+        if row_key is not None and self.with_schema:
+            key = orjson.dumps(encode_debezium_key(event, row_key, name=self.topic_prefix))
+        elif row_key is not None:
+            key = orjson.dumps(row_key, default=str)
+        envelope = orjson.dumps(
+            encode_debezium(
+                event,
+                name=self.topic_prefix,
+                database=self.database,
+                processed_at=now,
+                with_schema=self.with_schema,
+            )
+        )
         if event.op == "d" and key is not None and self.tombstones:
             return [(topic, key, envelope), (topic, key, None)]
         return [(topic, key, envelope)]
@@ -234,7 +274,7 @@ class KafkaSink(Sink[Any]):
         return self._producer
 
     async def _start_producer(self) -> AIOKafkaProducer:
-        producer = self._new_producer()
+        producer = self._new_producer(await self.client.connection_settings())
         try:
             await producer.start()
         except BaseException:
@@ -243,8 +283,9 @@ class KafkaSink(Sink[Any]):
             raise
         return producer
 
-    def _new_producer(self) -> AIOKafkaProducer:
+    def _new_producer(self, settings: dict[str, Any]) -> AIOKafkaProducer:
         return AIOKafkaProducer(
+            **settings,
             bootstrap_servers=self.client.servers,
             client_id=f"asyncetl-{self.name}",
             acks="all",

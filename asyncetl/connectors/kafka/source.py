@@ -20,6 +20,7 @@ from asyncetl.connectors.kafka._client import (
     retry_policy,
 )
 from asyncetl.connectors.kafka._records import FORMATS, Format, decode, from_letter, letter
+from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
@@ -75,6 +76,8 @@ class KafkaSource(Source[Any]):
     :param poll_timeout: seconds one fetch waits for messages.
     :param revoke_timeout: seconds a rebalance waits for revoked partitions' batches.
     :param session_timeout: seconds without heartbeat after which the group drops a member.
+    :param security: SASL and TLS settings (a :class:`KafkaSecurity`, or a spec's
+        ``security`` table of the same names); plain connections when none.
     :param retries: retries of a failed request after the first try.
     :param retry_max_time: seconds after which a failed request is not retried.
     :raises ConfigError: on an invalid setting.
@@ -93,6 +96,7 @@ class KafkaSource(Source[Any]):
         poll_timeout: float = 0.5,
         revoke_timeout: float = 30.0,
         session_timeout: float = 10.0,
+        security: KafkaSecurity | Mapping[str, object] | None = None,
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -110,6 +114,7 @@ class KafkaSource(Source[Any]):
             bootstrap_list(bootstrap_servers, where),
             where=where,
             policy=retry_policy(retries, retry_max_time, where),
+            security=security_of(security, where),
         )
         self._consumer: AIOKafkaConsumer | None = None
         self._ownership = _Ownership()
@@ -133,7 +138,11 @@ class KafkaSource(Source[Any]):
 
     async def check(self) -> list[Problem]:
         """Whether a broker answers (once) and every topic exists; joins no group."""
-        consumer = self._new_consumer(group=None)
+        try:
+            settings = await self.client.connection_settings()
+        except ConfigError as exc:
+            return [Problem("security", str(exc))]
+        consumer = self._new_consumer(settings, group=None)
         try:
             with self.client.errors("connect"):
                 await consumer.start()
@@ -339,7 +348,7 @@ class KafkaSource(Source[Any]):
         return self._consumer
 
     async def _start_consumer(self) -> AIOKafkaConsumer:
-        consumer = self._new_consumer(group=self.group)
+        consumer = self._new_consumer(await self.client.connection_settings(), group=self.group)
         try:
             await consumer.start()
         except BaseException:
@@ -348,8 +357,9 @@ class KafkaSource(Source[Any]):
             raise
         return consumer
 
-    def _new_consumer(self, *, group: str | None) -> AIOKafkaConsumer:
+    def _new_consumer(self, settings: dict[str, Any], *, group: str | None) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
+            **settings,
             bootstrap_servers=self.client.servers,
             group_id=group,
             client_id=f"asyncetl-{self.name}",

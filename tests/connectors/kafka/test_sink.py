@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from decimal import Decimal
 
 import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl import Batch, ListSource, MemoryDeadLetterStore, Pipeline, TransientError
+from asyncetl import Batch, ListSink, ListSource, MemoryDeadLetterStore, Pipeline, TransientError
 from asyncetl.connectors.kafka import KafkaSink
-from asyncetl.core.changes import ChangeEvent
-from tests.connectors.kafka.helpers import Topic
+from asyncetl.core.changes import UNCHANGED, ChangeEvent
+from tests.connectors.kafka.helpers import Topic, pipeline, run_until, source
 
 pytestmark = pytest.mark.anyio
 
@@ -104,10 +106,12 @@ async def test_change_events_go_to_one_topic_per_table_as_debezium_envelopes_key
             xid=8,
         ),
     ]
-    sink = KafkaSink(orders.bootstrap, topic_prefix=prefix)
+    sink = KafkaSink(orders.bootstrap, topic_prefix=prefix, database="shop")
 
     async with sink:
+        sent = dt.datetime.now(dt.UTC)
         await sink.write(Batch(0, events, None))
+        confirmed = dt.datetime.now(dt.UTC)
 
     order_messages = await orders.read_all()
     assert [(k, v and orjson.loads(v)["op"]) for _, _, k, v in order_messages] == [
@@ -126,7 +130,12 @@ async def test_change_events_go_to_one_topic_per_table_as_debezium_envelopes_key
     assert envelope["source"]["table"] == "items"
     assert envelope["source"]["lsn"] == 100
     assert envelope["source"]["name"] == prefix
-    assert envelope["ts_ms"] == 1735689600000
+    assert envelope["source"]["db"] == "shop"
+    assert envelope["source"]["ts_us"] == 1735689600000000  # the commit time
+    # When the sink encoded it, as Debezium's envelope time is when the connector did.
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    micros = dt.timedelta(microseconds=1)
+    assert (sent - epoch) // micros <= envelope["ts_us"] <= (confirmed - epoch) // micros
 
 
 async def test_an_unreachable_broker_fails_after_its_retries_naming_host_and_port() -> None:
@@ -142,3 +151,46 @@ async def test_an_unreachable_broker_fails_after_its_retries_naming_host_and_por
     assert str(caught.value).endswith(
         "); check that the broker is running and that bootstrap_servers is right"
     )
+
+
+async def test_with_schema_typed_change_events_come_back_exactly_through_the_debezium_format(
+    single: Topic,
+) -> None:
+    when = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    after = {
+        "id": 1,
+        "born": dt.date(2019, 5, 28),
+        "created": dt.datetime(2019, 5, 28, 8, 58, 24, 863769),
+        "seen": dt.datetime(2019, 5, 28, 8, 58, 24, tzinfo=dt.UTC),
+        "at": dt.time(8, 58, 24, 863769),
+        "price": Decimal("-123.45"),
+        "token": uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+        "tags": ["x", "y"],
+        "raw": b"\x00\xff",
+        "note": UNCHANGED,
+        "gone": None,
+    }
+    event = ChangeEvent(
+        "c", "public", "things", {"id": 1}, None, after, lsn=7, commit_time=when, xid=3
+    )
+    sink = KafkaSink(single.bootstrap, single.name, with_schema=True)
+    async with sink:
+        await sink.write(Batch(0, [event], None))
+    [(_, _, key, value)] = await single.read_all()
+    assert orjson.loads(key or b"")["payload"] == {"id": 1}
+    assert orjson.loads(value or b"")["schema"]["name"] == "asyncetl.public.things.Envelope"
+
+    records = ListSink[ChangeEvent]()
+    with capture_logs():
+        await run_until(pipeline(source(single, format="debezium"), records), records, 1)
+
+    [back] = records.records
+    assert (back.op, back.schema, back.table, back.key, back.before) == (
+        "c",
+        "public",
+        "things",
+        {"id": 1},
+        None,
+    )
+    assert back.after == after
+    assert back.commit_time == when

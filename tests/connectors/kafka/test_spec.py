@@ -30,6 +30,8 @@ bootstrap_servers = ["127.0.0.1:9092"]
 topic = "copied.{kind}"
 key_fields = ["id"]
 compression = "gzip"
+database = "shop"
+with_schema = true
 """
 
 
@@ -53,6 +55,7 @@ def test_a_spec_builds_the_kafka_source_and_sink(tmp_path: Path) -> None:
         ("id",),
         "gzip",
     )
+    assert (sink.database, sink.with_schema) == ("shop", True)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +74,11 @@ def test_a_spec_builds_the_kafka_source_and_sink(tmp_path: Path) -> None:
             r"kafka\.toml: sink\.topic: topic template 'copied\.\{0\}' may name fields only",
         ),
         ('compression = "gzip"', 'compression = "brotli"', r"kafka\.toml: sink\.compression: "),
+        (
+            "with_schema = true",
+            'with_schema = "yes"',
+            r"kafka\.toml: sink\.with_schema: expected true or false, got 'yes'$",
+        ),
     ],
 )
 def test_a_wrong_setting_names_the_file_and_key(
