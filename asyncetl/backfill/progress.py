@@ -167,7 +167,7 @@ def summary_table(
 
     :param succeeded: list succeeded partitions too.
     """
-    counts = Counter(state.status for state in states)
+    counts: Counter[str] = Counter(state.status for state in states)
     # The counts head the table in words: as rows they stood under the partition and
     # status columns, where "(succeeded) 20" read as a partition whose status is 20.
     statuses = ("succeeded", "failed", "running", "pending")
