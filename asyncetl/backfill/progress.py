@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -166,13 +167,23 @@ def summary_table(
 
     :param succeeded: list succeeded partitions too.
     """
-    counts = Counter(state.status for state in states)
-    table = Table(title=f"backfill {name}: {len(states)} partitions", title_justify="left")
+    counts: Counter[str] = Counter(state.status for state in states)
+    # The counts head the table in words: as rows they stood under the partition and
+    # status columns, where "(succeeded) 20" read as a partition whose status is 20.
+    statuses = ("succeeded", "failed", "running", "pending")
+    tally = ", ".join(f"{counts[s]} {s}" for s in statuses if counts[s])
+    unfinished = [state for state in states if succeeded or state.status != "succeeded"]
+    plural = "" if len(states) == 1 else "s"
+    title = f"backfill {name}: {len(states)} partition{plural}" + (f", {tally}" if tally else "")
+    table = Table(
+        title=title,
+        title_justify="left",
+        show_header=bool(unfinished),
+        box=box.HEAVY_HEAD if unfinished else None,  # nothing to list: the title alone
+        min_width=len(title),  # a title wrapped over two lines reads as two
+    )
     for column in ("partition", "status", "attempts", "error"):
         table.add_column(column)
-    for status in ("succeeded", "failed", "running", "pending"):
-        table.add_row(f"({status})", str(counts[status]), "", "", style="bold")
-    unfinished = [state for state in states if succeeded or state.status != "succeeded"]
     for state in unfinished[:limit]:
         table.add_row(state.key, _status(state), str(state.attempts), state.error or "")
     if len(unfinished) > limit:

@@ -66,14 +66,20 @@ def replay_report(result: ReplayResult, *, dry_run: bool) -> str:
             f"{len(result.would_reach_sink)} pass the transforms and would go to the sink "
             f"(not tried), {len(result.failed)} still failing"
         ]
-        lines += [f"  {letter.id}  would go to the sink" for letter in result.would_reach_sink]
     else:
         lines = [
             f"replayed {letters(result.attempted)}: {len(result.removed)} loaded and removed, "
             f"{len(result.failed)} still failing and kept"
         ]
+    # Ids and stages padded to one width, so that ids 7 and 10 start their errors together.
+    passing = result.would_reach_sink if dry_run else []
+    ids = [str(letter.id) for letter in passing] + [str(f.letter.id) for f in result.failed]
+    id_width = max(map(len, ids), default=0)
+    stage_width = max((len(failure.stage) for failure in result.failed), default=0)
+    lines += [f"  {letter.id:<{id_width}}  would go to the sink" for letter in passing]
     lines += [
-        f"  {failure.letter.id}  {failure.stage}  {' '.join(failure.error.split())}"
+        f"  {failure.letter.id:<{id_width}}  {failure.stage:<{stage_width}}  "
+        f"{' '.join(failure.error.split())}"
         for failure in result.failed
     ]
     return "\n".join(lines)

@@ -48,6 +48,7 @@ classes an embedding application uses.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import re
@@ -128,6 +129,12 @@ REGISTRY: dict[str, dict[str, str]] = {
     },
 }
 
+#: The connector packages that need an optional extra, by the extra's name.
+_EXTRAS = {
+    f"asyncetl.connectors.{extra}": extra
+    for extra in ("duckdb", "iceberg", "kafka", "nats", "parquet", "redis")
+}
+
 _BASES: dict[str, type] = {
     "source": Source,
     "sink": Sink,
@@ -137,6 +144,29 @@ _BASES: dict[str, type] = {
 _TABLES = ("pipeline", "source", "transforms", "sink", "checkpoints", "dead_letters", "logging")
 _PIPELINE_PARTS = frozenset({"source", "sink", "transforms", "checkpoints", "dead_letters"})
 _ATTRIBUTE_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def _require_extra(target: str, type_name: str, where: str, key: str) -> None:
+    """Refuse a built-in type whose extra is not installed, saying which to install.
+
+    :raises ConfigError: the connector's client library cannot be imported.
+    """
+    module = target.partition(":")[0]
+    extra = _EXTRAS.get(module)
+    if extra is None:
+        return
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if not missing or missing == "asyncetl":
+            return  # not a missing extra: import_attribute reports it as it is
+        raise ConfigError(
+            f"type {type_name!r} needs the package {missing!r}, which is not installed; "
+            f"install it with: pip install 'asyncetl[{extra}]'",
+            where=where,
+            key=key,
+        ) from None
 
 
 def register(kind: Kind, type_name: str, target: str) -> None:
@@ -303,6 +333,8 @@ class _Builder:
             raise ConfigError(
                 f"unknown {kind} type {type_name!r}; expected {choices}", where=self.where, key=key
             )
+        if target is not None:
+            _require_extra(target, type_name, self.where, key)
         factory = import_attribute(target or type_name, self.where, key)
         base = _BASES[kind]
         if isinstance(factory, type) and not issubclass(factory, base):

@@ -135,3 +135,40 @@ def test_reset_to_a_position_the_source_refuses_writes_nothing(project: Path) ->
     # A bare offset, as positions were written before they named their file, is accepted.
     moved = cli(project, "checkpoint", "reset", "files.toml", "--to", "8", "--yes")
     assert (moved.returncode, moved.stdout) == (0, f"pipeline files (source jsonl): {AT_33} -> 8\n")
+
+
+ICEBERG_SPEC = """
+[pipeline]
+name = "lake"
+
+[source]
+type = "jsonl"
+path = "nums.jsonl"
+
+[sink]
+type = "iceberg"
+warehouse = "warehouse"
+table = "shop.numbers"
+commit_interval = 0.1
+
+[checkpoints]
+type = "iceberg"
+warehouse = "warehouse"
+"""
+
+
+def test_reset_of_a_position_kept_in_iceberg_snapshots_says_how_to_start_over(
+    project: Path,
+) -> None:
+    (project / "lake.toml").write_text(ICEBERG_SPEC)
+    (project / "nums.jsonl").write_text('{"n": 1}\n{"n": 2}\n')
+    assert cli(project, "run", "lake.toml").returncode == 0
+    refused = cli(project, "checkpoint", "reset", "lake.toml", "--yes")
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        "error: IcebergCheckpointStore cannot reset pipeline 'lake': its position is kept in "
+        "the snapshots of the tables its IcebergSink committed; to start over, drop those "
+        "tables or run under another pipeline name\n"
+    )
+    shown = cli(project, "checkpoint", "show", "lake.toml")
+    assert shown.stdout == 'pipeline lake (source jsonl): {"path":"nums.jsonl","offset":18}\n'

@@ -147,7 +147,7 @@ def test_replay_removes_exactly_the_letters_that_landed(
     assert "replayed" in result.stderr
     assert result.stdout == (
         "replayed 3 dead letters: 1 loaded and removed, 2 still failing and kept\n"
-        f"  {dead[0]['id']}  jsonl  ValueError: the line is not valid JSON: invalid literal, expected "
+        f"  {dead[0]['id']}  jsonl   ValueError: the line is not valid JSON: invalid literal, expected "
         "'null': line 1 column 1 (char 0)\n"
         f"  {dead[2]['id']}  invert  ValueError: b=2 is still wrong\n"
     )
@@ -181,7 +181,7 @@ def test_a_dry_run_writes_and_removes_nothing(project: Path, dead: list[dict[str
         "dry run, nothing written or removed: of 3 dead letters, 1 pass the transforms and "
         "would go to the sink (not tried), 2 still failing\n"
         f"  {dead[1]['id']}  would go to the sink\n"
-        f"  {dead[0]['id']}  jsonl  ValueError: the line is not valid JSON: invalid literal, expected "
+        f"  {dead[0]['id']}  jsonl   ValueError: the line is not valid JSON: invalid literal, expected "
         "'null': line 1 column 1 (char 0)\n"
         f"  {dead[2]['id']}  invert  ValueError: b=2 is still wrong\n"
     )

@@ -133,8 +133,13 @@ def test_a_missing_env_file_exits_2(project: Path) -> None:
             '[source]\ntype = "redis"\nurl = "redis:/x:s3cret-pw@host"\nstream = "s"\ngroup = "g"',
             "source.url: expected a redis://, rediss:// or unix:// URL, got 'redis:/x:***@host'",
         ),
+        (
+            '[source]\ntype = "kafka"\ntopics = ["t"]\ngroup = "g"\n'
+            'bootstrap_servers = "etl:s3cret-pw@127.0.0.1:9092"',
+            "source.bootstrap_servers: expected a broker as 'host:port', not 'etl:***@127.0.0.1:9092'",
+        ),
     ],
-    ids=["http scheme", "postgres one slash", "postgres hash", "redis one slash"],
+    ids=["http scheme", "postgres one slash", "postgres hash", "redis one slash", "kafka userinfo"],
 )
 def test_a_mistyped_url_never_shows_its_password(project: Path, table: str, shown: str) -> None:
     spec = FILES_SPEC.replace('[source]\ntype = "jsonl"\npath = "in.jsonl"', table)

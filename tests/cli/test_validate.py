@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,4 +114,34 @@ def test_run_options_out_of_range_exit_2_naming_the_flag(
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines()[-1] == (
         f"python -m asyncetl run: error: argument {option}: {problem}"
+    )
+
+
+MISSING_EXTRA_SINKS = {
+    "kafka": ('type = "kafka"\nbootstrap_servers = "127.0.0.1:9092"\ntopic = "t"', "aiokafka"),
+    "duckdb": ('type = "duckdb"\npath = "x.duckdb"\ntable = "t"', "duckdb"),
+    "parquet": ('type = "parquet"\npath = "lake"', "pyarrow"),
+    "iceberg": ('type = "iceberg"\nwarehouse = "wh"\ntable = "a.b"', "pyiceberg"),
+}
+
+
+@pytest.mark.parametrize("extra", sorted(MISSING_EXTRA_SINKS))
+def test_a_connector_whose_extra_is_missing_names_the_extra_to_install(
+    here: Path,
+    extra: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    table, package = MISSING_EXTRA_SINKS[extra]
+    # As on a machine without the extra: the client library cannot be imported.
+    for module in [package, *(m for m in sys.modules if m.startswith(f"{package}."))]:
+        monkeypatch.setitem(sys.modules, module, None)
+    for module in [m for m in sys.modules if m.startswith(f"asyncetl.connectors.{extra}")]:
+        monkeypatch.delitem(sys.modules, module)
+    spec = SPEC.format(setting="", source_setting="").replace('type = "null"', table)
+    (here / "s.toml").write_text(spec)
+    assert main(["validate", "s.toml"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: s.toml: sink.type: type '{extra}' needs the package '{package}', which is "
+        f"not installed; install it with: pip install 'asyncetl[{extra}]'\n"
     )

@@ -131,3 +131,34 @@ def test_second_run_reads_nothing_and_changes_nothing(tmp_path: Path) -> None:
     assert table(database, "orders") == before["orders"]
     validate = quickstart(database, "validate")
     assert (validate.returncode, validate.stdout) == (0, "ok: quickstart\n")
+
+
+def test_a_dry_run_replay_lists_the_letters_in_aligned_columns(tmp_path: Path) -> None:
+    database = tmp_path / "quickstart.db"
+    assert quickstart(database, "run").returncode == 0
+    result = quickstart(database, "dlq", "replay", "--dry-run", "--log-level", "warning")
+    assert (result.returncode, result.stderr) == (0, "")
+    not_json = "ValueError: the line is not valid JSON: "
+    assert result.stdout.splitlines() == [
+        "dry run, nothing written or removed: of 12 dead letters, 0 pass the transforms and "
+        "would go to the sink (not tried), 12 still failing",
+        f"  1   jsonl        {not_json}unexpected end of data: line 1 column 59 (char 58)",
+        f"  2   jsonl        {not_json}trailing comma is not allowed: line 1 column 37 (char 36)",
+        f"  3   jsonl        {not_json}unexpected end of data: line 1 column 46 (char 45)",
+        "  4   parse_order  ValueError: order ORD-005000: customer is missing",
+        "  5   parse_order  ValueError: order ORD-005828: unknown country 'Atlantis'",
+        f"  6   jsonl        {not_json}unexpected character, expected a string key: "
+        "line 1 column 23 (char 22)",
+        "  7   parse_order  ValueError: order ORD-006154: quantity must be a positive integer, "
+        "got -2",
+        "  8   parse_order  ValueError: order ORD-006614: unit_price must be a number, "
+        "got 'twelve'",
+        f"  9   jsonl        {not_json}unexpected character, expected a string key: "
+        "line 1 column 2 (char 1)",
+        "  10  parse_order  ValueError: order ORD-008597: ordered_at must be an ISO 8601 time "
+        "with a UTC offset, got 'yesterday'",
+        f"  11  jsonl        {not_json}unexpected character, expected ',' or '}}': "
+        "line 1 column 23 (char 22)",
+        f"  12  jsonl        {not_json}unexpected character, expected a JSON value: "
+        "line 1 column 1 (char 0)",
+    ]

@@ -79,6 +79,12 @@ class IcebergCheckpointStore(CheckpointStore):
 
         :raises CheckpointError: always, saying what to use instead.
         """
+        if checkpoint.position is None:  # a reset: no position of its own can be moved
+            raise CheckpointError(
+                f"IcebergCheckpointStore cannot reset pipeline {checkpoint.pipeline!r}: its "
+                "position is kept in the snapshots of the tables its IcebergSink committed; to "
+                "start over, drop those tables or run under another pipeline name"
+            )
         raise CheckpointError(
             f"IcebergCheckpointStore cannot save position {checkpoint.position!r} of pipeline "
             f"{checkpoint.pipeline!r} on its own: positions are committed with the data by an "

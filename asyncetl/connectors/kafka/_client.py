@@ -20,6 +20,7 @@ import anyio
 
 from asyncetl.connectors.kafka._security import KafkaSecurity
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.redact import redact_url
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = [
@@ -64,8 +65,9 @@ def bootstrap_list(servers: object, where: str) -> list[str]:
     for server in found:
         host, _, port = server.rpartition(":")
         if not host or "/" in server or "@" in server or not port.isdigit():
+            # A mistaken 'user:password@host:port' must not echo the password.
             raise ConfigError(
-                f"expected a broker as 'host:port', not {server!r}",
+                f"expected a broker as 'host:port', not {redact_url(server)!r}",
                 where=where,
                 key="bootstrap_servers",
             )
