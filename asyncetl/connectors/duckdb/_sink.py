@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from functools import partial
 from typing import Literal, Protocol, get_args
 
@@ -25,6 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from asyncetl.connectors.duckdb import _tables
+from asyncetl.connectors.duckdb._bisect import RECORD_ERRORS, refused_rows
 from asyncetl.connectors.duckdb._changes import Segment, has_changes, segments
 from asyncetl.connectors.duckdb._check import table_problems
 from asyncetl.connectors.duckdb._connection import DuckDBConnection, same_database, transaction
@@ -65,8 +67,10 @@ class DuckDBSink(Sink[object]):
     a new table or column, by the values), and is loaded with one statement per
     step: no row-by-row inserts. A record with a value its column cannot hold
     exactly, without a key, or with a column the table lacks (``extra_columns
-    = "reject"``) is refused with a reason; the rest of the batch loads. Dicts
-    and lists are stored as JSON text.
+    = "reject"``) is refused with a reason; the rest of the batch loads. So is
+    a record that breaks one of the table's constraints (NOT NULL, PRIMARY KEY
+    or UNIQUE, CHECK): the batch is tried again in halves to find it, and it
+    is refused with DuckDB's error. Dicts and lists are stored as JSON text.
 
     With a :class:`DuckDBCheckpointStore` on the same file, each batch's
     checkpoint is written in its transaction (exactly-once even in ``append``
@@ -225,8 +229,31 @@ class DuckDBSink(Sink[object]):
         swap: bool,
         conn: duckdb.DuckDBPyConnection,
     ) -> list[Reject]:
+        try:
+            return self._commit(conn, records, checkpoint, settle, swap, [])
+        except RECORD_ERRORS as exc:
+            if not records:
+                raise
+            failure = exc
+        # Some rows broke a constraint: find them, and load the rest without them.
+        bad = refused_rows(len(records), partial(self._fails, conn, records))
+        if not bad:
+            raise failure  # no record alone: the batch fails as a whole
+        kept = [record for i, record in enumerate(records) if i not in bad]
+        refused = [Reject(records[i], self._refusal(bad[i])) for i in sorted(bad)]
+        return self._commit(conn, kept, checkpoint, settle, swap, refused)
+
+    def _commit(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        records: Sequence[object],
+        checkpoint: Checkpoint | None,
+        settle: Settle | None,
+        swap: bool,
+        refused: list[Reject],
+    ) -> list[Reject]:
         with transaction(conn):
-            rejects = self._load(conn, records) if records else []
+            rejects = refused + (self._load(conn, records) if records else [])
             if settle is not None:
                 # Before COMMIT: a failing policy rolls the batch and its checkpoint back.
                 letters = anyio.from_thread.run(_settled, settle, list(rejects))
@@ -236,6 +263,23 @@ class DuckDBSink(Sink[object]):
             if swap:
                 self._swap(conn)
         return rejects
+
+    def _fails(
+        self, conn: duckdb.DuckDBPyConnection, records: Sequence[object], rows: Sequence[int]
+    ) -> BaseException | None:
+        """Load ``records`` at ``rows`` in a transaction rolled back after; DuckDB's error."""
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            self._load(conn, [records[i] for i in rows])
+        except RECORD_ERRORS as exc:
+            return exc
+        finally:
+            with suppress(duckdb.Error):
+                conn.execute("ROLLBACK")
+        return None
+
+    def _refusal(self, error: BaseException) -> PermanentError:
+        return PermanentError(f"{self._where} refused the record: {error}")
 
     def _load(self, conn: duckdb.DuckDBPyConnection, records: Sequence[object]) -> list[Reject]:
         if has_changes(records):
@@ -305,7 +349,10 @@ class DuckDBSink(Sink[object]):
             self._fit_table(conn, columns.names, types)
             load(conn, columns.names)
         finally:
-            conn.unregister(_tables.BATCH)
+            # A failed statement aborts the transaction, and unregistering then fails too:
+            # the statement's error is the one to report (a later register replaces it).
+            with suppress(duckdb.TransactionException):
+                conn.unregister(_tables.BATCH)
 
     def _fit_table(
         self, conn: duckdb.DuckDBPyConnection, names: list[str], types: Mapping[str, pa.DataType]

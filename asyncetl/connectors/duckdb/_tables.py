@@ -153,11 +153,36 @@ def truncate(conn: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def create_like(conn: duckdb.DuckDBPyConnection, table: str, like: str) -> None:
-    """Create ``table`` empty with the columns of ``like``."""
+    """Create ``table`` empty with the columns, PRIMARY KEY and constraints of ``like``.
+
+    DuckDB keeps each table's ``CREATE TABLE`` statement; it is replayed under
+    the new name, so the table swapped in later keeps the user's key, NOT NULL,
+    CHECK, UNIQUE and defaults. A statement of another shape falls back to the
+    columns alone.
+    """
+    (ddl,) = conn.execute(
+        "SELECT sql FROM duckdb_tables() WHERE table_name = ? "
+        "AND schema_name = current_schema() AND database_name = current_database()",
+        [like],
+    ).fetchone() or (None,)
+    body = _table_body(str(ddl or ""), like)
+    if body is not None:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)}{body}")
+        return
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} AS "  # noqa: S608
         f"SELECT * FROM {quote_ident(like)} LIMIT 0"
     )
+
+
+def _table_body(ddl: str, name: str) -> str | None:
+    """The ``(columns, constraints)`` of DuckDB's ``CREATE TABLE name(…);``, or ``None``."""
+    quoted = '"' + name.replace('"', '""') + '"'
+    for spelled in (name, quoted):
+        prefix = f"CREATE TABLE {spelled}("
+        if ddl.startswith(prefix) and ddl.rstrip().endswith(");"):
+            return ddl[len(prefix) - 1 : ddl.rstrip().rindex(";")]
+    return None
 
 
 def swap_in(conn: duckdb.DuckDBPyConnection, staging: str, table: str) -> None:

@@ -6,7 +6,11 @@ to, the source position its data reaches, the position it started after, a
 commit number, and the tables that one commit touched. A commit touching
 several tables commits them one after another, so a crash may leave some of
 them at commit *n* and the rest at *n − 1*; the position to resume after is
-then the one commit *n* started after, which every table has.
+then the one commit *n* started after, which every table has. Before the
+resumed run commits, the tables holding that cut-short commit are rolled back
+to the snapshot before it (:func:`undo_unfinished`), so the replay, which
+brings commit *n*'s rows again, adds them once to every table: exactly-once
+for append-only tables too, whatever batches the replay is read in.
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from pyiceberg.table.snapshots import Snapshot
 from asyncetl.core.batch import Position
 from asyncetl.core.errors import CheckpointError
 
-__all__ = ["Mark", "PIPELINE", "POSITION", "marks_in", "resume_point", "summary"]
+__all__ = [
+    "Mark",
+    "PIPELINE",
+    "POSITION",
+    "marks_in",
+    "resume_point",
+    "summary",
+    "undo_unfinished",
+]
 
 PIPELINE: Final = "asyncetl.pipeline"
 SOURCE: Final = "asyncetl.source"
@@ -106,6 +118,56 @@ def resume_point(marks: list[Mark]) -> tuple[Position, int]:
     reached = {mark.table: mark.commit for mark in marks}
     complete = all(reached.get(table, 0) >= newest.commit for table in newest.tables)
     return (newest.position if complete else newest.previous), newest.commit
+
+
+def unfinished(marks: list[Mark]) -> list[str]:
+    """The tables holding the newest commit when a crash kept it from some of its tables."""
+    if not marks:
+        return []
+    newest = max(marks, key=lambda mark: mark.commit)
+    reached = {mark.table: mark.commit for mark in marks}
+    if all(reached.get(table, 0) >= newest.commit for table in newest.tables):
+        return []
+    return sorted(mark.table for mark in marks if mark.commit == newest.commit)
+
+
+def undo_unfinished(catalog: Catalog, pipeline: str, source: str, marks: list[Mark]) -> list[str]:
+    """Roll each table holding a cut-short commit back to the snapshot before it.
+
+    Blocks: call it in a worker thread. A table that commit created is left
+    with no current snapshot (empty), as before it.
+
+    :returns: the tables rolled back.
+    :raises CheckpointError: when another writer committed to such a table after it.
+    """
+    tables = unfinished(marks)
+    commit = max(mark.commit for mark in marks) if marks else 0
+    for name in tables:
+        table = catalog.load_table(name)
+        before = _before_commit(table, name, pipeline, source, commit)
+        with table.manage_snapshots() as snapshots:
+            if before is None:
+                snapshots.remove_branch("main")
+            else:
+                snapshots.rollback_to_snapshot(before)
+    return tables
+
+
+def _before_commit(table: Table, name: str, pipeline: str, source: str, commit: int) -> int | None:
+    """The snapshot just before ``commit``'s snapshots at the head of ``table``; ``None``: none."""
+    for head, snapshot in enumerate(_ancestry(table)):
+        props = snapshot.summary.additional_properties if snapshot.summary else {}
+        ours = (props.get(PIPELINE), props.get(SOURCE), props.get(COMMIT))
+        if ours != (pipeline, source, str(commit)):
+            if not head:
+                raise CheckpointError(
+                    f"Iceberg table {name!r} holds commit {commit} of pipeline {pipeline!r}, "
+                    "which a crash kept from its other tables, and another writer committed "
+                    f"after it (snapshot {snapshot.snapshot_id}); roll the table back to before "
+                    "that commit, then run again"
+                )
+            return snapshot.snapshot_id
+    return None
 
 
 def _ancestry(table: Table) -> Iterator[Snapshot]:

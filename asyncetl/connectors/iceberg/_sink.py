@@ -12,7 +12,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from asyncetl.connectors.iceberg._catalog import CatalogSettings, mapped, split_identifier
 from asyncetl.connectors.iceberg._checkpoint import IcebergCheckpointStore
 from asyncetl.connectors.iceberg._gather import Gatherer, TableSettings
-from asyncetl.connectors.iceberg._ledger import marks_in, resume_point, summary
+from asyncetl.connectors.iceberg._ledger import marks_in, resume_point, summary, undo_unfinished
 from asyncetl.connectors.iceberg._table import Changes, IcebergTable, parse_partitions
 from asyncetl.connectors.iceberg._types import declared_type
 from asyncetl.core.batch import Batch, Position, Reject
@@ -252,7 +252,12 @@ class IcebergSink(Sink[IcebergRecord]):
             return {}
         if self._last is None:
             catalog = self._open_catalog()
-            self._last = resume_point(marks_in(catalog, checkpoint.pipeline, checkpoint.source))
+            marks = marks_in(catalog, checkpoint.pipeline, checkpoint.source)
+            # A commit a crash cut short is undone where it landed: the replay brings it again.
+            undone = undo_unfinished(catalog, checkpoint.pipeline, checkpoint.source, marks)
+            if undone:
+                _log.info("rolled back a commit cut short", tables=undone)
+            self._last = resume_point(marks)
         previous, number = self._last
         return summary(
             checkpoint.pipeline,

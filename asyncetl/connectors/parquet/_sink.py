@@ -1,16 +1,20 @@
-"""The Parquet sink: each batch becomes complete files, renamed into place, then the manifest.
+"""The Parquet sink: files gathered across batches, renamed into place, then the manifest.
 
-A batch is written as one or more files (one per hive partition, more when a
-partition's rows pass ``max_file_rows`` or ``max_file_bytes``), each first
-under a hidden temporary name, flushed to disk, then renamed to its final
-name: readers never see a half-written file. The final names derive from the
-batch's source position (``part-<hash of position>-<n>.parquet``), so a batch
-written again after a crash replaces its own files instead of adding copies.
-Then the manifest is replaced, listing the new files and (when checkpoints
-travel with this sink) the batch's position: the commit. Files under the
-sink's naming pattern that the manifest does not list were renamed by a run
-that died before its commit; :meth:`ParquetSink.open` deletes them, and the
-replay writes them again.
+Rows go into one open file per hive partition, under a hidden temporary name,
+for as long as ``roll_interval`` seconds after the first of them (so a trickle
+of small batches does not make small files), until a file reaches
+``max_file_rows`` or ``max_file_bytes``, or until the input ends. Then the
+commit: every file is closed and flushed to disk, renamed to its final name
+(readers never see a half-written file), and the manifest is replaced, listing
+the new files and (when checkpoints travel with this sink) the position of
+the last batch they hold. The engine acknowledges the batches only after that
+commit (see :meth:`ParquetSink.flush_deadline`), so a crash replays them.
+
+Final names derive from the source position of the commit's first batch
+(``part-<hash of position>-<n>.parquet``). Files under that pattern that the
+manifest does not list were renamed by a run that died before its commit;
+:meth:`ParquetSink.open` deletes them, with any hidden leftovers, and the
+replay writes their rows again.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import orjson
 import pyarrow as pa
 
 from asyncetl.connectors.parquet._manifest import Manifest, ParquetCheckpointStore
+from asyncetl.connectors.parquet._rolling import Roller
 from asyncetl.connectors.parquet._storage import hidden, open_storage
 from asyncetl.connectors.parquet._types import declared_types
 from asyncetl.core.arrow import arrow_table
@@ -63,9 +68,13 @@ class ParquetSink(Sink[Mapping[str, object]]):
     refuses its record, naming column and value. Partition columns become
     directories (``day=2024-01-01/``), not file columns, as hive readers expect.
 
-    With a :class:`ParquetCheckpointStore` on the same directory, each batch's
-    position is committed in the manifest update that adds its files:
-    exactly-once results.
+    Batches are gathered into open files and committed together every
+    ``roll_interval`` seconds, when a file reaches ``max_file_rows`` or
+    ``max_file_bytes`` (its partition goes on in a new file), and when the
+    input ends; ``roll_interval=0`` commits every batch on its own. With a
+    :class:`ParquetCheckpointStore` on the same directory, the position of
+    the last batch a commit holds is written in the manifest update that adds
+    its files: exactly-once results.
 
     :param path: the directory, created when missing: a local path, or a URL of any
         ``pyarrow.fs`` filesystem (``s3://bucket/prefix``, ``gs://…``, ``file://…``).
@@ -77,7 +86,10 @@ class ParquetSink(Sink[Mapping[str, object]]):
         with a type from its values.
     :param compression: ``zstd`` (default), ``snappy``, ``gzip``, ``brotli``, ``lz4`` or ``none``.
     :param max_file_rows: rows at most in one file.
-    :param max_file_bytes: about this many bytes (of Arrow memory) at most in one file.
+    :param max_file_bytes: about this many bytes (of Arrow memory) at most in one
+        file: the target size that files of a steady stream reach.
+    :param roll_interval: seconds at most between a batch's write and the commit that
+        makes its files visible (and moves the checkpoint past it).
     :param name: the sink's name.
     :raises ConfigError: for an unknown compression or ``extra_columns``, a bad type
         name in ``schema``, or limits below one.
@@ -93,6 +105,7 @@ class ParquetSink(Sink[Mapping[str, object]]):
         compression: str = "zstd",
         max_file_rows: int = 1_000_000,
         max_file_bytes: int = 256 * 1024 * 1024,
+        roll_interval: float = 10.0,
         name: str = "parquet_sink",
     ) -> None:
         where = f"ParquetSink {name}"
@@ -103,6 +116,14 @@ class ParquetSink(Sink[Mapping[str, object]]):
                 raise ConfigError(
                     f"must be a whole number above 0, not {limit!r}", where=where, key=key
                 )
+        if isinstance(roll_interval, bool) or not (
+            isinstance(roll_interval, int | float) and roll_interval >= 0
+        ):
+            raise ConfigError(
+                f"must be a number of seconds, at least 0, not {roll_interval!r}",
+                where=where,
+                key="roll_interval",
+            )
         self.path = str(path)
         self.storage = open_storage(self.path)
         self.partition = list(partition or ())
@@ -111,11 +132,16 @@ class ParquetSink(Sink[Mapping[str, object]]):
         self.compression = compression
         self.max_file_rows = max_file_rows
         self.max_file_bytes = max_file_bytes
+        self.roll_interval = float(roll_interval)
         self.name = name
         self._manifest = Manifest()
         self._commits_checkpoints = False
-        #: File stem → the next file number, for batches sharing a position.
+        #: File stem → the next file number, for commits starting at one position.
         self._numbers: dict[str, int] = {}
+        self._roller = Roller(self.storage, compression, max_file_rows, max_file_bytes)
+        self._deadline: float | None = None
+        self._checkpoint: Checkpoint | None = None
+        self._stem = ""
 
     async def open(self) -> None:
         """Create the directory, read the manifest and delete files no commit listed.
@@ -125,6 +151,11 @@ class ParquetSink(Sink[Mapping[str, object]]):
         """
         self._manifest = await anyio.to_thread.run_sync(self._recover)
         self._numbers = {}  # a new run: file numbers start again, as a replay's must
+
+    async def aclose(self) -> None:
+        """Close the files not yet committed; the next :meth:`open` deletes them."""
+        self._deadline, self._checkpoint = None, None
+        await anyio.to_thread.run_sync(self._roller.discard)
 
     async def check(self) -> list[Problem]:
         """Whether the directory exists and is writable, or could be created (local paths)."""
@@ -146,7 +177,7 @@ class ParquetSink(Sink[Mapping[str, object]]):
         return self._write_with_checkpoint
 
     async def write(self, batch: Batch[Mapping[str, object]]) -> Sequence[Reject]:
-        """Write the batch's files and commit them in the manifest; return the records refused.
+        """Add the batch to the open files (committing when due); return the records refused.
 
         :raises PermanentError: when a file or the manifest cannot be written.
         """
@@ -166,14 +197,33 @@ class ParquetSink(Sink[Mapping[str, object]]):
         checkpoint: Checkpoint | None,
         settle: Settle | None,
     ) -> list[Reject]:
-        files, rejects = await anyio.to_thread.run_sync(
-            partial(self._write_files, batch.records, batch.position)
-        )
+        rejects = await anyio.to_thread.run_sync(partial(self._hold, batch.records, batch.position))
         if settle is not None:
             # Before any file is renamed into place: a failing policy leaves nothing visible.
             await settle(rejects)
-        await anyio.to_thread.run_sync(self._commit, files, checkpoint)
+        self._checkpoint = checkpoint or self._checkpoint
+        if self._deadline is None and (self._roller.holding or self._checkpoint is not None):
+            self._deadline = anyio.current_time() + self.roll_interval
+        # Also past the deadline: while batches keep coming the engine never waits for one.
+        if self._deadline is not None and (
+            self._roller.full or anyio.current_time() >= self._deadline
+        ):
+            await self.flush()
         return rejects
+
+    def flush_deadline(self) -> float | None:
+        """When the gathered batches are committed at the latest; ``None`` when none are held."""
+        return self._deadline
+
+    async def flush(self) -> None:
+        """Close the open files, move them into place and commit them in the manifest.
+
+        :raises PermanentError: when a file or the manifest cannot be written.
+        """
+        if self._deadline is None:
+            return
+        await anyio.to_thread.run_sync(self._commit_held)
+        self._deadline = None
 
     # -- in a worker thread -------------------------------------------------------
 
@@ -191,28 +241,40 @@ class ParquetSink(Sink[Mapping[str, object]]):
             raise self._failed("open", exc) from exc
         return manifest
 
-    def _write_files(
-        self, records: Sequence[object], position: Position
-    ) -> tuple[list[str], list[Reject]]:
-        """Write the batch's files under hidden names; return their final names and the refused."""
+    def _hold(self, records: Sequence[object], position: Position) -> list[Reject]:
+        """Add the batch's rows to the open files; return the records refused."""
         if not records:
-            return [], []
+            return []
         known = list(self.types) if self.types else None
         columns = to_columns(records, target=self._where, known=known, extra=self.extra_columns)
         table = arrow_table(columns, self.types, self._where)
         if not table.num_rows:
-            return [], columns.rejects
-        stem = "part-" + _digest(position)
-        # A batch with the same position as an earlier one of this run numbers on after it.
-        first = self._numbers.get(stem, 0)
-        written: list[str] = []
+            return columns.rejects
+        parts = self._partitions(table, columns.values)
+        if not all(self._roller.fits(directory, rows) for directory, rows in parts):
+            # The batch would pass a file's limit: commit what is held first, so
+            # files end near their limit and no batch's rows straddle two commits.
+            self._commit_held()
+        if not self._roller.holding:
+            # A commit's files are named by its first batch's position; a commit
+            # starting at the same position as an earlier one of this run numbers on.
+            stem = "part-" + _digest(position)
+            self._roller.begin(stem, self._numbers.get(stem, 0))
+            self._stem = stem
         try:
-            for directory, rows in self._partitions(table, columns.values):
-                written += self._write_partition(directory, rows, stem, first + len(written))
+            for directory, rows in parts:
+                self._roller.add(directory, rows)
         except OSError as exc:
             raise self._failed("write", exc) from exc
-        self._numbers[stem] = first + len(written)
-        return written, columns.rejects
+        self._numbers[self._stem] = self._roller.next_number
+        return columns.rejects
+
+    def _commit_held(self) -> None:
+        try:
+            files = self._roller.finish()
+        except OSError as exc:
+            raise self._failed("write", exc) from exc
+        self._commit(files, self._checkpoint)
 
     def _partitions(
         self, table: pa.Table, values: Mapping[str, list[object]]
@@ -232,19 +294,6 @@ class ParquetSink(Sink[Mapping[str, object]]):
             )
             for key, rows in groups.items()
         ]
-
-    def _write_partition(self, directory: str, table: pa.Table, stem: str, first: int) -> list[str]:
-        per_row = max(1, table.nbytes // max(1, table.num_rows))
-        step = max(1, min(self.max_file_rows, self.max_file_bytes // per_row))
-        if directory:
-            self.storage.make_dir(directory)
-        written = []
-        for number, start in enumerate(range(0, table.num_rows, step), start=first):
-            name = f"{stem}-{number:05d}.parquet"
-            relative = f"{directory}/{name}" if directory else name
-            self.storage.write_parquet(hidden(relative), table.slice(start, step), self.compression)
-            written.append(relative)
-        return written
 
     def _commit(self, files: list[str], checkpoint: Checkpoint | None) -> None:
         """Move the batch's complete files into place, then commit them in the manifest."""

@@ -1,6 +1,7 @@
 """Where a Parquet directory lives: the local filesystem, or any ``pyarrow.fs`` filesystem by URL.
 
-Both kinds write a file under a hidden name and then move it to its final name,
+Both kinds write a file (through a ``ParquetWriter`` that may stay open across
+batches) under a hidden name and then move it to its final name,
 so a reader never sees a partial file. On the local filesystem each file and
 each directory is flushed to disk (``fsync``) before the commit that names
 it, and a move is an atomic rename; an object store (``s3://…``) makes an
@@ -28,7 +29,10 @@ class Storage(Protocol):
     def make_dir(self, relative: str) -> None: ...
     def files(self) -> list[str]: ...
     def delete(self, relative: str) -> None: ...
-    def write_parquet(self, relative: str, table: pa.Table, compression: str) -> None: ...
+    def open_writer(
+        self, relative: str, schema: pa.Schema, compression: str
+    ) -> pq.ParquetWriter: ...
+    def sync_file(self, relative: str) -> None: ...
     def move(self, source: str, target: str) -> None: ...
     def sync(self, directories: Iterable[str]) -> None: ...
     def read(self, relative: str) -> bytes | None: ...
@@ -67,10 +71,11 @@ class LocalStorage:
     def delete(self, relative: str) -> None:
         (self.root / relative).unlink()
 
-    def write_parquet(self, relative: str, table: pa.Table, compression: str) -> None:
-        path = self.root / relative
-        pq.write_table(table, path, compression=compression)
-        with path.open("rb+") as file:
+    def open_writer(self, relative: str, schema: pa.Schema, compression: str) -> pq.ParquetWriter:
+        return pq.ParquetWriter(self.root / relative, schema, compression=compression)
+
+    def sync_file(self, relative: str) -> None:
+        with (self.root / relative).open("rb+") as file:
             os.fsync(file.fileno())
 
     def move(self, source: str, target: str) -> None:
@@ -122,10 +127,13 @@ class ArrowStorage:
     def delete(self, relative: str) -> None:
         self.filesystem.delete_file(self._path(relative))
 
-    def write_parquet(self, relative: str, table: pa.Table, compression: str) -> None:
-        pq.write_table(
-            table, self._path(relative), compression=compression, filesystem=self.filesystem
+    def open_writer(self, relative: str, schema: pa.Schema, compression: str) -> pq.ParquetWriter:
+        return pq.ParquetWriter(
+            self._path(relative), schema, compression=compression, filesystem=self.filesystem
         )
+
+    def sync_file(self, relative: str) -> None:
+        """Nothing to do: a closed upload is complete and durable."""
 
     def move(self, source: str, target: str) -> None:
         self.filesystem.move(self._path(source), self._path(target))

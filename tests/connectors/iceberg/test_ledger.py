@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asyncetl.connectors.iceberg._ledger import Mark, resume_point
+from asyncetl.connectors.iceberg._ledger import Mark, resume_point, unfinished
 
 
 def mark(table: str, commit: int, tables: tuple[str, ...] = ("a.x", "a.y")) -> Mark:
@@ -25,3 +25,10 @@ def test_a_commit_a_crash_cut_short_resumes_from_where_it_started() -> None:
 def test_tables_a_commit_did_not_touch_keep_older_marks_without_holding_it_back() -> None:
     marks = [mark("a.x", 7, ("a.x",)), mark("a.y", 2), mark("a.z", 5, ("a.x", "a.z"))]
     assert resume_point(marks) == ({"lsn": 70}, 7)
+
+
+def test_the_tables_holding_a_commit_cut_short_are_the_ones_to_roll_back() -> None:
+    assert unfinished([mark("a.x", 4), mark("a.y", 3)]) == ["a.x"]
+    assert unfinished([mark("a.x", 4), mark("a.y", 4)]) == []
+    assert unfinished([mark("a.x", 7, ("a.x",)), mark("a.y", 2)]) == []
+    assert unfinished([]) == []

@@ -34,8 +34,11 @@ pytestmark = pytest.mark.anyio
 async def write(
     sink: ParquetSink, records: Sequence[object], position: Position = 0
 ) -> list[Reject]:
+    """Write one batch and commit it, as the engine does when the batch is the last one."""
     batch: Batch[Mapping[str, object]] = Batch(0, records, position)  # type: ignore[arg-type]
-    return list(await sink.write(batch))
+    rejects = list(await sink.write(batch))
+    await sink.flush()
+    return rejects
 
 
 def files(directory: Path) -> list[str]:
@@ -197,12 +200,13 @@ async def test_the_manifest_is_the_checkpoint_and_a_rerun_adds_nothing(tmp_path:
     assert stats.records_out == 25
     manifest = orjson.loads((out / "_asyncetl_manifest.json").read_bytes())
     assert manifest["checkpoints"] == {"numbers": {"numbers": 25}}
-    assert len(manifest["files"]) == 6
+    # Three batches gathered into one commit: one file per partition, not per batch.
+    assert len(manifest["files"]) == 2
     assert read(out, "n", "twice") == sorted(((n, 2 * n) for n in range(25)), key=repr)
     with capture_logs():
         again = await pipeline(out, 25).run()
     assert again.records_in == 0
-    assert len(files(out)) == 7
+    assert len(files(out)) == 3
     assert await ParquetCheckpointStore(str(out)).load("numbers", "numbers") == 25
 
 
@@ -217,6 +221,11 @@ async def test_the_manifest_is_the_checkpoint_and_a_rerun_adds_nothing(tmp_path:
         (
             {"max_file_rows": 0},
             "ParquetSink parquet_sink: max_file_rows: must be a whole number above 0, not 0",
+        ),
+        (
+            {"roll_interval": -1},
+            "ParquetSink parquet_sink: roll_interval: must be a number of seconds, at least 0, "
+            "not -1",
         ),
         (
             {"schema": {"id": "integer"}},
@@ -261,10 +270,12 @@ async def test_a_pyarrow_filesystem_url_works_like_a_local_path(tmp_path: Path) 
     assert writer is not None
     async with sink:
         await writer(Batch(0, records, 3), Checkpoint("p", "s", 3))
+        await sink.flush()
     orphan = out / "k=a" / ("part-" + "0" * 20 + "-00000.parquet")
     orphan.write_bytes(b"renamed but never committed")
     async with sink:  # a run after a crash: the orphan goes, the replay rewrites the same files
         await writer(Batch(0, records, 3), Checkpoint("p", "s", 3))
+        await sink.flush()
     stem = "part-" + hashlib.sha256(b"3").hexdigest()[:20]
     assert files(out) == [
         "_asyncetl_manifest.json",
