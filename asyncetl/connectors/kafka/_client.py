@@ -10,7 +10,6 @@ coordinator moving: aiokafka's *retriable* errors) or :class:`PermanentError`
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -20,14 +19,7 @@ import aiokafka.errors as kerr
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
 from asyncetl.core.retry import RetryPolicy, retry_call
 
-__all__ = [
-    "KafkaClient",
-    "bootstrap_list",
-    "nonempty",
-    "positive_int",
-    "positive_seconds",
-    "retry_policy",
-]
+__all__ = ["KafkaClient", "bootstrap_list"]
 
 T = TypeVar("T")
 
@@ -68,56 +60,6 @@ def bootstrap_list(servers: object, where: str) -> list[str]:
                 key="bootstrap_servers",
             )
     return found
-
-
-def nonempty(value: object, where: str, key: str) -> str:
-    """``value`` if it is a non-empty string.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"must be a non-empty string, not {value!r}", where=where, key=key)
-    return value
-
-
-def positive_int(value: object, where: str, key: str) -> int:
-    """``value`` if it is a positive integer.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"must be a positive integer, not {value!r}", where=where, key=key)
-    return value
-
-
-def positive_seconds(value: object, where: str, key: str) -> float:
-    """``value`` if it is a positive, finite number.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not value > 0  # also refuses NaN
-        or math.isinf(value)
-    ):
-        raise ConfigError(
-            f"must be a positive number of seconds, not {value!r}", where=where, key=key
-        )
-    return float(value)
-
-
-def retry_policy(retries: object, retry_max_time: object, where: str) -> RetryPolicy:
-    """The policy for ``retries`` (after the first try) and ``retry_max_time``.
-
-    :raises ConfigError: on a negative count or a non-positive time.
-    """
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(
-            f"must be a non-negative integer, not {retries!r}", where=where, key="retries"
-        )
-    max_time = positive_seconds(retry_max_time, where, "retry_max_time")
-    return RetryPolicy(max_tries=retries + 1, max_time=max_time, max_delay=5.0)
 
 
 class KafkaClient:

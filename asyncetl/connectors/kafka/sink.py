@@ -16,13 +16,12 @@ from asyncetl.connectors.kafka._client import (
     REQUEST_TIMEOUT_MS,
     KafkaClient,
     bootstrap_list,
-    nonempty,
-    retry_policy,
 )
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.changes import ChangeEvent, encode_debezium
 from asyncetl.core.errors import AsyncetlError, ConfigError
 from asyncetl.core.interfaces import Problem, Sink
+from asyncetl.core.settings_check import nonempty, retry_policy
 
 __all__ = ["Compression", "KafkaSink"]
 

@@ -15,15 +15,13 @@ from asyncetl.connectors.kafka._client import (
     REQUEST_TIMEOUT_MS,
     KafkaClient,
     bootstrap_list,
-    nonempty,
-    positive_seconds,
-    retry_policy,
 )
 from asyncetl.connectors.kafka._records import FORMATS, Format, decode, from_letter, letter
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
+from asyncetl.core.settings_check import nonempty, positive_seconds, retry_policy
 
 __all__ = ["KafkaSource", "Start"]
 

@@ -11,11 +11,12 @@ import nats.js.errors as jerr
 import orjson
 from nats.js.api import PubAck
 
-from asyncetl.connectors.nats._client import NatsClient, nonempty, retry_policy, server_list
+from asyncetl.connectors.nats._client import NatsClient, server_list
 from asyncetl.core.batch import Batch, JsonValue, Position, Reject
 from asyncetl.core.errors import AsyncetlError, ConfigError
 from asyncetl.core.interfaces import Problem, Sink
 from asyncetl.core.logs import get_logger
+from asyncetl.core.settings_check import nonempty, retry_policy
 
 __all__ = ["JetStreamSink", "message_id"]
 

@@ -15,10 +15,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from asyncetl.connectors.nats._client import (
     NatsClient,
-    nonempty,
-    positive_int,
-    positive_seconds,
-    retry_policy,
     server_list,
 )
 from asyncetl.core.acks import AckLedger
@@ -27,6 +23,7 @@ from asyncetl.core.errors import AsyncetlError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
 from asyncetl.core.observe import Lag
+from asyncetl.core.settings_check import nonempty, positive_int, positive_seconds, retry_policy
 
 __all__ = ["JetStreamRecord", "JetStreamSource"]
 

@@ -12,13 +12,12 @@ from redis.typing import EncodableT, FieldT
 
 from asyncetl.connectors.redis._client import (
     RedisClient,
-    nonempty,
-    positive_int,
     retry_policy,
 )
 from asyncetl.core.batch import Batch, JsonValue, Reject
 from asyncetl.core.errors import AsyncetlError, ConfigError
 from asyncetl.core.interfaces import Problem, Sink
+from asyncetl.core.settings_check import nonempty, positive_int
 
 __all__ = ["RedisStreamSink"]
 

@@ -12,12 +12,13 @@ from typing import Any, Literal, TypeAlias
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
-from asyncetl.connectors.redis._client import RedisClient, nonempty, positive_int, retry_policy
+from asyncetl.connectors.redis._client import RedisClient, retry_policy
 from asyncetl.core.acks import AckLedger
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import AsyncetlError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.observe import Lag
+from asyncetl.core.settings_check import nonempty, positive_int
 
 __all__ = ["RedisStreamSource", "StreamRecord"]
 
