@@ -10,13 +10,16 @@ coordinator moving: aiokafka's *retriable* errors) or :class:`PermanentError`
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 import aiokafka.errors as kerr
+import anyio
+from aiokafka import AIOKafkaConsumer
 
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
+from asyncetl.core.interfaces import Problem
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = ["KafkaClient", "bootstrap_list"]
@@ -88,6 +91,31 @@ class KafkaClient:
                 return await call()
 
         return await retry_call(once, policy=self.policy, what=f"{what} on {self.endpoint}")
+
+    async def missing_topics(
+        self, consumer: AIOKafkaConsumer, topics: Iterable[str], setting: str
+    ) -> list[Problem]:
+        """Start ``consumer`` (once, for a check), and which of ``topics`` the cluster lacks.
+
+        :param consumer: one without a group, stopped here: listing topics joins nothing.
+        :param setting: the setting that named the topics, for the problems.
+        :returns: a problem with ``setting`` per missing topic, or one with
+            ``bootstrap_servers`` when no broker answered.
+        """
+        try:
+            with self.errors("connect"):
+                await consumer.start()
+                existing = await consumer.topics()
+        except AsyncetlError as exc:
+            return [Problem("bootstrap_servers", str(exc))]
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await consumer.stop()
+        return [
+            Problem(setting, f"topic {topic!r} does not exist on Kafka at {self.endpoint}")
+            for topic in topics
+            if topic not in existing
+        ]
 
     @contextmanager
     def errors(self, what: str) -> Iterator[None]:

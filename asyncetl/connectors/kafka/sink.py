@@ -19,7 +19,7 @@ from asyncetl.connectors.kafka._client import (
 )
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.changes import ChangeEvent, encode_debezium
-from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Problem, Sink
 from asyncetl.core.settings_check import nonempty, retry_policy
 
@@ -139,19 +139,8 @@ class KafkaSink(Sink[Any]):
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.client.servers, request_timeout_ms=REQUEST_TIMEOUT_MS
         )
-        try:
-            with self.client.errors("connect"):
-                await consumer.start()
-                existing = await consumer.topics()
-        except AsyncetlError as exc:
-            return [Problem("bootstrap_servers", str(exc))]
-        finally:
-            with anyio.move_on_after(5, shield=True):
-                await consumer.stop()
-        if self.topic.fields or self.topic.text in existing:
-            return []
-        message = f"topic {self.topic.text!r} does not exist on Kafka at {self.client.endpoint}"
-        return [Problem("topic", message)]
+        fixed = [] if self.topic.fields else [self.topic.text]  # routed topics are per record
+        return await self.client.missing_topics(consumer, fixed, "topic")
 
     async def aclose(self) -> None:
         producer, self._producer = self._producer, None

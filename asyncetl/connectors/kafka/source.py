@@ -18,7 +18,7 @@ from asyncetl.connectors.kafka._client import (
 )
 from asyncetl.connectors.kafka._records import FORMATS, Format, decode, from_letter, letter
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
+from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
 from asyncetl.core.settings_check import nonempty, positive_seconds, retry_policy
@@ -132,20 +132,7 @@ class KafkaSource(Source[Any]):
     async def check(self) -> list[Problem]:
         """Whether a broker answers (once) and every topic exists; joins no group."""
         consumer = self._new_consumer(group=None)
-        try:
-            with self.client.errors("connect"):
-                await consumer.start()
-                existing = await consumer.topics()
-        except AsyncetlError as exc:
-            return [Problem("bootstrap_servers", str(exc))]
-        finally:
-            with anyio.move_on_after(5, shield=True):
-                await consumer.stop()
-        missing = [topic for topic in self.topics if topic not in existing]
-        return [
-            Problem("topics", f"topic {topic!r} does not exist on Kafka at {self.client.endpoint}")
-            for topic in missing
-        ]
+        return await self.client.missing_topics(consumer, self.topics, "topics")
 
     async def aclose(self) -> None:
         """Leave the group and disconnect; safe after a failed open."""

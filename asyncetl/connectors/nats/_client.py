@@ -22,7 +22,8 @@ import nats.js.errors as jerr
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
+from asyncetl.core.interfaces import Problem
 from asyncetl.core.logs import get_logger
 from asyncetl.core.redact import misplaced_userinfo, redact_url, redact_urls
 from asyncetl.core.retry import RetryPolicy, retry_call
@@ -132,6 +133,23 @@ class NatsClient:
         with self.errors("connect"):
             self._nc = await self._connect()
         self._js = self._nc.jetstream(timeout=_REQUEST_TIMEOUT)
+
+    async def check_once(
+        self, what: str, problems: Callable[[], Awaitable[list[Problem]]]
+    ) -> list[Problem]:
+        """Connect once and return ``problems()``, then close: for checks.
+
+        :param what: what ``problems`` asks the server, for messages.
+        :returns: also a problem with ``servers`` when connecting or ``what`` failed.
+        """
+        try:
+            await self.open_once()
+            with self.errors(what):
+                return await problems()
+        except AsyncetlError as exc:
+            return [Problem("servers", str(exc))]
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         """Close the connection; safe after a failed open."""

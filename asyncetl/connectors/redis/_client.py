@@ -22,7 +22,7 @@ import redis.exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Problem
 from asyncetl.core.redact import REDACTED, misplaced_userinfo
 from asyncetl.core.redact import redact_url as core_redact_url
@@ -140,6 +140,19 @@ class RedisClient:
         self._create()
         with self.errors("PING"):
             await self.redis.ping()
+
+    async def check_once(self, problems: Callable[[], Awaitable[list[Problem]]]) -> list[Problem]:
+        """Connect once and return ``problems()``, then close: for checks.
+
+        :returns: also a problem with ``url`` when the server did not answer or refused.
+        """
+        try:
+            await self.open_once()
+            return await problems()
+        except AsyncetlError as exc:
+            return [Problem("url", str(exc))]
+        finally:
+            await self.close()
 
     async def stream_problems(self, stream: str) -> list[Problem]:
         """Why ``stream`` cannot be used as a stream: its key holds another type."""
