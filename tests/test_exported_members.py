@@ -88,6 +88,13 @@ PUBLIC: dict[str, list[str]] = {
         "register",
         "use_env_file",
     ],
+    "asyncetl.core.settings_check": [
+        "non_negative_int",
+        "nonempty",
+        "positive_int",
+        "positive_seconds",
+        "retry_policy",
+    ],
     "asyncetl.connectors.duckdb": [
         "DuckDBCheckpointStore",
         "DuckDBDeadLetterStore",

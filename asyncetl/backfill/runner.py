@@ -31,6 +31,7 @@ from asyncetl.backfill.progress import BackfillStats, NoProgress, ProgressReport
 from asyncetl.backfill.store import BackfillStore, Outcome, PartitionState, Reset, Scope
 from asyncetl.core.errors import AsyncetlError, ConfigError
 from asyncetl.core.logs import get_logger
+from asyncetl.core.settings_check import positive_int
 from asyncetl.core.tries import describe_error, run_tries
 
 __all__ = ["Backfill", "BackfillResult", "PartitionJob", "default_worker_id"]
@@ -396,9 +397,7 @@ def _validate(backfill: Backfill, partitions: Sequence[Partition]) -> None:
     if len(backfill.partitions) != len(partitions):
         raise ConfigError("partition keys must be unique", where=where)
     for key in ("parallel", "max_tries"):
-        value = getattr(backfill, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"must be a positive integer, not {value!r}", where=where, key=key)
+        positive_int(getattr(backfill, key), where, key)
     for key in ("lease", "grace_period", "retry_base_delay", "retry_max_delay", "retry_max_time"):
         value = getattr(backfill, key)
         if not isinstance(value, int | float) or not value > 0:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from asyncetl.core.errors import ConfigError
+from asyncetl.core.settings_check import positive_int
 
 if TYPE_CHECKING:
     from asyncetl.flow._runner import FlowResult
@@ -55,14 +56,7 @@ class Step:
                 key="depends_on",
             )
         object.__setattr__(self, "depends_on", tuple(self.depends_on))
-        if (
-            not isinstance(self.max_tries, int)
-            or isinstance(self.max_tries, bool)
-            or self.max_tries < 1
-        ):
-            raise ConfigError(
-                f"must be a positive integer, not {self.max_tries!r}", where=where, key="max_tries"
-            )
+        positive_int(self.max_tries, where, "max_tries")
         for key in ("timeout", "retry_base_delay", "retry_max_delay", "retry_max_time"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int | float) or not value > 0):
@@ -85,10 +79,7 @@ class Flow:
 
     def __init__(self, name: str, steps: Sequence[Step], *, max_parallel: int = 4) -> None:
         where = f"flow {name}"
-        if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
-            raise ConfigError(
-                f"must be a positive integer, not {max_parallel!r}", where=where, key="max_parallel"
-            )
+        positive_int(max_parallel, where, "max_parallel")
         if not steps:
             raise ConfigError("has no steps", where=where)
         _check_unique(steps, where)

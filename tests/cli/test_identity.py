@@ -17,7 +17,15 @@ from tests.connectors.postgres.helpers import execute, rows
 
 pytestmark = pytest.mark.anyio
 
-SPEC = """
+#: Every spec here keeps its checkpoints in one JSON file beside it.
+JSON_CHECKPOINTS = """
+[checkpoints]
+type = "json"
+path = "checkpoints.json"
+"""
+
+SPEC = (
+    """
 [pipeline]
 name = "copy"
 
@@ -30,11 +38,9 @@ table = "{table}"
 [sink]
 type = "jsonl"
 path = "out.jsonl"
-
-[checkpoints]
-type = "json"
-path = "checkpoints.json"
 """
+    + JSON_CHECKPOINTS
+)
 
 AT_A = '{"table":"a","order":["id"],"after":["2"]}'
 REFUSED = (
@@ -48,6 +54,13 @@ REFUSED = (
 async def run(project: Path, *args: str) -> tuple[int, str, str]:
     result = await anyio.to_thread.run_sync(partial(cli, project, *args))
     return result.returncode, result.stdout, result.stderr
+
+
+async def refusal(project: Path, spec: str) -> str:
+    """Run ``spec``, which must stop as a bad spec does (exit 2, nothing out); its error line."""
+    code, out, err = await run(project, "run", spec)
+    assert (code, out) == (2, "")
+    return err.splitlines()[-1]
 
 
 async def test_a_table_source_pointed_at_another_table_refuses_the_old_position(
@@ -65,9 +78,7 @@ async def test_a_table_source_pointed_at_another_table_refuses_the_old_position(
         f"pipeline copy (source rows): {AT_A}\n"
     )
 
-    code, out, err = await run(tmp_path, "run", "b.toml")
-    assert (code, out) == (2, "")
-    assert err.splitlines()[-1] == REFUSED
+    assert await refusal(tmp_path, "b.toml") == REFUSED
     assert (tmp_path / "out.jsonl").read_text() == '{"id":1}\n{"id":2}\n'
 
     before = (tmp_path / "checkpoints.json").read_bytes()
@@ -85,7 +96,8 @@ async def test_a_table_source_pointed_at_another_table_refuses_the_old_position(
     assert (tmp_path / "out.jsonl").read_text() == '{"id":1}\n{"id":2}\n{"id":3}\n'
 
 
-TABLES_SPEC = """
+TABLES_SPEC = (
+    """
 [pipeline]
 name = "tables"
 
@@ -100,11 +112,9 @@ type = "postgres_tables"
 dsn = "{target}"
 source_dsn = "{source}"
 tables = "{tables}"
-
-[checkpoints]
-type = "json"
-path = "checkpoints.json"
 """
+    + JSON_CHECKPOINTS
+)
 
 
 async def test_a_tables_source_given_another_table_list_refuses_the_old_position(
@@ -122,20 +132,18 @@ async def test_a_tables_source_given_another_table_list_refuses_the_old_position
         assert (await run(tmp_path, "run", "ab.toml"))[0] == 0
         before = (tmp_path / "checkpoints.json").read_bytes()
 
-        code, out, err = await run(tmp_path, "run", "a.toml")
-        assert (code, out, err.splitlines()[-1]) == (
-            2,
-            "",
+        assert await refusal(tmp_path, "a.toml") == (
             "error: TablesSource 'tables': position: cannot resume from the committed position "
             '{"a":{"table":"a","order":["id"],"after":["2"]},'
             '"b":{"table":"b","order":["id"],"after":["1"]}}: it was written for tables '
             '["a","b"], not for tables ["a"]; restore tables, or to read these from the '
-            "start, reset the checkpoint (python -m asyncetl checkpoint reset a.toml)",
+            "start, reset the checkpoint (python -m asyncetl checkpoint reset a.toml)"
         )
         assert (tmp_path / "checkpoints.json").read_bytes() == before
 
 
-HTTP_SPEC = """
+HTTP_SPEC = (
+    """
 [pipeline]
 name = "api"
 
@@ -146,11 +154,9 @@ url = "{url}"
 [sink]
 type = "jsonl"
 path = "out.jsonl"
-
-[checkpoints]
-type = "json"
-path = "checkpoints.json"
 """
+    + JSON_CHECKPOINTS
+)
 
 
 async def test_an_http_source_pointed_at_another_url_refuses_the_old_position(
@@ -160,10 +166,9 @@ async def test_an_http_source_pointed_at_another_url_refuses_the_old_position(
         for name in ("a", "b"):
             (tmp_path / f"{name}.toml").write_text(HTTP_SPEC.format(url=f"{base}/{name}"))
         assert (await run(tmp_path, "run", "a.toml"))[0] == 0
-        code, out, err = await run(tmp_path, "run", "b.toml")
-    assert (code, out) == (2, "")
+        refused = await refusal(tmp_path, "b.toml")
     a, b = f"{base}/a?limit=100", f"{base}/b?limit=100"
-    assert err.splitlines()[-1] == (
+    assert refused == (
         f"error: HttpSource 'http': position: cannot resume from the committed position "
         f"{{'url': '{a}&page=1', 'skip': 3, 'endpoint': '{a}'}}: it was written for '{a}', "
         f"not for url {b}; point url back there, or to read {b} from the start, reset "
@@ -172,7 +177,8 @@ async def test_an_http_source_pointed_at_another_url_refuses_the_old_position(
     assert (tmp_path / "out.jsonl").read_text().count("\n") == 3
 
 
-CDC_SPEC = """
+CDC_SPEC = (
+    """
 [pipeline]
 name = "cdc"
 max_batch_age = 0.2
@@ -188,11 +194,9 @@ tables = ["items"]
 type = "postgres_apply"
 dsn = "{target}"
 create = true
-
-[checkpoints]
-type = "json"
-path = "checkpoints.json"
 """
+    + JSON_CHECKPOINTS
+)
 
 
 async def test_a_cdc_source_given_another_slot_or_publication_refuses_the_old_position(
@@ -219,9 +223,7 @@ async def test_a_cdc_source_given_another_slot_or_publication_refuses_the_old_po
             slot,
         )
         for name, key in (("slot", "slot"), ("pub", "publication")):
-            code, out, err = await run(tmp_path, "run", f"{name}.toml")
-            assert (code, out) == (2, "")
-            assert err.splitlines()[-1] == (
+            assert await refusal(tmp_path, f"{name}.toml") == (
                 "error: CdcSource 'cdc': position: cannot resume from the committed position "
                 f"{json.dumps(position, separators=(',', ':'))}: it was written for {key} "
                 f'"{slot}", not for {key} "{slot}_b"; point {key} back there, or to read '

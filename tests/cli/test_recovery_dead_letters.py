@@ -6,16 +6,14 @@ file (or dead letters in a JSON Lines file: the path without a shared
 transaction). After more than twenty kills and a final run, the table and the
 dead letters (pipeline, stage, record, position of each) equal one clean run's.
 
-Every line has the same length and a source block holds exactly one batch of
-lines, so chunks, batches and thus dead-letter positions do not depend on
-where a run resumed.
+Dead-letter positions do not depend on where a run resumed (see
+:mod:`tests.cli.recovery_letters`).
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
 import signal
 import sqlite3
 import subprocess
@@ -23,36 +21,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.recovery_letters import (
+    LINE,
+    SPEC_HEAD,
+    Letter,
+    clean_run,
+    dead_lettered,
+    line,
+    write_spec,
+)
 from tests.cli.test_recovery import start, started
 
 RECORDS = 60_000
 BATCH = 500
-LINE = 48  # bytes per line, newline included
 
-TRANSFORM = """
-def check(record):
-    if record["v"] % 101 == 0:
-        raise ValueError(f"v {record['v']} is a multiple of 101")
-    return {"id": record["id"], "v": record["v"]}
-"""
-
-SPEC = """
-[pipeline]
-name = "letters"
-max_batch_size = 500
-max_batch_age = 600
-source_errors = "dead_letter"
-
-[source]
-type = "jsonl"
-path = "{input}"
-block_size = {block}
-
-[[transforms]]
-function = "letters_transform:check"
-name = "check"
-on_error = "dead_letter"
-
+SPEC = (
+    SPEC_HEAD
+    + """
 [sink]
 type = "sqlite"
 path = "items.db"
@@ -66,6 +51,7 @@ create = true
 [dead_letters]
 {dead_letters}
 """
+)
 
 #: Sink, checkpoints and dead letters in one SQLite file: one transaction per batch.
 SHARED = {
@@ -78,17 +64,6 @@ SEPARATE = {
     "dead_letters": 'type = "jsonl"\npath = "letters.jsonl"',
 }
 
-Letter = tuple[str, str, object, object]
-
-
-def line(i: int) -> bytes:
-    """Line ``i`` padded to :data:`LINE` bytes: every 997th is not JSON."""
-    if i % 997 == 0:
-        text = f"{{broken {i} "
-        return (text + "x" * (LINE - 1 - len(text)) + "\n").encode()
-    text = f'{{"id":{i},"v":{i * 7 % 1000},"p":"'
-    return (text + "x" * (LINE - 3 - len(text)) + '"}\n').encode()
-
 
 @pytest.fixture(scope="module")
 def source_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -99,12 +74,10 @@ def source_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def write_spec(directory: Path, source: Path, variant: dict[str, str]) -> Path:
-    directory.mkdir()
-    (directory / "letters_transform.py").write_text(TRANSFORM)
-    spec = directory / "letters.toml"
-    spec.write_text(SPEC.format(input=source, block=LINE * BATCH, **variant))
-    return spec
+def variant_spec(directory: Path, source: Path, variant: dict[str, str]) -> Path:
+    return write_spec(
+        directory, SPEC.format(input=source, batch=BATCH, block=LINE * BATCH, **variant)
+    )
 
 
 def table(directory: Path) -> list[tuple[int, int]]:
@@ -141,17 +114,6 @@ def letters(directory: Path, variant: dict[str, str]) -> list[Letter]:
     return [(p, s, json.loads(r), json.loads(pos)) for p, s, r, pos in rows]
 
 
-def clean(source: Path, directory: Path, variant: dict[str, str]) -> float:
-    """Run once uninterrupted; how long it took."""
-    spec = write_spec(directory, source, variant)
-    process = start(spec, "--log-level", "warning")
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    elapsed = re.search(r"finished in ([0-9.]+) s", out)
-    assert elapsed is not None, out
-    return float(elapsed[1])
-
-
 @pytest.mark.parametrize(
     ("variant", "seed"),
     [(SHARED, 3), (SEPARATE, 5)],
@@ -160,19 +122,16 @@ def clean(source: Path, directory: Path, variant: dict[str, str]) -> float:
 def test_kill_9_leaves_every_row_and_dead_letter_exactly_once(
     source_file: Path, tmp_path: Path, variant: dict[str, str], seed: int
 ) -> None:
-    seconds = clean(source_file, tmp_path / "clean", variant)
+    seconds = clean_run(variant_spec(tmp_path / "clean", source_file, variant))
     expected_table, expected_letters = (
         table(tmp_path / "clean"),
         letters(tmp_path / "clean", variant),
     )
-    bad_json, invalid = (
-        len(range(0, RECORDS, 997)),
-        sum(1 for i in range(RECORDS) if i % 997 and i * 7 % 1000 % 101 == 0),
-    )
+    bad_json, invalid = dead_lettered(RECORDS)
     assert len(expected_letters) == bad_json + invalid
     assert len(expected_table) == RECORDS - bad_json - invalid
 
-    spec = write_spec(tmp_path / "run", source_file, variant)
+    spec = variant_spec(tmp_path / "run", source_file, variant)
     rng = random.Random(seed)
     kills = 0
     while True:

@@ -8,15 +8,14 @@ reset and goes again, so every test kills twenty times; after a
 final run, the table and the dead letters (pipeline, stage, record, position)
 equal one clean run's.
 
-As in the SQLite test, every line has the same length and a source block holds
-exactly one batch, so dead-letter positions do not depend on where a run resumed.
+As in the SQLite test, dead-letter positions do not depend on where a run resumed
+(see :mod:`tests.cli.recovery_letters`).
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -26,8 +25,16 @@ from pathlib import Path
 import anyio.to_thread
 import pytest
 
+from tests.cli.recovery_letters import (
+    LINE,
+    SPEC_HEAD,
+    Letter,
+    clean_run,
+    dead_lettered,
+    line,
+    write_spec,
+)
 from tests.cli.test_recovery import start, started
-from tests.cli.test_recovery_dead_letters import LINE, TRANSFORM, line
 from tests.conftest import throwaway_database
 from tests.connectors.postgres.helpers import rows
 
@@ -37,23 +44,9 @@ RECORDS = 4_000
 BATCH = 100
 KILLS = 20
 
-SPEC = """
-[pipeline]
-name = "letters"
-max_batch_size = {batch}
-max_batch_age = 600
-source_errors = "dead_letter"
-
-[source]
-type = "jsonl"
-path = "{input}"
-block_size = {block}
-
-[[transforms]]
-function = "letters_transform:check"
-name = "check"
-on_error = "dead_letter"
-
+SPEC = (
+    SPEC_HEAD
+    + """
 [sink]
 type = "postgres"
 dsn = "{target}"
@@ -71,18 +64,14 @@ dsn = "{target}"
 type = "postgres"
 dsn = "{letters}"
 """
+)
 
-Letter = tuple[str, str, object, object]
 
-
-def write_spec(directory: Path, source: Path, target: str, letters: str) -> Path:
-    directory.mkdir()
-    (directory / "letters_transform.py").write_text(TRANSFORM)
-    spec = directory / "letters.toml"
-    spec.write_text(
-        SPEC.format(input=source, batch=BATCH, block=LINE * BATCH, target=target, letters=letters)
+def letters_spec(directory: Path, source: Path, target: str, letters: str) -> Path:
+    text = SPEC.format(
+        input=source, batch=BATCH, block=LINE * BATCH, target=target, letters=letters
     )
-    return spec
+    return write_spec(directory, text)
 
 
 async def table(dsn: str) -> list[tuple[object, ...]]:
@@ -96,16 +85,6 @@ async def letters_in(dsn: str) -> list[Letter]:
         "ORDER BY id",
     )
     return [(p, s, json.loads(r), json.loads(pos)) for p, s, r, pos in found]
-
-
-def clean_run(spec: Path) -> float:
-    """Run once uninterrupted; how long the pipeline ran."""
-    process = start(spec, "--log-level", "warning")
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
-    elapsed = re.search(r"finished in ([0-9.]+) s", out)
-    assert elapsed is not None, out
-    return float(elapsed[1])
 
 
 def killed_runs(spec: Path, seconds: float, seed: int) -> int:
@@ -155,15 +134,14 @@ async def test_kill_9_leaves_every_row_and_dead_letter_exactly_once(
         throwaway_database() as apart,
     ):
         letters = apart if letters_apart else target
-        spec = write_spec(tmp_path / "clean", source, clean, clean)
+        spec = letters_spec(tmp_path / "clean", source, clean, clean)
         seconds = await anyio.to_thread.run_sync(clean_run, spec)
         expected_table, expected_letters = await table(clean), await letters_in(clean)
-        bad_json = len(range(0, RECORDS, 997))
-        invalid = sum(1 for i in range(RECORDS) if i % 997 and i * 7 % 1000 % 101 == 0)
+        bad_json, invalid = dead_lettered(RECORDS)
         assert len(expected_letters) == bad_json + invalid
         assert len(expected_table) == RECORDS - bad_json - invalid
 
-        spec = write_spec(tmp_path / "run", source, target, letters)
+        spec = letters_spec(tmp_path / "run", source, target, letters)
         seed = 11 if letters_apart else 7
         kills = await anyio.to_thread.run_sync(partial(killed_runs, spec, seconds, seed))
         assert kills == KILLS

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -17,22 +14,13 @@ import anyio
 from asyncetl import DeadLetter
 from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteDeadLetterStore
 from examples.make_orders import GOOD_ORDERS, INVALID, MALFORMED, OUTPUT, generate
-from examples.quickstart_transforms import parse_order
+from tests.examples.helpers import loaded_orders, run_example
 
-REPO = Path(__file__).resolve().parents[2]
 SPEC = "examples/quickstart.toml"
 
 
 def quickstart(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asyncetl", *args, SPEC],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "QUICKSTART_DB": str(database)},
-    )
+    return run_example(SPEC, *args, env={"QUICKSTART_DB": str(database)})
 
 
 def table(database: Path, name: str) -> list[dict[str, Any]]:
@@ -75,13 +63,9 @@ def test_quickstart_loads_good_orders_and_dead_letters_bad_ones(tmp_path: Path) 
     )
     assert "Traceback" not in result.stderr
 
-    good = []
-    for line in orders.lines:
-        if line in MALFORMED or json.loads(line)["order_id"] in orders.invalid:
-            continue
-        good.append(parse_order(json.loads(line)))
+    good = loaded_orders(orders)
     assert len(good) == GOOD_ORDERS
-    assert table(database, "orders") == sorted(good, key=lambda row: row["order_id"])
+    assert table(database, "orders") == good
 
     stored = letters(database)
     by_stage = {

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 
-from examples.make_orders import GOOD_ORDERS, MALFORMED, generate
-from examples.quickstart_transforms import parse_order
+from examples.make_orders import GOOD_ORDERS, generate
+from tests.examples.helpers import loaded_orders, run_example
 
-REPO = Path(__file__).resolve().parents[2]
 SPEC = "examples/quickstart_duckdb.toml"
 
 
 def quickstart(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asyncetl", *args, SPEC],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "QUICKSTART_DUCKDB": str(database)},
-    )
+    return run_example(SPEC, *args, env={"QUICKSTART_DUCKDB": str(database)})
 
 
 def select(database: Path, sql: str) -> list[tuple[object, ...]]:
@@ -46,16 +34,11 @@ def test_the_orders_land_in_duckdb_and_a_second_run_changes_nothing(tmp_path: Pa
         in (first.stdout)
     )
 
-    orders = generate()
-    good = [
-        parse_order(json.loads(line))
-        for line in orders.lines
-        if line not in MALFORMED and json.loads(line)["order_id"] not in orders.invalid
-    ]
+    good = loaded_orders(generate())
     columns = "order_id, customer, sku, quantity, unit_price, total, country, ordered_at"
     rows = select(database, f"SELECT {columns} FROM orders ORDER BY order_id")
     assert len(rows) == GOOD_ORDERS
-    assert rows == [tuple(row.values()) for row in sorted(good, key=lambda r: r["order_id"])]
+    assert rows == [tuple(row.values()) for row in good]
     assert select(database, "SELECT count(*) FROM asyncetl_dead_letters") == [(12,)]
 
     second = quickstart(database, "run", "--log-level", "error")

@@ -10,19 +10,17 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate
 
-from asyncetl.connectors.files._check import readable
-from asyncetl.connectors.files._tail import FileProgress, check_options, named, resume_offset, tail
+from asyncetl.connectors.files._source import FileSource
+from asyncetl.connectors.files._tail import resume_offset
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import CheckpointError, ConfigError, PermanentError
-from asyncetl.core.interfaces import Problem, Source
-from asyncetl.core.observe import Progress
 
 __all__ = ["CsvSource"]
 
 CsvRecord = dict[str, str]
 
 
-class CsvSource(Source[CsvRecord]):
+class CsvSource(FileSource[CsvRecord]):
     """Reads a CSV file whose first row is the header; records map header names to strings.
 
     The position is ``{"path": path, "offset": n}``: the file as given and the
@@ -63,23 +61,19 @@ class CsvSource(Source[CsvRecord]):
         encoding: str = "utf-8",
         block_size: int = 1 << 20,
     ) -> None:
-        where = f"CsvSource {name}"
-        check_options(where, poll_interval=poll_interval, block_size=block_size)
-        _check_dialect(where, delimiter, encoding)
-        self.path = str(path)
-        self.name = name
-        self.follow = follow
-        self.poll_interval = poll_interval
+        super().__init__(
+            "CsvSource",
+            path,
+            name=name,
+            follow=follow,
+            poll_interval=poll_interval,
+            block_size=block_size,
+        )
+        _check_dialect(f"CsvSource {name}", delimiter, encoding)
         self.delimiter = delimiter
         self.encoding = encoding
-        self.block_size = block_size
-        self._progress = FileProgress()
         #: The header row, once read; needed by :meth:`decode`.
         self.header: list[str] | None = None
-
-    async def check(self) -> list[Problem]:
-        """Whether the file exists and is readable (with ``follow`` too: reading opens it)."""
-        return await readable(self.path)
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[CsvRecord]]:
         """Yield chunks of up to ``max_chunk`` rows, starting strictly after byte ``after``.
@@ -98,36 +92,10 @@ class CsvSource(Source[CsvRecord]):
                 f"the committed position {start} of {self.path} lies inside its header row; "
                 "delete the checkpoint to start over"
             )
-        await self._progress.start(self.path, start or header_end, follow=self.follow)
         parse = partial(self._parse_rows, max_chunk=max(1, max_chunk))
-        chunks = tail(
-            self.path,
-            start or header_end,
-            parse,
-            follow=self.follow,
-            poll_interval=self.poll_interval,
-            block_size=self.block_size,
-            unit="row",
-        )
-        async with aclosing(chunks) as iterator:
-            async for chunk in iterator:
-                self._progress.report(chunk)
-                yield named(chunk, self.path)
-
-    def progress(self) -> Sequence[Progress]:
-        """Bytes read of the file's size when reading started (no total with ``follow``)."""
-        return self._progress.progress()
-
-    def check_position(self, position: Position) -> None:
-        """Refuse a position written for another file, or one that is no byte offset.
-
-        :raises ConfigError: naming both files and how to reset the checkpoint.
-        """
-        resume_offset(self.path, position, where=self._where)
-
-    @property
-    def _where(self) -> str:
-        return f"{type(self).__name__} {self.name!r}"
+        async with aclosing(self._read_from(start or header_end, parse, unit="row")) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     def decode(self, raw: JsonValue) -> CsvRecord:
         """Parse a dead-lettered row text again, with the header read last.
@@ -150,15 +118,7 @@ class CsvSource(Source[CsvRecord]):
 
     async def _read_header(self) -> int | None:
         """Read the header row into :attr:`header`; return its end offset (``None``: none yet)."""
-        rows = tail(
-            self.path,
-            0,
-            self._parse_header,
-            follow=self.follow,
-            poll_interval=self.poll_interval,
-            block_size=self.block_size,
-            unit="header row",
-        )
+        rows = self._tail(0, self._parse_header, unit="header row")
         async with aclosing(rows) as iterator:
             async for chunk in iterator:
                 self.header = list(chunk.records[0])

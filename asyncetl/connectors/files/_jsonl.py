@@ -13,11 +13,11 @@ import anyio.to_thread
 import orjson
 
 from asyncetl.connectors.files._append import append, open_for_append
-from asyncetl.connectors.files._check import readable, writable
-from asyncetl.connectors.files._tail import FileProgress, check_options, named, resume_offset, tail
+from asyncetl.connectors.files._check import writable
+from asyncetl.connectors.files._source import FileSource
+from asyncetl.connectors.files._tail import resume_offset
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
-from asyncetl.core.interfaces import Problem, Sink, Source
-from asyncetl.core.observe import Progress
+from asyncetl.core.interfaces import Problem, Sink
 
 __all__ = ["JsonlSink", "JsonlSource"]
 
@@ -40,7 +40,7 @@ _ENCODE_LENIENT = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 _COMPACT = (",", ":")
 
 
-class JsonlSource(Source[JsonRecord]):
+class JsonlSource(FileSource[JsonRecord]):
     """Reads a JSON Lines file: one JSON object per line.
 
     The position is ``{"path": path, "offset": n}``: the file as given and the
@@ -80,17 +80,14 @@ class JsonlSource(Source[JsonRecord]):
         poll_interval: float = 0.5,
         block_size: int = 1 << 18,
     ) -> None:
-        check_options(f"JsonlSource {name}", poll_interval=poll_interval, block_size=block_size)
-        self.path = str(path)
-        self.name = name
-        self.follow = follow
-        self.poll_interval = poll_interval
-        self.block_size = block_size
-        self._progress = FileProgress()
-
-    async def check(self) -> list[Problem]:
-        """Whether the file exists and is readable (with ``follow`` too: reading opens it)."""
-        return await readable(self.path)
+        super().__init__(
+            "JsonlSource",
+            path,
+            name=name,
+            follow=follow,
+            poll_interval=poll_interval,
+            block_size=block_size,
+        )
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[JsonRecord]]:
         """Yield chunks of up to ``max_chunk`` lines, starting strictly after byte ``after``.
@@ -100,35 +97,10 @@ class JsonlSource(Source[JsonRecord]):
             truncated or changed under the committed position.
         """
         start = resume_offset(self.path, after, where=self._where)
-        await self._progress.start(self.path, start, follow=self.follow)
         parse = partial(self._parse, max_chunk=max(1, max_chunk))
-        chunks = tail(
-            self.path,
-            start,
-            parse,
-            follow=self.follow,
-            poll_interval=self.poll_interval,
-            block_size=self.block_size,
-        )
-        async with aclosing(chunks) as iterator:
-            async for chunk in iterator:
-                self._progress.report(chunk)
-                yield named(chunk, self.path)
-
-    def progress(self) -> Sequence[Progress]:
-        """Bytes read of the file's size when reading started (no total with ``follow``)."""
-        return self._progress.progress()
-
-    def check_position(self, position: Position) -> None:
-        """Refuse a position written for another file, or one that is no byte offset.
-
-        :raises ConfigError: naming both files and how to reset the checkpoint.
-        """
-        resume_offset(self.path, position, where=self._where)
-
-    @property
-    def _where(self) -> str:
-        return f"{type(self).__name__} {self.name!r}"
+        async with aclosing(self._read_from(start, parse, unit="line")) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     def decode(self, raw: JsonValue) -> JsonRecord:
         """Parse a dead-lettered line text again.

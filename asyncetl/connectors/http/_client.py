@@ -44,7 +44,6 @@ __all__ = [
     "Response",
     "absolute_url",
     "create_client",
-    "positive_int",
     "redact_headers",
     "redact_url",
     "without_userinfo",
@@ -556,16 +555,6 @@ def create_client(url: URL, settings: ClientSettings, *, where: str) -> tuple[Ht
         settings = dataclasses.replace(settings, auth=auth)
     client = HttpClient(settings, where=where)
     return client, client.adopt(url)
-
-
-def positive_int(value: object, where: str, key: str) -> int:
-    """``value`` when it is a positive integer.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"must be a positive integer, not {value!r}", where=where, key=key)
-    return value
 
 
 def absolute_url(url: str, where: str) -> URL:

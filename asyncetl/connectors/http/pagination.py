@@ -34,6 +34,7 @@ from yarl import URL
 
 from asyncetl.core.batch import JsonValue, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.settings_check import positive_int
 
 __all__ = [
     "END",
@@ -371,9 +372,7 @@ def make_paginator(config: PaginationConfig, base: URL, *, where: str) -> Pagina
             where=where,
             key="pagination",
         )
-    size = config.page_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"must be a positive integer, not {size!r}", where=where, key="page_size")
+    positive_int(config.page_size, where, "page_size")
     if config.style == "cursor" and not config.cursor_path:
         raise ConfigError(
             "pagination 'cursor' needs cursor_path, the place of the next cursor "

@@ -14,12 +14,12 @@ from asyncetl.connectors.http._client import (
     HttpStatusError,
     absolute_url,
     create_client,
-    positive_int,
 )
 from asyncetl.connectors.http._settings import ClientSettings, client_settings
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Problem, Sink
+from asyncetl.core.settings_check import positive_int
 
 __all__ = ["REJECT_STATUSES", "HttpSink", "idempotency_key"]
 

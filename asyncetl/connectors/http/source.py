@@ -16,7 +16,6 @@ from asyncetl.connectors.http._client import (
     Response,
     absolute_url,
     create_client,
-    positive_int,
 )
 from asyncetl.connectors.http._settings import ClientSettings, client_settings
 from asyncetl.connectors.http._sliding import SlidingWindow
@@ -35,6 +34,7 @@ from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, Tra
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.observe import Lag, Progress
 from asyncetl.core.redact import redact
+from asyncetl.core.settings_check import positive_int
 
 __all__ = ["HttpSource"]
 

@@ -10,27 +10,21 @@ coordinator moving: aiokafka's *retriable* errors) or :class:`PermanentError`
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import aiokafka.errors as kerr
 import anyio
+from aiokafka import AIOKafkaConsumer
 
 from asyncetl.connectors.kafka._security import KafkaSecurity
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
+from asyncetl.core.interfaces import Problem
 from asyncetl.core.redact import redact_url
 from asyncetl.core.retry import RetryPolicy, retry_call
 
-__all__ = [
-    "KafkaClient",
-    "bootstrap_list",
-    "nonempty",
-    "positive_int",
-    "positive_seconds",
-    "retry_policy",
-]
+__all__ = ["KafkaClient", "bootstrap_list"]
 
 T = TypeVar("T")
 
@@ -72,56 +66,6 @@ def bootstrap_list(servers: object, where: str) -> list[str]:
                 key="bootstrap_servers",
             )
     return found
-
-
-def nonempty(value: object, where: str, key: str) -> str:
-    """``value`` if it is a non-empty string.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"must be a non-empty string, not {value!r}", where=where, key=key)
-    return value
-
-
-def positive_int(value: object, where: str, key: str) -> int:
-    """``value`` if it is a positive integer.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"must be a positive integer, not {value!r}", where=where, key=key)
-    return value
-
-
-def positive_seconds(value: object, where: str, key: str) -> float:
-    """``value`` if it is a positive, finite number.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not value > 0  # also refuses NaN
-        or math.isinf(value)
-    ):
-        raise ConfigError(
-            f"must be a positive number of seconds, not {value!r}", where=where, key=key
-        )
-    return float(value)
-
-
-def retry_policy(retries: object, retry_max_time: object, where: str) -> RetryPolicy:
-    """The policy for ``retries`` (after the first try) and ``retry_max_time``.
-
-    :raises ConfigError: on a negative count or a non-positive time.
-    """
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(
-            f"must be a non-negative integer, not {retries!r}", where=where, key="retries"
-        )
-    max_time = positive_seconds(retry_max_time, where, "retry_max_time")
-    return RetryPolicy(max_tries=retries + 1, max_time=max_time, max_delay=5.0)
 
 
 class KafkaClient:
@@ -169,6 +113,31 @@ class KafkaClient:
                 return await call()
 
         return await retry_call(once, policy=self.policy, what=f"{what} on {self.endpoint}")
+
+    async def missing_topics(
+        self, consumer: AIOKafkaConsumer, topics: Iterable[str], setting: str
+    ) -> list[Problem]:
+        """Start ``consumer`` (once, for a check), and which of ``topics`` the cluster lacks.
+
+        :param consumer: one without a group, stopped here: listing topics joins nothing.
+        :param setting: the setting that named the topics, for the problems.
+        :returns: a problem with ``setting`` per missing topic, or one with
+            ``bootstrap_servers`` when no broker answered.
+        """
+        try:
+            with self.errors("connect"):
+                await consumer.start()
+                existing = await consumer.topics()
+        except AsyncetlError as exc:
+            return [Problem("bootstrap_servers", str(exc))]
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await consumer.stop()
+        return [
+            Problem(setting, f"topic {topic!r} does not exist on Kafka at {self.endpoint}")
+            for topic in topics
+            if topic not in existing
+        ]
 
     @contextmanager
     def errors(self, what: str) -> Iterator[None]:

@@ -17,14 +17,13 @@ from asyncetl.connectors.kafka._client import (
     REQUEST_TIMEOUT_MS,
     KafkaClient,
     bootstrap_list,
-    nonempty,
-    retry_policy,
 )
 from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.changes import ChangeEvent, encode_debezium, encode_debezium_key
-from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Problem, Sink
+from asyncetl.core.settings_check import nonempty, retry_policy
 
 __all__ = ["Compression", "KafkaSink"]
 
@@ -167,19 +166,8 @@ class KafkaSink(Sink[Any]):
         consumer = AIOKafkaConsumer(
             **settings, bootstrap_servers=self.client.servers, request_timeout_ms=REQUEST_TIMEOUT_MS
         )
-        try:
-            with self.client.errors("connect"):
-                await consumer.start()
-                existing = await consumer.topics()
-        except AsyncetlError as exc:
-            return [Problem("bootstrap_servers", str(exc))]
-        finally:
-            with anyio.move_on_after(5, shield=True):
-                await consumer.stop()
-        if self.topic.fields or self.topic.text in existing:
-            return []
-        message = f"topic {self.topic.text!r} does not exist on Kafka at {self.client.endpoint}"
-        return [Problem("topic", message)]
+        fixed = [] if self.topic.fields else [self.topic.text]  # routed topics are per record
+        return await self.client.missing_topics(consumer, fixed, "topic")
 
     async def aclose(self) -> None:
         producer, self._producer = self._producer, None

@@ -15,16 +15,14 @@ from asyncetl.connectors.kafka._client import (
     REQUEST_TIMEOUT_MS,
     KafkaClient,
     bootstrap_list,
-    nonempty,
-    positive_seconds,
-    retry_policy,
 )
 from asyncetl.connectors.kafka._records import FORMATS, Format, decode, from_letter, letter
 from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
+from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
+from asyncetl.core.settings_check import nonempty, positive_seconds, retry_policy
 
 __all__ = ["KafkaSource", "Start"]
 
@@ -143,20 +141,7 @@ class KafkaSource(Source[Any]):
         except ConfigError as exc:
             return [Problem("security", str(exc))]
         consumer = self._new_consumer(settings, group=None)
-        try:
-            with self.client.errors("connect"):
-                await consumer.start()
-                existing = await consumer.topics()
-        except AsyncetlError as exc:
-            return [Problem("bootstrap_servers", str(exc))]
-        finally:
-            with anyio.move_on_after(5, shield=True):
-                await consumer.stop()
-        missing = [topic for topic in self.topics if topic not in existing]
-        return [
-            Problem("topics", f"topic {topic!r} does not exist on Kafka at {self.client.endpoint}")
-            for topic in missing
-        ]
+        return await self.client.missing_topics(consumer, self.topics, "topics")
 
     async def aclose(self) -> None:
         """Leave the group and disconnect; safe after a failed open."""

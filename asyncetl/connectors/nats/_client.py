@@ -11,7 +11,6 @@ shown only as ``host:port``, never with their credentials.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
@@ -23,20 +22,13 @@ import nats.js.errors as jerr
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
+from asyncetl.core.interfaces import Problem
 from asyncetl.core.logs import get_logger
 from asyncetl.core.redact import misplaced_userinfo, redact_url, redact_urls
 from asyncetl.core.retry import RetryPolicy, retry_call
 
-__all__ = [
-    "NatsClient",
-    "endpoints",
-    "nonempty",
-    "positive_int",
-    "redact_server",
-    "retry_policy",
-    "server_list",
-]
+__all__ = ["NatsClient", "endpoints", "redact_server", "server_list"]
 
 T = TypeVar("T")
 
@@ -95,57 +87,6 @@ def endpoints(servers: Sequence[str]) -> str:
     return ", ".join(shown)
 
 
-def nonempty(value: object, where: str, key: str) -> str:
-    """``value`` if it is a non-empty string.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"must be a non-empty string, not {value!r}", where=where, key=key)
-    return value
-
-
-def positive_int(value: object, where: str, key: str) -> int:
-    """``value`` if it is a positive integer.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"must be a positive integer, not {value!r}", where=where, key=key)
-    return value
-
-
-def positive_seconds(value: object, where: str, key: str) -> float:
-    """``value`` if it is a positive number.
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not value > 0  # also refuses NaN
-        or math.isinf(value)
-    ):
-        raise ConfigError(
-            f"must be a positive number of seconds, not {value!r}", where=where, key=key
-        )
-    return float(value)
-
-
-def retry_policy(retries: int, retry_max_time: float, where: str) -> RetryPolicy:
-    """The policy for the connector parameters ``retries`` (after the first try) and
-    ``retry_max_time``.
-
-    :raises ConfigError: on a negative count or a non-positive time.
-    """
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(
-            f"must be a non-negative integer, not {retries!r}", where=where, key="retries"
-        )
-    max_time = positive_seconds(retry_max_time, where, "retry_max_time")
-    return RetryPolicy(max_tries=retries + 1, max_time=max_time, max_delay=5.0)
-
-
 class NatsClient:
     """A NATS connection whose every JetStream call is retried and mapped to asyncetl errors.
 
@@ -192,6 +133,23 @@ class NatsClient:
         with self.errors("connect"):
             self._nc = await self._connect()
         self._js = self._nc.jetstream(timeout=_REQUEST_TIMEOUT)
+
+    async def check_once(
+        self, what: str, problems: Callable[[], Awaitable[list[Problem]]]
+    ) -> list[Problem]:
+        """Connect once and return ``problems()``, then close: for checks.
+
+        :param what: what ``problems`` asks the server, for messages.
+        :returns: also a problem with ``servers`` when connecting or ``what`` failed.
+        """
+        try:
+            await self.open_once()
+            with self.errors(what):
+                return await problems()
+        except AsyncetlError as exc:
+            return [Problem("servers", str(exc))]
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         """Close the connection; safe after a failed open."""

@@ -11,11 +11,12 @@ import nats.js.errors as jerr
 import orjson
 from nats.js.api import PubAck
 
-from asyncetl.connectors.nats._client import NatsClient, nonempty, retry_policy, server_list
+from asyncetl.connectors.nats._client import NatsClient, server_list
 from asyncetl.core.batch import Batch, JsonValue, Position, Reject
-from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Problem, Sink
 from asyncetl.core.logs import get_logger
+from asyncetl.core.settings_check import nonempty, retry_policy
 
 __all__ = ["JetStreamSink", "message_id"]
 
@@ -110,14 +111,8 @@ class JetStreamSink(Sink[JsonValue]):
 
     async def check(self) -> list[Problem]:
         """Whether NATS answers (once) and a stream captures the subject; publishes nothing."""
-        try:
-            await self.client.open_once()
-            with self.client.errors(f"stream lookup for {self.subject}"):
-                return await self._stream_problems()
-        except AsyncetlError as exc:
-            return [Problem("servers", str(exc))]
-        finally:
-            await self.client.close()
+        what = f"stream lookup for {self.subject}"
+        return await self.client.check_once(what, self._stream_problems)
 
     async def _stream_problems(self) -> list[Problem]:
         try:

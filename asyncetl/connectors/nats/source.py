@@ -15,18 +15,15 @@ from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from asyncetl.connectors.nats._client import (
     NatsClient,
-    nonempty,
-    positive_int,
-    positive_seconds,
-    retry_policy,
     server_list,
 )
 from asyncetl.core.acks import AckLedger
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import AsyncetlError, PermanentError
+from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
 from asyncetl.core.observe import Lag
+from asyncetl.core.settings_check import nonempty, positive_int, positive_seconds, retry_policy
 
 __all__ = ["JetStreamRecord", "JetStreamSource"]
 
@@ -143,14 +140,8 @@ class JetStreamSource(Source[JetStreamRecord]):
     async def check(self) -> list[Problem]:
         """Whether NATS answers (once), the stream exists, and the durable consumer does
         unless ``create_consumer`` would create it; creates nothing."""
-        try:
-            await self.client.open_once()
-            with self.client.errors(f"info of consumer {self.stream}/{self.durable}"):
-                return await self._consumer_problems()
-        except AsyncetlError as exc:
-            return [Problem("servers", str(exc))]
-        finally:
-            await self.client.close()
+        what = f"info of consumer {self.stream}/{self.durable}"
+        return await self.client.check_once(what, self._consumer_problems)
 
     async def _consumer_problems(self) -> list[Problem]:
         try:

@@ -11,7 +11,6 @@ that there is exactly one retry loop. URLs are shown only through
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -23,13 +22,15 @@ import redis.exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
+from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Problem
 from asyncetl.core.redact import REDACTED, misplaced_userinfo
 from asyncetl.core.redact import redact_url as core_redact_url
 from asyncetl.core.retry import RetryPolicy, retry_call
+from asyncetl.core.settings_check import non_negative_int
+from asyncetl.core.settings_check import retry_policy as checked_retry_policy
 
-__all__ = ["RedisClient", "endpoint", "nonempty", "positive_int", "redact_url", "retry_policy"]
+__all__ = ["RedisClient", "endpoint", "redact_url", "retry_policy"]
 
 T = TypeVar("T")
 
@@ -59,46 +60,18 @@ def endpoint(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{port}"
 
 
-def nonempty(value: object, where: str, key: str) -> str:
-    """``value`` if it is a non-empty string.
+def retry_policy(retries: object, retry_max_time: object, where: str) -> RetryPolicy:
+    """The core :func:`~asyncetl.core.settings_check.retry_policy`, but a ``retry_max_time``
+    that is no number at all is refused as such.
 
-    :raises ConfigError: otherwise, naming ``key``.
+    :raises ConfigError: on a negative count or a time that is not a positive number.
     """
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"must be a non-empty string, not {value!r}", where=where, key=key)
-    return value
-
-
-def positive_int(value: object, where: str, key: str, *, zero: bool = False) -> int:
-    """``value`` if it is a positive integer (or zero when ``zero``).
-
-    :raises ConfigError: otherwise, naming ``key``.
-    """
-    low = 0 if zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        kind = "a non-negative" if zero else "a positive"
-        raise ConfigError(f"must be {kind} integer, not {value!r}", where=where, key=key)
-    return value
-
-
-def retry_policy(retries: int, retry_max_time: float, where: str) -> RetryPolicy:
-    """The policy for the connector parameters ``retries`` (after the first try) and
-    ``retry_max_time``.
-
-    :raises ConfigError: on a negative count or a non-positive time.
-    """
-    positive_int(retries, where, "retries", zero=True)
+    non_negative_int(retries, where, "retries")
     if isinstance(retry_max_time, bool) or not isinstance(retry_max_time, int | float):
         raise ConfigError(
             f"must be a number, not {retry_max_time!r}", where=where, key="retry_max_time"
         )
-    if not retry_max_time > 0 or math.isinf(retry_max_time):  # `not > 0` refuses NaN too
-        raise ConfigError(
-            f"must be a positive number of seconds, not {retry_max_time!r}",
-            where=where,
-            key="retry_max_time",
-        )
-    return RetryPolicy(max_tries=retries + 1, max_time=retry_max_time, max_delay=5.0)
+    return checked_retry_policy(retries, retry_max_time, where)
 
 
 def _check_url(url: object, where: str) -> str:
@@ -167,6 +140,19 @@ class RedisClient:
         self._create()
         with self.errors("PING"):
             await self.redis.ping()
+
+    async def check_once(self, problems: Callable[[], Awaitable[list[Problem]]]) -> list[Problem]:
+        """Connect once and return ``problems()``, then close: for checks.
+
+        :returns: also a problem with ``url`` when the server did not answer or refused.
+        """
+        try:
+            await self.open_once()
+            return await problems()
+        except AsyncetlError as exc:
+            return [Problem("url", str(exc))]
+        finally:
+            await self.close()
 
     async def stream_problems(self, stream: str) -> list[Problem]:
         """Why ``stream`` cannot be used as a stream: its key holds another type."""

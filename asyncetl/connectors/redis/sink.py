@@ -12,13 +12,12 @@ from redis.typing import EncodableT, FieldT
 
 from asyncetl.connectors.redis._client import (
     RedisClient,
-    nonempty,
-    positive_int,
     retry_policy,
 )
 from asyncetl.core.batch import Batch, JsonValue, Reject
-from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Problem, Sink
+from asyncetl.core.settings_check import nonempty, positive_int
 
 __all__ = ["RedisStreamSink"]
 
@@ -143,13 +142,7 @@ class RedisStreamSink(Sink[Mapping[str, JsonValue]]):
 
     async def check(self) -> list[Problem]:
         """Whether Redis answers (once) and the key is a stream or absent; writes nothing."""
-        try:
-            await self.client.open_once()
-            return await self.client.stream_problems(self.stream)
-        except AsyncetlError as exc:
-            return [Problem("url", str(exc))]
-        finally:
-            await self.client.close()
+        return await self.client.check_once(lambda: self.client.stream_problems(self.stream))
 
     async def aclose(self) -> None:
         self._script = None

@@ -12,12 +12,13 @@ from typing import Any, Literal, TypeAlias
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
-from asyncetl.connectors.redis._client import RedisClient, nonempty, positive_int, retry_policy
+from asyncetl.connectors.redis._client import RedisClient, retry_policy
 from asyncetl.core.acks import AckLedger
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import AsyncetlError, PermanentError
+from asyncetl.core.errors import PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.observe import Lag
+from asyncetl.core.settings_check import nonempty, positive_int
 
 __all__ = ["RedisStreamSource", "StreamRecord"]
 
@@ -155,15 +156,12 @@ class RedisStreamSource(Source[StreamRecord]):
     async def check(self) -> list[Problem]:
         """Whether Redis answers (once), the key is a stream or absent, and the group exists
         unless ``create_group`` would create it; creates nothing."""
-        try:
-            await self.client.open_once()
-            problems = await self.client.stream_problems(self.stream)
-            if not problems and not self.create_group:
-                problems += await self._group_problems()
-        except AsyncetlError as exc:
-            problems = [Problem("url", str(exc))]
-        finally:
-            await self.client.close()
+        return await self.client.check_once(self._problems)
+
+    async def _problems(self) -> list[Problem]:
+        problems = await self.client.stream_problems(self.stream)
+        if not problems and not self.create_group:
+            problems += await self._group_problems()
         return problems
 
     async def _group_problems(self) -> list[Problem]:

@@ -11,6 +11,7 @@ from asyncetl import ConfigError, Problem
 from asyncetl.connectors.kafka import KafkaSink, KafkaSource
 from asyncetl.spec import build_pipeline
 from tests.connectors.kafka.helpers import Topic
+from tests.spec.helpers import built_source_and_sink
 
 SPEC = """
 [pipeline]
@@ -36,13 +37,7 @@ with_schema = true
 
 
 def test_a_spec_builds_the_kafka_source_and_sink(tmp_path: Path) -> None:
-    spec = tmp_path / "kafka.toml"
-    spec.write_text(SPEC)
-    built = build_pipeline(spec)
-
-    assert isinstance(built.source, KafkaSource)
-    assert isinstance(built.sink, KafkaSink)
-    source, sink = built.source, built.sink
+    source, sink = built_source_and_sink(tmp_path / "kafka.toml", SPEC, KafkaSource, KafkaSink)
     assert source.client.servers == ["127.0.0.1:9092", "127.0.0.1:9093"]
     assert (source.topics, source.group, source.format, source.start) == (
         ["orders", "refunds"],

@@ -9,6 +9,7 @@ import pytest
 from asyncetl import ConfigError
 from asyncetl.connectors.nats import JetStreamSink, JetStreamSource
 from asyncetl.spec import build_pipeline
+from tests.spec.helpers import built_source_and_sink
 
 SPEC = """
 [pipeline]
@@ -32,13 +33,9 @@ id_field = "id"
 
 
 def test_a_spec_builds_the_jetstream_source_and_sink(tmp_path: Path) -> None:
-    spec = tmp_path / "nats.toml"
-    spec.write_text(SPEC)
-    built = build_pipeline(spec)
-
-    assert isinstance(built.source, JetStreamSource)
-    assert isinstance(built.sink, JetStreamSink)
-    source, sink = built.source, built.sink
+    source, sink = built_source_and_sink(
+        tmp_path / "nats.toml", SPEC, JetStreamSource, JetStreamSink
+    )
     assert source.client.servers == ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
     assert (source.stream, source.durable, source.subject) == ("ORDERS", "etl", "orders.created")
     assert (source.batch, source.ack_wait) == (200, 30.0)

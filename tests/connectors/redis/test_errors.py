@@ -62,6 +62,10 @@ def test_urls_are_shown_without_passwords() -> None:
             "RedisStreamSource 'redis': retry_max_time: must be a positive number of seconds, "
             "not 0",
         ),
+        (
+            {"retry_max_time": "soon"},
+            "RedisStreamSource 'redis': retry_max_time: must be a number, not 'soon'",
+        ),
     ],
 )
 def test_bad_source_settings_are_config_errors(options: dict[str, object], message: str) -> None:
