@@ -249,14 +249,16 @@ class StageRunner:
         everything the upstream held when the quiet began is acknowledged."""
         stats = self._stats
         mark: object = _NO_MARK
+        told = False  # whether this quiet spell's "cannot tell" was logged
         while True:
             await anyio.sleep(min(0.05, idle / 4))
             quiet = time.monotonic() - (stats.read_at or stats.started_at)
             if quiet < idle or self._batcher.holding or self._committer.pending:
-                mark = _NO_MARK  # records came: the upstream's end is asked afresh
+                mark, told = _NO_MARK, False  # records came: the end is asked afresh
                 continue
             if mark is _NO_MARK:
-                mark = await self._upstream_end()
+                mark = await self._upstream_end(quietly=told)
+                told = True
             if mark is not _NO_MARK and self._source.confirmed_through(mark):
                 self._log.info("idle; stopping", idle_s=round(quiet, 3))
                 self.request_stop(immediate=False)
@@ -269,11 +271,12 @@ class StageRunner:
                 self.request_stop(immediate=False)
                 return
 
-    async def _upstream_end(self) -> object:
+    async def _upstream_end(self, *, quietly: bool) -> object:
         try:
             return await self._source.upstream_end()
-        except AsyncetlError as exc:  # asked again on the next turn
-            self._log.warning("cannot tell where the source's upstream ends", error=str(exc))
+        except AsyncetlError as exc:  # asked again on the next turn, said once a spell
+            if not quietly:
+                self._log.info("cannot tell yet where the source's upstream ends", error=str(exc))
             return _NO_MARK
 
     # -- the reader and the sink stage -------------------------------------

@@ -19,7 +19,7 @@ from asyncetl.connectors.kafka._client import (
 from asyncetl.connectors.kafka._records import FORMATS, Format, decode, from_letter, letter
 from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
-from asyncetl.core.errors import ConfigError, PermanentError
+from asyncetl.core.errors import ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
 from asyncetl.core.settings_check import nonempty, positive_seconds, retry_policy
@@ -252,6 +252,43 @@ class KafkaSource(Source[Any]):
             _log.warning("offsets not committed", source=self.name, error=str(exc))
             return
         self._ownership.committed(offsets)
+
+    async def upstream_end(self) -> object:
+        """The end offset of each partition this member reads and has not read to the end.
+
+        A run that stops when idle waits until these are committed, so a quiet spell
+        while the group is still joining (or fetching) is no stop.
+
+        :raises TransientError: while the group has assigned this member nothing yet.
+        """
+        consumer, reading = self._consumer, sorted(self._ownership.reading)
+        if consumer is None or not reading:
+            raise TransientError(f"the group {self.group!r} has assigned no partition yet")
+        ends = await self.client.call(
+            "end offsets", functools.partial(consumer.end_offsets, reading)
+        )
+        mark: Offsets = {}
+        for tp, end in ends.items():
+            floor = self._ownership.committed_offset(tp)
+            if floor is None:  # nothing committed in this run: where reading stands
+                floor = await self.client.call(
+                    f"position in {tp.topic}/{tp.partition}",
+                    functools.partial(consumer.position, tp),
+                )
+            if end > floor:
+                mark[tp] = end
+        return mark
+
+    def confirmed_through(self, mark: object) -> bool:
+        """Whether every partition of ``mark`` still read is committed to its end offset."""
+        if not isinstance(mark, dict):
+            return mark is None
+        ownership = self._ownership
+        return all(
+            (ownership.committed_offset(tp) or 0) >= end
+            for tp, end in mark.items()
+            if ownership.reads(tp)
+        )
 
     # -- the group ---------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from structlog.testing import capture_logs
 
@@ -146,4 +147,43 @@ async def test_a_pattern_reads_every_matching_topic_and_no_other(
     assert stats.position == {
         "group": orders.group,
         "offsets": {items.name: {"0": 3}, orders.name: {"0": 2, "1": 2}},
+    }
+
+
+async def test_stopping_when_idle_waits_for_the_group_and_reads_every_message(
+    topic: Topic,
+) -> None:
+    # The group takes about a second to assign partitions (half the session
+    # timeout on the test broker), far longer than the idle time: a quiet spell
+    # before the assignment is no stop.
+    await topic.produce_json(0, 30)
+    sink = ListSink[object]()
+
+    with capture_logs(), anyio.fail_after(30):
+        stats = await pipeline(source(topic), sink, stop_when_idle=0.2).run()
+
+    assert _ns(list(sink.records)) == list(range(30))
+    assert stats.position == {
+        "group": topic.group,
+        "offsets": {topic.name: {"0": 10, "1": 10, "2": 10}},
+    }
+    assert await topic.committed() == {0: 10, 1: 10, 2: 10}
+
+
+async def test_stopping_when_idle_on_a_topic_read_to_its_end_stops_at_once(topic: Topic) -> None:
+    await topic.produce_json(0, 6)
+    checkpoints = MemoryCheckpointStore()
+    with capture_logs():
+        first = ListSink[object]()
+        await pipeline(source(topic), first, checkpoints=checkpoints, stop_when_idle=0.2).run()
+        second = ListSink[object]()
+        with anyio.fail_after(20):  # not the 30 s the engine waits for an end never confirmed
+            stats = await pipeline(
+                source(topic), second, checkpoints=checkpoints, stop_when_idle=0.2
+            ).run()
+
+    assert (_ns(list(first.records)), second.records) == (list(range(6)), [])
+    assert stats.position == {
+        "group": topic.group,
+        "offsets": {topic.name: {"0": 2, "1": 2, "2": 2}},
     }
