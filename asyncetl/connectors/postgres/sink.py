@@ -318,7 +318,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         :returns: the groups to :meth:`load` and the records refused, with their reasons.
         """
         if records and isinstance(records[0], bytes | bytearray) and self._planner is not None:
-            return self._planner.plan_text(records), []  # type: ignore[arg-type]
+            return self._planner.plan_text(records), []
         if self.schema is None:
             if not records:
                 return [], []

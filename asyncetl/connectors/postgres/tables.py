@@ -31,7 +31,7 @@ update from a delete plus an insert.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, cast
@@ -49,8 +49,8 @@ from asyncetl.connectors.postgres._connect import (
 )
 from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
 from asyncetl.connectors.postgres._load import Loaded
-from asyncetl.connectors.postgres.sink import PostgresSink
 from asyncetl.connectors.postgres.schema import TableSchema
+from asyncetl.connectors.postgres.sink import PostgresSink
 from asyncetl.connectors.postgres.source import TableSource
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
