@@ -8,14 +8,16 @@ target database, then measures, each into its own target table:
 
 1. the floor: ``COPY (SELECT …) TO STDOUT`` piped into ``COPY … FROM STDIN``
    (two psql processes, binary format) into an empty table;
-2. asyncetl ``TableSource`` → ``PostgresSink`` (upsert) into an empty table, and
+2. ``examples/pg_copy.toml`` itself (``python -m asyncetl run``, as its comment
+   says) into an empty target database, the way a user copies a table;
+3. asyncetl ``TableSource`` → ``PostgresSink`` (upsert) into an empty table, and
    again into the full table (every row a conflict and an update), once with
    dict records (what a pipeline with transforms reads) and once with
    ``format="copy"`` (rows passed through as COPY text, for a plain copy); run
    in a child process whose peak RSS is reported;
-3. pandas ``read_sql`` + ``to_sql`` after a ``DELETE`` through SQLAlchemy (the
+4. pandas ``read_sql`` + ``to_sql`` after a ``DELETE`` through SQLAlchemy (the
    hand-written seed pattern), end to end;
-4. dlt ``sql_table`` → postgres with ``write_disposition="merge"`` (skipped, with
+5. dlt ``sql_table`` → postgres with ``write_disposition="merge"`` (skipped, with
    the reason printed, when dlt is not installed).
 
 Bench-only packages: pandas, sqlalchemy, psycopg2-binary, dlt[postgres,sql_database].
@@ -34,9 +36,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pg_copy.toml"
 TABLE_DDL = (
     "CREATE TABLE bench (id bigint PRIMARY KEY, name text, score double precision, "
     "at timestamptz, meta jsonb)"
@@ -109,6 +113,27 @@ def floor(base: str, src: str, dst: str) -> float:
             raise RuntimeError("psql COPY TO failed")
 
     return timed(run)
+
+
+def example(base: str, src: str) -> float:
+    """``examples/pg_copy.toml`` copying ``bench`` into a new, empty database."""
+    target = f"{src}_example"
+    asyncio.run(create_database(base, target))
+    env = {**os.environ, "SOURCE_DSN": dsn(base, src), "TARGET_DSN": dsn(base, target)}
+    env["TABLES"] = "bench"
+    command = [sys.executable, "-m", "asyncetl", "run", str(EXAMPLE)]
+    try:
+        return timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True))
+    finally:
+        asyncio.run(teardown(base, target))
+
+
+async def create_database(base: str, name: str) -> None:
+    admin = await asyncpg.connect(dsn(base, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
 
 
 def asyncetl_child(base: str, src: str, dst: str) -> dict[str, float]:
@@ -235,6 +260,16 @@ def report(rows: int, figures: dict[str, float | str], rss: float) -> None:
     )
 
 
+def report_example(rows: int, figures: dict[str, float | str]) -> None:
+    print(f"\n{rows:,} rows (id bigint, text, double, timestamptz, small jsonb)\n")
+    floor_seconds = figures["floor: COPY TO | COPY FROM (psql)"]
+    assert isinstance(floor_seconds, float)
+    for name, value in figures.items():
+        assert isinstance(value, float)
+        share = floor_seconds / value
+        print(f"{name:<46} {value:>8.2f} s {rows / value:>10,.0f} rows/s {share:>6.2f}× floor")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -244,6 +279,9 @@ def main() -> None:
         help="server DSN without a database",
     )
     parser.add_argument("--skip", action="append", default=[], choices=["pandas", "dlt"])
+    parser.add_argument(
+        "--example-only", action="store_true", help="measure only the floor and the example"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
     parser.add_argument("--dst", help=argparse.SUPPRESS)
@@ -258,6 +296,11 @@ def main() -> None:
         figures: dict[str, float | str] = {
             "floor: COPY TO | COPY FROM (psql)": floor(args.dsn, src, dst)
         }
+        figures["examples/pg_copy.toml, empty target"] = example(args.dsn, src)
+        print(f"measured: {figures}", file=sys.stderr, flush=True)
+        if args.example_only:
+            report_example(args.rows, figures)
+            return
         ours = asyncetl_child(args.dsn, src, dst)
         for form in ("records", "copy"):
             for label, target in (("empty", "empty target"), ("full", "full target (updates)")):

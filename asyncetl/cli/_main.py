@@ -62,7 +62,7 @@ from asyncetl.spec import (
     redact,
     use_env_file,
 )
-from asyncetl.status import configure_logging, serve_status
+from asyncetl.status import configure_logging
 
 __all__ = ["main"]
 
@@ -237,6 +237,8 @@ async def _run(args: argparse.Namespace) -> int:
         async with anyio.create_task_group() as tg:
             await tg.start(on_signals, functools.partial(_stop, pipeline, signals))
             if args.status_port is not None:
+                from asyncetl.status import serve_status  # with its HTTP stack, only when asked
+
                 port = await tg.start(
                     functools.partial(
                         serve_status,

@@ -19,7 +19,6 @@ from asyncetl.cli._common import EXIT_OK
 from asyncetl.cli._progress import duration, rate
 from asyncetl.spec import load_pipeline
 from asyncetl.spec.cdc import cdc_source, cdc_status
-from asyncetl.status import read_status
 
 __all__ = ["add_command"]
 
@@ -46,6 +45,8 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    from asyncetl.status import read_status  # with its HTTP client, only for this command
+
     pipeline = await load_pipeline(args.spec)
     document: dict[str, Any] = {
         "pipeline": pipeline.name,

@@ -334,8 +334,12 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     async def plan(self, records: Sequence[Record]) -> tuple[list[Group], list[Reject]]:
         """Check ``records`` against the table (creating it first if asked) and group them.
 
+        Lines in COPY's text format (``bytes``) pass through as one group, refusing none.
+
         :returns: the groups to :meth:`load` and the records refused, with their reasons.
         """
+        if records and isinstance(records[0], bytes | bytearray) and self._planner is not None:
+            return self._planner.plan_text(records), []
         if self.schema is None:
             if not records:
                 return [], []

@@ -16,6 +16,13 @@ changed rewrites exactly those rows:
 - a table without one (``pgbench_history``) is appended with a unique
   ``_row_hash`` (identical rows numbered), so rows already copied are skipped.
 
+With ``format="copy"`` a keyed table's rows are never decoded: each is a line
+of COPY's text format, read with ``COPY (SELECT …) TO STDOUT`` and written with
+``COPY … FROM STDIN`` (see ``TableSource(format="copy")``), compared in the
+server all the same. The server prints and parses every value itself, so any
+type arrives exactly, and a copy runs several times faster than through Python
+values. A keyless table is still read as records (its row hash needs them).
+
 A snapshot reads every source row on every run; what it saves is writes. Rows
 deleted in the source stay in the target, and a changed row of a keyless table
 is a new row there (the old one stays): without a key there is no telling an
@@ -24,9 +31,11 @@ update from a delete plus an insert.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, cast
 
 import asyncpg
@@ -42,6 +51,7 @@ from asyncetl.connectors.postgres._connect import (
 )
 from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
 from asyncetl.connectors.postgres._load import Loaded
+from asyncetl.connectors.postgres.schema import TableSchema
 from asyncetl.connectors.postgres.sink import PostgresSink
 from asyncetl.connectors.postgres.source import TableSource
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
@@ -62,6 +72,7 @@ from asyncetl.core.observe import Progress
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
 _DONE = "done"
+_FORMATS = ("records", "copy")
 #: Types whose Python value loses information (an interval's months) or cannot hold
 #: every value (dates BC, time 24:00); the rows of a copy carry their text.
 LOSSY_TYPES = ("interval", "date", "time")
@@ -72,14 +83,25 @@ def _json(value: JsonValue) -> str:
 
 
 _log = get_logger("asyncetl.postgres")
+_TABLE, _VALUES = attrgetter("table"), attrgetter("values")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a copy makes one per row, and a frozen one costs four times as much to make.
+@dataclass(slots=True)
 class TableRow:
-    """A row of ``table`` (as named in the table list) with its column values."""
+    """A row of ``table`` (as named in the table list).
+
+    ``values`` maps its columns to their values, or is the row as a line of
+    COPY's text format (``bytes``) when its table is copied with ``format="copy"``.
+    """
 
     table: str
-    values: dict[str, Any]
+    values: dict[str, Any] | bytes
+
+
+def copied_columns(schema: TableSchema) -> list[str]:
+    """The columns of ``schema`` a copy writes, in table order: all but the generated ones."""
+    return [c.name for c in schema.columns if c.generated is None]
 
 
 def parse_tables(tables: str | list[str], where: str) -> list[str]:
@@ -110,6 +132,9 @@ class TablesSource(Source[TableRow]):
     :param snapshot: read each table whole on every run (default); ``false``
         reads each incrementally by primary key, which sees new rows only.
     :param chunk_size: rows per page.
+    :param format: ``records`` (each row's values in a dict, for transforms) or
+        ``copy`` (a keyed table's rows as COPY text lines, passed through
+        undecoded to a :class:`TablesSink`; keyless tables stay records).
     """
 
     def __init__(
@@ -120,12 +145,21 @@ class TablesSource(Source[TableRow]):
         name: str = "tables",
         snapshot: bool = True,
         chunk_size: int = 5000,
+        format: str = "records",
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
         self.name = name
         self.tables = parse_tables(tables, f"source {name}")
+        if format not in _FORMATS:
+            raise ConfigError(
+                f"must be one of {', '.join(_FORMATS)}, not {format!r}",
+                where=f"source {name}",
+                key="format",
+            )
+        self.format = format
         self.snapshot = snapshot
+        self._reading = (dsn, chunk_size, retries, retry_max_time)
         self.sources = {
             table: TableSource(
                 dsn,
@@ -143,11 +177,34 @@ class TablesSource(Source[TableRow]):
 
     async def open(self) -> None:
         try:
-            for source in self.sources.values():
+            for table, source in self.sources.items():
                 await source.open()
+                if self.format == "copy" and source.schema and source.schema.primary_key:
+                    self.sources[table] = await self._copy_reader(table, source)
         except BaseException:
             await self.aclose()
             raise
+
+    async def _copy_reader(self, table: str, records: TableSource) -> TableSource:
+        """A reader of ``table`` as COPY lines of its columns but the generated ones.
+
+        Generated columns are left out: the target computes them and refuses values for them.
+        """
+        assert records.schema is not None
+        await records.aclose()
+        dsn, chunk_size, retries, retry_max_time = self._reading
+        reader = TableSource(
+            dsn,
+            table,
+            columns=copied_columns(records.schema),
+            chunk_size=chunk_size,
+            snapshot=self.snapshot,
+            format="copy",
+            retries=retries,
+            retry_max_time=retry_max_time,
+        )
+        await reader.open()
+        return reader
 
     async def check(self) -> list[Problem]:
         """Whether the role may read each table; stops at a server it cannot reach."""
@@ -233,7 +290,7 @@ class TablesSource(Source[TableRow]):
                 if self.snapshot and chunk.position is None:
                     mark = _DONE
                 positions[table] = mark
-                rows = [TableRow(table, values) for values in chunk.records]
+                rows = list(map(TableRow, repeat(table), chunk.records))
                 yield Chunk(rows, dict(positions))
 
 
@@ -282,6 +339,8 @@ class TablesSink(Sink[TableRow]):
         await probe.open()
         await probe.aclose()
         keyed = probe.schema is not None and bool(probe.schema.primary_key)
+        # COPY lines of a keyed table fill the source's columns in its order, whatever the target's.
+        columns = copied_columns(probe.schema) if keyed and probe.schema is not None else None
         sink = PostgresSink(
             self.dsn.url,
             table,
@@ -293,6 +352,7 @@ class TablesSink(Sink[TableRow]):
             create=True,
             source_dsn=self.source_dsn.url,
             source_table=table,
+            columns=columns,
             retries=self._retry[0],
             retry_max_time=self._retry[1],
         )
@@ -358,14 +418,7 @@ class TablesSink(Sink[TableRow]):
     async def _write(
         self, rows: Sequence[TableRow], checkpoint: Checkpoint | None, settle: Settle | None
     ) -> list[Reject]:
-        by_table: dict[str, list[Mapping[str, Any]]] = {}
-        for row in rows:
-            if row.table not in self.sinks:
-                raise PermanentError(
-                    f"row of table {row.table!r}, which is not among the "
-                    f"sink's tables {self.tables}; add it to tables"
-                )
-            by_table.setdefault(row.table, []).append(row.values)
+        by_table = self._by_table(rows)
         plans = []
         rejects: list[Reject] = []
         for table, records in by_table.items():
@@ -392,6 +445,25 @@ class TablesSink(Sink[TableRow]):
                 raise PermanentError(f"cannot write rows: {type(exc).__name__}: {exc}") from exc
         await self._commit(plans, checkpoint, settle, rejects + bad)
         return rejects + bad
+
+    def _by_table(self, rows: Sequence[TableRow]) -> dict[str, list[Any]]:
+        """The values of ``rows`` by table, in order.
+
+        :raises PermanentError: for a row of a table the sink does not write.
+        """
+        tables = set(map(_TABLE, rows))  # a batch is mostly one table's: mapped in C
+        unknown = sorted(tables - self.sinks.keys())
+        if unknown:
+            raise PermanentError(
+                f"row of table {unknown[0]!r}, which is not among the "
+                f"sink's tables {self.tables}; add it to tables"
+            )
+        if len(tables) == 1:
+            return {tables.pop(): list(map(_VALUES, rows))}
+        by_table: dict[str, list[Any]] = {}
+        for row in rows:
+            by_table.setdefault(row.table, []).append(row.values)
+        return by_table
 
     async def _commit(
         self,

@@ -131,26 +131,77 @@ RECORD_CASES = [
 ]
 
 
+def example_reading(form: str, tmp_path: Path) -> Path:
+    """The example, its source reading ``form`` (``copy`` as shipped, or ``records``)."""
+    spec = EXAMPLE.read_text()
+    assert 'format = "copy"' in spec
+    path = tmp_path / "pg_copy.toml"
+    path.write_text(spec.replace('format = "copy"', f'format = "{form}"'))
+    return path
+
+
+async def test_pg_copy_keeps_every_value_of_every_type(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example as shipped (COPY lines), all types in one table: row n holds each value n."""
+    depth = max(len(values) for _, values in TYPES.values()) + 1
+    columns = ", ".join(f"v_{name} {sql_type}" for name, (sql_type, _) in TYPES.items())
+    inserts = ", ".join(
+        "("
+        + ", ".join([str(n), *(v[n] if n < len(v) else "NULL" for _, v in TYPES.values())])
+        + ")"
+        for n in range(depth)
+    )
+    await execute(
+        pg_database,
+        SETUP
+        + f"CREATE TABLE t (id integer PRIMARY KEY, {columns}); INSERT INTO t VALUES {inserts}",
+    )
+    target = await make_target(pg_database)
+    try:
+        monkeypatch.setenv("SOURCE_DSN", pg_database)
+        monkeypatch.setenv("TARGET_DSN", target)
+        monkeypatch.setenv("TABLES", "t")
+        stats = await build_pipeline(EXAMPLE).run()
+        assert await rows(target, ROWS) == await rows(pg_database, ROWS)
+        assert (stats.records_out, stats.unchanged) == (depth, 0)
+        # Again, with one row missing in the target: only that row is written.
+        await execute(target, "DELETE FROM t WHERE id = 1")
+        kept = await rows(target, VERSIONS)
+        stats = await build_pipeline(EXAMPLE).run()
+        assert await rows(target, ROWS) == await rows(pg_database, ROWS)
+        assert [row for row in await rows(target, VERSIONS) if row[0] != 1] == kept
+        assert (stats.records_out, stats.unchanged) == (1, depth - 1)
+        types = "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 ORDER BY attnum"
+        assert await rows(target, types) == await rows(pg_database, types)
+    finally:
+        await drop(pg_database, target)
+
+
 @pytest.mark.parametrize("name", RECORD_CASES)
-async def test_pg_copy_records_keep_every_value(
-    name: str, pg_database: str, monkeypatch: pytest.MonkeyPatch
+async def test_pg_copy_reading_records_keeps_every_value(
+    name: str, pg_database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     sql_type, values = TYPES[name]
+    spec = example_reading("records", tmp_path)
     await make_source(pg_database, sql_type, values)
     target = await make_target(pg_database)
     try:
         monkeypatch.setenv("SOURCE_DSN", pg_database)
         monkeypatch.setenv("TARGET_DSN", target)
         monkeypatch.setenv("TABLES", "t")
-        await build_pipeline(EXAMPLE).run()
+        first = build_pipeline(spec)
+        stats = await first.run()
         assert await rows(target, ROWS) == await rows(pg_database, ROWS)
+        assert (stats.records_out, stats.unchanged) == (len(values) + 1, 0)
         # A second run merges every row again, compared in the server as text: only
         # the row missing from the target is written, no other is rewritten.
         await execute(target, "DELETE FROM t WHERE id = 1")
         kept = await rows(target, VERSIONS)
-        await build_pipeline(EXAMPLE).run()
+        stats = await build_pipeline(spec).run()
         assert await rows(target, ROWS) == await rows(pg_database, ROWS)
         assert (await rows(target, VERSIONS))[1:] == kept
+        assert (stats.records_out, stats.unchanged) == (1, len(values))
         column = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'v'"
         assert await rows(target, column) == await rows(pg_database, column)
     finally:
@@ -191,6 +242,29 @@ async def test_pg_copy_writes_into_an_existing_target_without_a_hash_column(
         assert await rows(target, VERSIONS) == written
         columns = "SELECT attname FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0"
         assert await rows(target, columns) == [("id",), ("v",), ("j",)]
+    finally:
+        await drop(pg_database, target)
+
+
+async def test_pg_copy_fills_a_target_whose_columns_are_in_another_order(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await execute(
+        pg_database,
+        "CREATE TABLE t (id integer PRIMARY KEY, a text, b integer);"
+        "INSERT INTO t VALUES (1, 'x', 10), (2, NULL, 20)",
+    )
+    target = await make_target(pg_database)
+    try:
+        await execute(target, "CREATE TABLE t (b integer, a text, id integer PRIMARY KEY)")
+        monkeypatch.setenv("SOURCE_DSN", pg_database)
+        monkeypatch.setenv("TARGET_DSN", target)
+        monkeypatch.setenv("TABLES", "t")
+        await build_pipeline(EXAMPLE).run()
+        assert await rows(target, "SELECT id, a, b FROM t ORDER BY id") == [
+            (1, "x", 10),
+            (2, None, 20),
+        ]
     finally:
         await drop(pg_database, target)
 
