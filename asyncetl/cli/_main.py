@@ -50,6 +50,7 @@ from asyncetl.cli._common import (
 )
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
+from asyncetl.cli._outcome import outcome_now, record_outcome
 from asyncetl.cli._progress import show_progress
 from asyncetl.cli._status import add_command as add_status_command
 from asyncetl.core.errors import RESET_HINT
@@ -234,6 +235,21 @@ async def _run(args: argparse.Namespace) -> int:
     pipeline.log_progress = not args.no_progress and not live
     signals: list[str] = []
     try:
+        stats = await _run_beside_shells(pipeline, args, signals, live=live)
+    except Exception as exc:
+        await record_outcome(pipeline, outcome_now("failed", exc))
+        raise
+    stopped = stats.stopped_early or bool(signals)
+    await record_outcome(pipeline, outcome_now("stopped" if stopped else "finished"))
+    print(_summary(pipeline, stats, signals))
+    return EXIT_INTERRUPTED if stats.stopped_early else EXIT_OK
+
+
+async def _run_beside_shells(
+    pipeline: Pipeline, args: argparse.Namespace, signals: list[str], *, live: bool
+) -> RunStats:
+    """Run ``pipeline`` with its signal handler, status server and live display."""
+    try:
         async with anyio.create_task_group() as tg:
             await tg.start(on_signals, functools.partial(_stop, pipeline, signals))
             if args.status_port is not None:
@@ -256,8 +272,7 @@ async def _run(args: argparse.Namespace) -> int:
         if len(group.exceptions) == 1:
             raise group.exceptions[0]  # noqa: B904 -- keeps the error's own cause chain
         raise
-    print(_summary(pipeline, stats, signals))
-    return EXIT_INTERRUPTED if stats.stopped_early else EXIT_OK
+    return stats
 
 
 def _stop(pipeline: Pipeline, received: list[str], name: str) -> None:
