@@ -1,10 +1,11 @@
 """``python -m asyncetl status SPEC``: where a pipeline stands, without running it.
 
 It reads the committed position from the pipeline's checkpoint store with when it
-was saved, and how the last ``run`` ended (recorded there too), counts its dead letters, asks a running pipeline's status endpoint (``--url``, by default
-the one ``run --status-port 9108`` serves) for its live figures when it answers,
-and for a CDC source adds the slot's lag and whether a consumer holds it (during
-a snapshot too). ``--json`` prints the same as one JSON document.
+was saved, and how the last ``run`` ended (recorded there too), counts its dead
+letters, asks a running pipeline's status endpoint (``--url``, by default the one
+``run --status-port 9108`` serves) for its live figures when it answers, and for a
+CDC source adds the slot's lag and whether a consumer holds it (during a snapshot
+too). ``--json`` prints the same as one JSON document.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar, cast
 
 from anyio.abc import ObjectSendStream
 
@@ -89,7 +89,8 @@ class RunOutcome:
         state, time, error = value.get("state"), value.get("time"), value.get("error")
         if state not in ("finished", "stopped", "failed") or not isinstance(time, str):
             return None
-        return cls(state, datetime.fromisoformat(time), error if isinstance(error, str) else None)
+        known = cast('Literal["finished", "stopped", "failed"]', state)
+        return cls(known, datetime.fromisoformat(time), error if isinstance(error, str) else None)
 
 
 #: The source name under which :meth:`CheckpointStore.save_outcome` keeps a run's
