@@ -164,7 +164,7 @@ async def test_upstream_lag_is_each_partitions_high_watermark_minus_the_next_off
     await single.produce_json(0, 10)
     src = source(single)
     part = f"{single.name}/0"
-    async with src, aclosing(src.read(None, max_chunk=4)) as chunks:
+    async with src, aclosing(src.read(None, max_chunk=4)) as chunks:  # type: ignore[type-var]
         assert list(src.upstream_lag()) == []
         read = len((await anext(chunks)).records)
         assert list(src.upstream_lag()) == [Lag(float(10 - read), "records", part)]
