@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 import anyio
@@ -182,6 +184,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="address for --status-port (default 127.0.0.1)",
     )
+    run.add_argument(
+        "--otel-endpoint",
+        metavar="URL",
+        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        help="send metrics and batch spans over OTLP/HTTP to this collector (needs "
+        "asyncetl[otel]; default $OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
     run.set_defaults(command=_run)
     validate = commands.add_parser(
         "validate",
@@ -248,9 +257,9 @@ async def _run(args: argparse.Namespace) -> int:
 async def _run_beside_shells(
     pipeline: Pipeline, args: argparse.Namespace, signals: list[str], *, live: bool
 ) -> RunStats:
-    """Run ``pipeline`` with its signal handler, status server and live display."""
+    """Run ``pipeline`` with its signal handler, status server, live display and export."""
     try:
-        async with anyio.create_task_group() as tg:
+        async with _otlp_export(pipeline, args.otel_endpoint), anyio.create_task_group() as tg:
             await tg.start(on_signals, functools.partial(_stop, pipeline, signals))
             if args.status_port is not None:
                 port = await tg.start(
@@ -273,6 +282,14 @@ async def _run_beside_shells(
             raise group.exceptions[0]  # noqa: B904 -- keeps the error's own cause chain
         raise
     return stats
+
+
+def _otlp_export(pipeline: Pipeline, endpoint: str | None) -> AbstractAsyncContextManager[None]:
+    if endpoint is None:
+        return nullcontext()
+    from asyncetl.status._otlp import open_otlp_export  # the optional otel extra
+
+    return open_otlp_export(pipeline, endpoint)
 
 
 def _stop(pipeline: Pipeline, received: list[str], name: str) -> None:
