@@ -198,6 +198,9 @@ async def test_the_manifest_is_the_checkpoint_and_a_rerun_adds_nothing(tmp_path:
     manifest = orjson.loads((out / "_asyncetl_manifest.json").read_bytes())
     assert manifest["checkpoints"] == {"numbers": {"numbers": 25}}
     assert len(manifest["files"]) == 6
+    saved = await ParquetCheckpointStore(str(out)).saved_at("numbers", "numbers")
+    assert saved is not None
+    assert saved.isoformat() == manifest["saved_at"]["numbers"]["numbers"]
     assert read(out, "n", "twice") == sorted(((n, 2 * n) for n in range(25)), key=repr)
     with capture_logs():
         again = await pipeline(out, 25).run()
