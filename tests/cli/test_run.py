@@ -287,4 +287,10 @@ def test_second_signal_stops_at_once(project: Path) -> None:
     assert out.startswith(
         "pipeline ticks stopped before draining (what was not committed is read again next run) in "
     )
-    assert not (project / "checkpoints.json").exists()
+    # No position was committed; only the run's outcome was recorded.
+    stored = json.loads((project / "checkpoints.json").read_text())["checkpoints"]
+    assert list(stored) == ["ticks"] and list(stored["ticks"]) == ["~run outcome"]
+    assert (stored["ticks"]["~run outcome"]["state"], stored["ticks"]["~run outcome"]["error"]) == (
+        "stopped",
+        None,
+    )
