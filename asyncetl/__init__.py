@@ -41,6 +41,7 @@ from asyncetl.core.interfaces import FailurePolicy as FailurePolicy
 from asyncetl.core.interfaces import LetterFilter as LetterFilter
 from asyncetl.core.interfaces import Problem as Problem
 from asyncetl.core.interfaces import Resource as Resource
+from asyncetl.core.interfaces import RunOutcome as RunOutcome
 from asyncetl.core.interfaces import Settle as Settle
 from asyncetl.core.interfaces import Sink as Sink
 from asyncetl.core.interfaces import Source as Source
@@ -105,6 +106,7 @@ __all__ = [
     "ReplayResult",
     "Resource",
     "RetryPolicy",
+    "RunOutcome",
     "RunStats",
     "Settle",
     "Sink",

@@ -50,6 +50,7 @@ PUBLIC: dict[str, list[str]] = {
         "ReplayResult",
         "Resource",
         "RetryPolicy",
+        "RunOutcome",
         "RunStats",
         "Settle",
         "Sink",

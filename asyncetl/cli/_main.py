@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 import anyio
@@ -50,6 +52,7 @@ from asyncetl.cli._common import (
 )
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
 from asyncetl.cli._flow import add_commands as add_flow_commands
+from asyncetl.cli._outcome import outcome_now, record_outcome
 from asyncetl.cli._progress import show_progress
 from asyncetl.cli._status import add_command as add_status_command
 from asyncetl.core.errors import RESET_HINT
@@ -181,6 +184,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="address for --status-port (default 127.0.0.1)",
     )
+    run.add_argument(
+        "--otel-endpoint",
+        metavar="URL",
+        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        help="send metrics and batch spans over OTLP/HTTP to this collector (needs "
+        "asyncetl[otel]; default $OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
     run.set_defaults(command=_run)
     validate = commands.add_parser(
         "validate",
@@ -234,7 +244,22 @@ async def _run(args: argparse.Namespace) -> int:
     pipeline.log_progress = not args.no_progress and not live
     signals: list[str] = []
     try:
-        async with anyio.create_task_group() as tg:
+        stats = await _run_beside_shells(pipeline, args, signals, live=live)
+    except Exception as exc:
+        await record_outcome(pipeline, outcome_now("failed", exc))
+        raise
+    stopped = stats.stopped_early or bool(signals)
+    await record_outcome(pipeline, outcome_now("stopped" if stopped else "finished"))
+    print(_summary(pipeline, stats, signals))
+    return EXIT_INTERRUPTED if stats.stopped_early else EXIT_OK
+
+
+async def _run_beside_shells(
+    pipeline: Pipeline, args: argparse.Namespace, signals: list[str], *, live: bool
+) -> RunStats:
+    """Run ``pipeline`` with its signal handler, status server, live display and export."""
+    try:
+        async with _otlp_export(pipeline, args.otel_endpoint), anyio.create_task_group() as tg:
             await tg.start(on_signals, functools.partial(_stop, pipeline, signals))
             if args.status_port is not None:
                 from asyncetl.status import serve_status  # with its HTTP stack, only when asked
@@ -258,8 +283,15 @@ async def _run(args: argparse.Namespace) -> int:
         if len(group.exceptions) == 1:
             raise group.exceptions[0]  # noqa: B904 -- keeps the error's own cause chain
         raise
-    print(_summary(pipeline, stats, signals))
-    return EXIT_INTERRUPTED if stats.stopped_early else EXIT_OK
+    return stats
+
+
+def _otlp_export(pipeline: Pipeline, endpoint: str | None) -> AbstractAsyncContextManager[None]:
+    if endpoint is None:
+        return nullcontext()
+    from asyncetl.status._otlp import open_otlp_export  # the optional otel extra
+
+    return open_otlp_export(pipeline, endpoint)
 
 
 def _stop(pipeline: Pipeline, received: list[str], name: str) -> None:

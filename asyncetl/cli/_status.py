@@ -1,15 +1,17 @@
 """``python -m asyncetl status SPEC``: where a pipeline stands, without running it.
 
-It reads the committed position from the pipeline's checkpoint store, counts its
-dead letters, asks a running pipeline's status endpoint (``--url``, by default
-the one ``run --status-port 9108`` serves) for its live figures when it answers,
-and for a CDC source adds the slot's lag and whether a consumer holds it (during
-a snapshot too). ``--json`` prints the same as one JSON document.
+It reads the committed position from the pipeline's checkpoint store with when it
+was saved, and how the last ``run`` ended (recorded there too), counts its dead
+letters, asks a running pipeline's status endpoint (``--url``, by default the one
+``run --status-port 9108`` serves) for its live figures when it answers, and for a
+CDC source adds the slot's lag and whether a consumer holds it (during a snapshot
+too). ``--json`` prints the same as one JSON document.
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -51,7 +53,7 @@ async def _status(args: argparse.Namespace) -> int:
     document: dict[str, Any] = {
         "pipeline": pipeline.name,
         "source": pipeline.source.name,
-        "position": await _position(pipeline),
+        **await _committed(pipeline),
         "dead_letters": await _dead_letters(pipeline),
         "endpoint": {"url": args.url, "status": await read_status(args.url)},
     }
@@ -63,14 +65,29 @@ async def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _position(pipeline: Pipeline) -> JsonValue:
-    if isinstance(pipeline.checkpoints, MemoryCheckpointStore):
-        return None
-    await pipeline.checkpoints.open()
+async def _committed(pipeline: Pipeline) -> dict[str, JsonValue]:
+    """The committed position, when it was saved and its age, and the last run's outcome."""
+    found: dict[str, JsonValue] = {
+        "position": None,
+        "saved_at": None,
+        "age_s": None,
+        "last_run": None,
+    }
+    store = pipeline.checkpoints
+    if isinstance(store, MemoryCheckpointStore):
+        return found
+    await store.open()
     try:
-        return await pipeline.checkpoints.load(pipeline.name, pipeline.source.name)
+        found["position"] = await store.load(pipeline.name, pipeline.source.name)
+        saved_at = await store.saved_at(pipeline.name, pipeline.source.name)
+        outcome = await store.load_outcome(pipeline.name)
     finally:
-        await pipeline.checkpoints.aclose()
+        await store.aclose()
+    if saved_at is not None:
+        found["saved_at"] = saved_at.isoformat()
+        found["age_s"] = round((datetime.now(UTC) - saved_at).total_seconds(), 1)
+    found["last_run"] = None if outcome is None else outcome.to_json()
+    return found
 
 
 async def _dead_letters(pipeline: Pipeline) -> int | None:
@@ -101,6 +118,8 @@ def status_text(document: dict[str, Any]) -> str:
     lines = [
         f"pipeline {document['pipeline']} (source {document['source']})",
         f"  position      {'none' if position is None else _json(position)}",
+        f"  saved         {_saved(document)}",
+        f"  last run      {_last_run(document['last_run'])}",
         f"  dead_letters  {'no store' if letters is None else letters}",
     ]
     endpoint = document["endpoint"]
@@ -113,6 +132,24 @@ def status_text(document: dict[str, Any]) -> str:
     if cdc is not None:
         lines += _cdc_lines(cdc)
     return "\n".join(lines)
+
+
+def _saved(document: dict[str, Any]) -> str:
+    if document["saved_at"] is None:
+        return "never" if document["position"] is None else "at an unrecorded time"
+    return f"{_when(document['saved_at'])} ({duration(document['age_s'])} ago)"
+
+
+def _last_run(outcome: dict[str, Any] | None) -> str:
+    if outcome is None:
+        return "none recorded"
+    line = f"{outcome['state']} at {_when(outcome['time'])}"
+    return line if outcome["error"] is None else f"{line}: {outcome['error']}"
+
+
+def _when(iso: str) -> str:
+    """An ISO time as ``2026-12-03 07:59:01 UTC``."""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _live_lines(live: dict[str, Any], url: str) -> list[str]:

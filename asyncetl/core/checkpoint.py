@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -25,7 +26,9 @@ class JsonFileCheckpointStore(CheckpointStore):
     A save writes a temporary file beside the target, fsyncs it, renames it over
     the target and fsyncs the directory, so a crash leaves either the old or the
     new file, never a torn one. A file that exists but cannot be read is an
-    error, never a silent restart from the beginning.
+    error, never a silent restart from the beginning. Each position's save time
+    is kept beside it under ``saved_at``; files written before that key existed
+    stay readable (their times are unknown until the next save).
 
     :param path: the JSON file; its directory must exist.
     """
@@ -33,6 +36,7 @@ class JsonFileCheckpointStore(CheckpointStore):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._data: dict[str, dict[str, JsonValue]] | None = None
+        self._saved_at: dict[str, dict[str, JsonValue]] = {}
         self._lock = anyio.Lock()
 
     async def check(self) -> list[Problem]:
@@ -51,24 +55,34 @@ class JsonFileCheckpointStore(CheckpointStore):
         data = await self._loaded()
         return data.get(pipeline, {}).get(source)
 
+    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
+        await self._loaded()
+        saved = self._saved_at.get(pipeline, {}).get(source)
+        return datetime.fromisoformat(saved) if isinstance(saved, str) else None
+
     async def save(self, checkpoint: Checkpoint) -> None:
         async with self._lock:
             data = await self._loaded()
             data.setdefault(checkpoint.pipeline, {})[checkpoint.source] = checkpoint.position
-            document = {"format": _FORMAT, "checkpoints": data}
+            times = self._saved_at.setdefault(checkpoint.pipeline, {})
+            times[checkpoint.source] = datetime.now(UTC).isoformat()
+            document = {"format": _FORMAT, "checkpoints": data, "saved_at": self._saved_at}
             await anyio.to_thread.run_sync(_write_atomically, self.path, orjson.dumps(document))
 
     async def _loaded(self) -> dict[str, dict[str, JsonValue]]:
         if self._data is None:
-            self._data = await anyio.to_thread.run_sync(_read_checkpoints, self.path)
+            document = await anyio.to_thread.run_sync(_read_document, self.path)
+            self._data = document["checkpoints"]
+            saved_at = document.get("saved_at")
+            self._saved_at = saved_at if isinstance(saved_at, dict) else {}
         return self._data
 
 
-def _read_checkpoints(path: Path) -> dict[str, dict[str, JsonValue]]:
+def _read_document(path: Path) -> dict[str, dict[str, dict[str, JsonValue]]]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return {}
+        return {"checkpoints": {}}
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint file {path}: {exc.strerror}") from exc
     try:
@@ -84,7 +98,7 @@ def _read_checkpoints(path: Path) -> dict[str, dict[str, JsonValue]]:
             f"checkpoint file {path} is not an asyncetl checkpoint file (format {_FORMAT}); "
             "restore it from a backup or delete it to start over from the beginning"
         )
-    return checkpoints
+    return document  # type: ignore[no-any-return]
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

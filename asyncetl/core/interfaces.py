@@ -22,7 +22,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, Protocol, Self, TypeAlias, TypeVar, cast
 
 from anyio.abc import ObjectSendStream
 
@@ -40,6 +40,7 @@ __all__ = [
     "Problem",
     "Reject",
     "Resource",
+    "RunOutcome",
     "Settle",
     "Sink",
     "Source",
@@ -60,6 +61,41 @@ class Checkpoint:
     pipeline: str
     source: str
     position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How the last run of a pipeline ended, as ``status`` shows it.
+
+    :param state: ``finished`` (the source ran out), ``stopped`` (a signal or
+        :meth:`~asyncetl.Pipeline.stop`) or ``failed``.
+    :param time: when the run ended (UTC).
+    :param error: the one-line error of a failed run, else ``None``.
+    """
+
+    state: Literal["finished", "stopped", "failed"]
+    time: datetime
+    error: str | None = None
+
+    def to_json(self) -> dict[str, JsonValue]:
+        """The outcome as a JSON object (``time`` in ISO 8601)."""
+        return {"state": self.state, "time": self.time.isoformat(), "error": self.error}
+
+    @classmethod
+    def from_json(cls, value: JsonValue) -> RunOutcome | None:
+        """The outcome :meth:`to_json` made, or ``None`` for anything else."""
+        if not isinstance(value, dict):
+            return None
+        state, time, error = value.get("state"), value.get("time"), value.get("error")
+        if state not in ("finished", "stopped", "failed") or not isinstance(time, str):
+            return None
+        known = cast('Literal["finished", "stopped", "failed"]', state)
+        return cls(known, datetime.fromisoformat(time), error if isinstance(error, str) else None)
+
+
+#: The source name under which :meth:`CheckpointStore.save_outcome` keeps a run's
+#: outcome; the tilde and space keep it apart from any real source's name.
+OUTCOME_SOURCE = "~run outcome"
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +400,26 @@ class CheckpointStore(Resource, abc.ABC):
     @abc.abstractmethod
     async def save(self, checkpoint: Checkpoint) -> None:
         """Durably replace the committed position."""
+
+    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
+        """When the committed position was saved (UTC), or ``None``.
+
+        ``None`` also when the store does not record the time, or the position
+        was saved by a version that did not. A store that can should override this.
+        """
+        return None
+
+    async def save_outcome(self, pipeline: str, outcome: RunOutcome) -> None:
+        """Durably record how the last run of ``pipeline`` ended.
+
+        By default it is kept as the position of a reserved source name, so every
+        store that saves positions keeps outcomes too.
+        """
+        await self.save(Checkpoint(pipeline, OUTCOME_SOURCE, outcome.to_json()))
+
+    async def load_outcome(self, pipeline: str) -> RunOutcome | None:
+        """How the last recorded run of ``pipeline`` ended, or ``None`` if none was."""
+        return RunOutcome.from_json(await self.load(pipeline, OUTCOME_SOURCE))
 
 
 class DeadLetterStore(Resource, abc.ABC):

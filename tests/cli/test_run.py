@@ -181,7 +181,11 @@ def test_runtime_failure_is_one_line(project: Path) -> None:
         "error: stage 'invert' failed on the batch ending at position {'path': 'in.jsonl', 'offset': 32}: ValueError: bad record 3"
     )
     assert [json.loads(line)["event"] for line in logs] == ["starting"]
-    assert not (project / "checkpoints.json").exists()
+    # No position was committed; only the run's outcome was recorded.
+    stored = json.loads((project / "checkpoints.json").read_text())["checkpoints"]
+    assert list(stored) == ["files"] and list(stored["files"]) == ["~run outcome"]
+    outcome = stored["files"]["~run outcome"]
+    assert (outcome["state"], outcome["error"]) == ("failed", last.removeprefix("error: "))
 
 
 def test_a_setting_a_stage_rejects_while_running_exits_2_with_its_own_message(
@@ -283,4 +287,10 @@ def test_second_signal_stops_at_once(project: Path) -> None:
     assert out.startswith(
         "pipeline ticks stopped before draining (what was not committed is read again next run) in "
     )
-    assert not (project / "checkpoints.json").exists()
+    # No position was committed; only the run's outcome was recorded.
+    stored = json.loads((project / "checkpoints.json").read_text())["checkpoints"]
+    assert list(stored) == ["ticks"] and list(stored["ticks"]) == ["~run outcome"]
+    assert (stored["ticks"]["~run outcome"]["state"], stored["ticks"]["~run outcome"]["error"]) == (
+        "stopped",
+        None,
+    )

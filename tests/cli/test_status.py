@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.cli.helpers import FILES_SPEC, HELPERS, INPUT, cli, spawn
@@ -34,27 +35,78 @@ def free_port() -> int:
         return port
 
 
-def test_status_of_a_stopped_pipeline_shows_its_position_and_dead_letters(tmp_path: Path) -> None:
+def when(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ages(saved: datetime, before: datetime, after: datetime) -> set[str]:
+    """Every age line ``status`` may print for a position saved at ``saved``, asked between."""
+    low = round((before - saved).total_seconds(), 1)
+    high = round((after - saved).total_seconds(), 1) + 0.1
+    tenths = range(round(low * 10), round(high * 10) + 1)
+    return {f"  saved         {when(saved.isoformat())} ({n / 10:.1f} s ago)" for n in tenths}
+
+
+def test_status_of_a_stopped_pipeline_shows_its_position_its_age_and_the_last_run(
+    tmp_path: Path,
+) -> None:
     project = files_project(tmp_path)
     assert cli(project, "run", "pipeline.toml").returncode == 0
+    stored = json.loads((project / "checkpoints.json").read_text())
+    saved = datetime.fromisoformat(stored["saved_at"]["files"]["jsonl"])
+    outcome = stored["checkpoints"]["files"]["~run outcome"]
+    assert (outcome["state"], outcome["error"]) == ("finished", None)
     url = f"http://127.0.0.1:{free_port()}"
+    before = datetime.now(UTC)
     result = cli(project, "status", "pipeline.toml", "--url", url)
+    after = datetime.now(UTC)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.splitlines() == [
+    lines = result.stdout.splitlines()
+    assert lines[2] in ages(saved, before, after)
+    assert lines[:2] + lines[3:] == [
         "pipeline files (source jsonl)",
         '  position      {"path":"in.jsonl","offset":33}',
+        f"  last run      finished at {when(outcome['time'])}",
         "  dead_letters  2",
         f"  running       not answering at {url}",
     ]
     result = cli(project, "status", "pipeline.toml", "--url", url, "--json")
-    assert json.loads(result.stdout) == {
+    document = json.loads(result.stdout)
+    assert 0 < document.pop("age_s") < 60
+    assert document == {
         "pipeline": "files",
         "source": "jsonl",
         "position": {"path": "in.jsonl", "offset": 33},
+        "saved_at": saved.isoformat(),
+        "last_run": outcome,
         "dead_letters": 2,
         "endpoint": {"url": url, "status": None},
         "cdc": None,
     }
+
+
+def test_status_shows_a_failed_run_with_its_one_line_error(tmp_path: Path) -> None:
+    project = files_project(tmp_path)
+    spec = (project / "pipeline.toml").read_text()
+    (project / "failing.toml").write_text(spec.replace('on_error = "dead_letter"', ""))
+    run = cli(project, "run", "failing.toml")
+    assert run.returncode == 1
+    error = run.stderr.splitlines()[-1].removeprefix("error: ")
+    stored = json.loads((project / "checkpoints.json").read_text())
+    outcome = stored["checkpoints"]["files"]["~run outcome"]
+    assert (outcome["state"], outcome["error"]) == ("failed", error)
+    url = f"http://127.0.0.1:{free_port()}"
+    lines = cli(project, "status", "failing.toml", "--url", url).stdout.splitlines()
+    assert lines[1:5] == [
+        "  position      none",
+        "  saved         never",
+        f"  last run      failed at {when(outcome['time'])}: {error}",
+        "  dead_letters  0",
+    ]
+    assert error == (
+        "stage 'invert' failed on the batch ending at position "
+        "{'path': 'in.jsonl', 'offset': 33}: ZeroDivisionError: division by zero"
+    )
 
 
 def test_status_of_a_running_pipeline_adds_its_live_figures(tmp_path: Path) -> None:
@@ -66,18 +118,20 @@ def test_status_of_a_running_pipeline_adds_its_live_figures(tmp_path: Path) -> N
         deadline = time.monotonic() + 15
         while True:
             lines = cli(project, "status", "ticking:pipeline", "--url", url).stdout.splitlines()
-            committed = len(lines) > 6 and lines[6] != "  last commit   none yet"
+            committed = len(lines) > 8 and lines[8] != "  last commit   none yet"
             if committed or time.monotonic() > deadline:
                 break
-        assert lines[:4] == [
+        assert lines[:6] == [
             "pipeline ticking (source ticker)",
             "  position      none",
+            "  saved         never",
+            "  last run      none recorded",
             "  dead_letters  no store",
             f"  running       running at {url}: ready",
         ]
-        assert lines[4].startswith("  records/s     ")
-        assert lines[5].startswith("  records       in ")
-        assert lines[6].startswith("  last commit   ") and lines[6].endswith(" s ago")
+        assert lines[6].startswith("  records/s     ")
+        assert lines[7].startswith("  records       in ")
+        assert lines[8].startswith("  last commit   ") and lines[8].endswith(" s ago")
     finally:
         process.terminate()
         process.communicate(timeout=30)

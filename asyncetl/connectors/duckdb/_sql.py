@@ -36,6 +36,7 @@ class CheckpointSql:
     create: str
     load: str
     save: str
+    saved_at: str
 
     @classmethod
     def of(cls, table: str) -> CheckpointSql:
@@ -47,6 +48,7 @@ class CheckpointSql:
                 "updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (pipeline, source))"
             ),
             load=f"SELECT position FROM {t} WHERE pipeline = ? AND source = ?",  # noqa: S608
+            saved_at=f"SELECT updated_at FROM {t} WHERE pipeline = ? AND source = ?",  # noqa: S608
             save=(
                 f"INSERT INTO {t} (pipeline, source, position, updated_at) "  # noqa: S608
                 "VALUES (?, ?, ?, now()) ON CONFLICT (pipeline, source) DO UPDATE SET "

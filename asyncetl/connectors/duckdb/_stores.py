@@ -87,6 +87,16 @@ class DuckDBCheckpointStore(CheckpointStore):
             ) from exc
         return position
 
+    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
+        """When the committed position was saved (its ``updated_at``), or ``None``."""
+        await self.open()
+
+        def select(conn: duckdb.DuckDBPyConnection) -> datetime | None:
+            rows = conn.execute(self.sql.saved_at, [pipeline, source]).fetchall()
+            return rows[0][0].astimezone(UTC) if rows else None
+
+        return await self._db.run(select, what=f"checkpoint time from table {self.table!r}")
+
     async def save(self, checkpoint: Checkpoint) -> None:
         """Replace the committed position of the checkpoint's pipeline and source."""
         await self.open()

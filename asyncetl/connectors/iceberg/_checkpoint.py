@@ -9,7 +9,7 @@ from asyncetl.connectors.iceberg._catalog import CatalogSettings, describe
 from asyncetl.connectors.iceberg._ledger import marks_in, resume_point
 from asyncetl.core.batch import Position
 from asyncetl.core.errors import AsyncetlError, CheckpointError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Problem
+from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Problem, RunOutcome
 
 __all__ = ["IcebergCheckpointStore"]
 
@@ -73,6 +73,9 @@ class IcebergCheckpointStore(CheckpointStore):
                 f"{self.catalog.name!r}: {describe(exc)}"
             ) from exc
         return resume_point(marks)[0]
+
+    async def save_outcome(self, pipeline: str, outcome: RunOutcome) -> None:
+        """Not recorded: this store keeps nothing but what the sink commits with its data."""
 
     async def save(self, checkpoint: Checkpoint) -> None:
         """Refused: positions reach Iceberg only in the commits of the data up to them.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 import aiokafka.errors as kerr
@@ -22,6 +22,7 @@ from asyncetl.core.batch import Chunk, JsonValue, Position, Reject
 from asyncetl.core.errors import ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.logs import get_logger
+from asyncetl.core.observe import Lag
 from asyncetl.core.settings_check import nonempty, positive_seconds, retry_policy
 
 __all__ = ["KafkaSource", "Start"]
@@ -224,6 +225,20 @@ class KafkaSource(Source[Any]):
             assert isinstance(partitions, dict)
             partitions[str(tp.partition)] = offsets[tp]
         return {"group": self.group, "offsets": topics}
+
+    def upstream_lag(self) -> Sequence[Lag]:
+        """Records behind per partition read: its high watermark, as last fetched, minus
+        the next offset to read; part ``topic/partition``. Partitions not fetched yet
+        are left out."""
+        consumer = self._consumer
+        if consumer is None:
+            return ()
+        lag: list[Lag] = []
+        for tp in sorted(self._ownership.reading):
+            highwater, position = consumer.highwater(tp), self._next.get(tp)
+            if highwater is not None and position is not None:
+                lag.append(Lag(float(max(0, highwater - position)), "records", _part(tp)))
+        return lag
 
     def decode(self, raw: JsonValue) -> Any:
         """A dead-lettered message back as a record.
@@ -495,6 +510,10 @@ class _Ownership:
         """Stop waiting for commits: the source is closing."""
         self._closing = True
         self._progress.set()
+
+
+def _part(tp: TopicPartition) -> str:
+    return f"{tp.topic}/{tp.partition}"
 
 
 def _names(partitions: Iterable[TopicPartition]) -> str:

@@ -11,6 +11,7 @@ name starts with ``_``, which dataset readers skip.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import anyio.to_thread
 import orjson
@@ -31,6 +32,9 @@ class Manifest:
 
     files: list[str] = field(default_factory=list)
     checkpoints: dict[str, dict[str, Position]] = field(default_factory=dict)
+    #: pipeline → source → when its position was committed (ISO 8601); manifests
+    #: written before this was kept have none, and read as unknown times.
+    saved_at: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, storage: Storage, where: str) -> Manifest:
@@ -56,11 +60,16 @@ class Manifest:
                 f"the manifest {MANIFEST} of {where} lacks its 'files' list or 'checkpoints' "
                 "table; restore it, or remove the directory to start over"
             )
-        return cls([str(f) for f in files], checkpoints)
+        saved_at = document.get("saved_at")
+        return cls(
+            [str(f) for f in files], checkpoints, saved_at if isinstance(saved_at, dict) else {}
+        )
 
     def write(self, storage: Storage) -> None:
         """Replace the manifest in ``storage`` atomically and durably."""
-        content = orjson.dumps({"files": self.files, "checkpoints": self.checkpoints})
+        content = orjson.dumps(
+            {"files": self.files, "checkpoints": self.checkpoints, "saved_at": self.saved_at}
+        )
         storage.replace(MANIFEST, content)
 
     def position(self, pipeline: str, source: str) -> Position:
@@ -70,6 +79,12 @@ class Manifest:
         self.checkpoints.setdefault(checkpoint.pipeline, {})[checkpoint.source] = (
             checkpoint.position
         )
+        times = self.saved_at.setdefault(checkpoint.pipeline, {})
+        times[checkpoint.source] = datetime.now(UTC).isoformat()
+
+    def saved_time(self, pipeline: str, source: str) -> datetime | None:
+        saved = self.saved_at.get(pipeline, {}).get(source)
+        return datetime.fromisoformat(saved) if isinstance(saved, str) else None
 
 
 class ParquetCheckpointStore(CheckpointStore):
@@ -101,6 +116,11 @@ class ParquetCheckpointStore(CheckpointStore):
         """
         manifest = await anyio.to_thread.run_sync(Manifest.read, self.storage, self.path)
         return manifest.position(pipeline, source)
+
+    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
+        """When the position was committed, as the manifest records it, or ``None``."""
+        manifest = await anyio.to_thread.run_sync(Manifest.read, self.storage, self.path)
+        return manifest.saved_time(pipeline, source)
 
     async def save(self, checkpoint: Checkpoint) -> None:
         """Replace the committed position of the checkpoint's pipeline and source."""

@@ -8,6 +8,7 @@ is that shared write.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
@@ -52,6 +53,7 @@ class PostgresCheckpointStore(TableStore, CheckpointStore):
             "PRIMARY KEY (pipeline, source))"
         )
         self._load_sql = f"SELECT position::text FROM {t} WHERE pipeline = $1 AND source = $2"  # noqa: S608
+        self._saved_at_sql = f"SELECT updated_at FROM {t} WHERE pipeline = $1 AND source = $2"  # noqa: S608
         self._save_sql = (
             f"INSERT INTO {t} (pipeline, source, position, updated_at) "  # noqa: S608
             "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (pipeline, source) "
@@ -73,6 +75,15 @@ class PostgresCheckpointStore(TableStore, CheckpointStore):
                 f"checkpoint of {pipeline!r} in {self.table} is not JSON"
             ) from exc
         return position
+
+    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
+        """When the committed position was saved (its ``updated_at``), or ``None``."""
+
+        async def fetch(conn: asyncpg.Connection) -> datetime | None:
+            value: datetime | None = await conn.fetchval(self._saved_at_sql, pipeline, source)
+            return value
+
+        return await self._run(f"reading when the checkpoint of {pipeline!r} was saved", fetch)
 
     async def save(self, checkpoint: Checkpoint) -> None:
         await self._run(

@@ -66,6 +66,17 @@ class SqliteCheckpointStore(TableStore[CheckpointSql], CheckpointStore):
             ) from exc
         return position
 
+    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
+        """When the committed position was saved (its ``updated_at``), or ``None``."""
+        await self._ready()
+
+        def select(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(self.sql.saved_at, (pipeline, source)).fetchone()
+            return None if row is None else str(row[0])
+
+        text = await self._db.run(select, what=f"checkpoint time from table {self.table!r}")
+        return None if text is None else datetime.fromisoformat(text)
+
     async def save(self, checkpoint: Checkpoint) -> None:
         """Replace the committed position of the checkpoint's pipeline and source."""
         await self._ready()

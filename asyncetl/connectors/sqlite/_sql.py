@@ -84,6 +84,7 @@ class CheckpointSql:
     create: str
     load: str
     save: str
+    saved_at: str
 
     @classmethod
     def of(cls, table: str) -> CheckpointSql:
@@ -94,6 +95,7 @@ class CheckpointSql:
                 "position TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, source))"
             ),
             load=f"SELECT position FROM {t} WHERE pipeline = ? AND source = ?",  # noqa: S608
+            saved_at=f"SELECT updated_at FROM {t} WHERE pipeline = ? AND source = ?",  # noqa: S608
             save=(
                 f"INSERT INTO {t} (pipeline, source, position, updated_at) "  # noqa: S608
                 "VALUES (?, ?, ?, ?) ON CONFLICT (pipeline, source) DO UPDATE SET "

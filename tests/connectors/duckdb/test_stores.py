@@ -17,6 +17,7 @@ from asyncetl import (
     JsonValue,
     ListSource,
     Pipeline,
+    RunOutcome,
     Transform,
 )
 from asyncetl.connectors.duckdb import DuckDBCheckpointStore, DuckDBDeadLetterStore, DuckDBSink
@@ -109,3 +110,16 @@ async def test_checking_the_stores_creates_nothing(tmp_path: Path) -> None:
     assert [(p.setting, p.message) for p in problems] == [
         ("path", f"directory {missing.parent} of {missing} does not exist")
     ]
+
+
+async def test_the_save_time_is_the_rows_updated_at_and_outcomes_are_kept(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    failed = RunOutcome("failed", datetime(2026, 12, 3, 8, 0, tzinfo=UTC), "boom")
+    async with DuckDBCheckpointStore(str(db)) as store:
+        assert await store.saved_at("p", "s") is None
+        await store.save(Checkpoint("p", "s", 1))
+        await store.save_outcome("p", failed)
+        saved = await store.saved_at("p", "s")
+        assert await store.load_outcome("p") == failed
+    [(updated_at,)] = query(db, "SELECT updated_at FROM asyncetl_checkpoints WHERE source = 's'")
+    assert saved == updated_at

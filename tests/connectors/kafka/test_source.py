@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl import ConfigError, JsonValue, ListSink, MemoryCheckpointStore, MemoryDeadLetterStore
+from asyncetl import (
+    ConfigError,
+    JsonValue,
+    Lag,
+    ListSink,
+    MemoryCheckpointStore,
+    MemoryDeadLetterStore,
+)
 from asyncetl.connectors.kafka import KafkaMessage, KafkaSource
 from tests.connectors.kafka.helpers import Topic, pipeline, run_until, source
 
@@ -187,3 +196,18 @@ async def test_stopping_when_idle_on_a_topic_read_to_its_end_stops_at_once(topic
         "group": topic.group,
         "offsets": {topic.name: {"0": 2, "1": 2, "2": 2}},
     }
+
+
+async def test_upstream_lag_is_each_partitions_high_watermark_minus_the_next_offset(
+    single: Topic,
+) -> None:
+    await single.produce_json(0, 10)
+    src = source(single)
+    part = f"{single.name}/0"
+    async with src, aclosing(src.read(None, max_chunk=4)) as chunks:  # type: ignore[type-var]
+        assert list(src.upstream_lag()) == []
+        read = len((await anext(chunks)).records)
+        assert list(src.upstream_lag()) == [Lag(float(10 - read), "records", part)]
+        while read < 10:
+            read += len((await anext(chunks)).records)
+        assert list(src.upstream_lag()) == [Lag(0.0, "records", part)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow.parquet as pq
@@ -38,7 +39,12 @@ def visible(directory: Path) -> list[str]:
 
 
 def manifest(directory: Path) -> dict[str, object]:
-    loaded: dict[str, object] = orjson.loads((directory / "_asyncetl_manifest.json").read_bytes())
+    """The manifest without its save times, once checked that every checkpoint has one."""
+    loaded: dict[str, Any] = orjson.loads((directory / "_asyncetl_manifest.json").read_bytes())
+    saved = loaded.pop("saved_at", {})
+    assert {p: set(s) for p, s in saved.items()} == {
+        p: set(s) for p, s in loaded["checkpoints"].items()
+    }
     return loaded
 
 

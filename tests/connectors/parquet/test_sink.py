@@ -202,6 +202,9 @@ async def test_the_manifest_is_the_checkpoint_and_a_rerun_adds_nothing(tmp_path:
     assert manifest["checkpoints"] == {"numbers": {"numbers": 25}}
     # Three batches gathered into one commit: one file per partition, not per batch.
     assert len(manifest["files"]) == 2
+    saved = await ParquetCheckpointStore(str(out)).saved_at("numbers", "numbers")
+    assert saved is not None
+    assert saved.isoformat() == manifest["saved_at"]["numbers"]["numbers"]
     assert read(out, "n", "twice") == sorted(((n, 2 * n) for n in range(25)), key=repr)
     with capture_logs():
         again = await pipeline(out, 25).run()

@@ -18,6 +18,7 @@ from asyncetl import (
     MemoryCheckpointStore,
     Pipeline,
     Reject,
+    RunOutcome,
     Settle,
     StageError,
     TransactionalWriter,
@@ -165,3 +166,17 @@ async def test_a_record_json_cannot_hold_is_kept_as_its_repr_and_the_run_goes_on
     pg_database: str,
 ) -> None:
     await check_every_letter_is_kept(PostgresDeadLetterStore(pg_database))
+
+
+async def test_the_save_time_is_the_rows_updated_at_and_outcomes_are_kept(
+    pg_database: str,
+) -> None:
+    failed = RunOutcome("failed", datetime(2026, 12, 3, 8, 0, tzinfo=UTC), "boom")
+    async with PostgresCheckpointStore(pg_database) as store:
+        assert await store.saved_at("p", "s") is None
+        await store.save(Checkpoint("p", "s", 1))
+        await store.save_outcome("p", failed)
+        saved = await store.saved_at("p", "s")
+        assert await store.load_outcome("p") == failed
+    sql = "SELECT updated_at FROM asyncetl_checkpoints WHERE source = 's'"
+    assert [(saved,)] == await rows(pg_database, sql)

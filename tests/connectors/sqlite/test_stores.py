@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncetl import Checkpoint, CheckpointError, DeadLetter, PermanentError
+from asyncetl import Checkpoint, CheckpointError, DeadLetter, PermanentError, RunOutcome
 from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteDeadLetterStore
 from tests.connectors.sqlite.helpers import execute, query
 from tests.unencodable import check_every_letter_is_kept
@@ -170,3 +170,16 @@ async def test_a_record_json_cannot_hold_is_kept_as_its_repr_and_the_run_goes_on
     tmp_path: Path,
 ) -> None:
     await check_every_letter_is_kept(SqliteDeadLetterStore(str(tmp_path / "dead.db")))
+
+
+async def test_the_save_time_is_the_rows_updated_at_and_outcomes_are_kept(tmp_path: Path) -> None:
+    db = tmp_path / "k.sqlite"
+    failed = RunOutcome("failed", datetime(2026, 12, 3, 8, 0, tzinfo=UTC), "boom")
+    async with SqliteCheckpointStore(str(db)) as store:
+        assert await store.saved_at("p", "s") is None
+        await store.save(Checkpoint("p", "s", 1))
+        await store.save_outcome("p", failed)
+        saved = await store.saved_at("p", "s")
+        assert await store.load_outcome("p") == failed
+    sql = "SELECT updated_at FROM asyncetl_checkpoints WHERE source = 's'"
+    assert saved == datetime.fromisoformat(str(query(db, sql)[0][0]))

@@ -125,6 +125,11 @@ class ChangeStream:
         self._emitted_open = False
         self._last_emit = time.monotonic()
         self.last_commit_time: float | None = None
+        # The first transaction of this database read but not yet acknowledged (its
+        # commit LSN and time), None when every one read is: what the lag counts from.
+        self._pending: tuple[int, float] | None = None
+        self._open_time = 0.0  # commit time of the open transaction
+        self._read_end = start.lsn  # end of the last transaction read
         self._where = f"streaming slot {slot!r}"
 
     # -- public -------------------------------------------------------------------------------
@@ -157,11 +162,27 @@ class ChangeStream:
                 return self._chunk(events)
             await self._fill()
 
+    def behind(self, current_lsn: int) -> tuple[int, float]:
+        """Bytes of WAL up to ``current_lsn`` and seconds this database's changes wait.
+
+        Counted from the first transaction of this database read but not yet
+        acknowledged downstream, so other databases' WAL never counts, and a stream
+        that is caught up and idle reads ``(0, 0.0)``. Changes the server has not
+        sent yet count from when they arrive.
+        """
+        if self._pending is None:
+            return 0, 0.0
+        first = max(self._pending[0], self.acked)
+        return max(0, current_lsn - first), max(0.0, time.time() - self._pending[1])
+
     async def acknowledge(self, lsn: int) -> None:
         """Everything up to commit end ``lsn`` is durable downstream: report it as flushed."""
         if lsn <= self.acked:
             return
         self.acked = lsn
+        if lsn >= self._read_end:
+            open_tx = self.position.tx
+            self._pending = None if open_tx is None else (open_tx, self._open_time)
         conn = self._conn
         if conn is not None and conn.streaming:
             try:
@@ -349,6 +370,7 @@ class ChangeStream:
         elif isinstance(message, Commit):
             position.lsn, position.tx, position.n = message.end_lsn, None, 0
             self.received = max(self.received, message.end_lsn)
+            self._read_end = message.end_lsn
             self.last_commit_time = message.commit_time.timestamp()
         elif isinstance(message, list):
             for event in message:
@@ -365,6 +387,9 @@ class ChangeStream:
 
     def _begin(self, begin: Begin, position: StreamPosition) -> None:
         position.tx, position.n = begin.final_lsn, 0
+        self._open_time = begin.commit_time.timestamp()
+        if self._pending is None:
+            self._pending = (begin.final_lsn, self._open_time)
         skip, self._skip = self._skip, None
         if skip is not None and skip[0] == begin.final_lsn:
             self._to_skip = skip[1]

@@ -489,12 +489,15 @@ class CdcSource(Source[ChangeEvent]):
             )
         self._check_slot(slot)
         stream = self._stream
-        lag_s = None
-        if stream is not None and stream.last_commit_time is not None and slot.lag_bytes:
-            lag_s = round(time.time() - stream.last_commit_time, 3)
+        lag_bytes, lag_s = slot.lag_bytes, None
+        if stream is not None:
+            # From this database's unacknowledged changes: other databases' WAL, which
+            # the slot's own figure counts until a heartbeat moves it, is no lag here.
+            lag_bytes, seconds = stream.behind(slot.current_lsn)
+            lag_s = round(seconds, 3)
         self.metrics = {
             "slot": self.slot,
-            "lag_bytes": slot.lag_bytes,
+            "lag_bytes": lag_bytes,
             "restart_lag_bytes": slot.restart_lag_bytes,
             "wal_status": slot.wal_status,
             "confirmed_flush_lsn": _fmt(slot.confirmed_flush),
