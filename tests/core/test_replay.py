@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -379,7 +380,8 @@ def test_replay_on_the_command_line(tmp_path: Path) -> None:
     assert (fixed.returncode, fixed.stderr) == (0, "")
     report = fixed.stdout.splitlines()
     assert report[0] == "replayed 4 dead letters: 2 loaded and removed, 2 still failing and kept"
-    assert [line.split("  ")[2:] for line in report[1:]] == [
+    # Columns are padded to one width: split on runs of two or more spaces.
+    assert [re.split(r" {2,}", line.strip())[1:] for line in report[1:]] == [
         [
             "jsonl",
             "ValueError: the line is not valid JSON: unexpected character, expected a "
