@@ -24,6 +24,7 @@ import pytest
 
 from asyncetl import CheckpointStore, JsonFileCheckpointStore
 from asyncetl.connectors.sqlite import SqliteCheckpointStore
+from tests.killing import kill_mid_run
 
 RECORDS = 200_000
 
@@ -115,12 +116,6 @@ def start(spec: Path, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def started(process: subprocess.Popen[str]) -> bool:
-    """Wait for the run's ``starting`` log line; false when it ended first."""
-    assert process.stderr is not None
-    return any(json.loads(line)["event"] == "starting" for line in process.stderr)
-
-
 def rows(directory: Path) -> list[tuple[int, int, int]]:
     with sqlite3.connect(directory / "items.db") as conn:
         found = conn.execute("SELECT name FROM sqlite_master WHERE name = 'items'").fetchall()
@@ -186,46 +181,21 @@ def test_kill_9_at_random_moments(
     variant: dict[str, str],
     seed: int,
 ) -> None:
-    rng = random.Random(seed)
-    # A share of a whole clean run's time, so that however fast the machine (and
-    # asyncetl) is, most kills land mid-run; when the clean run was timed on a
-    # busier machine than this one and a run ends before three kills, start over
-    # with shorter waits.
-    for attempt in range(4):
-        spec = write_spec(tmp_path / f"run{attempt}", source_file, variant, "items.toml")
-        kills = kill_until_done(spec, source_file, variant, rng, clean_run.seconds / 2**attempt)
-        if len(kills) >= 3:
-            break
+    spec = write_spec(tmp_path / "run", source_file, variant, "items.toml")
+
+    def left_behind() -> tuple[int, int]:
+        position, loaded = committed(spec.parent, variant), rows(spec.parent)
+        assert_consistent(source_file, variant, position, loaded)
+        return position, len(loaded)
+
+    # Each kill a random share of a clean run's time after the run's first commit.
+    settle = clean_run.seconds / 8
+    kills = kill_mid_run(spec, random.Random(seed), left_behind, kills=6, settle=settle)
     assert len(kills) >= 3, kills
     assert sum(0 < loaded < RECORDS for _, loaded in kills) >= 2, kills
     assert [position for position, _ in kills] == sorted(position for position, _ in kills)
     assert rows(spec.parent) == clean_run.table
     assert committed(spec.parent, variant) == source_file.line_ends[-1]
-
-
-def kill_until_done(
-    spec: Path, source_file: Input, variant: dict[str, str], rng: random.Random, seconds: float
-) -> list[tuple[int, int]]:
-    """Kill runs of ``spec`` at random moments (at most eight), then let one finish.
-
-    :returns: the committed position and the rows loaded after each kill.
-    """
-    kills: list[tuple[int, int]] = []
-    while True:
-        process = start(spec, "--log-level", "info", "--log-format", "json")
-        if len(kills) < 8 and started(process):
-            try:
-                process.wait(timeout=rng.uniform(0.02, 0.15) * seconds)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.communicate(timeout=30)
-                position, loaded = committed(spec.parent, variant), rows(spec.parent)
-                kills.append((position, len(loaded)))
-                assert_consistent(source_file, variant, position, loaded)
-                continue
-        _, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        return kills
 
 
 def assert_consistent(

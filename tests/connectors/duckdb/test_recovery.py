@@ -8,15 +8,13 @@ keep the result exact.
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
+
+from tests.killing import kill_mid_run
 
 RECORDS = 60_000
 
@@ -74,23 +72,6 @@ def prepare(directory: Path, source: Path) -> Path:
     return spec
 
 
-def start(spec: Path) -> subprocess.Popen[bytes]:
-    """Run the spec, its log in ``run.log``; return once the pipeline is starting."""
-    log = spec.parent / "run.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "asyncetl", "run", spec.name, "--log-format", "json"],
-            cwd=spec.parent,
-            stdout=subprocess.DEVNULL,
-            stderr=output,
-        )
-    deadline = time.monotonic() + 30
-    while b'"starting"' not in log.read_bytes() and process.poll() is None:
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.01)
-    return process
-
-
 def state(directory: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], int]:
     """The table's rows, the dead letters' records, and how many records the checkpoint passed."""
     conn = duckdb.connect(str(directory / "items.duckdb"))
@@ -134,24 +115,14 @@ def test_kill_9_at_random_moments_leaves_one_clean_runs_table(source: Path, tmp_
         offset += len(raw)
         ends.append(offset)
     spec = prepare(tmp_path / "run", source)
-    rng = random.Random(15)
-    kills: list[int] = []
-    while len(kills) < 5:
-        process = start(spec)
-        try:
-            process.wait(timeout=rng.uniform(0.05, 0.6))
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        else:
-            assert process.returncode == 0, (spec.parent / "run.log").read_text()
-            break  # finished before the kill
+
+    def records_committed() -> int:
         rows, letters, offset = state(spec.parent)
         count = ends.index(offset) + 1 if offset else 0
         assert (rows, letters) == expected(count)  # batch, checkpoint and letters together
-        kills.append(count)
-    process = start(spec)
-    assert process.wait(timeout=120) == 0, (spec.parent / "run.log").read_text()
+        return count
+
+    kills = kill_mid_run(spec, random.Random(15), records_committed, settle=0.3)
     assert kills == sorted(kills)
     assert sum(0 < count < RECORDS for count in kills) >= 3, kills
     rows, letters, offset = state(spec.parent)

@@ -9,12 +9,7 @@ which no reader sees, and the rerun writes those rows again.
 from __future__ import annotations
 
 import bisect
-import json
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -22,6 +17,7 @@ import pytest
 
 from asyncetl.connectors.iceberg import IcebergCheckpointStore
 from tests.connectors.iceberg.helpers import catalog
+from tests.killing import kill_mid_run
 
 RECORDS = 6_000
 
@@ -58,26 +54,6 @@ def write_input(directory: Path) -> list[int]:
     return ends
 
 
-def start(directory: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "asyncetl",
-            "run",
-            "items.toml",
-            "--log-format",
-            "json",
-            "--log-level",
-            "debug",
-        ],
-        cwd=directory,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def loaded(directory: Path) -> list[tuple[int, int]]:
     lake = catalog(directory / "warehouse")
     if not lake.table_exists("lake.items"):
@@ -105,27 +81,16 @@ def test_kill_9_at_random_moments_leaves_exactly_one_clean_runs_rows(tmp_path: P
     ends = write_input(tmp_path)
     (tmp_path / "items.toml").write_text(SPEC.format(input=tmp_path / "items.jsonl"))
     expected = [(i, i * 7 % 1000) for i in range(RECORDS)]
-    rng = random.Random(5)
-    kills: list[int] = []  # rows visible after each kill
-    while True:
-        process = start(tmp_path)
-        assert process.stderr is not None
-        if len(kills) < 4:
-            for line in process.stderr:
-                if json.loads(line)["event"] == "committed":
-                    break  # a kill from here on lands mid-load
-            time.sleep(rng.uniform(0.0, 0.2))
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                process.communicate(timeout=30)
-                rows, offset = loaded(tmp_path), committed_offset(tmp_path)
-                # Exactly the rows up to the committed position: none missing, none twice.
-                assert rows == expected[: bisect.bisect_right(ends, offset)]
-                kills.append(len(rows))
-                continue
-        _, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err
-        break
+
+    def rows_committed() -> int:
+        rows, offset = loaded(tmp_path), committed_offset(tmp_path)
+        # Exactly the rows up to the committed position: none missing, none twice.
+        assert rows == expected[: bisect.bisect_right(ends, offset)]
+        return len(rows)
+
+    kills = kill_mid_run(
+        tmp_path / "items.toml", random.Random(5), rows_committed, kills=4, settle=0.2
+    )
     assert len(kills) >= 3, kills
     assert sum(0 < n < RECORDS for n in kills) >= 2, kills
     assert kills == sorted(kills)

@@ -10,16 +10,14 @@ batches are held in open files.
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import orjson
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+
+from tests.killing import kill_mid_run
 
 RECORDS = 60_000
 BATCH = 500
@@ -64,23 +62,6 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start(spec: Path) -> subprocess.Popen[bytes]:
-    """Run the spec, its log in ``run.log``; return once the pipeline is starting."""
-    log = spec.parent / "run.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "asyncetl", "run", spec.name, "--log-format", "json"],
-            cwd=spec.parent,
-            stdout=subprocess.DEVNULL,
-            stderr=output,
-        )
-    deadline = time.monotonic() + 30
-    while b'"starting"' not in log.read_bytes() and process.poll() is None:
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.01)
-    return process
-
-
 def committed(out: Path) -> tuple[list[tuple[int, int, int]], int]:
     """The records in the files the manifest lists, and the checkpoint's offset."""
     manifest_path = out / "_asyncetl_manifest.json"
@@ -103,36 +84,12 @@ def expected(count: int) -> list[tuple[int, int, int]]:
     return [(i, (i % 1000) ** 2, i % 4) for i in range(count)]
 
 
-def kill_until_done(
-    directory: Path, source: Path, ends: list[int], rng: random.Random, longest: float
-) -> list[int]:
-    """Kill runs at random moments (at most five), then let one finish.
-
-    :returns: the records committed at each kill.
-    """
+def prepare(directory: Path, source: Path) -> Path:
     directory.mkdir()
     (directory / "recovery_transform.py").write_text(TRANSFORM)
     spec = directory / "items.toml"
     spec.write_text(SPEC.format(input=source))
-    out = directory / "out"
-    kills: list[int] = []
-    while len(kills) < 5:
-        process = start(spec)
-        try:
-            process.wait(timeout=rng.uniform(longest / 12, longest))
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        else:
-            assert process.returncode == 0, (directory / "run.log").read_text()
-            break  # finished before the kill
-        rows, offset = committed(out)
-        count = ends.index(offset) + 1 if offset else 0
-        assert rows == expected(count)  # the listed files and the checkpoint agree
-        kills.append(count)
-    process = start(spec)
-    assert process.wait(timeout=120) == 0, (directory / "run.log").read_text()
-    return kills
+    return spec
 
 
 @pytest.mark.slow
@@ -141,15 +98,16 @@ def test_kill_9_at_random_moments_leaves_one_clean_runs_files(source: Path, tmp_
     for raw in source.read_bytes().splitlines(keepends=True):
         offset += len(raw)
         ends.append(offset)
-    rng = random.Random(15)
-    # The waits that land kills mid-run depend on the machine: longer when the kills
-    # all came before anything was committed, shorter when runs ended first.
-    for attempt, longest in enumerate((0.6, 1.5, 0.3, 3.0, 0.15, 6.0)):
-        directory = tmp_path / f"run{attempt}"
-        kills = kill_until_done(directory, source, ends, rng, longest)
-        if sum(0 < count < RECORDS for count in kills) >= 3:
-            break
-    out = directory / "out"
+    spec = prepare(tmp_path / "run", source)
+    out = spec.parent / "out"
+
+    def records_committed() -> int:
+        rows, offset = committed(out)
+        count = ends.index(offset) + 1 if offset else 0
+        assert rows == expected(count)  # the listed files and the checkpoint agree
+        return count
+
+    kills = kill_mid_run(spec, random.Random(15), records_committed)
     assert kills == sorted(kills)
     assert sum(0 < count < RECORDS for count in kills) >= 3, kills
     assert committed(out) == (expected(RECORDS), ends[-1])
