@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeAlias
 import anyio
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
-from aiokafka.structs import RecordMetadata
+from aiokafka.partitioner import murmur2
 
 from asyncetl.connectors.kafka._client import (
     REQUEST_TIMEOUT_MS,
@@ -20,7 +20,7 @@ from asyncetl.connectors.kafka._client import (
 )
 from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Batch, Position, Reject
-from asyncetl.core.changes import ChangeEvent, encode_debezium, encode_debezium_key
+from asyncetl.core.changes import ChangeEvent, DebeziumEncoder
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Problem, Sink
 from asyncetl.core.settings_check import nonempty, retry_policy
@@ -38,6 +38,10 @@ _CODECS: dict[str, Callable[[], bool]] = {
 }
 #: Seconds to wait for the broker to confirm every message of one batch.
 ACK_TIMEOUT = 30.0
+#: Bytes of one record batch (aiokafka's 16 KiB default makes a request per few dozen
+#: envelopes, each waiting for the broker's answer); below the brokers' default limit
+#: on a batch, ``message.max.bytes`` (1 MiB).
+BATCH_BYTES = 1_000_000
 
 _Message: TypeAlias = tuple[str, bytes | None, bytes | None]
 
@@ -147,6 +151,11 @@ class KafkaSink(Sink[Any]):
             security=security_of(security, where),
         )
         self._producer: AIOKafkaProducer | None = None
+        self._debezium = DebeziumEncoder(
+            name=self.topic_prefix, database=database, with_schema=with_schema
+        )
+        self._topics: dict[tuple[str, str], str] = {}  # (schema, table) → topic
+        self._sticky = 0  # picks the partition of a batch's keyless messages
 
     async def open(self) -> None:
         """Connect.
@@ -196,19 +205,54 @@ class KafkaSink(Sink[Any]):
             )
         return rejects
 
-    async def _send(self, messages: Sequence[_Message], position: Position) -> list[RecordMetadata]:
+    async def _send(self, messages: Sequence[_Message], position: Position) -> None:
+        """Queue the messages as one record batch per partition (or a few, when a partition's
+        messages outgrow :data:`BATCH_BYTES`) and await the broker's answers to them all."""
         producer = self._open_producer()
-        pending: list[asyncio.Future[RecordMetadata]] = []
+        pending: list[asyncio.Future[object]] = []
         try:
             with anyio.fail_after(ACK_TIMEOUT):
-                for topic, key, value in messages:
-                    pending.append(
-                        await producer.send(topic, value, key=key, headers=self.headers or None)
-                    )
-                return [await future for future in pending]
+                for (topic, partition), group in (await self._by_partition(messages)).items():
+                    await self._queue(producer, topic, partition, group, pending)
+                await asyncio.gather(*pending)
         finally:
             for future in pending:
                 future.cancel()  # no-op for the done ones
+
+    async def _by_partition(
+        self, messages: Sequence[_Message]
+    ) -> dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]]:
+        """Messages by the partition the producer would give them, in order within each:
+        a keyed message goes where Kafka's default partitioner puts its key."""
+        producer = self._open_producer()
+        groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        partitions: dict[str, list[int]] = {}
+        for topic, key, value in messages:
+            known = partitions.get(topic)
+            if known is None:
+                known = partitions[topic] = sorted(await producer.partitions_for(topic))
+            # Keyless messages stick to one partition per batch, as Java's producer does.
+            at = known[self._sticky % len(known)] if key is None else _partition(key, known)
+            groups.setdefault((topic, at), []).append((key, value))
+        self._sticky += 1
+        return groups
+
+    async def _queue(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        partition: int,
+        messages: list[tuple[bytes | None, bytes | None]],
+        pending: list[asyncio.Future[object]],
+    ) -> None:
+        builder = producer.create_batch()
+        headers = self.headers
+        for key, value in messages:
+            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                pending.append(await producer.send_batch(builder, topic, partition=partition))
+                builder = producer.create_batch()  # an empty batch takes any message
+                builder.append(key=key, value=value, timestamp=None, headers=headers)
+        pending.append(await producer.send_batch(builder, topic, partition=partition))
 
     def _encode(self, record: object, now: dt.datetime) -> list[_Message]:
         if isinstance(record, ChangeEvent):
@@ -227,23 +271,13 @@ class KafkaSink(Sink[Any]):
         return [(topic, key, orjson.dumps(record))]
 
     def _encode_change(self, event: ChangeEvent, now: dt.datetime) -> list[_Message]:
-        fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
-        topic = self.topic.render(fields)
+        topic = self._topics.get((event.schema, event.table))
+        if topic is None:
+            fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
+            topic = self._topics[(event.schema, event.table)] = self.topic.render(fields)
         row_key = _row_key(event)
-        key = None
-        if row_key is not None and self.with_schema:
-            key = orjson.dumps(encode_debezium_key(event, row_key, name=self.topic_prefix))
-        elif row_key is not None:
-            key = orjson.dumps(row_key, default=str)
-        envelope = orjson.dumps(
-            encode_debezium(
-                event,
-                name=self.topic_prefix,
-                database=self.database,
-                processed_at=now,
-                with_schema=self.with_schema,
-            )
-        )
+        key = None if row_key is None else self._debezium.key(event, row_key)
+        envelope = self._debezium.envelope(event, now)
         if event.op == "d" and key is not None and self.tombstones:
             return [(topic, key, envelope), (topic, key, None)]
         return [(topic, key, envelope)]
@@ -279,13 +313,21 @@ class KafkaSink(Sink[Any]):
             acks="all",
             compression_type=None if self.compression == "none" else self.compression,
             linger_ms=int(self.linger * 1000),
+            max_batch_size=BATCH_BYTES,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
 
 
-def _row_key(event: ChangeEvent) -> dict[str, object] | None:
+def _partition(key: bytes, partitions: list[int]) -> int:
+    """The partition of ``key`` among ``partitions`` (sorted), as Kafka's default partitioner
+    chooses it: the same as Java's and librdkafka's murmur2 partitioners."""
+    hashed: int = murmur2(key)
+    return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
+
+
+def _row_key(event: ChangeEvent) -> Mapping[str, object] | None:
     if event.key:
-        return dict(event.key)
+        return event.key
     if not event.key_columns:
         return None
     row = event.after if event.op != "d" else event.before
