@@ -11,16 +11,17 @@ from typing import Any, Literal, TypeAlias
 import anyio
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
-from aiokafka.partitioner import murmur2
 
 from asyncetl.connectors.kafka._client import (
     REQUEST_TIMEOUT_MS,
     KafkaClient,
     bootstrap_list,
 )
+from asyncetl.connectors.kafka._partitions import by_partition
 from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Batch, Position, Reject
-from asyncetl.core.changes import ChangeEvent, DebeziumEncoder
+from asyncetl.core.changes import ChangeEvent
+from asyncetl.core.debezium import DebeziumEncoder
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Problem, Sink
 from asyncetl.core.settings_check import nonempty, retry_policy
@@ -155,7 +156,7 @@ class KafkaSink(Sink[Any]):
             name=self.topic_prefix, database=database, with_schema=with_schema
         )
         self._topics: dict[tuple[str, str], str] = {}  # (schema, table) → topic
-        self._sticky = 0  # picks the partition of a batch's keyless messages
+        self._turn = 0  # picks the partition of a batch's keyless messages
 
     async def open(self) -> None:
         """Connect.
@@ -212,30 +213,17 @@ class KafkaSink(Sink[Any]):
         pending: list[asyncio.Future[object]] = []
         try:
             with anyio.fail_after(ACK_TIMEOUT):
-                for (topic, partition), group in (await self._by_partition(messages)).items():
+                groups = await by_partition(messages, self._partitions_of, self._turn)
+                self._turn += 1
+                for (topic, partition), group in groups.items():
                     await self._queue(producer, topic, partition, group, pending)
                 await asyncio.gather(*pending)
         finally:
             for future in pending:
                 future.cancel()  # no-op for the done ones
 
-    async def _by_partition(
-        self, messages: Sequence[_Message]
-    ) -> dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]]:
-        """Messages by the partition the producer would give them, in order within each:
-        a keyed message goes where Kafka's default partitioner puts its key."""
-        producer = self._open_producer()
-        groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
-        partitions: dict[str, list[int]] = {}
-        for topic, key, value in messages:
-            known = partitions.get(topic)
-            if known is None:
-                known = partitions[topic] = sorted(await producer.partitions_for(topic))
-            # Keyless messages stick to one partition per batch, as Java's producer does.
-            at = known[self._sticky % len(known)] if key is None else _partition(key, known)
-            groups.setdefault((topic, at), []).append((key, value))
-        self._sticky += 1
-        return groups
+    async def _partitions_of(self, topic: str) -> list[int]:
+        return sorted(await self._open_producer().partitions_for(topic))
 
     async def _queue(
         self,
@@ -316,13 +304,6 @@ class KafkaSink(Sink[Any]):
             max_batch_size=BATCH_BYTES,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
-
-
-def _partition(key: bytes, partitions: list[int]) -> int:
-    """The partition of ``key`` among ``partitions`` (sorted), as Kafka's default partitioner
-    chooses it: the same as Java's and librdkafka's murmur2 partitioners."""
-    hashed: int = murmur2(key)
-    return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
 
 
 def _row_key(event: ChangeEvent) -> Mapping[str, object] | None:
