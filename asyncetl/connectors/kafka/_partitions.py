@@ -1,7 +1,7 @@
 """Which partition each outgoing message goes to, as Kafka's default partitioner decides.
 
-The sink groups a batch's messages by partition and sends each group as whole
-record batches, so it chooses partitions itself: a keyed message where Java's
+The sink sends a batch's messages as whole record batches, one or a few per
+partition, so it chooses partitions itself: a keyed message where Java's
 (and librdkafka's ``murmur2_random``) partitioner puts its key, keyless
 messages of one batch all to one partition, turn by turn (Java's sticky
 partitioner). aiokafka's ``murmur2`` gives the same hashes several times slower.
@@ -10,16 +10,13 @@ partitioner). aiokafka's ``murmur2`` gives the same hashes several times slower.
 from __future__ import annotations
 
 import struct
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 
-__all__ = ["Grouped", "by_partition", "murmur2"]
+__all__ = ["Chooser", "murmur2"]
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
-
-#: (topic, partition) → the (key, value) pairs for it, in the order they came.
-Grouped = dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]]
 
 
 @lru_cache(maxsize=64)
@@ -47,31 +44,35 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
-async def by_partition(
-    messages: Iterable[tuple[str, bytes | None, bytes | None]],
-    partitions_of: Callable[[str], Awaitable[list[int]]],
-    turn: int,
-) -> Grouped:
-    """``messages`` (topic, key, value) grouped by their partition.
+class Chooser:
+    """Chooses the partitions of one batch's messages.
 
     :param partitions_of: a topic's partitions, sorted.
-    :param turn: picks the partition of the keyless messages (one per topic).
+    :param turn: picks the partition of the batch's keyless messages.
     """
-    groups: Grouped = {}
-    known: dict[str, list[int]] = {}
-    last_key, last_at = None, 0
-    for topic, key, value in messages:
-        partitions = known.get(topic)
-        if partitions is None:
-            partitions = known[topic] = await partitions_of(topic)
+
+    def __init__(self, partitions_of: Callable[[str], Awaitable[list[int]]], turn: int) -> None:
+        self._partitions_of = partitions_of
+        self._turn = turn
+        self._known: dict[str, list[int]] = {}
+        self._last: tuple[bytes | None, int] = (None, 0)
+
+    async def partitions(self, topic: str) -> list[int]:
+        """``topic``'s partitions, asked once per batch."""
+        known = self._known.get(topic)
+        if known is None:
+            known = self._known[topic] = await self._partitions_of(topic)
+        return known
+
+    def choose(self, partitions: list[int], key: bytes | None) -> int:
+        """The partition, of ``partitions``, of a message keyed ``key``."""
         if len(partitions) == 1:
-            at = partitions[0]
-        elif key is None:
-            at = partitions[turn % len(partitions)]
-        elif key is last_key:  # a delete's tombstone, right after it
-            at = last_at
-        else:
-            at = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-            last_key, last_at = key, at
-        groups.setdefault((topic, at), []).append((key, value))
-    return groups
+            return partitions[0]
+        if key is None:
+            return partitions[self._turn % len(partitions)]
+        last_key, last_at = self._last
+        if key is last_key:  # a delete's tombstone, right after it
+            return last_at
+        at = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+        self._last = (key, at)
+        return at

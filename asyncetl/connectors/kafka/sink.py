@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 import anyio
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from asyncetl.connectors.kafka._client import (
     REQUEST_TIMEOUT_MS,
     KafkaClient,
     bootstrap_list,
 )
-from asyncetl.connectors.kafka._partitions import by_partition
+from asyncetl.connectors.kafka._partitions import Chooser
 from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
-from asyncetl.core.batch import Batch, Position, Reject
+from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.debezium import DebeziumEncoder
 from asyncetl.core.errors import ConfigError
@@ -192,31 +193,63 @@ class KafkaSink(Sink[Any]):
         :raises TransientError: the brokers stayed unreachable through every retry.
         :raises PermanentError: the broker refused a message.
         """
-        messages: list[_Message] = []
         rejects: list[Reject] = []
-        now = dt.datetime.now(dt.UTC)
-        for record in batch.records:
-            try:
-                messages.extend(self._encode(record, now))
-            except (TypeError, ValueError) as exc:
-                rejects.append(Reject(record, exc))
-        if messages:
-            await self.client.call(
-                f"send {len(messages)} messages", lambda: self._send(messages, batch.position)
-            )
+        sent: list[_Message] = []  # for a retry, which sends every message again
+        encoding = self._encoding(batch.records, rejects, sent)
+        tries = 0
+
+        async def send() -> None:
+            nonlocal tries
+            tries += 1
+            if tries == 1:
+                # Encoding while the broker takes the first record batches overlaps the two.
+                await self._send(encoding)
+            else:
+                sent.extend(encoding)  # what the failed try had not encoded yet
+                await self._send(sent)
+
+        await self.client.call(f"send a batch of {len(batch.records)} records", send)
         return rejects
 
-    async def _send(self, messages: Sequence[_Message], position: Position) -> None:
-        """Queue the messages as one record batch per partition (or a few, when a partition's
-        messages outgrow :data:`BATCH_BYTES`) and await the broker's answers to them all."""
+    def _encoding(
+        self, records: Sequence[Any], rejects: list[Reject], sent: list[_Message]
+    ) -> Iterator[_Message]:
+        now = dt.datetime.now(dt.UTC)
+        for record in records:
+            try:
+                messages = self._encode(record, now)
+            except (TypeError, ValueError) as exc:
+                rejects.append(Reject(record, exc))
+                continue
+            sent.extend(messages)
+            yield from messages
+
+    async def _send(self, messages: Iterable[_Message]) -> None:
+        """Send the messages as record batches of up to :data:`BATCH_BYTES` per partition,
+        each queued once full, and await the broker's answers to them all."""
         producer = self._open_producer()
+        chooser = Chooser(self._partitions_of, self._turn)
+        self._turn += 1
+        filling: dict[tuple[str, int], BatchBuilder] = {}
         pending: list[asyncio.Future[object]] = []
+        headers = self.headers
         try:
             with anyio.fail_after(ACK_TIMEOUT):
-                groups = await by_partition(messages, self._partitions_of, self._turn)
-                self._turn += 1
-                for (topic, partition), group in groups.items():
-                    await self._queue(producer, topic, partition, group, pending)
+                for topic, key, value in messages:
+                    at = chooser.choose(await chooser.partitions(topic), key)
+                    builder = filling.get((topic, at))
+                    if builder is None:
+                        builder = filling[topic, at] = producer.create_batch()
+                    if (
+                        builder.append(key=key, value=value, timestamp=None, headers=headers)
+                        is not None
+                    ):
+                        continue
+                    pending.append(await _queue(producer, builder, topic, at))
+                    builder = filling[topic, at] = producer.create_batch()
+                    builder.append(key=key, value=value, timestamp=None, headers=headers)
+                for (topic, at), builder in filling.items():
+                    pending.append(await _queue(producer, builder, topic, at))
                 await asyncio.gather(*pending)
         finally:
             for future in pending:
@@ -224,23 +257,6 @@ class KafkaSink(Sink[Any]):
 
     async def _partitions_of(self, topic: str) -> list[int]:
         return sorted(await self._open_producer().partitions_for(topic))
-
-    async def _queue(
-        self,
-        producer: AIOKafkaProducer,
-        topic: str,
-        partition: int,
-        messages: list[tuple[bytes | None, bytes | None]],
-        pending: list[asyncio.Future[object]],
-    ) -> None:
-        builder = producer.create_batch()
-        headers = self.headers
-        for key, value in messages:
-            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                pending.append(await producer.send_batch(builder, topic, partition=partition))
-                builder = producer.create_batch()  # an empty batch takes any message
-                builder.append(key=key, value=value, timestamp=None, headers=headers)
-        pending.append(await producer.send_batch(builder, topic, partition=partition))
 
     def _encode(self, record: object, now: dt.datetime) -> list[_Message]:
         if isinstance(record, ChangeEvent):
@@ -304,6 +320,17 @@ class KafkaSink(Sink[Any]):
             max_batch_size=BATCH_BYTES,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
+
+
+async def _queue(
+    producer: AIOKafkaProducer, builder: BatchBuilder, topic: str, partition: int
+) -> asyncio.Future[object]:
+    """Queue a filled record batch; the future of the broker's answer to it."""
+    builder.close()  # a closed batch goes out at once: no linger for more messages
+    future: asyncio.Future[object] = await producer.send_batch(builder, topic, partition=partition)
+    # Let the producer's sender put it on the wire before the caller encodes on.
+    await anyio.lowlevel.checkpoint()
+    return future
 
 
 def _row_key(event: ChangeEvent) -> Mapping[str, object] | None:
