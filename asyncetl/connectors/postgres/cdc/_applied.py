@@ -10,6 +10,7 @@ from operator import attrgetter
 import asyncpg
 
 from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres.cdc._guess import value_type
 from asyncetl.core.changes import ChangeEvent
 
 __all__ = [
@@ -92,7 +93,8 @@ def latest_types(events: Sequence[ChangeEvent]) -> dict[str, str]:
 
 def source_columns(events: Sequence[ChangeEvent]) -> dict[str, str]:
     """Column → SQL type of every column the events carry, in table order (a type as the
-    first event naming it says: a snapshot row's comes from the catalog, exactly)."""
+    first event naming it says: a snapshot row's comes from the catalog, exactly; for
+    events without column types, as the column's first value that says one, else text)."""
     mappings = list(map(_COLUMNS, events))
     if None not in mappings:  # a CDC source's events share a few column mappings
         columns: dict[str, str] = {}
@@ -102,13 +104,22 @@ def source_columns(events: Sequence[ChangeEvent]) -> dict[str, str]:
         return columns
     seen: set[int] = set()
     columns = {}
+    untyped: set[str] = set()  # guessed as text for want of a value saying more
     for event in events:
         if event.columns is not None:
             if id(event.columns) not in seen:
                 seen.add(id(event.columns))
                 for name, sql_type in event.columns.items():
                     columns.setdefault(name, sql_type)
-        elif event.after is not None:
-            for name in event.after:
+            continue
+        for name, value in (event.after or event.before or {}).items():
+            if name in columns and name not in untyped:
+                continue
+            guessed = value_type(value)
+            if guessed is None:
                 columns.setdefault(name, "text")
+                untyped.add(name)
+            else:
+                columns[name] = guessed
+                untyped.discard(name)
     return columns
