@@ -205,7 +205,8 @@ class KafkaSink(Sink[Any]):
                 # Encoding while the broker takes the first record batches overlaps the two.
                 await self._send(encoding)
             else:
-                sent.extend(encoding)  # what the failed try had not encoded yet
+                for _ in encoding:  # encode what the failed try had not: it lands in sent
+                    pass
                 await self._send(sent)
 
         await self.client.call(f"send a batch of {len(batch.records)} records", send)
