@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from asyncetl.core.changes import DEBEZIUM_UNAVAILABLE, JsonText
+from asyncetl.core.changes import DEBEZIUM_UNAVAILABLE, DeclaredColumns, JsonText
 
 __all__ = ["column_types", "typed_payload"]
 
@@ -47,8 +47,9 @@ def typed_payload(doc: Mapping[str, Any]) -> Mapping[str, Any]:
     return typed
 
 
-def column_types(doc: Mapping[str, Any]) -> dict[str, str] | None:
-    """Column → PostgreSQL type of the envelope's rows, from its schema section; ``None``
+def column_types(doc: Mapping[str, Any]) -> DeclaredColumns | None:
+    """Column → PostgreSQL type of the envelope's rows, from its schema section (to create
+    a table with, not to compare with one's: see :class:`DeclaredColumns`); ``None``
     without one."""
     schema = doc.get("schema")
     if not isinstance(schema, Mapping):
@@ -57,11 +58,11 @@ def column_types(doc: Mapping[str, Any]) -> dict[str, str] | None:
     row = rows.get("after") or rows.get("before")
     if not isinstance(row, Mapping):
         return None
-    return {
-        str(field["field"]): _sql_type(field)
+    return DeclaredColumns(
+        (str(field["field"]), _sql_type(field))
         for field in row.get("fields") or ()
         if isinstance(field, Mapping) and isinstance(field.get("field"), str)
-    }
+    )
 
 
 def _sql_type(schema: Mapping[str, Any]) -> str:

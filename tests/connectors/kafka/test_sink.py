@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from decimal import Decimal
@@ -16,11 +17,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from asyncetl import Batch, ListSink, ListSource, MemoryDeadLetterStore, Pipeline, TransientError
+from asyncetl import (
+    Batch,
+    ListSink,
+    ListSource,
+    MemoryCheckpointStore,
+    MemoryDeadLetterStore,
+    Pipeline,
+    TransientError,
+)
 from asyncetl.connectors.kafka import KafkaSink
 from asyncetl.connectors.kafka._partitions import murmur2
 from asyncetl.connectors.kafka.sink import BATCH_BYTES
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
+from asyncetl.core.interfaces import Checkpoint
 from tests.connectors.kafka.helpers import Topic, pipeline, run_until, source
 
 pytestmark = pytest.mark.anyio
@@ -281,3 +291,57 @@ async def test_a_batch_whose_send_failed_midway_is_sent_again_whole(
     assert values[first:] == list(range(3000))  # every record, the unencoded ones too
     assert values[:first] == list(range(first))  # the first try's queued record batch
     assert [log["event"] for log in logs if log["log_level"] == "warning"] == ["retrying"]
+
+
+class _Watching(MemoryCheckpointStore):
+    """Notes, at each checkpoint, how many records the broker had confirmed by then."""
+
+    def __init__(self, confirmed: list[int]) -> None:
+        super().__init__()
+        self.confirmed = confirmed
+        self.seen: list[tuple[Any, int]] = []
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        self.seen.append((checkpoint.position, sum(self.confirmed)))
+        await super().save(checkpoint)
+
+
+async def test_a_checkpoint_covers_only_records_the_broker_has_confirmed(
+    single: Topic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The broker's answers are held back a little (a slow broker), so that a checkpoint
+    # taken before them would show.
+    confirmed: list[int] = []
+    store = _Watching(confirmed)
+    sink = KafkaSink(single.bootstrap, single.name)
+    records = [{"n": n} for n in range(50)]
+    run = Pipeline("slow_acks", ListSource(records), sink, checkpoints=store)
+    run.max_batch_size = 10
+
+    async def open_slowly() -> None:
+        await KafkaSink.open(sink)
+        producer = sink._open_producer()
+        send_batch = producer.send_batch
+
+        async def late(builder: Any, topic: str, *, partition: int) -> Any:
+            count = builder.record_count()
+            answer = await send_batch(builder, topic, partition=partition)
+            loop = asyncio.get_running_loop()
+            delayed = loop.create_future()
+
+            def settle(answered: asyncio.Future[Any]) -> None:
+                confirmed.append(count)
+                delayed.set_result(answered.result())
+
+            answer.add_done_callback(lambda done: loop.call_later(0.05, settle, done))
+            return delayed
+
+        monkeypatch.setattr(producer, "send_batch", late)
+
+    monkeypatch.setattr(sink, "open", open_slowly)
+    with capture_logs():
+        await run.run()
+
+    assert [position for position, _ in store.seen][-1] == 50
+    assert all(at <= done for at, done in store.seen)  # never ahead of the confirmations
+    assert [orjson.loads(v or b"") for *_, v in await single.read_all()] == records

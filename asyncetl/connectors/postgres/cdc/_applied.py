@@ -11,7 +11,7 @@ import asyncpg
 
 from asyncetl.connectors.postgres._sql import TableName
 from asyncetl.connectors.postgres.cdc._guess import value_type
-from asyncetl.core.changes import ChangeEvent
+from asyncetl.core.changes import ChangeEvent, DeclaredColumns
 
 __all__ = [
     "Marker",
@@ -88,6 +88,8 @@ def latest_types(events: Sequence[ChangeEvent]) -> dict[str, str]:
     """Column → SQL type as the last event's column mapping names it: after an ``ALTER
     COLUMN … TYPE`` on the source, the new type (columns no mapping names are left out)."""
     last = next((e.columns for e in reversed(events) if e.columns is not None), None)
+    if isinstance(last, DeclaredColumns):  # a message's schema, not the source's DDL
+        return {}
     return dict(last or {})
 
 
