@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.connectors.kafka.helpers import Topic
 
@@ -82,6 +83,22 @@ async def _until(conn: asyncpg.Connection, sql: str, at_least: int, limit: float
     return count
 
 
+async def _until_members(topic: Topic, members: int, limit: float) -> None:
+    """Wait until the group has settled with ``members`` members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=topic.bootstrap)
+    await admin.start()
+    try:
+        with anyio.fail_after(limit):
+            while True:
+                [described] = await admin.describe_consumer_groups([topic.group])
+                [group] = described.to_object()["groups"]
+                if group["state"] == "Stable" and len(group["members"]) == members:
+                    return
+                await anyio.sleep(0.25)
+    finally:
+        await admin.close()
+
+
 DISTINCT = "SELECT count(*) FROM (SELECT DISTINCT k, seq FROM applied) d"
 # Each key's applied versions, in the order they were applied: each must be the next one
 # (seq + 1) or a replay of an earlier one (a member re-reading what its predecessor
@@ -122,7 +139,11 @@ async def test_a_member_killed_mid_stream_and_restarted_leaves_every_key_complet
         assert workers[0].wait(timeout=5) == -signal.SIGKILL
         killed_at = await _count(conn, DISTINCT)
         await _produce(six, rounds[1])
+        await _until_members(six, 2, limit=90)  # the group let the killed member go
         workers.append(_worker(six, pg_database, 3, logs[3]))  # worker 0, restarted
+        # The last round goes out once the restarted member holds partitions, so that it
+        # has messages of its own to apply however fast the others are.
+        await _until_members(six, 3, limit=90)
         await _produce(six, rounds[2])
         await _until(conn, "SELECT count(*) FROM applied", MESSAGES, limit=240)
         await _until(conn, DISTINCT, MESSAGES, limit=60)
