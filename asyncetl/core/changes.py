@@ -46,6 +46,7 @@ __all__ = [
     "JSON_NULL",
     "UNCHANGED",
     "ChangeEvent",
+    "DeclaredColumns",
     "JsonNull",
     "JsonText",
     "Op",
@@ -126,6 +127,15 @@ class JsonText(str):
     duplicate keys and spacing, ``jsonb`` the scale of its numbers (``1.50``). A ``str``
     (``json.loads`` it for Python values); a sink writing to a json column writes the text
     as it is, where a plain ``str`` would be a JSON string."""
+
+    __slots__ = ()
+
+
+class DeclaredColumns(dict[str, str]):
+    """:attr:`ChangeEvent.columns` as a message's schema declares them (Debezium's Connect
+    schema), not as the source database has them: each the type that holds the values
+    (``string`` → ``text``, whatever the source's length), so a sink may create a table
+    from them, but not read a change of the source's column types from them."""
 
     __slots__ = ()
 

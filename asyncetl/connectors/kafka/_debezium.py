@@ -5,6 +5,12 @@ its payload; its semantic ``name`` says how a column was written: days since
 the epoch for ``io.debezium.time.Date``, microseconds for ``MicroTimestamp``,
 a base64 big-endian unscaled integer for ``org.apache.kafka.connect.data.Decimal``
 and so on. Without a schema, values keep their JSON types.
+
+The same schema says each column's PostgreSQL type (:func:`column_types`), so
+that a sink may create a missing table for the events: the type that holds the
+decoded values exactly (``MicroTimestamp`` → ``timestamp without time zone``,
+``Decimal`` with a precision → ``numeric(p,s)``, ``Json`` → ``jsonb``, an
+array of ``string`` → ``text[]``, ...).
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from asyncetl.core.changes import DEBEZIUM_UNAVAILABLE
+from asyncetl.core.changes import DEBEZIUM_UNAVAILABLE, DeclaredColumns, JsonText
 
-__all__ = ["typed_payload"]
+__all__ = ["column_types", "typed_payload"]
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DATE = dt.date(1970, 1, 1)
@@ -39,6 +45,79 @@ def typed_payload(doc: Mapping[str, Any]) -> Mapping[str, Any]:
         if isinstance(row, Mapping) and isinstance(row_schema, Mapping):
             typed[side] = _row(row, row_schema)
     return typed
+
+
+def column_types(doc: Mapping[str, Any]) -> DeclaredColumns | None:
+    """Column → PostgreSQL type of the envelope's rows, from its schema section (to create
+    a table with, not to compare with one's: see :class:`DeclaredColumns`); ``None``
+    without one."""
+    schema = doc.get("schema")
+    if not isinstance(schema, Mapping):
+        return None
+    rows = {f.get("field"): f for f in schema.get("fields") or () if isinstance(f, Mapping)}
+    row = rows.get("after") or rows.get("before")
+    if not isinstance(row, Mapping):
+        return None
+    return DeclaredColumns(
+        (str(field["field"]), _sql_type(field))
+        for field in row.get("fields") or ()
+        if isinstance(field, Mapping) and isinstance(field.get("field"), str)
+    )
+
+
+def _sql_type(schema: Mapping[str, Any]) -> str:
+    name = schema.get("name")
+    if name == "org.apache.kafka.connect.data.Decimal":
+        parameters = schema.get("parameters") or {}
+        precision, scale = parameters.get("connect.decimal.precision"), parameters.get("scale")
+        if str(precision).isdigit() and str(scale).isdigit():
+            return f"numeric({precision},{scale})"
+        return "numeric"
+    semantic = _SEMANTIC_TYPES.get(name) if isinstance(name, str) else None
+    if semantic is not None:
+        return semantic
+    kind = schema.get("type")
+    if kind == "array":
+        items = schema.get("items")
+        item = _sql_type(items) if isinstance(items, Mapping) else "jsonb"
+        return "jsonb" if item == "jsonb" or item.endswith("[]") else f"{item}[]"
+    return _CONNECT_TYPES.get(kind, "jsonb") if isinstance(kind, str) else "jsonb"
+
+
+#: Connect's types without a semantic name; structs and maps are kept as JSON.
+_CONNECT_TYPES: dict[str, str] = {
+    "int8": "smallint",
+    "int16": "smallint",
+    "int32": "integer",
+    "int64": "bigint",
+    "float32": "real",
+    "float64": "double precision",
+    "boolean": "boolean",
+    "string": "text",
+    "bytes": "bytea",
+}
+
+#: Debezium's semantic types: the column type that holds what the decoder makes of them.
+_SEMANTIC_TYPES: dict[str, str] = {
+    "io.debezium.time.Date": "date",
+    "io.debezium.time.Timestamp": "timestamp without time zone",
+    "io.debezium.time.MicroTimestamp": "timestamp without time zone",
+    "io.debezium.time.NanoTimestamp": "timestamp without time zone",
+    "io.debezium.time.ZonedTimestamp": "timestamp with time zone",
+    "io.debezium.time.Time": "time without time zone",
+    "io.debezium.time.MicroTime": "time without time zone",
+    "io.debezium.time.NanoTime": "time without time zone",
+    "io.debezium.time.ZonedTime": "time with time zone",
+    "io.debezium.time.MicroDuration": "bigint",  # the microseconds, as they come
+    "io.debezium.time.Interval": "interval",  # ISO 8601 text, which PostgreSQL reads
+    "io.debezium.data.VariableScaleDecimal": "numeric",
+    "io.debezium.data.Json": "jsonb",
+    "io.debezium.data.Uuid": "uuid",
+    "io.debezium.data.Bits": "bytea",  # the bits' bytes, as decoded
+    "io.debezium.data.Xml": "xml",
+    "io.debezium.data.Enum": "text",
+    "io.debezium.data.EnumSet": "text",
+}
 
 
 def _row(row: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,8 +219,9 @@ def _bits(value: Any, _: Mapping[str, Any]) -> bytes:
     return _bytes(value)
 
 
-def _keep(value: Any, _: Mapping[str, Any]) -> Any:
-    return value
+def _json(value: Any, _: Mapping[str, Any]) -> Any:
+    # The column's exact text: a json column takes it as it is, not as a JSON string.
+    return JsonText(value) if isinstance(value, str) else value
 
 
 _SEMANTIC: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
@@ -158,5 +238,5 @@ _SEMANTIC: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
     "io.debezium.data.VariableScaleDecimal": _variable_decimal,
     "io.debezium.data.Uuid": _uuid,
     "io.debezium.data.Bits": _bits,
-    "io.debezium.data.Json": _keep,  # JSON text, as the column held it
+    "io.debezium.data.Json": _json,
 }

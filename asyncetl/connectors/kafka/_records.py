@@ -14,7 +14,7 @@ from typing import Literal, Protocol, TypeAlias
 
 import orjson
 
-from asyncetl.connectors.kafka._debezium import typed_payload
+from asyncetl.connectors.kafka._debezium import column_types, typed_payload
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.changes import ChangeEvent, decode_debezium
 from asyncetl.core.errors import ConfigError
@@ -110,6 +110,7 @@ def _change(key: bytes | None, value: bytes | None) -> ChangeEvent | None:
         seq=0,
         key=row_key,
         key_columns=tuple(row_key) if row_key else (),
+        columns=column_types(doc),
     )
 
 

@@ -5,24 +5,27 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 import anyio
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, codec
-from aiokafka.structs import RecordMetadata
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from asyncetl.connectors.kafka._client import (
     REQUEST_TIMEOUT_MS,
     KafkaClient,
     bootstrap_list,
 )
+from asyncetl.connectors.kafka._partitions import Chooser
 from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
-from asyncetl.core.batch import Batch, Position, Reject
-from asyncetl.core.changes import ChangeEvent, encode_debezium, encode_debezium_key
-from asyncetl.core.errors import ConfigError
+from asyncetl.core.batch import Batch, Reject
+from asyncetl.core.changes import ChangeEvent
+from asyncetl.core.debezium import DebeziumEncoder
+from asyncetl.core.errors import ConfigError, TransientError
 from asyncetl.core.interfaces import Problem, Sink
+from asyncetl.core.logs import get_logger
 from asyncetl.core.settings_check import nonempty, retry_policy
 
 __all__ = ["Compression", "KafkaSink"]
@@ -38,8 +41,16 @@ _CODECS: dict[str, Callable[[], bool]] = {
 }
 #: Seconds to wait for the broker to confirm every message of one batch.
 ACK_TIMEOUT = 30.0
+#: Seconds a written batch may wait for the broker's confirmation before the engine
+#: asks for it (:meth:`KafkaSink.flush`): how late its checkpoint may be committed.
+HOLD = 0.25
+#: Bytes of one record batch (aiokafka's 16 KiB default makes a request per few dozen
+#: envelopes, each waiting for the broker's answer); below the brokers' default limit
+#: on a batch, ``message.max.bytes`` (1 MiB).
+BATCH_BYTES = 1_000_000
 
 _Message: TypeAlias = tuple[str, bytes | None, bytes | None]
+_log = get_logger("asyncetl.kafka")
 
 
 class KafkaSink(Sink[Any]):
@@ -48,9 +59,13 @@ class KafkaSink(Sink[Any]):
     JSON records are sent as JSON; :class:`~asyncetl.core.changes.ChangeEvent`
     records as Debezium envelopes (payload only), keyed by the row's key as a
     JSON object (``{"id": 7}``), so that one row's changes stay in order in one
-    partition. Messages go out with ``acks=all``, and :meth:`write` returns only
-    when the broker has confirmed every message of the batch; a failed batch is
-    sent again whole (at-least-once: a replay may duplicate messages).
+    partition. Messages go out with ``acks=all``. :meth:`write` queues a batch's
+    messages and returns once the batches before it are confirmed, so that the
+    next batch is encoded while the broker takes this one; the engine
+    acknowledges a batch only when every message of it is confirmed (at the
+    next write, or at :meth:`flush`, at most :data:`HOLD` seconds later). After
+    a failure, the unconfirmed batches are sent again whole, in order
+    (at-least-once: a replay may duplicate messages).
 
     ``topic`` may name record fields in braces, e.g. ``events.{kind}``; for
     change events it may name ``{prefix}``, ``{schema}`` and ``{table}``
@@ -147,6 +162,13 @@ class KafkaSink(Sink[Any]):
             security=security_of(security, where),
         )
         self._producer: AIOKafkaProducer | None = None
+        self._debezium = DebeziumEncoder(
+            name=self.topic_prefix, database=database, with_schema=with_schema
+        )
+        self._topics: dict[tuple[str, str], str] = {}  # (schema, table) → topic
+        self._turn = 0  # picks the partition of a batch's keyless messages
+        self._unconfirmed: list[_Unconfirmed] = []  # written, oldest first
+        self._deadline: float | None = None
 
     async def open(self) -> None:
         """Connect.
@@ -176,39 +198,115 @@ class KafkaSink(Sink[Any]):
                 await producer.stop()
 
     async def write(self, batch: Batch[Any]) -> Sequence[Reject]:
-        """Send the batch and await the broker's confirmation of every message.
+        """Queue the batch's messages, and await the broker's confirmation of the batches
+        written before it: the engine acknowledges a batch only once :meth:`flush` or the
+        next write has seen every message of it confirmed (see :meth:`flush_deadline`).
 
         :returns: the records that could not be encoded or routed.
         :raises TransientError: the brokers stayed unreachable through every retry.
         :raises PermanentError: the broker refused a message.
         """
-        messages: list[_Message] = []
         rejects: list[Reject] = []
-        now = dt.datetime.now(dt.UTC)
-        for record in batch.records:
-            try:
-                messages.extend(self._encode(record, now))
-            except (TypeError, ValueError) as exc:
-                rejects.append(Reject(record, exc))
-        if messages:
-            await self.client.call(
-                f"send {len(messages)} messages", lambda: self._send(messages, batch.position)
-            )
+        held = _Unconfirmed(batch.records)
+        self._unconfirmed.append(held)
+        if self._deadline is None:
+            self._deadline = anyio.current_time() + HOLD
+        try:
+            with self.client.errors(f"send a batch of {len(batch.records)} records"):
+                # Encoding this batch while the broker takes the last one's record batches
+                # keeps both busy.
+                await self._queue_all(self._encoding(batch.records, rejects), held.answers)
+                await self._confirm(self._unconfirmed[:-1])
+        except TransientError as exc:
+            rejects = []  # of every record: the failed try may have stopped before some
+            for _ in self._encoding(batch.records, rejects):
+                pass
+            await self._send_again(exc)
+            return rejects
+        del self._unconfirmed[:-1]
         return rejects
 
-    async def _send(self, messages: Sequence[_Message], position: Position) -> list[RecordMetadata]:
-        producer = self._open_producer()
-        pending: list[asyncio.Future[RecordMetadata]] = []
+    def flush_deadline(self) -> float | None:
+        """When the batches written but not yet confirmed must be, or ``None`` for none."""
+        return self._deadline if self._unconfirmed else None
+
+    async def flush(self) -> None:
+        """Await the broker's confirmation of every batch written.
+
+        :raises TransientError: the brokers stayed unreachable through every retry.
+        :raises PermanentError: the broker refused a message.
+        """
         try:
+            with self.client.errors(f"confirm {len(self._unconfirmed)} batches"):
+                await self._confirm(self._unconfirmed)
+        except TransientError as exc:
+            await self._send_again(exc)
+        self._unconfirmed.clear()
+        self._deadline = None
+
+    async def _send_again(self, failure: TransientError) -> None:
+        """Send every unconfirmed batch again, in order, each whole and confirmed: after a
+        failure nothing says which of their messages arrived (at-least-once)."""
+        unconfirmed = self._unconfirmed
+        for held in unconfirmed:
+            held.cancel()
+        _log.warning("retrying", what="send unconfirmed batches again", error=str(failure))
+
+        async def again() -> None:
+            for held in unconfirmed:
+                held.answers = []
+                # Encoded again from the records (so the batch's bytes are not kept), its
+                # refused records are refused again and left out again.
+                await self._queue_all(self._encoding(held.records, []), held.answers)
+                await self._confirm([held])
+
+        await self.client.call(f"send {len(unconfirmed)} batches again", again)
+        self._unconfirmed = []
+        self._deadline = None
+
+    def _encoding(self, records: Sequence[Any], rejects: list[Reject]) -> Iterator[_Message]:
+        now = dt.datetime.now(dt.UTC)
+        for record in records:
+            try:
+                messages = self._encode(record, now)
+            except (TypeError, ValueError) as exc:
+                rejects.append(Reject(record, exc))
+                continue
+            yield from messages
+
+    async def _queue_all(
+        self, messages: Iterable[_Message], answers: list[asyncio.Future[object]]
+    ) -> None:
+        """Queue the messages as record batches of up to :data:`BATCH_BYTES` per partition,
+        each once full; the futures of the broker's answers go to ``answers``."""
+        producer = self._open_producer()
+        chooser = Chooser(self._partitions_of, self._turn)
+        self._turn += 1
+        filling: dict[tuple[str, int], BatchBuilder] = {}
+        headers = self.headers
+        with anyio.fail_after(ACK_TIMEOUT):
+            for topic, key, value in messages:
+                at = chooser.choose(await chooser.partitions(topic), key)
+                builder = filling.get((topic, at))
+                if builder is None:
+                    builder = filling[topic, at] = producer.create_batch()
+                appended = builder.append(key=key, value=value, timestamp=None, headers=headers)
+                if appended is not None:
+                    continue
+                answers.append(await _queue(producer, builder, topic, at))
+                builder = filling[topic, at] = producer.create_batch()
+                builder.append(key=key, value=value, timestamp=None, headers=headers)
+            for (topic, at), builder in filling.items():
+                answers.append(await _queue(producer, builder, topic, at))
+
+    async def _confirm(self, batches: Sequence[_Unconfirmed]) -> None:
+        answers = [answer for held in batches for answer in held.answers]
+        if answers:
             with anyio.fail_after(ACK_TIMEOUT):
-                for topic, key, value in messages:
-                    pending.append(
-                        await producer.send(topic, value, key=key, headers=self.headers or None)
-                    )
-                return [await future for future in pending]
-        finally:
-            for future in pending:
-                future.cancel()  # no-op for the done ones
+                await asyncio.gather(*answers)
+
+    async def _partitions_of(self, topic: str) -> list[int]:
+        return sorted(await self._open_producer().partitions_for(topic))
 
     def _encode(self, record: object, now: dt.datetime) -> list[_Message]:
         if isinstance(record, ChangeEvent):
@@ -227,23 +325,13 @@ class KafkaSink(Sink[Any]):
         return [(topic, key, orjson.dumps(record))]
 
     def _encode_change(self, event: ChangeEvent, now: dt.datetime) -> list[_Message]:
-        fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
-        topic = self.topic.render(fields)
+        topic = self._topics.get((event.schema, event.table))
+        if topic is None:
+            fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
+            topic = self._topics[(event.schema, event.table)] = self.topic.render(fields)
         row_key = _row_key(event)
-        key = None
-        if row_key is not None and self.with_schema:
-            key = orjson.dumps(encode_debezium_key(event, row_key, name=self.topic_prefix))
-        elif row_key is not None:
-            key = orjson.dumps(row_key, default=str)
-        envelope = orjson.dumps(
-            encode_debezium(
-                event,
-                name=self.topic_prefix,
-                database=self.database,
-                processed_at=now,
-                with_schema=self.with_schema,
-            )
-        )
+        key = None if row_key is None else self._debezium.key(event, row_key)
+        envelope = self._debezium.envelope(event, now)
         if event.op == "d" and key is not None and self.tombstones:
             return [(topic, key, envelope), (topic, key, None)]
         return [(topic, key, envelope)]
@@ -279,13 +367,42 @@ class KafkaSink(Sink[Any]):
             acks="all",
             compression_type=None if self.compression == "none" else self.compression,
             linger_ms=int(self.linger * 1000),
+            max_batch_size=BATCH_BYTES,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
 
 
-def _row_key(event: ChangeEvent) -> dict[str, object] | None:
+async def _queue(
+    producer: AIOKafkaProducer, builder: BatchBuilder, topic: str, partition: int
+) -> asyncio.Future[object]:
+    """Queue a filled record batch; the future of the broker's answer to it."""
+    builder.close()  # a closed batch goes out at once: no linger for more messages
+    future: asyncio.Future[object] = await producer.send_batch(builder, topic, partition=partition)
+    # Let the producer's sender put it on the wire before the caller encodes on.
+    await anyio.lowlevel.checkpoint()
+    return future
+
+
+class _Unconfirmed:
+    """A batch's records, queued as messages, and the futures of the broker's answers."""
+
+    __slots__ = ("answers", "records")
+
+    def __init__(self, records: Sequence[Any]) -> None:
+        self.records = records  # to send the batch again
+        self.answers: list[asyncio.Future[object]] = []
+
+    def cancel(self) -> None:
+        """Cancel the answers still awaited, and take the failures of the others (which
+        asyncio would otherwise report as never retrieved)."""
+        for answer in self.answers:
+            if not answer.cancel() and not answer.cancelled():
+                answer.exception()
+
+
+def _row_key(event: ChangeEvent) -> Mapping[str, object] | None:
     if event.key:
-        return dict(event.key)
+        return event.key
     if not event.key_columns:
         return None
     row = event.after if event.op != "d" else event.before

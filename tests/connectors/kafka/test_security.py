@@ -1,9 +1,10 @@
 """SASL and TLS settings of the Kafka source and sink: validation, aiokafka's keywords, secrets.
 
-The test broker (Tansu) can require SCRAM authentication but, with in-memory
-storage, holds no user, and its TLS listener is not built in: so a real broker
-is used to show that the settings reach the wire (it refuses the credentials),
-and the TLS context is checked as built.
+The test broker (Tansu 0.6.0) can require SCRAM authentication but, with
+in-memory storage (the only one built in), holds no user and refuses to create
+one before authentication; ``--cert`` leaves its listener speaking plaintext.
+So a real broker is used to show that the settings reach the wire (it refuses
+the credentials), and the TLS context is checked as built.
 """
 
 from __future__ import annotations

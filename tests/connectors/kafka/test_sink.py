@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
+from aiokafka.errors import RequestTimedOutError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as kafka_murmur2
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from asyncetl import Batch, ListSink, ListSource, MemoryDeadLetterStore, Pipeline, TransientError
+from asyncetl import (
+    Batch,
+    ListSink,
+    ListSource,
+    MemoryCheckpointStore,
+    MemoryDeadLetterStore,
+    Pipeline,
+    TransientError,
+)
 from asyncetl.connectors.kafka import KafkaSink
+from asyncetl.connectors.kafka._partitions import murmur2
+from asyncetl.connectors.kafka.sink import BATCH_BYTES
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
+from asyncetl.core.interfaces import Checkpoint
 from tests.connectors.kafka.helpers import Topic, pipeline, run_until, source
 
 pytestmark = pytest.mark.anyio
@@ -194,3 +212,136 @@ async def test_with_schema_typed_change_events_come_back_exactly_through_the_deb
     )
     assert back.after == after
     assert back.commit_time == when
+
+
+async def test_a_batch_larger_than_a_record_batch_arrives_whole_in_order_in_the_keys_partitions(
+    topic: Topic,
+) -> None:
+    # 6,000 records of about 1 kB: more than one record batch's worth for each partition.
+    records = [{"id": i % 40, "n": i, "pad": "x" * 1000} for i in range(6000)]
+    sink = KafkaSink(topic.bootstrap, topic.name, key_fields=["id"])
+
+    async with sink:
+        assert await sink.write(Batch(0, records, None)) == []
+
+    found = await topic.read_all()
+    partitioner = DefaultPartitioner()
+    by_partition: dict[int, list[int]] = {}
+    for partition, _, key, value in found:
+        # The partition Kafka's default partitioner (Java's, aiokafka's) gives the key.
+        assert partition == partitioner(key, list(range(topic.partitions)), [])
+        by_partition.setdefault(partition, []).append(orjson.loads(value or b"")["n"])
+    assert sorted(n for ns in by_partition.values() for n in ns) == list(range(6000))
+    assert all(ns == sorted(ns) for ns in by_partition.values())  # in batch order
+    sizes = [sum(len(v or b"") for p, _, _, v in found if p == at) for at in by_partition]
+    assert min(sizes) > BATCH_BYTES
+
+
+async def test_keyless_records_of_one_batch_go_to_one_partition_and_the_next_batch_to_another(
+    topic: Topic,
+) -> None:
+    sink = KafkaSink(topic.bootstrap, topic.name)
+
+    async with sink:
+        for seq in range(3):
+            await sink.write(Batch(seq, [{"batch": seq, "n": n} for n in range(5)], None))
+
+    found = await topic.read_all()
+    partitions: dict[int, set[int]] = {}
+    for partition, _, _, value in found:
+        record = orjson.loads(value or b"")
+        partitions.setdefault(record["batch"], set()).add(partition)
+    assert sorted(partitions) == [0, 1, 2]
+    assert all(len(used) == 1 for used in partitions.values())
+    assert len(set().union(*partitions.values())) == 3  # turn by turn over the partitions
+
+
+@given(st.binary(max_size=64))
+def test_murmur2_hashes_as_kafkas_default_partitioner(data: bytes) -> None:
+    assert murmur2(data) == kafka_murmur2(data)
+
+
+async def test_a_batch_whose_send_failed_midway_is_sent_again_whole(
+    single: Topic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3,000 records of about 1 kB make three record batches; the second fails once, as a
+    # broker that stops answering makes it fail (a fault a healthy broker cannot be made
+    # to produce on cue), after the first was queued and before the rest were encoded.
+    records = [{"n": i, "pad": "x" * 1000} for i in range(3000)]
+    sink = KafkaSink(single.bootstrap, single.name, retries=1, retry_max_time=10)
+    queued = 0
+
+    async with sink:
+        producer = sink._open_producer()
+        send_batch = producer.send_batch
+
+        async def failing_once(*args: Any, **kwargs: Any) -> Any:
+            nonlocal queued
+            queued += 1
+            if queued == 2:
+                raise RequestTimedOutError()
+            return await send_batch(*args, **kwargs)
+
+        monkeypatch.setattr(producer, "send_batch", failing_once)
+        with capture_logs() as logs:
+            assert await sink.write(Batch(0, records, None)) == []
+
+    values = [orjson.loads(v or b"")["n"] for *_, v in await single.read_all()]
+    first = values.index(0, 1)  # where the second try starts again
+    assert values[first:] == list(range(3000))  # every record, the unencoded ones too
+    assert values[:first] == list(range(first))  # the first try's queued record batch
+    assert [log["event"] for log in logs if log["log_level"] == "warning"] == ["retrying"]
+
+
+class _Watching(MemoryCheckpointStore):
+    """Notes, at each checkpoint, how many records the broker had confirmed by then."""
+
+    def __init__(self, confirmed: list[int]) -> None:
+        super().__init__()
+        self.confirmed = confirmed
+        self.seen: list[tuple[Any, int]] = []
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        self.seen.append((checkpoint.position, sum(self.confirmed)))
+        await super().save(checkpoint)
+
+
+async def test_a_checkpoint_covers_only_records_the_broker_has_confirmed(
+    single: Topic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The broker's answers are held back a little (a slow broker), so that a checkpoint
+    # taken before them would show.
+    confirmed: list[int] = []
+    store = _Watching(confirmed)
+    sink = KafkaSink(single.bootstrap, single.name)
+    records = [{"n": n} for n in range(50)]
+    run = Pipeline("slow_acks", ListSource(records), sink, checkpoints=store)
+    run.max_batch_size = 10
+
+    async def open_slowly() -> None:
+        await KafkaSink.open(sink)
+        producer = sink._open_producer()
+        send_batch = producer.send_batch
+
+        async def late(builder: Any, topic: str, *, partition: int) -> Any:
+            count = builder.record_count()
+            answer = await send_batch(builder, topic, partition=partition)
+            loop = asyncio.get_running_loop()
+            delayed = loop.create_future()
+
+            def settle(answered: asyncio.Future[Any]) -> None:
+                confirmed.append(count)
+                delayed.set_result(answered.result())
+
+            answer.add_done_callback(lambda done: loop.call_later(0.05, settle, done))
+            return delayed
+
+        monkeypatch.setattr(producer, "send_batch", late)
+
+    monkeypatch.setattr(sink, "open", open_slowly)
+    with capture_logs():
+        await run.run()
+
+    assert [position for position, _ in store.seen][-1] == 50
+    assert all(at <= done for at, done in store.seen)  # never ahead of the confirmations
+    assert [orjson.loads(v or b"") for *_, v in await single.read_all()] == records

@@ -1,8 +1,9 @@
-"""One worker of the scale-out test: a Kafka group member upserting into PostgreSQL.
+"""One worker of the scale-out test: a Kafka group member appending into PostgreSQL.
 
 Run as ``python -m tests.connectors.kafka.worker BOOTSTRAP TOPIC GROUP DSN WORKER``;
-it reads until stopped (SIGTERM stops it gracefully, SIGKILL at once) and writes
-each message ``{"n": …}`` as the row ``(n, worker)`` of the table ``events``.
+it reads until stopped (SIGTERM stops it gracefully, SIGKILL at once) and appends
+each message ``{"k": …, "seq": …}`` as the row ``(k, seq, worker)`` of the table
+``applied``, whose serial ``id`` then records the order in which versions were applied.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ async def main(bootstrap: str, topic: str, group: str, dsn: str, worker: int) ->
         return {**record, "worker": worker}
 
     source = KafkaSource(bootstrap, [topic], group=group, poll_timeout=0.2, session_timeout=2.0)
-    sink = PostgresSink(dsn, "events", mode="upsert", key=["n"])
+    sink = PostgresSink(dsn, "applied", mode="append")
     run = Pipeline(
-        f"worker{worker}", source, sink, [Transform(tag)], max_batch_size=500, max_batch_age=0.1
+        f"worker{worker}", source, sink, [Transform(tag)], max_batch_size=2000, max_batch_age=0.1
     )
     async with anyio.create_task_group() as tg:
 

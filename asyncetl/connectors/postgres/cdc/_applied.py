@@ -10,7 +10,8 @@ from operator import attrgetter
 import asyncpg
 
 from asyncetl.connectors.postgres._sql import TableName
-from asyncetl.core.changes import ChangeEvent
+from asyncetl.connectors.postgres.cdc._guess import value_type
+from asyncetl.core.changes import ChangeEvent, DeclaredColumns
 
 __all__ = [
     "Marker",
@@ -87,12 +88,15 @@ def latest_types(events: Sequence[ChangeEvent]) -> dict[str, str]:
     """Column → SQL type as the last event's column mapping names it: after an ``ALTER
     COLUMN … TYPE`` on the source, the new type (columns no mapping names are left out)."""
     last = next((e.columns for e in reversed(events) if e.columns is not None), None)
+    if isinstance(last, DeclaredColumns):  # a message's schema, not the source's DDL
+        return {}
     return dict(last or {})
 
 
 def source_columns(events: Sequence[ChangeEvent]) -> dict[str, str]:
     """Column → SQL type of every column the events carry, in table order (a type as the
-    first event naming it says: a snapshot row's comes from the catalog, exactly)."""
+    first event naming it says: a snapshot row's comes from the catalog, exactly; for
+    events without column types, as the column's first value that says one, else text)."""
     mappings = list(map(_COLUMNS, events))
     if None not in mappings:  # a CDC source's events share a few column mappings
         columns: dict[str, str] = {}
@@ -102,13 +106,22 @@ def source_columns(events: Sequence[ChangeEvent]) -> dict[str, str]:
         return columns
     seen: set[int] = set()
     columns = {}
+    untyped: set[str] = set()  # guessed as text for want of a value saying more
     for event in events:
         if event.columns is not None:
             if id(event.columns) not in seen:
                 seen.add(id(event.columns))
                 for name, sql_type in event.columns.items():
                     columns.setdefault(name, sql_type)
-        elif event.after is not None:
-            for name in event.after:
+            continue
+        for name, value in (event.after or event.before or {}).items():
+            if name in columns and name not in untyped:
+                continue
+            guessed = value_type(value)
+            if guessed is None:
                 columns.setdefault(name, "text")
+                untyped.add(name)
+            else:
+                columns[name] = guessed
+                untyped.discard(name)
     return columns
