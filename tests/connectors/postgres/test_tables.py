@@ -157,7 +157,7 @@ async def test_tables_source_reconnects_and_resumes_after_its_backend_is_termina
             aclosing(source.read(None, max_chunk=10)) as chunks,  # type: ignore[type-var]
         ):
             async for chunk in chunks:
-                ids += [row.values["id"] for row in chunk.records]  # type: ignore[call-overload]
+                ids += [row.values["id"] for row in chunk.records]  # type: ignore[call-overload,index]
                 positions.append(chunk.position)
                 kills += await terminate_others(admin, pg_database)
                 await anyio.sleep(next(pauses))
