@@ -482,7 +482,8 @@ class TableSource(Source[Any]):
         """
         args: list[Any] = []
         where = f"WHERE {self._after(position, args)}" if position is not None else ""
-        keys = ", ".join(f"{quote_ident(c)}::text" for c in self.order)
+        # Named apart: a bare column name in ORDER BY would mean this text, in text order.
+        keys = ", ".join(f"{quote_ident(c)}::text AS _k{i}" for i, c in enumerate(self.order))
         order = ", ".join(quote_ident(c) for c in self.order)
         backwards = ", ".join(f"{quote_ident(c)} DESC" for c in self.order)
         # Identifiers quoted, values bound.
