@@ -170,7 +170,7 @@ async def test_sink_without_its_source_refuses_binary_pages(pg_database: str) ->
     await sink.open()
     try:
         with pytest.raises(PermanentError) as caught:
-            await sink.write(Batch(0, [BinaryPage(b"", 0)], None))
+            await sink.write(Batch(0, [BinaryPage(b"", 0)], None))  # type: ignore[list-item]
     finally:
         await sink.aclose()
     assert str(caught.value) == (
