@@ -142,9 +142,9 @@ def _range_sql(table: TableInfo, after: bool) -> str:
 
 def split_pages(records: Sequence[object]) -> tuple[list[SnapshotPage], list[object]]:
     """The distinct snapshot pages among ``records``, in order, and the other records."""
-    if not records or not isinstance(records[0], SnapshotPage):
-        return [], list(records)  # pages come first in a batch, when at all
-    pages = [r for r in dict.fromkeys(records) if isinstance(r, SnapshotPage)]
+    if SnapshotPage not in set(map(type, records)):  # mapped in C: cheap for every batch
+        return [], list(records)
+    pages = list(dict.fromkeys(r for r in records if isinstance(r, SnapshotPage)))
     return pages, [r for r in records if not isinstance(r, SnapshotPage)]
 
 
