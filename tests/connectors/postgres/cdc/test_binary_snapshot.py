@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -90,7 +91,7 @@ async def test_binary_snapshot_copies_every_value_exactly_then_streams(
         await execute(cdc_db, "INSERT INTO typed (id, t) VALUES (4, 'streamed')")
         await execute(cdc_db, "UPDATE typed SET t = 'changed' WHERE id = 3")
         for table in ("typed", "moods", "loose"):
-            await wait_for(lambda table=table: _same(cdc_db, target_db, table))
+            await wait_for(functools.partial(_same, cdc_db, target_db, table))
         pipeline.stop()
 
     async with anyio.create_task_group() as tg:
@@ -127,10 +128,10 @@ async def test_binary_snapshot_pages_resume_after_the_last_committed_one(cdc_db:
     finally:
         await source.aclose()
     # Each row one record, all of a page the same one; pages end at key order (10 after 9).
-    pages = list(dict.fromkeys(first))
+    pages: list[Any] = list(dict.fromkeys(first))
     assert [type(p).__name__ for p in pages] == ["SnapshotPage", "SnapshotPage"]
-    assert [p.page.rows for p in pages if isinstance(p, SnapshotPage)] == [5, 5]
-    assert [p["snapshot"] for p in positions] == [  # type: ignore[index]
+    assert [p.page.rows for p in pages] == [5, 5]
+    assert [p["snapshot"] for p in positions] == [  # type: ignore[call-overload,index]
         {"table": ["public", "a"], "after": ["5"]},
         {"table": ["public", "a"], "after": ["10"]},
     ]
@@ -147,10 +148,11 @@ async def test_binary_snapshot_pages_resume_after_the_last_committed_one(cdc_db:
     finally:
         await resumed.aclose()
     # The rest of a as one page of 2, then b (an enum: not built in) as a change event.
-    assert isinstance(rest[0], SnapshotPage)
-    assert rest[0].page.rows == 2
+    page: Any = rest[0]
+    assert isinstance(page, SnapshotPage)
+    assert page.page.rows == 2
     assert [(e.op, e.after) for e in rest[2:]] == [("r", {"id": 1, "m": "ok"})]
-    assert rest_positions[0]["snapshot"] == {"table": ["public", "b"], "after": None}  # type: ignore[index]
+    assert rest_positions[0]["snapshot"] == {"table": ["public", "b"], "after": None}  # type: ignore[call-overload,index]
 
 
 async def test_a_replayed_page_merges_over_the_rows_it_wrote(cdc_db: str, target_db: str) -> None:
