@@ -16,12 +16,9 @@ between PostgreSQL databases when no transform needs the values. COPY takes no
 parameters, so the position and page size are bound into transaction-local
 settings; the next position is read off the page's last line.
 
-With ``format="binary"`` each page is one ``COPY … TO STDOUT (FORMAT binary)``
-of the rows between the position and the page's last key, which a query on
-the key finds first in the same ``REPEATABLE READ`` transaction: the page is
-passed on whole as a :class:`~asyncetl.connectors.postgres._binary.BinaryPage`
-(one record per row, all the same page), never parsed in Python. The columns
-must have built-in types, and the target the same types.
+With ``format="binary"`` a page is one ``COPY … TO STDOUT (FORMAT binary)`` of
+the rows up to its last key, found first in the same ``REPEATABLE READ``
+transaction, passed on whole as a ``BinaryPage`` (see ``_binary``).
 
 A table without a key is read in the order of all its columns, grouped: each
 distinct row comes once with its number of copies, and the copies are yielded
@@ -481,7 +478,10 @@ class TableSource(Source[Any]):
         The ``size``-th row after it, or the last row of all when fewer remain.
         """
         args: list[Any] = []
-        where = f"WHERE {self._after(position, args)}" if position is not None else ""
+        # Rows up to the page's end are in cursor order: held back rows come after it.
+        conditions = [self._after(position, args)] if position is not None else []
+        conditions += self._lag(args)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         # Named apart: a bare column name in ORDER BY would mean this text, in text order.
         keys = ", ".join(f"{quote_ident(c)}::text AS _k{i}" for i, c in enumerate(self.order))
         order = ", ".join(quote_ident(c) for c in self.order)
@@ -510,6 +510,14 @@ class TableSource(Source[Any]):
         sql = f"SELECT {select} FROM {self.table.sql} WHERE {where}"  # noqa: S608
         return sql, [str(value) for value in args]
 
+    def _lag(self, args: list[Any], placeholder: Callable[[int], str] = _dollar) -> list[str]:
+        """The condition holding back rows newer than ``lag``, if there is one."""
+        if not (self.lag and self.cursor):
+            return []
+        args.append(repr(self.lag))
+        since = f"now() - {placeholder(len(args))}::text::float8 * interval '1 second'"
+        return [f"{quote_ident(self.cursor[0])} <= {since}"]
+
     def _param(
         self, column: str, value: str | None, args: list[Any], placeholder: Callable[[int], str]
     ) -> str:
@@ -520,10 +528,9 @@ class TableSource(Source[Any]):
         async def body(conn: asyncpg.Connection) -> str | None:
             return await binary_refusal(conn, self.table, [c.name for c in self._selected])
 
-        why = await in_transaction(
-            self.pool, self.dsn, f"reading the types of {self._what}", body, policy=self.policy
-        )
-        if why is not None:
+        if why := await in_transaction(
+            self.pool, self.dsn, "reading types", body, policy=self.policy
+        ):
             raise ConfigError(
                 f'{why}; use format = "copy"', where=f"source {self.name}", key="format"
             )
@@ -539,10 +546,7 @@ class TableSource(Source[Any]):
         conditions: list[str] = []
         if position is not None:
             conditions.append(self._after(position, args, placeholder))
-        if self.lag and self.cursor:
-            args.append(repr(self.lag))
-            since = f"now() - {placeholder(len(args))}::text::float8 * interval '1 second'"
-            conditions.append(f"{quote_ident(self.cursor[0])} <= {since}")
+        conditions += self._lag(args, placeholder)
         source = f"({self.query}) AS q" if self.query is not None else self.table.sql
         select = ", ".join(quote_ident(c.name) for c in self._selected)
         order = ", ".join(quote_ident(c) for c in self.order)

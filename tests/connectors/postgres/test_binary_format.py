@@ -193,3 +193,25 @@ async def test_tables_sink_copies_binary_pages_exactly(pg_database: str) -> None
         )
     finally:
         await execute(pg_database, f'DROP DATABASE "{target.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+async def test_binary_pages_follow_a_timestamp_cursor_and_hold_back_recent_rows(
+    pg_database: str,
+) -> None:
+    await execute(
+        pg_database,
+        "CREATE TABLE ev (id int PRIMARY KEY, updated_at timestamptz NOT NULL);"
+        "INSERT INTO ev SELECT g, '2024-01-01'::timestamptz + (g / 3) * interval '1 hour' "
+        "FROM generate_series(1, 7) g; INSERT INTO ev VALUES (8, now())",
+    )
+    source = TableSource(
+        pg_database, "ev", cursor=["updated_at"], lag=3600, chunk_size=3, format="binary"
+    )
+    chunks = await read_all(source, ["2024-01-01 00:00:00+00", "1"])
+
+    def at(hour: int, key: str) -> dict[str, Any]:
+        after = [f"2024-01-01 0{hour}:00:00+00", key]
+        return {"table": "ev", "order": ["updated_at", "id"], "after": after}
+
+    # Rows 2-4, then 5-7; row 8, newer than the lag, waits for a later run.
+    assert chunks == [([3], at(1, "4")), ([3], at(2, "7"))]
