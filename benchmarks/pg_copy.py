@@ -117,7 +117,9 @@ def floor(base: str, src: str, dst: str, table: str = "bench_floor") -> tuple[fl
     return time.perf_counter() - start, max(peaks)
 
 
-def example(base: str, src: str, *, keep: bool = False) -> tuple[float, float]:
+def example(
+    base: str, src: str, *, keep: bool = False, spec: Path = EXAMPLE
+) -> tuple[float, float]:
     """``examples/pg_copy.toml`` copying ``bench`` into a new, empty database.
 
     :returns: seconds, and the asyncetl process's peak RSS in MiB.
@@ -127,7 +129,7 @@ def example(base: str, src: str, *, keep: bool = False) -> tuple[float, float]:
     asyncio.run(create_database(base, target))
     env = {**os.environ, "SOURCE_DSN": dsn(base, src), "TARGET_DSN": dsn(base, target)}
     env["TABLES"] = "bench"
-    command = [sys.executable, "-m", "asyncetl", "run", str(EXAMPLE)]
+    command = [sys.executable, "-m", "asyncetl", "run", str(spec)]
     try:
         start = time.perf_counter()
         process = subprocess.Popen(
@@ -163,7 +165,7 @@ async def digest(database: str, table: str) -> tuple[int, str]:
     return row[0], row[1]
 
 
-def pairs(base: str, src: str, dst: str, rows: int, count: int) -> None:
+def pairs(base: str, src: str, dst: str, rows: int, count: int, form: str) -> None:
     """``count`` interleaved pairs of the psql pipe and the example; each target checked."""
     source = asyncio.run(digest(dsn(base, src), "bench"))
     if source[0] != rows:
@@ -176,7 +178,7 @@ def pairs(base: str, src: str, dst: str, rows: int, count: int) -> None:
     for n in range(count):
         asyncio.run(_recreate_floor(base, dst))
         peer, peer_mib = floor(base, src, dst)
-        ours, our_mib = example(base, src, keep=True)
+        ours, our_mib = example(base, src, keep=True, spec=_reading(form))
         try:
             for database, table in ((dst, "bench_floor"), (f"{src}_example", "bench")):
                 if asyncio.run(digest(dsn(base, database), table)) != source:
@@ -197,10 +199,19 @@ def pairs(base: str, src: str, dst: str, rows: int, count: int) -> None:
         f"identical to the source):\n"
         f"  psql COPY TO | COPY FROM (binary): {peer_s:.2f} s, {rows / peer_s:,.0f} rows/s, "
         f"peak {statistics.median(r[1] for r in results):.0f} MiB (larger psql)\n"
-        f"  examples/pg_copy.toml:             {ours_s:.2f} s, {rows / ours_s:,.0f} rows/s, "
+        f"  examples/pg_copy.toml ({form}):    {ours_s:.2f} s, {rows / ours_s:,.0f} rows/s, "
         f"peak {statistics.median(r[3] for r in results):.0f} MiB\n"
         f"  asyncetl / psql (median of per-pair ratios): {ratio:.2f}×"
     )
+
+
+def _reading(form: str) -> Path:
+    """The example, or a copy of it whose source reads ``form``."""
+    if form == "binary":
+        return EXAMPLE
+    spec = Path(f"/tmp/pg_copy_{form}_{secrets.token_hex(3)}.toml")
+    spec.write_text(EXAMPLE.read_text().replace('format = "binary"', f'format = "{form}"'))
+    return spec
 
 
 async def _recreate_floor(base: str, dst: str) -> None:
@@ -372,6 +383,12 @@ def main() -> None:
         default=0,
         help="run N interleaved pairs of the psql pipe and the example, checking both targets",
     )
+    parser.add_argument(
+        "--format",
+        choices=["binary", "copy", "records"],
+        default="binary",
+        help="with --pairs: the example's source format (binary, as shipped)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
     parser.add_argument("--dst", help=argparse.SUPPRESS)
@@ -384,7 +401,7 @@ def main() -> None:
     asyncio.run(setup(args.dsn, src, dst, args.rows))
     try:
         if args.pairs:
-            pairs(args.dsn, src, dst, args.rows, args.pairs)
+            pairs(args.dsn, src, dst, args.rows, args.pairs, args.format)
             return
         figures: dict[str, float | str] = {
             "floor: COPY TO | COPY FROM (psql)": floor(args.dsn, src, dst)[0]
