@@ -310,7 +310,7 @@ class TableSource(Source[Any]):
             self.grouped or any(not by_name[c].not_null for c in order) or self.query is not None
         ):
             raise ConfigError(
-                f"format = {self.format!r} reads {self._what} in keyset order, which needs a "
+                f'format = "{self.format}" reads {self._what} in keyset order, which needs a '
                 f'key and NOT NULL ordering columns (here: {order}); use format = "records"',
                 where=f"source {self.name}",
                 key="format",
