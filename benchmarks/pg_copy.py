@@ -210,7 +210,8 @@ def _reading(form: str) -> Path:
     if form == "binary":
         return EXAMPLE
     spec = Path(f"/tmp/pg_copy_{form}_{secrets.token_hex(3)}.toml")
-    spec.write_text(EXAMPLE.read_text().replace('format = "binary"', f'format = "{form}"'))
+    shipped = '\nformat = "binary"\n'
+    spec.write_text(EXAMPLE.read_text().replace(shipped, f'\nformat = "{form}"\n'))
     return spec
 
 

@@ -217,7 +217,10 @@ def test_a_position_for_another_set_of_tables_is_refused() -> None:
 def test_tables_source_refuses_an_unknown_format() -> None:
     with pytest.raises(ConfigError) as caught:
         TablesSource("postgresql://u@h/d", "a, b", format="csv")
-    assert str(caught.value) == "source tables: format: must be one of records, copy, binary, not 'csv'"
+    assert (
+        str(caught.value)
+        == "source tables: format: must be one of records, copy, binary, not 'csv'"
+    )
 
 
 async def test_copy_format_reads_keyed_tables_as_copy_lines_and_keyless_ones_as_records(

@@ -132,11 +132,12 @@ RECORD_CASES = [
 
 
 def example_reading(form: str, tmp_path: Path) -> Path:
-    """The example, its source reading ``form`` (``copy`` as shipped, or ``records``)."""
+    """The example, its source reading ``form`` (``binary`` as shipped, ``copy`` or ``records``)."""
     spec = EXAMPLE.read_text()
-    assert 'format = "copy"' in spec
+    shipped = '\nformat = "binary"\n'
+    assert spec.count(shipped) == 1
     path = tmp_path / "pg_copy.toml"
-    path.write_text(spec.replace('format = "copy"', f'format = "{form}"'))
+    path.write_text(spec.replace(shipped, f'\nformat = "{form}"\n'))
     return path
 
 
