@@ -32,6 +32,7 @@ import json
 import os
 import resource
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -93,39 +94,134 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def floor(base: str, src: str, dst: str) -> float:
+def floor(base: str, src: str, dst: str, table: str = "bench_floor") -> tuple[float, float]:
+    """The psql pipe into ``table`` of ``dst``: seconds, and the larger psql's peak RSS in MiB."""
     out = "COPY (SELECT id, name, score, at, meta FROM bench) TO STDOUT (FORMAT binary)"
-    into = "COPY bench_floor FROM STDIN (FORMAT binary)"
+    into = f"COPY {table} FROM STDIN (FORMAT binary)"
+    start = time.perf_counter()
+    reader = subprocess.Popen(["psql", "-qAt", dsn(base, src), "-c", out], stdout=subprocess.PIPE)
+    writer = subprocess.Popen(
+        ["psql", "-qAt", dsn(base, dst), "-c", into],
+        stdin=reader.stdout,
+        stdout=subprocess.DEVNULL,
+    )
+    assert reader.stdout is not None
+    reader.stdout.close()
+    peaks = []
+    for process in (writer, reader):
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"psql {process.args[-1]!r} failed")
+        peaks.append(usage.ru_maxrss / 1024)
+    return time.perf_counter() - start, max(peaks)
 
-    def run() -> None:
-        reader = subprocess.Popen(
-            ["psql", "-qAt", dsn(base, src), "-c", out], stdout=subprocess.PIPE
-        )
-        subprocess.run(
-            ["psql", "-qAt", dsn(base, dst), "-c", into],
-            stdin=reader.stdout,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        assert reader.stdout is not None
-        reader.stdout.close()
-        if reader.wait() != 0:
-            raise RuntimeError("psql COPY TO failed")
 
-    return timed(run)
+def example(
+    base: str, src: str, *, keep: bool = False, spec: Path = EXAMPLE
+) -> tuple[float, float]:
+    """``examples/pg_copy.toml`` copying ``bench`` into a new, empty database.
 
-
-def example(base: str, src: str) -> float:
-    """``examples/pg_copy.toml`` copying ``bench`` into a new, empty database."""
+    :returns: seconds, and the asyncetl process's peak RSS in MiB.
+    :param keep: leave the target database (``{src}_example``) for a check.
+    """
     target = f"{src}_example"
     asyncio.run(create_database(base, target))
     env = {**os.environ, "SOURCE_DSN": dsn(base, src), "TARGET_DSN": dsn(base, target)}
     env["TABLES"] = "bench"
-    command = [sys.executable, "-m", "asyncetl", "run", str(EXAMPLE)]
+    command = [sys.executable, "-m", "asyncetl", "run", str(spec)]
     try:
-        return timed(lambda: subprocess.run(command, env=env, check=True, capture_output=True))
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        assert process.stdout is not None
+        output = process.stdout.read()
+        process.stdout.close()
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"the example failed:\n{output.decode()[-2000:]}")
+        return seconds, usage.ru_maxrss / 1024
     finally:
-        asyncio.run(teardown(base, target))
+        if not keep:
+            asyncio.run(teardown(base, target))
+
+
+_DIGEST = (
+    "SELECT count(*), md5(string_agg(t::text, E'\\n' ORDER BY id)) "
+    "FROM (SELECT id, name, score, at, meta FROM {table}) t"
+)
+
+
+async def digest(database: str, table: str) -> tuple[int, str]:
+    """The row count and an md5 of every row's text, in key order."""
+    conn = await asyncpg.connect(database)
+    try:
+        row = await conn.fetchrow(_DIGEST.format(table=table))
+    finally:
+        await conn.close()
+    assert row is not None
+    return row[0], row[1]
+
+
+def pairs(base: str, src: str, dst: str, rows: int, count: int, form: str) -> None:
+    """``count`` interleaved pairs of the psql pipe and the example; each target checked."""
+    source = asyncio.run(digest(dsn(base, src), "bench"))
+    if source[0] != rows:
+        raise RuntimeError(f"the source holds {source[0]} rows, not {rows}")
+    results: list[tuple[float, float, float, float]] = []
+    print(
+        f"{'pair':>4} {'psql s':>7} {'rows/s':>9} {'MiB':>5}  {'asyncetl s':>10} {'rows/s':>9} "
+        f"{'MiB':>5} {'ratio':>6}"
+    )
+    for n in range(count):
+        asyncio.run(_recreate_floor(base, dst))
+        peer, peer_mib = floor(base, src, dst)
+        ours, our_mib = example(base, src, keep=True, spec=_reading(form))
+        try:
+            for database, table in ((dst, "bench_floor"), (f"{src}_example", "bench")):
+                if asyncio.run(digest(dsn(base, database), table)) != source:
+                    raise RuntimeError(f"{database}.{table} is not identical to the source")
+        finally:
+            asyncio.run(teardown(base, f"{src}_example"))
+        results.append((peer, peer_mib, ours, our_mib))
+        print(
+            f"{n + 1:>4} {peer:>7.2f} {rows / peer:>9,.0f} {peer_mib:>5.0f}  {ours:>10.2f} "
+            f"{rows / ours:>9,.0f} {our_mib:>5.0f} {peer / ours:>5.2f}×",
+            flush=True,
+        )
+    peer_s = statistics.median(r[0] for r in results)
+    ours_s = statistics.median(r[2] for r in results)
+    ratio = statistics.median(r[0] / r[2] for r in results)
+    print(
+        f"\nmedian of {count} pairs, {rows:,} rows into an empty target (both targets checked "
+        f"identical to the source):\n"
+        f"  psql COPY TO | COPY FROM (binary): {peer_s:.2f} s, {rows / peer_s:,.0f} rows/s, "
+        f"peak {statistics.median(r[1] for r in results):.0f} MiB (larger psql)\n"
+        f"  examples/pg_copy.toml ({form}):    {ours_s:.2f} s, {rows / ours_s:,.0f} rows/s, "
+        f"peak {statistics.median(r[3] for r in results):.0f} MiB\n"
+        f"  asyncetl / psql (median of per-pair ratios): {ratio:.2f}×"
+    )
+
+
+def _reading(form: str) -> Path:
+    """The example, or a copy of it whose source reads ``form``."""
+    if form == "binary":
+        return EXAMPLE
+    spec = Path(f"/tmp/pg_copy_{form}_{secrets.token_hex(3)}.toml")
+    shipped = '\nformat = "binary"\n'
+    spec.write_text(EXAMPLE.read_text().replace(shipped, f'\nformat = "{form}"\n'))
+    return spec
+
+
+async def _recreate_floor(base: str, dst: str) -> None:
+    conn = await asyncpg.connect(dsn(base, dst))
+    try:
+        await conn.execute("DROP TABLE IF EXISTS bench_floor")
+        await conn.execute(TABLE_DDL.replace("bench", "bench_floor", 1))
+    finally:
+        await conn.close()
 
 
 async def create_database(base: str, name: str) -> None:
@@ -282,6 +378,18 @@ def main() -> None:
     parser.add_argument(
         "--example-only", action="store_true", help="measure only the floor and the example"
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="run N interleaved pairs of the psql pipe and the example, checking both targets",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["binary", "copy", "records"],
+        default="binary",
+        help="with --pairs: the example's source format (binary, as shipped)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
     parser.add_argument("--dst", help=argparse.SUPPRESS)
@@ -293,10 +401,13 @@ def main() -> None:
     src, dst = f"asyncetl_bench_src_{tag}", f"asyncetl_bench_dst_{tag}"
     asyncio.run(setup(args.dsn, src, dst, args.rows))
     try:
+        if args.pairs:
+            pairs(args.dsn, src, dst, args.rows, args.pairs, args.format)
+            return
         figures: dict[str, float | str] = {
-            "floor: COPY TO | COPY FROM (psql)": floor(args.dsn, src, dst)
+            "floor: COPY TO | COPY FROM (psql)": floor(args.dsn, src, dst)[0]
         }
-        figures["examples/pg_copy.toml, empty target"] = example(args.dsn, src)
+        figures["examples/pg_copy.toml, empty target"] = example(args.dsn, src)[0]
         print(f"measured: {figures}", file=sys.stderr, flush=True)
         if args.example_only:
             report_example(args.rows, figures)

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from asyncetl.connectors.postgres._load import TextRows
+from asyncetl.connectors.postgres._load import CopyRows
 from asyncetl.connectors.postgres._plan import Group
 from asyncetl.core.batch import Reject
 from asyncetl.core.errors import PermanentError
@@ -36,7 +36,7 @@ def is_record_error(exc: BaseException | None) -> bool:
 
 def bisectable(groups: Sequence[Group]) -> bool:
     """Whether every group holds rows planned in Python (COPY text lines are not split)."""
-    return all(not isinstance(g.rows, TextRows) for g in groups)
+    return all(not isinstance(g.rows, CopyRows) for g in groups)
 
 
 async def load_bisecting(
@@ -46,7 +46,7 @@ async def load_bisecting(
 
     :returns: rows changed, and the records refused with the server's reason.
     """
-    assert not isinstance(group.rows, TextRows)
+    assert not isinstance(group.rows, CopyRows)
     rows: list[Any] = list(group.rows)
     records = list(group.records)
     rejects: list[Reject] = []

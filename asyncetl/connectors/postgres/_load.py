@@ -6,25 +6,29 @@ with asyncpg's binary ``copy_records_to_table`` into ``STAGE`` (a temporary
 table with the target's column types, ``ON COMMIT DROP``) and merges it into the
 target. They are shared by the table sinks and the CDC apply stage.
 
-``rows`` are tuples in the order of ``columns``, or :class:`TextRows`: lines
-in COPY's text format, as ``TableSource(format="copy")`` reads them, loaded
-without ever being decoded. Upserts need at most one row per key (see
-:func:`last_per_key`, or ``dedupe`` for text rows): ``ON CONFLICT DO UPDATE``
-cannot touch one row twice in a statement.
+``rows`` are tuples in the order of ``columns``, or :class:`CopyRows` loaded
+without ever being decoded: :class:`TextRows`, lines in COPY's text format, as
+``TableSource(format="copy")`` reads them, or :class:`BinaryRows`, pages of COPY's
+binary format, as ``TableSource(format="binary")`` reads them. Upserts need at
+most one row per key (see :func:`last_per_key`, or ``dedupe`` for COPY data):
+``ON CONFLICT DO UPDATE`` cannot touch one row twice in a statement.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from operator import itemgetter
-from typing import NamedTuple, TypeVar
+from typing import ClassVar, Literal, NamedTuple, TypeVar
 
 import asyncpg
 
 from asyncetl.connectors.postgres import _sql
+from asyncetl.connectors.postgres._binary import BinaryPage, binary_data
 from asyncetl.connectors.postgres._sql import STAGE, TableName, quote_ident
 
 __all__ = [
+    "BinaryRows",
+    "CopyRows",
     "Loaded",
     "TextRows",
     "copy_append",
@@ -49,10 +53,28 @@ class Loaded(NamedTuple):
     unchanged: int
 
 
-class TextRows:
+class CopyRows:
+    """Rows as COPY data, passed to the server as they are: never decoded, never split."""
+
+    __slots__ = ()
+
+    #: COPY's ``FORMAT`` option for the data.
+    format: ClassVar[Literal["text", "binary"]]
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    async def data(self) -> AsyncIterator[bytes]:
+        """The COPY data, whole."""
+        raise NotImplementedError
+        yield b""  # pragma: no cover - makes this an async generator
+
+
+class TextRows(CopyRows):
     """Rows in COPY's text format, one line each without its newline."""
 
     __slots__ = ("lines",)
+    format = "text"
 
     def __init__(self, lines: Sequence[bytes]) -> None:
         self.lines = lines
@@ -65,7 +87,24 @@ class TextRows:
         yield b"\n".join(self.lines) + b"\n"
 
 
-Rows = Iterable[Row] | TextRows
+class BinaryRows(CopyRows):
+    """Pages of rows in COPY's binary format (see :class:`~._binary.BinaryPage`)."""
+
+    __slots__ = ("pages",)
+    format = "binary"
+
+    def __init__(self, pages: Sequence[BinaryPage]) -> None:
+        self.pages = pages
+
+    def __len__(self) -> int:
+        return sum(page.rows for page in self.pages)
+
+    async def data(self) -> AsyncIterator[bytes]:
+        """The COPY data: the header, every page's rows, the trailer."""
+        yield binary_data(self.pages)
+
+
+Rows = Iterable[Row] | CopyRows
 #: Columns staged as text and cast to their type (the value) when merged: the
 #: types asyncpg has no binary codec for (see ``Column.text_io``).
 Casts = Mapping[str, str] | None
@@ -80,9 +119,13 @@ async def copy_in(
     schema_name: str | None,
 ) -> str:
     """COPY ``rows`` into ``schema_name.table``; returns the command status."""
-    if isinstance(rows, TextRows):
+    if isinstance(rows, CopyRows):
         return await conn.copy_to_table(
-            table, source=rows.data(), columns=list(columns), schema_name=schema_name
+            table,
+            source=rows.data(),
+            columns=list(columns),
+            schema_name=schema_name,
+            format=rows.format,
         )
     return await conn.copy_records_to_table(
         table, records=rows, columns=list(columns), schema_name=schema_name
@@ -126,7 +169,7 @@ async def stage_rows(
         delete flag); they follow ``columns`` in each row.
     """
     definitions = [f"{quote_ident(name)} {sql_type}" for name, sql_type in extra]
-    if isinstance(rows, TextRows):
+    if isinstance(rows, CopyRows):
         casts = None  # COPY text goes straight into the column's own type
     await conn.execute(_sql.create_stage(target, columns, definitions, casts))
     await copy_in(
@@ -160,7 +203,7 @@ async def copy_upsert(
         rewritten, compared in the server (no hash column).
     """
     await stage_rows(conn, target, columns, rows, casts=casts)
-    if isinstance(rows, TextRows):
+    if isinstance(rows, CopyRows):
         casts = None
     sql = _sql.merge_from_stage(
         target,
@@ -188,7 +231,7 @@ async def copy_append(
 
     With ``casts`` (and rows that are not COPY text) the rows go through ``STAGE``.
     """
-    if casts and not isinstance(rows, TextRows):
+    if casts and not isinstance(rows, CopyRows):
         await stage_rows(conn, target, columns, rows, casts=casts)
         return row_count(await conn.execute(_sql.insert_from_stage(target, columns, casts)))
     return row_count(await copy_in(conn, target.name, columns, rows, schema_name=target.schema))
@@ -209,7 +252,7 @@ async def copy_replace(
     matches NULL). Returns the rows inserted.
     """
     await stage_rows(conn, target, columns, rows, casts=casts)
-    casts = None if isinstance(rows, TextRows) else casts
+    casts = None if isinstance(rows, CopyRows) else casts
     await conn.execute(_sql.delete_matching(target, partition, casts))
     return row_count(await conn.execute(_sql.insert_from_stage(target, columns, casts)))
 

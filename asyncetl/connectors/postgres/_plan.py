@@ -4,7 +4,8 @@ A :class:`Planner` knows the target table and the sink's writer; it refuses the
 records that cannot be loaded (unknown fields, a missing key) with their
 reasons, and turns the rest into tuples ready for COPY: json values as text,
 row hashes appended, the soft-delete flag last. Lines in COPY's text format
-(from ``TableSource(format="copy")``) pass through as they are.
+(from ``TableSource(format="copy")``) and pages of its binary format (from
+``format="binary"``) pass through as they are.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from collections.abc import Mapping, Sequence
 from datetime import date, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from asyncetl.connectors.postgres._load import TextRows
+import asyncpg
+
+from asyncetl.connectors.postgres._binary import BinaryPage, distinct_pages
+from asyncetl.connectors.postgres._encode import find_bad_values
+from asyncetl.connectors.postgres._load import BinaryRows, CopyRows, TextRows
 from asyncetl.connectors.postgres._rows import group_by_shape, json_text, rows_of, uniform_rows
 from asyncetl.connectors.postgres._value_check import find_changed_values
 from asyncetl.connectors.postgres.schema import TableSchema
@@ -22,8 +27,9 @@ from asyncetl.core.errors import PermanentError
 
 if TYPE_CHECKING:
     from asyncetl.connectors.postgres._writers import Writer
+    from asyncetl.connectors.postgres._writers.base import Transact
 
-__all__ = ["Group", "Planner"]
+__all__ = ["Group", "Planner", "reject_bad_values"]
 
 _JSON_TYPES = frozenset({"json", "jsonb"})
 
@@ -49,7 +55,7 @@ class Group:
 
     __slots__ = ("columns", "records", "rows")
 
-    def __init__(self, columns: list[str], records: list[Any], rows: list[Row] | TextRows) -> None:
+    def __init__(self, columns: list[str], records: list[Any], rows: list[Row] | CopyRows) -> None:
         self.columns = columns
         self.records = records
         self.rows = rows
@@ -77,8 +83,8 @@ class Planner:
         self._generated = frozenset(c.name for c in schema.columns if c.generated is not None)
         self.text_columns = list(text_columns or schema.column_names)
 
-    def plan_text(self, lines: Sequence[bytes]) -> list[Group]:
-        """COPY text lines as one group, for the modes that need no values in Python.
+    def plan_copy(self, lines: Sequence[bytes] | Sequence[BinaryPage]) -> list[Group]:
+        """COPY text lines, or binary pages, as one group, for the modes that need no values.
 
         :raises PermanentError: for ``soft_delete`` and ``row_hash``, which do.
         """
@@ -89,7 +95,10 @@ class Planner:
                 f"{needs} needs records, not COPY lines: read the source with "
                 'format = "records", or drop ' + needs
             )
-        return [Group(self.text_columns, list(lines), TextRows(lines))]
+        if isinstance(lines[0], BinaryPage):
+            pages = distinct_pages(lines)
+            return [Group(self.text_columns, pages, BinaryRows(pages))]
+        return [Group(self.text_columns, list(lines), TextRows(lines))]  # type: ignore[arg-type]
 
     def plan(self, records: Sequence[Record]) -> tuple[list[Group], list[Reject]]:
         """The groups to load and the records refused, with their reasons."""
@@ -195,3 +204,36 @@ class Planner:
             rows = [(*row, bool(r.get(flag))) for row, r in zip(rows, records, strict=True)]
             columns = [*columns, flag]
         return Group(columns, records, rows)
+
+
+async def reject_bad_values(
+    groups: Sequence[Group], schema: TableSchema, table: str, transact: Transact
+) -> list[Reject]:
+    """Reject the records holding values their column cannot take; drop them from ``groups``.
+
+    For after a load failed with a ``TypeError``/``ValueError`` from asyncpg's encoder.
+    """
+    rejects: list[Reject] = []
+    for group in groups:
+        rows = group.rows
+        if isinstance(rows, CopyRows):
+            continue  # never encoded here: the server checks COPY data
+        columns = [c for c in group.columns if schema.column(c) is not None]
+        types = [schema.column(c).type for c in columns]  # type: ignore[union-attr]
+
+        async def find(
+            conn: asyncpg.Connection,
+            rows: list[Row] = rows,
+            columns: list[str] = columns,
+            types: list[str] = types,
+        ) -> list[Any]:
+            return await find_bad_values(
+                conn, columns, types, [row[: len(columns)] for row in rows]
+            )
+
+        bad = await transact("checking values", find)
+        doomed = {b.row for b in bad}
+        rejects += [Reject(group.records[b.row], PermanentError(b.message(table))) for b in bad]
+        group.rows = [row for i, row in enumerate(rows) if i not in doomed]
+        group.records = [r for i, r in enumerate(group.records) if i not in doomed]
+    return rejects

@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from asyncetl.connectors.postgres import _sql
+from asyncetl.connectors.postgres._binary import BinaryPage, check_binary_types
 from asyncetl.connectors.postgres._bisect import bisectable, is_record_error, load_bisecting
 from asyncetl.connectors.postgres._check import SINK_PRIVILEGES, Needs, checking, table_problems
 from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
@@ -54,9 +55,8 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
-from asyncetl.connectors.postgres._encode import find_bad_values
-from asyncetl.connectors.postgres._load import Loaded, TextRows
-from asyncetl.connectors.postgres._plan import Group, Planner
+from asyncetl.connectors.postgres._load import Loaded
+from asyncetl.connectors.postgres._plan import Group, Planner, reject_bad_values
 from asyncetl.connectors.postgres._rows import infer_columns
 from asyncetl.connectors.postgres._sql import TableName
 from asyncetl.connectors.postgres._writers import (
@@ -91,6 +91,8 @@ __all__ = ["PostgresSink", "SinkMode"]
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
 T = TypeVar("T")
+#: Records that are COPY data, loaded as they are: text lines, binary pages.
+_COPY_DATA = (bytes, bytearray, BinaryPage)
 
 
 class PostgresSink(Sink[Mapping[str, Any]]):
@@ -198,6 +200,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self._known: tuple[TableSchema | None, frozenset[str]] = (None, frozenset())
         #: Target rows inserted, updated or flagged since construction.
         self.rows_changed = 0
+        self._binary_checked = False
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -308,7 +311,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         settle: Settle | None = None,
         swap: bool = False,
     ) -> list[Reject]:
-        if records and isinstance(records[0], bytes | bytearray):
+        if records and isinstance(records[0], _COPY_DATA):
             return await self._write_text(records, checkpoint, settle, swap)
         groups, rejects = await self.plan(records)
         if swap and self.schema is None:
@@ -338,8 +341,9 @@ class PostgresSink(Sink[Mapping[str, Any]]):
 
         :returns: the groups to :meth:`load` and the records refused, with their reasons.
         """
-        if records and isinstance(records[0], bytes | bytearray) and self._planner is not None:
-            return self._planner.plan_text(records), []
+        if records and isinstance(records[0], _COPY_DATA) and self._planner is not None:
+            await self._check_binary(records[0])
+            return self._planner.plan_copy(records), []  # type: ignore[arg-type]
         if self.schema is None:
             if not records:
                 return [], []
@@ -392,7 +396,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 "not say which columns it needs: create it, or give the sink source_dsn "
                 "and source_table with create = true"
             )
-        groups = self._planner.plan_text(lines)
+        await self._check_binary(lines[0])
+        groups = self._planner.plan_copy(lines)
         try:
             await self._commit(groups, checkpoint, swap, _Settling(settle, []))
         except PermanentError as exc:
@@ -405,6 +410,15 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 "or give the sink columns = [...] in the source's order"
             ) from exc
         return []
+
+    async def _check_binary(self, record: object) -> None:
+        """Refuse binary pages unless the source's columns have the table's types (once)."""
+        if isinstance(record, BinaryPage) and not self._binary_checked:
+            assert self.schema is not None
+            assert self._planner is not None
+            source = await self._source_schema() if self.source is not None else None
+            check_binary_types(source, self.schema, self._planner.text_columns)
+            self._binary_checked = True
 
     async def load(self, conn: asyncpg.Connection, groups: Sequence[Group]) -> Loaded:
         """Load planned ``groups`` through ``conn``, inside the caller's transaction.
@@ -482,33 +496,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         For after a load failed with a ``TypeError``/``ValueError`` from asyncpg's encoder.
         """
         assert self.schema is not None
-        rejects: list[Reject] = []
-        for group in groups:
-            rows = group.rows
-            if isinstance(rows, TextRows):
-                continue  # never encoded here: the server checks COPY text
-            columns = [c for c in group.columns if self.schema.column(c) is not None]
-            types = [self.schema.column(c).type for c in columns]  # type: ignore[union-attr]
-
-            async def find(
-                conn: asyncpg.Connection,
-                rows: list[Row] = rows,
-                columns: list[str] = columns,
-                types: list[str] = types,
-            ) -> list[Any]:
-                return await find_bad_values(
-                    conn, columns, types, [row[: len(columns)] for row in rows]
-                )
-
-            bad = await self._transact("checking values", find)
-            doomed = {b.row for b in bad}
-            rejects += [
-                Reject(group.records[b.row], PermanentError(b.message(str(self.target))))
-                for b in bad
-            ]
-            group.rows = [row for i, row in enumerate(rows) if i not in doomed]
-            group.records = [r for i, r in enumerate(group.records) if i not in doomed]
-        return rejects
+        return await reject_bad_values(groups, self.schema, str(self.target), self._transact)
 
     # -- plumbing ------------------------------------------------------------
 

@@ -16,6 +16,10 @@ between PostgreSQL databases when no transform needs the values. COPY takes no
 parameters, so the position and page size are bound into transaction-local
 settings; the next position is read off the page's last line.
 
+With ``format="binary"`` a page is one ``COPY … TO STDOUT (FORMAT binary)`` of
+the rows up to its last key, found first in the same ``REPEATABLE READ``
+transaction, passed on whole as a ``BinaryPage`` (see ``_binary``).
+
 A table without a key is read in the order of all its columns, grouped: each
 distinct row comes once with its number of copies, and the copies are yielded
 together in one chunk. That makes the keyset strict (identical rows cannot
@@ -26,10 +30,7 @@ every column to be sortable; give such a table a primary key when it is large.
 from __future__ import annotations
 
 import math
-import re
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import date, datetime, time, timedelta
 from itertools import repeat
 from typing import Any, NoReturn
 
@@ -37,6 +38,7 @@ import anyio
 import asyncpg
 import orjson
 
+from asyncetl.connectors.postgres._binary import binary_refusal, page_of
 from asyncetl.connectors.postgres._check import checking, column_problems
 from asyncetl.connectors.postgres._connect import (
     Dsn,
@@ -46,6 +48,7 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
+from asyncetl.connectors.postgres._text import copy_text, position_text
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
@@ -59,7 +62,7 @@ _COUNT = "_asyncetl_copies"
 _ORDER, _AFTER = "order", "after"
 #: the position keys naming what a position was written for
 _NAMES = ("table", "query")
-_FORMATS = ("records", "copy")
+_FORMATS = ("records", "copy", "binary")
 
 #: A page read: its records, the position of its last row (None: no rows), rows read.
 _Page = tuple[list[Any], list[str | None] | None, int]
@@ -94,41 +97,8 @@ def _setting(n: int) -> str:
     return f"current_setting('asyncetl.p{n}')"
 
 
-def position_text(value: object) -> str | None:
-    """``value`` as text PostgreSQL parses back to the same value (for positions)."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return f"{value.total_seconds()} seconds"
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int | uuid.UUID):
-        return str(value)
-    return str(value)
-
-
-_COPY_ESCAPES = {
-    b"b": b"\b",
-    b"f": b"\f",
-    b"n": b"\n",
-    b"r": b"\r",
-    b"t": b"\t",
-    b"v": b"\v",
-}
-_COPY_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
-
-
-def copy_text(field: bytes) -> str:
-    """A non-NULL field of a COPY text line as the value's text (``value::text``)."""
-    if b"\\" not in field:
-        return field.decode()
-    return _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), field).decode()
+def _set_config(n: int) -> str:
+    return f"set_config('asyncetl.p{n}', ${n}, true)"
 
 
 class TableSource(Source[Any]):
@@ -150,8 +120,10 @@ class TableSource(Source[Any]):
         to ``None`` (so a crashed scan resumes, a finished one starts over). Pair
         it with a sink's ``row_hash`` so unchanged rows are not rewritten.
     :param poll: seconds between reads once caught up; ``0`` ends the read there.
-    :param format: ``records`` (dicts) or ``copy`` (each row a ``bytes`` line of
-        COPY's text format, for a PostgreSQL sink; needs NOT NULL ordering columns).
+    :param format: ``records`` (dicts), ``copy`` (each row a ``bytes`` line of
+        COPY's text format, for a PostgreSQL sink; needs NOT NULL ordering
+        columns) or ``binary`` (pages of COPY's binary format, for a PostgreSQL
+        sink whose columns have the same types; needs built-in types too).
     :param text_types: ``pg_catalog`` types read as their text (``str``), e.g.
         ``["interval"]``, whose ``timedelta`` would lose the months.
     :param retries: retries of a failed page query.
@@ -217,6 +189,8 @@ class TableSource(Source[Any]):
         try:
             columns = await self._discover()
             self._plan(columns)
+            if self.format == "binary":
+                await self._check_binary()
             self._estimate = await self._estimate_rows()
         except BaseException:
             await self.aclose()
@@ -246,7 +220,9 @@ class TableSource(Source[Any]):
         self.check_position(after)
         position = _values(after)
         size = max(1, min(self.chunk_size, max_chunk))
-        page = self._copy_page if self.format == "copy" else self._record_page
+        page = {"copy": self._copy_page, "binary": self._binary_page}.get(
+            self.format, self._record_page
+        )
         self._rows_read = 0
         while True:
             records, last, count = await page(position, size)
@@ -330,12 +306,12 @@ class TableSource(Source[Any]):
                 where=f"source {self.name}",
                 key="columns",
             )
-        if self.format == "copy" and (
+        if self.format != "records" and (
             self.grouped or any(not by_name[c].not_null for c in order) or self.query is not None
         ):
             raise ConfigError(
-                f'format = "copy" reads {self._what} in keyset order, which needs a key '
-                f'and NOT NULL ordering columns (here: {order}); use format = "records"',
+                f'format = "{self.format}" reads {self._what} in keyset order, which needs a '
+                f'key and NOT NULL ordering columns (here: {order}); use format = "records"',
                 where=f"source {self.name}",
                 key="format",
             )
@@ -466,6 +442,99 @@ class TableSource(Source[Any]):
         fields = lines[-1].split(b"\t")  # a tab in a value is escaped, so this splits fields
         return lines, [copy_text(fields[i]) for i in self._order_index], len(lines)
 
+    async def _binary_page(self, position: list[str | None] | None, size: int) -> _Page:
+        """Like :meth:`_copy_page`, with the rows as one page of COPY's binary format."""
+
+        async def body(conn: asyncpg.Connection) -> tuple[bytes, list[str | None] | None, int]:
+            # The key query and the COPY must see the same rows.
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            last = await self._page_end(conn, position, size)
+            if last is None:
+                return b"", None, 0
+            sql, args = self._range_query(position, last)
+            await conn.execute(
+                f"SELECT {', '.join(_set_config(n) for n in range(1, len(args) + 1))}", *args
+            )
+            parts: list[bytes] = []
+
+            async def keep(data: bytes) -> None:
+                parts.append(data)
+
+            status = await conn.copy_from_query(sql, output=keep, format="binary")
+            return b"".join(parts), last, int(status.rsplit(" ", 1)[-1])
+
+        data, last, count = await in_transaction(
+            self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
+        )
+        if last is None:
+            return [], None, 0
+        return [page_of(data, count)] * count, last, count
+
+    async def _page_end(
+        self, conn: asyncpg.Connection, position: list[str | None] | None, size: int
+    ) -> list[str | None] | None:
+        """The ordering values of the last row of the page after ``position`` (None: no rows).
+
+        The ``size``-th row after it, or the last row of all when fewer remain.
+        """
+        args: list[Any] = []
+        # Rows up to the page's end are in cursor order: held back rows come after it.
+        conditions = [self._after(position, args)] if position is not None else []
+        conditions += self._lag(args)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        # Named apart: a bare column name in ORDER BY would mean this text, in text order.
+        keys = ", ".join(f"{quote_ident(c)}::text AS _k{i}" for i, c in enumerate(self.order))
+        order = ", ".join(quote_ident(c) for c in self.order)
+        backwards = ", ".join(f"{quote_ident(c)} DESC" for c in self.order)
+        # Identifiers quoted, values bound.
+        select = f"SELECT {keys} FROM {self.table.sql} {where}"  # noqa: S608
+        row = await conn.fetchrow(f"{select} ORDER BY {order} LIMIT 1 OFFSET {size - 1}", *args)
+        if row is None:
+            row = await conn.fetchrow(f"{select} ORDER BY {backwards} LIMIT 1", *args)
+        return None if row is None else list(row)
+
+    def _range_query(
+        self, position: list[str | None] | None, last: list[str | None]
+    ) -> tuple[str, list[str]]:
+        """The rows after ``position`` up to ``last`` (in ``ORDER BY`` order), as settings."""
+        args: list[Any] = []
+        conditions = [self._after(position, args, _setting)] if position is not None else []
+        left = ", ".join(quote_ident(c) for c in self.order)
+        right = ", ".join(
+            self._param(c, v, args, _setting) for c, v in zip(self.order, last, strict=True)
+        )
+        conditions.append(f"({left}) <= ({right})")
+        select = ", ".join(quote_ident(c.name) for c in self._selected)
+        # No ORDER BY: the page is loaded whole, so the server may read it in any order.
+        where = " AND ".join(conditions)  # identifiers quoted, values in settings
+        sql = f"SELECT {select} FROM {self.table.sql} WHERE {where}"  # noqa: S608
+        return sql, [str(value) for value in args]
+
+    def _lag(self, args: list[Any], placeholder: Callable[[int], str] = _dollar) -> list[str]:
+        """The condition holding back rows newer than ``lag``, if there is one."""
+        if not (self.lag and self.cursor):
+            return []
+        args.append(repr(self.lag))
+        since = f"now() - {placeholder(len(args))}::text::float8 * interval '1 second'"
+        return [f"{quote_ident(self.cursor[0])} <= {since}"]
+
+    def _param(
+        self, column: str, value: str | None, args: list[Any], placeholder: Callable[[int], str]
+    ) -> str:
+        args.append(value)
+        return f"{placeholder(len(args))}::text::{self._types[column]}"
+
+    async def _check_binary(self) -> None:
+        async def body(conn: asyncpg.Connection) -> str | None:
+            return await binary_refusal(conn, self.table, [c.name for c in self._selected])
+
+        if why := await in_transaction(
+            self.pool, self.dsn, "reading types", body, policy=self.policy
+        ):
+            raise ConfigError(
+                f'{why}; use format = "copy"', where=f"source {self.name}", key="format"
+            )
+
     def _page_query(
         self,
         position: list[str | None] | None,
@@ -477,10 +546,7 @@ class TableSource(Source[Any]):
         conditions: list[str] = []
         if position is not None:
             conditions.append(self._after(position, args, placeholder))
-        if self.lag and self.cursor:
-            args.append(repr(self.lag))
-            since = f"now() - {placeholder(len(args))}::text::float8 * interval '1 second'"
-            conditions.append(f"{quote_ident(self.cursor[0])} <= {since}")
+        conditions += self._lag(args, placeholder)
         source = f"({self.query}) AS q" if self.query is not None else self.table.sql
         select = ", ".join(quote_ident(c.name) for c in self._selected)
         order = ", ".join(quote_ident(c) for c in self.order)
@@ -504,8 +570,7 @@ class TableSource(Source[Any]):
         """Rows after ``position`` in ``ORDER BY`` order (ascending, NULLs last)."""
 
         def param(column: str, value: str | None) -> str:
-            args.append(value)
-            return f"{placeholder(len(args))}::text::{self._types[column]}"
+            return self._param(column, value, args, placeholder)
 
         if not self._nullable:  # a row comparison, which a btree index on the order serves
             left = ", ".join(quote_ident(c) for c in self.order)

@@ -22,6 +22,11 @@ of COPY's text format, read with ``COPY (SELECT …) TO STDOUT`` and written wit
 server all the same. The server prints and parses every value itself, so any
 type arrives exactly, and a copy runs several times faster than through Python
 values. A keyless table is still read as records (its row hash needs them).
+With ``format="binary"`` a keyed table whose columns all have built-in types
+travels as pages of COPY's binary format instead (see ``TableSource(format="binary")``):
+no value is printed as text or parsed back on either server, nothing is split
+into rows in Python; the target's columns must have the source's types. Other
+keyed tables travel as COPY text lines.
 
 A snapshot reads every source row on every run; what it saves is writes. Rows
 deleted in the source stay in the target, and a changed row of a keyless table
@@ -41,6 +46,7 @@ from typing import Any, cast
 import asyncpg
 import orjson
 
+from asyncetl.connectors.postgres._binary import BinaryPage
 from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
     Dsn,
@@ -72,7 +78,7 @@ from asyncetl.core.observe import Progress
 __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
 _DONE = "done"
-_FORMATS = ("records", "copy")
+_FORMATS = ("records", "copy", "binary")
 #: Types whose Python value loses information (an interval's months) or cannot hold
 #: every value (dates BC, time 24:00); the rows of a copy carry their text.
 LOSSY_TYPES = ("interval", "date", "time")
@@ -92,11 +98,13 @@ class TableRow:
     """A row of ``table`` (as named in the table list).
 
     ``values`` maps its columns to their values, or is the row as a line of
-    COPY's text format (``bytes``) when its table is copied with ``format="copy"``.
+    COPY's text format (``bytes``) when its table is copied with ``format="copy"``,
+    or the binary page holding the row (the same for each row of the page)
+    with ``format="binary"``.
     """
 
     table: str
-    values: dict[str, Any] | bytes
+    values: dict[str, Any] | bytes | BinaryPage
 
 
 def copied_columns(schema: TableSchema) -> list[str]:
@@ -132,9 +140,11 @@ class TablesSource(Source[TableRow]):
     :param snapshot: read each table whole on every run (default); ``false``
         reads each incrementally by primary key, which sees new rows only.
     :param chunk_size: rows per page.
-    :param format: ``records`` (each row's values in a dict, for transforms) or
+    :param format: ``records`` (each row's values in a dict, for transforms),
         ``copy`` (a keyed table's rows as COPY text lines, passed through
-        undecoded to a :class:`TablesSink`; keyless tables stay records).
+        undecoded to a :class:`TablesSink`; keyless tables stay records) or
+        ``binary`` (like ``copy``, as pages of COPY's binary format where every
+        column's type is built in: the fastest plain copy).
     """
 
     def __init__(
@@ -179,7 +189,7 @@ class TablesSource(Source[TableRow]):
         try:
             for table, source in self.sources.items():
                 await source.open()
-                if self.format == "copy" and source.schema and source.schema.primary_key:
+                if self.format != "records" and source.schema and source.schema.primary_key:
                     self.sources[table] = await self._copy_reader(table, source)
         except BaseException:
             await self.aclose()
@@ -193,18 +203,29 @@ class TablesSource(Source[TableRow]):
         assert records.schema is not None
         await records.aclose()
         dsn, chunk_size, retries, retry_max_time = self._reading
-        reader = TableSource(
-            dsn,
-            table,
-            columns=copied_columns(records.schema),
-            chunk_size=chunk_size,
-            snapshot=self.snapshot,
-            format="copy",
-            retries=retries,
-            retry_max_time=retry_max_time,
-        )
-        await reader.open()
-        return reader
+
+        def reader(form: str) -> TableSource:
+            return TableSource(
+                dsn,
+                table,
+                columns=copied_columns(records.schema),  # type: ignore[arg-type]
+                chunk_size=chunk_size,
+                snapshot=self.snapshot,
+                format=form,
+                retries=retries,
+                retry_max_time=retry_max_time,
+            )
+
+        try:
+            copy = reader(self.format)
+            await copy.open()
+        except ConfigError as exc:
+            if exc.key != "format" or self.format != "binary":
+                raise
+            _log.info("table copied as COPY text", table=table, reason=str(exc))
+            copy = reader("copy")  # types another database may not read in binary
+            await copy.open()
+        return copy
 
     async def check(self) -> list[Problem]:
         """Whether the role may read each table; stops at a server it cannot reach."""
@@ -290,7 +311,11 @@ class TablesSource(Source[TableRow]):
                 if self.snapshot and chunk.position is None:
                     mark = _DONE
                 positions[table] = mark
-                rows = list(map(TableRow, repeat(table), chunk.records))
+                records = chunk.records
+                if records and isinstance(records[0], BinaryPage):  # one page: one row object
+                    rows = [TableRow(table, records[0])] * len(records)
+                else:
+                    rows = list(map(TableRow, repeat(table), records))
                 yield Chunk(rows, dict(positions))
 
 

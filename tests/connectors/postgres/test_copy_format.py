@@ -204,7 +204,7 @@ async def test_copy_format_errors(pg_database: str) -> None:
     )
     with pytest.raises(ConfigError) as caught:
         TableSource(pg_database, "t", format="csv")
-    assert str(caught.value) == "source t: format: must be one of records, copy, not 'csv'"
+    assert str(caught.value) == "source t: format: must be one of records, copy, binary, not 'csv'"
     source = TableSource(pg_database, "keyless", format="copy")
     with pytest.raises(ConfigError) as caught:
         await source.open()

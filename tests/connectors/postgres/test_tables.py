@@ -157,7 +157,7 @@ async def test_tables_source_reconnects_and_resumes_after_its_backend_is_termina
             aclosing(source.read(None, max_chunk=10)) as chunks,  # type: ignore[type-var]
         ):
             async for chunk in chunks:
-                ids += [row.values["id"] for row in chunk.records]  # type: ignore[call-overload]
+                ids += [row.values["id"] for row in chunk.records]  # type: ignore[call-overload,index]
                 positions.append(chunk.position)
                 kills += await terminate_others(admin, pg_database)
                 await anyio.sleep(next(pauses))
@@ -217,7 +217,10 @@ def test_a_position_for_another_set_of_tables_is_refused() -> None:
 def test_tables_source_refuses_an_unknown_format() -> None:
     with pytest.raises(ConfigError) as caught:
         TablesSource("postgresql://u@h/d", "a, b", format="csv")
-    assert str(caught.value) == "source tables: format: must be one of records, copy, not 'csv'"
+    assert (
+        str(caught.value)
+        == "source tables: format: must be one of records, copy, binary, not 'csv'"
+    )
 
 
 async def test_copy_format_reads_keyed_tables_as_copy_lines_and_keyless_ones_as_records(

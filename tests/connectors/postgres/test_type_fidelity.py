@@ -132,11 +132,12 @@ RECORD_CASES = [
 
 
 def example_reading(form: str, tmp_path: Path) -> Path:
-    """The example, its source reading ``form`` (``copy`` as shipped, or ``records``)."""
+    """The example, its source reading ``form`` (``binary`` as shipped, ``copy`` or ``records``)."""
     spec = EXAMPLE.read_text()
-    assert 'format = "copy"' in spec
+    shipped = '\nformat = "binary"\n'
+    assert spec.count(shipped) == 1
     path = tmp_path / "pg_copy.toml"
-    path.write_text(spec.replace('format = "copy"', f'format = "{form}"'))
+    path.write_text(spec.replace(shipped, f'\nformat = "{form}"\n'))
     return path
 
 
@@ -398,5 +399,35 @@ async def test_pg_copy_creates_defaults_but_not_sequences(
             ("at", True, "now()"),
             ("s", False, "'x''y'::text"),
         ]
+    finally:
+        await drop(pg_database, target)
+
+
+#: The types of TYPES a database defines itself, whose binary values name its own OIDs.
+NOT_BUILT_IN = {"enum", "enum_array", "domain", "composite", "citext", "hstore"}
+
+
+async def test_binary_format_keeps_every_value_of_every_built_in_type(pg_database: str) -> None:
+    """All built-in types in one table as binary pages of 2 rows, batches of two pages."""
+    built_in = {name: typed for name, typed in TYPES.items() if name not in NOT_BUILT_IN}
+    depth = max(len(values) for _, values in built_in.values()) + 1
+    columns = ", ".join(f"v_{name} {sql_type}" for name, (sql_type, _) in built_in.items())
+    inserts = ", ".join(
+        "("
+        + ", ".join([str(n), *(v[n] if n < len(v) else "NULL" for _, v in built_in.values())])
+        + ")"
+        for n in range(depth)
+    )
+    await execute(
+        pg_database,
+        f"CREATE TABLE t (id integer PRIMARY KEY, {columns}); INSERT INTO t VALUES {inserts}",
+    )
+    target = await make_target(pg_database)
+    try:
+        source = TableSource(pg_database, "t", chunk_size=2, format="binary")
+        sink = PostgresSink(target, "t", create=True, source_dsn=pg_database, source_table="t")
+        stats = await Pipeline("binary", source, sink, max_batch_size=3).run()
+        assert stats.records_out == depth
+        assert await rows(target, ROWS) == await rows(pg_database, ROWS)
     finally:
         await drop(pg_database, target)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncpg
 
 from asyncetl.connectors.postgres import _load
-from asyncetl.connectors.postgres._load import TextRows
+from asyncetl.connectors.postgres._load import CopyRows
 from asyncetl.connectors.postgres._plan import Group
 from asyncetl.connectors.postgres._writers.keyed import KeyedWriter
 from asyncetl.connectors.postgres._writers.row_hash import Require
@@ -39,7 +39,7 @@ class SoftDeleteWriter(KeyedWriter):
 
     async def load(self, conn: asyncpg.Connection, group: Group) -> int:
         columns, rows = group.columns, group.rows
-        assert not isinstance(rows, TextRows)  # the planner refuses COPY lines: no flag in them
+        assert not isinstance(rows, CopyRows)  # the planner refuses COPY lines: no flag in them
         return await _load.copy_soft_delete(
             conn,
             self.target,

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from asyncetl.connectors.postgres import _load
-from asyncetl.connectors.postgres._load import TextRows
+from asyncetl.connectors.postgres._load import CopyRows
 from asyncetl.connectors.postgres._plan import Group
 from asyncetl.connectors.postgres._sql import TableName
 from asyncetl.connectors.postgres._writers.base import WriteOptions
@@ -40,7 +40,7 @@ class UpsertWriter(KeyedWriter):
 
     async def load(self, conn: asyncpg.Connection, group: Group) -> int:
         columns, rows = group.columns, group.rows
-        if isinstance(rows, TextRows):  # COPY lines are never decoded: the merge dedupes them
+        if isinstance(rows, CopyRows):  # COPY lines are never decoded: the merge dedupes them
             return await self._upsert(conn, columns, rows, None, dedupe=True)
         return await self._upsert(conn, columns, self.one_per_key(columns, rows), self.hash_column)
 
@@ -48,7 +48,7 @@ class UpsertWriter(KeyedWriter):
         self,
         conn: asyncpg.Connection,
         columns: list[str],
-        rows: Sequence[Row] | TextRows,
+        rows: Sequence[Row] | CopyRows,
         row_hash_column: str | None,
         *,
         dedupe: bool = False,

@@ -23,6 +23,7 @@ from asyncpg.transaction import Transaction
 
 from asyncetl.connectors.postgres._sql import quote_ident
 from asyncetl.connectors.postgres.cdc._catalog import TableInfo
+from asyncetl.connectors.postgres.cdc._pages import SnapshotPage, binary_table, read_page
 from asyncetl.connectors.postgres.cdc._values import Converter, converter
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.changes import ChangeEvent
@@ -50,6 +51,7 @@ class SnapshotReader:
     :param tables: every table of the snapshot, in reading order.
     :param start: ``(schema, table)`` to resume at and the last key read there.
     :param exported: the name of the snapshot the slot exported, when it is still alive.
+    :param binary: read keyed tables of built-in types as binary pages (see :mod:`._pages`).
     """
 
     def __init__(
@@ -59,12 +61,14 @@ class SnapshotReader:
         *,
         start: tuple[tuple[str, str], list[str] | None] | None = None,
         exported: str | None = None,
+        binary: bool = False,
     ) -> None:
         if exported is not None and not _SNAPSHOT_NAME.fullmatch(exported):
             raise ConfigError(f"{exported!r} is not a snapshot name")
         self._conn = conn
         self._tables = list(tables)
         self._exported = exported
+        self._binary = binary
         self._after: list[str] | None = None
         self._index = 0
         self._transaction: Transaction | None = None
@@ -103,24 +107,35 @@ class SnapshotReader:
             return None
         return snapshot_progress(self._tables[self._index], self._after)
 
-    async def next_rows(self, limit: int) -> list[ChangeEvent]:
-        """The next chunk of at most ``limit`` rows (possibly empty when a table ends)."""
+    async def next_rows(self, limit: int) -> list[ChangeEvent] | list[SnapshotPage]:
+        """The next chunk of at most ``limit`` rows (possibly empty when a table ends):
+        change events, or one binary page as one record per row."""
         if self._transaction is None:
             await self._begin()
         table = self._tables[self._index]
-        sql, args = _chunk_query(table, self._after, limit)
-        rows = await self._conn.fetch(sql, *args)
-        if len(rows) < limit:
+        records: list[ChangeEvent] | list[SnapshotPage]
+        if self._binary and binary_table(table):
+            records, last = await read_page(self._conn, table, self._after, limit)
+        else:
+            sql, args = _chunk_query(table, self._after, limit)
+            rows = await self._conn.fetch(sql, *args)
+            width = len(table.key) or 1
+            last = [rows[-1][i] for i in range(width)] if rows else None
+            records = _events(table, rows)
+        self._advance(len(records), limit, last)
+        if self.done:
+            await self.finish()
+        return records
+
+    def _advance(self, count: int, limit: int, last: list[str] | None) -> None:
+        """Past ``count`` rows of a chunk of at most ``limit``, the last at key ``last``."""
+        self._rows[self._index] += count
+        self.rows_read += count
+        if count < limit:
             self._index += 1
             self._after = None
         else:
-            width = len(table.key) or 1
-            self._after = [rows[-1][i] for i in range(width)]
-        self.rows_read += len(rows)
-        self._rows[self._index - (len(rows) < limit)] += len(rows)
-        if self.done:
-            await self.finish()
-        return _events(table, rows)
+            self._after = last
 
     async def finish(self) -> None:
         """End the snapshot transaction (safe to call more than once)."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -60,6 +60,13 @@ from asyncetl.connectors.postgres.cdc._apply_stage import stage_rows, target_col
 from asyncetl.connectors.postgres.cdc._compact import Row, compact, upsert_groups
 from asyncetl.connectors.postgres.cdc._evolution import discard, evolution
 from asyncetl.connectors.postgres.cdc._keyless import apply_keyless
+from asyncetl.connectors.postgres.cdc._pages import (
+    SnapshotPage,
+    apply_pages,
+    check_types,
+    page_columns,
+    split_pages,
+)
 from asyncetl.connectors.postgres.cdc._staging import array_values
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table, table_ddl
 from asyncetl.core.batch import Batch, Reject
@@ -131,6 +138,8 @@ class ApplySink(Sink[ChangeEvent]):
         self._pool: asyncpg.Pool | None = None
         self._store: PostgresCheckpointStore | None = None
         self._schemas: dict[TableName, TableSchema] = {}
+        #: Per target: binary snapshot pages still go straight in (no row met yet).
+        self._copy_first: dict[TableName, bool] = {}
         self.applied: Marker | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -197,15 +206,24 @@ class ApplySink(Sink[ChangeEvent]):
         self, records: Sequence[ChangeEvent], checkpoint: Checkpoint | None, settle: Settle | None
     ) -> None:
         marker = self.applied
-        events, latest = unapplied(records, marker)
+        pages, rest = split_pages(records)
+        events, latest = unapplied(cast("list[ChangeEvent]", rest), marker)
         groups = by_table(events)
-        if not groups and checkpoint is None:
+        if not groups and not pages and checkpoint is None:
             return
         fresh: dict[TableName, TableSchema] = {}
 
         async def body(conn: asyncpg.Connection) -> None:
             fresh.clear()
             stages = itertools.count()
+            if pages and not events and _mid_snapshot(checkpoint):
+                # Pages of an unfinished snapshot, with their checkpoint: a server crash that
+                # loses this commit loses both (the snapshot resumes before them), and the
+                # slot is confirmed no further than where the snapshot started. The batch
+                # that ends the snapshot commits as usual and flushes these with it: no
+                # wait for the disk per page.
+                await conn.execute("SET LOCAL synchronous_commit = off")
+            await self._apply_pages(conn, pages, stages, fresh)
             for (schema, table), table_events in groups.items():
                 target = self.mapping.get((schema, table)) or TableName(schema, table)
                 described, table_events = await self._schema(conn, target, table_events, fresh)
@@ -221,6 +239,36 @@ class ApplySink(Sink[ChangeEvent]):
         await self._run(f"applying {len(events)} changes", body)
         self.applied = latest
         self._schemas.update(fresh)
+
+    async def _apply_pages(
+        self,
+        conn: asyncpg.Connection,
+        pages: list[SnapshotPage],
+        stages: Iterator[int],
+        fresh: dict[TableName, TableSchema],
+    ) -> None:
+        """Write binary snapshot pages, each table's in one COPY (see :mod:`._pages`)."""
+        tables: dict[tuple[str, str], list[SnapshotPage]] = {}
+        for page in pages:
+            tables.setdefault((page.schema, page.table), []).append(page)
+        for source, table_pages in tables.items():
+            target = self.mapping.get(source) or TableName(*source)
+            schema = fresh.get(target) or self._schemas.get(target)
+            if schema is None:
+                schema = await describe_table(conn, target)
+                if schema is None:
+                    first = table_pages[0]
+                    schema = await self._create_table(conn, target, page_columns(first), first.key)
+                check_types(table_pages[0], schema)
+            fresh[target] = schema
+            self._copy_first[target] = await apply_pages(
+                conn,
+                schema,
+                table_pages,
+                stages,
+                copy_first=self._copy_first.get(target, True),
+                soft_delete=self.soft_delete_column,
+            )
 
     async def _apply_table(
         self,
@@ -363,9 +411,21 @@ class ApplySink(Sink[ChangeEvent]):
             )
         source = source_columns(events)
         columns = [Column(name, sql_type) for name, sql_type in source.items()]
-        if self.soft_delete_column is not None and self.soft_delete_column not in source:
-            columns.append(Column(self.soft_delete_column, "timestamp with time zone"))
         key = next((e.key_columns for e in events if e.key_columns), ())
+        return await self._create_table(conn, target, columns, key)
+
+    async def _create_table(
+        self, conn: asyncpg.Connection, target: TableName, columns: list[Column], key: Sequence[str]
+    ) -> TableSchema:
+        if not self.create:
+            raise PermanentError(
+                f"target table {target} does not exist on {self.dsn.where}; "
+                "create it or set create = true"
+            )
+        if self.soft_delete_column is not None and all(
+            c.name != self.soft_delete_column for c in columns
+        ):
+            columns = [*columns, Column(self.soft_delete_column, "timestamp with time zone")]
         await conn.execute(table_ddl(target, columns, primary_key=key))
         created = await describe_table(conn, target)
         assert created is not None
@@ -380,6 +440,12 @@ class ApplySink(Sink[ChangeEvent]):
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _mid_snapshot(checkpoint: Checkpoint | None) -> bool:
+    """Whether ``checkpoint`` is a CdcSource position inside its snapshot."""
+    position = checkpoint.position if checkpoint is not None else None
+    return isinstance(position, dict) and bool(position.get("snapshot"))
 
 
 def _source_key(name: TableName) -> tuple[str, str]:

@@ -1,0 +1,46 @@
+"""Values as text: positions PostgreSQL parses back, and fields of COPY text lines."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, datetime, time, timedelta
+
+__all__ = ["copy_text", "position_text"]
+
+
+def position_text(value: object) -> str | None:
+    """``value`` as text PostgreSQL parses back to the same value (for positions)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds()} seconds"
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int | uuid.UUID):
+        return str(value)
+    return str(value)
+
+
+_COPY_ESCAPES = {
+    b"b": b"\b",
+    b"f": b"\f",
+    b"n": b"\n",
+    b"r": b"\r",
+    b"t": b"\t",
+    b"v": b"\v",
+}
+_COPY_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+
+
+def copy_text(field: bytes) -> str:
+    """A non-NULL field of a COPY text line as the value's text (``value::text``)."""
+    if b"\\" not in field:
+        return field.decode()
+    return _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), field).decode()

@@ -1,0 +1,218 @@
+"""The initial snapshot as pages of COPY's binary format, for an :class:`ApplySink`.
+
+With ``snapshot_format = "binary"`` a keyed table whose columns all have
+built-in types is read as pages: the key of the page's last row is found
+first (the ``limit``-th row after the position, or the table's last), then the
+rows up to it come in one ``COPY (SELECT …) TO STDOUT (FORMAT binary)`` under
+the snapshot's transaction. No value is printed as text, decoded in Python or
+encoded again: the apply sink COPYs the page into the target as it is
+(straight into the table until a row is already there, then through a staged
+``INSERT … ON CONFLICT``). Other tables are read as change events.
+
+A page travels as ``rows`` records that are all one :class:`SnapshotPage`, so
+that batches, counts and progress see rows; the position after a page is its
+last key, as after a chunk of events, so a crash resumes after the last page
+committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from asyncetl.connectors.postgres._binary import BinaryPage, binary_data, page_of
+from asyncetl.connectors.postgres._sql import TableName, quote_ident
+from asyncetl.connectors.postgres.cdc._apply_sql import upsert_sql
+from asyncetl.connectors.postgres.cdc._apply_stage import Stage
+from asyncetl.connectors.postgres.cdc._catalog import TableInfo
+from asyncetl.connectors.postgres.schema import Column, TableSchema
+from asyncetl.core.errors import PermanentError
+
+__all__ = [
+    "SnapshotPage",
+    "apply_pages",
+    "binary_table",
+    "check_types",
+    "page_columns",
+    "read_page",
+    "split_pages",
+]
+
+#: Below it, an OID is the same built-in type in every database (FirstNormalObjectId).
+_FIRST_USER_OID = 16384
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SnapshotPage:
+    """Rows of one source table from the snapshot, as a page of COPY's binary format.
+
+    :param columns: ``(name, SQL type)`` of the page's columns, in order.
+    :param key: the table's primary key.
+    """
+
+    schema: str
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    page: BinaryPage
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+def binary_table(table: TableInfo) -> bool:
+    """Whether ``table`` can be read as binary pages: keyed, every column's type built in."""
+    return bool(table.key) and all(oid < _FIRST_USER_OID for _, oid, _ in table.columns)
+
+
+async def read_page(
+    conn: asyncpg.Connection, table: TableInfo, after: list[str] | None, limit: int
+) -> tuple[list[SnapshotPage], list[str] | None]:
+    """The page of at most ``limit`` rows after the key ``after``, and its last key.
+
+    Runs inside the snapshot's transaction. ``None`` for the key: no rows are left.
+    """
+    last = await _page_end(conn, table, after, limit)
+    if last is None:
+        return [], None
+    bounds = [*(after or ()), *last]
+    # COPY takes no parameters: the bounds are transaction-local settings.
+    settings = ", ".join(
+        f"set_config('asyncetl.p{n}', ${n}, true)" for n in range(1, len(bounds) + 1)
+    )
+    await conn.execute(f"SELECT {settings}", *bounds)
+    parts: list[bytes] = []
+
+    async def keep(data: bytes) -> None:
+        parts.append(data)
+
+    status = await conn.copy_from_query(
+        _range_sql(table, after is not None), output=keep, format="binary"
+    )
+    rows = int(status.rsplit(" ", 1)[-1])
+    page = SnapshotPage(
+        table.schema,
+        table.name,
+        tuple((name, sql) for name, _, sql in table.columns),
+        table.key,
+        page_of(b"".join(parts), rows),
+    )
+    return [page] * rows, last
+
+
+async def _page_end(
+    conn: asyncpg.Connection, table: TableInfo, after: list[str] | None, limit: int
+) -> list[str] | None:
+    """The key (as text) of the ``limit``-th row after ``after``, or of the last row."""
+    order = ", ".join(f"t.{quote_ident(k)}" for k in table.key)
+    keys = ", ".join(f"t.{quote_ident(k)}::text" for k in table.key)
+    where = ""
+    if after is not None:
+        casts = ", ".join(f"${i + 1}::text::{table.sql_type(k)}" for i, k in enumerate(table.key))
+        where = f"WHERE ({order}) > ({casts})"
+    select = f"SELECT {keys} FROM {table.sql} AS t {where}"  # noqa: S608 - quoted, bound
+    args = list(after or ())
+    row = await conn.fetchrow(f"{select} ORDER BY {order} LIMIT 1 OFFSET {int(limit) - 1}", *args)
+    if row is None:
+        backwards = ", ".join(f"t.{quote_ident(k)} DESC" for k in table.key)
+        row = await conn.fetchrow(f"{select} ORDER BY {backwards} LIMIT 1", *args)
+    return None if row is None else [str(value) for value in row]
+
+
+def _range_sql(table: TableInfo, after: bool) -> str:
+    """The rows after the key in settings 1… (if ``after``) up to the key in the next ones."""
+    width = len(table.key)
+    order = ", ".join(f"t.{quote_ident(k)}" for k in table.key)
+
+    def key(first: int) -> str:
+        return ", ".join(
+            f"current_setting('asyncetl.p{first + i}')::{table.sql_type(k)}"
+            for i, k in enumerate(table.key)
+        )
+
+    conditions = [f"({order}) > ({key(1)})"] if after else []
+    conditions.append(f"({order}) <= ({key(1 + width if after else 1)})")
+    columns = ", ".join(f"t.{quote_ident(name)}" for name, _, _ in table.columns)
+    # No ORDER BY: the page is loaded whole, in any order.
+    return f"SELECT {columns} FROM {table.sql} AS t WHERE {' AND '.join(conditions)}"  # noqa: S608
+
+
+def split_pages(records: Sequence[object]) -> tuple[list[SnapshotPage], list[object]]:
+    """The distinct snapshot pages among ``records``, in order, and the other records."""
+    if SnapshotPage not in set(map(type, records)):  # mapped in C: cheap for every batch
+        return [], list(records)
+    pages = list(dict.fromkeys(r for r in records if isinstance(r, SnapshotPage)))
+    return pages, [r for r in records if not isinstance(r, SnapshotPage)]
+
+
+def page_columns(page: SnapshotPage) -> list[Column]:
+    """The columns a target created for ``page``'s table gets."""
+    return [Column(name, sql) for name, sql in page.columns]
+
+
+def check_types(page: SnapshotPage, schema: TableSchema) -> None:
+    """Refuse a target whose columns lack, or differ in type from, the page's.
+
+    :raises PermanentError: naming the columns and what to do.
+    """
+    differing = []
+    for name, sql_type in page.columns:
+        column = schema.column(name)
+        if column is None or column.type != sql_type:
+            ours = column.type if column is not None else "missing"
+            differing.append(
+                f"{name} ({sql_type} in {page.qualified_table}, {ours} in {schema.table})"
+            )
+    if differing:
+        raise PermanentError(
+            "a binary snapshot needs the source's column types in the target, and these "
+            f'differ: {", ".join(differing)}; set the source\'s snapshot_format = "events"'
+        )
+
+
+async def apply_pages(
+    conn: asyncpg.Connection,
+    schema: TableSchema,
+    pages: Sequence[SnapshotPage],
+    stages: Iterator[int],
+    *,
+    copy_first: bool,
+    soft_delete: str | None,
+) -> bool:
+    """Write ``pages`` of one table into ``schema``'s table, inside the caller's transaction.
+
+    :param copy_first: COPY straight into the table (inside a savepoint) while no
+        row is there yet, as in an initial load.
+    :returns: whether to go on COPYing straight into the table next time.
+    """
+    columns = [name for name, _ in pages[0].columns]
+    data = binary_data(page.page for page in pages)
+    if copy_first:
+        try:
+            async with conn.transaction():
+                await _copy(conn, schema.table, columns, data)
+            return True
+        except asyncpg.UniqueViolationError:
+            pass  # a replayed page, or rows streamed before: merge from here on
+    name = f"_asyncetl_pages_{next(stages)}"
+    await conn.execute(
+        f"CREATE TEMPORARY TABLE {quote_ident(name)} (LIKE {schema.table.sql}) ON COMMIT DROP"
+    )
+    await _copy(conn, TableName("pg_temp", name), columns, data)
+    stage = Stage(f"pg_temp.{quote_ident(name)}", {c: f"s.{quote_ident(c)}" for c in columns})
+    await conn.execute(upsert_sql(schema, stage, columns, soft_delete))
+    return False
+
+
+async def _copy(
+    conn: asyncpg.Connection, table: TableName, columns: list[str], data: bytes
+) -> None:
+    async def source() -> AsyncIterator[bytes]:
+        yield data
+
+    await conn.copy_to_table(
+        table.name, source=source(), columns=columns, schema_name=table.schema, format="binary"
+    )
