@@ -400,3 +400,37 @@ async def test_pg_copy_creates_defaults_but_not_sequences(
         ]
     finally:
         await drop(pg_database, target)
+
+
+async def test_pg_copy_rerun_adds_the_columns_the_source_gained_with_their_values(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await execute(
+        pg_database,
+        "CREATE TABLE t (id integer PRIMARY KEY, a text); INSERT INTO t VALUES (1, 'x'), (2, 'y')",
+    )
+    target = await make_target(pg_database)
+    try:
+        monkeypatch.setenv("SOURCE_DSN", pg_database)
+        monkeypatch.setenv("TARGET_DSN", target)
+        monkeypatch.setenv("TABLES", "t")
+        await build_pipeline(EXAMPLE).run()
+        await execute(
+            pg_database,
+            "ALTER TABLE t ADD COLUMN d integer DEFAULT 5, ADD COLUMN r float8 DEFAULT random();"
+            "INSERT INTO t (id, a) VALUES (3, 'z')",
+        )
+        stats = await build_pipeline(EXAMPLE).run()
+        # Every row differs from the target's, in r at least: each is rewritten with the
+        # source's values, the ones a volatile default gave it included.
+        assert await rows(target, ROWS) == await rows(pg_database, ROWS)
+        assert (stats.records_out, stats.unchanged) == (3, 0)
+        defaults = (
+            "SELECT attname, pg_get_expr(adbin, adrelid) FROM pg_attrdef JOIN pg_attribute "
+            "ON attrelid = adrelid AND attnum = adnum WHERE adrelid = 't'::regclass ORDER BY 1"
+        )
+        assert await rows(target, defaults) == [("d", "5"), ("r", "random()")]
+        stats = await build_pipeline(EXAMPLE).run()
+        assert (stats.records_out, stats.unchanged) == (0, 3)
+    finally:
+        await drop(pg_database, target)
