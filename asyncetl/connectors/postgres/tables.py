@@ -167,8 +167,11 @@ class TablesSource(Source[TableRow]):
                 table,
                 chunk_size=chunk_size,
                 snapshot=snapshot,
-                # Read as text: a timedelta has no months, so it would change them.
+                # Read as text: a timedelta has no months, so it would change them;
+                # a list has no lower bounds. (Not a keyless table's arrays: its rows'
+                # hashes, which the target keeps, are of their values as lists.)
                 text_types=LOSSY_TYPES,
+                text_arrays=True,
                 retries=retries,
                 retry_max_time=retry_max_time,
             )
@@ -356,6 +359,7 @@ class TablesSink(Sink[TableRow]):
             source_dsn=self.source_dsn.url,
             source_table=table,
             columns=columns,
+            text_arrays=keyed,
             retries=self._retry[0],
             retry_max_time=self._retry[1],
         )

@@ -119,18 +119,6 @@ ROWS = "SELECT id, row(t.*)::text FROM t ORDER BY id"
 VERSIONS = "SELECT id, xmin::text FROM t ORDER BY id"
 
 
-#: Values dict records cannot carry yet: asyncpg's arrays drop lower bounds other than 1.
-NOT_YET = {
-    "int_array_2d": "asyncpg drops an array's lower bound ([0:1]={7,8} becomes {7,8})",
-}
-RECORD_CASES = [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[name]))
-    if name in NOT_YET
-    else name
-    for name in TYPES
-]
-
-
 def example_reading(form: str, tmp_path: Path) -> Path:
     """The example, its source reading ``form`` (``copy`` as shipped, or ``records``)."""
     spec = EXAMPLE.read_text()
@@ -178,7 +166,7 @@ async def test_pg_copy_keeps_every_value_of_every_type(
         await drop(pg_database, target)
 
 
-@pytest.mark.parametrize("name", RECORD_CASES)
+@pytest.mark.parametrize("name", list(TYPES))
 async def test_pg_copy_reading_records_keeps_every_value(
     name: str, pg_database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
