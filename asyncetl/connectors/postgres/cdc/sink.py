@@ -408,9 +408,11 @@ class ApplySink(Sink[ChangeEvent]):
                 f"target table {target} does not exist on {self.dsn.where}; "
                 "create it or set create = true"
             )
-        # The first event's columns: those the later ones add (the source added them in
-        # between) are added by the evolution, whose default fills the rows before them.
-        source = dict(events[0].columns or source_columns(events))
+        source = source_columns(events)
+        if self.schema_contract == "evolve" and events[0].columns is not None:
+            # The first event's columns: those later ones add (the source added them in
+            # between) are added by the evolution, whose default fills the rows before them.
+            source = dict(events[0].columns)
         columns = [Column(name, sql_type) for name, sql_type in source.items()]
         if self.soft_delete_column is not None and self.soft_delete_column not in source:
             columns.append(Column(self.soft_delete_column, "timestamp with time zone"))
