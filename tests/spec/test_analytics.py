@@ -98,7 +98,7 @@ def test_parquet_sink_and_checkpoints_are_spec_kinds(tmp_path: Path) -> None:
         (
             DUCKDB.replace('table = "t"', 'table = "t"\nevolve = true'),
             "sink.evolve: unknown key; DuckDBSink accepts create, extra_columns, key, mode, name, "
-            "partition, path, table",
+            "partition, path, schema_contract, table",
         ),
         (
             PARQUET.replace('{n = "int64"}', '{n = "integer"}'),

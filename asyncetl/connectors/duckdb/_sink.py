@@ -40,6 +40,7 @@ from asyncetl.connectors.duckdb._stores import (
 from asyncetl.core.arrow import arrow_table
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.columnar import Columns, ExtraColumns, to_columns
+from asyncetl.core.contract import SchemaContract, apply_contract, check_contract
 from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
@@ -51,12 +52,21 @@ from asyncetl.core.interfaces import (
     Sink,
     TransactionalWriter,
 )
+from asyncetl.core.logs import get_logger
 
 __all__ = ["DuckDBSink", "DuckDBSinkMode"]
 
 DuckDBSinkMode = Literal["append", "upsert", "replace_partition", "refresh_swap"]
 _MODES: tuple[str, ...] = get_args(DuckDBSinkMode)
-_EXTRA: tuple[str, ...] = get_args(ExtraColumns)
+#: ``extra_columns`` (before ``schema_contract``) → the contract it meant.
+_RENAMED: dict[str, SchemaContract] = {
+    "reject": "freeze",
+    "ignore": "discard_value",
+    "evolve": "evolve",
+}
+# The contract has run first: a field still unknown to the table is one to add.
+_EVOLVE: ExtraColumns = "evolve"
+_log = get_logger("asyncetl.duckdb")
 _STAGING_SUFFIX = "__asyncetl_new"
 
 
@@ -66,8 +76,8 @@ class DuckDBSink(Sink[object]):
     Each batch becomes one Arrow table, typed by the table's columns (or, for
     a new table or column, by the values), and is loaded with one statement per
     step: no row-by-row inserts. A record with a value its column cannot hold
-    exactly, without a key, or with a column the table lacks (``extra_columns
-    = "reject"``) is refused with a reason; the rest of the batch loads. So is
+    exactly, without a key, or with a column the table lacks (``schema_contract
+    = "freeze"``) is refused with a reason; the rest of the batch loads. So is
     a record that breaks one of the table's constraints (NOT NULL, PRIMARY KEY
     or UNIQUE, CHECK): the batch is tried again in halves to find it, and it
     is refused with DuckDB's error. Dicts and lists are stored as JSON text.
@@ -84,11 +94,16 @@ class DuckDBSink(Sink[object]):
         as its PRIMARY KEY).
     :param partition: the columns a ``replace_partition`` batch replaces by.
     :param create: create the table when missing, typed from the first batch.
-    :param extra_columns: what a record key outside the table's columns does:
-        ``reject`` the record, ``ignore`` the key, or ``evolve``: add the column.
+    :param schema_contract: what a record field the table has no column for does, as for
+        the other database sinks (see :mod:`asyncetl.core.contract`): ``freeze`` (default:
+        the record is refused, naming table and field), ``evolve`` (the field becomes a new
+        column), ``discard_value`` (the record loads without it) or ``discard_row`` (the
+        record is left out, with a warning).
+    :param extra_columns: deprecated spelling of ``schema_contract``: ``reject``
+        (``freeze``), ``ignore`` (``discard_value``) or ``evolve``.
     :param name: the sink's name.
-    :raises ConfigError: for an unknown mode or ``extra_columns``, a bad name, or
-        a mode without the columns it needs.
+    :raises ConfigError: for an unknown mode or contract, both ``schema_contract`` and
+        ``extra_columns``, a bad name, or a mode without the columns it needs.
     """
 
     def __init__(
@@ -100,12 +115,13 @@ class DuckDBSink(Sink[object]):
         key: list[str] | None = None,
         partition: list[str] | None = None,
         create: bool = False,
-        extra_columns: str = "reject",
+        schema_contract: str | None = None,
+        extra_columns: str | None = None,
         name: str = "duckdb_sink",
     ) -> None:
         where = f"DuckDBSink {name}"
         _check_choice(where, "mode", mode, _MODES)
-        _check_choice(where, "extra_columns", extra_columns, _EXTRA)
+        contract = _contract(where, schema_contract, extra_columns)
         _check_names(where, "table", [table])
         for option, names in (("key", key), ("partition", partition)):
             if names is not None:
@@ -124,7 +140,7 @@ class DuckDBSink(Sink[object]):
         self.key = list(key or ())
         self.partition = list(partition or ())
         self.create = create
-        self.extra_columns: ExtraColumns = extra_columns  # type: ignore[assignment]
+        self.schema_contract: SchemaContract = contract
         self.name = name
         self._db = DuckDBConnection(self.path)
         self._checkpoints: DuckDBCheckpointStore | None = None
@@ -286,11 +302,28 @@ class DuckDBSink(Sink[object]):
             return self._apply_changes(conn, records)
         types = self._target_types(conn)
         known = list(types) if types is not None else None
-        columns = to_columns(
-            records, target=self._where, known=known, key=self.key, extra=self.extra_columns
-        )
+        records, refused = self._contracted(records, known)
+        columns = to_columns(records, target=self._where, known=known, key=self.key, extra=_EVOLVE)
         self._stage(conn, columns, types or {}, self._load_staged)
-        return columns.rejects
+        return refused + columns.rejects
+
+    def _contracted(
+        self, records: Sequence[object], known: list[str] | None
+    ) -> tuple[list[object], list[Reject]]:
+        """``records`` after the schema contract, and those it refused.
+
+        Fields of a new table (``known`` is ``None``) are all known; what is not a mapping
+        is left for :func:`~asyncetl.core.columnar.to_columns` to refuse.
+        """
+        if known is None:
+            return list(records), []
+        names = frozenset(known)
+        mappings = [r for r in records if isinstance(r, Mapping)]
+        contracted = apply_contract(
+            mappings, names.__contains__, self.schema_contract, repr(self.table)
+        )
+        others = [r for r in records if not isinstance(r, Mapping)]
+        return [*contracted.records, *others], contracted.rejects
 
     def _load_staged(self, conn: duckdb.DuckDBPyConnection, names: list[str]) -> None:
         if self.mode == "upsert":
@@ -318,16 +351,17 @@ class DuckDBSink(Sink[object]):
         if segment.rows:
             types = self._target_types(conn)
             known = None if types is None else [*types, *_markers(segment)]
-            columns = to_columns(
-                list(segment.rows.values()),
-                target=self._where,
-                known=known,
-                key=self.key,
-                extra=self.extra_columns,
-            )
+            rows = list(segment.rows.values())
+            kept, refused = self._contracted(rows, known)
+            origin = dict(segment.origin)
+            if self.schema_contract == "discard_value":  # the same rows, copied where cut
+                origin.update(
+                    (id(new), origin[id(old)]) for old, new in zip(rows, kept, strict=True)
+                )
+            columns = to_columns(kept, target=self._where, known=known, key=self.key, extra=_EVOLVE)
             apply = partial(_apply_rows, table=self.target, key=self.key)
             self._stage(conn, columns, types or {}, apply)
-            rejects = [Reject(segment.origin[id(r.record)], r.error) for r in columns.rejects]
+            rejects = [Reject(origin[id(r.record)], r.error) for r in [*refused, *columns.rejects]]
         if segment.truncate_after and _tables.table_types(conn, self.target) is not None:
             _tables.truncate(conn, self.target)
         return rejects
@@ -431,6 +465,29 @@ def _markers(segment: Segment) -> list[str]:
 
 async def _settled(settle: Settle, rejects: list[Reject]) -> Sequence[DeadLetter]:
     return await settle(rejects)
+
+
+def _contract(where: str, contract: str | None, extra: str | None) -> SchemaContract:
+    """The schema contract that ``schema_contract``, or the deprecated ``extra_columns``,
+    names (``freeze`` when neither does).
+
+    :raises ConfigError: for an unknown mode, or both given.
+    """
+    if extra is None:
+        return check_contract("freeze" if contract is None else contract, where)
+    if contract is not None:
+        raise ConfigError(
+            "give schema_contract only: extra_columns is its old name",
+            where=where,
+            key="extra_columns",
+        )
+    _check_choice(where, "extra_columns", extra, tuple(_RENAMED))
+    renamed = _RENAMED[extra]
+    _log.warning(
+        f'{where}: extra_columns is deprecated; write schema_contract = "{renamed}" instead '
+        f'of extra_columns = "{extra}"',
+    )
+    return renamed
 
 
 def _check_choice(where: str, key: str, value: str, choices: Sequence[str]) -> None:

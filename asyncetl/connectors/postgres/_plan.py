@@ -20,7 +20,9 @@ from asyncetl.connectors.postgres._binary import BinaryPage, distinct_pages
 from asyncetl.connectors.postgres._encode import find_bad_values
 from asyncetl.connectors.postgres._load import BinaryRows, CopyRows, TextRows
 from asyncetl.connectors.postgres._rows import group_by_shape, json_text, rows_of, uniform_rows
+from asyncetl.connectors.postgres._sql import WholeText
 from asyncetl.connectors.postgres._value_check import find_changed_values
+from asyncetl.connectors.postgres.cdc._values import pg_text
 from asyncetl.connectors.postgres.schema import TableSchema
 from asyncetl.core.batch import Reject
 from asyncetl.core.errors import PermanentError
@@ -37,9 +39,10 @@ Record = Mapping[str, Any]
 Row = tuple[Any, ...]
 
 
-def _values_as_text(row: Row, index: list[int]) -> Row:
+def _values_as_text(row: Row, index: list[int], whole: frozenset[int] = frozenset()) -> Row:
     """``row`` with its values at ``index`` as the text their column is staged in: a
-    ``timedelta`` as interval text, a date or time in ISO form; text stays as it is."""
+    ``timedelta`` as interval text, a date or time in ISO form, a list for a column at
+    ``whole`` (see :class:`~._sql.WholeText`) as an array literal; text stays as it is."""
     values = list(row)
     for i in index:
         v = values[i]
@@ -47,6 +50,8 @@ def _values_as_text(row: Row, index: list[int]) -> Row:
             values[i] = f"{v.days} days {v.seconds} seconds {v.microseconds} microseconds"
         elif isinstance(v, date | time):
             values[i] = v.isoformat()
+        elif isinstance(v, list | tuple) and i in whole:
+            values[i] = pg_text(v)
     return tuple(values)
 
 
@@ -194,7 +199,12 @@ class Planner:
             if self.schema.column(c).text_io  # type: ignore[union-attr]
         ]
         if staged_as_text:
-            rows = [_values_as_text(row, staged_as_text) for row in rows]
+            whole = frozenset(
+                i
+                for i in staged_as_text
+                if isinstance(self.schema.column(columns[i]).type, WholeText)  # type: ignore[union-attr]
+            )
+            rows = [_values_as_text(row, staged_as_text, whole) for row in rows]
         hashed = self.writer.options.row_hash
         if hashed is not None:
             rows = hashed.append_hashes(columns, rows, numbered=self.writer.numbered)

@@ -200,8 +200,15 @@ def create_stage(
     return sql
 
 
+class WholeText(str):
+    """An array column's type whose values are staged as one text each (the array's literal,
+    which keeps lower bounds other than 1), not as arrays of their elements' text."""
+
+    __slots__ = ()
+
+
 def _text_type(sql_type: str) -> str:
-    return "text[]" if sql_type.endswith("[]") else "text"
+    return "text[]" if sql_type.endswith("[]") and not isinstance(sql_type, WholeText) else "text"
 
 
 def staged(columns: Sequence[str], casts: Mapping[str, str] | None) -> str:

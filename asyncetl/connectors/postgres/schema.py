@@ -11,7 +11,14 @@ from asyncetl.connectors.postgres._connect import Dsn, map_errors
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.core.retry import RetryPolicy, retry_call
 
-__all__ = ["Column", "TableSchema", "describe_remote", "describe_table", "table_ddl"]
+__all__ = [
+    "Column",
+    "TableSchema",
+    "add_column_ddl",
+    "describe_remote",
+    "describe_table",
+    "table_ddl",
+]
 
 # text_io: asyncpg has no binary codec for the type (or its array element), so
 # binary COPY cannot take it: types of extensions, and a few built-in ones; or its
@@ -168,6 +175,12 @@ def _definition(column: Column) -> str:
     if column.default is not None and "nextval(" not in column.default:
         definition += f" DEFAULT {column.default}"
     return definition + (" NOT NULL" if column.not_null else "")
+
+
+def add_column_ddl(table: TableName, column: Column) -> str:
+    """``ALTER TABLE … ADD COLUMN IF NOT EXISTS`` for ``column`` as :func:`table_ddl` makes it
+    (a default fills the rows already there: a constant one without rewriting them)."""
+    return f"ALTER TABLE {table.sql} ADD COLUMN IF NOT EXISTS {_definition(column)}"
 
 
 def table_ddl(

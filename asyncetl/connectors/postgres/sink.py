@@ -37,7 +37,7 @@ lost nor applied twice.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -122,6 +122,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         refused and takes the failure policy, so nothing is lost or changed
         unasked), ``evolve`` (the field becomes a new column), ``discard_value``
         or ``discard_row``.
+    :param text_arrays: stage array columns as text and cast them, so that a value given as
+        the array's text (``TableSource(text_arrays=True)``) keeps lower bounds other than 1.
     :param retries: retries of a batch after transient failures.
     :param retry_max_time: seconds after which no retry starts.
     """
@@ -147,6 +149,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         not_null: list[str] | None = None,
         columns: list[str] | None = None,
         schema_contract: str = "freeze",
+        text_arrays: bool = False,
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -187,6 +190,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self.create = create
         self.not_null = [*(self.key or ()), *(not_null or ())]
         self.columns = list(columns) if columns else None
+        self.text_arrays = text_arrays
         self.source = (
             (Dsn.parse(source_dsn), TableName.parse(source_table))
             if (source_dsn and source_table)
@@ -516,7 +520,14 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         async def body(conn: asyncpg.Connection) -> TableSchema | None:
             return await describe_table(conn, table)
 
-        return await self._transact(f"reading the catalog for {table}", body)
+        schema = await self._transact(f"reading the catalog for {table}", body)
+        if schema is None or not self.text_arrays:
+            return schema
+        columns = [
+            replace(c, text_io=True, type=_sql.WholeText(c.type)) if c.type.endswith("]") else c
+            for c in schema.columns
+        ]
+        return replace(schema, columns=tuple(columns))
 
     async def _source_schema(self) -> TableSchema:
         assert self.source is not None

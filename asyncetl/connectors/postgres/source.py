@@ -126,6 +126,8 @@ class TableSource(Source[Any]):
         sink whose columns have the same types; needs built-in types too).
     :param text_types: ``pg_catalog`` types read as their text (``str``), e.g.
         ``["interval"]``, whose ``timedelta`` would lose the months.
+    :param text_arrays: read array columns (but ordering ones) as their text, which keeps
+        lower bounds other than 1 (``[0:1]={7,8}``) that a list loses.
     :param retries: retries of a failed page query.
     :param retry_max_time: seconds after which no retry starts.
     """
@@ -146,6 +148,7 @@ class TableSource(Source[Any]):
         poll: float = 0.0,
         format: str = "records",
         text_types: Sequence[str] = (),
+        text_arrays: bool = False,
         retries: int = 5,
         retry_max_time: float = 60.0,
     ) -> None:
@@ -165,6 +168,7 @@ class TableSource(Source[Any]):
             )
         self.format = format
         self.text_types = tuple(text_types)
+        self.text_arrays = text_arrays
         self.dsn = Dsn.parse(dsn)
         self.table = TableName.parse(table)
         self.cursor, self.key, self.columns = cursor, key, columns
@@ -175,6 +179,7 @@ class TableSource(Source[Any]):
         self.order: list[str] = []
         self.grouped = False
         self._selected: list[Column] = []
+        self._select = ""  # the select list
         self._order_index: list[int] = []
         self._types: dict[str, str] = {}
         self._nullable = False
@@ -317,9 +322,21 @@ class TableSource(Source[Any]):
             )
         self.order = order
         self._selected = [by_name[c] for c in wanted]
+        self._select = ", ".join(map(self._selected_sql, self._selected))
         self._order_index = [wanted.index(c) for c in order]
         self._types = {c.name: c.type for c in available}
         self._nullable = any(not by_name[c].not_null for c in order) or self.query is not None
+
+    def _selected_sql(self, column: Column) -> str:
+        name = quote_ident(column.name)
+        if (
+            self.text_arrays
+            and not self.grouped  # grouped by the values themselves
+            and column.type.endswith("]")
+            and column.name not in self.order
+        ):
+            return f"{name}::text AS {name}"
+        return name
 
     @property
     def _what(self) -> str:
@@ -548,7 +565,7 @@ class TableSource(Source[Any]):
             conditions.append(self._after(position, args, placeholder))
         conditions += self._lag(args, placeholder)
         source = f"({self.query}) AS q" if self.query is not None else self.table.sql
-        select = ", ".join(quote_ident(c.name) for c in self._selected)
+        select = self._select
         order = ", ".join(quote_ident(c) for c in self.order)
         sql = f"SELECT {select}"
         if self.grouped:

@@ -57,7 +57,8 @@ from asyncetl.connectors.postgres._connect import (
 )
 from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
 from asyncetl.connectors.postgres._load import Loaded
-from asyncetl.connectors.postgres.schema import TableSchema
+from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres.schema import TableSchema, add_column_ddl, describe_table
 from asyncetl.connectors.postgres.sink import PostgresSink
 from asyncetl.connectors.postgres.source import TableSource
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
@@ -176,8 +177,11 @@ class TablesSource(Source[TableRow]):
                 table,
                 chunk_size=chunk_size,
                 snapshot=snapshot,
-                # Read as text: a timedelta has no months, so it would change them.
+                # Read as text: a timedelta has no months, so it would change them;
+                # a list has no lower bounds. (Not a keyless table's arrays: its rows'
+                # hashes, which the target keeps, are of their values as lists.)
                 text_types=LOSSY_TYPES,
+                text_arrays=True,
                 retries=retries,
                 retry_max_time=retry_max_time,
             )
@@ -364,6 +368,8 @@ class TablesSink(Sink[TableRow]):
         await probe.open()
         await probe.aclose()
         keyed = probe.schema is not None and bool(probe.schema.primary_key)
+        if keyed and probe.schema is not None:
+            await self._follow_columns(table, probe.schema)
         # COPY lines of a keyed table fill the source's columns in its order, whatever the target's.
         columns = copied_columns(probe.schema) if keyed and probe.schema is not None else None
         sink = PostgresSink(
@@ -378,11 +384,38 @@ class TablesSink(Sink[TableRow]):
             source_dsn=self.source_dsn.url,
             source_table=table,
             columns=columns,
+            text_arrays=keyed,
             retries=self._retry[0],
             retry_max_time=self._retry[1],
         )
         await sink.open()
         return sink
+
+    async def _follow_columns(self, table: str, source: TableSchema) -> None:
+        """Add to an existing keyed target the columns its source gained since the last run,
+        as creating the table would have made them (defaults included): the snapshot then
+        rewrites each row whose values differ, so every row gets the source's value, even
+        one a volatile default gave it.
+
+        A keyless target gets none: every row's hash would change, and each row would be
+        appended again; its records then meet the sink's schema contract (a stop).
+        """
+
+        async def body(conn: asyncpg.Connection) -> list[str]:
+            target = await describe_table(conn, TableName.parse(table))
+            if target is None:
+                return []
+            missing = [c for c in source.columns if target.column(c.name) is None]
+            for column in missing:
+                await conn.execute(add_column_ddl(target.table, column))
+            return [c.name for c in missing]
+
+        assert self._pool is not None
+        added = await in_transaction(
+            self._pool, self.dsn, f"adding columns to {table}", body, policy=self.policy
+        )
+        if added:
+            _log.info("columns added as in the source", table=table, fields=added)
 
     async def check(self) -> list[Problem]:
         """Whether the role may upsert into each table, or create it; creates nothing."""

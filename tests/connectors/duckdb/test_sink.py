@@ -8,9 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from asyncetl import Batch, Checkpoint, ConfigError, PermanentError, Position
 from asyncetl.connectors.duckdb import DuckDBCheckpointStore, DuckDBSink
+from asyncetl.core.changes import ChangeEvent
 from tests.connectors.duckdb.helpers import orders, query, reasons, write
 
 pytestmark = pytest.mark.anyio
@@ -123,7 +125,7 @@ async def test_refresh_swap_drops_what_a_crashed_run_left_when_it_opens(tmp_path
 async def test_evolve_adds_new_columns_and_old_rows_read_null(tmp_path: Path) -> None:
     db = tmp_path / "e.duckdb"
     async with DuckDBSink(
-        str(db), "t", mode="upsert", key=["id"], create=True, extra_columns="evolve"
+        str(db), "t", mode="upsert", key=["id"], create=True, schema_contract="evolve"
     ) as sink:
         await write(sink, [{"id": 1, "a": "x"}])
         await write(sink, [{"id": 2, "a": "y", "b": 2.5, "c": {"n": 1}}])
@@ -140,7 +142,9 @@ async def test_evolve_adds_new_columns_and_old_rows_read_null(tmp_path: Path) ->
     ) == [("BIGINT",), ("VARCHAR",), ("DOUBLE",), ("VARCHAR",)]
 
 
-async def test_extra_columns_reject_or_ignore(tmp_path: Path) -> None:
+async def test_freeze_refuses_a_record_with_a_new_field_naming_table_and_field(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "x.duckdb"
     async with DuckDBSink(str(db), "t", create=True) as sink:
         await write(sink, [{"id": 1}])
@@ -148,14 +152,74 @@ async def test_extra_columns_reject_or_ignore(tmp_path: Path) -> None:
     assert reasons(rejects) == [
         (
             {"id": 2, "new": 1},
-            "ValueError",
-            "record has column 'new', which DuckDB table 't' does not have; add the column, "
-            "or set extra_columns = 'ignore' (leave it out) or 'evolve' (add it)",
+            "PermanentError",
+            "field 'new' is not a column of table 't'; add the column, or set "
+            'schema_contract = "evolve" (or "discard_value", "discard_row")',
         )
     ]
-    async with DuckDBSink(str(db), "t", extra_columns="ignore") as sink:
-        assert await write(sink, [{"id": 4, "new": 1}]) == []
-    assert query(db, "SELECT id FROM t ORDER BY id") == [(1,), (3,), (4,)]
+    assert query(db, "SELECT id FROM t ORDER BY id") == [(1,), (3,)]
+
+
+async def test_discard_value_loads_the_record_without_the_new_field(tmp_path: Path) -> None:
+    db = tmp_path / "x.duckdb"
+    async with DuckDBSink(str(db), "t", create=True) as sink:
+        await write(sink, [{"id": 1, "a": "x"}])
+    async with DuckDBSink(str(db), "t", schema_contract="discard_value") as sink:
+        assert await write(sink, [{"id": 2, "a": "y", "new": 1}, {"id": 3, "a": "z"}]) == []
+    assert query(db, "SELECT * FROM t ORDER BY id") == [(1, "x"), (2, "y"), (3, "z")]
+
+
+async def test_discard_row_leaves_the_record_out_and_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "x.duckdb"
+    async with DuckDBSink(str(db), "t", create=True) as sink:
+        await write(sink, [{"id": 1}])
+    with structlog.testing.capture_logs() as logs:
+        async with DuckDBSink(str(db), "t", schema_contract="discard_row") as sink:
+            assert await write(sink, [{"id": 2, "new": 1}, {"id": 3}]) == []
+    assert query(db, "SELECT id FROM t ORDER BY id") == [(1,), (3,)]
+    assert [(e["event"], e["records"], e["fields"]) for e in logs] == [
+        ("records left out: fields without a column", 1, ["new"])
+    ]
+
+
+async def test_discard_value_applies_change_events_without_the_new_field(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "c.duckdb"
+    async with DuckDBSink(str(db), "t", mode="upsert", key=["id"], create=True) as sink:
+        await write(sink, [{"id": 1, "a": "x"}])
+    events = [
+        ChangeEvent("c", "public", "t", {"id": 2}, None, {"id": 2, "a": "y", "new": 1}, 1),
+        ChangeEvent("u", "public", "t", {"id": 1}, None, {"id": 1, "a": "w", "new": 2}, 2),
+    ]
+    async with DuckDBSink(
+        str(db), "t", mode="upsert", key=["id"], schema_contract="discard_value"
+    ) as sink:
+        assert await write(sink, events) == []
+    assert query(db, "SELECT * FROM t ORDER BY id") == [(1, "w"), (2, "y")]
+
+
+@pytest.mark.parametrize(
+    ("old", "contract"),
+    [("reject", "freeze"), ("ignore", "discard_value"), ("evolve", "evolve")],
+)
+def test_extra_columns_still_works_and_says_what_to_write_instead(old: str, contract: str) -> None:
+    with structlog.testing.capture_logs() as logs:
+        sink = DuckDBSink("x.duckdb", "t", extra_columns=old)
+    assert sink.schema_contract == contract
+    assert [e["event"] for e in logs] == [
+        f'DuckDBSink duckdb_sink: extra_columns is deprecated; write schema_contract = "{contract}"'
+        f' instead of extra_columns = "{old}"'
+    ]
+
+
+def test_schema_contract_and_extra_columns_together_are_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        DuckDBSink("x.duckdb", "t", schema_contract="evolve", extra_columns="evolve")
+    assert str(caught.value) == (
+        "DuckDBSink duckdb_sink: extra_columns: give schema_contract only: extra_columns is "
+        "its old name"
+    )
 
 
 async def test_values_a_column_cannot_hold_exactly_refuse_their_record(tmp_path: Path) -> None:
@@ -211,6 +275,11 @@ async def test_a_missing_table_without_create_is_refused_at_open(tmp_path: Path)
             {"extra_columns": "add"},
             "DuckDBSink duckdb_sink: extra_columns: must be one of "
             "'reject', 'ignore', 'evolve', not 'add'",
+        ),
+        (
+            {"schema_contract": "reject"},
+            "DuckDBSink duckdb_sink: schema_contract: must be one of "
+            "evolve, freeze, discard_row, discard_value, not 'reject'",
         ),
         (
             {"key": ["a", "A"]},

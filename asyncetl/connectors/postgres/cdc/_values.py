@@ -178,6 +178,9 @@ def converter(oid: int) -> Converter:
 def _array_converter(inner: Converter) -> Converter:
     def convert(raw: bytes) -> object:
         text = raw.decode()
+        if text.startswith("["):
+            # Explicit lower bounds ([0:1]={7,8}), which lists cannot hold: the text keeps them.
+            return text
         try:
             return parse_array(text, inner)
         except (ValueError, IndexError, ArithmeticError):

@@ -58,6 +58,12 @@ from asyncetl.connectors.postgres.cdc._applied import (
 from asyncetl.connectors.postgres.cdc._apply_sql import delete_sql, moved_sql, upsert_sql
 from asyncetl.connectors.postgres.cdc._apply_stage import stage_rows, target_column
 from asyncetl.connectors.postgres.cdc._compact import Row, compact, upsert_groups
+from asyncetl.connectors.postgres.cdc._defaults import (
+    SourceDefault,
+    add_filled_column,
+    drop_fill_defaults,
+    read_defaults,
+)
 from asyncetl.connectors.postgres.cdc._evolution import discard, evolution
 from asyncetl.connectors.postgres.cdc._keyless import apply_keyless
 from asyncetl.connectors.postgres.cdc._pages import (
@@ -82,8 +88,11 @@ from asyncetl.core.interfaces import (
     Sink,
     TransactionalWriter,
 )
+from asyncetl.core.logs import get_logger
 
 __all__ = ["ApplySink"]
+
+_log = get_logger("asyncetl.cdc")
 
 
 class ApplySink(Sink[ChangeEvent]):
@@ -97,6 +106,9 @@ class ApplySink(Sink[ChangeEvent]):
         (default: the stream stops naming table and column, so nothing is applied
         half), ``evolve`` (the target gets the column, or the wider type),
         ``discard_value`` or ``discard_row``.
+    :param source_dsn: the source database, if the sink may read its catalog: a column the
+        target gets under ``evolve`` then holds, in rows that existed before, the value the
+        source's rows got from the column's default (see :mod:`._defaults`).
     :param soft_delete_column: a ``timestamptz`` column set to ``now()`` by deletes
         (and cleared by upserts) instead of deleting rows.
     :param create: create missing target tables from the source's columns and key.
@@ -112,6 +124,7 @@ class ApplySink(Sink[ChangeEvent]):
         *,
         tables: dict[str, str] | None = None,
         schema_contract: str = "freeze",
+        source_dsn: str | None = None,
         soft_delete_column: str | None = None,
         create: bool = False,
         name: str = "apply",
@@ -120,6 +133,7 @@ class ApplySink(Sink[ChangeEvent]):
         retry_max_time: float = 60.0,
     ) -> None:
         self.dsn = Dsn.parse(dsn)
+        self.source_dsn = Dsn.parse(source_dsn) if source_dsn is not None else None
         self.name = name
         self.schema_contract = check_contract(schema_contract, f"sink {name}")
         self.create = create
@@ -226,8 +240,11 @@ class ApplySink(Sink[ChangeEvent]):
             await self._apply_pages(conn, pages, stages, fresh)
             for (schema, table), table_events in groups.items():
                 target = self.mapping.get((schema, table)) or TableName(schema, table)
-                described, table_events = await self._schema(conn, target, table_events, fresh)
+                described, table_events, filled = await self._schema(
+                    conn, target, table_events, fresh
+                )
                 await self._apply_table(conn, described, table_events, stages)
+                await drop_fill_defaults(conn, described.table, filled)
             if latest is not None and latest != marker:
                 await save_marker(conn, self.state_table, self.name, latest)
             if settle is not None and await settle(()):
@@ -358,8 +375,9 @@ class ApplySink(Sink[ChangeEvent]):
         target: TableName,
         events: list[ChangeEvent],
         fresh: dict[TableName, TableSchema],
-    ) -> tuple[TableSchema, list[ChangeEvent]]:
-        """The target's schema, evolved as the schema contract says, and the events to apply."""
+    ) -> tuple[TableSchema, list[ChangeEvent], list[str]]:
+        """The target's schema, evolved as the schema contract says, the events to apply, and
+        the added columns whose default holds the value of older rows until they are applied."""
         schema = fresh.get(target) or self._schemas.get(target)
         if schema is None:
             schema = await describe_table(conn, target)
@@ -373,15 +391,44 @@ class ApplySink(Sink[ChangeEvent]):
             source_table,
             latest_types(events),
         )
-        for name, sql_type in change.add.items():
-            await conn.execute(add_column(schema.table, name, sql_type))
+        filled = await self._add(conn, schema.table, change.add, source_table)
         for name, sql_type in change.widen.items():
             await self._widen(conn, schema, name, sql_type, source_table)
         if change.add or change.widen:
             schema = await describe_table(conn, schema.table) or schema
         fresh[target] = schema
         events = discard(events, change.discard, self.schema_contract, str(schema.table))
-        return schema, events
+        return schema, events, filled
+
+    async def _add(
+        self, conn: asyncpg.Connection, table: TableName, add: dict[str, str], source: str
+    ) -> list[str]:
+        """Add columns ``add`` to ``table``, existing rows holding what the source's older
+        rows hold (see :mod:`._defaults`); the columns so filled."""
+        if not add:
+            return []
+        if self.source_dsn is None:
+            _log.warning(
+                "columns added; rows already in the target hold NULL in them, whatever "
+                "default the source gave its rows: give the sink source_dsn to copy it",
+                table=str(table),
+                source_table=source,
+                fields=sorted(add),
+            )
+            defaults = {}
+        else:
+            defaults = await read_defaults(self.source_dsn, TableName.parse(source), list(add))
+        filled = []
+        for index, (name, sql_type) in enumerate(add.items()):
+            default = defaults.get(name)
+            if default is not None and default.existing is not None:
+                await add_filled_column(conn, table, name, sql_type, default.existing, index)
+                filled.append(name)
+                continue
+            await conn.execute(add_column(table, name, sql_type))
+            if default is not None and default.unknown:
+                _unknown_default(table, source, default)
+        return filled
 
     async def _widen(
         self, conn: asyncpg.Connection, schema: TableSchema, name: str, sql_type: str, source: str
@@ -410,6 +457,10 @@ class ApplySink(Sink[ChangeEvent]):
                 "create it or set create = true"
             )
         source = source_columns(events)
+        if self.schema_contract == "evolve" and events[0].columns is not None:
+            # The first event's columns: those later ones add (the source added them in
+            # between) are added by the evolution, whose default fills the rows before them.
+            source = dict(events[0].columns)
         columns = [Column(name, sql_type) for name, sql_type in source.items()]
         key = next((e.key_columns for e in events if e.key_columns), ())
         return await self._create_table(conn, target, columns, key)
@@ -446,6 +497,22 @@ def _mid_snapshot(checkpoint: Checkpoint | None) -> bool:
     """Whether ``checkpoint`` is a CdcSource position inside its snapshot."""
     position = checkpoint.position if checkpoint is not None else None
     return isinstance(position, dict) and bool(position.get("snapshot"))
+
+
+def _unknown_default(table: TableName, source: str, default: SourceDefault) -> None:
+    why = (
+        "is volatile, so each row got its own value"
+        if default.volatile
+        else "was set after the column was added, or the table was rewritten since"
+    )
+    _log.warning(
+        f"column {default.name!r} of source table {source} has default "
+        f"{default.expression}, which {why}: rows of target table {table} that no change "
+        "has reached since hold NULL in it; copy the values from the source to keep them",
+        table=str(table),
+        source_table=source,
+        column=default.name,
+    )
 
 
 def _source_key(name: TableName) -> tuple[str, str]:

@@ -188,10 +188,14 @@ async def replicate(
     schema_contract: str = "freeze",
     columns: str = "t.*",
     until: Callable[[], Awaitable[bool]] | None = None,
+    read_source: bool = False,
 ) -> Pipeline:
     """Snapshot ``tables`` into ``target_dsn`` through an ApplySink, run ``statements``
     (SQL or async callables) while streaming, and stop once every table matches (the
-    ``row(columns)`` of each row), or once ``until`` returns true."""
+    ``row(columns)`` of each row), or once ``until`` returns true.
+
+    :param read_source: give the sink the source's DSN, for its catalog.
+    """
     source = CdcSource(
         source_dsn,
         slot=random_name("slot"),
@@ -199,7 +203,12 @@ async def replicate(
         tables=list(tables),
         status_interval=0.2,
     )
-    sink = ApplySink(target_dsn, create=True, schema_contract=schema_contract)
+    sink = ApplySink(
+        target_dsn,
+        create=True,
+        schema_contract=schema_contract,
+        source_dsn=source_dsn if read_source else None,
+    )
     pipeline = Pipeline(
         random_name("fidelity"),
         source,

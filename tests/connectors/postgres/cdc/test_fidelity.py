@@ -156,7 +156,7 @@ TYPES: dict[str, tuple[str, str, list[str]]] = {
         "CREATE TYPE pair AS (x int, y text)",
         ["ROW(1, 'a b')::pair", "ROW(NULL, NULL)::pair"],
     ),
-    "int[][]": ("int[]", "", ["'{{1,2},{3,NULL}}'", "'{}'", "'{NULL}'"]),
+    "int[][]": ("int[]", "", ["'{{1,2},{3,NULL}}'", "'{}'", "'{NULL}'", "'[0:1]={7,8}'"]),
     "text[]": ("text[]", "", ['\'{"","NULL",NULL,"a,b","q\\""}\'']),
     "timestamptz[]": ("timestamptz[]", "", ["ARRAY['infinity', '2024-01-01']::timestamptz[]"]),
     "numeric[]": ("numeric[]", "", ["'{NaN,1.10,-Infinity}'"]),
@@ -210,6 +210,8 @@ async def test_type_round_trips_through_snapshot_and_stream(
 def test_an_array_literal_the_parser_cannot_follow_stays_text() -> None:
     assert converter(1007)(b"{1,2}") == [1, 2]
     assert converter(1007)(b"{{1,2},{3}x}") == "{{1,2},{3}x}"
+    # Lists have no lower bounds: an array with other bounds than 1 stays its text.
+    assert converter(1007)(b"[0:1]={7,8}") == "[0:1]={7,8}"
 
 
 async def test_keyless_default_identity_inserts_apply_and_updates_name_the_fix(

@@ -156,7 +156,8 @@ def test_nested_text_arrays_round_trip(values: list[list[str | None]]) -> None:
 def test_postgres_array_spellings() -> None:
     text = converter(1009)
     assert text(b'{a,"b c",NULL,"NULL","x\\"y",""}') == ["a", "b c", None, "NULL", 'x"y', ""]
-    assert converter(1007)(b"[0:1]={1,2}") == [1, 2]
+    # Lists have no lower bounds: an array whose bounds are not 1 stays its text.
+    assert converter(1007)(b"[0:1]={1,2}") == "[0:1]={1,2}"
     assert converter(1007)(b"{{1,2},{3,4}}") == [[1, 2], [3, 4]]
     assert converter(1007)(b"{}") == []
     assert converter(1184)(b"infinity") == "infinity"

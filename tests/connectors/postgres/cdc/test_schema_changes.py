@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+import structlog.testing
 
 from asyncetl import StageError
 from tests.connectors.postgres.cdc.support import (
@@ -141,3 +142,79 @@ async def test_discard_modes_apply_changes_without_the_new_column(
 
 async def row_three_applied(target_db: str) -> bool:
     return "(3)" in await table_text(target_db, "s", "t.id")
+
+
+DEFAULTS = (
+    "SELECT attname::text, pg_get_expr(adbin, adrelid) FROM pg_attrdef "
+    "JOIN pg_attribute ON attrelid = adrelid AND attnum = adnum WHERE adrelid = 's'::regclass"
+)
+
+
+async def test_evolve_gives_older_rows_the_value_of_the_source_default(
+    cdc_db: str, target_db: str
+) -> None:
+    await execute(
+        cdc_db, "CREATE TABLE s (id int PRIMARY KEY, n int); INSERT INTO s VALUES (1, 1), (2, 2)"
+    )
+    await replicate(
+        cdc_db,
+        target_db,
+        ["s"],
+        [
+            lambda: wait_for(lambda: ids_applied(target_db, "(1)", "(2)")),
+            # A row written just before the columns came, in the same batch or the one before.
+            "INSERT INTO s VALUES (3, 3)",
+            "ALTER TABLE s ADD COLUMN d int DEFAULT 7, ADD COLUMN note text DEFAULT 'a \"b\" \\ c',"
+            " ADD COLUMN tags int[] DEFAULT '[0:1]={1,2}', ADD COLUMN day date DEFAULT '2024-02-29',"
+            " ADD COLUMN plain text;"
+            # Rows older than the column keep the value it had when it was added.
+            "ALTER TABLE s ALTER COLUMN d SET DEFAULT 8",
+            "INSERT INTO s (id, n) VALUES (4, 4); UPDATE s SET n = 20 WHERE id = 2",
+        ],
+        schema_contract="evolve",
+        read_source=True,
+    )
+    older = '"a ""b"" \\\\ c","[0:1]={1,2}",2024-02-29,)'
+    assert await table_text(target_db, "s") == [
+        f"(1,1,7,{older}",
+        f"(2,20,7,{older}",
+        f"(3,3,7,{older}",
+        f"(4,4,8,{older}",
+    ]
+    # The defaults that filled older rows are gone: the target's inserts name every column.
+    assert await fetch(target_db, DEFAULTS) == []
+
+
+async def test_evolve_says_that_a_volatile_default_cannot_be_reproduced(
+    cdc_db: str, target_db: str
+) -> None:
+    await execute(cdc_db, "CREATE TABLE s (id int PRIMARY KEY, n int); INSERT INTO s VALUES (1, 1)")
+    with structlog.testing.capture_logs() as logs:
+        await replicate(
+            cdc_db,
+            target_db,
+            ["s"],
+            [
+                snapshot_applied(target_db),
+                "ALTER TABLE s ADD COLUMN r float8 DEFAULT random(); INSERT INTO s VALUES (2, 2)",
+            ],
+            schema_contract="evolve",
+            read_source=True,
+            until=lambda: row_two_applied(target_db),
+        )
+    (r,) = (row[0] for row in await fetch(cdc_db, "SELECT r::text FROM s WHERE id = 2"))
+    assert await table_text(target_db, "s") == ["(1,1,)", f"(2,2,{r})"]
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert warnings == [
+        "column 'r' of source table public.s has default random(), which is volatile, so each "
+        "row got its own value: rows of target table public.s that no change has reached since "
+        "hold NULL in it; copy the values from the source to keep them"
+    ]
+
+
+async def ids_applied(target_db: str, *ids: str) -> bool:
+    return await table_text(target_db, "s", "t.id") == list(ids)
+
+
+async def row_two_applied(target_db: str) -> bool:
+    return "(2)" in await table_text(target_db, "s", "t.id")

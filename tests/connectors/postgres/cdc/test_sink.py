@@ -22,6 +22,7 @@ from asyncetl.core.interfaces import Checkpoint
 from tests.connectors.postgres.cdc.support import execute, fetch, fetchval, wait_for
 
 COLUMNS = {"id": "integer", "name": "text", "doc": "jsonb", "big": "text"}
+DEFAULTS_OF_ITEMS = "SELECT adnum FROM pg_attrdef WHERE adrelid = 'items'::regclass"
 
 
 def ev(
@@ -308,6 +309,27 @@ async def test_new_columns_evolve_or_fail_clearly(target_db: str) -> None:
         "WHERE attrelid = 'items'::regclass AND attname = 'doc'",
     )
     assert [t[0] for t in types] == ["jsonb"]
+
+
+@pytest.mark.anyio
+async def test_a_column_added_between_two_changes_fills_the_older_rows_with_its_default(
+    target_db: str, pg_database: str
+) -> None:
+    # The source as it stands: "big" was added after row 1 with a constant default.
+    await execute(
+        pg_database,
+        "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a');"
+        "ALTER TABLE items ADD COLUMN big text DEFAULT 'x y'; INSERT INTO items VALUES (2, 'b', 'z')",
+    )
+    sink = ApplySink(target_db, create=True, schema_contract="evolve", source_dsn=pg_database)
+    await sink.open()
+    try:
+        # One batch: the table is created from the first change and evolved for the second.
+        await sink.write(batch([ev("r", 1, name="a"), ev("c", 2, 101, 0, name="b", big="z")]))
+    finally:
+        await sink.aclose()
+    assert await rows(target_db) == [(1, "a", "x y"), (2, "b", "z")]
+    assert await fetch(target_db, DEFAULTS_OF_ITEMS) == []
 
 
 @pytest.mark.anyio
