@@ -30,7 +30,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, time, timedelta
-from itertools import repeat
 from typing import Any, NoReturn
 
 import anyio
@@ -48,6 +47,7 @@ from asyncetl.connectors.postgres._connect import (
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
 from asyncetl.core.batch import Chunk, JsonValue, Position
+from asyncetl.core.columnar import RowBlock
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.observe import Progress
@@ -62,7 +62,7 @@ _NAMES = ("table", "query")
 _FORMATS = ("records", "copy")
 
 #: A page read: its records, the position of its last row (None: no rows), rows read.
-_Page = tuple[list[Any], list[str | None] | None, int]
+_Page = tuple[Sequence[Any], list[str | None] | None, int]
 
 
 #: The planner's row estimate; -1 (PostgreSQL 14+) for a table never vacuumed or analysed.
@@ -524,12 +524,13 @@ class TableSource(Source[Any]):
             alternatives.append("(" + " AND ".join([*same, later]) + ")")
         return "(" + (" OR ".join(alternatives) or "FALSE") + ")"
 
-    def _records(self, rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    def _records(self, rows: Sequence[asyncpg.Record]) -> Sequence[dict[str, Any]]:
         if not self.grouped:
             if not rows:
                 return []
-            names = list(rows[0].keys())  # one query: every row has the same columns
-            return list(map(dict, map(zip, repeat(names), rows)))
+            # One query: every row has the same columns. The dicts are made only if
+            # something reads records; a columnar sink takes the columns as they are.
+            return RowBlock(list(rows[0].keys()), rows)  # type: ignore[arg-type]  # rows index
         records: list[dict[str, Any]] = []
         for row in rows:
             record = {c.name: row[c.name] for c in self._selected}
