@@ -44,6 +44,11 @@ def expected(i: int) -> tuple[object, ...]:
     )
 
 
+def utc(value: object) -> dt.datetime:
+    assert isinstance(value, dt.datetime)
+    return value.astimezone(dt.UTC)
+
+
 async def test_a_table_lands_in_duckdb_with_every_value_and_resumes(
     pg_database: str, tmp_path: Path
 ) -> None:
@@ -72,7 +77,7 @@ async def test_a_table_lands_in_duckdb_with_every_value_and_resumes(
         ("doc", "VARCHAR"),
         ("tags", "VARCHAR"),
     ]
-    assert [(*r[:3], r[3].astimezone(dt.UTC), *r[4:]) for r in rows] == [
+    assert [(*r[:3], utc(r[3]), *r[4:]) for r in rows] == [
         expected(i) for i in range(1, 26)
     ]
     await execute(pg_database, "INSERT INTO items (id, name) VALUES (26, 'late')")
