@@ -38,6 +38,7 @@ __all__ = [
     "close_pool",
     "in_transaction",
     "map_errors",
+    "on_connection",
     "open_pool",
     "retry_policy",
     "to_connector_error",
@@ -333,6 +334,28 @@ async def in_transaction(
         with map_errors(dsn, what):
             async with pool.acquire() as proxy, proxy.transaction():
                 # The pool's proxy delegates every Connection method.
+                return await body(cast("asyncpg.Connection", proxy))
+
+    return await retry_call(attempt, policy=policy, what=f"{what} on {dsn}")
+
+
+async def on_connection(
+    pool: asyncpg.Pool,
+    dsn: Dsn,
+    what: str,
+    body: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+) -> T:
+    """Like :func:`in_transaction`, without ``BEGIN`` and ``COMMIT``: for one statement.
+
+    A single statement sees one snapshot on its own; the two round trips a
+    transaction adds are what a page of a scan would wait for.
+    """
+
+    async def attempt() -> T:
+        with map_errors(dsn, what):
+            async with pool.acquire() as proxy:
                 return await body(cast("asyncpg.Connection", proxy))
 
     return await retry_call(attempt, policy=policy, what=f"{what} on {dsn}")

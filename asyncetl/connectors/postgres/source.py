@@ -41,6 +41,7 @@ from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
     in_transaction,
+    on_connection,
     open_pool,
     retry_policy,
 )
@@ -432,7 +433,7 @@ class TableSource(Source[Any]):
         async def body(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             return await conn.fetch(sql, *args)
 
-        rows = await in_transaction(
+        rows = await on_connection(
             self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
         )
         if not rows:
