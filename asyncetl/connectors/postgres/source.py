@@ -212,8 +212,14 @@ class TableSource(Source[Any]):
         self._estimate: int | None = None  # rows in the table, per the planner's statistics
 
     async def open(self) -> None:
+        # Its queries leave no session state (a page's settings are local to its
+        # transaction): a released connection needs no reset round trip.
         self._pool = await open_pool(
-            self.dsn, policy=self.policy, json_values=False, text_types=self.text_types
+            self.dsn,
+            policy=self.policy,
+            json_values=False,
+            text_types=self.text_types,
+            reset_sessions=False,
         )
         try:
             columns = await self._discover()
