@@ -132,13 +132,14 @@ def s3() -> Iterator[S3]:
     """An S3 endpoint: ``ASYNCETL_TEST_S3``, or a private SeaweedFS started for this run."""
     named = os.environ.get(S3_VARIABLE)
     if named:
+        keys = [os.environ.get(name, "") for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+        if not all(keys):
+            raise RuntimeError(
+                f"{S3_VARIABLE} names {named}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "to credentials that may create and delete buckets there"
+            )
         parts = urlsplit(named)
-        yield S3(
-            parts.scheme or "http",
-            parts.netloc,
-            os.environ["AWS_ACCESS_KEY_ID"],
-            os.environ["AWS_SECRET_ACCESS_KEY"],
-        )
+        yield S3(parts.scheme or "http", parts.netloc, keys[0], keys[1])
         return
     with _seaweedfs() as endpoint:
         yield endpoint
