@@ -49,7 +49,7 @@ class RowBlock(Sequence[dict[str, object]]):
     changes the batch. Until then :meth:`columns` gives the values column by
     column straight from the rows, which is what a columnar sink loads.
 
-    :param names: the column names, distinct, in row order.
+    :param names: the column names, in row order.
     :param rows: the rows, each a sequence of values in ``names`` order
         (tuples, or a driver's row objects that index like them).
     """
@@ -93,8 +93,11 @@ class RowBlock(Sequence[dict[str, object]]):
         return self._records
 
     def columns(self) -> dict[str, list[object]] | None:
-        """Each column's values, or ``None`` once the records were read (they may have changed)."""
-        if self._records is not None:
+        """Each column's values, or ``None`` once the records were read (they may have changed).
+
+        ``None`` too when a name repeats (``SELECT a, a``): a record keeps the last.
+        """
+        if self._records is not None or len(set(self.names)) < len(self.names):
             return None
         rows = self._rows
         return {name: list(map(itemgetter(i), rows)) for i, name in enumerate(self.names)}

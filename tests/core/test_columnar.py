@@ -37,6 +37,13 @@ def test_a_row_block_reads_as_the_list_of_its_records_and_keeps_changes_made_to_
     assert repr(block) == "RowBlock(['id', 'name', 'tags'], 3 rows)"
 
 
+def test_a_block_whose_names_repeat_gives_its_records_as_dicts_would() -> None:
+    block = RowBlock(["a", "b", "a"], [(1, 2, 3)])
+    assert block.columns() is None
+    columns = to_columns(block, target="t", known=None)
+    assert (columns.names, columns.values) == (["a", "b"], {"a": [3], "b": [2]})
+
+
 @pytest.mark.parametrize(
     ("known", "key", "extra"),
     [

@@ -77,9 +77,7 @@ async def test_a_table_lands_in_duckdb_with_every_value_and_resumes(
         ("doc", "VARCHAR"),
         ("tags", "VARCHAR"),
     ]
-    assert [(*r[:3], utc(r[3]), *r[4:]) for r in rows] == [
-        expected(i) for i in range(1, 26)
-    ]
+    assert [(*r[:3], utc(r[3]), *r[4:]) for r in rows] == [expected(i) for i in range(1, 26)]
     await execute(pg_database, "INSERT INTO items (id, name) VALUES (26, 'late')")
     with capture_logs():
         again = await pipeline().run()
