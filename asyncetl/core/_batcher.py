@@ -21,10 +21,14 @@ from asyncetl.core._meter import StageMeter
 from asyncetl.core._stats import RunStats
 from asyncetl.core._tracing import BatchTracer
 from asyncetl.core.batch import Batch, Chunk, Position, Reject
+from asyncetl.core.columnar import RowBlock
 
 __all__ = ["Batcher", "Inlet"]
 
 AnyBatch = Batch[Any]
+#: Record sequences a batch takes as they come: a list, or a block of rows
+#: whose records are made only when read.
+_WHOLE = (list, RowBlock)
 #: Takes the records a source could not decode, with the position of their
 #: chunk and the sequence number of the batch the chunk goes into.
 RejectSource = Callable[[Sequence[Reject], Position, int], Awaitable[None]]
@@ -121,7 +125,7 @@ class Batcher:
         if not (
             self._idle
             and not chunk.rejects
-            and type(records) is list
+            and type(records) in _WHOLE
             and len(records) >= self._max_size
         ):
             return False
@@ -225,7 +229,7 @@ class _Filling:
     __slots__ = ("deadline", "position", "records")
 
     def __init__(self) -> None:
-        self.records: list[Any] = []
+        self.records: list[Any] | RowBlock = []
         self.position: Position = None
         self.deadline = math.inf  # infinite while no batch is open
 
@@ -237,10 +241,12 @@ class _Filling:
         if not self.is_open:
             self.deadline = anyio.current_time() + max_age
         if self.records:
+            if not isinstance(self.records, list):
+                self.records = list(self.records)
             self.records.extend(chunk.records)
         else:  # the common case of a chunk per batch: take it without a copy
             records = chunk.records
-            self.records = records if type(records) is list else list(records)
+            self.records = records if type(records) in _WHOLE else list(records)  # type: ignore[assignment]
         self.position = chunk.position
 
     def close(self, seq: int) -> AnyBatch:

@@ -135,3 +135,69 @@ def test_status_of_a_running_pipeline_adds_its_live_figures(tmp_path: Path) -> N
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+ICEBERG_SPEC = """
+[pipeline]
+name = "lake"
+
+[source]
+type = "jsonl"
+path = "nums.jsonl"
+
+[sink]
+type = "iceberg"
+warehouse = "warehouse"
+table = "shop.numbers"
+commit_interval = 0.1
+
+[checkpoints]
+type = "iceberg"
+warehouse = "warehouse"
+"""
+
+
+def test_status_of_a_pipeline_checkpointed_in_iceberg_shows_when_and_how_its_run_ended(
+    tmp_path: Path,
+) -> None:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    (tmp_path / "lake.toml").write_text(ICEBERG_SPEC)
+    (tmp_path / "nums.jsonl").write_text('{"n": 1}\n{"n": 2}\n')
+    assert cli(tmp_path, "run", "lake.toml").returncode == 0
+    warehouse = tmp_path / "warehouse"
+    catalog = SqlCatalog(
+        "asyncetl", uri=f"sqlite:///{warehouse / 'catalog.db'}", warehouse=warehouse.as_uri()
+    )
+    table = catalog.load_table("shop.numbers")
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    committed = datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC)
+    outcome = json.loads(table.properties["asyncetl.outcome.lake"])
+    assert (outcome["state"], outcome["error"]) == ("finished", None)
+    assert committed <= datetime.fromisoformat(outcome["time"])
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli(tmp_path, "status", "lake.toml", "--url", url, "--json")
+    assert (result.returncode, result.stderr) == (0, "")
+    document = json.loads(result.stdout)
+    assert 0 <= document.pop("age_s") < 60
+    assert document == {
+        "pipeline": "lake",
+        "source": "jsonl",
+        "position": {"path": "nums.jsonl", "offset": 18},
+        "saved_at": committed.isoformat(),
+        "last_run": outcome,
+        "dead_letters": None,
+        "endpoint": {"url": url, "status": None},
+        "cdc": None,
+    }
+    # A failed run is recorded too, in the table the pipeline committed to before.
+    (tmp_path / "nums.jsonl").write_text('{"n": 1}\n{"n": 2}\nnot json\n')
+    failed = cli(tmp_path, "run", "lake.toml")
+    assert failed.returncode == 1
+    error = failed.stderr.splitlines()[-1].removeprefix("error: ")
+    lines = cli(tmp_path, "status", "lake.toml", "--url", url).stdout.splitlines()
+    last = json.loads(catalog.load_table("shop.numbers").properties["asyncetl.outcome.lake"])
+    assert (last["state"], last["error"]) == ("failed", error)
+    assert lines[1] == '  position      {"path":"nums.jsonl","offset":18}'
+    assert lines[3] == f"  last run      failed at {when(last['time'])}: {error}"

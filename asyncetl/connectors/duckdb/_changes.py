@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from asyncetl.core.batch import Reject
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
+from asyncetl.core.columnar import RowBlock
 
 __all__ = ["DELETE", "KEEP", "Segment", "has_changes", "segments"]
 
@@ -36,6 +37,8 @@ class Segment:
 
 def has_changes(records: Sequence[object]) -> bool:
     """Whether any record is a change event (and the batch needs folding)."""
+    if type(records) is RowBlock:
+        return False  # rows of a query, mappings all: no need to make them into records
     return ChangeEvent in set(map(type, records))
 
 

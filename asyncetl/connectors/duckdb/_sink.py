@@ -377,7 +377,9 @@ class DuckDBSink(Sink[object]):
         table = arrow_table(columns, types, self._where)
         if not table.num_rows:
             return
-        table = table.append_column(_tables.ORDINAL, pa.array(range(table.num_rows), pa.int64()))
+        if self.mode == "upsert":  # keeps each key's last row; the other loads need no order
+            ordinal = pa.array(range(table.num_rows), pa.int64())
+            table = table.append_column(_tables.ORDINAL, ordinal)
         conn.register(_tables.BATCH, table)
         try:
             self._fit_table(conn, columns.names, types)

@@ -10,6 +10,7 @@ are staged, never stored.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -39,6 +40,7 @@ BATCH = "__asyncetl_batch"
 META = "__asyncetl_"
 ORDINAL = "__asyncetl_ord"
 _STAGE = "__asyncetl_stage"
+_STAGED_INDEX = "__asyncetl_new"  # after the name of an index copied onto a staging table
 
 
 def table_types(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, pa.DataType] | None:
@@ -158,7 +160,9 @@ def create_like(conn: duckdb.DuckDBPyConnection, table: str, like: str) -> None:
     DuckDB keeps each table's ``CREATE TABLE`` statement; it is replayed under
     the new name, so the table swapped in later keeps the user's key, NOT NULL,
     CHECK, UNIQUE and defaults. A statement of another shape falls back to the
-    columns alone.
+    columns alone. ``like``'s unique indexes are made on ``table`` too, under
+    names of their own, so that a row breaking one is refused while loading
+    rather than failing the swap; :func:`swap_in` replaces them by the originals.
     """
     (ddl,) = conn.execute(
         "SELECT sql FROM duckdb_tables() WHERE table_name = ? "
@@ -168,17 +172,23 @@ def create_like(conn: duckdb.DuckDBPyConnection, table: str, like: str) -> None:
     body = _table_body(str(ddl or ""), like)
     if body is not None:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)}{body}")
-        return
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} AS "  # noqa: S608
-        f"SELECT * FROM {quote_ident(like)} LIMIT 0"
-    )
+    else:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} AS "  # noqa: S608
+            f"SELECT * FROM {quote_ident(like)} LIMIT 0"
+        )
+    for index in _indexes(conn, like):
+        keys = _index_keys(index, like)
+        if index.unique and keys is not None:
+            conn.execute(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ident(index.name + _STAGED_INDEX)} "
+                f"ON {quote_ident(table)}{keys}"
+            )
 
 
 def _table_body(ddl: str, name: str) -> str | None:
     """The ``(columns, constraints)`` of DuckDB's ``CREATE TABLE name(…);``, or ``None``."""
-    quoted = '"' + name.replace('"', '""') + '"'
-    for spelled in (name, quoted):
+    for spelled in (name, _quoted(name)):
         prefix = f"CREATE TABLE {spelled}("
         if ddl.startswith(prefix) and ddl.rstrip().endswith(");"):
             return ddl[len(prefix) - 1 : ddl.rstrip().rindex(";")]
@@ -186,9 +196,52 @@ def _table_body(ddl: str, name: str) -> str | None:
 
 
 def swap_in(conn: duckdb.DuckDBPyConnection, staging: str, table: str) -> None:
-    """Replace ``table`` by ``staging`` (renamed to it), inside the caller's transaction."""
+    """Replace ``table`` by ``staging`` (renamed to it), inside the caller's transaction.
+
+    The indexes of ``table`` (``CREATE INDEX``) are made again on the table
+    swapped in, under their names. DuckDB renames no table that has an index,
+    so the staging table's own indexes are dropped first.
+    """
+    kept = _indexes(conn, table)
+    for index in _indexes(conn, staging):
+        conn.execute(f"DROP INDEX {quote_ident(index.name)}")
     drop_table(conn, table)
     conn.execute(f"ALTER TABLE {quote_ident(staging)} RENAME TO {quote_ident(table)}")
+    for index in kept:
+        conn.execute(index.sql)
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    name: str
+    sql: str  # DuckDB's own CREATE INDEX statement, naming the table
+    unique: bool
+
+
+def _indexes(conn: duckdb.DuckDBPyConnection, table: str) -> list[_Index]:
+    """The indexes made on ``table`` with ``CREATE INDEX`` (not those of its constraints)."""
+    rows = conn.execute(
+        "SELECT index_name, sql, is_unique FROM duckdb_indexes() WHERE table_name = ? "
+        "AND schema_name = current_schema() AND database_name = current_database() "
+        "AND sql IS NOT NULL ORDER BY index_name",
+        [table],
+    ).fetchall()
+    return [_Index(str(name), str(sql), bool(unique)) for name, sql, unique in rows]
+
+
+def _index_keys(index: _Index, table: str) -> str | None:
+    """The ``(columns or expressions)`` of ``index`` on ``table``, or ``None`` if unread."""
+    kind = "UNIQUE INDEX" if index.unique else "INDEX"
+    for name in (index.name, _quoted(index.name)):
+        for on in (table, _quoted(table)):
+            prefix = f"CREATE {kind} {name} ON {on}("
+            if index.sql.startswith(prefix) and index.sql.rstrip().endswith(");"):
+                return index.sql[len(prefix) - 1 : index.sql.rstrip().rindex(";")]
+    return None
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _match(key: Sequence[str], table: str, alias: str) -> str:

@@ -1,15 +1,37 @@
-"""Checkpoints read back from the snapshot summaries an IcebergSink commits."""
+"""Checkpoints read back from the snapshot summaries an IcebergSink commits.
+
+How a pipeline's last run ended is kept in a property of each table it
+committed to (``asyncetl.outcome.<pipeline>``), a metadata commit that adds
+no snapshot and so no data.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
 import anyio.to_thread
+import orjson
 from pyiceberg.catalog.sql import SqlCatalog
 
 from asyncetl.connectors.iceberg._catalog import CatalogSettings, describe
-from asyncetl.connectors.iceberg._ledger import marks_in, resume_point
+from asyncetl.connectors.iceberg._ledger import (
+    Mark,
+    belongs_to,
+    marks_in,
+    resume_point,
+    resume_time,
+    tables_in,
+)
 from asyncetl.core.batch import Position
 from asyncetl.core.errors import AsyncetlError, CheckpointError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore, Problem, RunOutcome
+
+T = TypeVar("T")
+
+#: The table property that holds a pipeline's last run outcome, before the pipeline's name.
+OUTCOME: str = "asyncetl.outcome."
 
 __all__ = ["IcebergCheckpointStore"]
 
@@ -22,7 +44,9 @@ class IcebergCheckpointStore(CheckpointStore):
     :meth:`load` reads it back from the latest such snapshot of the pipeline's
     source in every table of the catalog (as the Kafka Connect Iceberg sink
     does). Use it with an ``IcebergSink`` on the same catalog, which then
-    commits the checkpoints itself.
+    commits the checkpoints itself. :meth:`saved_at` is the commit time of
+    that snapshot; a run's outcome is kept in a property of every table the
+    pipeline committed to (none is kept before its first commit).
 
     :param warehouse: the warehouse directory.
     :param catalog: the catalog's name.
@@ -60,22 +84,76 @@ class IcebergCheckpointStore(CheckpointStore):
 
         :raises CheckpointError: when the catalog or a table cannot be read.
         """
+        return resume_point(await self._marks(pipeline, source))[0]
+
+    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
+        """When the snapshot holding the position :meth:`load` gives was committed (UTC).
+
+        :raises CheckpointError: when the catalog or a table cannot be read.
+        """
+        return resume_time(await self._marks(pipeline, source))
+
+    async def save_outcome(self, pipeline: str, outcome: RunOutcome) -> None:
+        """Record the outcome in a property of each table ``pipeline`` committed to.
+
+        A pipeline that never committed to a table of the catalog has nowhere
+        to keep it, and it is not recorded.
+
+        :raises CheckpointError: when the catalog or a table cannot be read or written.
+        """
+        text = orjson.dumps(outcome.to_json()).decode()
+
+        def body(catalog: SqlCatalog) -> None:
+            for _, table in tables_in(catalog):
+                if belongs_to(table, pipeline):
+                    with table.transaction() as change:
+                        change.set_properties({OUTCOME + pipeline: text})
+
+        await self._call(body, f"save the run outcome of pipeline {pipeline!r} in")
+
+    async def load_outcome(self, pipeline: str) -> RunOutcome | None:
+        """The latest outcome of ``pipeline`` recorded in any table of the catalog.
+
+        :raises CheckpointError: when the catalog or a table cannot be read.
+        """
+
+        def body(catalog: SqlCatalog) -> list[str]:
+            return [
+                table.properties[OUTCOME + pipeline]
+                for _, table in tables_in(catalog)
+                if OUTCOME + pipeline in table.properties
+            ]
+
+        found = await self._call(body, f"read the run outcome of pipeline {pipeline!r} from")
+        outcomes = []
+        for text in found:
+            try:
+                outcome = RunOutcome.from_json(orjson.loads(text))
+            except orjson.JSONDecodeError:
+                outcome = None  # a property another writer spoiled: the other tables tell
+            if outcome is not None:
+                outcomes.append(outcome)
+        return max(outcomes, key=lambda outcome: outcome.time, default=None)
+
+    async def _marks(self, pipeline: str, source: str) -> list[Mark]:
+        return await self._call(
+            lambda catalog: marks_in(catalog, pipeline, source),
+            f"read the checkpoint of pipeline {pipeline!r} from",
+        )
+
+    async def _call(self, body: Callable[[SqlCatalog], T], what: str) -> T:
+        """``body(catalog)`` in a worker thread; a failure becomes a :class:`CheckpointError`."""
         await self.open()
         catalog = self._catalog
         assert catalog is not None
         try:
-            marks = await anyio.to_thread.run_sync(marks_in, catalog, pipeline, source)
+            return await anyio.to_thread.run_sync(body, catalog)
         except AsyncetlError:
             raise
         except Exception as exc:
             raise CheckpointError(
-                f"cannot read the checkpoint of pipeline {pipeline!r} from Iceberg catalog "
-                f"{self.catalog.name!r}: {describe(exc)}"
+                f"cannot {what} Iceberg catalog {self.catalog.name!r}: {describe(exc)}"
             ) from exc
-        return resume_point(marks)[0]
-
-    async def save_outcome(self, pipeline: str, outcome: RunOutcome) -> None:
-        """Not recorded: this store keeps nothing but what the sink commits with its data."""
 
     async def save(self, checkpoint: Checkpoint) -> None:
         """Refused: positions reach Iceberg only in the commits of the data up to them.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 import orjson
@@ -32,8 +33,11 @@ __all__ = [
     "PIPELINE",
     "POSITION",
     "marks_in",
+    "belongs_to",
     "resume_point",
+    "resume_time",
     "summary",
+    "tables_in",
     "undo_unfinished",
 ]
 
@@ -54,6 +58,7 @@ class Mark:
     position: Position
     previous: Position
     tables: tuple[str, ...]
+    time: datetime | None = None  # when the snapshot was committed
 
 
 def summary(
@@ -83,12 +88,10 @@ def marks_in(catalog: Catalog, pipeline: str, source: str) -> list[Mark]:
     :raises CheckpointError: when a mark's position is not valid JSON.
     """
     found: list[Mark] = []
-    for namespace in _namespaces(catalog, ()):
-        for identifier in catalog.list_tables(namespace):
-            name = ".".join(identifier)
-            mark = latest_mark(catalog.load_table(identifier), name, pipeline, source)
-            if mark is not None:
-                found.append(mark)
+    for name, table in tables_in(catalog):
+        mark = latest_mark(table, name, pipeline, source)
+        if mark is not None:
+            found.append(mark)
     return found
 
 
@@ -106,8 +109,25 @@ def latest_mark(table: Table, name: str, pipeline: str, source: str) -> Mark | N
                 _json(props[POSITION], name, pipeline),
                 _json(props[PREVIOUS], name, pipeline),
                 tuple(_json(props[TABLES], name, pipeline) or ()),  # type: ignore[arg-type]
+                datetime.fromtimestamp(snapshot.timestamp_ms / 1000, UTC),
             )
     return None
+
+
+def belongs_to(table: Table, pipeline: str) -> bool:
+    """Whether a snapshot in the history of ``table``'s current one is ``pipeline``'s."""
+    for snapshot in _ancestry(table):
+        props = snapshot.summary.additional_properties if snapshot.summary else {}
+        if props.get(PIPELINE) == pipeline:
+            return True
+    return False
+
+
+def tables_in(catalog: Catalog) -> Iterator[tuple[str, Table]]:
+    """Every table of ``catalog`` with its dotted name. Blocks: call it in a worker thread."""
+    for namespace in _namespaces(catalog, ()):
+        for identifier in catalog.list_tables(namespace):
+            yield ".".join(identifier), catalog.load_table(identifier)
 
 
 def resume_point(marks: list[Mark]) -> tuple[Position, int]:
@@ -118,6 +138,22 @@ def resume_point(marks: list[Mark]) -> tuple[Position, int]:
     reached = {mark.table: mark.commit for mark in marks}
     complete = all(reached.get(table, 0) >= newest.commit for table in newest.tables)
     return (newest.position if complete else newest.previous), newest.commit
+
+
+def resume_time(marks: list[Mark]) -> datetime | None:
+    """When the position :func:`resume_point` gives was committed; ``None`` when unknown.
+
+    That is the time the last table of its commit was committed. For a commit
+    a crash cut short it is the commit before, when a table still holds it.
+    """
+    if not marks:
+        return None
+    newest = max(marks, key=lambda mark: mark.commit)
+    reached = {mark.table: mark.commit for mark in marks}
+    complete = all(reached.get(table, 0) >= newest.commit for table in newest.tables)
+    commit = newest.commit if complete else newest.commit - 1
+    times = [mark.time for mark in marks if mark.commit == commit and mark.time is not None]
+    return max(times, default=None)
 
 
 def unfinished(marks: list[Mark]) -> list[str]:

@@ -40,14 +40,36 @@ class Storage(Protocol):
 
 
 def open_storage(path: str) -> Storage:
-    """The local directory ``path``, or the ``pyarrow.fs`` filesystem its URL names.
+    """The local directory ``path``, or the filesystem its URL names.
 
-    :raises OSError: when pyarrow cannot make a filesystem of the URL.
+    A URL pyarrow knows (``s3://``, ``gs://``, ``abfs://``, ``hdfs://``,
+    ``file://``) gets a ``pyarrow.fs`` filesystem; any other scheme is
+    handed to fsspec, when it is installed (``memory://``, ``sftp://``, …).
+
+    :raises OSError: when neither can make a filesystem of the URL.
     """
     if "://" not in path:
         return LocalStorage(Path(path))
-    filesystem, root = pafs.FileSystem.from_uri(path)
+    try:
+        filesystem, root = pafs.FileSystem.from_uri(path)
+    except pa.ArrowInvalid as exc:
+        if "Unrecognized filesystem type" not in str(exc):
+            raise
+        filesystem, root = _fsspec(path, exc)
     return ArrowStorage(filesystem, root.rstrip("/"))
+
+
+def _fsspec(url: str, refusal: Exception) -> tuple[pafs.FileSystem, str]:
+    """The fsspec filesystem of ``url``, seen through pyarrow; pyarrow's refusal without one."""
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise refusal from None
+    try:
+        filesystem, root = url_to_fs(url)
+    except ValueError as exc:  # fsspec knows no such protocol either
+        raise OSError(f"neither pyarrow nor fsspec has a filesystem for {url!r}: {exc}") from exc
+    return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), str(root)
 
 
 def hidden(relative: str) -> str:

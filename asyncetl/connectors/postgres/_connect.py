@@ -38,6 +38,7 @@ __all__ = [
     "close_pool",
     "in_transaction",
     "map_errors",
+    "on_connection",
     "open_pool",
     "retry_policy",
     "to_connector_error",
@@ -269,6 +270,7 @@ async def open_pool(
     connect_timeout: float = 10.0,
     json_values: bool = True,
     text_types: Sequence[str] = (),
+    reset_sessions: bool = True,
 ) -> asyncpg.Pool:
     """Create an asyncpg pool, retrying while the server is unreachable.
 
@@ -279,6 +281,10 @@ async def open_pool(
     :param text_types: ``pg_catalog`` types read and written as their text
         (``str``), for types whose Python value would lose information
         (``interval``: months are not days).
+    :param reset_sessions: reset each released connection's session (settings,
+        LISTEN, advisory locks, cursors: one round trip). ``False`` for a pool
+        whose users leave no session state behind; an open transaction is
+        rolled back either way.
 
     :raises TransientError: when the server stayed unreachable for every retry;
         the message names host and port, never the password.
@@ -295,9 +301,14 @@ async def open_pool(
                 command_timeout=None,
                 max_inactive_connection_lifetime=60.0,
                 init=_initializer(json_values, tuple(text_types)),
+                reset=None if reset_sessions else _keep_session,
             )
 
     return await retry_call(connect, policy=policy, what=f"connect to {dsn}")
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset: asyncpg has already rolled back what the user left open."""
 
 
 async def close_pool(pool: asyncpg.Pool | None) -> None:
@@ -333,6 +344,28 @@ async def in_transaction(
         with map_errors(dsn, what):
             async with pool.acquire() as proxy, proxy.transaction():
                 # The pool's proxy delegates every Connection method.
+                return await body(cast("asyncpg.Connection", proxy))
+
+    return await retry_call(attempt, policy=policy, what=f"{what} on {dsn}")
+
+
+async def on_connection(
+    pool: asyncpg.Pool,
+    dsn: Dsn,
+    what: str,
+    body: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+) -> T:
+    """Like :func:`in_transaction`, without ``BEGIN`` and ``COMMIT``: for one statement.
+
+    A single statement sees one snapshot on its own; the two round trips a
+    transaction adds are what a page of a scan would wait for.
+    """
+
+    async def attempt() -> T:
+        with map_errors(dsn, what):
+            async with pool.acquire() as proxy:
                 return await body(cast("asyncpg.Connection", proxy))
 
     return await retry_call(attempt, policy=policy, what=f"{what} on {dsn}")

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
-from itertools import repeat
 from typing import Any, NoReturn
 
 import anyio
@@ -44,6 +43,7 @@ from asyncetl.connectors.postgres._connect import (
     Dsn,
     close_pool,
     in_transaction,
+    on_connection,
     open_pool,
     retry_policy,
 )
@@ -51,6 +51,7 @@ from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres._text import copy_text, position_text
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
 from asyncetl.core.batch import Chunk, JsonValue, Position
+from asyncetl.core.columnar import RowBlock
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.observe import Progress
@@ -65,7 +66,7 @@ _NAMES = ("table", "query")
 _FORMATS = ("records", "copy", "binary")
 
 #: A page read: its records, the position of its last row (None: no rows), rows read.
-_Page = tuple[list[Any], list[str | None] | None, int]
+_Page = tuple[Sequence[Any], list[str | None] | None, int]
 
 
 #: The planner's row estimate; -1 (PostgreSQL 14+) for a table never vacuumed or analysed.
@@ -188,8 +189,14 @@ class TableSource(Source[Any]):
         self._estimate: int | None = None  # rows in the table, per the planner's statistics
 
     async def open(self) -> None:
+        # Its queries leave no session state (a page's settings are local to its
+        # transaction): a released connection needs no reset round trip.
         self._pool = await open_pool(
-            self.dsn, policy=self.policy, json_values=False, text_types=self.text_types
+            self.dsn,
+            policy=self.policy,
+            json_values=False,
+            text_types=self.text_types,
+            reset_sessions=False,
         )
         try:
             columns = await self._discover()
@@ -425,7 +432,7 @@ class TableSource(Source[Any]):
         async def body(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             return await conn.fetch(sql, *args)
 
-        rows = await in_transaction(
+        rows = await on_connection(
             self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
         )
         if not rows:
@@ -606,12 +613,13 @@ class TableSource(Source[Any]):
             alternatives.append("(" + " AND ".join([*same, later]) + ")")
         return "(" + (" OR ".join(alternatives) or "FALSE") + ")"
 
-    def _records(self, rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    def _records(self, rows: Sequence[asyncpg.Record]) -> Sequence[dict[str, Any]]:
         if not self.grouped:
             if not rows:
                 return []
-            names = list(rows[0].keys())  # one query: every row has the same columns
-            return list(map(dict, map(zip, repeat(names), rows)))
+            # One query: every row has the same columns. The dicts are made only if
+            # something reads records; a columnar sink takes the columns as they are.
+            return RowBlock(list(rows[0].keys()), rows)  # type: ignore[arg-type]  # rows index
         records: list[dict[str, Any]] = []
         for row in rows:
             record = {c.name: row[c.name] for c in self._selected}

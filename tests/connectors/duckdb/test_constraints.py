@@ -118,6 +118,49 @@ async def test_refresh_swap_keeps_the_tables_primary_key_and_constraints(tmp_pat
     ]
 
 
+async def test_refresh_swap_keeps_the_tables_indexes_and_refuses_a_unique_index_clash(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "i.duckdb"
+    made(db)
+    made(db, "CREATE INDEX orders_sku ON orders (sku)")
+    made(db, 'CREATE UNIQUE INDEX "Orders qty" ON orders ((qty * 10), sku)')
+    indexes = (
+        "SELECT index_name, table_name, sql, is_unique FROM duckdb_indexes() ORDER BY index_name"
+    )
+    before = query(db, indexes)
+    assert [row[:2] for row in before] == [("Orders qty", "orders"), ("orders_sku", "orders")]
+    async with DuckDBSink(str(db), "orders", mode="refresh_swap") as sink:
+        refused = await write(sink, [order(1), order(2)], position={"p": 1})
+        assert refused == []
+        # The staging table holds the unique index under a name of its own, enforced as rows land.
+        assert [row[:2] for row in query(db, indexes)] == [
+            ("Orders qty", "orders"),
+            ("Orders qty__asyncetl_new", "orders__asyncetl_new"),
+            ("orders_sku", "orders"),
+        ]
+        clash = {"id": 3, "sku": "s1", "qty": 1}  # the same (qty * 10, sku) as order 1
+        refused = await write(sink, [clash, order(4)], seq=1, position={"p": 2})
+        assert reasons(refused) == [
+            (
+                clash,
+                "PermanentError",
+                "DuckDB table 'orders' refused the record: Constraint Error: "
+                'Duplicate key "(qty * 10): 10, sku: s1" violates unique constraint.',
+            )
+        ]
+        assert await write(sink, [order(5)], seq=2, position=None) == []
+    assert query(db, "SELECT id FROM orders ORDER BY id") == [(1,), (2,), (4,), (5,)]
+    assert query(db, indexes) == before
+    assert query(
+        db,
+        "SELECT constraint_type, constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = 'orders' AND constraint_type = 'PRIMARY KEY'",
+    ) == [("PRIMARY KEY", ["id"])]
+    with pytest.raises(duckdb.ConstraintException, match="violates unique constraint"):
+        made(db, "INSERT INTO orders VALUES (6, 's1', 1)")  # the swapped-in index holds
+
+
 def test_bisection_keeps_the_first_of_two_rows_that_only_clash_together() -> None:
     tries: list[list[int]] = []
 

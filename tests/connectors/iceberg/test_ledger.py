@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from asyncetl.connectors.iceberg._ledger import Mark, resume_point, unfinished
+from datetime import UTC, datetime
+
+from asyncetl.connectors.iceberg._ledger import Mark, resume_point, resume_time, unfinished
 
 
-def mark(table: str, commit: int, tables: tuple[str, ...] = ("a.x", "a.y")) -> Mark:
-    return Mark(table, commit, {"lsn": commit * 10}, {"lsn": (commit - 1) * 10}, tables)
+def mark(
+    table: str, commit: int, tables: tuple[str, ...] = ("a.x", "a.y"), second: int = 0
+) -> Mark:
+    time = datetime(2024, 1, 1, 0, 0, second, tzinfo=UTC)
+    return Mark(table, commit, {"lsn": commit * 10}, {"lsn": (commit - 1) * 10}, tables, time)
 
 
 def test_nothing_committed_resumes_from_the_start() -> None:
@@ -32,3 +37,14 @@ def test_the_tables_holding_a_commit_cut_short_are_the_ones_to_roll_back() -> No
     assert unfinished([mark("a.x", 4), mark("a.y", 4)]) == []
     assert unfinished([mark("a.x", 7, ("a.x",)), mark("a.y", 2)]) == []
     assert unfinished([]) == []
+
+
+def test_the_time_of_a_position_is_when_the_last_table_of_its_commit_was_committed() -> None:
+    assert resume_time([]) is None
+    complete = [mark("a.x", 3, second=5), mark("a.y", 3, second=7)]
+    assert resume_time(complete) == datetime(2024, 1, 1, 0, 0, 7, tzinfo=UTC)
+    # Commit 4 reached a.x only: the position is commit 3's, which a.y still holds.
+    cut_short = [mark("a.x", 4, second=9), mark("a.y", 3, second=7)]
+    assert resume_time(cut_short) == datetime(2024, 1, 1, 0, 0, 7, tzinfo=UTC)
+    # Commit 3 is hidden behind commit 4 in every table that holds it: its time is unknown.
+    assert resume_time([mark("a.x", 4, ("a.x", "a.y"), 9), mark("a.y", 2, second=1)]) is None

@@ -6,9 +6,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from asyncetl import Batch, ConfigError, Reject
-from asyncetl.connectors.iceberg import IcebergSink
+from asyncetl import Batch, ConfigError, ListSource, Pipeline, Reject, RunOutcome
+from asyncetl.connectors.iceberg import IcebergCheckpointStore, IcebergSink
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
 from tests.connectors.iceberg.helpers import rows, table
 
@@ -288,3 +289,43 @@ async def test_upserts_by_text_and_composite_keys(tmp_path: Path, key: list[str]
         {"shop": "a", "sku": "s4", "n": 4, "new": None},
         {"shop": "a", "sku": "s9", "n": 9, "new": None},
     ]
+
+
+async def test_an_outcome_goes_into_the_tables_the_pipeline_committed_to_only(
+    tmp_path: Path,
+) -> None:
+    warehouse = tmp_path / "wh"
+    store = IcebergCheckpointStore(str(warehouse))
+    async with store:
+        first = RunOutcome("failed", dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC), "boom")
+        await store.save_outcome("orders", first)  # nothing committed yet: nowhere to keep it
+        assert await store.load_outcome("orders") is None
+        assert await store.saved_at("orders", "orders") is None
+    with capture_logs():
+        await Pipeline(
+            "orders",
+            ListSource([{"id": 1}, {"id": 2}], name="orders"),
+            IcebergSink(str(warehouse), table="shop.orders", commit_interval=0),
+            checkpoints=IcebergCheckpointStore(str(warehouse)),
+        ).run()
+    with capture_logs():
+        await Pipeline(
+            "other",
+            ListSource([{"id": 3}], name="other"),
+            IcebergSink(str(warehouse), table="shop.other", commit_interval=0),
+            checkpoints=IcebergCheckpointStore(str(warehouse)),
+        ).run()
+    snapshot = table(warehouse, "shop.orders").current_snapshot()
+    assert snapshot is not None
+    async with store:
+        assert await store.saved_at("orders", "orders") == dt.datetime.fromtimestamp(
+            snapshot.timestamp_ms / 1000, dt.UTC
+        )
+        await store.save_outcome("orders", first)
+        assert await store.load_outcome("orders") == first
+        assert await store.load_outcome("other") is None
+    assert table(warehouse, "shop.orders").properties["asyncetl.outcome.orders"] == (
+        '{"state":"failed","time":"2024-05-01T12:00:00+00:00","error":"boom"}'
+    )
+    assert "asyncetl.outcome.orders" not in table(warehouse, "shop.other").properties
+    assert table(warehouse, "shop.orders").current_snapshot() == snapshot  # no data commit
