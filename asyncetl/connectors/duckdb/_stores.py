@@ -11,15 +11,22 @@ import orjson
 
 from asyncetl.connectors.duckdb._check import table_problems
 from asyncetl.connectors.duckdb._connection import DuckDBConnection, transaction
-from asyncetl.connectors.duckdb._sql import CheckpointSql, DeadLetterSql
+from asyncetl.connectors.duckdb._sql import DIALECT, CheckpointSql, DeadLetterSql
 from asyncetl.core.batch import Position
-from asyncetl.core.errors import CheckpointError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
     CheckpointStore,
     DeadLetter,
-    DeadLetterStore,
+    LetterFilter,
     Problem,
+)
+from asyncetl.core.store_sql import (
+    FilteredLetterStore,
+    letter_from_row,
+    letter_json,
+    letter_params,
+    limit_param,
+    position_from_text,
 )
 
 __all__ = ["DuckDBCheckpointStore", "DuckDBDeadLetterStore", "checkpoint_row", "letter_row"]
@@ -77,15 +84,9 @@ class DuckDBCheckpointStore(CheckpointStore):
         text = await self._db.run(select, what=f"checkpoint load from table {self.table!r}")
         if text is None:
             return None
-        try:
-            position: Position = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise CheckpointError(
-                f"the checkpoint of pipeline {pipeline!r} (source {source!r}) in DuckDB table "
-                f"{self.table!r} of {self.path} is not valid JSON ({exc}); fix or delete that "
-                "row to start over from the beginning"
-            ) from exc
-        return position
+        return position_from_text(
+            text, pipeline, source, f"DuckDB table {self.table!r} of {self.path}"
+        )
 
     async def saved_at(self, pipeline: str, source: str) -> datetime | None:
         """When the committed position was saved (its ``updated_at``), or ``None``."""
@@ -114,7 +115,7 @@ def checkpoint_row(checkpoint: Checkpoint) -> list[str]:
     return [checkpoint.pipeline, checkpoint.source, orjson.dumps(checkpoint.position).decode()]
 
 
-class DuckDBDeadLetterStore(DeadLetterStore):
+class DuckDBDeadLetterStore(FilteredLetterStore):
     """Dead letters in a table of a DuckDB file, created when the store opens.
 
     Columns: ``id`` (from a sequence, never reused), ``pipeline``, ``stage``,
@@ -172,77 +173,34 @@ class DuckDBDeadLetterStore(DeadLetterStore):
 
         await self._db.run(insert, what=f"dead-letter put into table {self.table!r}")
 
-    async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
-        """The letters of ``pipeline``, oldest first.
-
-        :raises PermanentError: when a stored row is not valid JSON.
-        """
-        await self.open()
-
-        def select(conn: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
-            return conn.execute(self.sql.select, [pipeline]).fetchall()
-
-        rows = await self._db.run(select, what=f"dead-letter list from table {self.table!r}")
-        letters = [self._letter(row) for row in rows]
-        return letters if limit is None else letters[: max(0, limit)]
-
     async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
         """Delete the letters of ``pipeline`` with these ids; unknown ids are ignored."""
-        await self.open()
-        params = [[pipeline, int(i)] for i in ids if str(i).isascii() and str(i).isdigit()]
+        if ids:
+            await self.purge(pipeline, ids=ids)
 
-        def delete(conn: duckdb.DuckDBPyConnection) -> None:
-            with transaction(conn):
-                conn.executemany(self.sql.remove, params)
-
-        if params:
-            await self._db.run(delete, what=f"dead-letter remove from table {self.table!r}")
-
-    async def find(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-        limit: int | None = None,
+    async def _find(
+        self, pipeline: str, wanted: LetterFilter, limit: int | None
     ) -> builtins.list[DeadLetter]:
-        """The letters of ``pipeline`` matching every filter given, oldest first, in one query."""
-        params = _filters(pipeline, stage, since, before, ids)
-        params["limit"] = _NO_LIMIT if limit is None else max(0, limit)
+        """:raises PermanentError: when a stored row is not valid JSON."""
+        params = [*letter_params(DIALECT, pipeline, wanted), limit_param(DIALECT, limit)]
         rows = await self._query(self.sql.find, params, "find in")
-        return [self._letter(row) for row in rows]
+        where = f"DuckDB table {self.table!r} of {self.path}"
+        return [letter_from_row(row, _time, where) for row in rows]
 
-    async def count(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        params = _filters(pipeline, stage, since, before, ids)
-        rows = await self._query(self.sql.count, params, "count in")
+    async def _count(self, pipeline: str, wanted: LetterFilter) -> int:
+        rows = await self._query(
+            self.sql.count, letter_params(DIALECT, pipeline, wanted), "count in"
+        )
         number = rows[0][0]
         assert isinstance(number, int)
         return number
 
-    async def purge(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Delete the matching letters of ``pipeline`` in one statement; how many went."""
-        params = _filters(pipeline, stage, None, before, ids)
+    async def _purge(self, pipeline: str, wanted: LetterFilter) -> int:
+        params = letter_params(DIALECT, pipeline, wanted)
         return len(await self._query(self.sql.purge, params, "purge in", write=True))
 
     async def _query(
-        self, sql: str, params: dict[str, object], what: str, *, write: bool = False
+        self, sql: str, params: builtins.list[object], what: str, *, write: bool = False
     ) -> builtins.list[tuple[object, ...]]:
         await self.open()
 
@@ -254,54 +212,10 @@ class DuckDBDeadLetterStore(DeadLetterStore):
 
         return await self._db.run(run, what=f"dead-letter {what} table {self.table!r}")
 
-    def _letter(self, row: tuple[object, ...]) -> DeadLetter:
-        letter_id, pipeline, stage, error, error_type, record, position, time = row
-        try:
-            assert isinstance(time, datetime)
-            return DeadLetter(
-                pipeline=str(pipeline),
-                stage=str(stage),
-                error=str(error),
-                error_type=str(error_type),
-                record=orjson.loads(str(record)),
-                position=orjson.loads(str(position)),
-                time=time.astimezone(UTC),
-                id=str(letter_id),
-            )
-        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-            raise PermanentError(
-                f"dead letter {letter_id} in DuckDB table {self.table!r} of {self.path} is "
-                f"unreadable ({exc}); fix or delete that row"
-            ) from exc
 
-
-_NO_LIMIT = 2**62
-
-
-def _filters(
-    pipeline: str,
-    stage: str | None,
-    since: datetime | None,
-    before: datetime | None,
-    ids: Sequence[str] | None,
-) -> dict[str, object]:
-    """The named parameters of the filtered queries; an id that is no integer matches none."""
-    numbers = None
-    if ids is not None:
-        digits = (int(i) for i in ids if str(i).isascii() and str(i).isdigit())
-        numbers = [number for number in digits if number < 2**63]
-    return {
-        "pipeline": pipeline,
-        "stage": stage,
-        "since": None if since is None else _utc(since),
-        "before": None if before is None else _utc(before),
-        "ids": numbers,
-    }
-
-
-def _utc(moment: datetime) -> datetime:
-    """Naive times mean UTC, as the contract says."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _time(stored: object) -> datetime:
+    assert isinstance(stored, datetime)
+    return stored.astimezone(UTC)
 
 
 def letter_row(letter: DeadLetter) -> list[object]:
@@ -312,8 +226,7 @@ def letter_row(letter: DeadLetter) -> list[object]:
         letter.stage,
         letter.error,
         letter.error_type,
-        orjson.dumps(letter.record, default=str).decode(),
-        orjson.dumps(letter.position, default=str).decode(),
+        *letter_json(letter),
         time.astimezone(UTC),
         letter.key,
     ]

@@ -11,8 +11,8 @@ from asyncetl.connectors.sqlite._connection import immediate
 from asyncetl.connectors.sqlite._sql import CheckpointSql
 from asyncetl.connectors.sqlite._table import TableStore
 from asyncetl.core.batch import Position
-from asyncetl.core.errors import CheckpointError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore
+from asyncetl.core.store_sql import position_from_text
 
 __all__ = ["SqliteCheckpointStore", "checkpoint_row"]
 
@@ -56,15 +56,9 @@ class SqliteCheckpointStore(TableStore[CheckpointSql], CheckpointStore):
         text = await self._db.run(select, what=f"checkpoint load from table {self.table!r}")
         if text is None:
             return None
-        try:
-            position: Position = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise CheckpointError(
-                f"the checkpoint of pipeline {pipeline!r} (source {source!r}) in SQLite table "
-                f"{self.table!r} of {self.path} is not valid JSON ({exc}); fix or delete that "
-                "row to start over from the beginning"
-            ) from exc
-        return position
+        return position_from_text(
+            text, pipeline, source, f"SQLite table {self.table!r} of {self.path}"
+        )
 
     async def saved_at(self, pipeline: str, source: str) -> datetime | None:
         """When the committed position was saved (its ``updated_at``), or ``None``."""
