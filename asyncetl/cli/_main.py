@@ -31,6 +31,7 @@ import orjson
 from asyncetl import (
     AsyncetlError,
     ConfigError,
+    PermanentError,
     Pipeline,
     RunStats,
     StageError,
@@ -92,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         _error(str(exc))
         return EXIT_FAILED
+    except PermanentError as exc:
+        _error(_keyed(exc, args))
+        return EXIT_FAILED
     except AsyncetlError as exc:
         _error(str(exc))
         return EXIT_FAILED
@@ -128,6 +132,14 @@ def _config_message(error: ConfigError, args: argparse.Namespace, *, show_how: b
     if RESET_HINT in message:
         return message.replace(RESET_HINT, RESET_HINT.replace("SPEC", str(spec)))
     return f"{message} (python -m asyncetl checkpoint show|reset {spec})" if show_how else message
+
+
+def _keyed(error: PermanentError, args: argparse.Namespace) -> str:
+    """The error, after the spec file and key of the setting it is about, as config errors are."""
+    spec = getattr(args, "spec", None)
+    if error.key is None or spec is None:
+        return str(error)
+    return f"{spec}: {error.key}: {error}"
 
 
 # -- arguments ---------------------------------------------------------------------------
