@@ -57,7 +57,7 @@ def add_commands(commands: Any) -> None:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    pipeline = await load_pipeline(args.spec)
+    pipeline = await load_pipeline(args.spec, using=("source", "checkpoints"))
     source = cdc_source(pipeline, args.spec)
     await pipeline.checkpoints.open()
     try:
@@ -118,7 +118,7 @@ def _publication(publication: JsonValue) -> str:
 
 
 async def _drop(args: argparse.Namespace) -> int:
-    pipeline = await load_pipeline(args.spec)
+    pipeline = await load_pipeline(args.spec, using=("source", "checkpoints"))
     source = cdc_source(pipeline, args.spec)
     what = f"slot {source.slot!r}"
     if not args.keep_publication:

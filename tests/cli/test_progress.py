@@ -120,8 +120,7 @@ def test_rates_show_as_unknown_in_the_first_second_and_as_figures_after() -> Non
 
     early = shown(0.4)
     assert early[0] == (
-        "copy – records/s · records_in 0 · records_out 0 · dead_lettered 0 · "
-        "last commit none yet"
+        "copy – records/s · records_in 0 · records_out 0 · dead_lettered 0 · last commit none yet"
     )
     assert early[2].split()[-3:] == ["0.0", "–", "–"]
     later = shown(1.0)
