@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 import orjson
 
-from asyncetl.connectors.sqlite._connection import immediate
-from asyncetl.connectors.sqlite._sql import CheckpointSql
-from asyncetl.connectors.sqlite._table import TableStore
-from asyncetl.core.batch import Position
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore
-from asyncetl.core.store_sql import position_from_text
+from asyncetl.connectors.sqlite._check import table_problems
+from asyncetl.connectors.sqlite._connection import SqliteConnection, check_busy_timeout, immediate
+from asyncetl.connectors.sqlite._sql import DIALECT, CheckpointSql
+from asyncetl.core.dbapi_stores import DbApiCheckpointStore
+from asyncetl.core.interfaces import Checkpoint, Problem
 
-__all__ = ["SqliteCheckpointStore", "checkpoint_row"]
+__all__ = ["SqliteCheckpointStore", "checkpoint_row", "stored_time"]
 
 
-class SqliteCheckpointStore(TableStore[CheckpointSql], CheckpointStore):
+class SqliteCheckpointStore(DbApiCheckpointStore[sqlite3.Connection, CheckpointSql]):
     """Committed positions in a table of a SQLite file, one row per (pipeline, source).
 
     The table ``(pipeline, source, position, updated_at)`` holds each position
@@ -31,56 +31,36 @@ class SqliteCheckpointStore(TableStore[CheckpointSql], CheckpointStore):
     :raises ConfigError: for an invalid table name or busy timeout.
     """
 
+    database, dialect = "SQLite", DIALECT
+    _db: SqliteConnection
+
     def __init__(
         self, path: str, *, table: str = "asyncetl_checkpoints", busy_timeout: float = 5.0
     ) -> None:
-        super().__init__(
-            "SqliteCheckpointStore",
-            path,
-            table=table,
-            statements=CheckpointSql.of,
-            busy_timeout=busy_timeout,
-        )
+        check_busy_timeout("SqliteCheckpointStore", busy_timeout)
+        db = SqliteConnection(str(path), busy_timeout=busy_timeout)
+        super().__init__(path, table, CheckpointSql.of(table), db)
 
-    async def load(self, pipeline: str, source: str) -> Position:
-        """The committed position, or ``None`` when there is none.
+    async def check(self) -> list[Problem]:
+        """Whether the database can be written; the table is created when missing."""
+        return await table_problems(self.path, self.table, create=True)
 
-        :raises CheckpointError: when the stored position is not valid JSON.
-        """
-        await self._ready()
+    def _create(self, conn: sqlite3.Connection) -> None:
+        conn.executescript(self.sql.create)
 
-        def select(conn: sqlite3.Connection) -> str | bytes | None:
-            row = conn.execute(self.sql.load, (pipeline, source)).fetchone()
-            return None if row is None else row[0]
+    def _write(self, conn: sqlite3.Connection) -> AbstractContextManager[None]:
+        return immediate(conn)
 
-        text = await self._db.run(select, what=f"checkpoint load from table {self.table!r}")
-        if text is None:
-            return None
-        return position_from_text(
-            text, pipeline, source, f"SQLite table {self.table!r} of {self.path}"
-        )
+    def _time(self, stored: object) -> datetime:
+        return stored_time(stored)
 
-    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
-        """When the committed position was saved (its ``updated_at``), or ``None``."""
-        await self._ready()
+    def _row(self, checkpoint: Checkpoint) -> tuple[str, str, str, str]:
+        return checkpoint_row(checkpoint)
 
-        def select(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(self.sql.saved_at, (pipeline, source)).fetchone()
-            return None if row is None else str(row[0])
 
-        text = await self._db.run(select, what=f"checkpoint time from table {self.table!r}")
-        return None if text is None else datetime.fromisoformat(text)
-
-    async def save(self, checkpoint: Checkpoint) -> None:
-        """Replace the committed position of the checkpoint's pipeline and source."""
-        await self._ready()
-        row = checkpoint_row(checkpoint)
-
-        def upsert(conn: sqlite3.Connection) -> None:
-            with immediate(conn):
-                conn.execute(self.sql.save, row)
-
-        await self._db.run(upsert, what=f"checkpoint save to table {self.table!r}")
+def stored_time(stored: object) -> datetime:
+    """A time as this connector stores it (ISO 8601 text), read back."""
+    return datetime.fromisoformat(str(stored))
 
 
 def checkpoint_row(checkpoint: Checkpoint) -> tuple[str, str, str, str]:

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import builtins
 import sqlite3
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from functools import partial
 
-from asyncetl.connectors.sqlite._connection import immediate
+from asyncetl.connectors.sqlite._check import table_problems
+from asyncetl.connectors.sqlite._checkpoint import stored_time
+from asyncetl.connectors.sqlite._connection import SqliteConnection, check_busy_timeout, immediate
 from asyncetl.connectors.sqlite._sql import DIALECT, TABLE_COLUMNS, DeadLetterSql
-from asyncetl.connectors.sqlite._table import TableStore
-from asyncetl.core.interfaces import DeadLetter, LetterFilter
-from asyncetl.core.store_sql import (
-    FilteredLetterStore,
-    letter_from_row,
-    letter_json,
-    letter_params,
-    limit_param,
-)
+from asyncetl.core.dbapi_stores import DbApiDeadLetterStore
+from asyncetl.core.interfaces import DeadLetter, Problem
+from asyncetl.core.store_sql import letter_json
 
 __all__ = ["SqliteDeadLetterStore", "letter_row", "migrate"]
 
 
-class SqliteDeadLetterStore(TableStore[DeadLetterSql], FilteredLetterStore):
+class SqliteDeadLetterStore(DbApiDeadLetterStore[sqlite3.Connection, DeadLetterSql]):
     """Dead letters in a table of a SQLite file, created when the store opens.
 
     Columns: ``id`` (INTEGER PRIMARY KEY AUTOINCREMENT, so ids are never
@@ -39,81 +34,35 @@ class SqliteDeadLetterStore(TableStore[DeadLetterSql], FilteredLetterStore):
     :raises ConfigError: for an invalid table name or busy timeout.
     """
 
+    database, dialect = "SQLite", DIALECT
+    _db: SqliteConnection
+
     def __init__(
         self, path: str, *, table: str = "asyncetl_dead_letters", busy_timeout: float = 5.0
     ) -> None:
-        super().__init__(
-            "SqliteDeadLetterStore",
-            path,
-            table=table,
-            statements=DeadLetterSql.of,
-            busy_timeout=busy_timeout,
-        )
+        check_busy_timeout("SqliteDeadLetterStore", busy_timeout)
+        db = SqliteConnection(str(path), busy_timeout=busy_timeout)
+        super().__init__(path, table, DeadLetterSql.of(table), db)
 
-    async def _ready(self) -> None:
-        if not self._created:
-            await super()._ready()
-            await self._db.run(
-                partial(migrate, self.sql, self.table), what="adding dead-letter keys"
-            )
+    async def check(self) -> list[Problem]:
+        """Whether the database can be written; the table is created when missing."""
+        return await table_problems(self.path, self.table, create=True)
 
-    async def put(self, letters: Sequence[DeadLetter]) -> None:
-        """Store ``letters`` in one transaction, skipping those whose key is stored."""
-        if not letters:
-            return
-        await self._ready()
-        rows = [letter_row(letter) for letter in letters]
+    def _create(self, conn: sqlite3.Connection) -> None:
+        conn.executescript(self.sql.create)
+        migrate(self.sql, self.table, conn)
 
-        def insert(conn: sqlite3.Connection) -> None:
-            with immediate(conn):
-                conn.executemany(self.sql.put, rows)
+    def _write(self, conn: sqlite3.Connection) -> AbstractContextManager[None]:
+        return immediate(conn)
 
-        await self._db.run(insert, what=f"dead-letter put into table {self.table!r}")
+    def _time(self, stored: object) -> datetime:
+        return stored_time(stored)
 
-    async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
-        """Delete the letters of ``pipeline`` with these ids; unknown ids are ignored."""
-        if ids:
-            await self.purge(pipeline, ids=ids)
+    def _row(self, letter: DeadLetter) -> tuple[str | None, ...]:
+        return letter_row(letter)
 
-    async def _find(
-        self, pipeline: str, wanted: LetterFilter, limit: int | None
-    ) -> builtins.list[DeadLetter]:
-        """:raises PermanentError: when a stored row is not valid JSON."""
-        params = (*letter_params(DIALECT, pipeline, wanted), limit_param(DIALECT, limit))
-        rows = await self._query(self.sql.find, params, "find in")
-        where = f"SQLite table {self.table!r} of {self.path}"
-        return [letter_from_row(row, _time, where) for row in rows]
-
-    async def _count(self, pipeline: str, wanted: LetterFilter) -> int:
-        params = letter_params(DIALECT, pipeline, wanted)
-        rows = await self._query(self.sql.count, params, "count in")
-        number = rows[0][0]
-        assert isinstance(number, int)
-        return number
-
-    async def _purge(self, pipeline: str, wanted: LetterFilter) -> int:
-        await self._ready()
-        params = letter_params(DIALECT, pipeline, wanted)
-
-        def delete(conn: sqlite3.Connection) -> int:
-            with immediate(conn):
-                return conn.execute(self.sql.purge, params).rowcount
-
-        return await self._db.run(delete, what=f"dead-letter purge in table {self.table!r}")
-
-    async def _query(
-        self, sql: str, params: Sequence[object], what: str
-    ) -> builtins.list[tuple[object, ...]]:
-        await self._ready()
-
-        def select(conn: sqlite3.Connection) -> builtins.list[tuple[object, ...]]:
-            return conn.execute(sql, params).fetchall()
-
-        return await self._db.run(select, what=f"dead-letter {what} table {self.table!r}")
-
-
-def _time(stored: object) -> datetime:
-    return datetime.fromisoformat(str(stored))
+    def _purged(self, conn: sqlite3.Connection, sql: str, params: Sequence[object]) -> int:
+        return conn.execute(sql, params).rowcount  # the statement returns no rows
 
 
 def migrate(sql: DeadLetterSql, table: str, conn: sqlite3.Connection) -> None:
