@@ -99,24 +99,30 @@ class SqlDialect:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointQueries:
-    """Reading and saving positions in a table ``(pipeline, source, position, updated_at)``.
+    """Creating, reading and saving positions in a table ``(pipeline, source, position,
+    updated_at)``, keyed by pipeline and source.
 
     :attr:`load` and :attr:`saved_at` bind pipeline and source; :attr:`save`
     binds pipeline, source and the position as JSON text (and the time, when
     the dialect binds it).
     """
 
+    create: str
     load: str
     saved_at: str
     save: str
 
     @classmethod
-    def of(cls, dialect: SqlDialect, table: str, schema: str | None = None) -> CheckpointQueries:
+    def of(
+        cls, dialect: SqlDialect, table: str, schema: str | None = None, *, columns: str
+    ) -> CheckpointQueries:
+        """:param columns: the table's column definitions, in the database's own types."""
         t, m = dialect.table(table, schema), dialect.mark
         where = f"WHERE pipeline = {m(1)} AND source = {m(2)}"
         now = m(4) if dialect.now is None else dialect.now
         position = dialect.json_in.format(mark=m(3))
         return cls(
+            create=f"CREATE TABLE IF NOT EXISTS {t} ({columns})",
             load=f"SELECT {dialect.json_out.format(column='position')} FROM {t} {where}",  # noqa: S608
             saved_at=f"SELECT updated_at FROM {t} {where}",  # noqa: S608
             save=(

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.store_sql import CheckpointQueries, LetterQueries, SqlDialect
 
-__all__ = ["DIALECT", "CheckpointSql", "DeadLetterSql", "columns_sql", "quote_ident"]
+__all__ = [
+    "DIALECT",
+    "CheckpointSql",
+    "checkpoint_sql",
+    "DeadLetterSql",
+    "columns_sql",
+    "quote_ident",
+]
 
 
 def quote_ident(name: str) -> str:
@@ -42,28 +50,19 @@ DIALECT = SqlDialect(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointSql:
-    """The statements of a checkpoint table: its creation and :class:`CheckpointQueries`."""
+#: The statements of a checkpoint table.
+CheckpointSql: TypeAlias = CheckpointQueries
 
-    create: str
-    load: str
-    save: str
-    saved_at: str
+#: The columns of a checkpoint table.
+_CHECKPOINT_COLUMNS = (
+    "pipeline VARCHAR NOT NULL, source VARCHAR NOT NULL, position VARCHAR NOT NULL, "
+    "updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (pipeline, source)"
+)
 
-    @classmethod
-    def of(cls, table: str) -> CheckpointSql:
-        queries = CheckpointQueries.of(DIALECT, table)
-        return cls(
-            create=(
-                f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} (pipeline VARCHAR NOT NULL, "
-                "source VARCHAR NOT NULL, position VARCHAR NOT NULL, "
-                "updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (pipeline, source))"
-            ),
-            load=queries.load,
-            save=queries.save,
-            saved_at=queries.saved_at,
-        )
+
+def checkpoint_sql(table: str) -> CheckpointSql:
+    """The statements of the checkpoint table ``table``."""
+    return CheckpointQueries.of(DIALECT, table, columns=_CHECKPOINT_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)

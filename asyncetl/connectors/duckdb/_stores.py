@@ -10,7 +10,7 @@ import orjson
 
 from asyncetl.connectors.duckdb._check import table_problems
 from asyncetl.connectors.duckdb._connection import DuckDBConnection, transaction
-from asyncetl.connectors.duckdb._sql import DIALECT, CheckpointSql, DeadLetterSql
+from asyncetl.connectors.duckdb._sql import DIALECT, CheckpointSql, DeadLetterSql, checkpoint_sql
 from asyncetl.core.dbapi_stores import DbApiCheckpointStore, DbApiDeadLetterStore
 from asyncetl.core.interfaces import Checkpoint, DeadLetter, Problem
 from asyncetl.core.store_sql import letter_json
@@ -18,7 +18,28 @@ from asyncetl.core.store_sql import letter_json
 __all__ = ["DuckDBCheckpointStore", "DuckDBDeadLetterStore", "checkpoint_row", "letter_row"]
 
 
-class DuckDBCheckpointStore(DbApiCheckpointStore[duckdb.DuckDBPyConnection, CheckpointSql]):
+class _InFile:
+    """The DuckDB half of a :class:`~asyncetl.core.dbapi_stores.DbApiTableStore`."""
+
+    database, dialect = "DuckDB", DIALECT
+    path: str
+    table: str
+
+    async def check(self) -> list[Problem]:
+        """Whether the database can be written; the table is created when missing."""
+        return await table_problems(self.path, self.table, create=True)
+
+    def _write(self, conn: duckdb.DuckDBPyConnection) -> AbstractContextManager[None]:
+        return transaction(conn)
+
+    def _time(self, stored: object) -> datetime:
+        assert isinstance(stored, datetime)
+        return stored.astimezone(UTC)
+
+
+class DuckDBCheckpointStore(
+    _InFile, DbApiCheckpointStore[duckdb.DuckDBPyConnection, CheckpointSql]
+):
     """Committed positions in a table of a DuckDB file, one row per (pipeline, source).
 
     The table ``(pipeline, source, position, updated_at)`` holds each position
@@ -31,29 +52,19 @@ class DuckDBCheckpointStore(DbApiCheckpointStore[duckdb.DuckDBPyConnection, Chec
     :raises ConfigError: for an invalid table name.
     """
 
-    database, dialect = "DuckDB", DIALECT
-
     def __init__(self, path: str, *, table: str = "asyncetl_checkpoints") -> None:
-        super().__init__(path, table, CheckpointSql.of(table), DuckDBConnection(str(path)))
-
-    async def check(self) -> list[Problem]:
-        """Whether the database can be written; the table is created when missing."""
-        return await table_problems(self.path, self.table, create=True)
+        super().__init__(path, table, checkpoint_sql(table), DuckDBConnection(str(path)))
 
     def _create(self, conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(self.sql.create)
-
-    def _write(self, conn: duckdb.DuckDBPyConnection) -> AbstractContextManager[None]:
-        return transaction(conn)
-
-    def _time(self, stored: object) -> datetime:
-        return _time(stored)
 
     def _row(self, checkpoint: Checkpoint) -> list[str]:
         return checkpoint_row(checkpoint)
 
 
-class DuckDBDeadLetterStore(DbApiDeadLetterStore[duckdb.DuckDBPyConnection, DeadLetterSql]):
+class DuckDBDeadLetterStore(
+    _InFile, DbApiDeadLetterStore[duckdb.DuckDBPyConnection, DeadLetterSql]
+):
     """Dead letters in a table of a DuckDB file, created when the store opens.
 
     Columns: ``id`` (from a sequence, never reused), ``pipeline``, ``stage``,
@@ -68,24 +79,12 @@ class DuckDBDeadLetterStore(DbApiDeadLetterStore[duckdb.DuckDBPyConnection, Dead
     :raises ConfigError: for an invalid table name.
     """
 
-    database, dialect = "DuckDB", DIALECT
-
     def __init__(self, path: str, *, table: str = "asyncetl_dead_letters") -> None:
         super().__init__(path, table, DeadLetterSql.of(table), DuckDBConnection(str(path)))
-
-    async def check(self) -> list[Problem]:
-        """Whether the database can be written; the table is created when missing."""
-        return await table_problems(self.path, self.table, create=True)
 
     def _create(self, conn: duckdb.DuckDBPyConnection) -> None:
         for statement in self.sql.create:
             conn.execute(statement)
-
-    def _write(self, conn: duckdb.DuckDBPyConnection) -> AbstractContextManager[None]:
-        return transaction(conn)
-
-    def _time(self, stored: object) -> datetime:
-        return _time(stored)
 
     def _row(self, letter: DeadLetter) -> list[object]:
         return letter_row(letter)
@@ -94,11 +93,6 @@ class DuckDBDeadLetterStore(DbApiDeadLetterStore[duckdb.DuckDBPyConnection, Dead
 def checkpoint_row(checkpoint: Checkpoint) -> list[str]:
     """The parameters of :attr:`CheckpointSql.save` for ``checkpoint``."""
     return [checkpoint.pipeline, checkpoint.source, orjson.dumps(checkpoint.position).decode()]
-
-
-def _time(stored: object) -> datetime:
-    assert isinstance(stored, datetime)
-    return stored.astimezone(UTC)
 
 
 def letter_row(letter: DeadLetter) -> list[object]:

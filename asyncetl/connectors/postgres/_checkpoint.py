@@ -23,6 +23,11 @@ from asyncetl.core.store_sql import CheckpointQueries, position_from_text
 
 __all__ = ["PostgresCheckpointStore"]
 
+_COLUMNS = (
+    "pipeline text NOT NULL, source text NOT NULL, position jsonb, "
+    "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, source)"
+)
+
 _T = TypeVar("_T")
 
 
@@ -46,14 +51,11 @@ class PostgresCheckpointStore(TableStore, CheckpointStore):
         retry_max_time: float = 60.0,
     ) -> None:
         super().__init__(dsn, TableName(schema, table), retries, retry_max_time)
-        t = self.table.sql
         self._privileges = ("SELECT", "INSERT", "UPDATE")
-        self._ddl = (
-            f"CREATE TABLE IF NOT EXISTS {t} (pipeline text NOT NULL, source text NOT NULL, "
-            "position jsonb, updated_at timestamptz NOT NULL DEFAULT now(), "
-            "PRIMARY KEY (pipeline, source))"
+        self._sql = CheckpointQueries.of(
+            DIALECT, self.table.name, self.table.schema, columns=_COLUMNS
         )
-        self._sql = CheckpointQueries.of(DIALECT, self.table.name, self.table.schema)
+        self._ddl = self._sql.create
 
     async def load(self, pipeline: str, source: str) -> Position:
         async def fetch(conn: asyncpg.Connection) -> str | None:

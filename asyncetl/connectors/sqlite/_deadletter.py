@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC
 
-from asyncetl.connectors.sqlite._check import table_problems
-from asyncetl.connectors.sqlite._checkpoint import stored_time
-from asyncetl.connectors.sqlite._connection import SqliteConnection, check_busy_timeout, immediate
-from asyncetl.connectors.sqlite._sql import DIALECT, TABLE_COLUMNS, DeadLetterSql
+from asyncetl.connectors.sqlite._connection import SqliteConnection
+from asyncetl.connectors.sqlite._sql import TABLE_COLUMNS, DeadLetterSql
+from asyncetl.connectors.sqlite._table import SqliteTable, connection
 from asyncetl.core.dbapi_stores import DbApiDeadLetterStore
-from asyncetl.core.interfaces import DeadLetter, Problem
+from asyncetl.core.interfaces import DeadLetter
 from asyncetl.core.store_sql import letter_json
 
 __all__ = ["SqliteDeadLetterStore", "letter_row", "migrate"]
 
 
-class SqliteDeadLetterStore(DbApiDeadLetterStore[sqlite3.Connection, DeadLetterSql]):
+class SqliteDeadLetterStore(SqliteTable, DbApiDeadLetterStore[sqlite3.Connection, DeadLetterSql]):
     """Dead letters in a table of a SQLite file, created when the store opens.
 
     Columns: ``id`` (INTEGER PRIMARY KEY AUTOINCREMENT, so ids are never
@@ -34,29 +32,17 @@ class SqliteDeadLetterStore(DbApiDeadLetterStore[sqlite3.Connection, DeadLetterS
     :raises ConfigError: for an invalid table name or busy timeout.
     """
 
-    database, dialect = "SQLite", DIALECT
     _db: SqliteConnection
 
     def __init__(
         self, path: str, *, table: str = "asyncetl_dead_letters", busy_timeout: float = 5.0
     ) -> None:
-        check_busy_timeout("SqliteDeadLetterStore", busy_timeout)
-        db = SqliteConnection(str(path), busy_timeout=busy_timeout)
+        db = connection("SqliteDeadLetterStore", path, busy_timeout)
         super().__init__(path, table, DeadLetterSql.of(table), db)
-
-    async def check(self) -> list[Problem]:
-        """Whether the database can be written; the table is created when missing."""
-        return await table_problems(self.path, self.table, create=True)
 
     def _create(self, conn: sqlite3.Connection) -> None:
         conn.executescript(self.sql.create)
         migrate(self.sql, self.table, conn)
-
-    def _write(self, conn: sqlite3.Connection) -> AbstractContextManager[None]:
-        return immediate(conn)
-
-    def _time(self, stored: object) -> datetime:
-        return stored_time(stored)
 
     def _row(self, letter: DeadLetter) -> tuple[str | None, ...]:
         return letter_row(letter)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 import orjson
 
@@ -20,6 +21,7 @@ from asyncetl.core.store_sql import CheckpointQueries, LetterQueries, SqlDialect
 __all__ = [
     "DIALECT",
     "CheckpointSql",
+    "checkpoint_sql",
     "DeadLetterSql",
     "TABLE_COLUMNS",
     "add_column",
@@ -100,28 +102,19 @@ DIALECT = SqlDialect(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointSql:
-    """The statements of a checkpoint table: its creation and :class:`CheckpointQueries`."""
+#: The statements of a checkpoint table.
+CheckpointSql: TypeAlias = CheckpointQueries
 
-    create: str
-    load: str
-    save: str
-    saved_at: str
+#: The columns of a checkpoint table.
+_CHECKPOINT_COLUMNS = (
+    "pipeline TEXT NOT NULL, source TEXT NOT NULL, position TEXT NOT NULL, "
+    "updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, source)"
+)
 
-    @classmethod
-    def of(cls, table: str) -> CheckpointSql:
-        queries = CheckpointQueries.of(DIALECT, table)
-        return cls(
-            create=(
-                f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} (pipeline TEXT NOT NULL, "
-                "source TEXT NOT NULL, position TEXT NOT NULL, updated_at TEXT NOT NULL, "
-                "PRIMARY KEY (pipeline, source))"
-            ),
-            load=queries.load,
-            save=queries.save,
-            saved_at=queries.saved_at,
-        )
+
+def checkpoint_sql(table: str) -> CheckpointSql:
+    """The statements of the checkpoint table ``table``."""
+    return CheckpointQueries.of(DIALECT, table, columns=_CHECKPOINT_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
