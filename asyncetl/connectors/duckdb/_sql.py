@@ -8,7 +8,7 @@ is a bound parameter (``?``, or ``$n`` in the stores' statements from
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TypeAlias
 
 from asyncetl.core.errors import ConfigError
@@ -18,6 +18,7 @@ __all__ = [
     "DIALECT",
     "CheckpointSql",
     "checkpoint_sql",
+    "dead_letter_sql",
     "DeadLetterSql",
     "columns_sql",
     "quote_ident",
@@ -66,33 +67,26 @@ def checkpoint_sql(table: str) -> CheckpointSql:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetterSql:
+class DeadLetterSql(LetterQueries):
     """The statements of a dead-letter table: its creation and :class:`LetterQueries`.
 
     ``key`` (unique) makes :attr:`put` idempotent; ids come from a sequence.
     """
 
     create: tuple[str, ...]
-    put: str
-    find: str
-    count: str
-    purge: str
 
-    @classmethod
-    def of(cls, table: str) -> DeadLetterSql:
-        t, ids = quote_ident(table), quote_ident(f"{table}_ids")
-        queries = LetterQueries.of(DIALECT, table)
-        return cls(
-            create=(
-                f"CREATE SEQUENCE IF NOT EXISTS {ids}",
-                f"CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY DEFAULT nextval('"
-                + ids.replace("'", "''")
-                + "'), pipeline VARCHAR NOT NULL, stage VARCHAR NOT NULL, "
-                "error VARCHAR NOT NULL, error_type VARCHAR NOT NULL, record VARCHAR NOT NULL, "
-                "position VARCHAR NOT NULL, time TIMESTAMPTZ NOT NULL, key VARCHAR UNIQUE)",
-            ),
-            put=queries.put,
-            find=queries.find,
-            count=queries.count,
-            purge=queries.purge,
-        )
+
+def dead_letter_sql(table: str) -> DeadLetterSql:
+    """The statements of the dead-letter table ``table``."""
+    t, ids = quote_ident(table), quote_ident(f"{table}_ids")
+    return DeadLetterSql(
+        **asdict(LetterQueries.of(DIALECT, table)),
+        create=(
+            f"CREATE SEQUENCE IF NOT EXISTS {ids}",
+            f"CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY DEFAULT nextval('"
+            + ids.replace("'", "''")
+            + "'), pipeline VARCHAR NOT NULL, stage VARCHAR NOT NULL, "
+            "error VARCHAR NOT NULL, error_type VARCHAR NOT NULL, record VARCHAR NOT NULL, "
+            "position VARCHAR NOT NULL, time TIMESTAMPTZ NOT NULL, key VARCHAR UNIQUE)",
+        ),
+    )

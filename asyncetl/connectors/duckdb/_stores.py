@@ -10,7 +10,13 @@ import orjson
 
 from asyncetl.connectors.duckdb._check import table_problems
 from asyncetl.connectors.duckdb._connection import DuckDBConnection, transaction
-from asyncetl.connectors.duckdb._sql import DIALECT, CheckpointSql, DeadLetterSql, checkpoint_sql
+from asyncetl.connectors.duckdb._sql import (
+    DIALECT,
+    CheckpointSql,
+    DeadLetterSql,
+    checkpoint_sql,
+    dead_letter_sql,
+)
 from asyncetl.core.dbapi_stores import DbApiCheckpointStore, DbApiDeadLetterStore
 from asyncetl.core.interfaces import Checkpoint, DeadLetter, Problem
 from asyncetl.core.store_sql import letter_json
@@ -80,7 +86,7 @@ class DuckDBDeadLetterStore(
     """
 
     def __init__(self, path: str, *, table: str = "asyncetl_dead_letters") -> None:
-        super().__init__(path, table, DeadLetterSql.of(table), DuckDBConnection(str(path)))
+        super().__init__(path, table, dead_letter_sql(table), DuckDBConnection(str(path)))
 
     def _create(self, conn: duckdb.DuckDBPyConnection) -> None:
         for statement in self.sql.create:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC
 
 from asyncetl.connectors.sqlite._connection import SqliteConnection
-from asyncetl.connectors.sqlite._sql import TABLE_COLUMNS, DeadLetterSql
+from asyncetl.connectors.sqlite._sql import TABLE_COLUMNS, DeadLetterSql, dead_letter_sql
 from asyncetl.connectors.sqlite._table import SqliteTable, connection
 from asyncetl.core.dbapi_stores import DbApiDeadLetterStore
 from asyncetl.core.interfaces import DeadLetter
@@ -38,7 +38,7 @@ class SqliteDeadLetterStore(SqliteTable, DbApiDeadLetterStore[sqlite3.Connection
         self, path: str, *, table: str = "asyncetl_dead_letters", busy_timeout: float = 5.0
     ) -> None:
         db = connection("SqliteDeadLetterStore", path, busy_timeout)
-        super().__init__(path, table, DeadLetterSql.of(table), db)
+        super().__init__(path, table, dead_letter_sql(table), db)
 
     def _create(self, conn: sqlite3.Connection) -> None:
         conn.executescript(self.sql.create)

@@ -9,7 +9,7 @@ quoted identifiers spliced in, and nothing else.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TypeAlias
 
@@ -22,6 +22,7 @@ __all__ = [
     "DIALECT",
     "CheckpointSql",
     "checkpoint_sql",
+    "dead_letter_sql",
     "DeadLetterSql",
     "TABLE_COLUMNS",
     "add_column",
@@ -118,7 +119,7 @@ def checkpoint_sql(table: str) -> CheckpointSql:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetterSql:
+class DeadLetterSql(LetterQueries):
     """The statements of a dead-letter table: its creation and :class:`LetterQueries`.
 
     ``key`` (unique where not NULL) makes :attr:`put` idempotent; a table made
@@ -130,28 +131,21 @@ class DeadLetterSql:
     create: str
     add_key: str
     index_key: str
-    put: str
-    find: str
-    count: str
-    purge: str
 
-    @classmethod
-    def of(cls, table: str) -> DeadLetterSql:
-        t, index = quote_ident(table), quote_ident(f"{table}_by_pipeline")
-        by_key = quote_ident(f"{table}_by_key")
-        queries = LetterQueries.of(DIALECT, table)
-        return cls(
-            create=(
-                f"CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "pipeline TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL, "
-                "error_type TEXT NOT NULL, record TEXT NOT NULL, position TEXT NOT NULL, "
-                f"time TEXT NOT NULL, key TEXT); CREATE INDEX IF NOT EXISTS {index} ON {t} "
-                "(pipeline, id)"
-            ),
-            add_key=f"ALTER TABLE {t} ADD COLUMN key TEXT",
-            index_key=f"CREATE UNIQUE INDEX IF NOT EXISTS {by_key} ON {t} (key)",
-            put=queries.put,
-            find=queries.find,
-            count=queries.count,
-            purge=queries.purge,
-        )
+
+def dead_letter_sql(table: str) -> DeadLetterSql:
+    """The statements of the dead-letter table ``table``."""
+    t, index = quote_ident(table), quote_ident(f"{table}_by_pipeline")
+    by_key = quote_ident(f"{table}_by_key")
+    return DeadLetterSql(
+        **asdict(LetterQueries.of(DIALECT, table)),
+        create=(
+            f"CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "pipeline TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL, "
+            "error_type TEXT NOT NULL, record TEXT NOT NULL, position TEXT NOT NULL, "
+            f"time TEXT NOT NULL, key TEXT); CREATE INDEX IF NOT EXISTS {index} ON {t} "
+            "(pipeline, id)"
+        ),
+        add_key=f"ALTER TABLE {t} ADD COLUMN key TEXT",
+        index_key=f"CREATE UNIQUE INDEX IF NOT EXISTS {by_key} ON {t} (key)",
+    )
