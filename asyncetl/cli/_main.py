@@ -91,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc.cause, ConfigError):  # a setting a stage could judge only once running
             _error(_config_message(exc.cause, args))
             return EXIT_CONFIG
-        _error(str(exc))
+        _error(
+            _keyed(exc.cause, args, str(exc)) if isinstance(exc.cause, PermanentError) else str(exc)
+        )
         return EXIT_FAILED
     except PermanentError as exc:
         _error(_keyed(exc, args))
@@ -134,12 +136,14 @@ def _config_message(error: ConfigError, args: argparse.Namespace, *, show_how: b
     return f"{message} (python -m asyncetl checkpoint show|reset {spec})" if show_how else message
 
 
-def _keyed(error: PermanentError, args: argparse.Namespace) -> str:
-    """The error, after the spec file and key of the setting it is about, as config errors are."""
+def _keyed(error: PermanentError, args: argparse.Namespace, message: str | None = None) -> str:
+    """The error (or ``message`` about it), after the spec file and key of the setting it
+    is about, as config errors are."""
     spec = getattr(args, "spec", None)
+    message = str(error) if message is None else message
     if error.key is None or spec is None:
-        return str(error)
-    return f"{spec}: {error.key}: {error}"
+        return message
+    return f"{spec}: {error.key}: {message}"
 
 
 # -- arguments ---------------------------------------------------------------------------

@@ -95,6 +95,12 @@ class PermanentError(ConnectorError):
         return f"{self.part}.{self.setting}"
 
 
+def blame(exc: BaseException, part: str) -> None:
+    """Say that ``exc``, if a :class:`PermanentError` no part was blamed for yet, is ``part``'s."""
+    if isinstance(exc, PermanentError) and exc.part is None:
+        exc.part = part
+
+
 class StageError(AsyncetlError):
     """A stage failed; the run stops without committing past the last acknowledged batch."""
 

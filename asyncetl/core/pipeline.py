@@ -23,7 +23,7 @@ from asyncetl.core._meter import StageMeter
 from asyncetl.core._settings import RunSettings
 from asyncetl.core._stages import StageRunner
 from asyncetl.core._stats import RunStats
-from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
+from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, blame
 from asyncetl.core.interfaces import (
     CheckpointStore,
     DeadLetterStore,
@@ -279,8 +279,7 @@ async def _run_opened(resources: Sequence[tuple[str, Resource]], runner: StageRu
             try:
                 await resource.open()
             except PermanentError as exc:
-                # The part's own setting is at fault: say whose, so the key can be named.
-                exc.part = exc.part or part
+                blame(exc, part)  # so that the key of a setting at fault can be named
                 raise
             stack.push_async_callback(_aclose, resource)
         await runner.run()

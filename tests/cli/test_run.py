@@ -220,6 +220,16 @@ def test_a_missing_sink_table_names_the_file_and_key(project: Path) -> None:
     )
 
 
+def test_a_missing_source_file_names_the_file_and_key(project: Path) -> None:
+    (project / "in.jsonl").unlink()
+    result = cli(project, "run", "files.toml")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines()[-1] == (
+        "error: files.toml: source.path: stage 'jsonl' failed reading after position None: "
+        "PermanentError: file in.jsonl does not exist; check the path"
+    )
+
+
 @pytest.mark.anyio
 async def test_a_missing_source_table_names_the_file_and_key(
     project: Path, pg_database: str
