@@ -40,7 +40,7 @@ def add_commands(commands: Any) -> None:
         description="Show the slot's confirmed LSN, lag in bytes and seconds, the WAL it "
         "retains, its health, and the snapshot progress of the committed position.",
     )
-    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.add_argument("--json", action="store_true", help="print one JSON document")
     status.set_defaults(command=_status)
     drop = cdc_commands.add_parser(
         "drop",
