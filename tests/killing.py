@@ -36,17 +36,22 @@ def start_run(spec: Path, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def wait_for_commit(process: subprocess.Popen[str]) -> bool:
-    """Read the run's log until it commits a batch; false when it ended first."""
+def wait_for(process: subprocess.Popen[str], event: str) -> bool:
+    """Read the run's log until ``event``; false when the run ended first."""
     assert process.stderr is not None
     for line in process.stderr:
         try:
-            event = json.loads(line).get("event")
+            logged = json.loads(line).get("event")
         except ValueError:  # a traceback or a warning from a library
             continue
-        if event == "committed":
+        if logged == event:
             return True
     return False
+
+
+def wait_for_commit(process: subprocess.Popen[str]) -> bool:
+    """Read the run's log until it commits a batch; false when it ended first."""
+    return wait_for(process, "committed")
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 120) -> None:
@@ -89,3 +94,35 @@ def kill_mid_run(
             return seen
     finish(start_run(spec))
     return seen
+
+
+def reset_checkpoint(spec: Path) -> None:
+    command = [sys.executable, "-m", "asyncetl", "checkpoint", "reset", spec.name, "--yes"]
+    reset = subprocess.run(command, cwd=spec.parent, capture_output=True, text=True, timeout=60)
+    assert reset.returncode == 0, reset.stderr
+
+
+def kill_anywhere(spec: Path, rng: random.Random, *, kills: int, longest: float) -> None:
+    """SIGKILL ``kills`` runs of ``spec`` at random moments, then let one run to the end.
+
+    A kill comes up to ``longest`` seconds after start-up, before the first commit
+    as well as after it. A run that ends before its kill has its checkpoint reset
+    and the next run starts over, so the remaining kills land mid-run too (and
+    what a reset and a rerun write again is part of what the caller checks).
+    """
+    done = 0
+    while done < kills:
+        process = start_run(spec)
+        if not wait_for(process, "starting"):
+            finish(process)
+            raise AssertionError("the run ended before it started")
+        try:
+            process.wait(timeout=rng.uniform(longest / 6, longest))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=30)
+            done += 1
+        else:
+            finish(process)
+            reset_checkpoint(spec)
+    finish(start_run(spec))

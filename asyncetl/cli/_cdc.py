@@ -40,7 +40,7 @@ def add_commands(commands: Any) -> None:
         description="Show the slot's confirmed LSN, lag in bytes and seconds, the WAL it "
         "retains, its health, and the snapshot progress of the committed position.",
     )
-    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.add_argument("--json", action="store_true", help="print one JSON document")
     status.set_defaults(command=_status)
     drop = cdc_commands.add_parser(
         "drop",
@@ -57,7 +57,7 @@ def add_commands(commands: Any) -> None:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    pipeline = await load_pipeline(args.spec)
+    pipeline = await load_pipeline(args.spec, using=("source", "checkpoints"))
     source = cdc_source(pipeline, args.spec)
     await pipeline.checkpoints.open()
     try:
@@ -75,16 +75,50 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 def _status_text(status: dict[str, JsonValue]) -> str:
+    """The status for a person: a few sentences before the first run, else one line a figure."""
+    if not status["exists"]:
+        return "\n".join(_unmade_lines(status))
     width = max(len(key) for key in status)
     lines = []
     for key, value in status.items():
-        shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+        if key == "publication":
+            shown = _publication(value)
+        else:
+            shown = value if isinstance(value, str) else orjson.dumps(value).decode()
         lines.append(f"{key.ljust(width)}  {shown}")
     return "\n".join(lines)
 
 
+def _unmade_lines(status: dict[str, JsonValue]) -> list[str]:
+    """What a missing slot means: nothing streamed yet (or it was dropped), and what comes next."""
+    lines = [f"slot {status['slot']} does not exist yet; the next run creates it"]
+    publication = status["publication"]
+    assert isinstance(publication, dict)
+    if publication["exists"]:
+        lines.append(f"publication {_publication(publication)}")
+    else:
+        lines.append(
+            f"publication {publication['name']} does not exist yet; the next run creates it"
+        )
+    position = status["checkpoint"]
+    if position is None:
+        lines.append("no position committed; the next run starts with a snapshot")
+    else:
+        lines.append(f"committed position {orjson.dumps(position).decode()}")
+    return lines
+
+
+def _publication(publication: JsonValue) -> str:
+    """``name: table, table`` (or that it does not exist)."""
+    assert isinstance(publication, dict)
+    tables = publication["tables"]
+    if not publication["exists"] or not isinstance(tables, list):
+        return f"{publication['name']} (does not exist)"
+    return f"{publication['name']}: {', '.join(map(str, tables)) or 'no tables'}"
+
+
 async def _drop(args: argparse.Namespace) -> int:
-    pipeline = await load_pipeline(args.spec)
+    pipeline = await load_pipeline(args.spec, using=("source", "checkpoints"))
     source = cdc_source(pipeline, args.spec)
     what = f"slot {source.slot!r}"
     if not args.keep_publication:

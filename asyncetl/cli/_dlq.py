@@ -229,7 +229,7 @@ async def _purge(args: argparse.Namespace) -> int:
 @asynccontextmanager
 async def _opened_store(spec: str) -> AsyncIterator[tuple[Pipeline, DeadLetterStore]]:
     """The pipeline of ``spec`` and its dead-letter store, open; closed again, shielded."""
-    pipeline = await load_pipeline(spec)
+    pipeline = await load_pipeline(spec, using=("dead_letters",))
     store = pipeline.dead_letters
     if store is None:
         raise ConfigError("the spec has no [dead_letters] store", where=str(spec))

@@ -31,6 +31,7 @@ import orjson
 from asyncetl import (
     AsyncetlError,
     ConfigError,
+    PermanentError,
     Pipeline,
     RunStats,
     StageError,
@@ -90,7 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc.cause, ConfigError):  # a setting a stage could judge only once running
             _error(_config_message(exc.cause, args))
             return EXIT_CONFIG
-        _error(str(exc))
+        _error(
+            _keyed(exc.cause, args, str(exc)) if isinstance(exc.cause, PermanentError) else str(exc)
+        )
+        return EXIT_FAILED
+    except PermanentError as exc:
+        _error(_keyed(exc, args))
         return EXIT_FAILED
     except AsyncetlError as exc:
         _error(str(exc))
@@ -128,6 +134,16 @@ def _config_message(error: ConfigError, args: argparse.Namespace, *, show_how: b
     if RESET_HINT in message:
         return message.replace(RESET_HINT, RESET_HINT.replace("SPEC", str(spec)))
     return f"{message} (python -m asyncetl checkpoint show|reset {spec})" if show_how else message
+
+
+def _keyed(error: PermanentError, args: argparse.Namespace, message: str | None = None) -> str:
+    """The error (or ``message`` about it), after the spec file and key of the setting it
+    is about, as config errors are."""
+    spec = getattr(args, "spec", None)
+    message = str(error) if message is None else message
+    if error.key is None or spec is None:
+        return message
+    return f"{spec}: {error.key}: {message}"
 
 
 # -- arguments ---------------------------------------------------------------------------

@@ -22,6 +22,11 @@ __all__ = ["progress_table", "show_progress"]
 
 #: Parts listed one per row; the rest are summed up in one line.
 MAX_ROWS = 12
+#: Seconds of run before rates are shown: over less, a rate is noise, or 0.0
+#: before the first batch, which would read as a stalled pipeline.
+RATE_AFTER_S = 1.0
+#: What stands for a figure that cannot be known yet.
+UNKNOWN = "–"
 
 
 async def show_progress(pipeline: Pipeline, stream: IO[str], *, interval: float = 1.0) -> None:
@@ -42,9 +47,10 @@ def progress_table(seen: Observation) -> RenderableType:
     since = seen.seconds_since_commit
     commit = "none yet" if since is None else f"{duration(since)} ago"
     stats = {stage.kind: stage for stage in seen.stages}
+    measured = seen.elapsed_s >= RATE_AFTER_S
     header = Text.assemble(
         (f"{seen.pipeline} ", "bold"),
-        f"{rate(seen.records_per_s)} records/s · ",
+        f"{rate(seen.records_per_s) if measured else UNKNOWN} records/s · ",
         f"records_in {stats['source'].records_in:,} · ",
         f"records_out {stats['sink'].records_out:,} · ",
         f"dead_lettered {sum(s.dead_lettered for s in seen.stages):,} · ",
@@ -59,7 +65,7 @@ def progress_table(seen: Observation) -> RenderableType:
         table.add_column(name, justify="right")
     parts = sorted(seen.progress, key=_order)
     for part in parts[:MAX_ROWS]:
-        table.add_row(*_row(part))
+        table.add_row(*_row(part, measured=measured))
     rest = parts[MAX_ROWS:]
     if rest:
         finished = sum(1 for part in rest if part.fraction == 1.0)
@@ -74,17 +80,23 @@ def _order(part: PartProgress) -> int:
     return 0 if part.per_s > 0 else 1
 
 
-def _row(part: PartProgress) -> list[RenderableType]:
+def _row(part: PartProgress, *, measured: bool) -> list[RenderableType]:
     fraction = part.fraction
     bar = ProgressBar(total=1.0, completed=fraction or 0.0, width=24)
+    if not measured:
+        per_s = UNKNOWN
+    elif part.unit == "bytes":
+        per_s = amount(round(part.per_s), part.unit)
+    else:
+        per_s = rate(part.per_s)
     return [
         part.part or "all",
         bar,
         amount(part.done, part.unit),
         "?" if part.total is None else amount(part.total, part.unit),
-        "–" if fraction is None else f"{100 * fraction:.1f}",
-        amount(round(part.per_s), part.unit) if part.unit == "bytes" else rate(part.per_s),
-        "done" if fraction == 1.0 else "–" if part.eta_s is None else duration(part.eta_s),
+        UNKNOWN if fraction is None else f"{100 * fraction:.1f}",
+        per_s,
+        "done" if fraction == 1.0 else UNKNOWN if part.eta_s is None else duration(part.eta_s),
     ]
 
 

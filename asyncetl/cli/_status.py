@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 
-from asyncetl import ConfigError, JsonValue, MemoryCheckpointStore, Pipeline
+from asyncetl import JsonValue, MemoryCheckpointStore, Pipeline
 from asyncetl.cli._common import EXIT_OK
 from asyncetl.cli._progress import duration, rate
 from asyncetl.spec import load_pipeline
-from asyncetl.spec.cdc import cdc_source, cdc_status
+from asyncetl.spec.cdc import cdc_source, cdc_status, has_cdc_source
 
 __all__ = ["add_command"]
 
@@ -49,7 +49,8 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
 async def _status(args: argparse.Namespace) -> int:
     from asyncetl.status import read_status  # with its HTTP client, only for this command
 
-    pipeline = await load_pipeline(args.spec)
+    # A CDC source is opened too (see _cdc); the sink and any other source are not.
+    pipeline = await load_pipeline(args.spec, using=("checkpoints", "dead_letters"))
     document: dict[str, Any] = {
         "pipeline": pipeline.name,
         "source": pipeline.source.name,
@@ -102,10 +103,9 @@ async def _dead_letters(pipeline: Pipeline) -> int | None:
 
 
 async def _cdc(pipeline: Pipeline, spec: str, position: JsonValue) -> dict[str, JsonValue] | None:
-    try:
-        source = cdc_source(pipeline, spec)
-    except ConfigError:
-        return None  # not a CDC pipeline
+    if not has_cdc_source(pipeline):
+        return None
+    source = cdc_source(pipeline, spec)
     return await cdc_status(
         source.dsn.url, slot=source.slot, publication=source.publication, position=position
     )

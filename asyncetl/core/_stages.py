@@ -28,7 +28,7 @@ from asyncetl.core._stats import RunStats
 from asyncetl.core._tracing import BatchTracer, TraceBatches
 from asyncetl.core._transforming import TransformStage
 from asyncetl.core.batch import Batch, Chunk, Position, Reject
-from asyncetl.core.errors import AsyncetlError, StageError
+from asyncetl.core.errors import AsyncetlError, StageError, blame
 from asyncetl.core.interfaces import CheckpointStore, DeadLetter, DeadLetterStore, Sink, Source
 from asyncetl.core.logs import get_logger
 from asyncetl.core.observe import PartProgress, QueueFill, StageView
@@ -289,6 +289,7 @@ class StageRunner:
                     await source.produce(after, inlet, max_chunk=self._settings.max_batch_size)
                 except Exception as exc:
                     self._meters[0].record_error(type(exc).__name__)
+                    blame(exc, "source")
                     self._drain_after_read_failure(
                         StageError(source.name, inlet.last_position, exc, reading=True), exc
                     )
@@ -368,6 +369,7 @@ class StageRunner:
             raise
         except Exception as exc:
             self._meters[-1].record_error(type(exc).__name__)
+            blame(exc, "sink")
             raise StageError(sink.name, batch.position, exc) from exc
         finally:
             settled = self._settled.pop(batch.seq, None)

@@ -73,7 +73,32 @@ class TransientError(ConnectorError):
 
 
 class PermanentError(ConnectorError):
-    """A failure that retrying will not fix."""
+    """A failure that retrying will not fix.
+
+    :param setting: the argument of the part (source, sink, store) that the failure
+        is about, when one is: a ``table`` that does not exist, say.
+    :ivar part: which part of a pipeline failed to open (``source``, ``sink``,
+        ``checkpoints``…), set by the pipeline; with :attr:`setting` it is the key of
+        a spec that names the failing value (``sink.table``).
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.part: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        """``part.setting`` (``source.table``) when both are known, else ``None``."""
+        if self.part is None or self.setting is None:
+            return None
+        return f"{self.part}.{self.setting}"
+
+
+def blame(exc: BaseException, part: str) -> None:
+    """Say that ``exc``, if a :class:`PermanentError` no part was blamed for yet, is ``part``'s."""
+    if isinstance(exc, PermanentError) and exc.part is None:
+        exc.part = part
 
 
 class StageError(AsyncetlError):

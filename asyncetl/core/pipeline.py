@@ -23,7 +23,7 @@ from asyncetl.core._meter import StageMeter
 from asyncetl.core._settings import RunSettings
 from asyncetl.core._stages import StageRunner
 from asyncetl.core._stats import RunStats
-from asyncetl.core.errors import AsyncetlError, ConfigError
+from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, blame
 from asyncetl.core.interfaces import (
     CheckpointStore,
     DeadLetterStore,
@@ -231,11 +231,16 @@ class Pipeline:
             trace=self.trace_batches,
         )
 
-    def _resources(self) -> list[Resource]:
-        """What a run opens first and closes last, in opening order."""
-        resources: list[Resource] = [self.checkpoints, self.source, self.sink, *self.transforms]
+    def _resources(self) -> list[tuple[str, Resource]]:
+        """What a run opens first and closes last, in opening order, with the part each is."""
+        resources: list[tuple[str, Resource]] = [
+            ("checkpoints", self.checkpoints),
+            ("source", self.source),
+            ("sink", self.sink),
+            *((f"transforms[{i}]", t) for i, t in enumerate(self.transforms)),
+        ]
         if self.dead_letters is not None:
-            resources.append(self.dead_letters)
+            resources.append(("dead_letters", self.dead_letters))
         return resources
 
     def _validate(self) -> None:
@@ -268,10 +273,14 @@ class Pipeline:
             raise ConfigError(f"stage names must be unique, got {names}", where=where)
 
 
-async def _run_opened(resources: Sequence[Resource], runner: StageRunner) -> None:
+async def _run_opened(resources: Sequence[tuple[str, Resource]], runner: StageRunner) -> None:
     async with AsyncExitStack() as stack:
-        for resource in resources:
-            await resource.open()
+        for part, resource in resources:
+            try:
+                await resource.open()
+            except PermanentError as exc:
+                blame(exc, part)  # so that the key of a setting at fault can be named
+                raise
             stack.push_async_callback(_aclose, resource)
         await runner.run()
 

@@ -42,6 +42,7 @@ __all__ = [
     "read_toml",
     "substitute",
     "typed",
+    "UnsetVariable",
 ]
 
 #: ``$${`` (an escaped ``${``), ``${body}``, or a ``${`` that is never closed.
@@ -81,36 +82,48 @@ def read_toml(path: str | os.PathLike[str], *, what: str = "spec file") -> dict[
 # -- ${VAR} references -------------------------------------------------------------------
 
 
+class UnsetVariable(ConfigError):
+    """A ``${VAR}`` names a variable that is not set and has no default."""
+
+
 class Substituted(str):
     """Text made by ``${VAR}`` substitution: read as a number or boolean where one is expected."""
 
     __slots__ = ()
 
 
-def substitute(value: Any, where: str, key: str, *, mark: bool = False) -> Any:
+def substitute(
+    value: Any, where: str, key: str, *, mark: bool = False, keep_unset: bool = False
+) -> Any:
     """``value`` with ``${VAR}`` replaced from the environment in every string it holds.
 
     :param key: where ``value`` is in the file, for messages (``""`` at the top).
     :param mark: return text that had a reference as :class:`Substituted`, so a
         caller checking types may read it as a number or boolean.
-    :raises ConfigError: a malformed reference or an unset variable without default.
+    :param keep_unset: leave the reference to an unset variable as it is written,
+        for a caller that only looks (a stage's name) and never uses the value.
+    :raises UnsetVariable: an unset variable without default (unless ``keep_unset``).
+    :raises ConfigError: a malformed reference.
     """
     if isinstance(value, str):
         if _REFERENCE.search(value) is None:
             return value
-        text = _REFERENCE.sub(lambda match: _lookup(match, where, key), value)
+        text = _REFERENCE.sub(lambda match: _lookup(match, where, key, keep_unset), value)
         return Substituted(text) if mark else text
     if isinstance(value, list):
-        return [substitute(item, where, f"{key}[{i}]", mark=mark) for i, item in enumerate(value)]
+        return [
+            substitute(item, where, f"{key}[{i}]", mark=mark, keep_unset=keep_unset)
+            for i, item in enumerate(value)
+        ]
     if isinstance(value, dict):
         return {
-            k: substitute(item, where, f"{key}.{k}" if key else k, mark=mark)
+            k: substitute(item, where, f"{key}.{k}" if key else k, mark=mark, keep_unset=keep_unset)
             for k, item in value.items()
         }
     return value
 
 
-def _lookup(match: re.Match[str], where: str, key: str) -> str:
+def _lookup(match: re.Match[str], where: str, key: str, keep_unset: bool = False) -> str:
     body = match.group(1)
     if match.group(2) is not None:
         raise ConfigError(
@@ -138,7 +151,9 @@ def _lookup(match: re.Match[str], where: str, key: str) -> str:
     if has_default:
         return default
     if value is None:
-        raise ConfigError(
+        if keep_unset:
+            return match.group(0)
+        raise UnsetVariable(
             f"environment variable {name} is not set; set it or write ${{{name}:-default}}",
             where=where,
             key=key,

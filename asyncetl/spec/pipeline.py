@@ -52,7 +52,7 @@ import importlib
 import inspect
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -67,9 +67,16 @@ from asyncetl import (
     Transform,
 )
 from asyncetl.core.logs import LOG_LEVELS, LogFormat
-from asyncetl.spec._files import import_attribute, make_importable, read_toml, substitute
+from asyncetl.spec._files import (
+    UnsetVariable,
+    import_attribute,
+    make_importable,
+    read_toml,
+    substitute,
+)
 from asyncetl.spec._hints import checked, hints, show
 from asyncetl.spec._secrets import hiding_secrets, redact, secrets_hidden, shows_secret
+from asyncetl.spec._unopened import unopened
 
 __all__ = [
     "REGISTRY",
@@ -202,27 +209,35 @@ class LoggingSettings:
 
 
 @hiding_secrets
-def build_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
+def build_pipeline(
+    spec: str | os.PathLike[str], *, using: Collection[str] | None = None
+) -> Pipeline:
     """Build the pipeline a spec describes, without running or opening anything.
 
     :param spec: a TOML spec file, or ``module:attribute`` naming a Pipeline or a
         zero-argument function returning one (use :func:`load_pipeline` for an
         async function).
+    :param using: the parts the caller will open (default: all). Another part may
+        name an unset ``${VAR}``: it is then a stand-in, with the stage name the
+        part would have, that raises the unset variable's error when opened or used.
     :raises ConfigError: the spec is unreadable or wrong; the message names file and key.
     """
     if _is_attribute_spec(spec):
         return _pipeline_from_attribute(str(spec))
     document = read_toml(Path(spec))
-    return _Builder(str(spec), Path(spec)).pipeline(document)
+    needed = None if using is None else frozenset(using)
+    return _Builder(str(spec), Path(spec), needed).pipeline(document)
 
 
-async def load_pipeline(spec: str | os.PathLike[str]) -> Pipeline:
+async def load_pipeline(
+    spec: str | os.PathLike[str], *, using: Collection[str] | None = None
+) -> Pipeline:
     """Like :func:`build_pipeline`, and also awaits an async ``module:attribute`` factory.
 
     :raises ConfigError: the spec is unreadable or wrong; the message names file and key.
     """
     if not _is_attribute_spec(spec):
-        return build_pipeline(spec)
+        return build_pipeline(spec, using=using)
     with secrets_hidden():
         target = import_attribute(str(spec), str(spec), None)
         if isinstance(target, Pipeline):
@@ -267,8 +282,9 @@ def _is_attribute_spec(spec: str | os.PathLike[str]) -> bool:
 class _Builder:
     """Builds one spec file's pipeline; remembers the file for error messages."""
 
-    def __init__(self, where: str, path: Path) -> None:
+    def __init__(self, where: str, path: Path, using: frozenset[str] | None = None) -> None:
         self.where = where
+        self.using = using
         make_importable(path.resolve().parent)
 
     def pipeline(self, document: dict[str, Any]) -> Pipeline:
@@ -305,7 +321,12 @@ class _Builder:
     def _connector(self, document: dict[str, Any], kind: str, *, required: bool) -> object:
         if kind not in document and not required:
             return None
-        table = dict(self._table(document, kind, required=True))
+        try:
+            table = dict(self._table(document, kind, required=True))
+        except UnsetVariable as exc:
+            if self.using is None or kind in self.using:
+                raise
+            return self._unopened(document, kind, exc)
         type_name = table.pop("type", None)
         factory = self._connector_factory(kind, type_name)
         instance = _construct(self.where, kind, factory, table)
@@ -316,6 +337,24 @@ class _Builder:
                 key=f"{kind}.type",
             )
         return instance
+
+    def _unopened(self, document: dict[str, Any], kind: str, error: UnsetVariable) -> object:
+        """A stand-in for part ``kind``, which names an unset variable and will not be opened.
+
+        It keeps the name the part would have, read with the unset variables left
+        as written, as the checkpoint key needs the source's name.
+        """
+        table = dict(substitute(document[kind], self.where, kind, mark=True, keep_unset=True))
+        try:
+            factory = self._connector_factory(kind, table.pop("type", None))
+        except ConfigError:
+            raise error from None
+        try:
+            name = getattr(_construct(self.where, kind, factory, table), "name", None)
+        except ConfigError:  # a value it parses is an unset variable: take the name as given
+            name = table.get("name", _default(factory, "name"))
+        known = name if isinstance(name, str) and "${" not in name else None
+        return unopened(kind, error, factory, known)
 
     def _connector_factory(self, kind: str, type_name: object) -> Callable[..., object]:
         key = f"{kind}.type"
@@ -371,6 +410,15 @@ class _Builder:
         transform = _construct(self.where, key, Transform, table, provided={"fn": fn})
         assert isinstance(transform, Transform)
         return transform
+
+
+def _default(factory: Callable[..., object], parameter: str) -> object:
+    """The default value of ``factory``'s ``parameter``, or ``None``."""
+    try:
+        found = inspect.signature(factory).parameters.get(parameter)
+    except (TypeError, ValueError):
+        return None
+    return None if found is None or found.default is inspect.Parameter.empty else found.default
 
 
 def _expect_table(where: str, key: str, value: object) -> dict[str, Any]:

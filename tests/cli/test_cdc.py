@@ -84,6 +84,11 @@ async def test_status_then_drop_of_the_slot_a_run_made(tmp_path: Path, logical_p
                 "tables": ["public.items"],
             }
             assert report["confirmed_flush_lsn"] == report["checkpoint"]["lsn"]
+            text = asyncetl("cdc", "status", str(spec)).stdout.splitlines()
+            shown_publication = [
+                line.split(None, 1) for line in text if line.startswith("publication")
+            ]
+            assert shown_publication == [["publication", f"{slot}: public.items"]]
 
             refused = asyncetl("cdc", "drop", str(spec))
             assert refused.returncode == 2
@@ -115,6 +120,32 @@ async def test_status_then_drop_of_the_slot_a_run_made(tmp_path: Path, logical_p
             assert (back["exists"], back["publication"]["exists"]) == (True, True)
         finally:
             await drop_slot(logical_pg, slot)
+
+
+async def test_status_before_the_first_run_says_what_the_run_will_make(
+    tmp_path: Path, pg_database: str
+) -> None:
+    slot = f"asyncetl_cli_{secrets.token_hex(4)}"
+    spec = tmp_path / "cdc.toml"
+    spec.write_text(SPEC.format(source=pg_database, target=pg_database, slot=slot))
+    result = asyncetl("cdc", "status", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"slot {slot} does not exist yet; the next run creates it",
+        f"publication {slot} does not exist yet; the next run creates it",
+        "no position committed; the next run starts with a snapshot",
+    ]
+    as_json = json.loads(asyncetl("cdc", "status", str(spec), "--json").stdout)
+    assert (as_json["exists"], as_json["checkpoint"]) == (False, None)
+
+    conn = await asyncpg.connect(pg_database)
+    try:
+        await conn.execute("CREATE TABLE items (id int PRIMARY KEY)")
+        await conn.execute(f'CREATE PUBLICATION "{slot}" FOR TABLE items')
+    finally:
+        await conn.close()
+    again = asyncetl("cdc", "status", str(spec))
+    assert again.stdout.splitlines()[1] == f"publication {slot}: public.items"
 
 
 def test_status_of_a_spec_without_a_cdc_source(tmp_path: Path) -> None:

@@ -290,3 +290,40 @@ def test_dlq_without_store_is_a_spec_error(project: Path) -> None:
         "error: pipeline files: dead_letters: the pipeline has no dead-letter store to replay "
         "from\n"
     )
+
+
+def unset(name: str) -> str:
+    """A ``${VAR}`` reference to a variable no environment sets."""
+    assert f"ASYNCETL_TEST_UNSET_{name}" not in os.environ
+    return f"${{ASYNCETL_TEST_UNSET_{name}}}"
+
+
+def test_dlq_needs_only_the_variables_of_the_dead_letter_store(
+    project: Path, dead: list[dict[str, Any]]
+) -> None:
+    spec = (project / "files.toml").read_text()
+    (project / "vars.toml").write_text(
+        spec.replace('path = "in.jsonl"', f'path = "{unset("SOURCE")}"').replace(
+            'path = "out.jsonl"', f'path = "{unset("SINK")}"'
+        )
+    )
+    listed = cli(project, "dlq", "list", "vars.toml", "--json")
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert json.loads(listed.stdout) == dead
+    # Replay goes through the source's decoding and the sink: it needs their variables.
+    replay = cli(project, "dlq", "replay", "vars.toml")
+    assert replay.returncode == 2
+    assert replay.stderr.splitlines()[-1] == (
+        "error: vars.toml: source.path: environment variable ASYNCETL_TEST_UNSET_SOURCE is "
+        "not set; set it or write ${ASYNCETL_TEST_UNSET_SOURCE:-default}"
+    )
+    (project / "store.toml").write_text(
+        spec.replace('path = "dead.jsonl"', f'path = "{unset("STORE")}"')
+    )
+    refused = cli(project, "dlq", "list", "store.toml")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr.splitlines() == [
+        "error: store.toml: dead_letters.path: environment variable ASYNCETL_TEST_UNSET_STORE "
+        "is not set; set it or write ${ASYNCETL_TEST_UNSET_STORE:-default}"
+    ]
+    assert stored(project) == dead

@@ -103,3 +103,26 @@ def test_the_table_lists_busy_parts_first_and_sums_up_the_rest() -> None:
     assert lines[3].split()[0] == "public.next"
     assert lines[3].split()[-3:] == ["0.0", "0.0", "–"]
     assert lines[-1].split() == ["…", "2", "more", "(2", "done)"]
+
+
+def test_rates_show_as_unknown_in_the_first_second_and_as_figures_after() -> None:
+    stages = [
+        StageView("numbers", "source", 0, 0, 0, 0, (), 0.0),
+        StageView("copy", "sink", 0, 0, 0, 0, (), 0.0),
+    ]
+    part = PartProgress("public.t", "rows", 0, 400, 0.0, None)
+
+    def shown(elapsed_s: float) -> list[str]:
+        seen = Observation("copy", "running", elapsed_s, 0.0, stages, [], [part], [], [], None)
+        console = Console(record=True, width=100)
+        console.print(progress_table(seen))
+        return console.export_text().splitlines()
+
+    early = shown(0.4)
+    assert early[0] == (
+        "copy – records/s · records_in 0 · records_out 0 · dead_lettered 0 · last commit none yet"
+    )
+    assert early[2].split()[-3:] == ["0.0", "–", "–"]
+    later = shown(1.0)
+    assert later[0].startswith("copy 0.0 records/s · ")
+    assert later[2].split()[-3:] == ["0.0", "0.0", "–"]

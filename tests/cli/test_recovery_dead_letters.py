@@ -3,7 +3,7 @@
 A quickstart-like spec: JSON lines (some not JSON) → a validating transform
 (some records invalid) → SQLite, with checkpoints and dead letters in the same
 file (or dead letters in a JSON Lines file: the path without a shared
-transaction). After more than twenty kills and a final run, the table and the
+transaction). After twenty kills and a final run, the table and the
 dead letters (pipeline, stage, record, position of each) equal one clean run's.
 
 Dead-letter positions do not depend on where a run resumed (see
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,7 +28,7 @@ from tests.cli.recovery_letters import (
     line,
     write_spec,
 )
-from tests.cli.test_recovery import start, started
+from tests.killing import kill_anywhere
 
 RECORDS = 60_000
 BATCH = 500
@@ -132,21 +130,6 @@ def test_kill_9_leaves_every_row_and_dead_letter_exactly_once(
     assert len(expected_table) == RECORDS - bad_json - invalid
 
     spec = variant_spec(tmp_path / "run", source_file, variant)
-    rng = random.Random(seed)
-    kills = 0
-    while True:
-        process = start(spec, "--log-level", "info", "--log-format", "json")
-        if kills < 24 and started(process):
-            try:
-                process.wait(timeout=rng.uniform(0.01, 0.06) * seconds)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.communicate(timeout=30)
-                kills += 1
-                continue
-        _, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        break
-    assert kills >= 20
+    kill_anywhere(spec, random.Random(seed), kills=20, longest=0.06 * seconds)
     assert table(spec.parent) == expected_table
     assert letters(spec.parent, variant) == expected_letters

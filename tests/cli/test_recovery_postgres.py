@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -34,9 +31,9 @@ from tests.cli.recovery_letters import (
     line,
     write_spec,
 )
-from tests.cli.test_recovery import start, started
 from tests.conftest import throwaway_database
 from tests.connectors.postgres.helpers import rows
+from tests.killing import kill_anywhere
 
 pytestmark = pytest.mark.anyio
 
@@ -87,37 +84,6 @@ async def letters_in(dsn: str) -> list[Letter]:
     return [(p, s, json.loads(r), json.loads(pos)) for p, s, r, pos in found]
 
 
-def killed_runs(spec: Path, seconds: float, seed: int) -> int:
-    """Start runs and SIGKILL them at random moments, then run once to the end; the kills."""
-    rng = random.Random(seed)
-    kills = 0
-    while kills < KILLS:
-        process = start(spec, "--log-level", "info", "--log-format", "json")
-        if not started(process):
-            raise AssertionError(process.communicate(timeout=30))
-        try:
-            process.wait(timeout=rng.uniform(0.02, 0.2) * seconds)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.communicate(timeout=30)
-            kills += 1
-            continue
-        _, err = process.communicate(timeout=30)
-        assert process.returncode == 0, err
-        # Finished first: start over, so the remaining kills land mid-run again.
-        reset = start_reset(spec)
-        assert reset.returncode == 0, reset.stderr
-    final = start(spec, "--log-level", "warning")
-    _, err = final.communicate(timeout=60)
-    assert final.returncode == 0, err
-    return kills
-
-
-def start_reset(spec: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "asyncetl", "checkpoint", "reset", spec.name, "--yes"]
-    return subprocess.run(command, cwd=spec.parent, capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.parametrize(
     "letters_apart",
     [False, pytest.param(True, marks=pytest.mark.slow)],
@@ -143,7 +109,7 @@ async def test_kill_9_leaves_every_row_and_dead_letter_exactly_once(
 
         spec = letters_spec(tmp_path / "run", source, target, letters)
         seed = 11 if letters_apart else 7
-        kills = await anyio.to_thread.run_sync(partial(killed_runs, spec, seconds, seed))
-        assert kills == KILLS
+        kill = partial(kill_anywhere, spec, random.Random(seed), kills=KILLS, longest=0.2 * seconds)
+        await anyio.to_thread.run_sync(kill)
         assert await table(target) == expected_table
         assert await letters_in(letters) == expected_letters

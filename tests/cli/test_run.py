@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import anyio.to_thread
 import pytest
 
 from tests.cli.helpers import FILES_SPEC, cli, spawn, summary
@@ -201,6 +202,50 @@ def test_a_setting_a_stage_rejects_while_running_exits_2_with_its_own_message(
     assert result.stderr.splitlines()[-1] == (
         "error: Versioned 'versioned': position: cannot resume from {'v1': 7} "
         "(python -m asyncetl checkpoint show|reset versioned.toml)"
+    )
+
+
+def test_a_missing_sink_table_names_the_file_and_key(project: Path) -> None:
+    (project / "to_sqlite.toml").write_text(
+        FILES_SPEC.replace(
+            'type = "jsonl"\npath = "out.jsonl"',
+            'type = "sqlite"\npath = "out.db"\ntable = "nope"\ncreate = false',
+        )
+    )
+    result = cli(project, "run", "to_sqlite.toml")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines()[-1] == (
+        "error: to_sqlite.toml: sink.table: SQLite table 'nope' does not exist in out.db; "
+        "create it or set create = true"
+    )
+
+
+def test_a_missing_source_file_names_the_file_and_key(project: Path) -> None:
+    (project / "in.jsonl").unlink()
+    result = cli(project, "run", "files.toml")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines()[-1] == (
+        "error: files.toml: source.path: stage 'jsonl' failed reading after position None: "
+        "PermanentError: file in.jsonl does not exist; check the path"
+    )
+
+
+@pytest.mark.anyio
+async def test_a_missing_source_table_names_the_file_and_key(
+    project: Path, pg_database: str
+) -> None:
+    (project / "from_pg.toml").write_text(
+        FILES_SPEC.replace(
+            'type = "jsonl"\npath = "in.jsonl"',
+            f'type = "postgres"\ndsn = "{pg_database}"\ntable = "absent"\ncursor = ["id"]',
+        )
+    )
+    result = await anyio.to_thread.run_sync(cli, project, "run", "from_pg.toml")
+    assert (result.returncode, result.stdout) == (1, "")
+    where = pg_database.removeprefix("postgresql://").split("@")[-1]
+    assert result.stderr.splitlines()[-1] == (
+        f"error: from_pg.toml: source.table: source table absent does not exist in {where}; "
+        "fix the table name or the DSN"
     )
 
 

@@ -201,3 +201,48 @@ def test_status_of_a_pipeline_checkpointed_in_iceberg_shows_when_and_how_its_run
     assert (last["state"], last["error"]) == ("failed", error)
     assert lines[1] == '  position      {"path":"nums.jsonl","offset":18}'
     assert lines[3] == f"  last run      failed at {when(last['time'])}: {error}"
+
+
+def test_status_needs_only_the_variables_of_the_stores_it_reads(tmp_path: Path) -> None:
+    project = files_project(tmp_path)
+    assert cli(project, "run", "pipeline.toml").returncode == 0
+    spec = (project / "pipeline.toml").read_text()
+    (project / "vars.toml").write_text(
+        spec.replace('path = "in.jsonl"', 'path = "${ASYNCETL_TEST_UNSET_SOURCE}"').replace(
+            'path = "out.jsonl"', 'path = "${ASYNCETL_TEST_UNSET_SINK}"'
+        )
+    )
+    url = f"http://127.0.0.1:{free_port()}"
+    shown = cli(project, "status", "vars.toml", "--url", url, "--json")
+    assert (shown.returncode, shown.stderr) == (0, "")
+    document = json.loads(shown.stdout)
+    assert (document["source"], document["position"], document["dead_letters"]) == (
+        "jsonl",
+        {"path": "in.jsonl", "offset": 33},
+        2,
+    )
+    (project / "store.toml").write_text(
+        spec.replace('path = "checkpoints.json"', 'path = "${ASYNCETL_TEST_UNSET_STORE}"')
+    )
+    refused = cli(project, "status", "store.toml", "--url", url)
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr.splitlines() == [
+        "error: store.toml: checkpoints.path: environment variable ASYNCETL_TEST_UNSET_STORE "
+        "is not set; set it or write ${ASYNCETL_TEST_UNSET_STORE:-default}"
+    ]
+
+
+def test_status_of_a_cdc_pipeline_needs_the_variables_of_its_source(tmp_path: Path) -> None:
+    (tmp_path / "cdc.toml").write_text(
+        '[pipeline]\nname = "cdc"\n'
+        '[source]\ntype = "postgres_cdc"\ndsn = "${ASYNCETL_TEST_UNSET_DSN}"\n'
+        'slot = "s"\npublication = "p"\ntables = ["items"]\n'
+        '[sink]\ntype = "null"\n'
+        '[checkpoints]\ntype = "json"\npath = "checkpoints.json"\n'
+    )
+    refused = cli(tmp_path, "status", "cdc.toml", "--url", f"http://127.0.0.1:{free_port()}")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr.splitlines() == [
+        "error: cdc.toml: source.dsn: environment variable ASYNCETL_TEST_UNSET_DSN is not set; "
+        "set it or write ${ASYNCETL_TEST_UNSET_DSN:-default}"
+    ]

@@ -729,3 +729,54 @@ def test_spec_directory_is_importable(workdir: Path) -> None:
     module = write_module(sub, "def keep(record):\n    return record\n")
     write_spec(sub, GOOD + f"[[transforms]]\nfunction = '{module}:keep'\n")
     assert build_pipeline("specs/pipeline.toml").transforms[0].name == f"{module}:keep"
+
+
+UNOPENED = """
+[pipeline]
+name = "partial"
+
+[source]
+type = "postgres_cdc"
+dsn = "${ASYNCETL_T_DSN}"
+slot = "s"
+publication = "s"
+tables = ["t"]
+
+[sink]
+type = "jsonl"
+path = "${ASYNCETL_T_OUT}"
+
+[dead_letters]
+type = "jsonl"
+path = "dead.jsonl"
+"""
+
+
+@pytest.mark.anyio
+async def test_parts_the_caller_does_not_open_may_name_unset_variables(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ASYNCETL_T_DSN", raising=False)
+    monkeypatch.delenv("ASYNCETL_T_OUT", raising=False)
+    write_spec(workdir, UNOPENED)
+    unset = (
+        "pipeline.toml: source.dsn: environment variable ASYNCETL_T_DSN is not set; "
+        "set it or write ${ASYNCETL_T_DSN:-default}"
+    )
+    assert spec_error(UNOPENED) == unset
+    pipeline = build_pipeline("pipeline.toml", using=("dead_letters",))
+    assert (pipeline.name, pipeline.source.name, pipeline.sink.name) == (
+        "partial",
+        "cdc",
+        "jsonl_sink",
+    )
+    assert await pipeline.dead_letters.list("partial") == []  # type: ignore[union-attr]
+    with pytest.raises(ConfigError) as opened:
+        await pipeline.run()
+    assert str(opened.value) == unset
+    with pytest.raises(ConfigError) as written:
+        await pipeline.sink.open()
+    assert str(written.value) == (
+        "pipeline.toml: sink.path: environment variable ASYNCETL_T_OUT is not set; "
+        "set it or write ${ASYNCETL_T_OUT:-default}"
+    )

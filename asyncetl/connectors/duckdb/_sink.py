@@ -444,7 +444,8 @@ class DuckDBSink(Sink[object]):
     def _missing_table(self) -> PermanentError:
         return PermanentError(
             f"DuckDB table {self.table!r} does not exist in {self.path}; create it or set "
-            "create = true"
+            "create = true",
+            setting="table",
         )
 
 

@@ -1,17 +1,28 @@
 """DuckDB identifiers and the SQL of this connector's stores.
 
 Every identifier that reaches SQL goes through :func:`quote_ident`; every value
-is a bound parameter (``?``) or an Arrow table registered under a fixed name.
+is a bound parameter (``?``, or ``$n`` in the stores' statements from
+:mod:`asyncetl.core.store_sql`) or an Arrow table registered under a fixed name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import TypeAlias
 
 from asyncetl.core.errors import ConfigError
+from asyncetl.core.store_sql import CheckpointQueries, LetterQueries, SqlDialect
 
-__all__ = ["CheckpointSql", "DeadLetterSql", "columns_sql", "quote_ident"]
+__all__ = [
+    "DIALECT",
+    "CheckpointSql",
+    "checkpoint_sql",
+    "dead_letter_sql",
+    "DeadLetterSql",
+    "columns_sql",
+    "quote_ident",
+]
 
 
 def quote_ident(name: str) -> str:
@@ -29,78 +40,53 @@ def columns_sql(names: Sequence[str], prefix: str = "") -> str:
     return ", ".join(prefix + quote_ident(name) for name in names)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointSql:
-    """The statements of a checkpoint table."""
+#: How DuckDB spells the stores' statements: numbered ``$n`` parameters, id lists
+#: as lists, and a purge that returns the ids it deleted (its row count is how many).
+DIALECT = SqlDialect(
+    quote=quote_ident,
+    mark="${}".format,
+    id_in="list_contains({ids}, id)",
+    counted_delete="{delete} RETURNING id",
+    no_limit=2**62,
+)
 
-    create: str
-    load: str
-    save: str
-    saved_at: str
 
-    @classmethod
-    def of(cls, table: str) -> CheckpointSql:
-        t = quote_ident(table)
-        return cls(
-            create=(
-                f"CREATE TABLE IF NOT EXISTS {t} (pipeline VARCHAR NOT NULL, "
-                "source VARCHAR NOT NULL, position VARCHAR NOT NULL, "
-                "updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (pipeline, source))"
-            ),
-            load=f"SELECT position FROM {t} WHERE pipeline = ? AND source = ?",  # noqa: S608
-            saved_at=f"SELECT updated_at FROM {t} WHERE pipeline = ? AND source = ?",  # noqa: S608
-            save=(
-                f"INSERT INTO {t} (pipeline, source, position, updated_at) "  # noqa: S608
-                "VALUES (?, ?, ?, now()) ON CONFLICT (pipeline, source) DO UPDATE SET "
-                "position = excluded.position, updated_at = excluded.updated_at"
-            ),
-        )
+#: The statements of a checkpoint table.
+CheckpointSql: TypeAlias = CheckpointQueries
+
+#: The columns of a checkpoint table.
+_CHECKPOINT_COLUMNS = (
+    "pipeline VARCHAR NOT NULL, source VARCHAR NOT NULL, position VARCHAR NOT NULL, "
+    "updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (pipeline, source)"
+)
+
+
+def checkpoint_sql(table: str) -> CheckpointSql:
+    """The statements of the checkpoint table ``table``."""
+    return CheckpointQueries.of(DIALECT, table, columns=_CHECKPOINT_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetterSql:
-    """The statements of a dead-letter table; ``key`` (unique) makes :attr:`put` idempotent."""
+class DeadLetterSql(LetterQueries):
+    """The statements of a dead-letter table: its creation and :class:`LetterQueries`.
+
+    ``key`` (unique) makes :attr:`put` idempotent; ids come from a sequence.
+    """
 
     create: tuple[str, ...]
-    put: str
-    select: str
-    remove: str
-    find: str
-    count: str
-    purge: str
-
-    @classmethod
-    def of(cls, table: str) -> DeadLetterSql:
-        t, ids = quote_ident(table), quote_ident(f"{table}_ids")
-        columns = "pipeline, stage, error, error_type, record, position, time"
-        return cls(
-            create=(
-                f"CREATE SEQUENCE IF NOT EXISTS {ids}",
-                f"CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY DEFAULT nextval('"
-                + ids.replace("'", "''")
-                + "'), pipeline VARCHAR NOT NULL, stage VARCHAR NOT NULL, "
-                "error VARCHAR NOT NULL, error_type VARCHAR NOT NULL, record VARCHAR NOT NULL, "
-                "position VARCHAR NOT NULL, time TIMESTAMPTZ NOT NULL, key VARCHAR UNIQUE)",
-            ),
-            put=(
-                f"INSERT INTO {t} ({columns}, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
-                "ON CONFLICT (key) DO NOTHING"
-            ),
-            select=f"SELECT id, {columns} FROM {t} WHERE pipeline = ? ORDER BY id",  # noqa: S608
-            remove=f"DELETE FROM {t} WHERE pipeline = ? AND id = ?",  # noqa: S608
-            find=(
-                f"SELECT id, {columns} FROM {t} WHERE {_LETTER_FILTERS} "  # noqa: S608
-                "ORDER BY id LIMIT $limit"
-            ),
-            count=f"SELECT count(*) FROM {t} WHERE {_LETTER_FILTERS}",  # noqa: S608
-            purge=f"DELETE FROM {t} WHERE {_LETTER_FILTERS} RETURNING id",  # noqa: S608
-        )
 
 
-#: The filters of a dead-letter query: named parameters that are NULL when unset;
-#: ``$ids`` is a list of integer ids.
-_LETTER_FILTERS = (
-    "pipeline = $pipeline AND ($stage IS NULL OR stage = $stage) "
-    "AND ($since IS NULL OR time >= $since) AND ($before IS NULL OR time < $before) "
-    "AND ($ids IS NULL OR list_contains($ids, id))"
-)
+def dead_letter_sql(table: str) -> DeadLetterSql:
+    """The statements of the dead-letter table ``table``."""
+    t, ids = quote_ident(table), quote_ident(f"{table}_ids")
+    return DeadLetterSql(
+        **asdict(LetterQueries.of(DIALECT, table)),
+        create=(
+            f"CREATE SEQUENCE IF NOT EXISTS {ids}",
+            f"CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY DEFAULT nextval('"
+            + ids.replace("'", "''")
+            + "'), pipeline VARCHAR NOT NULL, stage VARCHAR NOT NULL, "
+            "error VARCHAR NOT NULL, error_type VARCHAR NOT NULL, record VARCHAR NOT NULL, "
+            "position VARCHAR NOT NULL, time TIMESTAMPTZ NOT NULL, key VARCHAR UNIQUE)",
+        ),
+    )

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import builtins
-from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 import duckdb
@@ -11,21 +10,42 @@ import orjson
 
 from asyncetl.connectors.duckdb._check import table_problems
 from asyncetl.connectors.duckdb._connection import DuckDBConnection, transaction
-from asyncetl.connectors.duckdb._sql import CheckpointSql, DeadLetterSql
-from asyncetl.core.batch import Position
-from asyncetl.core.errors import CheckpointError, PermanentError
-from asyncetl.core.interfaces import (
-    Checkpoint,
-    CheckpointStore,
-    DeadLetter,
-    DeadLetterStore,
-    Problem,
+from asyncetl.connectors.duckdb._sql import (
+    DIALECT,
+    CheckpointSql,
+    DeadLetterSql,
+    checkpoint_sql,
+    dead_letter_sql,
 )
+from asyncetl.core.dbapi_stores import DbApiCheckpointStore, DbApiDeadLetterStore
+from asyncetl.core.interfaces import Checkpoint, DeadLetter, Problem
+from asyncetl.core.store_sql import letter_json
 
 __all__ = ["DuckDBCheckpointStore", "DuckDBDeadLetterStore", "checkpoint_row", "letter_row"]
 
 
-class DuckDBCheckpointStore(CheckpointStore):
+class _InFile:
+    """The DuckDB half of a :class:`~asyncetl.core.dbapi_stores.DbApiTableStore`."""
+
+    database, dialect = "DuckDB", DIALECT
+    path: str
+    table: str
+
+    async def check(self) -> list[Problem]:
+        """Whether the database can be written; the table is created when missing."""
+        return await table_problems(self.path, self.table, create=True)
+
+    def _write(self, conn: duckdb.DuckDBPyConnection) -> AbstractContextManager[None]:
+        return transaction(conn)
+
+    def _time(self, stored: object) -> datetime:
+        assert isinstance(stored, datetime)
+        return stored.astimezone(UTC)
+
+
+class DuckDBCheckpointStore(
+    _InFile, DbApiCheckpointStore[duckdb.DuckDBPyConnection, CheckpointSql]
+):
     """Committed positions in a table of a DuckDB file, one row per (pipeline, source).
 
     The table ``(pipeline, source, position, updated_at)`` holds each position
@@ -39,82 +59,18 @@ class DuckDBCheckpointStore(CheckpointStore):
     """
 
     def __init__(self, path: str, *, table: str = "asyncetl_checkpoints") -> None:
-        self.path = str(path)
-        self.table = table
-        self.sql = CheckpointSql.of(table)
-        self._db = DuckDBConnection(self.path)
-        self._created = False
+        super().__init__(path, table, checkpoint_sql(table), DuckDBConnection(str(path)))
 
-    async def open(self) -> None:
-        """Connect and create the table when missing.
+    def _create(self, conn: duckdb.DuckDBPyConnection) -> None:
+        conn.execute(self.sql.create)
 
-        :raises PermanentError: when the database cannot be opened or written.
-        """
-        if not self._created:
-            create = self.sql.create
-            await self._db.run(lambda conn: conn.execute(create), what=f"creating {self.table!r}")
-            self._created = True
-
-    async def aclose(self) -> None:
-        await self._db.close()
-        self._created = False
-
-    async def check(self) -> list[Problem]:
-        """Whether the database can be written; the table is created when missing."""
-        return await table_problems(self.path, self.table, create=True)
-
-    async def load(self, pipeline: str, source: str) -> Position:
-        """The committed position, or ``None`` when there is none.
-
-        :raises CheckpointError: when the stored position is not valid JSON.
-        """
-        await self.open()
-
-        def select(conn: duckdb.DuckDBPyConnection) -> str | None:
-            rows = conn.execute(self.sql.load, [pipeline, source]).fetchall()
-            return str(rows[0][0]) if rows else None
-
-        text = await self._db.run(select, what=f"checkpoint load from table {self.table!r}")
-        if text is None:
-            return None
-        try:
-            position: Position = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise CheckpointError(
-                f"the checkpoint of pipeline {pipeline!r} (source {source!r}) in DuckDB table "
-                f"{self.table!r} of {self.path} is not valid JSON ({exc}); fix or delete that "
-                "row to start over from the beginning"
-            ) from exc
-        return position
-
-    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
-        """When the committed position was saved (its ``updated_at``), or ``None``."""
-        await self.open()
-
-        def select(conn: duckdb.DuckDBPyConnection) -> datetime | None:
-            rows = conn.execute(self.sql.saved_at, [pipeline, source]).fetchall()
-            return rows[0][0].astimezone(UTC) if rows else None
-
-        return await self._db.run(select, what=f"checkpoint time from table {self.table!r}")
-
-    async def save(self, checkpoint: Checkpoint) -> None:
-        """Replace the committed position of the checkpoint's pipeline and source."""
-        await self.open()
-        row = checkpoint_row(checkpoint)
-
-        def upsert(conn: duckdb.DuckDBPyConnection) -> None:
-            with transaction(conn):
-                conn.execute(self.sql.save, row)
-
-        await self._db.run(upsert, what=f"checkpoint save to table {self.table!r}")
+    def _row(self, checkpoint: Checkpoint) -> list[str]:
+        return checkpoint_row(checkpoint)
 
 
-def checkpoint_row(checkpoint: Checkpoint) -> list[str]:
-    """The parameters of :attr:`CheckpointSql.save` for ``checkpoint``."""
-    return [checkpoint.pipeline, checkpoint.source, orjson.dumps(checkpoint.position).decode()]
-
-
-class DuckDBDeadLetterStore(DeadLetterStore):
+class DuckDBDeadLetterStore(
+    _InFile, DbApiDeadLetterStore[duckdb.DuckDBPyConnection, DeadLetterSql]
+):
     """Dead letters in a table of a DuckDB file, created when the store opens.
 
     Columns: ``id`` (from a sequence, never reused), ``pipeline``, ``stage``,
@@ -130,178 +86,19 @@ class DuckDBDeadLetterStore(DeadLetterStore):
     """
 
     def __init__(self, path: str, *, table: str = "asyncetl_dead_letters") -> None:
-        self.path = str(path)
-        self.table = table
-        self.sql = DeadLetterSql.of(table)
-        self._db = DuckDBConnection(self.path)
-        self._created = False
+        super().__init__(path, table, dead_letter_sql(table), DuckDBConnection(str(path)))
 
-    async def open(self) -> None:
-        """Connect and create the table when missing.
+    def _create(self, conn: duckdb.DuckDBPyConnection) -> None:
+        for statement in self.sql.create:
+            conn.execute(statement)
 
-        :raises PermanentError: when the database cannot be opened or written.
-        """
-        if self._created:
-            return
-
-        def create(conn: duckdb.DuckDBPyConnection) -> None:
-            for statement in self.sql.create:
-                conn.execute(statement)
-
-        await self._db.run(create, what=f"creating table {self.table!r}")
-        self._created = True
-
-    async def aclose(self) -> None:
-        await self._db.close()
-        self._created = False
-
-    async def check(self) -> list[Problem]:
-        """Whether the database can be written; the table is created when missing."""
-        return await table_problems(self.path, self.table, create=True)
-
-    async def put(self, letters: Sequence[DeadLetter]) -> None:
-        """Store ``letters`` in one transaction, skipping those whose key is stored."""
-        if not letters:
-            return
-        await self.open()
-        rows = [letter_row(letter) for letter in letters]
-
-        def insert(conn: duckdb.DuckDBPyConnection) -> None:
-            with transaction(conn):
-                conn.executemany(self.sql.put, rows)
-
-        await self._db.run(insert, what=f"dead-letter put into table {self.table!r}")
-
-    async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
-        """The letters of ``pipeline``, oldest first.
-
-        :raises PermanentError: when a stored row is not valid JSON.
-        """
-        await self.open()
-
-        def select(conn: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
-            return conn.execute(self.sql.select, [pipeline]).fetchall()
-
-        rows = await self._db.run(select, what=f"dead-letter list from table {self.table!r}")
-        letters = [self._letter(row) for row in rows]
-        return letters if limit is None else letters[: max(0, limit)]
-
-    async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
-        """Delete the letters of ``pipeline`` with these ids; unknown ids are ignored."""
-        await self.open()
-        params = [[pipeline, int(i)] for i in ids if str(i).isascii() and str(i).isdigit()]
-
-        def delete(conn: duckdb.DuckDBPyConnection) -> None:
-            with transaction(conn):
-                conn.executemany(self.sql.remove, params)
-
-        if params:
-            await self._db.run(delete, what=f"dead-letter remove from table {self.table!r}")
-
-    async def find(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> builtins.list[DeadLetter]:
-        """The letters of ``pipeline`` matching every filter given, oldest first, in one query."""
-        params = _filters(pipeline, stage, since, before, ids)
-        params["limit"] = _NO_LIMIT if limit is None else max(0, limit)
-        rows = await self._query(self.sql.find, params, "find in")
-        return [self._letter(row) for row in rows]
-
-    async def count(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        params = _filters(pipeline, stage, since, before, ids)
-        rows = await self._query(self.sql.count, params, "count in")
-        number = rows[0][0]
-        assert isinstance(number, int)
-        return number
-
-    async def purge(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Delete the matching letters of ``pipeline`` in one statement; how many went."""
-        params = _filters(pipeline, stage, None, before, ids)
-        return len(await self._query(self.sql.purge, params, "purge in", write=True))
-
-    async def _query(
-        self, sql: str, params: dict[str, object], what: str, *, write: bool = False
-    ) -> builtins.list[tuple[object, ...]]:
-        await self.open()
-
-        def run(conn: duckdb.DuckDBPyConnection) -> builtins.list[tuple[object, ...]]:
-            if not write:
-                return conn.execute(sql, params).fetchall()
-            with transaction(conn):
-                return conn.execute(sql, params).fetchall()
-
-        return await self._db.run(run, what=f"dead-letter {what} table {self.table!r}")
-
-    def _letter(self, row: tuple[object, ...]) -> DeadLetter:
-        letter_id, pipeline, stage, error, error_type, record, position, time = row
-        try:
-            assert isinstance(time, datetime)
-            return DeadLetter(
-                pipeline=str(pipeline),
-                stage=str(stage),
-                error=str(error),
-                error_type=str(error_type),
-                record=orjson.loads(str(record)),
-                position=orjson.loads(str(position)),
-                time=time.astimezone(UTC),
-                id=str(letter_id),
-            )
-        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-            raise PermanentError(
-                f"dead letter {letter_id} in DuckDB table {self.table!r} of {self.path} is "
-                f"unreadable ({exc}); fix or delete that row"
-            ) from exc
+    def _row(self, letter: DeadLetter) -> list[object]:
+        return letter_row(letter)
 
 
-_NO_LIMIT = 2**62
-
-
-def _filters(
-    pipeline: str,
-    stage: str | None,
-    since: datetime | None,
-    before: datetime | None,
-    ids: Sequence[str] | None,
-) -> dict[str, object]:
-    """The named parameters of the filtered queries; an id that is no integer matches none."""
-    numbers = None
-    if ids is not None:
-        digits = (int(i) for i in ids if str(i).isascii() and str(i).isdigit())
-        numbers = [number for number in digits if number < 2**63]
-    return {
-        "pipeline": pipeline,
-        "stage": stage,
-        "since": None if since is None else _utc(since),
-        "before": None if before is None else _utc(before),
-        "ids": numbers,
-    }
-
-
-def _utc(moment: datetime) -> datetime:
-    """Naive times mean UTC, as the contract says."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def checkpoint_row(checkpoint: Checkpoint) -> list[str]:
+    """The parameters of :attr:`CheckpointSql.save` for ``checkpoint``."""
+    return [checkpoint.pipeline, checkpoint.source, orjson.dumps(checkpoint.position).decode()]
 
 
 def letter_row(letter: DeadLetter) -> list[object]:
@@ -312,8 +109,7 @@ def letter_row(letter: DeadLetter) -> list[object]:
         letter.stage,
         letter.error,
         letter.error_type,
-        orjson.dumps(letter.record, default=str).decode(),
-        orjson.dumps(letter.position, default=str).decode(),
+        *letter_json(letter),
         time.astimezone(UTC),
         letter.key,
     ]

@@ -16,8 +16,9 @@ import orjson
 from asyncetl.connectors.files._append import append, open_for_append, read_all, write_atomically
 from asyncetl.connectors.files._check import writable
 from asyncetl.core.errors import PermanentError
-from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, LetterFilter, Problem
+from asyncetl.core.interfaces import DeadLetter, LetterFilter, Problem
 from asyncetl.core.logs import get_logger
+from asyncetl.core.store_sql import FilteredLetterStore
 
 __all__ = ["JsonlDeadLetterStore"]
 
@@ -25,7 +26,7 @@ _log = get_logger("asyncetl.files")
 _FIELDS = ("id", "pipeline", "stage", "error", "error_type", "record", "position", "time")
 
 
-class JsonlDeadLetterStore(DeadLetterStore):
+class JsonlDeadLetterStore(FilteredLetterStore):
     """Dead letters appended to a JSON Lines file, one letter per line.
 
     Each line holds the letter's fields, its ``id`` (a random UUID in hex), its
@@ -71,13 +72,6 @@ class JsonlDeadLetterStore(DeadLetterStore):
                     self._keys = None  # what reached the file is unknown: read it again
                     raise
 
-    async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
-        """The letters of ``pipeline``, oldest first.
-
-        :raises PermanentError: when the file exists but cannot be read.
-        """
-        return await self.find(pipeline, limit=limit)
-
     async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
         """Delete the letters of ``pipeline`` with these ids; unknown ids are ignored.
 
@@ -93,58 +87,29 @@ class JsonlDeadLetterStore(DeadLetterStore):
                 keys.add(letter.key)
         return keys
 
-    async def find(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-        limit: int | None = None,
+    async def _find(
+        self, pipeline: str, wanted: LetterFilter, limit: int | None
     ) -> builtins.list[DeadLetter]:
-        """The letters of ``pipeline`` matching every filter given, oldest first.
-
-        Reads the file a line at a time and stops at ``limit``, so only the
+        """Reads the file a line at a time and stops at ``limit``, so only the
         letters returned are held in memory.
 
         :raises PermanentError: when the file exists but cannot be read.
         """
-        wanted = _mine(pipeline, LetterFilter(stage, since, before, _id_set(ids)))
-        return await anyio.to_thread.run_sync(self._find, wanted, limit)
+        return await anyio.to_thread.run_sync(self._scan, _mine(pipeline, wanted), limit)
 
-    async def count(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        wanted = _mine(pipeline, LetterFilter(stage, since, before, _id_set(ids)))
-        return await anyio.to_thread.run_sync(self._count, wanted)
+    async def _count(self, pipeline: str, wanted: LetterFilter) -> int:
+        return await anyio.to_thread.run_sync(self._tally, _mine(pipeline, wanted))
 
-    async def purge(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Delete the matching letters of ``pipeline``; how many went.
-
-        Rewrites the file atomically a line at a time, keeping every other line
+    async def _purge(self, pipeline: str, wanted: LetterFilter) -> int:
+        """Rewrites the file atomically a line at a time, keeping every other line
         (unreadable ones too) byte for byte; leaves it alone when nothing matches.
 
         :raises PermanentError: when the file cannot be read or rewritten.
         """
-        doomed = _mine(pipeline, LetterFilter(stage, None, before, _id_set(ids)))
         async with self._lock:
-            return await anyio.to_thread.run_sync(self._purge, doomed)
+            return await anyio.to_thread.run_sync(self._rewrite, _mine(pipeline, wanted))
 
-    def _find(
+    def _scan(
         self, wanted: Callable[[DeadLetter | None], bool], limit: int | None
     ) -> builtins.list[DeadLetter]:
         found: builtins.list[DeadLetter] = []
@@ -156,11 +121,11 @@ class JsonlDeadLetterStore(DeadLetterStore):
                     found.append(letter)
         return found
 
-    def _count(self, wanted: Callable[[DeadLetter | None], bool]) -> int:
+    def _tally(self, wanted: Callable[[DeadLetter | None], bool]) -> int:
         return sum(1 for _, letter in self._stream() if wanted(letter))
 
-    def _purge(self, doomed: Callable[[DeadLetter | None], bool]) -> int:
-        number = self._count(doomed)
+    def _rewrite(self, doomed: Callable[[DeadLetter | None], bool]) -> int:
+        number = self._tally(doomed)
         if number:
             kept = (line for line, letter in self._stream() if not doomed(letter))
             write_atomically(self.path, kept)
@@ -250,10 +215,6 @@ def _decode(line: bytes) -> DeadLetter:
         id=str(document["id"]),
         key=None if document.get("key") is None else str(document["key"]),
     )
-
-
-def _id_set(ids: Sequence[str] | None) -> frozenset[str] | None:
-    return None if ids is None else frozenset(ids)
 
 
 def _mine(pipeline: str, wanted: LetterFilter) -> Callable[[DeadLetter | None], bool]:

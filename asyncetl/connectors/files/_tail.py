@@ -238,7 +238,7 @@ def _read_at(path: str, offset: int, size: int) -> bytes:
             file.seek(offset)
             return file.read(size)
     except FileNotFoundError as exc:
-        raise PermanentError(f"file {path} does not exist; check the path") from exc
+        raise PermanentError(f"file {path} does not exist; check the path", setting="path") from exc
     except OSError as exc:
         raise PermanentError(f"cannot read {path}: {exc.strerror or exc}") from exc
 

@@ -14,13 +14,19 @@ from typing import TypeVar
 import asyncpg
 import orjson
 
-from asyncetl.connectors.postgres._sql import TableName
+from asyncetl.connectors.postgres._sql import DIALECT, TableName
 from asyncetl.connectors.postgres._table import Body, TableStore
 from asyncetl.core.batch import Position
 from asyncetl.core.errors import CheckpointError, ConnectorError
 from asyncetl.core.interfaces import Checkpoint, CheckpointStore
+from asyncetl.core.store_sql import CheckpointQueries, position_from_text
 
 __all__ = ["PostgresCheckpointStore"]
+
+_COLUMNS = (
+    "pipeline text NOT NULL, source text NOT NULL, position jsonb, "
+    "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, source)"
+)
 
 _T = TypeVar("_T")
 
@@ -45,42 +51,27 @@ class PostgresCheckpointStore(TableStore, CheckpointStore):
         retry_max_time: float = 60.0,
     ) -> None:
         super().__init__(dsn, TableName(schema, table), retries, retry_max_time)
-        t = self.table.sql
         self._privileges = ("SELECT", "INSERT", "UPDATE")
-        self._ddl = (
-            f"CREATE TABLE IF NOT EXISTS {t} (pipeline text NOT NULL, source text NOT NULL, "
-            "position jsonb, updated_at timestamptz NOT NULL DEFAULT now(), "
-            "PRIMARY KEY (pipeline, source))"
+        self._sql = CheckpointQueries.of(
+            DIALECT, self.table.name, self.table.schema, columns=_COLUMNS
         )
-        self._load_sql = f"SELECT position::text FROM {t} WHERE pipeline = $1 AND source = $2"  # noqa: S608
-        self._saved_at_sql = f"SELECT updated_at FROM {t} WHERE pipeline = $1 AND source = $2"  # noqa: S608
-        self._save_sql = (
-            f"INSERT INTO {t} (pipeline, source, position, updated_at) "  # noqa: S608
-            "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (pipeline, source) "
-            "DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at"
-        )
+        self._ddl = self._sql.create
 
     async def load(self, pipeline: str, source: str) -> Position:
         async def fetch(conn: asyncpg.Connection) -> str | None:
-            value: str | None = await conn.fetchval(self._load_sql, pipeline, source)
+            value: str | None = await conn.fetchval(self._sql.load, pipeline, source)
             return value
 
         text = await self._run(f"loading the checkpoint of {pipeline!r}", fetch)
         if text is None:
             return None
-        try:
-            position: Position = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:  # jsonb is always valid JSON; be safe anyway
-            raise CheckpointError(
-                f"checkpoint of {pipeline!r} in {self.table} is not JSON"
-            ) from exc
-        return position
+        return position_from_text(text, pipeline, source, f"PostgreSQL table {self.table}")
 
     async def saved_at(self, pipeline: str, source: str) -> datetime | None:
         """When the committed position was saved (its ``updated_at``), or ``None``."""
 
         async def fetch(conn: asyncpg.Connection) -> datetime | None:
-            value: datetime | None = await conn.fetchval(self._saved_at_sql, pipeline, source)
+            value: datetime | None = await conn.fetchval(self._sql.saved_at, pipeline, source)
             return value
 
         return await self._run(f"reading when the checkpoint of {pipeline!r} was saved", fetch)
@@ -94,7 +85,7 @@ class PostgresCheckpointStore(TableStore, CheckpointStore):
     async def save_on(self, conn: asyncpg.Connection, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` through ``conn``, inside the caller's transaction."""
         await conn.execute(
-            self._save_sql,
+            self._sql.save,
             checkpoint.pipeline,
             checkpoint.source,
             orjson.dumps(checkpoint.position).decode(),

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import builtins
-import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import orjson
 
-from asyncetl.connectors.postgres._sql import TableName, quote_ident
+from asyncetl.connectors.postgres._sql import DIALECT, TableName, quote_ident
 from asyncetl.connectors.postgres._table import TableStore
 from asyncetl.core.batch import JsonValue, Reject
 from asyncetl.core.errors import ConfigError, PermanentError
-from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, Settle
+from asyncetl.core.interfaces import DeadLetter, LetterFilter, Settle
+from asyncetl.core.store_sql import FilteredLetterStore, LetterQueries, letter_params, limit_param
 
 __all__ = ["PostgresDeadLetterStore", "settle_on"]
 
 
-class PostgresDeadLetterStore(TableStore, DeadLetterStore):
+class PostgresDeadLetterStore(TableStore, FilteredLetterStore):
     """Dead letters as rows of a table it creates; ids are the row's ``bigserial`` id.
 
     ``record`` and ``position`` are stored as ``json`` (not ``jsonb``), which
@@ -53,14 +52,7 @@ class PostgresDeadLetterStore(TableStore, DeadLetterStore):
             f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS key text; "
             f"CREATE UNIQUE INDEX IF NOT EXISTS {by_key} ON {t} (key)"
         )
-        self._put_sql = (
-            f"INSERT INTO {t} (pipeline, stage, error, error_type, record, position, time, key) "  # noqa: S608
-            "VALUES ($1, $2, $3, $4, $5::json, $6::json, $7, $8) ON CONFLICT (key) DO NOTHING"
-        )
-        self._list_sql = (
-            "SELECT id, pipeline, stage, error, error_type, record::text AS record, "  # noqa: S608
-            f"position::text AS position, time FROM {t} WHERE pipeline = $1 ORDER BY id LIMIT $2"
-        )
+        self._sql = LetterQueries.of(DIALECT, self.table.name, self.table.schema)
         self._remove_sql = f"DELETE FROM {t} WHERE pipeline = $1 AND id = ANY($2::bigint[])"  # noqa: S608
 
     async def put(self, letters: Sequence[DeadLetter]) -> None:
@@ -84,14 +76,7 @@ class PostgresDeadLetterStore(TableStore, DeadLetterStore):
             for d in letters
         ]
         if rows:
-            await conn.executemany(self._put_sql, rows)
-
-    async def list(self, pipeline: str, *, limit: int | None = None) -> list[DeadLetter]:
-        async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            return await conn.fetch(self._list_sql, pipeline, limit)
-
-        rows = await self._run("listing dead letters", fetch)
-        return [_letter(row) for row in rows]
+            await conn.executemany(self._sql.put, rows)
 
     async def remove(self, pipeline: str, ids: Sequence[str]) -> None:
         try:
@@ -102,111 +87,31 @@ class PostgresDeadLetterStore(TableStore, DeadLetterStore):
             "removing dead letters", lambda conn: conn.execute(self._remove_sql, pipeline, numbers)
         )
 
-    async def find(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-        limit: int | None = None,
+    async def _find(
+        self, pipeline: str, wanted: LetterFilter, limit: int | None
     ) -> builtins.list[DeadLetter]:
-        """The letters of ``pipeline`` matching every filter given, oldest first, in one query."""
-        params = (*_filters(pipeline, stage, since, before, ids), limit)
+        params = (*letter_params(DIALECT, pipeline, wanted), limit_param(DIALECT, limit))
 
-        async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            return await conn.fetch(self._queries.find, *params)
+        async def fetch(conn: asyncpg.Connection) -> builtins.list[asyncpg.Record]:
+            return await conn.fetch(self._sql.find, *params)
 
         rows = await self._run("finding dead letters", fetch)
         return [_letter(row) for row in rows]
 
-    async def count(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        since: datetime | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        params = _filters(pipeline, stage, since, before, ids)
+    async def _count(self, pipeline: str, wanted: LetterFilter) -> int:
+        return await self._number("counting dead letters", self._sql.count, pipeline, wanted)
+
+    async def _purge(self, pipeline: str, wanted: LetterFilter) -> int:
+        return await self._number("purging dead letters", self._sql.purge, pipeline, wanted)
+
+    async def _number(self, what: str, sql: str, pipeline: str, wanted: LetterFilter) -> int:
+        params = letter_params(DIALECT, pipeline, wanted)
 
         async def fetch(conn: asyncpg.Connection) -> int:
-            number: int = await conn.fetchval(self._queries.count, *params)
+            number: int = await conn.fetchval(sql, *params)
             return number
 
-        return await self._run("counting dead letters", fetch)
-
-    async def purge(
-        self,
-        pipeline: str,
-        *,
-        stage: str | None = None,
-        before: datetime | None = None,
-        ids: Sequence[str] | None = None,
-    ) -> int:
-        """Delete the matching letters of ``pipeline`` in one statement; how many went."""
-        params = _filters(pipeline, stage, None, before, ids)
-
-        async def delete(conn: asyncpg.Connection) -> int:
-            number: int = await conn.fetchval(self._queries.purge, *params)
-            return number
-
-        return await self._run("purging dead letters", delete)
-
-    @functools.cached_property
-    def _queries(self) -> _Queries:
-        return _Queries.of(self.table.sql)
-
-
-#: The filters of a dead-letter query, $1 to $5; a filter is off when its parameter is NULL.
-_FILTERS = (
-    "pipeline = $1 AND ($2::text IS NULL OR stage = $2) "
-    "AND ($3::timestamptz IS NULL OR time >= $3) AND ($4::timestamptz IS NULL OR time < $4) "
-    "AND ($5::bigint[] IS NULL OR id = ANY($5))"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Queries:
-    find: str
-    count: str
-    purge: str
-
-    @classmethod
-    def of(cls, table: str) -> _Queries:
-        columns = (
-            "id, pipeline, stage, error, error_type, record::text AS record, "
-            "position::text AS position, time"
-        )
-        return cls(
-            find=f"SELECT {columns} FROM {table} WHERE {_FILTERS} ORDER BY id LIMIT $6",  # noqa: S608
-            count=f"SELECT count(*) FROM {table} WHERE {_FILTERS}",  # noqa: S608
-            purge=(
-                f"WITH gone AS (DELETE FROM {table} WHERE {_FILTERS} RETURNING 1) "  # noqa: S608
-                "SELECT count(*) FROM gone"
-            ),
-        )
-
-
-def _filters(
-    pipeline: str,
-    stage: str | None,
-    since: datetime | None,
-    before: datetime | None,
-    ids: Sequence[str] | None,
-) -> tuple[object, ...]:
-    """The parameters of :data:`_FILTERS`; an id that is no integer matches none."""
-    numbers = None if ids is None else _row_ids(ids)
-    return (pipeline, stage, _aware(since), _aware(before), numbers)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Naive times mean UTC, as the letters' times do."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+        return await self._run(what, fetch)
 
 
 async def settle_on(
@@ -253,9 +158,3 @@ def _loads(text: str | None) -> JsonValue:
         return None
     value: JsonValue = orjson.loads(text)
     return value
-
-
-def _row_ids(ids: Sequence[str]) -> list[int]:
-    """The ids that can be row ids (64-bit integers); any other id matches no row."""
-    numbers = (int(i) for i in ids if str(i).isascii() and str(i).isdigit())
-    return [number for number in numbers if number < 2**63]

@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from asyncetl.core.errors import ConfigError
+from asyncetl.core.store_sql import SqlDialect
 
 __all__ = [
+    "DIALECT",
     "STAGE",
     "TableName",
     "add_column",
@@ -53,6 +55,25 @@ def quote_qualified(schema: str | None, name: str) -> str:
     if schema is None:
         return quote_ident(name)
     return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+#: How PostgreSQL spells the stores' statements: ``$n`` parameters, typed where a
+#: filter is tested for NULL (the server must know each parameter's type), JSON
+#: columns read as text (kept as written) and counted deletes.
+DIALECT = SqlDialect(
+    quote=quote_ident,
+    mark="${}".format,
+    id_in="id = ANY({ids})",
+    casts={
+        "stage": "::text",
+        "since": "::timestamptz",
+        "before": "::timestamptz",
+        "ids": "::bigint[]",
+    },
+    json_out="{column}::text AS {column}",
+    json_in="{mark}::json",
+    counted_delete="WITH gone AS ({delete} RETURNING 1) SELECT count(*) FROM gone",
+)
 
 
 def _columns(names: Sequence[str], prefix: str = "") -> str:

@@ -225,7 +225,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         if not self.create:
             raise PermanentError(
                 f"table {self.table} does not exist in {self.dsn.where}; create it "
-                "or set create = true on the sink"
+                "or set create = true on the sink",
+                setting="table",
             )
         if self.source is not None:
             source = await self._source_schema()
@@ -536,7 +537,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         if schema is None:
             raise PermanentError(
                 f"source table {table} does not exist in {dsn.where}; "
-                "fix source_table or create the table"
+                "fix source_table or create the table",
+                setting="source_table",
             )
         return schema
 

@@ -287,7 +287,8 @@ class TableSource(Source[Any]):
             if self.schema is None:
                 raise PermanentError(
                     f"source table {self.table} does not exist in "
-                    f"{self.dsn.where}; fix the table name or the DSN"
+                    f"{self.dsn.where}; fix the table name or the DSN",
+                    setting="table",
                 )
             return list(self.schema.columns)
 

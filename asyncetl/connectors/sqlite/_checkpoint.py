@@ -7,17 +7,16 @@ from datetime import UTC, datetime
 
 import orjson
 
-from asyncetl.connectors.sqlite._connection import immediate
-from asyncetl.connectors.sqlite._sql import CheckpointSql
-from asyncetl.connectors.sqlite._table import TableStore
-from asyncetl.core.batch import Position
-from asyncetl.core.errors import CheckpointError
-from asyncetl.core.interfaces import Checkpoint, CheckpointStore
+from asyncetl.connectors.sqlite._connection import SqliteConnection
+from asyncetl.connectors.sqlite._sql import CheckpointSql, checkpoint_sql
+from asyncetl.connectors.sqlite._table import SqliteTable, connection
+from asyncetl.core.dbapi_stores import DbApiCheckpointStore
+from asyncetl.core.interfaces import Checkpoint
 
 __all__ = ["SqliteCheckpointStore", "checkpoint_row"]
 
 
-class SqliteCheckpointStore(TableStore[CheckpointSql], CheckpointStore):
+class SqliteCheckpointStore(SqliteTable, DbApiCheckpointStore[sqlite3.Connection, CheckpointSql]):
     """Committed positions in a table of a SQLite file, one row per (pipeline, source).
 
     The table ``(pipeline, source, position, updated_at)`` holds each position
@@ -31,62 +30,19 @@ class SqliteCheckpointStore(TableStore[CheckpointSql], CheckpointStore):
     :raises ConfigError: for an invalid table name or busy timeout.
     """
 
+    _db: SqliteConnection
+
     def __init__(
         self, path: str, *, table: str = "asyncetl_checkpoints", busy_timeout: float = 5.0
     ) -> None:
-        super().__init__(
-            "SqliteCheckpointStore",
-            path,
-            table=table,
-            statements=CheckpointSql.of,
-            busy_timeout=busy_timeout,
-        )
+        db = connection("SqliteCheckpointStore", path, busy_timeout)
+        super().__init__(path, table, checkpoint_sql(table), db)
 
-    async def load(self, pipeline: str, source: str) -> Position:
-        """The committed position, or ``None`` when there is none.
+    def _create(self, conn: sqlite3.Connection) -> None:
+        conn.execute(self.sql.create)
 
-        :raises CheckpointError: when the stored position is not valid JSON.
-        """
-        await self._ready()
-
-        def select(conn: sqlite3.Connection) -> str | bytes | None:
-            row = conn.execute(self.sql.load, (pipeline, source)).fetchone()
-            return None if row is None else row[0]
-
-        text = await self._db.run(select, what=f"checkpoint load from table {self.table!r}")
-        if text is None:
-            return None
-        try:
-            position: Position = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise CheckpointError(
-                f"the checkpoint of pipeline {pipeline!r} (source {source!r}) in SQLite table "
-                f"{self.table!r} of {self.path} is not valid JSON ({exc}); fix or delete that "
-                "row to start over from the beginning"
-            ) from exc
-        return position
-
-    async def saved_at(self, pipeline: str, source: str) -> datetime | None:
-        """When the committed position was saved (its ``updated_at``), or ``None``."""
-        await self._ready()
-
-        def select(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(self.sql.saved_at, (pipeline, source)).fetchone()
-            return None if row is None else str(row[0])
-
-        text = await self._db.run(select, what=f"checkpoint time from table {self.table!r}")
-        return None if text is None else datetime.fromisoformat(text)
-
-    async def save(self, checkpoint: Checkpoint) -> None:
-        """Replace the committed position of the checkpoint's pipeline and source."""
-        await self._ready()
-        row = checkpoint_row(checkpoint)
-
-        def upsert(conn: sqlite3.Connection) -> None:
-            with immediate(conn):
-                conn.execute(self.sql.save, row)
-
-        await self._db.run(upsert, what=f"checkpoint save to table {self.table!r}")
+    def _row(self, checkpoint: Checkpoint) -> tuple[str, str, str, str]:
+        return checkpoint_row(checkpoint)
 
 
 def checkpoint_row(checkpoint: Checkpoint) -> tuple[str, str, str, str]:

@@ -330,7 +330,8 @@ class SqliteSink(Sink[Record]):
     def _missing_table(self) -> PermanentError:
         return PermanentError(
             f"SQLite table {self.table!r} does not exist in {self.path}; create it or set "
-            "create = true"
+            "create = true",
+            setting="table",
         )
 
 

@@ -1,20 +1,28 @@
 """SQLite identifiers and the SQL this connector sends.
 
 Every identifier that reaches SQL goes through :func:`quote_ident`; every value
-is a bound parameter (``?``). The builders below return constant SQL text with
+is a bound parameter (``?``, or ``?NNN`` in the stores' statements from
+:mod:`asyncetl.core.store_sql`). The builders below return constant SQL text with
 quoted identifiers spliced in, and nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TypeAlias
+
+import orjson
 
 from asyncetl.core.errors import ConfigError
+from asyncetl.core.store_sql import CheckpointQueries, LetterQueries, SqlDialect
 
 __all__ = [
+    "DIALECT",
     "CheckpointSql",
-    "DeadLetterQueries",
+    "checkpoint_sql",
+    "dead_letter_sql",
     "DeadLetterSql",
     "TABLE_COLUMNS",
     "add_column",
@@ -48,11 +56,7 @@ def insert(table: str, columns: Sequence[str], key: Sequence[str] = ()) -> str:
     sql = f"INSERT INTO {quote_ident(table)} ({_columns(columns)}) VALUES ({marks})"  # noqa: S608
     if not key:
         return sql
-    updates = [quote_ident(c) for c in columns if c not in key]
-    if not updates:
-        return f"{sql} ON CONFLICT ({_columns(key)}) DO NOTHING"
-    assignments = ", ".join(f"{c} = excluded.{c}" for c in updates)
-    return f"{sql} ON CONFLICT ({_columns(key)}) DO UPDATE SET {assignments}"
+    return f"{sql} {DIALECT.upsert(key, [c for c in columns if c not in key])}"
 
 
 def add_column(table: str, name: str, kind: str) -> str:
@@ -77,105 +81,71 @@ def create_table(table: str, columns: Sequence[tuple[str, str]], key: Sequence[s
     return f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({', '.join(definitions)})"
 
 
+def _utc_text(moment: datetime) -> str:
+    """A filter's time as the letters' times are stored: ISO 8601 in UTC."""
+    return moment.astimezone(UTC).isoformat()
+
+
+def _json_array(ids: list[int]) -> str:
+    return orjson.dumps(ids).decode()
+
+
+#: How SQLite spells the stores' statements: numbered ``?NNN`` parameters, times
+#: as ISO 8601 text in UTC (so they compare as text), id lists as JSON arrays.
+DIALECT = SqlDialect(
+    quote=quote_ident,
+    mark="?{}".format,
+    id_in="id IN (SELECT value FROM json_each({ids}))",
+    now=None,
+    no_limit=-1,
+    time_value=_utc_text,
+    ids_value=_json_array,
+)
+
+
+#: The statements of a checkpoint table.
+CheckpointSql: TypeAlias = CheckpointQueries
+
+#: The columns of a checkpoint table.
+_CHECKPOINT_COLUMNS = (
+    "pipeline TEXT NOT NULL, source TEXT NOT NULL, position TEXT NOT NULL, "
+    "updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, source)"
+)
+
+
+def checkpoint_sql(table: str) -> CheckpointSql:
+    """The statements of the checkpoint table ``table``."""
+    return CheckpointQueries.of(DIALECT, table, columns=_CHECKPOINT_COLUMNS)
+
+
 @dataclass(frozen=True, slots=True)
-class CheckpointSql:
-    """The statements of a checkpoint table."""
-
-    create: str
-    load: str
-    save: str
-    saved_at: str
-
-    @classmethod
-    def of(cls, table: str) -> CheckpointSql:
-        t = quote_ident(table)
-        return cls(
-            create=(
-                f"CREATE TABLE IF NOT EXISTS {t} (pipeline TEXT NOT NULL, source TEXT NOT NULL, "
-                "position TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, source))"
-            ),
-            load=f"SELECT position FROM {t} WHERE pipeline = ? AND source = ?",  # noqa: S608
-            saved_at=f"SELECT updated_at FROM {t} WHERE pipeline = ? AND source = ?",  # noqa: S608
-            save=(
-                f"INSERT INTO {t} (pipeline, source, position, updated_at) "  # noqa: S608
-                "VALUES (?, ?, ?, ?) ON CONFLICT (pipeline, source) DO UPDATE SET "
-                "position = excluded.position, updated_at = excluded.updated_at"
-            ),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterSql:
-    """The statements of a dead-letter table.
+class DeadLetterSql(LetterQueries):
+    """The statements of a dead-letter table: its creation and :class:`LetterQueries`.
 
     ``key`` (unique where not NULL) makes :attr:`put` idempotent; a table made
     before keys existed gets the column from :attr:`add_key` and keeps its rows
-    (with NULL keys, which never conflict).
+    (with NULL keys, which never conflict). Times compare as text: every stored
+    time is ISO 8601 in UTC, written the same way.
     """
 
     create: str
     add_key: str
     index_key: str
-    put: str
-    list: str
-    remove: str
-
-    @classmethod
-    def of(cls, table: str) -> DeadLetterSql:
-        t, index = quote_ident(table), quote_ident(f"{table}_by_pipeline")
-        by_key = quote_ident(f"{table}_by_key")
-        columns = "pipeline, stage, error, error_type, record, position, time"
-        return cls(
-            create=(
-                f"CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "pipeline TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL, "
-                "error_type TEXT NOT NULL, record TEXT NOT NULL, position TEXT NOT NULL, "
-                f"time TEXT NOT NULL, key TEXT); CREATE INDEX IF NOT EXISTS {index} ON {t} "
-                "(pipeline, id)"
-            ),
-            add_key=f"ALTER TABLE {t} ADD COLUMN key TEXT",
-            index_key=f"CREATE UNIQUE INDEX IF NOT EXISTS {by_key} ON {t} (key)",
-            put=(
-                f"INSERT INTO {t} ({columns}, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
-                "ON CONFLICT (key) DO NOTHING"
-            ),
-            list=(
-                f"SELECT id, {columns} FROM {t} WHERE pipeline = ? "  # noqa: S608
-                "ORDER BY id LIMIT ?"
-            ),
-            remove=f"DELETE FROM {t} WHERE pipeline = ? AND id = ?",  # noqa: S608
-        )
 
 
-#: The filters of a dead-letter query, named parameters that are ``NULL`` when unset;
-#: ``:ids`` is a JSON array of integer ids.
-_LETTER_FILTERS = (
-    "pipeline = :pipeline AND (:stage IS NULL OR stage = :stage) "
-    "AND (:since IS NULL OR time >= :since) AND (:before IS NULL OR time < :before) "
-    "AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterQueries:
-    """The filtered reads and deletes of a dead-letter table (see :data:`_LETTER_FILTERS`).
-
-    Times compare as text: every stored time is ISO 8601 in UTC, written the same way.
-    """
-
-    find: str
-    count: str
-    purge: str
-
-    @classmethod
-    def of(cls, table: str) -> DeadLetterQueries:
-        t = quote_ident(table)
-        columns = "id, pipeline, stage, error, error_type, record, position, time"
-        return cls(
-            find=(
-                f"SELECT {columns} FROM {t} WHERE {_LETTER_FILTERS} "  # noqa: S608
-                "ORDER BY id LIMIT :limit"
-            ),
-            count=f"SELECT count(*) FROM {t} WHERE {_LETTER_FILTERS}",  # noqa: S608
-            purge=f"DELETE FROM {t} WHERE {_LETTER_FILTERS}",  # noqa: S608
-        )
+def dead_letter_sql(table: str) -> DeadLetterSql:
+    """The statements of the dead-letter table ``table``."""
+    t, index = quote_ident(table), quote_ident(f"{table}_by_pipeline")
+    by_key = quote_ident(f"{table}_by_key")
+    return DeadLetterSql(
+        **asdict(LetterQueries.of(DIALECT, table)),
+        create=(
+            f"CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "pipeline TEXT NOT NULL, stage TEXT NOT NULL, error TEXT NOT NULL, "
+            "error_type TEXT NOT NULL, record TEXT NOT NULL, position TEXT NOT NULL, "
+            f"time TEXT NOT NULL, key TEXT); CREATE INDEX IF NOT EXISTS {index} ON {t} "
+            "(pipeline, id)"
+        ),
+        add_key=f"ALTER TABLE {t} ADD COLUMN key TEXT",
+        index_key=f"CREATE UNIQUE INDEX IF NOT EXISTS {by_key} ON {t} (key)",
+    )

@@ -1,70 +1,46 @@
-"""What the checkpoint and dead-letter stores share: one connection, one table made on first use."""
+"""What the checkpoint and dead-letter stores of a SQLite file share beyond the SQL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+import sqlite3
+from contextlib import AbstractContextManager
+from datetime import datetime
 
 from asyncetl.connectors.sqlite._check import table_problems
-from asyncetl.connectors.sqlite._connection import SqliteConnection, check_busy_timeout
+from asyncetl.connectors.sqlite._connection import SqliteConnection, check_busy_timeout, immediate
+from asyncetl.connectors.sqlite._sql import DIALECT
 from asyncetl.core.interfaces import Problem
 
-__all__ = ["TableStore"]
+__all__ = ["SqliteTable", "connection", "stored_time"]
 
 
-class _Statements(Protocol):
-    @property
-    def create(self) -> str: ...
+class SqliteTable:
+    """The SQLite half of a :class:`~asyncetl.core.dbapi_stores.DbApiTableStore`."""
 
-
-S = TypeVar("S", bound=_Statements)
-
-
-class TableStore(Generic[S]):
-    """A store keeping its rows in one table of a SQLite file.
-
-    :param where: the store's name in configuration errors.
-    :param path: the database file, created when missing; its directory must exist.
-    :param table: the table, created (by the statements' ``create`` script) when missing.
-    :param statements: builds the store's SQL for ``table``.
-    :param busy_timeout: seconds to wait for another connection's write lock.
-    :raises ConfigError: for an invalid busy timeout or table name.
-    """
-
-    def __init__(
-        self,
-        where: str,
-        path: str,
-        *,
-        table: str,
-        statements: Callable[[str], S],
-        busy_timeout: float,
-    ) -> None:
-        check_busy_timeout(where, busy_timeout)
-        self.path = str(path)
-        self.table = table
-        self.sql = statements(table)
-        self._db = SqliteConnection(self.path, busy_timeout=busy_timeout)
-        self._created = False
-
-    async def open(self) -> None:
-        """Connect and create the table when missing.
-
-        :raises PermanentError: when the database cannot be opened or written.
-        """
-        await self._ready()
-
-    async def aclose(self) -> None:
-        await self._db.close()
+    database, dialect = "SQLite", DIALECT
+    path: str
+    table: str
 
     async def check(self) -> list[Problem]:
         """Whether the database can be written; the table is created when missing."""
         return await table_problems(self.path, self.table, create=True)
 
-    async def _ready(self) -> None:
-        if not self._created:
-            create = self.sql.create
-            await self._db.run(
-                lambda conn: conn.executescript(create), what=f"creating table {self.table!r}"
-            )
-            self._created = True
+    def _write(self, conn: sqlite3.Connection) -> AbstractContextManager[None]:
+        return immediate(conn)  # takes the write lock at once: no deadlock on upgrade
+
+    def _time(self, stored: object) -> datetime:
+        return stored_time(stored)
+
+
+def connection(where: str, path: str, busy_timeout: float) -> SqliteConnection:
+    """The connection of a store named ``where`` (in errors) on ``path``.
+
+    :raises ConfigError: for an invalid busy timeout.
+    """
+    check_busy_timeout(where, busy_timeout)
+    return SqliteConnection(str(path), busy_timeout=busy_timeout)
+
+
+def stored_time(stored: object) -> datetime:
+    """A time as this connector stores it (ISO 8601 text), read back."""
+    return datetime.fromisoformat(str(stored))

@@ -258,7 +258,9 @@ async def table_info(conn: asyncpg.Connection, table: TableName) -> TableInfo:
         table.name,
     )
     if not rows:
-        raise PermanentError(f"table {table} does not exist in the source database")
+        raise PermanentError(
+            f"table {table} does not exist in the source database", setting="tables"
+        )
     key_order = await conn.fetch(
         """
         SELECT a.attname FROM pg_index i
