@@ -318,7 +318,7 @@ async def test_a_run_that_stops_when_idle_takes_every_entry_despite_a_slow_first
             await anyio.sleep(0.3)  # longer than the idle time: quiet, yet not caught up
         return await fetch(*args)  # type: ignore[arg-type]
 
-    src._fetch = slow_fetch  # type: ignore[method-assign]
+    src._fetch = slow_fetch  # type: ignore[method-assign,assignment]
     with capture_logs():
         await Pipeline("p", src, sink, max_batch_size=10, stop_when_idle=0.1).run()
 
