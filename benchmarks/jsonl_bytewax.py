@@ -177,6 +177,10 @@ def main() -> None:
         return
     sinks = ["file", "null"] if args.sink == "both" else [args.sink]
     print(f"cores {os.cpu_count()}; medians of {args.pairs} interleaved pairs")
+    if sys.flags.dont_write_bytecode:
+        # Each child then compiles a source checkout of asyncetl afresh (about a tenth
+        # of its time), while bytewax, installed, loads its compiled modules.
+        print("note: PYTHONDONTWRITEBYTECODE is set; unset it to time asyncetl as installed")
     print(
         f"{'sink':>5} {'records':>10} {'bytewax rec/s':>14} {'asyncetl rec/s':>15} "
         f"{'ratio':>7} {'bytewax MiB':>12} {'asyncetl MiB':>13}"

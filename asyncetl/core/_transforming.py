@@ -52,7 +52,11 @@ class TransformStage:
     ) -> None:
         if self._transform.workers == 1:
             async for batch in recv:
-                await send.send(await self._apply(batch))
+                result = await self._apply(batch)
+                # Dropped before the send, which waits while the next stage is busy:
+                # records the transform replaced are freed now, not with the next batch.
+                del batch
+                await send.send(result)
         elif self._transform.ordered:
             await self._in_order(recv, send)
         else:

@@ -7,7 +7,6 @@ and map ``OSError`` to their own error, naming what the file is for.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +26,8 @@ def write_atomically(path: str | os.PathLike[str], content: bytes | Iterable[byt
     :raises OSError: when the file cannot be written or renamed; the temporary
         file is removed then.
     """
+    import tempfile  # here: only the runs that rewrite files pay for importing it
+
     target = Path(path)
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:

@@ -67,8 +67,8 @@ async def test_the_pipelines_figures_reach_an_opentelemetry_reader() -> None:
     }
     assert found["asyncetl.errors"] == {(p, ("stage", "odd"), ("type", "ValueError"), 15)}
     assert found["asyncetl.queue.capacity"] == {
-        (("after", "numbers"), ("before", "odd"), p, 4),
-        (("after", "odd"), ("before", "out"), p, 4),
+        (("after", "numbers"), ("before", "odd"), p, 2),
+        (("after", "odd"), ("before", "out"), p, 2),
     }
     assert found["asyncetl.progress.done"] == {(("part", ""), p, ("unit", "records"), 30)}
     assert found["asyncetl.progress.total"] == {(("part", ""), p, ("unit", "records"), 30)}

@@ -93,7 +93,7 @@ async def test_the_page_shows_the_running_pipeline_and_follows_it(
         first = int(text(browser, "records-out").replace(",", ""))
         # The numbers move without a reload, and the graph and progress fill in.
         await until(lambda: int(text(browser, "records-out").replace(",", "")) > first)
-        await until(lambda: "rec/s" in text(browser, "graph") and "/4" in text(browser, "graph"))
+        await until(lambda: "rec/s" in text(browser, "graph") and "/2" in text(browser, "graph"))
         await until(lambda: "orders_table" in text(browser, "graph"))
         await until(lambda: text(browser, "progress").startswith("all"))
         await until(lambda: "multiple of 7" in text(browser, "letters"))

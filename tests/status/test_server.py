@@ -163,7 +163,7 @@ async def test_metrics_count_each_stage_exactly_while_the_pipeline_runs() -> Non
         assert f'asyncetl_batch_duration_seconds_bucket{{le="+Inf",{odd}}} 4.0' in lines
         assert 'asyncetl_batch_duration_seconds_count{pipeline="orders",stage="out"} 4.0' in lines
         queue = 'after="tracked",before="odd",pipeline="orders"'
-        assert f"asyncetl_queue_capacity_batches{{{queue}}} 4.0" in lines
+        assert f"asyncetl_queue_capacity_batches{{{queue}}} 2.0" in lines
         assert "asyncetl_progress_done_records" not in metrics  # TrackedSource knows no size
         tg.cancel_scope.cancel()
 
@@ -229,8 +229,8 @@ async def test_the_status_document_carries_stages_queues_progress_and_dead_lette
         ("out", 5, 5),
     ]
     assert [(q["after"], q["before"], q["capacity"]) for q in document["queues"]] == [
-        ("numbers", "odd", 4),
-        ("odd", "out", 4),
+        ("numbers", "odd", 2),
+        ("odd", "out", 2),
     ]
     (part,) = document["progress"]
     assert (part["done"], part["total"], part["unit"], part["fraction"]) == (10, 10, "records", 1.0)

@@ -244,13 +244,14 @@ class JsonlSink(Sink[object]):
 
     def _append(self, fd: int, records: Sequence[object]) -> list[Reject]:
         # Each line is copied into one buffer and dropped at once: keeping a batch of
-        # orjson's outputs alive for one join measured about eight times slower.
+        # orjson's outputs alive for one join measured slower. default and option go
+        # by position: orjson parses keywords on every call, which doubled its cost.
         payload = bytearray()
         rejects: list[Reject] = []
         dumps = orjson.dumps
         for record in records:
             try:
-                payload += dumps(record, default=str, option=_ENCODE)
+                payload += dumps(record, str, _ENCODE)
             except orjson.JSONEncodeError:
                 try:
                     payload += _encode_lenient(record)
@@ -264,7 +265,7 @@ class JsonlSink(Sink[object]):
 def _encode_lenient(record: object) -> bytes:
     """For what orjson refuses: non-string keys, integers beyond 64 bits."""
     try:
-        return orjson.dumps(record, default=str, option=_ENCODE_LENIENT)
+        return orjson.dumps(record, str, _ENCODE_LENIENT)
     except orjson.JSONEncodeError:
         return (
             json.dumps(record, default=str, ensure_ascii=False, separators=_COMPACT).encode()

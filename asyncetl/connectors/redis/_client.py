@@ -96,6 +96,7 @@ class RedisClient:
     :param where: names the connector in messages, e.g. ``RedisStreamSource 'redis'``.
     :param client_name: shown by ``CLIENT LIST``, e.g. ``asyncetl:redis:worker-1``.
     :param socket_timeout: seconds to wait for a reply; longer than any ``BLOCK``.
+    :param decode_text: have replies decoded to text as they are parsed.
     """
 
     def __init__(
@@ -106,8 +107,12 @@ class RedisClient:
         client_name: str,
         policy: RetryPolicy,
         socket_timeout: float = 30.0,
+        decode_text: bool = False,
     ) -> None:
         self.url = _check_url(url, where)
+        #: Replies decoded to text by the client (in hiredis's C code, when installed),
+        #: bytes that are not UTF-8 kept as lone surrogates (``surrogateescape``).
+        self.decode_text = decode_text
         self.where = where
         self.client_name = re.sub(r"\s", "_", client_name)
         self.endpoint = endpoint(url)
@@ -171,6 +176,8 @@ class RedisClient:
                 client_name=self.client_name,
                 socket_connect_timeout=_CONNECT_TIMEOUT,
                 socket_timeout=self.socket_timeout,
+                decode_responses=self.decode_text,
+                encoding_errors="surrogateescape" if self.decode_text else "strict",
             )
         except ValueError as exc:
             raise ConfigError(

@@ -8,7 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
-from functools import partial
+from functools import lru_cache, partial
+from itertools import chain
 
 import anyio.from_thread
 import orjson
@@ -248,7 +249,8 @@ class SqliteSink(Sink[Record]):
     ) -> list[Reject]:
         conn.execute("SAVEPOINT batch")
         try:
-            conn.executemany(plan.insert, rows)
+            for sql, values in plan.statements(rows, _rows_per_statement(conn, plan.columns)):
+                conn.execute(sql, values)
         except _ROW_ERRORS:
             conn.execute("ROLLBACK TO batch")
         else:
@@ -372,6 +374,18 @@ class _Plan:
         there = {name.lower() for name in existing}
         return plan, _infer_types([n for n in names if n.lower() not in there], records)
 
+    def statements(self, rows: list[Row], most: int) -> Iterator[tuple[str, list[object]]]:
+        """The inserts of ``rows``, each with its values: up to ``most`` rows (a power of two)
+        at a time, the rest in power-of-two parts, so that few statement texts recur."""
+        start, size = 0, most
+        while start < len(rows):
+            while size > len(rows) - start:
+                size >>= 1
+            part = rows[start : start + size]
+            sql = _insert_rows(self.insert, self.table, self.columns, self.key, size)
+            yield sql, list(chain.from_iterable(part))
+            start += size
+
     def rows(self, records: Sequence[Record]) -> tuple[list[Row], list[Record], list[Reject]]:
         """Bound parameters per record, the records they came from, and the records refused."""
         columns, known = self.columns, frozenset(self.columns)
@@ -426,6 +440,30 @@ class _Plan:
                 '"evolve" (or "discard_value", "discard_row")'
             ),
         )
+
+
+#: Rows per insert statement at most. One statement per batch part instead of one per
+#: row: the sqlite3 module lets go of the GIL around every statement it steps, and
+#: each time it must win it back from the event loop's thread, which could take a
+#: whole switch interval (5 ms) per row while that thread was busy.
+_MOST_ROWS = 1024
+
+
+def _rows_per_statement(conn: sqlite3.Connection, columns: Sequence[str]) -> int:
+    """The largest power of two up to :data:`_MOST_ROWS` rows whose values SQLite binds at once."""
+    fits = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // max(1, len(columns)))
+    return 1 << (min(fits, _MOST_ROWS).bit_length() - 1)
+
+
+@lru_cache(maxsize=32)
+def _insert_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: int) -> str:
+    return insert(table, columns, key, rows)
+
+
+def _insert_rows(
+    one: str, table: str, columns: Sequence[str], key: tuple[str, ...], rows: int
+) -> str:
+    return one if rows == 1 else _insert_sql(table, tuple(columns), key, rows)
 
 
 async def _settled(settle: Settle, rejects: list[Reject]) -> Sequence[DeadLetter]:

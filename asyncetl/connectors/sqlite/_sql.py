@@ -50,10 +50,16 @@ def _columns(names: Sequence[str]) -> str:
     return ", ".join(map(quote_ident, names))
 
 
-def insert(table: str, columns: Sequence[str], key: Sequence[str] = ()) -> str:
-    """Insert one row of ``columns``; with ``key``, an upsert replacing the other columns."""
-    marks = ", ".join("?" * len(columns))
-    sql = f"INSERT INTO {quote_ident(table)} ({_columns(columns)}) VALUES ({marks})"  # noqa: S608
+def insert(table: str, columns: Sequence[str], key: Sequence[str] = (), rows: int = 1) -> str:
+    """Insert ``rows`` rows of ``columns`` (their values in turn, row after row); with
+    ``key``, an upsert replacing the other columns.
+
+    SQLite applies the rows of one statement in order, so a later row with the same
+    key updates an earlier one, as separate statements would.
+    """
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    marks = ", ".join([row] * rows)
+    sql = f"INSERT INTO {quote_ident(table)} ({_columns(columns)}) VALUES {marks}"  # noqa: S608
     if not key:
         return sql
     return f"{sql} {DIALECT.upsert(key, [c for c in columns if c not in key])}"

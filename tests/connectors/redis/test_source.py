@@ -11,7 +11,15 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from asyncetl import Lag, ListSink, MemoryDeadLetterStore, PermanentError, StageError
+from asyncetl import (
+    Lag,
+    ListSink,
+    MemoryDeadLetterStore,
+    PermanentError,
+    Pipeline,
+    StageError,
+    TransientError,
+)
 from asyncetl.connectors.redis import RedisStreamSource, StreamRecord
 from tests.connectors.redis.helpers import (
     GROUP,
@@ -274,3 +282,45 @@ async def test_the_lag_counts_the_groups_pending_and_undelivered_entries(
             Lag(20.0, "records", f"{GROUP} pending"),
             Lag(5.0, "records", f"{GROUP} lag"),
         ]
+
+
+async def test_the_upstream_end_waits_for_delivery_then_for_the_acknowledgement(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    ids = await add_entries(redis, stream, 4)
+    src = source(stream, count=4)
+    await src.open()
+    try:
+        with pytest.raises(TransientError) as caught:
+            await src.upstream_end()
+        assert str(caught.value) == (
+            f"stream {stream!r} holds entries not yet delivered to group {GROUP!r}"
+        )
+        async with aclosing(src.read(None, max_chunk=4)) as chunks:  # type: ignore[type-var]
+            assert (await anext(chunks)).position == ids[-1]
+        mark = await src.upstream_end()
+        assert not src.confirmed_through(mark)  # handed out, not yet acknowledged
+        await src.acknowledge(ids[-1])
+        assert src.confirmed_through(mark)
+    finally:
+        await src.aclose()
+
+
+async def test_a_run_that_stops_when_idle_takes_every_entry_despite_a_slow_first_read(
+    redis: aioredis.Redis, stream: str
+) -> None:
+    ids = await add_entries(redis, stream, 30)
+    src, sink = source(stream), ListSink[StreamRecord]()
+    fetch = src._fetch
+
+    async def slow_fetch(*args: object) -> object:
+        if src.outstanding == 0 and not sink.records:
+            await anyio.sleep(0.3)  # longer than the idle time: quiet, yet not caught up
+        return await fetch(*args)  # type: ignore[arg-type]
+
+    src._fetch = slow_fetch  # type: ignore[method-assign,assignment]
+    with capture_logs():
+        await Pipeline("p", src, sink, max_batch_size=10, stop_when_idle=0.1).run()
+
+    assert sink.records == expected(ids)
+    assert await pending(redis, stream) == 0

@@ -108,6 +108,26 @@ async def test_a_replayed_batch_leaves_exactly_the_same_rows(tmp_path: Path) -> 
     ]
 
 
+async def test_a_key_repeated_in_one_batch_keeps_its_last_record(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    sink = SqliteSink(str(db), "t", key=["id"], create=True)
+    batch = [{"id": i % 7, "v": f"v{i}"} for i in range(3000)]
+    await write(sink, batch)
+    await sink.aclose()
+    last = {record["id"]: record["v"] for record in batch}
+    assert query(db, "SELECT * FROM t ORDER BY id") == sorted(last.items())
+    assert last[0] == "v2996"
+
+
+async def test_a_large_batch_loads_every_row_once_in_its_order(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    sink = SqliteSink(str(db), "log", create=True)
+    # 2500 rows: parts of 1024, 1024, 256, 128, 64, 4 rows
+    await write(sink, [{"n": i} for i in range(2500)])
+    await sink.aclose()
+    assert query(db, "SELECT n FROM log ORDER BY rowid") == [(i,) for i in range(2500)]
+
+
 async def test_a_composite_key_of_every_column_does_nothing_on_conflict(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     sink = SqliteSink(str(db), "pairs", key=["a", "b"], create=True)
@@ -270,6 +290,25 @@ async def test_rows_the_table_refuses_are_rejects_and_the_rest_loads(tmp_path: P
             "PermanentError",
             "SQLite table 't' refused the record: NOT NULL constraint failed: t.qty",
         ),
+    ]
+
+
+async def test_a_refused_row_in_a_later_part_of_a_batch_leaves_no_row_twice(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "t.db"
+    execute(db, "CREATE TABLE log (n INTEGER NOT NULL CHECK (n <> 1500))")
+    sink = SqliteSink(str(db), "log")
+    batch = [{"n": i} for i in range(2000)]
+    rejects = await write(sink, batch)
+    await sink.aclose()
+    assert query(db, "SELECT n FROM log ORDER BY rowid") == [(i,) for i in range(2000) if i != 1500]
+    assert reasons(rejects) == [
+        (
+            batch[1500],
+            "PermanentError",
+            "SQLite table 'log' refused the record: CHECK constraint failed: n <> 1500",
+        )
     ]
 
 
