@@ -199,6 +199,13 @@ class CdcSource(Source[ChangeEvent]):
         stops only once the slot confirmed that far, not merely after a quiet spell while
         the walsender still decodes WAL (of other tables or databases) towards new changes.
 
+        That end need not be the end of a WAL record the walsender can reach: it may lie
+        on a page boundary inside a record whose tail is not flushed yet, which an idle
+        server may leave so for as long as nothing else commits. So it is read in a
+        transaction that takes a transaction id and commits, which writes (and has the
+        WAL writer flush) a commit record past it: the walsender always reads that far.
+        The stream is then told to confirm it promptly (:meth:`ChangeStream.catch_up`).
+
         :raises TransientError: when the server cannot be asked.
         """
         what = "reading the server's WAL end"
@@ -206,9 +213,14 @@ class CdcSource(Source[ChangeEvent]):
         conn = await catalog.connect(self.dsn, what)
         try:
             with map_errors(self.dsn, what):
-                return parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
+                async with conn.transaction():
+                    end = parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
+                    await conn.execute("SELECT pg_current_xact_id()")
         finally:
             await _close_quietly(conn)
+        if self._stream is not None:
+            await self._stream.catch_up(end)
+        return end
 
     def confirmed_through(self, mark: object) -> bool:
         """Whether the stream has acknowledged everything up to LSN ``mark``."""
