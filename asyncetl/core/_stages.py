@@ -262,16 +262,17 @@ class StageRunner:
             if quiet < idle:
                 mark, told = _NO_MARK, False  # records came: the end is asked afresh
                 continue
-            # Heartbeats (a position moving without records) keep the mark: they are
-            # how a source confirms an end past WAL or offsets that carried no records.
-            if self._batcher.holding or self._committer.pending:
-                continue
-            if self._sink.flush_deadline() is not None:
+            in_flight = self._batcher.holding or self._committer.pending
+            if self._sink.flush_deadline() is not None and not in_flight:
                 self._flush_now()  # a sink that gathers for a later commit: that is now
                 continue
             if mark is _NO_MARK:
+                if in_flight:
+                    continue  # the last records are still on their way
                 mark = await self._upstream_end(quietly=told)
                 told = True
+            # Heartbeats (a position moving without records) keep the mark: they are how
+            # a source confirms an end past WAL or offsets that carried no records for it.
             if mark is not _NO_MARK and self._source.confirmed_through(mark):
                 self._log.info("idle; stopping", idle_s=round(quiet, 3))
                 self.request_stop(immediate=False)
