@@ -196,18 +196,21 @@ class ChangeStream:
                 # The read loop will notice too and reconnect; the next status carries this ack.
                 _log.info("standby status not sent", slot=self._slot, error=str(exc))
 
-    async def catch_up(self, lsn: int) -> None:
+    def catch_up(self, lsn: int) -> None:
         """Confirm everything up to ``lsn`` promptly, not a heartbeat interval later.
 
         Until the position passed ``lsn``, the walsender is asked every
         ``_CATCH_UP_POLL`` seconds how far it has read, and every move of the
         position it reports (past WAL with no change for this stream: other
         databases', other tables', empty transactions) goes out as an empty chunk
-        at once, for the engine to acknowledge. Asks at once here too: the answer
-        also wakes a reader that waits for the next frame.
+        at once, for the engine to acknowledge. See also :meth:`ask_position`.
         """
         self._catch_up = max(self._catch_up, lsn)
         self._next_status = min(self._next_status, time.monotonic() + _CATCH_UP_POLL)
+
+    async def ask_position(self) -> None:
+        """Ask the walsender how far it has read, now: its answer also wakes a reader
+        that waits for the next frame, so a :meth:`catch_up` starts at once."""
         conn = self._conn
         if conn is None or not conn.streaming:
             return

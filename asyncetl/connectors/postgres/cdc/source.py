@@ -136,6 +136,8 @@ class CdcSource(Source[ChangeEvent]):
         self._stream: ChangeStream | None = None
         self._lsn = 0
         self._next_metrics = 0.0
+        #: The latest upstream end asked for (see upstream_end), 0 before any.
+        self._upstream_mark = 0
 
     # -- Source API --------------------------------------------------------------------------
 
@@ -218,8 +220,11 @@ class CdcSource(Source[ChangeEvent]):
                     await conn.execute("SELECT pg_current_xact_id()")
         finally:
             await _close_quietly(conn)
+        # Kept for a stream made later: a run may fall quiet before it has started one.
+        self._upstream_mark = max(self._upstream_mark, end)
         if self._stream is not None:
-            await self._stream.catch_up(end)
+            self._stream.catch_up(end)
+            await self._stream.ask_position()
         return end
 
     def confirmed_through(self, mark: object) -> bool:
@@ -377,6 +382,7 @@ class CdcSource(Source[ChangeEvent]):
             reconnect=self.reconnect,
             on_status=self._refresh_metrics,
         )
+        self._stream.catch_up(self._upstream_mark)
         if isinstance(start.get("snapshot"), dict):
             await self._begin_snapshot(keep, start["snapshot"], exported)  # type: ignore[arg-type]
 
