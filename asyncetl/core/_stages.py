@@ -40,7 +40,8 @@ AnyBatch = Batch[Any]
 
 
 _NO_MARK: Final = object()
-#: Seconds an idle run waits at most for its source to confirm its upstream's end.
+#: Seconds an idle run waits at most for its source to confirm its upstream's end
+#: without the source confirming anything new (a commit) meanwhile.
 _CONFIRM_WAIT: Final = 30.0
 
 
@@ -99,6 +100,8 @@ class StageRunner:
         #: ones it stores in its transaction, counted once that commits.
         self._settled: dict[int, Sequence[DeadLetter]] = {}
         self._read_scope = anyio.CancelScope()
+        #: The sink stage's wait for its next batch while its sink holds some (see _flush_now).
+        self._sink_wait: anyio.CancelScope | None = None
         self._engine_scope: anyio.CancelScope | None = None
         self._stopping = anyio.Event()
         self._hard_stop = False
@@ -250,26 +253,44 @@ class StageRunner:
         stats = self._stats
         mark: object = _NO_MARK
         told = False  # whether this quiet spell's "cannot tell" was logged
+        # The last sign of progress while the source confirms: (commits, when seen).
+        progress = (-1, 0.0)
         while True:
             await anyio.sleep(min(0.05, idle / 4))
-            quiet = time.monotonic() - (stats.read_at or stats.started_at)
-            if quiet < idle or self._batcher.holding or self._committer.pending:
+            now = time.monotonic()
+            quiet = now - (stats.read_at or stats.started_at)
+            if quiet < idle:
                 mark, told = _NO_MARK, False  # records came: the end is asked afresh
                 continue
+            in_flight = self._batcher.holding or self._committer.pending
+            if self._sink.flush_deadline() is not None and not in_flight:
+                self._flush_now()  # a sink that gathers for a later commit: that is now
+                continue
             if mark is _NO_MARK:
+                if in_flight:
+                    continue  # the last records are still on their way
                 mark = await self._upstream_end(quietly=told)
                 told = True
+            # Heartbeats (a position moving without records) keep the mark: they are how
+            # a source confirms an end past WAL or offsets that carried no records for it.
             if mark is not _NO_MARK and self._source.confirmed_through(mark):
                 self._log.info("idle; stopping", idle_s=round(quiet, 3))
                 self.request_stop(immediate=False)
                 return
-            if quiet >= idle + _CONFIRM_WAIT:  # never wait for ever on an upstream's word
+            if stats.batches_committed != progress[0]:
+                progress = (stats.batches_committed, now)
+            elif now - progress[1] >= _CONFIRM_WAIT:  # never wait for ever on its word
                 self._log.warning(
                     "idle; stopping before the source confirmed its upstream's end",
                     idle_s=round(quiet, 3),
                 )
                 self.request_stop(immediate=False)
                 return
+
+    def _flush_now(self) -> None:
+        """Have the sink stage flush what its sink holds now, not at its deadline."""
+        if self._sink_wait is not None:
+            self._sink_wait.cancel()
 
     async def _upstream_end(self, *, quietly: bool) -> object:
         try:
@@ -336,8 +357,11 @@ class StageRunner:
         deadline = self._sink.flush_deadline()
         if deadline is None:
             return await _handoff.receive(recv)
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-            return await _handoff.receive(recv)
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as self._sink_wait:
+            try:
+                return await _handoff.receive(recv)
+            finally:
+                self._sink_wait = None
         return None
 
     async def _flush_sink(self) -> None:

@@ -283,6 +283,11 @@ class Source(Resource, abc.ABC, Generic[T_co]):
         a source whose upstream may still hold unread data (a replication slot
         whose server still decodes WAL) says how far that is. The default (``None``)
         means a quiet source is caught up.
+
+        The mark holds for the quiet spell: chunks without records (heartbeats)
+        that move the position keep it, and are how a source confirms an end its
+        upstream reached with nothing for it. The run gives up on the mark, with a
+        warning, only after 30 seconds in which nothing was committed.
         """
         return None
 
@@ -360,8 +365,9 @@ class Sink(Resource, abc.ABC, Generic[T_contra]):
         :meth:`write` before a batch is durable, and says so here, as an
         :func:`anyio.current_time` instant. The engine then acknowledges those
         batches only after :meth:`flush` (or a later write) made them durable,
-        calling :meth:`flush` at that instant at the latest and when the input
-        ends. The default holds nothing: a returned write is durable.
+        calling :meth:`flush` at that instant at the latest, when the input ends,
+        and when a run that stops when idle falls quiet (it waits for nothing
+        more). The default holds nothing: a returned write is durable.
         """
         return None
 

@@ -53,6 +53,8 @@ _I32 = struct.Struct("!i").unpack_from
 # Changes decoded between two turns of the event loop: a whole chunk takes milliseconds
 # of CPU, and other tasks of the pipeline (a sink waiting for its database) wait that long.
 _SLICE = 500
+#: Seconds between the walsender's reports (asked for) while a catch-up is awaited.
+_CATCH_UP_POLL = 0.25
 
 
 class StreamPosition:
@@ -130,6 +132,8 @@ class ChangeStream:
         self._pending: tuple[int, float] | None = None
         self._open_time = 0.0  # commit time of the open transaction
         self._read_end = start.lsn  # end of the last transaction read
+        #: The LSN a run stopping when idle waits to see confirmed (see catch_up).
+        self._catch_up = 0
         self._where = f"streaming slot {slot!r}"
 
     # -- public -------------------------------------------------------------------------------
@@ -192,6 +196,30 @@ class ChangeStream:
                 # The read loop will notice too and reconnect; the next status carries this ack.
                 _log.info("standby status not sent", slot=self._slot, error=str(exc))
 
+    def catch_up(self, lsn: int) -> None:
+        """Confirm everything up to ``lsn`` promptly, not a heartbeat interval later.
+
+        Until the position passed ``lsn``, the walsender is asked every
+        ``_CATCH_UP_POLL`` seconds how far it has read, and every move of the
+        position it reports (past WAL with no change for this stream: other
+        databases', other tables', empty transactions) goes out as an empty chunk
+        at once, for the engine to acknowledge. See also :meth:`ask_position`.
+        """
+        self._catch_up = max(self._catch_up, lsn)
+        self._next_status = min(self._next_status, time.monotonic() + _CATCH_UP_POLL)
+
+    async def ask_position(self) -> None:
+        """Ask the walsender how far it has read, now: its answer also wakes a reader
+        that waits for the next frame, so a :meth:`catch_up` starts at once."""
+        conn = self._conn
+        if conn is None or not conn.streaming:
+            return
+        try:
+            with map_protocol_errors(self._params.dsn, self._where):
+                await conn.send_status(self.received, self.acked, self.acked, reply=True)
+        except TransientError as exc:  # the reader notices too, and reconnects
+            _log.info("standby status not sent", slot=self._slot, error=str(exc))
+
     async def keep_alive(self) -> None:
         """Send a standby status update if one is due and the reader is not sending it.
 
@@ -207,7 +235,7 @@ class ChangeStream:
         except TransientError as exc:  # the reader notices too, and reconnects
             _log.info("standby status not sent", slot=self._slot, error=str(exc))
             return
-        self._next_status = time.monotonic() + self._status_interval
+        self._schedule_status()
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
@@ -230,7 +258,10 @@ class ChangeStream:
         return (
             self.position.tx is None
             and self.position.lsn > self._emitted_lsn
-            and time.monotonic() - self._last_emit >= self._heartbeat_interval
+            and (
+                self._emitted_lsn < self._catch_up
+                or time.monotonic() - self._last_emit >= self._heartbeat_interval
+            )
         )
 
     async def _fill(self) -> None:
@@ -297,16 +328,23 @@ class ChangeStream:
             return conn
 
         self._conn = await retry_call(start, policy=self._reconnect, what=self._where)
-        self._next_status = time.monotonic() + self._status_interval
+        self._schedule_status()
         _log.info("streaming", slot=self._slot, start_lsn=format_lsn(self.position.lsn))
 
     async def _send_status(self, *, reply: bool) -> None:
         assert self._conn is not None
         with map_protocol_errors(self._params.dsn, self._where):
             await self._conn.send_status(self.received, self.acked, self.acked, reply=reply)
-        self._next_status = time.monotonic() + self._status_interval
+        self._schedule_status()
         if self._on_status is not None:
             await self._on_status()
+
+    def _schedule_status(self) -> None:
+        """The next status update: a status interval from now, sooner while catching up."""
+        interval = self._status_interval
+        if self.position.lsn < self._catch_up:
+            interval = min(interval, _CATCH_UP_POLL)
+        self._next_status = time.monotonic() + interval
 
     # -- decoding -----------------------------------------------------------------------------
 

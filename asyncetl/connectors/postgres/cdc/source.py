@@ -147,6 +147,8 @@ class CdcSource(Source[ChangeEvent]):
         self._stream: ChangeStream | None = None
         self._lsn = 0
         self._next_metrics = 0.0
+        #: The latest upstream end asked for (see upstream_end), 0 before any.
+        self._upstream_mark = 0
 
     # -- Source API --------------------------------------------------------------------------
 
@@ -210,6 +212,13 @@ class CdcSource(Source[ChangeEvent]):
         stops only once the slot confirmed that far, not merely after a quiet spell while
         the walsender still decodes WAL (of other tables or databases) towards new changes.
 
+        That end need not be the end of a WAL record the walsender can reach: it may lie
+        on a page boundary inside a record whose tail is not flushed yet, which an idle
+        server may leave so for as long as nothing else commits. So it is read in a
+        transaction that takes a transaction id and commits, which writes (and has the
+        WAL writer flush) a commit record past it: the walsender always reads that far.
+        The stream is then told to confirm it promptly (:meth:`ChangeStream.catch_up`).
+
         :raises TransientError: when the server cannot be asked.
         """
         what = "reading the server's WAL end"
@@ -217,9 +226,17 @@ class CdcSource(Source[ChangeEvent]):
         conn = await catalog.connect(self.dsn, what)
         try:
             with map_errors(self.dsn, what):
-                return parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
+                async with conn.transaction():
+                    end = parse_lsn(await conn.fetchval("SELECT pg_current_wal_lsn()::text"))
+                    await conn.execute("SELECT pg_current_xact_id()")
         finally:
             await _close_quietly(conn)
+        # Kept for a stream made later: a run may fall quiet before it has started one.
+        self._upstream_mark = max(self._upstream_mark, end)
+        if self._stream is not None:
+            self._stream.catch_up(end)
+            await self._stream.ask_position()
+        return end
 
     def confirmed_through(self, mark: object) -> bool:
         """Whether the stream has acknowledged everything up to LSN ``mark``."""
@@ -376,6 +393,7 @@ class CdcSource(Source[ChangeEvent]):
             reconnect=self.reconnect,
             on_status=self._refresh_metrics,
         )
+        self._stream.catch_up(self._upstream_mark)
         if isinstance(start.get("snapshot"), dict):
             await self._begin_snapshot(keep, start["snapshot"], exported)  # type: ignore[arg-type]
 
