@@ -92,6 +92,10 @@ class RowBlock(Sequence[dict[str, object]]):
             self._rows = []  # the records hold the values now; the rows may go
         return self._records
 
+    def rows(self) -> Sequence[Sequence[object]] | None:
+        """The rows as given, or ``None`` once the records were read (they may have changed)."""
+        return self._rows if self._records is None else None
+
     def columns(self) -> dict[str, list[object]] | None:
         """Each column's values, or ``None`` once the records were read (they may have changed).
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, time, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from asyncetl.connectors.postgres._value_check import find_changed_values
 from asyncetl.connectors.postgres.cdc._values import pg_text
 from asyncetl.connectors.postgres.schema import TableSchema
 from asyncetl.core.batch import Reject
+from asyncetl.core.columnar import RowBlock
 from asyncetl.core.errors import PermanentError
 
 if TYPE_CHECKING:
@@ -60,7 +62,9 @@ class Group:
 
     __slots__ = ("columns", "records", "rows")
 
-    def __init__(self, columns: list[str], records: list[Any], rows: list[Row] | CopyRows) -> None:
+    def __init__(
+        self, columns: list[str], records: Sequence[Any], rows: list[Row] | CopyRows
+    ) -> None:
         self.columns = columns
         self.records = records
         self.rows = rows
@@ -113,6 +117,26 @@ class Planner:
         groups, rejects = self._plan(records)
         return groups, keyless + rejects
 
+    def plan_block(self, block: RowBlock) -> tuple[list[Group], list[Reject]] | None:
+        """:meth:`plan` for an unread :class:`RowBlock` whose names are all columns, taking
+        its rows as they are instead of making a dict per row and back.
+
+        ``None`` when the block needs :meth:`plan`: it was read, a name repeats or is
+        no column, the writer needs a delete flag, or a key is missing or null.
+        """
+        rows, names = block.rows(), block.names
+        if rows is None or len(set(names)) < len(names) or self.writer.delete_flag is not None:
+            return None
+        if not self._known.issuperset(names):
+            return None  # refused, or added as a column, by the schema contract
+        if self.writer.keyed:
+            if not set(self.writer.key) <= set(names):
+                return None
+            for column in self.writer.key:
+                if None in map(itemgetter(names.index(column)), rows):
+                    return None
+        return self._groups([(list(names), block, list(map(tuple, rows)))])
+
     def _keyed(self, records: Sequence[Record]) -> tuple[Sequence[Record], list[Reject]]:
         """``records`` without those whose key is null, and those refused for it.
 
@@ -141,13 +165,13 @@ class Planner:
         if uniform is not None:  # the usual case: every record has the same fields
             names, rows = uniform
             return self._groups([(list(names), list(records), rows)])
-        shapes: list[tuple[list[str], list[Record], list[Row] | None]] = []
+        shapes: list[tuple[list[str], Sequence[Record], list[Row] | None]] = []
         for shape, members in group_by_shape(records).items():
             shapes.append(([c for c in shape if c != flag], members, None))
         return self._groups(shapes)
 
     def _groups(
-        self, shapes: list[tuple[list[str], list[Record], list[Row] | None]]
+        self, shapes: list[tuple[list[str], Sequence[Record], list[Row] | None]]
     ) -> tuple[list[Group], list[Reject]]:
         groups: list[Group] = []
         rejects: list[Reject] = []
@@ -183,7 +207,9 @@ class Planner:
                 )
         return None
 
-    def _group(self, columns: list[str], records: list[Record], rows: list[Row] | None) -> Group:
+    def _group(
+        self, columns: list[str], records: Sequence[Record], rows: list[Row] | None
+    ) -> Group:
         if rows is None:
             rows = rows_of(records, columns)
         json_columns = [

@@ -11,7 +11,8 @@ of the batch lands. A quick scan per column finds nothing in the usual case.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from operator import itemgetter
+from itertools import repeat
+from operator import contains, itemgetter
 from typing import Any
 
 from asyncetl.connectors.postgres.schema import TableSchema
@@ -32,13 +33,26 @@ def _nul(value: object) -> bool:
     return type(value) is str and "\x00" in value
 
 
-def _problem(schema: TableSchema, column: str) -> tuple[Any, str] | None:
+def _any_fraction(values: list[Any]) -> bool:
+    return float in set(map(type, values)) and any(map(_fraction, values))
+
+
+def _any_nul(values: list[Any]) -> bool:
+    types = set(map(type, values))
+    if str not in types:
+        return False  # the usual case for a non-text column: no str to look into
+    strings = values if len(types) == 1 else [v for v in values if type(v) is str]
+    return any(map(contains, strings, repeat("\x00")))  # no Python call per value
+
+
+def _problem(schema: TableSchema, column: str) -> tuple[Any, Any, str] | None:
     found = schema.column(column)
     if found is None or found.type in _BINARY:
         return None
     if found.type in _INTEGERS:
-        return _fraction, "it would lose its fraction; round it with a transform"
-    return _nul, "PostgreSQL text cannot hold the NUL character; strip it with a transform"
+        return _fraction, _any_fraction, "it would lose its fraction; round it with a transform"
+    why = "PostgreSQL text cannot hold the NUL character; strip it with a transform"
+    return _nul, _any_nul, why
 
 
 def find_changed_values(
@@ -54,10 +68,10 @@ def find_changed_values(
         problem = _problem(schema, column)
         if problem is None:
             continue
-        test, why = problem
-        if not any(map(test, map(itemgetter(i), rows))):
-            continue
+        test, found_any, why = problem
         values = list(map(itemgetter(i), rows))
+        if not found_any(values):
+            continue
         type_ = schema.column(column).type  # type: ignore[union-attr]
         for index, value in enumerate(values):
             if index in found or not test(value):

@@ -74,6 +74,7 @@ from asyncetl.connectors.postgres.schema import (
     describe_table,
 )
 from asyncetl.core.batch import Batch, Reject
+from asyncetl.core.columnar import RowBlock
 from asyncetl.core.contract import apply_contract, check_contract
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
 from asyncetl.core.interfaces import (
@@ -354,12 +355,15 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 return [], []
             await self._create(infer_columns(records, self.not_null), self.key or [])
         assert self.schema is not None
+        assert self._planner is not None
+        planned = self._planner.plan_block(records) if type(records) is RowBlock else None
+        if planned is not None:
+            return planned
         contracted = apply_contract(
             records, self._known_field, self.schema_contract, str(self.schema.table)
         )
         if contracted.new_fields:
             await self._add_columns(contracted.records, contracted.new_fields)
-        assert self._planner is not None
         groups, rejects = self._planner.plan(contracted.records)
         return groups, contracted.rejects + rejects
 
