@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, time, timedelta
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 
@@ -33,9 +33,10 @@ if TYPE_CHECKING:
     from asyncetl.connectors.postgres._writers import Writer
     from asyncetl.connectors.postgres._writers.base import Transact
 
-__all__ = ["Group", "Planner", "reject_bad_values"]
+__all__ = ["Group", "Planner", "is_copy_data", "reject_bad_values"]
 
 _JSON_TYPES = frozenset({"json", "jsonb"})
+_COPY_DATA = (bytes, bytearray, BinaryPage)
 
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
@@ -55,6 +56,14 @@ def _values_as_text(row: Row, index: list[int], whole: frozenset[int] = frozense
         elif isinstance(v, list | tuple) and i in whole:
             values[i] = pg_text(v)
     return tuple(values)
+
+
+def is_copy_data(records: Sequence[Any]) -> bool:
+    """Whether ``records`` are COPY data, loaded as they are: text lines, binary pages.
+
+    A :class:`RowBlock` holds records, and reading its first would make a dict of every row.
+    """
+    return type(records) is not RowBlock and bool(records) and isinstance(records[0], _COPY_DATA)
 
 
 class Group:
@@ -117,13 +126,16 @@ class Planner:
         groups, rejects = self._plan(records)
         return groups, keyless + rejects
 
-    def plan_block(self, block: RowBlock) -> tuple[list[Group], list[Reject]] | None:
+    def plan_block(self, block: Sequence[Record]) -> tuple[list[Group], list[Reject]] | None:
         """:meth:`plan` for an unread :class:`RowBlock` whose names are all columns, taking
         its rows as they are instead of making a dict per row and back.
 
-        ``None`` when the block needs :meth:`plan`: it was read, a name repeats or is
-        no column, the writer needs a delete flag, or a key is missing or null.
+        ``None`` when the records need :meth:`plan`: they are no RowBlock or it was read,
+        a name repeats or is no column, the writer needs a delete flag, or a key is
+        missing or null.
         """
+        if type(block) is not RowBlock:
+            return None
         rows, names = block.rows(), block.names
         if rows is None or len(set(names)) < len(names) or self.writer.delete_flag is not None:
             return None
@@ -135,7 +147,9 @@ class Planner:
             for column in self.writer.key:
                 if None in map(itemgetter(names.index(column)), rows):
                     return None
-        return self._groups([(list(names), block, list(map(tuple, rows)))])
+        # A driver's rows (asyncpg's Record) index, slice and unpack like tuples, and
+        # COPY takes them as they are: no tuple is made of each.
+        return self._groups([(list(names), block, cast(list[Row], list(rows)))])
 
     def _keyed(self, records: Sequence[Record]) -> tuple[Sequence[Record], list[Reject]]:
         """``records`` without those whose key is null, and those refused for it.

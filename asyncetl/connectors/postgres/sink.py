@@ -56,7 +56,7 @@ from asyncetl.connectors.postgres._connect import (
 )
 from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
 from asyncetl.connectors.postgres._load import Loaded
-from asyncetl.connectors.postgres._plan import Group, Planner, reject_bad_values
+from asyncetl.connectors.postgres._plan import Group, Planner, is_copy_data, reject_bad_values
 from asyncetl.connectors.postgres._rows import infer_columns
 from asyncetl.connectors.postgres._sql import TableName
 from asyncetl.connectors.postgres._writers import (
@@ -74,7 +74,6 @@ from asyncetl.connectors.postgres.schema import (
     describe_table,
 )
 from asyncetl.core.batch import Batch, Reject
-from asyncetl.core.columnar import RowBlock
 from asyncetl.core.contract import apply_contract, check_contract
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError
 from asyncetl.core.interfaces import (
@@ -92,8 +91,6 @@ __all__ = ["PostgresSink", "SinkMode"]
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
 T = TypeVar("T")
-#: Records that are COPY data, loaded as they are: text lines, binary pages.
-_COPY_DATA = (bytes, bytearray, BinaryPage)
 
 
 class PostgresSink(Sink[Mapping[str, Any]]):
@@ -317,7 +314,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         settle: Settle | None = None,
         swap: bool = False,
     ) -> list[Reject]:
-        if records and isinstance(records[0], _COPY_DATA):
+        if is_copy_data(records):
             return await self._write_text(records, checkpoint, settle, swap)
         groups, rejects = await self.plan(records)
         if swap and self.schema is None:
@@ -347,7 +344,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
 
         :returns: the groups to :meth:`load` and the records refused, with their reasons.
         """
-        if records and isinstance(records[0], _COPY_DATA) and self._planner is not None:
+        if is_copy_data(records) and self._planner is not None:
             await self._check_binary(records[0])
             return self._planner.plan_copy(records), []  # type: ignore[arg-type]
         if self.schema is None:
@@ -356,8 +353,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             await self._create(infer_columns(records, self.not_null), self.key or [])
         assert self.schema is not None
         assert self._planner is not None
-        planned = self._planner.plan_block(records) if type(records) is RowBlock else None
-        if planned is not None:
+        if (planned := self._planner.plan_block(records)) is not None:
             return planned
         contracted = apply_contract(
             records, self._known_field, self.schema_contract, str(self.schema.table)
