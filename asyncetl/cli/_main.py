@@ -31,6 +31,7 @@ import orjson
 from asyncetl import (
     AsyncetlError,
     ConfigError,
+    MemoryCheckpointStore,
     PermanentError,
     Pipeline,
     RunStats,
@@ -252,6 +253,15 @@ def _error(message: str) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     pipeline = await load_pipeline(args.spec)
+    if args.spec.endswith(".toml") and isinstance(pipeline.checkpoints, MemoryCheckpointStore):
+        # A spec file without [checkpoints] is easy to write and quietly reads (and, into
+        # an appending sink, loads) everything again on every run: say so once. A
+        # ``module:attribute`` pipeline chose its stores in code.
+        _log.warning(
+            f"positions are kept in memory only: the next run of {args.spec} starts from "
+            "the beginning again; add a [checkpoints] table to resume where a run ends",
+            pipeline=pipeline.name,
+        )
     tune_gc()
     if args.stop_when_idle is not None:
         pipeline.stop_when_idle = args.stop_when_idle

@@ -339,3 +339,21 @@ def test_second_signal_stops_at_once(project: Path) -> None:
         "stopped",
         None,
     )
+
+
+def test_a_spec_without_checkpoints_says_the_next_run_starts_over(project: Path) -> None:
+    spec = FILES_SPEC.replace('[checkpoints]\ntype = "json"\npath = "checkpoints.json"\n', "")
+    assert "[checkpoints]" not in spec
+    (project / "nocheck.toml").write_text(spec.replace('name = "files"', 'name = "nocheck"'))
+    for _ in range(2):  # each run reads everything again, and says so
+        result = cli(project, "run", "nocheck.toml", "--log-format", "json")
+        assert result.returncode == 0, result.stderr
+        events = [json.loads(line) for line in result.stderr.splitlines()]
+        assert events[0] == {
+            "event": "positions are kept in memory only: the next run of nocheck.toml starts "
+            "from the beginning again; add a [checkpoints] table to resume where a run ends",
+            "pipeline": "nocheck",
+            "level": "warning",
+            "timestamp": events[0]["timestamp"],
+        }
+        assert "  records_in     4\n" in result.stdout
