@@ -34,6 +34,7 @@ from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres.cdc._apply_stage import target_column
 from asyncetl.connectors.postgres.cdc._values import SESSION_SETTINGS
 from asyncetl.connectors.postgres.schema import TableSchema
+from asyncetl.core.errors import ConnectorError
 
 __all__ = ["CHUNK_ROWS", "backfill"]
 
@@ -49,49 +50,61 @@ async def backfill(
     schema: TableSchema,
     names: Sequence[str],
     chunk: int = CHUNK_ROWS,
-) -> int:
+) -> list[str]:
     """Give the rows of target ``schema`` whose columns ``names`` are NULL the values the
-    source table's rows of the same key hold; the number of rows updated.
+    source table's rows of the same key hold; the columns the source no longer has (dropped
+    or renamed since, or the table with them), whose values are lost with them.
 
-    ``schema`` must have a primary key; ``conn`` is the target's batch transaction.
+    ``schema`` must have a primary key; ``conn`` is the target's batch transaction, whose
+    errors pass through as the caller's.
 
     :raises ConnectorError: when the source cannot be read.
     """
-    updated = 0
+    gone = []
     settings = {k: v for k, v in SESSION_SETTINGS.items() if k != "client_encoding"}
-    with map_errors(source_dsn, f"copying new columns' values from source table {source}"):
+    with map_errors(source_dsn, f"connecting to read source table {source}"):
         reader = await asyncpg.connect(source_dsn.url, server_settings=settings, timeout=10)
-        try:
-            for name in names:
-                updated += await _backfill_column(conn, reader, source, schema, name, chunk)
-        finally:
-            await reader.close()
-    return updated
+    try:
+        for name in names:
+            if not await _backfill_column(conn, reader, source_dsn, source, schema, name, chunk):
+                gone.append(name)
+    finally:
+        await reader.close()
+    return gone
 
 
 async def _backfill_column(
     conn: asyncpg.Connection,
     reader: asyncpg.Connection,
+    source_dsn: Dsn,
     source: TableName,
     schema: TableSchema,
     name: str,
     chunk: int,
-) -> int:
+) -> bool:
+    """Whether the source still has column ``name``, whose values are then copied."""
     key = schema.primary_key
     column = quote_ident(name)
     selected = ", ".join(f"{quote_ident(k)}::text" for k in (*key, name))
     # NULLs are left out: the target's rows already hold them.
     query = f"SELECT {selected} FROM {source.sql} WHERE {column} IS NOT NULL"  # noqa: S608
     update = _update_sql(schema, name)
-    updated = 0
-    # One snapshot of the table, read through a cursor a chunk at a time.
-    async with reader.transaction(isolation="repeatable_read", readonly=True):
-        cursor = await reader.cursor(query)
-        while rows := await cursor.fetch(chunk):
-            arrays = [[row[i] for row in rows] for i in range(len(key) + 1)]
-            status = await conn.execute(update, *arrays)
-            updated += int(status.rsplit(" ", 1)[1])
-    return updated
+    what = f"reading column {name!r} of source table {source}"
+    try:
+        # One snapshot of the table, read through a cursor a chunk at a time.
+        async with reader.transaction(isolation="repeatable_read", readonly=True):
+            with map_errors(source_dsn, what):
+                cursor = await reader.cursor(query)
+            while True:
+                with map_errors(source_dsn, what):
+                    rows = await cursor.fetch(chunk)
+                if not rows:
+                    return True
+                await conn.execute(update, *([r[i] for r in rows] for i in range(len(key) + 1)))
+    except ConnectorError as exc:
+        if isinstance(exc.__cause__, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
+            return False
+        raise
 
 
 def _update_sql(schema: TableSchema, name: str) -> str:

@@ -251,9 +251,9 @@ class ApplySink(Sink[ChangeEvent]):
                     # came is in the target now. In this transaction: a crash before the
                     # commit adds the column again on the rerun, and copies again; copied
                     # in a later one, a crash in between would leave the NULLs for good.
-                    await backfill(
-                        conn, self.source_dsn, TableName(schema, table), described, copied
-                    )
+                    source = TableName(schema, table)
+                    for name in await backfill(conn, self.source_dsn, source, described, copied):
+                        _gone_column(described.table, source, name)
             if latest is not None and latest != marker:
                 await save_marker(conn, self.state_table, self.name, latest)
             if settle is not None and await settle(()):
@@ -440,6 +440,8 @@ class ApplySink(Sink[ChangeEvent]):
         filled, copied = [], []
         for index, (name, sql_type) in enumerate(add.items()):
             default = defaults.get(name)
+            if self.source_dsn is not None and default is None:
+                _gone_column(table, TableName.parse(source), name)
             if default is not None and default.existing is not None:
                 await add_filled_column(conn, table, name, sql_type, default.existing, index)
                 filled.append(name)
@@ -534,6 +536,17 @@ def _unknown_default(table: TableName, source: str, default: SourceDefault) -> N
         table=str(table),
         source_table=source,
         column=default.name,
+    )
+
+
+def _gone_column(table: TableName, source: TableName, name: str) -> None:
+    _log.warning(
+        f"column {name!r} of source table {source} is gone from the source (dropped or "
+        "renamed since it was added), so what its older rows held is unknown: rows of target "
+        f"table {table} that no change reached hold NULL in it",
+        table=str(table),
+        source_table=str(source),
+        column=name,
     )
 
 

@@ -27,7 +27,8 @@ async def test_backfill_fills_null_rows_by_key_and_keeps_streamed_values(
     await execute(
         target_db,
         # 2 holds a value a change streamed; 5 is not in the target yet, 6 no longer in the source.
-        f"{TABLE}; INSERT INTO \"S t\" VALUES (1, 'x', NULL), (2, 'y', -1), (3, 'z', NULL),"
+        f'{TABLE}; ALTER TABLE "S t" ADD COLUMN d int;'
+        "INSERT INTO \"S t\" VALUES (1, 'x', NULL), (2, 'y', -1), (3, 'z', NULL),"
         " (4, 'w', NULL), (6, 'n', NULL)",
     )
     conn = await asyncpg.connect(target_db)
@@ -36,16 +37,16 @@ async def test_backfill_fills_null_rows_by_key_and_keeps_streamed_values(
         assert schema is not None
         async with conn.transaction():
             # Two rows a chunk: the three non-NULL source rows take two UPDATEs.
-            updated = await backfill(
-                conn, Dsn.parse(cdc_db), TableName("public", "S t"), schema, ["c"], chunk=2
+            gone = await backfill(
+                conn, Dsn.parse(cdc_db), TableName("public", "S t"), schema, ["c", "d"], chunk=2
             )
     finally:
         await conn.close()
-    assert updated == 2
+    assert gone == ["d"]  # the source has no column d (any longer): nothing to copy
     assert await table_text(target_db, '"S t"') == [
-        "(1,x,0.5)",
-        "(2,y,-1)",
-        "(3,z,)",
-        "(4,w,1.5)",
-        "(6,n,)",
+        "(1,x,0.5,)",
+        "(2,y,-1,)",
+        "(3,z,,)",
+        "(4,w,1.5,)",
+        "(6,n,,)",
     ]

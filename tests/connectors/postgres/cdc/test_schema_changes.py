@@ -279,6 +279,33 @@ async def test_evolve_warns_when_it_cannot_copy_a_volatile_default(
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == [warning]
 
 
+async def test_evolve_warns_when_the_column_to_copy_is_gone_from_the_source(
+    cdc_db: str, target_db: str
+) -> None:
+    await execute(cdc_db, "CREATE TABLE s (id int PRIMARY KEY, n int); INSERT INTO s VALUES (1, 1)")
+    with structlog.testing.capture_logs() as logs:
+        await replicate(
+            cdc_db,
+            target_db,
+            ["s"],
+            [
+                snapshot_applied(target_db),
+                # One transaction: the sink sees the new column once it is already dropped.
+                "ALTER TABLE s ADD COLUMN r float8 DEFAULT random(); INSERT INTO s VALUES (2, 2);"
+                "ALTER TABLE s DROP COLUMN r",
+            ],
+            schema_contract="evolve",
+            read_source=True,
+            until=lambda: row_two_applied(target_db),
+        )
+    assert await table_text(target_db, "s", "t.id, t.r IS NULL") == ["(1,t)", "(2,f)"]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+        "column 'r' of source table public.s is gone from the source (dropped or renamed since "
+        "it was added), so what its older rows held is unknown: rows of target table public.s "
+        "that no change reached hold NULL in it"
+    ]
+
+
 async def ids_applied(target_db: str, *ids: str) -> bool:
     return await table_text(target_db, "s", "t.id") == list(ids)
 
