@@ -109,7 +109,9 @@ class ApplySink(Sink[ChangeEvent]):
         ``discard_value`` or ``discard_row``.
     :param source_dsn: the source database, if the sink may read its catalog: a column the
         target gets under ``evolve`` then holds, in rows that existed before, the value the
-        source's rows got from the column's default (see :mod:`._defaults`).
+        source's rows got from the column's default (see :mod:`._defaults`), or, for a
+        volatile one in a keyed table, the value the source row of the same key holds
+        (see :mod:`._backfill`).
     :param soft_delete_column: a ``timestamptz`` column set to ``now()`` by deletes
         (and cleared by upserts) instead of deleting rows.
     :param create: create missing target tables from the source's columns and key.
