@@ -8,7 +8,7 @@ what the target's existing rows must hold too, and the sink adds the column with
 default, so that the target rewrites nothing either.
 
 A volatile default (``now()``, ``random()``) gives each existing row its own value and keeps
-none in the catalog: those cannot be reproduced from the catalog; the sink says so.
+none in the catalog: the sink copies those from the source's rows (see :mod:`._backfill`).
 """
 
 from __future__ import annotations

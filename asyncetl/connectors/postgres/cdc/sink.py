@@ -57,6 +57,7 @@ from asyncetl.connectors.postgres.cdc._applied import (
 )
 from asyncetl.connectors.postgres.cdc._apply_sql import delete_sql, moved_sql, upsert_sql
 from asyncetl.connectors.postgres.cdc._apply_stage import stage_rows, target_column
+from asyncetl.connectors.postgres.cdc._backfill import backfill
 from asyncetl.connectors.postgres.cdc._compact import Row, compact, upsert_groups
 from asyncetl.connectors.postgres.cdc._defaults import (
     SourceDefault,
@@ -108,7 +109,9 @@ class ApplySink(Sink[ChangeEvent]):
         ``discard_value`` or ``discard_row``.
     :param source_dsn: the source database, if the sink may read its catalog: a column the
         target gets under ``evolve`` then holds, in rows that existed before, the value the
-        source's rows got from the column's default (see :mod:`._defaults`).
+        source's rows got from the column's default (see :mod:`._defaults`), or, for a
+        volatile one in a keyed table, the value the source row of the same key holds
+        (see :mod:`._backfill`).
     :param soft_delete_column: a ``timestamptz`` column set to ``now()`` by deletes
         (and cleared by upserts) instead of deleting rows.
     :param create: create missing target tables from the source's columns and key.
@@ -240,11 +243,19 @@ class ApplySink(Sink[ChangeEvent]):
             await self._apply_pages(conn, pages, stages, fresh)
             for (schema, table), table_events in groups.items():
                 target = self.mapping.get((schema, table)) or TableName(schema, table)
-                described, table_events, filled = await self._schema(
+                described, table_events, filled, copied = await self._schema(
                     conn, target, table_events, fresh
                 )
                 await self._apply_table(conn, described, table_events, stages)
                 await drop_fill_defaults(conn, described.table, filled)
+                if copied and self.source_dsn is not None:
+                    # After the table's changes: a row the batch inserted before the column
+                    # came is in the target now. In this transaction: a crash before the
+                    # commit adds the column again on the rerun, and copies again; copied
+                    # in a later one, a crash in between would leave the NULLs for good.
+                    source = TableName(schema, table)
+                    for name in await backfill(conn, self.source_dsn, source, described, copied):
+                        _gone_column(described.table, source, name)
             if latest is not None and latest != marker:
                 await save_marker(conn, self.state_table, self.name, latest)
             if settle is not None and await settle(()):
@@ -375,9 +386,10 @@ class ApplySink(Sink[ChangeEvent]):
         target: TableName,
         events: list[ChangeEvent],
         fresh: dict[TableName, TableSchema],
-    ) -> tuple[TableSchema, list[ChangeEvent], list[str]]:
-        """The target's schema, evolved as the schema contract says, the events to apply, and
-        the added columns whose default holds the value of older rows until they are applied."""
+    ) -> tuple[TableSchema, list[ChangeEvent], list[str], list[str]]:
+        """The target's schema, evolved as the schema contract says, the events to apply,
+        the added columns whose default holds the value of older rows until they are applied,
+        and those whose older rows' values are to be copied from the source."""
         schema = fresh.get(target) or self._schemas.get(target)
         if schema is None:
             schema = await describe_table(conn, target)
@@ -391,22 +403,31 @@ class ApplySink(Sink[ChangeEvent]):
             source_table,
             latest_types(events),
         )
-        filled = await self._add(conn, schema.table, change.add, source_table)
+        filled, copied = await self._add(
+            conn, schema.table, change.add, source_table, keyed=bool(schema.primary_key)
+        )
         for name, sql_type in change.widen.items():
             await self._widen(conn, schema, name, sql_type, source_table)
         if change.add or change.widen:
             schema = await describe_table(conn, schema.table) or schema
         fresh[target] = schema
         events = discard(events, change.discard, self.schema_contract, str(schema.table))
-        return schema, events, filled
+        return schema, events, filled, copied
 
     async def _add(
-        self, conn: asyncpg.Connection, table: TableName, add: dict[str, str], source: str
-    ) -> list[str]:
+        self,
+        conn: asyncpg.Connection,
+        table: TableName,
+        add: dict[str, str],
+        source: str,
+        *,
+        keyed: bool,
+    ) -> tuple[list[str], list[str]]:
         """Add columns ``add`` to ``table``, existing rows holding what the source's older
-        rows hold (see :mod:`._defaults`); the columns so filled."""
+        rows hold: the columns filled from the catalog (see :mod:`._defaults`), and those
+        whose values a keyed table copies from the source's rows (see :mod:`._backfill`)."""
         if not add:
-            return []
+            return [], []
         if self.source_dsn is None:
             _log.warning(
                 "columns added; rows already in the target hold NULL in them, whatever "
@@ -418,17 +439,22 @@ class ApplySink(Sink[ChangeEvent]):
             defaults = {}
         else:
             defaults = await read_defaults(self.source_dsn, TableName.parse(source), list(add))
-        filled = []
+        filled, copied = [], []
         for index, (name, sql_type) in enumerate(add.items()):
             default = defaults.get(name)
+            if self.source_dsn is not None and default is None:
+                _gone_column(table, TableName.parse(source), name)
             if default is not None and default.existing is not None:
                 await add_filled_column(conn, table, name, sql_type, default.existing, index)
                 filled.append(name)
                 continue
             await conn.execute(add_column(table, name, sql_type))
             if default is not None and default.unknown:
-                _unknown_default(table, source, default)
-        return filled
+                if keyed:
+                    copied.append(name)
+                else:  # no key to find a row's value by
+                    _unknown_default(table, source, default)
+        return filled, copied
 
     async def _widen(
         self, conn: asyncpg.Connection, schema: TableSchema, name: str, sql_type: str, source: str
@@ -512,6 +538,17 @@ def _unknown_default(table: TableName, source: str, default: SourceDefault) -> N
         table=str(table),
         source_table=source,
         column=default.name,
+    )
+
+
+def _gone_column(table: TableName, source: TableName, name: str) -> None:
+    _log.warning(
+        f"column {name!r} of source table {source} is gone from the source (dropped or "
+        "renamed since it was added), so what its older rows held is unknown: rows of target "
+        f"table {table} that no change reached hold NULL in it",
+        table=str(table),
+        source_table=str(source),
+        column=name,
     )
 
 

@@ -185,10 +185,82 @@ async def test_evolve_gives_older_rows_the_value_of_the_source_default(
     assert await fetch(target_db, DEFAULTS) == []
 
 
-async def test_evolve_says_that_a_volatile_default_cannot_be_reproduced(
+async def test_evolve_copies_the_values_volatile_defaults_gave_older_rows_from_the_source(
+    cdc_db: str, target_db: str
+) -> None:
+    await execute(
+        cdc_db,
+        "CREATE TABLE s (id int PRIMARY KEY, n int); INSERT INTO s VALUES (1, 1), (2, 2), (3, 3)",
+    )
+    with structlog.testing.capture_logs() as logs:
+        await replicate(
+            cdc_db,
+            target_db,
+            ["s"],
+            [
+                lambda: wait_for(lambda: ids_applied(target_db, "(1)", "(2)", "(3)")),
+                # A row written just before the columns came, in the same batch or the one before.
+                "INSERT INTO s VALUES (4, 4)",
+                "ALTER TABLE s ADD COLUMN r float8 DEFAULT random(),"
+                " ADD COLUMN at timestamptz DEFAULT clock_timestamp(),"
+                " ADD COLUMN u uuid DEFAULT gen_random_uuid();"
+                "INSERT INTO s (id, n) VALUES (5, 5); UPDATE s SET r = -1 WHERE id = 2",
+            ],
+            schema_contract="evolve",
+            read_source=True,
+        )
+    # replicate returned: row(t.*)::text of every row is the same in source and target.
+    source = await table_text(cdc_db, "s")
+    assert await table_text(target_db, "s") == source
+    assert len(source) == 5
+    # Each older row got its own values, and the one updated since keeps its streamed one.
+    assert len({row.split(",", 2)[2] for row in source}) == 5
+    assert [tuple(r) for r in await fetch(target_db, "SELECT id, r FROM s WHERE id = 2")] == [
+        (2, -1.0)
+    ]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+
+
+async def test_evolve_copies_the_values_a_rewrite_left_in_older_rows(
     cdc_db: str, target_db: str
 ) -> None:
     await execute(cdc_db, "CREATE TABLE s (id int PRIMARY KEY, n int); INSERT INTO s VALUES (1, 1)")
+    await replicate(
+        cdc_db,
+        target_db,
+        ["s"],
+        [
+            snapshot_applied(target_db),
+            # The rewrite stores 7 in every row and clears the catalog's missing value.
+            "ALTER TABLE s ADD COLUMN d int DEFAULT 7; ALTER TABLE s ALTER COLUMN n TYPE bigint;"
+            "ALTER TABLE s ALTER COLUMN d SET DEFAULT 8; INSERT INTO s (id, n) VALUES (2, 2)",
+        ],
+        schema_contract="evolve",
+        read_source=True,
+    )
+    assert await table_text(target_db, "s") == ["(1,1,7)", "(2,2,8)"]
+
+
+VOLATILE_WARNING = (
+    "column 'r' of source table public.s has default random(), which is volatile, so each "
+    "row got its own value: rows of target table public.s that no change has reached since "
+    "hold NULL in it; copy the values from the source to keep them"
+)
+NO_SOURCE_WARNING = (
+    "columns added; rows already in the target hold NULL in them, whatever default the source "
+    "gave its rows: give the sink source_dsn to copy it"
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "read_source", "warning"),
+    [("", True, VOLATILE_WARNING), (" PRIMARY KEY", False, NO_SOURCE_WARNING)],
+    ids=["keyless", "no-source-dsn"],
+)
+async def test_evolve_warns_when_it_cannot_copy_a_volatile_default(
+    cdc_db: str, target_db: str, key: str, read_source: bool, warning: str
+) -> None:
+    await execute(cdc_db, f"CREATE TABLE s (id int{key}, n int); INSERT INTO s VALUES (1, 1)")
     with structlog.testing.capture_logs() as logs:
         await replicate(
             cdc_db,
@@ -199,16 +271,38 @@ async def test_evolve_says_that_a_volatile_default_cannot_be_reproduced(
                 "ALTER TABLE s ADD COLUMN r float8 DEFAULT random(); INSERT INTO s VALUES (2, 2)",
             ],
             schema_contract="evolve",
-            read_source=True,
+            read_source=read_source,
             until=lambda: row_two_applied(target_db),
         )
     (r,) = (row[0] for row in await fetch(cdc_db, "SELECT r::text FROM s WHERE id = 2"))
     assert await table_text(target_db, "s") == ["(1,1,)", f"(2,2,{r})"]
-    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
-    assert warnings == [
-        "column 'r' of source table public.s has default random(), which is volatile, so each "
-        "row got its own value: rows of target table public.s that no change has reached since "
-        "hold NULL in it; copy the values from the source to keep them"
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [warning]
+
+
+async def test_evolve_warns_when_the_column_to_copy_is_gone_from_the_source(
+    cdc_db: str, target_db: str
+) -> None:
+    await execute(cdc_db, "CREATE TABLE s (id int PRIMARY KEY, n int); INSERT INTO s VALUES (1, 1)")
+    with structlog.testing.capture_logs() as logs:
+        await replicate(
+            cdc_db,
+            target_db,
+            ["s"],
+            [
+                snapshot_applied(target_db),
+                # One transaction: the sink sees the new column once it is already dropped.
+                "ALTER TABLE s ADD COLUMN r float8 DEFAULT random(); INSERT INTO s VALUES (2, 2);"
+                "ALTER TABLE s DROP COLUMN r",
+            ],
+            schema_contract="evolve",
+            read_source=True,
+            until=lambda: row_two_applied(target_db),
+        )
+    assert await table_text(target_db, "s", "t.id, t.r IS NULL") == ["(1,t)", "(2,f)"]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+        "column 'r' of source table public.s is gone from the source (dropped or renamed since "
+        "it was added), so what its older rows held is unknown: rows of target table public.s "
+        "that no change reached hold NULL in it"
     ]
 
 
