@@ -47,6 +47,7 @@ from asyncetl.connectors.postgres._connect import (
     open_pool,
     retry_policy,
 )
+from asyncetl.connectors.postgres._copy_out import copy_query_out, copy_setting
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres._text import copy_text, position_text
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
@@ -92,14 +93,6 @@ def _json(value: JsonValue) -> str:
 
 def _dollar(n: int) -> str:
     return f"${n}"
-
-
-def _setting(n: int) -> str:
-    return f"current_setting('asyncetl.p{n}')"
-
-
-def _set_config(n: int) -> str:
-    return f"set_config('asyncetl.p{n}', ${n}, true)"
 
 
 class TableSource(Source[Any]):
@@ -443,21 +436,12 @@ class TableSource(Source[Any]):
 
     async def _copy_page(self, position: list[str | None] | None, size: int) -> _Page:
         """Like :meth:`_record_page`, with rows as lines of COPY's text format."""
-        sql, args = self._page_query(position, size, _setting)
+        sql, args = self._page_query(position, size, copy_setting)
         values = [str(value) for value in args]  # settings are text; no ordering value is NULL
 
         async def body(conn: asyncpg.Connection) -> list[bytes]:
-            settings = ", ".join(
-                f"set_config('asyncetl.p{n}', ${n}, true)" for n in range(1, len(values) + 1)
-            )
-            await conn.execute(f"SELECT {settings}", *values)
-            parts: list[bytes] = []
-
-            async def keep(data: bytes) -> None:
-                parts.append(data)
-
-            await conn.copy_from_query(sql, output=keep)
-            return b"".join(parts).split(b"\n")[:-1]
+            output, _ = await copy_query_out(conn, sql, values)
+            return output.split(b"\n")[:-1]
 
         lines = await in_transaction(
             self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
@@ -477,16 +461,8 @@ class TableSource(Source[Any]):
             if last is None:
                 return b"", None, 0
             sql, args = self._range_query(position, last)
-            await conn.execute(
-                f"SELECT {', '.join(_set_config(n) for n in range(1, len(args) + 1))}", *args
-            )
-            parts: list[bytes] = []
-
-            async def keep(data: bytes) -> None:
-                parts.append(data)
-
-            status = await conn.copy_from_query(sql, output=keep, format="binary")
-            return b"".join(parts), last, int(status.rsplit(" ", 1)[-1])
+            data, count = await copy_query_out(conn, sql, args, format="binary")
+            return data, last, count
 
         data, last, count = await in_transaction(
             self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
@@ -523,10 +499,10 @@ class TableSource(Source[Any]):
     ) -> tuple[str, list[str]]:
         """The rows after ``position`` up to ``last`` (in ``ORDER BY`` order), as settings."""
         args: list[Any] = []
-        conditions = [self._after(position, args, _setting)] if position is not None else []
+        conditions = [self._after(position, args, copy_setting)] if position is not None else []
         left = ", ".join(quote_ident(c) for c in self.order)
         right = ", ".join(
-            self._param(c, v, args, _setting) for c, v in zip(self.order, last, strict=True)
+            self._param(c, v, args, copy_setting) for c, v in zip(self.order, last, strict=True)
         )
         conditions.append(f"({left}) <= ({right})")
         select = ", ".join(quote_ident(c.name) for c in self._selected)

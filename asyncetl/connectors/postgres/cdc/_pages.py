@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from asyncetl.connectors.postgres._binary import BinaryPage, binary_data, page_of
+from asyncetl.connectors.postgres._copy_out import copy_query_out, copy_setting
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres.cdc._apply_sql import upsert_sql
 from asyncetl.connectors.postgres.cdc._apply_stage import Stage
@@ -79,26 +80,15 @@ async def read_page(
     if last is None:
         return [], None
     bounds = [*(after or ()), *last]
-    # COPY takes no parameters: the bounds are transaction-local settings.
-    settings = ", ".join(
-        f"set_config('asyncetl.p{n}', ${n}, true)" for n in range(1, len(bounds) + 1)
+    output, rows = await copy_query_out(
+        conn, _range_sql(table, after is not None), bounds, format="binary"
     )
-    await conn.execute(f"SELECT {settings}", *bounds)
-    parts: list[bytes] = []
-
-    async def keep(data: bytes) -> None:
-        parts.append(data)
-
-    status = await conn.copy_from_query(
-        _range_sql(table, after is not None), output=keep, format="binary"
-    )
-    rows = int(status.rsplit(" ", 1)[-1])
     page = SnapshotPage(
         table.schema,
         table.name,
         tuple((name, sql) for name, _, sql in table.columns),
         table.key,
-        page_of(b"".join(parts), rows),
+        page_of(output, rows),
     )
     return [page] * rows, last
 
@@ -129,8 +119,7 @@ def _range_sql(table: TableInfo, after: bool) -> str:
 
     def key(first: int) -> str:
         return ", ".join(
-            f"current_setting('asyncetl.p{first + i}')::{table.sql_type(k)}"
-            for i, k in enumerate(table.key)
+            f"{copy_setting(first + i)}::{table.sql_type(k)}" for i, k in enumerate(table.key)
         )
 
     conditions = [f"({order}) > ({key(1)})"] if after else []
