@@ -23,7 +23,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -35,6 +34,8 @@ from urllib.parse import quote
 
 import anyio
 import asyncpg
+
+from tests.ports import free_port
 
 _PREFIX = "asyncetl_pg_"
 _RUN_PID = "test-run.pid"  # the test process that owns the cluster in this directory
@@ -263,7 +264,7 @@ def _start(
     log = directory / "log"
     failures = []
     for _ in range(3):
-        port = _free_port()
+        port = free_port()
         options = " ".join([f"-p {port}", *flags])
         pg_ctl: list[str | Path] = [
             bindir / "pg_ctl",
@@ -283,13 +284,6 @@ def _start(
         f"the private PostgreSQL cluster in {directory} did not start: "
         f"{' / '.join(failures)}; its log says: {server_log}"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _create_users(server: PrivateServer) -> None:

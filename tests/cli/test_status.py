@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.cli.helpers import FILES_SPEC, HELPERS, INPUT, cli, spawn
+from tests.ports import free_port
 
 TICKING = """
 from asyncetl import ListSink, Pipeline
@@ -26,13 +26,6 @@ def files_project(tmp_path: Path) -> Path:
     (tmp_path / "in.jsonl").write_text(INPUT)
     (tmp_path / "ticking.py").write_text(TICKING)
     return tmp_path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def when(iso: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
+
+from tests.ports import free_port, stop
 
 VERSION = "0.17.4"
 CACHE = Path.home() / ".cache" / "asyncetl-tests" / f"json-server-{VERSION}"
@@ -54,12 +55,6 @@ def binary() -> str:
     return str(found)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def json_server(directory: Path, data: dict[str, object]) -> Iterator[str]:
     """json-server over ``data`` (written to ``directory/db.json``); yields its base URL."""
@@ -82,8 +77,7 @@ def json_server(directory: Path, data: dict[str, object]) -> Iterator[str]:
                 time.sleep(0.1)
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process, 30)
         log.close()
 
 

