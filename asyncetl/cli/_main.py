@@ -67,6 +67,7 @@ from asyncetl.spec import (
     redact,
     use_env_file,
 )
+from asyncetl.spec.pipeline import is_attribute_spec
 from asyncetl.status import configure_logging
 
 __all__ = ["main"]
@@ -253,7 +254,7 @@ def _error(message: str) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     pipeline = await load_pipeline(args.spec)
-    if args.spec.endswith(".toml") and isinstance(pipeline.checkpoints, MemoryCheckpointStore):
+    if not is_attribute_spec(args.spec) and isinstance(pipeline.checkpoints, MemoryCheckpointStore):
         # A spec file without [checkpoints] is easy to write and quietly reads (and, into
         # an appending sink, loads) everything again on every run: say so once. A
         # ``module:attribute`` pipeline chose its stores in code.

@@ -222,7 +222,7 @@ def build_pipeline(
         part would have, that raises the unset variable's error when opened or used.
     :raises ConfigError: the spec is unreadable or wrong; the message names file and key.
     """
-    if _is_attribute_spec(spec):
+    if is_attribute_spec(spec):
         return _pipeline_from_attribute(str(spec))
     document = read_toml(Path(spec))
     needed = None if using is None else frozenset(using)
@@ -236,7 +236,7 @@ async def load_pipeline(
 
     :raises ConfigError: the spec is unreadable or wrong; the message names file and key.
     """
-    if not _is_attribute_spec(spec):
+    if not is_attribute_spec(spec):
         return build_pipeline(spec, using=using)
     with secrets_hidden():
         target = import_attribute(str(spec), str(spec), None)
@@ -254,7 +254,7 @@ def logging_settings(spec: str | os.PathLike[str]) -> LoggingSettings:
 
     :raises ConfigError: the file is unreadable, not TOML, or its ``[logging]`` table is wrong.
     """
-    if _is_attribute_spec(spec):
+    if is_attribute_spec(spec):
         return LoggingSettings()
     where = str(spec)
     table = read_toml(Path(spec)).get("logging", {})
@@ -267,7 +267,8 @@ def logging_settings(spec: str | os.PathLike[str]) -> LoggingSettings:
 # -- reading -----------------------------------------------------------------------------
 
 
-def _is_attribute_spec(spec: str | os.PathLike[str]) -> bool:
+def is_attribute_spec(spec: str | os.PathLike[str]) -> bool:
+    """Whether ``spec`` names a ``module:attribute`` pipeline rather than a spec file."""
     text = str(spec)
     return (
         not text.endswith(".toml")
