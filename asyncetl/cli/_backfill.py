@@ -39,6 +39,7 @@ from asyncetl.cli._common import (
     on_signals,
     positive_int,
     positive_seconds,
+    program,
     spec_options,
     table_width,
 )
@@ -130,7 +131,7 @@ def _add_status(subparsers: Any, options: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "backfill-status",
         parents=[options],
-        prog="python -m asyncetl backfill status",
+        prog=program("backfill status"),
         description="Show how many partitions of the backfill are in each status, and every "
         "partition that did not succeed.",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -27,6 +28,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "confirm",
+    "program",
     "spec_options",
     "on_signals",
     "port_number",
@@ -37,6 +39,13 @@ __all__ = [
 
 #: Success or graceful stop; a runtime failure; a bad spec or arguments; stopped hard.
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def program(command: str = "") -> str:
+    """How the user started asyncetl, for usage lines and hints: the ``asyncetl`` script or
+    ``python -m asyncetl`` (argparse would say ``__main__.py`` for the latter)."""
+    name = "asyncetl" if os.path.basename(sys.argv[0]) == "asyncetl" else "python -m asyncetl"
+    return f"{name} {command}" if command else name
 
 
 def spec_options() -> argparse.ArgumentParser:

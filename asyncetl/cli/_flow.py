@@ -23,6 +23,7 @@ from asyncetl.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     on_signals,
+    program,
     spec_options,
     table_width,
 )
@@ -64,7 +65,7 @@ def add_commands(subparsers: Any) -> None:
     status = subparsers.add_parser(
         "flow-status",
         parents=[options],
-        prog="python -m asyncetl flow status",
+        prog=program("flow status"),
         description="Show each step's status in the flow's latest run, as 'flow --resume' "
         "would continue it.",
     )

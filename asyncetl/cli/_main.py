@@ -50,6 +50,7 @@ from asyncetl.cli._common import (
     on_signals,
     port_number,
     positive_seconds,
+    program,
     spec_options,
 )
 from asyncetl.cli._dlq import add_commands as add_dlq_commands
@@ -135,7 +136,7 @@ def _config_message(error: ConfigError, args: argparse.Namespace, *, show_how: b
         return message
     if RESET_HINT in message:
         return message.replace(RESET_HINT, RESET_HINT.replace("SPEC", str(spec)))
-    return f"{message} (python -m asyncetl checkpoint show|reset {spec})" if show_how else message
+    return f"{message} ({program('checkpoint show|reset')} {spec})" if show_how else message
 
 
 def _keyed(error: PermanentError, args: argparse.Namespace, message: str | None = None) -> str:
@@ -159,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a TOML spec file, or module:attribute naming a Pipeline or a function returning one",
     )
     parser = argparse.ArgumentParser(
-        prog="python -m asyncetl",
+        prog=program(),
         description="Streaming ETL pipelines, backfills and flows from spec files.",
     )
     parser.add_argument("--version", action="version", version=f"asyncetl {__version__}")

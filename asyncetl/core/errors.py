@@ -111,11 +111,12 @@ class StageError(AsyncetlError):
         self.position = position
         self.cause = cause
         detail = str(cause) or type(cause).__name__
-        where = (
-            f"reading after position {position!r}"
-            if reading
-            else f"on the batch ending at position {position!r}"
-        )
+        if not reading:
+            where = f"on the batch ending at position {position!r}"
+        elif position is None:  # nothing committed or read yet: "after position None" says nothing
+            where = "reading from the start"
+        else:
+            where = f"reading after position {position!r}"
         super().__init__(f"stage {stage!r} failed {where}: {type(cause).__name__}: {detail}")
 
 

@@ -225,7 +225,7 @@ def test_a_missing_source_file_names_the_file_and_key(project: Path) -> None:
     result = cli(project, "run", "files.toml")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.splitlines()[-1] == (
-        "error: files.toml: source.path: stage 'jsonl' failed reading after position None: "
+        "error: files.toml: source.path: stage 'jsonl' failed reading from the start: "
         "PermanentError: file in.jsonl does not exist; check the path"
     )
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -173,7 +176,7 @@ def test_an_env_file_value_is_hidden_in_log_lines_of_either_format(
     assert "hunter2" not in result.stderr
     *logs, error = result.stderr.splitlines()
     assert error.startswith(
-        f"error: stage 'http' failed reading after position None: "
+        f"error: stage 'http' failed reading from the start: "
         f"TransientError: {CALL} failed: ClientConnectorError: "
     )
     if log_format == "json":
@@ -182,3 +185,42 @@ def test_an_env_file_value_is_hidden_in_log_lines_of_either_format(
         assert retries[0]["error"].startswith(f"TransientError: {CALL} failed: ")
     else:
         assert sum(f"call='{CALL}'" in line for line in logs) == 1
+
+
+class _AccessDenied(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that refuses the key, as one does when the secret is wrong."""
+
+    def do_HEAD(self) -> None:
+        self.send_response(403)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_PUT = do_HEAD
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def refusing_s3() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AccessDenied)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_parquet_url_with_a_secret_key_never_shows_it(project: Path, refusing_s3: str) -> None:
+    url = f"s3://AKID1:s3cret-key@bucket/out?endpoint_override={refusing_s3}&scheme=http"
+    spec = FILES_SPEC.replace('[sink]\ntype = "jsonl"\npath = "out.jsonl"', "").replace(
+        "[checkpoints]", f'[sink]\ntype = "parquet"\npath = "{url}"\n\n[checkpoints]'
+    )
+    (project / "s3.toml").write_text(spec)
+    result = cli(project, "run", "s3.toml")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "s3cret-key" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: ParquetSink parquet_sink could not open in "
+        f"s3://AKID1:***@bucket/out?endpoint_override={refusing_s3}&scheme=http: "
+    )

@@ -145,7 +145,7 @@ async def test_a_resource_json_server_does_not_have_stops_the_run_naming_url_and
         )
     assert result.returncode == 1
     assert result.stderr.decode().splitlines()[-1] == (
-        f"error: stage 'http' failed reading after position None: HttpStatusError: GET "
+        f"error: stage 'http' failed reading from the start: HttpStatusError: GET "
         f"{base}/ordres?_limit=100&_page=1 answered 404 Not Found: '{{}}'; check the URL, "
         "the query parameters and the request"
     )
