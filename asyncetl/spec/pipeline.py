@@ -55,7 +55,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, cast
 
 from asyncetl import (
     CheckpointStore,
@@ -394,8 +394,18 @@ class _Builder:
 
     def _transform(self, index: int, table: dict[str, Any]) -> Transform:
         key = f"transforms[{index}]"
-        table = dict(substitute(table, self.where, key, mark=True))
-        function = table.pop("function", None)
+        try:
+            table = dict(substitute(table, self.where, key, mark=True))
+        except UnsetVariable as exc:
+            if self.using is None or "transforms" in self.using:
+                raise
+            return self._unrun_transform(key, table, exc)
+        fn = self._transform_function(key, table.pop("function", None))
+        transform = _construct(self.where, key, Transform, table, provided={"fn": fn})
+        assert isinstance(transform, Transform)
+        return transform
+
+    def _transform_function(self, key: str, function: object) -> Callable[..., object]:
         if not isinstance(function, str):
             problem = (
                 "required key is missing"
@@ -408,9 +418,25 @@ class _Builder:
             raise ConfigError(
                 f"{function} is not a function", where=self.where, key=f"{key}.function"
             )
-        transform = _construct(self.where, key, Transform, table, provided={"fn": fn})
-        assert isinstance(transform, Transform)
-        return transform
+        return cast(Callable[..., object], fn)
+
+    def _unrun_transform(self, key: str, table: dict[str, Any], error: UnsetVariable) -> Transform:
+        """A stand-in for a transform that names an unset variable and will not be run.
+
+        Commands that only read state (``dlq``, ``status``, ``cdc``) need its stage
+        name, nothing else; calling it raises the unset variable's error.
+        """
+        table = dict(substitute(table, self.where, key, mark=True, keep_unset=True))
+        function, name = table.get("function"), table.get("name")
+        if "${" in f"{function}{name or ''}":
+            raise error  # the stage name depends on the variable
+        if not isinstance(name, str):
+            name = Transform(self._transform_function(key, function)).name
+
+        def unset(*_: object) -> object:
+            raise error
+
+        return Transform(unset, name=name)
 
 
 def _default(factory: Callable[..., object], parameter: str) -> object:

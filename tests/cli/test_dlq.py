@@ -327,3 +327,36 @@ def test_dlq_needs_only_the_variables_of_the_dead_letter_store(
         "is not set; set it or write ${ASYNCETL_TEST_UNSET_STORE:-default}"
     ]
     assert stored(project) == dead
+
+
+def test_dlq_list_needs_no_variable_of_a_transform_but_its_name(
+    project: Path, dead: list[dict[str, Any]]
+) -> None:
+    spec = (project / "files.toml").read_text()
+    (project / "policy.toml").write_text(
+        spec.replace('on_error = "dead_letter"', f'on_error = "{unset("POLICY")}"')
+    )
+    listed = cli(project, "dlq", "list", "policy.toml", "--json")
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert json.loads(listed.stdout) == dead
+    replay = cli(project, "dlq", "replay", "policy.toml")
+    assert (replay.returncode, replay.stderr.splitlines()[-1]) == (
+        2,
+        "error: policy.toml: transforms[0].on_error: environment variable "
+        "ASYNCETL_TEST_UNSET_POLICY is not set; set it or write "
+        "${ASYNCETL_TEST_UNSET_POLICY:-default}",
+    )
+    # Letters are filed by stage name: a name made of a variable cannot be told.
+    (project / "named.toml").write_text(
+        spec.replace('name = "invert"', f'name = "{unset("NAME")}"')
+    )
+    refused = cli(project, "dlq", "list", "named.toml")
+    assert (refused.returncode, refused.stderr.splitlines()) == (
+        2,
+        [
+            "error: named.toml: transforms[0].name: environment variable "
+            "ASYNCETL_TEST_UNSET_NAME is not set; set it or write "
+            "${ASYNCETL_TEST_UNSET_NAME:-default}"
+        ],
+    )
+    assert stored(project) == dead
