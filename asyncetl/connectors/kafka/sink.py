@@ -284,20 +284,29 @@ class KafkaSink(Sink[Any]):
         self._turn += 1
         filling: dict[tuple[str, int], BatchBuilder] = {}
         headers = self.headers
+        # A batch's messages mostly go to one topic and, when keyless or on one partition,
+        # to one partition: the last ones are kept, so that most messages look nothing up.
+        last_topic, partitions = "", [0]
+        last: tuple[str, int] = ("", -1)
+        builder: BatchBuilder | None = None
         with anyio.fail_after(ACK_TIMEOUT):
             for topic, key, value in messages:
-                at = chooser.choose(await chooser.partitions(topic), key)
-                builder = filling.get((topic, at))
-                if builder is None:
-                    builder = filling[topic, at] = producer.create_batch()
+                if topic != last_topic:
+                    last_topic, partitions = topic, await chooser.partitions(topic)
+                at = chooser.choose(partitions, key)
+                if builder is None or at != last[1] or topic != last[0]:
+                    last = (topic, at)
+                    builder = filling.get(last)
+                    if builder is None:
+                        builder = filling[last] = producer.create_batch()
                 appended = builder.append(key=key, value=value, timestamp=None, headers=headers)
                 if appended is not None:
                     continue
                 answers.append(await _queue(producer, builder, topic, at))
-                builder = filling[topic, at] = producer.create_batch()
+                builder = filling[last] = producer.create_batch()
                 builder.append(key=key, value=value, timestamp=None, headers=headers)
-            for (topic, at), builder in filling.items():
-                answers.append(await _queue(producer, builder, topic, at))
+            for (topic, at), full in filling.items():
+                answers.append(await _queue(producer, full, topic, at))
 
     async def _confirm(self, batches: Sequence[_Unconfirmed]) -> None:
         answers = [answer for held in batches for answer in held.answers]
