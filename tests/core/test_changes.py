@@ -11,13 +11,17 @@ import orjson
 import pytest
 
 import asyncetl
+from asyncetl.core.batch import JsonValue
 from asyncetl.core.changes import (
+    JSON_NULL,
     UNCHANGED,
     ChangeEvent,
+    DeclaredColumns,
     JsonText,
     decode_debezium,
     encode_debezium,
     encode_debezium_key,
+    revive,
 )
 from asyncetl.core.deadletter import to_jsonable
 from asyncetl.core.errors import ConfigError
@@ -46,7 +50,7 @@ def test_json_round_trip_keeps_the_unchanged_marker() -> None:
     event = update()
     data = orjson.loads(orjson.dumps(event.to_json()))
     back = ChangeEvent.from_json(data)
-    assert back.after == {"id": 7, "total": "2.50", "note": UNCHANGED, "raw": "AQ=="}
+    assert back.after == {"id": 7, "total": "2.50", "note": UNCHANGED, "raw": b"\x01"}
     assert (back.op, back.key, back.lsn, back.seq, back.commit_time, back.xid) == (
         "u",
         {"id": 7},
@@ -428,3 +432,65 @@ def test_with_schema_the_key_is_debeziums_key_struct() -> None:
         },
         "payload": {"id": 1},
     }
+
+
+def declared_insert() -> ChangeEvent:
+    """An insert decoded from a Debezium message whose schema section declared its columns."""
+    return ChangeEvent(
+        "c",
+        "public",
+        "orders",
+        {"id": 1},
+        None,
+        {"id": 1, "blob": b"\xde\xad", "doc": JsonText('{"b": 1}'), "nothing": JSON_NULL},
+        commit_time=WHEN,
+        columns=DeclaredColumns(id="integer", blob="bytea", doc="jsonb", nothing="json"),
+        key_columns=("id",),
+    )
+
+
+def test_a_dead_letter_keeps_declared_columns_bytes_and_json_of_an_event() -> None:
+    event = declared_insert()
+    stored = orjson.loads(orjson.dumps(to_jsonable(event)))
+    assert stored["columns_declared"] is True
+    assert stored["after"] == {"id": 1, "blob": "3q0=", "doc": '{"b": 1}', "nothing": "null"}
+    back = revive(stored)
+    assert isinstance(back, ChangeEvent) and type(back.columns) is DeclaredColumns
+    assert (back.key, back.commit_time, back.columns, back.key_columns) == (
+        event.key,
+        event.commit_time,
+        event.columns,
+        event.key_columns,
+    )
+    assert back.after is not None
+    assert back.after["blob"] == b"\xde\xad" and type(back.after["doc"]) is JsonText
+    # JSON null as its text: what a json column gets of either.
+    assert back.after["nothing"] == "null" and type(back.after["nothing"]) is JsonText
+
+
+def test_source_columns_stay_the_sources_through_a_dead_letter() -> None:
+    back = revive(to_jsonable(update()))
+    assert isinstance(back, ChangeEvent) and type(back.columns) is dict
+    assert back.after is not None and back.after["raw"] == b"\x01"
+
+
+def test_a_letter_stored_before_columns_declared_was_written_still_revives() -> None:
+    # What to_jsonable stored of an event before: orjson's encoding of the dataclass,
+    # bytes as their repr, no columns_declared (columns are then read as the source's).
+    old = orjson.loads(orjson.dumps(update(), default=str))
+    assert "columns_declared" not in old and old["after"]["raw"] == "b'\\x01'"
+    back = revive(old)
+    assert isinstance(back, ChangeEvent) and type(back.columns) is dict
+    assert back.after == {"id": 7, "total": "2.50", "note": UNCHANGED, "raw": b"\x01"}
+    assert (back.lsn, back.seq, back.commit_time, back.key_columns) == (
+        0x16B3748,
+        3,
+        WHEN,
+        ("id",),
+    )
+
+
+def test_revive_leaves_records_that_are_no_change_event_alone() -> None:
+    record: dict[str, JsonValue] = {"op": "c", "schema": "public", "table": "t"}
+    assert revive(record) is record
+    assert revive([1, 2]) == [1, 2]

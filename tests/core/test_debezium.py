@@ -66,6 +66,9 @@ def events() -> list[ChangeEvent]:
         ChangeEvent("d", before={"id": 7}, lsn=102, **common),  # type: ignore[arg-type]
         ChangeEvent("r", "public", "items", after={"id": 1}),
         ChangeEvent("t", "public", "items", lsn=103, commit_time=LATER),
+        # Another table and transaction: nothing of the last event's envelope is kept.
+        ChangeEvent("c", "sales", "orders", after={"id": 2}, lsn=104, commit_time=LATER, xid=10),
+        ChangeEvent("c", "public", "items", after={"id": 3}, lsn=2**40, commit_time=LATER, xid=10),
     ]
 
 

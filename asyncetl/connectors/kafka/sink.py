@@ -266,13 +266,25 @@ class KafkaSink(Sink[Any]):
 
     def _encoding(self, records: Sequence[Any], rejects: list[Reject]) -> Iterator[_Message]:
         now = dt.datetime.now(dt.UTC)
+        tombstones = self.tombstones
         for record in records:
+            change = isinstance(record, ChangeEvent)
             try:
-                messages = self._encode(record, now)
+                if change:  # the common case, one message without a list
+                    message = self._encode_change(record, now)
+                else:
+                    messages = self._encode(record, now)
             except (TypeError, ValueError) as exc:
                 rejects.append(Reject(record, exc))
                 continue
-            yield from messages
+            if not change:
+                yield from messages
+                continue
+            yield message
+            if record.op == "d" and tombstones and message[1] is not None:
+                # After a deleted row, its key without a value, as Debezium writes it, so
+                # that a compacted topic forgets the row.
+                yield message[0], message[1], None
 
     async def _queue_all(
         self, messages: Iterable[_Message], answers: list[asyncio.Future[object]]
@@ -284,20 +296,29 @@ class KafkaSink(Sink[Any]):
         self._turn += 1
         filling: dict[tuple[str, int], BatchBuilder] = {}
         headers = self.headers
+        # A batch's messages mostly go to one topic and, when keyless or on one partition,
+        # to one partition: the last ones are kept, so that most messages look nothing up.
+        last_topic, partitions = "", [0]
+        last: tuple[str, int] = ("", -1)
+        builder: BatchBuilder | None = None
         with anyio.fail_after(ACK_TIMEOUT):
             for topic, key, value in messages:
-                at = chooser.choose(await chooser.partitions(topic), key)
-                builder = filling.get((topic, at))
-                if builder is None:
-                    builder = filling[topic, at] = producer.create_batch()
+                if topic != last_topic:
+                    last_topic, partitions = topic, await chooser.partitions(topic)
+                at = chooser.choose(partitions, key)
+                if builder is None or at != last[1] or topic != last[0]:
+                    last = (topic, at)
+                    builder = filling.get(last)
+                    if builder is None:
+                        builder = filling[last] = producer.create_batch()
                 appended = builder.append(key=key, value=value, timestamp=None, headers=headers)
                 if appended is not None:
                     continue
                 answers.append(await _queue(producer, builder, topic, at))
-                builder = filling[topic, at] = producer.create_batch()
+                builder = filling[last] = producer.create_batch()
                 builder.append(key=key, value=value, timestamp=None, headers=headers)
-            for (topic, at), builder in filling.items():
-                answers.append(await _queue(producer, builder, topic, at))
+            for (topic, at), full in filling.items():
+                answers.append(await _queue(producer, full, topic, at))
 
     async def _confirm(self, batches: Sequence[_Unconfirmed]) -> None:
         answers = [answer for held in batches for answer in held.answers]
@@ -309,8 +330,6 @@ class KafkaSink(Sink[Any]):
         return sorted(await self._open_producer().partitions_for(topic))
 
     def _encode(self, record: object, now: dt.datetime) -> list[_Message]:
-        if isinstance(record, ChangeEvent):
-            return self._encode_change(record, now)
         if not isinstance(record, Mapping):
             raise TypeError(
                 f"{self.where} sends JSON objects and change events, not "
@@ -324,17 +343,14 @@ class KafkaSink(Sink[Any]):
             )
         return [(topic, key, orjson.dumps(record))]
 
-    def _encode_change(self, event: ChangeEvent, now: dt.datetime) -> list[_Message]:
+    def _encode_change(self, event: ChangeEvent, now: dt.datetime) -> _Message:
         topic = self._topics.get((event.schema, event.table))
         if topic is None:
             fields = {"prefix": self.topic_prefix, "schema": event.schema, "table": event.table}
             topic = self._topics[(event.schema, event.table)] = self.topic.render(fields)
         row_key = _row_key(event)
         key = None if row_key is None else self._debezium.key(event, row_key)
-        envelope = self._debezium.envelope(event, now)
-        if event.op == "d" and key is not None and self.tombstones:
-            return [(topic, key, envelope), (topic, key, None)]
-        return [(topic, key, envelope)]
+        return topic, key, self._debezium.envelope(event, now)
 
     def _field(self, record: Mapping[str, Any], field: str, what: str) -> Any:
         if field not in record:
