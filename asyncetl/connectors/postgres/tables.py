@@ -178,8 +178,7 @@ class TablesSource(Source[TableRow]):
                 chunk_size=chunk_size,
                 snapshot=snapshot,
                 # Read as text: a timedelta has no months, so it would change them;
-                # a list has no lower bounds. (Not a keyless table's arrays: its rows'
-                # hashes, which the target keeps, are of their values as lists.)
+                # a list has no lower bounds.
                 text_types=LOSSY_TYPES,
                 text_arrays=True,
                 retries=retries,
@@ -384,7 +383,7 @@ class TablesSink(Sink[TableRow]):
             source_dsn=self.source_dsn.url,
             source_table=table,
             columns=columns,
-            text_arrays=keyed,
+            text_arrays=True,
             retries=self._retry[0],
             retry_max_time=self._retry[1],
         )
