@@ -115,7 +115,23 @@ def row_hash(values: Sequence[Any], salt: int = 0) -> str:
 
 def hash_payload(values: Sequence[Any]) -> bytes:
     """What :func:`row_hash` digests for ``values``: rows with equal payloads hash alike."""
-    return orjson.dumps(values, default=_canonical, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(values, default=_canonical, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        # orjson refuses a time with a zone (timetz), so no row holding one was ever
+        # hashed: its ISO text is no change to any stored hash.
+        zoneless = _zoned_times_as_text(values)
+        return orjson.dumps(zoneless, default=_canonical, option=orjson.OPT_SORT_KEYS)
+
+
+def _zoned_times_as_text(value: Any) -> Any:
+    if isinstance(value, time) and value.tzinfo is not None:
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_zoned_times_as_text(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _zoned_times_as_text(v) for k, v in value.items()}
+    return value
 
 
 def salted_hash(payload: bytes, salt: int = 0) -> str:

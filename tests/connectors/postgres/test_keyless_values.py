@@ -1,4 +1,4 @@
-"""Arrays of tables without a key through pg_copy: every value exactly, lower bounds included."""
+"""Tables without a key through pg_copy: every value exactly, arrays' lower bounds included."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from asyncetl import Pipeline
 from asyncetl.connectors.postgres import PostgresSink, TablesSink, TablesSource
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import batch, execute, rows
-from tests.connectors.postgres.test_type_fidelity import drop, example_reading, make_target
+from tests.connectors.postgres.test_type_fidelity import (
+    EXAMPLE,
+    drop,
+    example_reading,
+    make_target,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -72,7 +77,7 @@ async def test_keyless_arrays_with_bounds_resume_page_after_page(pg_database: st
     target = await make_target(pg_database)
     try:
 
-        def copy() -> Pipeline[Any]:
+        def copy() -> Pipeline:
             source = TablesSource(pg_database, "t", chunk_size=1)
             sink = TablesSink(target, tables="t", source_dsn=pg_database)
             return Pipeline("keyless", source, sink, max_batch_size=2)
@@ -93,9 +98,7 @@ async def test_append_with_row_hash_numbers_identical_rows_holding_lists(
 ) -> None:
     """A list is no dict key, yet identical rows holding one are numbered apart, hashed as
     ``row_hash`` always hashed them; rows without lists keep the hashes they had."""
-    await execute(
-        pg_database, "CREATE TABLE t (id integer, tags integer[], _row_hash text UNIQUE)"
-    )
+    await execute(pg_database, "CREATE TABLE t (id integer, tags integer[], _row_hash text UNIQUE)")
     records: list[dict[str, Any]] = [
         {"id": 1, "tags": [1, 2]},
         {"id": 1, "tags": [1, 2]},
@@ -113,3 +116,29 @@ async def test_append_with_row_hash_numbers_identical_rows_holding_lists(
         (1, [1, 2], "d1215babeacc36643a36c1979141415e"),
         (2, None, "f6520e102f955d7223070534b25ab53a"),
     ]
+
+
+async def test_pg_copy_hashes_the_rows_of_a_keyless_table_with_time_zones(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """orjson refuses a time with a zone: the row hash takes its ISO text."""
+    await execute(
+        pg_database,
+        "CREATE TABLE t (n integer, z timetz, zs timetz[]);"
+        "INSERT INTO t VALUES (1, '12:34:56.789+05:30', '{12:00+01,NULL}'),"
+        "(1, '12:34:56.789+05:30', '{12:00+01,NULL}'), (2, '00:00:00-12', NULL), (3, NULL, '{}')",
+    )
+    target = await make_target(pg_database)
+    try:
+        monkeypatch.setenv("SOURCE_DSN", pg_database)
+        monkeypatch.setenv("TARGET_DSN", target)
+        monkeypatch.setenv("TABLES", "t")
+        stats = await build_pipeline(EXAMPLE).run()
+        assert (stats.records_out, stats.unchanged) == (4, 0)
+        zoned = "SELECT row(n, z, zs)::text FROM t ORDER BY 1"
+        assert await rows(target, zoned) == await rows(pg_database, zoned)
+        assert len(await rows(target, zoned)) == 4
+        stats = await build_pipeline(EXAMPLE).run()
+        assert (stats.records_out, stats.unchanged) == (0, 4)
+    finally:
+        await drop(pg_database, target)
