@@ -19,8 +19,8 @@ changed rewrites exactly those rows:
 Read as records, array columns travel as their text, cast back by the target,
 so lower bounds other than 1 (``'[0:1]={7,8}'``, ``'[0:1][2:3]={{1,2},{3,4}}'``)
 arrive as they are, which a list would lose; a keyless row's hash is of that
-text. (Before, a keyless table's first non-NULL array stopped the copy, so no
-target holds such a row under another hash.)
+text. (A keyless table's rows were never hashed with their arrays as lists: the
+first non-NULL array stopped the copy. No target holds such a row under another hash.)
 
 With ``format="copy"`` a keyed table's rows are never decoded: each is a line
 of COPY's text format, read with ``COPY (SELECT …) TO STDOUT`` and written with
