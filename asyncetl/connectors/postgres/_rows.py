@@ -16,10 +16,12 @@ from asyncetl.connectors.postgres.schema import Column
 
 __all__ = [
     "group_by_shape",
+    "hash_payload",
     "infer_columns",
     "json_text",
     "row_hash",
     "rows_of",
+    "salted_hash",
     "uniform_rows",
 ]
 
@@ -108,7 +110,32 @@ def row_hash(values: Sequence[Any], salt: int = 0) -> str:
     The same values give the same hash in every process and run, unlike
     Python's ``hash()``. ``salt`` tells apart identical rows (their occurrence number).
     """
-    payload = orjson.dumps(values, default=_canonical, option=orjson.OPT_SORT_KEYS)
+    return salted_hash(hash_payload(values), salt)
+
+
+def hash_payload(values: Sequence[Any]) -> bytes:
+    """What :func:`row_hash` digests for ``values``: rows with equal payloads hash alike."""
+    try:
+        return orjson.dumps(values, default=_canonical, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        # orjson refuses a time with a zone (timetz), so no row holding one was ever
+        # hashed: its ISO text is no change to any stored hash.
+        zoneless = _zoned_times_as_text(values)
+        return orjson.dumps(zoneless, default=_canonical, option=orjson.OPT_SORT_KEYS)
+
+
+def _zoned_times_as_text(value: Any) -> Any:
+    if isinstance(value, time) and value.tzinfo is not None:
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_zoned_times_as_text(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _zoned_times_as_text(v) for k, v in value.items()}
+    return value
+
+
+def salted_hash(payload: bytes, salt: int = 0) -> str:
+    """:func:`row_hash` of the values whose :func:`hash_payload` is ``payload``."""
     if salt:
         payload += b"#%d" % salt
     return hashlib.blake2b(payload, digest_size=16).hexdigest()

@@ -120,8 +120,8 @@ class TableSource(Source[Any]):
         sink whose columns have the same types; needs built-in types too).
     :param text_types: ``pg_catalog`` types read as their text (``str``), e.g.
         ``["interval"]``, whose ``timedelta`` would lose the months.
-    :param text_arrays: read array columns (but ordering ones) as their text, which keeps
-        lower bounds other than 1 (``[0:1]={7,8}``) that a list loses.
+    :param text_arrays: read array columns as their text, which keeps lower bounds
+        other than 1 (``[0:1]={7,8}``) that a list loses.
     :param retries: retries of a failed page query.
     :param retry_max_time: seconds after which no retry starts.
     """
@@ -330,12 +330,7 @@ class TableSource(Source[Any]):
 
     def _selected_sql(self, column: Column) -> str:
         name = quote_ident(column.name)
-        if (
-            self.text_arrays
-            and not self.grouped  # grouped by the values themselves
-            and column.type.endswith("]")
-            and column.name not in self.order
-        ):
+        if self.text_arrays and column.type.endswith("]"):
             return f"{name}::text AS {name}"
         return name
 
@@ -548,9 +543,14 @@ class TableSource(Source[Any]):
         if position is not None:
             conditions.append(self._after(position, args, placeholder))
         conditions += self._lag(args, placeholder)
-        source = f"({self.query}) AS q" if self.query is not None else self.table.sql
+        source, qualifier = (
+            (f"({self.query}) AS q", "q")
+            if self.query is not None
+            else (self.table.sql, self.table.sql)
+        )
         select = self._select
-        order = ", ".join(quote_ident(c) for c in self.order)
+        # Qualified: a bare name would mean the selected column, maybe an array's text.
+        order = ", ".join(f"{qualifier}.{quote_ident(c)}" for c in self.order)
         sql = f"SELECT {select}"
         if self.grouped:
             sql += f", count(*) AS {quote_ident(_COUNT)}"
@@ -558,7 +558,7 @@ class TableSource(Source[Any]):
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         if self.grouped:
-            sql += f" GROUP BY {select}"
+            sql += f" GROUP BY {order}"  # every selected column
         args.append(size)
         return f"{sql} ORDER BY {order} LIMIT {placeholder(len(args))}::bigint", args
 

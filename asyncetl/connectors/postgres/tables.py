@@ -16,6 +16,12 @@ changed rewrites exactly those rows:
 - a table without one (``pgbench_history``) is appended with a unique
   ``_row_hash`` (identical rows numbered), so rows already copied are skipped.
 
+Read as records, array columns travel as their text, cast back by the target,
+so lower bounds other than 1 (``'[0:1]={7,8}'``, ``'[0:1][2:3]={{1,2},{3,4}}'``)
+arrive as they are, which a list would lose; a keyless row's hash is of that
+text. (A keyless table's rows were never hashed with their arrays as lists: the
+first non-NULL array stopped the copy. No target holds such a row under another hash.)
+
 With ``format="copy"`` a keyed table's rows are never decoded: each is a line
 of COPY's text format, read with ``COPY (SELECT …) TO STDOUT`` and written with
 ``COPY … FROM STDIN`` (see ``TableSource(format="copy")``), compared in the
@@ -178,8 +184,7 @@ class TablesSource(Source[TableRow]):
                 chunk_size=chunk_size,
                 snapshot=snapshot,
                 # Read as text: a timedelta has no months, so it would change them;
-                # a list has no lower bounds. (Not a keyless table's arrays: its rows'
-                # hashes, which the target keeps, are of their values as lists.)
+                # a list has no lower bounds.
                 text_types=LOSSY_TYPES,
                 text_arrays=True,
                 retries=retries,
@@ -384,7 +389,7 @@ class TablesSink(Sink[TableRow]):
             source_dsn=self.source_dsn.url,
             source_table=table,
             columns=columns,
-            text_arrays=keyed,
+            text_arrays=True,
             retries=self._retry[0],
             retry_max_time=self._retry[1],
         )

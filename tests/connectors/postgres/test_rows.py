@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from asyncetl.connectors.postgres._rows import json_text, uniform_rows
+from datetime import UTC, time, timedelta, timezone
+
+import orjson
+import pytest
+
+from asyncetl.connectors.postgres._rows import hash_payload, json_text, uniform_rows
 
 
 def test_uniform_rows_gives_names_and_tuples_whatever_the_key_order() -> None:
@@ -24,3 +29,16 @@ def test_json_text_encodes_only_values_that_are_not_text_yet() -> None:
         (2, '"x"'),
         (3, None),
     ]
+
+
+def test_a_time_with_a_zone_is_hashed_as_its_iso_text_at_any_depth() -> None:
+    zoned = time(12, 34, 56, 789000, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    row = (1, zoned, [time(0, tzinfo=UTC), None], {"t": zoned})
+    assert hash_payload(row) == (
+        b'[1,"12:34:56.789000+05:30",["00:00:00+00:00",null],{"t":"12:34:56.789000+05:30"}]'
+    )
+
+
+def test_a_value_the_hash_cannot_encode_still_fails_by_name() -> None:
+    with pytest.raises(orjson.JSONEncodeError, match="Integer exceeds 64-bit range"):
+        hash_payload((2**64,))

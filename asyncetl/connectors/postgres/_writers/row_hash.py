@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asyncetl.connectors.postgres._rows import row_hash
+from asyncetl.connectors.postgres._rows import hash_payload, salted_hash
 from asyncetl.connectors.postgres.schema import Column, TableSchema
 from asyncetl.core.errors import PermanentError
 
@@ -61,12 +61,16 @@ class RowHash:
         """
         hashed: Sequence[str] = columns if self.fields == ("*",) else self.fields
         index = [columns.index(c) for c in hashed if c != self.column]
-        seen: dict[Row, int] = {}
+        seen: dict[Row | bytes, int] = {}
         out = []
         for row in rows:
             values = tuple(row[i] for i in index)
+            payload = hash_payload(values)
             salt = 0
             if numbered:
-                salt = seen[values] = seen.get(values, -1) + 1
-            out.append((*row, row_hash(values, salt)))
+                try:
+                    salt = seen[values] = seen.get(values, -1) + 1
+                except TypeError:  # a list (an array, a multirange) is no dict key
+                    salt = seen[payload] = seen.get(payload, -1) + 1
+            out.append((*row, salted_hash(payload, salt)))
         return out
