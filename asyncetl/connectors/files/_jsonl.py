@@ -121,13 +121,18 @@ class JsonlSource(FileSource[JsonRecord]):
         raise ValueError(f"the line is {_kind(value)}, not a JSON object")
 
     def _parse(
-        self, buffer: bytes, offset: int, *, max_chunk: int
+        self, buffer: bytes, offset: int, at_end: bool, *, max_chunk: int
     ) -> tuple[Iterator[Chunk[JsonRecord]], int]:
         end = buffer.rfind(b"\n") + 1
         if not end:
             return iter(()), 0
         lines = buffer.split(b"\n")
         lines.pop()  # what follows the last newline: empty, or an incomplete line
+        whole = len(lines) - len(lines) % max_chunk
+        if not at_end and whole and whole < len(lines):
+            # The lines past the last whole chunk wait for the next block (see _tail).
+            end -= sum(map(len, lines[whole:])) + len(lines) - whole
+            del lines[whole:]
         chunks = self._decode(lines, offset, max_chunk)
         # Lines that long would hold the event loop: decoded here, in the reading thread.
         return (chunks if end <= _DECODE_ON_LOOP_BYTES else iter(list(chunks))), end
