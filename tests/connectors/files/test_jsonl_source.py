@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
+from typing import cast
 
 import anyio
 import orjson
@@ -181,7 +183,7 @@ async def test_blocks_hand_on_whole_chunks_until_the_end_of_the_file(tmp_path: P
     # 11-byte lines in 40-byte blocks: three complete lines a block, chunks of two.
     path = write_lines(tmp_path / "in.jsonl", *(b'{"id":%d}\n' % i for i in range(100, 107)))
     chunks = await read_all(JsonlSource(str(path), block_size=40), max_chunk=2)
-    assert [([r["id"] for r in c.records], c.position) for c in chunks] == [  # type: ignore[index]
+    assert [([r["id"] for r in c.records], c.position) for c in chunks] == [
         ([100, 101], at(path, 22)),
         ([102, 103], at(path, 44)),
         ([104, 105], at(path, 66)),
@@ -194,7 +196,10 @@ async def test_a_followed_file_hands_on_what_it_holds_at_its_end(tmp_path: Path)
     source = JsonlSource(str(path), follow=True, poll_interval=0.01)
     chunks: list[Chunk[JsonRecord]] = []
     with anyio.fail_after(5):
-        async with aclosing(source.read(None, max_chunk=2)) as reading:
+        reading_all = cast(
+            "AsyncGenerator[Chunk[JsonRecord], None]", source.read(None, max_chunk=2)
+        )
+        async with aclosing(reading_all) as reading:
             async for chunk in reading:
                 chunks.append(chunk)
                 if len(chunks) == 2:
