@@ -6,8 +6,9 @@ import time
 from typing import Any, cast
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from asyncetl.core import _handoff
 from asyncetl.core._meter import StageMeter, metering
 from asyncetl.core._rejects import RejectHandler
 from asyncetl.core._tracing import BatchTracer
@@ -40,7 +41,7 @@ class TransformStage:
         self._tracer = tracer
 
     async def run(
-        self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
+        self, recv: MemoryObjectReceiveStream[AnyBatch], send: MemoryObjectSendStream[AnyBatch]
     ) -> None:
         """Transform what ``recv`` gives into ``send`` until ``recv`` ends; close both."""
         async with recv, send:
@@ -48,22 +49,34 @@ class TransformStage:
                 await self._run(recv, send)
 
     async def _run(
-        self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
+        self, recv: MemoryObjectReceiveStream[AnyBatch], send: MemoryObjectSendStream[AnyBatch]
     ) -> None:
         if self._transform.workers == 1:
-            async for batch in recv:
-                result = await self._apply(batch)
-                # Dropped before the send, which waits while the next stage is busy:
-                # records the transform replaced are freed now, not with the next batch.
-                del batch
-                await send.send(result)
+            await self._one_at_a_time(recv, send)
         elif self._transform.ordered:
             await self._in_order(recv, send)
         else:
             await self._as_done(recv, send)
 
+    async def _one_at_a_time(
+        self, recv: MemoryObjectReceiveStream[AnyBatch], send: MemoryObjectSendStream[AnyBatch]
+    ) -> None:
+        # Without a round through the event loop where a batch or room is ready: the
+        # batch goes on to the next stage while its records are still in the CPU cache,
+        # before the source decodes the next one.
+        while True:
+            try:
+                batch = await _handoff.receive(recv)
+            except anyio.EndOfStream:
+                return
+            result = await self._apply(batch)
+            # Dropped before the send, which waits while the next stage is busy:
+            # records the transform replaced are freed now, not with the next batch.
+            del batch
+            await _handoff.send(send, result)
+
     async def _in_order(
-        self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
+        self, recv: MemoryObjectReceiveStream[AnyBatch], send: MemoryObjectSendStream[AnyBatch]
     ) -> None:
         workers = anyio.Semaphore(self._transform.workers)
         slot_send, slot_recv = anyio.create_memory_object_stream[_Slot](self._transform.workers)
@@ -91,7 +104,7 @@ class TransformStage:
                     await slot_send.send(slot)
 
     async def _as_done(
-        self, recv: ObjectReceiveStream[AnyBatch], send: ObjectSendStream[AnyBatch]
+        self, recv: MemoryObjectReceiveStream[AnyBatch], send: MemoryObjectSendStream[AnyBatch]
     ) -> None:
         workers = anyio.Semaphore(self._transform.workers)
 

@@ -126,7 +126,9 @@ class CsvSource(FileSource[CsvRecord]):
                 return chunk.position
         return None
 
-    def _parse_header(self, buffer: bytes, offset: int) -> tuple[list[Chunk[list[str]]], int]:
+    def _parse_header(
+        self, buffer: bytes, offset: int, at_end: bool
+    ) -> tuple[list[Chunk[list[str]]], int]:
         rows, _ = scan_rows(buffer, encoding=self.encoding, delimiter=self.delimiter)
         for row in rows:
             if row.error is not None:
@@ -139,11 +141,16 @@ class CsvSource(FileSource[CsvRecord]):
         return [], rows[-1].end if rows else 0
 
     def _parse_rows(
-        self, buffer: bytes, offset: int, *, max_chunk: int
+        self, buffer: bytes, offset: int, at_end: bool, *, max_chunk: int
     ) -> tuple[list[Chunk[CsvRecord]], int]:
         assert self.header is not None
         header, width = self.header, len(self.header)
         rows, consumed = scan_rows(buffer, encoding=self.encoding, delimiter=self.delimiter)
+        whole = len(rows) - len(rows) % max_chunk
+        if not at_end and whole and whole < len(rows):
+            # The rows past the last whole chunk wait for the next block (see _tail).
+            consumed = rows[whole - 1].end
+            del rows[whole:]
         chunks: list[Chunk[CsvRecord]] = []
         for first in range(0, len(rows), max_chunk):
             part = rows[first : first + max_chunk]

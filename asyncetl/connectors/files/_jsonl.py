@@ -35,6 +35,9 @@ _KINDS: dict[type, str] = {
 #: A block of complete lines up to this long is decoded a chunk at a time on the
 #: event loop (about 5 ms of work per MiB); a longer one, in the thread that read it.
 _DECODE_ON_LOOP_BYTES = 1 << 20
+#: A batch's lines are encoded on the event loop up to about this many bytes (a few
+#: milliseconds of work), the rest in the thread that appends them.
+_ENCODE_ON_LOOP_BYTES = 1 << 20
 _ENCODE = orjson.OPT_APPEND_NEWLINE
 _ENCODE_LENIENT = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 _COMPACT = (",", ":")
@@ -121,13 +124,18 @@ class JsonlSource(FileSource[JsonRecord]):
         raise ValueError(f"the line is {_kind(value)}, not a JSON object")
 
     def _parse(
-        self, buffer: bytes, offset: int, *, max_chunk: int
+        self, buffer: bytes, offset: int, at_end: bool, *, max_chunk: int
     ) -> tuple[Iterator[Chunk[JsonRecord]], int]:
         end = buffer.rfind(b"\n") + 1
         if not end:
             return iter(()), 0
         lines = buffer.split(b"\n")
         lines.pop()  # what follows the last newline: empty, or an incomplete line
+        whole = len(lines) - len(lines) % max_chunk
+        if not at_end and whole and whole < len(lines):
+            # The lines past the last whole chunk wait for the next block (see _tail).
+            end -= sum(map(len, lines[whole:])) + len(lines) - whole
+            del lines[whole:]
         chunks = self._decode(lines, offset, max_chunk)
         # Lines that long would hold the event loop: decoded here, in the reading thread.
         return (chunks if end <= _DECODE_ON_LOOP_BYTES else iter(list(chunks))), end
@@ -240,26 +248,58 @@ class JsonlSink(Sink[object]):
         """
         await self.open()
         assert self._fd is not None
-        return await anyio.to_thread.run_sync(self._append, self._fd, batch.records)
-
-    def _append(self, fd: int, records: Sequence[object]) -> list[Reject]:
-        # Each line is copied into one buffer and dropped at once: keeping a batch of
-        # orjson's outputs alive for one join measured slower. default and option go
-        # by position: orjson parses keywords on every call, which doubled its cost.
+        records = batch.records
         payload = bytearray()
         rejects: list[Reject] = []
-        dumps = orjson.dumps
-        for record in records:
-            try:
-                payload += dumps(record, str, _ENCODE)
-            except orjson.JSONEncodeError:
-                try:
-                    payload += _encode_lenient(record)
-                except (TypeError, ValueError) as exc:
-                    rejects.append(Reject(record, ValueError(f"cannot encode as JSON: {exc}")))
+        # Encoded here while the records are fresh from the transform, without handing
+        # the GIL to and fro with a thread; past a mebibyte, the rest in the thread.
+        done = _encode(records, 0, payload, rejects, _ENCODE_ON_LOOP_BYTES)
+        if done == len(records) and not payload:
+            return rejects
+        write = partial(self._append, self._fd, records, done, payload, rejects)
+        return await anyio.to_thread.run_sync(write)
+
+    def _append(
+        self,
+        fd: int,
+        records: Sequence[object],
+        done: int,
+        payload: bytearray,
+        rejects: list[Reject],
+    ) -> list[Reject]:
+        _encode(records, done, payload, rejects, None)
         if payload:
             append(fd, self.path, payload, fsync=self.fsync)
         return rejects
+
+
+def _encode(
+    records: Sequence[object],
+    start: int,
+    payload: bytearray,
+    rejects: list[Reject],
+    limit: int | None,
+) -> int:
+    """Append the lines of ``records[start:]`` to ``payload`` until it passes ``limit`` bytes.
+
+    :returns: the index of the first record not encoded (``len(records)`` when done).
+    """
+    # Each line is copied into one buffer and dropped at once: keeping a batch of
+    # orjson's outputs alive for one join measured slower. default and option go
+    # by position: orjson parses keywords on every call, which doubled its cost.
+    dumps = orjson.dumps
+    for index in range(start, len(records)):
+        if limit is not None and len(payload) > limit:
+            return index
+        record = records[index]
+        try:
+            payload += dumps(record, str, _ENCODE)
+        except orjson.JSONEncodeError:
+            try:
+                payload += _encode_lenient(record)
+            except (TypeError, ValueError) as exc:
+                rejects.append(Reject(record, ValueError(f"cannot encode as JSON: {exc}")))
+    return len(records)
 
 
 def _encode_lenient(record: object) -> bytes:

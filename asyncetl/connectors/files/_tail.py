@@ -5,9 +5,13 @@ after what it already holds, and hands the bytes to the source's parser in a
 worker thread; the parser turns the complete units into chunks and says how
 many bytes it consumed. A parser may return its chunks lazily (an iterator):
 they are then made on the event loop, one at a time as the reader takes them.
-Whatever it did not consume (an incomplete last line) is kept and completed by
-the next step. At the end of the file the loop either stops, warning about an
-incomplete last unit, or (``follow``) polls for more.
+Whatever it did not consume (an incomplete last line, or complete lines it holds
+back to fill a whole chunk with the next block) is kept and read again by the
+next step. Until the read reaches the end of the file, a parser hands on whole
+chunks only: a block's short last chunk would otherwise reach the engine as a
+part batch, to wait there for the next block's lines (one more hop for every
+block, and records kept alive longer). At the end of the file the loop either
+stops, warning about an incomplete last unit, or (``follow``) polls for more.
 
 Positions are byte offsets just after the last consumed unit, so a resume
 seeks there and reads strictly after it. The sources commit them as
@@ -51,8 +55,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: ``parse(buffer, offset_of_buffer)`` → the chunks of its complete units and the bytes consumed.
-Parse = Callable[[bytes, int], tuple[Iterable[Chunk[T]], int]]
+#: ``parse(buffer, offset_of_buffer, at_end)`` → the chunks of its complete units and the
+#: bytes consumed; before the end of the file (``at_end`` false) it may leave complete
+#: units that do not fill a whole chunk for the next step.
+Parse = Callable[[bytes, int, bool], tuple[Iterable[Chunk[T]], int]]
 
 _log = get_logger("asyncetl.files")
 
@@ -220,8 +226,9 @@ async def tail(
 def _step(path: str, offset: int, pending: bytes, block_size: int, parse: Parse[T]) -> Step[T]:
     data = _read_at(path, offset + len(pending), block_size)
     buffer = pending + data if pending else data
-    chunks, consumed = parse(buffer, offset) if buffer else ((), 0)
-    return Step(chunks, offset + consumed, buffer[consumed:], len(data) < block_size)
+    at_end = len(data) < block_size
+    chunks, consumed = parse(buffer, offset, at_end) if buffer else ((), 0)
+    return Step(chunks, offset + consumed, buffer[consumed:], at_end)
 
 
 def _read_at(path: str, offset: int, size: int) -> bytes:

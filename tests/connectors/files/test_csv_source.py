@@ -38,6 +38,17 @@ async def test_resume_reads_the_header_then_exactly_the_remainder(tmp_path: Path
     assert rest[-1].position == at(path, 29)
 
 
+async def test_blocks_hand_on_whole_chunks_until_the_end_of_the_file(tmp_path: Path) -> None:
+    # 5-byte rows in 16-byte blocks: no block ends on a chunk boundary.
+    path = write(tmp_path / "in.csv", b"id,n\n" + b"".join(b"%d,x%d\n" % (i, i) for i in range(5)))
+    chunks = await read_all(CsvSource(str(path), block_size=16), max_chunk=2)
+    assert [([r["id"] for r in c.records], c.position) for c in chunks] == [
+        (["0", "1"], at(path, 15)),
+        (["2", "3"], at(path, 25)),
+        (["4"], at(path, 30)),
+    ]
+
+
 async def test_quoted_fields_may_hold_delimiters_quotes_and_newlines(tmp_path: Path) -> None:
     content = b'id,note\n1,"two\nlines"\n2,"a, ""quoted"" b"\n3,plain\n'
     path = write(tmp_path / "in.csv", content)

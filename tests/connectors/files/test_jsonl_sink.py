@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -91,3 +92,34 @@ async def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
         f"cannot open {path} for appending: No such file or directory; check that its "
         "directory exists and is writable"
     )
+
+
+async def test_a_batch_past_a_mebibyte_is_written_whole_and_in_order(tmp_path: Path) -> None:
+    # The first mebibyte of lines is encoded before the append starts, the rest with it:
+    # every record lands once, in order, and a refused one past the cut is still refused.
+    path = tmp_path / "out.jsonl"
+    circular: list[object] = []
+    circular.append(circular)
+    records: list[object] = [{"n": n, "text": "x" * 1000} for n in range(1500)]
+    records[3], records[1400] = circular, circular
+    sink = JsonlSink(str(path))
+    rejects = await sink.write(Batch(0, records, 1500))
+    await sink.aclose()
+    assert [str(r.error) for r in rejects] == [
+        "cannot encode as JSON: Circular reference detected"
+    ] * 2
+    lines = path.read_bytes().splitlines()
+    assert [orjson.loads(line)["n"] for line in lines] == [
+        n for n in range(1500) if n not in (3, 1400)
+    ]
+
+
+async def test_a_batch_of_refused_records_only_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    circular: list[object] = []
+    circular.append(circular)
+    sink = JsonlSink(str(path))
+    rejects = await sink.write(Batch(0, [circular], 1))
+    await sink.aclose()
+    assert [r.record is circular for r in rejects] == [True]
+    assert path.read_bytes() == b""

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
+from typing import cast
 
 import anyio
 import orjson
@@ -12,6 +15,7 @@ from structlog.testing import capture_logs
 
 from asyncetl import Chunk, ConfigError, JsonValue, PermanentError
 from asyncetl.connectors.files import JsonlSource
+from asyncetl.connectors.files._jsonl import JsonRecord
 from tests.connectors.files.helpers import append_bytes, at, follow_into, read_all, records, rejects
 
 pytestmark = pytest.mark.anyio
@@ -173,6 +177,37 @@ async def test_follow_resumes_after_a_position_and_picks_up_appends(tmp_path: Pa
             chunk = await receive.receive()
         assert (chunk.records, chunk.position) == ([{"id": 3}], at(path, 27))
         tg.cancel_scope.cancel()
+
+
+async def test_blocks_hand_on_whole_chunks_until_the_end_of_the_file(tmp_path: Path) -> None:
+    # 11-byte lines in 40-byte blocks: three complete lines a block, chunks of two.
+    path = write_lines(tmp_path / "in.jsonl", *(b'{"id":%d}\n' % i for i in range(100, 107)))
+    chunks = await read_all(JsonlSource(str(path), block_size=40), max_chunk=2)
+    assert [([r["id"] for r in c.records], c.position) for c in chunks] == [
+        ([100, 101], at(path, 22)),
+        ([102, 103], at(path, 44)),
+        ([104, 105], at(path, 66)),
+        ([106], at(path, 77)),
+    ]
+
+
+async def test_a_followed_file_hands_on_what_it_holds_at_its_end(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "in.jsonl", b'{"id":1}\n', b'{"id":2}\n', b'{"id":3}\n')
+    source = JsonlSource(str(path), follow=True, poll_interval=0.01)
+    chunks: list[Chunk[JsonRecord]] = []
+    with anyio.fail_after(5):
+        reading_all = cast(
+            "AsyncGenerator[Chunk[JsonRecord], None]", source.read(None, max_chunk=2)
+        )
+        async with aclosing(reading_all) as reading:
+            async for chunk in reading:
+                chunks.append(chunk)
+                if len(chunks) == 2:
+                    break
+    assert [(c.records, c.position) for c in chunks] == [
+        ([{"id": 1}, {"id": 2}], at(path, 18)),
+        ([{"id": 3}], at(path, 27)),
+    ]
 
 
 async def test_line_longer_than_a_block_and_crlf_endings(tmp_path: Path) -> None:

@@ -8,7 +8,14 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from asyncetl import JsonFileCheckpointStore, ListSink, MemoryCheckpointStore, Pipeline
+from asyncetl import (
+    JsonFileCheckpointStore,
+    ListSink,
+    MemoryCheckpointStore,
+    PermanentError,
+    Pipeline,
+    StageError,
+)
 from asyncetl.connectors.files import CsvSource, JsonlSink, JsonlSource
 from tests.connectors.files.helpers import append_bytes, at
 
@@ -73,3 +80,41 @@ async def test_stop_when_idle_ends_a_following_csv_pipeline_after_a_resume(
         second = await run().run()
     assert (first.position, second.position) == (at(path, 13), at(path, 17))
     assert out.read_bytes() == (b'{"id":"1","v":"a"}\n{"id":"2","v":"b"}\n{"id":"3","v":"c"}\n')
+
+
+async def test_a_pipeline_reads_every_block_once_in_order_and_ends_at_the_last_line(
+    tmp_path: Path,
+) -> None:
+    # Blocks of 64 bytes read one ahead of the decoding: 500 lines, each exactly once.
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(b'{"id":%d}\n' % i for i in range(500)) + b'{"id":')
+    store = MemoryCheckpointStore()
+    sink: ListSink[dict[str, object]] = ListSink()
+    pipeline = Pipeline(
+        "blocks",
+        JsonlSource(str(path), block_size=64),
+        sink,
+        checkpoints=store,
+        max_batch_size=7,
+    )
+    with capture_logs() as logs:
+        stats = await pipeline.run()
+    assert sink.records == [{"id": i} for i in range(500)]
+    end = path.stat().st_size - len(b'{"id":')
+    assert stats.position == store.positions["blocks", "jsonl"] == at(path, end)
+    assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == [
+        "incomplete last line; stopping before it"
+    ]
+
+
+async def test_a_missing_file_fails_the_pipeline_with_the_source_s_own_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "missing.jsonl"
+    pipeline = Pipeline("missing", JsonlSource(str(path)), ListSink())
+    with capture_logs(), pytest.raises(StageError) as caught:
+        await pipeline.run()
+    assert caught.value.stage == "jsonl"
+    cause = caught.value.__cause__
+    assert isinstance(cause, PermanentError)
+    assert str(cause) == f"file {path} does not exist; check the path"
