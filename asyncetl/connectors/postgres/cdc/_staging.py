@@ -23,7 +23,7 @@ from typing import Final
 
 from asyncetl.connectors.postgres.cdc._values import text_writer
 
-__all__ = ["MICROS", "array_values", "read_staged", "staged_records"]
+__all__ = ["MICROS", "array_values", "read_staged", "staged_columns", "staged_records"]
 
 Row = dict[str, object]
 
@@ -67,6 +67,19 @@ def staged_records(
 
     :param types: the target's SQL type of each of ``columns``.
     """
+    staged, values = staged_columns(types, columns, rows)
+    # zip builds the records' tuples without a Python-level step per row.
+    return staged, zip(*values, strict=True)
+
+
+def staged_columns(
+    types: Sequence[str], columns: Sequence[str], rows: Sequence[Row]
+) -> tuple[list[str], list[Iterable[object]]]:
+    """Each column's staged type and its values for ``rows``, as :func:`staged_records`
+    stages them, column by column (the values made as they are iterated).
+
+    :param types: the target's SQL type of each of ``columns``.
+    """
     staged: list[str] = []
     values: list[Iterable[object]] = []
     for sql_type, column in zip(types, columns, strict=True):
@@ -82,8 +95,7 @@ def staged_records(
         else:
             staged.append("text")
             values.append(map(text_writer(sql_type), column_values))
-    # zip builds the records' tuples without a Python-level step per row.
-    return staged, zip(*values, strict=True)
+    return staged, values
 
 
 def array_values(sql_type: str, values: list[object]) -> tuple[str, list[object]]:

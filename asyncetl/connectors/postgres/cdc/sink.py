@@ -329,7 +329,8 @@ class ApplySink(Sink[ChangeEvent]):
             await self._delete(conn, schema, deletes, stages)
         for columns, rows in upsert_groups(upserts):
             stage = await stage_rows(conn, stages, schema, columns, rows)
-            await conn.execute(upsert_sql(schema, stage, columns, self.soft_delete_column))
+            sql = upsert_sql(schema, stage, columns, self.soft_delete_column)
+            await conn.execute(sql, *stage.args)
 
     async def _delete(
         self, conn: asyncpg.Connection, schema: TableSchema, rows: list[Row], stages: Iterator[int]
@@ -349,7 +350,7 @@ class ApplySink(Sink[ChangeEvent]):
             )
             return
         stage = await stage_rows(conn, stages, schema, key, rows)
-        await conn.execute(delete_sql(schema, stage, self.soft_delete_column))
+        await conn.execute(delete_sql(schema, stage, self.soft_delete_column), *stage.args)
 
     async def _apply_moved(
         self,
@@ -375,7 +376,8 @@ class ApplySink(Sink[ChangeEvent]):
                 c.name for c in schema.columns if c.name not in columns and c.name in group[0]
             ]
             await conn.execute(
-                moved_sql(schema, stage, columns, unchanged, old_names, self.soft_delete_column)
+                moved_sql(schema, stage, columns, unchanged, old_names, self.soft_delete_column),
+                *stage.args,
             )
 
     # -- target tables -------------------------------------------------------------------------
