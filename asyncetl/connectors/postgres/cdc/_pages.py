@@ -32,6 +32,7 @@ from asyncetl.connectors.postgres.schema import Column, TableSchema
 from asyncetl.core.errors import PermanentError
 
 __all__ = [
+    "RowsMet",
     "SnapshotPage",
     "apply_pages",
     "binary_table",
@@ -43,6 +44,15 @@ __all__ = [
 
 #: Below it, an OID is the same built-in type in every database (FirstNormalObjectId).
 _FIRST_USER_OID = 16384
+
+
+class RowsMet(Exception):
+    """Pages COPYed straight into ``table`` met a row already there; the transaction is
+    spoilt, and the batch is to be written again, merging into that table."""
+
+    def __init__(self, table: TableName) -> None:
+        super().__init__(f"rows already in {table}")
+        self.table = table
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -193,19 +203,21 @@ async def apply_pages(
 ) -> bool:
     """Write ``pages`` of one table into ``schema``'s table, inside the caller's transaction.
 
-    :param copy_first: COPY straight into the table (inside a savepoint) while no
-        row is there yet, as in an initial load.
+    :param copy_first: COPY straight into the table while no row is there yet, as in
+        an initial load.
     :returns: whether to go on COPYing straight into the table next time.
+    :raises RowsMet: when COPYing straight in met a row already there.
     """
     columns = [name for name, _ in pages[0].columns]
     data = binary_data(page.page for page in pages)
     if copy_first:
         try:
-            async with conn.transaction():
-                await _copy(conn, schema.table, columns, data)
-            return True
+            await _copy(conn, schema.table, columns, data)
         except asyncpg.UniqueViolationError:
-            pass  # a replayed page, or rows streamed before: merge from here on
+            # A replayed page, or rows streamed before: merge from here on. No savepoint
+            # around every page for this once-a-run case: the batch runs again instead.
+            raise RowsMet(schema.table) from None
+        return True
     name = f"_asyncetl_pages_{next(stages)}"
     await conn.execute(
         f"CREATE TEMPORARY TABLE {quote_ident(name)} (LIKE {schema.table.sql}) ON COMMIT DROP"

@@ -68,6 +68,7 @@ from asyncetl.connectors.postgres.cdc._defaults import (
 from asyncetl.connectors.postgres.cdc._evolution import discard, evolution
 from asyncetl.connectors.postgres.cdc._keyless import apply_keyless
 from asyncetl.connectors.postgres.cdc._pages import (
+    RowsMet,
     SnapshotPage,
     apply_pages,
     check_types,
@@ -264,7 +265,12 @@ class ApplySink(Sink[ChangeEvent]):
             if checkpoint is not None and self._store is not None:
                 await self._store.save_on(conn, checkpoint)
 
-        await self._run(f"applying {len(events)} changes", body)
+        while True:
+            try:
+                await self._run(f"applying {len(events)} changes", body)
+                break
+            except RowsMet:  # rolled back: write the batch again, merging into that table
+                pass
         self.applied = latest
         self._schemas.update(fresh)
 
@@ -289,14 +295,18 @@ class ApplySink(Sink[ChangeEvent]):
                     schema = await self._create_table(conn, target, page_columns(first), first.key)
                 check_types(table_pages[0], schema)
             fresh[target] = schema
-            self._copy_first[target] = await apply_pages(
-                conn,
-                schema,
-                table_pages,
-                stages,
-                copy_first=self._copy_first.get(target, True),
-                soft_delete=self.soft_delete_column,
-            )
+            try:
+                self._copy_first[target] = await apply_pages(
+                    conn,
+                    schema,
+                    table_pages,
+                    stages,
+                    copy_first=self._copy_first.get(target, True),
+                    soft_delete=self.soft_delete_column,
+                )
+            except RowsMet:
+                self._copy_first[target] = False
+                raise
 
     async def _apply_table(
         self,
