@@ -25,6 +25,8 @@ __all__ = ["Stage", "column_list", "stage_rows", "target_column"]
 _ARRAY_CHARS: Final = 16 << 20
 #: What a value of another type counts for, against that limit.
 _VALUE_CHARS: Final = 16
+#: Staged types whose values are ``str`` or ``bytes`` (see :func:`._staging.staged_columns`).
+_SIZED: Final = frozenset({"text", "character varying", "character", "bytea"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ async def stage_rows(
         for c, st, t in zip(columns, staged, types, strict=True)
     }
     values = [list(column) for column in lazy]
-    if _chars(values, len(rows)) > _ARRAY_CHARS:
+    if _chars(staged, values, len(rows)) > _ARRAY_CHARS:
         return Stage(await _copy_stage(conn, stages, columns, staged, values), reads)
     arrays = ", ".join(f"${i}::{st}[]" for i, st in enumerate(staged, 1))
     relation = f"(SELECT * FROM unnest({arrays}) AS u({column_list(columns)}))"  # noqa: S608 - quoted
@@ -87,12 +89,14 @@ async def _copy_stage(
     return f"pg_temp.{quote_ident(name)}"
 
 
-def _chars(values: list[list[object]], rows: int) -> int:
+def _chars(staged: list[str], values: list[list[object]], rows: int) -> int:
     """About how large the staged ``values`` are, in characters (see ``_ARRAY_CHARS``)."""
     total = 0
-    for column in values:
-        sized = [v for v in column if isinstance(v, str | bytes)]
-        total += sum(map(len, sized)) + (rows - len(sized)) * _VALUE_CHARS
+    for staged_type, column in zip(staged, values, strict=True):
+        if staged_type.partition("(")[0] in _SIZED:  # str or bytes values, or None
+            total += sum(map(len, filter(None, column)))  # type: ignore[arg-type]
+        else:
+            total += rows * _VALUE_CHARS
     return total
 
 

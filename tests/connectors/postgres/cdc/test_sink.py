@@ -63,9 +63,16 @@ def staged_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_group_is_measured_by_its_text_and_bytes() -> None:
-    values: list[list[object]] = [[1, None, 3], ["ab", None, "cde"], [b"x", b"yz", None]]
-    # 16 for each value that is no text or bytes, None included.
-    assert _apply_stage._chars(values, 3) == 3 * 16 + (5 + 16) + (3 + 16)
+    staged = ["integer", "text", "bytea", "character varying(5)", "bigint"]
+    values: list[list[object]] = [
+        [1, None, 3],
+        ["ab", None, "cde"],
+        [b"x", b"yz", None],
+        ["", "four", None],
+        [10, 20, None],
+    ]
+    # 16 for each value of another type (None included); text and bytes by their length.
+    assert _apply_stage._chars(staged, values, 3) == 3 * 16 + 5 + 3 + 4 + 3 * 16
 
 
 async def rows(dsn: str, table: str = "items") -> list[tuple[Any, ...]]:
