@@ -1,7 +1,8 @@
-"""Rows of change events as COPY records for the apply sink's temporary tables.
+"""Rows of change events staged for the apply sink: as array parameters, one per column,
+or as COPY records for a temporary table (see :mod:`._apply_stage`).
 
 A column is staged with the target's own type when every value in the batch
-already has the Python type asyncpg's binary COPY encodes for it (``int`` for
+already has the Python type asyncpg's binary encoding takes for it (``int`` for
 ``bigint``, ``str`` for ``text``…): asyncpg encodes those in C and the server
 has nothing to parse. Timestamps are staged as whole microseconds since the
 Unix epoch (``bigint``) and turned back into timestamps in SQL, exactly:

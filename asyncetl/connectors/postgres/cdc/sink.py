@@ -8,10 +8,13 @@ Per batch, in one transaction:
 2. each table's events are compacted to the last change per primary key
    (:mod:`~asyncetl.connectors.postgres.cdc._compact`);
 3. a truncate truncates; inserts/updates are ``INSERT … ON CONFLICT DO
-   UPDATE`` from temporary tables filled by COPY; deletes by a one-column key
-   are ``DELETE … WHERE key = ANY($1)`` with the keys as one array, other
-   deletes ``DELETE … USING`` such a table (or set ``soft_delete_column``).
-   Columns whose value is an unchanged TOAST value are left alone.
+   UPDATE`` from the rows staged as one array parameter per column
+   (``unnest($1::integer[], $2::text[], …)``; a group too large for
+   parameters is COPYed into a temporary table instead); deletes by a
+   one-column key are ``DELETE … WHERE key = ANY($1)`` with the keys as one
+   array, other deletes ``DELETE … USING`` such staged rows (or set
+   ``soft_delete_column``). Columns whose value is an unchanged TOAST value
+   are left alone.
 
 Values are staged in the form asyncpg encodes fastest (see
 :mod:`~asyncetl.connectors.postgres.cdc._staging`), else as text, and
