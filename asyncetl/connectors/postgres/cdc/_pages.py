@@ -161,8 +161,11 @@ def _range_sql(table: TableInfo, after: bool) -> str:
 
 def split_pages(records: Sequence[object]) -> tuple[list[SnapshotPage], list[object]]:
     """The distinct snapshot pages among ``records``, in order, and the other records."""
-    if SnapshotPage not in set(map(type, records)):  # mapped in C: cheap for every batch
+    types = set(map(type, records))  # mapped in C: cheap for every batch
+    if SnapshotPage not in types:
         return [], list(records)
+    if len(types) == 1:  # pages only, as every batch of a binary snapshot but its last
+        return list(dict.fromkeys(records)), []  # type: ignore[arg-type]
     pages = list(dict.fromkeys(r for r in records if isinstance(r, SnapshotPage)))
     return pages, [r for r in records if not isinstance(r, SnapshotPage)]
 
