@@ -54,7 +54,8 @@ async def _append(
         stage = await stage_rows(conn, stages, schema, columns, group)
         await conn.execute(
             f"INSERT INTO {schema.table.sql} ({column_list(columns)}) "  # noqa: S608
-            f"SELECT {stage.values(columns)} FROM {stage.name} AS s"
+            f"SELECT {stage.values(columns)} FROM {stage.name} AS s",
+            *stage.args,
         )
 
 

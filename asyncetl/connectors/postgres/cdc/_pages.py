@@ -32,6 +32,7 @@ from asyncetl.connectors.postgres.schema import Column, TableSchema
 from asyncetl.core.errors import PermanentError
 
 __all__ = [
+    "RowsMet",
     "SnapshotPage",
     "apply_pages",
     "binary_table",
@@ -43,6 +44,15 @@ __all__ = [
 
 #: Below it, an OID is the same built-in type in every database (FirstNormalObjectId).
 _FIRST_USER_OID = 16384
+
+
+class RowsMet(Exception):
+    """Pages COPYed straight into ``table`` met a row already there; the transaction is
+    spoilt, and the batch is to be written again, merging into that table."""
+
+    def __init__(self, table: TableName) -> None:
+        super().__init__(f"rows already in {table}")
+        self.table = table
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -79,9 +89,8 @@ async def read_page(
     last = await _page_end(conn, table, after, limit)
     if last is None:
         return [], None
-    bounds = [*(after or ()), *last]
     output, rows = await copy_query_out(
-        conn, _range_sql(table, after is not None), bounds, format="binary"
+        conn, _range_sql(table, after is not None), (), format="binary"
     )
     page = SnapshotPage(
         table.schema,
@@ -96,20 +105,41 @@ async def read_page(
 async def _page_end(
     conn: asyncpg.Connection, table: TableInfo, after: list[str] | None, limit: int
 ) -> list[str] | None:
-    """The key (as text) of the ``limit``-th row after ``after``, or of the last row."""
+    """The key (as text) of the ``limit``-th row after ``after``, or of the last row.
+
+    The same statement keeps ``after`` and that key as the settings the page's COPY reads
+    (see :func:`_range_sql`): one round trip per page, not one to find its end and another
+    to bind its bounds.
+    """
+    width = len(table.key)
+    args = list(after or ())
+    row = await conn.fetchrow(_page_end_sql(table, after is not None, limit), *args)
+    return None if row is None else [str(row[i]) for i in range(width)]
+
+
+def _page_end_sql(table: TableInfo, after: bool, limit: int) -> str:
+    """The SQL of :func:`_page_end`: the key columns as text, then the settings made."""
+    width = len(table.key)
     order = ", ".join(f"t.{quote_ident(k)}" for k in table.key)
-    keys = ", ".join(f"t.{quote_ident(k)}::text" for k in table.key)
+    backwards = ", ".join(f"t.{quote_ident(k)} DESC" for k in table.key)
+    keys = ", ".join(f"t.{quote_ident(k)}::text AS k{i}" for i, k in enumerate(table.key))
     where = ""
-    if after is not None:
+    if after:
         casts = ", ".join(f"${i + 1}::text::{table.sql_type(k)}" for i, k in enumerate(table.key))
         where = f"WHERE ({order}) > ({casts})"
-    select = f"SELECT {keys} FROM {table.sql} AS t {where}"  # noqa: S608 - quoted, bound
-    args = list(after or ())
-    row = await conn.fetchrow(f"{select} ORDER BY {order} LIMIT 1 OFFSET {int(limit) - 1}", *args)
-    if row is None:
-        backwards = ", ".join(f"t.{quote_ident(k)} DESC" for k in table.key)
-        row = await conn.fetchrow(f"{select} ORDER BY {backwards} LIMIT 1", *args)
-    return None if row is None else [str(value) for value in row]
+    select = f"SELECT {{}} AS o, {keys} FROM {table.sql} AS t {where}"  # noqa: S608 - quoted
+    # The limit-th row when there is one, else the last: both are one index probe.
+    ends = (
+        f"({select.format(0)} ORDER BY {order} LIMIT 1 OFFSET {int(limit) - 1}) "
+        f"UNION ALL ({select.format(1)} ORDER BY {backwards} LIMIT 1)"
+    )
+    bounds = [f"${i + 1}" for i in range(width)] if after else []
+    bounds += [f"e.k{i}" for i in range(width)]
+    settings = ", ".join(
+        f"set_config('asyncetl.p{n}', {value}, true)" for n, value in enumerate(bounds, 1)
+    )
+    columns = ", ".join(f"e.k{i}" for i in range(width))
+    return f"SELECT {columns}, {settings} FROM ({ends} ORDER BY o LIMIT 1) AS e"  # noqa: S608
 
 
 def _range_sql(table: TableInfo, after: bool) -> str:
@@ -131,8 +161,11 @@ def _range_sql(table: TableInfo, after: bool) -> str:
 
 def split_pages(records: Sequence[object]) -> tuple[list[SnapshotPage], list[object]]:
     """The distinct snapshot pages among ``records``, in order, and the other records."""
-    if SnapshotPage not in set(map(type, records)):  # mapped in C: cheap for every batch
+    types = set(map(type, records))  # mapped in C: cheap for every batch
+    if SnapshotPage not in types:
         return [], list(records)
+    if len(types) == 1:  # pages only, as every batch of a binary snapshot but its last
+        return list(dict.fromkeys(records)), []  # type: ignore[arg-type]
     pages = list(dict.fromkeys(r for r in records if isinstance(r, SnapshotPage)))
     return pages, [r for r in records if not isinstance(r, SnapshotPage)]
 
@@ -173,19 +206,21 @@ async def apply_pages(
 ) -> bool:
     """Write ``pages`` of one table into ``schema``'s table, inside the caller's transaction.
 
-    :param copy_first: COPY straight into the table (inside a savepoint) while no
-        row is there yet, as in an initial load.
+    :param copy_first: COPY straight into the table while no row is there yet, as in
+        an initial load.
     :returns: whether to go on COPYing straight into the table next time.
+    :raises RowsMet: when COPYing straight in met a row already there.
     """
     columns = [name for name, _ in pages[0].columns]
     data = binary_data(page.page for page in pages)
     if copy_first:
         try:
-            async with conn.transaction():
-                await _copy(conn, schema.table, columns, data)
-            return True
+            await _copy(conn, schema.table, columns, data)
         except asyncpg.UniqueViolationError:
-            pass  # a replayed page, or rows streamed before: merge from here on
+            # A replayed page, or rows streamed before: merge from here on. No savepoint
+            # around every page for this once-a-run case: the batch runs again instead.
+            raise RowsMet(schema.table) from None
+        return True
     name = f"_asyncetl_pages_{next(stages)}"
     await conn.execute(
         f"CREATE TEMPORARY TABLE {quote_ident(name)} (LIKE {schema.table.sql}) ON COMMIT DROP"

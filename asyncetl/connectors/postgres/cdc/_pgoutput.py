@@ -28,6 +28,8 @@ _BEGIN = struct.Struct("!QqI").unpack_from
 _COMMIT = struct.Struct("!BQQq").unpack_from
 
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+#: 2000-01-01 UTC in seconds since the Unix epoch.
+_PG_EPOCH_S = 946_684_800
 
 
 def pg_time(micros: int) -> dt.datetime:
@@ -42,6 +44,8 @@ class Begin:
     final_lsn: int
     commit_time: dt.datetime
     xid: int
+    #: ``commit_time`` as seconds since the Unix epoch.
+    timestamp: float = 0.0
 
 
 @dataclass(slots=True)
@@ -129,16 +133,31 @@ class PgOutputDecoder:
     # -- transaction boundaries ---------------------------------------------------
 
     def _begin(self, data: bytes) -> Begin:
-        final_lsn, micros, xid = _BEGIN(data, 1)
-        self.begin = Begin(final_lsn, pg_time(micros), xid)
-        self.origin = None
-        self.seq = 0
-        return self.begin
+        return self.begin_at(data, 1)
 
     def _commit(self, data: bytes) -> Commit:
         _flags, commit_lsn, end_lsn, micros = _COMMIT(data, 1)
         self.begin = None
         return Commit(commit_lsn, end_lsn, pg_time(micros))
+
+    # The stream reads Begin and Commit in place too (``pos`` just after the type byte): a
+    # transaction of a few changes would otherwise spend as long on its two boundaries,
+    # copied out and turned into objects, as on its changes.
+
+    def begin_at(self, data: bytes, pos: int) -> Begin:
+        """A Begin message (``B``) at ``pos``: the transaction whose changes follow."""
+        final_lsn, micros, xid = _BEGIN(data, pos)
+        self.begin = begin = Begin(final_lsn, pg_time(micros), xid, micros / 1e6 + _PG_EPOCH_S)
+        self.origin = None
+        self.seq = 0
+        return begin
+
+    def commit_at(self, data: bytes, pos: int) -> tuple[int, float]:
+        """A Commit message (``C``) at ``pos``: its end LSN and commit time (seconds since
+        the Unix epoch), without making a :class:`Commit`."""
+        _flags, _commit_lsn, end_lsn, micros = _COMMIT(data, pos)
+        self.begin = None
+        return end_lsn, micros / 1e6 + _PG_EPOCH_S
 
     # -- metadata ---------------------------------------------------------------------
 
@@ -219,7 +238,7 @@ class PgOutputDecoder:
 
     def update(self, data: bytes, pos: int) -> ChangeEvent:
         """An Update message (``U``) at ``pos``."""
-        relation = self._relation_of(data, pos)
+        relation = self.relations.get(_U32(data, pos)[0]) or self._relation_of(data, pos)
         pos += 4
         before: dict[str, object] | None = None
         kind = data[pos]
@@ -228,7 +247,27 @@ class PgOutputDecoder:
             if kind == 75:
                 before = _key(relation, before)
         after, _ = _row(data, pos + 1, relation)
-        return self._event("u", relation, _key(relation, after), before, after)
+        begin = self.begin
+        if begin is None:
+            return self._event("u", relation, _key(relation, after), before, after)
+        seq = self.seq
+        self.seq = seq + 1
+        # Inlined _event, as in insert: updates are the other bulk of most streams.
+        return ChangeEvent(
+            "u",
+            relation.schema,
+            relation.table,
+            _key(relation, after),
+            before,
+            after,
+            begin.final_lsn,
+            seq,
+            begin.commit_time,
+            begin.xid,
+            relation.columns,
+            relation.key_columns,
+            self.origin,
+        )
 
     def delete(self, data: bytes, pos: int) -> ChangeEvent:
         """A Delete message (``D``) at ``pos``."""

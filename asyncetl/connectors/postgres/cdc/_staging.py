@@ -1,7 +1,8 @@
-"""Rows of change events as COPY records for the apply sink's temporary tables.
+"""Rows of change events staged for the apply sink: as array parameters, one per column,
+or as COPY records for a temporary table (see :mod:`._apply_stage`).
 
 A column is staged with the target's own type when every value in the batch
-already has the Python type asyncpg's binary COPY encodes for it (``int`` for
+already has the Python type asyncpg's binary encoding takes for it (``int`` for
 ``bigint``, ``str`` for ``text``…): asyncpg encodes those in C and the server
 has nothing to parse. Timestamps are staged as whole microseconds since the
 Unix epoch (``bigint``) and turned back into timestamps in SQL, exactly:
@@ -23,7 +24,7 @@ from typing import Final
 
 from asyncetl.connectors.postgres.cdc._values import text_writer
 
-__all__ = ["MICROS", "array_values", "read_staged", "staged_records"]
+__all__ = ["MICROS", "array_values", "read_staged", "staged_columns", "staged_records"]
 
 Row = dict[str, object]
 
@@ -67,6 +68,19 @@ def staged_records(
 
     :param types: the target's SQL type of each of ``columns``.
     """
+    staged, values = staged_columns(types, columns, rows)
+    # zip builds the records' tuples without a Python-level step per row.
+    return staged, zip(*values, strict=True)
+
+
+def staged_columns(
+    types: Sequence[str], columns: Sequence[str], rows: Sequence[Row]
+) -> tuple[list[str], list[Iterable[object]]]:
+    """Each column's staged type and its values for ``rows``, as :func:`staged_records`
+    stages them, column by column (the values made as they are iterated).
+
+    :param types: the target's SQL type of each of ``columns``.
+    """
     staged: list[str] = []
     values: list[Iterable[object]] = []
     for sql_type, column in zip(types, columns, strict=True):
@@ -82,8 +96,7 @@ def staged_records(
         else:
             staged.append("text")
             values.append(map(text_writer(sql_type), column_values))
-    # zip builds the records' tuples without a Python-level step per row.
-    return staged, zip(*values, strict=True)
+    return staged, values
 
 
 def array_values(sql_type: str, values: list[object]) -> tuple[str, list[object]]:

@@ -360,6 +360,7 @@ class ChangeStream:
         data, pos, end = self._data, self._offset, len(self._data)
         decoder = self._decoder
         insert, update, delete = decoder.insert, decoder.update, decoder.delete
+        begin_at, commit_at = decoder.begin_at, decoder.commit_at
         position = self.position
         tables = self._tables
         append = events.append
@@ -383,6 +384,12 @@ class ChangeStream:
                     event = update(data, body + 26)
                 elif message == 68:
                     event = delete(data, body + 26)
+                elif message == 66:  # Begin and Commit: as many as transactions
+                    self._begin(begin_at(data, body + 26), position)
+                    continue
+                elif message == 67:
+                    self._commit(*commit_at(data, body + 26), position)
+                    continue
                 else:
                     self._other(decoder.decode(data[body + 25 : stop]), events, position)
                     continue
@@ -406,13 +413,17 @@ class ChangeStream:
         if isinstance(message, Begin):
             self._begin(message, position)
         elif isinstance(message, Commit):
-            position.lsn, position.tx, position.n = message.end_lsn, None, 0
-            self.received = max(self.received, message.end_lsn)
-            self._read_end = message.end_lsn
-            self.last_commit_time = message.commit_time.timestamp()
+            self._commit(message.end_lsn, message.commit_time.timestamp(), position)
         elif isinstance(message, list):
             for event in message:
                 self._emit(event, events, position)
+
+    def _commit(self, end_lsn: int, commit_time: float, position: StreamPosition) -> None:
+        position.lsn, position.tx, position.n = end_lsn, None, 0
+        if end_lsn > self.received:
+            self.received = end_lsn
+        self._read_end = end_lsn
+        self.last_commit_time = commit_time
 
     def _emit(
         self, event: ChangeEvent, events: list[ChangeEvent], position: StreamPosition
@@ -425,7 +436,7 @@ class ChangeStream:
 
     def _begin(self, begin: Begin, position: StreamPosition) -> None:
         position.tx, position.n = begin.final_lsn, 0
-        self._open_time = begin.commit_time.timestamp()
+        self._open_time = begin.timestamp or begin.commit_time.timestamp()
         if self._pending is None:
             self._pending = (begin.final_lsn, self._open_time)
         skip, self._skip = self._skip, None

@@ -8,10 +8,13 @@ Per batch, in one transaction:
 2. each table's events are compacted to the last change per primary key
    (:mod:`~asyncetl.connectors.postgres.cdc._compact`);
 3. a truncate truncates; inserts/updates are ``INSERT … ON CONFLICT DO
-   UPDATE`` from temporary tables filled by COPY; deletes by a one-column key
-   are ``DELETE … WHERE key = ANY($1)`` with the keys as one array, other
-   deletes ``DELETE … USING`` such a table (or set ``soft_delete_column``).
-   Columns whose value is an unchanged TOAST value are left alone.
+   UPDATE`` from the rows staged as one array parameter per column
+   (``unnest($1::integer[], $2::text[], …)``; a group too large for
+   parameters is COPYed into a temporary table instead); deletes by a
+   one-column key are ``DELETE … WHERE key = ANY($1)`` with the keys as one
+   array, other deletes ``DELETE … USING`` such staged rows (or set
+   ``soft_delete_column``). Columns whose value is an unchanged TOAST value
+   are left alone.
 
 Values are staged in the form asyncpg encodes fastest (see
 :mod:`~asyncetl.connectors.postgres.cdc._staging`), else as text, and
@@ -68,6 +71,7 @@ from asyncetl.connectors.postgres.cdc._defaults import (
 from asyncetl.connectors.postgres.cdc._evolution import discard, evolution
 from asyncetl.connectors.postgres.cdc._keyless import apply_keyless
 from asyncetl.connectors.postgres.cdc._pages import (
+    RowsMet,
     SnapshotPage,
     apply_pages,
     check_types,
@@ -264,7 +268,12 @@ class ApplySink(Sink[ChangeEvent]):
             if checkpoint is not None and self._store is not None:
                 await self._store.save_on(conn, checkpoint)
 
-        await self._run(f"applying {len(events)} changes", body)
+        while True:
+            try:
+                await self._run(f"applying {len(events)} changes", body)
+                break
+            except RowsMet:  # rolled back: write the batch again, merging into that table
+                pass
         self.applied = latest
         self._schemas.update(fresh)
 
@@ -289,14 +298,18 @@ class ApplySink(Sink[ChangeEvent]):
                     schema = await self._create_table(conn, target, page_columns(first), first.key)
                 check_types(table_pages[0], schema)
             fresh[target] = schema
-            self._copy_first[target] = await apply_pages(
-                conn,
-                schema,
-                table_pages,
-                stages,
-                copy_first=self._copy_first.get(target, True),
-                soft_delete=self.soft_delete_column,
-            )
+            try:
+                self._copy_first[target] = await apply_pages(
+                    conn,
+                    schema,
+                    table_pages,
+                    stages,
+                    copy_first=self._copy_first.get(target, True),
+                    soft_delete=self.soft_delete_column,
+                )
+            except RowsMet:
+                self._copy_first[target] = False
+                raise
 
     async def _apply_table(
         self,
@@ -329,7 +342,8 @@ class ApplySink(Sink[ChangeEvent]):
             await self._delete(conn, schema, deletes, stages)
         for columns, rows in upsert_groups(upserts):
             stage = await stage_rows(conn, stages, schema, columns, rows)
-            await conn.execute(upsert_sql(schema, stage, columns, self.soft_delete_column))
+            sql = upsert_sql(schema, stage, columns, self.soft_delete_column)
+            await conn.execute(sql, *stage.args)
 
     async def _delete(
         self, conn: asyncpg.Connection, schema: TableSchema, rows: list[Row], stages: Iterator[int]
@@ -349,7 +363,7 @@ class ApplySink(Sink[ChangeEvent]):
             )
             return
         stage = await stage_rows(conn, stages, schema, key, rows)
-        await conn.execute(delete_sql(schema, stage, self.soft_delete_column))
+        await conn.execute(delete_sql(schema, stage, self.soft_delete_column), *stage.args)
 
     async def _apply_moved(
         self,
@@ -375,7 +389,8 @@ class ApplySink(Sink[ChangeEvent]):
                 c.name for c in schema.columns if c.name not in columns and c.name in group[0]
             ]
             await conn.execute(
-                moved_sql(schema, stage, columns, unchanged, old_names, self.soft_delete_column)
+                moved_sql(schema, stage, columns, unchanged, old_names, self.soft_delete_column),
+                *stage.args,
             )
 
     # -- target tables -------------------------------------------------------------------------

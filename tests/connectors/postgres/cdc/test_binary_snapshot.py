@@ -155,6 +155,43 @@ async def test_binary_snapshot_pages_resume_after_the_last_committed_one(cdc_db:
     assert rest_positions[0]["snapshot"] == {"table": ["public", "b"], "after": None}  # type: ignore[call-overload,index]
 
 
+async def test_pages_of_a_two_column_key_end_at_key_order_and_resume_exactly(
+    cdc_db: str, target_db: str
+) -> None:
+    # Text before integer in the key: 'a',10 comes after 'a',9, and 'b',1 after 'a',10.
+    await execute(
+        cdc_db,
+        "CREATE TABLE pairs (k text, n int, v text, PRIMARY KEY (k, n));"
+        "INSERT INTO pairs SELECT k, n, k || n FROM unnest(ARRAY['a', 'b']) k, "
+        "generate_series(1, 10) n",
+    )
+    source = make_source(cdc_db, tables=["pairs"])
+    try:
+        first, positions = await take(source, 14, max_chunk=7)
+    finally:
+        await source.aclose()
+    assert [p["snapshot"] for p in positions] == [  # type: ignore[call-overload,index]
+        {"table": ["public", "pairs"], "after": ["a", "7"]},
+        {"table": ["public", "pairs"], "after": ["b", "4"]},
+    ]
+    resumed = make_source(
+        cdc_db, tables=["pairs"], slot=source.slot, publication=source.publication
+    )
+    try:
+        rest, rest_positions = await take(resumed, 6, after=positions[-1], max_chunk=7)
+    finally:
+        await resumed.aclose()
+    assert [p.page.rows for p in dict.fromkeys(rest)] == [6]  # type: ignore[attr-defined]
+    assert "snapshot" not in rest_positions[-1]  # type: ignore[operator]
+    sink = ApplySink(target_db, create=True)
+    await sink.open()
+    try:
+        await sink.write(Batch(0, [*first, *rest], None))
+    finally:
+        await sink.aclose()
+    assert await _same(cdc_db, target_db, "pairs")
+
+
 async def test_a_replayed_page_merges_over_the_rows_it_wrote(cdc_db: str, target_db: str) -> None:
     await execute(cdc_db, TYPED)
     source = make_source(cdc_db, tables=["typed"])

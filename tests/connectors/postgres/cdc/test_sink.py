@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncetl.connectors.postgres import ApplySink, PostgresCheckpointStore
+from asyncetl.connectors.postgres.cdc import _apply_stage
 from asyncetl.connectors.postgres.cdc._compact import _compact, _compact_by, compact
 from asyncetl.core.batch import Batch
 from asyncetl.core.changes import UNCHANGED, ChangeEvent, Op
@@ -50,6 +51,28 @@ def ev(
 
 def batch(events: list[ChangeEvent], seq: int = 0) -> Batch[ChangeEvent]:
     return Batch(seq, events, {"lsn": "0/1"})
+
+
+@pytest.fixture(params=["arrays", "copy"])
+def staged_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Rows staged as array parameters, as groups are, or COPYed into a temporary table, as a
+    group too large for parameters is."""
+    if request.param == "copy":
+        monkeypatch.setattr(_apply_stage, "_ARRAY_CHARS", -1)
+    return str(request.param)
+
+
+def test_a_group_is_measured_by_its_text_and_bytes() -> None:
+    staged = ["integer", "text", "bytea", "character varying(5)", "bigint"]
+    values: list[list[object]] = [
+        [1, None, 3],
+        ["ab", None, "cde"],
+        [b"x", b"yz", None],
+        ["", "four", None],
+        [10, 20, None],
+    ]
+    # 16 for each value of another type (None included); text and bytes by their length.
+    assert _apply_stage._chars(staged, values, 3) == 3 * 16 + 5 + 3 + 4 + 3 * 16
 
 
 async def rows(dsn: str, table: str = "items") -> list[tuple[Any, ...]]:
@@ -194,7 +217,9 @@ def test_compaction_of_unhashable_and_missing_keys() -> None:
 
 
 @pytest.mark.anyio
-async def test_applies_inserts_updates_deletes_and_truncates(target_db: str) -> None:
+async def test_applies_inserts_updates_deletes_and_truncates(
+    target_db: str, staged_by: str
+) -> None:
     sink = ApplySink(target_db, create=True)
     await sink.open()
     try:
@@ -256,7 +281,7 @@ async def test_a_replayed_change_is_skipped(target_db: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_unchanged_toast_columns_are_left_alone(target_db: str) -> None:
+async def test_unchanged_toast_columns_are_left_alone(target_db: str, staged_by: str) -> None:
     await execute(
         target_db,
         "CREATE TABLE items (id int PRIMARY KEY, name text, big text);"
@@ -368,7 +393,7 @@ async def test_soft_deletes_and_table_mapping(target_db: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_tables_without_a_key(target_db: str) -> None:
+async def test_tables_without_a_key(target_db: str, staged_by: str) -> None:
     await execute(target_db, "CREATE TABLE log (a int, b text)")
     sink = ApplySink(target_db)
     full = {"a": "integer", "b": "text"}
@@ -414,7 +439,7 @@ async def test_tables_without_a_key(target_db: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_types_round_trip_through_text(target_db: str) -> None:
+async def test_types_round_trip_through_text(target_db: str, staged_by: str) -> None:
     await execute(
         target_db,
         "CREATE TABLE typed (id int PRIMARY KEY, n numeric, f float8, b bool, "
@@ -453,7 +478,7 @@ async def test_types_round_trip_through_text(target_db: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_timestamps_arrive_exactly_across_their_range(target_db: str) -> None:
+async def test_timestamps_arrive_exactly_across_their_range(target_db: str, staged_by: str) -> None:
     await execute(
         target_db,
         "CREATE TABLE stamps (id int PRIMARY KEY, tz timestamptz, ms timestamptz(3), "
@@ -509,7 +534,7 @@ async def test_timestamps_arrive_exactly_across_their_range(target_db: str) -> N
 
 
 @pytest.mark.anyio
-async def test_deletes_by_keys_of_every_kind(target_db: str) -> None:
+async def test_deletes_by_keys_of_every_kind(target_db: str, staged_by: str) -> None:
     await execute(
         target_db,
         "CREATE TABLE by_uuid (id uuid PRIMARY KEY, v int);"
