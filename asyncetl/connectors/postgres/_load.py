@@ -2,9 +2,10 @@
 
 Each helper takes a connection that is already inside a transaction (see
 :func:`asyncetl.connectors.postgres._connect.in_transaction`), stages ``rows``
-with asyncpg's binary ``copy_records_to_table`` into ``STAGE`` (a temporary
-table with the target's column types, ``ON COMMIT DROP``) and merges it into the
-target. They are shared by the table sinks and the CDC apply stage.
+with asyncpg's binary ``copy_records_to_table`` into a staging table (a temporary
+table with the target's column types, kept for the session and emptied at each
+commit: see :func:`~._sql.create_stage`) and merges it into the target. They are
+shared by the table sinks.
 
 ``rows`` are tuples in the order of ``columns``, or :class:`CopyRows` loaded
 without ever being decoded: :class:`TextRows`, lines in COPY's text format, as
@@ -24,7 +25,7 @@ import asyncpg
 
 from asyncetl.connectors.postgres import _sql
 from asyncetl.connectors.postgres._binary import BinaryPage, binary_data
-from asyncetl.connectors.postgres._sql import STAGE, TableName, quote_ident
+from asyncetl.connectors.postgres._sql import TableName
 
 __all__ = [
     "BinaryRows",
@@ -162,19 +163,20 @@ async def stage_rows(
     *,
     extra: Sequence[tuple[str, str]] = (),
     casts: Casts = None,
-) -> None:
-    """Create ``STAGE`` with ``target``'s types for ``columns`` and COPY ``rows`` into it.
+) -> str:
+    """COPY ``rows`` into an empty staging table with ``target``'s types for ``columns``.
 
     :param extra: ``(name, sql type)`` of staged columns the target lacks (e.g. a
         delete flag); they follow ``columns`` in each row.
+    :returns: the staging table's name, quoted.
     """
-    definitions = [f"{quote_ident(name)} {sql_type}" for name, sql_type in extra]
     if isinstance(rows, CopyRows):
         casts = None  # COPY text goes straight into the column's own type
-    await conn.execute(_sql.create_stage(target, columns, definitions, casts))
-    await copy_in(
-        conn, STAGE, [*columns, *(name for name, _ in extra)], rows, schema_name="pg_temp"
-    )
+    stage = _sql.create_stage(target, columns, extra, casts)
+    await conn.execute(stage.ready)
+    names = [*columns, *(name for name, _ in extra)]
+    await copy_in(conn, stage.name, names, rows, schema_name="pg_temp")
+    return stage.sql
 
 
 async def copy_upsert(
@@ -202,13 +204,14 @@ async def copy_upsert(
     :param skip_unchanged: a row whose stored values are unchanged is not
         rewritten, compared in the server (no hash column).
     """
-    await stage_rows(conn, target, columns, rows, casts=casts)
+    stage = await stage_rows(conn, target, columns, rows, casts=casts)
     if isinstance(rows, CopyRows):
         casts = None
     sql = _sql.merge_from_stage(
         target,
         columns,
         key,
+        stage=stage,
         update=update,
         version_column=version_column,
         row_hash_column=row_hash_column,
@@ -229,11 +232,12 @@ async def copy_append(
 ) -> int:
     """Append ``rows`` to ``target`` with COPY straight into it; returns the rows copied.
 
-    With ``casts`` (and rows that are not COPY text) the rows go through ``STAGE``.
+    With ``casts`` (and rows that are not COPY text) the rows go through a staging table.
     """
     if casts and not isinstance(rows, CopyRows):
-        await stage_rows(conn, target, columns, rows, casts=casts)
-        return row_count(await conn.execute(_sql.insert_from_stage(target, columns, casts)))
+        stage = await stage_rows(conn, target, columns, rows, casts=casts)
+        sql = _sql.insert_from_stage(target, columns, casts, stage=stage)
+        return row_count(await conn.execute(sql))
     return row_count(await copy_in(conn, target.name, columns, rows, schema_name=target.schema))
 
 
@@ -251,10 +255,11 @@ async def copy_replace(
     A partition is a distinct combination of the ``partition`` columns (NULL
     matches NULL). Returns the rows inserted.
     """
-    await stage_rows(conn, target, columns, rows, casts=casts)
+    stage = await stage_rows(conn, target, columns, rows, casts=casts)
     casts = None if isinstance(rows, CopyRows) else casts
-    await conn.execute(_sql.delete_matching(target, partition, casts))
-    return row_count(await conn.execute(_sql.insert_from_stage(target, columns, casts)))
+    await conn.execute(_sql.delete_matching(target, partition, casts, stage=stage))
+    sql = _sql.insert_from_stage(target, columns, casts, stage=stage)
+    return row_count(await conn.execute(sql))
 
 
 async def copy_soft_delete(
@@ -278,19 +283,22 @@ async def copy_soft_delete(
 
     :param flag: the name the delete flag gets in the staging table.
     """
-    await stage_rows(conn, target, columns, rows, extra=[(flag, "boolean")], casts=casts)
-    f = quote_ident(flag)
+    stage = await stage_rows(conn, target, columns, rows, extra=[(flag, "boolean")], casts=casts)
+    f = _sql.quote_ident(flag)
     upsert = _sql.merge_from_stage(
         target,
         columns,
         key,
+        stage=stage,
         version_column=version_column,
         row_hash_column=row_hash_column,
-        set_extra=[f"{quote_ident(deleted_at)} = NULL"],
+        set_extra=[f"{_sql.quote_ident(deleted_at)} = NULL"],
         where=f"NOT {f}",
         revive=deleted_at,
         casts=casts,
     )
     changed = row_count(await conn.execute(upsert))
-    flagged = _sql.soft_delete_from_stage(target, key, deleted_at, where=f"s.{f}", casts=casts)
+    flagged = _sql.soft_delete_from_stage(
+        target, key, deleted_at, stage=stage, where=f"s.{f}", casts=casts
+    )
     return changed + row_count(await conn.execute(flagged))
