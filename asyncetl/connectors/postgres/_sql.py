@@ -35,6 +35,7 @@ __all__ = [
     "quote_qualified",
     "rename_table",
     "soft_delete_from_stage",
+    "unnest_rows",
 ]
 
 #: The prefix of the session's staging tables (``ON COMMIT DELETE ROWS``), one per
@@ -236,14 +237,22 @@ def create_stage(
     definition = f"SELECT {select} FROM {target.sql} WITH NO DATA"  # noqa: S608
     digest = hashlib.blake2b(definition.encode(), digest_size=8).hexdigest()
     name = f"{STAGE}_{digest}"
-    ready = (
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote_ident(name)} ON COMMIT DELETE ROWS "
-        f"AS {definition}; "
-        # Empty already, unless this transaction staged rows of this shape before
-        # (record by record under savepoints, say), or a rolled-back one left dead rows.
-        f"DELETE FROM pg_temp.{quote_ident(name)}"  # noqa: S608
-    )
+    create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote_ident(name)} ON COMMIT DELETE ROWS"
+    # Empty already, unless this transaction staged rows of this shape before (record
+    # by record under savepoints, say), or a rolled-back one left dead rows.
+    empty = f"DELETE FROM pg_temp.{quote_ident(name)}"  # noqa: S608
+    ready = f"{create} AS {definition}; {empty}"
     return Stage(name, ready)
+
+
+def unnest_rows(columns: Sequence[str], types: Sequence[str]) -> str:
+    """A FROM item of rows bound as one array per column (``$1`` the first), named ``columns``.
+
+    :param types: each column's SQL type, as the catalog spells it: no array type, and
+        none with a modifier (an explicit cast to ``varchar(5)`` cuts a value short).
+    """
+    arrays = ", ".join(f"${n}::{sql_type}[]" for n, sql_type in enumerate(types, 1))
+    return f"unnest({arrays}) AS s({_columns(columns)})"
 
 
 class WholeText(str):
@@ -297,9 +306,10 @@ def merge_from_stage(
     skip_unchanged: bool = False,
     casts: Mapping[str, str] | None = None,
 ) -> str:
-    """Upsert the rows of ``stage`` (:attr:`Stage.sql`) into ``target`` by ``key``.
+    """Upsert the rows of ``stage`` into ``target`` by ``key``.
 
-    One ``INSERT … SELECT … ON CONFLICT`` statement.
+    One ``INSERT … SELECT … ON CONFLICT`` statement; ``stage`` is the FROM item the
+    rows come from: a staging table (:attr:`Stage.sql`) or :func:`unnest_rows`.
 
     :param update: columns overwritten on conflict (default: every non-key
         column); an empty list means ``DO NOTHING``.
