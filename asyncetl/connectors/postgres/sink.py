@@ -207,12 +207,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     # -- lifecycle -----------------------------------------------------------
 
     async def open(self) -> None:
-        # json values are turned into text by _group, which is cheaper than a codec. A
-        # batch leaves no session state (its settings and locks end with its
-        # transaction), so a released connection needs no reset: a round trip a batch.
-        self._pool = await open_pool(
-            self.dsn, policy=self.policy, json_values=False, reset_sessions=False
-        )
+        # json values are turned into text by _group, which is cheaper than a codec.
+        self._pool = await open_pool(self.dsn, policy=self.policy, json_values=False)
         try:
             schema = await self._describe(self.table)
             if schema is None:

@@ -354,8 +354,7 @@ class TablesSink(Sink[TableRow]):
 
     async def open(self) -> None:
         try:
-            # Batches leave no session state: see PostgresSink.open.
-            self._pool = await open_pool(self.dsn, policy=self.policy, reset_sessions=False)
+            self._pool = await open_pool(self.dsn, policy=self.policy)
             for table in self.tables:
                 self.sinks[table] = await self._open_sink(table)
         except BaseException:

@@ -222,26 +222,26 @@ async def test_type_mismatches_in_an_upsert_over_existing_rows_go_to_dead_letter
         rejects = [*await sink.write(batch(records)), *await sink.write(batch(listed))]
     finally:
         await sink.aclose()
-    assert [(r.record["id"], str(r.error)) for r in rejects] == [
+    assert [(r.record, str(r.error)) for r in rejects] == [
         (
-            2,
+            records[1],
             "column 'n' of table public.t is integer, which cannot take the "
             "value 'two' ('str' object cannot be interpreted as an integer); convert it with a "
             "transform or fix the table",
         ),
         (
-            3,
+            records[2],
             "column 'n' of table public.t is integer, which cannot take the "
             "value 1099511627776 (value out of int32 range); convert it with a transform or fix "
             "the table",
         ),
         (
-            4,
+            listed[0],
             "column 'tag' of table public.t is text, which cannot take the value ['x', 'y'] "
             "(expected str, got list); convert it with a transform or fix the table",
         ),
         (
-            5,
+            listed[1],
             "column 'tag' of table public.t is text, which cannot take the value ['e', 'f'] "
             "(expected str, got list); convert it with a transform or fix the table",
         ),
@@ -269,9 +269,9 @@ async def test_an_upsert_over_existing_rows_refuses_a_value_too_long_rather_than
         rejects = await sink.write(batch([{"id": 1, "code": "abcdef"}, {"id": 2, "code": "ok"}]))
     finally:
         await sink.aclose()
-    assert [(r.record["id"], str(r.error)) for r in rejects] == [
+    assert [(r.record, str(r.error)) for r in rejects] == [
         (
-            1,
+            {"id": 1, "code": "abcdef"},
             "table public.t refused the record: value too long for type character varying(3); "
             "fix the record, or the table's constraint",
         )
