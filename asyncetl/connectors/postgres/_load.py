@@ -2,9 +2,10 @@
 
 Each helper takes a connection that is already inside a transaction (see
 :func:`asyncetl.connectors.postgres._connect.in_transaction`), stages ``rows``
-with asyncpg's binary ``copy_records_to_table`` into ``STAGE`` (a temporary
-table with the target's column types, ``ON COMMIT DROP``) and merges it into the
-target. They are shared by the table sinks and the CDC apply stage.
+with asyncpg's binary ``copy_records_to_table`` into a staging table (a temporary
+table with the target's column types, kept for the session and emptied at each
+commit: see :func:`~._sql.create_stage`) and merges it into the target. They are
+shared by the table sinks.
 
 ``rows`` are tuples in the order of ``columns``, or :class:`CopyRows` loaded
 without ever being decoded: :class:`TextRows`, lines in COPY's text format, as
@@ -17,14 +18,17 @@ most one row per key (see :func:`last_per_key`, or ``dedupe`` for COPY data):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from operator import itemgetter
 from typing import ClassVar, Literal, NamedTuple, TypeVar
+from uuid import UUID
 
 import asyncpg
 
 from asyncetl.connectors.postgres import _sql
 from asyncetl.connectors.postgres._binary import BinaryPage, binary_data
-from asyncetl.connectors.postgres._sql import STAGE, TableName, quote_ident
+from asyncetl.connectors.postgres._sql import TableName
 
 __all__ = [
     "BinaryRows",
@@ -105,6 +109,37 @@ class BinaryRows(CopyRows):
 
 
 Rows = Iterable[Row] | CopyRows
+#: Values bound in an array as they are: no container that asyncpg would take for a
+#: dimension of the array (a list, a set…), which could shift a column's values.
+_SCALARS = frozenset(
+    {type(None), bool, int, float, str, bytes, Decimal, datetime, date, time, timedelta, UUID}
+)
+#: Column types bound as arrays of themselves: built-in types without a modifier. An
+#: explicit cast to ``varchar(5)`` or ``numeric(6,2)`` would cut or round a value that
+#: the column refuses when COPY or an assignment stores it.
+_BINDABLE_TYPES = frozenset(
+    {
+        "smallint",
+        "integer",
+        "bigint",
+        "real",
+        "double precision",
+        "numeric",
+        "boolean",
+        "text",
+        "character varying",
+        "bytea",
+        "uuid",
+        "json",
+        "jsonb",
+        "date",
+        "timestamp without time zone",
+        "timestamp with time zone",
+    }
+)
+#: Rows merged from arrays bound to the statement at most; more are COPYed into a
+#: staging table, which streams them.
+_BOUND_ROWS = 10_000
 #: Columns staged as text and cast to their type (the value) when merged: the
 #: types asyncpg has no binary codec for (see ``Column.text_io``).
 Casts = Mapping[str, str] | None
@@ -162,19 +197,20 @@ async def stage_rows(
     *,
     extra: Sequence[tuple[str, str]] = (),
     casts: Casts = None,
-) -> None:
-    """Create ``STAGE`` with ``target``'s types for ``columns`` and COPY ``rows`` into it.
+) -> str:
+    """COPY ``rows`` into an empty staging table with ``target``'s types for ``columns``.
 
     :param extra: ``(name, sql type)`` of staged columns the target lacks (e.g. a
         delete flag); they follow ``columns`` in each row.
+    :returns: the staging table's name, quoted.
     """
-    definitions = [f"{quote_ident(name)} {sql_type}" for name, sql_type in extra]
     if isinstance(rows, CopyRows):
         casts = None  # COPY text goes straight into the column's own type
-    await conn.execute(_sql.create_stage(target, columns, definitions, casts))
-    await copy_in(
-        conn, STAGE, [*columns, *(name for name, _ in extra)], rows, schema_name="pg_temp"
-    )
+    stage = _sql.create_stage(target, columns, extra, casts)
+    await conn.execute(stage.ready)
+    names = [*columns, *(name for name, _ in extra)]
+    await copy_in(conn, stage.name, names, rows, schema_name="pg_temp")
+    return stage.sql
 
 
 async def copy_upsert(
@@ -190,8 +226,13 @@ async def copy_upsert(
     dedupe: bool = False,
     skip_unchanged: bool = False,
     casts: Casts = None,
+    types: Sequence[str] | None = None,
 ) -> int:
     """Upsert ``rows`` by ``key``; returns how many target rows were inserted or updated.
+
+    Given the SQL ``types`` of ``columns``, rows of plain values (no COPY data, no
+    ``casts``) are bound as one array per column to the merge statement itself: one
+    round trip instead of four (make the staging table ready, COPY's two, the merge).
 
     :param update: columns overwritten on conflict (default: all but the key;
         ``[]`` inserts new keys only).
@@ -202,13 +243,20 @@ async def copy_upsert(
     :param skip_unchanged: a row whose stored values are unchanged is not
         rewritten, compared in the server (no hash column).
     """
-    await stage_rows(conn, target, columns, rows, casts=casts)
+    arrays = _bound_columns(rows, types) if types is not None and not casts else None
+    if arrays is not None:
+        assert types is not None
+        stage = _sql.unnest_rows(columns, types)
+    else:
+        stage = await stage_rows(conn, target, columns, rows, casts=casts)
+        arrays = []
     if isinstance(rows, CopyRows):
         casts = None
     sql = _sql.merge_from_stage(
         target,
         columns,
         key,
+        stage=stage,
         update=update,
         version_column=version_column,
         row_hash_column=row_hash_column,
@@ -216,7 +264,33 @@ async def copy_upsert(
         skip_unchanged=skip_unchanged,
         casts=casts,
     )
-    return row_count(await conn.execute(sql))
+    try:
+        return row_count(await conn.execute(sql, *arrays))
+    except asyncpg.DataError as exc:
+        # What the encoder said, as a COPY raises it, so that the sink looks for the
+        # records holding such values (asyncpg's message shows only the whole array).
+        cause = exc.__cause__
+        if isinstance(cause, TypeError | ValueError | ArithmeticError):
+            raise cause from None
+        raise
+
+
+def _bound_columns(rows: Rows, types: Sequence[str]) -> list[list[object]] | None:
+    """``rows`` as one list per column, or ``None`` if they cannot be bound as arrays.
+
+    Not COPY data, not too many rows, only :data:`_BINDABLE_TYPES` and :data:`_SCALARS`.
+    """
+    if isinstance(rows, CopyRows) or not isinstance(rows, Sequence):
+        return None
+    if not rows or len(rows) > _BOUND_ROWS or not _BINDABLE_TYPES.issuperset(types):
+        return None
+    arrays = [list(values) for values in zip(*rows, strict=True)]
+    if len(arrays) != len(types):
+        return None
+    for values in arrays:
+        if not _SCALARS.issuperset(map(type, values)):
+            return None
+    return arrays
 
 
 async def copy_append(
@@ -229,11 +303,12 @@ async def copy_append(
 ) -> int:
     """Append ``rows`` to ``target`` with COPY straight into it; returns the rows copied.
 
-    With ``casts`` (and rows that are not COPY text) the rows go through ``STAGE``.
+    With ``casts`` (and rows that are not COPY text) the rows go through a staging table.
     """
     if casts and not isinstance(rows, CopyRows):
-        await stage_rows(conn, target, columns, rows, casts=casts)
-        return row_count(await conn.execute(_sql.insert_from_stage(target, columns, casts)))
+        stage = await stage_rows(conn, target, columns, rows, casts=casts)
+        sql = _sql.insert_from_stage(target, columns, casts, stage=stage)
+        return row_count(await conn.execute(sql))
     return row_count(await copy_in(conn, target.name, columns, rows, schema_name=target.schema))
 
 
@@ -251,10 +326,11 @@ async def copy_replace(
     A partition is a distinct combination of the ``partition`` columns (NULL
     matches NULL). Returns the rows inserted.
     """
-    await stage_rows(conn, target, columns, rows, casts=casts)
+    stage = await stage_rows(conn, target, columns, rows, casts=casts)
     casts = None if isinstance(rows, CopyRows) else casts
-    await conn.execute(_sql.delete_matching(target, partition, casts))
-    return row_count(await conn.execute(_sql.insert_from_stage(target, columns, casts)))
+    await conn.execute(_sql.delete_matching(target, partition, casts, stage=stage))
+    sql = _sql.insert_from_stage(target, columns, casts, stage=stage)
+    return row_count(await conn.execute(sql))
 
 
 async def copy_soft_delete(
@@ -278,19 +354,22 @@ async def copy_soft_delete(
 
     :param flag: the name the delete flag gets in the staging table.
     """
-    await stage_rows(conn, target, columns, rows, extra=[(flag, "boolean")], casts=casts)
-    f = quote_ident(flag)
+    stage = await stage_rows(conn, target, columns, rows, extra=[(flag, "boolean")], casts=casts)
+    f = _sql.quote_ident(flag)
     upsert = _sql.merge_from_stage(
         target,
         columns,
         key,
+        stage=stage,
         version_column=version_column,
         row_hash_column=row_hash_column,
-        set_extra=[f"{quote_ident(deleted_at)} = NULL"],
+        set_extra=[f"{_sql.quote_ident(deleted_at)} = NULL"],
         where=f"NOT {f}",
         revive=deleted_at,
         casts=casts,
     )
     changed = row_count(await conn.execute(upsert))
-    flagged = _sql.soft_delete_from_stage(target, key, deleted_at, where=f"s.{f}", casts=casts)
+    flagged = _sql.soft_delete_from_stage(
+        target, key, deleted_at, stage=stage, where=f"s.{f}", casts=casts
+    )
     return changed + row_count(await conn.execute(flagged))

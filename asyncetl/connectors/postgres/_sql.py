@@ -5,12 +5,13 @@ Every identifier that reaches SQL goes through :func:`quote_ident` (or
 parameter. The builders below return constant SQL text with quoted identifiers
 spliced in, in the manner of psycopg's ``sql`` module, and nothing else.
 
-``STAGE`` is the temporary table a batch is COPYed into before it is merged into
-its target (see :mod:`asyncetl.connectors.postgres._load`).
+A batch is COPYed into a temporary staging table (see :func:`create_stage`) before
+it is merged into its target (see :mod:`asyncetl.connectors.postgres._load`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from asyncetl.core.store_sql import SqlDialect
 __all__ = [
     "DIALECT",
     "STAGE",
+    "Stage",
     "TableName",
     "add_column",
     "create_like",
@@ -33,9 +35,11 @@ __all__ = [
     "quote_qualified",
     "rename_table",
     "soft_delete_from_stage",
+    "unnest_rows",
 ]
 
-#: The per-transaction staging table (``ON COMMIT DROP``) that batches are COPYed into.
+#: The prefix of the session's staging tables (``ON COMMIT DELETE ROWS``), one per
+#: shape of staged rows, that batches are COPYed into.
 STAGE = "_asyncetl_stage"
 
 
@@ -188,37 +192,67 @@ def drop_table(table: TableName, *, if_exists: bool = False) -> str:
 # -- builders for the COPY-then-merge pattern ---------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A temporary staging table: its name, and the SQL that makes it ready and empty."""
+
+    name: str
+    ready: str
+
+    @property
+    def sql(self) -> str:
+        """The name, quoted."""
+        return quote_ident(self.name)
+
+
 def create_stage(
     target: TableName,
     columns: Sequence[str],
-    extra: Sequence[str] = (),
+    extra: Sequence[tuple[str, str]] = (),
     casts: Mapping[str, str] | None = None,
-) -> str:
-    """A temporary ``STAGE`` table with ``target``'s types for ``columns``, dropped at commit.
+) -> Stage:
+    """A temporary table with ``target``'s types for ``columns``, kept for the session.
 
-    :param extra: column definitions added as they are (already quoted SQL),
-        e.g. ``'"_row_hash" text'`` for a column the target lacks.
+    It is created once per session and shape (its name holds a digest of its
+    definition) and emptied at every commit (``ON COMMIT DELETE ROWS``): creating and
+    dropping a table for each batch writes and deletes a dozen catalog rows each
+    time, which costs more than the batch's COPY and bloats the catalog.
+
+    :param extra: ``(name, sql type)`` of columns the target lacks (e.g. a delete flag).
     :param casts: columns staged as ``text`` (``text[]`` for arrays) and cast to
         their type (the value) when merged: those asyncpg has no binary codec for.
     """
     casts = casts or {}
     select = ", ".join(
-        f"{quote_ident(c)}::{_text_type(casts[c])} AS {quote_ident(c)}"
-        if c in casts
-        else quote_ident(c)
-        for c in columns
+        [
+            *(
+                f"{quote_ident(c)}::{_text_type(casts[c])} AS {quote_ident(c)}"
+                if c in casts
+                else quote_ident(c)
+                for c in columns
+            ),
+            *(f"NULL::{sql_type} AS {quote_ident(name)}" for name, sql_type in extra),
+        ]
     )
-    # Dropped first: one transaction may stage several groups of rows in turn.
-    sql = (
-        f"DROP TABLE IF EXISTS pg_temp.{quote_ident(STAGE)}; "  # noqa: S608
-        f"CREATE TEMPORARY TABLE {quote_ident(STAGE)} ON COMMIT DROP AS "
-        f"SELECT {select} FROM {target.sql} WITH NO DATA"
-    )
-    if extra:
-        sql += f"; ALTER TABLE {quote_ident(STAGE)} " + ", ".join(
-            f"ADD COLUMN {definition}" for definition in extra
-        )
-    return sql
+    definition = f"SELECT {select} FROM {target.sql} WITH NO DATA"  # noqa: S608
+    digest = hashlib.blake2b(definition.encode(), digest_size=8).hexdigest()
+    name = f"{STAGE}_{digest}"
+    create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote_ident(name)} ON COMMIT DELETE ROWS"
+    # Empty already, unless this transaction staged rows of this shape before (record
+    # by record under savepoints, say), or a rolled-back one left dead rows.
+    empty = f"DELETE FROM pg_temp.{quote_ident(name)}"  # noqa: S608
+    ready = f"{create} AS {definition}; {empty}"
+    return Stage(name, ready)
+
+
+def unnest_rows(columns: Sequence[str], types: Sequence[str]) -> str:
+    """A FROM item of rows bound as one array per column (``$1`` the first), named ``columns``.
+
+    :param types: each column's SQL type, as the catalog spells it: no array type, and
+        none with a modifier (an explicit cast to ``varchar(5)`` cuts a value short).
+    """
+    arrays = ", ".join(f"${n}::{sql_type}[]" for n, sql_type in enumerate(types, 1))
+    return f"unnest({arrays}) AS s({_columns(columns)})"
 
 
 class WholeText(str):
@@ -241,14 +275,18 @@ def staged(columns: Sequence[str], casts: Mapping[str, str] | None) -> str:
 
 
 def insert_from_stage(
-    target: TableName, columns: Sequence[str], casts: Mapping[str, str] | None = None
+    target: TableName,
+    columns: Sequence[str],
+    casts: Mapping[str, str] | None = None,
+    *,
+    stage: str,
 ) -> str:
-    """Append every staged row to ``target``."""
+    """Append every row of ``stage`` (:attr:`Stage.sql`) to ``target``."""
     cols = _columns(columns)
     return (
         # Identity columns keep the values given (OVERRIDING: also GENERATED ALWAYS).
         f"INSERT INTO {target.sql} ({cols}) OVERRIDING SYSTEM VALUE "  # noqa: S608
-        f"SELECT {staged(columns, casts)} FROM {quote_ident(STAGE)}"
+        f"SELECT {staged(columns, casts)} FROM {stage}"
     )
 
 
@@ -257,6 +295,7 @@ def merge_from_stage(
     columns: Sequence[str],
     key: Sequence[str],
     *,
+    stage: str,
     update: Sequence[str] | None = None,
     version_column: str | None = None,
     row_hash_column: str | None = None,
@@ -267,7 +306,10 @@ def merge_from_stage(
     skip_unchanged: bool = False,
     casts: Mapping[str, str] | None = None,
 ) -> str:
-    """Upsert staged rows into ``target`` by ``key`` (``INSERT … ON CONFLICT``).
+    """Upsert the rows of ``stage`` into ``target`` by ``key``.
+
+    One ``INSERT … SELECT … ON CONFLICT`` statement; ``stage`` is the FROM item the
+    rows come from: a staging table (:attr:`Stage.sql`) or :func:`unnest_rows`.
 
     :param update: columns overwritten on conflict (default: every non-key
         column); an empty list means ``DO NOTHING``.
@@ -290,11 +332,12 @@ def merge_from_stage(
     keys = _columns(key)
     if update is None:
         update = [c for c in columns if c not in key]
-    rows = f"{staged(columns, casts)} FROM {quote_ident(STAGE)}"
+    rows = f"{staged(columns, casts)} FROM {stage}"
     rows += f" WHERE {where}" if where else ""
     if dedupe:
         newest = [f"{quote_ident(version_column)} DESC NULLS LAST"] if version_column else []
-        # A freshly filled temporary table's ctid order is the order rows were staged in.
+        # A staging table emptied before it is filled takes rows at its end, one after
+        # the other: its ctid order is the order rows were staged in.
         order = ", ".join([keys, *newest, "ctid DESC"])
         rows = f"DISTINCT ON ({keys}) {rows} ORDER BY {order}"
     head = (
@@ -326,7 +369,11 @@ def merge_from_stage(
 
 
 def delete_matching(
-    target: TableName, columns: Sequence[str], casts: Mapping[str, str] | None = None
+    target: TableName,
+    columns: Sequence[str],
+    casts: Mapping[str, str] | None = None,
+    *,
+    stage: str,
 ) -> str:
     """Delete the ``target`` rows whose ``columns`` equal (NULL-safe) those of any staged row.
 
@@ -338,7 +385,7 @@ def delete_matching(
     )
     return (
         f"DELETE FROM {target.sql} AS t USING "  # noqa: S608
-        f"(SELECT DISTINCT {staged(columns, casts)} FROM {quote_ident(STAGE)}) AS s "
+        f"(SELECT DISTINCT {staged(columns, casts)} FROM {stage}) AS s "
         f"WHERE {match}"
     )
 
@@ -348,6 +395,7 @@ def soft_delete_from_stage(
     key: Sequence[str],
     deleted_at: str,
     *,
+    stage: str,
     where: str = "TRUE",
     casts: Mapping[str, str] | None = None,
 ) -> str:
@@ -363,6 +411,6 @@ def soft_delete_from_stage(
         for c in key
     )
     return (
-        f"UPDATE {target.sql} AS t SET {d} = now() FROM {quote_ident(STAGE)} AS s "  # noqa: S608
+        f"UPDATE {target.sql} AS t SET {d} = now() FROM {stage} AS s "  # noqa: S608
         f"WHERE {match} AND t.{d} IS NULL AND ({where})"
     )

@@ -192,3 +192,88 @@ async def test_unreachable_server_names_host_and_port_never_the_password() -> No
     )
     assert len(logs) == 2
     assert "s3cret-pw" not in repr(logs) + message + repr(store.dsn)
+
+
+async def test_type_mismatches_in_an_upsert_over_existing_rows_go_to_dead_letters(
+    pg_database: str,
+) -> None:
+    # Merged with INSERT … ON CONFLICT, values bound as arrays: the refused values are
+    # still found record by record.
+    await execute(
+        pg_database,
+        "CREATE TABLE t (id int PRIMARY KEY, n int, tag text); "
+        "INSERT INTO t SELECT g, 0, 'old' FROM generate_series(1, 5) g",
+    )
+    records: list[dict[str, Any]] = [
+        {"id": 1, "n": 1, "tag": "a"},
+        {"id": 2, "n": "two", "tag": "b"},
+        {"id": 3, "n": 2**40, "tag": "c"},
+    ]
+    # A list in every row is no array to bind: it would shift the column's values.
+    listed: list[dict[str, Any]] = [
+        {"id": 4, "n": 4, "tag": ["x", "y"]},
+        {"id": 5, "n": 5, "tag": ["e", "f"]},
+    ]
+    sink = PostgresSink(pg_database, "t")
+    await sink.open()
+    try:
+        # A key already stored: from now on every batch is merged.
+        assert await sink.write(batch([{"id": 1, "n": 0, "tag": "old"}])) == []
+        rejects = [*await sink.write(batch(records)), *await sink.write(batch(listed))]
+    finally:
+        await sink.aclose()
+    assert [(r.record, str(r.error)) for r in rejects] == [
+        (
+            records[1],
+            "column 'n' of table public.t is integer, which cannot take the "
+            "value 'two' ('str' object cannot be interpreted as an integer); convert it with a "
+            "transform or fix the table",
+        ),
+        (
+            records[2],
+            "column 'n' of table public.t is integer, which cannot take the "
+            "value 1099511627776 (value out of int32 range); convert it with a transform or fix "
+            "the table",
+        ),
+        (
+            listed[0],
+            "column 'tag' of table public.t is text, which cannot take the value ['x', 'y'] "
+            "(expected str, got list); convert it with a transform or fix the table",
+        ),
+        (
+            listed[1],
+            "column 'tag' of table public.t is text, which cannot take the value ['e', 'f'] "
+            "(expected str, got list); convert it with a transform or fix the table",
+        ),
+    ]
+    assert await rows(pg_database, "SELECT * FROM t ORDER BY id") == [
+        (1, 1, "a"),
+        (2, 0, "old"),
+        (3, 0, "old"),
+        (4, 0, "old"),
+        (5, 0, "old"),
+    ]
+
+
+async def test_an_upsert_over_existing_rows_refuses_a_value_too_long_rather_than_cut_it(
+    pg_database: str,
+) -> None:
+    await execute(
+        pg_database,
+        "CREATE TABLE t (id int PRIMARY KEY, code varchar(3)); INSERT INTO t VALUES (1, 'a')",
+    )
+    sink = PostgresSink(pg_database, "t")
+    await sink.open()
+    try:
+        assert await sink.write(batch([{"id": 1, "code": "a"}])) == []  # now merging
+        rejects = await sink.write(batch([{"id": 1, "code": "abcdef"}, {"id": 2, "code": "ok"}]))
+    finally:
+        await sink.aclose()
+    assert [(r.record, str(r.error)) for r in rejects] == [
+        (
+            {"id": 1, "code": "abcdef"},
+            "table public.t refused the record: value too long for type character varying(3); "
+            "fix the record, or the table's constraint",
+        )
+    ]
+    assert await rows(pg_database, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "ok")]

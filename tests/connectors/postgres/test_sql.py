@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from asyncetl import ConfigError
@@ -48,17 +50,34 @@ def test_table_name_parse_refuses(bad: str) -> None:
 
 def test_merge_sql_has_guards() -> None:
     sql = merge_from_stage(
-        TableName("s", "t"), ["id", "v", "h"], ["id"], version_column="v", row_hash_column="h"
+        TableName("s", "t"),
+        ["id", "v", "h"],
+        ["id"],
+        stage='"st"',
+        version_column="v",
+        row_hash_column="h",
     )
     assert sql == (
-        'INSERT INTO "s"."t" AS t ("id", "v", "h") OVERRIDING SYSTEM VALUE SELECT "id", "v", "h" FROM "_asyncetl_stage" '
+        'INSERT INTO "s"."t" AS t ("id", "v", "h") OVERRIDING SYSTEM VALUE SELECT "id", "v", "h" FROM "st" '
         'ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v", "h" = EXCLUDED."h" '
         'WHERE (t."v" IS NULL OR t."v" <= EXCLUDED."v") AND t."h" IS DISTINCT FROM EXCLUDED."h"'
     )
-    assert merge_from_stage(TableName(None, "t"), ["id"], ["id"]).endswith("DO NOTHING")
+    assert merge_from_stage(TableName(None, "t"), ["id"], ["id"], stage='"st"').endswith(
+        "DO NOTHING"
+    )
 
 
-def test_stage_is_temporary_and_dropped_at_commit() -> None:
-    sql = create_stage(TableName(None, "t"), ["a"])
-    assert 'DROP TABLE IF EXISTS pg_temp."_asyncetl_stage"' in sql
-    assert 'CREATE TEMPORARY TABLE "_asyncetl_stage" ON COMMIT DROP AS SELECT "a" FROM "t"' in sql
+def test_stage_is_kept_for_the_session_emptied_and_named_by_its_shape() -> None:
+    stage = create_stage(TableName(None, "t"), ["a"], [("f", "boolean")])
+    assert re.fullmatch(r"_asyncetl_stage_[0-9a-f]{16}", stage.name)
+    assert stage.ready == (
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage.name}" ON COMMIT DELETE ROWS AS '
+        f'SELECT "a", NULL::boolean AS "f" FROM "t" WITH NO DATA; DELETE FROM pg_temp."{stage.name}"'
+    )
+    assert create_stage(TableName(None, "t"), ["a"], [("f", "boolean")]) == stage
+    others = [
+        create_stage(TableName(None, "t"), ["b"]),
+        create_stage(TableName(None, "u"), ["a"]),
+        create_stage(TableName(None, "t"), ["a"], casts={"a": "interval"}),
+    ]
+    assert len({stage.name, *(other.name for other in others)}) == 4

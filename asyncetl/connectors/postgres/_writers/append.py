@@ -29,5 +29,12 @@ class AppendWriter(Writer):
         if row_hash is None:
             return await _load.copy_append(conn, target, columns, rows, casts=self.casts)
         return await _load.copy_upsert(
-            conn, target, columns, rows, key=[row_hash.column], update=[], casts=self.casts
+            conn,
+            target,
+            columns,
+            rows,
+            key=[row_hash.column],
+            update=[],
+            casts=self.casts,
+            types=self.column_types(columns),
         )

@@ -103,6 +103,14 @@ class Writer:
             return {}
         return {c.name: c.type for c in self.schema.columns if c.text_io}
 
+    def column_types(self, columns: Sequence[str]) -> list[str] | None:
+        """The SQL types of ``columns``, as the catalog spells them; ``None`` if one is not
+        a column of the table."""
+        if self.schema is None:
+            return None
+        found = [self.schema.column(c) for c in columns]
+        return [c.type for c in found if c is not None] if None not in found else None
+
     @property
     def delete_flag(self) -> str | None:
         """The record field carried as the last value of each row to mark a delete, if any."""

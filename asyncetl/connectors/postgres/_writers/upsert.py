@@ -72,4 +72,5 @@ class UpsertWriter(KeyedWriter):
             dedupe=dedupe,
             skip_unchanged=self.options.skip_unchanged,
             casts=self.casts,
+            types=self.column_types(columns),
         )
