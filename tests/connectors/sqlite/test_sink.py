@@ -122,7 +122,7 @@ async def test_a_key_repeated_in_one_batch_keeps_its_last_record(tmp_path: Path)
 async def test_a_large_batch_loads_every_row_once_in_its_order(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     sink = SqliteSink(str(db), "log", create=True)
-    # 2500 rows: parts of 1024, 1024, 256, 128, 64, 4 rows
+    # 2500 rows: parts of 1024, 1024, 448 (a multiple of 64) and 4 rows
     await write(sink, [{"n": i} for i in range(2500)])
     await sink.aclose()
     assert query(db, "SELECT n FROM log ORDER BY rowid") == [(i,) for i in range(2500)]
