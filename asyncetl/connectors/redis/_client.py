@@ -11,6 +11,7 @@ that there is exactly one retry loop. URLs are shown only through
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -30,13 +31,43 @@ from asyncetl.core.retry import RetryPolicy, retry_call
 from asyncetl.core.settings_check import non_negative_int
 from asyncetl.core.settings_check import retry_policy as checked_retry_policy
 
-__all__ = ["RedisClient", "endpoint", "redact_url", "retry_policy"]
+__all__ = ["RedisClient", "endpoint", "redact_url", "retry_policy", "undecodable_seen"]
 
 T = TypeVar("T")
 
 #: ``unix:`` takes a path (``unix:///run/redis.sock``); the others need ``//`` before the host.
 _SCHEME_PREFIX = re.compile(r"(?:rediss?://|unix:/)", re.IGNORECASE)
 _CONNECT_TIMEOUT = 5.0
+
+
+class _Undecodable:
+    """How many times replies held bytes that are not UTF-8, in this process.
+
+    Replies are decoded with ``surrogateescape`` through :func:`_escape`, which
+    counts each call: the decoder calls it only for bytes it cannot decode. A
+    reader compares the count before and after its command, so that text from a
+    clean reply need not be searched for lone surrogates; a count moved by
+    another client's reply meanwhile only makes it search.
+    """
+
+    count = 0
+
+
+_SURROGATEESCAPE = codecs.lookup_error("surrogateescape")
+_ERRORS = "asyncetl.redis.surrogateescape"
+
+
+def _escape(exc: UnicodeError) -> tuple[str | bytes, int]:
+    _Undecodable.count += 1
+    return _SURROGATEESCAPE(exc)
+
+
+codecs.register_error(_ERRORS, _escape)
+
+
+def undecodable_seen() -> int:
+    """How many times so far a reply decoded to text held bytes that are not UTF-8."""
+    return _Undecodable.count
 
 
 def redact_url(url: str) -> str:
@@ -111,7 +142,8 @@ class RedisClient:
     ) -> None:
         self.url = _check_url(url, where)
         #: Replies decoded to text by the client (in hiredis's C code, when installed),
-        #: bytes that are not UTF-8 kept as lone surrogates (``surrogateescape``).
+        #: bytes that are not UTF-8 kept as lone surrogates (``surrogateescape``) and
+        #: counted (:func:`undecodable_seen`).
         self.decode_text = decode_text
         self.where = where
         self.client_name = re.sub(r"\s", "_", client_name)
@@ -177,7 +209,7 @@ class RedisClient:
                 socket_connect_timeout=_CONNECT_TIMEOUT,
                 socket_timeout=self.socket_timeout,
                 decode_responses=self.decode_text,
-                encoding_errors="surrogateescape" if self.decode_text else "strict",
+                encoding_errors=_ERRORS if self.decode_text else "strict",
             )
         except ValueError as exc:
             raise ConfigError(
