@@ -130,6 +130,8 @@ class RedisStreamSource(Source[StreamRecord]):
             # Decoded as hiredis parses, not one bytes object at a time in Python: about
             # a tenth of a run's time went to those calls.
             decode_text=True,
+            # Its arguments are the stream, group and consumer names and entry ids.
+            hiredis_packing=True,
         )
         #: entry ids handed out (as text) → the id as Redis sent it, for ``XACK``
         self._ledger: AckLedger[str, str] = AckLedger()
