@@ -368,20 +368,36 @@ class RedisStreamSource(Source[StreamRecord]):
         if not entries:
             return None
         all_utf8 = checked or _is_utf8(chain.from_iterable(map(itemgetter(1), entries)))
+        if all_utf8 and all(map(itemgetter(1), entries)):
+            # The common case, as one comprehension: a third faster than the loop below.
+            records: list[StreamRecord] = [
+                {"id": entry_id, "fields": dict(zip(pairs := iter(fields), pairs, strict=False))}
+                for entry_id, fields in entries
+            ]
+            rejects: list[Reject] = []
+        else:
+            records, rejects = self._sorted_out(entries, all_utf8)
+        position = ids[-1]
+        ledger.add_keys(position, ids)
+        self._handed_through = max(self._handed_through, _entry_id(position))
+        return Chunk(records, position, rejects)
+
+    def _sorted_out(
+        self, entries: Sequence[_Entry], all_utf8: bool
+    ) -> tuple[list[StreamRecord], list[Reject]]:
+        """Records of the entries that decode, rejects of those that do not; entries
+        deleted while pending are neither (they are only to be acknowledged)."""
         records: list[StreamRecord] = []
         rejects: list[Reject] = []
         for entry_id, fields in entries:
-            if not fields:  # deleted from the stream while pending: only to be acknowledged
+            if not fields:
                 continue
             if all_utf8 or _is_utf8(fields):
                 pairs = iter(fields)
                 records.append({"id": entry_id, "fields": dict(zip(pairs, pairs, strict=False))})
             else:
                 rejects.append(self._reject(entry_id, fields))
-        position = ids[-1]
-        ledger.add_keys(position, ids)
-        self._handed_through = max(self._handed_through, _entry_id(position))
-        return Chunk(records, position, rejects)
+        return records, rejects
 
     def _reject(self, entry_id: str, fields: Sequence[str]) -> Reject:
         """An entry with bytes that are not UTF-8, shown with backslash escapes."""
