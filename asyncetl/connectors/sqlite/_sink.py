@@ -207,7 +207,12 @@ class SqliteSink(Sink[Record]):
     async def _write(
         self, records: Sequence[Record], checkpoint: Checkpoint | None, settle: Settle | None
     ) -> list[Reject]:
-        call = partial(self._transaction, records, checkpoint, settle)
+        plan = self._plan
+        # Made here, with a plan that needs no look at the table: the writer thread then
+        # holds the GIL only between its statements, and the event loop's thread, which
+        # wants it back for the next batches meanwhile, is kept waiting less.
+        ready = (plan, plan.rows(records)) if plan and plan.contract != "evolve" else None
+        call = partial(self._transaction, records, ready, checkpoint, settle)
         return await self._db.run(call, what=f"write to table {self.table!r}")
 
     # -- in the worker thread ---------------------------------------------------
@@ -215,15 +220,20 @@ class SqliteSink(Sink[Record]):
     def _transaction(
         self,
         records: Sequence[Record],
+        ready: tuple[_Plan, _Rows] | None,
         checkpoint: Checkpoint | None,
         settle: Settle | None,
         conn: sqlite3.Connection,
     ) -> list[Reject]:
-        plan = self._plan or self._make_plan(conn, records)
         added: list[tuple[str, str]] = []
-        if plan is not None and plan.contract == "evolve":
-            plan, added = plan.evolved(records, self._existing_columns(conn))
-        rows = plan.rows(records) if plan else _Rows.refused(_not_mappings(records))
+        if ready is not None:
+            plan: _Plan | None
+            plan, rows = ready
+        else:
+            plan = self._plan or self._make_plan(conn, records)
+            if plan is not None and plan.contract == "evolve":
+                plan, added = plan.evolved(records, self._existing_columns(conn))
+            rows = plan.rows(records) if plan else _Rows.refused(_not_mappings(records))
         try:
             rejects = self._load(conn, plan, added, rows, checkpoint, settle, one_by_one=False)
         except _RowRefused:
