@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from functools import lru_cache, partial
+from itertools import repeat
+from operator import is_, itemgetter
 
 import anyio.from_thread
 import orjson
@@ -421,26 +423,37 @@ class _Plan:
 
     def rows(self, records: Sequence[Record]) -> _Rows:
         """Bound parameters of the records kept, all in one list, and the records refused."""
-        columns, known, key = self.columns, frozenset(self.columns), self.key
-        check_known = self.contract in ("freeze", "discard_row")
+        columns, known = self.columns, frozenset(self.columns)
+        width, check_known = len(columns), self.contract in ("freeze", "discard_row")
+        every = _getter(columns)
+        key_at = [columns.index(k) for k in self.key]
         values: list[object] = []
         extend = values.extend
         kept: list[Record] = []
         rejects: list[Reject] = []
         left_out = 0
         for record in records:
-            if type(record) is not dict and not isinstance(record, Mapping):
+            if type(record) is dict:  # not a subclass: a defaultdict would add the column
+                try:
+                    row = every(record)
+                    # Every column there and no more keys than columns: no key outside them.
+                    exact = len(record) == width
+                except KeyError:
+                    row, exact = tuple(map(record.get, columns)), False
+            elif isinstance(record, Mapping):
+                row, exact = tuple(map(record.get, columns)), False
+            else:
                 rejects.append(_not_mapping(record))
                 continue
-            if check_known and not record.keys() <= known:
+            if check_known and not exact and not record.keys() <= known:
                 if self.contract == "freeze":
                     rejects.append(self._extra(record, known))
                 left_out += 1
                 continue
-            if key and None in map(record.get, key):
+            if key_at and _none_at(row, key_at):
                 rejects.append(self._keyless(record))
                 continue
-            extend(map(record.get, columns))
+            extend(row)
             kept.append(record)
         if not _NATIVE.issuperset(map(type, values)):
             values = list(map(_adapt, values))
@@ -524,6 +537,20 @@ def _insert_rows(
     one: str, table: str, columns: Sequence[str], key: tuple[str, ...], rows: int
 ) -> str:
     return one if rows == 1 else _insert_sql(table, tuple(columns), key, rows)
+
+
+def _getter(columns: Sequence[str]) -> Callable[[Record], tuple[object, ...]]:
+    """A function giving a record's values of ``columns`` as a tuple, in C; it raises
+    ``KeyError`` for a missing column."""
+    if len(columns) == 1:
+        one = columns[0]
+        return lambda record: (record[one],)
+    return itemgetter(*columns)
+
+
+def _none_at(row: tuple[object, ...], positions: Sequence[int]) -> bool:
+    # Compared by identity, in C: ``None in row`` would ask every value's __eq__.
+    return any(map(is_, map(row.__getitem__, positions), repeat(None)))
 
 
 async def _settled(settle: Settle, rejects: list[Reject]) -> Sequence[DeadLetter]:

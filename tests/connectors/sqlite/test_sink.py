@@ -3,6 +3,7 @@ from __future__ import annotations
 import enum
 import sqlite3
 import uuid
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from contextlib import closing
 from datetime import UTC, date, datetime
@@ -162,6 +163,20 @@ async def test_missing_columns_load_null_and_unknown_columns_are_rejects(tmp_pat
         ),
         ([1, 2], "TypeError", "a SQLite record must map column names to values, not be a list"),
     ]
+
+
+async def test_a_missing_column_of_a_defaultdict_loads_null_and_is_not_added(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "t.db"
+    execute(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, qty INTEGER)")
+    sink = SqliteSink(str(db), "t", key=["id"], columns=["id", "qty"])
+    record: defaultdict[str, object] = defaultdict(lambda: 7, {"id": 1})
+    rejects = await write(sink, [record, {"id": 2, "qty": None, "extra": 1}])
+    await sink.aclose()
+    assert query(db, "SELECT * FROM t ORDER BY id") == [(1, None)]
+    assert dict(record) == {"id": 1}
+    assert [r.record for r in rejects] == [{"id": 2, "qty": None, "extra": 1}]
 
 
 async def test_unknown_columns_can_be_discarded_and_columns_chosen(tmp_path: Path) -> None:
