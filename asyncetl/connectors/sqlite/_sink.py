@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
@@ -143,6 +143,9 @@ class SqliteSink(Sink[Record]):
         self._checkpoints: CheckpointSql | None = None
         self._dead_letters: DeadLetterSql | None = None
         self._checkpoint_table_ready = False
+        #: Batch sizes loaded in one statement each (see _Plan.statements), and the last.
+        self._whole_sizes: set[int] = set()
+        self._last_size = 0
 
     async def open(self) -> None:
         """Connect and check that the table exists (or may be created).
@@ -284,8 +287,14 @@ class SqliteSink(Sink[Record]):
 
         :raises _RowRefused: some row was refused; the caller's transaction rolls back.
         """
+        most = _rows_per_statement(conn, plan.columns)
+        count = len(rows.kept)
+        whole = self._whole_sizes
+        if count == self._last_size and count <= most and len(whole) < _WHOLE_SIZES:
+            whole.add(count)  # a size that recurs (full batches) gets a statement of its own
+        self._last_size = count
         try:
-            for sql, values in plan.statements(rows, _rows_per_statement(conn, plan.columns)):
+            for sql, values in plan.statements(rows, most, whole):
                 conn.execute(sql, values)
         except _ROW_ERRORS as exc:
             raise _RowRefused from exc
@@ -407,12 +416,18 @@ class _Plan:
         there = {name.lower() for name in existing}
         return plan, _infer_types([n for n in names if n.lower() not in there], records)
 
-    def statements(self, rows: _Rows, most: int) -> Iterator[tuple[str, list[object]]]:
-        """The inserts of ``rows``, each with its values: parts of ``most`` rows (a power of
-        two), then the rest in at most two parts, a multiple of :data:`_STEP` rows and
-        fewer than :data:`_STEP`, so that few statement texts recur (each compiled one
-        is kept by the connection) and a batch takes few statements."""
+    def statements(
+        self, rows: _Rows, most: int, whole: Collection[int] = ()
+    ) -> Iterator[tuple[str, list[object]]]:
+        """The inserts of ``rows``, each with its values: one if their count is among
+        ``whole``; else parts of ``most`` rows (a power of two), then the rest in at most
+        two parts, a multiple of :data:`_STEP` rows and fewer than :data:`_STEP`, so that
+        few statement texts recur (each compiled one is kept by the connection) and a
+        batch takes few statements."""
         width, values, count = len(self.columns), rows.values, len(rows.kept)
+        if count in whole:
+            yield _insert_rows(self.insert, self.table, self.columns, self.key, count), values
+            return
         start = 0
         while start < count:
             left = count - start
@@ -515,6 +530,9 @@ class _RowRefused(Exception):
 
 #: Rows of a statement for the rest of a batch are a multiple of this, or fewer.
 _STEP = 64
+#: Batch sizes at most that get a statement of their own once they recur: a compiled
+#: statement of a thousand rows takes about a megabyte.
+_WHOLE_SIZES = 4
 #: Rows per insert statement at most. One statement per batch part instead of one per
 #: row: the sqlite3 module lets go of the GIL around every statement it steps, and
 #: each time it must win it back from the event loop's thread, which could take a

@@ -129,6 +129,23 @@ async def test_a_large_batch_loads_every_row_once_in_its_order(tmp_path: Path) -
     assert query(db, "SELECT n FROM log ORDER BY rowid") == [(i,) for i in range(2500)]
 
 
+async def test_batches_of_a_recurring_size_load_every_row_and_refuse_only_the_bad_one(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "t.db"
+    execute(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER CHECK (n <> -1))")
+    sink = SqliteSink(str(db), "t", key=["id"])
+    for seq, offset in enumerate([0, 10, 20]):  # from the second on, one statement
+        await write(sink, [{"id": i, "n": i + offset} for i in range(300)], seq)
+    bad = [{"id": i, "n": -1 if i == 150 else i} for i in range(300)]
+    rejects = await write(sink, bad, 3)
+    await sink.aclose()
+    assert query(db, "SELECT id, n FROM t ORDER BY id") == [
+        (i, 170 if i == 150 else i) for i in range(300)
+    ]
+    assert [r.record for r in rejects] == [bad[150]]
+
+
 async def test_a_composite_key_of_every_column_does_nothing_on_conflict(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     sink = SqliteSink(str(db), "pairs", key=["a", "b"], create=True)
