@@ -12,8 +12,9 @@ It knows nothing about any client library, so every such source shares it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Hashable, Iterable, Sequence
+from itertools import repeat
+from typing import Generic, TypeVar, cast
 
 from asyncetl.core.batch import Position
 
@@ -21,6 +22,8 @@ __all__ = ["AckLedger"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+_GONE = object()
 
 
 class AckLedger(Generic[K, V]):
@@ -52,6 +55,16 @@ class AckLedger(Generic[K, V]):
             self._handles[key] = handle
         self._chunks.append((position, [key for key, _ in items]))
 
+    def add_keys(self: AckLedger[K, K], position: Position, keys: list[K]) -> None:
+        """Like :meth:`add` for messages whose key is also their handle (a stream entry id);
+        ``keys`` is kept as it is, so do not change it afterwards."""
+        self._handles.update(zip(keys, keys, strict=True))
+        self._chunks.append((position, keys))
+
+    def holds_any(self, keys: Iterable[object]) -> bool:
+        """Whether any of ``keys`` was handed out and is not yet taken."""
+        return bool(self._handles) and not self._handles.keys().isdisjoint(keys)
+
     def refresh(self, key: K, handle: V) -> None:
         """Replace the handle of an entry delivered again while still outstanding."""
         if key in self._handles:
@@ -65,9 +78,12 @@ class AckLedger(Generic[K, V]):
         if not any(pos == position for pos, _ in self._chunks):
             return []
         taken: list[V] = []
+        pop = self._handles.pop
         while self._chunks:
             pos, keys = self._chunks.popleft()
-            taken.extend(self._handles.pop(key) for key in keys if key in self._handles)
+            # A key already taken (carried again by a later chunk) is skipped.
+            handles = [h for h in map(pop, keys, repeat(_GONE)) if h is not _GONE]
+            taken += cast("list[V]", handles)
             if pos == position:
                 break
         return taken

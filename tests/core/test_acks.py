@@ -53,6 +53,33 @@ def test_refresh_replaces_the_handle_of_an_outstanding_key_only() -> None:
     assert ledger.take_through("p1") == ["h1", "redelivered"]
 
 
+def test_keys_that_are_their_own_handles_are_taken_as_themselves() -> None:
+    ledger: AckLedger[str, str] = AckLedger()
+    ledger.add_keys("1-1", ["1-0", "1-1"])
+    ledger.add_keys("2-0", ["2-0"])
+
+    assert "1-1" in ledger
+    assert ledger.take_through("1-1") == ["1-0", "1-1"]
+    assert ledger.take_through("2-0") == ["2-0"]
+    assert len(ledger) == 0
+
+
+def test_holds_any_says_whether_some_key_is_outstanding() -> None:
+    ledger = ledger_of(("p1", [1, 2]))
+
+    assert ledger.holds_any([7, 2])
+    assert not ledger.holds_any([7, 8])
+    assert not ledger.holds_any([])
+    ledger.take_through("p1")
+    assert not ledger.holds_any([1, 2])
+
+
+def test_a_key_carried_again_by_a_later_chunk_is_taken_once() -> None:
+    ledger = ledger_of(("p1", [1, 2]), ("p2", [2, 3]))
+
+    assert ledger.take_through("p2") == ["h1", "h2", "h3"]
+
+
 def test_clear_forgets_everything_and_returns_what_was_outstanding() -> None:
     ledger = ledger_of(("p1", [1]), ("p2", [2, 3]))
 

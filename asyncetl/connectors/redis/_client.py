@@ -11,16 +11,19 @@ that there is exactly one retry loop. URLs are shown only through
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.connection import HiredisRespSerializer
+from redis.utils import HIREDIS_AVAILABLE
 
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
 from asyncetl.core.interfaces import Problem
@@ -30,13 +33,58 @@ from asyncetl.core.retry import RetryPolicy, retry_call
 from asyncetl.core.settings_check import non_negative_int
 from asyncetl.core.settings_check import retry_policy as checked_retry_policy
 
-__all__ = ["RedisClient", "endpoint", "redact_url", "retry_policy"]
+__all__ = ["RedisClient", "endpoint", "redact_url", "retry_policy", "undecodable_seen"]
 
 T = TypeVar("T")
 
 #: ``unix:`` takes a path (``unix:///run/redis.sock``); the others need ``//`` before the host.
 _SCHEME_PREFIX = re.compile(r"(?:rediss?://|unix:/)", re.IGNORECASE)
 _CONNECT_TIMEOUT = 5.0
+
+
+class _Undecodable:
+    """How many times replies held bytes that are not UTF-8, in this process.
+
+    Replies are decoded with ``surrogateescape`` through :func:`_escape`, which
+    counts each call: the decoder calls it only for bytes it cannot decode. A
+    reader compares the count before and after its command, so that text from a
+    clean reply need not be searched for lone surrogates; a count moved by
+    another client's reply meanwhile only makes it search.
+    """
+
+    count = 0
+
+
+_SURROGATEESCAPE = codecs.lookup_error("surrogateescape")
+_ERRORS = "asyncetl.redis.surrogateescape"
+
+
+def _escape(exc: UnicodeError) -> tuple[str | bytes, int]:
+    _Undecodable.count += 1
+    return _SURROGATEESCAPE(exc)
+
+
+codecs.register_error(_ERRORS, _escape)
+
+
+class _HiredisPackedConnection(aioredis.Connection):
+    """A TCP connection that packs each command in hiredis's C code, as redis-py's
+    synchronous client does; the asyncio client packs argument by argument in Python,
+    which for an ``XACK`` of a thousand entry ids cost as much as parsing their reply.
+
+    Text arguments are encoded as strict UTF-8.
+    """
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        packed: list[bytes] = self._packer.pack(*args)
+        return packed
+
+
+def undecodable_seen() -> int:
+    """How many times so far a reply decoded to text held bytes that are not UTF-8."""
+    return _Undecodable.count
 
 
 def redact_url(url: str) -> str:
@@ -97,6 +145,8 @@ class RedisClient:
     :param client_name: shown by ``CLIENT LIST``, e.g. ``asyncetl:redis:worker-1``.
     :param socket_timeout: seconds to wait for a reply; longer than any ``BLOCK``.
     :param decode_text: have replies decoded to text as they are parsed.
+    :param hiredis_packing: have hiredis (when installed) pack commands sent over TCP;
+        only for a client whose text arguments are all valid Unicode (no lone surrogates).
     """
 
     def __init__(
@@ -108,16 +158,19 @@ class RedisClient:
         policy: RetryPolicy,
         socket_timeout: float = 30.0,
         decode_text: bool = False,
+        hiredis_packing: bool = False,
     ) -> None:
         self.url = _check_url(url, where)
         #: Replies decoded to text by the client (in hiredis's C code, when installed),
-        #: bytes that are not UTF-8 kept as lone surrogates (``surrogateescape``).
+        #: bytes that are not UTF-8 kept as lone surrogates (``surrogateescape``) and
+        #: counted (:func:`undecodable_seen`).
         self.decode_text = decode_text
         self.where = where
         self.client_name = re.sub(r"\s", "_", client_name)
         self.endpoint = endpoint(url)
         self.policy = policy
         self.socket_timeout = socket_timeout
+        self.hiredis_packing = hiredis_packing and HIREDIS_AVAILABLE
         self._redis: aioredis.Redis | None = None
 
     @property
@@ -169,6 +222,10 @@ class RedisClient:
         return [Problem("stream", message)]
 
     def _create(self) -> None:
+        # A unix:// or rediss:// URL names its own connection class, which wins over this.
+        packing: dict[str, Any] = (
+            {"connection_class": _HiredisPackedConnection} if self.hiredis_packing else {}
+        )
         try:
             self._redis = aioredis.Redis.from_url(
                 self.url,
@@ -177,7 +234,8 @@ class RedisClient:
                 socket_connect_timeout=_CONNECT_TIMEOUT,
                 socket_timeout=self.socket_timeout,
                 decode_responses=self.decode_text,
-                encoding_errors="surrogateescape" if self.decode_text else "strict",
+                encoding_errors=_ERRORS if self.decode_text else "strict",
+                **packing,
             )
         except ValueError as exc:
             raise ConfigError(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from functools import lru_cache, partial
-from itertools import chain
+from itertools import repeat
+from operator import is_, itemgetter
 
 import anyio.from_thread
 import orjson
@@ -50,7 +51,6 @@ from asyncetl.core.logs import get_logger
 __all__ = ["SqliteSink"]
 
 Record = Mapping[str, object]
-Row = tuple[object, ...]
 
 _NATIVE = frozenset({str, int, float, bytes, bool, type(None)})
 _AFFINITY: dict[type, str] = {
@@ -143,6 +143,9 @@ class SqliteSink(Sink[Record]):
         self._checkpoints: CheckpointSql | None = None
         self._dead_letters: DeadLetterSql | None = None
         self._checkpoint_table_ready = False
+        #: Batch sizes loaded in one statement each (see _Plan.statements), and the last.
+        self._whole_sizes: set[int] = set()
+        self._last_size = 0
 
     async def open(self) -> None:
         """Connect and check that the table exists (or may be created).
@@ -209,7 +212,12 @@ class SqliteSink(Sink[Record]):
     async def _write(
         self, records: Sequence[Record], checkpoint: Checkpoint | None, settle: Settle | None
     ) -> list[Reject]:
-        call = partial(self._transaction, records, checkpoint, settle)
+        plan = self._plan
+        # Made here, with a plan that needs no look at the table: the writer thread then
+        # holds the GIL only between its statements, and the event loop's thread, which
+        # wants it back for the next batches meanwhile, is kept waiting less.
+        ready = (plan, plan.rows(records)) if plan and plan.contract != "evolve" else None
+        call = partial(self._transaction, records, ready, checkpoint, settle)
         return await self._db.run(call, what=f"write to table {self.table!r}")
 
     # -- in the worker thread ---------------------------------------------------
@@ -217,49 +225,83 @@ class SqliteSink(Sink[Record]):
     def _transaction(
         self,
         records: Sequence[Record],
+        ready: tuple[_Plan, _Rows] | None,
         checkpoint: Checkpoint | None,
         settle: Settle | None,
         conn: sqlite3.Connection,
     ) -> list[Reject]:
-        plan = self._plan or self._make_plan(conn, records)
         added: list[tuple[str, str]] = []
-        if plan is not None and plan.contract == "evolve":
-            plan, added = plan.evolved(records, self._existing_columns(conn))
-        rows, kept, rejects = plan.rows(records) if plan else ([], [], _not_mappings(records))
+        if ready is not None:
+            plan: _Plan | None
+            plan, rows = ready
+        else:
+            plan = self._plan or self._make_plan(conn, records)
+            if plan is not None and plan.contract == "evolve":
+                plan, added = plan.evolved(records, self._existing_columns(conn))
+            rows = plan.rows(records) if plan else _Rows.refused(_not_mappings(records))
+        try:
+            rejects = self._load(conn, plan, added, rows, checkpoint, settle, one_by_one=False)
+        except _RowRefused:
+            # Rolled back whole: load again one row at a time (each statement is atomic)
+            # to find which rows the table refuses.
+            rejects = self._load(conn, plan, added, rows, checkpoint, settle, one_by_one=True)
+        if plan is not None:
+            self._plan = plan.created()
+        self._checkpoint_table_ready |= checkpoint is not None
+        return rejects
+
+    def _load(
+        self,
+        conn: sqlite3.Connection,
+        plan: _Plan | None,
+        added: list[tuple[str, str]],
+        rows: _Rows,
+        checkpoint: Checkpoint | None,
+        settle: Settle | None,
+        *,
+        one_by_one: bool,
+    ) -> list[Reject]:
+        """The batch's one transaction. Every statement in it is a switch of the GIL
+        to and from the event loop's thread, so the common path has as few as it can."""
+        rejects = list(rows.rejects)
         with immediate(conn), self._explained():
             if plan is not None and plan.create:
                 conn.execute(plan.create)
             for name, kind in added:
                 conn.execute(add_column(self.table, name, kind))
-            if plan is not None and rows:
-                rejects += self._insert(conn, plan, rows, kept)
+            if plan is not None and rows.kept:
+                if one_by_one:
+                    rejects += self._insert_each(conn, plan, rows)
+                else:
+                    self._insert(conn, plan, rows)
             if settle is not None:
                 # Before COMMIT: a failing policy rolls the batch and its checkpoint back.
                 letters = anyio.from_thread.run(_settled, settle, list(rejects))
                 self._store_letters(conn, letters)
             if checkpoint is not None:
                 self._save_checkpoint(conn, checkpoint)
-        if plan is not None:
-            self._plan = plan.created()
-        self._checkpoint_table_ready |= checkpoint is not None
         return rejects
 
-    def _insert(
-        self, conn: sqlite3.Connection, plan: _Plan, rows: list[Row], kept: list[Record]
-    ) -> list[Reject]:
-        conn.execute("SAVEPOINT batch")
+    def _insert(self, conn: sqlite3.Connection, plan: _Plan, rows: _Rows) -> None:
+        """All rows in as few statements as :meth:`_Plan.statements` allows.
+
+        :raises _RowRefused: some row was refused; the caller's transaction rolls back.
+        """
+        most = _rows_per_statement(conn, plan.columns)
+        count = len(rows.kept)
+        whole = self._whole_sizes
+        if count == self._last_size and count <= most and len(whole) < _WHOLE_SIZES:
+            whole.add(count)  # a size that recurs (full batches) gets a statement of its own
+        self._last_size = count
         try:
-            for sql, values in plan.statements(rows, _rows_per_statement(conn, plan.columns)):
+            for sql, values in plan.statements(rows, most, whole):
                 conn.execute(sql, values)
-        except _ROW_ERRORS:
-            conn.execute("ROLLBACK TO batch")
-        else:
-            conn.execute("RELEASE batch")
-            return []
-        conn.execute("RELEASE batch")
-        # Some row is bad: load one at a time (each statement is atomic) to find which.
+        except _ROW_ERRORS as exc:
+            raise _RowRefused from exc
+
+    def _insert_each(self, conn: sqlite3.Connection, plan: _Plan, rows: _Rows) -> list[Reject]:
         rejects: list[Reject] = []
-        for row, record in zip(rows, kept, strict=True):
+        for row, record in zip(rows.each(), rows.kept, strict=True):
             try:
                 conn.execute(plan.insert, row)
             except _ROW_ERRORS as exc:
@@ -374,42 +416,62 @@ class _Plan:
         there = {name.lower() for name in existing}
         return plan, _infer_types([n for n in names if n.lower() not in there], records)
 
-    def statements(self, rows: list[Row], most: int) -> Iterator[tuple[str, list[object]]]:
-        """The inserts of ``rows``, each with its values: up to ``most`` rows (a power of two)
-        at a time, the rest in power-of-two parts, so that few statement texts recur."""
-        start, size = 0, most
-        while start < len(rows):
-            while size > len(rows) - start:
-                size >>= 1
-            part = rows[start : start + size]
+    def statements(
+        self, rows: _Rows, most: int, whole: Collection[int] = ()
+    ) -> Iterator[tuple[str, list[object]]]:
+        """The inserts of ``rows``, each with its values: one if their count is among
+        ``whole``; else parts of ``most`` rows (a power of two), then the rest in at most
+        two parts, a multiple of :data:`_STEP` rows and fewer than :data:`_STEP`, so that
+        few statement texts recur (each compiled one is kept by the connection) and a
+        batch takes few statements."""
+        width, values, count = len(self.columns), rows.values, len(rows.kept)
+        if count in whole:
+            yield _insert_rows(self.insert, self.table, self.columns, self.key, count), values
+            return
+        start = 0
+        while start < count:
+            left = count - start
+            size = most if left >= most else (left if left < _STEP else left - left % _STEP)
             sql = _insert_rows(self.insert, self.table, self.columns, self.key, size)
-            yield sql, list(chain.from_iterable(part))
+            yield sql, values[start * width : (start + size) * width]
             start += size
 
-    def rows(self, records: Sequence[Record]) -> tuple[list[Row], list[Record], list[Reject]]:
-        """Bound parameters per record, the records they came from, and the records refused."""
+    def rows(self, records: Sequence[Record]) -> _Rows:
+        """Bound parameters of the records kept, all in one list, and the records refused."""
         columns, known = self.columns, frozenset(self.columns)
-        rows: list[Row] = []
+        width, check_known = len(columns), self.contract in ("freeze", "discard_row")
+        every = _getter(columns)
+        key_at = [columns.index(k) for k in self.key]
+        values: list[object] = []
+        extend = values.extend
         kept: list[Record] = []
         rejects: list[Reject] = []
         left_out = 0
         for record in records:
-            if type(record) is not dict and not isinstance(record, Mapping):
+            if type(record) is dict:  # not a subclass: a defaultdict would add the column
+                try:
+                    row = every(record)
+                    # Every column there and no more keys than columns: no key outside them.
+                    exact = len(record) == width
+                except KeyError:
+                    row, exact = tuple(map(record.get, columns)), False
+            elif isinstance(record, Mapping):
+                row, exact = tuple(map(record.get, columns)), False
+            else:
                 rejects.append(_not_mapping(record))
                 continue
-            if self.contract in ("freeze", "discard_row") and not record.keys() <= known:
+            if check_known and not exact and not record.keys() <= known:
                 if self.contract == "freeze":
                     rejects.append(self._extra(record, known))
                 left_out += 1
                 continue
-            if self.key and any(record.get(k) is None for k in self.key):
+            if key_at and _none_at(row, key_at):
                 rejects.append(self._keyless(record))
                 continue
-            values = tuple(map(record.get, columns))
-            if not _NATIVE.issuperset(map(type, values)):
-                values = tuple(map(_adapt, values))
-            rows.append(values)
+            extend(row)
             kept.append(record)
+        if not _NATIVE.issuperset(map(type, values)):
+            values = list(map(_adapt, values))
         if left_out and self.contract == "discard_row":
             _log.warning(
                 "records left out: fields without a column",
@@ -417,7 +479,7 @@ class _Plan:
                 records=left_out,
                 fields=sorted({k for r in records if isinstance(r, Mapping) for k in r} - known),
             )
-        return rows, kept, rejects
+        return _Rows(values, len(columns), kept, rejects)
 
     def _keyless(self, record: Record) -> Reject:
         column = next(k for k in self.key if record.get(k) is None)
@@ -442,6 +504,35 @@ class _Plan:
         )
 
 
+@dataclass(slots=True)
+class _Rows:
+    """A batch's rows as SQLite binds them: the values of every kept record in one flat
+    list (no tuple per row), the records kept, and the records refused."""
+
+    values: list[object]
+    width: int
+    kept: list[Record]
+    rejects: list[Reject]
+
+    @classmethod
+    def refused(cls, rejects: list[Reject]) -> _Rows:
+        return cls([], 0, [], rejects)
+
+    def each(self) -> Iterator[list[object]]:
+        """The bound parameters of each kept record in turn."""
+        width, values = self.width, self.values
+        return (values[i : i + width] for i in range(0, len(values), width))
+
+
+class _RowRefused(Exception):
+    """A statement of a batch's insert was refused for one of its rows."""
+
+
+#: Rows of a statement for the rest of a batch are a multiple of this, or fewer.
+_STEP = 64
+#: Batch sizes at most that get a statement of their own once they recur: a compiled
+#: statement of a thousand rows takes about a megabyte.
+_WHOLE_SIZES = 4
 #: Rows per insert statement at most. One statement per batch part instead of one per
 #: row: the sqlite3 module lets go of the GIL around every statement it steps, and
 #: each time it must win it back from the event loop's thread, which could take a
@@ -464,6 +555,20 @@ def _insert_rows(
     one: str, table: str, columns: Sequence[str], key: tuple[str, ...], rows: int
 ) -> str:
     return one if rows == 1 else _insert_sql(table, tuple(columns), key, rows)
+
+
+def _getter(columns: Sequence[str]) -> Callable[[Record], tuple[object, ...]]:
+    """A function giving a record's values of ``columns`` as a tuple, in C; it raises
+    ``KeyError`` for a missing column."""
+    if len(columns) == 1:
+        one = columns[0]
+        return lambda record: (record[one],)
+    return itemgetter(*columns)
+
+
+def _none_at(row: tuple[object, ...], positions: Sequence[int]) -> bool:
+    # Compared by identity, in C: ``None in row`` would ask every value's __eq__.
+    return any(map(is_, map(row.__getitem__, positions), repeat(None)))
 
 
 async def _settled(settle: Settle, rejects: list[Reject]) -> Sequence[DeadLetter]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import enum
 import sqlite3
 import uuid
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from contextlib import closing
 from datetime import UTC, date, datetime
@@ -122,10 +123,27 @@ async def test_a_key_repeated_in_one_batch_keeps_its_last_record(tmp_path: Path)
 async def test_a_large_batch_loads_every_row_once_in_its_order(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     sink = SqliteSink(str(db), "log", create=True)
-    # 2500 rows: parts of 1024, 1024, 256, 128, 64, 4 rows
+    # 2500 rows: parts of 1024, 1024, 448 (a multiple of 64) and 4 rows
     await write(sink, [{"n": i} for i in range(2500)])
     await sink.aclose()
     assert query(db, "SELECT n FROM log ORDER BY rowid") == [(i,) for i in range(2500)]
+
+
+async def test_batches_of_a_recurring_size_load_every_row_and_refuse_only_the_bad_one(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "t.db"
+    execute(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER CHECK (n <> -1))")
+    sink = SqliteSink(str(db), "t", key=["id"])
+    for seq, offset in enumerate([0, 10, 20]):  # from the second on, one statement
+        await write(sink, [{"id": i, "n": i + offset} for i in range(300)], seq)
+    bad = [{"id": i, "n": -1 if i == 150 else i} for i in range(300)]
+    rejects = await write(sink, bad, 3)
+    await sink.aclose()
+    assert query(db, "SELECT id, n FROM t ORDER BY id") == [
+        (i, 170 if i == 150 else i) for i in range(300)
+    ]
+    assert [r.record for r in rejects] == [bad[150]]
 
 
 async def test_a_composite_key_of_every_column_does_nothing_on_conflict(tmp_path: Path) -> None:
@@ -162,6 +180,20 @@ async def test_missing_columns_load_null_and_unknown_columns_are_rejects(tmp_pat
         ),
         ([1, 2], "TypeError", "a SQLite record must map column names to values, not be a list"),
     ]
+
+
+async def test_a_missing_column_of_a_defaultdict_loads_null_and_is_not_added(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "t.db"
+    execute(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, qty INTEGER)")
+    sink = SqliteSink(str(db), "t", key=["id"], columns=["id", "qty"])
+    record: defaultdict[str, object] = defaultdict(lambda: 7, {"id": 1})
+    rejects = await write(sink, [record, {"id": 2, "qty": None, "extra": 1}])
+    await sink.aclose()
+    assert query(db, "SELECT * FROM t ORDER BY id") == [(1, None)]
+    assert dict(record) == {"id": 1}
+    assert [r.record for r in rejects] == [{"id": 2, "qty": None, "extra": 1}]
 
 
 async def test_unknown_columns_can_be_discarded_and_columns_chosen(tmp_path: Path) -> None:
