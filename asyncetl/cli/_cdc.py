@@ -18,7 +18,6 @@ import orjson
 from asyncetl import Checkpoint, JsonValue, Pipeline
 from asyncetl.cli._common import EXIT_CONFIG, EXIT_OK, confirm, spec_options
 from asyncetl.spec import load_pipeline
-from asyncetl.spec.cdc import cdc_drop, cdc_source, cdc_status
 
 __all__ = ["add_commands"]
 
@@ -57,6 +56,9 @@ def add_commands(commands: Any) -> None:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    # Imported here: every other command would otherwise load the PostgreSQL connector.
+    from asyncetl.spec.cdc import cdc_source, cdc_status
+
     pipeline = await load_pipeline(args.spec, using=("source", "checkpoints"))
     source = cdc_source(pipeline, args.spec)
     await pipeline.checkpoints.open()
@@ -118,6 +120,8 @@ def _publication(publication: JsonValue) -> str:
 
 
 async def _drop(args: argparse.Namespace) -> int:
+    from asyncetl.spec.cdc import cdc_drop, cdc_source
+
     pipeline = await load_pipeline(args.spec, using=("source", "checkpoints"))
     source = cdc_source(pipeline, args.spec)
     what = f"slot {source.slot!r}"

@@ -20,7 +20,6 @@ from asyncetl import JsonValue, MemoryCheckpointStore, Pipeline
 from asyncetl.cli._common import EXIT_OK
 from asyncetl.cli._progress import duration, rate
 from asyncetl.spec import load_pipeline
-from asyncetl.spec.cdc import cdc_source, cdc_status, has_cdc_source
 
 __all__ = ["add_command"]
 
@@ -103,6 +102,10 @@ async def _dead_letters(pipeline: Pipeline) -> int | None:
 
 
 async def _cdc(pipeline: Pipeline, spec: str, position: JsonValue) -> dict[str, JsonValue] | None:
+    # Imported here, as in the cdc commands: the PostgreSQL connector costs every other
+    # command (each ``run`` included) a third of its start-up.
+    from asyncetl.spec.cdc import cdc_source, cdc_status, has_cdc_source
+
     if not has_cdc_source(pipeline):
         return None
     source = cdc_source(pipeline, spec)
