@@ -23,8 +23,11 @@ transaction, passed on whole as a ``BinaryPage`` (see ``_binary``).
 A table without a key is read in the order of all its columns, grouped: each
 distinct row comes once with its number of copies, and the copies are yielded
 together in one chunk. That makes the keyset strict (identical rows cannot
-straddle a page) at the price of sorting the table for every page, and needs
-every column to be sortable; give such a table a primary key when it is large.
+straddle a page) at the price of sorting the table for every page; give such a
+table a primary key when it is large. Columns whose equal values may differ
+(``numeric`` 1.0 and 1.00) or that have no ordering (``json``, ``point``) are
+grouped and ordered by their text, which the position then holds, named under
+``"as_text"`` (see ``_keyless``).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._copy_out import copy_query_out, copy_setting
+from asyncetl.connectors.postgres._keyless import GroupedRead, later_than
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres._text import copy_text, position_text
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
@@ -59,9 +63,9 @@ from asyncetl.core.observe import Progress
 
 __all__ = ["TableSource", "copy_text", "position_text"]
 
-_COUNT = "_asyncetl_copies"
-#: position keys besides the table (or query): the ordering columns, and their last values
-_ORDER, _AFTER = "order", "after"
+#: position keys besides the table (or query): the ordering columns, and their last values;
+#: the columns ordered by their text, if any
+_ORDER, _AFTER, _AS_TEXT = "order", "after", "as_text"
 #: the position keys naming what a position was written for
 _NAMES = ("table", "query")
 _FORMATS = ("records", "copy", "binary")
@@ -84,7 +88,8 @@ def _values(after: Position) -> list[str | None] | None:
 
 def _is_named(position: dict[str, JsonValue]) -> bool:
     """Whether ``position`` names its table or query besides the order and values."""
-    return _ORDER in position and _AFTER in position and any(k in position for k in _NAMES)
+    known = len(position) == 3 + (_AS_TEXT in position) and _ORDER in position
+    return known and _AFTER in position and any(k in position for k in _NAMES)
 
 
 def _json(value: JsonValue) -> str:
@@ -171,7 +176,7 @@ class TableSource(Source[Any]):
         self.policy = retry_policy(retries, retry_max_time)
         self.schema: TableSchema | None = None
         self.order: list[str] = []
-        self.grouped = False
+        self.grouped: GroupedRead | None = None
         self._selected: list[Column] = []
         self._select = ""  # the select list
         self._order_index: list[int] = []
@@ -296,8 +301,7 @@ class TableSource(Source[Any]):
         key = self.key or list(self.schema.primary_key if self.schema else self.cursor or ())
         order = [*(self.cursor or key)]
         order += [c for c in key if c not in order]
-        self.grouped = not key
-        if self.grouped:  # no key: all selected columns, identical rows counted
+        if not key:  # all selected columns, identical rows counted
             order += [c for c in wanted if c not in order]
         for column in [*wanted, *order]:
             if column not in by_name:
@@ -323,6 +327,8 @@ class TableSource(Source[Any]):
             )
         self.order = order
         self._selected = [by_name[c] for c in wanted]
+        if not key:
+            self.grouped = GroupedRead(self._selected, text_arrays=self.text_arrays)
         self._select = ", ".join(map(self._selected_sql, self._selected))
         self._order_index = [wanted.index(c) for c in order]
         self._types = {c.name: c.type for c in available}
@@ -353,7 +359,7 @@ class TableSource(Source[Any]):
         if position is None:
             return
         values: JsonValue = position
-        if isinstance(position, dict) and len(position) == 3 and _is_named(position):
+        if isinstance(position, dict) and _is_named(position):
             self._check_identity(position)
             values = position[_AFTER]
         if (
@@ -388,6 +394,14 @@ class TableSource(Source[Any]):
                 f"{_json(list[JsonValue](self.order))} (cursor and key); restore them, "
                 "or to read in the new order from the start",
             )
+        as_text = position.get(_AS_TEXT, [])
+        if self.order and as_text != self._as_text:
+            self._refuse(
+                position,
+                f"its values are of the columns {_json(as_text)} as text, and this version "
+                f"orders by the text of {_json(self._as_text)} (rows without a key that "
+                "differ but compare equal are told apart now); to read from the start",
+            )
 
     def _refuse(self, position: Position, why: str) -> NoReturn:
         raise ConfigError(
@@ -403,8 +417,19 @@ class TableSource(Source[Any]):
             return {"query": self.query}
         return {"table": str(self.table)}
 
+    @property
+    def _as_text(self) -> list[JsonValue]:
+        return list(self.grouped.as_text) if self.grouped else []
+
     def _position(self, values: list[str | None]) -> Position:
-        return {**self._identity, _ORDER: list[JsonValue](self.order), _AFTER: list(values)}
+        position: dict[str, JsonValue] = {
+            **self._identity,
+            _ORDER: list[JsonValue](self.order),
+            _AFTER: list[JsonValue](values),
+        }
+        if self._as_text:
+            position[_AS_TEXT] = self._as_text
+        return position
 
     # -- reading -------------------------------------------------------------
 
@@ -426,7 +451,10 @@ class TableSource(Source[Any]):
         )
         if not rows:
             return [], None, 0
-        last = [position_text(rows[-1][c]) for c in self.order]
+        if self.grouped:
+            last = self.grouped.position(rows[-1], position_text)
+        else:
+            last = [position_text(rows[-1][c]) for c in self.order]
         return self._records(rows), last, len(rows)
 
     async def _copy_page(self, position: list[str | None] | None, size: int) -> _Page:
@@ -539,6 +567,10 @@ class TableSource(Source[Any]):
     ) -> tuple[str, list[Any]]:
         """The page after ``position`` and its parameters, written as ``placeholder(n)``."""
         args: list[Any] = []
+        if self.grouped:
+            sql = self.grouped.query(self.table.sql, position, args, placeholder)
+            args[-1] = size
+            return sql, args
         conditions: list[str] = []
         if position is not None:
             conditions.append(self._after(position, args, placeholder))
@@ -551,14 +583,9 @@ class TableSource(Source[Any]):
         select = self._select
         # Qualified: a bare name would mean the selected column, maybe an array's text.
         order = ", ".join(f"{qualifier}.{quote_ident(c)}" for c in self.order)
-        sql = f"SELECT {select}"
-        if self.grouped:
-            sql += f", count(*) AS {quote_ident(_COUNT)}"
-        sql += f" FROM {source}"
+        sql = f"SELECT {select} FROM {source}"  # noqa: S608  # identifiers quoted, values bound
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
-        if self.grouped:
-            sql += f" GROUP BY {order}"  # every selected column
         args.append(size)
         return f"{sql} ORDER BY {order} LIMIT {placeholder(len(args))}::bigint", args
 
@@ -570,25 +597,12 @@ class TableSource(Source[Any]):
     ) -> str:
         """Rows after ``position`` in ``ORDER BY`` order (ascending, NULLs last)."""
 
-        def param(column: str, value: str | None) -> str:
-            return self._param(column, value, args, placeholder)
+        def bind(column: str) -> Callable[[str | None], str]:
+            return lambda value: self._param(column, value, args, placeholder)
 
-        if not self._nullable:  # a row comparison, which a btree index on the order serves
-            left = ", ".join(quote_ident(c) for c in self.order)
-            right = ", ".join(param(c, v) for c, v in zip(self.order, position, strict=True))
-            return f"({left}) > ({right})"
-        alternatives = []
-        for i, (column, value) in enumerate(zip(self.order, position, strict=True)):
-            if value is None:
-                continue  # nothing sorts after NULL
-            same = [
-                f"{quote_ident(c)} IS NOT DISTINCT FROM {param(c, v)}"
-                for c, v in zip(self.order[:i], position[:i], strict=True)
-            ]
-            c = quote_ident(column)
-            later = f"({c} > {param(column, value)} OR {c} IS NULL)"
-            alternatives.append("(" + " AND ".join([*same, later]) + ")")
-        return "(" + (" OR ".join(alternatives) or "FALSE") + ")"
+        lefts = [quote_ident(c) for c in self.order]
+        binds = [bind(c) for c in self.order]
+        return later_than(lefts, binds, position, nullable=self._nullable)
 
     def _records(self, rows: Sequence[asyncpg.Record]) -> Sequence[dict[str, Any]]:
         if not self.grouped:
@@ -597,8 +611,4 @@ class TableSource(Source[Any]):
             # One query: every row has the same columns. The dicts are made only if
             # something reads records; a columnar sink takes the columns as they are.
             return RowBlock(list(rows[0].keys()), rows)  # type: ignore[arg-type]  # rows index
-        records: list[dict[str, Any]] = []
-        for row in rows:
-            record = {c.name: row[c.name] for c in self._selected}
-            records.extend(dict(record) for _ in range(row[_COUNT]))
-        return records
+        return self.grouped.records(rows)
