@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from asyncetl.connectors.postgres._keyset import Bind, later_than
 from asyncetl.connectors.postgres._sql import quote_ident
 from asyncetl.connectors.postgres.schema import Column
 
-__all__ = ["GroupedRead", "KEY_PREFIX", "later_than"]
+__all__ = ["KEY_PREFIX", "GroupedRead"]
 
 #: Types whose equal values are the same value, so grouping by them merges nothing.
 _IDENTICAL_WHEN_EQUAL = frozenset(
@@ -48,34 +49,6 @@ KEY_PREFIX = "_asyncetl_k"
 _COPIES = "_asyncetl_copies"
 #: The subquery the grouped query reads, naming the table's rows and their text keys.
 _ROWS = "s"
-
-#: ``bind(value)``: a bound parameter holding ``value``, compared as its column's key is.
-Bind = Callable[[str | None], str]
-
-
-def later_than(
-    lefts: Sequence[str], binds: Sequence[Bind], values: Sequence[str | None], *, nullable: bool
-) -> str:
-    """Rows after ``values`` in ``ORDER BY lefts`` order (ascending, NULLs last).
-
-    :param nullable: some of ``lefts`` may be NULL; else a row comparison, which a
-        btree index on them serves.
-    """
-    if not nullable:
-        right = ", ".join(bind(v) for bind, v in zip(binds, values, strict=True))
-        return f"({', '.join(lefts)}) > ({right})"
-    alternatives = []
-    for i, value in enumerate(values):
-        if value is None:
-            continue  # nothing sorts after NULL
-        same = [
-            f"{left} IS NOT DISTINCT FROM {bind(v)}"
-            for left, bind, v in zip(lefts[:i], binds[:i], values[:i], strict=True)
-        ]
-        left = lefts[i]
-        later = f"({left} > {binds[i](value)} OR {left} IS NULL)"
-        alternatives.append("(" + " AND ".join([*same, later]) + ")")
-    return "(" + (" OR ".join(alternatives) or "FALSE") + ")"
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,17 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._copy_out import copy_query_out, copy_setting
-from asyncetl.connectors.postgres._keyless import GroupedRead, later_than
+from asyncetl.connectors.postgres._keyless import GroupedRead
+from asyncetl.connectors.postgres._keyset import (
+    AFTER,
+    AS_TEXT,
+    NAMES,
+    ORDER,
+    dollar,
+    is_named,
+    later_than,
+    position_values,
+)
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres._text import copy_text, position_text
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
@@ -63,11 +73,6 @@ from asyncetl.core.observe import Progress
 
 __all__ = ["TableSource", "copy_text", "position_text"]
 
-#: position keys besides the table (or query): the ordering columns, and their last values;
-#: the columns ordered by their text, if any
-_ORDER, _AFTER, _AS_TEXT = "order", "after", "as_text"
-#: the position keys naming what a position was written for
-_NAMES = ("table", "query")
 _FORMATS = ("records", "copy", "binary")
 
 #: A page read: its records, the position of its last row (None: no rows), rows read.
@@ -78,26 +83,8 @@ _Page = tuple[Sequence[Any], list[str | None] | None, int]
 _ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass"
 
 
-def _values(after: Position) -> list[str | None] | None:
-    """The ordering values of a position :meth:`TableSource.check_position` accepted."""
-    if after is None:
-        return None
-    values = after[_AFTER] if isinstance(after, dict) else after
-    return list(values)  # type: ignore[arg-type]
-
-
-def _is_named(position: dict[str, JsonValue]) -> bool:
-    """Whether ``position`` names its table or query besides the order and values."""
-    known = len(position) == 3 + (_AS_TEXT in position) and _ORDER in position
-    return known and _AFTER in position and any(k in position for k in _NAMES)
-
-
 def _json(value: JsonValue) -> str:
     return orjson.dumps(value).decode()
-
-
-def _dollar(n: int) -> str:
-    return f"${n}"
 
 
 class TableSource(Source[Any]):
@@ -228,7 +215,7 @@ class TableSource(Source[Any]):
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[Any]]:
         self.check_position(after)
-        position = _values(after)
+        position = position_values(after)
         size = max(1, min(self.chunk_size, max_chunk))
         page = {"copy": self._copy_page, "binary": self._binary_page}.get(
             self.format, self._record_page
@@ -359,9 +346,9 @@ class TableSource(Source[Any]):
         if position is None:
             return
         values: JsonValue = position
-        if isinstance(position, dict) and _is_named(position):
+        if isinstance(position, dict) and is_named(position):
             self._check_identity(position)
-            values = position[_AFTER]
+            values = position[AFTER]
         if (
             not isinstance(values, list)
             or (self.order and len(values) != len(self.order))
@@ -378,7 +365,7 @@ class TableSource(Source[Any]):
 
     def _check_identity(self, position: dict[str, JsonValue]) -> None:
         [(key, reading)] = self._identity.items()
-        [(written_key, written_for)] = [(k, v) for k, v in position.items() if k in _NAMES]
+        [(written_key, written_for)] = [(k, v) for k, v in position.items() if k in NAMES]
         if (written_key, written_for) != (key, reading):
             self._refuse(
                 position,
@@ -386,7 +373,7 @@ class TableSource(Source[Any]):
                 f"{_json(reading)}; point {key} back there, or to read {_json(reading)} "
                 "from the start",
             )
-        order = position[_ORDER]
+        order = position[ORDER]
         if self.order and order != self.order:
             self._refuse(
                 position,
@@ -394,13 +381,13 @@ class TableSource(Source[Any]):
                 f"{_json(list[JsonValue](self.order))} (cursor and key); restore them, "
                 "or to read in the new order from the start",
             )
-        as_text = position.get(_AS_TEXT, [])
+        as_text = position.get(AS_TEXT, [])
         if self.order and as_text != self._as_text:
             self._refuse(
                 position,
-                f"its values are of the columns {_json(as_text)} as text, and this version "
-                f"orders by the text of {_json(self._as_text)} (rows without a key that "
-                "differ but compare equal are told apart now); to read from the start",
+                f"it orders by the text of the columns {_json(as_text)}, this version by the "
+                f"text of {_json(self._as_text)} (rows without a key that differ but compare "
+                "equal are told apart now); to read from the start",
             )
 
     def _refuse(self, position: Position, why: str) -> NoReturn:
@@ -424,11 +411,11 @@ class TableSource(Source[Any]):
     def _position(self, values: list[str | None]) -> Position:
         position: dict[str, JsonValue] = {
             **self._identity,
-            _ORDER: list[JsonValue](self.order),
-            _AFTER: list[JsonValue](values),
+            ORDER: list[JsonValue](self.order),
+            AFTER: list[JsonValue](values),
         }
         if self._as_text:
-            position[_AS_TEXT] = self._as_text
+            position[AS_TEXT] = self._as_text
         return position
 
     # -- reading -------------------------------------------------------------
@@ -534,7 +521,7 @@ class TableSource(Source[Any]):
         sql = f"SELECT {select} FROM {self.table.sql} WHERE {where}"  # noqa: S608
         return sql, [str(value) for value in args]
 
-    def _lag(self, args: list[Any], placeholder: Callable[[int], str] = _dollar) -> list[str]:
+    def _lag(self, args: list[Any], placeholder: Callable[[int], str] = dollar) -> list[str]:
         """The condition holding back rows newer than ``lag``, if there is one."""
         if not (self.lag and self.cursor):
             return []
@@ -563,7 +550,7 @@ class TableSource(Source[Any]):
         self,
         position: list[str | None] | None,
         size: int,
-        placeholder: Callable[[int], str] = _dollar,
+        placeholder: Callable[[int], str] = dollar,
     ) -> tuple[str, list[Any]]:
         """The page after ``position`` and its parameters, written as ``placeholder(n)``."""
         args: list[Any] = []
@@ -593,7 +580,7 @@ class TableSource(Source[Any]):
         self,
         position: list[str | None],
         args: list[Any],
-        placeholder: Callable[[int], str] = _dollar,
+        placeholder: Callable[[int], str] = dollar,
     ) -> str:
         """Rows after ``position`` in ``ORDER BY`` order (ascending, NULLs last)."""
 
