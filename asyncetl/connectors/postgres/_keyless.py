@@ -70,9 +70,7 @@ class _Key:
 
     @property
     def order(self) -> str:
-        if self.as_text:
-            return f'{_ROWS}.{self.key} COLLATE "C"'
-        return f"{_ROWS}.{self.name}"
+        return f"{_ROWS}.{self.key}" if self.as_text else f"{_ROWS}.{self.name}"
 
     @property
     def value(self) -> str:
@@ -106,7 +104,8 @@ class GroupedRead:
         placeholder: Callable[[int], str],
     ) -> str:
         """The page after ``position``; its ``LIMIT`` is the next parameter after ``args``."""
-        keys = "".join(f", {k.name}::text AS {k.key}" for k in self.keys if k.as_text)
+        # Bytewise: cheaper to sort than by the database's collation, and the same on every server.
+        keys = "".join(f', {k.name}::text COLLATE "C" AS {k.key}' for k in self.keys if k.as_text)
         # Identifiers quoted, values bound.
         rows = f"(SELECT {table}.*{keys} FROM {table}) AS {_ROWS}"  # noqa: S608
         values = [k.value for k in self.keys]
@@ -115,12 +114,9 @@ class GroupedRead:
         sql = f"SELECT {', '.join(values)}, count(*) AS {_COPIES} FROM {rows}"  # noqa: S608
         if position is not None:
             sql += " WHERE " + self._after(position, args, placeholder)
-        groups = ", ".join(
-            f"{_ROWS}.{k.key}" if k.as_text else f"{_ROWS}.{k.name}" for k in self.keys
-        )
         order = ", ".join(k.order for k in self.keys)
         args.append(None)  # the page size, bound by the caller
-        return f"{sql} GROUP BY {groups} ORDER BY {order} LIMIT {placeholder(len(args))}::bigint"
+        return f"{sql} GROUP BY {order} ORDER BY {order} LIMIT {placeholder(len(args))}::bigint"
 
     def records(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
         """Each row read as many times as the table holds it, a dict of its columns."""
