@@ -132,9 +132,16 @@ def hash_payload(values: Sequence[Any]) -> bytes:
         if not _inexact(values):
             raise
     else:
-        if b"null" not in payload or not _inexact(values):  # the usual case
+        # The usual case: no null, or only NULLs (no float, container or time at all).
+        if b"null" not in payload or _SUSPECT.isdisjoint(map(type, values)):
+            return payload
+        if not _inexact(values):
             return payload
     return orjson.dumps(_exact(values), default=_canonical, option=orjson.OPT_SORT_KEYS)
+
+
+#: The types of values orjson might write as ``null`` though they are not ``None``.
+_SUSPECT = frozenset({float, list, tuple, dict, time})
 
 
 def _inexact(value: Any) -> bool:
