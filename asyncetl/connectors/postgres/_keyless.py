@@ -7,10 +7,11 @@ groups and sorts by its text (``c::text``, bytewise: ``COLLATE "C"``), which
 keeps apart values that are equal but not the same (``numeric`` 1.0 and
 1.00, ``float8`` 0 and -0, ``citext`` 'A' and 'a', json ``{"a":1}`` and
 ``{"a": 1}``), and orders types that have no ordering at all (``json``,
-``xml``, ``point``). Its value is then taken from the group as it is
-(``(array_agg(c))[1]``: every row of the group holds the same), or cast back
-from that text where an aggregate cannot hold it (arrays); the position
-holds the text.
+``xml``, ``point``). Its value is that text cast back to the column's type,
+which gives the same value (text output is what PostgreSQL reads back exactly;
+floats are printed exactly in every session, see ``_connect``), and the position
+holds the text. Not yet exact: an unbounded ``bpchar`` column, whose text
+drops trailing spaces (``character(n)`` pads them back).
 """
 
 from __future__ import annotations
@@ -78,9 +79,9 @@ class _Key:
             return f"{_ROWS}.{self.name} AS {self.name}"
         if self.value_is_key:
             return f"{_ROWS}.{self.key} AS {self.name}"
-        if self.column.type.endswith("]"):  # an array of arrays would need equal dimensions
-            return f"{_ROWS}.{self.key}::{self.column.type} AS {self.name}"
-        return f"(array_agg({_ROWS}.{self.name}))[1] AS {self.name}"
+        # Parsed back from the text, as no aggregate of PostgreSQL 15 takes any one value
+        # of any type without holding them all (array_agg) or needing an ordering (min).
+        return f"{_ROWS}.{self.key}::{self.column.type} AS {self.name}"
 
 
 class GroupedRead:

@@ -253,3 +253,32 @@ async def test_a_keyless_position_ordered_by_value_is_refused(pg_database: str) 
         'columns [], this version by the text of ["f"] (rows without a key that differ but '
         "compare equal are told apart now); to read from the start, " + RESET_HINT
     )
+
+
+async def test_keyless_values_are_exact_whatever_the_session_prints(pg_database: str) -> None:
+    """Floats grouped by their text stay apart where the database prints them short, and a
+    domain over an array is read whole (its text cast back, no array of arrays)."""
+    name = pg_database.rsplit("/", 1)[1]
+    await execute(
+        pg_database,
+        f'ALTER DATABASE "{name}" SET extra_float_digits = 0;'
+        "CREATE DOMAIN ints AS integer[];"
+        "CREATE TABLE t (f float8, d ints);"
+        "INSERT INTO t VALUES (1, '{1,2}'), (1.0000000000000002, '{{1},{2}}'), (1, '{1,2}')",
+    )
+    chunks = await read_all(TableSource(pg_database, "t", chunk_size=1))
+    assert [(c.records, c.position) for c in chunks] == [
+        (
+            [{"f": 1.0, "d": [1, 2]}, {"f": 1.0, "d": [1, 2]}],
+            {"table": "t", "order": ["f", "d"], "after": ["1", "{1,2}"], "as_text": ["f", "d"]},
+        ),
+        (
+            [{"f": 1.0000000000000002, "d": [[1], [2]]}],
+            {
+                "table": "t",
+                "order": ["f", "d"],
+                "after": ["1.0000000000000002", "{{1},{2}}"],
+                "as_text": ["f", "d"],
+            },
+        ),
+    ]
