@@ -302,6 +302,10 @@ async def open_pool(
                 max_inactive_connection_lifetime=60.0,
                 init=_initializer(json_values, tuple(text_types)),
                 reset=None if reset_sessions else _keep_session,
+                # Floats as text exactly (the shortest text that reads back the same,
+                # PostgreSQL 12+), whatever the database or role sets: keyless reads
+                # group by it, positions and COPY lines hold it.
+                server_settings={"extra_float_digits": "3"},
             )
 
     return await retry_call(connect, policy=policy, what=f"connect to {dsn}")

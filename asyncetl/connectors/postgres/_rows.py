@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
@@ -114,23 +115,56 @@ def row_hash(values: Sequence[Any], salt: int = 0) -> str:
 
 
 def hash_payload(values: Sequence[Any]) -> bytes:
-    """What :func:`row_hash` digests for ``values``: rows with equal payloads hash alike."""
+    """What :func:`row_hash` digests for ``values``: rows with equal payloads hash alike.
+
+    orjson writes a float NaN or ±Infinity as ``null``, as it writes ``None``: a
+    row holding one is written with that float tagged instead (``"\\u0000nan"``,
+    ``"\\u0000inf"``, ``"\\u0000-inf"``: no PostgreSQL text holds a NUL), so
+    such rows hash apart. Only their hashes changed: a target filled before
+    holds such a row under the old hash, so a new run appends it once more
+    (see ``TablesSink``).
+    """
     try:
-        return orjson.dumps(values, default=_canonical, option=orjson.OPT_SORT_KEYS)
+        payload = orjson.dumps(values, default=_canonical, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         # orjson refuses a time with a zone (timetz), so no row holding one was ever
         # hashed: its ISO text is no change to any stored hash.
-        zoneless = _zoned_times_as_text(values)
-        return orjson.dumps(zoneless, default=_canonical, option=orjson.OPT_SORT_KEYS)
+        if not _inexact(values):
+            raise
+    else:
+        # The usual case: no null, or only NULLs (no float, container or time at all).
+        if b"null" not in payload or _SUSPECT.isdisjoint(map(type, values)):
+            return payload
+        if not _inexact(values):
+            return payload
+    return orjson.dumps(_exact(values), default=_canonical, option=orjson.OPT_SORT_KEYS)
 
 
-def _zoned_times_as_text(value: Any) -> Any:
+#: The types of values orjson might write as ``null`` though they are not ``None``.
+_SUSPECT = frozenset({float, list, tuple, dict, time})
+
+
+def _inexact(value: Any) -> bool:
+    """Whether orjson would write something in ``value`` as ``null`` that is not ``None``."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return any(map(_inexact, value))
+    if isinstance(value, dict):
+        return any(map(_inexact, value.values()))
+    return isinstance(value, time) and value.tzinfo is not None
+
+
+def _exact(value: Any) -> Any:
+    """``value`` with zoned times as ISO text and non-finite floats tagged, at any depth."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else f"\x00{value!r}"
     if isinstance(value, time) and value.tzinfo is not None:
         return value.isoformat()
     if isinstance(value, list | tuple):
-        return [_zoned_times_as_text(v) for v in value]
+        return [_exact(v) for v in value]
     if isinstance(value, dict):
-        return {k: _zoned_times_as_text(v) for k, v in value.items()}
+        return {k: _exact(v) for k, v in value.items()}
     return value
 
 

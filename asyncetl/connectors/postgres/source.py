@@ -23,8 +23,11 @@ transaction, passed on whole as a ``BinaryPage`` (see ``_binary``).
 A table without a key is read in the order of all its columns, grouped: each
 distinct row comes once with its number of copies, and the copies are yielded
 together in one chunk. That makes the keyset strict (identical rows cannot
-straddle a page) at the price of sorting the table for every page, and needs
-every column to be sortable; give such a table a primary key when it is large.
+straddle a page) at the price of sorting the table for every page; give such a
+table a primary key when it is large. Columns whose equal values may differ
+(``numeric`` 1.0 and 1.00) or that have no ordering (``json``, ``point``) are
+grouped and ordered by their text, which the position then holds, named under
+``"as_text"`` (see ``_keyless``).
 """
 
 from __future__ import annotations
@@ -48,6 +51,17 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._copy_out import copy_query_out, copy_setting
+from asyncetl.connectors.postgres._keyless import GroupedRead
+from asyncetl.connectors.postgres._keyset import (
+    AFTER,
+    AS_TEXT,
+    NAMES,
+    ORDER,
+    dollar,
+    is_named,
+    later_than,
+    position_values,
+)
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres._text import copy_text, position_text
 from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
@@ -59,11 +73,6 @@ from asyncetl.core.observe import Progress
 
 __all__ = ["TableSource", "copy_text", "position_text"]
 
-_COUNT = "_asyncetl_copies"
-#: position keys besides the table (or query): the ordering columns, and their last values
-_ORDER, _AFTER = "order", "after"
-#: the position keys naming what a position was written for
-_NAMES = ("table", "query")
 _FORMATS = ("records", "copy", "binary")
 
 #: A page read: its records, the position of its last row (None: no rows), rows read.
@@ -74,25 +83,8 @@ _Page = tuple[Sequence[Any], list[str | None] | None, int]
 _ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass"
 
 
-def _values(after: Position) -> list[str | None] | None:
-    """The ordering values of a position :meth:`TableSource.check_position` accepted."""
-    if after is None:
-        return None
-    values = after[_AFTER] if isinstance(after, dict) else after
-    return list(values)  # type: ignore[arg-type]
-
-
-def _is_named(position: dict[str, JsonValue]) -> bool:
-    """Whether ``position`` names its table or query besides the order and values."""
-    return _ORDER in position and _AFTER in position and any(k in position for k in _NAMES)
-
-
 def _json(value: JsonValue) -> str:
     return orjson.dumps(value).decode()
-
-
-def _dollar(n: int) -> str:
-    return f"${n}"
 
 
 class TableSource(Source[Any]):
@@ -171,7 +163,7 @@ class TableSource(Source[Any]):
         self.policy = retry_policy(retries, retry_max_time)
         self.schema: TableSchema | None = None
         self.order: list[str] = []
-        self.grouped = False
+        self.grouped: GroupedRead | None = None
         self._selected: list[Column] = []
         self._select = ""  # the select list
         self._order_index: list[int] = []
@@ -223,7 +215,7 @@ class TableSource(Source[Any]):
 
     async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[Any]]:
         self.check_position(after)
-        position = _values(after)
+        position = position_values(after)
         size = max(1, min(self.chunk_size, max_chunk))
         page = {"copy": self._copy_page, "binary": self._binary_page}.get(
             self.format, self._record_page
@@ -296,8 +288,7 @@ class TableSource(Source[Any]):
         key = self.key or list(self.schema.primary_key if self.schema else self.cursor or ())
         order = [*(self.cursor or key)]
         order += [c for c in key if c not in order]
-        self.grouped = not key
-        if self.grouped:  # no key: all selected columns, identical rows counted
+        if not key:  # all selected columns, identical rows counted
             order += [c for c in wanted if c not in order]
         for column in [*wanted, *order]:
             if column not in by_name:
@@ -323,6 +314,8 @@ class TableSource(Source[Any]):
             )
         self.order = order
         self._selected = [by_name[c] for c in wanted]
+        if not key:
+            self.grouped = GroupedRead(self._selected, text_arrays=self.text_arrays)
         self._select = ", ".join(map(self._selected_sql, self._selected))
         self._order_index = [wanted.index(c) for c in order]
         self._types = {c.name: c.type for c in available}
@@ -353,9 +346,9 @@ class TableSource(Source[Any]):
         if position is None:
             return
         values: JsonValue = position
-        if isinstance(position, dict) and len(position) == 3 and _is_named(position):
+        if isinstance(position, dict) and is_named(position):
             self._check_identity(position)
-            values = position[_AFTER]
+            values = position[AFTER]
         if (
             not isinstance(values, list)
             or (self.order and len(values) != len(self.order))
@@ -372,7 +365,7 @@ class TableSource(Source[Any]):
 
     def _check_identity(self, position: dict[str, JsonValue]) -> None:
         [(key, reading)] = self._identity.items()
-        [(written_key, written_for)] = [(k, v) for k, v in position.items() if k in _NAMES]
+        [(written_key, written_for)] = [(k, v) for k, v in position.items() if k in NAMES]
         if (written_key, written_for) != (key, reading):
             self._refuse(
                 position,
@@ -380,13 +373,21 @@ class TableSource(Source[Any]):
                 f"{_json(reading)}; point {key} back there, or to read {_json(reading)} "
                 "from the start",
             )
-        order = position[_ORDER]
+        order = position[ORDER]
         if self.order and order != self.order:
             self._refuse(
                 position,
                 f"it was written for the ordering columns {_json(order)}, not for "
                 f"{_json(list[JsonValue](self.order))} (cursor and key); restore them, "
                 "or to read in the new order from the start",
+            )
+        as_text = position.get(AS_TEXT, [])
+        if self.order and as_text != self._as_text:
+            self._refuse(
+                position,
+                f"it orders by the text of the columns {_json(as_text)}, this version by the "
+                f"text of {_json(self._as_text)} (rows without a key that differ but compare "
+                "equal are told apart now); to read from the start",
             )
 
     def _refuse(self, position: Position, why: str) -> NoReturn:
@@ -403,8 +404,19 @@ class TableSource(Source[Any]):
             return {"query": self.query}
         return {"table": str(self.table)}
 
+    @property
+    def _as_text(self) -> list[JsonValue]:
+        return list(self.grouped.as_text) if self.grouped else []
+
     def _position(self, values: list[str | None]) -> Position:
-        return {**self._identity, _ORDER: list[JsonValue](self.order), _AFTER: list(values)}
+        position: dict[str, JsonValue] = {
+            **self._identity,
+            ORDER: list[JsonValue](self.order),
+            AFTER: list[JsonValue](values),
+        }
+        if self._as_text:
+            position[AS_TEXT] = self._as_text
+        return position
 
     # -- reading -------------------------------------------------------------
 
@@ -426,7 +438,10 @@ class TableSource(Source[Any]):
         )
         if not rows:
             return [], None, 0
-        last = [position_text(rows[-1][c]) for c in self.order]
+        if self.grouped:
+            last = self.grouped.position(rows[-1], position_text)
+        else:
+            last = [position_text(rows[-1][c]) for c in self.order]
         return self._records(rows), last, len(rows)
 
     async def _copy_page(self, position: list[str | None] | None, size: int) -> _Page:
@@ -506,7 +521,7 @@ class TableSource(Source[Any]):
         sql = f"SELECT {select} FROM {self.table.sql} WHERE {where}"  # noqa: S608
         return sql, [str(value) for value in args]
 
-    def _lag(self, args: list[Any], placeholder: Callable[[int], str] = _dollar) -> list[str]:
+    def _lag(self, args: list[Any], placeholder: Callable[[int], str] = dollar) -> list[str]:
         """The condition holding back rows newer than ``lag``, if there is one."""
         if not (self.lag and self.cursor):
             return []
@@ -535,10 +550,14 @@ class TableSource(Source[Any]):
         self,
         position: list[str | None] | None,
         size: int,
-        placeholder: Callable[[int], str] = _dollar,
+        placeholder: Callable[[int], str] = dollar,
     ) -> tuple[str, list[Any]]:
         """The page after ``position`` and its parameters, written as ``placeholder(n)``."""
         args: list[Any] = []
+        if self.grouped:
+            sql = self.grouped.query(self.table.sql, position, args, placeholder)
+            args[-1] = size
+            return sql, args
         conditions: list[str] = []
         if position is not None:
             conditions.append(self._after(position, args, placeholder))
@@ -551,14 +570,9 @@ class TableSource(Source[Any]):
         select = self._select
         # Qualified: a bare name would mean the selected column, maybe an array's text.
         order = ", ".join(f"{qualifier}.{quote_ident(c)}" for c in self.order)
-        sql = f"SELECT {select}"
-        if self.grouped:
-            sql += f", count(*) AS {quote_ident(_COUNT)}"
-        sql += f" FROM {source}"
+        sql = f"SELECT {select} FROM {source}"  # noqa: S608  # identifiers quoted, values bound
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
-        if self.grouped:
-            sql += f" GROUP BY {order}"  # every selected column
         args.append(size)
         return f"{sql} ORDER BY {order} LIMIT {placeholder(len(args))}::bigint", args
 
@@ -566,29 +580,16 @@ class TableSource(Source[Any]):
         self,
         position: list[str | None],
         args: list[Any],
-        placeholder: Callable[[int], str] = _dollar,
+        placeholder: Callable[[int], str] = dollar,
     ) -> str:
         """Rows after ``position`` in ``ORDER BY`` order (ascending, NULLs last)."""
 
-        def param(column: str, value: str | None) -> str:
-            return self._param(column, value, args, placeholder)
+        def bind(column: str) -> Callable[[str | None], str]:
+            return lambda value: self._param(column, value, args, placeholder)
 
-        if not self._nullable:  # a row comparison, which a btree index on the order serves
-            left = ", ".join(quote_ident(c) for c in self.order)
-            right = ", ".join(param(c, v) for c, v in zip(self.order, position, strict=True))
-            return f"({left}) > ({right})"
-        alternatives = []
-        for i, (column, value) in enumerate(zip(self.order, position, strict=True)):
-            if value is None:
-                continue  # nothing sorts after NULL
-            same = [
-                f"{quote_ident(c)} IS NOT DISTINCT FROM {param(c, v)}"
-                for c, v in zip(self.order[:i], position[:i], strict=True)
-            ]
-            c = quote_ident(column)
-            later = f"({c} > {param(column, value)} OR {c} IS NULL)"
-            alternatives.append("(" + " AND ".join([*same, later]) + ")")
-        return "(" + (" OR ".join(alternatives) or "FALSE") + ")"
+        lefts = [quote_ident(c) for c in self.order]
+        binds = [bind(c) for c in self.order]
+        return later_than(lefts, binds, position, nullable=self._nullable)
 
     def _records(self, rows: Sequence[asyncpg.Record]) -> Sequence[dict[str, Any]]:
         if not self.grouped:
@@ -597,8 +598,4 @@ class TableSource(Source[Any]):
             # One query: every row has the same columns. The dicts are made only if
             # something reads records; a columnar sink takes the columns as they are.
             return RowBlock(list(rows[0].keys()), rows)  # type: ignore[arg-type]  # rows index
-        records: list[dict[str, Any]] = []
-        for row in rows:
-            record = {c.name: row[c.name] for c in self._selected}
-            records.extend(dict(record) for _ in range(row[_COUNT]))
-        return records
+        return self.grouped.records(rows)

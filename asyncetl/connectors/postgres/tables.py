@@ -21,6 +21,12 @@ so lower bounds other than 1 (``'[0:1]={7,8}'``, ``'[0:1][2:3]={{1,2},{3,4}}'``)
 arrive as they are, which a list would lose; a keyless row's hash is of that
 text. (A keyless table's rows were never hashed with their arrays as lists: the
 first non-NULL array stopped the copy. No target holds such a row under another hash.)
+A keyless table's values that compare equal but differ (``numeric`` 1.0 and
+1.00, ``float8`` -0 and 0) arrive as they are, each row once per copy (see
+``_keyless``). A float NaN or ±Infinity hashes as a tagged string, not as the
+``null`` of a NULL: a target copied before holds one row of those that differed
+only there (under the hash their NULL sibling has now), so delete its rows
+holding such floats before the first run of this version (README, "Connectors").
 
 With ``format="copy"`` a keyed table's rows are never decoded: each is a line
 of COPY's text format, read with ``COPY (SELECT …) TO STDOUT`` and written with

@@ -91,11 +91,11 @@ async def test_keyless_table_keeps_duplicates_and_nulls(pg_database: str) -> Non
     assert [(c.records, c.position) for c in chunks] == [
         (
             [{"a": 1, "b": "x"}, {"a": 1, "b": None}, {"a": 1, "b": None}],
-            {"table": "h", "order": ["a", "b"], "after": ["1", None]},
+            {"table": "h", "order": ["a", "b"], "after": ["1", None], "as_text": ["b"]},
         ),
         (
             [{"a": 2, "b": "y"}, {"a": 2, "b": "y"}, {"a": 3, "b": None}],
-            {"table": "h", "order": ["a", "b"], "after": ["3", None]},
+            {"table": "h", "order": ["a", "b"], "after": ["3", None], "as_text": ["b"]},
         ),
     ]
 

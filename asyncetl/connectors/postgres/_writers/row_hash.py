@@ -61,16 +61,13 @@ class RowHash:
         """
         hashed: Sequence[str] = columns if self.fields == ("*",) else self.fields
         index = [columns.index(c) for c in hashed if c != self.column]
-        seen: dict[Row | bytes, int] = {}
+        # Numbered by payload, not by value: NaN equals no NaN, and -0.0 equals 0.0.
+        seen: dict[bytes, int] = {}
         out = []
         for row in rows:
-            values = tuple(row[i] for i in index)
-            payload = hash_payload(values)
+            payload = hash_payload(tuple(row[i] for i in index))
             salt = 0
             if numbered:
-                try:
-                    salt = seen[values] = seen.get(values, -1) + 1
-                except TypeError:  # a list (an array, a multirange) is no dict key
-                    salt = seen[payload] = seen.get(payload, -1) + 1
+                salt = seen[payload] = seen.get(payload, -1) + 1
             out.append((*row, salted_hash(payload, salt)))
         return out
