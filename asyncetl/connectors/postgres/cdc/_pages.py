@@ -13,6 +13,12 @@ A page travels as ``rows`` records that are all one :class:`SnapshotPage`, so
 that batches, counts and progress see rows; the position after a page is its
 last key, as after a chunk of events, so a crash resumes after the last page
 committed.
+
+A page is sized in bytes (the source's ``snapshot_page_bytes``), not by the
+pipeline's batch size: a table's first page has the batch size's rows, each
+next one as many rows as that many bytes held in the page before. A page is one
+batch and one transaction in the target, so large pages spend few round trips
+per row, while the batches of the stream after it stay small.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
     "apply_pages",
     "binary_table",
     "check_types",
+    "next_limit",
     "page_columns",
     "read_page",
     "split_pages",
@@ -79,6 +86,16 @@ def binary_table(table: TableInfo) -> bool:
     return bool(table.key) and all(oid < _FIRST_USER_OID for _, oid, _ in table.columns)
 
 
+def next_limit(page: SnapshotPage, page_bytes: int) -> int:
+    """The rows of the page after ``page``: as many as ``page_bytes`` bytes held in it.
+
+    Measured, not estimated from the catalog: the data's own width, its large values
+    included, which statistics may not have seen yet.
+    """
+    size = len(page.page.data)
+    return max(1, page_bytes * page.page.rows // max(size, 1))
+
+
 async def read_page(
     conn: asyncpg.Connection, table: TableInfo, after: list[str] | None, limit: int
 ) -> tuple[list[SnapshotPage], list[str] | None]:
@@ -112,14 +129,18 @@ async def _page_end(
     to bind its bounds.
     """
     width = len(table.key)
-    args = list(after or ())
-    row = await conn.fetchrow(_page_end_sql(table, after is not None, limit), *args)
+    args: list[object] = [*(after or ()), int(limit) - 1]
+    row = await conn.fetchrow(_page_end_sql(table, after is not None), *args)
     return None if row is None else [str(row[i]) for i in range(width)]
 
 
-def _page_end_sql(table: TableInfo, after: bool, limit: int) -> str:
-    """The SQL of :func:`_page_end`: the key columns as text, then the settings made."""
+def _page_end_sql(table: TableInfo, after: bool) -> str:
+    """The SQL of :func:`_page_end`: the key columns as text, then the settings made.
+
+    The offset is the parameter after the key's: pages of every size share one statement.
+    """
     width = len(table.key)
+    offset = f"${width + 1 if after else 1}::bigint"
     order = ", ".join(f"t.{quote_ident(k)}" for k in table.key)
     backwards = ", ".join(f"t.{quote_ident(k)} DESC" for k in table.key)
     keys = ", ".join(f"t.{quote_ident(k)}::text AS k{i}" for i, k in enumerate(table.key))
@@ -130,7 +151,7 @@ def _page_end_sql(table: TableInfo, after: bool, limit: int) -> str:
     select = f"SELECT {{}} AS o, {keys} FROM {table.sql} AS t {where}"  # noqa: S608 - quoted
     # The limit-th row when there is one, else the last: both are one index probe.
     ends = (
-        f"({select.format(0)} ORDER BY {order} LIMIT 1 OFFSET {int(limit) - 1}) "
+        f"({select.format(0)} ORDER BY {order} LIMIT 1 OFFSET {offset}) "
         f"UNION ALL ({select.format(1)} ORDER BY {backwards} LIMIT 1)"
     )
     bounds = [f"${i + 1}" for i in range(width)] if after else []
