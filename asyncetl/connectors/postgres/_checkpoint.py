@@ -60,7 +60,7 @@ class PostgresCheckpointStore(TableStore, CheckpointStore):
         # The save with the commit's wait for the WAL flush waived, in the same statement:
         # no round trip of its own for the setting.
         self._save_unflushed = (
-            f"INSERT INTO {t} (pipeline, source, position, updated_at) "  # noqa: S608 - quoted
+            f"INSERT INTO {t} (pipeline, source, position, updated_at) "
             "SELECT $1, $2, $3::json, now() "
             "WHERE set_config('synchronous_commit', 'off', true) = 'off' "
             + DIALECT.upsert(("pipeline", "source"), ("position", "updated_at"))
