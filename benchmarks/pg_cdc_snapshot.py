@@ -93,19 +93,22 @@ def peer(base: str, src: str, target: str) -> tuple[float, float, float]:
     return time.perf_counter() - start, max(peaks), cpu
 
 
+#: Every client's backend on the two databases but this one's: asyncetl's alone run then.
 BACKENDS = (
-    "SELECT pid, datname FROM pg_stat_activity "
-    "WHERE application_name LIKE 'asyncetl%' AND pid <> pg_backend_pid()"
+    "SELECT pid, datname FROM pg_stat_activity WHERE datname = ANY($1::text[]) "
+    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
 )
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-async def snapshot_committed(target: str, backends: dict[int, tuple[str, float]]) -> bool:
+async def snapshot_committed(
+    target: str, databases: list[str], backends: dict[int, tuple[str, float]]
+) -> bool:
     """Whether the target's checkpoint shows the snapshot read and written whole; notes the
     CPU seconds of asyncetl's backends so far in ``backends`` (pid → database, seconds)."""
     conn = await asyncpg.connect(target)
     try:
-        for pid, database in await conn.fetch(BACKENDS):
+        for pid, database in await conn.fetch(BACKENDS, databases):
             seconds = backend_cpu(pid)
             if seconds is not None:
                 backends[pid] = (database, seconds)
@@ -149,7 +152,7 @@ def example(
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     backends: dict[int, tuple[str, float]] = {}
     try:
-        while not asyncio.run(snapshot_committed(dsn(base, target), backends)):
+        while not asyncio.run(snapshot_committed(dsn(base, target), [src, target], backends)):
             if process.poll() is not None:
                 raise RuntimeError(f"the example ended early: see {log.name}")
             time.sleep(0.05)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from asyncetl.connectors.postgres._binary import BinaryPage, binary_data, page_of
-from asyncetl.connectors.postgres._copy_out import copy_query_out, copy_setting
+from asyncetl.connectors.postgres._binary import HEADER, TRAILER, BinaryPage, page_of
+from asyncetl.connectors.postgres._copy_out import copy_query_parts, copy_setting
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres.cdc._apply_sql import upsert_sql
 from asyncetl.connectors.postgres.cdc._apply_stage import Stage
@@ -106,7 +106,7 @@ async def read_page(
     last = await _page_end(conn, table, after, limit)
     if last is None:
         return [], None
-    output, rows = await copy_query_out(
+    output, rows = await copy_query_parts(
         conn, _range_sql(table, after is not None), (), format="binary"
     )
     page = SnapshotPage(
@@ -233,7 +233,8 @@ async def apply_pages(
     :raises RowsMet: when COPYing straight in met a row already there.
     """
     columns = [name for name, _ in pages[0].columns]
-    data = binary_data(page.page for page in pages)
+    # Framed, not joined: the pages go out as they are, never copied into one buffer.
+    data = [HEADER, *(page.page.data for page in pages), TRAILER]
     if copy_first:
         try:
             await _copy(conn, schema.table, columns, data)
@@ -253,10 +254,11 @@ async def apply_pages(
 
 
 async def _copy(
-    conn: asyncpg.Connection, table: TableName, columns: list[str], data: bytes
+    conn: asyncpg.Connection, table: TableName, columns: list[str], data: list[bytes]
 ) -> None:
     async def source() -> AsyncIterator[bytes]:
-        yield data
+        for part in data:
+            yield part
 
     await conn.copy_to_table(
         table.name, source=source(), columns=columns, schema_name=table.schema, format="binary"
