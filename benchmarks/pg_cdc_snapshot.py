@@ -196,13 +196,21 @@ def main() -> None:
         default="binary",
         help="the example's snapshot_format (binary, as shipped)",
     )
+    parser.add_argument(
+        "--snapshot-page-bytes",
+        type=int,
+        help="the source's snapshot_page_bytes (the example leaves the default)",
+    )
     args = parser.parse_args()
     base, tag = args.server, secrets.token_hex(3)
     spec = EXAMPLE
-    if args.snapshot_format != "binary":
+    if args.snapshot_format != "binary" or args.snapshot_page_bytes is not None:
         spec = Path(f"/tmp/pg_cdc_{tag}.toml")
         shipped = 'snapshot_format = "binary"'
-        spec.write_text(EXAMPLE.read_text().replace(shipped, 'snapshot_format = "events"'))
+        setting = f'snapshot_format = "{args.snapshot_format}"'
+        if args.snapshot_page_bytes is not None:
+            setting += f"\nsnapshot_page_bytes = {args.snapshot_page_bytes}"
+        spec.write_text(EXAMPLE.read_text().replace(shipped, setting))
     src = f"asyncetl_snap_src_{tag}"
     admin = dsn(base, "postgres")
     asyncio.run(sql(admin, f'CREATE DATABASE "{src}"'))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import asyncpg
 
@@ -51,6 +52,8 @@ __all__ = [
 
 #: Below it, an OID is the same built-in type in every database (FirstNormalObjectId).
 _FIRST_USER_OID = 16384
+#: Bytes of a page sent to the target at a time.
+_SEND = 256 << 10
 
 
 class RowsMet(Exception):
@@ -256,10 +259,19 @@ async def apply_pages(
 async def _copy(
     conn: asyncpg.Connection, table: TableName, columns: list[str], data: list[bytes]
 ) -> None:
-    async def source() -> AsyncIterator[bytes]:
+    async def source() -> AsyncIterator[memoryview]:
+        # In slices: the client copies each into a message of its own, and waits while
+        # the socket is full, so a page is never copied whole on its way out.
         for part in data:
-            yield part
+            view = memoryview(part)
+            for start in range(0, len(view), _SEND):
+                yield view[start : start + _SEND]
 
     await conn.copy_to_table(
-        table.name, source=source(), columns=columns, schema_name=table.schema, format="binary"
+        table.name,
+        # asyncpg takes any buffer (its stubs say bytes): slices are not copied here.
+        source=cast("AsyncIterator[bytes]", source()),
+        columns=columns,
+        schema_name=table.schema,
+        format="binary",
     )

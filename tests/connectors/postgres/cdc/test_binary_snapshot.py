@@ -343,3 +343,26 @@ def test_snapshot_page_bytes_is_a_whole_number_of_bytes_up_to_a_gibibyte(value: 
         "snapshot_page_bytes: must be a whole number of bytes from 1 to 1073741824 (1 GiB), "
         f"not {value!r}"
     )
+
+
+async def test_a_page_larger_than_one_send_arrives_whole(cdc_db: str, target_db: str) -> None:
+    # About 650 KB in one page: sent to the target in several slices.
+    await execute(
+        cdc_db,
+        "CREATE TABLE big (id int PRIMARY KEY, v text);"
+        "INSERT INTO big SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, 3000) g",
+    )
+    source = make_source(cdc_db, tables=["big"])
+    try:
+        records, _ = await take(source, 3000, max_chunk=5000)
+    finally:
+        await source.aclose()
+    (page,) = dict.fromkeys(records)
+    assert (page.page.rows, len(page.page.data)) == (3000, 3000 * (2 + 8 + 4 + 192))  # type: ignore[attr-defined]
+    sink = ApplySink(target_db, create=True)
+    await sink.open()
+    try:
+        await sink.write(Batch(0, records, None))
+    finally:
+        await sink.aclose()
+    assert await _same(cdc_db, target_db, "big")
