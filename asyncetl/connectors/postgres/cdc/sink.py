@@ -166,9 +166,7 @@ class ApplySink(Sink[ChangeEvent]):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        # Its transactions leave no session state (SET LOCAL, ON COMMIT DROP, transaction
-        # locks): no reset, a round trip less per batch.
-        self._pool = await open_pool(self.dsn, policy=self.policy, max_size=1, reset_sessions=False)
+        self._pool = await open_pool(self.dsn, policy=self.policy, max_size=1)
         try:
             self.applied = await self._run(
                 "reading the last applied change",
