@@ -16,6 +16,9 @@ database on the same server:
 
 Each target is checked identical to the source (row count and an md5 of every
 row's text in key order). Peak RSS is each process's own (the larger psql's).
+CPU seconds are each side's processes' own (both psqls; asyncetl's process) and,
+for asyncetl, its server backends' on the source and on the target (read from
+``/proc``, so the server must run on this machine for those).
 Needs a server with wal_level = logical; everything it creates is dropped.
 """
 
@@ -66,8 +69,8 @@ def digest(database: str) -> tuple[int, str]:
     return row[0], row[1]
 
 
-def peer(base: str, src: str, target: str) -> tuple[float, float]:
-    """The psql pipe: seconds, and the larger psql's peak RSS in MiB."""
+def peer(base: str, src: str, target: str) -> tuple[float, float, float]:
+    """The psql pipe: seconds, the larger psql's peak RSS in MiB, both psqls' CPU seconds."""
     asyncio.run(sql(dsn(base, target), TARGET_DDL))
     out = "COPY (SELECT * FROM pgbench_accounts) TO STDOUT (FORMAT binary)"
     into = "COPY pgbench_accounts FROM STDIN (FORMAT binary)"
@@ -80,29 +83,61 @@ def peer(base: str, src: str, target: str) -> tuple[float, float]:
     )
     assert reader.stdout is not None
     reader.stdout.close()
-    peaks = []
+    peaks, cpu = [], 0.0
     for process in (writer, reader):
         _, status, usage = os.wait4(process.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"psql {process.args[-1]!r} failed")
         peaks.append(usage.ru_maxrss / 1024)
-    return time.perf_counter() - start, max(peaks)
+        cpu += usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - start, max(peaks), cpu
 
 
-async def snapshot_committed(target: str) -> bool:
-    """Whether the target's checkpoint shows the snapshot read and written whole."""
+#: Every client's backend on the two databases but this one's: asyncetl's alone run then.
+BACKENDS = (
+    "SELECT pid, datname FROM pg_stat_activity WHERE datname = ANY($1::text[]) "
+    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+async def snapshot_committed(
+    target: str, databases: list[str], backends: dict[int, tuple[str, float]]
+) -> bool:
+    """Whether the target's checkpoint shows the snapshot read and written whole; notes the
+    CPU seconds of asyncetl's backends so far in ``backends`` (pid → database, seconds)."""
+    conn = await asyncpg.connect(target)
     try:
-        rows = await sql(target, "SELECT position::text FROM asyncetl_checkpoints")
-    except (asyncpg.UndefinedTableError, asyncpg.InvalidCatalogNameError):
-        return False
+        for pid, database in await conn.fetch(BACKENDS, databases):
+            seconds = backend_cpu(pid)
+            if seconds is not None:
+                backends[pid] = (database, seconds)
+        try:
+            rows = await conn.fetch("SELECT position::text FROM asyncetl_checkpoints")
+        except asyncpg.UndefinedTableError:
+            return False
+    finally:
+        await conn.close()
     if not rows:
         return False
     position = orjson.loads(rows[0][0])
     return isinstance(position, dict) and "lsn" in position and not position.get("snapshot")
 
 
-def example(base: str, src: str, target: str, tag: str, spec: Path) -> tuple[float, float]:
-    """The example until its snapshot is committed: seconds, and its peak RSS in MiB."""
+def backend_cpu(pid: int) -> float | None:
+    """User and system CPU seconds of process ``pid``, or ``None`` once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def example(
+    base: str, src: str, target: str, tag: str, spec: Path
+) -> tuple[float, float, float, float, float]:
+    """The example until its snapshot is committed: seconds, its peak RSS in MiB, and the
+    CPU seconds of its process, its source backends and its target backends."""
     env = {
         **os.environ,
         "SOURCE_DSN": dsn(base, src),
@@ -115,8 +150,9 @@ def example(base: str, src: str, target: str, tag: str, spec: Path) -> tuple[flo
     start = time.perf_counter()
     log = open(f"/tmp/pg_cdc_snapshot_{tag}.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    backends: dict[int, tuple[str, float]] = {}
     try:
-        while not asyncio.run(snapshot_committed(dsn(base, target))):
+        while not asyncio.run(snapshot_committed(dsn(base, target), [src, target], backends)):
             if process.poll() is not None:
                 raise RuntimeError(f"the example ended early: see {log.name}")
             time.sleep(0.05)
@@ -129,7 +165,9 @@ def example(base: str, src: str, target: str, tag: str, spec: Path) -> tuple[flo
         if process.returncode is None and process.poll() is None:
             process.kill()
         log.close()
-    return seconds, usage.ru_maxrss / 1024
+    on_source = sum(cpu for database, cpu in backends.values() if database == src)
+    on_target = sum(cpu for database, cpu in backends.values() if database == target)
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, on_source, on_target
 
 
 def drop_slot(base: str, src: str, tag: str) -> None:
@@ -158,13 +196,21 @@ def main() -> None:
         default="binary",
         help="the example's snapshot_format (binary, as shipped)",
     )
+    parser.add_argument(
+        "--snapshot-page-bytes",
+        type=int,
+        help="the source's snapshot_page_bytes (the example leaves the default)",
+    )
     args = parser.parse_args()
     base, tag = args.server, secrets.token_hex(3)
     spec = EXAMPLE
-    if args.snapshot_format != "binary":
+    if args.snapshot_format != "binary" or args.snapshot_page_bytes is not None:
         spec = Path(f"/tmp/pg_cdc_{tag}.toml")
         shipped = 'snapshot_format = "binary"'
-        spec.write_text(EXAMPLE.read_text().replace(shipped, 'snapshot_format = "events"'))
+        setting = f'snapshot_format = "{args.snapshot_format}"'
+        if args.snapshot_page_bytes is not None:
+            setting += f"\nsnapshot_page_bytes = {args.snapshot_page_bytes}"
+        spec.write_text(EXAMPLE.read_text().replace(shipped, setting))
     src = f"asyncetl_snap_src_{tag}"
     admin = dsn(base, "postgres")
     asyncio.run(sql(admin, f'CREATE DATABASE "{src}"'))
@@ -177,8 +223,8 @@ def main() -> None:
         source = digest(dsn(base, src))
         results = []
         print(
-            f"{'pair':>4} {'psql s':>7} {'rows/s':>9} {'MiB':>5}  {'asyncetl s':>10} "
-            f"{'rows/s':>9} {'MiB':>5} {'ratio':>6}",
+            f"{'pair':>4} {'psql s':>7} {'rows/s':>9} {'MiB':>5} {'cpu':>5}  {'asyncetl s':>10} "
+            f"{'rows/s':>9} {'MiB':>5} {'cpu':>5} {'src be':>6} {'dst be':>6} {'ratio':>6}  load",
             flush=True,
         )
         for n in range(args.pairs):
@@ -197,12 +243,14 @@ def main() -> None:
                     if side == "asyncetl":
                         drop_slot(base, src, f"{tag}_{n}")
                     asyncio.run(sql(admin, f'DROP DATABASE "{target}" WITH (FORCE)'))
-            (theirs, their_mib), (ours, our_mib) = figures
-            results.append((theirs, their_mib, ours, our_mib))
+            (theirs, their_mib, their_cpu), (ours, our_mib, our_cpu, src_cpu, dst_cpu) = figures
+            results.append((theirs, their_mib, ours, our_mib, their_cpu, our_cpu, src_cpu, dst_cpu))
             rows = source[0]
             print(
-                f"{n + 1:>4} {theirs:>7.2f} {rows / theirs:>9,.0f} {their_mib:>5.0f}  "
-                f"{ours:>10.2f} {rows / ours:>9,.0f} {our_mib:>5.0f} {theirs / ours:>5.2f}×",
+                f"{n + 1:>4} {theirs:>7.2f} {rows / theirs:>9,.0f} {their_mib:>5.0f} "
+                f"{their_cpu:>5.2f}  {ours:>10.2f} {rows / ours:>9,.0f} {our_mib:>5.0f} "
+                f"{our_cpu:>5.2f} {src_cpu:>6.2f} {dst_cpu:>6.2f} {theirs / ours:>5.2f}×  "
+                f"{os.getloadavg()[0]:.2f}",
                 flush=True,
             )
         report(source[0], results)
@@ -210,7 +258,7 @@ def main() -> None:
         asyncio.run(sql(admin, f'DROP DATABASE IF EXISTS "{src}" WITH (FORCE)'))
 
 
-def report(rows: int, results: list[tuple[float, float, float, float]]) -> None:
+def report(rows: int, results: list[tuple[float, ...]]) -> None:
     theirs = statistics.median(r[0] for r in results)
     ours = statistics.median(r[2] for r in results)
     print(
@@ -220,6 +268,10 @@ def report(rows: int, results: list[tuple[float, float, float, float]]) -> None:
         f"peak {statistics.median(r[1] for r in results):.0f} MiB (larger psql)\n"
         f"  examples/pg_cdc.toml snapshot:      {ours:.2f} s, {rows / ours:,.0f} rows/s, "
         f"peak {statistics.median(r[3] for r in results):.0f} MiB\n"
+        f"  CPU seconds: psql pair {statistics.median(r[4] for r in results):.2f}; asyncetl "
+        f"{statistics.median(r[5] for r in results):.2f}, its backends on the source "
+        f"{statistics.median(r[6] for r in results):.2f} and on the target "
+        f"{statistics.median(r[7] for r in results):.2f}\n"
         f"  asyncetl / psql (median of per-pair ratios): "
         f"{statistics.median(r[0] / r[2] for r in results):.2f}×"
     )

@@ -24,6 +24,8 @@ from asyncetl.connectors.postgres.schema import TableSchema
 from asyncetl.core.errors import PermanentError
 
 __all__ = [
+    "HEADER",
+    "TRAILER",
     "BinaryPage",
     "binary_data",
     "binary_refusal",
@@ -36,6 +38,8 @@ __all__ = [
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
 _SIGNATURE = HEADER[:11]
+#: The signature, the flags and the length of the header extension that follows.
+_FIXED_HEADER = 19
 #: Below it, an OID is the same built-in type in every database (FirstNormalObjectId).
 _FIRST_USER_OID = 16384
 
@@ -71,15 +75,29 @@ class BinaryPage:
         return f"BinaryPage({self.rows} rows, {len(self.data)} bytes)"
 
 
-def page_of(output: bytes, rows: int) -> BinaryPage:
-    """The page of ``rows`` rows that one ``COPY … TO STDOUT (FORMAT binary)`` printed.
+def page_of(output: bytes | Sequence[bytes | bytearray], rows: int) -> BinaryPage:
+    """The page of ``rows`` rows that one ``COPY … TO STDOUT (FORMAT binary)`` printed,
+    whole or in the parts it arrived in.
+
+    Parts are joined once, header and trailer left out as they are joined: a page is
+    not copied a second time to cut them off.
 
     :raises PermanentError: when ``output`` is not framed as COPY's binary format.
     """
-    if not output.startswith(_SIGNATURE) or not output.endswith(TRAILER):
+    parts = [output] if isinstance(output, bytes) else list(output)
+    if len(parts) != 1 and (
+        not parts or len(parts[0]) < _FIXED_HEADER or len(parts[-1]) < len(TRAILER)
+    ):
+        parts = [b"".join(parts)]  # none, or a frame cut across parts
+    first, last = parts[0], parts[-1]
+    if not first.startswith(_SIGNATURE) or not last.endswith(TRAILER):
         raise PermanentError("COPY TO printed no binary COPY data; the server is not PostgreSQL")
-    extension = int.from_bytes(output[15:19], "big")
-    return BinaryPage(output[19 + extension : -len(TRAILER)], rows)
+    start = _FIXED_HEADER + int.from_bytes(first[15:_FIXED_HEADER], "big")
+    if len(parts) == 1:
+        return BinaryPage(bytes(first[start : -len(TRAILER)]), rows)
+    if len(first) < start:  # a header extension past the first part
+        return page_of(b"".join(parts), rows)
+    return BinaryPage(b"".join([first[start:], *parts[1:-1], last[: -len(TRAILER)]]), rows)
 
 
 def binary_data(pages: Iterable[BinaryPage]) -> bytes:

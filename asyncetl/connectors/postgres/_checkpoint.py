@@ -56,6 +56,15 @@ class PostgresCheckpointStore(TableStore, CheckpointStore):
             DIALECT, self.table.name, self.table.schema, columns=_COLUMNS
         )
         self._ddl = self._sql.create
+        t = DIALECT.table(self.table.name, self.table.schema)
+        # The save with the commit's wait for the WAL flush waived, in the same statement:
+        # no round trip of its own for the setting.
+        self._save_unflushed = (
+            f"INSERT INTO {t} (pipeline, source, position, updated_at) "
+            "SELECT $1, $2, $3::json, now() "
+            "WHERE set_config('synchronous_commit', 'off', true) = 'off' "
+            + DIALECT.upsert(("pipeline", "source"), ("position", "updated_at"))
+        )
 
     async def load(self, pipeline: str, source: str) -> Position:
         async def fetch(conn: asyncpg.Connection) -> str | None:
@@ -82,10 +91,18 @@ class PostgresCheckpointStore(TableStore, CheckpointStore):
             lambda conn: self.save_on(conn, checkpoint),
         )
 
-    async def save_on(self, conn: asyncpg.Connection, checkpoint: Checkpoint) -> None:
-        """Write ``checkpoint`` through ``conn``, inside the caller's transaction."""
+    async def save_on(
+        self, conn: asyncpg.Connection, checkpoint: Checkpoint, *, flush: bool = True
+    ) -> None:
+        """Write ``checkpoint`` through ``conn``, inside the caller's transaction.
+
+        :param flush: ``False`` sets ``synchronous_commit = off`` for the transaction: its
+            commit does not wait for the disk, and a server crash may lose it whole, the
+            checkpoint with the rows. Only for writes a replay from the position before
+            them restores exactly.
+        """
         await conn.execute(
-            self._sql.save,
+            self._sql.save if flush else self._save_unflushed,
             checkpoint.pipeline,
             checkpoint.source,
             orjson.dumps(checkpoint.position).decode(),

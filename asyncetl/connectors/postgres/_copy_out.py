@@ -12,7 +12,7 @@ from typing import Literal
 
 import asyncpg
 
-__all__ = ["copy_query_out", "copy_setting"]
+__all__ = ["copy_query_out", "copy_query_parts", "copy_setting"]
 
 
 def copy_setting(n: int) -> str:
@@ -31,6 +31,18 @@ async def copy_query_out(
 
     Must run inside a transaction: the settings holding ``values`` last until its end.
     """
+    parts, rows = await copy_query_parts(conn, sql, values, format=format)
+    return b"".join(parts), rows
+
+
+async def copy_query_parts(
+    conn: asyncpg.Connection,
+    sql: str,
+    values: Sequence[str],
+    *,
+    format: Literal["text", "binary"] | None = None,
+) -> tuple[list[bytes], int]:
+    """Like :func:`copy_query_out`, with the output in the parts it arrived in, not joined."""
     if values:
         settings = ", ".join(
             f"set_config('asyncetl.p{n}', ${n}, true)" for n in range(1, len(values) + 1)
@@ -42,4 +54,4 @@ async def copy_query_out(
         parts.append(data)
 
     status = await conn.copy_from_query(sql, output=keep, format=format)
-    return b"".join(parts), int(status.rsplit(" ", 1)[-1])
+    return parts, int(status.rsplit(" ", 1)[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from contextlib import aclosing
 from typing import Any
 
@@ -15,7 +16,7 @@ from asyncetl.connectors.postgres import (
     TablesSink,
     TablesSource,
 )
-from asyncetl.connectors.postgres._binary import BinaryPage
+from asyncetl.connectors.postgres._binary import HEADER, TRAILER, BinaryPage, page_of
 from tests.connectors.postgres.helpers import execute, rows
 
 pytestmark = pytest.mark.anyio
@@ -215,3 +216,29 @@ async def test_binary_pages_follow_a_timestamp_cursor_and_hold_back_recent_rows(
 
     # Rows 2-4, then 5-7; row 8, newer than the lag, waits for a later run.
     assert chunks == [([3], at(1, "4")), ([3], at(2, "7"))]
+
+
+@pytest.mark.parametrize(
+    "cuts",
+    [[], [19], [5], [19, 30], [78], [77], [10, 20, 62]],
+    ids=["whole", "after-header", "in-header", "three", "in-trailer", "at-trailer", "four"],
+)
+def test_a_page_of_copy_output_in_parts_is_the_rows_between_header_and_trailer(
+    cuts: list[int],
+) -> None:
+    data = b"\x00\x01\x00\x00\x00\x04\x00\x00\x00\x07" * 4 + b"\x00\x01\xff\xff\xff\xff" * 3
+    output = HEADER + data + TRAILER  # 19 + 58 + 2 bytes
+    bounds = [0, *cuts, len(output)]
+    parts = [bytearray(output[a:b]) for a, b in itertools.pairwise(bounds)]
+    page = page_of(parts if cuts else output, 7)
+    assert (page.data, page.rows) == (data, 7)
+    assert isinstance(page.data, bytes)
+
+
+def test_output_not_framed_as_binary_copy_data_is_refused() -> None:
+    for output in ([], [b"PGCOPY"], [HEADER, b"\x00"], b"text\n"):
+        with pytest.raises(PermanentError) as caught:
+            page_of(output, 1)
+        assert str(caught.value) == (
+            "COPY TO printed no binary COPY data; the server is not PostgreSQL"
+        )

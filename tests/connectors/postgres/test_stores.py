@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 
 from asyncetl import (
@@ -180,3 +181,26 @@ async def test_the_save_time_is_the_rows_updated_at_and_outcomes_are_kept(
         assert await store.load_outcome("p") == failed
     sql = "SELECT updated_at FROM asyncetl_checkpoints WHERE source = 's'"
     assert [(saved,)] == await rows(pg_database, sql)
+
+
+async def test_a_checkpoint_saved_unflushed_waives_the_wait_for_its_own_commit_only(
+    pg_database: str,
+) -> None:
+    store = PostgresCheckpointStore(pg_database)
+    await store.open()
+    conn = await asyncpg.connect(pg_database)
+    try:
+        async with conn.transaction():
+            await store.save_on(conn, Checkpoint("p", "s", {"at": 1}), flush=False)
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        async with conn.transaction():
+            await store.save_on(conn, Checkpoint("p", "s", {"at": 2}), flush=False)
+        assert await store.load("p", "s") == {"at": 2}
+        async with conn.transaction():
+            await store.save_on(conn, Checkpoint("p", "s", {"at": 3}))
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        assert await store.load("p", "s") == {"at": 3}
+    finally:
+        await conn.close()
+        await store.aclose()

@@ -13,17 +13,24 @@ A page travels as ``rows`` records that are all one :class:`SnapshotPage`, so
 that batches, counts and progress see rows; the position after a page is its
 last key, as after a chunk of events, so a crash resumes after the last page
 committed.
+
+A page is sized in bytes (the source's ``snapshot_page_bytes``), not by the
+pipeline's batch size: a table's first page has the batch size's rows, each
+next one as many rows as that many bytes held in the page before. A page is one
+batch and one transaction in the target, so large pages spend few round trips
+per row, while the batches of the stream after it stay small.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import asyncpg
 
-from asyncetl.connectors.postgres._binary import BinaryPage, binary_data, page_of
-from asyncetl.connectors.postgres._copy_out import copy_query_out, copy_setting
+from asyncetl.connectors.postgres._binary import HEADER, TRAILER, BinaryPage, page_of
+from asyncetl.connectors.postgres._copy_out import copy_query_parts, copy_setting
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres.cdc._apply_sql import upsert_sql
 from asyncetl.connectors.postgres.cdc._apply_stage import Stage
@@ -37,6 +44,7 @@ __all__ = [
     "apply_pages",
     "binary_table",
     "check_types",
+    "next_limit",
     "page_columns",
     "read_page",
     "split_pages",
@@ -44,6 +52,8 @@ __all__ = [
 
 #: Below it, an OID is the same built-in type in every database (FirstNormalObjectId).
 _FIRST_USER_OID = 16384
+#: Bytes of a page sent to the target at a time.
+_SEND = 256 << 10
 
 
 class RowsMet(Exception):
@@ -79,6 +89,16 @@ def binary_table(table: TableInfo) -> bool:
     return bool(table.key) and all(oid < _FIRST_USER_OID for _, oid, _ in table.columns)
 
 
+def next_limit(page: SnapshotPage, page_bytes: int) -> int:
+    """The rows of the page after ``page``: as many as ``page_bytes`` bytes held in it.
+
+    Measured, not estimated from the catalog: the data's own width, its large values
+    included, which statistics may not have seen yet.
+    """
+    size = len(page.page.data)
+    return max(1, page_bytes * page.page.rows // max(size, 1))
+
+
 async def read_page(
     conn: asyncpg.Connection, table: TableInfo, after: list[str] | None, limit: int
 ) -> tuple[list[SnapshotPage], list[str] | None]:
@@ -89,7 +109,7 @@ async def read_page(
     last = await _page_end(conn, table, after, limit)
     if last is None:
         return [], None
-    output, rows = await copy_query_out(
+    output, rows = await copy_query_parts(
         conn, _range_sql(table, after is not None), (), format="binary"
     )
     page = SnapshotPage(
@@ -112,14 +132,18 @@ async def _page_end(
     to bind its bounds.
     """
     width = len(table.key)
-    args = list(after or ())
-    row = await conn.fetchrow(_page_end_sql(table, after is not None, limit), *args)
+    args: list[object] = [*(after or ()), int(limit) - 1]
+    row = await conn.fetchrow(_page_end_sql(table, after is not None), *args)
     return None if row is None else [str(row[i]) for i in range(width)]
 
 
-def _page_end_sql(table: TableInfo, after: bool, limit: int) -> str:
-    """The SQL of :func:`_page_end`: the key columns as text, then the settings made."""
+def _page_end_sql(table: TableInfo, after: bool) -> str:
+    """The SQL of :func:`_page_end`: the key columns as text, then the settings made.
+
+    The offset is the parameter after the key's: pages of every size share one statement.
+    """
     width = len(table.key)
+    offset = f"${width + 1 if after else 1}::bigint"
     order = ", ".join(f"t.{quote_ident(k)}" for k in table.key)
     backwards = ", ".join(f"t.{quote_ident(k)} DESC" for k in table.key)
     keys = ", ".join(f"t.{quote_ident(k)}::text AS k{i}" for i, k in enumerate(table.key))
@@ -130,7 +154,7 @@ def _page_end_sql(table: TableInfo, after: bool, limit: int) -> str:
     select = f"SELECT {{}} AS o, {keys} FROM {table.sql} AS t {where}"  # noqa: S608 - quoted
     # The limit-th row when there is one, else the last: both are one index probe.
     ends = (
-        f"({select.format(0)} ORDER BY {order} LIMIT 1 OFFSET {int(limit) - 1}) "
+        f"({select.format(0)} ORDER BY {order} LIMIT 1 OFFSET {offset}) "
         f"UNION ALL ({select.format(1)} ORDER BY {backwards} LIMIT 1)"
     )
     bounds = [f"${i + 1}" for i in range(width)] if after else []
@@ -212,7 +236,8 @@ async def apply_pages(
     :raises RowsMet: when COPYing straight in met a row already there.
     """
     columns = [name for name, _ in pages[0].columns]
-    data = binary_data(page.page for page in pages)
+    # Framed, not joined: the pages go out as they are, never copied into one buffer.
+    data = [HEADER, *(page.page.data for page in pages), TRAILER]
     if copy_first:
         try:
             await _copy(conn, schema.table, columns, data)
@@ -232,11 +257,21 @@ async def apply_pages(
 
 
 async def _copy(
-    conn: asyncpg.Connection, table: TableName, columns: list[str], data: bytes
+    conn: asyncpg.Connection, table: TableName, columns: list[str], data: list[bytes]
 ) -> None:
-    async def source() -> AsyncIterator[bytes]:
-        yield data
+    async def source() -> AsyncIterator[memoryview]:
+        # In slices: the client copies each into a message of its own, and waits while
+        # the socket is full, so a page is never copied whole on its way out.
+        for part in data:
+            view = memoryview(part)
+            for start in range(0, len(view), _SEND):
+                yield view[start : start + _SEND]
 
     await conn.copy_to_table(
-        table.name, source=source(), columns=columns, schema_name=table.schema, format="binary"
+        table.name,
+        # asyncpg takes any buffer (its stubs say bytes): slices are not copied here.
+        source=cast("AsyncIterator[bytes]", source()),
+        columns=columns,
+        schema_name=table.schema,
+        format="binary",
     )

@@ -23,7 +23,12 @@ from asyncpg.transaction import Transaction
 
 from asyncetl.connectors.postgres._sql import quote_ident
 from asyncetl.connectors.postgres.cdc._catalog import TableInfo
-from asyncetl.connectors.postgres.cdc._pages import SnapshotPage, binary_table, read_page
+from asyncetl.connectors.postgres.cdc._pages import (
+    SnapshotPage,
+    binary_table,
+    next_limit,
+    read_page,
+)
 from asyncetl.connectors.postgres.cdc._values import Converter, converter
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.changes import ChangeEvent
@@ -52,6 +57,7 @@ class SnapshotReader:
     :param start: ``(schema, table)`` to resume at and the last key read there.
     :param exported: the name of the snapshot the slot exported, when it is still alive.
     :param binary: read keyed tables of built-in types as binary pages (see :mod:`._pages`).
+    :param page_bytes: about how many bytes of binary COPY data a page holds.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class SnapshotReader:
         start: tuple[tuple[str, str], list[str] | None] | None = None,
         exported: str | None = None,
         binary: bool = False,
+        page_bytes: int = 4 << 20,
     ) -> None:
         if exported is not None and not _SNAPSHOT_NAME.fullmatch(exported):
             raise ConfigError(f"{exported!r} is not a snapshot name")
@@ -69,6 +76,9 @@ class SnapshotReader:
         self._tables = list(tables)
         self._exported = exported
         self._binary = binary
+        self._page_bytes = page_bytes
+        #: Rows of the current table's next binary page, once a page of it was measured.
+        self._page_rows: int | None = None
         self._after: list[str] | None = None
         self._index = 0
         self._transaction: Transaction | None = None
@@ -109,13 +119,17 @@ class SnapshotReader:
 
     async def next_rows(self, limit: int) -> list[ChangeEvent] | list[SnapshotPage]:
         """The next chunk of at most ``limit`` rows (possibly empty when a table ends):
-        change events, or one binary page as one record per row."""
+        change events, or one binary page as one record per row (``limit`` rows for a
+        table's first page, then sized by ``page_bytes``)."""
         if self._transaction is None:
             await self._begin()
         table = self._tables[self._index]
         records: list[ChangeEvent] | list[SnapshotPage]
         if self._binary and binary_table(table):
+            limit = self._page_rows or limit
             records, last = await read_page(self._conn, table, self._after, limit)
+            if records:
+                self._page_rows = next_limit(records[0], self._page_bytes)
         else:
             sql, args = _chunk_query(table, self._after, limit)
             rows = await self._conn.fetch(sql, *args)
@@ -134,6 +148,7 @@ class SnapshotReader:
         if count < limit:
             self._index += 1
             self._after = None
+            self._page_rows = None
         else:
             self._after = last
 

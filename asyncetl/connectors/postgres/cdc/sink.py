@@ -237,13 +237,6 @@ class ApplySink(Sink[ChangeEvent]):
         async def body(conn: asyncpg.Connection) -> None:
             fresh.clear()
             stages = itertools.count()
-            if pages and not events and _mid_snapshot(checkpoint):
-                # Pages of an unfinished snapshot, with their checkpoint: a server crash that
-                # loses this commit loses both (the snapshot resumes before them), and the
-                # slot is confirmed no further than where the snapshot started. The batch
-                # that ends the snapshot commits as usual and flushes these with it: no
-                # wait for the disk per page.
-                await conn.execute("SET LOCAL synchronous_commit = off")
             await self._apply_pages(conn, pages, stages, fresh)
             for (schema, table), table_events in groups.items():
                 target = self.mapping.get((schema, table)) or TableName(schema, table)
@@ -266,7 +259,13 @@ class ApplySink(Sink[ChangeEvent]):
                 # This sink refuses no change and stores no dead letters itself.
                 raise PermanentError("ApplySink cannot store dead letters in its transactions")
             if checkpoint is not None and self._store is not None:
-                await self._store.save_on(conn, checkpoint)
+                # Pages of an unfinished snapshot, with their checkpoint: a server crash that
+                # loses this commit loses both (the snapshot resumes before them), and the
+                # slot is confirmed no further than where the snapshot started. The batch
+                # that ends the snapshot commits as usual and flushes these with it: no
+                # wait for the disk per page.
+                flush = not (pages and not events and _mid_snapshot(checkpoint))
+                await self._store.save_on(conn, checkpoint, flush=flush)
 
         while True:
             try:

@@ -38,6 +38,9 @@ __all__ = ["CdcSource"]
 
 _log = get_logger("asyncetl.cdc")
 _CONNECT_POLICY = RetryPolicy(max_tries=8, max_time=60.0, base_delay=0.2, max_delay=5.0)
+#: The most snapshot_page_bytes may be: a page is held in memory whole, and is written
+#: as one COPY, whose data PostgreSQL takes in messages of at most 1 GiB.
+_MAX_PAGE_BYTES = 1 << 30
 
 
 class CdcSource(Source[ChangeEvent]):
@@ -69,6 +72,11 @@ class CdcSource(Source[ChangeEvent]):
         pages of COPY's binary format, never decoded, which only an
         :class:`~asyncetl.connectors.postgres.ApplySink` writes (into tables of
         the same column types), several times faster (see :mod:`._pages`).
+    :param snapshot_page_bytes: about how many bytes of binary COPY data one page of a
+        binary snapshot holds (default 4 MiB). A page is one batch, written in one
+        transaction: larger pages take fewer round trips per row, and each in flight is
+        held in memory. A table's first page has the pipeline's ``max_batch_size``
+        rows; each next one as many rows as fit these bytes at the width measured so far.
     :param name: the source's name (part of the checkpoint key).
     :param status_interval: seconds between standby status updates (keep well
         under the server's ``wal_sender_timeout``).
@@ -77,7 +85,7 @@ class CdcSource(Source[ChangeEvent]):
     :param metrics_interval: seconds between lag measurements (logged and in :attr:`metrics`).
     :param standby_poll: seconds between a standby's attempts to take over.
     :param reconnect_max_time: seconds to keep reconnecting after the connection drops.
-    :raises ConfigError: for an invalid slot name, snapshot mode or interval.
+    :raises ConfigError: for an invalid slot name, snapshot mode, page size or interval.
     """
 
     def __init__(
@@ -91,6 +99,7 @@ class CdcSource(Source[ChangeEvent]):
         create_publication: bool = True,
         snapshot: Literal["initial", "never"] = "initial",
         snapshot_format: Literal["events", "binary"] = "events",
+        snapshot_page_bytes: int = 4 << 20,
         name: str = "cdc",
         status_interval: float = 10.0,
         heartbeat_interval: float = 60.0,
@@ -111,6 +120,16 @@ class CdcSource(Source[ChangeEvent]):
             raise ConfigError(
                 f"must be 'events' or 'binary', not {snapshot_format!r}", key="snapshot_format"
             )
+        if (
+            not isinstance(snapshot_page_bytes, int)
+            or isinstance(snapshot_page_bytes, bool)
+            or not 0 < snapshot_page_bytes <= _MAX_PAGE_BYTES
+        ):
+            raise ConfigError(
+                f"must be a whole number of bytes from 1 to {_MAX_PAGE_BYTES} (1 GiB), "
+                f"not {snapshot_page_bytes!r}",
+                key="snapshot_page_bytes",
+            )
         for key, value in (
             ("status_interval", status_interval),
             ("heartbeat_interval", heartbeat_interval),
@@ -128,6 +147,7 @@ class CdcSource(Source[ChangeEvent]):
         self.create_publication = create_publication
         self.snapshot = snapshot
         self.snapshot_format = snapshot_format
+        self.snapshot_page_bytes = snapshot_page_bytes
         self.name = name
         self.status_interval = float(status_interval)
         self.heartbeat_interval = float(heartbeat_interval)
@@ -473,6 +493,7 @@ class CdcSource(Source[ChangeEvent]):
             start=start,
             exported=exported,
             binary=self.snapshot_format == "binary",
+            page_bytes=self.snapshot_page_bytes,
         )
         self._snapshot_seen = self._snapshot
         with map_errors(self.dsn, "estimating the rows of the tables to snapshot"):

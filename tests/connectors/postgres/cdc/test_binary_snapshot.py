@@ -122,7 +122,9 @@ async def test_binary_snapshot_pages_resume_after_the_last_committed_one(cdc_db:
         "INSERT INTO a SELECT g, 'v' || g FROM generate_series(1, 12) g;"
         "INSERT INTO b VALUES (1, 'ok')",
     )
-    source = make_source(cdc_db, tables=["a", "b"])
+    # A table's first page has max_chunk rows; each next one what 80 bytes held before:
+    # 'v1'…'v5' are 16 bytes a row, 5 rows; 'v6'…'v10' 81 bytes, 4 rows next.
+    source = make_source(cdc_db, tables=["a", "b"], snapshot_page_bytes=80)
     try:
         first, positions = await take(source, 10, max_chunk=5)
     finally:
@@ -142,6 +144,7 @@ async def test_binary_snapshot_pages_resume_after_the_last_committed_one(cdc_db:
         tables=["a", "b"],
         status_interval=0.2,
         snapshot_format="binary",
+        snapshot_page_bytes=80,
     )
     try:
         rest, rest_positions = await take(resumed, 3, after=positions[-1], max_chunk=5)
@@ -165,7 +168,8 @@ async def test_pages_of_a_two_column_key_end_at_key_order_and_resume_exactly(
         "INSERT INTO pairs SELECT k, n, k || n FROM unnest(ARRAY['a', 'b']) k, "
         "generate_series(1, 10) n",
     )
-    source = make_source(cdc_db, tables=["pairs"])
+    # 21 bytes a row ('a9' in v), 147 bytes a page of 7.
+    source = make_source(cdc_db, tables=["pairs"], snapshot_page_bytes=147)
     try:
         first, positions = await take(source, 14, max_chunk=7)
     finally:
@@ -175,7 +179,11 @@ async def test_pages_of_a_two_column_key_end_at_key_order_and_resume_exactly(
         {"table": ["public", "pairs"], "after": ["b", "4"]},
     ]
     resumed = make_source(
-        cdc_db, tables=["pairs"], slot=source.slot, publication=source.publication
+        cdc_db,
+        tables=["pairs"],
+        slot=source.slot,
+        publication=source.publication,
+        snapshot_page_bytes=147,
     )
     try:
         rest, rest_positions = await take(resumed, 6, after=positions[-1], max_chunk=7)
@@ -235,3 +243,126 @@ def test_snapshot_format_is_events_or_binary() -> None:
     with pytest.raises(ConfigError) as caught:
         CdcSource("postgresql://u@h/d", slot="s", publication="p", snapshot_format="text")  # type: ignore[arg-type]
     assert str(caught.value) == "snapshot_format: must be 'events' or 'binary', not 'text'"
+
+
+async def test_pages_after_the_first_hold_about_snapshot_page_bytes_and_resume_after_one(
+    cdc_db: str, target_db: str
+) -> None:
+    # 104 bytes a row: 2 (field count), 4 + 4 (id), 4 + 90 (v).
+    await execute(
+        cdc_db,
+        "CREATE TABLE wide (id int PRIMARY KEY, v text);"
+        "INSERT INTO wide SELECT g, repeat('x', 90) FROM generate_series(1, 25) g",
+    )
+    source = make_source(cdc_db, tables=["wide"], snapshot_page_bytes=1000)
+    try:
+        first, positions = await take(source, 25, max_chunk=2)
+    finally:
+        await source.aclose()
+    pages: list[Any] = list(dict.fromkeys(first))
+    # max_chunk rows first, then as many rows as 1000 bytes held: 1000 // 104.
+    assert [(p.page.rows, len(p.page.data)) for p in pages] == [
+        (2, 208),
+        (9, 936),
+        (9, 936),
+        (5, 520),
+    ]
+    assert [p.get("snapshot") for p in positions] == [  # type: ignore[union-attr]
+        {"table": ["public", "wide"], "after": ["2"]},
+        {"table": ["public", "wide"], "after": ["11"]},
+        {"table": ["public", "wide"], "after": ["20"]},
+        None,
+    ]
+    # A crash after the second page committed: the rerun reads from row 12 on, its first
+    # page max_chunk rows again.
+    resumed = make_source(
+        cdc_db,
+        tables=["wide"],
+        slot=source.slot,
+        publication=source.publication,
+        snapshot_page_bytes=1000,
+    )
+    try:
+        rest, rest_positions = await take(resumed, 14, after=positions[1], max_chunk=2)
+    finally:
+        await resumed.aclose()
+    assert [p.page.rows for p in dict.fromkeys(rest)] == [2, 9, 3]  # type: ignore[attr-defined]
+    assert "snapshot" not in rest_positions[-1]  # type: ignore[operator]
+    sink = ApplySink(target_db, create=True)
+    await sink.open()
+    try:
+        await sink.write(Batch(0, first[:11], None))
+        await sink.write(Batch(1, rest, None))
+    finally:
+        await sink.aclose()
+    assert await _same(cdc_db, target_db, "wide")
+
+
+async def test_a_snapshot_batch_is_a_page_while_stream_batches_stay_small(
+    cdc_db: str, target_db: str
+) -> None:
+    await execute(
+        cdc_db,
+        "CREATE TABLE wide (id int PRIMARY KEY, v text);"
+        "INSERT INTO wide SELECT g, repeat('x', 90) FROM generate_series(1, 25) g",
+    )
+    source = make_source(cdc_db, tables=["wide"], snapshot_page_bytes=1000)
+    sink = ApplySink(target_db, create=True)
+    sizes: list[int] = []
+    write = sink.write
+
+    async def counting(batch: Batch[Any]) -> Any:
+        sizes.append(len(batch.records))
+        return await write(batch)
+
+    sink.write = counting  # type: ignore[method-assign]
+    pipeline = Pipeline("pages", source, sink, max_batch_size=2, max_batch_age=0.05)
+
+    async def drive() -> None:
+        await wait_for(lambda: streaming(cdc_db, source.slot))
+        await execute(
+            cdc_db,
+            "BEGIN; INSERT INTO wide SELECT g, 'new' FROM generate_series(26, 31) g; COMMIT",
+        )
+        await wait_for(functools.partial(_same, cdc_db, target_db, "wide"))
+        pipeline.stop()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drive)
+        await pipeline.run()
+    assert sizes[:4] == [2, 9, 9, 5]
+    assert sum(sizes[4:]) == 6
+    assert max(sizes[4:]) <= 2
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 4.5, "4MiB", (1 << 30) + 1])
+def test_snapshot_page_bytes_is_a_whole_number_of_bytes_up_to_a_gibibyte(value: object) -> None:
+    with pytest.raises(ConfigError) as caught:
+        CdcSource("postgresql://u@h/d", slot="s", publication="p", snapshot_page_bytes=value)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "snapshot_page_bytes: must be a whole number of bytes from 1 to 1073741824 (1 GiB), "
+        f"not {value!r}"
+    )
+
+
+async def test_a_page_larger_than_one_send_arrives_whole(cdc_db: str, target_db: str) -> None:
+    # About 650 KB in one page: sent to the target in several slices.
+    await execute(
+        cdc_db,
+        "CREATE TABLE big (id int PRIMARY KEY, v text);"
+        "INSERT INTO big SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, 3000) g",
+    )
+    source = make_source(cdc_db, tables=["big"])
+    try:
+        records, _ = await take(source, 3000, max_chunk=5000)
+    finally:
+        await source.aclose()
+    (page,) = dict.fromkeys(records)
+    assert (page.page.rows, len(page.page.data)) == (3000, 3000 * (2 + 8 + 4 + 192))  # type: ignore[attr-defined]
+    sink = ApplySink(target_db, create=True)
+    await sink.open()
+    try:
+        await sink.write(Batch(0, records, None))
+    finally:
+        await sink.aclose()
+    assert await _same(cdc_db, target_db, "big")
