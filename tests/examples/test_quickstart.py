@@ -134,23 +134,24 @@ def test_a_dry_run_replay_lists_the_letters_in_aligned_columns(tmp_path: Path) -
     assert result.stdout.splitlines() == [
         "dry run, nothing written or removed: of 12 dead letters, 0 pass the transforms and "
         "would go to the sink (not tried), 12 still failing",
+        # A batch's letters are stored with it: the source's first, then the transforms'.
         f"  1   jsonl        {not_json}unexpected end of data: line 1 column 59 (char 58)",
         f"  2   jsonl        {not_json}trailing comma is not allowed: line 1 column 37 (char 36)",
         f"  3   jsonl        {not_json}unexpected end of data: line 1 column 46 (char 45)",
-        "  4   parse_order  ValueError: order ORD-005000: customer is missing",
-        "  5   parse_order  ValueError: order ORD-005828: unknown country 'Atlantis'",
-        f"  6   jsonl        {not_json}unexpected character, expected a string key: "
+        f"  4   jsonl        {not_json}unexpected character, expected a string key: "
         "line 1 column 23 (char 22)",
+        "  5   parse_order  ValueError: order ORD-005000: customer is missing",
+        "  6   parse_order  ValueError: order ORD-005828: unknown country 'Atlantis'",
         "  7   parse_order  ValueError: order ORD-006154: quantity must be a positive integer, "
         "got -2",
         "  8   parse_order  ValueError: order ORD-006614: unit_price must be a number, "
         "got 'twelve'",
         f"  9   jsonl        {not_json}unexpected character, expected a string key: "
         "line 1 column 2 (char 1)",
-        "  10  parse_order  ValueError: order ORD-008597: ordered_at must be an ISO 8601 time "
-        "with a UTC offset, got 'yesterday'",
-        f"  11  jsonl        {not_json}unexpected character, expected ',' or '}}': "
+        f"  10  jsonl        {not_json}unexpected character, expected ',' or '}}': "
         "line 1 column 23 (char 22)",
-        f"  12  jsonl        {not_json}unexpected character, expected a JSON value: "
+        f"  11  jsonl        {not_json}unexpected character, expected a JSON value: "
         "line 1 column 1 (char 0)",
+        "  12  parse_order  ValueError: order ORD-008597: ordered_at must be an ISO 8601 time "
+        "with a UTC offset, got 'yesterday'",
     ]
