@@ -12,87 +12,33 @@ connections is a :class:`TransientError` (retried with backoff), anything else a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar
 
-import anyio
-import anyio.to_thread
 import duckdb
 
-from asyncetl.core.errors import PermanentError, TransientError
-from asyncetl.core.retry import RetryPolicy, retry_call
+from asyncetl.core.thread_connection import ThreadConnection, same_database
 
 __all__ = ["DuckDBConnection", "same_database", "transaction"]
 
-T = TypeVar("T")
 
-_RETRY = RetryPolicy(max_tries=5, max_time=60.0, base_delay=0.05, max_delay=2.0)
-
-
-class DuckDBConnection:
+class DuckDBConnection(ThreadConnection[duckdb.DuckDBPyConnection]):
     """A lazily opened connection to the database file ``path``."""
 
-    def __init__(self, path: str) -> None:
-        self.path = str(path)
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self._lock = anyio.Lock()
-
-    async def close(self) -> None:
-        """Disconnect; a later call connects again."""
-        async with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await anyio.to_thread.run_sync(conn.close)
-
-    async def run(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *, what: str) -> T:
-        """``fn(connection)`` in a worker thread; retried after a transaction conflict.
-
-        ``fn`` must be one transaction (or none), so that a retry repeats all of it.
-
-        :param what: names the call in errors and log lines, e.g. ``write to table 'orders'``.
-        :raises TransientError: when conflicts went on through every retry.
-        :raises PermanentError: for any other DuckDB error.
-        """
-
-        async def attempt() -> T:
-            async with self._lock:
-                if self._conn is None:
-                    self._conn = await anyio.to_thread.run_sync(self._connect)
-                return await anyio.to_thread.run_sync(self._call, self._conn, fn, what)
-
-        return await retry_call(attempt, policy=_RETRY, what=f"DuckDB {what} in {self.path}")
-
-    def _call(
-        self,
-        conn: duckdb.DuckDBPyConnection,
-        fn: Callable[[duckdb.DuckDBPyConnection], T],
-        what: str,
-    ) -> T:
-        with self._mapped(what):
-            return fn(conn)
+    product: ClassVar[str] = "DuckDB"
+    driver_error: ClassVar[type[Exception]] = duckdb.Error
+    _open_hint: ClassVar[str] = (
+        "check that its directory exists and is writable, and that no other process holds the file"
+    )
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        with self._mapped("open"):
-            return duckdb.connect(self.path)
+        return duckdb.connect(self.path)
 
-    @contextmanager
-    def _mapped(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except duckdb.Error as exc:
-            raise self._error(exc, what) from exc
-
-    def _error(self, exc: duckdb.Error, what: str) -> TransientError | PermanentError:
+    def _transient(self, exc: Exception, what: str) -> str | None:
         if isinstance(exc, duckdb.TransactionException):
-            return TransientError(f"DuckDB database {self.path} had a conflict ({exc}) in {what}")
-        if what == "open":
-            return PermanentError(
-                f"cannot open DuckDB database {self.path}: {exc}; check that its directory "
-                "exists and is writable, and that no other process holds the file"
-            )
-        return PermanentError(f"DuckDB {what} in {self.path} failed: {exc}")
+            return f"DuckDB database {self.path} had a conflict ({exc}) in {what}"
+        return None
 
 
 @contextmanager
@@ -106,10 +52,3 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def same_database(a: str, b: str) -> bool:
-    """Whether two paths name the same database file (never true for ``:memory:``)."""
-    if ":memory:" in (a, b) or not a or not b:
-        return False
-    return Path(a).resolve() == Path(b).resolve()

@@ -13,111 +13,52 @@ shared across threads, never used by two at once), and is the one place where
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar
 
-import anyio
-import anyio.to_thread
-
-from asyncetl.core.errors import ConfigError, PermanentError, TransientError
-from asyncetl.core.retry import RetryPolicy, retry_call
+from asyncetl.core.errors import ConfigError
+from asyncetl.core.thread_connection import ThreadConnection, same_database
 
 __all__ = ["SqliteConnection", "check_busy_timeout", "immediate", "same_database"]
 
-T = TypeVar("T")
-
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-_RETRY = RetryPolicy(max_tries=5, max_time=60.0, base_delay=0.05, max_delay=2.0)
 
 
-class SqliteConnection:
+class SqliteConnection(ThreadConnection[sqlite3.Connection]):
     """A lazily opened connection to the database file ``path``.
 
     :param busy_timeout: seconds SQLite waits for another connection's lock
         before a call fails as busy (and is then retried).
     """
 
+    product: ClassVar[str] = "SQLite"
+    driver_error: ClassVar[type[Exception]] = sqlite3.Error
+
     def __init__(self, path: str, *, busy_timeout: float) -> None:
-        self.path = str(path)
+        super().__init__(path)
         self.busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-        self._lock = anyio.Lock()
-
-    async def open(self) -> None:
-        """Connect, if not yet connected.
-
-        :raises PermanentError: when the database cannot be opened.
-        """
-        async with self._lock:
-            if self._conn is None:
-                self._conn = await anyio.to_thread.run_sync(self._connect)
-
-    async def close(self) -> None:
-        """Disconnect; a later call connects again."""
-        async with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await anyio.to_thread.run_sync(conn.close)
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T], *, what: str) -> T:
-        """``fn(connection)`` in a worker thread; retried while the database is busy.
-
-        ``fn`` must be one transaction (or none), so that a retry repeats all of it.
-
-        :param what: names the call in errors and log lines, e.g. ``write to table "t"``.
-        :raises TransientError: when the database stayed busy through every retry.
-        :raises PermanentError: for any other SQLite error.
-        """
-
-        async def attempt() -> T:
-            async with self._lock:
-                if self._conn is None:
-                    self._conn = await anyio.to_thread.run_sync(self._connect)
-                return await anyio.to_thread.run_sync(self._call, self._conn, fn, what)
-
-        return await retry_call(attempt, policy=_RETRY, what=f"SQLite {what} in {self.path}")
-
-    def _call(
-        self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], what: str
-    ) -> T:
-        with self._mapped(what):
-            return fn(conn)
 
     def _connect(self) -> sqlite3.Connection:
-        with self._mapped("open"):
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self.busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")
-            except BaseException:
-                conn.close()
-                raise
-            return conn
-
-    @contextmanager
-    def _mapped(self, what: str) -> Iterator[None]:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         try:
-            yield
-        except sqlite3.Error as exc:
-            raise self._error(exc, what) from exc
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
-    def _error(self, exc: sqlite3.Error, what: str) -> TransientError | PermanentError:
+    def _transient(self, exc: Exception, what: str) -> str | None:
         code = getattr(exc, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in _BUSY_CODES:
-            return TransientError(f"SQLite database {self.path} is busy ({exc}) during {what}")
-        if what == "open":
-            return PermanentError(
-                f"cannot open SQLite database {self.path}: {exc}; check that its directory "
-                "exists and is writable"
-            )
-        return PermanentError(f"SQLite {what} in {self.path} failed: {exc}")
+            return f"SQLite database {self.path} is busy ({exc}) during {what}"
+        return None
 
 
 @contextmanager
@@ -132,13 +73,6 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
                 conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def same_database(a: str, b: str) -> bool:
-    """Whether two paths name the same database file (never true for ``:memory:``)."""
-    if ":memory:" in (a, b) or not a or not b:
-        return False
-    return Path(a).resolve() == Path(b).resolve()
 
 
 def check_busy_timeout(where: str, busy_timeout: float) -> None:
