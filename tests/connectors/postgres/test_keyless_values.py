@@ -74,22 +74,23 @@ async def test_pg_copy_keeps_the_bounds_of_a_keyless_tables_arrays(
         await drop(pg_database, target)
 
 
+def page_by_page(source_dsn: str, target: str) -> Pipeline:
+    """A copy of table ``t`` one distinct row a read and two rows a batch."""
+    source = TablesSource(source_dsn, "t", chunk_size=1)
+    sink = TablesSink(target, tables="t", source_dsn=source_dsn)
+    return Pipeline("keyless", source, sink, max_batch_size=2)
+
+
 async def test_keyless_arrays_with_bounds_resume_page_after_page(pg_database: str) -> None:
     """Pages of one distinct row: each position holds arrays with bounds, read back exactly."""
     await execute(pg_database, KEYLESS)
     target = await make_target(pg_database)
     try:
-
-        def copy() -> Pipeline:
-            source = TablesSource(pg_database, "t", chunk_size=1)
-            sink = TablesSink(target, tables="t", source_dsn=pg_database)
-            return Pipeline("keyless", source, sink, max_batch_size=2)
-
-        stats = await copy().run()
+        stats = await page_by_page(pg_database, target).run()
         assert (stats.records_out, stats.unchanged) == (6, 0)
         assert await rows(target, ROWS) == await rows(pg_database, ROWS)
         await execute(pg_database, "INSERT INTO t VALUES (0, '[5:5]={1}', '{}', '{}')")
-        stats = await copy().run()
+        stats = await page_by_page(pg_database, target).run()
         assert (stats.records_out, stats.unchanged) == (1, 6)
         assert await rows(target, ROWS) == await rows(pg_database, ROWS)
     finally:
@@ -197,17 +198,11 @@ async def test_keyless_values_resume_exactly_page_after_page(pg_database: str) -
     await execute(pg_database, "DELETE FROM t WHERE n::text = '1.00'")
     target = await make_target(pg_database)
     try:
-
-        def copy() -> Pipeline:
-            source = TablesSource(pg_database, "t", chunk_size=1)
-            sink = TablesSink(target, tables="t", source_dsn=pg_database)
-            return Pipeline("keyless", source, sink, max_batch_size=2)
-
-        stats = await copy().run()
+        stats = await page_by_page(pg_database, target).run()
         assert (stats.records_out, stats.unchanged) == (26, 0)
         assert await rows(target, ROWS_EXACT) == await rows(pg_database, ROWS_EXACT)
         await execute(pg_database, "INSERT INTO t (f, n) VALUES ('-0', '1.0000')")
-        stats = await copy().run()
+        stats = await page_by_page(pg_database, target).run()
         assert (stats.records_out, stats.unchanged) == (1, 26)
         assert await rows(target, ROWS_EXACT) == await rows(pg_database, ROWS_EXACT)
     finally:
