@@ -12,12 +12,17 @@ from typing import Literal
 
 import asyncpg
 
-__all__ = ["copy_query_out", "copy_query_parts", "copy_setting"]
+__all__ = ["copy_query_out", "copy_query_parts", "copy_setting", "set_copy_setting"]
 
 
 def copy_setting(n: int) -> str:
     """The SQL that reads value ``n`` (from 1) given to :func:`copy_query_out`, as text."""
     return f"current_setting('asyncetl.p{n}')"
+
+
+def set_copy_setting(n: int, value: str) -> str:
+    """The SQL that makes ``value`` (an SQL expression) value ``n`` for :func:`copy_setting`."""
+    return f"set_config('asyncetl.p{n}', {value}, true)"
 
 
 async def copy_query_out(
@@ -44,9 +49,7 @@ async def copy_query_parts(
 ) -> tuple[list[bytes], int]:
     """Like :func:`copy_query_out`, with the output in the parts it arrived in, not joined."""
     if values:
-        settings = ", ".join(
-            f"set_config('asyncetl.p{n}', ${n}, true)" for n in range(1, len(values) + 1)
-        )
+        settings = ", ".join(set_copy_setting(n, f"${n}") for n in range(1, len(values) + 1))
         await conn.execute(f"SELECT {settings}", *values)
     parts: list[bytes] = []
 

@@ -30,7 +30,7 @@ from typing import cast
 import asyncpg
 
 from asyncetl.connectors.postgres._binary import HEADER, TRAILER, BinaryPage, page_of
-from asyncetl.connectors.postgres._copy_out import copy_query_parts, copy_setting
+from asyncetl.connectors.postgres._copy_out import copy_query_parts, copy_setting, set_copy_setting
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres.cdc._apply_sql import upsert_sql
 from asyncetl.connectors.postgres.cdc._apply_stage import Stage
@@ -159,9 +159,7 @@ def _page_end_sql(table: TableInfo, after: bool) -> str:
     )
     bounds = [f"${i + 1}" for i in range(width)] if after else []
     bounds += [f"e.k{i}" for i in range(width)]
-    settings = ", ".join(
-        f"set_config('asyncetl.p{n}', {value}, true)" for n, value in enumerate(bounds, 1)
-    )
+    settings = ", ".join(set_copy_setting(n, value) for n, value in enumerate(bounds, 1))
     columns = ", ".join(f"e.k{i}" for i in range(width))
     return f"SELECT {columns}, {settings} FROM ({ends} ORDER BY o LIMIT 1) AS e"  # noqa: S608
 
