@@ -43,6 +43,8 @@ class Batcher:
 
     :param register: told of each batch, in sequence order, before any stage sees it.
     :param reject: handles the records a source could not decode.
+    :param gate: where the inlet holds the source's next chunk while a sink that
+        writes alone writes, so that the source makes no more until it is done.
     """
 
     def __init__(
@@ -55,8 +57,10 @@ class Batcher:
         stats: RunStats,
         meter: StageMeter | None = None,
         tracer: BatchTracer | None = None,
+        gate: _handoff.WriteGate | None = None,
     ) -> None:
         self._meter = meter or StageMeter("source", "source")
+        self._gate = gate
         self._tracer = tracer
         self._max_size = max_size
         self._max_age = max_age
@@ -83,7 +87,7 @@ class Batcher:
         :param chunks: the send end of the stream :meth:`run` takes chunks from.
         :param batches: the stream :meth:`run` sends batches into.
         """
-        return Inlet(self, chunks, batches, after)
+        return Inlet(self, chunks, batches, after, gate=self._gate)
 
     async def run(
         self,
@@ -193,7 +197,8 @@ class Inlet(ObjectSendStream[Chunk[Any]]):
     nothing, goes on as a batch straight from the reader's task: a queue and a
     task switch fewer, and the source goes on only after yielding once, so that
     the batch is written, and its records freed, before the source makes more.
-    Every other chunk goes through the batcher.
+    Every other chunk goes through the batcher. While a sink that writes alone
+    writes, a chunk waits at the ``gate`` first.
 
     :ivar last_position: the position of the last chunk sent (at first, where
         reading started): what a read failure comes after.
@@ -205,14 +210,19 @@ class Inlet(ObjectSendStream[Chunk[Any]]):
         chunks: MemoryObjectSendStream[Chunk[Any]],
         batches: MemoryObjectSendStream[AnyBatch],
         after: Position,
+        *,
+        gate: _handoff.WriteGate | None = None,
     ) -> None:
         self._batcher = batcher
+        self._gate = gate
         self._chunks = chunks
         self._batches = batches
         self.last_position = after
 
     async def send(self, item: Chunk[Any]) -> None:
         self.last_position = item.position
+        if self._gate is not None:
+            await self._gate.pass_through()
         if self._batcher.pass_on_nowait(item, self._batches):
             await anyio.lowlevel.checkpoint()
             return

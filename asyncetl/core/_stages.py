@@ -72,6 +72,8 @@ class StageRunner:
             StageMeter(sink.name, "sink"),
         ]
         self._sampler = Sampler(self._meters)
+        #: Held by the sink stage while a sink that writes alone writes.
+        self._gate = _handoff.WriteGate() if sink.writes_alone else None
         self._tracer = BatchTracer(settings.name, trace) if trace is not None else None
         #: The stream into each stage after the source, once wired.
         self._queues: list[MemoryObjectSendStream[AnyBatch]] = []
@@ -95,6 +97,7 @@ class StageRunner:
             stats=stats,
             meter=self._meters[0],
             tracer=self._tracer,
+            gate=self._gate,
         )
         #: The letters of batches whose writer settled (by sequence number): the
         #: ones it stores in its transaction, counted once that commits.
@@ -208,7 +211,9 @@ class StageRunner:
                 send, next_recv = anyio.create_memory_object_stream[AnyBatch](size)
                 self._queues.append(send)
                 meter = self._meters[index]
-                stage = TransformStage(transform, self._rejects, meter, self._tracer)
+                stage = TransformStage(
+                    transform, self._rejects, meter, self._tracer, gate=self._gate
+                )
                 stages.start_soon(stage.run, recv, send)
                 recv = next_recv
             stages.start_soon(self._write_and_commit, recv)
@@ -342,7 +347,7 @@ class StageRunner:
             if batch is None:  # the sink's deadline passed with nothing new
                 await self._flush_sink()
                 continue
-            await self._write(batch)
+            await self._write_gated(batch)
             self._committer.ack(batch)
             if self._sink.flush_deadline() is None:
                 await self._committer.publish()
@@ -375,6 +380,17 @@ class StageRunner:
                 self._meters[-1].record_error(type(exc).__name__)
                 raise StageError(self._sink.name, self._committer.position, exc) from exc
         await self._committer.publish()
+
+    async def _write_gated(self, batch: AnyBatch) -> None:
+        gate = self._gate
+        if gate is None:
+            await self._write(batch)
+            return
+        await gate.close()
+        try:
+            await self._write(batch)
+        finally:
+            gate.open()
 
     async def _write(self, batch: AnyBatch) -> None:
         """Write ``batch`` and store its dead letters, all before its checkpoint can move."""

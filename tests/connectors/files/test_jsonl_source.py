@@ -66,6 +66,23 @@ async def test_blank_lines_are_skipped_but_the_position_moves_past_them(tmp_path
     ]
 
 
+async def test_objects_after_leading_blanks_or_before_crlf_are_records(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "in.jsonl",
+        b' {"a":1}\n',
+        b'{"a":2}\r\n',
+        b'\t{"a":3}\n',
+        b'{"a":4}\n',
+        b'{"a":5}\n',
+    )
+    chunks = await read_all(JsonlSource(str(path)), max_chunk=2)
+    assert [(c.records, c.position, c.rejects) for c in chunks] == [
+        ([{"a": 1}, {"a": 2}], at(path, 18), []),
+        ([{"a": 3}, {"a": 4}], at(path, 35), []),
+        ([{"a": 5}], at(path, 43), []),
+    ]
+
+
 async def test_malformed_lines_become_rejects_with_their_exact_text(tmp_path: Path) -> None:
     path = write_lines(
         tmp_path / "in.jsonl",
