@@ -156,7 +156,7 @@ class DebeziumEncoder:
         """``key`` of ``event``'s row: the bare object, or with its schema when asked."""
         if self.with_schema:
             return orjson.dumps(encode_debezium_key(event, key, name=self._name))
-        return _row(key)
+        return orjson.dumps(key, default=_to_json, option=_AS_DEBEZIUM)
 
 
 # Dates, times and dataclasses go to _to_json like every type JSON lacks, so that they are
