@@ -11,13 +11,14 @@ import datetime as dt
 import decimal
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Final, Generic, TypeVar
+from typing import Final, TypeAlias
 
 import orjson
 
 from asyncetl.core.batch import JsonValue
 from asyncetl.core.changes import (
     ChangeEvent,
+    JsonText,
     _debezium_times,
     _epoch_micros,
     _json_value,
@@ -28,8 +29,9 @@ from asyncetl.core.changes import (
 
 __all__ = ["DebeziumEncoder"]
 
-K = TypeVar("K")
-V = TypeVar("V")
+#: What the events of one run of an envelope's shared parts have in common: commit time,
+#: operation, transaction, table and schema.
+_Shared: TypeAlias = tuple[dt.datetime | None, str, int | None, str, str]
 
 
 class DebeziumEncoder:
@@ -47,7 +49,15 @@ class DebeziumEncoder:
     :param with_schema: write the ``schema`` section beside each payload.
     """
 
-    __slots__ = ("_connector", "_database", "_head", "_name", "_tail", "with_schema")
+    __slots__ = (
+        "_connector",
+        "_database",
+        "_name",
+        "_parts",
+        "_processed_at",
+        "_shared",
+        "with_schema",
+    )
 
     def __init__(
         self,
@@ -59,8 +69,10 @@ class DebeziumEncoder:
     ) -> None:
         self._connector, self._name, self._database = connector, name, database
         self.with_schema = with_schema
-        self._head = _Part(self._source_head)
-        self._tail = _Part(self._source_tail)
+        # The parts of the last envelope that its next events share, and what they are of.
+        self._shared: _Shared | None = None
+        self._processed_at: dt.datetime | None = None
+        self._parts = (b"", b"", b"")
 
     def envelope(self, event: ChangeEvent, processed_at: dt.datetime) -> bytes:
         """The envelope of ``event``, encoded at ``processed_at``.
@@ -78,10 +90,19 @@ class DebeziumEncoder:
             )
             return orjson.dumps(typed)
         # Only the rows and the LSN are the event's own: the rest of the envelope is the
-        # same for the events of one transaction and table, and is kept as bytes.
+        # same for the events of one transaction, table and operation, encoded at one
+        # time, and is kept as bytes.
+        shared = (event.commit_time, event.op, event.xid, event.table, event.schema)
+        if shared != self._shared or processed_at is not self._processed_at:
+            self._parts = self._source_parts(shared, processed_at)
+            self._shared, self._processed_at = shared, processed_at
+        head, middle, end = self._parts
         lsn = event.lsn
-        head = self._head((event.commit_time, event.op == "r"))
-        tail = self._tail((event.schema, event.table, event.xid, event.op, processed_at))
+        if lsn is None:
+            sequence, number = _NO_SEQUENCE, b"null"
+        else:
+            number = b"%d" % lsn
+            sequence = b'"[null,\\"' + number + b'\\"]"'
         return b"".join(
             (
                 b'{"before":',
@@ -89,16 +110,26 @@ class DebeziumEncoder:
                 b',"after":',
                 _row(event.after),
                 head,
-                _NO_SEQUENCE if lsn is None else b'"[null,\\"%d\\"]"' % lsn,
-                tail[0],
-                b"null" if lsn is None else b"%d" % lsn,
-                tail[1],
+                sequence,
+                middle,
+                number,
+                end,
             )
         )
 
-    def _source_head(self, key: tuple[dt.datetime | None, bool]) -> bytes:
+    def _source_parts(
+        self, shared: _Shared, processed_at: dt.datetime
+    ) -> tuple[bytes, bytes, bytes]:
+        """The envelope after ``after`` up to ``sequence``, from there to the LSN, and after
+        it, for a transaction, operation and table encoded at ``processed_at``."""
+        when, op, xid, table, schema = shared
+        return (
+            self._source_head(when, op == "r"),
+            *self._source_tail(schema, table, xid, op, processed_at),
+        )
+
+    def _source_head(self, when: dt.datetime | None, snapshot: bool) -> bytes:
         """The ``source`` block up to its ``sequence``, for a commit time and snapshot flag."""
-        when, snapshot = key
         head = {
             "version": _version(),
             "connector": self._connector,
@@ -110,11 +141,10 @@ class DebeziumEncoder:
         return b',"source":' + orjson.dumps(head)[:-1] + b',"sequence":'
 
     def _source_tail(
-        self, key: tuple[str, str, int | None, str, dt.datetime]
+        self, schema: str, table: str, xid: int | None, op: str, processed_at: dt.datetime
     ) -> tuple[bytes, bytes]:
         """The envelope after ``sequence`` (up to and after the LSN), for a table, a
         transaction, an operation and an encoding time."""
-        schema, table, xid, op, processed_at = key
         mid = orjson.dumps({"schema": schema, "table": table, "txId": xid})
         end = {"transaction": None, "op": op, **_debezium_times(_epoch_micros(processed_at))}
         return (
@@ -129,29 +159,13 @@ class DebeziumEncoder:
         return orjson.dumps(key, default=_to_json, option=_AS_DEBEZIUM)
 
 
-class _Part(Generic[K, V]):
-    """A part of the envelope made by ``make`` from a key, kept for the next event with the
-    same key: a transaction's events share their commit time, a batch its encoding time."""
-
-    __slots__ = ("key", "make", "part")
-
-    def __init__(self, make: Callable[[K], V]) -> None:
-        self.make = make
-        self.key: K | None = None
-        self.part: V | None = None
-
-    def __call__(self, key: K) -> V:
-        part = self.part
-        if part is None or key != self.key:
-            self.key, self.part = key, part = key, self.make(key)
-        return part
-
-
 # Dates, times and dataclasses go to _to_json like every type JSON lacks, so that they are
 # written as encode_debezium writes them; keys that are no strings are str()'d as there.
 _AS_DEBEZIUM: Final = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
 )
+# orjson's own dates and times, for rows whose values it writes as isoformat() does.
+_NATIVE_TIMES: Final = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
 _NO_SEQUENCE: Final = orjson.dumps("[null,null]")
 
 
@@ -165,6 +179,28 @@ _BY_TYPE: Final[dict[type, Callable[[object], JsonValue]]] = {
     uuid.UUID: str,
 }
 
+# Values orjson writes as encode_debezium does, or hands to _to_json, or refuses (a time
+# with a zone: the row is then written the slow way). Not datetimes: orjson drops the
+# seconds of a zone's offset that has them (an old date's local mean time, +00:09:21),
+# where isoformat() keeps them.
+_PLAIN: Final = frozenset(
+    {
+        str,
+        JsonText,
+        int,
+        float,
+        bool,
+        type(None),
+        decimal.Decimal,
+        uuid.UUID,
+        dt.date,
+        dt.time,
+        bytes,
+    }
+)
+_DATETIME: Final = dt.datetime
+_UTC: Final = dt.UTC
+
 
 def _to_json(value: object) -> JsonValue:
     convert = _BY_TYPE.get(type(value))
@@ -172,4 +208,20 @@ def _to_json(value: object) -> JsonValue:
 
 
 def _row(row: Mapping[str, object] | None) -> bytes:
+    if row is None:
+        return b"null"
+    # Handing each datetime to _to_json costs a Python call per value: orjson writes one
+    # without a zone, or in UTC, exactly as isoformat() does, so rows whose datetimes
+    # are all such (CDC's are), and that hold nothing nested, leave them to orjson.
+    for value in row.values():
+        if type(value) is _DATETIME:
+            if value.tzinfo is not None and value.tzinfo is not _UTC:
+                break
+        elif type(value) not in _PLAIN:
+            break
+    else:
+        try:
+            return orjson.dumps(row, default=_to_json, option=_NATIVE_TIMES)
+        except orjson.JSONEncodeError:
+            pass  # a time with a zone, or a value JSON cannot hold: said below
     return orjson.dumps(row, default=_to_json, option=_AS_DEBEZIUM)

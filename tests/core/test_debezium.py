@@ -101,3 +101,29 @@ def test_a_value_json_cannot_hold_is_a_type_error() -> None:
 
     with pytest.raises(TypeError, match="Integer exceeds 64-bit range"):
         DebeziumEncoder().envelope(event, WHEN)
+
+
+class Moment(dt.datetime):
+    """A datetime of another class: written by isoformat(), not as orjson would."""
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        *ROW.values(),
+        dt.datetime(1850, 7, 2, tzinfo=dt.timezone(dt.timedelta(minutes=9, seconds=21))),
+        dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=-3))),
+        dt.datetime(2024, 1, 2, 3, 4, 5, 6),
+        Moment(2024, 1, 2, tzinfo=dt.UTC),
+        [dt.datetime(2024, 1, 2, tzinfo=dt.timezone(dt.timedelta(seconds=-15)))],
+    ],
+)
+def test_each_value_beside_plain_ones_is_written_as_encode_debezium_writes_it(
+    value: object,
+) -> None:
+    # Rows of plain values and UTC datetimes take a faster way than others: each kind of
+    # value alone among plain ones, for each way.
+    event = ChangeEvent("c", "public", "items", after={"id": 1, "at": WHEN, "value": value}, lsn=5)
+
+    expected = encode_debezium(event, processed_at=LATER)
+    assert DebeziumEncoder().envelope(event, LATER) == orjson.dumps(expected)

@@ -5,6 +5,11 @@ partition, so it chooses partitions itself: a keyed message where Java's
 (and librdkafka's ``murmur2_random``) partitioner puts its key, keyless
 messages of one batch all to one partition, turn by turn (Java's sticky
 partitioner). aiokafka's ``murmur2`` gives the same hashes several times slower.
+
+The hash of a key is still a microsecond or so of Python, and a change stream
+sends the same keys again and again (a hot row's every update), so the
+hashes of recent keys are kept (:class:`KeyHashes`). No murmur2 in C is kept up
+on PyPI for this hash (32 bits, Kafka's seed), so none is depended on.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 
-__all__ = ["Chooser", "murmur2"]
+__all__ = ["Chooser", "KeyHashes", "murmur2"]
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -44,18 +49,48 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+class KeyHashes:
+    """The murmur2 hashes of the keys seen last, up to :attr:`LIMIT` of them (then
+    forgotten all at once: a hot key is back after one more hash).
+
+    A key seen again costs a tenth of its hash; a new one a fifth more than its hash
+    (a few thousand keys keep the table small enough to stay in the CPU's cache).
+    """
+
+    LIMIT = 1 << 12
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        """``murmur2(key)``."""
+        known = self._known
+        hashed = known.get(key)
+        if hashed is None:
+            if len(known) >= self.LIMIT:
+                known.clear()
+            hashed = known[key] = murmur2(key)
+        return hashed
+
+
 class Chooser:
     """Chooses the partitions of one batch's messages.
 
     :param partitions_of: a topic's partitions, sorted.
     :param turn: picks the partition of the batch's keyless messages.
+    :param hashes: the keys' hashes, kept from batch to batch.
     """
 
-    def __init__(self, partitions_of: Callable[[str], Awaitable[list[int]]], turn: int) -> None:
+    def __init__(
+        self,
+        partitions_of: Callable[[str], Awaitable[list[int]]],
+        turn: int,
+        hashes: KeyHashes,
+    ) -> None:
         self._partitions_of = partitions_of
         self._turn = turn
         self._known: dict[str, list[int]] = {}
-        self._last: tuple[bytes | None, int] = (None, 0)
+        self._hashes = hashes
 
     async def partitions(self, topic: str) -> list[int]:
         """``topic``'s partitions, asked once per batch."""
@@ -70,9 +105,4 @@ class Chooser:
             return partitions[0]
         if key is None:
             return partitions[self._turn % len(partitions)]
-        last_key, last_at = self._last
-        if key is last_key:  # a delete's tombstone, right after it
-            return last_at
-        at = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-        self._last = (key, at)
-        return at
+        return partitions[(self._hashes(key) & 0x7FFFFFFF) % len(partitions)]

@@ -18,7 +18,7 @@ from asyncetl.connectors.kafka._client import (
     KafkaClient,
     bootstrap_list,
 )
-from asyncetl.connectors.kafka._partitions import Chooser
+from asyncetl.connectors.kafka._partitions import Chooser, KeyHashes
 from asyncetl.connectors.kafka._security import KafkaSecurity, security_of
 from asyncetl.core.batch import Batch, Reject
 from asyncetl.core.changes import ChangeEvent
@@ -167,6 +167,7 @@ class KafkaSink(Sink[Any]):
         )
         self._topics: dict[tuple[str, str], str] = {}  # (schema, table) → topic
         self._turn = 0  # picks the partition of a batch's keyless messages
+        self._hashes = KeyHashes()
         self._unconfirmed: list[_Unconfirmed] = []  # written, oldest first
         self._deadline: float | None = None
 
@@ -292,7 +293,7 @@ class KafkaSink(Sink[Any]):
         """Queue the messages as record batches of up to :data:`BATCH_BYTES` per partition,
         each once full; the futures of the broker's answers go to ``answers``."""
         producer = self._open_producer()
-        chooser = Chooser(self._partitions_of, self._turn)
+        chooser = Chooser(self._partitions_of, self._turn, self._hashes)
         self._turn += 1
         filling: dict[tuple[str, int], BatchBuilder] = {}
         headers = self.headers

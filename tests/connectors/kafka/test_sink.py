@@ -27,7 +27,7 @@ from asyncetl import (
     TransientError,
 )
 from asyncetl.connectors.kafka import KafkaSink
-from asyncetl.connectors.kafka._partitions import murmur2
+from asyncetl.connectors.kafka._partitions import KeyHashes, murmur2
 from asyncetl.connectors.kafka.sink import BATCH_BYTES
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
 from asyncetl.core.interfaces import Checkpoint
@@ -259,6 +259,17 @@ async def test_keyless_records_of_one_batch_go_to_one_partition_and_the_next_bat
 @given(st.binary(max_size=64))
 def test_murmur2_hashes_as_kafkas_default_partitioner(data: bytes) -> None:
     assert murmur2(data) == kafka_murmur2(data)
+
+
+def test_kept_key_hashes_are_murmur2s_and_forgotten_past_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(KeyHashes, "LIMIT", 3)
+    hashes = KeyHashes()
+    keys = [b'{"id":%d}' % n for n in (1, 2, 1, 3, 4, 2, 1)]
+
+    assert [hashes(key) for key in keys] == [kafka_murmur2(key) for key in keys]
+    assert sorted(hashes._known) == [b'{"id":1}', b'{"id":2}', b'{"id":4}']  # cleared at 4
 
 
 async def test_a_batch_whose_send_failed_midway_is_sent_again_whole(
