@@ -28,16 +28,16 @@ _BEGIN = struct.Struct("!QqI").unpack_from
 _COMMIT = struct.Struct("!BQQq").unpack_from
 
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-_TIMEDELTA = dt.timedelta
+_MICROSECOND = dt.timedelta(microseconds=1)
 #: 2000-01-01 UTC in seconds since the Unix epoch.
 _PG_EPOCH_S = 946_684_800
 
 
 def pg_time(micros: int) -> dt.datetime:
     """A PostgreSQL protocol timestamp (microseconds since 2000-01-01 UTC) as a datetime."""
-    # Positionally (days, seconds, microseconds): the keyword form costs about a third
-    # more, and this runs once per transaction.
-    return _PG_EPOCH + _TIMEDELTA(0, 0, micros)
+    # One microsecond times the count: building a timedelta from a count normalises it
+    # through Python integers, nearly twice the work, and this runs once per transaction.
+    return _PG_EPOCH + _MICROSECOND * micros
 
 
 @dataclass(slots=True)
