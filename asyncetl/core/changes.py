@@ -31,7 +31,6 @@ import base64
 import datetime as dt
 import decimal
 import functools
-import importlib.metadata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -394,6 +393,10 @@ def _epoch_micros(when: dt.datetime | None) -> int | None:
 @functools.cache
 def _version() -> str:
     """asyncetl's version, where Debezium writes its own (``source.version``)."""
+    # Imported here, when the first Debezium envelope is written: importlib.metadata (with
+    # zipfile and email) would otherwise add tens of milliseconds to every start.
+    import importlib.metadata
+
     try:
         return f"asyncetl-{importlib.metadata.version('asyncetl')}"
     except importlib.metadata.PackageNotFoundError:

@@ -64,9 +64,24 @@ async def stage_rows(
     values = [list(column) for column in lazy]
     if _chars(staged, values, len(rows)) > _ARRAY_CHARS:
         return Stage(await _copy_stage(conn, stages, columns, staged, values), reads)
-    arrays = ", ".join(f"${i}::{st}[]" for i, st in enumerate(staged, 1))
-    relation = f"(SELECT * FROM unnest({arrays}) AS u({column_list(columns)}))"  # noqa: S608 - quoted
-    return Stage(relation, reads, tuple(values))
+    sent = _non_null(values)
+    for index in set(range(len(columns))).difference(sent):
+        reads[columns[index]] = f"NULL::{types[index].type}"
+    arrays = ", ".join(f"${n}::{staged[i]}[]" for n, i in enumerate(sent, 1))
+    names = column_list([columns[i] for i in sent])
+    relation = f"(SELECT * FROM unnest({arrays}) AS u({names}))"  # noqa: S608 - quoted
+    return Stage(relation, reads, tuple(values[i] for i in sent))
+
+
+def _non_null(values: list[list[object]]) -> list[int]:
+    """The indexes of the columns to send: those holding a value in some row.
+
+    A column that is NULL in every row (a nullable column the batch leaves empty)
+    is read as a typed NULL instead: an array of NULLs costs the driver a check per
+    element all the same. One column is sent whatever it holds, for the row count.
+    """
+    sent = [i for i, column in enumerate(values) if column.count(None) != len(column)]
+    return sent if sent or not values else [0]
 
 
 async def _copy_stage(

@@ -22,16 +22,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import anyio.abc
-import scramp  # type: ignore[import-untyped]
 from anyio.streams.tls import TLSStream
 
 from asyncetl.connectors.postgres._connect import Dsn
 from asyncetl.connectors.postgres.cdc._values import SESSION_SETTINGS
 from asyncetl.core.errors import AsyncetlError, ConfigError, PermanentError, TransientError
+
+if TYPE_CHECKING:
+    import scramp  # type: ignore[import-untyped]
 
 __all__ = [
     "ConnectParams",
@@ -250,7 +253,7 @@ class ReplicationConnection:
                     raise ServerError(
                         {"C": "28000", "M": f"unsupported SASL mechanisms {mechanisms}"}
                     )
-                scram = scramp.ScramClient(["SCRAM-SHA-256"], self._params.dsn.user, password or "")
+                scram = _scram_client(self._params.dsn.user, password or "")
                 first = scram.get_client_first().encode()
                 await self._send(b"p", b"SCRAM-SHA-256\x00" + _I32.pack(len(first)) + first)
             elif code == 11 and scram is not None:  # SASLContinue
@@ -398,6 +401,14 @@ def _ssl_context(params: ConnectParams) -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _scram_client(user: str, password: str) -> scramp.ScramClient:
+    # Imported when a server asks for SCRAM: scramp brings asn1crypto, tens of milliseconds
+    # of every start-up otherwise, also for servers that trust or ask for MD5.
+    import scramp
+
+    return scramp.ScramClient(["SCRAM-SHA-256"], user, password)
 
 
 def _md5(user: str, password: str, salt: bytes) -> bytes:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,6 +36,18 @@ async def identify(dsn: str) -> tuple[list[list[str | None]], str | None]:
         finally:
             await conn.aclose()
     return rows, ssl
+
+
+def test_scram_support_is_loaded_only_when_a_server_asks_for_it() -> None:
+    # scramp brings asn1crypto, and importlib.metadata zipfile and email: start-up cost
+    # for every run of the connector (test_password_authentication covers SCRAM itself).
+    code = (
+        "import sys, asyncetl.connectors.postgres, asyncetl.connectors.postgres.cdc._protocol; "
+        "print(sorted(m for m in ('scramp', 'asn1crypto', 'importlib.metadata') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.anyio

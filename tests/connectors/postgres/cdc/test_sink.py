@@ -439,6 +439,48 @@ async def test_tables_without_a_key(target_db: str, staged_by: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_columns_null_in_every_row_are_written_as_null(
+    target_db: str, staged_by: str
+) -> None:
+    # A column the batch leaves NULL in every row is read as a typed NULL rather than
+    # sent as an array of NULLs: the target must hold NULL all the same, not the default,
+    # and a row of NULLs only must still arrive as a row.
+    await execute(
+        target_db,
+        "CREATE TABLE keyed (id int PRIMARY KEY, note text DEFAULT 'd', at timestamptz, n int);"
+        "INSERT INTO keyed VALUES (1, 'old', now(), 7);"
+        "CREATE TABLE loose (a int DEFAULT 5, b text DEFAULT 'd')",
+    )
+    keyed = {"id": "integer", "note": "text", "at": "timestamp with time zone", "n": "integer"}
+    loose = {"a": "integer", "b": "text"}
+
+    def change(table: str, seq: int, row: dict[str, Any], key: tuple[str, ...]) -> ChangeEvent:
+        columns = keyed if table == "keyed" else loose
+        return ChangeEvent(
+            "c", "public", table, None, None, row, 100, seq, columns=columns, key_columns=key
+        )
+
+    sink = ApplySink(target_db)
+    await sink.open()
+    try:
+        await sink.write(
+            batch(
+                [
+                    change("keyed", 0, {"id": 1, "note": None, "at": None, "n": None}, ("id",)),
+                    change("keyed", 1, {"id": 2, "note": None, "at": None, "n": 3}, ("id",)),
+                    change("loose", 2, {"a": 4, "b": None}, ()),
+                ]
+            )
+        )
+        await sink.write(batch([change("loose", 3, {"a": None, "b": None}, ())], 1))
+    finally:
+        await sink.aclose()
+    assert await rows(target_db, "keyed") == [(1, None, None, None), (2, None, None, 3)]
+    found = await fetch(target_db, "SELECT a, b FROM loose ORDER BY a NULLS FIRST")
+    assert [tuple(r) for r in found] == [(None, None), (4, None)]
+
+
+@pytest.mark.anyio
 async def test_types_round_trip_through_text(target_db: str, staged_by: str) -> None:
     await execute(
         target_db,
