@@ -45,14 +45,14 @@ async def send_ahead(
     """
     ahead, taken = anyio.create_memory_object_stream[Step[T] | Exception](0)
     failure: Exception | None = None
-    with taken:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_read_ahead, reading, ahead)
-            try:
-                await _send_steps(taken, send, each)
-            except Exception as exc:  # raised below by itself, not as a group of one
-                failure = exc
-            tg.cancel_scope.cancel()  # the reader, when sending failed
+    # Closed here too, in case the reader is cancelled before it ever runs.
+    async with aclosing(reading), ahead, taken, anyio.create_task_group() as tg:
+        tg.start_soon(_read_ahead, reading, ahead)
+        try:
+            await _send_steps(taken, send, each)
+        except Exception as exc:  # raised below by itself, not as a group of one
+            failure = exc
+        tg.cancel_scope.cancel()  # the reader, when sending failed
     if failure is not None:
         raise failure
 
@@ -60,10 +60,10 @@ async def send_ahead(
 async def _read_ahead(
     reading: AsyncGenerator[Step[T], None], ahead: ObjectSendStream[Step[T] | Exception]
 ) -> None:
-    async with ahead, aclosing(reading) as steps:
+    async with ahead:
         while True:
             try:
-                step: Step[T] | Exception = await anext(steps)
+                step: Step[T] | Exception = await anext(reading)
             except StopAsyncIteration:
                 return
             except Exception as exc:  # handed over after the steps read before it
