@@ -11,7 +11,6 @@ from functools import partial
 import anyio
 import anyio.to_thread
 import orjson
-from anyio.abc import ObjectSendStream
 
 from asyncetl.connectors.files._append import append, open_for_append
 from asyncetl.connectors.files._check import writable
@@ -105,20 +104,6 @@ class JsonlSource(FileSource[JsonRecord]):
         async with aclosing(self._read_from(start, parse, unit="line")) as chunks:
             async for chunk in chunks:
                 yield chunk
-
-    async def produce(
-        self, after: Position, send: ObjectSendStream[Chunk[JsonRecord]], *, max_chunk: int
-    ) -> None:
-        """Send what :meth:`read` yields, the next block read while this one's lines are sent.
-
-        At most one block is read ahead; positions are those :meth:`read` yields.
-
-        :raises ConfigError: when ``after`` is not a position into this file.
-        :raises PermanentError: as :meth:`read`, once the lines before the failure are sent.
-        """
-        start = resume_offset(self.path, after, where=self._where)
-        parse = partial(self._parse, max_chunk=max(1, max_chunk))
-        await self._send_from(start, parse, send, unit="line")
 
     def decode(self, raw: JsonValue) -> JsonRecord:
         """Parse a dead-lettered line text again.

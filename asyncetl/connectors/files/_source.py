@@ -6,9 +6,6 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import TypeVar
 
-from anyio.abc import ObjectSendStream
-
-from asyncetl.connectors.files._ahead import send_ahead
 from asyncetl.connectors.files._check import readable
 from asyncetl.connectors.files._tail import (
     FileProgress,
@@ -16,7 +13,6 @@ from asyncetl.connectors.files._tail import (
     check_options,
     named,
     resume_offset,
-    steps,
     tail,
 )
 from asyncetl.core.batch import Chunk, Position
@@ -85,26 +81,6 @@ class FileSource(Source[R]):
             unit=unit,
         )
 
-    async def _send_from(
-        self, start: int, parse: Parse[R], send: ObjectSendStream[Chunk[R]], *, unit: str
-    ) -> None:
-        """Send what :meth:`_read_from` yields into ``send``, reading one block ahead."""
-        await self._progress.start(self.path, start, follow=self.follow)
-        reading = steps(
-            self.path,
-            start,
-            parse,
-            follow=self.follow,
-            poll_interval=self.poll_interval,
-            block_size=self.block_size,
-            unit=unit,
-        )
-        await send_ahead(reading, send, self._reported)
-
-    def _reported(self, chunk: Chunk[R]) -> Chunk[R]:
-        self._progress.report(chunk)
-        return named(chunk, self.path)
-
     async def _read_from(
         self, start: int, parse: Parse[R], *, unit: str
     ) -> AsyncGenerator[Chunk[R], None]:
@@ -113,4 +89,5 @@ class FileSource(Source[R]):
         await self._progress.start(self.path, start, follow=self.follow)
         async with aclosing(self._tail(start, parse, unit=unit)) as iterator:
             async for chunk in iterator:
-                yield self._reported(chunk)
+                self._progress.report(chunk)
+                yield named(chunk, self.path)

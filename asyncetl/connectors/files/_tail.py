@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import AsyncGenerator, Callable, Iterable
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -51,7 +50,6 @@ __all__ = [
     "file_position",
     "named",
     "resume_offset",
-    "steps",
     "tail",
 ]
 
@@ -204,42 +202,12 @@ async def tail(
     :raises PermanentError: when the file is missing, unreadable, shorter than
         ``start`` or changed so that ``start`` is no longer at a line start.
     """
-    reading = steps(
-        path,
-        start,
-        parse,
-        follow=follow,
-        poll_interval=poll_interval,
-        block_size=block_size,
-        unit=unit,
-    )
-    async with aclosing(reading) as each:
-        async for step in each:
-            for chunk in step.chunks:
-                yield chunk
-
-
-async def steps(
-    path: str,
-    start: int,
-    parse: Parse[T],
-    *,
-    follow: bool,
-    poll_interval: float,
-    block_size: int,
-    unit: str = "line",
-) -> AsyncGenerator[Step[T], None]:
-    """Yield one :class:`Step` per block read after byte ``start``, as :func:`tail` reads.
-
-    The next block is read only when the caller asks for the next step, so a
-    caller that takes a step before it is done with the last one reads one
-    block ahead, and no further.
-    """
     await anyio.to_thread.run_sync(_check_start, path, start)
     offset, pending = start, b""
     while True:
         step = await anyio.to_thread.run_sync(_step, path, offset, pending, block_size, parse)
-        yield step
+        for chunk in step.chunks:
+            yield chunk
         offset, pending = step.offset, step.pending
         if not step.at_end:
             continue

@@ -1,4 +1,7 @@
-"""JsonlSource.produce: the next block is read while the chunks of the one before are sent."""
+"""JsonlSource inside a pipeline's reading task: produce, reads block by block, stops and failures.
+
+The file is read one block at a time, each block only when the chunks of the
+one before are sent; a stop or a failure never loses or repeats a line."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from asyncetl import (
     MemoryCheckpointStore,
     PermanentError,
     Pipeline,
+    Position,
     Reject,
 )
 from asyncetl.connectors.files import JsonlSource, _tail
@@ -61,10 +65,10 @@ async def settled(reads: list[int], count: int) -> None:
     await anyio.sleep(0.1)
 
 
-async def produce_all(source: JsonlSource, after: object = None) -> list[Chunk[JsonRecord]]:
+async def produce_all(source: JsonlSource, after: Position = None) -> list[Chunk[JsonRecord]]:
     send, receive = anyio.create_memory_object_stream[Chunk[JsonRecord]](100)
     async with send:
-        await source.produce(after, send, max_chunk=CHUNK)  # type: ignore[arg-type]
+        await source.produce(after, send, max_chunk=CHUNK)
     async with receive:
         return [chunk async for chunk in receive]
 
@@ -101,7 +105,7 @@ async def test_a_resume_sends_exactly_the_remaining_lines(tmp_path: Path) -> Non
     assert produced[-1].position == at(path, 30 * LINE)
 
 
-async def test_reads_one_block_ahead_of_what_is_sent_and_no_further(
+async def test_reads_the_next_block_only_once_the_last_is_sent(
     tmp_path: Path, reads: list[int]
 ) -> None:
     path = write_ids(tmp_path / "in.jsonl", 40)
@@ -110,12 +114,12 @@ async def test_reads_one_block_ahead_of_what_is_sent_and_no_further(
     async with send, receive, anyio.create_task_group() as tg:
         tg.start_soon(partial(source.produce, None, send, max_chunk=CHUNK))
         first = await receive.receive()
-        await settled(reads, 3)
-        # Block 0 was taken; block 1 waits to be sent; block 2 is the one read ahead.
-        assert (ids([first]), reads) == ([0, 1, 2, 3], [0, BLOCK, 2 * BLOCK])
+        await settled(reads, 2)
+        # Block 0 was taken; block 1 waits to be sent; nothing is read past it.
+        assert (ids([first]), reads) == ([0, 1, 2, 3], [0, BLOCK])
         assert (await receive.receive()).position == at(path, 2 * BLOCK)
-        await settled(reads, 4)
-        assert reads == [0, BLOCK, 2 * BLOCK, 3 * BLOCK]
+        await settled(reads, 3)
+        assert reads == [0, BLOCK, 2 * BLOCK]
         tg.cancel_scope.cancel()
 
 
@@ -140,10 +144,10 @@ async def test_cancelling_ends_the_reading_at_once_and_propagates(
     await anyio.sleep(0.1)
     assert after_produce == []
     assert reads == read_when_cancelled
-    assert len(reads) <= 3
+    assert len(reads) <= 2
 
 
-async def test_a_failed_read_ahead_is_raised_after_the_lines_read_before_it(
+async def test_a_failed_read_is_raised_after_the_lines_read_before_it(
     tmp_path: Path, reads: list[int]
 ) -> None:
     path = write_ids(tmp_path / "in.jsonl", 40)
@@ -162,14 +166,14 @@ async def test_a_failed_read_ahead_is_raised_after_the_lines_read_before_it(
     async with receive, anyio.create_task_group() as tg:
         tg.start_soon(produce)
         received.append(await receive.receive())
-        await settled(reads, 3)
-        assert reads == [0, BLOCK, 2 * BLOCK]
+        await settled(reads, 2)
+        assert reads == [0, BLOCK]
         with path.open("r+b") as file:
-            file.truncate(100)  # the next read is at byte 192
+            file.truncate(100)  # the next read is at byte 128
         received.extend([chunk async for chunk in receive])
-    assert ids(received) == list(range(12))  # blocks 0 to 2, read before the truncation
+    assert ids(received) == list(range(8))  # blocks 0 and 1, read before the truncation
     assert [str(failure) for failure in failures] == [
-        f"{path} is 100 bytes long, shorter than the position 192 already read; it was "
+        f"{path} is 100 bytes long, shorter than the position 128 already read; it was "
         "truncated or replaced, so restore it or delete the checkpoint to start over"
     ]
 
@@ -196,7 +200,7 @@ async def test_a_stop_mid_file_commits_the_exact_position_and_a_rerun_loads_the_
     store = MemoryCheckpointStore()
     sink = StoppingSink(after=3)
     pipeline = Pipeline(
-        "ahead",
+        "stop",
         JsonlSource(str(path), block_size=BLOCK),
         sink,
         checkpoints=store,
@@ -208,10 +212,10 @@ async def test_a_stop_mid_file_commits_the_exact_position_and_a_rerun_loads_the_
     written = len(sink.records)
     assert 12 <= written < 2000
     assert [r["id"] for r in sink.records] == list(range(written))
-    assert first.position == store.positions["ahead", "jsonl"] == at(path, written * LINE)
+    assert first.position == store.positions["stop", "jsonl"] == at(path, written * LINE)
 
     rest: ListSink[JsonRecord] = ListSink()
-    rerun = Pipeline("ahead", JsonlSource(str(path), block_size=BLOCK), rest, checkpoints=store)
+    rerun = Pipeline("stop", JsonlSource(str(path), block_size=BLOCK), rest, checkpoints=store)
     with capture_logs():
         second = await rerun.run()
     assert [r["id"] for r in rest.records] == list(range(written, 2000))
