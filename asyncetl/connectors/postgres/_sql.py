@@ -445,9 +445,15 @@ def differing_rows(
     """The hashes of those of ``rows`` (a FROM item ``s``) under which ``target`` stores a
     row whose ``compared`` columns differ from theirs, compared as :func:`row_text`."""
     h = quote_ident(hash_column)
+    # One look-up in the hash's unique index per row (LIMIT keeps the planner from
+    # hashing the whole target instead, which grows with every batch copied).
+    stored = (
+        f"SELECT {row_text('t', compared)} AS stored FROM {target.sql} AS t "  # noqa: S608
+        f"WHERE t.{h} = s.{h} LIMIT 1"
+    )
     return (
-        f"SELECT s.{h} FROM {rows} JOIN {target.sql} AS t ON t.{h} = s.{h} "  # noqa: S608
-        f"WHERE {row_text('t', compared)} IS DISTINCT FROM {row_text('s', compared)}"
+        f"SELECT s.{h} FROM {rows} CROSS JOIN LATERAL ({stored}) AS t "  # noqa: S608
+        f"WHERE t.stored IS DISTINCT FROM {row_text('s', compared)}"
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 from asyncetl import Pipeline
 from asyncetl.connectors.postgres import PostgresSink, TableSource, TablesSink, TablesSource
 from asyncetl.connectors.postgres._rows import row_hash
+from asyncetl.connectors.postgres._writers.hash_numbers import hashed_exactly
 from tests.connectors.postgres.helpers import batch, execute, rows
 from tests.connectors.postgres.test_source import read_all
 from tests.connectors.postgres.test_type_fidelity import drop, make_target
@@ -147,3 +148,21 @@ async def test_keyless_bpchar_is_grouped_and_resumed_with_its_trailing_spaces(
         ([{"b": "a  ", "d": None, "c": None}], ["a  ", None, None]),
         ([{"b": None, "d": " ", "c": "  "}], [None, " ", ""]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("types", "exact"),
+    [
+        (["integer", "timestamp(3) without time zone", "character(22)", "numeric(10,2)"], True),
+        (["text", "double precision", "jsonb", "bytea", "numeric(5)"], True),
+        (["integer", "numeric"], False),
+        (["integer[]"], False),
+        (["citext"], False),
+    ],
+)
+def test_rows_skipped_are_compared_only_where_values_can_hash_alike(
+    types: list[str], exact: bool
+) -> None:
+    """``numeric`` without a scale normalises in the hash; arrays, domains and extension
+    types are compared rather than trusted."""
+    assert hashed_exactly(types) is exact

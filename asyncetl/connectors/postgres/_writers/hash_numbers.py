@@ -7,8 +7,9 @@ batch are so numbered apart; but rows of two batches both take number 0, and the
 second batch's insert would meet the first one's row and skip it as copied already.
 
 So when an insert by row hash skips rows (only then: a copy into an empty table
-pays nothing more), the rows skipped are compared with the rows stored under
-their hashes, as their exact text (:func:`~.._sql.row_text`). Where one
+pays nothing more), and the hashed columns have a type whose values can hash
+alike yet differ (see :func:`hashed_exactly`), the rows skipped are compared with
+the rows stored under their hashes, as their exact text (:func:`~.._sql.row_text`). Where one
 differs, the batch's rows of its payload are numbered anew: the batch holds each
 of their texts some number of times; the rows stored under the payload's
 numbers count towards that, and the copies they lack are inserted under the
@@ -22,6 +23,7 @@ changed between runs, copies are added, never removed.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from itertools import count
@@ -35,7 +37,7 @@ from asyncetl.connectors.postgres._sql import TableName
 from asyncetl.connectors.postgres._writers.row_hash import RowHash
 from asyncetl.core.errors import TransientError
 
-__all__ = ["append_by_hash"]
+__all__ = ["append_by_hash", "hashed_exactly"]
 
 Row = Sequence[Any]
 #: A row of the batch among those of its payload: its hash, and whether the row stored
@@ -44,6 +46,43 @@ Member = tuple[str, bool]
 #: Rounds of numbering after which rows still finding their numbers taken (by another
 #: writer appending at the same time) fail the batch's transaction, to be retried.
 _ROUNDS = 5
+#: Types two values of which hash alike only when they are stored alike: the hash
+#: payload holds their values exactly (as text, or JSON numbers that read back the
+#: same). Not ``numeric`` without a scale (1.0 and 1.00 hash alike), nor arrays,
+#: composites, domains or extension types, which are compared.
+_EXACT = frozenset(
+    {
+        "smallint",
+        "integer",
+        "bigint",
+        "oid",
+        "boolean",
+        "real",
+        "double precision",
+        "text",
+        "character varying",
+        "character",
+        "bpchar",
+        "json",
+        "jsonb",
+        "uuid",
+        "bytea",
+        "date",
+        "time without time zone",
+        "timestamp without time zone",
+        "timestamp with time zone",
+        "interval",
+    }
+)
+_MODIFIER = re.compile(r"\(\d+(?:,\d+)?\)")
+#: ``numeric`` with a scale: its values are stored at that scale, so equal ones alike.
+_SCALED = re.compile(r"numeric\(\d+(?:,\d+)?\)")
+
+
+def hashed_exactly(types: Sequence[str]) -> bool:
+    """Whether rows of columns of ``types`` that hash alike are stored alike, so that a row
+    skipped for its hash is the row stored under it, and needs no comparing."""
+    return all(_SCALED.fullmatch(t) or _MODIFIER.sub("", t) in _EXACT for t in types)
 
 
 async def append_by_hash(
@@ -58,8 +97,8 @@ async def append_by_hash(
 ) -> int:
     """Insert each of ``rows`` (holding their hash) that ``target`` lacks; returns how many.
 
-    :param types: the SQL types of ``columns``, to bind rows as arrays (see
-        :func:`~.._load.stage_for_merge`).
+    :param types: the SQL types of ``columns``: to bind rows as arrays (see
+        :func:`~.._load.stage_for_merge`), and to tell whether rows skipped need comparing.
     """
     staged = await _load.stage_for_merge(conn, target, columns, rows, casts=casts, types=types)
     sql = _sql.merge_from_stage(
@@ -67,7 +106,10 @@ async def append_by_hash(
     )
     inserted = _load.row_count(await _load.execute_merge(conn, sql, staged))
     if inserted == len(rows):
-        return inserted
+        return inserted  # nothing skipped: the usual first copy
+    hashed_types = [types[i] for i in row_hash.hashed(columns)] if types is not None else None
+    if hashed_types is not None and hashed_exactly(hashed_types):
+        return inserted  # each row skipped is the row stored under its hash
     renumbering = _Renumbering(conn, target, columns, rows, row_hash, staged)
     return inserted + await renumbering.run()
 
