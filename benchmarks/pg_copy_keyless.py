@@ -1,6 +1,6 @@
 """Copying a table without a key (pgbench_history's shape) with TablesSource → TablesSink.
 
-    python benchmarks/pg_copy_keyless.py --setup [--rows 200000]   # prints the source DSN
+    python benchmarks/pg_copy_keyless.py --setup [--rows 200000] [--numeric]  # prints the DSN
     python benchmarks/pg_copy_keyless.py --source DSN                # one timed copy
     python benchmarks/pg_copy_keyless.py --source DSN --rerun        # one timed rerun
     python benchmarks/pg_copy_keyless.py --drop DSN
@@ -10,6 +10,8 @@ this measures one whole copy into a new, empty target database (created and
 dropped around the copy, not timed) and prints its seconds and rows a second.
 With ``--rerun`` the target is filled by a first copy (not timed) and the timed
 copy is the second, which finds every row there already and writes nothing.
+``--numeric`` makes ``delta`` a ``numeric`` without a scale, whose values can hash
+alike yet differ (1.0 and 1.00), so that a rerun compares the rows it skips.
 Run it under ``farm-bench --vs`` against another checkout for a ratio.
 """
 
@@ -43,12 +45,12 @@ async def admin(base: str, sql: str) -> None:
         await conn.close()
 
 
-async def setup(base: str, rows: int) -> str:
+async def setup(base: str, rows: int, *, numeric: bool) -> str:
     name = f"bench_keyless_{secrets.token_hex(4)}"
     await admin(base, f'CREATE DATABASE "{name}"')
     conn = await asyncpg.connect(f"{base}/{name}")
     try:
-        await conn.execute(TABLE)
+        await conn.execute(TABLE.replace("delta int", "delta numeric") if numeric else TABLE)
         await conn.execute(FILL, rows)
         await conn.execute("ANALYZE pgbench_history")
     finally:
@@ -88,9 +90,10 @@ def main() -> None:
     parser.add_argument("--source")
     parser.add_argument("--drop")
     parser.add_argument("--rerun", action="store_true", help="time a second copy")
+    parser.add_argument("--numeric", action="store_true", help="delta as numeric (setup)")
     args = parser.parse_args()
     if args.setup:
-        print(asyncio.run(setup(args.base, args.rows)))
+        print(asyncio.run(setup(args.base, args.rows, numeric=args.numeric)))
     elif args.drop:
         name = args.drop.rpartition("/")[2]
         asyncio.run(admin(args.base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -150,6 +150,27 @@ async def test_keyless_bpchar_is_grouped_and_resumed_with_its_trailing_spaces(
     ]
 
 
+async def test_append_keeps_every_copy_of_a_row_whose_first_number_is_taken(
+    pg_database: str,
+) -> None:
+    """1.00 twice after 1.0: the first copy's number is taken, the second's free. Each copy
+    counts once: the first is not taken for the second, landed under the next number."""
+    await execute(pg_database, "CREATE TABLE t (id integer, n numeric, _row_hash text UNIQUE)")
+    sink = PostgresSink(pg_database, "t", mode="append", row_hash=["*"])
+    await sink.open()
+    try:
+        assert await sink.write(batch(numbered("1.0"), 0)) == []
+        assert await sink.write(batch(numbered("1.00", "1.00"), 1)) == []
+        stored = await rows(pg_database, STORED)
+        assert await sink.write(batch(numbered("1.00", "1.00"), 1)) == []
+        assert await sink.write(batch(numbered("1.0"), 0)) == []
+    finally:
+        await sink.aclose()
+    assert await rows(pg_database, STORED) == stored
+    numbers = {row_hash([1, Decimal("1")], salt): salt for salt in range(3)}
+    assert sorted((numbers[h], n) for n, h in stored) == [(0, "1.0"), (1, "1.00"), (2, "1.00")]
+
+
 @pytest.mark.parametrize(
     ("types", "exact"),
     [
