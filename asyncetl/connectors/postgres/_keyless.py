@@ -10,8 +10,10 @@ keeps apart values that are equal but not the same (``numeric`` 1.0 and
 ``xml``, ``point``). Its value is that text cast back to the column's type,
 which gives the same value (text output is what PostgreSQL reads back exactly;
 floats are printed exactly in every session, see ``_connect``), and the position
-holds the text. Not yet exact: an unbounded ``bpchar`` column, whose text
-drops trailing spaces (``character(n)`` pads them back).
+holds the text. An unbounded ``bpchar`` column (or a domain over one) is the
+exception: its cast to ``text`` drops trailing spaces its values keep ('a' and
+'a ' differ), so its text is its output function's (``bpcharout``), which keeps
+them; ``character(n)`` pads them back, and keeps its cast.
 """
 
 from __future__ import annotations
@@ -70,6 +72,14 @@ class _Key:
         return quote_ident(f"{KEY_PREFIX}{self.index}")
 
     @property
+    def text(self) -> str:
+        """The column's text, as grouped and ordered by."""
+        if self.column.unbounded_bpchar:
+            # Its output, which keeps trailing spaces; NULL stays NULL (both are strict).
+            return f"textin(bpcharout({self.name}))"
+        return f"{self.name}::text"
+
+    @property
     def order(self) -> str:
         return f"{_ROWS}.{self.key}" if self.as_text else f"{_ROWS}.{self.name}"
 
@@ -106,7 +116,7 @@ class GroupedRead:
     ) -> str:
         """The page after ``position``; its ``LIMIT`` is the next parameter after ``args``."""
         # Bytewise: cheaper to sort than by the database's collation, and the same on every server.
-        keys = "".join(f', {k.name}::text COLLATE "C" AS {k.key}' for k in self.keys if k.as_text)
+        keys = "".join(f', {k.text} COLLATE "C" AS {k.key}' for k in self.keys if k.as_text)
         # Identifiers quoted, values bound.
         rows = f"(SELECT {table}.*{keys} FROM {table}) AS {_ROWS}"  # noqa: S608
         values = [k.value for k in self.keys]

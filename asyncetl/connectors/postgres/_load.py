@@ -34,13 +34,16 @@ __all__ = [
     "BinaryRows",
     "CopyRows",
     "Loaded",
+    "Staged",
     "TextRows",
     "copy_append",
     "copy_replace",
     "copy_soft_delete",
     "copy_upsert",
+    "execute_merge",
     "last_per_key",
     "row_count",
+    "stage_for_merge",
     "stage_rows",
 ]
 
@@ -230,9 +233,7 @@ async def copy_upsert(
 ) -> int:
     """Upsert ``rows`` by ``key``; returns how many target rows were inserted or updated.
 
-    Given the SQL ``types`` of ``columns``, rows of plain values (no COPY data, no
-    ``casts``) are bound as one array per column to the merge statement itself: one
-    round trip instead of four (make the staging table ready, COPY's two, the merge).
+    Rows are staged by :func:`stage_for_merge` (given their ``types``, bound as arrays).
 
     :param update: columns overwritten on conflict (default: all but the key;
         ``[]`` inserts new keys only).
@@ -243,29 +244,62 @@ async def copy_upsert(
     :param skip_unchanged: a row whose stored values are unchanged is not
         rewritten, compared in the server (no hash column).
     """
-    arrays = _bound_columns(rows, types) if types is not None and not casts else None
-    if arrays is not None:
-        assert types is not None
-        stage = _sql.unnest_rows(columns, types)
-    else:
-        stage = await stage_rows(conn, target, columns, rows, casts=casts)
-        arrays = []
-    if isinstance(rows, CopyRows):
-        casts = None
+    staged = await stage_for_merge(conn, target, columns, rows, casts=casts, types=types)
     sql = _sql.merge_from_stage(
         target,
         columns,
         key,
-        stage=stage,
+        stage=staged.source,
         update=update,
         version_column=version_column,
         row_hash_column=row_hash_column,
         dedupe=dedupe,
         skip_unchanged=skip_unchanged,
-        casts=casts,
+        casts=staged.casts,
     )
+    return row_count(await execute_merge(conn, sql, staged))
+
+
+class Staged(NamedTuple):
+    """Rows ready to merge (see :func:`stage_for_merge`)."""
+
+    #: The FROM item holding them: a staging table's name, or :func:`~._sql.unnest_rows`.
+    source: str
+    #: What the FROM item binds: one array per column, or nothing.
+    args: list[list[object]]
+    #: The text-staged columns to cast back to their type (see :func:`~._sql.create_stage`).
+    casts: Casts
+
+
+async def stage_for_merge(
+    conn: asyncpg.Connection,
+    target: TableName,
+    columns: Sequence[str],
+    rows: Rows,
+    *,
+    casts: Casts = None,
+    types: Sequence[str] | None = None,
+) -> Staged:
+    """``rows`` bound as arrays to the statement that merges them, or else COPYed into a
+    staging table; a statement reading them may run more than once in the transaction.
+
+    Given the SQL ``types`` of ``columns``, rows of plain values (no COPY data, no
+    ``casts``) are bound as one array per column: one round trip instead of four
+    (make the staging table ready, COPY's two, the merge).
+    """
+    arrays = _bound_columns(rows, types) if types is not None and not casts else None
+    if arrays is not None:
+        assert types is not None
+        return Staged(_sql.unnest_rows(columns, types), arrays, casts)
+    stage = await stage_rows(conn, target, columns, rows, casts=casts)
+    return Staged(stage, [], None if isinstance(rows, CopyRows) else casts)
+
+
+async def execute_merge(conn: asyncpg.Connection, sql: str, staged: Staged, *args: object) -> str:
+    """Run ``sql``, which reads ``staged`` (its arguments first, then ``args``); returns
+    the command status."""
     try:
-        return row_count(await conn.execute(sql, *arrays))
+        return await conn.execute(sql, *staged.args, *args)
     except asyncpg.DataError as exc:
         # What the encoder said, as a COPY raises it, so that the sink looks for the
         # records holding such values (asyncpg's message shows only the whole array).

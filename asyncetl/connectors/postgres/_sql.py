@@ -28,13 +28,18 @@ __all__ = [
     "create_schema",
     "create_stage",
     "delete_matching",
+    "differing_rows",
     "drop_table",
     "insert_from_stage",
+    "insert_rehashed",
     "merge_from_stage",
     "quote_ident",
     "quote_qualified",
     "rename_table",
+    "row_text",
+    "row_texts",
     "soft_delete_from_stage",
+    "staged_rows",
     "unnest_rows",
 ]
 
@@ -266,11 +271,15 @@ def _text_type(sql_type: str) -> str:
     return "text[]" if sql_type.endswith("[]") and not isinstance(sql_type, WholeText) else "text"
 
 
-def staged(columns: Sequence[str], casts: Mapping[str, str] | None) -> str:
-    """The staged ``columns`` as a select list, text-staged ones cast back to their type."""
+def staged(columns: Sequence[str], casts: Mapping[str, str] | None, *, named: bool = False) -> str:
+    """The staged ``columns`` as a select list, text-staged ones cast back to their type
+    (``named``: under their own names)."""
     casts = casts or {}
     return ", ".join(
-        f"{quote_ident(c)}::{casts[c]}" if c in casts else quote_ident(c) for c in columns
+        f"{quote_ident(c)}::{casts[c]}" + (f" AS {quote_ident(c)}" if named else "")
+        if c in casts
+        else quote_ident(c)
+        for c in columns
     )
 
 
@@ -413,4 +422,63 @@ def soft_delete_from_stage(
     return (
         f"UPDATE {target.sql} AS t SET {d} = now() FROM {stage} AS s "  # noqa: S608
         f"WHERE {match} AND t.{d} IS NULL AND ({where})"
+    )
+
+
+# -- rows that hash alike (see ``_writers.hash_numbers``) -------------------------
+
+
+def staged_rows(columns: Sequence[str], casts: Mapping[str, str] | None, *, stage: str) -> str:
+    """The rows of ``stage`` as the FROM item ``s`` of ``columns``, text-staged ones cast back."""
+    return f"(SELECT {staged(columns, casts, named=True)} FROM {stage}) AS s"  # noqa: S608
+
+
+def row_text(alias: str, columns: Sequence[str]) -> str:
+    """``columns`` of the row ``alias`` as one exact text: what tells apart ``numeric`` 1.0
+    and 1.00, and compares types without equality (``json``, ``xml``, ``point``)."""
+    return f"ROW({_columns(columns, alias + '.')})::text"
+
+
+def differing_rows(
+    target: TableName, compared: Sequence[str], hash_column: str, *, rows: str
+) -> str:
+    """The hashes of those of ``rows`` (a FROM item ``s``) under which ``target`` stores a
+    row whose ``compared`` columns differ from theirs, compared as :func:`row_text`."""
+    h = quote_ident(hash_column)
+    # One look-up in the hash's unique index per row (LIMIT keeps the planner from
+    # hashing the whole target instead, which grows with every batch copied).
+    stored = (
+        f"SELECT {row_text('t', compared)} AS stored FROM {target.sql} AS t "  # noqa: S608
+        f"WHERE t.{h} = s.{h} LIMIT 1"
+    )
+    return (
+        f"SELECT s.{h} FROM {rows} CROSS JOIN LATERAL ({stored}) AS t "  # noqa: S608
+        f"WHERE t.stored IS DISTINCT FROM {row_text('s', compared)}"
+    )
+
+
+def row_texts(compared: Sequence[str], hash_column: str, *, rows: str, param: int) -> str:
+    """The hash and :func:`row_text` of each of ``rows`` (a FROM item ``s``) whose hash is
+    one of the text array bound at ``$param``."""
+    h = quote_ident(hash_column)
+    return (
+        f"SELECT s.{h}, {row_text('s', compared)} FROM {rows} "  # noqa: S608
+        f"WHERE s.{h} = ANY(${param}::text[])"
+    )
+
+
+def insert_rehashed(
+    target: TableName, columns: Sequence[str], hash_column: str, *, rows: str, param: int
+) -> str:
+    """Insert into ``target`` a copy of each of ``rows`` (a FROM item ``s``) whose hash is in
+    the text array bound at ``$param``, under the hash at the same place in the one at
+    ``$param + 1``; a hash already stored is skipped."""
+    h = quote_ident(hash_column)
+    values = ", ".join("m.now" if c == hash_column else f"s.{quote_ident(c)}" for c in columns)
+    return (
+        # Identity columns keep the values given (OVERRIDING: also GENERATED ALWAYS).
+        f"INSERT INTO {target.sql} ({_columns(columns)}) OVERRIDING SYSTEM VALUE "  # noqa: S608
+        f"SELECT {values} FROM {rows} "
+        f"JOIN unnest(${param}::text[], ${param + 1}::text[]) AS m(was, now) ON s.{h} = m.was "
+        f"ON CONFLICT ({h}) DO NOTHING"
     )

@@ -33,7 +33,9 @@ SELECT a.attname AS name,
          OR b.oid IN ('date'::regtype, 'time'::regtype) AS text_io,
        CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
        CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity,
-       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default,
+       b.oid = 'bpchar'::regtype
+         AND CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END < 0 AS unbounded_bpchar
 FROM pg_attribute a
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 JOIN pg_type t ON t.oid = a.atttypid
@@ -84,6 +86,9 @@ class Column:
     identity: str | None = None
     #: The column's default expression, if any.
     default: str | None = None
+    #: ``bpchar`` without a length, or a domain over it: its values keep trailing
+    #: spaces, which its cast to ``text`` drops (``character(n)`` pads them back).
+    unbounded_bpchar: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,7 @@ async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSch
             r["generated"],
             r["identity"],
             r["default"],
+            r["unbounded_bpchar"],
         )
         for r in await conn.fetch(_COLUMNS, oid)
     )

@@ -193,17 +193,14 @@ async def test_keyless_values_resume_exactly_page_after_page(pg_database: str) -
     """One distinct row a page: every position holds the text of a value that compares
     equal to another (or cannot be compared), and the next page starts right after it."""
     await execute(pg_database, EQUAL_BUT_NOT_SAME)
-    # Not yet: 1.0 and 1.00 hash alike (numbers hash normalised), so when their rows
-    # fall in different batches both take the same first number and one is dropped.
-    await execute(pg_database, "DELETE FROM t WHERE n::text = '1.00'")
     target = await make_target(pg_database)
     try:
         stats = await page_by_page(pg_database, target).run()
-        assert (stats.records_out, stats.unchanged) == (26, 0)
+        assert (stats.records_out, stats.unchanged) == (27, 0)
         assert await rows(target, ROWS_EXACT) == await rows(pg_database, ROWS_EXACT)
         await execute(pg_database, "INSERT INTO t (f, n) VALUES ('-0', '1.0000')")
         stats = await page_by_page(pg_database, target).run()
-        assert (stats.records_out, stats.unchanged) == (1, 26)
+        assert (stats.records_out, stats.unchanged) == (1, 27)
         assert await rows(target, ROWS_EXACT) == await rows(pg_database, ROWS_EXACT)
     finally:
         await drop(pg_database, target)

@@ -3,7 +3,8 @@
 With ``row_hash`` the table has a unique ``_row_hash`` column and rows already
 there are skipped (``ON CONFLICT DO NOTHING``), so a replay appends nothing:
 the way to copy a table without a key. Identical rows in one batch are told
-apart by their occurrence number.
+apart by their occurrence number, and rows that differ but hash alike by the
+numbers free where they are stored (see :mod:`.hash_numbers`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncpg
 from asyncetl.connectors.postgres import _load
 from asyncetl.connectors.postgres._plan import Group
 from asyncetl.connectors.postgres._writers.base import Writer
+from asyncetl.connectors.postgres._writers.hash_numbers import append_by_hash
 
 __all__ = ["AppendWriter"]
 
@@ -28,13 +30,13 @@ class AppendWriter(Writer):
         row_hash = self.options.row_hash
         if row_hash is None:
             return await _load.copy_append(conn, target, columns, rows, casts=self.casts)
-        return await _load.copy_upsert(
+        assert not isinstance(rows, _load.CopyRows)  # the planner hashes records only
+        return await append_by_hash(
             conn,
             target,
             columns,
             rows,
-            key=[row_hash.column],
-            update=[],
+            row_hash=row_hash,
             casts=self.casts,
             types=self.column_types(columns),
         )

@@ -3,7 +3,9 @@
 A keyed writer (``upsert``, ``soft_delete``) does not rewrite a row whose stored
 hash is unchanged. An appending writer (``append``, ``refresh_swap``) keeps the
 hash column unique and skips rows already there, so a replay appends nothing;
-identical rows of one batch are numbered into their hash, so each is kept.
+identical rows of one batch are numbered into their hash, so each is kept
+(and rows that differ but hash alike are numbered apart across batches too:
+see :mod:`.hash_numbers`).
 """
 
 from __future__ import annotations
@@ -54,13 +56,17 @@ class RowHash:
                 f"{mode} with row_hash; create one or use create = true on a new table"
             )
 
+    def hashed(self, columns: Sequence[str]) -> list[int]:
+        """Where the hashed values are in a row of ``columns`` (the hash column aside)."""
+        hashed: Sequence[str] = columns if self.fields == ("*",) else self.fields
+        return [columns.index(c) for c in hashed if c != self.column]
+
     def append_hashes(self, columns: list[str], rows: list[Row], *, numbered: bool) -> list[Row]:
         """``rows`` with their hash as one more value.
 
         :param numbered: tell identical rows apart by their occurrence number.
         """
-        hashed: Sequence[str] = columns if self.fields == ("*",) else self.fields
-        index = [columns.index(c) for c in hashed if c != self.column]
+        index = self.hashed(columns)
         # Numbered by payload, not by value: NaN equals no NaN, and -0.0 equals 0.0.
         seen: dict[bytes, int] = {}
         out = []
