@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from functools import lru_cache, partial
-from itertools import repeat
+from itertools import chain, repeat
 from operator import is_, itemgetter
 
 import anyio.from_thread
@@ -438,6 +438,30 @@ class _Plan:
 
     def rows(self, records: Sequence[Record]) -> _Rows:
         """Bound parameters of the records kept, all in one list, and the records refused."""
+        values = self._plain_values(records)
+        if values is not None:
+            return _Rows(values, len(self.columns), list(records), [])
+        return self._rows_one_by_one(records)
+
+    def _plain_values(self, records: Sequence[Record]) -> list[object] | None:
+        """The common batch's values, taken whole in C: plain dicts with exactly the columns
+        as keys and no key column NULL. ``None`` for any other batch, which
+        :meth:`_rows_one_by_one` sorts out record by record."""
+        width = len(self.columns)
+        if not records or set(map(type, records)) != {dict} or set(map(len, records)) != {width}:
+            return None
+        try:
+            # As many keys as columns and every column there: no key outside them.
+            values: list[object] = list(chain.from_iterable(map(_getter(self.columns), records)))
+        except KeyError:
+            return None
+        for at in (self.columns.index(k) for k in self.key):
+            # Compared by identity, in C: ``None in …`` would ask every value's __eq__.
+            if any(map(is_, values[at::width], repeat(None))):
+                return None
+        return values if _NATIVE.issuperset(map(type, values)) else list(map(_adapt, values))
+
+    def _rows_one_by_one(self, records: Sequence[Record]) -> _Rows:
         columns, known = self.columns, frozenset(self.columns)
         width, check_known = len(columns), self.contract in ("freeze", "discard_row")
         every = _getter(columns)

@@ -482,3 +482,36 @@ async def test_a_database_locked_for_good_is_a_transient_error(tmp_path: Path) -
     assert str(caught.value) == (
         f"SQLite database {db} is busy (database is locked) during write to table 't'"
     )
+
+
+async def test_a_batch_of_records_shaped_alike_still_refuses_each_bad_one_alone(
+    tmp_path: Path,
+) -> None:
+    # Every record has as many keys as there are columns: the batch is taken whole
+    # unless one of them has a NULL key, a key outside the columns or a value to adapt.
+    db = tmp_path / "t.db"
+    execute(db, "CREATE TABLE t (id TEXT PRIMARY KEY, qty INTEGER, at TEXT)")
+    sink = SqliteSink(str(db), "t", key=["id"], columns=["id", "qty", "at"])
+    first = await write(sink, [{"id": "a", "qty": 1, "at": "x"}])
+    keyless = {"id": None, "qty": 2, "at": "y"}
+    other = {"id": "c", "qty": 3, "colour": "red"}
+    null_key = await write(sink, [{"id": "b", "qty": 2, "at": "y"}, keyless], seq=1)
+    outside = await write(sink, [other, {"id": "d", "qty": 4, "at": "z"}], seq=2)
+    adapted = await write(sink, [{"at": date(2024, 5, 6), "qty": {"n": 1}, "id": "e"}], seq=3)
+    await sink.aclose()
+    assert query(db, "SELECT * FROM t ORDER BY id") == [
+        ("a", 1, "x"),
+        ("b", 2, "y"),
+        ("d", 4, "z"),
+        ("e", '{"n":1}', "2024-05-06"),
+    ]
+    assert (first, adapted) == ([], [])
+    assert reasons(null_key) == [
+        (
+            keyless,
+            "ValueError",
+            "record's key column 'id' is null; SQLite table 't' is keyed by it, and a record "
+            "without its key cannot be stored",
+        )
+    ]
+    assert [r.record for r in outside] == [other]
