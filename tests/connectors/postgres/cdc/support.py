@@ -189,12 +189,14 @@ async def replicate(
     columns: str = "t.*",
     until: Callable[[], Awaitable[bool]] | None = None,
     read_source: bool = False,
+    max_batch_size: int = 500,
 ) -> Pipeline:
     """Snapshot ``tables`` into ``target_dsn`` through an ApplySink, run ``statements``
     (SQL or async callables) while streaming, and stop once every table matches (the
     ``row(columns)`` of each row), or once ``until`` returns true.
 
     :param read_source: give the sink the source's DSN, for its catalog.
+    :param max_batch_size: the pipeline's batch size.
     """
     source = CdcSource(
         source_dsn,
@@ -214,7 +216,7 @@ async def replicate(
         source,
         sink,
         checkpoints=PostgresCheckpointStore(target_dsn),
-        max_batch_size=500,
+        max_batch_size=max_batch_size,
         max_batch_age=0.05,
     )
 

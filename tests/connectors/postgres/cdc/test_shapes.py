@@ -103,6 +103,7 @@ async def test_a_large_transaction_streams_in_chunks_and_arrives_whole(
         [f"INSERT INTO bulk SELECT g, md5(g::text) FROM generate_series(1, {rows}) g"],
         seconds=300,
         until=last_row_arrived,
+        max_batch_size=5000,  # the batches' size is not what this test is about
     )
     assert await fetchval(target_db, _DIGEST) == await fetchval(cdc_db, _DIGEST)
     assert await fetchval(target_db, "SELECT count(*) FROM bulk") == rows
