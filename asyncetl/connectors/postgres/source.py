@@ -499,8 +499,7 @@ class TableSource(Source[Any]):
         backwards = ", ".join(f"{quote_ident(c)} DESC" for c in self.order)
         # Identifiers quoted, values bound.
         select = f"SELECT {keys} FROM {self.table.sql} {where}"  # noqa: S608
-        page_end = f"{select} ORDER BY {order} LIMIT 1 OFFSET ${len(args) + 1}::bigint"
-        row = await conn.fetchrow(page_end, *args, size - 1)
+        row = await conn.fetchrow(f"{select} ORDER BY {order} LIMIT 1 OFFSET {size - 1}", *args)
         if row is None:
             row = await conn.fetchrow(f"{select} ORDER BY {backwards} LIMIT 1", *args)
         return None if row is None else list(row)
