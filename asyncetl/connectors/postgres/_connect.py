@@ -265,7 +265,6 @@ async def open_pool(
     dsn: Dsn,
     *,
     policy: RetryPolicy,
-    min_size: int = 1,
     max_size: int = 2,
     connect_timeout: float = 10.0,
     json_values: bool = True,
@@ -293,9 +292,13 @@ async def open_pool(
 
     async def connect() -> asyncpg.Pool:
         with map_errors(dsn, f"connecting as {dsn.user!r}"):
-            return await asyncpg.create_pool(
+            pool = await asyncpg.create_pool(
                 dsn.url,
-                min_size=min_size,
+                # No floor: a pool that keeps one reconnects a lost connection in a
+                # background task, which close() cancels mid-connect, and asyncpg
+                # then logs "Future exception was never retrieved". The first
+                # connection is made below instead, and stays pooled.
+                min_size=0,
                 max_size=max_size,
                 timeout=connect_timeout,
                 command_timeout=None,
@@ -307,6 +310,13 @@ async def open_pool(
                 # group by it, positions and COPY lines hold it.
                 server_settings={"extra_float_digits": "3"},
             )
+            try:
+                async with pool.acquire():  # reach the server now, not at the first batch
+                    pass
+            except BaseException:
+                await close_pool(pool)
+                raise
+            return pool
 
     return await retry_call(connect, policy=policy, what=f"connect to {dsn}")
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import shutil
 from contextlib import aclosing
 from itertools import cycle
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.lowlevel
 import asyncpg
 import pytest
 import structlog.testing
 
 from asyncetl import Batch, ConfigError, JsonValue
 from asyncetl.connectors.postgres import PostgresSink, TablesSink, TablesSource
+from asyncetl.connectors.postgres._connect import Dsn, close_pool, open_pool, retry_policy
 from asyncetl.spec import build_pipeline
 from tests.connectors.postgres.helpers import connect, execute, rows
 
@@ -241,3 +246,49 @@ async def test_copy_format_reads_keyed_tables_as_copy_lines_and_keyless_ones_as_
         await source.aclose()
     # The generated column is left out: the target computes it.
     assert read == [("k", b"1\tx\\ty"), ("k", b"2\t\\N"), ("n", {"body": "z"})]
+
+
+async def test_a_pool_closed_just_after_losing_its_connection_leaves_no_stray_error(
+    pg_database: str,
+) -> None:
+    """Closing must not race a reconnect: asyncpg reported its cancelled connect on the loop."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        for steps in range(12):  # close at each of the first loop steps after the loss
+            pool = await open_pool(Dsn.parse(pg_database), policy=retry_policy(0, 1.0))
+            try:
+                await pool.acquire()
+                async with connect(pg_database) as admin:
+                    assert await terminate_others(admin, pg_database) == 1
+                with anyio.fail_after(5):  # the backend's FATAL error arrives, the socket closes
+                    while pool.get_size():
+                        await anyio.lowlevel.checkpoint()
+                for _ in range(steps):
+                    await anyio.lowlevel.checkpoint()
+            finally:
+                await close_pool(pool)
+        gc.collect()  # an unretrieved exception is reported when its future is freed
+        await anyio.sleep(0.1)
+    finally:
+        loop.set_exception_handler(previous)
+    assert [context["message"] for context in reported] == []
+
+
+async def test_a_pool_that_lost_its_connection_reconnects_when_next_used(pg_database: str) -> None:
+    pool = await open_pool(Dsn.parse(pg_database), policy=retry_policy(0, 1.0))
+    try:
+        await pool.acquire()
+        async with connect(pg_database) as admin:
+            assert await terminate_others(admin, pg_database) == 1
+        with anyio.fail_after(5):
+            while pool.get_size():
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.2)
+        assert pool.get_size() == 0  # nothing connects in the background
+        assert await pool.fetchval("SELECT 1") == 1
+        assert pool.get_size() == 1
+    finally:
+        await close_pool(pool)
