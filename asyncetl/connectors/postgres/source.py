@@ -499,7 +499,8 @@ class TableSource(Source[Any]):
         backwards = ", ".join(f"{quote_ident(c)} DESC" for c in self.order)
         # Identifiers quoted, values bound.
         select = f"SELECT {keys} FROM {self.table.sql} {where}"  # noqa: S608
-        row = await conn.fetchrow(f"{select} ORDER BY {order} LIMIT 1 OFFSET {size - 1}", *args)
+        page_end = f"{select} ORDER BY {order} LIMIT 1 OFFSET ${len(args) + 1}::bigint"
+        row = await conn.fetchrow(page_end, *args, size - 1)
         if row is None:
             row = await conn.fetchrow(f"{select} ORDER BY {backwards} LIMIT 1", *args)
         return None if row is None else list(row)
