@@ -18,14 +18,13 @@ them; ``character(n)`` pads them back, and keeps its cast.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from asyncetl.connectors.postgres._keyset import Bind, later_than
 from asyncetl.connectors.postgres._sql import quote_ident
-from asyncetl.connectors.postgres.schema import Column
+from asyncetl.connectors.postgres.schema import Column, unmodified
 
 __all__ = ["KEY_PREFIX", "GroupedRead"]
 
@@ -46,7 +45,6 @@ _IDENTICAL_WHEN_EQUAL = frozenset(
     }
 )
 _TEXT = frozenset({"text", "character varying"})
-_PRECISION = re.compile(r"\(\d+(?:,\d+)?\)")
 #: The prefix of the columns holding a group's text keys, apart from any column's name.
 KEY_PREFIX = "_asyncetl_k"
 _COPIES = "_asyncetl_copies"
@@ -170,7 +168,7 @@ class GroupedRead:
 
 
 def _key(column: Column, index: int, text_arrays: bool) -> _Key:
-    plain = _PRECISION.sub("", column.type)
+    plain = unmodified(column.type)
     if plain in _IDENTICAL_WHEN_EQUAL:
         return _Key(column, index, as_text=False, value_is_key=False)
     is_text = plain in _TEXT or (text_arrays and column.type.endswith("]"))

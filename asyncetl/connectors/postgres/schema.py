@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,17 @@ __all__ = [
     "describe_remote",
     "describe_table",
     "table_ddl",
+    "unmodified",
 ]
+
+_MODIFIER = re.compile(r"\(\d+(?:,\d+)?\)")
+
+
+def unmodified(sql_type: str) -> str:
+    """``sql_type`` as the catalog spells it, without its modifiers: ``numeric(10,2)`` is
+    ``numeric``, ``character varying(5)[]`` is ``character varying[]``."""
+    return _MODIFIER.sub("", sql_type)
+
 
 # text_io: asyncpg has no binary codec for the type (or its array element), so
 # binary COPY cannot take it: types of extensions, and a few built-in ones; or its

@@ -35,6 +35,7 @@ from asyncetl.connectors.postgres import _load, _sql
 from asyncetl.connectors.postgres._rows import hash_payload, salted_hash
 from asyncetl.connectors.postgres._sql import TableName
 from asyncetl.connectors.postgres._writers.row_hash import RowHash
+from asyncetl.connectors.postgres.schema import unmodified
 from asyncetl.core.errors import TransientError
 
 __all__ = ["append_by_hash", "hashed_exactly"]
@@ -74,7 +75,6 @@ _EXACT = frozenset(
         "interval",
     }
 )
-_MODIFIER = re.compile(r"\(\d+(?:,\d+)?\)")
 #: ``numeric`` with a scale: its values are stored at that scale, so equal ones alike.
 _SCALED = re.compile(r"numeric\(\d+(?:,\d+)?\)")
 
@@ -82,7 +82,7 @@ _SCALED = re.compile(r"numeric\(\d+(?:,\d+)?\)")
 def hashed_exactly(types: Sequence[str]) -> bool:
     """Whether rows of columns of ``types`` that hash alike are stored alike, so that a row
     skipped for its hash is the row stored under it, and needs no comparing."""
-    return all(_SCALED.fullmatch(t) or _MODIFIER.sub("", t) in _EXACT for t in types)
+    return all(_SCALED.fullmatch(t) or unmodified(t) in _EXACT for t in types)
 
 
 async def append_by_hash(
