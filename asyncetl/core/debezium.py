@@ -29,9 +29,9 @@ from asyncetl.core.changes import (
 
 __all__ = ["DebeziumEncoder"]
 
-#: What the events of one run of an envelope's shared parts have in common: commit time,
-#: operation, transaction, table and schema.
-_Shared: TypeAlias = tuple[dt.datetime | None, str, int | None, str, str]
+#: What the events of one run of an envelope's shared parts have in common: commit LSN,
+#: commit time, operation, transaction, table and schema.
+_Shared: TypeAlias = tuple[int | None, dt.datetime | None, str, int | None, str, str]
 
 
 class DebeziumEncoder:
@@ -53,9 +53,9 @@ class DebeziumEncoder:
         "_connector",
         "_database",
         "_name",
-        "_parts",
         "_processed_at",
         "_shared",
+        "_source",
         "with_schema",
     )
 
@@ -72,7 +72,7 @@ class DebeziumEncoder:
         # The parts of the last envelope that its next events share, and what they are of.
         self._shared: _Shared | None = None
         self._processed_at: dt.datetime | None = None
-        self._parts = (b"", b"", b"")
+        self._source = b""
 
     def envelope(self, event: ChangeEvent, processed_at: dt.datetime) -> bytes:
         """The envelope of ``event``, encoded at ``processed_at``.
@@ -89,44 +89,28 @@ class DebeziumEncoder:
                 with_schema=True,
             )
             return orjson.dumps(typed)
-        # Only the rows and the LSN are the event's own: the rest of the envelope is the
-        # same for the events of one transaction, table and operation, encoded at one
-        # time, and is kept as bytes.
-        shared = (event.commit_time, event.op, event.xid, event.table, event.schema)
+        # Only the rows are the event's own: the rest of the envelope is the same for the
+        # events of one transaction, table and operation, encoded at one time, and is
+        # kept as bytes.
+        shared = (event.lsn, event.commit_time, event.op, event.xid, event.table, event.schema)
         if shared != self._shared or processed_at is not self._processed_at:
-            self._parts = self._source_parts(shared, processed_at)
+            self._source = self._source_block(shared, processed_at)
             self._shared, self._processed_at = shared, processed_at
-        head, middle, end = self._parts
-        lsn = event.lsn
+        return b"".join(
+            (b'{"before":', _row(event.before), b',"after":', _row(event.after), self._source)
+        )
+
+    def _source_block(self, shared: _Shared, processed_at: dt.datetime) -> bytes:
+        """The envelope after ``after``, for a transaction, operation and table encoded at
+        ``processed_at``."""
+        lsn, when, op, xid, table, schema = shared
         if lsn is None:
             sequence, number = _NO_SEQUENCE, b"null"
         else:
             number = b"%d" % lsn
             sequence = b'"[null,\\"' + number + b'\\"]"'
-        return b"".join(
-            (
-                b'{"before":',
-                _row(event.before),
-                b',"after":',
-                _row(event.after),
-                head,
-                sequence,
-                middle,
-                number,
-                end,
-            )
-        )
-
-    def _source_parts(
-        self, shared: _Shared, processed_at: dt.datetime
-    ) -> tuple[bytes, bytes, bytes]:
-        """The envelope after ``after`` up to ``sequence``, from there to the LSN, and after
-        it, for a transaction, operation and table encoded at ``processed_at``."""
-        when, op, xid, table, schema = shared
-        return (
-            self._source_head(when, op == "r"),
-            *self._source_tail(schema, table, xid, op, processed_at),
-        )
+        middle, end = self._source_tail(schema, table, xid, op, processed_at)
+        return self._source_head(when, op == "r") + sequence + middle + number + end
 
     def _source_head(self, when: dt.datetime | None, snapshot: bool) -> bytes:
         """The ``source`` block up to its ``sequence``, for a commit time and snapshot flag."""

@@ -8,9 +8,10 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import orjson
 import pytest
-from aiokafka.errors import RequestTimedOutError
+from aiokafka.errors import MessageSizeTooLargeError, RequestTimedOutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as kafka_murmur2
 from hypothesis import given
@@ -24,11 +25,13 @@ from asyncetl import (
     MemoryCheckpointStore,
     MemoryDeadLetterStore,
     Pipeline,
+    StageError,
+    Transform,
     TransientError,
 )
 from asyncetl.connectors.kafka import KafkaSink
 from asyncetl.connectors.kafka._partitions import KeyHashes, murmur2
-from asyncetl.connectors.kafka.sink import BATCH_BYTES
+from asyncetl.connectors.kafka.sink import BATCH_BYTES, HOLD
 from asyncetl.core.changes import UNCHANGED, ChangeEvent
 from asyncetl.core.interfaces import Checkpoint
 from tests.connectors.kafka.helpers import Topic, pipeline, run_until, source
@@ -356,3 +359,74 @@ async def test_a_checkpoint_covers_only_records_the_broker_has_confirmed(
     assert [position for position, _ in store.seen][-1] == 50
     assert all(at <= done for at, done in store.seen)  # never ahead of the confirmations
     assert [orjson.loads(v or b"") for *_, v in await single.read_all()] == records
+
+
+async def test_a_record_batch_the_broker_refuses_fails_the_run_with_its_error_unacknowledged(
+    single: Topic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The broker refuses the third batch's record batch (in its answer, as a broker does:
+    # a refusal a healthy broker cannot be made to produce on cue). The third batch comes
+    # late, so that the first two are confirmed and committed before it.
+    store = _Watching([])
+    sink = KafkaSink(single.bootstrap, single.name)
+    records = [{"n": n} for n in range(50)]
+
+    async def third_late(batch: list[dict[str, int]]) -> list[dict[str, int]]:
+        if batch[0]["n"] == 20:
+            await anyio.sleep(HOLD * 2)
+        return batch
+
+    run = Pipeline(
+        "refused",
+        ListSource(records),
+        sink,
+        [Transform(third_late, kind="batch")],
+        checkpoints=store,
+        max_batch_size=10,
+    )
+    sent = 0
+
+    async def open_refusing() -> None:
+        await KafkaSink.open(sink)
+        producer = sink._open_producer()
+        send_batch = producer.send_batch
+
+        async def refusing_third(builder: Any, topic: str, *, partition: int) -> Any:
+            nonlocal sent
+            sent += 1
+            answer = await send_batch(builder, topic, partition=partition)
+            if sent != 3:
+                return answer
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(MessageSizeTooLargeError())
+            return refused
+
+        monkeypatch.setattr(producer, "send_batch", refusing_third)
+
+    monkeypatch.setattr(sink, "open", open_refusing)
+    with capture_logs(), pytest.raises(StageError) as caught:
+        await run.run()
+
+    assert f"Kafka at {single.bootstrap} refused" in str(caught.value)
+    assert "MessageSizeTooLargeError" in str(caught.value)
+    assert [position for position, _ in store.seen] == [20]  # never past the refused batch
+
+
+async def test_changes_to_one_key_arrive_in_order_across_batches_and_record_batches(
+    topic: Topic,
+) -> None:
+    # 40 keys, each changed 300 times, in batches of 4,000 records of about 1 kB: each
+    # batch fills two record batches per partition, and the engine writes the next batch
+    # before the broker has confirmed the last.
+    records = [{"id": n % 40, "n": n, "pad": "x" * 1000} for n in range(12_000)]
+    sink = KafkaSink(topic.bootstrap, topic.name, key_fields=["id"])
+    run = Pipeline("ordered", ListSource(records), sink, max_batch_size=4000)
+
+    with capture_logs():
+        await run.run()
+
+    by_key: dict[int, list[int]] = {}
+    for *_, value in await topic.read_all():
+        record = orjson.loads(value or b"")
+        by_key.setdefault(record["id"], []).append(record["n"])
+    assert by_key == {key: list(range(key, 12_000, 40)) for key in range(40)}
