@@ -9,21 +9,24 @@ synchronous=FULL, one ``BEGIN IMMEDIATE … COMMIT`` per 1000 entries.
   ``executemany`` upsert → ``XACK``, until a read returns nothing.
 - asyncetl: ``RedisStreamSource`` → the same flattening as a ``Transform`` →
   ``SqliteSink(key=["order_id"])``, embedded, stopping once idle for 0.1 s (that
-  wait is in its time).
+  wait is in its time). Both sides write the same transactions (one per read of
+  1000 entries) and ``XACK`` each read once it is committed.
 
 Each side runs in its own process (its time includes its imports), so peak
-memory (max RSS) is its own; the pairs alternate. Needs Redis at
+memory (max RSS) and CPU time (user + system, every thread's) are its own; the
+pairs alternate. Each ratio is loop / asyncetl (above 1: asyncetl is faster or
+uses less), the median over the pairs. Needs Redis at
 ``ASYNCETL_BENCH_REDIS`` (default ``redis://127.0.0.1:6379/0``) and hiredis.
 
     python benchmarks/redis_sqlite.py               # 500k entries, 3 pairs
     python benchmarks/redis_sqlite.py --n 100000 --pairs 1
 
-For whole-process figures with farm-bench, fill a stream once and time one
-side against the other (each run uses a new group):
+For whole-process figures (CPU time, peak memory), fill a stream once and time
+one side after the other, in turns (each run uses a new group):
 
     python benchmarks/redis_sqlite.py --fill bench:orders --n 500000
-    farm-bench -n 5 --vs 'python benchmarks/redis_sqlite.py --child loop --stream bench:orders' \\
-        -- python benchmarks/redis_sqlite.py --child asyncetl --stream bench:orders
+    /usr/bin/time -v python benchmarks/redis_sqlite.py --child loop --stream bench:orders
+    /usr/bin/time -v python benchmarks/redis_sqlite.py --child asyncetl --stream bench:orders
 """
 
 from __future__ import annotations
@@ -148,8 +151,13 @@ def child(side: str, stream: str) -> None:
             redis.Redis.from_url(URL).xgroup_destroy(stream, group)
         with closing(sqlite3.connect(db)) as conn:
             count = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"count": count, "elapsed": elapsed, "peak_mib": peak_kib / 1024}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread's, imports included
+    cpu = usage.ru_utime + usage.ru_stime
+    print(
+        json.dumps(
+            {"count": count, "elapsed": elapsed, "cpu": cpu, "peak_mib": usage.ru_maxrss / 1024}
+        )
+    )
 
 
 def measure(side: str, stream: str) -> dict[str, float]:
@@ -190,17 +198,20 @@ def main() -> None:
     n = args.n
     rate = {s: statistics.median(n / r["elapsed"] for r in runs[s]) for s in SIDES}
     peak = {s: statistics.median(r["peak_mib"] for r in runs[s]) for s in SIDES}
-    ratio = statistics.median(
-        b["elapsed"] / a["elapsed"] for b, a in zip(runs["loop"], runs["asyncetl"], strict=True)
-    )
+    pairs = list(zip(runs["loop"], runs["asyncetl"], strict=True))
+    ratio = statistics.median(b["elapsed"] / a["elapsed"] for b, a in pairs)
+    cpu = {s: statistics.median(r["cpu"] for r in runs[s]) for s in SIDES}
+    cpu_ratio = statistics.median(b["cpu"] / a["cpu"] for b, a in pairs)
     hiredis = "with" if redis.utils.HIREDIS_AVAILABLE else "WITHOUT"
     print(f"cores {os.cpu_count()}; redis-py {hiredis} hiredis; medians of {args.pairs} pairs")
     print(
         f"{'entries':>10} {'loop rec/s':>11} {'asyncetl rec/s':>15} {'ratio':>6} "
+        f"{'loop CPU s':>11} {'asyncetl CPU s':>15} {'ratio':>6} "
         f"{'loop MiB':>9} {'asyncetl MiB':>13}"
     )
     print(
         f"{n:>10,} {rate['loop']:>11,.0f} {rate['asyncetl']:>15,.0f} {ratio:>6.2f} "
+        f"{cpu['loop']:>11.2f} {cpu['asyncetl']:>15.2f} {cpu_ratio:>6.2f} "
         f"{peak['loop']:>9.1f} {peak['asyncetl']:>13.1f}"
     )
 

@@ -34,6 +34,7 @@ from asyncetl.core.interfaces import (
 )
 from asyncetl.core.memory import MemoryCheckpointStore
 from asyncetl.core.observe import BatchTrace, Observation, StageView
+from asyncetl.core.runtime import collector_eased
 from asyncetl.core.transforms import Transform
 
 __all__ = ["Pipeline", "RunStats"]
@@ -286,7 +287,9 @@ async def _run_opened(resources: Sequence[tuple[str, Resource]], runner: StageRu
                 blame(exc, part)  # so that the key of a setting at fault can be named
                 raise
             stack.push_async_callback(_aclose, resource)
-        await runner.run()
+        # Started up: what exists now lives as long as the run (see collector_eased).
+        with collector_eased():
+            await runner.run()
 
 
 async def _aclose(resource: Resource) -> None:

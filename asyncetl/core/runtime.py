@@ -1,15 +1,20 @@
 """Process-wide settings that suit a long-running ETL process.
 
-They belong to whoever owns the process: the command line applies them; an
-application that embeds asyncetl decides for itself whether to call
-:func:`tune_gc`.
+They belong to whoever owns the process: the command line applies
+:func:`tune_gc` for good; an application that embeds asyncetl decides for
+itself whether to call it. Without it, each pipeline run eases the collector
+for as long as it runs (:func:`collector_eased`) and gives the settings back
+when it ends.
 """
 
 from __future__ import annotations
 
 import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["tune_gc"]
+__all__ = ["collector_eased", "tune_gc"]
 
 #: Container allocations between two young-generation collections (CPython's default: 700).
 YOUNG_THRESHOLD = 10_000
@@ -30,3 +35,65 @@ def tune_gc(young_threshold: int = YOUNG_THRESHOLD) -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(young_threshold, middle, old)
+
+
+class _Eased:
+    """The runs under way that eased the collector, and what to give back after the last."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs = 0
+        #: The young threshold before the first run, and the one it set (``None``: unchanged).
+        self.thresholds: tuple[int, int] | None = None
+
+
+_EASED = _Eased()
+
+
+@contextmanager
+def collector_eased() -> Iterator[None]:
+    """While a run is under way, :func:`tune_gc`'s settings, given back when it ends.
+
+    What exists when the first concurrent run starts (modules, clients, the
+    application's own objects) leaves the collector's sight until the last one
+    ends, and the young generation is collected every :data:`YOUNG_THRESHOLD`
+    allocations: a run's full collections then walk its records only, not the
+    whole program each time. Nothing is collected first (a full collection on
+    every start is dear where the heap is big): cyclic garbage left from before
+    the run waits for its end. Nothing is changed where the process owner set
+    the collector itself: disabled, or anything frozen (:func:`tune_gc`, or an
+    application's own ``gc.freeze()`` before it forks).
+    """
+    eased = _EASED
+    with eased.lock:
+        took_part = eased.runs > 0 or (gc.isenabled() and gc.get_freeze_count() == 0)
+        if took_part:
+            if eased.runs == 0:
+                _ease(eased)
+            eased.runs += 1
+    try:
+        yield
+    finally:
+        if took_part:
+            with eased.lock:
+                eased.runs -= 1
+                if eased.runs == 0:
+                    _give_back(eased)
+
+
+def _ease(eased: _Eased) -> None:
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    if young < YOUNG_THRESHOLD:
+        gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+        eased.thresholds = (young, YOUNG_THRESHOLD)
+
+
+def _give_back(eased: _Eased) -> None:
+    gc.unfreeze()
+    if eased.thresholds is not None:
+        before, ours = eased.thresholds
+        young, middle, old = gc.get_threshold()
+        if young == ours:  # else someone set it meanwhile: theirs stands
+            gc.set_threshold(before, middle, old)
+        eased.thresholds = None
