@@ -20,7 +20,11 @@ drains its slot into its own target, in turn:
   workload's last change.
 
 Each runs in a child process (peak RSS its own), timed until its target holds
-the last change; both targets are then checked identical to the source.
+the last change; both targets are then checked identical to the source. CPU
+seconds are each side's own: its process, its walsender and its backends on the
+target (read from ``/proc`` every 50 ms while it runs, so the server must run on
+this machine for those). The load average is printed beside each pair: on a
+shared machine the ratio follows it.
 Bench-only package: psycopg2-binary. Needs wal_level = logical.
 """
 
@@ -35,6 +39,8 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -185,16 +191,71 @@ def asyncetl_child(source: str, target: str, slot: str, expected: int) -> None:
     anyio.run(main)
 
 
-def run_child(side: str, *args: str) -> tuple[float, float]:
+#: The walsenders on the source and the client backends on the target, but the sampler's own.
+BACKENDS = (
+    "SELECT pid, backend_type = 'walsender' FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+    "AND (backend_type = 'walsender' AND datname = %s OR backend_type = 'client backend' "
+    "AND datname = %s)"
+)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(pid: int) -> float | None:
+    """User and system CPU seconds of process ``pid``, or ``None`` once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+@dataclass
+class Figures:
+    """One side's run: seconds, peak RSS in MiB, and CPU seconds of its process, its
+    walsender and its backends on the target."""
+
+    seconds: float
+    mib: float
+    cpu: float
+    sender: float
+    target: float
+
+
+def run_child(side: str, source: str, target: str, *args: str) -> Figures:
+    import psycopg2
+
+    sampler = psycopg2.connect(dsn(source.rsplit("/", 1)[0], "postgres"))
+    sampler.autocommit = True
+    cursor = sampler.cursor()
+    databases = (source.rsplit("/", 1)[1], target.rsplit("/", 1)[1])
+    seen: dict[int, tuple[bool, float]] = {}
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, __file__, "--child", side, *args])
-    _, status, usage = os.wait4(process.pid, 0)
+    process = subprocess.Popen([sys.executable, __file__, "--child", side, source, target, *args])
+    try:
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            cursor.execute(BACKENDS, databases)
+            for backend, sender in cursor.fetchall():
+                seconds = backend_cpu(backend)
+                if seconds is not None:
+                    seen[backend] = (sender, seconds)
+            time.sleep(0.05)
+    finally:
+        sampler.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"the {side} child failed")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return Figures(
+        time.perf_counter() - start,
+        usage.ru_maxrss / 1024,
+        usage.ru_utime + usage.ru_stime,
+        sum(cpu for sender, cpu in seen.values() if sender),
+        sum(cpu for sender, cpu in seen.values() if not sender),
+    )
 
 
-def one_pair(base: str, src: str, tag: str, n: int, changes: int) -> list[tuple[float, float]]:
+def one_pair(base: str, src: str, tag: str, n: int, changes: int) -> list[Figures]:
     targets = {side: f"asyncetl_drain_{side}_{tag}_{n}" for side in ("peer", "asyncetl")}
     admin = dsn(base, "postgres")
     for target in targets.values():
@@ -255,7 +316,7 @@ def main() -> None:
     src = f"asyncetl_drain_src_{tag}"
     admin = dsn(args.server, "postgres")
     asyncio.run(sql(admin, f'CREATE DATABASE "{src}"'))
-    results = []
+    results: list[tuple[Figures, Figures, float]] = []
     try:
         subprocess.run(
             ["pgbench", "-q", "-i", "-s", "1", dsn(args.server, src)],
@@ -263,33 +324,49 @@ def main() -> None:
             capture_output=True,
         )
         print(
-            f"{'pair':>4} {'loop s':>7} {'chg/s':>8} {'MiB':>5}  {'asyncetl s':>10} "
-            f"{'chg/s':>8} {'MiB':>5} {'ratio':>6}",
+            f"{'pair':>4} {'loop s':>7} {'chg/s':>8} {'MiB':>5} {'cpu':>17}  {'asyncetl s':>10} "
+            f"{'chg/s':>8} {'MiB':>5} {'cpu':>17} {'ratio':>6}  load",
             flush=True,
         )
         for n in range(args.pairs):
-            (theirs, their_mib), (ours, our_mib) = one_pair(args.server, src, tag, n, args.changes)
-            results.append((theirs, their_mib, ours, our_mib))
+            theirs, ours = one_pair(args.server, src, tag, n, args.changes)
+            load = os.getloadavg()[0]
+            results.append((theirs, ours, load))
             c = args.changes
             print(
-                f"{n + 1:>4} {theirs:>7.2f} {c / theirs:>8,.0f} {their_mib:>5.0f}  "
-                f"{ours:>10.2f} {c / ours:>8,.0f} {our_mib:>5.0f} {theirs / ours:>5.2f}×",
+                f"{n + 1:>4} {theirs.seconds:>7.2f} {c / theirs.seconds:>8,.0f} {theirs.mib:>5.0f} "
+                f"{cpu(theirs):>17}  {ours.seconds:>10.2f} {c / ours.seconds:>8,.0f} "
+                f"{ours.mib:>5.0f} {cpu(ours):>17} {theirs.seconds / ours.seconds:>5.2f}×  "
+                f"{load:.2f}",
                 flush=True,
             )
     finally:
         asyncio.run(sql(admin, f'DROP DATABASE IF EXISTS "{src}" WITH (FORCE)'))
-    theirs = statistics.median(r[0] for r in results)
-    ours = statistics.median(r[2] for r in results)
+    loops, ours_all = [r[0] for r in results], [r[1] for r in results]
     print(
         f"\nmedian of {len(results)} pairs, {args.changes:,} pgbench changes drained into a "
-        "copy (both checked identical to the source):\n"
-        f"  psycopg2 test_decoding + execute_batch loop: {theirs:.2f} s, "
-        f"{args.changes / theirs:,.0f} changes/s, peak "
-        f"{statistics.median(r[1] for r in results):.0f} MiB\n"
-        f"  asyncetl CdcSource → ApplySink: {ours:.2f} s, {args.changes / ours:,.0f} changes/s, "
-        f"peak {statistics.median(r[3] for r in results):.0f} MiB\n"
+        "copy (both checked identical to the source); CPU seconds as process + walsender + "
+        "target backends:\n"
+        f"  psycopg2 test_decoding + execute_batch loop: {summary(loops, args.changes)}\n"
+        f"  asyncetl CdcSource → ApplySink: {summary(ours_all, args.changes)}\n"
         f"  asyncetl / loop (median of per-pair ratios): "
-        f"{statistics.median(r[0] / r[2] for r in results):.2f}×"
+        f"{statistics.median(r[0].seconds / r[1].seconds for r in results):.2f}×, "
+        f"load average {statistics.median(r[2] for r in results):.2f}"
+    )
+
+
+def cpu(figures: Figures) -> str:
+    return f"{figures.cpu:.2f}+{figures.sender:.2f}+{figures.target:.2f}"
+
+
+def summary(runs: list[Figures], changes: int) -> str:
+    seconds = statistics.median(r.seconds for r in runs)
+    return (
+        f"{seconds:.2f} s, {changes / seconds:,.0f} changes/s, peak "
+        f"{statistics.median(r.mib for r in runs):.0f} MiB, CPU "
+        f"{statistics.median(r.cpu for r in runs):.2f} + "
+        f"{statistics.median(r.sender for r in runs):.2f} + "
+        f"{statistics.median(r.target for r in runs):.2f} s"
     )
 
 

@@ -63,7 +63,9 @@ def unapplied(
 ) -> tuple[list[ChangeEvent], Marker | None]:
     """The events after ``marker`` (snapshot rows have no LSN: all of them), and the last one's
     position (``marker`` when none has one)."""
-    lsns = list(map(_LSN, records))
+    # A batch's changes share their transactions' LSNs: the set is small, and asking it
+    # for None costs no comparison of None with each LSN.
+    lsns = set(map(_LSN, records))
     if None not in lsns:  # streamed changes only: compare whole LSNs first
         if not lsns:
             return [], marker
@@ -75,12 +77,13 @@ def unapplied(
 
 
 def by_table(events: Sequence[ChangeEvent]) -> dict[tuple[str, str], list[ChangeEvent]]:
-    tables = set(map(_TABLE, events))
-    if len(tables) == 1:  # the usual batch
-        return {tables.pop(): list(events)}
-    groups: dict[tuple[str, str], list[ChangeEvent]] = {}
-    for event in events:
-        groups.setdefault((event.schema, event.table), []).append(event)
+    names = list(map(_TABLE, events))
+    tables = dict.fromkeys(names)  # in the order they first appear
+    if len(tables) == 1:  # the usual batch of one table
+        return {names[0]: list(events)}
+    groups: dict[tuple[str, str], list[ChangeEvent]] = {table: [] for table in tables}
+    for name, event in zip(names, events, strict=True):
+        groups[name].append(event)
     return groups
 
 
@@ -97,11 +100,14 @@ def source_columns(events: Sequence[ChangeEvent]) -> dict[str, str]:
     """Column → SQL type of every column the events carry, in table order (a type as the
     first event naming it says: a snapshot row's comes from the catalog, exactly; for
     events without column types, as the column's first value that says one, else text)."""
+    # A CDC source's events share a few column mappings: the distinct ones, by identity
+    # (a mapping is no key), in the order they first appear.
     mappings = list(map(_COLUMNS, events))
-    if None not in mappings:  # a CDC source's events share a few column mappings
+    distinct = dict(zip(map(id, mappings), mappings, strict=True))
+    if id(None) not in distinct:
         columns: dict[str, str] = {}
-        for mapping in dict(zip(map(id, mappings), mappings, strict=True)).values():
-            for name, sql_type in mapping.items():
+        for mapping in distinct.values():
+            for name, sql_type in (mapping or {}).items():  # never None here
                 columns.setdefault(name, sql_type)
         return columns
     seen: set[int] = set()

@@ -80,7 +80,12 @@ def _non_null(values: list[list[object]]) -> list[int]:
     is read as a typed NULL instead: an array of NULLs costs the driver a check per
     element all the same. One column is sent whatever it holds, for the row count.
     """
-    sent = [i for i, column in enumerate(values) if column.count(None) != len(column)]
+    # The first value settles most columns: counting compares every value with None.
+    sent = [
+        i
+        for i, column in enumerate(values)
+        if column and (column[0] is not None or column.count(None) != len(column))
+    ]
     return sent if sent or not values else [0]
 
 
