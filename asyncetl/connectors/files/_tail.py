@@ -7,15 +7,17 @@ worker thread, or, for a source whose parser is cheap enough, on the event loop
 when the page cache holds the block whole. The parser turns the complete units
 into chunks and says how many bytes it consumed. A parser may return its chunks
 lazily (an iterator): they are then made on the event loop, one at a time as the
-reader takes them. Whatever it did not consume (an incomplete last line, or complete lines it holds
-back to fill a whole chunk with the next block) is kept and read again by the
-next step. Until the read reaches the end of the file, a parser hands on whole
-chunks only: a block's short last chunk would otherwise reach the engine as a
-part batch, to wait there for the next block's lines (one more hop for every
-block, and records kept alive longer). At the end of the file the loop either
+reader takes them. Whatever it did not consume (an incomplete last line, or
+complete lines it holds back to fill a whole chunk with the next block) is kept
+and read again by the next step; a parser may instead keep such complete lines
+itself, already split, and count them consumed (the JSON Lines parser does).
+Until the read reaches the end of the file, a parser hands on whole chunks
+only: a block's short last chunk would otherwise reach the engine as a part
+batch, to wait there for the next block's lines (one more hop for every block,
+and records kept alive longer). At the end of the file the loop either
 stops, warning about an incomplete last unit, or (``follow``) polls for more.
 
-Positions are byte offsets just after the last consumed unit, so a resume
+Positions are byte offsets just after the last unit of a chunk, so a resume
 seeks there and reads strictly after it. The sources commit them as
 ``{"path": …, "offset": n}``: a source pointed at another path refuses a
 position written for the old one rather than resume at some offset of an

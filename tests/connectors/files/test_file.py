@@ -150,3 +150,31 @@ def test_a_read_is_short_only_at_the_end_and_empty_past_it(tmp_path: Path) -> No
         assert file.read_cached(90, 64) is None  # past the end: for the thread to say
     finally:
         file.close()
+
+
+async def test_each_byte_is_read_once_and_lines_past_a_block_s_last_chunk_go_first_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_ids(tmp_path / "in.jsonl", 23)
+    offsets: list[int] = []
+    read, read_cached = OpenFile.read, OpenFile.read_cached
+
+    def in_thread(file: OpenFile, offset: int, size: int) -> bytes:
+        offsets.append(offset)
+        return read(file, offset, size)
+
+    def on_loop(file: OpenFile, offset: int, size: int) -> bytearray | None:
+        block = read_cached(file, offset, size)
+        if block is not None:
+            offsets.append(offset)
+        return block
+
+    monkeypatch.setattr(OpenFile, "read", in_thread)
+    monkeypatch.setattr(OpenFile, "read_cached", on_loop)
+    # Blocks of 5 lines, chunks of 4: each block's fifth line waits for the next block.
+    chunks = await read_all(JsonlSource(str(path), block_size=5 * LINE), max_chunk=CHUNK)
+    assert [([r["id"] for r in c.records], c.position) for c in chunks] == [
+        (list(range(n, min(n + 4, 23))), {"path": str(path), "offset": min(n + 4, 23) * LINE})
+        for n in range(0, 23, 4)
+    ]
+    assert offsets[1:] == [n * 5 * LINE for n in range(5)]  # after the start's checks
