@@ -32,6 +32,10 @@ class FileSource(Source[R]):
     :raises ConfigError: for a non-positive ``poll_interval`` or ``block_size``.
     """
 
+    #: The most bytes the source's parser may take on the event loop (see :func:`tail`):
+    #: none unless a subclass says its parser is that cheap.
+    _parse_on_loop = 0
+
     def __init__(
         self,
         kind: str,
@@ -79,6 +83,7 @@ class FileSource(Source[R]):
             poll_interval=self.poll_interval,
             block_size=self.block_size,
             unit=unit,
+            parse_on_loop=self._parse_on_loop,
         )
 
     async def _read_from(

@@ -1,19 +1,23 @@
 """Reading complete lines (or rows) of a file from a byte offset, in large blocks.
 
-Both file sources share this loop. Each step opens the file, reads one block
-after what it already holds, and hands the bytes to the source's parser in a
-worker thread; the parser turns the complete units into chunks and says how
-many bytes it consumed. A parser may return its chunks lazily (an iterator):
-they are then made on the event loop, one at a time as the reader takes them.
-Whatever it did not consume (an incomplete last line, or complete lines it holds
-back to fill a whole chunk with the next block) is kept and read again by the
-next step. Until the read reaches the end of the file, a parser hands on whole
-chunks only: a block's short last chunk would otherwise reach the engine as a
-part batch, to wait there for the next block's lines (one more hop for every
-block, and records kept alive longer). At the end of the file the loop either
+Both file sources share this loop. The file is opened once (see
+:class:`~asyncetl.connectors.files._file.OpenFile`); each step reads one block
+after what it already holds and hands the bytes to the source's parser in a
+worker thread, or, for a source whose parser is cheap enough, on the event loop
+when the page cache holds the block whole. The parser turns the complete units
+into chunks and says how many bytes it consumed. A parser may return its chunks
+lazily (an iterator): they are then made on the event loop, one at a time as the
+reader takes them. Whatever it did not consume (an incomplete last line, or
+complete lines it holds back to fill a whole chunk with the next block) is kept
+and read again by the next step; a parser may instead keep such complete lines
+itself, already split, and count them consumed (the JSON Lines parser does).
+Until the read reaches the end of the file, a parser hands on whole chunks
+only: a block's short last chunk would otherwise reach the engine as a part
+batch, to wait there for the next block's lines (one more hop for every block,
+and records kept alive longer). At the end of the file the loop either
 stops, warning about an incomplete last unit, or (``follow``) polls for more.
 
-Positions are byte offsets just after the last consumed unit, so a resume
+Positions are byte offsets just after the last unit of a chunk, so a resume
 seeks there and reads strictly after it. The sources commit them as
 ``{"path": …, "offset": n}``: a source pointed at another path refuses a
 position written for the old one rather than resume at some offset of an
@@ -33,9 +37,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import orjson
 
+from asyncetl.connectors.files._file import OpenFile
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
 from asyncetl.core.logs import get_logger
@@ -194,66 +200,92 @@ async def tail(
     poll_interval: float,
     block_size: int,
     unit: str = "line",
+    parse_on_loop: int = 0,
 ) -> AsyncGenerator[Chunk[T], None]:
     """Yield the chunks of every complete unit after byte ``start``.
 
     :param start: must be 0 or just after a newline; checked before reading.
     :param unit: names what is incomplete in the end-of-file warning (``line``, ``row``).
+    :param parse_on_loop: the most bytes ``parse`` may be given on the event loop: a
+        block the page cache holds whole is then read and parsed there, without a
+        round trip through the worker thread (0: every step runs in the thread).
     :raises PermanentError: when the file is missing, unreadable, shorter than
         ``start`` or changed so that ``start`` is no longer at a line start.
     """
-    await anyio.to_thread.run_sync(_check_start, path, start)
-    offset, pending = start, b""
-    while True:
-        step = await anyio.to_thread.run_sync(_step, path, offset, pending, block_size, parse)
-        for chunk in step.chunks:
-            yield chunk
-        offset, pending = step.offset, step.pending
-        if not step.at_end:
-            continue
-        if not follow:
-            if pending:
-                _log.warning(
-                    f"incomplete last {unit}; stopping before it",
-                    path=path,
-                    offset=offset,
-                    pending_bytes=len(pending),
-                )
-            return
-        await anyio.sleep(poll_interval)
+    file = await anyio.to_thread.run_sync(_open_at, path, start)
+    try:
+        offset, pending = start, b""
+        while True:
+            on_loop = len(pending) + block_size <= parse_on_loop
+            step = await _next_step(file, offset, pending, block_size, parse, on_loop=on_loop)
+            for chunk in step.chunks:
+                yield chunk
+            offset, pending = step.offset, step.pending
+            if not step.at_end:
+                continue
+            if not follow:
+                if pending:
+                    _log.warning(
+                        f"incomplete last {unit}; stopping before it",
+                        path=path,
+                        offset=offset,
+                        pending_bytes=len(pending),
+                    )
+                return
+            await anyio.sleep(poll_interval)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(file.close)
 
 
-def _step(path: str, offset: int, pending: bytes, block_size: int, parse: Parse[T]) -> Step[T]:
-    data = _read_at(path, offset + len(pending), block_size)
-    buffer = pending + data if pending else data
-    at_end = len(data) < block_size
+async def _next_step(
+    file: OpenFile, offset: int, pending: bytes, block_size: int, parse: Parse[T], *, on_loop: bool
+) -> Step[T]:
+    """The step after ``offset``: on the event loop if allowed and cached, else in the thread."""
+    if on_loop:
+        await anyio.lowlevel.checkpoint()  # as the round through the thread would
+        step = _cached_step(file, offset, pending, block_size, parse)
+        if step is not None:
+            return step
+    return await anyio.to_thread.run_sync(_step, file, offset, pending, block_size, parse)
+
+
+def _step(file: OpenFile, offset: int, pending: bytes, block_size: int, parse: Parse[T]) -> Step[T]:
+    data = file.read(offset + len(pending), block_size)
+    return _parsed(offset, pending + data if pending else data, len(data) < block_size, parse)
+
+
+def _cached_step(
+    file: OpenFile, offset: int, pending: bytes, block_size: int, parse: Parse[T]
+) -> Step[T] | None:
+    """The step, read and parsed on the event loop, if the page cache holds its block whole."""
+    block = file.read_cached(offset + len(pending), block_size)
+    if block is None:
+        return None
+    # Both copy the reused buffer into bytes: the lines split from it must not change.
+    return _parsed(offset, pending + block if pending else bytes(block), False, parse)
+
+
+def _parsed(offset: int, buffer: bytes, at_end: bool, parse: Parse[T]) -> Step[T]:
     chunks, consumed = parse(buffer, offset, at_end) if buffer else ((), 0)
     return Step(chunks, offset + consumed, buffer[consumed:], at_end)
 
 
-def _read_at(path: str, offset: int, size: int) -> bytes:
-    """Up to ``size`` bytes at ``offset``: the one place file reads map ``OSError``."""
+def _open_at(path: str, start: int) -> OpenFile:
+    """The file, opened once ``start`` is known to be a line start in it (a worker thread)."""
+    file = OpenFile(path)
     try:
-        with open(path, "rb") as file:
-            length = os.fstat(file.fileno()).st_size
-            if length < offset:
-                raise PermanentError(
-                    f"{path} is {length} bytes long, shorter than the position {offset} "
-                    "already read; it was truncated or replaced, so restore it or delete "
-                    "the checkpoint to start over"
-                )
-            file.seek(offset)
-            return file.read(size)
-    except FileNotFoundError as exc:
-        raise PermanentError(f"file {path} does not exist; check the path", setting="path") from exc
-    except OSError as exc:
-        raise PermanentError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        _check_start(file, start)
+    except BaseException:
+        file.close()
+        raise
+    return file
 
 
-def _check_start(path: str, start: int) -> None:
-    _read_at(path, start, 0)  # the file exists and is not shorter than ``start``
-    if start and _read_at(path, start - 1, 1) != b"\n":
+def _check_start(file: OpenFile, start: int) -> None:
+    file.read(start, 0)  # the file is not shorter than ``start``
+    if start and file.read(start - 1, 1) != b"\n":
         raise PermanentError(
-            f"the committed position {start} of {path} is not at the start of a line; "
+            f"the committed position {start} of {file.path} is not at the start of a line; "
             "the file was changed, so restore it or delete the checkpoint to start over"
         )

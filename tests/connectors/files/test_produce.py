@@ -23,7 +23,8 @@ from asyncetl import (
     Position,
     Reject,
 )
-from asyncetl.connectors.files import JsonlSource, _tail
+from asyncetl.connectors.files import JsonlSource
+from asyncetl.connectors.files._file import OpenFile
 from asyncetl.connectors.files._jsonl import JsonRecord
 from tests.connectors.files.helpers import at, read_all, rejects
 
@@ -44,21 +45,28 @@ def ids(chunks: Sequence[Chunk[JsonRecord]]) -> list[object]:
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The offset of every block read from the file, in order."""
+    """The offset of every block read from the file, in order, on the event loop or not."""
     offsets: list[int] = []
-    read_at = _tail._read_at
+    read, read_cached = OpenFile.read, OpenFile.read_cached
 
-    def recording(path: str, offset: int, size: int) -> bytes:
+    def recording(file: OpenFile, offset: int, size: int) -> bytes:
         if size == BLOCK:
             offsets.append(offset)
-        return read_at(path, offset, size)
+        return read(file, offset, size)
 
-    monkeypatch.setattr(_tail, "_read_at", recording)
+    def recording_cached(file: OpenFile, offset: int, size: int) -> bytearray | None:
+        block = read_cached(file, offset, size)
+        if block is not None:
+            offsets.append(offset)
+        return block
+
+    monkeypatch.setattr(OpenFile, "read", recording)
+    monkeypatch.setattr(OpenFile, "read_cached", recording_cached)
     return offsets
 
 
 async def settled(reads: list[int], count: int) -> None:
-    """Wait for ``count`` block reads in the worker thread, then a while for any more."""
+    """Wait for ``count`` block reads, then a while for any more."""
     with anyio.fail_after(5):
         while len(reads) < count:
             await anyio.sleep(0.01)
