@@ -43,8 +43,9 @@ class _Eased:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.runs = 0
-        #: The young threshold before the first run, and the one it set (``None``: unchanged).
-        self.thresholds: tuple[int, int] | None = None
+        #: The young threshold before the first run raised it to YOUNG_THRESHOLD
+        #: (``None``: left as it was).
+        self.young_before: int | None = None
 
 
 _EASED = _Eased()
@@ -86,14 +87,13 @@ def _ease(eased: _Eased) -> None:
     young, middle, old = gc.get_threshold()
     if young < YOUNG_THRESHOLD:
         gc.set_threshold(YOUNG_THRESHOLD, middle, old)
-        eased.thresholds = (young, YOUNG_THRESHOLD)
+        eased.young_before = young
 
 
 def _give_back(eased: _Eased) -> None:
     gc.unfreeze()
-    if eased.thresholds is not None:
-        before, ours = eased.thresholds
+    if eased.young_before is not None:
         young, middle, old = gc.get_threshold()
-        if young == ours:  # else someone set it meanwhile: theirs stands
-            gc.set_threshold(before, middle, old)
-        eased.thresholds = None
+        if young == YOUNG_THRESHOLD:  # else someone set it meanwhile: theirs stands
+            gc.set_threshold(eased.young_before, middle, old)
+        eased.young_before = None
