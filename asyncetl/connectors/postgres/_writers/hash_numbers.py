@@ -144,6 +144,9 @@ class _Renumbering:
             return 0
         members = self._members(differ)
         texts = await self._texts([h for m in members.values() for h, _ in m], staged=True)
+        insert = _sql.insert_rehashed(
+            self.target, self.columns, h, rows=self.staged_rows, param=len(self.staged.args) + 1
+        )
         inserted = 0
         for _ in range(_ROUNDS):
             stored = await self._stored({p: len(m) for p, m in members.items()})
@@ -151,10 +154,6 @@ class _Renumbering:
             if not moves:
                 return inserted
             was, now = (list(hashes) for hashes in zip(*moves, strict=True))
-            first = len(self.staged.args) + 1
-            insert = _sql.insert_rehashed(
-                self.target, self.columns, h, rows=self.staged_rows, param=first
-            )
             landed = _load.row_count(
                 await _load.execute_merge(self.conn, insert, self.staged, was, now)
             )
