@@ -2,16 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from pathlib import Path
 from typing import TypeVar, cast
 
+import pytest
 from anyio.abc import ObjectSendStream
 
 from asyncetl import Chunk, Position, Reject, Source
+from asyncetl.connectors.files._file import OpenFile
 
 T = TypeVar("T")
+
+#: Every line of :func:`write_ids` is 16 bytes, so a block of 64 bytes holds exactly one
+#: chunk of 4.
+LINE, BLOCK, CHUNK = 16, 64, 4
+
+
+def write_ids(path: Path, count: int, tail: bytes = b"") -> Path:
+    """Write ``count`` lines ``{"id": n}`` of :data:`LINE` bytes each, then ``tail``."""
+    path.write_bytes(b"".join(b'{"id":%8d}\n' % i for i in range(count)) + tail)
+    return path
+
+
+def record_block_reads(monkeypatch: pytest.MonkeyPatch, record: Callable[[str, int], None]) -> None:
+    """Call ``record(where, offset)`` for every block of :data:`BLOCK` bytes a file source
+    reads, in order: ``where`` is ``"loop"`` (read from the page cache on the event loop)
+    or ``"thread"``."""
+    read, read_cached = OpenFile.read, OpenFile.read_cached
+
+    def in_thread(file: OpenFile, offset: int, size: int) -> bytes:
+        if size == BLOCK:
+            record("thread", offset)
+        return read(file, offset, size)
+
+    def on_loop(file: OpenFile, offset: int, size: int) -> bytearray | None:
+        block = read_cached(file, offset, size)
+        if block is not None:
+            record("loop", offset)
+        return block
+
+    monkeypatch.setattr(OpenFile, "read", in_thread)
+    monkeypatch.setattr(OpenFile, "read_cached", on_loop)
 
 
 async def read_all(

@@ -13,48 +13,45 @@ import pytest
 
 from asyncetl.connectors.files import JsonlSource, _file
 from asyncetl.connectors.files._file import OpenFile
-from tests.connectors.files.helpers import read_all
+from tests.connectors.files.helpers import (
+    BLOCK,
+    CHUNK,
+    LINE,
+    read_all,
+    record_block_reads,
+    write_ids,
+)
 
 pytestmark = pytest.mark.anyio
-
-#: Every line is 16 bytes, so a block of 64 bytes holds exactly one chunk of 4.
-LINE, BLOCK, CHUNK = 16, 64, 4
 
 needs_nowait = pytest.mark.skipif(
     not hasattr(os, "RWF_NOWAIT"), reason="reads that never wait are Linux's (RWF_NOWAIT)"
 )
 
 
-def write_ids(path: Path, count: int) -> Path:
-    path.write_bytes(b"".join(b'{"id":%8d}\n' % i for i in range(count)))
-    return path
-
-
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
     """The offset of every block read, by where it was read: ``loop`` or ``thread``."""
     seen: dict[str, list[int]] = {"loop": [], "thread": []}
-    read, read_cached = OpenFile.read, OpenFile.read_cached
-
-    def in_thread(file: OpenFile, offset: int, size: int) -> bytes:
-        if size == BLOCK:
-            seen["thread"].append(offset)
-        return read(file, offset, size)
-
-    def on_loop(file: OpenFile, offset: int, size: int) -> bytearray | None:
-        block = read_cached(file, offset, size)
-        if block is not None:
-            seen["loop"].append(offset)
-        return block
-
-    monkeypatch.setattr(OpenFile, "read", in_thread)
-    monkeypatch.setattr(OpenFile, "read_cached", on_loop)
+    record_block_reads(monkeypatch, lambda where, offset: seen[where].append(offset))
     return seen
 
 
 async def chunks_of(path: Path) -> list[tuple[list[object], object]]:
     chunks = await read_all(JsonlSource(str(path), block_size=BLOCK), max_chunk=CHUNK)
     return [([r["id"] for r in chunk.records], chunk.position) for chunk in chunks]
+
+
+async def read_once(
+    tmp_path: Path, reads: dict[str, list[int]]
+) -> tuple[Path, list[tuple[list[object], object]]]:
+    """A file of 40 lines and its chunks, read once (so it is in the page cache); the
+    reads are forgotten, so that a test sees only its own."""
+    path = write_ids(tmp_path / "in.jsonl", 40)
+    cached = await chunks_of(path)
+    reads["loop"].clear()
+    reads["thread"].clear()
+    return path, cached
 
 
 @needs_nowait
@@ -73,10 +70,7 @@ async def test_cached_blocks_are_read_on_the_event_loop_and_the_end_in_the_threa
 async def test_without_reads_that_never_wait_every_block_goes_through_the_thread(
     tmp_path: Path, reads: dict[str, list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write_ids(tmp_path / "in.jsonl", 40)
-    cached = await chunks_of(path)
-    reads["loop"].clear()
-    reads["thread"].clear()
+    path, cached = await read_once(tmp_path, reads)
     monkeypatch.setattr(_file, "_NOWAIT", None)
     assert await chunks_of(path) == cached
     assert reads == {"loop": [], "thread": [n * BLOCK for n in range(11)]}
@@ -86,10 +80,7 @@ async def test_without_reads_that_never_wait_every_block_goes_through_the_thread
 async def test_a_block_that_would_wait_for_the_disk_is_read_in_the_thread(
     tmp_path: Path, reads: dict[str, list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write_ids(tmp_path / "in.jsonl", 40)
-    cached = await chunks_of(path)
-    reads["loop"].clear()
-    reads["thread"].clear()
+    path, cached = await read_once(tmp_path, reads)
     preadv = os.preadv
 
     def missing_block_3(fd: int, buffers: list[bytearray], offset: int, flags: int = 0) -> int:
@@ -107,10 +98,7 @@ async def test_a_block_that_would_wait_for_the_disk_is_read_in_the_thread(
 async def test_a_file_system_that_cannot_read_without_waiting_is_read_in_the_thread(
     tmp_path: Path, reads: dict[str, list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write_ids(tmp_path / "in.jsonl", 40)
-    cached = await chunks_of(path)
-    reads["loop"].clear()
-    reads["thread"].clear()
+    path, cached = await read_once(tmp_path, reads)
     tries: list[int] = []
 
     def unsupported(fd: int, buffers: list[bytearray], offset: int, flags: int = 0) -> int:

@@ -24,19 +24,19 @@ from asyncetl import (
     Reject,
 )
 from asyncetl.connectors.files import JsonlSource
-from asyncetl.connectors.files._file import OpenFile
 from asyncetl.connectors.files._jsonl import JsonRecord
-from tests.connectors.files.helpers import at, read_all, rejects
+from tests.connectors.files.helpers import (
+    BLOCK,
+    CHUNK,
+    LINE,
+    at,
+    read_all,
+    record_block_reads,
+    rejects,
+    write_ids,
+)
 
 pytestmark = pytest.mark.anyio
-
-#: Every line is 16 bytes, so a block of 64 bytes holds exactly one chunk of 4.
-LINE, BLOCK, CHUNK = 16, 64, 4
-
-
-def write_ids(path: Path, count: int, tail: bytes = b"") -> Path:
-    path.write_bytes(b"".join(b'{"id":%8d}\n' % i for i in range(count)) + tail)
-    return path
 
 
 def ids(chunks: Sequence[Chunk[JsonRecord]]) -> list[object]:
@@ -47,21 +47,7 @@ def ids(chunks: Sequence[Chunk[JsonRecord]]) -> list[object]:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The offset of every block read from the file, in order, on the event loop or not."""
     offsets: list[int] = []
-    read, read_cached = OpenFile.read, OpenFile.read_cached
-
-    def recording(file: OpenFile, offset: int, size: int) -> bytes:
-        if size == BLOCK:
-            offsets.append(offset)
-        return read(file, offset, size)
-
-    def recording_cached(file: OpenFile, offset: int, size: int) -> bytearray | None:
-        block = read_cached(file, offset, size)
-        if block is not None:
-            offsets.append(offset)
-        return block
-
-    monkeypatch.setattr(OpenFile, "read", recording)
-    monkeypatch.setattr(OpenFile, "read_cached", recording_cached)
+    record_block_reads(monkeypatch, lambda _where, offset: offsets.append(offset))
     return offsets
 
 
