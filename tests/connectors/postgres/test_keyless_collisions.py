@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from asyncetl import Pipeline
-from asyncetl.connectors.postgres import PostgresSink, TableSource, TablesSink, TablesSource
+from asyncetl.connectors.postgres import PostgresSink, TableSource
 from asyncetl.connectors.postgres._rows import row_hash
 from asyncetl.connectors.postgres._writers.hash_numbers import hashed_exactly
 from tests.connectors.postgres.helpers import batch, execute, rows
+from tests.connectors.postgres.test_keyless_values import page_by_page
 from tests.connectors.postgres.test_source import read_all
 from tests.connectors.postgres.test_type_fidelity import drop, make_target
 
@@ -43,9 +44,7 @@ COUNT = 22
 
 def one_page_a_batch(source_dsn: str, target: str) -> Pipeline:
     """A copy of table ``t``: one distinct row a read, one read a batch."""
-    source = TablesSource(source_dsn, "t", chunk_size=1)
-    sink = TablesSink(target, tables="t", source_dsn=source_dsn)
-    return Pipeline("keyless", source, sink, max_batch_size=1)
+    return page_by_page(source_dsn, target, batch_size=1)
 
 
 async def test_rows_that_hash_alike_arrive_from_different_batches(pg_database: str) -> None:

@@ -74,11 +74,11 @@ async def test_pg_copy_keeps_the_bounds_of_a_keyless_tables_arrays(
         await drop(pg_database, target)
 
 
-def page_by_page(source_dsn: str, target: str) -> Pipeline:
-    """A copy of table ``t`` one distinct row a read and two rows a batch."""
+def page_by_page(source_dsn: str, target: str, *, batch_size: int = 2) -> Pipeline:
+    """A copy of table ``t``, one distinct row a read and ``batch_size`` rows a batch."""
     source = TablesSource(source_dsn, "t", chunk_size=1)
     sink = TablesSink(target, tables="t", source_dsn=source_dsn)
-    return Pipeline("keyless", source, sink, max_batch_size=2)
+    return Pipeline("keyless", source, sink, max_batch_size=batch_size)
 
 
 async def test_keyless_arrays_with_bounds_resume_page_after_page(pg_database: str) -> None:
