@@ -256,6 +256,7 @@ async def copy_upsert(
         dedupe=dedupe,
         skip_unchanged=skip_unchanged,
         casts=staged.casts,
+        types=dict(zip(columns, types, strict=True)) if types is not None else None,
     )
     return row_count(await execute_merge(conn, sql, staged))
 

@@ -12,6 +12,7 @@ it is merged into its target (see :mod:`asyncetl.connectors.postgres._load`).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ __all__ = [
     "create_stage",
     "delete_matching",
     "differing_rows",
+    "differs_from_stored",
     "drop_table",
     "insert_from_stage",
     "insert_rehashed",
@@ -314,6 +316,7 @@ def merge_from_stage(
     dedupe: bool = False,
     skip_unchanged: bool = False,
     casts: Mapping[str, str] | None = None,
+    types: Mapping[str, str] | None = None,
 ) -> str:
     """Upsert the rows of ``stage`` into ``target`` by ``key``.
 
@@ -332,10 +335,11 @@ def merge_from_stage(
     :param dedupe: merge only one staged row per key: the newest version, else
         the last staged (for stages that may hold a key twice).
     :param skip_unchanged: only overwrite when the stored values of ``update``
-        differ from the staged ones, compared in the server as row text (so
-        that types without equality, json or point, compare too, and NaN
-        equals NaN); no hash column needed.
+        differ from the staged ones, compared in the server (see :func:`differs_from_stored`);
+        no hash column needed.
     :param casts: text-staged columns and their types (see :func:`create_stage`).
+    :param types: the SQL types of the columns, as ``format_type`` spells them: with
+        ``skip_unchanged``, columns of exact types are compared by equality.
     """
     cols = _columns(columns)
     keys = _columns(key)
@@ -368,13 +372,75 @@ def merge_from_stage(
             changed = f"({changed} OR t.{quote_ident(revive)} IS NOT NULL)"
         guards.append(changed)
     if skip_unchanged:
-        stored = ", ".join(f"t.{quote_ident(c)}" for c in update)
-        incoming = ", ".join(f"EXCLUDED.{quote_ident(c)}" for c in update)
-        guards.append(f"ROW({stored})::text IS DISTINCT FROM ROW({incoming})::text")
+        guards.append(differs_from_stored(update, types or {}))
     sql = head + "UPDATE SET " + ", ".join(assignments)
     if guards:
         sql += " WHERE " + " AND ".join(guards)
     return sql
+
+
+#: Types whose equality holds only between identical values, so that a stored value equal
+#: to the new one is that value: comparing them costs the server next to nothing, where
+#: their text would cost an output call per value and row.
+_EXACT_TYPES = frozenset(
+    {
+        "smallint", "integer", "bigint", "oid", "boolean", "uuid", "bytea", "date",
+        "timestamp without time zone", "timestamp with time zone",
+    }
+)  # fmt: skip
+#: Equal byte for byte under the "C" collation, whichever the column has (under a
+#: nondeterministic one 'a' may equal 'A').
+_TEXT_TYPES = frozenset({"text", "character varying"})
+#: Compared as their binary form, which is the value bit for bit: as text, each would
+#: cost an output call (shortest round-trip digits for floats); by equality, -0 would
+#: equal 0, and numeric 1.0 equal 1.00.
+_BINARY_SEND = {
+    "double precision": "pg_catalog.float8send",
+    "real": "pg_catalog.float4send",
+    "numeric": "pg_catalog.numeric_send",
+}
+#: A type modifier: ``(20)`` of ``character varying(20)``, ``(3)`` of ``timestamp(3) …``.
+_TYPMOD = re.compile(r"\(\d+(,\d+)?\)")
+
+
+def differs_from_stored(columns: Sequence[str], types: Mapping[str, str]) -> str:
+    """Whether the stored row ``t`` and the new one ``EXCLUDED`` differ in ``columns``.
+
+    Columns of exact types (see ``_EXACT_TYPES``; ``types`` maps a column to its
+    ``format_type`` spelling) compare by equality, floats and numeric by their binary
+    form; the others compare as the text of a row of them (each value as its type's
+    output writes it): what tells apart ``interval`` '1 day' and '24 hours', ``jsonb``
+    1.0 and 1.00 or ``bpchar`` 'a' and 'a ', and compares types without equality
+    (``json``, ``point``).
+    A value told changed when it is not is only written again; one told unchanged
+    when it changed would be lost, so no other type compares by equality.
+    """
+    exact: list[tuple[str, str]] = []
+    others: list[str] = []
+    for column in columns:
+        form = _exact_form(_TYPMOD.sub("", types.get(column, "")))
+        if form is None:
+            others.append(column)
+            continue
+        name = quote_ident(column)
+        exact.append((form.format(f"t.{name}"), form.format(f"EXCLUDED.{name}")))
+    tests = []
+    if exact:
+        stored, incoming = (", ".join(side) for side in zip(*exact, strict=True))
+        tests.append(f"ROW({stored}) IS DISTINCT FROM ROW({incoming})")
+    if others:
+        tests.append(f"{row_text('t', others)} IS DISTINCT FROM {row_text('EXCLUDED', others)}")
+    return "(" + " OR ".join(tests) + ")"
+
+
+def _exact_form(sql_type: str) -> str | None:
+    """What of a value of ``sql_type`` (``{}``) compares exactly by equality, if anything."""
+    if sql_type in _EXACT_TYPES:
+        return "{}"
+    if sql_type in _TEXT_TYPES:
+        return '{} COLLATE pg_catalog."C"'
+    send = _BINARY_SEND.get(sql_type)
+    return f"{send}({{}})" if send is not None else None
 
 
 def delete_matching(

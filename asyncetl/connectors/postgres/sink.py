@@ -104,9 +104,11 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     :param version_column: never overwrite a row whose version is newer.
     :param row_hash: columns hashed into ``row_hash_column`` (``["*"]``: every
         column of the record), so unchanged rows are skipped.
-    :param skip_unchanged: ``upsert`` only: a row whose stored values equal the
-        new ones is not rewritten (nor counted), compared in the server; like
-        ``row_hash`` without a hash column, so it works on any existing table.
+    :param skip_unchanged: ``upsert`` only, and its default: a row whose stored values
+        equal the new ones is not rewritten (it is counted as unchanged), compared in
+        the server; like ``row_hash`` without a hash column, so it works on any existing
+        table. A replayed or re-read batch then writes nothing, fires no ``UPDATE``
+        trigger and adds nothing to the WAL; ``False`` rewrites every row it is given.
     :param deleted_at: the ``soft_delete`` timestamp column.
     :param delete_flag: the record field that marks a delete in ``soft_delete`` mode.
     :param create: create the table when missing, from ``source_table`` at
@@ -138,7 +140,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         version_column: str | None = None,
         row_hash: list[str] | None = None,
         row_hash_column: str = "_row_hash",
-        skip_unchanged: bool = False,
+        skip_unchanged: bool | None = None,
         deleted_at: str = "deleted_at",
         delete_flag: str = "_deleted",
         create: bool = False,
@@ -159,7 +161,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             row_hash=RowHash(tuple(row_hash), row_hash_column) if row_hash else None,
             deleted_at=deleted_at,
             delete_flag=delete_flag,
-            skip_unchanged=skip_unchanged,
+            skip_unchanged=mode == "upsert" if skip_unchanged is None else skip_unchanged,
         )
         if skip_unchanged and mode != "upsert":
             raise ConfigError(

@@ -8,6 +8,7 @@ from asyncetl import ConfigError
 from asyncetl.connectors.postgres._sql import (
     TableName,
     create_stage,
+    differs_from_stored,
     merge_from_stage,
     quote_ident,
     quote_qualified,
@@ -81,3 +82,27 @@ def test_stage_is_kept_for_the_session_emptied_and_named_by_its_shape() -> None:
         create_stage(TableName(None, "t"), ["a"], casts={"a": "interval"}),
     ]
     assert len({stage.name, *(other.name for other in others)}) == 4
+
+
+def test_unchanged_rows_are_told_by_equality_binary_form_or_text_as_each_type_allows() -> None:
+    types = {
+        "n": "bigint",
+        "s": "character varying(20)",
+        "f": "double precision",
+        "d": "numeric(10,2)",
+        "at": "timestamp(3) with time zone",
+        "j": "jsonb",
+        'odd"name': "interval",
+    }
+    assert differs_from_stored(list(types), types) == (
+        '(ROW(t."n", t."s" COLLATE pg_catalog."C", pg_catalog.float8send(t."f"), '
+        'pg_catalog.numeric_send(t."d"), t."at") IS DISTINCT FROM ROW(EXCLUDED."n", '
+        'EXCLUDED."s" COLLATE pg_catalog."C", pg_catalog.float8send(EXCLUDED."f"), '
+        'pg_catalog.numeric_send(EXCLUDED."d"), EXCLUDED."at") '
+        'OR ROW(t."j", t."odd""name")::text IS DISTINCT FROM ROW(EXCLUDED."j", EXCLUDED."odd""name")::text)'
+    )
+    # A column of unknown type compares as text.
+    assert (
+        differs_from_stored(["x"], {})
+        == '(ROW(t."x")::text IS DISTINCT FROM ROW(EXCLUDED."x")::text)'
+    )
