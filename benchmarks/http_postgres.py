@@ -4,7 +4,11 @@ A local aiohttp server (its own process, the one of ``http_source.py``) serves
 ``--pages`` pages of ``--records`` JSON records ``{id, name, price, active}``,
 ``?page=N``, an empty page after the last. Both sides read every page and
 upsert each record by ``id`` into a PostgreSQL table that already holds every
-row (a rerun of a load: each record updates its row):
+key. By default the table holds the very records served (a rerun of a load, or
+a replay): dlt's merge deletes and inserts each row, asyncetl's upsert leaves
+unchanged rows unwritten (its default). With ``--changed`` every stored row
+differs from its record in ``price`` before each timed run (set untimed), so
+both sides write every row:
 
 - dlt: ``rest_api_source`` with a ``page_number`` paginator, resource
   ``primary_key="id"``, ``write_disposition="merge"``, into the ``postgres``
@@ -19,6 +23,7 @@ memory (max RSS) is its own; the pairs alternate. Needs PostgreSQL at
 
     python benchmarks/http_postgres.py                    # 200 pages x 1,000 records, 3 pairs
     python benchmarks/http_postgres.py --pages 50 --pairs 1
+    python benchmarks/http_postgres.py --changed           # every row written by both sides
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ FILL = (
     "FROM generate_series(0, $1 - 1) g"
 )
 DLT_DATASET = "dlt_http"
+#: ``--changed``: every stored row differs from its record (untimed, before each run).
+CHANGE = (f"UPDATE {TABLE} SET price = price + 1", f"VACUUM {TABLE}")
 
 
 def dsn(base: str, database: str) -> str:
@@ -172,6 +179,9 @@ def compare(api: str, url: str, args: argparse.Namespace) -> dict[str, list[dict
                 asyncio.run(admin_db(url, f"DROP SCHEMA IF EXISTS {DLT_DATASET} CASCADE"))
                 asyncio.run(admin_db(url, f"DROP SCHEMA IF EXISTS {DLT_DATASET}_staging CASCADE"))
                 measure(side, api, url, args)  # the untimed load that fills its table
+            elif args.changed:
+                for sql in CHANGE:
+                    asyncio.run(admin_db(url, sql))
             result = measure(side, api, url, args)
             table = f"{DLT_DATASET}.{TABLE}" if side == "dlt" else TABLE
             found = asyncio.run(count(url, table))
@@ -189,13 +199,17 @@ async def admin_db(url: str, sql: str) -> None:
         await conn.close()
 
 
-def report(n: int, runs: dict[str, list[dict[str, float]]], pairs: int) -> None:
+def report(n: int, runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
     rate = {s: statistics.median(n / r["elapsed"] for r in runs[s]) for s in SIDES}
     peak = {s: statistics.median(r["peak_mib"] for r in runs[s]) for s in SIDES}
     ratio = statistics.median(
         d["elapsed"] / a["elapsed"] for d, a in zip(runs["dlt"], runs["asyncetl"], strict=True)
     )
-    print(f"cores {os.cpu_count()}; medians of {pairs} interleaved pairs; upsert into a full table")
+    rows = "every row changed" if args.changed else "every row unchanged"
+    print(
+        f"cores {os.cpu_count()}; medians of {args.pairs} interleaved pairs; "
+        f"upsert into a full table, {rows}"
+    )
     print(
         f"{'records':>10} {'dlt rec/s':>10} {'asyncetl rec/s':>15} {'ratio':>6} "
         f"{'dlt MiB':>8} {'asyncetl MiB':>13}"
@@ -212,6 +226,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1000, help="records per page")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--pairs", type=int, default=3, help="interleaved runs of each side")
+    parser.add_argument(
+        "--changed", action="store_true", help="every stored row differs from its record"
+    )
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--api", help=argparse.SUPPRESS)
@@ -241,7 +258,7 @@ def main() -> None:
         server.terminate()
         server.wait()
         asyncio.run(admin(args.dsn, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-    report(args.pages * args.records, runs, args.pairs)
+    report(args.pages * args.records, runs, args)
 
 
 if __name__ == "__main__":
