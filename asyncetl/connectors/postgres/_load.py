@@ -35,6 +35,7 @@ __all__ = [
     "CopyRows",
     "Loaded",
     "Staged",
+    "TargetChanged",
     "TextRows",
     "copy_append",
     "copy_replace",
@@ -192,6 +193,15 @@ def last_per_key(rows: Sequence[R], key_index: Sequence[int]) -> Sequence[R]:
     return list(latest.values())
 
 
+class TargetChanged(Exception):
+    """The target's columns are no longer of the types the rows were planned with (an
+    ``ALTER TABLE`` since): the transaction is rolled back, to plan them again."""
+
+    def __init__(self, target: TableName, column: str, planned: str, now: str | None) -> None:
+        now_text = f"is {now} now" if now is not None else "is gone"
+        super().__init__(f"column {column} of {target}, planned as {planned}, {now_text}")
+
+
 async def stage_rows(
     conn: asyncpg.Connection,
     target: TableName,
@@ -200,16 +210,24 @@ async def stage_rows(
     *,
     extra: Sequence[tuple[str, str]] = (),
     casts: Casts = None,
+    types: Sequence[str] | None = None,
 ) -> str:
     """COPY ``rows`` into an empty staging table with ``target``'s types for ``columns``.
 
     :param extra: ``(name, sql type)`` of staged columns the target lacks (e.g. a
         delete flag); they follow ``columns`` in each row.
+    :param types: the types ``columns`` were planned with: the staging table (whose
+        columns round and cut values as the target's do) is checked to have them.
     :returns: the staging table's name, quoted.
+    :raises TargetChanged: when the target's columns no longer have ``types``.
     """
     if isinstance(rows, CopyRows):
         casts = None  # COPY text goes straight into the column's own type
-    stage = _sql.create_stage(target, columns, extra, casts)
+    if types is not None:
+        changed = await conn.fetchrow(_sql.changed_column(target), columns, types, target.sql)
+        if changed is not None:
+            raise TargetChanged(target, *changed)
+    stage = _sql.create_stage(target, columns, extra, casts, types)
     await conn.execute(stage.ready)
     names = [*columns, *(name for name, _ in extra)]
     await copy_in(conn, stage.name, names, rows, schema_name="pg_temp")
@@ -292,7 +310,7 @@ async def stage_for_merge(
     if arrays is not None:
         assert types is not None
         return Staged(_sql.unnest_rows(columns, types), arrays, casts)
-    stage = await stage_rows(conn, target, columns, rows, casts=casts)
+    stage = await stage_rows(conn, target, columns, rows, casts=casts, types=types)
     return Staged(stage, [], None if isinstance(rows, CopyRows) else casts)
 
 
@@ -335,13 +353,15 @@ async def copy_append(
     rows: Rows,
     *,
     casts: Casts = None,
+    types: Sequence[str] | None = None,
 ) -> int:
     """Append ``rows`` to ``target`` with COPY straight into it; returns the rows copied.
 
-    With ``casts`` (and rows that are not COPY text) the rows go through a staging table.
+    With ``casts`` (and rows that are not COPY text) the rows go through a staging table
+    (checked to have the planned ``types``: see :func:`stage_rows`).
     """
     if casts and not isinstance(rows, CopyRows):
-        stage = await stage_rows(conn, target, columns, rows, casts=casts)
+        stage = await stage_rows(conn, target, columns, rows, casts=casts, types=types)
         sql = _sql.insert_from_stage(target, columns, casts, stage=stage)
         return row_count(await conn.execute(sql))
     return row_count(await copy_in(conn, target.name, columns, rows, schema_name=target.schema))
@@ -355,13 +375,16 @@ async def copy_replace(
     *,
     partition: Sequence[str],
     casts: Casts = None,
+    types: Sequence[str] | None = None,
 ) -> int:
     """Delete every partition present in ``rows`` from ``target``, then insert ``rows``.
 
     A partition is a distinct combination of the ``partition`` columns (NULL
     matches NULL). Returns the rows inserted.
+
+    :param types: the types ``columns`` were planned with (see :func:`stage_rows`).
     """
-    stage = await stage_rows(conn, target, columns, rows, casts=casts)
+    stage = await stage_rows(conn, target, columns, rows, casts=casts, types=types)
     casts = None if isinstance(rows, CopyRows) else casts
     await conn.execute(_sql.delete_matching(target, partition, casts, stage=stage))
     sql = _sql.insert_from_stage(target, columns, casts, stage=stage)
@@ -380,6 +403,7 @@ async def copy_soft_delete(
     version_column: str | None = None,
     row_hash_column: str | None = None,
     casts: Casts = None,
+    types: Sequence[str] | None = None,
 ) -> int:
     """Upsert live rows and flag deleted ones (``deleted_at = now()``) instead of deleting.
 
@@ -388,8 +412,10 @@ async def copy_soft_delete(
     Returns target rows inserted, updated or flagged.
 
     :param flag: the name the delete flag gets in the staging table.
+    :param types: the types ``columns`` were planned with (see :func:`stage_rows`).
     """
-    stage = await stage_rows(conn, target, columns, rows, extra=[(flag, "boolean")], casts=casts)
+    extra = [(flag, "boolean")]
+    stage = await stage_rows(conn, target, columns, rows, extra=extra, casts=casts, types=types)
     f = _sql.quote_ident(flag)
     upsert = _sql.merge_from_stage(
         target,

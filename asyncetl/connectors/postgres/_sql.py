@@ -25,6 +25,7 @@ __all__ = [
     "Stage",
     "TableName",
     "add_column",
+    "changed_column",
     "create_like",
     "create_schema",
     "create_stage",
@@ -217,6 +218,7 @@ def create_stage(
     columns: Sequence[str],
     extra: Sequence[tuple[str, str]] = (),
     casts: Mapping[str, str] | None = None,
+    types: Sequence[str] | None = None,
 ) -> Stage:
     """A temporary table with ``target``'s types for ``columns``, kept for the session.
 
@@ -228,6 +230,10 @@ def create_stage(
     :param extra: ``(name, sql type)`` of columns the target lacks (e.g. a delete flag).
     :param casts: columns staged as ``text`` (``text[]`` for arrays) and cast to
         their type (the value) when merged: those asyncpg has no binary codec for.
+    :param types: the types ``columns`` were planned with (``format_type``'s
+        spelling), part of the name: a stage made while the target had other types
+        (before an ``ALTER``) is never used for rows planned with these (see
+        :func:`changed_column`, asked first).
     """
     casts = casts or {}
     select = ", ".join(
@@ -242,7 +248,8 @@ def create_stage(
         ]
     )
     definition = f"SELECT {select} FROM {target.sql} WITH NO DATA"  # noqa: S608
-    digest = hashlib.blake2b(definition.encode(), digest_size=8).hexdigest()
+    planned = "\x00".join(types or ())  # NUL: in no type's name
+    digest = hashlib.blake2b(f"{definition}\x00{planned}".encode(), digest_size=8).hexdigest()
     name = f"{STAGE}_{digest}"
     create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote_ident(name)} ON COMMIT DELETE ROWS"
     # Empty already, unless this transaction staged rows of this shape before (record
@@ -250,6 +257,25 @@ def create_stage(
     empty = f"DELETE FROM pg_temp.{quote_ident(name)}"  # noqa: S608
     ready = f"{create} AS {definition}; {empty}"
     return Stage(name, ready)
+
+
+def changed_column(target: TableName) -> str:
+    """The first of the columns ``$1`` of ``target`` (planned with the types ``$2``) whose
+    type is now another, or which is gone: its name, planned type and type now (or NULL).
+
+    Reading ``target`` (no row of it) locks it until the transaction ends against an
+    ``ALTER TABLE``, before the catalog is read: the answer holds for what the
+    transaction writes next.
+    """
+    # The one identifier is quoted.
+    return (
+        "SELECT p.name, p.type, pg_catalog.format_type(a.atttypid, a.atttypmod) "  # noqa: S608
+        "FROM unnest($1::text[], $2::text[]) AS p(name, type) "
+        "LEFT JOIN pg_catalog.pg_attribute AS a ON a.attrelid = $3::text::regclass "
+        "AND a.attname = p.name AND a.attnum > 0 AND NOT a.attisdropped "
+        "WHERE pg_catalog.format_type(a.atttypid, a.atttypmod) IS DISTINCT FROM p.type "
+        f"AND NOT EXISTS (SELECT FROM ONLY {target.sql} WHERE false) LIMIT 1"
+    )
 
 
 def unnest_rows(columns: Sequence[str], types: Sequence[str]) -> str:

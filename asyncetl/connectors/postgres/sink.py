@@ -55,7 +55,7 @@ from asyncetl.connectors.postgres._connect import (
     retry_policy,
 )
 from asyncetl.connectors.postgres._deadletter import PostgresDeadLetterStore, settle_on
-from asyncetl.connectors.postgres._load import Loaded
+from asyncetl.connectors.postgres._load import Loaded, TargetChanged
 from asyncetl.connectors.postgres._plan import Group, Planner, is_copy_data, reject_bad_values
 from asyncetl.connectors.postgres._rows import infer_columns
 from asyncetl.connectors.postgres._sql import TableName
@@ -85,10 +85,15 @@ from asyncetl.core.interfaces import (
     Sink,
     TransactionalWriter,
 )
+from asyncetl.core.logs import get_logger
 
 __all__ = ["PostgresSink", "SinkMode"]
 
 Record = Mapping[str, Any]
+#: Times a batch is planned again after the table's columns changed under it, before
+#: one last try whose change, if any, fails the batch.
+_REPLANS = 3
+_log = get_logger("asyncetl.postgres")
 Row = tuple[Any, ...]
 T = TypeVar("T")
 
@@ -316,6 +321,25 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         settle: Settle | None = None,
         swap: bool = False,
     ) -> list[Reject]:
+        for _ in range(_REPLANS):
+            try:
+                return await self._write_planned(records, checkpoint, settle, swap)
+            except TargetChanged as changed:
+                # Nothing of the batch was written: planned again with the table as it is.
+                await self._follow_table(str(changed))
+            except PermanentError as exc:
+                if not isinstance(exc.__cause__, asyncpg.UndefinedColumnError):
+                    raise
+                await self._follow_table(str(exc.__cause__))  # dropped or renamed since
+        return await self._write_planned(records, checkpoint, settle, swap)
+
+    async def _write_planned(
+        self,
+        records: Sequence[Record],
+        checkpoint: Checkpoint | None,
+        settle: Settle | None = None,
+        swap: bool = False,
+    ) -> list[Reject]:
         if is_copy_data(records):
             return await self._write_text(records, checkpoint, settle, swap)
         groups, rejects = await self.plan(records)
@@ -387,8 +411,21 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         await self._transact(f"adding columns to {table}", body)
         schema = await self._describe(table)
         assert schema is not None
+        self._bind(schema)
+
+    async def _follow_table(self, change: str) -> None:
+        """Read the table's columns again after an ``ALTER TABLE`` changed their types, so
+        that values are rounded, cut and checked as the columns now say."""
+        _log.info("table changed while writing; reading its columns again", change=change)
+        schema = await self._describe(self.target)
+        if schema is None:
+            raise PermanentError(f"table {self.target} was dropped while writing to it")
+        self._bind(schema)
+
+    def _bind(self, schema: TableSchema) -> None:
         self.writer.bind(schema)
         self._planner = Planner(schema, self.writer, text_columns=self.columns)
+        self._binary_checked = False
 
     async def _write_text(
         self,

@@ -29,7 +29,10 @@ class AppendWriter(Writer):
         target, columns, rows = self.target, group.columns, group.rows
         row_hash = self.options.row_hash
         if row_hash is None:
-            return await _load.copy_append(conn, target, columns, rows, casts=self.casts)
+            types = self.column_types(columns)
+            return await _load.copy_append(
+                conn, target, columns, rows, casts=self.casts, types=types
+            )
         assert not isinstance(rows, _load.CopyRows)  # the planner hashes records only
         return await append_by_hash(
             conn,

@@ -39,4 +39,5 @@ class ReplacePartitionWriter(Writer):
             group.rows,
             partition=self.options.partition,
             casts=self.casts,
+            types=self.column_types(group.columns),
         )

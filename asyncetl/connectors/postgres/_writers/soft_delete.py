@@ -51,4 +51,5 @@ class SoftDeleteWriter(KeyedWriter):
             version_column=self.options.version_column,
             row_hash_column=self.hash_column,
             casts=self.casts,
+            types=self.column_types(columns[:-1]),
         )

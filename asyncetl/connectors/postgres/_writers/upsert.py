@@ -57,7 +57,12 @@ class UpsertWriter(KeyedWriter):
             try:
                 async with conn.transaction():
                     return await _load.copy_append(
-                        conn, self.target, columns, rows, casts=self.casts
+                        conn,
+                        self.target,
+                        columns,
+                        rows,
+                        casts=self.casts,
+                        types=self.column_types(columns),
                     )
             except asyncpg.UniqueViolationError:
                 self._insert_first = False
