@@ -405,18 +405,22 @@ class ApplySink(Sink[ChangeEvent]):
         the added columns whose default holds the value of older rows until they are applied,
         and those whose older rows' values are to be copied from the source."""
         schema = fresh.get(target) or self._schemas.get(target)
+        remembered = schema is not None and target not in fresh
         if schema is None:
             schema = await describe_table(conn, target)
             if schema is None:
                 schema = await self._create(conn, target, events)
         source_table = events[0].qualified_table
-        change = evolution(
-            schema,
-            source_columns(events),
-            self.schema_contract,
-            source_table,
-            latest_types(events),
-        )
+        source, types = source_columns(events), latest_types(events)
+        try:
+            change = evolution(schema, source, self.schema_contract, source_table, types)
+        except PermanentError:
+            if not remembered:
+                raise
+            # Read at an earlier batch: the target may have been altered since, as the
+            # refusal asks (a column widened or added ahead of the source's own ALTER).
+            schema = await describe_table(conn, target) or schema
+            change = evolution(schema, source, self.schema_contract, source_table, types)
         filled, copied = await self._add(
             conn, schema.table, change.add, source_table, keyed=bool(schema.primary_key)
         )
