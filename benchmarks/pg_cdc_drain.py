@@ -258,18 +258,18 @@ def run_child(side: str, source: str, target: str, *args: str) -> Figures:
 def one_pair(base: str, src: str, tag: str, n: int, changes: int) -> list[Figures]:
     targets = {side: f"asyncetl_drain_{side}_{tag}_{n}" for side in ("peer", "asyncetl")}
     admin = dsn(base, "postgres")
-    for target in targets.values():
-        asyncio.run(sql(admin, f'CREATE DATABASE "{target}" TEMPLATE "{src}"'))
     slots = {"peer": f"drain_peer_{tag}_{n}", "asyncetl": f"drain_ours_{tag}_{n}"}
-    asyncio.run(
-        sql(
-            dsn(base, src),
-            f"SELECT pg_create_logical_replication_slot('{slots['peer']}', 'test_decoding')",
-            f"SELECT pg_create_logical_replication_slot('{slots['asyncetl']}', 'pgoutput')",
-            f"CREATE PUBLICATION {slots['asyncetl']} FOR TABLE {', '.join(TABLES)}",
+    try:  # whatever was made is removed, even when making the rest failed
+        for target in targets.values():
+            asyncio.run(sql(admin, f'CREATE DATABASE "{target}" TEMPLATE "{src}"'))
+        asyncio.run(
+            sql(
+                dsn(base, src),
+                f"SELECT pg_create_logical_replication_slot('{slots['peer']}', 'test_decoding')",
+                f"SELECT pg_create_logical_replication_slot('{slots['asyncetl']}', 'pgoutput')",
+                f"CREATE PUBLICATION {slots['asyncetl']} FOR TABLE {', '.join(TABLES)}",
+            )
         )
-    )
-    try:
         transactions = changes // 4  # TPC-B: 3 updates and 1 insert each
         subprocess.run(
             ["pgbench", "-n", "-c", "2", "-j", "2", "-t", str(transactions // 2), dsn(base, src)],
@@ -292,8 +292,8 @@ def one_pair(base: str, src: str, tag: str, n: int, changes: int) -> list[Figure
         asyncio.run(
             sql(
                 dsn(base, src),
-                f"SELECT pg_drop_replication_slot(s) FROM unnest(ARRAY['{slots['peer']}', "
-                f"'{slots['asyncetl']}']) s",
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                f"WHERE slot_name IN ('{slots['peer']}', '{slots['asyncetl']}')",
                 f"DROP PUBLICATION IF EXISTS {slots['asyncetl']}",
             )
         )
