@@ -109,7 +109,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     :param version_column: never overwrite a row whose version is newer.
     :param row_hash: columns hashed into ``row_hash_column`` (``["*"]``: every
         column of the record), so unchanged rows are skipped.
-    :param skip_unchanged: ``upsert`` only, and its default: a row whose stored values
+    :param skip_unchanged: ``upsert`` only, and its default there (unless ``row_hash``,
+        which tells unchanged rows by their hash): a row whose stored values
         equal the new ones is not rewritten (it is counted as unchanged), compared in
         the server; like ``row_hash`` without a hash column, so it works on any existing
         table. A replayed or re-read batch then writes nothing, fires no ``UPDATE``
@@ -159,6 +160,8 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         retry_max_time: float = 60.0,
     ) -> None:
         where = f"sink {name}"
+        if skip_unchanged is None:  # row_hash tells unchanged rows already, by their hash
+            skip_unchanged = mode == "upsert" and not row_hash
         options = WriteOptions(
             key=tuple(key or ()),
             partition=tuple(partition or ()),
@@ -166,7 +169,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             row_hash=RowHash(tuple(row_hash), row_hash_column) if row_hash else None,
             deleted_at=deleted_at,
             delete_flag=delete_flag,
-            skip_unchanged=mode == "upsert" if skip_unchanged is None else skip_unchanged,
+            skip_unchanged=skip_unchanged,
         )
         if skip_unchanged and mode != "upsert":
             raise ConfigError(
