@@ -217,8 +217,12 @@ class PostgresSink(Sink[Mapping[str, Any]]):
     # -- lifecycle -----------------------------------------------------------
 
     async def open(self) -> None:
-        # json values are turned into text by _group, which is cheaper than a codec.
-        self._pool = await open_pool(self.dsn, policy=self.policy, json_values=False)
+        # json values are turned into text by _group, which is cheaper than a codec. Its
+        # batches leave no session state (their settings and locks end with their
+        # transaction; the staging tables are kept on purpose): no reset between them.
+        self._pool = await open_pool(
+            self.dsn, policy=self.policy, json_values=False, reset_sessions=False
+        )
         try:
             schema = await self._describe(self.table)
             if schema is None:

@@ -365,7 +365,8 @@ class TablesSink(Sink[TableRow]):
 
     async def open(self) -> None:
         try:
-            self._pool = await open_pool(self.dsn, policy=self.policy)
+            # Its batches leave no session state: no reset between them.
+            self._pool = await open_pool(self.dsn, policy=self.policy, reset_sessions=False)
             for table in self.tables:
                 self.sinks[table] = await self._open_sink(table)
         except BaseException:

@@ -166,7 +166,8 @@ class ApplySink(Sink[ChangeEvent]):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self._pool = await open_pool(self.dsn, policy=self.policy, max_size=1)
+        # Its batches leave no session state: no reset between them (one round trip each).
+        self._pool = await open_pool(self.dsn, policy=self.policy, max_size=1, reset_sessions=False)
         try:
             self.applied = await self._run(
                 "reading the last applied change",
