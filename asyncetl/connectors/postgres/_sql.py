@@ -43,6 +43,7 @@ __all__ = [
     "row_texts",
     "soft_delete_from_stage",
     "staged_rows",
+    "unmodified",
     "unnest_rows",
 ]
 
@@ -425,8 +426,6 @@ _BINARY_SEND = {
     "real": "pg_catalog.float4send",
     "numeric": "pg_catalog.numeric_send",
 }
-#: A type modifier: ``(20)`` of ``character varying(20)``, ``(3)`` of ``timestamp(3) …``.
-_TYPMOD = re.compile(r"\(\d+(,\d+)?\)")
 
 
 def differs_from_stored(columns: Sequence[str], types: Mapping[str, str]) -> str:
@@ -444,7 +443,7 @@ def differs_from_stored(columns: Sequence[str], types: Mapping[str, str]) -> str
     exact: list[tuple[str, str]] = []
     others: list[str] = []
     for column in columns:
-        form = _exact_form(_TYPMOD.sub("", types.get(column, "")))
+        form = _exact_form(unmodified(types.get(column, "")))
         if form is None:
             others.append(column)
             continue
@@ -457,6 +456,16 @@ def differs_from_stored(columns: Sequence[str], types: Mapping[str, str]) -> str
     if others:
         tests.append(f"{row_text('t', others)} IS DISTINCT FROM {row_text('EXCLUDED', others)}")
     return "(" + " OR ".join(tests) + ")"
+
+
+#: A type modifier: ``(20)`` of ``character varying(20)``, ``(10,2)`` of ``numeric(10,2)``.
+_MODIFIER = re.compile(r"\(\d+(?:,\d+)?\)")
+
+
+def unmodified(sql_type: str) -> str:
+    """``sql_type`` as the catalog spells it, without its modifiers: ``numeric(10,2)`` is
+    ``numeric``, ``character varying(5)[]`` is ``character varying[]``."""
+    return _MODIFIER.sub("", sql_type)
 
 
 def _exact_form(sql_type: str) -> str | None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 
 from asyncetl.connectors.postgres._connect import Dsn, map_errors
-from asyncetl.connectors.postgres._sql import TableName, quote_ident
+from asyncetl.connectors.postgres._sql import TableName, quote_ident, unmodified
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = [
@@ -21,15 +20,6 @@ __all__ = [
     "table_ddl",
     "unmodified",
 ]
-
-_MODIFIER = re.compile(r"\(\d+(?:,\d+)?\)")
-
-
-def unmodified(sql_type: str) -> str:
-    """``sql_type`` as the catalog spells it, without its modifiers: ``numeric(10,2)`` is
-    ``numeric``, ``character varying(5)[]`` is ``character varying[]``."""
-    return _MODIFIER.sub("", sql_type)
-
 
 # text_io: asyncpg has no binary codec for the type (or its array element), so
 # binary COPY cannot take it: types of extensions, and a few built-in ones; or its
