@@ -40,10 +40,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
+from pg_cdc_snapshot import backend_cpu  # a sibling script: benchmarks/ is on the path
 
 TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
 KEYS = {"pgbench_accounts": "aid", "pgbench_branches": "bid", "pgbench_tellers": "tid"}
@@ -197,16 +197,6 @@ BACKENDS = (
     "AND (backend_type = 'walsender' AND datname = %s OR backend_type = 'client backend' "
     "AND datname = %s)"
 )
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def backend_cpu(pid: int) -> float | None:
-    """User and system CPU seconds of process ``pid``, or ``None`` once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 @dataclass
