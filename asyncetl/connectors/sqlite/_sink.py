@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import date, datetime, time
-from functools import lru_cache, partial
-from itertools import chain, repeat
-from operator import is_, itemgetter
+from functools import partial
 
 import anyio.from_thread
-import orjson
 
 from asyncetl.connectors.sqlite._check import table_problems
 from asyncetl.connectors.sqlite._checkpoint import SqliteCheckpointStore, checkpoint_row
@@ -24,6 +18,14 @@ from asyncetl.connectors.sqlite._connection import (
     same_database,
 )
 from asyncetl.connectors.sqlite._deadletter import SqliteDeadLetterStore, letter_row
+from asyncetl.connectors.sqlite._rows import (
+    Plan,
+    Record,
+    Rows,
+    check_names,
+    infer_types,
+    not_mappings,
+)
 from asyncetl.connectors.sqlite._sql import (
     TABLE_COLUMNS,
     CheckpointSql,
@@ -31,10 +33,9 @@ from asyncetl.connectors.sqlite._sql import (
     add_column,
     create_table,
     insert,
-    quote_ident,
 )
 from asyncetl.core.batch import Batch, Reject
-from asyncetl.core.contract import SchemaContract, check_contract
+from asyncetl.core.contract import check_contract
 from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import (
     Checkpoint,
@@ -46,23 +47,11 @@ from asyncetl.core.interfaces import (
     Sink,
     TransactionalWriter,
 )
-from asyncetl.core.logs import get_logger
 
 __all__ = ["SqliteSink"]
 
-Record = Mapping[str, object]
-
-_NATIVE = frozenset({str, int, float, bytes, bool, type(None)})
-_AFFINITY: dict[type, str] = {
-    bool: "INTEGER",
-    int: "INTEGER",
-    float: "REAL",
-    str: "TEXT",
-    bytes: "BLOB",
-}
 #: What SQLite raises for one bad row (a constraint, an int beyond 64 bits…).
 _ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)
-_log = get_logger("asyncetl.sqlite")
 
 
 class SqliteSink(Sink[Record]):
@@ -121,11 +110,11 @@ class SqliteSink(Sink[Record]):
     ) -> None:
         where = f"SqliteSink {name}"
         check_busy_timeout(where, busy_timeout)
-        _check_names(where, "table", [table])
+        check_names(where, "table", [table])
         if key is not None:
-            _check_names(where, "key", key)
+            check_names(where, "key", key)
         if columns is not None:
-            _check_names(where, "columns", columns)
+            check_names(where, "columns", columns)
             missing = [k for k in key or () if k not in columns]
             if missing:
                 raise ConfigError(
@@ -139,11 +128,11 @@ class SqliteSink(Sink[Record]):
         self.name = name
         self.columns = list(columns) if columns is not None else None
         self._db = SqliteConnection(self.path, busy_timeout=busy_timeout)
-        self._plan: _Plan | None = None
+        self._plan: Plan | None = None
         self._checkpoints: CheckpointSql | None = None
         self._dead_letters: DeadLetterSql | None = None
         self._checkpoint_table_ready = False
-        #: Batch sizes loaded in one statement each (see _Plan.statements), and the last.
+        #: Batch sizes loaded in one statement each (see Plan.statements), and the last.
         self._whole_sizes: set[int] = set()
         self._last_size = 0
 
@@ -225,20 +214,20 @@ class SqliteSink(Sink[Record]):
     def _transaction(
         self,
         records: Sequence[Record],
-        ready: tuple[_Plan, _Rows] | None,
+        ready: tuple[Plan, Rows] | None,
         checkpoint: Checkpoint | None,
         settle: Settle | None,
         conn: sqlite3.Connection,
     ) -> list[Reject]:
         added: list[tuple[str, str]] = []
         if ready is not None:
-            plan: _Plan | None
+            plan: Plan | None
             plan, rows = ready
         else:
             plan = self._plan or self._make_plan(conn, records)
             if plan is not None and plan.contract == "evolve":
                 plan, added = plan.evolved(records, self._existing_columns(conn))
-            rows = plan.rows(records) if plan else _Rows.refused(_not_mappings(records))
+            rows = plan.rows(records) if plan else Rows.refused(not_mappings(records))
         try:
             rejects = self._load(conn, plan, added, rows, checkpoint, settle, one_by_one=False)
         except _RowRefused:
@@ -253,9 +242,9 @@ class SqliteSink(Sink[Record]):
     def _load(
         self,
         conn: sqlite3.Connection,
-        plan: _Plan | None,
+        plan: Plan | None,
         added: list[tuple[str, str]],
-        rows: _Rows,
+        rows: Rows,
         checkpoint: Checkpoint | None,
         settle: Settle | None,
         *,
@@ -282,8 +271,8 @@ class SqliteSink(Sink[Record]):
                 self._save_checkpoint(conn, checkpoint)
         return rejects
 
-    def _insert(self, conn: sqlite3.Connection, plan: _Plan, rows: _Rows) -> None:
-        """All rows in as few statements as :meth:`_Plan.statements` allows.
+    def _insert(self, conn: sqlite3.Connection, plan: Plan, rows: Rows) -> None:
+        """All rows in as few statements as :meth:`Plan.statements` allows.
 
         :raises _RowRefused: some row was refused; the caller's transaction rolls back.
         """
@@ -299,7 +288,7 @@ class SqliteSink(Sink[Record]):
         except _ROW_ERRORS as exc:
             raise _RowRefused from exc
 
-    def _insert_each(self, conn: sqlite3.Connection, plan: _Plan, rows: _Rows) -> list[Reject]:
+    def _insert_each(self, conn: sqlite3.Connection, plan: Plan, rows: Rows) -> list[Reject]:
         rejects: list[Reject] = []
         for row, record in zip(rows.each(), rows.kept, strict=True):
             try:
@@ -339,12 +328,12 @@ class SqliteSink(Sink[Record]):
             conn.execute(self._checkpoints.create)
         conn.execute(self._checkpoints.save, checkpoint_row(checkpoint))
 
-    def _make_plan(self, conn: sqlite3.Connection, records: Sequence[Record]) -> _Plan | None:
+    def _make_plan(self, conn: sqlite3.Connection, records: Sequence[Record]) -> Plan | None:
         first = next((r for r in records if isinstance(r, Mapping)), None)
         if first is None:
             return None  # nothing to learn the columns (or their types) from yet
         columns = self.columns or [*self.key, *(c for c in first if c not in self.key)]
-        _check_names(f"SqliteSink {self.name}", "record keys", columns)
+        check_names(f"SqliteSink {self.name}", "record keys", columns)
         existing = self._existing_columns(conn)
         create = None
         if existing:
@@ -356,10 +345,10 @@ class SqliteSink(Sink[Record]):
                     "or list the columns to load in columns"
                 )
         elif self.create:
-            create = create_table(self.table, _infer_types(columns, records), self.key)
+            create = create_table(self.table, infer_types(columns, records), self.key)
         else:
             raise self._missing_table()
-        return _Plan(
+        return Plan(
             self.table,
             columns,
             insert(self.table, columns, self.key),
@@ -379,181 +368,10 @@ class SqliteSink(Sink[Record]):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """How records become rows: fixed by the first batch for the sink's lifetime."""
-
-    table: str
-    columns: list[str]
-    insert: str
-    contract: SchemaContract
-    create: str | None = None
-    key: tuple[str, ...] = ()
-
-    def created(self) -> _Plan:
-        return self if self.create is None else replace(self, create=None)
-
-    def evolved(
-        self, records: Sequence[Record], existing: Sequence[str]
-    ) -> tuple[_Plan, list[tuple[str, str]]]:
-        """This plan with a column for each key of ``records`` outside its columns, and
-        those of them the table (``existing`` columns) lacks, with their declared types
-        (inferred as ``create`` infers them)."""
-        known = set(self.columns)
-        new = {
-            k: None
-            for r in records
-            if isinstance(r, Mapping)
-            for k in r
-            if isinstance(k, str) and k not in known
-        }
-        if not new:
-            return self, []
-        names = list(new)
-        _check_names(f"SQLite table {self.table!r}", "record keys", [*self.columns, *names])
-        columns = [*self.columns, *names]
-        plan = replace(self, columns=columns, insert=insert(self.table, columns, self.key))
-        there = {name.lower() for name in existing}
-        return plan, _infer_types([n for n in names if n.lower() not in there], records)
-
-    def statements(
-        self, rows: _Rows, most: int, whole: Collection[int] = ()
-    ) -> Iterator[tuple[str, list[object]]]:
-        """The inserts of ``rows``, each with its values: one if their count is among
-        ``whole``; else parts of ``most`` rows (a power of two), then the rest in at most
-        two parts, a multiple of :data:`_STEP` rows and fewer than :data:`_STEP`, so that
-        few statement texts recur (each compiled one is kept by the connection) and a
-        batch takes few statements."""
-        width, values, count = len(self.columns), rows.values, len(rows.kept)
-        if count in whole:
-            yield _insert_rows(self.insert, self.table, self.columns, self.key, count), values
-            return
-        start = 0
-        while start < count:
-            left = count - start
-            size = most if left >= most else (left if left < _STEP else left - left % _STEP)
-            sql = _insert_rows(self.insert, self.table, self.columns, self.key, size)
-            yield sql, values[start * width : (start + size) * width]
-            start += size
-
-    def rows(self, records: Sequence[Record]) -> _Rows:
-        """Bound parameters of the records kept, all in one list, and the records refused."""
-        values = self._plain_values(records)
-        if values is not None:
-            return _Rows(values, len(self.columns), list(records), [])
-        return self._rows_one_by_one(records)
-
-    def _plain_values(self, records: Sequence[Record]) -> list[object] | None:
-        """The common batch's values, taken whole in C: plain dicts with exactly the columns
-        as keys and no key column NULL. ``None`` for any other batch, which
-        :meth:`_rows_one_by_one` sorts out record by record."""
-        width = len(self.columns)
-        if not records or set(map(type, records)) != {dict} or set(map(len, records)) != {width}:
-            return None
-        try:
-            # As many keys as columns and every column there: no key outside them.
-            values: list[object] = list(chain.from_iterable(map(_getter(self.columns), records)))
-        except KeyError:
-            return None
-        for at in (self.columns.index(k) for k in self.key):
-            # Compared by identity, in C: ``None in …`` would ask every value's __eq__.
-            if any(map(is_, values[at::width], repeat(None))):
-                return None
-        return values if _NATIVE.issuperset(map(type, values)) else list(map(_adapt, values))
-
-    def _rows_one_by_one(self, records: Sequence[Record]) -> _Rows:
-        columns, known = self.columns, frozenset(self.columns)
-        width, check_known = len(columns), self.contract in ("freeze", "discard_row")
-        every = _getter(columns)
-        key_at = [columns.index(k) for k in self.key]
-        values: list[object] = []
-        extend = values.extend
-        kept: list[Record] = []
-        rejects: list[Reject] = []
-        left_out = 0
-        for record in records:
-            if type(record) is dict:  # not a subclass: a defaultdict would add the column
-                try:
-                    row = every(record)
-                    # Every column there and no more keys than columns: no key outside them.
-                    exact = len(record) == width
-                except KeyError:
-                    row, exact = tuple(map(record.get, columns)), False
-            elif isinstance(record, Mapping):
-                row, exact = tuple(map(record.get, columns)), False
-            else:
-                rejects.append(_not_mapping(record))
-                continue
-            if check_known and not exact and not record.keys() <= known:
-                if self.contract == "freeze":
-                    rejects.append(self._extra(record, known))
-                left_out += 1
-                continue
-            if key_at and _none_at(row, key_at):
-                rejects.append(self._keyless(record))
-                continue
-            extend(row)
-            kept.append(record)
-        if not _NATIVE.issuperset(map(type, values)):
-            values = list(map(_adapt, values))
-        if left_out and self.contract == "discard_row":
-            _log.warning(
-                "records left out: fields without a column",
-                table=self.table,
-                records=left_out,
-                fields=sorted({k for r in records if isinstance(r, Mapping) for k in r} - known),
-            )
-        return _Rows(values, len(columns), kept, rejects)
-
-    def _keyless(self, record: Record) -> Reject:
-        column = next(k for k in self.key if record.get(k) is None)
-        state = "is null" if column in record else "is missing"
-        return Reject(
-            record,
-            ValueError(
-                f"record's key column {column!r} {state}; SQLite table {self.table!r} is "
-                "keyed by it, and a record without its key cannot be stored"
-            ),
-        )
-
-    def _extra(self, record: Record, known: frozenset[str]) -> Reject:
-        extra = next(column for column in record if column not in known)
-        return Reject(
-            record,
-            ValueError(
-                f"record has column {extra!r}, which is not loaded into SQLite table "
-                f"{self.table!r}; add it to columns (and the table), or set schema_contract = "
-                '"evolve" (or "discard_value", "discard_row")'
-            ),
-        )
-
-
-@dataclass(slots=True)
-class _Rows:
-    """A batch's rows as SQLite binds them: the values of every kept record in one flat
-    list (no tuple per row), the records kept, and the records refused."""
-
-    values: list[object]
-    width: int
-    kept: list[Record]
-    rejects: list[Reject]
-
-    @classmethod
-    def refused(cls, rejects: list[Reject]) -> _Rows:
-        return cls([], 0, [], rejects)
-
-    def each(self) -> Iterator[list[object]]:
-        """The bound parameters of each kept record in turn."""
-        width, values = self.width, self.values
-        return (values[i : i + width] for i in range(0, len(values), width))
-
-
 class _RowRefused(Exception):
     """A statement of a batch's insert was refused for one of its rows."""
 
 
-#: Rows of a statement for the rest of a batch are a multiple of this, or fewer.
-_STEP = 64
 #: Batch sizes at most that get a statement of their own once they recur: a compiled
 #: statement of a thousand rows takes about a megabyte.
 _WHOLE_SIZES = 4
@@ -570,88 +388,5 @@ def _rows_per_statement(conn: sqlite3.Connection, columns: Sequence[str]) -> int
     return 1 << (min(fits, _MOST_ROWS).bit_length() - 1)
 
 
-@lru_cache(maxsize=32)
-def _insert_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: int) -> str:
-    return insert(table, columns, key, rows)
-
-
-def _insert_rows(
-    one: str, table: str, columns: Sequence[str], key: tuple[str, ...], rows: int
-) -> str:
-    return one if rows == 1 else _insert_sql(table, tuple(columns), key, rows)
-
-
-def _getter(columns: Sequence[str]) -> Callable[[Record], tuple[object, ...]]:
-    """A function giving a record's values of ``columns`` as a tuple, in C; it raises
-    ``KeyError`` for a missing column."""
-    if len(columns) == 1:
-        one = columns[0]
-        return lambda record: (record[one],)
-    return itemgetter(*columns)
-
-
-def _none_at(row: tuple[object, ...], positions: Sequence[int]) -> bool:
-    # Compared by identity, in C: ``None in row`` would ask every value's __eq__.
-    return any(map(is_, map(row.__getitem__, positions), repeat(None)))
-
-
 async def _settled(settle: Settle, rejects: list[Reject]) -> Sequence[DeadLetter]:
     return await settle(rejects)
-
-
-def _adapt(value: object) -> object:
-    """``value`` as something SQLite binds."""
-    if type(value) in _NATIVE:
-        return value
-    if isinstance(value, dict | list | tuple):
-        try:
-            return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-            return json.dumps(value, default=str, ensure_ascii=False)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return bytes(value)
-    for scalar in (bool, int, float, str):  # their subclasses: enums, numpy-like scalars…
-        if isinstance(value, scalar):
-            return scalar(value)
-    return str(value)
-
-
-def _infer_types(columns: Sequence[str], records: Sequence[Record]) -> list[tuple[str, str]]:
-    """Each column with the declared type of its first non-NULL value in ``records``."""
-    mappings = [r for r in records if isinstance(r, Mapping)]
-    types: list[tuple[str, str]] = []
-    for column in columns:
-        value = next((m[column] for m in mappings if m.get(column) is not None), None)
-        types.append((column, "" if value is None else _AFFINITY[type(_adapt(value))]))
-    return types
-
-
-def _not_mappings(records: Sequence[object]) -> list[Reject]:
-    return [_not_mapping(record) for record in records]
-
-
-def _not_mapping(record: object) -> Reject:
-    return Reject(
-        record,
-        TypeError(
-            f"a SQLite record must map column names to values, not be a {type(record).__name__}"
-        ),
-    )
-
-
-def _check_names(where: str, key: str, names: Sequence[object]) -> None:
-    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
-        raise ConfigError(f"must be a non-empty list of names, not {names!r}", where=where, key=key)
-    for name in names:
-        try:
-            quote_ident(name)  # type: ignore[arg-type]
-        except ConfigError:
-            raise ConfigError(
-                f"{name!r} is not a valid SQLite identifier", where=where, key=key
-            ) from None
-    if len({str(n).lower() for n in names}) != len(names):
-        raise ConfigError(
-            f"names repeat (SQLite ignores case): {list(names)!r}", where=where, key=key
-        )
