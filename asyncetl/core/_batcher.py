@@ -38,8 +38,8 @@ class Batcher:
     """Merges chunks into batches of ``max_size`` records, or fewer once ``max_age`` is up.
 
     A chunk is never split: a batch closes as soon as it holds ``max_size``
-    records or more. Run :meth:`run` as a task and give the source an
-    :meth:`inlet`.
+    records or more, or with a chunk that :attr:`~Chunk.ends_batch`. Run :meth:`run` as a
+    task and give the source an :meth:`inlet`.
 
     :param register: told of each batch, in sequence order, before any stage sees it.
     :param reject: handles the records a source could not decode.
@@ -109,11 +109,12 @@ class Batcher:
                         # The chunk joins the open batch, the one numbered next.
                         await self._reject(chunk.rejects, chunk.position, self._seq)
                     filling.add(chunk, self._max_age)
+                    ends = chunk.ends_batch
                     chunk = None  # the batch alone holds the records from here on
                     self._holding = len(filling.records) + 1
-                    if len(filling.records) < max_size:
+                    if len(filling.records) < max_size and not ends:
                         continue
-                # Full, or its age is up: close the batch.
+                # Full, its age is up, or the source asked: close the batch.
                 await _handoff.send(batches, self._close(filling))
             if filling.is_open:
                 await batches.send(self._close(filling))

@@ -33,6 +33,10 @@ class Chunk(Generic[T_co]):
 
     :param rejects: raw records the source could not decode; they go to the
         source's failure policy, never silently away.
+    :param ends_batch: close the batch with this chunk, full or not, instead of
+        waiting up to ``max_batch_age`` for more: the source reached a point worth
+        committing at once, such as the end of a snapshot, after which it may have
+        nothing to send for a while.
 
     Once sent, the chunk's ``records`` list belongs to the engine (it may become
     the batch's list without a copy): a source must not change it afterwards.
@@ -41,6 +45,7 @@ class Chunk(Generic[T_co]):
     records: Sequence[T_co]
     position: Position
     rejects: Sequence[Reject] = ()
+    ends_batch: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,3 +81,40 @@ async def test_age_closes_a_batch_while_the_source_is_slow() -> None:
         await pipeline.run()
     assert [b.records for b in sink.batches] == [[0, 1], [2, 3]]
     assert arrivals[0] < 0.3  # closed by age, not by the next chunk
+
+
+class PausingSource(Source[int]):
+    """Yields its chunks, then waits until ``release`` is set before it ends."""
+
+    def __init__(self, chunks: list[Chunk[int]]) -> None:
+        self.chunks = chunks
+        self.release = anyio.Event()
+
+    async def read(self, after: Position, *, max_chunk: int) -> AsyncIterator[Chunk[int]]:
+        for chunk in self.chunks:
+            yield chunk
+        await self.release.wait()
+
+
+async def test_a_chunk_that_ends_its_batch_is_committed_without_waiting_for_more() -> None:
+    sink: ListSink[int] = ListSink()
+    store = MemoryCheckpointStore()
+    # The source then goes quiet: only ends_batch closes the batch before its age (60 s).
+    source = PausingSource([Chunk([0, 1], 2), Chunk([2], 3, ends_batch=True), Chunk([4], 5)])
+    pipeline = Pipeline("p", source, sink, checkpoints=store, max_batch_size=100, max_batch_age=60)
+
+    async def committed(position: int) -> None:
+        while store.positions.get(("p", "source")) != position:
+            await anyio.sleep(0.005)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pipeline.run)
+        with anyio.fail_after(5):
+            await committed(3)
+        # The chunk after it opens a batch of its own, which waits as ever.
+        await anyio.sleep(0.2)
+        assert [b.records for b in sink.batches] == [[0, 1, 2]]
+        assert store.positions[("p", "source")] == 3
+        source.release.set()
+    assert [b.records for b in sink.batches] == [[0, 1, 2], [4]]
+    assert store.positions[("p", "source")] == 5

@@ -322,7 +322,8 @@ class CdcSource(Source[ChangeEvent]):
             assert self._stream is not None
             chunk = await self._stream.next_chunk(max_chunk)
         assert isinstance(chunk.position, dict)
-        return Chunk(chunk.records, {**chunk.position, **self._identity}, chunk.rejects)
+        position = {**chunk.position, **self._identity}
+        return Chunk(chunk.records, position, chunk.rejects, chunk.ends_batch)
 
     async def _status_timer(self) -> None:
         while True:
@@ -515,7 +516,9 @@ class CdcSource(Source[ChangeEvent]):
         if progress is None:
             _log.info("snapshot done", slot=self.slot, rows=self._snapshot.rows_read)
             await self._end_snapshot()
-            return Chunk(events, {"lsn": format_lsn(self._lsn)})
+            # Committed at once: the stream after it may stay quiet for longer than
+            # max_batch_age, and the snapshot is not done in the target until then.
+            return Chunk(events, {"lsn": format_lsn(self._lsn)}, ends_batch=True)
         return Chunk(events, {"lsn": format_lsn(self._lsn), "snapshot": progress})
 
     async def _end_snapshot(self) -> None:

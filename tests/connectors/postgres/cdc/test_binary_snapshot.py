@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 import anyio
+import asyncpg
+import orjson
 import pytest
 import structlog
 
@@ -366,3 +368,43 @@ async def test_a_page_larger_than_one_send_arrives_whole(cdc_db: str, target_db:
     finally:
         await sink.aclose()
     assert await _same(cdc_db, target_db, "big")
+
+
+async def test_the_end_of_the_snapshot_is_committed_without_waiting_for_the_batch_age(
+    cdc_db: str, target_db: str
+) -> None:
+    await execute(
+        cdc_db,
+        "CREATE TABLE quick (id int PRIMARY KEY, v text);"
+        "INSERT INTO quick SELECT g, 'v' || g FROM generate_series(1, 25) g",
+    )
+    source = make_source(cdc_db, tables=["quick"])
+    pipeline = Pipeline(
+        "quick",
+        source,
+        ApplySink(target_db, create=True),
+        checkpoints=PostgresCheckpointStore(target_db),
+        # The snapshot's one page, and last chunk, is smaller than a batch, and nothing
+        # streams after it: only its end closes the batch before its age.
+        max_batch_size=100,
+        max_batch_age=60,
+    )
+
+    async def snapshot_done() -> bool:
+        try:
+            rows = await fetch(target_db, "SELECT position::text FROM asyncetl_checkpoints")
+        except asyncpg.UndefinedTableError:
+            return False
+        return bool(rows) and "snapshot" not in orjson.loads(rows[0][0])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pipeline.run)
+        await wait_for(snapshot_done, seconds=15)
+        pipeline.stop()
+    assert await _same(cdc_db, target_db, "quick")
+    (position,) = [
+        orjson.loads(r[0])
+        for r in await fetch(target_db, "SELECT position::text FROM asyncetl_checkpoints")
+    ]
+    assert position["slot"] == source.slot
+    assert "snapshot" not in position
