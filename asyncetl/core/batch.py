@@ -35,8 +35,8 @@ class Chunk(Generic[T_co]):
         source's failure policy, never silently away.
     :param ends_batch: close the batch with this chunk, full or not, instead of
         waiting up to ``max_batch_age`` for more: the source reached a point worth
-        committing at once, such as the end of a snapshot, after which it may have
-        nothing to send for a while.
+        committing at once, such as the end of a snapshot or a stream caught up with
+        its server, after which it may have nothing to send for a while.
 
     Once sent, the chunk's ``records`` list belongs to the engine (it may become
     the batch's list without a copy): a source must not change it afterwards.
