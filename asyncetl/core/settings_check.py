@@ -8,11 +8,19 @@ names the connector in the message, e.g. ``KafkaSource 'kafka'``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.retry import RetryPolicy
 
-__all__ = ["non_negative_int", "nonempty", "positive_int", "positive_seconds", "retry_policy"]
+__all__ = [
+    "identifier_names",
+    "non_negative_int",
+    "nonempty",
+    "positive_int",
+    "positive_seconds",
+    "retry_policy",
+]
 
 
 def nonempty(value: object, where: str, key: str) -> str:
@@ -72,3 +80,32 @@ def retry_policy(retries: object, retry_max_time: object, where: str) -> RetryPo
     tries = non_negative_int(retries, where, "retries") + 1
     max_time = positive_seconds(retry_max_time, where, "retry_max_time")
     return RetryPolicy(max_tries=tries, max_time=max_time, max_delay=5.0)
+
+
+def identifier_names(
+    names: object,
+    where: str,
+    key: str,
+    *,
+    quote: Callable[[str], str],
+    system: str,
+) -> Sequence[str]:
+    """``names`` if it is a non-empty list of identifiers ``quote`` accepts, none repeated
+    regardless of case (``system``, such as SQLite or DuckDB, ignores it).
+
+    :raises ConfigError: otherwise, naming ``key`` and the first name refused.
+    """
+    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+        raise ConfigError(f"must be a non-empty list of names, not {names!r}", where=where, key=key)
+    for name in names:
+        try:
+            quote(name)
+        except ConfigError:
+            raise ConfigError(
+                f"{name!r} is not a valid {system} identifier", where=where, key=key
+            ) from None
+    if len({str(n).lower() for n in names}) != len(names):
+        raise ConfigError(
+            f"names repeat ({system} ignores case): {list(names)!r}", where=where, key=key
+        )
+    return names

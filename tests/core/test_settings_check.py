@@ -10,6 +10,7 @@ import pytest
 from asyncetl import ConfigError
 from asyncetl.core.retry import RetryPolicy
 from asyncetl.core.settings_check import (
+    identifier_names,
     non_negative_int,
     nonempty,
     positive_int,
@@ -72,3 +73,29 @@ def test_retry_policy_names_the_setting_it_refuses(
     with pytest.raises(ConfigError) as caught:
         retry_policy(retries, max_time, WHERE)
     assert str(caught.value) == f"{WHERE}: {message}"
+
+
+def _quote(name: str) -> str:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(f"not an identifier: {name!r}")
+    return f'"{name}"'
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ("id", "must be a non-empty list of names, not 'id'"),
+        ([], "must be a non-empty list of names, not []"),
+        (["id", "a b"], "'a b' is not a valid SQLite identifier"),
+        (["Id", "id"], "names repeat (SQLite ignores case): ['Id', 'id']"),
+    ],
+)
+def test_identifier_names_refuses_each_bad_list_naming_the_key(names: object, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        identifier_names(names, "SqliteSink 'sink'", "key", quote=_quote, system="SQLite")
+    assert str(caught.value) == f"SqliteSink 'sink': key: {message}"
+
+
+def test_identifier_names_gives_back_a_good_list() -> None:
+    names = ["id", "Name"]
+    assert identifier_names(names, WHERE, "columns", quote=_quote, system="DuckDB") is names

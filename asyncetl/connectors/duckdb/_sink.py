@@ -53,6 +53,7 @@ from asyncetl.core.interfaces import (
     TransactionalWriter,
 )
 from asyncetl.core.logs import get_logger
+from asyncetl.core.settings_check import identifier_names
 
 __all__ = ["DuckDBSink", "DuckDBSinkMode"]
 
@@ -501,16 +502,4 @@ def _check_choice(where: str, key: str, value: str, choices: Sequence[str]) -> N
 
 
 def _check_names(where: str, key: str, names: Sequence[object]) -> None:
-    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
-        raise ConfigError(f"must be a non-empty list of names, not {names!r}", where=where, key=key)
-    for name in names:
-        try:
-            quote_ident(name)  # type: ignore[arg-type]
-        except ConfigError:
-            raise ConfigError(
-                f"{name!r} is not a valid DuckDB identifier", where=where, key=key
-            ) from None
-    if len({str(n).lower() for n in names}) != len(names):
-        raise ConfigError(
-            f"names repeat (DuckDB ignores case): {list(names)!r}", where=where, key=key
-        )
+    identifier_names(names, where, key, quote=quote_ident, system="DuckDB")

@@ -16,8 +16,8 @@ import orjson
 from asyncetl.connectors.sqlite._sql import insert, quote_ident
 from asyncetl.core.batch import Reject
 from asyncetl.core.contract import SchemaContract
-from asyncetl.core.errors import ConfigError
 from asyncetl.core.logs import get_logger
+from asyncetl.core.settings_check import identifier_names
 
 __all__ = ["Plan", "Record", "Rows", "check_names", "infer_types", "not_mappings"]
 
@@ -274,16 +274,4 @@ def _not_mapping(record: object) -> Reject:
 
 
 def check_names(where: str, key: str, names: Sequence[object]) -> None:
-    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
-        raise ConfigError(f"must be a non-empty list of names, not {names!r}", where=where, key=key)
-    for name in names:
-        try:
-            quote_ident(name)  # type: ignore[arg-type]
-        except ConfigError:
-            raise ConfigError(
-                f"{name!r} is not a valid SQLite identifier", where=where, key=key
-            ) from None
-    if len({str(n).lower() for n in names}) != len(names):
-        raise ConfigError(
-            f"names repeat (SQLite ignores case): {list(names)!r}", where=where, key=key
-        )
+    identifier_names(names, where, key, quote=quote_ident, system="SQLite")
