@@ -90,6 +90,7 @@ PUBLIC: dict[str, list[str]] = {
         "use_env_file",
     ],
     "asyncetl.core.settings_check": [
+        "identifier_names",
         "non_negative_int",
         "nonempty",
         "positive_int",
