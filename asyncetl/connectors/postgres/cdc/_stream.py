@@ -274,8 +274,6 @@ class ChangeStream:
 
     async def _stays_quiet(self) -> bool:
         """Whether nothing arrives for :data:`_QUIET` seconds; what does is kept to process."""
-        if self._conn is None or not self._conn.streaming:
-            return False  # the reader reconnects first
         try:
             return not await self._receive_until_status_due(within=_QUIET)
         except TransientError as exc:
@@ -287,10 +285,16 @@ class ChangeStream:
 
         A walsender that has sent all the WAL there is, and has not heard that it was
         all written, sends a keepalive before it sleeps: that keepalive last, with no
-        byte after it and no transaction open, is the stream caught up.
+        byte after it and no transaction open, on a connection still streaming (else
+        the reader reconnects first), is the stream caught up.
         """
+        conn = self._conn
         return (
-            self._after_keepalive and self._offset == len(self._data) and self.position.tx is None
+            self._after_keepalive
+            and self._offset == len(self._data)
+            and self.position.tx is None
+            and conn is not None
+            and conn.streaming
         )
 
     def _closed_since_emit(self) -> bool:
