@@ -334,7 +334,10 @@ async def test_a_snapshot_batch_is_a_page_while_stream_batches_stay_small(
         await pipeline.run()
     assert sizes[:4] == [2, 9, 9, 5]
     assert sum(sizes[4:]) == 6
-    assert max(sizes[4:]) <= 2
+    # Stream batches stay near max_batch_size, not a page's size: a batch closes once it
+    # holds 2 or more, and a chunk of the stream holds at most 2 (max_chunk), so a chunk
+    # of 1 (the transaction's bytes arriving in two reads) then one of 2 make 3.
+    assert max(sizes[4:]) <= 3
 
 
 @pytest.mark.parametrize("value", [0, -1, True, 4.5, "4MiB", (1 << 30) + 1])
