@@ -138,8 +138,13 @@ async def take(
     max_chunk: int = 1000,
     seconds: float = 30.0,
     on_chunk: Callable[[Chunk[ChangeEvent]], Any] | None = None,
+    committed: bool = False,
 ) -> tuple[list[ChangeEvent], list[Position]]:
-    """Read ``source`` until ``count`` records came; the records and every chunk position."""
+    """Read ``source`` until ``count`` records came; the records and every chunk position.
+
+    :param committed: read on until a chunk's position is past a commit, not inside the
+        transaction of the last record (its commit may come a read after it).
+    """
     records: list[ChangeEvent] = []
     positions: list[Position] = []
     with anyio.fail_after(seconds):
@@ -149,7 +154,8 @@ async def take(
                 positions.append(chunk.position)
                 if on_chunk is not None:
                     await on_chunk(chunk)
-                if len(records) >= count:
+                inside = isinstance(chunk.position, dict) and "tx" in chunk.position
+                if len(records) >= count and not (committed and inside):
                     break
     return records, positions
 

@@ -185,7 +185,7 @@ async def test_resume_inside_a_transaction_skips_what_was_emitted(cdc_db: str) -
         status_interval=0.2,
     )
     try:
-        rest, rest_positions = await take(resumed, 10 - emitted, after=middle)
+        rest, rest_positions = await take(resumed, 10 - emitted, after=middle, committed=True)
     finally:
         await resumed.aclose()
     assert [e.after["id"] for e in rest if e.after] == list(range(emitted + 1, 11))
