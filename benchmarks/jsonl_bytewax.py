@@ -12,12 +12,14 @@ extra (bytewax).
     python benchmarks/jsonl_bytewax.py                  # 1M records, 3 pairs, both sinks
     python benchmarks/jsonl_bytewax.py --n 200000 --pairs 1 --sink null
 
-For whole-process figures, time one side against the other with farm-bench:
+For whole-process figures (CPU time, peak memory), write the input once and
+time the sides in turns, several runs of each:
 
     python benchmarks/jsonl_bytewax.py --make-input /tmp/in.jsonl --n 1000000
-    farm-bench -n 5 --vs 'python benchmarks/jsonl_bytewax.py --child bytewax \
-        --input /tmp/in.jsonl --sink file' -- python benchmarks/jsonl_bytewax.py \
-        --child asyncetl --input /tmp/in.jsonl --sink file
+    /usr/bin/time -v python benchmarks/jsonl_bytewax.py --child bytewax \
+        --input /tmp/in.jsonl --sink file
+    /usr/bin/time -v python benchmarks/jsonl_bytewax.py --child asyncetl \
+        --input /tmp/in.jsonl --sink file
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ With ``--rerun`` the target is filled by a first copy (not timed) and the timed
 copy is the second, which finds every row there already and writes nothing.
 ``--numeric`` makes ``delta`` a ``numeric`` without a scale, whose values can hash
 alike yet differ (1.0 and 1.00), so that a rerun compares the rows it skips.
-Run it under ``farm-bench --vs`` against another checkout for a ratio.
+For a ratio, time it in turns against another checkout's copy of this script
+(``/usr/bin/time -v``, several runs of each, medians compared).
 """
 
 from __future__ import annotations
