@@ -8,7 +8,17 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from asyncetl import Chunk, ListSink, ListSource, Pipeline, Position, Source, Transform, tune_gc
+from asyncetl import (
+    Chunk,
+    ListSink,
+    ListSource,
+    NullSink,
+    Pipeline,
+    Position,
+    Source,
+    Transform,
+    tune_gc,
+)
 from asyncetl.cli import main
 
 
@@ -17,7 +27,7 @@ def test_tune_gc_freezes_what_exists_and_collects_the_young_less_often() -> None
     survivor = [object()]
     assert any(o is survivor for o in gc.get_objects())
     tune_gc()
-    assert gc.get_threshold() == (10_000, 10, 10)
+    assert gc.get_threshold() == (100_000, 10, 10)
     # Frozen: no collection looks at it again.
     assert not any(o is survivor for o in gc.get_objects())
     tune_gc(young_threshold=5_000)
@@ -28,7 +38,7 @@ def test_run_tunes_the_collector(capsys: pytest.CaptureFixture[str]) -> None:
     gc.set_threshold(700, 10, 10)
     spec = f"{__name__}:make_pipeline"
     assert main(["run", spec]) == 0
-    assert gc.get_threshold()[0] == 10_000
+    assert gc.get_threshold()[0] == 100_000
     assert "records_out    3" in capsys.readouterr().out
 
 
@@ -65,10 +75,40 @@ async def test_a_run_freezes_what_existed_at_its_start_until_it_ends() -> None:
     survivor = [object()]
     state = GcState(survivor)
     await watched_pipeline("eased", state).run()
-    assert state.seen == [(True, 10_000, False), (True, 10_000, False)]
+    assert state.seen == [(True, 100_000, False), (True, 100_000, False)]
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == (700, 10, 10)
     assert any(o is survivor for o in gc.get_objects())
+
+
+@pytest.mark.anyio
+async def test_records_in_flight_are_not_walked_by_young_collections_during_a_run() -> None:
+    """Batches of 5,000 new records, a few batches in flight at once: more containers alive
+    than the old threshold (10,000, at which this run collected twice, walking records
+    still in flight), fewer than the young threshold, so no young collection starts."""
+    gc.set_threshold(700, 10, 10)
+    young_collections = 0
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        nonlocal young_collections
+        if phase == "start" and info["generation"] == 0:
+            young_collections += 1
+
+    sink = NullSink()
+    pipeline = Pipeline(
+        "in-flight",
+        ListSource(list(range(200_000)), chunk_size=5_000),
+        sink,
+        [Transform(lambda n: {"n": n, "key": {"n": n}})],  # two new containers a record
+        max_batch_size=5_000,
+    )
+    gc.callbacks.append(count)
+    try:
+        await pipeline.run()
+    finally:
+        gc.callbacks.remove(count)
+    assert sink.records == 200_000
+    assert young_collections == 0
 
 
 @pytest.mark.anyio
@@ -115,8 +155,8 @@ async def test_concurrent_runs_keep_the_collector_eased_until_the_last_ends() ->
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_second)
         tg.start_soon(run_first)
-    assert first.seen == [(True, 10_000, False), (True, 10_000, False)]
-    assert second.seen == [(True, 10_000, False), (True, 10_000, False)]
+    assert first.seen == [(True, 100_000, False), (True, 100_000, False)]
+    assert second.seen == [(True, 100_000, False), (True, 100_000, False)]
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == (700, 10, 10)
 

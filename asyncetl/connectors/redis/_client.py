@@ -15,7 +15,7 @@ import codecs
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -78,7 +78,8 @@ class _HiredisPackedConnection(aioredis.Connection):
     Text arguments are encoded as strict UTF-8.
     """
 
-    _packer = HiredisRespSerializer()
+    # Through Any: redis-py 8.2 gave the class an __init__ without annotations.
+    _packer = cast("Any", HiredisRespSerializer)()
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if isinstance(args[0], str) and " " not in args[0]:
