@@ -19,6 +19,11 @@ drains its slot into its own target, in turn (each side first in every other pai
   ``asyncetl.tune_gc()`` as the CLI runs it, stopped once the sink applied the
   workload's last change.
 
+Before each side is timed the server settles: the tables just written (the
+source's after the workload, the first side's target after its run) are
+vacuumed and analyzed, and a CHECKPOINT is taken, so that neither side runs
+beside the server's clean-up of the other's work.
+
 Each runs in a child process (peak RSS its own), timed until its target holds
 the last change; both targets are then checked identical to the source. CPU
 seconds are each side's own: its process, its walsender and its backends on the
@@ -245,6 +250,13 @@ def run_child(side: str, source: str, target: str, *args: str) -> Figures:
     )
 
 
+def settle(base: str, database: str) -> None:
+    """Vacuum and analyze ``database``'s pgbench tables and checkpoint: the server's own
+    clean-up after the workload (or after the side that ran first) is done before a
+    side is timed, not beside it."""
+    asyncio.run(sql(dsn(base, database), f"VACUUM (ANALYZE) {', '.join(TABLES)}", "CHECKPOINT"))
+
+
 def one_pair(base: str, src: str, tag: str, n: int, changes: int) -> list[Figures]:
     targets = {side: f"asyncetl_drain_{side}_{tag}_{n}" for side in ("peer", "asyncetl")}
     admin = dsn(base, "postgres")
@@ -268,16 +280,18 @@ def one_pair(base: str, src: str, tag: str, n: int, changes: int) -> list[Figure
             # The workload only makes WAL to drain: no need to wait for the disk per commit.
             env={**os.environ, "PGOPTIONS": "-c synchronous_commit=off"},
         )
+        settle(base, src)
         figures: dict[str, Figures] = {}
-        # Each side goes first in every other pair: the first run of a pair shares the
-        # machine with the server settling after pgbench's workload (asyncetl measured
-        # about a quarter slower going first than second), the second with whatever the
-        # first left (autovacuum of its target).
+        # Each side goes first in every other pair, and each is timed on a settled server:
+        # without, the first of a pair shared the machine with the server's clean-up
+        # after pgbench's workload (asyncetl measured about a quarter slower going first
+        # than second), the second with the clean-up after the first.
         order = ("peer", "asyncetl") if n % 2 == 0 else ("asyncetl", "peer")
         for side in order:
             target = dsn(base, targets[side])
             expected = str(transactions // 2 * 2 * 4)
             figures[side] = run_child(side, dsn(base, src), target, slots[side], expected)
+            settle(base, targets[side])
         source = digest(dsn(base, src))
         for side, target in targets.items():
             if digest(dsn(base, target)) != source:
