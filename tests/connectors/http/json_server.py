@@ -3,13 +3,13 @@
 The binary comes from ``$ASYNCETL_TEST_JSON_SERVER`` when set; otherwise npm
 installs json-server 0.17.4 once into ``~/.cache/asyncetl-tests`` (the npm
 registry is reachable wherever the suite runs, as PyPI is), so the suite
-passes as typed on a fresh machine with Node.js.
+passes as typed on a fresh machine with Node.js. `.ci/run` installs it ahead,
+with more attempts, so a registry that is briefly away does not fail CI.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -20,39 +20,23 @@ from pathlib import Path
 
 import orjson
 
+from tests.connectors.http.install_json_server import InstallFailed, install
 from tests.ports import free_port, stop
 
-VERSION = "0.17.4"
-CACHE = Path.home() / ".cache" / "asyncetl-tests" / f"json-server-{VERSION}"
+_failed: list[str] = []  # why the install failed, so later tests fail at once with it
 
 
 def binary() -> str:
-    """The json-server executable, installed with npm when missing."""
+    """The json-server executable: ``$ASYNCETL_TEST_JSON_SERVER``, or npm's install of it."""
     named = os.environ.get("ASYNCETL_TEST_JSON_SERVER")
     if named:
         return named
-    found = CACHE / "node_modules" / ".bin" / "json-server"
-    if not found.exists():
-        npm = shutil.which("npm")
-        assert npm is not None, (
-            "json-server tests need Node.js and npm (Debian: apt-get install npm)"
-        )
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(CACHE),
-                f"json-server@{VERSION}",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-    return str(found)
+    assert not _failed, _failed[0]
+    try:
+        return str(install())
+    except InstallFailed as failure:
+        _failed.append(str(failure))
+        raise AssertionError(str(failure)) from None
 
 
 @contextmanager
