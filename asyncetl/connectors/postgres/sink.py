@@ -5,9 +5,10 @@ made (the modules of :mod:`~asyncetl.connectors.postgres._writers` tell the
 details):
 
 ``upsert``
-    COPY into a temporary table, then ``INSERT … ON CONFLICT (key) DO UPDATE``,
-    with an optional ``version_column`` guard; batches of new keys only are
-    COPYed straight into the table until the first conflict.
+    ``INSERT … ON CONFLICT (key) DO UPDATE`` from the batch bound as arrays (or
+    COPYed into a temporary table), with an optional ``version_column`` guard;
+    batches of new keys only are COPYed straight into the table until the first
+    conflict.
 ``append``
     COPY straight into the table; with ``row_hash``, rows already there are skipped.
 ``replace_partition``
