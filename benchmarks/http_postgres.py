@@ -37,6 +37,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import asyncpg
@@ -174,21 +175,29 @@ def compare(api: str, url: str, args: argparse.Namespace) -> dict[str, list[dict
     runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
     for _ in range(args.pairs):
         for side in SIDES:
-            if side == "dlt":
-                os.environ["BENCH_DLT_DIR"] = f"/tmp/dlt_http_{secrets.token_hex(4)}"
-                asyncio.run(admin_db(url, f"DROP SCHEMA IF EXISTS {DLT_DATASET} CASCADE"))
-                asyncio.run(admin_db(url, f"DROP SCHEMA IF EXISTS {DLT_DATASET}_staging CASCADE"))
-                measure(side, api, url, args)  # the untimed load that fills its table
-            elif args.changed:
-                for sql in CHANGE:
-                    asyncio.run(admin_db(url, sql))
-            result = measure(side, api, url, args)
+            result = run_side(side, api, url, args)
             table = f"{DLT_DATASET}.{TABLE}" if side == "dlt" else TABLE
             found = asyncio.run(count(url, table))
             if found != n:
                 raise SystemExit(f"{side} left {found} rows, not {n}")
             runs[side].append(result)
     return runs
+
+
+def run_side(side: str, api: str, url: str, args: argparse.Namespace) -> dict[str, float]:
+    """One timed run of ``side``, after its untimed set-up."""
+    if side == "dlt":
+        # A new pipelines directory each time, removed after: dlt keeps its state there.
+        with tempfile.TemporaryDirectory(prefix="dlt_http_") as pipelines:
+            os.environ["BENCH_DLT_DIR"] = pipelines
+            for schema in (DLT_DATASET, f"{DLT_DATASET}_staging"):
+                asyncio.run(admin_db(url, f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            measure(side, api, url, args)  # the untimed load that fills its table
+            return measure(side, api, url, args)
+    if args.changed:
+        for sql in CHANGE:
+            asyncio.run(admin_db(url, sql))
+    return measure(side, api, url, args)
 
 
 async def admin_db(url: str, sql: str) -> None:

@@ -165,6 +165,7 @@ def example(
         if process.returncode is None and process.poll() is None:
             process.kill()
         log.close()
+    os.unlink(log.name)  # kept only when the run failed, for its message to point at
     on_source = sum(cpu for database, cpu in backends.values() if database == src)
     on_target = sum(cpu for database, cpu in backends.values() if database == target)
     return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, on_source, on_target
