@@ -7,7 +7,7 @@ tests can call it as a fallback on a fresh machine.
 npm installs into a fresh directory beside the cache, which is renamed into place
 only once the install succeeded: a cut-off install never passes for a finished one.
 A lock keeps two test processes from installing at the same time. When every
-attempt fails, the error carries the end of npm's own output.
+attempt fails, the error carries each attempt's npm error lines (its stack traces left out).
 """
 
 from __future__ import annotations

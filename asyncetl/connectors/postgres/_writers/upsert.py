@@ -4,8 +4,8 @@ The batch is bound as one array per column to ``INSERT … SELECT … FROM
 unnest(…) ON CONFLICT (key) DO UPDATE`` (a batch too large for that, or holding
 types not bound as arrays, is COPYed into a temporary table and merged from
 there: see :func:`~.._load.stage_for_merge`). With ``version_column`` an older
-row never overwrites a newer one; with ``row_hash`` an unchanged row is not
-rewritten; by default a row whose stored values are unchanged is not rewritten.
+row never overwrites a newer one; an unchanged row is not rewritten, told by its
+stored values (``skip_unchanged``, the default) or by its ``row_hash``.
 
 Until a batch meets a key already in the table, batches are COPYed straight
 into it inside a savepoint: about twice as fast on the server, and what an

@@ -110,7 +110,7 @@ async def test_a_large_transaction_streams_in_chunks_and_arrives_whole(
     assert most - before < 150 * 2**20, f"resident memory grew by {(most - before) >> 20} MiB"
 
 
-#: Every row's text in key order, digested in the server (2M rows fetched would cost more
+#: Every row's text in key order, digested in the server (1M rows fetched would cost more
 #: than the stream).
 _DIGEST = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM bulk AS t"
 
