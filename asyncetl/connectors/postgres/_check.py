@@ -27,6 +27,7 @@ __all__ = [
     "Needs",
     "checking",
     "column_problems",
+    "sink_problems",
     "table_problems",
 ]
 
@@ -64,6 +65,25 @@ class Needs:
     create: bool
     own: bool = False
     create_schema: bool = False
+
+
+async def sink_problems(dsn: Dsn, table: TableName, mode: str, *, create: bool) -> list[Problem]:
+    """What keeps a ``PostgresSink`` of ``mode`` from writing to ``table``.
+
+    The table must exist (or ``create`` be set) and allow the mode's rights;
+    ``refresh_swap`` also needs CREATE on the schema (for its staging table) and
+    ownership of the table (to rename it away).
+    """
+    swap = mode == "refresh_swap"
+    problems: list[Problem] = []
+    async with checking(dsn, problems) as conn:
+        if conn is not None:
+            needs = Needs(SINK_PRIVILEGES[mode], create=create, own=swap)
+            problems += await table_problems(conn, dsn, table, needs)
+            if swap:
+                staging = table.sibling("__asyncetl_new")  # RefreshSwapWriter's
+                problems += await table_problems(conn, dsn, staging, Needs((), create=True))
+    return problems
 
 
 @asynccontextmanager

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from asyncetl.connectors.postgres._connect import Dsn, map_errors
-from asyncetl.connectors.postgres._sql import TableName, quote_ident, unmodified
+from asyncetl.connectors.postgres._sql import TableName, WholeText, quote_ident, unmodified
+from asyncetl.core.errors import PermanentError
 from asyncetl.core.retry import RetryPolicy, retry_call
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "TableSchema",
     "add_column_ddl",
     "describe_remote",
+    "describe_source",
     "describe_table",
     "table_ddl",
     "unmodified",
@@ -123,10 +125,15 @@ class TableSchema:
         return any(set(unique) == wanted for unique in self.unique_keys)
 
 
-async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSchema | None:
+async def describe_table(
+    conn: asyncpg.Connection, table: TableName, *, arrays_as_text: bool = False
+) -> TableSchema | None:
     """Look ``table`` up in the catalog; ``None`` when it does not exist.
 
     An unqualified name is resolved through the ``search_path``, as PostgreSQL does.
+
+    :param arrays_as_text: array columns are written as one text each, the array's
+        literal (:class:`WholeText`), which keeps lower bounds other than 1.
     """
     row = await conn.fetchrow(_RESOLVE, table.sql)
     if row is None:
@@ -135,15 +142,16 @@ async def describe_table(conn: asyncpg.Connection, table: TableName) -> TableSch
     columns = tuple(
         Column(
             r["name"],
-            r["type"],
+            WholeText(r["type"]) if whole else r["type"],
             r["not_null"],
-            r["text_io"],
+            r["text_io"] or whole,
             r["generated"],
             r["identity"],
             r["default"],
             r["unbounded_bpchar"],
         )
         for r in await conn.fetch(_COLUMNS, oid)
+        for whole in [arrays_as_text and r["type"].endswith("]")]
     )
     keys = await conn.fetch(_UNIQUE_KEYS, oid)
     primary = next((tuple(r["columns"]) for r in keys if r["is_primary"]), ())
@@ -170,6 +178,21 @@ async def describe_remote(dsn: Dsn, table: TableName, *, policy: RetryPolicy) ->
                 await conn.close()
 
     return await retry_call(fetch, policy=policy, what=f"describe {table} on {dsn}")
+
+
+async def describe_source(dsn: Dsn, table: TableName, *, policy: RetryPolicy) -> TableSchema:
+    """:func:`describe_remote` of a sink's ``source_table``, which must exist.
+
+    :raises PermanentError: when it does not, naming the setting.
+    """
+    schema = await describe_remote(dsn, table, policy=policy)
+    if schema is None:
+        raise PermanentError(
+            f"source table {table} does not exist in {dsn.where}; "
+            "fix source_table or create the table",
+            setting="source_table",
+        )
+    return schema
 
 
 def _definition(column: Column) -> str:

@@ -38,7 +38,6 @@ lost nor applied twice.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import asyncpg
@@ -46,7 +45,7 @@ import asyncpg
 from asyncetl.connectors.postgres import _sql
 from asyncetl.connectors.postgres._binary import BinaryPage, check_binary_types
 from asyncetl.connectors.postgres._bisect import bisectable, is_record_error, load_bisecting
-from asyncetl.connectors.postgres._check import SINK_PRIVILEGES, Needs, checking, table_problems
+from asyncetl.connectors.postgres._check import sink_problems
 from asyncetl.connectors.postgres._checkpoint import PostgresCheckpointStore
 from asyncetl.connectors.postgres._connect import (
     Dsn,
@@ -71,7 +70,7 @@ from asyncetl.connectors.postgres._writers import (
 from asyncetl.connectors.postgres.schema import (
     Column,
     TableSchema,
-    describe_remote,
+    describe_source,
     describe_table,
 )
 from asyncetl.core.batch import Batch, Reject
@@ -172,10 +171,6 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             delete_flag=delete_flag,
             skip_unchanged=skip_unchanged,
         )
-        if skip_unchanged and mode != "upsert":
-            raise ConfigError(
-                f'is for mode = "upsert", not {mode!r}', where=where, key="skip_unchanged"
-            )
         writer = writer_class(mode, options, where=where)
         self.schema_contract = check_contract(schema_contract, where)
         if self.schema_contract == "evolve" and mode == "refresh_swap":
@@ -255,18 +250,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         ``refresh_swap`` also needs CREATE on the schema (for its staging table) and
         ownership of the table (to rename it away).
         """
-        swap = self.mode == "refresh_swap"
-        needs = Needs(SINK_PRIVILEGES[self.mode], create=self.create, own=swap)
-        problems: list[Problem] = []
-        async with checking(self.dsn, problems) as conn:
-            if conn is not None:
-                problems += await table_problems(conn, self.dsn, self.table, needs)
-                if swap:
-                    staging = self.table.sibling("__asyncetl_new")  # RefreshSwapWriter's
-                    problems += await table_problems(
-                        conn, self.dsn, staging, Needs((), create=True)
-                    )
-        return problems
+        return await sink_problems(self.dsn, self.table, self.mode, create=self.create)
 
     def commits_to(self, store: CheckpointStore) -> bool:
         """True for a :class:`PostgresCheckpointStore` in the same database."""
@@ -354,21 +338,19 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         if swap and self.schema is None:
             swap = False  # nothing was ever loaded: no table to swap in
         try:
-            await self._commit(groups, checkpoint, swap, _Settling(settle, rejects))
+            await self._commit(groups, checkpoint, swap, settle, rejects)
             return rejects
         except AsyncetlError as exc:
             if not (is_record_error(exc.__cause__) and bisectable(groups)):
                 raise
-            return await self._commit_bisecting(
-                groups, checkpoint, swap, _Settling(settle, rejects)
-            )
+            return await self._commit_bisecting(groups, checkpoint, swap, settle, rejects)
         except (TypeError, ValueError, ArithmeticError) as exc:
             bad = await self.bad_values(groups)
             if not bad:
                 raise PermanentError(
                     f"cannot write to table {self.target}: {type(exc).__name__}: {exc}"
                 ) from exc
-        await self._commit(groups, checkpoint, swap, _Settling(settle, rejects + bad))
+        await self._commit(groups, checkpoint, swap, settle, rejects + bad)
         return rejects + bad
 
     async def plan(self, records: Sequence[Record]) -> tuple[list[Group], list[Reject]]:
@@ -451,7 +433,7 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         await self._check_binary(lines[0])
         groups = self._planner.plan_copy(lines)
         try:
-            await self._commit(groups, checkpoint, swap, _Settling(settle, []))
+            await self._commit(groups, checkpoint, swap, settle, [])
         except PermanentError as exc:
             if not isinstance(exc.__cause__, asyncpg.BadCopyFileFormatError):
                 raise
@@ -497,18 +479,13 @@ class PostgresSink(Sink[Mapping[str, Any]]):
         self,
         groups: list[Group],
         checkpoint: Checkpoint | None,
-        swap: bool = False,
-        settling: _Settling | None = None,
+        swap: bool,
+        settle: Settle | None,
+        rejects: Sequence[Reject],
     ) -> None:
         async def body(conn: asyncpg.Connection) -> Loaded:
             loaded = await self.load(conn, groups)
-            if settling is not None:
-                # Before COMMIT: a failing policy rolls the batch and its checkpoint back.
-                await settle_on(conn, settling.settle, settling.rejects, self._dead_letters)
-            if checkpoint is not None and self._checkpoints is not None:
-                await self._checkpoints.save_on(conn, checkpoint)
-            if swap:
-                await self._swapper.swap_in(conn)
+            await self._close_batch(conn, settle, rejects, checkpoint, swap)
             return loaded
 
         self.count(await self._transact(f"writing to {self.target}", body))
@@ -516,7 +493,12 @@ class PostgresSink(Sink[Mapping[str, Any]]):
             await self._swapper.after_swap(self._transact)
 
     async def _commit_bisecting(
-        self, groups: list[Group], checkpoint: Checkpoint | None, swap: bool, settling: _Settling
+        self,
+        groups: list[Group],
+        checkpoint: Checkpoint | None,
+        swap: bool,
+        settle: Settle | None,
+        rejects: Sequence[Reject],
     ) -> list[Reject]:
         """Write the batch again, leaving out only the records the server refuses alone."""
 
@@ -528,19 +510,31 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                         conn, self.writer.load, group, str(self.target)
                     )
                     changed, refused = changed + loaded, refused + bad
-            rejects = [*settling.rejects, *refused]
-            await settle_on(conn, settling.settle, rejects, self._dead_letters)
-            if checkpoint is not None and self._checkpoints is not None:
-                await self._checkpoints.save_on(conn, checkpoint)
-            if swap:
-                await self._swapper.swap_in(conn)
-            return changed, rejects
+            await self._close_batch(conn, settle, [*rejects, *refused], checkpoint, swap)
+            return changed, [*rejects, *refused]
 
-        changed, rejects = await self._transact(f"writing to {self.target}, record by record", body)
+        changed, refused = await self._transact(f"writing to {self.target}, record by record", body)
         self.rows_changed += changed
         if swap:
             await self._swapper.after_swap(self._transact)
-        return rejects
+        return refused
+
+    async def _close_batch(
+        self,
+        conn: asyncpg.Connection,
+        settle: Settle | None,
+        rejects: Sequence[Reject],
+        checkpoint: Checkpoint | None,
+        swap: bool,
+    ) -> None:
+        """What a batch's transaction does after its rows, before COMMIT: settle the
+        records refused (a failing policy rolls the batch and its checkpoint back),
+        save the checkpoint, swap the staging table in."""
+        await settle_on(conn, settle, rejects, self._dead_letters)
+        if checkpoint is not None and self._checkpoints is not None:
+            await self._checkpoints.save_on(conn, checkpoint)
+        if swap:
+            await self._swapper.swap_in(conn)
 
     async def bad_values(self, groups: Sequence[Group]) -> list[Reject]:
         """Reject the records holding values their column cannot take; drop them from ``groups``.
@@ -566,28 +560,13 @@ class PostgresSink(Sink[Mapping[str, Any]]):
 
     async def _describe(self, table: TableName) -> TableSchema | None:
         async def body(conn: asyncpg.Connection) -> TableSchema | None:
-            return await describe_table(conn, table)
+            return await describe_table(conn, table, arrays_as_text=self.text_arrays)
 
-        schema = await self._transact(f"reading the catalog for {table}", body)
-        if schema is None or not self.text_arrays:
-            return schema
-        columns = [
-            replace(c, text_io=True, type=_sql.WholeText(c.type)) if c.type.endswith("]") else c
-            for c in schema.columns
-        ]
-        return replace(schema, columns=tuple(columns))
+        return await self._transact(f"reading the catalog for {table}", body)
 
     async def _source_schema(self) -> TableSchema:
         assert self.source is not None
-        dsn, table = self.source
-        schema = await describe_remote(dsn, table, policy=self.policy)
-        if schema is None:
-            raise PermanentError(
-                f"source table {table} does not exist in {dsn.where}; "
-                "fix source_table or create the table",
-                setting="source_table",
-            )
-        return schema
+        return await describe_source(*self.source, policy=self.policy)
 
     async def _create(self, columns: list[Column], key: Sequence[str]) -> None:
         """Create the table from ``columns`` plus the columns the mode needs, and get ready."""
@@ -633,11 +612,3 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                 "swap() is for a refresh_swap sink whose table exists", where=f"sink {self.name}"
             )
         return self.writer
-
-
-@dataclass(frozen=True, slots=True)
-class _Settling:
-    """What a transactional write settles before it commits: the records refused."""
-
-    settle: Settle | None
-    rejects: Sequence[Reject]

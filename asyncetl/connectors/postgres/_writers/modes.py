@@ -39,5 +39,9 @@ def writer_class(mode: str, options: WriteOptions, *, where: str) -> type[Writer
         raise ConfigError(
             f"must be one of {', '.join(_MODES)}, not {mode!r}", where=where, key="mode"
         )
+    if options.skip_unchanged and mode != "upsert":
+        raise ConfigError(
+            f'is for mode = "upsert", not {mode!r}', where=where, key="skip_unchanged"
+        )
     writer.check_options(options, where)
     return writer
