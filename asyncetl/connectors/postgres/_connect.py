@@ -11,6 +11,7 @@ rolled back, so the retry starts from the same state.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
@@ -244,15 +245,55 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+def _parsed_or_text(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """``parse`` of a value's text, or the text itself where Python has no value for it.
+
+    asyncpg's own codecs fail a whole read on a date BC, a year past 9999 or
+    ``24:00``, and read ``infinity`` as ``date.max``: a different value, which
+    a sink then writes as 9999-12-31. The text keeps each of them exact. The
+    last value is remembered: rows read together often share a date.
+    """
+    last: list[object] = [None, None]
+
+    def convert(text: str) -> object:
+        if text == last[0]:
+            return last[1]
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text
+        last[0], last[1] = text, value
+        return value
+
+    return convert
+
+
+#: Types whose every value a source reads exactly (see :func:`_parsed_or_text`).
+_EXACT_TYPES: tuple[tuple[str, Callable[[str], object]], ...] = (
+    ("date", dt.date.fromisoformat),
+    ("time", dt.time.fromisoformat),
+    ("timetz", dt.time.fromisoformat),
+)
+
+
 def _initializer(
-    json_values: bool, text_types: tuple[str, ...]
+    json_values: bool, text_types: tuple[str, ...], exact_dates: bool
 ) -> Callable[[asyncpg.Connection], Coroutine[Any, Any, None]] | None:
-    if not json_values and not text_types:
+    if not json_values and not text_types and not exact_dates:
         return None
 
     async def init(conn: asyncpg.Connection) -> None:
         if json_values:
             await _init_connection(conn)
+        for name, parse in _EXACT_TYPES if exact_dates else ():
+            if name not in text_types:
+                await conn.set_type_codec(
+                    name,
+                    encoder=str,
+                    decoder=_parsed_or_text(parse),
+                    schema="pg_catalog",
+                    format="text",
+                )
         for name in text_types:
             await conn.set_type_codec(
                 name, encoder=str, decoder=str, schema="pg_catalog", format="text"
@@ -269,6 +310,7 @@ async def open_pool(
     connect_timeout: float = 10.0,
     json_values: bool = True,
     text_types: Sequence[str] = (),
+    exact_dates: bool = False,
     reset_sessions: bool = True,
 ) -> asyncpg.Pool:
     """Create an asyncpg pool, retrying while the server is unreachable.
@@ -280,6 +322,9 @@ async def open_pool(
     :param text_types: ``pg_catalog`` types read and written as their text
         (``str``), for types whose Python value would lose information
         (``interval``: months are not days).
+    :param exact_dates: read ``date``, ``time`` and ``timetz`` values as Python
+        values where Python has one, and as their text otherwise (``infinity``,
+        dates BC, years past 9999, ``24:00``), as change data capture reads them.
     :param reset_sessions: reset each released connection's session (settings,
         LISTEN, advisory locks, cursors: one round trip). ``False`` for a pool
         whose users leave no session state behind; an open transaction is
@@ -303,12 +348,13 @@ async def open_pool(
                 timeout=connect_timeout,
                 command_timeout=None,
                 max_inactive_connection_lifetime=60.0,
-                init=_initializer(json_values, tuple(text_types)),
+                init=_initializer(json_values, tuple(text_types), exact_dates),
                 reset=None if reset_sessions else _keep_session,
                 # Floats as text exactly (the shortest text that reads back the same,
-                # PostgreSQL 12+), whatever the database or role sets: keyless reads
-                # group by it, positions and COPY lines hold it.
-                server_settings={"extra_float_digits": "3"},
+                # PostgreSQL 12+), and dates and intervals in the one style every server
+                # reads back, whatever the database or role sets: keyless reads group
+                # by their text, positions and COPY lines hold it, dates are parsed.
+                server_settings=_SESSION_SETTINGS,
             )
             try:
                 async with pool.acquire():  # reach the server now, not at the first batch
@@ -319,6 +365,13 @@ async def open_pool(
             return pool
 
     return await retry_call(connect, policy=policy, what=f"connect to {dsn}")
+
+
+_SESSION_SETTINGS = {
+    "extra_float_digits": "3",
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+}
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

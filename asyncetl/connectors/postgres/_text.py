@@ -9,12 +9,18 @@ from datetime import date, datetime, time, timedelta
 __all__ = ["copy_text", "position_text"]
 
 
+#: How asyncpg reads ``infinity`` and ``-infinity`` timestamps, and writes them back.
+_INFINITE = {datetime.max: "infinity", datetime.min: "-infinity"}
+
+
 def position_text(value: object) -> str | None:
     """``value`` as text PostgreSQL parses back to the same value (for positions)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, datetime) and value.replace(tzinfo=None) in _INFINITE:
+        return _INFINITE[value.replace(tzinfo=None)]
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, timedelta):

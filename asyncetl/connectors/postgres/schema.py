@@ -25,7 +25,7 @@ __all__ = [
 
 # text_io: asyncpg has no binary codec for the type (or its array element), so
 # binary COPY cannot take it: types of extensions, and a few built-in ones; or its
-# codec cannot hold every value (interval's months; dates BC, time 24:00).
+# codec cannot hold every value (interval's months; dates BC, time and timetz 24:00).
 _COLUMNS = """
 SELECT a.attname AS name,
        format_type(a.atttypid, a.atttypmod) AS type,
@@ -33,7 +33,7 @@ SELECT a.attname AS name,
        (e.typtype = 'b' AND e.typnamespace <> 'pg_catalog'::regnamespace)
          OR (e.typnamespace = 'pg_catalog'::regnamespace
              AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}'))
-         OR b.oid IN ('date'::regtype, 'time'::regtype) AS text_io,
+         OR b.oid IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype) AS text_io,
        CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
        CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default,

@@ -111,7 +111,10 @@ class TableSource(Source[Any]):
         columns) or ``binary`` (pages of COPY's binary format, for a PostgreSQL
         sink whose columns have the same types; needs built-in types too).
     :param text_types: ``pg_catalog`` types read as their text (``str``), e.g.
-        ``["interval"]``, whose ``timedelta`` would lose the months.
+        ``["interval"]``, whose ``timedelta`` would lose the months, or
+        ``["timestamp"]`` for timestamps BC. Without it, ``date``, ``time`` and
+        ``timetz`` values Python has no value for (``infinity``, dates BC, ``24:00``)
+        arrive as their text, the rest as ``date`` and ``time`` objects.
     :param text_arrays: read array columns as their text, which keeps lower bounds
         other than 1 (``[0:1]={7,8}``) that a list loses.
     :param retries: retries of a failed page query.
@@ -181,6 +184,7 @@ class TableSource(Source[Any]):
             policy=self.policy,
             json_values=False,
             text_types=self.text_types,
+            exact_dates=True,
             reset_sessions=False,
         )
         try:
@@ -433,9 +437,17 @@ class TableSource(Source[Any]):
         async def body(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             return await conn.fetch(sql, *args)
 
-        rows = await on_connection(
-            self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
-        )
+        try:
+            rows = await on_connection(
+                self.pool, self.dsn, f"reading {self._what}", body, policy=self.policy
+            )
+        except (ValueError, OverflowError) as exc:  # from asyncpg's decoders
+            raise PermanentError(
+                f"cannot read {self._what}: a value has no Python equivalent ({exc}); "
+                "timestamps before year 1 or after 9999 have none: read them as text "
+                'with text_types = ["timestamp", "timestamptz"]',
+                setting="text_types",
+            ) from exc
         if not rows:
             return [], None, 0
         if self.grouped:
