@@ -24,6 +24,7 @@ import asyncpg
 import asyncpg.exceptions as pgerr
 import orjson
 
+from asyncetl.connectors.postgres._text import parsed_or_text
 from asyncetl.core.errors import (
     AsyncetlError,
     ConfigError,
@@ -245,30 +246,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-def _parsed_or_text(parse: Callable[[str], object]) -> Callable[[str], object]:
-    """``parse`` of a value's text, or the text itself where Python has no value for it.
-
-    asyncpg's own codecs fail a whole read on a date BC, a year past 9999 or
-    ``24:00``, and read ``infinity`` as ``date.max``: a different value, which
-    a sink then writes as 9999-12-31. The text keeps each of them exact. The
-    last value is remembered: rows read together often share a date.
-    """
-    last: list[object] = [None, None]
-
-    def convert(text: str) -> object:
-        if text == last[0]:
-            return last[1]
-        try:
-            value = parse(text)
-        except ValueError:
-            value = text
-        last[0], last[1] = text, value
-        return value
-
-    return convert
-
-
-#: Types whose every value a source reads exactly (see :func:`_parsed_or_text`).
+#: Types whose every value a source reads exactly (see :func:`parsed_or_text`).
 _EXACT_TYPES: tuple[tuple[str, Callable[[str], object]], ...] = (
     ("date", dt.date.fromisoformat),
     ("time", dt.time.fromisoformat),
@@ -290,7 +268,7 @@ def _initializer(
                 await conn.set_type_codec(
                     name,
                     encoder=str,
-                    decoder=_parsed_or_text(parse),
+                    decoder=parsed_or_text(parse),
                     schema="pg_catalog",
                     format="text",
                 )

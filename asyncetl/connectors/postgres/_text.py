@@ -1,12 +1,14 @@
-"""Values as text: positions PostgreSQL parses back, and fields of COPY text lines."""
+"""Values as text: positions PostgreSQL parses back, fields of COPY text lines, and
+dates and times from text."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 
-__all__ = ["copy_text", "position_text"]
+__all__ = ["copy_text", "parsed_or_text", "position_text"]
 
 
 #: How asyncpg reads ``infinity`` and ``-infinity`` timestamps, and writes them back.
@@ -50,3 +52,28 @@ def copy_text(field: bytes) -> str:
     if b"\\" not in field:
         return field.decode()
     return _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), field).decode()
+
+
+def parsed_or_text(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """``parse`` of a value's text, or the text itself where Python has no value for it.
+
+    For dates and times read as text, by change data capture and by
+    ``TableSource``: asyncpg's own codecs fail a whole read on a date BC, a year
+    past 9999 or ``24:00``, and read ``infinity`` as ``date.max``, a different
+    value, which a sink then writes as 9999-12-31. The text keeps each of them
+    exact. The last value is remembered: rows written together often share a
+    timestamp, and parsing is the slow part.
+    """
+    last: list[object] = [None, None]
+
+    def convert(text: str) -> object:
+        if text == last[0]:
+            return last[1]
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text
+        last[0], last[1] = text, value
+        return value
+
+    return convert

@@ -17,6 +17,7 @@ from typing import Final
 
 import orjson
 
+from asyncetl.connectors.postgres._text import parsed_or_text
 from asyncetl.core.changes import JSON_NULL, JsonText
 
 __all__ = [
@@ -68,23 +69,10 @@ def _bytea(raw: bytes) -> object:
 def _guarded(parse: Callable[[str], object]) -> Converter:
     """``parse`` of the text, or the text itself for values Python cannot hold.
 
-    (``infinity``, dates BC, years past 9999.) The last value is remembered:
-    rows written together often share a timestamp, and parsing is the slow part.
+    (``infinity``, dates BC, years past 9999; see :func:`parsed_or_text`.)
     """
-    last: list[object] = [None, None]
-
-    def convert(raw: bytes) -> object:
-        if raw == last[0]:
-            return last[1]
-        text = raw.decode()
-        try:
-            value = parse(text)
-        except ValueError:
-            value = text
-        last[0], last[1] = raw, value
-        return value
-
-    return convert
+    convert = parsed_or_text(parse)
+    return lambda raw: convert(raw.decode())
 
 
 _timestamp = _guarded(dt.datetime.fromisoformat)
