@@ -267,7 +267,9 @@ def _cached_step(
 
 
 def _parsed(offset: int, buffer: bytes, at_end: bool, parse: Parse[T]) -> Step[T]:
-    chunks, consumed = parse(buffer, offset, at_end) if buffer else ((), 0)
+    # At the end even with nothing new: a parser may hold units it took from the block
+    # before (a JSONL source's lines short of a whole chunk), and gives them out now.
+    chunks, consumed = parse(buffer, offset, at_end) if buffer or at_end else ((), 0)
     return Step(chunks, offset + consumed, buffer[consumed:], at_end)
 
 

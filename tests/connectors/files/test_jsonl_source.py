@@ -208,6 +208,20 @@ async def test_blocks_hand_on_whole_chunks_until_the_end_of_the_file(tmp_path: P
     ]
 
 
+@pytest.mark.parametrize("lines", [8, 11])
+async def test_a_file_that_ends_where_a_block_ends_hands_on_the_lines_it_holds(
+    tmp_path: Path, lines: int
+) -> None:
+    # 10-byte lines in 40-byte blocks, chunks of three: every block leaves a line held
+    # for the next, and the last block ends exactly at the end of the file (80 bytes),
+    # so the last read finds nothing new; with 11 lines the file ends mid-block.
+    path = write_lines(tmp_path / "in.jsonl", *(b'{"id":%d}\n' % i for i in range(10, 10 + lines)))
+    chunks = await read_all(JsonlSource(str(path), block_size=40), max_chunk=3)
+    ids = [[r["id"] for r in c.records] for c in chunks]
+    assert ids == [list(range(10, 10 + lines))[i : i + 3] for i in range(0, lines, 3)]
+    assert chunks[-1].position == at(path, 10 * lines)
+
+
 async def test_a_followed_file_hands_on_what_it_holds_at_its_end(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "in.jsonl", b'{"id":1}\n', b'{"id":2}\n', b'{"id":3}\n')
     source = JsonlSource(str(path), follow=True, poll_interval=0.01)
