@@ -250,7 +250,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 _EXACT_TYPES: tuple[tuple[str, Callable[[str], object]], ...] = (
     ("date", dt.date.fromisoformat),
     ("time", dt.time.fromisoformat),
-    ("timetz", dt.time.fromisoformat),
 )
 
 
@@ -300,9 +299,9 @@ async def open_pool(
     :param text_types: ``pg_catalog`` types read and written as their text
         (``str``), for types whose Python value would lose information
         (``interval``: months are not days).
-    :param exact_dates: read ``date``, ``time`` and ``timetz`` values as Python
-        values where Python has one, and as their text otherwise (``infinity``,
-        dates BC, years past 9999, ``24:00``), as change data capture reads them.
+    :param exact_dates: read ``date`` and ``time`` values as Python values where
+        Python has one, and as their text otherwise (``infinity``, dates BC, years
+        past 9999, ``24:00``), as change data capture reads them.
     :param reset_sessions: reset each released connection's session (settings,
         LISTEN, advisory locks, cursors: one round trip). ``False`` for a pool
         whose users leave no session state behind; an open transaction is

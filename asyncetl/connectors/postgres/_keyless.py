@@ -89,7 +89,9 @@ class _Key:
             return f"{_ROWS}.{self.key} AS {self.name}"
         # Parsed back from the text, as no aggregate of PostgreSQL 15 takes any one value
         # of any type without holding them all (array_agg) or needing an ordering (min).
-        return f"{_ROWS}.{self.key}::{self.column.type} AS {self.name}"
+        # An array read as text becomes its elements' text.
+        as_read = "::text[]" if self.column.read_as_text else ""
+        return f"{_ROWS}.{self.key}::{self.column.type}{as_read} AS {self.name}"
 
 
 class GroupedRead:
@@ -171,5 +173,6 @@ def _key(column: Column, index: int, text_arrays: bool) -> _Key:
     plain = unmodified(column.type)
     if plain in _IDENTICAL_WHEN_EQUAL:
         return _Key(column, index, as_text=False, value_is_key=False)
-    is_text = plain in _TEXT or (text_arrays and column.type.endswith("]"))
+    array = column.type.endswith("]")
+    is_text = plain in _TEXT or (text_arrays and array) or (column.read_as_text and not array)
     return _Key(column, index, as_text=True, value_is_key=is_text)

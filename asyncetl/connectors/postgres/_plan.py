@@ -20,6 +20,7 @@ import asyncpg
 from asyncetl.connectors.postgres._binary import BinaryPage, distinct_pages
 from asyncetl.connectors.postgres._encode import find_bad_values
 from asyncetl.connectors.postgres._load import BinaryRows, CopyRows, TextRows
+from asyncetl.connectors.postgres._objects import object_text
 from asyncetl.connectors.postgres._rows import group_by_shape, json_text, rows_of, uniform_rows
 from asyncetl.connectors.postgres._sql import WholeText
 from asyncetl.connectors.postgres._value_check import find_changed_values
@@ -45,7 +46,8 @@ Row = tuple[Any, ...]
 def _values_as_text(row: Row, index: list[int], whole: frozenset[int] = frozenset()) -> Row:
     """``row`` with its values at ``index`` as the text their column is staged in: a
     ``timedelta`` as interval text, a date or time in ISO form, a list for a column at
-    ``whole`` (see :class:`~._sql.WholeText`) as an array literal; text stays as it is."""
+    ``whole`` (see :class:`~._sql.WholeText`) as an array literal, asyncpg's objects as
+    their text (:func:`~._objects.object_text`); text stays as it is."""
     values = list(row)
     for i in index:
         v = values[i]
@@ -55,6 +57,8 @@ def _values_as_text(row: Row, index: list[int], whole: frozenset[int] = frozense
             values[i] = v.isoformat()
         elif isinstance(v, list | tuple) and i in whole:
             values[i] = pg_text(v)
+        elif v is not None and not isinstance(v, str):
+            values[i] = object_text(v)  # asyncpg's Range, Point…, a tuple for a row
     return tuple(values)
 
 

@@ -20,20 +20,34 @@ __all__ = [
     "describe_source",
     "describe_table",
     "table_ddl",
+    "types_read_as_text",
     "unmodified",
 ]
 
+# read_as_text: asyncpg would decode the type (or its array element) into an object of
+# its own (Range, Point, BitString, Record…) or, for interval, lose the months; a source
+# reads its text instead, as change data capture does. t is the column's type, b its
+# base type (for a domain), e the element type of b (for an array) or b.
+_READ_AS_TEXT = """(e.typtype IN ('c', 'r', 'm') OR e.oid = ANY(
+    '{bit,varbit,point,line,lseg,box,path,polygon,circle,interval,timetz}'::regtype[]))"""
+_BASE_AND_ELEMENT = """
+JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' THEN b.typelem ELSE b.oid END"""
+
 # text_io: asyncpg has no binary codec for the type (or its array element), so
 # binary COPY cannot take it: types of extensions, and a few built-in ones; or its
-# codec cannot hold every value (interval's months; dates BC, time and timetz 24:00).
-_COLUMNS = """
+# codec cannot hold every value (interval's months; dates BC, time and timetz 24:00);
+# or a source reads it as text (read_as_text). Constants only: no value is formatted in.
+_COLUMNS = f"""
 SELECT a.attname AS name,
        format_type(a.atttypid, a.atttypmod) AS type,
        a.attnotnull AS not_null,
        (e.typtype = 'b' AND e.typnamespace <> 'pg_catalog'::regnamespace)
          OR (e.typnamespace = 'pg_catalog'::regnamespace
-             AND e.typname = ANY('{money,macaddr,macaddr8,tsvector,tsquery,interval}'))
-         OR b.oid IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype) AS text_io,
+             AND e.typname = ANY('{{money,macaddr,macaddr8,tsvector,tsquery}}'))
+         OR b.oid IN ('date'::regtype, 'time'::regtype)
+         OR {_READ_AS_TEXT} AS text_io,
+       {_READ_AS_TEXT} AS read_as_text,
        CASE WHEN a.attgenerated = 's' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
        CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default,
@@ -41,12 +55,10 @@ SELECT a.attname AS name,
          AND CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END < 0 AS unbounded_bpchar
 FROM pg_attribute a
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-JOIN pg_type t ON t.oid = a.atttypid
-JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' THEN b.typelem ELSE b.oid END
+JOIN pg_type t ON t.oid = a.atttypid{_BASE_AND_ELEMENT}
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
-"""
+"""  # noqa: S608
 
 _UNIQUE_KEYS = """
 SELECT i.indisprimary AS is_primary,
@@ -59,6 +71,11 @@ WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL
 GROUP BY i.indexrelid, i.indisprimary
 ORDER BY i.indisprimary DESC, i.indexrelid
 """
+
+_TYPES_READ_AS_TEXT = f"""
+SELECT t.oid, format_type(t.oid, NULL) AS type FROM pg_type t{_BASE_AND_ELEMENT}
+WHERE t.oid = ANY($1::oid[]) AND {_READ_AS_TEXT}
+"""  # noqa: S608
 
 _RESOLVE = """
 SELECT c.oid, n.nspname, c.relname
@@ -92,6 +109,9 @@ class Column:
     #: ``bpchar`` without a length, or a domain over it: its values keep trailing
     #: spaces, which its cast to ``text`` drops (``character(n)`` pads them back).
     unbounded_bpchar: bool = False
+    #: A source reads the column's text (an array's as a list of its elements' text):
+    #: ranges, composites, geometric types, bit strings, interval, timetz.
+    read_as_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +169,7 @@ async def describe_table(
             r["identity"],
             r["default"],
             r["unbounded_bpchar"],
+            r["read_as_text"],
         )
         for r in await conn.fetch(_COLUMNS, oid)
         for whole in [arrays_as_text and r["type"].endswith("]")]
@@ -161,6 +182,12 @@ async def describe_table(
         primary_key=primary,
         unique_keys=tuple(tuple(r["columns"]) for r in keys),
     )
+
+
+async def types_read_as_text(conn: asyncpg.Connection, oids: Sequence[int]) -> dict[int, str]:
+    """The types of ``oids`` a source reads as their text (``Column.read_as_text``), each
+    with its SQL name (an array's ends in ``[]``)."""
+    return {r["oid"]: r["type"] for r in await conn.fetch(_TYPES_READ_AS_TEXT, list(oids))}
 
 
 async def describe_remote(dsn: Dsn, table: TableName, *, policy: RetryPolicy) -> TableSchema | None:

@@ -64,7 +64,12 @@ from asyncetl.connectors.postgres._keyset import (
 )
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres._text import copy_text, position_text
-from asyncetl.connectors.postgres.schema import Column, TableSchema, describe_table
+from asyncetl.connectors.postgres.schema import (
+    Column,
+    TableSchema,
+    describe_table,
+    types_read_as_text,
+)
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.columnar import RowBlock
 from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
@@ -111,10 +116,12 @@ class TableSource(Source[Any]):
         columns) or ``binary`` (pages of COPY's binary format, for a PostgreSQL
         sink whose columns have the same types; needs built-in types too).
     :param text_types: ``pg_catalog`` types read as their text (``str``), e.g.
-        ``["interval"]``, whose ``timedelta`` would lose the months, or
-        ``["timestamp"]`` for timestamps BC. Without it, ``date``, ``time`` and
-        ``timetz`` values Python has no value for (``infinity``, dates BC, ``24:00``)
-        arrive as their text, the rest as ``date`` and ``time`` objects.
+        ``["timestamp"]`` for timestamps BC. Without it, ``date`` and ``time``
+        values Python has no value for (``infinity``, dates BC, ``24:00``) arrive
+        as their text, the rest as ``date`` and ``time`` objects; ranges,
+        composites, geometric types, bit strings, ``interval`` and ``timetz``
+        always arrive as their text (arrays of them as lists of it), as change
+        data capture gives them.
     :param text_arrays: read array columns as their text, which keeps lower bounds
         other than 1 (``[0:1]={7,8}``) that a list loses.
     :param retries: retries of a failed page query.
@@ -267,10 +274,13 @@ class TableSource(Source[Any]):
     async def _discover(self) -> list[Column]:
         async def body(conn: asyncpg.Connection) -> list[Column]:
             if self.query is not None:
-                statement = await conn.prepare(self.query)
+                attributes = (await conn.prepare(self.query)).get_attributes()
+                as_text = await types_read_as_text(conn, [a.type.oid for a in attributes])
                 return [
-                    Column(a.name, f"{quote_ident(a.type.schema)}.{quote_ident(a.type.name)}")
-                    for a in statement.get_attributes()
+                    Column(a.name, as_text[a.type.oid], read_as_text=True)
+                    if a.type.oid in as_text
+                    else Column(a.name, f"{quote_ident(a.type.schema)}.{quote_ident(a.type.name)}")
+                    for a in attributes
                 ]
             self.schema = await describe_table(conn, self.table)
             if self.schema is None:
@@ -327,8 +337,11 @@ class TableSource(Source[Any]):
 
     def _selected_sql(self, column: Column) -> str:
         name = quote_ident(column.name)
-        if self.text_arrays and column.type.endswith("]"):
+        array = column.type.endswith("]")
+        if self.text_arrays and array:
             return f"{name}::text AS {name}"
+        if column.read_as_text:
+            return f"{name}::text{'[]' if array else ''} AS {name}"
         return name
 
     @property

@@ -1,12 +1,13 @@
 """TableSource reads dates and times Python cannot hold as their text, never as other values.
 
 asyncpg's own codecs read ``infinity`` as 9999-12-31 and fail on a date BC or
-``24:00``; the source keeps each value exact, as change data capture does.
+``24:00``; the source keeps each value exact, as change data capture does, and
+reads ``timetz`` as its text (a ``time`` with an offset is no JSON value).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import pytest
@@ -35,21 +36,11 @@ async def test_dates_and_times_python_cannot_hold_arrive_as_their_text(pg_databa
     await execute(pg_database, TABLE)
     [chunk] = await read_all(TableSource(pg_database, "days"))
     assert list(chunk.records) == [
-        {
-            "id": 1,
-            "d": date(2024, 2, 29),
-            "t": time(10),
-            "tz": time(12, 34, 56, 789000, tzinfo=timezone(timedelta(hours=5, minutes=30))),
-        },
+        {"id": 1, "d": date(2024, 2, 29), "t": time(10), "tz": "12:34:56.789+05:30"},
         {"id": 2, "d": "infinity", "t": "24:00:00", "tz": "24:00:00+02"},
         {"id": 3, "d": "-infinity", "t": time(0), "tz": None},
         {"id": 4, "d": "4713-01-01 BC", "t": None, "tz": None},
-        {
-            "id": 5,
-            "d": date(9999, 12, 31),
-            "t": time(23, 59, 59, 999999),
-            "tz": time(0, tzinfo=timezone(timedelta(hours=-12))),
-        },
+        {"id": 5, "d": date(9999, 12, 31), "t": time(23, 59, 59, 999999), "tz": "00:00:00-12"},
         {"id": 6, "d": "10000-01-01", "t": None, "tz": None},
         {"id": 7, "d": None, "t": None, "tz": None},
     ]
