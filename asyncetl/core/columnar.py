@@ -15,7 +15,6 @@ are to a columnar target, with no dict made per row on the way.
 from __future__ import annotations
 
 import datetime
-import json
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +23,8 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Literal, TypeAlias, overload
 
-import orjson
-
 from asyncetl.core.batch import Reject
+from asyncetl.core.jsonout import json_text
 
 __all__ = ["Columns", "ExtraColumns", "RowBlock", "plain_value", "to_columns"]
 
@@ -241,10 +239,7 @@ def plain_value(value: object) -> object:
     if type(value) in _AS_IS:
         return value
     if isinstance(value, dict | list | tuple):
-        try:
-            return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-            return json.dumps(value, default=str, ensure_ascii=False)
+        return json_text(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     return value  # datetimes, dates, decimals, enums…: the library judges

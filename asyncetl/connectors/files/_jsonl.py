@@ -18,6 +18,7 @@ from asyncetl.connectors.files._source import FileSource
 from asyncetl.connectors.files._tail import resume_offset
 from asyncetl.core.batch import Batch, Chunk, JsonValue, Position, Reject
 from asyncetl.core.interfaces import Problem, Sink
+from asyncetl.core.jsonout import json_default
 
 __all__ = ["JsonlSink", "JsonlSource"]
 
@@ -232,8 +233,9 @@ def _kind(value: object) -> str:
 class JsonlSink(Sink[object]):
     """Appends one JSON line per record to a file.
 
-    Records are encoded with orjson; values JSON lacks (datetimes, decimals,
-    UUIDs…) become strings. Each batch is written with one append and, with
+    Records are encoded with orjson; values JSON lacks become strings: bytes as
+    base64, datetimes in ISO 8601, decimals, UUIDs and the rest as their ``str``
+    (:mod:`asyncetl.core.jsonout`). Each batch is written with one append and, with
     ``fsync``, made durable before :meth:`write` returns. A replay after a
     crash appends its batch again (at-least-once). The only rejects are
     records that cannot be encoded at all (a circular structure, say).
@@ -324,7 +326,7 @@ def _encode(
             return index
         record = records[index]
         try:
-            payload += dumps(record, str, _ENCODE)
+            payload += dumps(record, json_default, _ENCODE)
         except orjson.JSONEncodeError:
             try:
                 payload += _encode_lenient(record)
@@ -336,9 +338,11 @@ def _encode(
 def _encode_lenient(record: object) -> bytes:
     """For what orjson refuses: non-string keys, integers beyond 64 bits."""
     try:
-        return orjson.dumps(record, str, _ENCODE_LENIENT)
+        return orjson.dumps(record, json_default, _ENCODE_LENIENT)
     except orjson.JSONEncodeError:
         return (
-            json.dumps(record, default=str, ensure_ascii=False, separators=_COMPACT).encode()
+            json.dumps(
+                record, default=json_default, ensure_ascii=False, separators=_COMPACT
+            ).encode()
             + b"\n"
         )

@@ -19,6 +19,7 @@ from asyncetl.connectors.http._settings import ClientSettings, client_settings
 from asyncetl.core.batch import Batch, Position, Reject
 from asyncetl.core.errors import ConfigError
 from asyncetl.core.interfaces import Problem, Sink
+from asyncetl.core.jsonout import json_default
 from asyncetl.core.settings_check import positive_int
 
 __all__ = ["REJECT_STATUSES", "HttpSink", "idempotency_key"]
@@ -202,7 +203,7 @@ _KEYWORDS = [name for name in inspect.signature(HttpSink).parameters if name != 
 
 
 def _dumps(value: object) -> bytes:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(value, json_default, orjson.OPT_NON_STR_KEYS)
 
 
 def _reason(exc: OSError) -> str:

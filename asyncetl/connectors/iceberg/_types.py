@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
-import orjson
 import pyarrow as pa
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
@@ -23,6 +22,7 @@ from pyiceberg.types import IcebergType, NestedField
 
 from asyncetl.core.changes import JSON_NULL
 from asyncetl.core.errors import ConfigError
+from asyncetl.core.jsonout import json_text
 
 __all__ = [
     "Converter",
@@ -155,7 +155,7 @@ def _text(value: object) -> object:
     if value is JSON_NULL:
         return "null"
     if isinstance(value, dict | list | tuple):
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        return json_text(value)
     if isinstance(value, bytes | bytearray | memoryview):
         raise ValueError("bytes do not fit a string column")  # noqa: TRY004 - a refused value
     if isinstance(value, dt.datetime | dt.date | dt.time):

@@ -3,7 +3,6 @@ insert statements, and its bound values."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
@@ -11,11 +10,10 @@ from functools import lru_cache
 from itertools import chain, repeat
 from operator import is_, itemgetter
 
-import orjson
-
 from asyncetl.connectors.sqlite._sql import insert, quote_ident
 from asyncetl.core.batch import Reject
 from asyncetl.core.contract import SchemaContract
+from asyncetl.core.jsonout import json_text
 from asyncetl.core.logs import get_logger
 from asyncetl.core.settings_check import identifier_names
 
@@ -236,10 +234,7 @@ def _adapt(value: object) -> object:
     if type(value) in _NATIVE:
         return value
     if isinstance(value, dict | list | tuple):
-        try:
-            return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-            return json.dumps(value, default=str, ensure_ascii=False)
+        return json_text(value)
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, bytes):

@@ -28,8 +28,10 @@ async def test_one_line_per_record_with_unknown_types_as_strings(tmp_path: Path)
                     {1: "integer key"},
                     {"big": 2**70},
                     "plain text",
+                    {"blob": b"\x00\xff", "parts": [bytearray(b"ab"), memoryview(b"")]},
+                    {"blob": b"\x00\xff", "big": 2**70},
                 ],
-                5,
+                7,
             )
         )
     finally:
@@ -41,6 +43,8 @@ async def test_one_line_per_record_with_unknown_types_as_strings(tmp_path: Path)
         b'{"1":"integer key"}',
         b'{"big":1180591620717411303424}',
         b'"plain text"',
+        b'{"blob":"AP8=","parts":["YWI=",""]}',  # bytes as base64, not Python's repr
+        b'{"blob":"AP8=","big":1180591620717411303424}',
     ]
 
 

@@ -363,6 +363,8 @@ async def test_values_sqlite_lacks_are_bound_as_text(tmp_path: Path) -> None:
                 "ident": ident,
                 "pair": (1, "a"),
                 "colour": Colour.RED,
+                "blob": b"\x00\xff",
+                "nested": {"blob": b"\x00\xff", "big": 2**70},
             }
         ],
     )
@@ -375,6 +377,8 @@ async def test_values_sqlite_lacks_are_bound_as_text(tmp_path: Path) -> None:
             str(ident),
             '[1,"a"]',
             1,
+            b"\x00\xff",  # a BLOB; inside JSON text, base64
+            '{"blob": "AP8=", "big": 1180591620717411303424}',
         )
     ]
 
