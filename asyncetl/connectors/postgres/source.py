@@ -34,11 +34,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import anyio
 import asyncpg
-import orjson
 
 from asyncetl.connectors.postgres._binary import binary_refusal, page_of
 from asyncetl.connectors.postgres._check import checking, column_problems
@@ -52,16 +51,7 @@ from asyncetl.connectors.postgres._connect import (
 )
 from asyncetl.connectors.postgres._copy_out import copy_query_out, copy_setting
 from asyncetl.connectors.postgres._keyless import GroupedRead
-from asyncetl.connectors.postgres._keyset import (
-    AFTER,
-    AS_TEXT,
-    NAMES,
-    ORDER,
-    dollar,
-    is_named,
-    later_than,
-    position_values,
-)
+from asyncetl.connectors.postgres._keyset import Positions, dollar, later_than, position_values
 from asyncetl.connectors.postgres._sql import TableName, quote_ident
 from asyncetl.connectors.postgres._text import copy_text, position_text
 from asyncetl.connectors.postgres.schema import (
@@ -72,7 +62,7 @@ from asyncetl.connectors.postgres.schema import (
 )
 from asyncetl.core.batch import Chunk, JsonValue, Position
 from asyncetl.core.columnar import RowBlock
-from asyncetl.core.errors import RESET_HINT, ConfigError, PermanentError
+from asyncetl.core.errors import ConfigError, PermanentError
 from asyncetl.core.interfaces import Problem, Source
 from asyncetl.core.observe import Progress
 
@@ -86,10 +76,6 @@ _Page = tuple[Sequence[Any], list[str | None] | None, int]
 
 #: The planner's row estimate; -1 (PostgreSQL 14+) for a table never vacuumed or analysed.
 _ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass"
-
-
-def _json(value: JsonValue) -> str:
-    return orjson.dumps(value).decode()
 
 
 class TableSource(Source[Any]):
@@ -360,80 +346,19 @@ class TableSource(Source[Any]):
         :raises ConfigError: naming what the position was written for, what this
             source reads, and how to reset the checkpoint.
         """
-        if position is None:
-            return
-        values: JsonValue = position
-        if isinstance(position, dict) and is_named(position):
-            self._check_identity(position)
-            values = position[AFTER]
-        if (
-            not isinstance(values, list)
-            or (self.order and len(values) != len(self.order))
-            or not all(v is None or isinstance(v, str) for v in values)
-        ):
-            order = (
-                f"the ordering columns {_json(list[JsonValue](self.order))}"
-                if self.order
-                else "ordering values"
-            )
-            self._refuse(
-                position, f"it does not hold {order} of {self._what}; to read from the start"
-            )
+        self._positions.check(position)
 
-    def _check_identity(self, position: dict[str, JsonValue]) -> None:
-        [(key, reading)] = self._identity.items()
-        [(written_key, written_for)] = [(k, v) for k, v in position.items() if k in NAMES]
-        if (written_key, written_for) != (key, reading):
-            self._refuse(
-                position,
-                f"it was written for {written_key} {_json(written_for)}, not for {key} "
-                f"{_json(reading)}; point {key} back there, or to read {_json(reading)} "
-                "from the start",
-            )
-        order = position[ORDER]
-        if self.order and order != self.order:
-            self._refuse(
-                position,
-                f"it was written for the ordering columns {_json(order)}, not for "
-                f"{_json(list[JsonValue](self.order))} (cursor and key); restore them, "
-                "or to read in the new order from the start",
-            )
-        as_text = position.get(AS_TEXT, [])
-        if self.order and as_text != self._as_text:
-            self._refuse(
-                position,
-                f"it orders by the text of the columns {_json(as_text)}, this version by the "
-                f"text of {_json(self._as_text)} (rows without a key that differ but compare "
-                "equal are told apart now); to read from the start",
-            )
-
-    def _refuse(self, position: Position, why: str) -> NoReturn:
-        raise ConfigError(
-            f"cannot resume from the committed position {_json(position)}: {why}, {RESET_HINT}",
-            where=f"TableSource {self.name!r}",
-            key="position",
+    @property
+    def _positions(self) -> Positions:
+        """What this source's positions name: the table or query, and how it is ordered."""
+        identity: dict[str, JsonValue] = (
+            {"query": self.query} if self.query is not None else {"table": str(self.table)}
         )
-
-    @property
-    def _identity(self) -> dict[str, JsonValue]:
-        """What this source reads, as its positions name it: the table, or the query."""
-        if self.query is not None:
-            return {"query": self.query}
-        return {"table": str(self.table)}
-
-    @property
-    def _as_text(self) -> list[JsonValue]:
-        return list(self.grouped.as_text) if self.grouped else []
+        as_text = list[JsonValue](self.grouped.as_text) if self.grouped else []
+        return Positions(identity, self.order, as_text, self._what, f"TableSource {self.name!r}")
 
     def _position(self, values: list[str | None]) -> Position:
-        position: dict[str, JsonValue] = {
-            **self._identity,
-            ORDER: list[JsonValue](self.order),
-            AFTER: list[JsonValue](values),
-        }
-        if self._as_text:
-            position[AS_TEXT] = self._as_text
-        return position
+        return self._positions.after(values)
 
     # -- reading -------------------------------------------------------------
 
