@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,16 @@ def browser() -> Iterator[webdriver.Chrome]:
     for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(installed("chromedriver")))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    # Chromium puts its profile lock in $TMPDIR (org.chromium.Chromium.*) and leaves it
+    # there: a directory of the test's own, removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="asyncetl_chromium_") as directory:
+        env = {**os.environ, "TMPDIR": directory}
+        service = Service(installed("chromedriver"), env=env)
+        driver = webdriver.Chrome(options=options, service=service)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 def text(driver: webdriver.Chrome, element_id: str) -> str:

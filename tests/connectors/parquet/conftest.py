@@ -83,6 +83,9 @@ def _seaweedfs() -> Iterator[S3]:
                     "-webdav=false",
                     "-admin.ui=false",
                     f"-s3.config={config}",
+                    # In the run's directory: by default /tmp/seaweedfs-s3-<port>.sock, left behind.
+                    f"-s3.localSocket={root / 's3.sock'}",
+                    f"-filer.localSocket={root / 'filer.sock'}",
                     *(f"-{name}={port}" for name, port in ports.items()),
                 ],
                 stdout=output,
