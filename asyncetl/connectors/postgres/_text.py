@@ -21,8 +21,8 @@ def position_text(value: object) -> str | None:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, datetime) and value.replace(tzinfo=None) in _INFINITE:
-        return _INFINITE[value.replace(tzinfo=None)]
+    if isinstance(value, datetime) and (infinite := _INFINITE.get(value.replace(tzinfo=None))):
+        return infinite
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, timedelta):

@@ -92,9 +92,10 @@ __all__ = ["TableRow", "TablesSink", "TablesSource", "parse_tables"]
 
 _DONE = "done"
 _FORMATS = ("records", "copy", "binary")
-#: Types whose Python value loses information (an interval's months) or cannot hold
-#: every value (dates BC, time 24:00); the rows of a copy carry their text.
-LOSSY_TYPES = ("interval", "date", "time")
+#: Types whose Python value cannot hold every value (dates BC, time 24:00): the rows
+#: of a copy carry their text. (``interval`` and the other types whose Python value
+#: loses information are read as text by every ``TableSource``: ``Column.read_as_text``.)
+LOSSY_TYPES = ("date", "time")
 
 
 def _json(value: JsonValue) -> str:
