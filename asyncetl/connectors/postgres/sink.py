@@ -510,14 +510,17 @@ class PostgresSink(Sink[Mapping[str, Any]]):
                         conn, self.writer.load, group, str(self.target)
                     )
                     changed, refused = changed + loaded, refused + bad
-            await self._close_batch(conn, settle, [*rejects, *refused], checkpoint, swap)
-            return changed, [*rejects, *refused]
+            every_reject = [*rejects, *refused]
+            await self._close_batch(conn, settle, every_reject, checkpoint, swap)
+            return changed, every_reject
 
-        changed, refused = await self._transact(f"writing to {self.target}, record by record", body)
+        changed, every_reject = await self._transact(
+            f"writing to {self.target}, record by record", body
+        )
         self.rows_changed += changed
         if swap:
             await self._swapper.after_swap(self._transact)
-        return refused
+        return every_reject
 
     async def _close_batch(
         self,
